@@ -1,1 +1,301 @@
-fn main() {}
+//! `vitalgate-bench`: compares vitalgate's handshake with its peers in one run.
+//!
+//! ```text
+//! cargo run --release -p vitalgate-bench -- handshake [--json] [--rounds N]
+//! ```
+//!
+//! Everything runs single-threaded and in memory, interleaved round by round
+//! (see `measure`), so the ratios printed are between figures taken under the
+//! same conditions.
+
+mod floor;
+mod measure;
+mod peers;
+mod vitalgate;
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use vitalgate_core::handshake::{
+    InitiatorAwaitingConfirmation, InitiatorAwaitingM2, InitiatorFactorRound, InitiatorVerified,
+};
+use vitalgate_core::provider::{AwsLc, Dalek};
+
+use measure::{interleaved, Bench};
+
+const USAGE: &str = "usage: vitalgate-bench handshake [--json] [--rounds N]";
+
+struct Row {
+    name: &'static str,
+    median_us: f64,
+    p10_us: f64,
+    bytes: Option<(usize, usize)>,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut json = false;
+    let mut rounds = 40;
+    let mut command = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--json" => json = true,
+            "--rounds" => match it.next().and_then(|n| n.parse().ok()) {
+                Some(n) if n > 0 => rounds = n,
+                _ => {
+                    eprintln!("--rounds needs a positive number\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "handshake" if command.is_none() => command = Some("handshake"),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("unknown argument {other:?}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if command.is_none() {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    }
+    handshake(json, rounds);
+    ExitCode::SUCCESS
+}
+
+fn handshake(json: bool, rounds: usize) {
+    let vg_ref = vitalgate::Setup::<AwsLc>::new(false);
+    let vg_full = vitalgate::Setup::<AwsLc>::new(true);
+    let vg_dalek = vitalgate::Setup::<Dalek>::new(false);
+    let rustls = peers::RustlsMtls::new();
+    let noise = peers::NoiseXx::new();
+
+    let sizes: HashMap<&str, (usize, usize)> = HashMap::from([
+        ("vitalgate-ref", vg_ref.handshake()),
+        ("vitalgate-full", vg_full.handshake()),
+        ("vitalgate-ref-dalek", vg_dalek.handshake()),
+        ("rustls-mtls-ed25519", rustls.handshake()),
+        ("noise-xx", noise.handshake()),
+    ]);
+
+    let mut benches = vec![
+        Bench {
+            name: "vitalgate-ref",
+            run: Box::new(|| {
+                vg_ref.handshake();
+            }),
+        },
+        Bench {
+            name: "vitalgate-full",
+            run: Box::new(|| {
+                vg_full.handshake();
+            }),
+        },
+        Bench {
+            name: "vitalgate-ref-dalek",
+            run: Box::new(|| {
+                vg_dalek.handshake();
+            }),
+        },
+        Bench {
+            name: "rustls-mtls-ed25519",
+            run: Box::new(|| {
+                rustls.handshake();
+            }),
+        },
+        Bench {
+            name: "noise-xx",
+            run: Box::new(|| {
+                noise.handshake();
+            }),
+        },
+    ];
+    benches.extend(floor::primitives::<AwsLc>("server"));
+    benches.extend(floor::primitives::<Dalek>("dalek"));
+    let samples = interleaved(&mut benches, rounds, 20);
+    let by_name: HashMap<&str, &measure::Samples> = samples.iter().map(|s| (s.name, s)).collect();
+    let median = |name: &str| by_name[name].median();
+    let p10 = |name: &str| by_name[name].p10();
+
+    let mut rows: Vec<Row> = [
+        "vitalgate-ref",
+        "vitalgate-full",
+        "vitalgate-ref-dalek",
+        "rustls-mtls-ed25519",
+        "noise-xx",
+    ]
+    .into_iter()
+    .map(|name| Row {
+        name,
+        median_us: median(name),
+        p10_us: p10(name),
+        bytes: Some(sizes[name]),
+    })
+    .collect();
+    // A floor is a sum of medians: its p10 is the sum of the parts' p10s.
+    for (name, prefix, full) in [
+        ("floor-server", "server", false),
+        ("floor-server-full", "server", true),
+        ("floor-dalek", "dalek", false),
+    ] {
+        rows.push(Row {
+            name,
+            median_us: floor::floor(&median, prefix, full),
+            p10_us: floor::floor(&p10, prefix, full),
+            bytes: None,
+        });
+    }
+    let primitive_rows: Vec<Row> = samples
+        .iter()
+        .filter(|s| s.name.contains('/'))
+        .map(|s| Row {
+            name: s.name,
+            median_us: s.median(),
+            p10_us: s.p10(),
+            bytes: None,
+        })
+        .collect();
+
+    let state_sizes = [
+        (
+            "initiator-awaiting-m2-dalek",
+            std::mem::size_of::<InitiatorAwaitingM2<'static, Dalek>>(),
+        ),
+        (
+            "initiator-verified-dalek",
+            std::mem::size_of::<InitiatorVerified<'static, Dalek>>(),
+        ),
+        (
+            "initiator-awaiting-confirmation-dalek",
+            std::mem::size_of::<InitiatorAwaitingConfirmation<Dalek>>(),
+        ),
+        (
+            "initiator-factor-round-dalek",
+            std::mem::size_of::<InitiatorFactorRound<Dalek>>(),
+        ),
+    ];
+    let row_median = |name: &str| {
+        rows.iter()
+            .find(|r| r.name == name)
+            .map(|r| r.median_us)
+            .unwrap_or(f64::NAN)
+    };
+
+    if json {
+        for row in rows.iter().chain(&primitive_rows) {
+            let mut obj = serde_json::json!({
+                "name": row.name,
+                "median_us": round2(row.median_us),
+                "p10_us": round2(row.p10_us),
+            });
+            if let Some((i2r, r2i)) = row.bytes {
+                obj["bytes_i2r"] = i2r.into();
+                obj["bytes_r2i"] = r2i.into();
+            }
+            println!("{obj}");
+        }
+        for (name, bytes) in state_sizes {
+            println!(
+                "{}",
+                serde_json::json!({ "name": name, "state_bytes": bytes })
+            );
+        }
+        return;
+    }
+
+    println!(
+        "vitalgate-bench handshake: {rounds} rounds x 20 iterations, interleaved, one thread\n"
+    );
+    println!(
+        "{:<40} {:>10} {:>10} {:>7} {:>7} {:>10} {:>10}",
+        "name", "median µs", "p10 µs", "i->r B", "r->i B", "/rustls", "/floor"
+    );
+    let rustls_median = row_median("rustls-mtls-ed25519");
+    for row in &rows {
+        let floor = match row.name {
+            "vitalgate-ref" => row_median("floor-server"),
+            "vitalgate-full" => row_median("floor-server-full"),
+            "vitalgate-ref-dalek" => row_median("floor-dalek"),
+            _ => f64::NAN,
+        };
+        let (i2r, r2i) = row.bytes.map_or((String::new(), String::new()), |(a, b)| {
+            (a.to_string(), b.to_string())
+        });
+        println!(
+            "{:<40} {:>10.1} {:>10.1} {:>7} {:>7} {:>10} {:>10}",
+            row.name,
+            row.median_us,
+            row.p10_us,
+            i2r,
+            r2i,
+            ratio(row.median_us, rustls_median),
+            ratio(row.median_us, floor),
+        );
+    }
+    println!("\nprimitives (per call; the floors sum these):");
+    for row in &primitive_rows {
+        println!(
+            "  {:<38} {:>10.2} {:>10.2}",
+            row.name, row.median_us, row.p10_us
+        );
+    }
+    println!("\ninitiator handshake state, no-std provider (bytes a wearable holds, plus the peer credential once verified):");
+    for (name, bytes) in state_sizes {
+        println!("  {name:<38} {bytes:>6}");
+    }
+
+    let total = |name: &str| sizes[name].0 + sizes[name].1;
+    println!("\ngoals:");
+    let goals = [
+        (
+            "vitalgate-ref <= 0.6 x rustls-mtls-ed25519",
+            row_median("vitalgate-ref") / rustls_median,
+            0.6,
+        ),
+        (
+            "vitalgate-ref <= 1.2 x floor-server",
+            row_median("vitalgate-ref") / row_median("floor-server"),
+            1.2,
+        ),
+        (
+            "vitalgate-full <= 0.85 x rustls-mtls-ed25519",
+            row_median("vitalgate-full") / rustls_median,
+            0.85,
+        ),
+        (
+            "vitalgate-ref-dalek <= 1.2 x floor-dalek",
+            row_median("vitalgate-ref-dalek") / row_median("floor-dalek"),
+            1.2,
+        ),
+        (
+            "vitalgate-ref bytes <= 256",
+            total("vitalgate-ref") as f64,
+            256.0,
+        ),
+        (
+            "vitalgate-full bytes <= 600",
+            total("vitalgate-full") as f64,
+            600.0,
+        ),
+    ];
+    for (goal, value, limit) in goals {
+        let verdict = if value <= limit { "met" } else { "MISSED" };
+        println!("  {goal:<48} {value:>8.3}  {verdict}");
+    }
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b.is_nan() {
+        String::new()
+    } else {
+        format!("{:.3}", a / b)
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}

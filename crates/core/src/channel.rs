@@ -127,7 +127,12 @@ impl<P: CryptoProvider> Sealer<P> {
         let mut record = Vec::with_capacity(data.len() + 1 + TAG_LEN);
         record.extend_from_slice(data);
         record.push(content);
-        P::aead_seal(&self.direction.key, self.direction.nonce(), &[], &mut record);
+        P::aead_seal(
+            &self.direction.key,
+            self.direction.nonce(),
+            &[],
+            &mut record,
+        );
         self.direction.advance(content == CONTENT_KEY_UPDATE)?;
         Ok(record)
     }

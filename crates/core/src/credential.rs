@@ -151,7 +151,10 @@ pub struct Credential {
 
 impl Credential {
     /// Issues a credential: the TTP signs `body` with `issuer`.
-    pub fn issue<P: CryptoProvider>(body: CredentialBody, issuer: &dyn Signer) -> Result<Self, Error> {
+    pub fn issue<P: CryptoProvider>(
+        body: CredentialBody,
+        issuer: &dyn Signer,
+    ) -> Result<Self, Error> {
         if body.subject.is_empty() || body.subject.len() > MAX_SUBJECT_LEN {
             return Err(DecodeError::InvalidValue {
                 field: "subject length",
@@ -372,14 +375,18 @@ impl TrustStore {
         now: UnixTime,
     ) -> Result<(), CredentialError> {
         self.check_status(credential, roles, now)?;
-        let issuer_key = self
-            .issuers
-            .get(&credential.issuer)
-            .ok_or(CredentialError::UnknownIssuer {
-                key_id: credential.issuer.0,
-            })?;
-        P::ed25519_verify(issuer_key, &credential.signed_bytes(), &credential.signature)
-            .map_err(|_| CredentialError::BadSignature)
+        let issuer_key =
+            self.issuers
+                .get(&credential.issuer)
+                .ok_or(CredentialError::UnknownIssuer {
+                    key_id: credential.issuer.0,
+                })?;
+        P::ed25519_verify(
+            issuer_key,
+            &credential.signed_bytes(),
+            &credential.signature,
+        )
+        .map_err(|_| CredentialError::BadSignature)
     }
 }
 

@@ -256,7 +256,10 @@ impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Truncated { needed, remaining } => {
-                write!(f, "truncated: a field needs {needed} bytes, {remaining} left")
+                write!(
+                    f,
+                    "truncated: a field needs {needed} bytes, {remaining} left"
+                )
             }
             Self::TrailingBytes { count } => write!(f, "{count} bytes after the last field"),
             Self::TooLong { len, max } => write!(f, "{len} bytes, at most {max} allowed"),
@@ -300,13 +303,22 @@ impl fmt::Display for HandshakeError {
         match self {
             Self::UnsupportedVersion { offered } => write!(f, "version {offered} not accepted"),
             Self::Downgrade { used, expected } => {
-                write!(f, "downgrade: version {used} used where {expected} is shared")
+                write!(
+                    f,
+                    "downgrade: version {used} used where {expected} is shared"
+                )
             }
             Self::TimestampTooOld { skew_secs } => {
-                write!(f, "peer timestamp {skew_secs} s in the past, outside the window")
+                write!(
+                    f,
+                    "peer timestamp {skew_secs} s in the past, outside the window"
+                )
             }
             Self::TimestampInFuture { skew_secs } => {
-                write!(f, "peer timestamp {skew_secs} s in the future, outside the window")
+                write!(
+                    f,
+                    "peer timestamp {skew_secs} s in the future, outside the window"
+                )
             }
             Self::ClockOutOfRange => f.write_str("local clock outside the wire format's range"),
             Self::Replayed => f.write_str("replayed first message"),
@@ -336,7 +348,9 @@ impl fmt::Display for ChannelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Truncated => f.write_str("record shorter than its tag"),
-            Self::Forged => f.write_str("record does not authenticate (forged, replayed or reordered)"),
+            Self::Forged => {
+                f.write_str("record does not authenticate (forged, replayed or reordered)")
+            }
             Self::TooLarge { len, max } => write!(f, "record of {len} bytes, at most {max}"),
             Self::UnknownContentType { value } => write!(f, "unknown content type {value}"),
             Self::Closed => f.write_str("channel closed"),

@@ -211,7 +211,11 @@ pub trait InitiatorFactor {
     /// The first message, sent inside M3 (before the binding exists).
     fn first_message(&mut self) -> Result<Vec<u8>, Error>;
     /// Answers a responder's message; `None` when this factor has nothing more to say.
-    fn respond(&mut self, binding: &FactorBinding, message: &[u8]) -> Result<Option<Vec<u8>>, Error>;
+    fn respond(
+        &mut self,
+        binding: &FactorBinding,
+        message: &[u8],
+    ) -> Result<Option<Vec<u8>>, Error>;
 }
 
 /// What a responder's factor decided about one message.
@@ -344,7 +348,10 @@ impl ResponderFactors {
         }
         // A factor that was challenged must answer in the very next round.
         let unanswered = awaited.without(seen);
-        if let Some(kind) = FactorKind::ALL.into_iter().find(|k| unanswered.contains(*k)) {
+        if let Some(kind) = FactorKind::ALL
+            .into_iter()
+            .find(|k| unanswered.contains(*k))
+        {
             return Err(FactorError::OutOfOrder { kind }.into());
         }
         if challenges.is_empty() {

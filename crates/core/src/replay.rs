@@ -74,7 +74,12 @@ mod memory {
     }
 
     impl ReplayCache for InMemoryReplayCache {
-        fn check_and_insert(&self, key: &[u8; 32], expires_at: u64, now: u64) -> Result<(), Replayed> {
+        fn check_and_insert(
+            &self,
+            key: &[u8; 32],
+            expires_at: u64,
+            now: u64,
+        ) -> Result<(), Replayed> {
             let mut entries = self.lock();
             while let Some((old, at)) = entries.order.front().copied() {
                 let full = entries.expiry.len() >= self.capacity;

@@ -30,13 +30,25 @@ fn refused_records<P: CryptoProvider>() {
     let cases: [(&str, Mangle, ChannelError); 5] = [
         ("replayed", |r| r[0].clone(), ChannelError::Forged),
         ("reordered", |r| r[2].clone(), ChannelError::Forged),
-        ("forged", |r| {
-            let mut x = r[1].clone();
-            x[0] ^= 1;
-            x
-        }, ChannelError::Forged),
-        ("truncated", |r| r[1][..r[1].len() - 1].to_vec(), ChannelError::Forged),
-        ("cut to a stub", |r| r[1][..10].to_vec(), ChannelError::Truncated),
+        (
+            "forged",
+            |r| {
+                let mut x = r[1].clone();
+                x[0] ^= 1;
+                x
+            },
+            ChannelError::Forged,
+        ),
+        (
+            "truncated",
+            |r| r[1][..r[1].len() - 1].to_vec(),
+            ChannelError::Forged,
+        ),
+        (
+            "cut to a stub",
+            |r| r[1][..10].to_vec(),
+            ChannelError::Truncated,
+        ),
     ];
     for (case, mangle, expected) in cases {
         let (mut i, mut r) = channels::<P>();
@@ -55,7 +67,10 @@ fn refused_records<P: CryptoProvider>() {
 fn failure_closes<P: CryptoProvider>() {
     let (mut i, mut r) = channels::<P>();
     let good = i.sealer.seal(b"spo2=97").expect("seal");
-    assert_eq!(r.opener.open(b"garbage garbage garbage"), Err(ChannelError::Forged));
+    assert_eq!(
+        r.opener.open(b"garbage garbage garbage"),
+        Err(ChannelError::Forged)
+    );
     assert_eq!(r.opener.open(&good), Err(ChannelError::Closed));
 }
 
@@ -86,7 +101,9 @@ fn keys_rotate<P: CryptoProvider>() {
     // A receiver that does not rotate at the same bound cannot follow.
     let (mut i, mut r) = channels::<P>();
     i.set_records_per_key(2);
-    let records: Vec<_> = (0..3u8).map(|n| i.sealer.seal(&[n]).expect("seal")).collect();
+    let records: Vec<_> = (0..3u8)
+        .map(|n| i.sealer.seal(&[n]).expect("seal"))
+        .collect();
     assert!(r.opener.open(&records[0]).is_ok());
     assert!(r.opener.open(&records[1]).is_ok());
     assert_eq!(r.opener.open(&records[2]), Err(ChannelError::Forged));
@@ -95,9 +112,15 @@ fn keys_rotate<P: CryptoProvider>() {
 fn oversized<P: CryptoProvider>() {
     let (mut i, mut r) = channels::<P>();
     let too_big = vec![0u8; vitalgate_core::channel::MAX_PLAINTEXT_LEN + 1];
-    assert!(matches!(i.sealer.seal(&too_big), Err(ChannelError::TooLarge { .. })));
+    assert!(matches!(
+        i.sealer.seal(&too_big),
+        Err(ChannelError::TooLarge { .. })
+    ));
     let wire = vec![0u8; vitalgate_core::channel::MAX_RECORD_LEN + 1];
-    assert!(matches!(r.opener.open(&wire), Err(ChannelError::TooLarge { .. })));
+    assert!(matches!(
+        r.opener.open(&wire),
+        Err(ChannelError::TooLarge { .. })
+    ));
 }
 
 #[test]

@@ -33,8 +33,14 @@ impl<P: CryptoProvider> InitiatorFactor for TestProver<P> {
     fn first_message(&mut self) -> Result<Vec<u8>, Error> {
         Ok(b"user-17".to_vec())
     }
-    fn respond(&mut self, binding: &FactorBinding, challenge: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        Ok(Some(P::sha256(&[&binding.0, challenge, &self.secret]).to_vec()))
+    fn respond(
+        &mut self,
+        binding: &FactorBinding,
+        challenge: &[u8],
+    ) -> Result<Option<Vec<u8>>, Error> {
+        Ok(Some(
+            P::sha256(&[&binding.0, challenge, &self.secret]).to_vec(),
+        ))
     }
 }
 
@@ -63,15 +69,26 @@ impl<P: CryptoProvider> ResponderFactor for TestVerifier<P> {
     fn kind(&self) -> FactorKind {
         FactorKind::Password
     }
-    fn handle(&mut self, binding: &FactorBinding, _peer: &Credential, message: &[u8]) -> Result<FactorStep, Error> {
+    fn handle(
+        &mut self,
+        binding: &FactorBinding,
+        _peer: &Credential,
+        message: &[u8],
+    ) -> Result<FactorStep, Error> {
         if !self.challenge.is_empty() {
             self.seen.borrow_mut().push(message.to_vec());
             let expected = P::sha256(&[&binding.0, &self.challenge, &self.secret]);
             if message != expected {
-                return Err(FactorError::Rejected { kind: FactorKind::Password }.into());
+                return Err(FactorError::Rejected {
+                    kind: FactorKind::Password,
+                }
+                .into());
             }
         } else if message != b"user-17" {
-            return Err(FactorError::Rejected { kind: FactorKind::Password }.into());
+            return Err(FactorError::Rejected {
+                kind: FactorKind::Password,
+            }
+            .into());
         }
         if self.rounds_left == 0 {
             return Ok(FactorStep::Verified);
@@ -91,7 +108,11 @@ fn run_with_factors<P: CryptoProvider>(
     required: FactorSet,
     seed: u8,
     lift: &mut dyn FnMut(&mut Vec<FactorMessage>),
-) -> (Result<AssuranceLevel, Error>, Result<AssuranceLevel, Error>, u32) {
+) -> (
+    Result<AssuranceLevel, Error>,
+    Result<AssuranceLevel, Error>,
+    u32,
+) {
     let mut prover = TestProver::<P> {
         secret: prover_secret.unwrap_or_default().to_vec(),
         provider: std::marker::PhantomData,
@@ -102,11 +123,21 @@ fn run_with_factors<P: CryptoProvider>(
         vec![]
     });
     let mut responder_factors = ResponderFactors::new(vec![Box::new(verifier)]);
-    let refused = || Err(Error::Handshake(vitalgate_core::HandshakeError::UnexpectedMessage));
+    let refused = || {
+        Err(Error::Handshake(
+            vitalgate_core::HandshakeError::UnexpectedMessage,
+        ))
+    };
 
     let (m1, i) = Initiator::start(&world.initiator, &mut rng(seed)).expect("start");
-    let (m2, r) = Responder::handle_m1(&world.responder, &m1, NOW, &mut rng(seed + 100), &world.prefilter)
-        .expect("m2");
+    let (m2, r) = Responder::handle_m1(
+        &world.responder,
+        &m1,
+        NOW,
+        &mut rng(seed + 100),
+        &world.prefilter,
+    )
+    .expect("m2");
     let first = initiator_factors.first_messages().expect("first");
     let (m3, mut i) = i
         .handle_m2(&m2, NOW, &world.device_peers())
@@ -180,7 +211,14 @@ fn multi_round_factor_reaches_aal2<P: CryptoProvider>() {
 /// Threat 14: the policy's factors are checked on the server.
 fn leaving_out_a_required_factor_is_refused<P: CryptoProvider>() {
     let world = World::<P>::new();
-    let (i, r, _) = run_with_factors(&world, None, TestVerifier::new(b"s3cret"), password_required(), 2, &mut |_| {});
+    let (i, r, _) = run_with_factors(
+        &world,
+        None,
+        TestVerifier::new(b"s3cret"),
+        password_required(),
+        2,
+        &mut |_| {},
+    );
     assert!(i.is_err());
     assert_eq!(
         r,
@@ -201,7 +239,12 @@ fn wrong_factor_secret_is_refused<P: CryptoProvider>() {
         &mut |_| {},
     );
     assert!(i.is_err());
-    assert_eq!(r, Err(Error::Factor(FactorError::Rejected { kind: FactorKind::Password })));
+    assert_eq!(
+        r,
+        Err(Error::Factor(FactorError::Rejected {
+            kind: FactorKind::Password
+        }))
+    );
 }
 
 /// An answer recorded in one handshake, replayed in another, is refused: the
@@ -210,7 +253,14 @@ fn factor_proof_cannot_be_lifted_into_another_session<P: CryptoProvider>() {
     let world = World::<P>::new();
     let verifier = TestVerifier::<P>::new(b"s3cret");
     let recorded = verifier.seen.clone();
-    let (_, r, _) = run_with_factors(&world, Some(b"s3cret"), verifier, password_required(), 4, &mut |_| {});
+    let (_, r, _) = run_with_factors(
+        &world,
+        Some(b"s3cret"),
+        verifier,
+        password_required(),
+        4,
+        &mut |_| {},
+    );
     assert!(r.is_ok());
     let first_answer = recorded.borrow()[0].clone();
 
@@ -224,5 +274,10 @@ fn factor_proof_cannot_be_lifted_into_another_session<P: CryptoProvider>() {
         &mut |answers| answers[0].payload = first_answer.clone(),
     );
     assert!(i.is_err());
-    assert_eq!(r, Err(Error::Factor(FactorError::Rejected { kind: FactorKind::Password })));
+    assert_eq!(
+        r,
+        Err(Error::Factor(FactorError::Rejected {
+            kind: FactorKind::Password
+        }))
+    );
 }

@@ -4,14 +4,12 @@
 mod common;
 
 use common::*;
+use vitalgate_core::channel::Record;
 use vitalgate_core::credential::{
     CredentialRef, CredentialResolver, KeyProtection, KnownCredentials, Resolution, Role, RoleSet,
 };
-use vitalgate_core::channel::Record;
 use vitalgate_core::factor::{AssuranceLevel, FactorKind, FactorSet};
-use vitalgate_core::handshake::{
-    Initiator, InitiatorClock, PeerDirectory, Responder, VersionSet,
-};
+use vitalgate_core::handshake::{Initiator, InitiatorClock, PeerDirectory, Responder, VersionSet};
 use vitalgate_core::provider::CryptoProvider;
 use vitalgate_core::replay::InMemoryReplayCache;
 use vitalgate_core::signer::SoftwareSigner;
@@ -64,7 +62,12 @@ fn honest_parties_agree_by_reference<P: CryptoProvider>() {
 fn honest_parties_agree_with_full_credentials<P: CryptoProvider>() {
     let world = World::<P>::new().full_credentials();
     let t = run(&world, &mut no_tamper());
-    assert!(t.both_established(), "{:?} {:?}", t.initiator.err(), t.responder.err());
+    assert!(
+        t.both_established(),
+        "{:?} {:?}",
+        t.initiator.err(),
+        t.responder.err()
+    );
     // The HSP's 144-byte and the device's 140-byte credentials ride along:
     // 522 bytes in all (the goal is at most 600).
     let sizes: Vec<usize> = t.messages.iter().map(Vec::len).collect();
@@ -136,15 +139,33 @@ fn timestamps_at_the_window_edge<P: CryptoProvider>() {
         (-30, None),
         (30, None),
         (-31, Some(HandshakeError::TimestampTooOld { skew_secs: 31 })),
-        (31, Some(HandshakeError::TimestampInFuture { skew_secs: 31 })),
+        (
+            31,
+            Some(HandshakeError::TimestampInFuture { skew_secs: 31 }),
+        ),
     ];
     for (seed, (offset, expected)) in cases.into_iter().enumerate() {
         let initiator_now = UnixTime((NOW.0 as i64 + offset) as u64);
-        let t = run_at(&world, initiator_now, NOW, &mut no_tamper(), 10 + seed as u8, 2);
+        let t = run_at(
+            &world,
+            initiator_now,
+            NOW,
+            &mut no_tamper(),
+            10 + seed as u8,
+            2,
+        );
         match expected {
-            None => assert!(t.both_established(), "offset {offset}: {:?}", t.responder.err()),
+            None => assert!(
+                t.both_established(),
+                "offset {offset}: {:?}",
+                t.responder.err()
+            ),
             Some(reason) => {
-                assert_eq!(t.responder.err(), Some(Error::Handshake(reason)), "offset {offset}")
+                assert_eq!(
+                    t.responder.err(),
+                    Some(Error::Handshake(reason)),
+                    "offset {offset}"
+                )
             }
         }
     }
@@ -159,8 +180,20 @@ fn initiator_checks_responder_time<P: CryptoProvider>() {
         .enumerate()
     {
         let responder_now = UnixTime((NOW.0 as i64 + offset) as u64);
-        let t = run_at(&world, NOW, responder_now, &mut no_tamper(), 20 + seed as u8, 2);
-        assert_eq!(t.initiator.is_ok(), ok, "offset {offset}: {:?}", t.initiator.err());
+        let t = run_at(
+            &world,
+            NOW,
+            responder_now,
+            &mut no_tamper(),
+            20 + seed as u8,
+            2,
+        );
+        assert_eq!(
+            t.initiator.is_ok(),
+            ok,
+            "offset {offset}: {:?}",
+            t.initiator.err()
+        );
         if !ok {
             let skew = 31;
             let expected = if offset < 0 {
@@ -189,7 +222,10 @@ fn replayed_first_message_is_refused<P: CryptoProvider>() {
     let (m1, _) = Initiator::start(&world.initiator, &mut rng(1)).expect("start");
     Responder::handle_m1(&world.responder, &m1, NOW, &mut rng(2), &world.prefilter).expect("first");
     let again = Responder::handle_m1(&world.responder, &m1, NOW, &mut rng(3), &world.prefilter);
-    assert_eq!(again.err(), Some(Error::Handshake(HandshakeError::Replayed)));
+    assert_eq!(
+        again.err(),
+        Some(Error::Handshake(HandshakeError::Replayed))
+    );
 }
 
 /// Threat 2: a recorded complete handshake replayed to another replica (a fresh
@@ -209,10 +245,22 @@ fn recorded_handshake_replayed_never_completes<P: CryptoProvider>() {
     )
     .expect("a new replica answers the recorded M1");
     let result = r.handle_m3(&recorded.messages[2], NOW, &world.hsp_peers());
-    assert_eq!(result.err(), Some(Error::Handshake(HandshakeError::DecryptFailed)));
+    assert_eq!(
+        result.err(),
+        Some(Error::Handshake(HandshakeError::DecryptFailed))
+    );
     // And on the first replica, the recorded M1 is already refused.
-    let again = Responder::handle_m1(&world.responder, &recorded.messages[0], NOW, &mut rng(9), &world.prefilter);
-    assert_eq!(again.err(), Some(Error::Handshake(HandshakeError::Replayed)));
+    let again = Responder::handle_m1(
+        &world.responder,
+        &recorded.messages[0],
+        NOW,
+        &mut rng(9),
+        &world.prefilter,
+    );
+    assert_eq!(
+        again.err(),
+        Some(Error::Handshake(HandshakeError::Replayed))
+    );
 }
 
 /// Threat 2: the durable record shared by replicas refuses a second completion
@@ -229,14 +277,26 @@ fn durable_record_refuses_second_completion<P: CryptoProvider>() {
     };
     let shared_durable = &world.durable;
     let (m1, i) = Initiator::start(&replica_b.initiator, &mut rng(1)).expect("start");
-    let (m2, r) =
-        Responder::handle_m1(&replica_b.responder, &m1, NOW, &mut rng(5), &replica_b.prefilter)
-            .expect("fresh pre-filter");
-    let i = i.handle_m2(&m2, NOW, &replica_b.device_peers()).expect("m2");
+    let (m2, r) = Responder::handle_m1(
+        &replica_b.responder,
+        &m1,
+        NOW,
+        &mut rng(5),
+        &replica_b.prefilter,
+    )
+    .expect("fresh pre-filter");
+    let i = i
+        .handle_m2(&m2, NOW, &replica_b.device_peers())
+        .expect("m2");
     let (m3, _) = i.send_m3(&[]).expect("m3");
-    let r = r.handle_m3(&m3, NOW, &replica_b.hsp_peers()).expect("m3 verifies");
+    let r = r
+        .handle_m3(&m3, NOW, &replica_b.hsp_peers())
+        .expect("m3 verifies");
     let finished = r.finish(FactorSet::EMPTY, FactorSet::EMPTY, shared_durable, NOW);
-    assert_eq!(finished.err(), Some(Error::Handshake(HandshakeError::Replayed)));
+    assert_eq!(
+        finished.err(),
+        Some(Error::Handshake(HandshakeError::Replayed))
+    );
 }
 
 /// Threat 4: role labels in every key and signature stop reflection.
@@ -244,9 +304,17 @@ fn reflection_is_refused<P: CryptoProvider>() {
     let world = World::<P>::new();
     let t = run(&world, &mut no_tamper());
     // The responder's M2 sent back to it as a first message.
-    let reflected =
-        Responder::handle_m1(&world.responder, &t.messages[1], NOW, &mut rng(7), &world.prefilter);
-    assert!(matches!(reflected, Err(Error::Decode(DecodeError::WrongLength { .. }))));
+    let reflected = Responder::handle_m1(
+        &world.responder,
+        &t.messages[1],
+        NOW,
+        &mut rng(7),
+        &world.prefilter,
+    );
+    assert!(matches!(
+        reflected,
+        Err(Error::Decode(DecodeError::WrongLength { .. }))
+    ));
 
     // A device answering device-to-device: its own M1 reflected to its own
     // responder, whose M2 comes back to it. Same keys, same transcript, but the
@@ -256,18 +324,34 @@ fn reflection_is_refused<P: CryptoProvider>() {
     d2d.responder = d2d.device.responder_config(RoleSet::only(Role::Device));
     d2d.device_known = KnownCredentials::new();
     d2d.device_known
-        .insert_verified::<P>(&d2d.pki.trust, d2d.device.credential.clone(), RoleSet::only(Role::Device), NOW)
+        .insert_verified::<P>(
+            &d2d.pki.trust,
+            d2d.device.credential.clone(),
+            RoleSet::only(Role::Device),
+            NOW,
+        )
         .expect("own credential");
     let t = run(&d2d, &mut no_tamper());
-    assert_eq!(t.initiator.err(), Some(Error::Handshake(HandshakeError::PeerIsSelf)));
+    assert_eq!(
+        t.initiator.err(),
+        Some(Error::Handshake(HandshakeError::PeerIsSelf))
+    );
 
     // A responder's factor challenge sent back to it as the initiator's answer:
     // the directions have different labels, so it does not decrypt.
     let (m1, i) = Initiator::start(&world.initiator, &mut rng(40)).expect("start");
-    let (m2, r) = Responder::handle_m1(&world.responder, &m1, NOW, &mut rng(41), &world.prefilter).expect("m2");
-    let (m3, _i) = i.handle_m2(&m2, NOW, &world.device_peers()).expect("m2").send_m3(&[]).expect("m3");
+    let (m2, r) = Responder::handle_m1(&world.responder, &m1, NOW, &mut rng(41), &world.prefilter)
+        .expect("m2");
+    let (m3, _i) = i
+        .handle_m2(&m2, NOW, &world.device_peers())
+        .expect("m2")
+        .send_m3(&[])
+        .expect("m3");
     let r = r.handle_m3(&m3, NOW, &world.hsp_peers()).expect("m3");
-    let challenge = vitalgate_core::factor::FactorMessage { kind: FactorKind::Otp, payload: vec![1, 2, 3] };
+    let challenge = vitalgate_core::factor::FactorMessage {
+        kind: FactorKind::Otp,
+        payload: vec![1, 2, 3],
+    };
     let (challenge_bytes, waiting) = r.challenge(&[challenge]).expect("challenge");
     assert_eq!(
         waiting.handle(&challenge_bytes).err(),
@@ -283,23 +367,33 @@ fn unknown_key_share_is_refused<P: CryptoProvider>() {
     let mallory = world.pki.party(Role::Device, "pseudonym-mallory", 0xD0);
     world
         .hsp_known
-        .insert_verified::<P>(&world.pki.trust, mallory.credential.clone(), RoleSet::only(Role::Device), NOW)
+        .insert_verified::<P>(
+            &world.pki.trust,
+            mallory.credential.clone(),
+            RoleSet::only(Role::Device),
+            NOW,
+        )
         .expect("mallory is enrolled");
     let mallory_config = mallory.initiator_config(RoleSet::only(Role::Hsp));
 
     // The honest device starts; Mallory forwards its M1 to the HSP.
     let (m1, honest) = Initiator::start(&world.initiator, &mut rng(1)).expect("start");
-    let (m2, r) = Responder::handle_m1(&world.responder, &m1, NOW, &mut rng(2), &world.prefilter).expect("m2");
+    let (m2, r) = Responder::handle_m1(&world.responder, &m1, NOW, &mut rng(2), &world.prefilter)
+        .expect("m2");
     // Mallory runs its own handshake alongside to get an M3 signed with its key …
     let (m1_m, mallory_i) = Initiator::start(&mallory_config, &mut rng(3)).expect("start");
-    let (m2_m, _r2) = Responder::handle_m1(&world.responder, &m1_m, NOW, &mut rng(4), &world.prefilter).expect("m2");
+    let (m2_m, _r2) =
+        Responder::handle_m1(&world.responder, &m1_m, NOW, &mut rng(4), &world.prefilter)
+            .expect("m2");
     let (m3_mallory, _) = mallory_i
         .handle_m2(&m2_m, NOW, &world.device_peers())
         .expect("mallory's m2")
         .send_m3(&[])
         .expect("m3");
     // … and substitutes it for the honest device's M3: refused.
-    let honest = honest.handle_m2(&m2, NOW, &world.device_peers()).expect("honest m2");
+    let honest = honest
+        .handle_m2(&m2, NOW, &world.device_peers())
+        .expect("honest m2");
     let (m3_honest, _) = honest.send_m3(&[]).expect("m3");
     assert_ne!(m3_honest, m3_mallory);
     assert_eq!(
@@ -309,7 +403,10 @@ fn unknown_key_share_is_refused<P: CryptoProvider>() {
     // Relayed unchanged, the honest M3 gives a session attributed to the honest device.
     let world2 = World::<P>::new();
     let t = run(&world2, &mut no_tamper());
-    assert_eq!(t.responder.expect("r").peer().subject(), b"pseudonym-7f3a9c");
+    assert_eq!(
+        t.responder.expect("r").peer().subject(),
+        b"pseudonym-7f3a9c"
+    );
 }
 
 /// Threat 6: an attacker holding a device's long-term key tries to impersonate
@@ -320,28 +417,53 @@ fn key_compromise_impersonation_is_refused<P: CryptoProvider>() {
     // 1. The HSP's credential with the stolen device key: the signature fails.
     let mut attacker = world.hsp.responder_config(RoleSet::only(Role::Device));
     attacker.signer = stolen_key();
-    let t = run(&World { responder: attacker, ..clone_world(&world) }, &mut no_tamper());
-    assert_eq!(t.initiator.err(), Some(Error::Handshake(HandshakeError::BadSignature)));
+    let t = run(
+        &World {
+            responder: attacker,
+            ..clone_world(&world)
+        },
+        &mut no_tamper(),
+    );
+    assert_eq!(
+        t.initiator.err(),
+        Some(Error::Handshake(HandshakeError::BadSignature))
+    );
 
     // 2. The device's own credential and key, sent in full: a device is not an HSP.
     let mut attacker = world.device.responder_config(RoleSet::only(Role::Device));
     attacker.always_send_full_credential = true;
-    let t = run(&World { responder: attacker, ..clone_world(&world) }, &mut no_tamper());
+    let t = run(
+        &World {
+            responder: attacker,
+            ..clone_world(&world)
+        },
+        &mut no_tamper(),
+    );
     assert!(matches!(
         t.initiator.err(),
-        Some(Error::Credential(CredentialError::WrongRole { found: Role::Device, .. }))
+        Some(Error::Credential(CredentialError::WrongRole {
+            found: Role::Device,
+            ..
+        }))
     ));
 
     // 3. A self-made HSP credential for the stolen key: not issued by the TTP.
     let rogue_ttp = SoftwareSigner::<P>::from_seed(&seed(0xEE));
     let mut pki = Pki::<P>::new();
     let body = pki.body(Role::Hsp, "hsp.general-hospital", &*stolen_key());
-    let forged = vitalgate_core::credential::Credential::issue::<P>(body, &rogue_ttp).expect("issue");
+    let forged =
+        vitalgate_core::credential::Credential::issue::<P>(body, &rogue_ttp).expect("issue");
     let mut attacker = world.hsp.responder_config(RoleSet::only(Role::Device));
     attacker.signer = stolen_key();
     attacker.credential = vitalgate_core::credential::KnownCredential::new::<P>(forged);
     attacker.always_send_full_credential = true;
-    let t = run(&World { responder: attacker, ..clone_world(&world) }, &mut no_tamper());
+    let t = run(
+        &World {
+            responder: attacker,
+            ..clone_world(&world)
+        },
+        &mut no_tamper(),
+    );
     assert!(matches!(
         t.initiator.err(),
         Some(Error::Credential(CredentialError::UnknownIssuer { .. }))
@@ -353,11 +475,27 @@ fn key_compromise_impersonation_is_refused<P: CryptoProvider>() {
 fn bad_credentials_are_refused<P: CryptoProvider>() {
     type Check = fn(&Error) -> bool;
     let cases: [(&str, Check); 5] = [
-        ("self-signed", |e| matches!(e, Error::Credential(CredentialError::UnknownIssuer { .. }))),
-        ("expired", |e| matches!(e, Error::Credential(CredentialError::Expired { .. }))),
-        ("not yet valid", |e| matches!(e, Error::Credential(CredentialError::NotYetValid { .. }))),
-        ("wrong role", |e| matches!(e, Error::Credential(CredentialError::WrongRole { found: Role::Clinician, .. }))),
-        ("revoked", |e| matches!(e, Error::Credential(CredentialError::Revoked { serial: 2 }))),
+        ("self-signed", |e| {
+            matches!(e, Error::Credential(CredentialError::UnknownIssuer { .. }))
+        }),
+        ("expired", |e| {
+            matches!(e, Error::Credential(CredentialError::Expired { .. }))
+        }),
+        ("not yet valid", |e| {
+            matches!(e, Error::Credential(CredentialError::NotYetValid { .. }))
+        }),
+        ("wrong role", |e| {
+            matches!(
+                e,
+                Error::Credential(CredentialError::WrongRole {
+                    found: Role::Clinician,
+                    ..
+                })
+            )
+        }),
+        ("revoked", |e| {
+            matches!(e, Error::Credential(CredentialError::Revoked { serial: 2 }))
+        }),
     ];
     for (case, check) in cases {
         let mut world = World::<P>::new().full_credentials();
@@ -384,7 +522,8 @@ fn bad_credentials_are_refused<P: CryptoProvider>() {
                 world.device.credential.clone()
             }
         };
-        world.initiator.credential = vitalgate_core::credential::KnownCredential::new::<P>(credential);
+        world.initiator.credential =
+            vitalgate_core::credential::KnownCredential::new::<P>(credential);
         let t = run(&world, &mut no_tamper());
         let error = t.responder.err().expect(case);
         assert!(check(&error), "{case}: {error:?}");
@@ -394,7 +533,10 @@ fn bad_credentials_are_refused<P: CryptoProvider>() {
     let mut world = World::<P>::new();
     world.pki.trust.revoke(world.device.credential.serial());
     let t = run(&world, &mut no_tamper());
-    assert_eq!(t.responder.err(), Some(Error::Credential(CredentialError::Revoked { serial: 2 })));
+    assert_eq!(
+        t.responder.err(),
+        Some(Error::Credential(CredentialError::Revoked { serial: 2 }))
+    );
 
     // A key-protection flag the TTP did not set cannot be claimed: it is signed.
     let mut world = World::<P>::new().full_credentials();
@@ -404,7 +546,10 @@ fn bad_credentials_are_refused<P: CryptoProvider>() {
     assert_eq!(lying.body().key_protection, KeyProtection::Hardware);
     world.initiator.credential = vitalgate_core::credential::KnownCredential::new::<P>(lying);
     let t = run(&world, &mut no_tamper());
-    assert_eq!(t.responder.err(), Some(Error::Credential(CredentialError::BadSignature)));
+    assert_eq!(
+        t.responder.err(),
+        Some(Error::Credential(CredentialError::BadSignature))
+    );
 }
 
 struct Ambiguous;
@@ -419,20 +564,34 @@ fn references_must_resolve_to_one_credential<P: CryptoProvider>() {
     let mut world = World::<P>::new();
     world.hsp_known = KnownCredentials::new();
     let t = run(&world, &mut no_tamper());
-    assert_eq!(t.responder.err(), Some(Error::Credential(CredentialError::UnknownReference)));
+    assert_eq!(
+        t.responder.err(),
+        Some(Error::Credential(CredentialError::UnknownReference))
+    );
 
     // The device does not hold the HSP's credential and did not ask for it.
     let mut world = World::<P>::new();
     world.device_known = KnownCredentials::new();
     let t = run(&world, &mut no_tamper());
-    assert_eq!(t.initiator.err(), Some(Error::Credential(CredentialError::UnknownReference)));
+    assert_eq!(
+        t.initiator.err(),
+        Some(Error::Credential(CredentialError::UnknownReference))
+    );
 
     // A reference matching two credentials is refused, not guessed.
     let world = World::<P>::new();
     let (m1, i) = Initiator::start(&world.initiator, &mut rng(1)).expect("start");
-    let (m2, r) = Responder::handle_m1(&world.responder, &m1, NOW, &mut rng(2), &world.prefilter).expect("m2");
-    let (m3, _) = i.handle_m2(&m2, NOW, &world.device_peers()).expect("m2").send_m3(&[]).expect("m3");
-    let ambiguous = PeerDirectory { trust: &world.pki.trust, known: &Ambiguous };
+    let (m2, r) = Responder::handle_m1(&world.responder, &m1, NOW, &mut rng(2), &world.prefilter)
+        .expect("m2");
+    let (m3, _) = i
+        .handle_m2(&m2, NOW, &world.device_peers())
+        .expect("m2")
+        .send_m3(&[])
+        .expect("m3");
+    let ambiguous = PeerDirectory {
+        trust: &world.pki.trust,
+        known: &Ambiguous,
+    };
     assert_eq!(
         r.handle_m3(&m3, NOW, &ambiguous).err(),
         Some(Error::Credential(CredentialError::AmbiguousReference))
@@ -466,12 +625,17 @@ fn out_of_order_truncated_and_long_messages<P: CryptoProvider>() {
     assert!(i.handle_m2(&m[2], NOW, &world.device_peers()).is_err());
     let fresh = clone_world(&world);
     let (m1, i) = Initiator::start(&fresh.initiator, &mut rng(51)).expect("start");
-    let (m2, r) = Responder::handle_m1(&fresh.responder, &m1, NOW, &mut rng(52), &fresh.prefilter).expect("m2");
+    let (m2, r) = Responder::handle_m1(&fresh.responder, &m1, NOW, &mut rng(52), &fresh.prefilter)
+        .expect("m2");
     assert!(matches!(
         r.handle_m3(&m1, NOW, &fresh.hsp_peers()),
         Err(Error::Decode(DecodeError::Truncated { .. }))
     ));
-    let (m3, i) = i.handle_m2(&m2, NOW, &fresh.device_peers()).expect("m2").send_m3(&[]).expect("m3");
+    let (m3, i) = i
+        .handle_m2(&m2, NOW, &fresh.device_peers())
+        .expect("m2")
+        .send_m3(&[])
+        .expect("m3");
     assert!(matches!(
         i.handle(&m3),
         Err(Error::Handshake(HandshakeError::DecryptFailed))
@@ -493,7 +657,12 @@ fn versions_cannot_be_downgraded<P: CryptoProvider>() {
     let (mut m1, _) = Initiator::start(&world.initiator, &mut rng(1)).expect("start");
     m1[0] = 2;
     let refused = Responder::handle_m1(&world.responder, &m1, NOW, &mut rng(2), &world.prefilter);
-    assert_eq!(refused.err(), Some(Error::Handshake(HandshakeError::UnsupportedVersion { offered: 2 })));
+    assert_eq!(
+        refused.err(),
+        Some(Error::Handshake(HandshakeError::UnsupportedVersion {
+            offered: 2
+        }))
+    );
 
     // Both sides accept a version 2, yet version 1 was used: the initiator fell
     // back (an attacker made its version-2 attempt fail). The responder sees the
@@ -504,7 +673,10 @@ fn versions_cannot_be_downgraded<P: CryptoProvider>() {
     let t = run(&world, &mut no_tamper());
     assert_eq!(
         t.responder.err(),
-        Some(Error::Handshake(HandshakeError::Downgrade { used: 1, expected: 2 }))
+        Some(Error::Handshake(HandshakeError::Downgrade {
+            used: 1,
+            expected: 2
+        }))
     );
 
     // If only the initiator knows version 2, version 1 is the right choice.
@@ -517,7 +689,10 @@ fn expected_subject_is_enforced<P: CryptoProvider>() {
     let mut world = World::<P>::new();
     world.initiator.peer_subject = Some(b"hsp.other-hospital".to_vec());
     let t = run(&world, &mut no_tamper());
-    assert_eq!(t.initiator.err(), Some(Error::Credential(CredentialError::UnexpectedSubject)));
+    assert_eq!(
+        t.initiator.err(),
+        Some(Error::Credential(CredentialError::UnexpectedSubject))
+    );
     world.initiator.peer_subject = Some(b"hsp.general-hospital".to_vec());
     assert!(run(&clone_world(&world), &mut no_tamper()).both_established());
 }

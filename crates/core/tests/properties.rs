@@ -14,22 +14,33 @@ use vitalgate_core::replay::InMemoryReplayCache;
 fn body_strategy() -> impl Strategy<Value = CredentialBody> {
     (
         any::<u64>(),
-        prop_oneof![Just(Role::Device), Just(Role::Hsp), Just(Role::Clinician), Just(Role::Ttp)],
+        prop_oneof![
+            Just(Role::Device),
+            Just(Role::Hsp),
+            Just(Role::Clinician),
+            Just(Role::Ttp)
+        ],
         proptest::collection::vec(any::<u8>(), 1..=64),
         any::<[u8; 32]>(),
         any::<u32>(),
         any::<u32>(),
         any::<bool>(),
     )
-        .prop_map(|(serial, role, subject, public_key, not_before, not_after, hw)| CredentialBody {
-            serial,
-            role,
-            subject,
-            public_key,
-            not_before,
-            not_after,
-            key_protection: if hw { KeyProtection::Hardware } else { KeyProtection::Software },
-        })
+        .prop_map(
+            |(serial, role, subject, public_key, not_before, not_after, hw)| CredentialBody {
+                serial,
+                role,
+                subject,
+                public_key,
+                not_before,
+                not_after,
+                key_protection: if hw {
+                    KeyProtection::Hardware
+                } else {
+                    KeyProtection::Software
+                },
+            },
+        )
 }
 
 proptest! {

@@ -78,8 +78,7 @@ impl<'a, P: CryptoProvider> InitiatorAwaitingM2<'a, P> {
         let config = self.config;
         let (e_r, encrypted) = m2.split_at(32);
         let e_r: [u8; 32] = e_r.try_into().map_err(|_| HandshakeError::BadKeyShare)?;
-        let shared =
-            P::x25519_agree(self.secret, &e_r).map_err(|_| HandshakeError::BadKeyShare)?;
+        let shared = P::x25519_agree(self.secret, &e_r).map_err(|_| HandshakeError::BadKeyShare)?;
         let th2 = Schedule::<P>::next(&self.th1, &[&e_r]);
         let prk = P::hkdf_extract(&th2, shared.expose());
         // The keystream hides nothing the plaintext does not reveal, so neither is zeroized.
@@ -238,7 +237,8 @@ impl<P: CryptoProvider> InitiatorAwaitingConfirmation<P> {
         if !rest.is_empty() {
             return Err(crate::DecodeError::TrailingBytes { count: rest.len() }.into());
         }
-        let assurance = AssuranceLevel::from_wire(status).ok_or(HandshakeError::InvalidAssurance)?;
+        let assurance =
+            AssuranceLevel::from_wire(status).ok_or(HandshakeError::InvalidAssurance)?;
         Ok(InitiatorProgress::Established(Schedule::<P>::session(
             &self.prk,
             &th,

@@ -65,7 +65,8 @@ const CRED_IN_FULL: u8 = 1;
 const TIME_LEN: usize = 4;
 const SIG_LEN: usize = 64;
 pub(crate) const M2_MIN_LEN: usize = 32 + TIME_LEN + SIG_LEN + 1 + REFERENCE_LEN;
-pub(crate) const M2_MAX_LEN: usize = 32 + TIME_LEN + SIG_LEN + 1 + crate::credential::MAX_ENCODED_LEN;
+pub(crate) const M2_MAX_LEN: usize =
+    32 + TIME_LEN + SIG_LEN + 1 + crate::credential::MAX_ENCODED_LEN;
 pub(crate) const M3_MIN_LEN: usize = TIME_LEN + 1 + SIG_LEN + 1 + REFERENCE_LEN + TAG_LEN;
 
 /// Domain labels: one per use, so no value computed for one purpose is accepted
@@ -334,7 +335,13 @@ impl<P: CryptoProvider> Schedule<P> {
     }
 
     pub(crate) fn responder_signed(th2: &[u8; 32], cred_hash: &[u8; 32], time: u32) -> Vec<u8> {
-        [label::RESPONDER_SIGNATURE, th2, cred_hash, &time.to_be_bytes()].concat()
+        [
+            label::RESPONDER_SIGNATURE,
+            th2,
+            cred_hash,
+            &time.to_be_bytes(),
+        ]
+        .concat()
     }
 
     pub(crate) fn initiator_signed(
@@ -404,7 +411,9 @@ pub(crate) fn write_credential_field(own: &KnownCredential, full: bool, out: &mu
     }
 }
 
-pub(crate) fn read_credential_field(reader: &mut Reader<'_>) -> Result<CredentialField, DecodeError> {
+pub(crate) fn read_credential_field(
+    reader: &mut Reader<'_>,
+) -> Result<CredentialField, DecodeError> {
     match reader.u8()? {
         CRED_BY_REFERENCE => Ok(CredentialField::Reference(CredentialRef(reader.array()?))),
         CRED_IN_FULL => Ok(CredentialField::Full(Credential::read(reader)?)),

@@ -6,8 +6,8 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::{
     check_length, label, read_credential_field, resolve_peer, write_credential_field,
-    PeerDirectory, ResponderConfig, Schedule, Session, Side, VersionSet,
-    FLAG_WANT_FULL_CREDENTIAL, M1_LEN, M3_MIN_LEN, MAX_FACTOR_ROUNDS, MAX_MESSAGE_LEN,
+    PeerDirectory, ResponderConfig, Schedule, Session, Side, VersionSet, FLAG_WANT_FULL_CREDENTIAL,
+    M1_LEN, M3_MIN_LEN, MAX_FACTOR_ROUNDS, MAX_MESSAGE_LEN,
 };
 use crate::codec::Reader;
 use crate::credential::{Credential, KnownCredential};
@@ -155,7 +155,8 @@ impl<'a, P: CryptoProvider> ResponderAwaitingM3<'a, P> {
             &config.credential,
             now,
         )?;
-        let signed = Schedule::<P>::initiator_signed(&self.th3, peer.hash(), time_i, versions.bits());
+        let signed =
+            Schedule::<P>::initiator_signed(&self.th3, peer.hash(), time_i, versions.bits());
         P::ed25519_verify(peer.credential().public_key(), &signed, &signature)
             .map_err(|_| HandshakeError::BadSignature)?;
         let th4 = Schedule::<P>::next(&self.th3, &[&plaintext, peer.hash()]);

@@ -2,8 +2,8 @@
 
 use alloc::vec::Vec;
 
-use aws_lc_rs::{aead, agreement, digest, hkdf, hmac, signature};
 use aws_lc_rs::signature::KeyPair;
+use aws_lc_rs::{aead, agreement, digest, hkdf, hmac, signature};
 
 use super::{CryptoFailure, CryptoProvider, Hash, Secret32};
 

@@ -79,8 +79,10 @@ pub trait CryptoProvider: 'static {
     fn x25519_keypair(random: Secret32) -> (Self::EphemeralSecret, [u8; 32]);
 
     /// X25519 Diffie-Hellman; refuses a low-order peer key (all-zero output).
-    fn x25519_agree(secret: Self::EphemeralSecret, peer: &[u8; 32])
-        -> Result<Secret32, CryptoFailure>;
+    fn x25519_agree(
+        secret: Self::EphemeralSecret,
+        peer: &[u8; 32],
+    ) -> Result<Secret32, CryptoFailure>;
 
     /// An Ed25519 signing key from its 32-byte seed.
     fn ed25519_from_seed(seed: &Secret32) -> Self::SigningKey;
@@ -101,12 +103,7 @@ pub trait CryptoProvider: 'static {
     fn hkdf_expand(prk: &Secret32, info: &[&[u8]], out: &mut [u8]);
 
     /// ChaCha20-Poly1305 seal of `in_out` in place; the 16-byte tag is appended.
-    fn aead_seal(
-        key: &Secret32,
-        nonce: [u8; 12],
-        aad: &[u8],
-        in_out: &mut alloc::vec::Vec<u8>,
-    );
+    fn aead_seal(key: &Secret32, nonce: [u8; 12], aad: &[u8], in_out: &mut alloc::vec::Vec<u8>);
     /// ChaCha20-Poly1305 open in place; returns the plaintext length (the tag is
     /// the last 16 bytes of `in_out`). The tag is compared in constant time by
     /// the provider.

@@ -151,7 +151,12 @@ impl<P: CryptoProvider> World<P> {
         let device = pki.party(Role::Device, "pseudonym-7f3a9c", 0xC0);
         let mut device_known = KnownCredentials::new();
         device_known
-            .insert_verified::<P>(&pki.trust, hsp.credential.clone(), RoleSet::only(Role::Hsp), NOW)
+            .insert_verified::<P>(
+                &pki.trust,
+                hsp.credential.clone(),
+                RoleSet::only(Role::Hsp),
+                NOW,
+            )
             .expect("hsp credential");
         let mut hsp_known = KnownCredentials::new();
         hsp_known
@@ -275,11 +280,15 @@ pub fn run_at<P: CryptoProvider>(
         Ok(x) => x,
         Err(e) => return err(messages, never(), e),
     };
-    let (mut m4, r_session) =
-        match r.finish(FactorSet::EMPTY, FactorSet::EMPTY, &world.durable, responder_now) {
-            Ok(x) => x,
-            Err(e) => return err(messages, never(), e),
-        };
+    let (mut m4, r_session) = match r.finish(
+        FactorSet::EMPTY,
+        FactorSet::EMPTY,
+        &world.durable,
+        responder_now,
+    ) {
+        Ok(x) => x,
+        Err(e) => return err(messages, never(), e),
+    };
     tamper(3, &mut m4);
     messages.push(m4.clone());
     let i_session = match i.handle(&m4) {
