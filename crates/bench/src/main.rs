@@ -299,3 +299,27 @@ fn ratio(a: f64, b: f64) -> String {
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every contender completes a handshake, and the byte counts the report
+    /// prints are the ones the goals are about.
+    #[test]
+    fn every_handshake_completes_with_expected_sizes() {
+        let total = |(a, b): (usize, usize)| a + b;
+        assert_eq!(
+            total(vitalgate::Setup::<AwsLc>::new(false).handshake()),
+            254
+        );
+        assert_eq!(
+            total(vitalgate::Setup::<Dalek>::new(false).handshake()),
+            254
+        );
+        assert!(total(vitalgate::Setup::<AwsLc>::new(true).handshake()) <= 600);
+        assert!(total(peers::RustlsMtls::new().handshake()) > 1000);
+        // Noise XX: 32 + (32 + 48 + 16) + (48 + 16) bytes.
+        assert_eq!(total(peers::NoiseXx::new().handshake()), 192);
+    }
+}

@@ -3,7 +3,7 @@
 //! This crate is the protocol logic every vitalgate party shares: TTP-issued
 //! [credentials](credential), the [handshake] by which an initiator (a patient
 //! device, a clinician's native client, a service) and a responder (an HSP, or a
-//! peer device) authenticate each other, [factor](factor) exchanges that run
+//! peer device) authenticate each other, [factor] exchanges that run
 //! inside that handshake, the [replay] cache interface, and the [secure
 //! channel](channel) that carries vitals afterwards.
 //!

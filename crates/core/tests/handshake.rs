@@ -525,7 +525,7 @@ fn bad_credentials_are_refused<P: CryptoProvider>() {
         world.initiator.credential =
             vitalgate_core::credential::KnownCredential::new::<P>(credential);
         let t = run(&world, &mut no_tamper());
-        let error = t.responder.err().expect(case);
+        let error = t.responder.expect_err(case);
         assert!(check(&error), "{case}: {error:?}");
     }
 
