@@ -137,3 +137,13 @@ fn replay_cache_expires_and_stays_bounded() {
     // The newest keys are still refused.
     assert_eq!(cache.check_and_insert(&[9; 32], 300, 102), Err(Replayed));
 }
+
+#[test]
+fn secrets_print_nothing_of_themselves() {
+    let secret = vitalgate_core::provider::Secret32::from_bytes([0xAB; 32]);
+    let shown = format!("{secret:?}");
+    assert!(
+        !shown.contains("171") && !shown.to_lowercase().contains("ab"),
+        "{shown}"
+    );
+}

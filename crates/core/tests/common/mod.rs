@@ -27,6 +27,7 @@ pub const VALID_UNTIL: u32 = 1_830_000_000;
 #[macro_export]
 macro_rules! for_each_provider {
     ($($name:ident => $body:ident),* $(,)?) => {
+        #[cfg(feature = "aws-lc")]
         mod aws_lc {
             $(#[test]
             fn $name() {
