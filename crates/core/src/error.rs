@@ -153,6 +153,9 @@ pub enum HandshakeError {
     UnexpectedMessage,
     /// The responder granted an assurance level the encoding does not define.
     InvalidAssurance,
+    /// M1 lacks a valid pairing proof for a responder that requires one; the
+    /// responder stays silent.
+    PairingRequired,
 }
 
 /// Why a factor exchange failed.
@@ -328,6 +331,7 @@ impl fmt::Display for HandshakeError {
             Self::PeerIsSelf => f.write_str("peer presented our own credential (reflection)"),
             Self::UnexpectedMessage => f.write_str("message out of order"),
             Self::InvalidAssurance => f.write_str("undefined assurance level"),
+            Self::PairingRequired => f.write_str("no valid pairing proof"),
         }
     }
 }

@@ -33,7 +33,60 @@ for_each_provider!(
     out_of_order_truncated_and_long_messages => out_of_order_truncated_and_long_messages,
     versions_cannot_be_downgraded => versions_cannot_be_downgraded,
     expected_subject_is_enforced => expected_subject_is_enforced,
+    paired_devices_authenticate_and_probers_get_silence => paired_devices,
 );
+
+/// Device to device: the responding device answers only an M1 that proves the
+/// pairing secret; a prober without it gets no M2 at all, so no credential.
+fn paired_devices<P: CryptoProvider>() {
+    let pairing = || vitalgate_core::provider::Secret32::from_bytes([0x42; 32]);
+    let paired_world = || {
+        let mut w = World::<P>::new();
+        let watch = w.pki.party(Role::Device, "pseudonym-watch", 0xC1);
+        w.device_known = KnownCredentials::new();
+        w.device_known
+            .insert_verified::<P>(
+                &w.pki.trust,
+                watch.credential.clone(),
+                RoleSet::only(Role::Device),
+                NOW,
+            )
+            .expect("watch");
+        w.initiator.peer_roles = RoleSet::only(Role::Device);
+        w.initiator.pairing_key = Some(pairing());
+        w.responder = watch.responder_config(RoleSet::only(Role::Device));
+        w.responder.pairing_key = Some(pairing());
+        w
+    };
+    let w = paired_world();
+    let t = run(&w, &mut no_tamper());
+    assert_eq!(t.messages[0].len(), 50);
+    assert!(
+        t.both_established(),
+        "{:?} {:?}",
+        t.initiator.err(),
+        t.responder.err()
+    );
+    assert_eq!(t.initiator.expect("i").peer().subject(), b"pseudonym-watch");
+
+    // A prober without the secret, and one with the wrong secret: no answer.
+    let mut w = paired_world();
+    w.initiator.pairing_key = None;
+    let t = run(&w, &mut no_tamper());
+    assert_eq!(t.messages.len(), 1, "the responder must not answer");
+    assert!(matches!(
+        t.responder.err(),
+        Some(Error::Decode(DecodeError::WrongLength { .. }))
+    ));
+    let mut w = paired_world();
+    w.initiator.pairing_key = Some(vitalgate_core::provider::Secret32::from_bytes([0x43; 32]));
+    let t = run(&w, &mut no_tamper());
+    assert_eq!(t.messages.len(), 1, "the responder must not answer");
+    assert_eq!(
+        t.responder.err(),
+        Some(Error::Handshake(HandshakeError::PairingRequired))
+    );
+}
 
 fn honest_parties_agree_by_reference<P: CryptoProvider>() {
     let world = World::<P>::new();

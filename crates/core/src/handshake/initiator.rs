@@ -37,15 +37,21 @@ impl Initiator {
         let mut random = Secret32([0u8; 32]);
         rng.fill_bytes(&mut random.0);
         let (secret, e_i) = P::x25519_keypair(random);
-        let flags = if config.want_peer_credential {
-            FLAG_WANT_FULL_CREDENTIAL
-        } else {
-            0
-        };
-        let mut m1 = Vec::with_capacity(super::M1_LEN);
+        let mut flags = 0;
+        if config.want_peer_credential {
+            flags |= FLAG_WANT_FULL_CREDENTIAL;
+        }
+        if config.pairing_key.is_some() {
+            flags |= super::FLAG_PAIRED;
+        }
+        let mut m1 = Vec::with_capacity(super::M1_PAIRED_LEN);
         m1.push(VERSION_1);
         m1.push(flags);
         m1.extend_from_slice(&e_i);
+        if let Some(pairing_key) = &config.pairing_key {
+            let tag = Schedule::<P>::pairing_tag(pairing_key, &m1);
+            m1.extend_from_slice(&tag);
+        }
         let th1 = Schedule::<P>::th1(&m1);
         Ok((
             m1,

@@ -53,6 +53,9 @@ pub use responder::{Responder, ResponderAwaitingFactors, ResponderAwaitingM3, Re
 pub const VERSION_1: u8 = 1;
 /// The length of M1.
 pub const M1_LEN: usize = 2 + 32;
+/// The length of M1 with a pairing proof (device-to-device).
+pub const M1_PAIRED_LEN: usize = M1_LEN + PAIRING_TAG_LEN;
+const PAIRING_TAG_LEN: usize = 16;
 /// The longest handshake message accepted (factor messages included).
 pub const MAX_MESSAGE_LEN: usize = 4096;
 /// The most factor round trips a handshake may take.
@@ -60,6 +63,8 @@ pub const MAX_FACTOR_ROUNDS: u8 = 8;
 
 /// M1 flag: the initiator does not hold the responder's credential and wants it in full.
 pub(crate) const FLAG_WANT_FULL_CREDENTIAL: u8 = 0x01;
+/// M1 flag: a pairing proof follows the ephemeral key.
+pub(crate) const FLAG_PAIRED: u8 = 0x02;
 const CRED_BY_REFERENCE: u8 = 0;
 const CRED_IN_FULL: u8 = 1;
 const TIME_LEN: usize = 4;
@@ -83,6 +88,7 @@ pub(crate) mod label {
     pub(crate) const APP_I2R: &[u8] = b"vg1 app i2r";
     pub(crate) const APP_R2I: &[u8] = b"vg1 app r2i";
     pub(crate) const SESSION_ID: &[u8] = b"vg1 session id";
+    pub(crate) const PAIRING: &[u8] = b"vg1 pairing proof";
 }
 
 /// A set of protocol versions (bit `v - 1` for version `v`).
@@ -161,6 +167,9 @@ pub struct InitiatorConfig<P: CryptoProvider> {
     pub clock: InitiatorClock,
     /// The versions this party accepts; bound into the transcript.
     pub accepted_versions: VersionSet,
+    /// The pairing secret of a device-to-device responder, given at enrollment:
+    /// M1 then carries a proof of it, without which that responder stays silent.
+    pub pairing_key: Option<Secret32>,
     provider: PhantomData<fn() -> P>,
 }
 
@@ -177,6 +186,7 @@ impl<P: CryptoProvider> InitiatorConfig<P> {
             skew_window_secs: DEFAULT_SKEW_WINDOW_SECS,
             clock: InitiatorClock::Trusted,
             accepted_versions: VersionSet::SUPPORTED,
+            pairing_key: None,
             provider: PhantomData,
         }
     }
@@ -198,6 +208,9 @@ pub struct ResponderConfig<P: CryptoProvider> {
     pub replica_tolerance_secs: u32,
     /// The versions this party accepts.
     pub accepted_versions: VersionSet,
+    /// When set, only initiators proving this pairing secret in M1 get an
+    /// answer: a device answering peers reveals nothing to a prober.
+    pub pairing_key: Option<Secret32>,
     provider: PhantomData<fn() -> P>,
 }
 
@@ -216,6 +229,7 @@ impl<P: CryptoProvider> ResponderConfig<P> {
             skew_window_secs: DEFAULT_SKEW_WINDOW_SECS,
             replica_tolerance_secs: 5,
             accepted_versions: VersionSet::SUPPORTED,
+            pairing_key: None,
             provider: PhantomData,
         }
     }
@@ -332,6 +346,16 @@ impl<P: CryptoProvider> Schedule<P> {
             .map_err(|_| HandshakeError::DecryptFailed)?;
         record.truncate(len);
         Ok(record)
+    }
+
+    /// The pairing proof over M1's first 34 bytes: a PRF (HKDF-Expand, i.e.
+    /// HMAC) keyed by the pairing secret, so a prober without it cannot make one
+    /// and a recorded one is useless (the replay pre-filter refuses its `e_I`,
+    /// and without `e_I`'s private key M2 cannot be read).
+    pub(crate) fn pairing_tag(pairing_key: &Secret32, m1_head: &[u8]) -> [u8; PAIRING_TAG_LEN] {
+        let mut tag = [0u8; PAIRING_TAG_LEN];
+        P::hkdf_expand(pairing_key, &[label::PAIRING, m1_head], &mut tag);
+        tag
     }
 
     pub(crate) fn responder_signed(th2: &[u8; 32], cred_hash: &[u8; 32], time: u32) -> Vec<u8> {

@@ -3,11 +3,13 @@
 use alloc::vec::Vec;
 
 use rand_core::{CryptoRng, RngCore};
+use subtle::ConstantTimeEq;
 
 use super::{
     check_length, label, read_credential_field, resolve_peer, write_credential_field,
-    PeerDirectory, ResponderConfig, Schedule, Session, Side, VersionSet, FLAG_WANT_FULL_CREDENTIAL,
-    M1_LEN, M3_MIN_LEN, MAX_FACTOR_ROUNDS, MAX_MESSAGE_LEN,
+    PeerDirectory, ResponderConfig, Schedule, Session, Side, VersionSet, FLAG_PAIRED,
+    FLAG_WANT_FULL_CREDENTIAL, M1_LEN, M1_PAIRED_LEN, M3_MIN_LEN, MAX_FACTOR_ROUNDS,
+    MAX_MESSAGE_LEN,
 };
 use crate::codec::Reader;
 use crate::credential::{Credential, KnownCredential};
@@ -36,10 +38,15 @@ impl Responder {
         rng: &mut (impl RngCore + CryptoRng + ?Sized),
         prefilter: &dyn ReplayCache,
     ) -> Result<(Vec<u8>, ResponderAwaitingM3<'a, P>), Error> {
-        if m1.len() != M1_LEN {
+        let expected_len = if config.pairing_key.is_some() {
+            M1_PAIRED_LEN
+        } else {
+            M1_LEN
+        };
+        if m1.len() != expected_len {
             return Err(DecodeError::WrongLength {
                 len: m1.len(),
-                expected: M1_LEN,
+                expected: expected_len,
             }
             .into());
         }
@@ -47,15 +54,23 @@ impl Responder {
         if !config.accepted_versions.contains(version) || version != super::VERSION_1 {
             return Err(HandshakeError::UnsupportedVersion { offered: version }.into());
         }
-        if flags & !FLAG_WANT_FULL_CREDENTIAL != 0 {
+        let allowed_flags = FLAG_WANT_FULL_CREDENTIAL | FLAG_PAIRED;
+        if flags & !allowed_flags != 0 || (flags & FLAG_PAIRED != 0) != config.pairing_key.is_some()
+        {
             return Err(DecodeError::InvalidValue {
                 field: "M1 flags",
                 value: flags.into(),
             }
             .into());
         }
+        if let Some(pairing_key) = &config.pairing_key {
+            let tag = Schedule::<P>::pairing_tag(pairing_key, &m1[..M1_LEN]);
+            if !bool::from(tag.ct_eq(&m1[M1_LEN..])) {
+                return Err(HandshakeError::PairingRequired.into());
+            }
+        }
         let mut e_i = [0u8; 32];
-        e_i.copy_from_slice(&m1[2..]);
+        e_i.copy_from_slice(&m1[2..M1_LEN]);
         let window = u64::from(config.skew_window_secs) + u64::from(config.replica_tolerance_secs);
         prefilter
             .check_and_insert(&e_i, now.0 + window, now.0)
@@ -209,6 +224,18 @@ impl<'a, P: CryptoProvider> ResponderVerified<'a, P> {
         self.time_i
     }
 
+    /// The durable replay entry [`finish`](Self::finish) will claim: the
+    /// initiator's ephemeral key and the Unix second until which it must be kept.
+    /// A service whose shared cache is asynchronous claims it first and hands
+    /// `finish` the outcome.
+    pub fn replay_entry(&self) -> ([u8; 32], u64) {
+        let config = self.config;
+        let keep_until = u64::from(self.time_i)
+            + u64::from(config.skew_window_secs)
+            + u64::from(config.replica_tolerance_secs);
+        (self.e_i, keep_until)
+    }
+
     /// Sends a factor round trip (OPAQUE's KE2, a request for a code…).
     pub fn challenge(
         self,
@@ -257,12 +284,9 @@ impl<'a, P: CryptoProvider> ResponderVerified<'a, P> {
         if !missing.is_empty() {
             return Err(FactorError::MissingFactors { missing }.into());
         }
-        let config = self.config;
-        let keep_until = u64::from(self.time_i)
-            + u64::from(config.skew_window_secs)
-            + u64::from(config.replica_tolerance_secs);
+        let (key, keep_until) = self.replay_entry();
         durable
-            .check_and_insert(&self.e_i, keep_until, now.0)
+            .check_and_insert(&key, keep_until, now.0)
             .map_err(|_| HandshakeError::Replayed)?;
         let assurance =
             AssuranceLevel::reached(proven, self.peer.credential().body().key_protection);
