@@ -1,0 +1,30 @@
+//! Generates the wire types and gRPC stubs from `proto/` with protox, a protobuf
+//! compiler in Rust, so no system `protoc` is needed.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = [
+        "vitalgate/v1/common.proto",
+        "vitalgate/v1/ttp.proto",
+        "vitalgate/v1/hsp.proto",
+    ];
+    let descriptors = protox::compile(files, [&root])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    // Server reflection serves this descriptor set.
+    std::fs::write(
+        out.join("vitalgate_descriptor.bin"),
+        descriptors.encode_to_vec(),
+    )?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(descriptors)?;
+    for file in files {
+        println!("cargo:rerun-if-changed={}", root.join(file).display());
+    }
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! The edge every vitalgate service shares.
+//!
+//! Errors become gRPC statuses here and nowhere else: UNAUTHENTICATED for a
+//! failed authentication, PERMISSION_DENIED for a known party without the
+//! right, INVALID_ARGUMENT for malformed input, RESOURCE_EXHAUSTED for limits.
+//! A status message says what was wrong and never carries a secret (the core's
+//! errors carry none).
+
+#![forbid(unsafe_code)]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tonic::{Code, Status};
+use vitalgate_core::{Error as CoreError, FactorError, HandshakeError};
+use vitalgate_store::{AuditEvent, Store, StoreError};
+
+/// The largest gRPC message any vitalgate service accepts or sends. Handshake
+/// messages are at most 4 KiB and records 16 KiB; the rest is headroom.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// The status for a core error.
+pub fn core_status(error: &CoreError) -> Status {
+    let code = match error {
+        CoreError::Decode(_) => Code::InvalidArgument,
+        CoreError::Handshake(HandshakeError::Replayed) => Code::Unauthenticated,
+        CoreError::Handshake(HandshakeError::UnsupportedVersion { .. }) => Code::InvalidArgument,
+        CoreError::Handshake(HandshakeError::UnexpectedMessage) => Code::FailedPrecondition,
+        CoreError::Handshake(_) | CoreError::Credential(_) => Code::Unauthenticated,
+        CoreError::Factor(FactorError::TooManyRounds) => Code::ResourceExhausted,
+        CoreError::Factor(FactorError::MissingFactors { .. }) => Code::PermissionDenied,
+        CoreError::Factor(_) => Code::Unauthenticated,
+        CoreError::Channel(vitalgate_core::ChannelError::TooLarge { .. }) => {
+            Code::ResourceExhausted
+        }
+        CoreError::Channel(_) => Code::Unauthenticated,
+        CoreError::Signer(_) => Code::Unavailable,
+        _ => Code::Internal,
+    };
+    Status::new(code, error.to_string())
+}
+
+/// The status for a store error. Backend details stay in the log.
+pub fn store_status(error: &StoreError) -> Status {
+    match error {
+        StoreError::TokenUnknown | StoreError::TokenUsed | StoreError::TokenExpired => {
+            Status::permission_denied(error.to_string())
+        }
+        other => {
+            tracing::error!(error = %other, "storage failure");
+            Status::unavailable("storage unavailable")
+        }
+    }
+}
+
+/// A request field that does not hold what it must.
+pub fn invalid(field: &str, why: &str) -> Status {
+    Status::invalid_argument(format!("{field}: {why}"))
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Unix milliseconds now.
+pub fn unix_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Writes an audit event; a failure to write is logged loudly but does not
+/// fail the caller's request (the event is also in the log).
+pub async fn audit(store: &dyn Store, kind: &str, actor: &str, subject: &str, detail: &str) {
+    let event = AuditEvent {
+        at_ms: unix_now_ms(),
+        kind: kind.to_string(),
+        actor: actor.to_string(),
+        subject: subject.to_string(),
+        detail: detail.to_string(),
+    };
+    tracing::info!(target: "audit", kind, actor, subject, detail);
+    if let Err(e) = store.append_audit(&event).await {
+        tracing::error!(error = %e, kind, "audit event not stored");
+    }
+}
+
+/// The standard health and reflection services for a server hosting
+/// `service_name`, which is marked serving.
+pub async fn health_and_reflection(
+    service_name: &str,
+) -> (
+    tonic_health::server::HealthReporter,
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+) {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status(service_name, tonic_health::ServingStatus::Serving)
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(vitalgate_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the descriptor sets are generated at build time and valid");
+    (reporter, health, reflection)
+}

@@ -1,0 +1,242 @@
+//! The conformance suite: every backend runs these checks unchanged.
+//!
+//! Each check takes a fresh, empty store and panics with a message on failure,
+//! so a backend's test is one line per check (see `tests/sqlite.rs`).
+
+use std::sync::Arc;
+
+use crate::{AuditEvent, CredentialRecord, EnrollmentToken, Store, StoreError, StoredSample};
+
+/// Strings that would break a query built by pasting text (threat 17).
+pub const INJECTION_STRINGS: &[&str] = &[
+    "'; DROP TABLE credentials; --",
+    "\" OR 1=1 --",
+    "Robert'); DELETE FROM vitals;--",
+    "\\x00\0nul",
+    "ünïcødé ✓",
+];
+
+fn token(hash: u8, expires_at: u64) -> EnrollmentToken {
+    EnrollmentToken {
+        token_hash: [hash; 32],
+        role: 1,
+        subject: format!("pseudonym-{hash}"),
+        created_at: 100,
+        expires_at,
+    }
+}
+
+/// Tokens redeem once, not after expiry, never when unknown; of many
+/// concurrent redemptions exactly one wins.
+pub async fn enrollment_tokens_are_single_use(store: Arc<dyn Store>) {
+    store
+        .create_enrollment_token(token(1, 1000))
+        .await
+        .expect("create");
+    assert_eq!(
+        store
+            .redeem_enrollment_token(&[1; 32], 500)
+            .await
+            .expect("redeem"),
+        token(1, 1000)
+    );
+    assert_eq!(
+        store.redeem_enrollment_token(&[1; 32], 501).await,
+        Err(StoreError::TokenUsed)
+    );
+    store
+        .create_enrollment_token(token(2, 1000))
+        .await
+        .expect("create");
+    assert_eq!(
+        store.redeem_enrollment_token(&[2; 32], 1001).await,
+        Err(StoreError::TokenExpired)
+    );
+    assert_eq!(
+        store.redeem_enrollment_token(&[3; 32], 500).await,
+        Err(StoreError::TokenUnknown)
+    );
+
+    store
+        .create_enrollment_token(token(4, 1000))
+        .await
+        .expect("create");
+    let attempts: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.redeem_enrollment_token(&[4; 32], 500).await })
+        })
+        .collect();
+    let mut wins = 0;
+    for attempt in attempts {
+        if attempt.await.expect("task").is_ok() {
+            wins += 1;
+        }
+    }
+    assert_eq!(
+        wins, 1,
+        "a token redeemed concurrently must succeed exactly once"
+    );
+}
+
+fn credential(serial: u64, reference: u8, subject: &str) -> CredentialRecord {
+    CredentialRecord {
+        serial,
+        role: 1,
+        subject: subject.to_string(),
+        reference: [reference; 8],
+        encoded: vec![serial as u8; 140],
+        issued_at: 10,
+        not_after: 20,
+    }
+}
+
+/// Serials increase; credentials are found by serial and by reference; text is
+/// stored verbatim, injection strings included.
+pub async fn credentials_round_trip(store: Arc<dyn Store>) {
+    let a = store.next_serial().await.expect("serial");
+    let b = store.next_serial().await.expect("serial");
+    assert!(b > a, "serials increase");
+    for (i, subject) in INJECTION_STRINGS.iter().enumerate() {
+        store
+            .put_credential(&credential(i as u64 + 1, 7, subject))
+            .await
+            .expect("put");
+    }
+    store
+        .put_credential(&credential(100, 8, "single"))
+        .await
+        .expect("put");
+    assert_eq!(
+        store.credential(100).await.expect("get"),
+        Some(credential(100, 8, "single"))
+    );
+    assert_eq!(store.credential(999).await.expect("get"), None);
+    assert_eq!(
+        store
+            .credentials_by_reference(&[8; 8])
+            .await
+            .expect("ref")
+            .len(),
+        1
+    );
+    let ambiguous = store.credentials_by_reference(&[7; 8]).await.expect("ref");
+    assert_eq!(ambiguous.len(), INJECTION_STRINGS.len());
+    for (record, subject) in ambiguous.iter().zip(INJECTION_STRINGS) {
+        assert_eq!(record.subject, *subject, "stored verbatim");
+    }
+    assert_eq!(
+        store.list_credentials().await.expect("list").len(),
+        INJECTION_STRINGS.len() + 1
+    );
+}
+
+/// A serial is revoked once; the feed returns revocations in order after a cursor.
+pub async fn revocations_feed_in_order(store: Arc<dyn Store>) {
+    let first = store
+        .revoke(5, "lost device", 100)
+        .await
+        .expect("revoke")
+        .expect("new");
+    assert_eq!(store.revoke(5, "again", 101).await.expect("revoke"), None);
+    let second = store
+        .revoke(6, INJECTION_STRINGS[0], 102)
+        .await
+        .expect("revoke")
+        .expect("new");
+    assert!(second.id > first.id);
+    let all = store.revocations_after(0).await.expect("feed");
+    assert_eq!(all.iter().map(|r| r.serial).collect::<Vec<_>>(), [5, 6]);
+    assert_eq!(all[1].reason, INJECTION_STRINGS[0]);
+    let after = store.revocations_after(first.id).await.expect("feed");
+    assert_eq!(after.iter().map(|r| r.serial).collect::<Vec<_>>(), [6]);
+}
+
+/// The durable replay cache: a key is claimed once until it expires, also
+/// under concurrent claims.
+pub async fn replay_keys_claim_once(store: Arc<dyn Store>) {
+    assert!(store
+        .claim_replay_key(&[1; 32], 200, 100)
+        .await
+        .expect("claim"));
+    assert!(!store
+        .claim_replay_key(&[1; 32], 250, 150)
+        .await
+        .expect("claim"));
+    assert!(store
+        .claim_replay_key(&[1; 32], 400, 200)
+        .await
+        .expect("claim after expiry"));
+    let claims: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim_replay_key(&[2; 32], 500, 300).await })
+        })
+        .collect();
+    let mut fresh = 0;
+    for claim in claims {
+        if claim.await.expect("task").expect("claim") {
+            fresh += 1;
+        }
+    }
+    assert_eq!(fresh, 1);
+}
+
+fn sample(device: u64, sequence: u64) -> StoredSample {
+    StoredSample {
+        device_serial: device,
+        sequence,
+        measured_at_ms: 1_800_000_000_000 + sequence as i64,
+        heart_rate_bpm: 72.5,
+        spo2_percent: 97.0,
+        respiratory_rate_per_min: 14.0,
+        skin_temperature_c: 33.1,
+        systolic_mmhg: 121.0,
+        diastolic_mmhg: 79.0,
+        anomaly: sequence % 2 == 0,
+    }
+}
+
+/// Vitals are stored once per (device, sequence), whatever is resent.
+pub async fn vitals_are_stored_once(store: Arc<dyn Store>) {
+    let batch: Vec<_> = (1..=10).map(|s| sample(1, s)).collect();
+    assert_eq!(store.store_vitals(&batch).await.expect("store"), 10);
+    let resent: Vec<_> = (6..=15).map(|s| sample(1, s)).collect();
+    assert_eq!(store.store_vitals(&resent).await.expect("store"), 5);
+    assert_eq!(store.store_vitals(&[sample(2, 1)]).await.expect("store"), 1);
+    assert_eq!(store.vitals_count(Some(1)).await.expect("count"), 15);
+    assert_eq!(store.vitals_count(None).await.expect("count"), 16);
+    let latest = store.latest_vitals(1, 3).await.expect("latest");
+    assert_eq!(latest, vec![sample(1, 15), sample(1, 14), sample(1, 13)]);
+}
+
+/// Audit events come back in order, verbatim.
+pub async fn audit_events_append_in_order(store: Arc<dyn Store>) {
+    for (i, text) in INJECTION_STRINGS.iter().enumerate() {
+        let event = AuditEvent {
+            at_ms: i as i64,
+            kind: "handshake.failed".into(),
+            actor: text.to_string(),
+            subject: "hsp".into(),
+            detail: text.to_string(),
+        };
+        store.append_audit(&event).await.expect("append");
+    }
+    let events = store.audit_events(0, 100).await.expect("read");
+    assert_eq!(events.len(), INJECTION_STRINGS.len());
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(events[0].event.actor, INJECTION_STRINGS[0]);
+    let rest = store.audit_events(events[1].id, 100).await.expect("read");
+    assert_eq!(rest.len(), INJECTION_STRINGS.len() - 2);
+}
+
+/// Settings are kept and replaced.
+pub async fn settings_round_trip(store: Arc<dyn Store>) {
+    assert_eq!(store.setting("k").await.expect("get"), None);
+    store.put_setting("k", b"one").await.expect("put");
+    store.put_setting("k", b"two").await.expect("put");
+    assert_eq!(
+        store.setting("k").await.expect("get"),
+        Some(b"two".to_vec())
+    );
+}

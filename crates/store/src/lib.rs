@@ -1,0 +1,207 @@
+//! vitalgate's storage: one interface, a conformance suite every backend runs,
+//! and the embedded SQLite backend that `vitalgate dev` uses.
+//!
+//! State that replicas must share lives here: enrollment tokens, credentials,
+//! revocations, the durable replay cache, vitals and the audit log. The
+//! interface is database-neutral; the SQLite backend is one implementation.
+//!
+//! Every query uses bound parameters; no text is ever pasted into SQL.
+
+#![forbid(unsafe_code)]
+
+pub mod conformance;
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+
+/// A failure of the store.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// No such token.
+    #[error("unknown enrollment token")]
+    TokenUnknown,
+    /// The token was redeemed before.
+    #[error("enrollment token already used")]
+    TokenUsed,
+    /// The token is past its expiry.
+    #[error("enrollment token expired")]
+    TokenExpired,
+    /// The data on disk needs a newer vitalgate.
+    #[error("the store's schema version {found} is newer than this build's {supported}")]
+    SchemaTooNew {
+        /// The store's version.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+    /// The database failed.
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+/// Results of the store.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A single-use enrollment token, stored by the SHA-256 of its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentToken {
+    /// SHA-256 of the token text: the text itself is never stored.
+    pub token_hash: [u8; 32],
+    /// vitalgate-core's role number.
+    pub role: u8,
+    /// The subject the credential will name.
+    pub subject: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// A credential the TTP issued or an HSP learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRecord {
+    /// Serial number.
+    pub serial: u64,
+    /// vitalgate-core's role number.
+    pub role: u8,
+    /// Subject.
+    pub subject: String,
+    /// The 8-byte reference peers use.
+    pub reference: [u8; 8],
+    /// The compact encoding.
+    pub encoded: Vec<u8>,
+    /// Unix seconds.
+    pub issued_at: u64,
+    /// Unix seconds.
+    pub not_after: u64,
+}
+
+/// A revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationRecord {
+    /// Increasing id: a cursor for feeds.
+    pub id: i64,
+    /// The revoked serial.
+    pub serial: u64,
+    /// Why.
+    pub reason: String,
+    /// Unix seconds.
+    pub revoked_at: u64,
+}
+
+/// One stored vitals sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSample {
+    /// The device's credential serial.
+    pub device_serial: u64,
+    /// The device's sequence number.
+    pub sequence: u64,
+    /// Unix milliseconds.
+    pub measured_at_ms: i64,
+    /// Beats per minute.
+    pub heart_rate_bpm: f32,
+    /// Percent.
+    pub spo2_percent: f32,
+    /// Breaths per minute.
+    pub respiratory_rate_per_min: f32,
+    /// Degrees Celsius.
+    pub skin_temperature_c: f32,
+    /// mmHg.
+    pub systolic_mmhg: f32,
+    /// mmHg.
+    pub diastolic_mmhg: f32,
+    /// The device flagged the reading.
+    pub anomaly: bool,
+}
+
+/// An audit event: who did what to whom, and how it ended. Never a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    /// What happened, dotted: `handshake.ok`, `handshake.failed`, `enroll.ok`…
+    pub kind: String,
+    /// Who did it (a pseudonym, a serial, `admin`, a peer address).
+    pub actor: String,
+    /// To whom or what.
+    pub subject: String,
+    /// The outcome or the reason.
+    pub detail: String,
+}
+
+/// A stored audit event with its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Increasing id.
+    pub id: i64,
+    /// The event.
+    pub event: AuditEvent,
+}
+
+/// The storage interface. Every method is atomic on its own.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Keeps a new enrollment token.
+    async fn create_enrollment_token(&self, token: EnrollmentToken) -> StoreResult<()>;
+    /// Redeems a token: of any number of concurrent calls, at most one succeeds.
+    async fn redeem_enrollment_token(
+        &self,
+        token_hash: &[u8; 32],
+        now: u64,
+    ) -> StoreResult<EnrollmentToken>;
+
+    /// The next credential serial (never reused).
+    async fn next_serial(&self) -> StoreResult<u64>;
+    /// Keeps a credential (replacing one with the same serial).
+    async fn put_credential(&self, credential: &CredentialRecord) -> StoreResult<()>;
+    /// A credential by serial.
+    async fn credential(&self, serial: u64) -> StoreResult<Option<CredentialRecord>>;
+    /// Every credential with this reference (more than one means ambiguous).
+    async fn credentials_by_reference(
+        &self,
+        reference: &[u8; 8],
+    ) -> StoreResult<Vec<CredentialRecord>>;
+    /// Every credential, by serial.
+    async fn list_credentials(&self) -> StoreResult<Vec<CredentialRecord>>;
+
+    /// Revokes a serial; `None` if it was revoked before.
+    async fn revoke(
+        &self,
+        serial: u64,
+        reason: &str,
+        at: u64,
+    ) -> StoreResult<Option<RevocationRecord>>;
+    /// Revocations with an id above `after_id`, oldest first.
+    async fn revocations_after(&self, after_id: i64) -> StoreResult<Vec<RevocationRecord>>;
+
+    /// The durable replay cache: claims `key` until `expires_at` unless it is
+    /// held unexpired; true when the claim is new. Expired keys are purged.
+    async fn claim_replay_key(
+        &self,
+        key: &[u8; 32],
+        expires_at: u64,
+        now: u64,
+    ) -> StoreResult<bool>;
+
+    /// Stores a batch in one transaction, skipping (device, sequence) pairs
+    /// already stored; returns how many were new.
+    async fn store_vitals(&self, samples: &[StoredSample]) -> StoreResult<u64>;
+    /// How many samples are stored, for one device or all.
+    async fn vitals_count(&self, device_serial: Option<u64>) -> StoreResult<u64>;
+    /// The newest samples of a device, newest first.
+    async fn latest_vitals(&self, device_serial: u64, limit: u32)
+        -> StoreResult<Vec<StoredSample>>;
+
+    /// Appends an audit event.
+    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Audit events with an id above `after_id`, oldest first.
+    async fn audit_events(&self, after_id: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+
+    /// A named setting.
+    async fn setting(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Sets a named setting.
+    async fn put_setting(&self, key: &str, value: &[u8]) -> StoreResult<()>;
+}

@@ -1,0 +1,522 @@
+//! The embedded SQLite backend: one file, WAL, migrations applied at open.
+//!
+//! rusqlite is synchronous, so each call runs on tokio's blocking pool with the
+//! one connection behind a mutex; SQLite serialises writers anyway.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::{
+    AuditEvent, AuditRecord, CredentialRecord, EnrollmentToken, RevocationRecord, Store,
+    StoreError, StoreResult, StoredSample,
+};
+
+/// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`.
+const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_initial.sql")];
+
+/// A store in one SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+// SQLite integers are i64; serials and times are u64 below 2^63 in practice,
+// and a value that does not fit is refused rather than wrapped.
+fn to_sql(v: u64) -> StoreResult<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Backend(format!("value {v} out of range")))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path` and migrates it.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let connection = Connection::open(path).map_err(backend)?;
+        Self::init(connection)
+    }
+
+    /// A store in memory, for tests.
+    pub fn in_memory() -> StoreResult<Self> {
+        Self::init(Connection::open_in_memory().map_err(backend)?)
+    }
+
+    fn init(mut connection: Connection) -> StoreResult<Self> {
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(backend)?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        migrate(&mut connection)?;
+        Ok(Self {
+            connection: Arc::new(Mutex::new(connection)),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let connection = self.connection.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock happened mid-call; SQLite rolled
+            // back the open transaction, so the connection is still consistent.
+            let mut guard = connection.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+}
+
+fn migrate(connection: &mut Connection) -> StoreResult<()> {
+    let tx = connection
+        .transaction_with_behavior(TransactionBehavior::Exclusive)
+        .map_err(backend)?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .map_err(backend)?;
+    let current: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    let supported = MIGRATIONS.len() as i64;
+    if current > supported {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            supported,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            params![index as i64 + 1],
+        )
+        .map_err(backend)?;
+    }
+    tx.commit().map_err(backend)
+}
+
+fn credential_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CredentialRecord> {
+    let reference: Vec<u8> = row.get(3)?;
+    let mut r = [0u8; 8];
+    if reference.len() == 8 {
+        r.copy_from_slice(&reference);
+    }
+    Ok(CredentialRecord {
+        serial: row.get::<_, i64>(0)? as u64,
+        role: row.get(1)?,
+        subject: row.get(2)?,
+        reference: r,
+        encoded: row.get(4)?,
+        issued_at: row.get::<_, i64>(5)? as u64,
+        not_after: row.get::<_, i64>(6)? as u64,
+    })
+}
+
+const CREDENTIAL_COLUMNS: &str = "serial, role, subject, reference, encoded, issued_at, not_after";
+
+fn sample_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSample> {
+    Ok(StoredSample {
+        device_serial: row.get::<_, i64>(0)? as u64,
+        sequence: row.get::<_, i64>(1)? as u64,
+        measured_at_ms: row.get(2)?,
+        heart_rate_bpm: row.get::<_, f64>(3)? as f32,
+        spo2_percent: row.get::<_, f64>(4)? as f32,
+        respiratory_rate_per_min: row.get::<_, f64>(5)? as f32,
+        skin_temperature_c: row.get::<_, f64>(6)? as f32,
+        systolic_mmhg: row.get::<_, f64>(7)? as f32,
+        diastolic_mmhg: row.get::<_, f64>(8)? as f32,
+        anomaly: row.get(9)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_enrollment_token(&self, token: EnrollmentToken) -> StoreResult<()> {
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO enrollment_tokens (token_hash, role, subject, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    &token.token_hash[..],
+                    token.role,
+                    token.subject,
+                    to_sql(token.created_at)?,
+                    to_sql(token.expires_at)?
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn redeem_enrollment_token(
+        &self,
+        token_hash: &[u8; 32],
+        now: u64,
+    ) -> StoreResult<EnrollmentToken> {
+        let hash = *token_hash;
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let row = tx
+                .query_row(
+                    "SELECT role, subject, created_at, expires_at, used_at
+                     FROM enrollment_tokens WHERE token_hash = ?1",
+                    params![&hash[..]],
+                    |r| {
+                        Ok((
+                            r.get::<_, u8>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, Option<i64>>(4)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(backend)?;
+            let (role, subject, created_at, expires_at, used_at) =
+                row.ok_or(StoreError::TokenUnknown)?;
+            if used_at.is_some() {
+                return Err(StoreError::TokenUsed);
+            }
+            if now > expires_at as u64 {
+                return Err(StoreError::TokenExpired);
+            }
+            tx.execute(
+                "UPDATE enrollment_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL",
+                params![to_sql(now)?, &hash[..]],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(EnrollmentToken {
+                token_hash: hash,
+                role,
+                subject,
+                created_at: created_at as u64,
+                expires_at: expires_at as u64,
+            })
+        })
+        .await
+    }
+
+    async fn next_serial(&self) -> StoreResult<u64> {
+        self.with(|c| {
+            c.query_row(
+                "UPDATE serials SET last_serial = last_serial + 1 WHERE id = 1 RETURNING last_serial",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|s| s as u64)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_credential(&self, credential: &CredentialRecord) -> StoreResult<()> {
+        let cred = credential.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO credentials (serial, role, subject, reference, encoded, issued_at, not_after)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    to_sql(cred.serial)?,
+                    cred.role,
+                    cred.subject,
+                    &cred.reference[..],
+                    cred.encoded,
+                    to_sql(cred.issued_at)?,
+                    to_sql(cred.not_after)?
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn credential(&self, serial: u64) -> StoreResult<Option<CredentialRecord>> {
+        self.with(move |c| {
+            c.query_row(
+                &format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE serial = ?1"),
+                params![to_sql(serial)?],
+                credential_from_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn credentials_by_reference(
+        &self,
+        reference: &[u8; 8],
+    ) -> StoreResult<Vec<CredentialRecord>> {
+        let reference = *reference;
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE reference = ?1 ORDER BY serial"
+                ))
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![&reference[..]], credential_from_row)
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_credentials(&self) -> StoreResult<Vec<CredentialRecord>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {CREDENTIAL_COLUMNS} FROM credentials ORDER BY serial"
+                ))
+                .map_err(backend)?;
+            let rows = stmt.query_map([], credential_from_row).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn revoke(
+        &self,
+        serial: u64,
+        reason: &str,
+        at: u64,
+    ) -> StoreResult<Option<RevocationRecord>> {
+        let reason = reason.to_string();
+        self.with(move |c| {
+            let id: Option<i64> = c
+                .query_row(
+                    "INSERT INTO revocations (serial, reason, revoked_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (serial) DO NOTHING RETURNING id",
+                    params![to_sql(serial)?, reason, to_sql(at)?],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            Ok(id.map(|id| RevocationRecord {
+                id,
+                serial,
+                reason,
+                revoked_at: at,
+            }))
+        })
+        .await
+    }
+
+    async fn revocations_after(&self, after_id: i64) -> StoreResult<Vec<RevocationRecord>> {
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, serial, reason, revoked_at FROM revocations WHERE id > ?1 ORDER BY id",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![after_id], |r| {
+                    Ok(RevocationRecord {
+                        id: r.get(0)?,
+                        serial: r.get::<_, i64>(1)? as u64,
+                        reason: r.get(2)?,
+                        revoked_at: r.get::<_, i64>(3)? as u64,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn claim_replay_key(
+        &self,
+        key: &[u8; 32],
+        expires_at: u64,
+        now: u64,
+    ) -> StoreResult<bool> {
+        let key = *key;
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            tx.execute("DELETE FROM replay_keys WHERE expires_at <= ?1", params![to_sql(now)?])
+                .map_err(backend)?;
+            let inserted = tx
+                .execute(
+                    "INSERT INTO replay_keys (key, expires_at) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                    params![&key[..], to_sql(expires_at)?],
+                )
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn store_vitals(&self, samples: &[StoredSample]) -> StoreResult<u64> {
+        let samples = samples.to_vec();
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let mut inserted = 0u64;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO vitals (device_serial, sequence, measured_at_ms, heart_rate_bpm,
+                             spo2_percent, respiratory_rate_per_min, skin_temperature_c,
+                             systolic_mmhg, diastolic_mmhg, anomaly)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                         ON CONFLICT (device_serial, sequence) DO NOTHING",
+                    )
+                    .map_err(backend)?;
+                for s in &samples {
+                    inserted += stmt
+                        .execute(params![
+                            to_sql(s.device_serial)?,
+                            to_sql(s.sequence)?,
+                            s.measured_at_ms,
+                            f64::from(s.heart_rate_bpm),
+                            f64::from(s.spo2_percent),
+                            f64::from(s.respiratory_rate_per_min),
+                            f64::from(s.skin_temperature_c),
+                            f64::from(s.systolic_mmhg),
+                            f64::from(s.diastolic_mmhg),
+                            s.anomaly
+                        ])
+                        .map_err(backend)? as u64;
+                }
+            }
+            tx.commit().map_err(backend)?;
+            Ok(inserted)
+        })
+        .await
+    }
+
+    async fn vitals_count(&self, device_serial: Option<u64>) -> StoreResult<u64> {
+        self.with(move |c| {
+            let count: i64 = match device_serial {
+                Some(d) => c.query_row(
+                    "SELECT COUNT(*) FROM vitals WHERE device_serial = ?1",
+                    params![to_sql(d)?],
+                    |r| r.get(0),
+                ),
+                None => c.query_row("SELECT COUNT(*) FROM vitals", [], |r| r.get(0)),
+            }
+            .map_err(backend)?;
+            Ok(count as u64)
+        })
+        .await
+    }
+
+    async fn latest_vitals(
+        &self,
+        device_serial: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredSample>> {
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT device_serial, sequence, measured_at_ms, heart_rate_bpm, spo2_percent,
+                         respiratory_rate_per_min, skin_temperature_c, systolic_mmhg, diastolic_mmhg, anomaly
+                     FROM vitals WHERE device_serial = ?1 ORDER BY sequence DESC LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![to_sql(device_serial)?, limit], sample_from_row)
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+        let e = event.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO audit_events (at_ms, kind, actor, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![e.at_ms, e.kind, e.actor, e.subject, e.detail],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_events(&self, after_id: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, at_ms, kind, actor, subject, detail FROM audit_events
+                     WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![after_id, limit], |r| {
+                    Ok(AuditRecord {
+                        id: r.get(0)?,
+                        event: AuditEvent {
+                            at_ms: r.get(1)?,
+                            kind: r.get(2)?,
+                            actor: r.get(3)?,
+                            subject: r.get(4)?,
+                            detail: r.get(5)?,
+                        },
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn setting(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let key = key.to_string();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT value FROM settings WHERE key = ?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_setting(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        let (key, value) = (key.to_string(), value.to_vec());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+}

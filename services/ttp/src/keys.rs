@@ -1,0 +1,114 @@
+//! The TTP's signing keys, on disk with owner-only permissions.
+//!
+//! Each key is a 32-byte Ed25519 seed in `keys/ttp-<n>.seed`. The newest signs
+//! new credentials; every key on disk is a trust anchor, so credentials signed
+//! by an older key stay valid while it is kept (rotation with overlap). Retiring
+//! a key is removing its file.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rand_core::{OsRng, RngCore};
+use vitalgate_core::provider::{AwsLc, Secret32};
+use vitalgate_core::signer::{Signer, SoftwareSigner};
+use zeroize::{Zeroize, Zeroizing};
+
+/// The keys, newest last.
+pub struct TtpKeys {
+    keys: Vec<(u32, SoftwareSigner<AwsLc>)>,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for TtpKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TtpKeys")
+            .field("dir", &self.dir)
+            .field("count", &self.keys.len())
+            .finish()
+    }
+}
+
+impl TtpKeys {
+    /// Loads the keys in `dir`, creating the first one if there is none.
+    pub fn load_or_create(dir: &Path) -> std::io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        let mut keys = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let path = entry?.path();
+            let Some(n) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("ttp-"))
+                .and_then(|n| n.strip_suffix(".seed"))
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let mode = fs::metadata(&path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{} is readable by others (mode {mode:o}); chmod 600 it",
+                        path.display()
+                    ),
+                ));
+            }
+            let bytes = Zeroizing::new(fs::read(&path)?);
+            let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is not a 32-byte seed", path.display()),
+                )
+            })?;
+            keys.push((n, SoftwareSigner::from_seed(&Secret32::from_bytes(seed))));
+        }
+        keys.sort_by_key(|(n, _)| *n);
+        let mut this = Self {
+            keys,
+            dir: dir.to_path_buf(),
+        };
+        if this.keys.is_empty() {
+            this.rotate()?;
+        }
+        Ok(this)
+    }
+
+    /// Creates a new key, which signs from now on; older keys stay trusted.
+    pub fn rotate(&mut self) -> std::io::Result<[u8; 32]> {
+        let n = self.keys.last().map_or(1, |(n, _)| n + 1);
+        let mut seed = [0u8; 32];
+        OsRng.fill_bytes(&mut seed);
+        let path = self.dir.join(format!("ttp-{n}.seed"));
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        file.write_all(&seed)?;
+        file.sync_all()?;
+        let signer = SoftwareSigner::<AwsLc>::from_seed(&Secret32::from_bytes(seed));
+        seed.zeroize();
+        let public = signer.public_key();
+        tracing::info!(key = n, "created TTP signing key");
+        self.keys.push((n, signer));
+        Ok(public)
+    }
+
+    /// The key that signs new credentials.
+    pub fn active(&self) -> &SoftwareSigner<AwsLc> {
+        &self
+            .keys
+            .last()
+            .expect("at least one key exists after load")
+            .1
+    }
+
+    /// Every trusted public key.
+    pub fn anchors(&self) -> Vec<[u8; 32]> {
+        self.keys.iter().map(|(_, k)| k.public_key()).collect()
+    }
+}

@@ -1,0 +1,562 @@
+//! The trusted third party (TTP): enrolls HSPs, devices and clinicians with
+//! single-use enrollment tokens, issues and renews their credentials, revokes
+//! them and publishes revocations. It is not on the path of any login: parties
+//! authenticate each other with the credentials it issued earlier.
+//!
+//! Patients are known here by pseudonym only: a device's credential names the
+//! pseudonym its enrollment token was made for.
+
+#![forbid(unsafe_code)]
+
+mod keys;
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+
+use rand_core::{OsRng, RngCore};
+use subtle::ConstantTimeEq;
+use tokio::sync::watch;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+use vitalgate_core::credential::{
+    Credential, CredentialBody, KeyProtection, KnownCredential, Role, RoleSet, TrustStore,
+};
+use vitalgate_core::provider::{AwsLc, CryptoProvider};
+use vitalgate_core::UnixTime;
+use vitalgate_proto::v1;
+use vitalgate_rpc::{audit, core_status, invalid, store_status, unix_now};
+use vitalgate_store::{CredentialRecord, EnrollmentToken, Store};
+
+pub use keys::TtpKeys;
+
+/// What enrollment and renewal sign over, for proof of possession.
+pub const ENROLL_LABEL: &[u8] = b"vitalgate/1 enroll";
+/// What renewal signs over.
+pub const RENEW_LABEL: &[u8] = b"vitalgate/1 renew";
+/// Clock skew tolerated on `not_before`, so a fresh credential is valid at once
+/// for a peer whose clock is a little behind.
+const NOT_BEFORE_SLACK_SECS: u64 = 300;
+
+/// The TTP's settings.
+#[derive(Debug, Clone)]
+pub struct TtpConfig {
+    /// Where keys and the admin token live.
+    pub data_dir: PathBuf,
+    /// How long a credential is valid.
+    pub credential_lifetime_secs: u64,
+    /// The longest an enrollment token may stay redeemable.
+    pub max_token_validity_secs: u32,
+}
+
+impl TtpConfig {
+    /// Defaults: 30-day credentials, tokens valid at most a day.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            credential_lifetime_secs: 30 * 24 * 3600,
+            max_token_validity_secs: 24 * 3600,
+        }
+    }
+}
+
+/// Why the TTP could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TtpError {
+    /// Keys or the admin token could not be read or written.
+    #[error("TTP data directory: {0}")]
+    Io(#[from] std::io::Error),
+    /// The store failed.
+    #[error("TTP store: {0}")]
+    Store(#[from] vitalgate_store::StoreError),
+}
+
+/// The TTP service.
+#[derive(Clone)]
+pub struct Ttp {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    keys: RwLock<TtpKeys>,
+    admin_token: String,
+    newest_revocation: watch::Sender<i64>,
+    config: TtpConfig,
+}
+
+impl std::fmt::Debug for Ttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ttp")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Creates the admin token file on first start (owner-only), or reads it.
+fn load_or_create_admin_token(dir: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("admin.token");
+    match std::fs::read_to_string(&path) {
+        Ok(token) => Ok(token.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let token = random_token();
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            file.write_all(token.as_bytes())?;
+            file.sync_all()?;
+            Ok(token)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// 256 random bits as hex.
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn token_hash(token: &str) -> [u8; 32] {
+    AwsLc::sha256(&[b"vitalgate/1 enrollment token", token.as_bytes()])
+}
+
+fn role_from_wire(role: i32) -> Result<Role, Status> {
+    match v1::Role::try_from(role)
+        .ok()
+        .and_then(v1::Role::core_number)
+    {
+        Some(1) => Ok(Role::Device),
+        Some(2) => Ok(Role::Hsp),
+        Some(3) => Ok(Role::Clinician),
+        Some(4) => Ok(Role::Ttp),
+        _ => Err(invalid("role", "must be device, hsp, clinician or ttp")),
+    }
+}
+
+fn role_to_wire(role: u8) -> i32 {
+    match role {
+        1 => v1::Role::Device as i32,
+        2 => v1::Role::Hsp as i32,
+        3 => v1::Role::Clinician as i32,
+        4 => v1::Role::Ttp as i32,
+        _ => v1::Role::Unspecified as i32,
+    }
+}
+
+fn public_key(bytes: &[u8]) -> Result<[u8; 32], Status> {
+    bytes
+        .try_into()
+        .map_err(|_| invalid("public_key", "must be 32 bytes (Ed25519)"))
+}
+
+fn signature(bytes: &[u8], field: &str) -> Result<[u8; 64], Status> {
+    bytes
+        .try_into()
+        .map_err(|_| invalid(field, "must be 64 bytes (Ed25519)"))
+}
+
+impl Ttp {
+    /// Opens the TTP: loads or creates its keys and admin token under
+    /// `config.data_dir`, on `store`.
+    pub async fn open(config: TtpConfig, store: Arc<dyn Store>) -> Result<Self, TtpError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let keys = TtpKeys::load_or_create(&config.data_dir.join("keys"))?;
+        let admin_token = load_or_create_admin_token(&config.data_dir)?;
+        let newest = store.revocations_after(0).await?.last().map_or(0, |r| r.id);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                keys: RwLock::new(keys),
+                admin_token,
+                newest_revocation: watch::channel(newest).0,
+                config,
+            }),
+        })
+    }
+
+    /// The bearer token administrative calls need (kept in `admin.token`).
+    pub fn admin_token(&self) -> &str {
+        &self.inner.admin_token
+    }
+
+    /// The TTP's public keys.
+    pub fn trust_anchors(&self) -> Vec<[u8; 32]> {
+        self.inner
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .anchors()
+    }
+
+    /// The gRPC service, with vitalgate's message size limits.
+    pub fn into_service(self) -> v1::ttp_server::TtpServer<Self> {
+        v1::ttp_server::TtpServer::new(self)
+            .max_decoding_message_size(vitalgate_rpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(vitalgate_rpc::MAX_MESSAGE_BYTES)
+    }
+
+    fn check_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| Status::unauthenticated("administrator token required"))?;
+        if bool::from(
+            presented
+                .as_bytes()
+                .ct_eq(self.inner.admin_token.as_bytes()),
+        ) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied("not an administrator"))
+        }
+    }
+
+    fn trust_store(&self) -> TrustStore {
+        let mut trust = TrustStore::new();
+        for anchor in self.trust_anchors() {
+            trust.add_issuer::<AwsLc>(anchor);
+        }
+        trust
+    }
+
+    async fn issue(
+        &self,
+        role: Role,
+        subject: String,
+        key: [u8; 32],
+    ) -> Result<Credential, Status> {
+        let store = &self.inner.store;
+        let serial = store.next_serial().await.map_err(|e| store_status(&e))?;
+        let now = unix_now();
+        let not_after = now + self.inner.config.credential_lifetime_secs;
+        let body = CredentialBody {
+            serial,
+            role,
+            subject: subject.into_bytes(),
+            public_key: key,
+            not_before: u32::try_from(now.saturating_sub(NOT_BEFORE_SLACK_SECS))
+                .unwrap_or(u32::MAX),
+            not_after: u32::try_from(not_after).unwrap_or(u32::MAX),
+            key_protection: KeyProtection::Software,
+        };
+        let credential = {
+            let keys = self.inner.keys.read().unwrap_or_else(|p| p.into_inner());
+            Credential::issue::<AwsLc>(body, keys.active()).map_err(|e| core_status(&e))?
+        };
+        let known = KnownCredential::new::<AwsLc>(credential.clone());
+        let record = CredentialRecord {
+            serial,
+            role: role as u8,
+            subject: String::from_utf8_lossy(credential.subject()).into_owned(),
+            reference: known.reference().0,
+            encoded: known.encoded().to_vec(),
+            issued_at: now,
+            not_after,
+        };
+        store
+            .put_credential(&record)
+            .await
+            .map_err(|e| store_status(&e))?;
+        Ok(credential)
+    }
+
+    fn anchors_wire(&self) -> Vec<Vec<u8>> {
+        self.trust_anchors()
+            .into_iter()
+            .map(|k| k.to_vec())
+            .collect()
+    }
+}
+
+type RevocationStream = Pin<Box<dyn Stream<Item = Result<v1::RevocationEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl v1::ttp_server::Ttp for Ttp {
+    async fn create_enrollment_token(
+        &self,
+        request: Request<v1::CreateEnrollmentTokenRequest>,
+    ) -> Result<Response<v1::CreateEnrollmentTokenResponse>, Status> {
+        self.check_admin(&request)?;
+        let request = request.into_inner();
+        let role = role_from_wire(request.role)?;
+        let subject = request.subject.trim().to_string();
+        if subject.is_empty() || subject.len() > vitalgate_core::credential::MAX_SUBJECT_LEN {
+            return Err(invalid("subject", "must be 1 to 64 bytes"));
+        }
+        let max = self.inner.config.max_token_validity_secs;
+        if request.valid_secs == 0 || request.valid_secs > max {
+            return Err(invalid("valid_secs", &format!("must be 1 to {max}")));
+        }
+        let token = random_token();
+        let now = unix_now();
+        let expires_at = now + u64::from(request.valid_secs);
+        self.inner
+            .store
+            .create_enrollment_token(EnrollmentToken {
+                token_hash: token_hash(&token),
+                role: role as u8,
+                subject: subject.clone(),
+                created_at: now,
+                expires_at,
+            })
+            .await
+            .map_err(|e| store_status(&e))?;
+        audit(
+            &*self.inner.store,
+            "enrollment_token.created",
+            "admin",
+            &subject,
+            &format!("{role:?}"),
+        )
+        .await;
+        Ok(Response::new(v1::CreateEnrollmentTokenResponse {
+            token,
+            expires_at: expires_at as i64,
+        }))
+    }
+
+    async fn enroll(
+        &self,
+        request: Request<v1::EnrollRequest>,
+    ) -> Result<Response<v1::EnrollResponse>, Status> {
+        let request = request.into_inner();
+        let key = public_key(&request.public_key)?;
+        let proof = signature(&request.proof_of_possession, "proof_of_possession")?;
+        // Proof of possession first: a bad request must not burn the token.
+        let signed = [ENROLL_LABEL, request.token.as_bytes(), &key].concat();
+        if AwsLc::ed25519_verify(&key, &signed, &proof).is_err() {
+            audit(
+                &*self.inner.store,
+                "enroll.failed",
+                "unknown",
+                "",
+                "bad proof of possession",
+            )
+            .await;
+            return Err(Status::unauthenticated(
+                "proof of possession does not verify",
+            ));
+        }
+        let grant = match self
+            .inner
+            .store
+            .redeem_enrollment_token(&token_hash(&request.token), unix_now())
+            .await
+        {
+            Ok(grant) => grant,
+            Err(e) => {
+                audit(
+                    &*self.inner.store,
+                    "enroll.failed",
+                    "unknown",
+                    "",
+                    &e.to_string(),
+                )
+                .await;
+                return Err(store_status(&e));
+            }
+        };
+        let role = match grant.role {
+            1 => Role::Device,
+            2 => Role::Hsp,
+            3 => Role::Clinician,
+            _ => Role::Ttp,
+        };
+        let credential = self.issue(role, grant.subject.clone(), key).await?;
+        audit(
+            &*self.inner.store,
+            "enroll.ok",
+            &grant.subject,
+            &credential.serial().to_string(),
+            &format!("{role:?}"),
+        )
+        .await;
+        Ok(Response::new(v1::EnrollResponse {
+            credential: credential.encode(),
+            trust_anchors: self.anchors_wire(),
+        }))
+    }
+
+    async fn renew(
+        &self,
+        request: Request<v1::RenewRequest>,
+    ) -> Result<Response<v1::EnrollResponse>, Status> {
+        let request = request.into_inner();
+        let old = Credential::decode(&request.credential)
+            .map_err(|e| invalid("credential", &e.to_string()))?;
+        let any_role = RoleSet::only(Role::Device)
+            .with(Role::Hsp)
+            .with(Role::Clinician)
+            .with(Role::Ttp);
+        self.trust_store()
+            .validate::<AwsLc>(&old, any_role, UnixTime(unix_now()))
+            .map_err(|e| core_status(&vitalgate_core::Error::from(e)))?;
+        let revoked = self
+            .inner
+            .store
+            .revocations_after(0)
+            .await
+            .map_err(|e| store_status(&e))?
+            .iter()
+            .any(|r| r.serial == old.serial());
+        if revoked {
+            return Err(Status::permission_denied(format!(
+                "serial {} is revoked",
+                old.serial()
+            )));
+        }
+        let key = public_key(&request.public_key)?;
+        let signed = [RENEW_LABEL, &request.credential, &key].concat();
+        let old_sig = signature(&request.old_key_signature, "old_key_signature")?;
+        let new_sig = signature(&request.new_key_signature, "new_key_signature")?;
+        if AwsLc::ed25519_verify(old.public_key(), &signed, &old_sig).is_err()
+            || AwsLc::ed25519_verify(&key, &signed, &new_sig).is_err()
+        {
+            return Err(Status::unauthenticated("renewal signatures do not verify"));
+        }
+        let subject = String::from_utf8_lossy(old.subject()).into_owned();
+        let credential = self.issue(old.role(), subject.clone(), key).await?;
+        audit(
+            &*self.inner.store,
+            "renew.ok",
+            &subject,
+            &credential.serial().to_string(),
+            &format!("replaces {}", old.serial()),
+        )
+        .await;
+        Ok(Response::new(v1::EnrollResponse {
+            credential: credential.encode(),
+            trust_anchors: self.anchors_wire(),
+        }))
+    }
+
+    async fn revoke(
+        &self,
+        request: Request<v1::RevokeRequest>,
+    ) -> Result<Response<v1::RevokeResponse>, Status> {
+        self.check_admin(&request)?;
+        let request = request.into_inner();
+        if request.serial == 0 {
+            return Err(invalid("serial", "must be a credential serial"));
+        }
+        let revoked = self
+            .inner
+            .store
+            .revoke(request.serial, &request.reason, unix_now())
+            .await
+            .map_err(|e| store_status(&e))?;
+        if let Some(record) = &revoked {
+            self.inner.newest_revocation.send_replace(record.id);
+            audit(
+                &*self.inner.store,
+                "revoke",
+                "admin",
+                &request.serial.to_string(),
+                &request.reason,
+            )
+            .await;
+        }
+        Ok(Response::new(v1::RevokeResponse {
+            newly_revoked: revoked.is_some(),
+        }))
+    }
+
+    async fn list_parties(
+        &self,
+        request: Request<v1::ListPartiesRequest>,
+    ) -> Result<Response<v1::ListPartiesResponse>, Status> {
+        self.check_admin(&request)?;
+        let store = &self.inner.store;
+        let revoked: std::collections::HashSet<u64> = store
+            .revocations_after(0)
+            .await
+            .map_err(|e| store_status(&e))?
+            .into_iter()
+            .map(|r| r.serial)
+            .collect();
+        let parties = store
+            .list_credentials()
+            .await
+            .map_err(|e| store_status(&e))?
+            .into_iter()
+            .map(|c| v1::Party {
+                serial: c.serial,
+                role: role_to_wire(c.role),
+                subject: c.subject,
+                not_after: c.not_after as i64,
+                revoked: revoked.contains(&c.serial),
+            })
+            .collect();
+        Ok(Response::new(v1::ListPartiesResponse { parties }))
+    }
+
+    async fn trust_bundle(
+        &self,
+        _request: Request<v1::TrustBundleRequest>,
+    ) -> Result<Response<v1::TrustBundleResponse>, Status> {
+        let revocations = self
+            .inner
+            .store
+            .revocations_after(0)
+            .await
+            .map_err(|e| store_status(&e))?;
+        Ok(Response::new(v1::TrustBundleResponse {
+            trust_anchors: self.anchors_wire(),
+            revocation_cursor: revocations.last().map_or(0, |r| r.id),
+            revoked_serials: revocations.into_iter().map(|r| r.serial).collect(),
+        }))
+    }
+
+    type WatchRevocationsStream = RevocationStream;
+
+    async fn watch_revocations(
+        &self,
+        request: Request<v1::WatchRevocationsRequest>,
+    ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
+        let mut cursor = request.into_inner().after_id;
+        let store = self.inner.store.clone();
+        let mut newest = self.inner.newest_revocation.subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                match store.revocations_after(cursor).await {
+                    Ok(records) => {
+                        for r in records {
+                            cursor = r.id;
+                            let event = v1::RevocationEvent {
+                                id: r.id,
+                                serial: r.serial,
+                                revoked_at: r.revoked_at as i64,
+                            };
+                            if tx.send(Ok(event)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(store_status(&e))).await;
+                        return;
+                    }
+                }
+                // Woken by a revocation here; the timeout also picks up ones
+                // another TTP replica wrote to the shared store.
+                tokio::select! {
+                    changed = newest.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
