@@ -373,4 +373,13 @@ impl fmt::Display for SignerError {
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for Error {}
+mod std_impls {
+    use super::*;
+    impl std::error::Error for Error {}
+    impl std::error::Error for DecodeError {}
+    impl std::error::Error for CredentialError {}
+    impl std::error::Error for HandshakeError {}
+    impl std::error::Error for FactorError {}
+    impl std::error::Error for ChannelError {}
+    impl std::error::Error for SignerError {}
+}

@@ -8,6 +8,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod identity;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tonic::{Code, Status};

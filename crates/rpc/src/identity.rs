@@ -1,0 +1,177 @@
+//! A party's identity on disk: its key seed (owner-only), its credential and
+//! the TTP's trust anchors; and enrollment with the TTP to get them.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use rand_core::{OsRng, RngCore};
+use tonic::transport::Channel;
+use vitalgate_core::credential::{Credential, TrustStore};
+use vitalgate_core::provider::{AwsLc, Secret32};
+use vitalgate_core::signer::{Signer, SoftwareSigner};
+use vitalgate_proto::v1;
+use zeroize::Zeroizing;
+
+const SEED_FILE: &str = "identity.seed";
+const CREDENTIAL_FILE: &str = "credential.bin";
+const ANCHORS_FILE: &str = "trust-anchors.bin";
+/// What a proof of possession signs: must match the TTP's label.
+const ENROLL_LABEL: &[u8] = b"vitalgate/1 enroll";
+
+/// Why an identity could not be loaded or enrolled.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// A file could not be read or written.
+    #[error("identity files: {0}")]
+    Io(#[from] std::io::Error),
+    /// The TTP refused or could not be reached.
+    #[error("enrollment with the TTP: {0}")]
+    Rpc(#[from] tonic::Status),
+    /// What the TTP or the disk returned does not decode.
+    #[error("invalid identity data: {0}")]
+    Invalid(String),
+}
+
+/// A party's key, credential and trusted TTP keys.
+pub struct Identity {
+    seed: Secret32,
+    /// The TTP-issued credential.
+    pub credential: Credential,
+    /// The TTP's public keys at enrollment.
+    pub trust_anchors: Vec<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("serial", &self.credential.serial())
+            .field("subject", &String::from_utf8_lossy(self.credential.subject()))
+            .finish_non_exhaustive()
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(tmp, path)
+}
+
+impl Identity {
+    /// Loads the identity in `dir`, if one was enrolled there.
+    pub fn load(dir: &Path) -> Result<Option<Self>, IdentityError> {
+        let credential_path = dir.join(CREDENTIAL_FILE);
+        if !credential_path.exists() {
+            return Ok(None);
+        }
+        let seed_path = dir.join(SEED_FILE);
+        let mode = fs::metadata(&seed_path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(IdentityError::Invalid(format!(
+                "{} is readable by others (mode {mode:o}); chmod 600 it",
+                seed_path.display()
+            )));
+        }
+        let seed = Zeroizing::new(fs::read(&seed_path)?);
+        let seed: [u8; 32] = seed
+            .as_slice()
+            .try_into()
+            .map_err(|_| IdentityError::Invalid("the key seed is not 32 bytes".into()))?;
+        let credential = Credential::decode(&fs::read(credential_path)?)
+            .map_err(|e| IdentityError::Invalid(format!("credential: {e}")))?;
+        let anchors = fs::read(dir.join(ANCHORS_FILE))?;
+        Ok(Some(Self {
+            seed: Secret32::from_bytes(seed),
+            credential,
+            trust_anchors: split_anchors(&anchors)?,
+        }))
+    }
+
+    /// Enrolls with the TTP using `token`: makes a key (kept in `dir` before the
+    /// request, so a crash after the TTP answered does not lose it), proves
+    /// possession of it, and keeps the credential the TTP returns.
+    pub async fn enroll(
+        dir: &Path,
+        ttp: &mut v1::ttp_client::TtpClient<Channel>,
+        token: &str,
+    ) -> Result<Self, IdentityError> {
+        fs::create_dir_all(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        let mut seed = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(&mut *seed);
+        write_private(&dir.join(SEED_FILE), &*seed)?;
+        let seed = Secret32::from_bytes(*seed);
+        let signer = SoftwareSigner::<AwsLc>::from_seed(&seed);
+        let public_key = signer.public_key();
+        let proof = signer
+            .sign(&[ENROLL_LABEL, token.as_bytes(), &public_key].concat())
+            .map_err(|e| IdentityError::Invalid(e.to_string()))?;
+        let response = ttp
+            .enroll(v1::EnrollRequest {
+                token: token.to_string(),
+                public_key: public_key.to_vec(),
+                proof_of_possession: proof.to_vec(),
+            })
+            .await?
+            .into_inner();
+        let credential = Credential::decode(&response.credential)
+            .map_err(|e| IdentityError::Invalid(format!("credential from the TTP: {e}")))?;
+        if credential.public_key() != &public_key {
+            return Err(IdentityError::Invalid("the TTP certified another key".into()));
+        }
+        let anchors: Vec<[u8; 32]> = response
+            .trust_anchors
+            .iter()
+            .map(|a| a.as_slice().try_into())
+            .collect::<Result<_, _>>()
+            .map_err(|_| IdentityError::Invalid("a trust anchor is not 32 bytes".into()))?;
+        write_private(&dir.join(ANCHORS_FILE), &anchors.concat())?;
+        write_private(&dir.join(CREDENTIAL_FILE), &response.credential)?;
+        Ok(Self {
+            seed,
+            credential,
+            trust_anchors: anchors,
+        })
+    }
+
+    /// The signer for this identity's key.
+    pub fn signer(&self) -> SoftwareSigner<AwsLc> {
+        SoftwareSigner::from_seed(&self.seed)
+    }
+
+    /// A trust store holding the TTP's keys.
+    pub fn trust_store(&self) -> TrustStore {
+        let mut trust = TrustStore::new();
+        for anchor in &self.trust_anchors {
+            trust.add_issuer::<AwsLc>(*anchor);
+        }
+        trust
+    }
+
+    /// This identity's pairing key for device-to-device use, derived from its
+    /// seed (so it needs no extra file); given to the peers it pairs with.
+    pub fn pairing_key(&self) -> Secret32 {
+        use vitalgate_core::provider::CryptoProvider;
+        let mut out = [0u8; 32];
+        AwsLc::hkdf_expand(&self.seed, &[b"vitalgate/1 pairing secret"], &mut out);
+        Secret32::from_bytes(out)
+    }
+}
+
+fn split_anchors(bytes: &[u8]) -> Result<Vec<[u8; 32]>, IdentityError> {
+    if bytes.is_empty() || bytes.len() % 32 != 0 {
+        return Err(IdentityError::Invalid("trust anchors file is damaged".into()));
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| c.try_into().expect("chunks of 32"))
+        .collect())
+}

@@ -1,0 +1,342 @@
+//! The healthcare service provider (HSP): authenticates patient devices with the
+//! core handshake over a bidirectional gRPC stream, then accepts their vitals as
+//! secure-channel records, stores each batch before acknowledging it, and drops
+//! duplicates by (device, sequence).
+//!
+//! It keeps the TTP's trust anchors and revocations current by watching the
+//! TTP's revocation feed, and closes a revoked party's live sessions.
+
+#![forbid(unsafe_code)]
+
+mod session;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+use vitalgate_core::credential::{Credential, KnownCredential, KnownCredentials, Role, RoleSet, TrustStore};
+use vitalgate_core::handshake::ResponderConfig;
+use vitalgate_core::provider::AwsLc;
+use vitalgate_core::replay::InMemoryReplayCache;
+use vitalgate_core::UnixTime;
+use vitalgate_proto::v1;
+use vitalgate_rpc::identity::{Identity, IdentityError};
+use vitalgate_rpc::{store_status, unix_now};
+use vitalgate_store::{CredentialRecord, Store};
+
+/// The HSP's settings.
+#[derive(Debug, Clone)]
+pub struct HspConfig {
+    /// Where the HSP's identity lives.
+    pub data_dir: PathBuf,
+    /// Accepted clock skew, seconds either way.
+    pub skew_window_secs: u32,
+    /// How long a device may take between handshake messages.
+    pub handshake_timeout: Duration,
+    /// The most samples one record may carry.
+    pub max_batch_samples: usize,
+    /// Size of the in-memory replay pre-filter.
+    pub prefilter_capacity: usize,
+}
+
+impl HspConfig {
+    /// Defaults: ±30 s, 10 s per handshake step, 500 samples per batch.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            skew_window_secs: 30,
+            handshake_timeout: Duration::from_secs(10),
+            max_batch_samples: 500,
+            prefilter_capacity: 1 << 16,
+        }
+    }
+}
+
+/// Why the HSP could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HspError {
+    /// Enrollment or the identity files failed.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The store failed.
+    #[error("HSP store: {0}")]
+    Store(#[from] vitalgate_store::StoreError),
+    /// The TTP could not be reached.
+    #[error("TTP: {0}")]
+    Ttp(#[from] tonic::Status),
+    /// No identity yet and no enrollment token to get one.
+    #[error("the HSP is not enrolled: give it an enrollment token")]
+    NotEnrolled,
+}
+
+/// Counters for operators and `vitalgate dev`'s summary.
+#[derive(Debug, Default)]
+pub struct HspStats {
+    /// Handshakes completed.
+    pub handshakes_ok: AtomicU64,
+    /// Handshakes refused.
+    pub handshakes_failed: AtomicU64,
+    /// Samples newly stored.
+    pub samples_stored: AtomicU64,
+    /// Samples received again and dropped as duplicates.
+    pub samples_duplicate: AtomicU64,
+    /// Device sessions open now.
+    pub live_sessions: AtomicU64,
+}
+
+/// The HSP service.
+#[derive(Clone)]
+pub struct Hsp {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) responder: ResponderConfig<AwsLc>,
+    pub(crate) trust: RwLock<TrustStore>,
+    pub(crate) known: RwLock<KnownCredentials>,
+    pub(crate) prefilter: InMemoryReplayCache,
+    /// Live sessions by the peer's serial; sending `true` closes them.
+    pub(crate) live: Mutex<HashMap<u64, Vec<watch::Sender<bool>>>>,
+    pub(crate) stats: Arc<HspStats>,
+    pub(crate) config: HspConfig,
+    pub(crate) identity_serial: u64,
+}
+
+impl std::fmt::Debug for Hsp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hsp")
+            .field("serial", &self.inner.identity_serial)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hsp {
+    /// Opens the HSP: loads its identity (enrolling with the TTP with
+    /// `enrollment_token` the first time), fetches the TTP's trust bundle, and
+    /// loads the device credentials it has seen.
+    pub async fn open(
+        config: HspConfig,
+        store: Arc<dyn Store>,
+        ttp: &mut v1::ttp_client::TtpClient<Channel>,
+        enrollment_token: Option<&str>,
+    ) -> Result<Self, HspError> {
+        let identity_dir = config.data_dir.join("identity");
+        let identity = match Identity::load(&identity_dir)? {
+            Some(identity) => identity,
+            None => match enrollment_token {
+                Some(token) => Identity::enroll(&identity_dir, ttp, token).await?,
+                None => return Err(HspError::NotEnrolled),
+            },
+        };
+        let bundle = ttp.trust_bundle(v1::TrustBundleRequest {}).await?.into_inner();
+        let mut trust = TrustStore::new();
+        let fetched = bundle.trust_anchors.iter().filter_map(|a| <[u8; 32]>::try_from(a.as_slice()).ok());
+        for anchor in fetched.chain(identity.trust_anchors.iter().copied()) {
+            trust.add_issuer::<AwsLc>(anchor);
+        }
+        for serial in &bundle.revoked_serials {
+            trust.revoke(*serial);
+        }
+        let mut known = KnownCredentials::new();
+        let now = UnixTime(unix_now());
+        for record in store.list_credentials().await? {
+            if let Ok(credential) = Credential::decode(&record.encoded) {
+                // Expired or revoked ones are skipped; the device sends its
+                // credential in full next time.
+                let _ = known.insert_verified::<AwsLc>(&trust, credential, RoleSet::only(Role::Device), now);
+            }
+        }
+        let mut responder = ResponderConfig::new(
+            Box::new(identity.signer()),
+            KnownCredential::new::<AwsLc>(identity.credential.clone()),
+            RoleSet::only(Role::Device),
+        );
+        responder.skew_window_secs = config.skew_window_secs;
+        tracing::info!(
+            serial = identity.credential.serial(),
+            subject = %String::from_utf8_lossy(identity.credential.subject()),
+            "HSP identity loaded"
+        );
+        let hsp = Self {
+            inner: Arc::new(Inner {
+                store,
+                responder,
+                trust: RwLock::new(trust),
+                known: RwLock::new(known),
+                prefilter: InMemoryReplayCache::new(config.prefilter_capacity),
+                live: Mutex::new(HashMap::new()),
+                stats: Arc::default(),
+                identity_serial: identity.credential.serial(),
+                config,
+            }),
+        };
+        Ok(hsp)
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Arc<HspStats> {
+        self.inner.stats.clone()
+    }
+
+    /// The HSP's own credential serial.
+    pub fn serial(&self) -> u64 {
+        self.inner.identity_serial
+    }
+
+    /// The gRPC service, with vitalgate's message size limits.
+    pub fn into_service(self) -> v1::hsp_server::HspServer<Self> {
+        v1::hsp_server::HspServer::new(self)
+            .max_decoding_message_size(vitalgate_rpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(vitalgate_rpc::MAX_MESSAGE_BYTES)
+    }
+
+    /// Applies a revocation: refuses the serial from now on and closes its
+    /// live sessions.
+    pub fn apply_revocation(&self, serial: u64) {
+        self.inner.trust.write().unwrap_or_else(|p| p.into_inner()).revoke(serial);
+        let senders = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&serial)
+            .unwrap_or_default();
+        if !senders.is_empty() {
+            tracing::info!(serial, sessions = senders.len(), "closing revoked party's sessions");
+        }
+        for sender in senders {
+            let _ = sender.send(true);
+        }
+    }
+
+    /// Follows the TTP's revocation feed until `stop` resolves, reconnecting
+    /// after failures. A revocation reaches this HSP within the feed's latency
+    /// (immediate on the TTP that revoked, at most its 2 s poll from others).
+    pub async fn follow_revocations(
+        &self,
+        mut ttp: v1::ttp_client::TtpClient<Channel>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut cursor = 0i64;
+        loop {
+            let stream = ttp
+                .watch_revocations(v1::WatchRevocationsRequest { after_id: cursor })
+                .await;
+            match stream {
+                Ok(stream) => {
+                    let mut stream = stream.into_inner();
+                    loop {
+                        tokio::select! {
+                            _ = stop.changed() => return,
+                            event = stream.message() => match event {
+                                Ok(Some(event)) => {
+                                    cursor = event.id;
+                                    self.apply_revocation(event.serial);
+                                }
+                                Ok(None) => break,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "revocation feed failed; reconnecting");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot reach the TTP's revocation feed"),
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    pub(crate) async fn learn_device(&self, credential: &Credential) {
+        let known = KnownCredential::new::<AwsLc>(credential.clone());
+        {
+            let mut cache = self.inner.known.write().unwrap_or_else(|p| p.into_inner());
+            let trust = self.inner.trust.read().unwrap_or_else(|p| p.into_inner());
+            if cache.insert_verified::<AwsLc>(&trust, credential.clone(), RoleSet::only(Role::Device), UnixTime(unix_now())).is_err() {
+                return;
+            }
+        }
+        let record = CredentialRecord {
+            serial: credential.serial(),
+            role: credential.role() as u8,
+            subject: String::from_utf8_lossy(credential.subject()).into_owned(),
+            reference: known.reference().0,
+            encoded: known.encoded().to_vec(),
+            issued_at: unix_now(),
+            not_after: credential.body().not_after.into(),
+        };
+        if let Err(e) = self.inner.store.put_credential(&record).await {
+            tracing::warn!(error = %e, "could not keep a device credential");
+        }
+    }
+
+    pub(crate) fn register_live(&self, serial: u64) -> watch::Receiver<bool> {
+        let (tx, rx) = watch::channel(false);
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(serial)
+            .or_default()
+            .push(tx);
+        rx
+    }
+
+    pub(crate) fn unregister_live(&self, serial: u64) {
+        let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(senders) = live.get_mut(&serial) {
+            senders.retain(|s| !s.is_closed());
+            if senders.is_empty() {
+                live.remove(&serial);
+            }
+        }
+    }
+}
+
+type FrameStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::HspFrame, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl v1::hsp_server::Hsp for Hsp {
+    type DeviceSessionStream = FrameStream;
+
+    async fn device_session(
+        &self,
+        request: Request<tonic::Streaming<v1::DeviceFrame>>,
+    ) -> Result<Response<Self::DeviceSessionStream>, Status> {
+        let peer = request.remote_addr().map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+        let inbound = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let hsp = self.clone();
+        tokio::spawn(async move { session::run(hsp, inbound, tx, peer).await });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn vitals_count(
+        &self,
+        request: Request<v1::VitalsCountRequest>,
+    ) -> Result<Response<v1::VitalsCountResponse>, Status> {
+        let device = request.into_inner().device_serial;
+        let count = self
+            .inner
+            .store
+            .vitals_count((device != 0).then_some(device))
+            .await
+            .map_err(|e| store_status(&e))?;
+        Ok(Response::new(v1::VitalsCountResponse { count }))
+    }
+}
+
+/// Reads the counter.
+pub fn read(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}

@@ -1,0 +1,275 @@
+//! One device session: the handshake over the stream, then vitals records.
+//!
+//! Nothing a device sends is stored before the handshake's final confirmation
+//! (M4) has been sent: a record that arrives earlier ends the stream with
+//! UNAUTHENTICATED and an audit event (threat 19). Each batch is stored before
+//! its acknowledgement is sealed and sent (threat 20).
+
+use std::sync::atomic::Ordering;
+
+use prost::Message;
+use rand_core::OsRng;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tonic::{Status, Streaming};
+use vitalgate_core::channel::Record;
+use vitalgate_core::credential::KnownCredential;
+use vitalgate_core::factor::{FactorKind, FactorSet};
+use vitalgate_core::handshake::{PeerDirectory, Responder};
+use vitalgate_core::provider::AwsLc;
+use vitalgate_core::replay::{ReplayCache, Replayed};
+use vitalgate_core::UnixTime;
+use vitalgate_proto::v1::{self, device_frame, hsp_frame};
+use vitalgate_rpc::{audit, core_status, invalid, store_status, unix_now};
+use vitalgate_store::StoredSample;
+
+use crate::Hsp;
+
+type Outbound = mpsc::Sender<Result<v1::HspFrame, Status>>;
+
+/// The outcome of the shared durable replay claim, handed to the core's
+/// `finish` (which takes a synchronous cache).
+struct Claimed(bool);
+
+impl ReplayCache for Claimed {
+    fn check_and_insert(&self, _key: &[u8; 32], _expires_at: u64, _now: u64) -> Result<(), Replayed> {
+        if self.0 {
+            Ok(())
+        } else {
+            Err(Replayed)
+        }
+    }
+}
+
+/// Why a session ended early, for the status and the audit log.
+struct Refusal {
+    status: Status,
+    audit_kind: &'static str,
+}
+
+impl Refusal {
+    fn handshake(error: &vitalgate_core::Error) -> Self {
+        Self {
+            status: core_status(error),
+            audit_kind: "handshake.failed",
+        }
+    }
+}
+
+async fn next_frame(
+    inbound: &mut Streaming<v1::DeviceFrame>,
+    hsp: &Hsp,
+) -> Result<Option<device_frame::Frame>, Refusal> {
+    let frame = tokio::time::timeout(hsp.inner.config.handshake_timeout, inbound.next())
+        .await
+        .map_err(|_| Refusal {
+            status: Status::deadline_exceeded("handshake step timed out"),
+            audit_kind: "handshake.failed",
+        })?;
+    match frame {
+        None => Ok(None),
+        Some(Err(status)) => Err(Refusal {
+            status,
+            audit_kind: "handshake.failed",
+        }),
+        Some(Ok(v1::DeviceFrame { frame: None })) => Err(Refusal {
+            status: invalid("frame", "empty"),
+            audit_kind: "handshake.failed",
+        }),
+        Some(Ok(v1::DeviceFrame { frame: Some(f) })) => Ok(Some(f)),
+    }
+}
+
+fn handshake_bytes(frame: device_frame::Frame) -> Result<Vec<u8>, Refusal> {
+    match frame {
+        device_frame::Frame::Handshake(bytes) => Ok(bytes),
+        device_frame::Frame::Record(_) => Err(Refusal {
+            status: Status::unauthenticated("vitals before the handshake completed: refused"),
+            audit_kind: "vitals.refused",
+        }),
+    }
+}
+
+fn handshake_frame(bytes: Vec<u8>) -> Result<v1::HspFrame, Status> {
+    Ok(v1::HspFrame {
+        frame: Some(hsp_frame::Frame::Handshake(bytes)),
+    })
+}
+
+pub(crate) async fn run(hsp: Hsp, mut inbound: Streaming<v1::DeviceFrame>, tx: Outbound, peer_addr: String) {
+    let store = hsp.inner.store.clone();
+    match handshake_and_stream(&hsp, &mut inbound, &tx, &peer_addr).await {
+        Ok(()) => {}
+        Err(refusal) => {
+            if refusal.audit_kind.starts_with("handshake") {
+                hsp.inner.stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::info!(peer = %peer_addr, reason = %refusal.status.message(), kind = refusal.audit_kind, "device session refused");
+            audit(&*store, refusal.audit_kind, &peer_addr, "device-session", refusal.status.message()).await;
+            let _ = tx.send(Err(refusal.status)).await;
+        }
+    }
+}
+
+async fn handshake_and_stream(
+    hsp: &Hsp,
+    inbound: &mut Streaming<v1::DeviceFrame>,
+    tx: &Outbound,
+    peer_addr: &str,
+) -> Result<(), Refusal> {
+    let inner = &hsp.inner;
+    let Some(first) = next_frame(inbound, hsp).await? else {
+        return Ok(());
+    };
+    let m1 = handshake_bytes(first)?;
+    let (m2, responder) = Responder::handle_m1(&inner.responder, &m1, UnixTime(unix_now()), &mut OsRng, &inner.prefilter)
+        .map_err(|e| Refusal::handshake(&e))?;
+    if tx.send(handshake_frame(m2)).await.is_err() {
+        return Ok(());
+    }
+    let Some(third) = next_frame(inbound, hsp).await? else {
+        return Ok(());
+    };
+    let m3 = handshake_bytes(third)?;
+    let verified = {
+        let trust = inner.trust.read().unwrap_or_else(|p| p.into_inner());
+        let known = inner.known.read().unwrap_or_else(|p| p.into_inner());
+        let peers = PeerDirectory { trust: &trust, known: &*known };
+        responder.handle_m3(&m3, UnixTime(unix_now()), &peers)
+    }
+    .map_err(|e| Refusal::handshake(&e))?;
+    let device = verified.peer().clone();
+    let pseudonym = String::from_utf8_lossy(device.subject()).into_owned();
+
+    // The policy for devices streaming vitals: their card key (the credential
+    // signature), which every completed handshake has proven.
+    let required = FactorSet::EMPTY.with(FactorKind::Card);
+    let (replay_key, keep_until) = verified.replay_entry();
+    let now = unix_now();
+    let fresh = inner
+        .store
+        .claim_replay_key(&replay_key, keep_until, now)
+        .await
+        .map_err(|e| Refusal {
+            status: store_status(&e),
+            audit_kind: "handshake.failed",
+        })?;
+    let (m4, session) = verified
+        .finish(FactorSet::EMPTY, required, &Claimed(fresh), UnixTime(now))
+        .map_err(|e| Refusal::handshake(&e))?;
+    let is_new = {
+        let known = inner.known.read().unwrap_or_else(|p| p.into_inner());
+        let reference = KnownCredential::new::<AwsLc>(device.clone()).reference();
+        !matches!(
+            vitalgate_core::credential::CredentialResolver::resolve(&*known, &reference),
+            vitalgate_core::credential::Resolution::Found(_)
+        )
+    };
+    if is_new {
+        hsp.learn_device(&device).await;
+    }
+    let mut closed = hsp.register_live(device.serial());
+    if tx.send(handshake_frame(m4)).await.is_err() {
+        hsp.unregister_live(device.serial());
+        return Ok(());
+    }
+    inner.stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
+    inner.stats.live_sessions.fetch_add(1, Ordering::Relaxed);
+    let session_id = hex::encode(session.session_id());
+    tracing::info!(device = %pseudonym, serial = device.serial(), session = %session_id, peer = %peer_addr, "device authenticated");
+    audit(&*inner.store, "handshake.ok", &pseudonym, &device.serial().to_string(), &session_id).await;
+
+    let mut channel = session.into_channel();
+    let mut stored_in_session = 0u64;
+    let result = loop {
+        let frame = tokio::select! {
+            _ = closed.changed() => break Err(Refusal {
+                status: Status::unauthenticated("credential revoked"),
+                audit_kind: "vitals.session.closed",
+            }),
+            frame = inbound.next() => frame,
+        };
+        let record = match frame {
+            None => break Ok(()),
+            Some(Err(status)) => break Err(Refusal { status, audit_kind: "vitals.session.failed" }),
+            Some(Ok(v1::DeviceFrame { frame: Some(device_frame::Frame::Record(record)) })) => record,
+            Some(Ok(_)) => break Err(Refusal {
+                status: Status::failed_precondition("a handshake message inside an established session"),
+                audit_kind: "vitals.refused",
+            }),
+        };
+        let plaintext = match channel.opener.open(&record) {
+            Ok(Record::Data(plaintext)) => plaintext,
+            Ok(Record::KeyUpdate) => continue,
+            Ok(Record::Close) => break Ok(()),
+            Err(e) => break Err(Refusal {
+                status: core_status(&e.into()),
+                audit_kind: "vitals.refused",
+            }),
+        };
+        let batch = match v1::VitalsBatch::decode(plaintext.as_slice()) {
+            Ok(batch) => batch,
+            Err(e) => break Err(Refusal {
+                status: invalid("record", &format!("not a vitals batch: {e}")),
+                audit_kind: "vitals.refused",
+            }),
+        };
+        if batch.samples.len() > inner.config.max_batch_samples {
+            break Err(Refusal {
+                status: Status::resource_exhausted(format!(
+                    "{} samples in one batch, at most {}",
+                    batch.samples.len(),
+                    inner.config.max_batch_samples
+                )),
+                audit_kind: "vitals.refused",
+            });
+        }
+        if batch.samples.iter().any(|s| s.sequence == 0) {
+            break Err(Refusal { status: invalid("sequence", "starts at 1"), audit_kind: "vitals.refused" });
+        }
+        let samples: Vec<StoredSample> = batch
+            .samples
+            .iter()
+            .map(|s| StoredSample {
+                device_serial: device.serial(),
+                sequence: s.sequence,
+                measured_at_ms: s.measured_at_ms,
+                heart_rate_bpm: s.heart_rate_bpm,
+                spo2_percent: s.spo2_percent,
+                respiratory_rate_per_min: s.respiratory_rate_per_min,
+                skin_temperature_c: s.skin_temperature_c,
+                systolic_mmhg: s.systolic_mmhg,
+                diastolic_mmhg: s.diastolic_mmhg,
+                anomaly: s.anomaly,
+            })
+            .collect();
+        let new = match inner.store.store_vitals(&samples).await {
+            Ok(new) => new,
+            Err(e) => break Err(Refusal { status: store_status(&e), audit_kind: "vitals.session.failed" }),
+        };
+        stored_in_session += new;
+        inner.stats.samples_stored.fetch_add(new, Ordering::Relaxed);
+        inner.stats.samples_duplicate.fetch_add(samples.len() as u64 - new, Ordering::Relaxed);
+        // Stored: only now is the batch acknowledged.
+        let ack = v1::Ack { sequences: batch.samples.iter().map(|s| s.sequence).collect() };
+        let sealed = match channel.sealer.seal(&ack.encode_to_vec()) {
+            Ok(sealed) => sealed,
+            Err(e) => break Err(Refusal { status: core_status(&e.into()), audit_kind: "vitals.session.failed" }),
+        };
+        let frame = v1::HspFrame { frame: Some(hsp_frame::Frame::Record(sealed)) };
+        if tx.send(Ok(frame)).await.is_err() {
+            break Ok(());
+        }
+    };
+    hsp.unregister_live(device.serial());
+    inner.stats.live_sessions.fetch_sub(1, Ordering::Relaxed);
+    audit(
+        &*inner.store,
+        "vitals.session.end",
+        &pseudonym,
+        &device.serial().to_string(),
+        &format!("{stored_in_session} samples stored"),
+    )
+    .await;
+    result
+}
