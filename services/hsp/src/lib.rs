@@ -89,6 +89,15 @@ pub struct HspStats {
     pub live_sessions: AtomicU64,
 }
 
+/// Why the HSP closes a live session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    /// The peer's credential was revoked.
+    Revoked,
+    /// The HSP is stopping.
+    ShuttingDown,
+}
+
 /// The HSP service.
 #[derive(Clone)]
 pub struct Hsp {
@@ -101,8 +110,10 @@ pub(crate) struct Inner {
     pub(crate) trust: RwLock<TrustStore>,
     pub(crate) known: RwLock<KnownCredentials>,
     pub(crate) prefilter: InMemoryReplayCache,
-    /// Live sessions by the peer's serial; sending `true` closes them.
-    pub(crate) live: Mutex<HashMap<u64, Vec<watch::Sender<bool>>>>,
+    /// Live sessions by the peer's serial, each with its id; sending a reason
+    /// closes it.
+    pub(crate) live: Mutex<HashMap<u64, Vec<(u64, watch::Sender<Option<CloseReason>>)>>>,
+    pub(crate) next_session_id: AtomicU64,
     pub(crate) stats: Arc<HspStats>,
     pub(crate) config: HspConfig,
     pub(crate) identity_serial: u64,
@@ -171,6 +182,7 @@ impl Hsp {
                 known: RwLock::new(known),
                 prefilter: InMemoryReplayCache::new(config.prefilter_capacity),
                 live: Mutex::new(HashMap::new()),
+                next_session_id: AtomicU64::new(1),
                 stats: Arc::default(),
                 identity_serial: identity.credential.serial(),
                 config,
@@ -210,8 +222,8 @@ impl Hsp {
         if !senders.is_empty() {
             tracing::info!(serial, sessions = senders.len(), "closing revoked party's sessions");
         }
-        for sender in senders {
-            let _ = sender.send(true);
+        for (_, sender) in senders {
+            let _ = sender.send(Some(CloseReason::Revoked));
         }
     }
 
@@ -280,26 +292,31 @@ impl Hsp {
         }
     }
 
-    pub(crate) fn register_live(&self, serial: u64) -> watch::Receiver<bool> {
-        let (tx, rx) = watch::channel(false);
+    /// Registers a live session of `serial`; returns its id and the receiver
+    /// that says when to close it.
+    pub(crate) fn register_live(&self, serial: u64) -> (u64, watch::Receiver<Option<CloseReason>>) {
+        let id = self.inner.next_session_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(None);
         self.inner
             .live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(serial)
             .or_default()
-            .push(tx);
-        rx
+            .push((id, tx));
+        self.inner.stats.live_sessions.fetch_add(1, Ordering::Relaxed);
+        (id, rx)
     }
 
-    pub(crate) fn unregister_live(&self, serial: u64) {
+    pub(crate) fn unregister_live(&self, serial: u64, id: u64) {
         let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(senders) = live.get_mut(&serial) {
-            senders.retain(|s| !s.is_closed());
-            if senders.is_empty() {
+        if let Some(sessions) = live.get_mut(&serial) {
+            sessions.retain(|(session, _)| *session != id);
+            if sessions.is_empty() {
                 live.remove(&serial);
             }
         }
+        self.inner.stats.live_sessions.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -339,4 +356,35 @@ impl v1::hsp_server::Hsp for Hsp {
 /// Reads the counter.
 pub fn read(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
+}
+
+impl Hsp {
+    /// Closes every live device session (on shutdown, so streams drain).
+    pub fn close_all_sessions(&self) {
+        let live = std::mem::take(&mut *self.inner.live.lock().unwrap_or_else(|p| p.into_inner()));
+        for (_, sender) in live.into_values().flatten() {
+            let _ = sender.send(Some(CloseReason::ShuttingDown));
+        }
+    }
+
+    /// Serves the HSP with health and reflection on `listener` until `shutdown`;
+    /// then closes live sessions so their streams end.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), tonic::transport::Error> {
+        let (_reporter, health, reflection) = vitalgate_rpc::health_and_reflection("vitalgate.v1.Hsp").await;
+        let closer = self.clone();
+        let shutdown = async move {
+            shutdown.await;
+            closer.close_all_sessions();
+        };
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(reflection)
+            .add_service(self.into_service())
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+            .await
+    }
 }

@@ -23,7 +23,7 @@ use vitalgate_proto::v1::{self, device_frame, hsp_frame};
 use vitalgate_rpc::{audit, core_status, invalid, store_status, unix_now};
 use vitalgate_store::StoredSample;
 
-use crate::Hsp;
+use crate::{CloseReason, Hsp};
 
 type Outbound = mpsc::Sender<Result<v1::HspFrame, Status>>;
 
@@ -168,13 +168,12 @@ async fn handshake_and_stream(
     if is_new {
         hsp.learn_device(&device).await;
     }
-    let mut closed = hsp.register_live(device.serial());
+    let (live_id, mut closed) = hsp.register_live(device.serial());
     if tx.send(handshake_frame(m4)).await.is_err() {
-        hsp.unregister_live(device.serial());
+        hsp.unregister_live(device.serial(), live_id);
         return Ok(());
     }
     inner.stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
-    inner.stats.live_sessions.fetch_add(1, Ordering::Relaxed);
     let session_id = hex::encode(session.session_id());
     tracing::info!(device = %pseudonym, serial = device.serial(), session = %session_id, peer = %peer_addr, "device authenticated");
     audit(&*inner.store, "handshake.ok", &pseudonym, &device.serial().to_string(), &session_id).await;
@@ -183,9 +182,15 @@ async fn handshake_and_stream(
     let mut stored_in_session = 0u64;
     let result = loop {
         let frame = tokio::select! {
-            _ = closed.changed() => break Err(Refusal {
-                status: Status::unauthenticated("credential revoked"),
-                audit_kind: "vitals.session.closed",
+            _ = closed.changed() => break Err(match *closed.borrow() {
+                Some(CloseReason::ShuttingDown) => Refusal {
+                    status: Status::unavailable("the HSP is shutting down; reconnect"),
+                    audit_kind: "vitals.session.closed",
+                },
+                _ => Refusal {
+                    status: Status::unauthenticated("credential revoked"),
+                    audit_kind: "vitals.session.closed",
+                },
             }),
             frame = inbound.next() => frame,
         };
@@ -261,8 +266,7 @@ async fn handshake_and_stream(
             break Ok(());
         }
     };
-    hsp.unregister_live(device.serial());
-    inner.stats.live_sessions.fetch_sub(1, Ordering::Relaxed);
+    hsp.unregister_live(device.serial(), live_id);
     audit(
         &*inner.store,
         "vitals.session.end",

@@ -1,0 +1,105 @@
+//! Configuration: a TOML file, then environment variables, then flags, each
+//! overriding the one before. Parsing is a pure function of the file's text, and
+//! merging a pure function of three options, so both are tested without
+//! touching the environment. (clap reads the `VITALGATE_*` variables into the
+//! flags' values, which is why env and flags arrive together.)
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The file: one optional section per service.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    #[serde(default)]
+    pub(crate) ttp: TtpSection,
+    #[serde(default)]
+    pub(crate) hsp: HspSection,
+    #[serde(default)]
+    pub(crate) device: DeviceSection,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TtpSection {
+    pub(crate) listen: Option<String>,
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) credential_lifetime_days: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HspSection {
+    pub(crate) listen: Option<String>,
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) ttp_url: Option<String>,
+    pub(crate) enrollment_token: Option<String>,
+    pub(crate) skew_window_secs: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeviceSection {
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) ttp_url: Option<String>,
+    pub(crate) hsp_url: Option<String>,
+    pub(crate) enrollment_token: Option<String>,
+    pub(crate) sample_interval_ms: Option<u64>,
+}
+
+/// Parses a configuration file's text.
+pub(crate) fn parse(text: &str) -> Result<FileConfig, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
+}
+
+/// Reads and parses `path`, or an empty configuration when there is none.
+pub(crate) fn load(path: Option<&PathBuf>) -> Result<FileConfig, String> {
+    match path {
+        None => Ok(FileConfig::default()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        }
+    }
+}
+
+/// A flag or environment value, else the file's, else the default.
+pub(crate) fn pick<T>(flag_or_env: Option<T>, file: Option<T>, default: T) -> T {
+    flag_or_env.or(file).unwrap_or(default)
+}
+
+/// Like [`pick`] for values with no default.
+pub(crate) fn pick_opt<T>(flag_or_env: Option<T>, file: Option<T>) -> Option<T> {
+    flag_or_env.or(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_sections_parse_and_unknown_keys_are_refused() {
+        let config = parse(
+            r#"
+            [hsp]
+            listen = "0.0.0.0:7002"
+            ttp_url = "http://ttp:7001"
+            skew_window_secs = 20
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(config.hsp.listen.as_deref(), Some("0.0.0.0:7002"));
+        assert_eq!(config.hsp.skew_window_secs, Some(20));
+        assert_eq!(config.ttp, TtpSection::default());
+        assert!(parse("[hsp]\nlisten_addr = \"x\"").is_err(), "a misspelt key is an error");
+    }
+
+    #[test]
+    fn flags_and_env_override_the_file_which_overrides_defaults() {
+        assert_eq!(pick(Some(1), Some(2), 3), 1);
+        assert_eq!(pick(None, Some(2), 3), 2);
+        assert_eq!(pick(None, None, 3), 3);
+        assert_eq!(pick_opt::<u8>(None, None), None);
+    }
+}

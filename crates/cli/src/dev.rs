@@ -1,0 +1,258 @@
+//! `vitalgate dev`: the whole platform in one process on loopback.
+//!
+//! A TTP, an HSP and simulated devices, each on its own embedded store under the
+//! data directory; everything is enrolled over gRPC on the first start, exactly
+//! as separate deployments would, and reused on the next.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use rand_core::{OsRng, RngCore};
+use tokio::sync::watch;
+use vitalgate_device::{Device, DeviceConfig, DeviceStats};
+use vitalgate_hsp::{Hsp, HspConfig};
+use vitalgate_proto::v1;
+use vitalgate_rpc::identity::Identity;
+use vitalgate_store::{SqliteStore, Store};
+use vitalgate_ttp::{Ttp, TtpConfig};
+
+use crate::{admin_request, connect, init_logging, shutdown_signal, CliResult};
+
+#[derive(Debug, Args)]
+pub(crate) struct DevArgs {
+    /// Simulated patient devices.
+    #[arg(long, default_value_t = 3, env = "VITALGATE_DEV_DEVICES")]
+    devices: usize,
+    /// Where every service keeps its store and identity.
+    #[arg(long, default_value = "vitalgate-data", env = "VITALGATE_DEV_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    duration: Option<u64>,
+    /// TTP address (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    ttp_addr: String,
+    /// HSP address (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    hsp_addr: String,
+    /// Milliseconds between a device's sensor readings.
+    #[arg(long, default_value_t = 250)]
+    sample_interval_ms: u64,
+    /// Print the summary as one JSON object (and no progress lines).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Demonstration clinicians enrolled on the first start.
+const CLINICIANS: [&str; 2] = ["dr-okafor", "nurse-lindqvist"];
+
+fn random_pseudonym() -> String {
+    let mut bytes = [0u8; 4];
+    OsRng.fill_bytes(&mut bytes);
+    format!("pt-{}", hex::encode(bytes))
+}
+
+async fn create_token(
+    ttp: &mut v1::ttp_client::TtpClient<tonic::transport::Channel>,
+    admin: &str,
+    role: v1::Role,
+    subject: &str,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let request = v1::CreateEnrollmentTokenRequest {
+        role: role as i32,
+        subject: subject.to_string(),
+        valid_secs: 600,
+    };
+    Ok(ttp.create_enrollment_token(admin_request(request, admin)?).await?.into_inner().token)
+}
+
+struct Totals {
+    handshakes_ok: u64,
+    handshakes_failed: u64,
+    samples_sent: u64,
+    samples_acked: u64,
+    samples_dropped: u64,
+    samples_buffered: u64,
+}
+
+fn totals(devices: &[Arc<DeviceStats>]) -> Totals {
+    let sum = |f: fn(&DeviceStats) -> &AtomicU64| devices.iter().map(|d| f(d).load(Ordering::Relaxed)).sum();
+    Totals {
+        handshakes_ok: sum(|d| &d.handshakes_ok),
+        handshakes_failed: sum(|d| &d.handshakes_failed),
+        samples_sent: sum(|d| &d.samples_sent),
+        samples_acked: sum(|d| &d.samples_acked),
+        samples_dropped: sum(|d| &d.samples_dropped),
+        samples_buffered: sum(|d| &d.samples_buffered),
+    }
+}
+
+fn open_store(dir: &Path) -> Result<Arc<SqliteStore>, Box<dyn std::error::Error + Send + Sync>> {
+    std::fs::create_dir_all(dir)?;
+    Ok(Arc::new(SqliteStore::open(&dir.join("store.db"))?))
+}
+
+pub(crate) async fn run(args: DevArgs) -> CliResult {
+    // Audit events and per-handshake logs are in the store; the terminal gets
+    // the progress lines below and warnings.
+    init_logging("warn");
+    let say = |line: String| {
+        if !args.json {
+            println!("{line}");
+        }
+    };
+    let data = &args.data_dir;
+    std::fs::create_dir_all(data)?;
+    let first_start = !data.join("ttp").join("admin.token").exists();
+
+    // TTP.
+    let ttp_store = open_store(&data.join("ttp"))?;
+    let ttp = Ttp::open(TtpConfig::new(data.join("ttp")), ttp_store).await?;
+    let admin = ttp.admin_token().to_string();
+    let ttp_listener = tokio::net::TcpListener::bind(&args.ttp_addr).await?;
+    let ttp_url = format!("http://{}", ttp_listener.local_addr()?);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let wait_shutdown = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let ttp_task = tokio::spawn(ttp.serve(ttp_listener, wait_shutdown(shutdown_rx.clone())));
+    say(format!("TTP  listening on {ttp_url}  ({} start)", if first_start { "first" } else { "repeat" }));
+    let mut ttp_client = v1::ttp_client::TtpClient::new(connect(&ttp_url).await?);
+
+    // HSP.
+    let hsp_dir = data.join("hsp");
+    let hsp_token = if Identity::load(&hsp_dir.join("identity"))?.is_none() {
+        Some(create_token(&mut ttp_client, &admin, v1::Role::Hsp, "hsp.general-hospital").await?)
+    } else {
+        None
+    };
+    let hsp_store = open_store(&hsp_dir)?;
+    let hsp = Hsp::open(HspConfig::new(hsp_dir), hsp_store.clone(), &mut ttp_client, hsp_token.as_deref()).await?;
+    if hsp_token.is_some() {
+        say(format!("HSP  enrolled: hsp.general-hospital, serial {}", hsp.serial()));
+    }
+    let hsp_listener = tokio::net::TcpListener::bind(&args.hsp_addr).await?;
+    let hsp_url = format!("http://{}", hsp_listener.local_addr()?);
+    let hsp_stats = hsp.stats();
+    let hsp_task = tokio::spawn(hsp.clone().serve(hsp_listener, wait_shutdown(shutdown_rx.clone())));
+    let follower = {
+        let (hsp, rx, client) = (hsp.clone(), shutdown_rx.clone(), ttp_client.clone());
+        tokio::spawn(async move { hsp.follow_revocations(client, rx).await })
+    };
+    say(format!("HSP  listening on {hsp_url}"));
+
+    // Demonstration clinicians: enrolled with the TTP like any party.
+    for name in CLINICIANS {
+        let dir = data.join("clinicians").join(name);
+        if Identity::load(&dir)?.is_none() {
+            let token = create_token(&mut ttp_client, &admin, v1::Role::Clinician, name).await?;
+            let identity = Identity::enroll(&dir, &mut ttp_client, &token).await?;
+            say(format!("     enrolled clinician {name}, serial {}", identity.credential.serial()));
+        }
+    }
+
+    // Devices.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut device_stats = Vec::new();
+    let mut device_tasks = Vec::new();
+    for i in 0..args.devices {
+        let dir = data.join("devices").join(format!("device-{i}"));
+        let mut config = DeviceConfig::new(dir.clone());
+        config.sample_interval = Duration::from_millis(args.sample_interval_ms.max(1));
+        config.sensor_seed = i as u64 + 1;
+        let enrolled = Identity::load(&dir)?.is_some();
+        let mut device = if enrolled {
+            Device::open(config, None, None).await?
+        } else {
+            let pseudonym = random_pseudonym();
+            let token = create_token(&mut ttp_client, &admin, v1::Role::Device, &pseudonym).await?;
+            Device::open(config, Some(&mut ttp_client), Some(&token)).await?
+        };
+        let pseudonym = String::from_utf8_lossy(device.credential().subject()).into_owned();
+        say(format!(
+            "DEV  device-{i}: patient {pseudonym}, serial {}{}",
+            device.credential().serial(),
+            if enrolled { "" } else { " (enrolled now)" }
+        ));
+        device_stats.push(device.stats());
+        let (url, rx) = (hsp_url.clone(), stop_rx.clone());
+        device_tasks.push(tokio::spawn(async move { device.run(url, rx).await }));
+    }
+
+    // Progress until Ctrl-C, SIGTERM or --duration.
+    let started = Instant::now();
+    let deadline = async {
+        match args.duration {
+            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut ticker = tokio::time::interval(Duration::from_secs(2));
+    ticker.tick().await;
+    let mut last_stored = 0u64;
+    loop {
+        tokio::select! {
+            _ = &mut deadline => break,
+            _ = &mut signal => { say("stopping…".into()); break }
+            _ = ticker.tick() => {
+                let t = totals(&device_stats);
+                let stored = hsp_stats.samples_stored.load(Ordering::Relaxed);
+                say(format!(
+                    "     handshakes {} ok, {} failed | samples sent {}, acked {}, stored {} ({:.0}/s) | live sessions {}",
+                    t.handshakes_ok, t.handshakes_failed, t.samples_sent, t.samples_acked, stored,
+                    (stored - last_stored) as f64 / 2.0,
+                    hsp_stats.live_sessions.load(Ordering::Relaxed),
+                ));
+                last_stored = stored;
+            }
+        }
+    }
+
+    // Devices stop first (their last batches are acknowledged), then the services.
+    let _ = stop_tx.send(true);
+    for task in device_tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    let _ = shutdown_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), hsp_task).await;
+    // Sessions end in their own tasks: let them write their last audit events.
+    let drained = Instant::now();
+    while hsp_stats.live_sessions.load(Ordering::Relaxed) > 0 && drained.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), ttp_task).await;
+    let _ = follower.await;
+
+    let t = totals(&device_stats);
+    let stored = hsp_stats.samples_stored.load(Ordering::Relaxed);
+    let stored_total = hsp_store.vitals_count(None).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    if args.json {
+        let summary = serde_json::json!({
+            "devices": args.devices,
+            "duration_secs": (elapsed * 10.0).round() / 10.0,
+            "handshakes_ok": t.handshakes_ok,
+            "handshakes_failed": t.handshakes_failed,
+            "samples_sent": t.samples_sent,
+            "samples_acked": t.samples_acked,
+            "samples_stored": stored,
+            "samples_stored_total": stored_total,
+            "samples_dropped": t.samples_dropped,
+            "samples_unacked": t.samples_buffered,
+        });
+        println!("{summary}");
+    } else {
+        println!("\nsummary after {elapsed:.1} s with {} devices:", args.devices);
+        println!("  handshakes      {} ok, {} failed", t.handshakes_ok, t.handshakes_failed);
+        println!("  samples         {} sent, {} acknowledged, {} stored now ({} in the store in all)", t.samples_sent, t.samples_acked, stored, stored_total);
+        println!("  device buffers  {} unacknowledged, {} dropped", t.samples_buffered, t.samples_dropped);
+        println!("  data            {}", data.display());
+    }
+    Ok(())
+}

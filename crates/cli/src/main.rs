@@ -1,0 +1,114 @@
+//! `vitalgate`: one binary for every part of the platform.
+
+#![forbid(unsafe_code)]
+
+mod admin;
+mod config;
+mod dev;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// vitalgate: mutual authentication for remote patient monitoring.
+#[derive(Debug, Parser)]
+#[command(name = "vitalgate", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// TTP, HSP and simulated devices in one process on loopback, on the embedded store.
+    Dev(dev::DevArgs),
+    /// The trusted third party alone.
+    Ttp(run::TtpArgs),
+    /// The healthcare service provider alone.
+    Hsp(run::HspArgs),
+    /// One patient-device agent.
+    Device(run::DeviceArgs),
+    /// Administration: enrollment tokens, parties, revocation, stored vitals.
+    Admin(admin::AdminArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("vitalgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Dev(args) => dev::run(args).await,
+            Command::Ttp(args) => run::ttp(args).await,
+            Command::Hsp(args) => run::hsp(args).await,
+            Command::Device(args) => run::device(args).await,
+            Command::Admin(args) => admin::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vitalgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Errors of the binary: a message for the operator.
+pub(crate) type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Logs to stderr; `RUST_LOG` overrides `default`.
+pub(crate) fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// A gRPC channel to `url` (`http://host:port`).
+pub(crate) async fn connect(url: &str) -> Result<tonic::transport::Channel, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(tonic::transport::Endpoint::from_shared(url.to_string())?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach {url}: {e}"))?)
+}
+
+/// A request carrying the administrator's bearer token.
+pub(crate) fn admin_request<T>(message: T, admin_token: &str) -> Result<tonic::Request<T>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {admin_token}").parse()?);
+    Ok(request)
+}

@@ -1,0 +1,151 @@
+//! `vitalgate ttp`, `vitalgate hsp`, `vitalgate device`: each service alone.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use tokio::sync::watch;
+use vitalgate_device::{Device, DeviceConfig};
+use vitalgate_hsp::{Hsp, HspConfig};
+use vitalgate_proto::v1;
+use vitalgate_store::SqliteStore;
+use vitalgate_ttp::{Ttp, TtpConfig};
+
+use crate::config::{load, pick, pick_opt};
+use crate::{connect, init_logging, shutdown_signal, CliResult};
+
+#[derive(Debug, Args)]
+pub(crate) struct TtpArgs {
+    /// TOML configuration file (section [ttp]).
+    #[arg(long, env = "VITALGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7001].
+    #[arg(long, env = "VITALGATE_TTP_LISTEN")]
+    listen: Option<String>,
+    /// Keys, admin token and store [default: ./vitalgate-data/ttp].
+    #[arg(long, env = "VITALGATE_TTP_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HspArgs {
+    /// TOML configuration file (section [hsp]).
+    #[arg(long, env = "VITALGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7002].
+    #[arg(long, env = "VITALGATE_HSP_LISTEN")]
+    listen: Option<String>,
+    /// Identity and store [default: ./vitalgate-data/hsp].
+    #[arg(long, env = "VITALGATE_HSP_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The TTP's URL [default: http://127.0.0.1:7001].
+    #[arg(long, env = "VITALGATE_TTP_URL")]
+    ttp_url: Option<String>,
+    /// Enrollment token, needed on the first start only.
+    #[arg(long, env = "VITALGATE_HSP_ENROLLMENT_TOKEN")]
+    enrollment_token: Option<String>,
+    /// Accepted clock skew in seconds either way [default: 30].
+    #[arg(long, env = "VITALGATE_SKEW_WINDOW_SECS")]
+    skew_window_secs: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeviceArgs {
+    /// TOML configuration file (section [device]).
+    #[arg(long, env = "VITALGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Identity, sequence numbers and the HSP's credential [default: ./vitalgate-data/device].
+    #[arg(long, env = "VITALGATE_DEVICE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The TTP's URL, for enrollment [default: http://127.0.0.1:7001].
+    #[arg(long, env = "VITALGATE_TTP_URL")]
+    ttp_url: Option<String>,
+    /// The HSP's URL [default: http://127.0.0.1:7002].
+    #[arg(long, env = "VITALGATE_HSP_URL")]
+    hsp_url: Option<String>,
+    /// Enrollment token, needed on the first start only.
+    #[arg(long, env = "VITALGATE_DEVICE_ENROLLMENT_TOKEN")]
+    enrollment_token: Option<String>,
+    /// Milliseconds between sensor readings [default: 250].
+    #[arg(long, env = "VITALGATE_SAMPLE_INTERVAL_MS")]
+    sample_interval_ms: Option<u64>,
+}
+
+pub(crate) async fn ttp(args: TtpArgs) -> CliResult {
+    init_logging("info");
+    let file = load(args.config.as_ref())?.ttp;
+    let listen = pick(args.listen, file.listen, "127.0.0.1:7001".into());
+    let data_dir = pick(args.data_dir, file.data_dir, PathBuf::from("vitalgate-data/ttp"));
+    std::fs::create_dir_all(&data_dir)?;
+    let store = Arc::new(SqliteStore::open(&data_dir.join("store.db"))?);
+    let mut config = TtpConfig::new(data_dir.clone());
+    if let Some(days) = file.credential_lifetime_days {
+        config.credential_lifetime_secs = days * 24 * 3600;
+    }
+    let ttp = Ttp::open(config, store).await?;
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    tracing::info!(address = %listener.local_addr()?, admin_token_file = %data_dir.join("admin.token").display(), "TTP listening");
+    ttp.serve(listener, shutdown_signal()).await?;
+    tracing::info!("TTP stopped");
+    Ok(())
+}
+
+pub(crate) async fn hsp(args: HspArgs) -> CliResult {
+    init_logging("info");
+    let file = load(args.config.as_ref())?.hsp;
+    let listen = pick(args.listen, file.listen, "127.0.0.1:7002".into());
+    let data_dir = pick(args.data_dir, file.data_dir, PathBuf::from("vitalgate-data/hsp"));
+    let ttp_url = pick(args.ttp_url, file.ttp_url, "http://127.0.0.1:7001".into());
+    let token = pick_opt(args.enrollment_token, file.enrollment_token);
+    std::fs::create_dir_all(&data_dir)?;
+    let store = Arc::new(SqliteStore::open(&data_dir.join("store.db"))?);
+    let mut config = HspConfig::new(data_dir);
+    config.skew_window_secs = pick(args.skew_window_secs, file.skew_window_secs, 30);
+    let mut ttp = v1::ttp_client::TtpClient::new(connect(&ttp_url).await?);
+    let hsp = Hsp::open(config, store, &mut ttp, token.as_deref()).await?;
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    tracing::info!(address = %listener.local_addr()?, serial = hsp.serial(), "HSP listening");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let follower = {
+        let hsp = hsp.clone();
+        tokio::spawn(async move { hsp.follow_revocations(ttp, stop_rx).await })
+    };
+    hsp.serve(listener, shutdown_signal()).await?;
+    let _ = stop_tx.send(true);
+    let _ = follower.await;
+    tracing::info!("HSP stopped");
+    Ok(())
+}
+
+pub(crate) async fn device(args: DeviceArgs) -> CliResult {
+    init_logging("info");
+    let file = load(args.config.as_ref())?.device;
+    let data_dir = pick(args.data_dir, file.data_dir, PathBuf::from("vitalgate-data/device"));
+    let ttp_url = pick(args.ttp_url, file.ttp_url, "http://127.0.0.1:7001".into());
+    let hsp_url = pick(args.hsp_url, file.hsp_url, "http://127.0.0.1:7002".into());
+    let token = pick_opt(args.enrollment_token, file.enrollment_token);
+    let mut config = DeviceConfig::new(data_dir);
+    config.sample_interval = std::time::Duration::from_millis(pick(args.sample_interval_ms, file.sample_interval_ms, 250).max(1));
+    let mut device = if token.is_some() {
+        let mut ttp = v1::ttp_client::TtpClient::new(connect(&ttp_url).await?);
+        Device::open(config, Some(&mut ttp), token.as_deref()).await?
+    } else {
+        Device::open(config, None, None).await?
+    };
+    tracing::info!(serial = device.credential().serial(), hsp = %hsp_url, "device agent started");
+    let stats = device.stats();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let agent = tokio::spawn(async move { device.run(hsp_url, stop_rx).await });
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let _ = agent.await;
+    let read = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(
+        sent = read(&stats.samples_sent),
+        acked = read(&stats.samples_acked),
+        buffered = read(&stats.samples_buffered),
+        dropped = read(&stats.samples_dropped),
+        "device agent stopped"
+    );
+    Ok(())
+}
