@@ -1,1 +1,9 @@
-//! End-to-end tests.
+//! End-to-end tests: the real TTP, HSP and device agent on loopback ports, over
+//! real gRPC, on the embedded store in temporary directories; one test runs the
+//! `vitalgate` binary as separate processes.
+
+mod harness;
+
+mod adversarial;
+mod platform;
+mod processes;

@@ -10,13 +10,21 @@ use crate::{admin_request, connect, CliResult};
 #[derive(Debug, Args)]
 pub(crate) struct AdminArgs {
     /// The TTP's URL.
-    #[arg(long, env = "VITALGATE_TTP_URL", default_value = "http://127.0.0.1:7001")]
+    #[arg(
+        long,
+        env = "VITALGATE_TTP_URL",
+        default_value = "http://127.0.0.1:7001"
+    )]
     ttp_url: String,
     /// The administrator token (see the TTP's admin.token file).
     #[arg(long, env = "VITALGATE_ADMIN_TOKEN")]
     admin_token: Option<String>,
     /// A file holding the administrator token.
-    #[arg(long, env = "VITALGATE_ADMIN_TOKEN_FILE", default_value = "vitalgate-data/ttp/admin.token")]
+    #[arg(
+        long,
+        env = "VITALGATE_ADMIN_TOKEN_FILE",
+        default_value = "vitalgate-data/ttp/admin.token"
+    )]
     admin_token_file: PathBuf,
     #[command(subcommand)]
     command: AdminCommand,
@@ -49,7 +57,11 @@ enum AdminCommand {
     /// Show how many vitals samples an HSP has stored.
     VitalsCount {
         /// The HSP's URL.
-        #[arg(long, env = "VITALGATE_HSP_URL", default_value = "http://127.0.0.1:7002")]
+        #[arg(
+            long,
+            env = "VITALGATE_HSP_URL",
+            default_value = "http://127.0.0.1:7002"
+        )]
         hsp_url: String,
         /// One device's serial; all devices when absent.
         #[arg(long)]
@@ -70,7 +82,9 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
     if let AdminCommand::VitalsCount { hsp_url, device } = &args.command {
         let mut hsp = v1::hsp_client::HspClient::new(connect(hsp_url).await?);
         let count = hsp
-            .vitals_count(v1::VitalsCountRequest { device_serial: device.unwrap_or(0) })
+            .vitals_count(v1::VitalsCountRequest {
+                device_serial: device.unwrap_or(0),
+            })
             .await?
             .into_inner()
             .count;
@@ -86,26 +100,54 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
     };
     let mut ttp = v1::ttp_client::TtpClient::new(connect(&args.ttp_url).await?);
     match args.command {
-        AdminCommand::CreateToken { role, subject, valid_secs } => {
+        AdminCommand::CreateToken {
+            role,
+            subject,
+            valid_secs,
+        } => {
             let request = v1::CreateEnrollmentTokenRequest {
                 role: parse_role(&role)? as i32,
                 subject,
                 valid_secs,
             };
-            let response = ttp.create_enrollment_token(admin_request(request, &token)?).await?.into_inner();
+            let response = ttp
+                .create_enrollment_token(admin_request(request, &token)?)
+                .await?
+                .into_inner();
             println!("{}", response.token);
         }
         AdminCommand::List => {
-            let parties = ttp.list_parties(admin_request(v1::ListPartiesRequest {}, &token)?).await?.into_inner().parties;
-            println!("{:>8}  {:<10} {:<32} {:>12}  revoked", "serial", "role", "subject", "not_after");
+            let parties = ttp
+                .list_parties(admin_request(v1::ListPartiesRequest {}, &token)?)
+                .await?
+                .into_inner()
+                .parties;
+            println!(
+                "{:>8}  {:<10} {:<32} {:>12}  revoked",
+                "serial", "role", "subject", "not_after"
+            );
             for p in parties {
-                let role = v1::Role::try_from(p.role).map_or("?".to_string(), |r| format!("{r:?}").to_lowercase());
-                println!("{:>8}  {:<10} {:<32} {:>12}  {}", p.serial, role, p.subject, p.not_after, p.revoked);
+                let role = v1::Role::try_from(p.role)
+                    .map_or("?".to_string(), |r| format!("{r:?}").to_lowercase());
+                println!(
+                    "{:>8}  {:<10} {:<32} {:>12}  {}",
+                    p.serial, role, p.subject, p.not_after, p.revoked
+                );
             }
         }
         AdminCommand::Revoke { serial, reason } => {
-            let response = ttp.revoke(admin_request(v1::RevokeRequest { serial, reason }, &token)?).await?.into_inner();
-            println!("{}", if response.newly_revoked { "revoked" } else { "already revoked" });
+            let response = ttp
+                .revoke(admin_request(v1::RevokeRequest { serial, reason }, &token)?)
+                .await?
+                .into_inner();
+            println!(
+                "{}",
+                if response.newly_revoked {
+                    "revoked"
+                } else {
+                    "already revoked"
+                }
+            );
         }
         AdminCommand::VitalsCount { .. } => unreachable!("handled above"),
     }

@@ -58,7 +58,8 @@ pub(crate) fn load(path: Option<&PathBuf>) -> Result<FileConfig, String> {
     match path {
         None => Ok(FileConfig::default()),
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             parse(&text).map_err(|e| format!("{}: {e}", path.display()))
         }
     }
@@ -92,7 +93,10 @@ mod tests {
         assert_eq!(config.hsp.listen.as_deref(), Some("0.0.0.0:7002"));
         assert_eq!(config.hsp.skew_window_secs, Some(20));
         assert_eq!(config.ttp, TtpSection::default());
-        assert!(parse("[hsp]\nlisten_addr = \"x\"").is_err(), "a misspelt key is an error");
+        assert!(
+            parse("[hsp]\nlisten_addr = \"x\"").is_err(),
+            "a misspelt key is an error"
+        );
     }
 
     #[test]

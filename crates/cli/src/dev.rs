@@ -66,7 +66,11 @@ async fn create_token(
         subject: subject.to_string(),
         valid_secs: 600,
     };
-    Ok(ttp.create_enrollment_token(admin_request(request, admin)?).await?.into_inner().token)
+    Ok(ttp
+        .create_enrollment_token(admin_request(request, admin)?)
+        .await?
+        .into_inner()
+        .token)
 }
 
 struct Totals {
@@ -79,7 +83,9 @@ struct Totals {
 }
 
 fn totals(devices: &[Arc<DeviceStats>]) -> Totals {
-    let sum = |f: fn(&DeviceStats) -> &AtomicU64| devices.iter().map(|d| f(d).load(Ordering::Relaxed)).sum();
+    let sum = |f: fn(&DeviceStats) -> &AtomicU64| {
+        devices.iter().map(|d| f(d).load(Ordering::Relaxed)).sum()
+    };
     Totals {
         handshakes_ok: sum(|d| &d.handshakes_ok),
         handshakes_failed: sum(|d| &d.handshakes_failed),
@@ -119,25 +125,48 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let ttp_task = tokio::spawn(ttp.serve(ttp_listener, wait_shutdown(shutdown_rx.clone())));
-    say(format!("TTP  listening on {ttp_url}  ({} start)", if first_start { "first" } else { "repeat" }));
+    say(format!(
+        "TTP  listening on {ttp_url}  ({} start)",
+        if first_start { "first" } else { "repeat" }
+    ));
     let mut ttp_client = v1::ttp_client::TtpClient::new(connect(&ttp_url).await?);
 
     // HSP.
     let hsp_dir = data.join("hsp");
     let hsp_token = if Identity::load(&hsp_dir.join("identity"))?.is_none() {
-        Some(create_token(&mut ttp_client, &admin, v1::Role::Hsp, "hsp.general-hospital").await?)
+        Some(
+            create_token(
+                &mut ttp_client,
+                &admin,
+                v1::Role::Hsp,
+                "hsp.general-hospital",
+            )
+            .await?,
+        )
     } else {
         None
     };
     let hsp_store = open_store(&hsp_dir)?;
-    let hsp = Hsp::open(HspConfig::new(hsp_dir), hsp_store.clone(), &mut ttp_client, hsp_token.as_deref()).await?;
+    let hsp = Hsp::open(
+        HspConfig::new(hsp_dir),
+        hsp_store.clone(),
+        &mut ttp_client,
+        hsp_token.as_deref(),
+    )
+    .await?;
     if hsp_token.is_some() {
-        say(format!("HSP  enrolled: hsp.general-hospital, serial {}", hsp.serial()));
+        say(format!(
+            "HSP  enrolled: hsp.general-hospital, serial {}",
+            hsp.serial()
+        ));
     }
     let hsp_listener = tokio::net::TcpListener::bind(&args.hsp_addr).await?;
     let hsp_url = format!("http://{}", hsp_listener.local_addr()?);
     let hsp_stats = hsp.stats();
-    let hsp_task = tokio::spawn(hsp.clone().serve(hsp_listener, wait_shutdown(shutdown_rx.clone())));
+    let hsp_task = tokio::spawn(
+        hsp.clone()
+            .serve(hsp_listener, wait_shutdown(shutdown_rx.clone())),
+    );
     let follower = {
         let (hsp, rx, client) = (hsp.clone(), shutdown_rx.clone(), ttp_client.clone());
         tokio::spawn(async move { hsp.follow_revocations(client, rx).await })
@@ -150,7 +179,10 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         if Identity::load(&dir)?.is_none() {
             let token = create_token(&mut ttp_client, &admin, v1::Role::Clinician, name).await?;
             let identity = Identity::enroll(&dir, &mut ttp_client, &token).await?;
-            say(format!("     enrolled clinician {name}, serial {}", identity.credential.serial()));
+            say(format!(
+                "     enrolled clinician {name}, serial {}",
+                identity.credential.serial()
+            ));
         }
     }
 
@@ -223,7 +255,9 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     let _ = tokio::time::timeout(Duration::from_secs(5), hsp_task).await;
     // Sessions end in their own tasks: let them write their last audit events.
     let drained = Instant::now();
-    while hsp_stats.live_sessions.load(Ordering::Relaxed) > 0 && drained.elapsed() < Duration::from_secs(3) {
+    while hsp_stats.live_sessions.load(Ordering::Relaxed) > 0
+        && drained.elapsed() < Duration::from_secs(3)
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), ttp_task).await;
@@ -248,10 +282,22 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         });
         println!("{summary}");
     } else {
-        println!("\nsummary after {elapsed:.1} s with {} devices:", args.devices);
-        println!("  handshakes      {} ok, {} failed", t.handshakes_ok, t.handshakes_failed);
-        println!("  samples         {} sent, {} acknowledged, {} stored now ({} in the store in all)", t.samples_sent, t.samples_acked, stored, stored_total);
-        println!("  device buffers  {} unacknowledged, {} dropped", t.samples_buffered, t.samples_dropped);
+        println!(
+            "\nsummary after {elapsed:.1} s with {} devices:",
+            args.devices
+        );
+        println!(
+            "  handshakes      {} ok, {} failed",
+            t.handshakes_ok, t.handshakes_failed
+        );
+        println!(
+            "  samples         {} sent, {} acknowledged, {} stored now ({} in the store in all)",
+            t.samples_sent, t.samples_acked, stored, stored_total
+        );
+        println!(
+            "  device buffers  {} unacknowledged, {} dropped",
+            t.samples_buffered, t.samples_dropped
+        );
         println!("  data            {}", data.display());
     }
     Ok(())

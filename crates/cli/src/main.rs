@@ -35,7 +35,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("vitalgate: cannot start the runtime: {e}");
@@ -79,13 +82,14 @@ pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -96,7 +100,9 @@ pub(crate) async fn shutdown_signal() {
 }
 
 /// A gRPC channel to `url` (`http://host:port`).
-pub(crate) async fn connect(url: &str) -> Result<tonic::transport::Channel, Box<dyn std::error::Error + Send + Sync>> {
+pub(crate) async fn connect(
+    url: &str,
+) -> Result<tonic::transport::Channel, Box<dyn std::error::Error + Send + Sync>> {
     Ok(tonic::transport::Endpoint::from_shared(url.to_string())?
         .connect_timeout(std::time::Duration::from_secs(5))
         .connect()
@@ -105,7 +111,10 @@ pub(crate) async fn connect(url: &str) -> Result<tonic::transport::Channel, Box<
 }
 
 /// A request carrying the administrator's bearer token.
-pub(crate) fn admin_request<T>(message: T, admin_token: &str) -> Result<tonic::Request<T>, Box<dyn std::error::Error + Send + Sync>> {
+pub(crate) fn admin_request<T>(
+    message: T,
+    admin_token: &str,
+) -> Result<tonic::Request<T>, Box<dyn std::error::Error + Send + Sync>> {
     let mut request = tonic::Request::new(message);
     request
         .metadata_mut()

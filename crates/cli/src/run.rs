@@ -75,7 +75,11 @@ pub(crate) async fn ttp(args: TtpArgs) -> CliResult {
     init_logging("info");
     let file = load(args.config.as_ref())?.ttp;
     let listen = pick(args.listen, file.listen, "127.0.0.1:7001".into());
-    let data_dir = pick(args.data_dir, file.data_dir, PathBuf::from("vitalgate-data/ttp"));
+    let data_dir = pick(
+        args.data_dir,
+        file.data_dir,
+        PathBuf::from("vitalgate-data/ttp"),
+    );
     std::fs::create_dir_all(&data_dir)?;
     let store = Arc::new(SqliteStore::open(&data_dir.join("store.db"))?);
     let mut config = TtpConfig::new(data_dir.clone());
@@ -94,7 +98,11 @@ pub(crate) async fn hsp(args: HspArgs) -> CliResult {
     init_logging("info");
     let file = load(args.config.as_ref())?.hsp;
     let listen = pick(args.listen, file.listen, "127.0.0.1:7002".into());
-    let data_dir = pick(args.data_dir, file.data_dir, PathBuf::from("vitalgate-data/hsp"));
+    let data_dir = pick(
+        args.data_dir,
+        file.data_dir,
+        PathBuf::from("vitalgate-data/hsp"),
+    );
     let ttp_url = pick(args.ttp_url, file.ttp_url, "http://127.0.0.1:7001".into());
     let token = pick_opt(args.enrollment_token, file.enrollment_token);
     std::fs::create_dir_all(&data_dir)?;
@@ -120,12 +128,18 @@ pub(crate) async fn hsp(args: HspArgs) -> CliResult {
 pub(crate) async fn device(args: DeviceArgs) -> CliResult {
     init_logging("info");
     let file = load(args.config.as_ref())?.device;
-    let data_dir = pick(args.data_dir, file.data_dir, PathBuf::from("vitalgate-data/device"));
+    let data_dir = pick(
+        args.data_dir,
+        file.data_dir,
+        PathBuf::from("vitalgate-data/device"),
+    );
     let ttp_url = pick(args.ttp_url, file.ttp_url, "http://127.0.0.1:7001".into());
     let hsp_url = pick(args.hsp_url, file.hsp_url, "http://127.0.0.1:7002".into());
     let token = pick_opt(args.enrollment_token, file.enrollment_token);
     let mut config = DeviceConfig::new(data_dir);
-    config.sample_interval = std::time::Duration::from_millis(pick(args.sample_interval_ms, file.sample_interval_ms, 250).max(1));
+    config.sample_interval = std::time::Duration::from_millis(
+        pick(args.sample_interval_ms, file.sample_interval_ms, 250).max(1),
+    );
     let mut device = if token.is_some() {
         let mut ttp = v1::ttp_client::TtpClient::new(connect(&ttp_url).await?);
         Device::open(config, Some(&mut ttp), token.as_deref()).await?

@@ -47,7 +47,10 @@ impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identity")
             .field("serial", &self.credential.serial())
-            .field("subject", &String::from_utf8_lossy(self.credential.subject()))
+            .field(
+                "subject",
+                &String::from_utf8_lossy(self.credential.subject()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -125,7 +128,9 @@ impl Identity {
         let credential = Credential::decode(&response.credential)
             .map_err(|e| IdentityError::Invalid(format!("credential from the TTP: {e}")))?;
         if credential.public_key() != &public_key {
-            return Err(IdentityError::Invalid("the TTP certified another key".into()));
+            return Err(IdentityError::Invalid(
+                "the TTP certified another key".into(),
+            ));
         }
         let anchors: Vec<[u8; 32]> = response
             .trust_anchors
@@ -168,7 +173,9 @@ impl Identity {
 
 fn split_anchors(bytes: &[u8]) -> Result<Vec<[u8; 32]>, IdentityError> {
     if bytes.is_empty() || bytes.len() % 32 != 0 {
-        return Err(IdentityError::Invalid("trust anchors file is damaged".into()));
+        return Err(IdentityError::Invalid(
+            "trust anchors file is damaged".into(),
+        ));
     }
     Ok(bytes
         .chunks_exact(32)

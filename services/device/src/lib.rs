@@ -23,7 +23,9 @@ use rand_core::OsRng;
 use tokio::sync::{mpsc, watch};
 use tonic::transport::Channel;
 use vitalgate_core::channel::Record;
-use vitalgate_core::credential::{Credential, KnownCredential, KnownCredentials, Role, RoleSet, TrustStore};
+use vitalgate_core::credential::{
+    Credential, KnownCredential, KnownCredentials, Role, RoleSet, TrustStore,
+};
 use vitalgate_core::handshake::{Initiator, InitiatorConfig, InitiatorProgress, PeerDirectory};
 use vitalgate_core::provider::AwsLc;
 use vitalgate_core::UnixTime;
@@ -128,7 +130,9 @@ pub struct Device {
 
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Device").field("identity", &self.identity).finish_non_exhaustive()
+        f.debug_struct("Device")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
     }
 }
 
@@ -161,7 +165,12 @@ impl Device {
         let mut known = KnownCredentials::new();
         if let Ok(bytes) = std::fs::read(dir.join(HSP_CREDENTIAL_FILE)) {
             if let Ok(credential) = Credential::decode(&bytes) {
-                let _ = known.insert_verified::<AwsLc>(&trust, credential, RoleSet::only(Role::Hsp), UnixTime(unix_now()));
+                let _ = known.insert_verified::<AwsLc>(
+                    &trust,
+                    credential,
+                    RoleSet::only(Role::Hsp),
+                    UnixTime(unix_now()),
+                );
             }
         }
         Ok(Self {
@@ -206,12 +215,18 @@ impl Device {
             self.buffer.pop_front();
             let dropped = self.stats.samples_dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped == 1 || dropped % 100 == 0 {
-                tracing::warn!(dropped, capacity = self.config.buffer_capacity, "buffer full: dropping the oldest readings");
+                tracing::warn!(
+                    dropped,
+                    capacity = self.config.buffer_capacity,
+                    "buffer full: dropping the oldest readings"
+                );
             }
         }
         self.buffer.push_back(sample);
         self.stats.samples_taken.fetch_add(1, Ordering::Relaxed);
-        self.stats.samples_buffered.store(self.buffer.len() as u64, Ordering::Relaxed);
+        self.stats
+            .samples_buffered
+            .store(self.buffer.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -232,7 +247,8 @@ impl Device {
                         if status.message().contains("reference") {
                             // The HSP lost our credential: send it in full again.
                             self.hsp_knows_us = false;
-                            let _ = std::fs::remove_file(self.config.data_dir.join(HSP_KNOWS_US_FILE));
+                            let _ =
+                                std::fs::remove_file(self.config.data_dir.join(HSP_KNOWS_US_FILE));
                         }
                     }
                 }
@@ -271,24 +287,34 @@ impl Device {
             .await?
             .into_inner();
         let send = |frame: device_frame::Frame| v1::DeviceFrame { frame: Some(frame) };
-        let closed = || DeviceError::Protocol("the HSP ended the stream during the handshake".into());
+        let closed =
+            || DeviceError::Protocol("the HSP ended the stream during the handshake".into());
 
         let initiator_config = self.initiator_config();
         let (m1, state) = Initiator::start(&initiator_config, &mut OsRng)?;
-        tx.send(send(device_frame::Frame::Handshake(m1))).await.map_err(|_| closed())?;
+        tx.send(send(device_frame::Frame::Handshake(m1)))
+            .await
+            .map_err(|_| closed())?;
         let m2 = expect_handshake(inbound.message().await?.ok_or_else(closed)?)?;
         let verified = {
-            let peers = PeerDirectory { trust: &self.trust, known: &self.known };
+            let peers = PeerDirectory {
+                trust: &self.trust,
+                known: &self.known,
+            };
             state.handle_m2(&m2, UnixTime(unix_now()), &peers)?
         };
         let hsp_credential = verified.peer().clone();
         let (m3, state) = verified.send_m3(&[])?;
-        tx.send(send(device_frame::Frame::Handshake(m3))).await.map_err(|_| closed())?;
+        tx.send(send(device_frame::Frame::Handshake(m3)))
+            .await
+            .map_err(|_| closed())?;
         let m4 = expect_handshake(inbound.message().await?.ok_or_else(closed)?)?;
         let session = match state.handle(&m4)? {
             InitiatorProgress::Established(session) => session,
             InitiatorProgress::FactorRound(_) => {
-                return Err(DeviceError::Protocol("the HSP asked for a factor this device does not have".into()))
+                return Err(DeviceError::Protocol(
+                    "the HSP asked for a factor this device does not have".into(),
+                ))
             }
         };
         self.stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
@@ -305,8 +331,12 @@ impl Device {
                     samples: self.buffer.range(sent..end).cloned().collect(),
                 };
                 let record = channel.sealer.seal(&batch.encode_to_vec())?;
-                tx.send(send(device_frame::Frame::Record(record))).await.map_err(|_| closed())?;
-                self.stats.samples_sent.fetch_add((end - sent) as u64, Ordering::Relaxed);
+                tx.send(send(device_frame::Frame::Record(record)))
+                    .await
+                    .map_err(|_| closed())?;
+                self.stats
+                    .samples_sent
+                    .fetch_add((end - sent) as u64, Ordering::Relaxed);
                 sent = end;
             }
             tokio::select! {
@@ -353,7 +383,9 @@ impl Device {
         sent: &mut usize,
     ) -> Result<(), DeviceError> {
         let Some(hsp_frame::Frame::Record(record)) = frame.frame else {
-            return Err(DeviceError::Protocol("a handshake message inside the session".into()));
+            return Err(DeviceError::Protocol(
+                "a handshake message inside the session".into(),
+            ));
         };
         let plaintext = match channel.opener.open(&record)? {
             Record::Data(plaintext) => plaintext,
@@ -376,8 +408,12 @@ impl Device {
         });
         *sent -= removed_in_flight;
         let removed = before - self.buffer.len();
-        self.stats.samples_acked.fetch_add(removed as u64, Ordering::Relaxed);
-        self.stats.samples_buffered.store(self.buffer.len() as u64, Ordering::Relaxed);
+        self.stats
+            .samples_acked
+            .fetch_add(removed as u64, Ordering::Relaxed);
+        self.stats
+            .samples_buffered
+            .store(self.buffer.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -390,7 +426,12 @@ impl Device {
         let path = dir.join(HSP_CREDENTIAL_FILE);
         if !path.exists() {
             std::fs::write(&path, hsp.encode())?;
-            let _ = self.known.insert_verified::<AwsLc>(&self.trust, hsp.clone(), RoleSet::only(Role::Hsp), UnixTime(unix_now()));
+            let _ = self.known.insert_verified::<AwsLc>(
+                &self.trust,
+                hsp.clone(),
+                RoleSet::only(Role::Hsp),
+                UnixTime(unix_now()),
+            );
         }
         Ok(())
     }

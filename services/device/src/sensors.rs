@@ -59,7 +59,8 @@ impl BodySensors {
             measured_at_ms,
             heart_rate_bpm: (self.heart_rate + gaussian(rng) * 1.5).clamp(30.0, 220.0) as f32,
             spo2_percent: (self.spo2 + gaussian(rng) * 0.4).clamp(70.0, 100.0) as f32,
-            respiratory_rate_per_min: (self.respiratory_rate + gaussian(rng) * 0.5).clamp(4.0, 60.0) as f32,
+            respiratory_rate_per_min: (self.respiratory_rate + gaussian(rng) * 0.5).clamp(4.0, 60.0)
+                as f32,
             skin_temperature_c: (self.skin_temperature + gaussian(rng) * 0.05) as f32,
             systolic_mmhg: (self.systolic + gaussian(rng) * 2.0) as f32,
             diastolic_mmhg: (self.diastolic + gaussian(rng) * 1.5) as f32,
@@ -107,14 +108,19 @@ mod tests {
     fn readings_are_realistic_with_rare_anomalies() {
         let mut sensors = BodySensors::new(7);
         let samples: Vec<_> = (1..=10_000).map(|i| sensors.read(i, i as i64)).collect();
-        let mean = |f: fn(&VitalSample) -> f32| samples.iter().map(|s| f64::from(f(s))).sum::<f64>() / samples.len() as f64;
+        let mean = |f: fn(&VitalSample) -> f32| {
+            samples.iter().map(|s| f64::from(f(s))).sum::<f64>() / samples.len() as f64
+        };
         assert!((60.0..85.0).contains(&mean(|s| s.heart_rate_bpm)));
         assert!((95.0..99.5).contains(&mean(|s| s.spo2_percent)));
         assert!((11.0..17.0).contains(&mean(|s| s.respiratory_rate_per_min)));
         assert!((32.5..34.5).contains(&mean(|s| s.skin_temperature_c)));
         assert!((105.0..135.0).contains(&mean(|s| s.systolic_mmhg)));
         let anomalies = samples.iter().filter(|s| s.anomaly).count();
-        assert!((10..200).contains(&anomalies), "{anomalies} anomalies in 10,000");
+        assert!(
+            (10..200).contains(&anomalies),
+            "{anomalies} anomalies in 10,000"
+        );
         assert!(samples.iter().all(|s| s.spo2_percent <= 100.0));
     }
 }

@@ -21,7 +21,10 @@ impl SequenceAllocator {
         let path = dir.join("sequence");
         let reserved = match fs::read_to_string(&path) {
             Ok(text) => text.trim().parse::<u64>().map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e),

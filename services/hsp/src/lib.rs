@@ -19,7 +19,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
-use vitalgate_core::credential::{Credential, KnownCredential, KnownCredentials, Role, RoleSet, TrustStore};
+use vitalgate_core::credential::{
+    Credential, KnownCredential, KnownCredentials, Role, RoleSet, TrustStore,
+};
 use vitalgate_core::handshake::ResponderConfig;
 use vitalgate_core::provider::AwsLc;
 use vitalgate_core::replay::InMemoryReplayCache;
@@ -98,6 +100,9 @@ pub(crate) enum CloseReason {
     ShuttingDown,
 }
 
+/// A live session's id and the sender that closes it.
+pub(crate) type LiveSession = (u64, watch::Sender<Option<CloseReason>>);
+
 /// The HSP service.
 #[derive(Clone)]
 pub struct Hsp {
@@ -112,7 +117,7 @@ pub(crate) struct Inner {
     pub(crate) prefilter: InMemoryReplayCache,
     /// Live sessions by the peer's serial, each with its id; sending a reason
     /// closes it.
-    pub(crate) live: Mutex<HashMap<u64, Vec<(u64, watch::Sender<Option<CloseReason>>)>>>,
+    pub(crate) live: Mutex<HashMap<u64, Vec<LiveSession>>>,
     pub(crate) next_session_id: AtomicU64,
     pub(crate) stats: Arc<HspStats>,
     pub(crate) config: HspConfig,
@@ -145,9 +150,15 @@ impl Hsp {
                 None => return Err(HspError::NotEnrolled),
             },
         };
-        let bundle = ttp.trust_bundle(v1::TrustBundleRequest {}).await?.into_inner();
+        let bundle = ttp
+            .trust_bundle(v1::TrustBundleRequest {})
+            .await?
+            .into_inner();
         let mut trust = TrustStore::new();
-        let fetched = bundle.trust_anchors.iter().filter_map(|a| <[u8; 32]>::try_from(a.as_slice()).ok());
+        let fetched = bundle
+            .trust_anchors
+            .iter()
+            .filter_map(|a| <[u8; 32]>::try_from(a.as_slice()).ok());
         for anchor in fetched.chain(identity.trust_anchors.iter().copied()) {
             trust.add_issuer::<AwsLc>(anchor);
         }
@@ -160,7 +171,12 @@ impl Hsp {
             if let Ok(credential) = Credential::decode(&record.encoded) {
                 // Expired or revoked ones are skipped; the device sends its
                 // credential in full next time.
-                let _ = known.insert_verified::<AwsLc>(&trust, credential, RoleSet::only(Role::Device), now);
+                let _ = known.insert_verified::<AwsLc>(
+                    &trust,
+                    credential,
+                    RoleSet::only(Role::Device),
+                    now,
+                );
             }
         }
         let mut responder = ResponderConfig::new(
@@ -211,7 +227,11 @@ impl Hsp {
     /// Applies a revocation: refuses the serial from now on and closes its
     /// live sessions.
     pub fn apply_revocation(&self, serial: u64) {
-        self.inner.trust.write().unwrap_or_else(|p| p.into_inner()).revoke(serial);
+        self.inner
+            .trust
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .revoke(serial);
         let senders = self
             .inner
             .live
@@ -220,7 +240,11 @@ impl Hsp {
             .remove(&serial)
             .unwrap_or_default();
         if !senders.is_empty() {
-            tracing::info!(serial, sessions = senders.len(), "closing revoked party's sessions");
+            tracing::info!(
+                serial,
+                sessions = senders.len(),
+                "closing revoked party's sessions"
+            );
         }
         for (_, sender) in senders {
             let _ = sender.send(Some(CloseReason::Revoked));
@@ -274,7 +298,15 @@ impl Hsp {
         {
             let mut cache = self.inner.known.write().unwrap_or_else(|p| p.into_inner());
             let trust = self.inner.trust.read().unwrap_or_else(|p| p.into_inner());
-            if cache.insert_verified::<AwsLc>(&trust, credential.clone(), RoleSet::only(Role::Device), UnixTime(unix_now())).is_err() {
+            if cache
+                .insert_verified::<AwsLc>(
+                    &trust,
+                    credential.clone(),
+                    RoleSet::only(Role::Device),
+                    UnixTime(unix_now()),
+                )
+                .is_err()
+            {
                 return;
             }
         }
@@ -304,7 +336,10 @@ impl Hsp {
             .entry(serial)
             .or_default()
             .push((id, tx));
-        self.inner.stats.live_sessions.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .stats
+            .live_sessions
+            .fetch_add(1, Ordering::Relaxed);
         (id, rx)
     }
 
@@ -316,11 +351,15 @@ impl Hsp {
                 live.remove(&serial);
             }
         }
-        self.inner.stats.live_sessions.fetch_sub(1, Ordering::Relaxed);
+        self.inner
+            .stats
+            .live_sessions
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-type FrameStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::HspFrame, Status>> + Send>>;
+type FrameStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::HspFrame, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl v1::hsp_server::Hsp for Hsp {
@@ -330,12 +369,16 @@ impl v1::hsp_server::Hsp for Hsp {
         &self,
         request: Request<tonic::Streaming<v1::DeviceFrame>>,
     ) -> Result<Response<Self::DeviceSessionStream>, Status> {
-        let peer = request.remote_addr().map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
         let inbound = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let hsp = self.clone();
         tokio::spawn(async move { session::run(hsp, inbound, tx, peer).await });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn vitals_count(
@@ -374,7 +417,8 @@ impl Hsp {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), tonic::transport::Error> {
-        let (_reporter, health, reflection) = vitalgate_rpc::health_and_reflection("vitalgate.v1.Hsp").await;
+        let (_reporter, health, reflection) =
+            vitalgate_rpc::health_and_reflection("vitalgate.v1.Hsp").await;
         let closer = self.clone();
         let shutdown = async move {
             shutdown.await;
@@ -384,7 +428,10 @@ impl Hsp {
             .add_service(health)
             .add_service(reflection)
             .add_service(self.into_service())
-            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                shutdown,
+            )
             .await
     }
 }

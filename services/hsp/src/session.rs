@@ -32,7 +32,12 @@ type Outbound = mpsc::Sender<Result<v1::HspFrame, Status>>;
 struct Claimed(bool);
 
 impl ReplayCache for Claimed {
-    fn check_and_insert(&self, _key: &[u8; 32], _expires_at: u64, _now: u64) -> Result<(), Replayed> {
+    fn check_and_insert(
+        &self,
+        _key: &[u8; 32],
+        _expires_at: u64,
+        _now: u64,
+    ) -> Result<(), Replayed> {
         if self.0 {
             Ok(())
         } else {
@@ -69,7 +74,7 @@ async fn next_frame(
     match frame {
         None => Ok(None),
         Some(Err(status)) => Err(Refusal {
-            status,
+            status: inbound_error(status),
             audit_kind: "handshake.failed",
         }),
         Some(Ok(v1::DeviceFrame { frame: None })) => Err(Refusal {
@@ -77,6 +82,22 @@ async fn next_frame(
             audit_kind: "handshake.failed",
         }),
         Some(Ok(v1::DeviceFrame { frame: Some(f) })) => Ok(Some(f)),
+    }
+}
+
+/// tonic reports a message over the size limit as OUT_OF_RANGE and bytes that
+/// are not protobuf as INTERNAL; vitalgate's contract is RESOURCE_EXHAUSTED for
+/// every limit and INVALID_ARGUMENT for malformed input.
+fn inbound_error(status: Status) -> Status {
+    match status.code() {
+        tonic::Code::OutOfRange => Status::resource_exhausted(format!(
+            "message over the {} byte limit",
+            vitalgate_rpc::MAX_MESSAGE_BYTES
+        )),
+        tonic::Code::Internal if status.message().starts_with("failed to decode") => {
+            Status::invalid_argument(status.message().to_string())
+        }
+        _ => status,
     }
 }
 
@@ -96,16 +117,31 @@ fn handshake_frame(bytes: Vec<u8>) -> Result<v1::HspFrame, Status> {
     })
 }
 
-pub(crate) async fn run(hsp: Hsp, mut inbound: Streaming<v1::DeviceFrame>, tx: Outbound, peer_addr: String) {
+pub(crate) async fn run(
+    hsp: Hsp,
+    mut inbound: Streaming<v1::DeviceFrame>,
+    tx: Outbound,
+    peer_addr: String,
+) {
     let store = hsp.inner.store.clone();
     match handshake_and_stream(&hsp, &mut inbound, &tx, &peer_addr).await {
         Ok(()) => {}
         Err(refusal) => {
             if refusal.audit_kind.starts_with("handshake") {
-                hsp.inner.stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                hsp.inner
+                    .stats
+                    .handshakes_failed
+                    .fetch_add(1, Ordering::Relaxed);
             }
             tracing::info!(peer = %peer_addr, reason = %refusal.status.message(), kind = refusal.audit_kind, "device session refused");
-            audit(&*store, refusal.audit_kind, &peer_addr, "device-session", refusal.status.message()).await;
+            audit(
+                &*store,
+                refusal.audit_kind,
+                &peer_addr,
+                "device-session",
+                refusal.status.message(),
+            )
+            .await;
             let _ = tx.send(Err(refusal.status)).await;
         }
     }
@@ -122,8 +158,14 @@ async fn handshake_and_stream(
         return Ok(());
     };
     let m1 = handshake_bytes(first)?;
-    let (m2, responder) = Responder::handle_m1(&inner.responder, &m1, UnixTime(unix_now()), &mut OsRng, &inner.prefilter)
-        .map_err(|e| Refusal::handshake(&e))?;
+    let (m2, responder) = Responder::handle_m1(
+        &inner.responder,
+        &m1,
+        UnixTime(unix_now()),
+        &mut OsRng,
+        &inner.prefilter,
+    )
+    .map_err(|e| Refusal::handshake(&e))?;
     if tx.send(handshake_frame(m2)).await.is_err() {
         return Ok(());
     }
@@ -134,7 +176,10 @@ async fn handshake_and_stream(
     let verified = {
         let trust = inner.trust.read().unwrap_or_else(|p| p.into_inner());
         let known = inner.known.read().unwrap_or_else(|p| p.into_inner());
-        let peers = PeerDirectory { trust: &trust, known: &*known };
+        let peers = PeerDirectory {
+            trust: &trust,
+            known: &*known,
+        };
         responder.handle_m3(&m3, UnixTime(unix_now()), &peers)
     }
     .map_err(|e| Refusal::handshake(&e))?;
@@ -176,7 +221,14 @@ async fn handshake_and_stream(
     inner.stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
     let session_id = hex::encode(session.session_id());
     tracing::info!(device = %pseudonym, serial = device.serial(), session = %session_id, peer = %peer_addr, "device authenticated");
-    audit(&*inner.store, "handshake.ok", &pseudonym, &device.serial().to_string(), &session_id).await;
+    audit(
+        &*inner.store,
+        "handshake.ok",
+        &pseudonym,
+        &device.serial().to_string(),
+        &session_id,
+    )
+    .await;
 
     let mut channel = session.into_channel();
     let mut stored_in_session = 0u64;
@@ -196,28 +248,43 @@ async fn handshake_and_stream(
         };
         let record = match frame {
             None => break Ok(()),
-            Some(Err(status)) => break Err(Refusal { status, audit_kind: "vitals.session.failed" }),
-            Some(Ok(v1::DeviceFrame { frame: Some(device_frame::Frame::Record(record)) })) => record,
-            Some(Ok(_)) => break Err(Refusal {
-                status: Status::failed_precondition("a handshake message inside an established session"),
-                audit_kind: "vitals.refused",
-            }),
+            Some(Err(status)) => {
+                break Err(Refusal {
+                    status: inbound_error(status),
+                    audit_kind: "vitals.session.failed",
+                })
+            }
+            Some(Ok(v1::DeviceFrame {
+                frame: Some(device_frame::Frame::Record(record)),
+            })) => record,
+            Some(Ok(_)) => {
+                break Err(Refusal {
+                    status: Status::failed_precondition(
+                        "a handshake message inside an established session",
+                    ),
+                    audit_kind: "vitals.refused",
+                })
+            }
         };
         let plaintext = match channel.opener.open(&record) {
             Ok(Record::Data(plaintext)) => plaintext,
             Ok(Record::KeyUpdate) => continue,
             Ok(Record::Close) => break Ok(()),
-            Err(e) => break Err(Refusal {
-                status: core_status(&e.into()),
-                audit_kind: "vitals.refused",
-            }),
+            Err(e) => {
+                break Err(Refusal {
+                    status: core_status(&e.into()),
+                    audit_kind: "vitals.refused",
+                })
+            }
         };
         let batch = match v1::VitalsBatch::decode(plaintext.as_slice()) {
             Ok(batch) => batch,
-            Err(e) => break Err(Refusal {
-                status: invalid("record", &format!("not a vitals batch: {e}")),
-                audit_kind: "vitals.refused",
-            }),
+            Err(e) => {
+                break Err(Refusal {
+                    status: invalid("record", &format!("not a vitals batch: {e}")),
+                    audit_kind: "vitals.refused",
+                })
+            }
         };
         if batch.samples.len() > inner.config.max_batch_samples {
             break Err(Refusal {
@@ -230,7 +297,10 @@ async fn handshake_and_stream(
             });
         }
         if batch.samples.iter().any(|s| s.sequence == 0) {
-            break Err(Refusal { status: invalid("sequence", "starts at 1"), audit_kind: "vitals.refused" });
+            break Err(Refusal {
+                status: invalid("sequence", "starts at 1"),
+                audit_kind: "vitals.refused",
+            });
         }
         let samples: Vec<StoredSample> = batch
             .samples
@@ -250,18 +320,35 @@ async fn handshake_and_stream(
             .collect();
         let new = match inner.store.store_vitals(&samples).await {
             Ok(new) => new,
-            Err(e) => break Err(Refusal { status: store_status(&e), audit_kind: "vitals.session.failed" }),
+            Err(e) => {
+                break Err(Refusal {
+                    status: store_status(&e),
+                    audit_kind: "vitals.session.failed",
+                })
+            }
         };
         stored_in_session += new;
         inner.stats.samples_stored.fetch_add(new, Ordering::Relaxed);
-        inner.stats.samples_duplicate.fetch_add(samples.len() as u64 - new, Ordering::Relaxed);
+        inner
+            .stats
+            .samples_duplicate
+            .fetch_add(samples.len() as u64 - new, Ordering::Relaxed);
         // Stored: only now is the batch acknowledged.
-        let ack = v1::Ack { sequences: batch.samples.iter().map(|s| s.sequence).collect() };
+        let ack = v1::Ack {
+            sequences: batch.samples.iter().map(|s| s.sequence).collect(),
+        };
         let sealed = match channel.sealer.seal(&ack.encode_to_vec()) {
             Ok(sealed) => sealed,
-            Err(e) => break Err(Refusal { status: core_status(&e.into()), audit_kind: "vitals.session.failed" }),
+            Err(e) => {
+                break Err(Refusal {
+                    status: core_status(&e.into()),
+                    audit_kind: "vitals.session.failed",
+                })
+            }
         };
-        let frame = v1::HspFrame { frame: Some(hsp_frame::Frame::Record(sealed)) };
+        let frame = v1::HspFrame {
+            frame: Some(hsp_frame::Frame::Record(sealed)),
+        };
         if tx.send(Ok(frame)).await.is_err() {
             break Ok(());
         }

@@ -1,0 +1,246 @@
+//! Starts the services in this process on loopback and talks to them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use vitalgate_device::{Device, DeviceConfig};
+use vitalgate_hsp::{Hsp, HspConfig};
+use vitalgate_proto::v1;
+use vitalgate_store::{SqliteStore, Store as _};
+use vitalgate_ttp::{Ttp, TtpConfig};
+
+pub(crate) type TtpClient = v1::ttp_client::TtpClient<Channel>;
+
+pub(crate) async fn connect(url: &str) -> Channel {
+    tonic::transport::Endpoint::from_shared(url.to_string())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+pub(crate) fn admin<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    request
+}
+
+/// A running HSP and what stops it.
+pub(crate) struct RunningHsp {
+    pub(crate) hsp: Hsp,
+    pub(crate) url: String,
+    pub(crate) store: Arc<SqliteStore>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningHsp {
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+/// A TTP and an HSP on loopback, in one temporary directory.
+pub(crate) struct Platform {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) ttp_url: String,
+    pub(crate) admin_token: String,
+    pub(crate) hsp: Option<RunningHsp>,
+    ttp_stop: watch::Sender<bool>,
+}
+
+impl Platform {
+    pub(crate) async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ttp_dir = dir.path().join("ttp");
+        std::fs::create_dir_all(&ttp_dir).expect("ttp dir");
+        let store = Arc::new(SqliteStore::open(&ttp_dir.join("store.db")).expect("ttp store"));
+        let ttp = Ttp::open(TtpConfig::new(ttp_dir), store)
+            .await
+            .expect("ttp");
+        let admin_token = ttp.admin_token().to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let ttp_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (ttp_stop, mut rx) = watch::channel(false);
+        tokio::spawn(ttp.serve(listener, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }));
+        let mut platform = Self {
+            dir,
+            ttp_url,
+            admin_token,
+            hsp: None,
+            ttp_stop,
+        };
+        platform.start_hsp("127.0.0.1:0").await;
+        platform
+    }
+
+    pub(crate) async fn ttp(&self) -> TtpClient {
+        TtpClient::new(connect(&self.ttp_url).await)
+    }
+
+    pub(crate) async fn token(&self, role: v1::Role, subject: &str, valid_secs: u32) -> String {
+        let request = v1::CreateEnrollmentTokenRequest {
+            role: role as i32,
+            subject: subject.into(),
+            valid_secs,
+        };
+        self.ttp()
+            .await
+            .create_enrollment_token(admin(request, &self.admin_token))
+            .await
+            .expect("token")
+            .into_inner()
+            .token
+    }
+
+    /// Starts (or restarts, on the same store and identity) the HSP on `address`.
+    pub(crate) async fn start_hsp(&mut self, address: &str) {
+        let hsp_dir = self.dir.path().join("hsp");
+        std::fs::create_dir_all(&hsp_dir).expect("hsp dir");
+        let enrolled = hsp_dir.join("identity").join("credential.bin").exists();
+        let token = if enrolled {
+            None
+        } else {
+            Some(self.token(v1::Role::Hsp, "hsp.test-hospital", 60).await)
+        };
+        let store = Arc::new(SqliteStore::open(&hsp_dir.join("store.db")).expect("hsp store"));
+        let mut ttp = self.ttp().await;
+        let hsp = Hsp::open(
+            HspConfig::new(hsp_dir),
+            store.clone(),
+            &mut ttp,
+            token.as_deref(),
+        )
+        .await
+        .expect("hsp");
+        let listener = bind_retrying(address).await;
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, rx) = watch::channel(false);
+        let mut serve_rx = rx.clone();
+        let serve = tokio::spawn({
+            let hsp = hsp.clone();
+            async move {
+                let _ = hsp
+                    .serve(listener, async move {
+                        let _ = serve_rx.wait_for(|s| *s).await;
+                    })
+                    .await;
+            }
+        });
+        let follow = tokio::spawn({
+            let hsp = hsp.clone();
+            async move { hsp.follow_revocations(ttp, rx).await }
+        });
+        self.hsp = Some(RunningHsp {
+            hsp,
+            url,
+            store,
+            stop,
+            tasks: vec![serve, follow],
+        });
+    }
+
+    /// Stops the HSP and starts a new one on the same address, store and identity.
+    pub(crate) async fn restart_hsp(&mut self) {
+        let hsp = self.hsp.take().expect("hsp running");
+        let address = hsp.url.trim_start_matches("http://").to_string();
+        hsp.stop().await;
+        self.start_hsp(&address).await;
+    }
+
+    pub(crate) fn hsp(&self) -> &RunningHsp {
+        self.hsp.as_ref().expect("hsp running")
+    }
+
+    pub(crate) fn device_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join("devices").join(name)
+    }
+
+    /// Enrolls a device agent named `name` for patient `pseudonym`.
+    pub(crate) async fn device(&self, name: &str, pseudonym: &str) -> Device {
+        let token = self.token(v1::Role::Device, pseudonym, 60).await;
+        let mut config = DeviceConfig::new(self.device_dir(name));
+        config.sample_interval = Duration::from_millis(10);
+        config.batch_size = 5;
+        Device::open(config, Some(&mut self.ttp().await), Some(&token))
+            .await
+            .expect("device")
+    }
+
+    pub(crate) async fn audit_kinds(&self) -> Vec<String> {
+        self.hsp()
+            .store
+            .audit_events(0, 10_000)
+            .await
+            .expect("audit")
+            .into_iter()
+            .map(|r| r.event.kind)
+            .collect()
+    }
+
+    pub(crate) async fn revoke(&self, serial: u64) {
+        let request = v1::RevokeRequest {
+            serial,
+            reason: "test".into(),
+        };
+        self.ttp()
+            .await
+            .revoke(admin(request, &self.admin_token))
+            .await
+            .expect("revoke");
+    }
+
+    pub(crate) async fn stop(mut self) {
+        if let Some(hsp) = self.hsp.take() {
+            hsp.stop().await;
+        }
+        let _ = self.ttp_stop.send(true);
+    }
+}
+
+/// Binds `address`, retrying briefly while a stopped server still holds it.
+async fn bind_retrying(address: &str) -> tokio::net::TcpListener {
+    for _ in 0..100 {
+        if let Ok(listener) = tokio::net::TcpListener::bind(address).await {
+            return listener;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot bind {address}");
+}
+
+/// Polls `check` every 20 ms until it holds or `limit` passes; returns the wait.
+pub(crate) async fn wait_until(
+    limit: Duration,
+    mut check: impl FnMut() -> bool,
+) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// A device's key and credential, for tests that speak the protocol by hand.
+pub(crate) fn identity(dir: &Path) -> vitalgate_rpc::identity::Identity {
+    vitalgate_rpc::identity::Identity::load(dir)
+        .expect("load")
+        .expect("enrolled")
+}

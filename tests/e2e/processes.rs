@@ -1,0 +1,165 @@
+//! The `vitalgate` binary as separate processes: TTP and HSP started from the
+//! command line, an enrollment token from `vitalgate admin`, a device agent
+//! process, vitals stored; SIGTERM stops each cleanly.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vitalgate");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "port {port} never opened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn terminate(mut child: Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            panic!("process did not exit after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn admin(args: &[&str], ttp_url: &str, token_file: &std::path::Path) -> String {
+    let out = Command::new(BIN)
+        .args(["admin", "--ttp-url", ttp_url, "--admin-token-file"])
+        .arg(token_file)
+        .args(args)
+        .output()
+        .expect("admin");
+    assert!(
+        out.status.success(),
+        "admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn separate_processes_enroll_stream_and_stop_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ttp_port, hsp_port) = (free_port(), free_port());
+    let ttp_url = format!("http://127.0.0.1:{ttp_port}");
+    let hsp_url = format!("http://127.0.0.1:{hsp_port}");
+    let ttp = Command::new(BIN)
+        .args([
+            "ttp",
+            "--listen",
+            &format!("127.0.0.1:{ttp_port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path().join("ttp"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ttp");
+    wait_for_port(ttp_port);
+    let token_file = dir.path().join("ttp").join("admin.token");
+    let hsp_token = admin(
+        &["create-token", "--role", "hsp", "--subject", "hsp.process"],
+        &ttp_url,
+        &token_file,
+    );
+    let hsp = Command::new(BIN)
+        .args([
+            "hsp",
+            "--listen",
+            &format!("127.0.0.1:{hsp_port}"),
+            "--ttp-url",
+            &ttp_url,
+            "--enrollment-token",
+            &hsp_token,
+            "--data-dir",
+        ])
+        .arg(dir.path().join("hsp"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("hsp");
+    wait_for_port(hsp_port);
+    let device_token = admin(
+        &[
+            "create-token",
+            "--role",
+            "device",
+            "--subject",
+            "pt-process",
+        ],
+        &ttp_url,
+        &token_file,
+    );
+    let device = Command::new(BIN)
+        .args([
+            "device",
+            "--ttp-url",
+            &ttp_url,
+            "--hsp-url",
+            &hsp_url,
+            "--enrollment-token",
+            &device_token,
+            "--sample-interval-ms",
+            "20",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("device"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("device");
+
+    let start = Instant::now();
+    let count = || {
+        admin(
+            &["vitals-count", "--hsp-url", &hsp_url],
+            &ttp_url,
+            &token_file,
+        )
+        .parse::<u64>()
+        .expect("count")
+    };
+    while count() < 20 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no vitals stored"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let parties = admin(&["list"], &ttp_url, &token_file);
+    assert!(
+        parties.contains("pt-process") && parties.contains("hsp.process"),
+        "{parties}"
+    );
+
+    assert!(
+        terminate(device).success(),
+        "device exits cleanly on SIGTERM"
+    );
+    let stored = count();
+    assert!(terminate(hsp).success(), "HSP exits cleanly on SIGTERM");
+    assert!(terminate(ttp).success(), "TTP exits cleanly on SIGTERM");
+    assert!(stored >= 20);
+}
