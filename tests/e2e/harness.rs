@@ -204,11 +204,13 @@ impl Platform {
             .expect("revoke");
     }
 
-    pub(crate) async fn stop(mut self) {
+    /// Stops both services; the returned directory lives on until dropped.
+    pub(crate) async fn stop(mut self) -> tempfile::TempDir {
         if let Some(hsp) = self.hsp.take() {
             hsp.stop().await;
         }
         let _ = self.ttp_stop.send(true);
+        self.dir
     }
 }
 

@@ -160,3 +160,132 @@ async fn revocation_closes_a_live_session_and_refuses_the_next_handshake() {
     eprintln!("revocation closed the session after {closed_after:?}");
     platform.stop().await;
 }
+
+/// Both services answer grpc.health.v1 and server reflection.
+#[tokio::test]
+async fn services_serve_health_and_reflection() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let platform = Platform::start().await;
+    for (url, service) in [
+        (platform.ttp_url.clone(), "vitalgate.v1.Ttp"),
+        (platform.hsp().url.clone(), "vitalgate.v1.Hsp"),
+    ] {
+        let channel = connect(&url).await;
+        let status = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health")
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service}");
+
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = ServerReflectionClient::new(channel)
+            .server_reflection_info(tokio_stream::iter(vec![request]))
+            .await
+            .expect("reflection")
+            .into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) = responses
+            .message()
+            .await
+            .expect("reflection answer")
+            .and_then(|r| r.message_response)
+        else {
+            panic!("no service list")
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(names.iter().any(|n| n == service), "{names:?}");
+    }
+    platform.stop().await;
+}
+
+/// Two paired devices authenticate to each other directly, with the TTP and
+/// the HSP offline; an unpaired prober gets no byte back.
+#[tokio::test]
+async fn paired_devices_authenticate_directly_and_probers_learn_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use vitalgate_device::peer::{connect_peer, PeerResponder};
+
+    let platform = Platform::start().await;
+    platform.device("watch", "pt-body").await;
+    platform.device("phone", "pt-body-hub").await;
+    let (watch_dir, phone_dir) = (platform.device_dir("watch"), platform.device_dir("phone"));
+    let _dir = platform.stop().await; // Nothing online from here on.
+
+    let watch = identity(&watch_dir);
+    let phone = identity(&phone_dir);
+    let pairing_key = watch.pairing_key(); // shown to the phone when the two were paired
+    let responder = std::sync::Arc::new(PeerResponder::new(&watch));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("addr");
+    let accepting = {
+        let responder = responder.clone();
+        tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for _ in 0..3 {
+                let (stream, _) = listener.accept().await.expect("accept");
+                outcomes.push(
+                    responder
+                        .accept(stream)
+                        .await
+                        .map(|s| s.peer().subject().to_vec()),
+                );
+            }
+            outcomes
+        })
+    };
+
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let session = connect_peer(stream, &phone, pairing_key, Some(&watch.credential))
+        .await
+        .expect("paired handshake");
+    assert_eq!(session.peer().subject(), b"pt-body");
+
+    // Probers: an M1 without a pairing proof, then one with a wrong key.
+    for wrong_key in [
+        None,
+        Some(vitalgate_core::provider::Secret32::from_bytes([7; 32])),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        let m1 = match wrong_key {
+            None => [&[0u8, 34][..], &[1, 0], &[9; 32]].concat(),
+            Some(key) => {
+                let result = connect_peer(&mut stream, &phone, key, None).await;
+                assert!(result.is_err(), "a wrong pairing key must not authenticate");
+                continue;
+            }
+        };
+        stream.write_all(&m1).await.expect("write");
+        let mut answer = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "the responder must hang up: {read:?}"
+        );
+        assert!(
+            answer.is_empty(),
+            "the responder must not answer a prober: {answer:?}"
+        );
+    }
+    let outcomes = accepting.await.expect("responder");
+    assert_eq!(outcomes[0].as_deref().ok(), Some(&b"pt-body-hub"[..]));
+    assert!(outcomes[1].is_err() && outcomes[2].is_err());
+}

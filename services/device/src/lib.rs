@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod peer;
 pub mod sensors;
 mod sequence;
 

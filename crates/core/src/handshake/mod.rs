@@ -126,7 +126,7 @@ pub struct PeerDirectory<'a> {
     /// Trusted TTP keys and revoked serials.
     pub trust: &'a TrustStore,
     /// Credentials seen before, by reference.
-    pub known: &'a dyn CredentialResolver,
+    pub known: &'a (dyn CredentialResolver + Sync),
 }
 
 impl fmt::Debug for PeerDirectory<'_> {
