@@ -289,3 +289,136 @@ async fn paired_devices_authenticate_directly_and_probers_learn_nothing() {
     assert_eq!(outcomes[0].as_deref().ok(), Some(&b"pt-body-hub"[..]));
     assert!(outcomes[1].is_err() && outcomes[2].is_err());
 }
+
+/// Patients' records are sealed at rest; a patient has one active device; a
+/// replacement takes the binding over and the old device is refused.
+#[tokio::test]
+async fn patient_records_are_sealed_and_a_replacement_device_takes_over() {
+    let platform = Platform::start().await;
+    let hsp_admin = platform.hsp().hsp.admin_token().to_string();
+    let mut hsp = v1::hsp_client::HspClient::new(connect(&platform.hsp().url).await);
+    let record = v1::PatientRecord {
+        name: "Grace Hopper".into(),
+        medical_record_number: "MRN-1906".into(),
+    };
+    hsp.put_patient(admin(
+        v1::PutPatientRequest {
+            pseudonym: "pt-grace".into(),
+            record: Some(record.clone()),
+        },
+        &hsp_admin,
+    ))
+    .await
+    .expect("put patient");
+    hsp.set_care_team_member(admin(
+        v1::SetCareTeamMemberRequest {
+            clinician: "dr-okafor".into(),
+            pseudonym: "pt-grace".into(),
+            member: true,
+        },
+        &hsp_admin,
+    ))
+    .await
+    .expect("care team");
+
+    // At rest: the raw table holds neither the name nor the record number.
+    let raw = std::fs::read(platform.dir.path().join("hsp").join("store.db")).expect("db file");
+    let wal =
+        std::fs::read(platform.dir.path().join("hsp").join("store.db-wal")).unwrap_or_default();
+    for needle in [&b"Grace Hopper"[..], b"MRN-1906"] {
+        assert!(
+            !raw.windows(needle.len()).any(|w| w == needle),
+            "plaintext in the database file"
+        );
+        assert!(
+            !wal.windows(needle.len()).any(|w| w == needle),
+            "plaintext in the WAL"
+        );
+    }
+    let shown = hsp
+        .get_patient(admin(
+            v1::GetPatientRequest {
+                pseudonym: "pt-grace".into(),
+            },
+            &hsp_admin,
+        ))
+        .await
+        .expect("get patient")
+        .into_inner();
+    assert_eq!(shown.record, Some(record));
+    assert_eq!(shown.care_team, ["dr-okafor"]);
+    let refused = hsp
+        .get_patient(admin(
+            v1::GetPatientRequest {
+                pseudonym: "pt-grace".into(),
+            },
+            "wrong",
+        ))
+        .await;
+    assert_eq!(refused.expect_err("refused").code(), Code::PermissionDenied);
+
+    // The first device binds on first contact; a second one is refused.
+    let mut first = platform.device("first", "pt-grace").await;
+    let first_serial = first.credential().serial();
+    let first_stats = first.stats();
+    let (stop_first, rx) = watch::channel(false);
+    let url = platform.hsp().url.clone();
+    let first_agent = tokio::spawn(async move { first.run(url, rx).await });
+    wait_until(Duration::from_secs(10), || {
+        first_stats.samples_acked.load(Ordering::Relaxed) >= 5
+    })
+    .await
+    .expect("the first device streams");
+
+    let mut second = platform.device("second", "pt-grace").await;
+    let second_serial = second.credential().serial();
+    let second_stats = second.stats();
+    let (stop_second, rx) = watch::channel(false);
+    let url = platform.hsp().url.clone();
+    let second_agent = tokio::spawn(async move { second.run(url, rx).await });
+    wait_until(Duration::from_secs(10), || {
+        second_stats.handshakes_failed.load(Ordering::Relaxed) >= 1
+    })
+    .await
+    .expect("a second device is refused");
+    assert_eq!(second_stats.samples_acked.load(Ordering::Relaxed), 0);
+
+    // The administrator binds the replacement: the old device's session closes
+    // and it is refused; the new one streams.
+    let replaced = hsp
+        .bind_device(admin(
+            v1::BindDeviceRequest {
+                pseudonym: "pt-grace".into(),
+                device_serial: second_serial,
+            },
+            &hsp_admin,
+        ))
+        .await
+        .expect("bind")
+        .into_inner()
+        .replaced_serials;
+    assert_eq!(replaced, [first_serial]);
+    wait_until(Duration::from_secs(15), || {
+        second_stats.samples_acked.load(Ordering::Relaxed) >= 5
+    })
+    .await
+    .expect("the replacement streams");
+    let first_acked = first_stats.samples_acked.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        first_stats.samples_acked.load(Ordering::Relaxed),
+        first_acked,
+        "the replaced device is refused"
+    );
+    let _ = stop_first.send(true);
+    let _ = stop_second.send(true);
+    let _ = first_agent.await;
+    let _ = second_agent.await;
+    let kinds = platform.audit_kinds().await;
+    assert!(kinds.iter().any(|k| k == "patient.read"), "{kinds:?}");
+    assert!(
+        kinds.iter().filter(|k| *k == "device.bound").count() >= 2,
+        "{kinds:?}"
+    );
+    platform.stop().await;
+}

@@ -45,9 +45,15 @@ fn terminate(mut child: Child) -> std::process::ExitStatus {
 }
 
 fn admin(args: &[&str], ttp_url: &str, token_file: &std::path::Path) -> String {
+    let data = token_file
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("data dir");
     let out = Command::new(BIN)
         .args(["admin", "--ttp-url", ttp_url, "--admin-token-file"])
         .arg(token_file)
+        .arg("--hsp-admin-token-file")
+        .arg(data.join("hsp").join("admin.token"))
         .args(args)
         .output()
         .expect("admin");
@@ -134,7 +140,7 @@ fn separate_processes_enroll_stream_and_stop_cleanly_on_sigterm() {
     let start = Instant::now();
     let count = || {
         admin(
-            &["vitals-count", "--hsp-url", &hsp_url],
+            &["--hsp-url", &hsp_url, "vitals-count"],
             &ttp_url,
             &token_file,
         )

@@ -1,4 +1,4 @@
-//! `vitalgate admin`: what an administrator does.
+//! `vitalgate admin`: what an administrator does, at the TTP and at the HSP.
 
 use std::path::PathBuf;
 
@@ -16,23 +16,34 @@ pub(crate) struct AdminArgs {
         default_value = "http://127.0.0.1:7001"
     )]
     ttp_url: String,
-    /// The administrator token (see the TTP's admin.token file).
-    #[arg(long, env = "VITALGATE_ADMIN_TOKEN")]
-    admin_token: Option<String>,
-    /// A file holding the administrator token.
+    /// A file holding the TTP's administrator token.
     #[arg(
         long,
         env = "VITALGATE_ADMIN_TOKEN_FILE",
         default_value = "vitalgate-data/ttp/admin.token"
     )]
     admin_token_file: PathBuf,
+    /// The HSP's URL.
+    #[arg(
+        long,
+        env = "VITALGATE_HSP_URL",
+        default_value = "http://127.0.0.1:7002"
+    )]
+    hsp_url: String,
+    /// A file holding the HSP's administrator token.
+    #[arg(
+        long,
+        env = "VITALGATE_HSP_ADMIN_TOKEN_FILE",
+        default_value = "vitalgate-data/hsp/admin.token"
+    )]
+    hsp_admin_token_file: PathBuf,
     #[command(subcommand)]
     command: AdminCommand,
 }
 
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
-    /// Create a single-use enrollment token.
+    /// Create a single-use enrollment token (TTP).
     CreateToken {
         /// device, hsp or clinician.
         #[arg(long)]
@@ -44,9 +55,9 @@ enum AdminCommand {
         #[arg(long, default_value_t = 3600)]
         valid_secs: u32,
     },
-    /// List enrolled parties.
+    /// List enrolled parties (TTP).
     List,
-    /// Revoke a credential by serial.
+    /// Revoke a credential by serial (TTP).
     Revoke {
         /// The serial.
         serial: u64,
@@ -54,15 +65,41 @@ enum AdminCommand {
         #[arg(long, default_value = "revoked by administrator")]
         reason: String,
     },
-    /// Show how many vitals samples an HSP has stored.
+    /// Keep a patient's record under a pseudonym (HSP; sealed at rest).
+    PutPatient {
+        #[arg(long)]
+        pseudonym: String,
+        #[arg(long)]
+        name: String,
+        /// Medical record number.
+        #[arg(long)]
+        mrn: String,
+    },
+    /// Show a patient's record and care team (HSP; audited).
+    ShowPatient {
+        #[arg(long)]
+        pseudonym: String,
+    },
+    /// Make a device the patient's active device (HSP) and revoke the ones it replaces (TTP).
+    BindDevice {
+        #[arg(long)]
+        pseudonym: String,
+        /// The new device's credential serial.
+        #[arg(long)]
+        serial: u64,
+    },
+    /// Add a clinician to a patient's care team, or remove one (HSP).
+    CareTeam {
+        #[arg(long)]
+        clinician: String,
+        #[arg(long)]
+        pseudonym: String,
+        /// Remove instead of add.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Show how many vitals samples the HSP has stored.
     VitalsCount {
-        /// The HSP's URL.
-        #[arg(
-            long,
-            env = "VITALGATE_HSP_URL",
-            default_value = "http://127.0.0.1:7002"
-        )]
-        hsp_url: String,
         /// One device's serial; all devices when absent.
         #[arg(long)]
         device: Option<u64>,
@@ -78,36 +115,33 @@ fn parse_role(role: &str) -> Result<v1::Role, String> {
     }
 }
 
+fn read_token(path: &PathBuf) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|t| t.trim().to_string())
+        .map_err(|e| format!("admin token file {}: {e}", path.display()))
+}
+
 pub(crate) async fn run(args: AdminArgs) -> CliResult {
-    if let AdminCommand::VitalsCount { hsp_url, device } = &args.command {
-        let mut hsp = v1::hsp_client::HspClient::new(connect(hsp_url).await?);
-        let count = hsp
-            .vitals_count(v1::VitalsCountRequest {
-                device_serial: device.unwrap_or(0),
-            })
-            .await?
-            .into_inner()
-            .count;
-        println!("{count}");
-        return Ok(());
-    }
-    let token = match args.admin_token {
-        Some(token) => token,
-        None => std::fs::read_to_string(&args.admin_token_file)
-            .map_err(|e| format!("admin token file {}: {e}", args.admin_token_file.display()))?
-            .trim()
-            .to_string(),
+    let ttp = || async {
+        let token = read_token(&args.admin_token_file)?;
+        let client = v1::ttp_client::TtpClient::new(connect(&args.ttp_url).await?);
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((client, token))
     };
-    let mut ttp = v1::ttp_client::TtpClient::new(connect(&args.ttp_url).await?);
+    let hsp = || async {
+        let token = read_token(&args.hsp_admin_token_file)?;
+        let client = v1::hsp_client::HspClient::new(connect(&args.hsp_url).await?);
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((client, token))
+    };
     match args.command {
         AdminCommand::CreateToken {
-            role,
-            subject,
+            ref role,
+            ref subject,
             valid_secs,
         } => {
+            let (mut ttp, token) = ttp().await?;
             let request = v1::CreateEnrollmentTokenRequest {
-                role: parse_role(&role)? as i32,
-                subject,
+                role: parse_role(role)? as i32,
+                subject: subject.clone(),
                 valid_secs,
             };
             let response = ttp
@@ -117,6 +151,7 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
             println!("{}", response.token);
         }
         AdminCommand::List => {
+            let (mut ttp, token) = ttp().await?;
             let parties = ttp
                 .list_parties(admin_request(v1::ListPartiesRequest {}, &token)?)
                 .await?
@@ -135,9 +170,14 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
                 );
             }
         }
-        AdminCommand::Revoke { serial, reason } => {
+        AdminCommand::Revoke { serial, ref reason } => {
+            let (mut ttp, token) = ttp().await?;
+            let request = v1::RevokeRequest {
+                serial,
+                reason: reason.clone(),
+            };
             let response = ttp
-                .revoke(admin_request(v1::RevokeRequest { serial, reason }, &token)?)
+                .revoke(admin_request(request, &token)?)
                 .await?
                 .into_inner();
             println!(
@@ -149,7 +189,97 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
                 }
             );
         }
-        AdminCommand::VitalsCount { .. } => unreachable!("handled above"),
+        AdminCommand::PutPatient {
+            ref pseudonym,
+            ref name,
+            ref mrn,
+        } => {
+            let (mut hsp, token) = hsp().await?;
+            let request = v1::PutPatientRequest {
+                pseudonym: pseudonym.clone(),
+                record: Some(v1::PatientRecord {
+                    name: name.clone(),
+                    medical_record_number: mrn.clone(),
+                }),
+            };
+            hsp.put_patient(admin_request(request, &token)?).await?;
+            println!("kept");
+        }
+        AdminCommand::ShowPatient { ref pseudonym } => {
+            let (mut hsp, token) = hsp().await?;
+            let request = v1::GetPatientRequest {
+                pseudonym: pseudonym.clone(),
+            };
+            let patient = hsp
+                .get_patient(admin_request(request, &token)?)
+                .await?
+                .into_inner();
+            let record = patient.record.unwrap_or_default();
+            println!(
+                "pseudonym  {pseudonym}\nname       {}\nMRN        {}\ncare team  {}",
+                record.name,
+                record.medical_record_number,
+                patient.care_team.join(", ")
+            );
+        }
+        AdminCommand::BindDevice {
+            ref pseudonym,
+            serial,
+        } => {
+            let (mut hsp, token) = hsp().await?;
+            let request = v1::BindDeviceRequest {
+                pseudonym: pseudonym.clone(),
+                device_serial: serial,
+            };
+            let replaced = hsp
+                .bind_device(admin_request(request, &token)?)
+                .await?
+                .into_inner()
+                .replaced_serials;
+            println!("device {serial} is {pseudonym}'s active device");
+            if !replaced.is_empty() {
+                let (mut ttp, token) = ttp().await?;
+                for old in replaced {
+                    let request = v1::RevokeRequest {
+                        serial: old,
+                        reason: format!("replaced by device {serial}"),
+                    };
+                    ttp.revoke(admin_request(request, &token)?).await?;
+                    println!("revoked the replaced device {old}");
+                }
+            }
+        }
+        AdminCommand::CareTeam {
+            ref clinician,
+            ref pseudonym,
+            remove,
+        } => {
+            let (mut hsp, token) = hsp().await?;
+            let request = v1::SetCareTeamMemberRequest {
+                clinician: clinician.clone(),
+                pseudonym: pseudonym.clone(),
+                member: !remove,
+            };
+            hsp.set_care_team_member(admin_request(request, &token)?)
+                .await?;
+            println!(
+                "{clinician} {} {pseudonym}'s care team",
+                if remove { "left" } else { "joined" }
+            );
+        }
+        AdminCommand::VitalsCount { device } => {
+            let (mut hsp, token) = hsp().await?;
+            let request = v1::VitalsCountRequest {
+                device_serial: device.unwrap_or(0),
+            };
+            println!(
+                "{}",
+                hsp.vitals_count(admin_request(request, &token)?)
+                    .await?
+                    .into_inner()
+                    .count
+            );
+        }
     }
     Ok(())
 }

@@ -48,6 +48,15 @@ pub(crate) struct DevArgs {
 
 /// Demonstration clinicians enrolled on the first start.
 const CLINICIANS: [&str; 2] = ["dr-okafor", "nurse-lindqvist"];
+/// Demonstration patients' names, given to the devices' pseudonyms in turn.
+const PATIENT_NAMES: [&str; 6] = [
+    "Amara Okonkwo",
+    "Lars Eriksson",
+    "Mei Tanaka",
+    "José Alvarez",
+    "Fatima Haddad",
+    "Noah Williams",
+];
 
 fn random_pseudonym() -> String {
     let mut bytes = [0u8; 4];
@@ -71,6 +80,41 @@ async fn create_token(
         .await?
         .into_inner()
         .token)
+}
+
+/// Gives a device's pseudonym a demonstration patient record and care team,
+/// through the HSP's administrative calls like an operator would.
+async fn add_demo_patient(
+    hsp_url: &str,
+    admin: &str,
+    pseudonym: &str,
+    index: usize,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut hsp = v1::hsp_client::HspClient::new(connect(hsp_url).await?);
+    let record = v1::PatientRecord {
+        name: PATIENT_NAMES[index % PATIENT_NAMES.len()].to_string(),
+        medical_record_number: format!("MRN-{:06}", 100_000 + index),
+    };
+    let request = v1::PutPatientRequest {
+        pseudonym: pseudonym.to_string(),
+        record: Some(record),
+    };
+    hsp.put_patient(admin_request(request, admin)?).await?;
+    let team = if index % 2 == 0 {
+        &CLINICIANS[..]
+    } else {
+        &CLINICIANS[..1]
+    };
+    for clinician in team {
+        let request = v1::SetCareTeamMemberRequest {
+            clinician: clinician.to_string(),
+            pseudonym: pseudonym.to_string(),
+            member: true,
+        };
+        hsp.set_care_team_member(admin_request(request, admin)?)
+            .await?;
+    }
+    Ok(())
 }
 
 struct Totals {
@@ -209,6 +253,12 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
             device.credential().serial(),
             if enrolled { "" } else { " (enrolled now)" }
         ));
+        if hsp_store.patient(&pseudonym).await?.is_none() {
+            add_demo_patient(&hsp_url, hsp.admin_token(), &pseudonym, i).await?;
+            say(format!(
+                "     patient record for {pseudonym} kept (sealed), care team assigned"
+            ));
+        }
         device_stats.push(device.stats());
         let (url, rx) = (hsp_url.clone(), stop_rx.clone());
         device_tasks.push(tokio::spawn(async move { device.run(url, rx).await }));

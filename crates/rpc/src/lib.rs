@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod identity;
 
 use std::time::{SystemTime, UNIX_EPOCH};

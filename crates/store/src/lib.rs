@@ -200,6 +200,36 @@ pub trait Store: Send + Sync + 'static {
     /// Audit events with an id above `after_id`, oldest first.
     async fn audit_events(&self, after_id: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
 
+    /// Keeps a patient's sealed record (replacing an earlier one).
+    async fn put_patient(&self, pseudonym: &str, sealed_record: &[u8], now: u64)
+        -> StoreResult<()>;
+    /// A patient's sealed record.
+    async fn patient(&self, pseudonym: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Every patient's pseudonym.
+    async fn list_patients(&self) -> StoreResult<Vec<String>>;
+    /// Makes `device_serial` the patient's active device; returns the serials it
+    /// replaced (now inactive). Atomic: a patient has at most one active device.
+    async fn bind_device(
+        &self,
+        pseudonym: &str,
+        device_serial: u64,
+        now: u64,
+    ) -> StoreResult<Vec<u64>>;
+    /// The patient's active device, if any.
+    async fn active_device(&self, pseudonym: &str) -> StoreResult<Option<u64>>;
+    /// The patient a device is bound to, and whether the binding is active.
+    async fn device_binding(&self, device_serial: u64) -> StoreResult<Option<(String, bool)>>;
+    /// Adds a clinician to (or, with `member` false, removes from) a patient's care team.
+    async fn set_care_team_member(
+        &self,
+        clinician: &str,
+        pseudonym: &str,
+        member: bool,
+        now: u64,
+    ) -> StoreResult<()>;
+    /// A patient's care team.
+    async fn care_team(&self, pseudonym: &str) -> StoreResult<Vec<String>>;
+
     /// A named setting.
     async fn setting(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Sets a named setting.

@@ -22,6 +22,7 @@ conformance_tests!(
     vitals_are_stored_once,
     audit_events_append_in_order,
     settings_round_trip,
+    patients_bindings_and_care_teams,
 );
 
 #[tokio::test]

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod patients;
 mod session;
 
 use std::collections::HashMap;
@@ -27,8 +28,9 @@ use vitalgate_core::provider::AwsLc;
 use vitalgate_core::replay::InMemoryReplayCache;
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1;
+use vitalgate_rpc::admin::AdminToken;
 use vitalgate_rpc::identity::{Identity, IdentityError};
-use vitalgate_rpc::{store_status, unix_now};
+use vitalgate_rpc::{audit, invalid, store_status, unix_now};
 use vitalgate_store::{CredentialRecord, Store};
 
 /// The HSP's settings.
@@ -98,6 +100,8 @@ pub(crate) enum CloseReason {
     Revoked,
     /// The HSP is stopping.
     ShuttingDown,
+    /// The device was replaced by another for its patient.
+    Replaced,
 }
 
 /// A live session's id and the sender that closes it.
@@ -122,6 +126,8 @@ pub(crate) struct Inner {
     pub(crate) stats: Arc<HspStats>,
     pub(crate) config: HspConfig,
     pub(crate) identity_serial: u64,
+    pub(crate) vault: patients::PatientVault,
+    pub(crate) admin_token: AdminToken,
 }
 
 impl std::fmt::Debug for Hsp {
@@ -190,8 +196,14 @@ impl Hsp {
             subject = %String::from_utf8_lossy(identity.credential.subject()),
             "HSP identity loaded"
         );
+        let vault =
+            patients::PatientVault::load_or_create(&config.data_dir).map_err(IdentityError::Io)?;
+        let admin_token =
+            AdminToken::load_or_create(&config.data_dir).map_err(IdentityError::Io)?;
         let hsp = Self {
             inner: Arc::new(Inner {
+                vault,
+                admin_token,
                 store,
                 responder,
                 trust: RwLock::new(trust),
@@ -210,6 +222,11 @@ impl Hsp {
     /// The counters.
     pub fn stats(&self) -> Arc<HspStats> {
         self.inner.stats.clone()
+    }
+
+    /// The bearer token administrative calls need (kept in `admin.token`).
+    pub fn admin_token(&self) -> &str {
+        self.inner.admin_token.expose()
     }
 
     /// The HSP's own credential serial.
@@ -232,6 +249,10 @@ impl Hsp {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .revoke(serial);
+        self.close_sessions(serial, CloseReason::Revoked);
+    }
+
+    fn close_sessions(&self, serial: u64, reason: CloseReason) {
         let senders = self
             .inner
             .live
@@ -243,11 +264,12 @@ impl Hsp {
             tracing::info!(
                 serial,
                 sessions = senders.len(),
-                "closing revoked party's sessions"
+                ?reason,
+                "closing sessions"
             );
         }
         for (_, sender) in senders {
-            let _ = sender.send(Some(CloseReason::Revoked));
+            let _ = sender.send(Some(reason));
         }
     }
 
@@ -385,6 +407,7 @@ impl v1::hsp_server::Hsp for Hsp {
         &self,
         request: Request<v1::VitalsCountRequest>,
     ) -> Result<Response<v1::VitalsCountResponse>, Status> {
+        self.inner.admin_token.check(&request)?;
         let device = request.into_inner().device_serial;
         let count = self
             .inner
@@ -394,6 +417,138 @@ impl v1::hsp_server::Hsp for Hsp {
             .map_err(|e| store_status(&e))?;
         Ok(Response::new(v1::VitalsCountResponse { count }))
     }
+
+    async fn put_patient(
+        &self,
+        request: Request<v1::PutPatientRequest>,
+    ) -> Result<Response<v1::PutPatientResponse>, Status> {
+        self.inner.admin_token.check(&request)?;
+        let request = request.into_inner();
+        let pseudonym = checked_pseudonym(&request.pseudonym)?;
+        let record = request.record.ok_or_else(|| invalid("record", "missing"))?;
+        let sealed = self
+            .inner
+            .vault
+            .seal(pseudonym, &prost::Message::encode_to_vec(&record));
+        self.inner
+            .store
+            .put_patient(pseudonym, &sealed, unix_now())
+            .await
+            .map_err(|e| store_status(&e))?;
+        audit(
+            &*self.inner.store,
+            "patient.written",
+            "admin",
+            pseudonym,
+            "",
+        )
+        .await;
+        Ok(Response::new(v1::PutPatientResponse {}))
+    }
+
+    async fn get_patient(
+        &self,
+        request: Request<v1::GetPatientRequest>,
+    ) -> Result<Response<v1::GetPatientResponse>, Status> {
+        self.inner.admin_token.check(&request)?;
+        let pseudonym = request.into_inner().pseudonym;
+        let store = &self.inner.store;
+        let sealed = store
+            .patient(&pseudonym)
+            .await
+            .map_err(|e| store_status(&e))?
+            .ok_or_else(|| Status::not_found("no such patient"))?;
+        let record = self
+            .inner
+            .vault
+            .open(&pseudonym, &sealed)
+            .and_then(|bytes| <v1::PatientRecord as prost::Message>::decode(bytes.as_slice()).ok())
+            .ok_or_else(|| {
+                Status::data_loss("the patient's record does not open under this HSP's key")
+            })?;
+        let care_team = store
+            .care_team(&pseudonym)
+            .await
+            .map_err(|e| store_status(&e))?;
+        audit(
+            &**store,
+            "patient.read",
+            "admin",
+            &pseudonym,
+            "record and care team",
+        )
+        .await;
+        Ok(Response::new(v1::GetPatientResponse {
+            record: Some(record),
+            care_team,
+        }))
+    }
+
+    async fn bind_device(
+        &self,
+        request: Request<v1::BindDeviceRequest>,
+    ) -> Result<Response<v1::BindDeviceResponse>, Status> {
+        self.inner.admin_token.check(&request)?;
+        let request = request.into_inner();
+        let pseudonym = checked_pseudonym(&request.pseudonym)?;
+        if request.device_serial == 0 {
+            return Err(invalid("device_serial", "must be a credential serial"));
+        }
+        let replaced = self
+            .inner
+            .store
+            .bind_device(pseudonym, request.device_serial, unix_now())
+            .await
+            .map_err(|e| store_status(&e))?;
+        for old in &replaced {
+            self.close_sessions(*old, CloseReason::Replaced);
+        }
+        audit(
+            &*self.inner.store,
+            "device.bound",
+            "admin",
+            pseudonym,
+            &format!("device {} replaces {:?}", request.device_serial, replaced),
+        )
+        .await;
+        Ok(Response::new(v1::BindDeviceResponse {
+            replaced_serials: replaced,
+        }))
+    }
+
+    async fn set_care_team_member(
+        &self,
+        request: Request<v1::SetCareTeamMemberRequest>,
+    ) -> Result<Response<v1::SetCareTeamMemberResponse>, Status> {
+        self.inner.admin_token.check(&request)?;
+        let request = request.into_inner();
+        let pseudonym = checked_pseudonym(&request.pseudonym)?;
+        if request.clinician.is_empty() || request.clinician.len() > 64 {
+            return Err(invalid("clinician", "must be 1 to 64 bytes"));
+        }
+        self.inner
+            .store
+            .set_care_team_member(&request.clinician, pseudonym, request.member, unix_now())
+            .await
+            .map_err(|e| store_status(&e))?;
+        let change = if request.member { "added" } else { "removed" };
+        audit(
+            &*self.inner.store,
+            "care_team.changed",
+            "admin",
+            pseudonym,
+            &format!("{} {change}", request.clinician),
+        )
+        .await;
+        Ok(Response::new(v1::SetCareTeamMemberResponse {}))
+    }
+}
+
+fn checked_pseudonym(pseudonym: &str) -> Result<&str, Status> {
+    if pseudonym.is_empty() || pseudonym.len() > vitalgate_core::credential::MAX_SUBJECT_LEN {
+        return Err(invalid("pseudonym", "must be 1 to 64 bytes"));
+    }
+    Ok(pseudonym)
 }
 
 /// Reads the counter.

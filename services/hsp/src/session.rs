@@ -117,6 +117,46 @@ fn handshake_frame(bytes: Vec<u8>) -> Result<v1::HspFrame, Status> {
     })
 }
 
+/// A device streams for the patient its credential names, and only while it is
+/// that patient's active device. The first device of a patient is bound on
+/// first contact; a replacement is bound by an administrator.
+async fn check_binding(hsp: &Hsp, serial: u64, pseudonym: &str) -> Result<(), Refusal> {
+    let store = &hsp.inner.store;
+    let refuse = |why: &str| Refusal {
+        status: Status::permission_denied(why.to_string()),
+        audit_kind: "handshake.failed",
+    };
+    let failed = |e: vitalgate_store::StoreError| Refusal {
+        status: store_status(&e),
+        audit_kind: "handshake.failed",
+    };
+    match store.device_binding(serial).await.map_err(failed)? {
+        Some((bound, true)) if bound == pseudonym => Ok(()),
+        Some((_, true)) => Err(refuse("this device is bound to another patient")),
+        Some((_, false)) => Err(refuse("this device was replaced for its patient")),
+        None => match store.active_device(pseudonym).await.map_err(failed)? {
+            Some(_) => Err(refuse(
+                "the patient has another active device; an administrator binds a replacement",
+            )),
+            None => {
+                store
+                    .bind_device(pseudonym, serial, unix_now())
+                    .await
+                    .map_err(failed)?;
+                audit(
+                    &**store,
+                    "device.bound",
+                    pseudonym,
+                    &serial.to_string(),
+                    "first contact",
+                )
+                .await;
+                Ok(())
+            }
+        },
+    }
+}
+
 pub(crate) async fn run(
     hsp: Hsp,
     mut inbound: Streaming<v1::DeviceFrame>,
@@ -186,6 +226,8 @@ async fn handshake_and_stream(
     let device = verified.peer().clone();
     let pseudonym = String::from_utf8_lossy(device.subject()).into_owned();
 
+    check_binding(hsp, device.serial(), &pseudonym).await?;
+
     // The policy for devices streaming vitals: their card key (the credential
     // signature), which every completed handshake has proven.
     let required = FactorSet::EMPTY.with(FactorKind::Card);
@@ -237,6 +279,10 @@ async fn handshake_and_stream(
             _ = closed.changed() => break Err(match *closed.borrow() {
                 Some(CloseReason::ShuttingDown) => Refusal {
                     status: Status::unavailable("the HSP is shutting down; reconnect"),
+                    audit_kind: "vitals.session.closed",
+                },
+                Some(CloseReason::Replaced) => Refusal {
+                    status: Status::permission_denied("this device was replaced for its patient"),
                     audit_kind: "vitals.session.closed",
                 },
                 _ => Refusal {

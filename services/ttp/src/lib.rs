@@ -14,8 +14,6 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
-use rand_core::{OsRng, RngCore};
-use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -25,6 +23,7 @@ use vitalgate_core::credential::{
 use vitalgate_core::provider::{AwsLc, CryptoProvider};
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1;
+use vitalgate_rpc::admin::AdminToken;
 use vitalgate_rpc::{audit, core_status, invalid, store_status, unix_now};
 use vitalgate_store::{CredentialRecord, EnrollmentToken, Store};
 
@@ -80,7 +79,7 @@ pub struct Ttp {
 struct Inner {
     store: Arc<dyn Store>,
     keys: RwLock<TtpKeys>,
-    admin_token: String,
+    admin_token: AdminToken,
     newest_revocation: watch::Sender<i64>,
     config: TtpConfig,
 }
@@ -91,35 +90,6 @@ impl std::fmt::Debug for Ttp {
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
-}
-
-/// Creates the admin token file on first start (owner-only), or reads it.
-fn load_or_create_admin_token(dir: &std::path::Path) -> std::io::Result<String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = dir.join("admin.token");
-    match std::fs::read_to_string(&path) {
-        Ok(token) => Ok(token.trim().to_string()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let token = random_token();
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)?;
-            file.write_all(token.as_bytes())?;
-            file.sync_all()?;
-            Ok(token)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// 256 random bits as hex.
-fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    hex::encode(bytes)
 }
 
 fn token_hash(token: &str) -> [u8; 32] {
@@ -167,7 +137,7 @@ impl Ttp {
     pub async fn open(config: TtpConfig, store: Arc<dyn Store>) -> Result<Self, TtpError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let keys = TtpKeys::load_or_create(&config.data_dir.join("keys"))?;
-        let admin_token = load_or_create_admin_token(&config.data_dir)?;
+        let admin_token = AdminToken::load_or_create(&config.data_dir)?;
         let newest = store.revocations_after(0).await?.last().map_or(0, |r| r.id);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -182,7 +152,7 @@ impl Ttp {
 
     /// The bearer token administrative calls need (kept in `admin.token`).
     pub fn admin_token(&self) -> &str {
-        &self.inner.admin_token
+        self.inner.admin_token.expose()
     }
 
     /// The TTP's public keys.
@@ -202,21 +172,7 @@ impl Ttp {
     }
 
     fn check_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("administrator token required"))?;
-        if bool::from(
-            presented
-                .as_bytes()
-                .ct_eq(self.inner.admin_token.as_bytes()),
-        ) {
-            Ok(())
-        } else {
-            Err(Status::permission_denied("not an administrator"))
-        }
+        self.inner.admin_token.check(request)
     }
 
     fn trust_store(&self) -> TrustStore {
@@ -295,7 +251,7 @@ impl v1::ttp_server::Ttp for Ttp {
         if request.valid_secs == 0 || request.valid_secs > max {
             return Err(invalid("valid_secs", &format!("must be 1 to {max}")));
         }
-        let token = random_token();
+        let token = vitalgate_rpc::admin::random_hex();
         let now = unix_now();
         let expires_at = now + u64::from(request.valid_secs);
         self.inner
