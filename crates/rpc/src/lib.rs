@@ -92,17 +92,15 @@ pub async fn audit(store: &dyn Store, kind: &str, actor: &str, subject: &str, de
     }
 }
 
-/// The standard health and reflection services for a server hosting
-/// `service_name`, which is marked serving.
-pub async fn health_and_reflection(
+/// Serves `routes` (one vitalgate service) with `grpc.health.v1`, marking
+/// `service_name` serving, and server reflection, on `listener` until
+/// `shutdown` resolves.
+pub async fn serve(
     service_name: &str,
-) -> (
-    tonic_health::server::HealthReporter,
-    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
-    tonic_reflection::server::v1::ServerReflectionServer<
-        impl tonic_reflection::server::v1::ServerReflection,
-    >,
-) {
+    routes: tonic::service::Routes,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status(service_name, tonic_health::ServingStatus::Serving)
@@ -112,5 +110,11 @@ pub async fn health_and_reflection(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the descriptor sets are generated at build time and valid");
-    (reporter, health, reflection)
+    tonic::transport::Server::builder()
+        .add_routes(routes.add_service(health).add_service(reflection))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
 }

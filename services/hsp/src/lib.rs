@@ -572,21 +572,12 @@ impl Hsp {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), tonic::transport::Error> {
-        let (_reporter, health, reflection) =
-            vitalgate_rpc::health_and_reflection("vitalgate.v1.Hsp").await;
         let closer = self.clone();
         let shutdown = async move {
             shutdown.await;
             closer.close_all_sessions();
         };
-        tonic::transport::Server::builder()
-            .add_service(health)
-            .add_service(reflection)
-            .add_service(self.into_service())
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                shutdown,
-            )
-            .await
+        let routes = tonic::service::Routes::new(self.into_service());
+        vitalgate_rpc::serve("vitalgate.v1.Hsp", routes, listener, shutdown).await
     }
 }
