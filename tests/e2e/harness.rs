@@ -54,6 +54,7 @@ impl RunningHsp {
 pub(crate) struct Platform {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) ttp_url: String,
+    pub(crate) ttp_ca_pem: String,
     pub(crate) admin_token: String,
     pub(crate) hsp: Option<RunningHsp>,
     ttp_stop: watch::Sender<bool>,
@@ -69,10 +70,11 @@ impl Platform {
             .await
             .expect("ttp");
         let admin_token = ttp.admin_token().to_string();
+        let ttp_ca_pem = ttp.ca_pem().to_string();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let ttp_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let ttp_url = format!("https://{}", listener.local_addr().expect("addr"));
         let (ttp_stop, mut rx) = watch::channel(false);
         tokio::spawn(ttp.serve(listener, async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -80,6 +82,7 @@ impl Platform {
         let mut platform = Self {
             dir,
             ttp_url,
+            ttp_ca_pem,
             admin_token,
             hsp: None,
             ttp_stop,
@@ -88,8 +91,12 @@ impl Platform {
         platform
     }
 
+    /// A client of the TTP over TLS (server authentication only).
     pub(crate) async fn ttp(&self) -> TtpClient {
-        TtpClient::new(connect(&self.ttp_url).await)
+        let channel = vitalgate_rpc::ttp_channel(&self.ttp_url, &self.ttp_ca_pem, None)
+            .await
+            .expect("TLS to the TTP");
+        TtpClient::new(channel)
     }
 
     pub(crate) async fn token(&self, role: v1::Role, subject: &str, valid_secs: u32) -> String {
@@ -118,15 +125,10 @@ impl Platform {
             Some(self.token(v1::Role::Hsp, "hsp.test-hospital", 60).await)
         };
         let store = Arc::new(SqliteStore::open(&hsp_dir.join("store.db")).expect("hsp store"));
-        let mut ttp = self.ttp().await;
-        let hsp = Hsp::open(
-            HspConfig::new(hsp_dir),
-            store.clone(),
-            &mut ttp,
-            token.as_deref(),
-        )
-        .await
-        .expect("hsp");
+        let config = HspConfig::new(hsp_dir, self.ttp_url.clone(), self.ttp_ca_pem.clone());
+        let hsp = Hsp::open(config, store.clone(), token.as_deref())
+            .await
+            .expect("hsp");
         let listener = bind_retrying(address).await;
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, rx) = watch::channel(false);
@@ -143,7 +145,7 @@ impl Platform {
         });
         let follow = tokio::spawn({
             let hsp = hsp.clone();
-            async move { hsp.follow_revocations(ttp, rx).await }
+            async move { hsp.follow_revocations(rx).await }
         });
         self.hsp = Some(RunningHsp {
             hsp,

@@ -172,11 +172,14 @@ async fn services_serve_health_and_reflection() {
     use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let platform = Platform::start().await;
-    for (url, service) in [
-        (platform.ttp_url.clone(), "vitalgate.v1.Ttp"),
-        (platform.hsp().url.clone(), "vitalgate.v1.Hsp"),
+    let ttp_channel = vitalgate_rpc::ttp_channel(&platform.ttp_url, &platform.ttp_ca_pem, None)
+        .await
+        .expect("TLS to the TTP");
+    let hsp_channel = connect(&platform.hsp().url).await;
+    for (channel, service) in [
+        (ttp_channel, "vitalgate.v1.Ttp"),
+        (hsp_channel, "vitalgate.v1.Hsp"),
     ] {
-        let channel = connect(&url).await;
         let status = HealthClient::new(channel.clone())
             .check(HealthCheckRequest {
                 service: service.into(),
@@ -420,5 +423,35 @@ async fn patient_records_are_sealed_and_a_replacement_device_takes_over() {
         kinds.iter().filter(|k| *k == "device.bound").count() >= 2,
         "{kinds:?}"
     );
+    platform.stop().await;
+}
+
+/// The HSP follows revocations over mutual TLS with the certificate the TTP
+/// issued it; without a service certificate the feed is refused.
+#[tokio::test]
+async fn the_revocation_feed_needs_a_service_certificate() {
+    let platform = Platform::start().await;
+    assert!(platform
+        .hsp()
+        .hsp
+        .spiffe_id()
+        .starts_with("spiffe://vitalgate.local/hsp/"));
+    let refused = platform
+        .ttp()
+        .await
+        .watch_revocations(v1::WatchRevocationsRequest { after_id: 0 })
+        .await;
+    assert_eq!(refused.expect_err("refused").code(), Code::Unauthenticated);
+    // Plain text to the TLS port gets nowhere.
+    let plain = tonic::transport::Endpoint::from_shared(platform.ttp_url.replace("https", "http"))
+        .expect("url")
+        .connect()
+        .await;
+    if let Ok(channel) = plain {
+        let answer = v1::ttp_client::TtpClient::new(channel)
+            .trust_bundle(v1::TrustBundleRequest {})
+            .await;
+        assert!(answer.is_err(), "the TTP answered without TLS");
+    }
     platform.stop().await;
 }

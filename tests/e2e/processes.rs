@@ -50,7 +50,9 @@ fn admin(args: &[&str], ttp_url: &str, token_file: &std::path::Path) -> String {
         .and_then(|p| p.parent())
         .expect("data dir");
     let out = Command::new(BIN)
-        .args(["admin", "--ttp-url", ttp_url, "--admin-token-file"])
+        .args(["admin", "--ttp-url", ttp_url, "--ttp-ca"])
+        .arg(token_file.with_file_name("x509-ca.pem"))
+        .arg("--admin-token-file")
         .arg(token_file)
         .arg("--hsp-admin-token-file")
         .arg(data.join("hsp").join("admin.token"))
@@ -72,7 +74,7 @@ fn admin(args: &[&str], ttp_url: &str, token_file: &std::path::Path) -> String {
 fn separate_processes_enroll_stream_and_stop_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ttp_port, hsp_port) = (free_port(), free_port());
-    let ttp_url = format!("http://127.0.0.1:{ttp_port}");
+    let ttp_url = format!("https://127.0.0.1:{ttp_port}");
     let hsp_url = format!("http://127.0.0.1:{hsp_port}");
     let ttp = Command::new(BIN)
         .args([
@@ -87,6 +89,8 @@ fn separate_processes_enroll_stream_and_stop_cleanly_on_sigterm() {
         .expect("ttp");
     wait_for_port(ttp_port);
     let token_file = dir.path().join("ttp").join("admin.token");
+    let ca_file = dir.path().join("ttp").join("x509-ca.pem");
+    let ca = ca_file.to_str().expect("utf8 path");
     let hsp_token = admin(
         &["create-token", "--role", "hsp", "--subject", "hsp.process"],
         &ttp_url,
@@ -99,6 +103,8 @@ fn separate_processes_enroll_stream_and_stop_cleanly_on_sigterm() {
             &format!("127.0.0.1:{hsp_port}"),
             "--ttp-url",
             &ttp_url,
+            "--ttp-ca",
+            ca,
             "--enrollment-token",
             &hsp_token,
             "--data-dir",
@@ -124,6 +130,8 @@ fn separate_processes_enroll_stream_and_stop_cleanly_on_sigterm() {
             "device",
             "--ttp-url",
             &ttp_url,
+            "--ttp-ca",
+            ca,
             "--hsp-url",
             &hsp_url,
             "--enrollment-token",

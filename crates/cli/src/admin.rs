@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use vitalgate_proto::v1;
 
-use crate::{admin_request, connect, CliResult};
+use crate::{admin_request, connect, connect_ttp, CliResult};
 
 #[derive(Debug, Args)]
 pub(crate) struct AdminArgs {
@@ -13,9 +13,16 @@ pub(crate) struct AdminArgs {
     #[arg(
         long,
         env = "VITALGATE_TTP_URL",
-        default_value = "http://127.0.0.1:7001"
+        default_value = "https://127.0.0.1:7001"
     )]
     ttp_url: String,
+    /// The TTP's service CA certificate (PEM).
+    #[arg(
+        long,
+        env = "VITALGATE_TTP_CA",
+        default_value = "vitalgate-data/ttp/x509-ca.pem"
+    )]
+    ttp_ca: PathBuf,
     /// A file holding the TTP's administrator token.
     #[arg(
         long,
@@ -124,7 +131,7 @@ fn read_token(path: &PathBuf) -> Result<String, String> {
 pub(crate) async fn run(args: AdminArgs) -> CliResult {
     let ttp = || async {
         let token = read_token(&args.admin_token_file)?;
-        let client = v1::ttp_client::TtpClient::new(connect(&args.ttp_url).await?);
+        let client = connect_ttp(&args.ttp_url, &args.ttp_ca).await?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>((client, token))
     };
     let hsp = || async {

@@ -34,6 +34,7 @@ pub(crate) struct HspSection {
     pub(crate) listen: Option<String>,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) ttp_url: Option<String>,
+    pub(crate) ttp_ca: Option<PathBuf>,
     pub(crate) enrollment_token: Option<String>,
     pub(crate) skew_window_secs: Option<u32>,
 }
@@ -43,6 +44,7 @@ pub(crate) struct HspSection {
 pub(crate) struct DeviceSection {
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) ttp_url: Option<String>,
+    pub(crate) ttp_ca: Option<PathBuf>,
     pub(crate) hsp_url: Option<String>,
     pub(crate) enrollment_token: Option<String>,
     pub(crate) sample_interval_ms: Option<u64>,

@@ -19,7 +19,7 @@ use vitalgate_rpc::identity::Identity;
 use vitalgate_store::{SqliteStore, Store};
 use vitalgate_ttp::{Ttp, TtpConfig};
 
-use crate::{admin_request, connect, init_logging, shutdown_signal, CliResult};
+use crate::{admin_request, connect, connect_ttp, init_logging, shutdown_signal, CliResult};
 
 #[derive(Debug, Args)]
 pub(crate) struct DevArgs {
@@ -162,8 +162,9 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     let ttp_store = open_store(&data.join("ttp"))?;
     let ttp = Ttp::open(TtpConfig::new(data.join("ttp")), ttp_store).await?;
     let admin = ttp.admin_token().to_string();
+    let ca_pem = ttp.ca_pem().to_string();
     let ttp_listener = tokio::net::TcpListener::bind(&args.ttp_addr).await?;
-    let ttp_url = format!("http://{}", ttp_listener.local_addr()?);
+    let ttp_url = format!("https://{}", ttp_listener.local_addr()?);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let wait_shutdown = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -173,7 +174,7 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         "TTP  listening on {ttp_url}  ({} start)",
         if first_start { "first" } else { "repeat" }
     ));
-    let mut ttp_client = v1::ttp_client::TtpClient::new(connect(&ttp_url).await?);
+    let mut ttp_client = connect_ttp(&ttp_url, &data.join("ttp").join("x509-ca.pem")).await?;
 
     // HSP.
     let hsp_dir = data.join("hsp");
@@ -191,19 +192,18 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         None
     };
     let hsp_store = open_store(&hsp_dir)?;
-    let hsp = Hsp::open(
-        HspConfig::new(hsp_dir),
-        hsp_store.clone(),
-        &mut ttp_client,
-        hsp_token.as_deref(),
-    )
-    .await?;
+    let hsp_config = HspConfig::new(hsp_dir, ttp_url.clone(), ca_pem);
+    let hsp = Hsp::open(hsp_config, hsp_store.clone(), hsp_token.as_deref()).await?;
     if hsp_token.is_some() {
         say(format!(
             "HSP  enrolled: hsp.general-hospital, serial {}",
             hsp.serial()
         ));
     }
+    say(format!(
+        "HSP  mutual TLS with the TTP as {}",
+        hsp.spiffe_id()
+    ));
     let hsp_listener = tokio::net::TcpListener::bind(&args.hsp_addr).await?;
     let hsp_url = format!("http://{}", hsp_listener.local_addr()?);
     let hsp_stats = hsp.stats();
@@ -212,8 +212,8 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
             .serve(hsp_listener, wait_shutdown(shutdown_rx.clone())),
     );
     let follower = {
-        let (hsp, rx, client) = (hsp.clone(), shutdown_rx.clone(), ttp_client.clone());
-        tokio::spawn(async move { hsp.follow_revocations(client, rx).await })
+        let (hsp, rx) = (hsp.clone(), shutdown_rx.clone());
+        tokio::spawn(async move { hsp.follow_revocations(rx).await })
     };
     say(format!("HSP  listening on {hsp_url}"));
 

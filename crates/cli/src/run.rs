@@ -7,12 +7,14 @@ use clap::Args;
 use tokio::sync::watch;
 use vitalgate_device::{Device, DeviceConfig};
 use vitalgate_hsp::{Hsp, HspConfig};
-use vitalgate_proto::v1;
 use vitalgate_store::SqliteStore;
 use vitalgate_ttp::{Ttp, TtpConfig};
 
 use crate::config::{load, pick, pick_opt};
-use crate::{connect, init_logging, shutdown_signal, CliResult};
+use crate::{connect_ttp, init_logging, shutdown_signal, CliResult};
+
+const DEFAULT_TTP_URL: &str = "https://127.0.0.1:7001";
+const DEFAULT_TTP_CA: &str = "vitalgate-data/ttp/x509-ca.pem";
 
 #[derive(Debug, Args)]
 pub(crate) struct TtpArgs {
@@ -38,9 +40,12 @@ pub(crate) struct HspArgs {
     /// Identity and store [default: ./vitalgate-data/hsp].
     #[arg(long, env = "VITALGATE_HSP_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// The TTP's URL [default: http://127.0.0.1:7001].
+    /// The TTP's URL [default: https://127.0.0.1:7001].
     #[arg(long, env = "VITALGATE_TTP_URL")]
     ttp_url: Option<String>,
+    /// The TTP's service CA certificate (PEM) [default: ./vitalgate-data/ttp/x509-ca.pem].
+    #[arg(long, env = "VITALGATE_TTP_CA")]
+    ttp_ca: Option<PathBuf>,
     /// Enrollment token, needed on the first start only.
     #[arg(long, env = "VITALGATE_HSP_ENROLLMENT_TOKEN")]
     enrollment_token: Option<String>,
@@ -57,9 +62,12 @@ pub(crate) struct DeviceArgs {
     /// Identity, sequence numbers and the HSP's credential [default: ./vitalgate-data/device].
     #[arg(long, env = "VITALGATE_DEVICE_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// The TTP's URL, for enrollment [default: http://127.0.0.1:7001].
+    /// The TTP's URL, for enrollment [default: https://127.0.0.1:7001].
     #[arg(long, env = "VITALGATE_TTP_URL")]
     ttp_url: Option<String>,
+    /// The TTP's service CA certificate (PEM) [default: ./vitalgate-data/ttp/x509-ca.pem].
+    #[arg(long, env = "VITALGATE_TTP_CA")]
+    ttp_ca: Option<PathBuf>,
     /// The HSP's URL [default: http://127.0.0.1:7002].
     #[arg(long, env = "VITALGATE_HSP_URL")]
     hsp_url: Option<String>,
@@ -88,7 +96,12 @@ pub(crate) async fn ttp(args: TtpArgs) -> CliResult {
     }
     let ttp = Ttp::open(config, store).await?;
     let listener = tokio::net::TcpListener::bind(&listen).await?;
-    tracing::info!(address = %listener.local_addr()?, admin_token_file = %data_dir.join("admin.token").display(), "TTP listening");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        admin_token_file = %data_dir.join("admin.token").display(),
+        ca_certificate = %data_dir.join("x509-ca.pem").display(),
+        "TTP listening (TLS)"
+    );
     ttp.serve(listener, shutdown_signal()).await?;
     tracing::info!("TTP stopped");
     Ok(())
@@ -103,20 +116,22 @@ pub(crate) async fn hsp(args: HspArgs) -> CliResult {
         file.data_dir,
         PathBuf::from("vitalgate-data/hsp"),
     );
-    let ttp_url = pick(args.ttp_url, file.ttp_url, "http://127.0.0.1:7001".into());
+    let ttp_url = pick(args.ttp_url, file.ttp_url, DEFAULT_TTP_URL.into());
+    let ttp_ca = pick(args.ttp_ca, file.ttp_ca, DEFAULT_TTP_CA.into());
     let token = pick_opt(args.enrollment_token, file.enrollment_token);
     std::fs::create_dir_all(&data_dir)?;
     let store = Arc::new(SqliteStore::open(&data_dir.join("store.db"))?);
-    let mut config = HspConfig::new(data_dir);
+    let ca_pem = std::fs::read_to_string(&ttp_ca)
+        .map_err(|e| format!("TTP CA certificate {}: {e}", ttp_ca.display()))?;
+    let mut config = HspConfig::new(data_dir, ttp_url, ca_pem);
     config.skew_window_secs = pick(args.skew_window_secs, file.skew_window_secs, 30);
-    let mut ttp = v1::ttp_client::TtpClient::new(connect(&ttp_url).await?);
-    let hsp = Hsp::open(config, store, &mut ttp, token.as_deref()).await?;
+    let hsp = Hsp::open(config, store, token.as_deref()).await?;
     let listener = tokio::net::TcpListener::bind(&listen).await?;
-    tracing::info!(address = %listener.local_addr()?, serial = hsp.serial(), "HSP listening");
+    tracing::info!(address = %listener.local_addr()?, serial = hsp.serial(), spiffe_id = hsp.spiffe_id(), "HSP listening");
     let (stop_tx, stop_rx) = watch::channel(false);
     let follower = {
         let hsp = hsp.clone();
-        tokio::spawn(async move { hsp.follow_revocations(ttp, stop_rx).await })
+        tokio::spawn(async move { hsp.follow_revocations(stop_rx).await })
     };
     hsp.serve(listener, shutdown_signal()).await?;
     let _ = stop_tx.send(true);
@@ -133,7 +148,8 @@ pub(crate) async fn device(args: DeviceArgs) -> CliResult {
         file.data_dir,
         PathBuf::from("vitalgate-data/device"),
     );
-    let ttp_url = pick(args.ttp_url, file.ttp_url, "http://127.0.0.1:7001".into());
+    let ttp_url = pick(args.ttp_url, file.ttp_url, DEFAULT_TTP_URL.into());
+    let ttp_ca = pick(args.ttp_ca, file.ttp_ca, DEFAULT_TTP_CA.into());
     let hsp_url = pick(args.hsp_url, file.hsp_url, "http://127.0.0.1:7002".into());
     let token = pick_opt(args.enrollment_token, file.enrollment_token);
     let mut config = DeviceConfig::new(data_dir);
@@ -141,7 +157,7 @@ pub(crate) async fn device(args: DeviceArgs) -> CliResult {
         pick(args.sample_interval_ms, file.sample_interval_ms, 250).max(1),
     );
     let mut device = if token.is_some() {
-        let mut ttp = v1::ttp_client::TtpClient::new(connect(&ttp_url).await?);
+        let mut ttp = connect_ttp(&ttp_url, &ttp_ca).await?;
         Device::open(config, Some(&mut ttp), token.as_deref()).await?
     } else {
         Device::open(config, None, None).await?

@@ -60,6 +60,25 @@ pub fn invalid(field: &str, why: &str) -> Status {
     Status::invalid_argument(format!("{field}: {why}"))
 }
 
+/// A channel to the TTP at `url` (`https://…`) over TLS, trusting the TTP's
+/// service CA; with `client_identity` (certificate and key, PEM) it is mutual TLS.
+pub async fn ttp_channel(
+    url: &str,
+    ca_pem: &str,
+    client_identity: Option<(&str, &str)>,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let mut tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem));
+    if let Some((cert, key)) = client_identity {
+        tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+    }
+    tonic::transport::Endpoint::from_shared(url.to_string())?
+        .tls_config(tls)?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+}
+
 /// Unix seconds now.
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -93,11 +112,12 @@ pub async fn audit(store: &dyn Store, kind: &str, actor: &str, subject: &str, de
 }
 
 /// Serves `routes` (one vitalgate service) with `grpc.health.v1`, marking
-/// `service_name` serving, and server reflection, on `listener` until
-/// `shutdown` resolves.
+/// `service_name` serving, and server reflection, on `listener` (over `tls`
+/// when given) until `shutdown` resolves.
 pub async fn serve(
     service_name: &str,
     routes: tonic::service::Routes,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
@@ -110,7 +130,11 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the descriptor sets are generated at build time and valid");
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .add_routes(routes.add_service(health).add_service(reflection))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),

@@ -38,6 +38,10 @@ use vitalgate_store::{CredentialRecord, Store};
 pub struct HspConfig {
     /// Where the HSP's identity lives.
     pub data_dir: PathBuf,
+    /// The TTP's URL (`https://…`).
+    pub ttp_url: String,
+    /// The TTP's service CA certificate (PEM), which the HSP trusts for TLS.
+    pub ttp_ca_pem: String,
     /// Accepted clock skew, seconds either way.
     pub skew_window_secs: u32,
     /// How long a device may take between handshake messages.
@@ -50,9 +54,11 @@ pub struct HspConfig {
 
 impl HspConfig {
     /// Defaults: ±30 s, 10 s per handshake step, 500 samples per batch.
-    pub fn new(data_dir: PathBuf) -> Self {
+    pub fn new(data_dir: PathBuf, ttp_url: String, ttp_ca_pem: String) -> Self {
         Self {
             data_dir,
+            ttp_url,
+            ttp_ca_pem,
             skew_window_secs: 30,
             handshake_timeout: Duration::from_secs(10),
             max_batch_samples: 500,
@@ -70,9 +76,15 @@ pub enum HspError {
     /// The store failed.
     #[error("HSP store: {0}")]
     Store(#[from] vitalgate_store::StoreError),
-    /// The TTP could not be reached.
+    /// The TTP refused.
     #[error("TTP: {0}")]
     Ttp(#[from] tonic::Status),
+    /// The TTP could not be reached.
+    #[error("TTP connection: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    /// The TLS key or the service certificate could not be made.
+    #[error("service certificate: {0}")]
+    Certificate(String),
     /// No identity yet and no enrollment token to get one.
     #[error("the HSP is not enrolled: give it an enrollment token")]
     NotEnrolled,
@@ -128,6 +140,9 @@ pub(crate) struct Inner {
     pub(crate) identity_serial: u64,
     pub(crate) vault: patients::PatientVault,
     pub(crate) admin_token: AdminToken,
+    /// The TTP over mutual TLS, with the service certificate it issued.
+    pub(crate) ttp: v1::ttp_client::TtpClient<Channel>,
+    pub(crate) spiffe_id: String,
 }
 
 impl std::fmt::Debug for Hsp {
@@ -145,17 +160,19 @@ impl Hsp {
     pub async fn open(
         config: HspConfig,
         store: Arc<dyn Store>,
-        ttp: &mut v1::ttp_client::TtpClient<Channel>,
         enrollment_token: Option<&str>,
     ) -> Result<Self, HspError> {
+        let channel = vitalgate_rpc::ttp_channel(&config.ttp_url, &config.ttp_ca_pem, None).await?;
+        let mut ttp = v1::ttp_client::TtpClient::new(channel);
         let identity_dir = config.data_dir.join("identity");
         let identity = match Identity::load(&identity_dir)? {
             Some(identity) => identity,
             None => match enrollment_token {
-                Some(token) => Identity::enroll(&identity_dir, ttp, token).await?,
+                Some(token) => Identity::enroll(&identity_dir, &mut ttp, token).await?,
                 None => return Err(HspError::NotEnrolled),
             },
         };
+        let (mut ttp, spiffe_id) = mutual_tls_with_ttp(&config, &mut ttp, &identity).await?;
         let bundle = ttp
             .trust_bundle(v1::TrustBundleRequest {})
             .await?
@@ -192,6 +209,7 @@ impl Hsp {
         );
         responder.skew_window_secs = config.skew_window_secs;
         tracing::info!(
+            %spiffe_id,
             serial = identity.credential.serial(),
             subject = %String::from_utf8_lossy(identity.credential.subject()),
             "HSP identity loaded"
@@ -202,6 +220,8 @@ impl Hsp {
             AdminToken::load_or_create(&config.data_dir).map_err(IdentityError::Io)?;
         let hsp = Self {
             inner: Arc::new(Inner {
+                ttp,
+                spiffe_id,
                 vault,
                 admin_token,
                 store,
@@ -273,14 +293,17 @@ impl Hsp {
         }
     }
 
-    /// Follows the TTP's revocation feed until `stop` resolves, reconnecting
-    /// after failures. A revocation reaches this HSP within the feed's latency
-    /// (immediate on the TTP that revoked, at most its 2 s poll from others).
-    pub async fn follow_revocations(
-        &self,
-        mut ttp: v1::ttp_client::TtpClient<Channel>,
-        mut stop: watch::Receiver<bool>,
-    ) {
+    /// The SPIFFE ID the TTP certified this HSP under.
+    pub fn spiffe_id(&self) -> &str {
+        &self.inner.spiffe_id
+    }
+
+    /// Follows the TTP's revocation feed (over mutual TLS) until `stop`
+    /// changes, reconnecting after failures. A revocation reaches this HSP
+    /// within the feed's latency (immediate on the TTP that revoked, at most its
+    /// 2 s poll from others).
+    pub async fn follow_revocations(&self, mut stop: watch::Receiver<bool>) {
+        let mut ttp = self.inner.ttp.clone();
         let mut cursor = 0i64;
         loop {
             let stream = ttp
@@ -551,6 +574,40 @@ fn checked_pseudonym(pseudonym: &str) -> Result<&str, Status> {
     Ok(pseudonym)
 }
 
+/// Gets a service certificate from the TTP for a fresh TLS key (proving the
+/// HSP's credential key) and opens a mutual-TLS channel with it.
+async fn mutual_tls_with_ttp(
+    config: &HspConfig,
+    ttp: &mut v1::ttp_client::TtpClient<Channel>,
+    identity: &Identity,
+) -> Result<(v1::ttp_client::TtpClient<Channel>, String), HspError> {
+    use vitalgate_core::signer::Signer;
+    let tls_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+        .map_err(|e| HspError::Certificate(e.to_string()))?;
+    let tls_public = tls_key.public_key_raw().to_vec();
+    let signature = identity
+        .signer()
+        .sign(&[b"vitalgate/1 service certificate".as_slice(), &tls_public].concat())
+        .map_err(|e| HspError::Certificate(e.to_string()))?;
+    let issued = ttp
+        .issue_service_certificate(v1::IssueServiceCertificateRequest {
+            credential: identity.credential.encode(),
+            tls_public_key: tls_public,
+            signature: signature.to_vec(),
+            dns_names: vec!["localhost".into()],
+        })
+        .await?
+        .into_inner();
+    let key_pem = tls_key.serialize_pem();
+    let channel = vitalgate_rpc::ttp_channel(
+        &config.ttp_url,
+        &config.ttp_ca_pem,
+        Some((&issued.certificate_pem, &key_pem)),
+    )
+    .await?;
+    Ok((v1::ttp_client::TtpClient::new(channel), issued.spiffe_id))
+}
+
 /// Reads the counter.
 pub fn read(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
@@ -578,6 +635,8 @@ impl Hsp {
             closer.close_all_sessions();
         };
         let routes = tonic::service::Routes::new(self.into_service());
-        vitalgate_rpc::serve("vitalgate.v1.Hsp", routes, listener, shutdown).await
+        // Device sessions need no TLS: the core's channel is end-to-end from the
+        // device, whatever terminates TLS in front of the HSP.
+        vitalgate_rpc::serve("vitalgate.v1.Hsp", routes, None, listener, shutdown).await
     }
 }

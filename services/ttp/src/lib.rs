@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod keys;
+mod pki;
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -28,11 +29,17 @@ use vitalgate_rpc::{audit, core_status, invalid, store_status, unix_now};
 use vitalgate_store::{CredentialRecord, EnrollmentToken, Store};
 
 pub use keys::TtpKeys;
+pub use pki::{PkiError, ServicePki};
 
 /// What enrollment and renewal sign over, for proof of possession.
 pub const ENROLL_LABEL: &[u8] = b"vitalgate/1 enroll";
 /// What renewal signs over.
 pub const RENEW_LABEL: &[u8] = b"vitalgate/1 renew";
+/// What a service certificate request signs over.
+pub const SERVICE_CERTIFICATE_LABEL: &[u8] = b"vitalgate/1 service certificate";
+/// The settings key prefix under which issued service certificates are kept,
+/// by the SHA-256 of their DER, with the SPIFFE ID they name.
+const SERVICE_CERT_SETTING: &str = "service-certificate/";
 /// Clock skew tolerated on `not_before`, so a fresh credential is valid at once
 /// for a peer whose clock is a little behind.
 const NOT_BEFORE_SLACK_SECS: u64 = 300;
@@ -46,6 +53,10 @@ pub struct TtpConfig {
     pub credential_lifetime_secs: u64,
     /// The longest an enrollment token may stay redeemable.
     pub max_token_validity_secs: u32,
+    /// The SPIFFE trust domain of service certificates.
+    pub trust_domain: String,
+    /// Host names and addresses the TTP's TLS certificate is valid for.
+    pub server_names: Vec<String>,
 }
 
 impl TtpConfig {
@@ -55,6 +66,8 @@ impl TtpConfig {
             data_dir,
             credential_lifetime_secs: 30 * 24 * 3600,
             max_token_validity_secs: 24 * 3600,
+            trust_domain: "vitalgate.local".into(),
+            server_names: vec!["localhost".into(), "127.0.0.1".into()],
         }
     }
 }
@@ -68,6 +81,12 @@ pub enum TtpError {
     /// The store failed.
     #[error("TTP store: {0}")]
     Store(#[from] vitalgate_store::StoreError),
+    /// The service CA could not be loaded or made.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// The server failed.
+    #[error("TTP server: {0}")]
+    Transport(tonic::transport::Error),
 }
 
 /// The TTP service.
@@ -81,6 +100,7 @@ struct Inner {
     keys: RwLock<TtpKeys>,
     admin_token: AdminToken,
     newest_revocation: watch::Sender<i64>,
+    pki: ServicePki,
     config: TtpConfig,
 }
 
@@ -139,12 +159,14 @@ impl Ttp {
         let keys = TtpKeys::load_or_create(&config.data_dir.join("keys"))?;
         let admin_token = AdminToken::load_or_create(&config.data_dir)?;
         let newest = store.revocations_after(0).await?.last().map_or(0, |r| r.id);
+        let pki = ServicePki::load_or_create(&config.data_dir, &config.trust_domain)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 keys: RwLock::new(keys),
                 admin_token,
                 newest_revocation: watch::channel(newest).0,
+                pki,
                 config,
             }),
         })
@@ -153,6 +175,11 @@ impl Ttp {
     /// The bearer token administrative calls need (kept in `admin.token`).
     pub fn admin_token(&self) -> &str {
         self.inner.admin_token.expose()
+    }
+
+    /// The service CA's certificate (PEM): what clients of the TTP trust.
+    pub fn ca_pem(&self) -> &str {
+        self.inner.pki.ca_pem()
     }
 
     /// The TTP's public keys.
@@ -173,6 +200,48 @@ impl Ttp {
 
     fn check_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
         self.inner.admin_token.check(request)
+    }
+
+    /// The SPIFFE ID of the service on the other end of a mutual-TLS
+    /// connection: its certificate must be one this TTP issued to an HSP.
+    async fn service_identity<T>(&self, request: &Request<T>) -> Result<String, Status> {
+        let certs = request.peer_certs().ok_or_else(|| {
+            Status::unauthenticated("mutual TLS with a service certificate is required")
+        })?;
+        let leaf = certs.first().ok_or_else(|| {
+            Status::unauthenticated("mutual TLS with a service certificate is required")
+        })?;
+        let fingerprint = hex::encode(AwsLc::sha256(&[leaf.as_ref()]));
+        let spiffe_id = self
+            .inner
+            .store
+            .setting(&format!("{SERVICE_CERT_SETTING}{fingerprint}"))
+            .await
+            .map_err(|e| store_status(&e))?
+            .and_then(|id| String::from_utf8(id).ok())
+            .ok_or_else(|| {
+                Status::permission_denied("not a service certificate this TTP issued")
+            })?;
+        if !spiffe_id.starts_with(&self.inner.pki.spiffe_id("hsp", "")) {
+            return Err(Status::permission_denied(format!(
+                "{spiffe_id} may not follow revocations"
+            )));
+        }
+        Ok(spiffe_id)
+    }
+
+    /// The TLS settings the TTP serves with: its certificate from the service
+    /// CA, and client certificates from the same CA (optional at the TLS
+    /// layer, so devices can enroll; required by the calls that need them).
+    pub fn server_tls(&self) -> Result<tonic::transport::ServerTlsConfig, TtpError> {
+        let (cert, key) = self
+            .inner
+            .pki
+            .ttp_server_identity(&self.inner.config.server_names)?;
+        Ok(tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert, key))
+            .client_ca_root(tonic::transport::Certificate::from_pem(self.ca_pem()))
+            .client_auth_optional(true))
     }
 
     fn trust_store(&self) -> TrustStore {
@@ -471,12 +540,86 @@ impl v1::ttp_server::Ttp for Ttp {
         }))
     }
 
+    async fn issue_service_certificate(
+        &self,
+        request: Request<v1::IssueServiceCertificateRequest>,
+    ) -> Result<Response<v1::IssueServiceCertificateResponse>, Status> {
+        let request = request.into_inner();
+        let credential = Credential::decode(&request.credential)
+            .map_err(|e| invalid("credential", &e.to_string()))?;
+        let services = RoleSet::only(Role::Hsp);
+        self.trust_store()
+            .validate::<AwsLc>(&credential, services, UnixTime(unix_now()))
+            .map_err(|e| core_status(&vitalgate_core::Error::from(e)))?;
+        let revoked = self
+            .inner
+            .store
+            .revocations_after(0)
+            .await
+            .map_err(|e| store_status(&e))?
+            .iter()
+            .any(|r| r.serial == credential.serial());
+        if revoked {
+            return Err(Status::permission_denied(format!(
+                "serial {} is revoked",
+                credential.serial()
+            )));
+        }
+        let tls_key = public_key(&request.tls_public_key)?;
+        let proof = signature(&request.signature, "signature")?;
+        let signed = [SERVICE_CERTIFICATE_LABEL, &tls_key].concat();
+        if AwsLc::ed25519_verify(credential.public_key(), &signed, &proof).is_err() {
+            return Err(Status::unauthenticated(
+                "the credential's key did not sign this request",
+            ));
+        }
+        if request.dns_names.len() > 16
+            || request
+                .dns_names
+                .iter()
+                .any(|n| n.is_empty() || n.len() > 253)
+        {
+            return Err(invalid("dns_names", "at most 16 names of 1 to 253 bytes"));
+        }
+        let subject = String::from_utf8_lossy(credential.subject()).into_owned();
+        let spiffe_id = self.inner.pki.spiffe_id("hsp", &subject);
+        let (pem, der) = self
+            .inner
+            .pki
+            .issue(&spiffe_id, tls_key, &request.dns_names)
+            .map_err(|e| invalid("dns_names", &e.to_string()))?;
+        let fingerprint = hex::encode(AwsLc::sha256(&[&der]));
+        self.inner
+            .store
+            .put_setting(
+                &format!("{SERVICE_CERT_SETTING}{fingerprint}"),
+                spiffe_id.as_bytes(),
+            )
+            .await
+            .map_err(|e| store_status(&e))?;
+        audit(
+            &*self.inner.store,
+            "service_certificate.issued",
+            &subject,
+            &spiffe_id,
+            &fingerprint,
+        )
+        .await;
+        Ok(Response::new(v1::IssueServiceCertificateResponse {
+            certificate_pem: pem,
+            ca_pem: self.ca_pem().to_string(),
+            spiffe_id,
+        }))
+    }
+
     type WatchRevocationsStream = RevocationStream;
 
     async fn watch_revocations(
         &self,
         request: Request<v1::WatchRevocationsRequest>,
     ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
+        let spiffe_id = self.service_identity(&request).await?;
+        tracing::debug!(%spiffe_id, "revocation feed opened");
         let mut cursor = request.into_inner().after_id;
         let store = self.inner.store.clone();
         let mut newest = self.inner.newest_revocation.subscribe();
@@ -518,13 +661,16 @@ impl v1::ttp_server::Ttp for Ttp {
 }
 
 impl Ttp {
-    /// Serves the TTP with health and reflection on `listener` until `shutdown`.
+    /// Serves the TTP over TLS with health and reflection on `listener` until `shutdown`.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send,
-    ) -> Result<(), tonic::transport::Error> {
+    ) -> Result<(), TtpError> {
+        let tls = self.server_tls()?;
         let routes = tonic::service::Routes::new(self.into_service());
-        vitalgate_rpc::serve("vitalgate.v1.Ttp", routes, listener, shutdown).await
+        vitalgate_rpc::serve("vitalgate.v1.Ttp", routes, Some(tls), listener, shutdown)
+            .await
+            .map_err(TtpError::Transport)
     }
 }

@@ -1,0 +1,165 @@
+//! The TTP's X.509 side: a CA that certifies services for mutual TLS, naming
+//! each by its SPIFFE ID (`spiffe://<trust domain>/<role>/<subject>`).
+//!
+//! Vitals and logins never depend on it: devices and HSPs authenticate each
+//! other with vitalgate credentials. It protects the service-to-service calls
+//! (the HSP's revocation feed from the TTP), as SPIRE's SVIDs do.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SignatureAlgorithm, PKCS_ED25519,
+};
+
+/// A service's Ed25519 public key, as the TTP receives it (32 raw bytes).
+struct Ed25519Public([u8; 32]);
+
+impl PublicKeyData for Ed25519Public {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        &PKCS_ED25519
+    }
+}
+
+/// Why a certificate could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// Files under the data directory.
+    #[error("TTP CA files: {0}")]
+    Io(#[from] std::io::Error),
+    /// rcgen refused.
+    #[error("certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+}
+
+/// The CA, and the TTP's own server certificate.
+pub struct ServicePki {
+    issuer: Issuer<'static, KeyPair>,
+    ca_pem: String,
+    trust_domain: String,
+}
+
+impl std::fmt::Debug for ServicePki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServicePki")
+            .field("trust_domain", &self.trust_domain)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ca_params(trust_domain: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(
+        DnType::CommonName,
+        format!("vitalgate TTP service CA ({trust_domain})"),
+    );
+    params.distinguished_name = name;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params
+}
+
+impl ServicePki {
+    /// Loads the CA in `dir` (`x509-ca.key`, owner-only, and `x509-ca.pem`),
+    /// creating it on first start.
+    pub fn load_or_create(dir: &Path, trust_domain: &str) -> Result<Self, PkiError> {
+        let key_path = dir.join("x509-ca.key");
+        let cert_path = dir.join("x509-ca.pem");
+        let params = ca_params(trust_domain);
+        let (key, ca_pem) = if key_path.exists() && cert_path.exists() {
+            let key = KeyPair::from_pem(&fs::read_to_string(&key_path)?)?;
+            (key, fs::read_to_string(&cert_path)?)
+        } else {
+            let key = KeyPair::generate_for(&PKCS_ED25519)?;
+            let cert = params.self_signed(&key)?;
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&key_path)?;
+            file.write_all(key.serialize_pem().as_bytes())?;
+            file.sync_all()?;
+            fs::write(&cert_path, cert.pem())?;
+            (key, cert.pem())
+        };
+        Ok(Self {
+            issuer: Issuer::new(params, key),
+            ca_pem,
+            trust_domain: trust_domain.to_string(),
+        })
+    }
+
+    /// The CA certificate (PEM), which clients and servers trust.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The SPIFFE ID of a service.
+    pub fn spiffe_id(&self, role: &str, subject: &str) -> String {
+        format!("spiffe://{}/{role}/{subject}", self.trust_domain)
+    }
+
+    /// A certificate for `public_key` naming `spiffe_id`, valid for `dns_names`
+    /// (and IP addresses among them) as a TLS server and as a TLS client.
+    /// Returns the certificate as PEM and as DER.
+    pub fn issue(
+        &self,
+        spiffe_id: &str,
+        public_key: [u8; 32],
+        dns_names: &[String],
+    ) -> Result<(String, Vec<u8>), PkiError> {
+        self.issue_for(spiffe_id, &Ed25519Public(public_key), dns_names)
+    }
+
+    fn issue_for(
+        &self,
+        spiffe_id: &str,
+        key: &impl PublicKeyData,
+        dns_names: &[String],
+    ) -> Result<(String, Vec<u8>), PkiError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut name = DistinguishedName::new();
+        name.push(DnType::CommonName, spiffe_id);
+        params.distinguished_name = name;
+        params
+            .subject_alt_names
+            .push(SanType::URI(spiffe_id.try_into()?));
+        for dns in dns_names {
+            match dns.parse::<std::net::IpAddr>() {
+                Ok(ip) => params.subject_alt_names.push(SanType::IpAddress(ip)),
+                Err(_) => params
+                    .subject_alt_names
+                    .push(SanType::DnsName(dns.as_str().try_into()?)),
+            }
+        }
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let now = time_now();
+        params.not_before = now - time::Duration::minutes(5);
+        params.not_after = now + time::Duration::days(7);
+        let cert = params.signed_by(key, &self.issuer)?;
+        Ok((cert.pem(), cert.der().to_vec()))
+    }
+
+    /// The TTP's own server certificate and its key (PEM), made fresh at start.
+    pub fn ttp_server_identity(&self, dns_names: &[String]) -> Result<(String, String), PkiError> {
+        let key = KeyPair::generate_for(&PKCS_ED25519)?;
+        let (cert, _) = self.issue_for(&self.spiffe_id("ttp", "ttp"), &key, dns_names)?;
+        Ok((cert, key.serialize_pem()))
+    }
+}
+
+fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
