@@ -455,3 +455,93 @@ async fn the_revocation_feed_needs_a_service_certificate() {
     }
     platform.stop().await;
 }
+
+/// A party renews its credential for a new key with signatures by the old key
+/// and the new one; a revoked one cannot.
+#[tokio::test]
+async fn credentials_are_renewed_with_both_keys_and_never_once_revoked() {
+    use vitalgate_core::provider::{AwsLc, Secret32};
+    use vitalgate_core::signer::{Signer, SoftwareSigner};
+
+    let platform = Platform::start().await;
+    platform.device("renewing", "pt-renew").await;
+    let old = identity(&platform.device_dir("renewing"));
+    let new_key = SoftwareSigner::<AwsLc>::from_seed(&Secret32::from_bytes([9; 32]));
+    let renewal = |old_signature: Vec<u8>| v1::RenewRequest {
+        credential: old.credential.encode(),
+        public_key: new_key.public_key().to_vec(),
+        old_key_signature: old_signature,
+        new_key_signature: {
+            let signed = [
+                b"vitalgate/1 renew".as_slice(),
+                &old.credential.encode(),
+                &new_key.public_key(),
+            ]
+            .concat();
+            new_key.sign(&signed).expect("sign").to_vec()
+        },
+    };
+    let signed = [
+        b"vitalgate/1 renew".as_slice(),
+        &old.credential.encode(),
+        &new_key.public_key(),
+    ]
+    .concat();
+    let good = old.signer().sign(&signed).expect("sign").to_vec();
+    let forged = new_key.sign(&signed).expect("sign").to_vec();
+
+    let mut ttp = platform.ttp().await;
+    let refused = ttp.renew(renewal(forged)).await;
+    assert_eq!(
+        refused.expect_err("needs the old key").code(),
+        Code::Unauthenticated
+    );
+    let renewed = ttp
+        .renew(renewal(good.clone()))
+        .await
+        .expect("renewed")
+        .into_inner();
+    let credential =
+        vitalgate_core::credential::Credential::decode(&renewed.credential).expect("credential");
+    assert_eq!(credential.subject(), b"pt-renew");
+    assert_eq!(credential.public_key(), &new_key.public_key());
+    assert_ne!(credential.serial(), old.credential.serial());
+
+    platform.revoke(old.credential.serial()).await;
+    let refused = ttp.renew(renewal(good)).await;
+    assert_eq!(refused.expect_err("revoked").code(), Code::PermissionDenied);
+    platform.stop().await;
+}
+
+/// A device that cannot reach the HSP keeps reading its sensors; when its
+/// buffer is full it drops the oldest readings and counts them.
+#[tokio::test]
+async fn a_full_buffer_drops_the_oldest_and_counts_them() {
+    let platform = Platform::start().await;
+    let token = platform.token(v1::Role::Device, "pt-offline", 60).await;
+    let mut config = vitalgate_device::DeviceConfig::new(platform.device_dir("offline"));
+    config.sample_interval = Duration::from_millis(5);
+    config.buffer_capacity = 20;
+    let mut device =
+        vitalgate_device::Device::open(config, Some(&mut platform.ttp().await), Some(&token))
+            .await
+            .expect("device");
+    let stats = device.stats();
+    let (stop, rx) = watch::channel(false);
+    // Nothing listens on port 9 (discard) here: every connection fails.
+    let agent = tokio::spawn(async move { device.run("http://127.0.0.1:9".into(), rx).await });
+    wait_until(Duration::from_secs(10), || {
+        stats.samples_dropped.load(Ordering::Relaxed) >= 5
+    })
+    .await
+    .expect("readings dropped and counted");
+    let _ = stop.send(true);
+    let _ = agent.await;
+    assert_eq!(stats.samples_buffered.load(Ordering::Relaxed), 20);
+    assert_eq!(
+        stats.samples_taken.load(Ordering::Relaxed),
+        20 + stats.samples_dropped.load(Ordering::Relaxed)
+    );
+    assert!(stats.handshakes_failed.load(Ordering::Relaxed) >= 1);
+    platform.stop().await;
+}

@@ -112,3 +112,57 @@ impl TtpKeys {
         self.keys.iter().map(|(_, k)| k.public_key()).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vitalgate_core::credential::{
+        Credential, CredentialBody, KeyProtection, Role, RoleSet, TrustStore,
+    };
+    use vitalgate_core::UnixTime;
+
+    #[test]
+    fn keys_persist_rotate_with_overlap_and_stay_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys_dir = dir.path().join("keys");
+        let mut keys = TtpKeys::load_or_create(&keys_dir).expect("create");
+        let first = keys.active().public_key();
+        let body = CredentialBody {
+            serial: 1,
+            role: Role::Device,
+            subject: b"pt-1".to_vec(),
+            public_key: [5; 32],
+            not_before: 0,
+            not_after: u32::MAX,
+            key_protection: KeyProtection::Software,
+        };
+        let old = Credential::issue::<AwsLc>(body.clone(), keys.active()).expect("issue");
+        let second = keys.rotate().expect("rotate");
+        assert_ne!(first, second);
+        assert_eq!(keys.active().public_key(), second);
+
+        let reloaded = TtpKeys::load_or_create(&keys_dir).expect("reload");
+        assert_eq!(reloaded.anchors(), vec![first, second]);
+        let mut trust = TrustStore::new();
+        for anchor in reloaded.anchors() {
+            trust.add_issuer::<AwsLc>(anchor);
+        }
+        // Credentials from the old key stay valid during the overlap.
+        trust
+            .validate::<AwsLc>(&old, RoleSet::only(Role::Device), UnixTime(1_800_000_000))
+            .expect("old credential valid");
+        for entry in fs::read_dir(&keys_dir).expect("dir") {
+            let mode = entry
+                .expect("entry")
+                .metadata()
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "a key file is readable by others");
+        }
+        // A key file made readable by others is refused.
+        let path = keys_dir.join("ttp-1.seed");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(TtpKeys::load_or_create(&keys_dir).is_err());
+    }
+}
