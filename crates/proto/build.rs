@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "vitalgate/v1/common.proto",
         "vitalgate/v1/ttp.proto",
         "vitalgate/v1/hsp.proto",
+        "vitalgate/v1/clinician.proto",
     ];
     let descriptors = protox::compile(files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
