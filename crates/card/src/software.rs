@@ -161,7 +161,7 @@ impl SoftwareCard {
         let mut sealed = Zeroizing::new(file[SEALED].to_vec());
         let public = file[PUBLIC].to_vec();
         match AwsLc::aead_open(&key, nonce, &public, &mut sealed) {
-            Ok(len) if len == 32 => {
+            Ok(32) => {
                 let seed: [u8; 32] = sealed[..32]
                     .try_into()
                     .map_err(|_| CardError::Invalid("seed"))?;
