@@ -5,13 +5,16 @@
 //! encrypted at rest under a key derived from the PIN with Argon2id. Its file
 //! can be copied and attacked offline, so credentials for it are issued with
 //! `KeyProtection::Software`, which the policy ranks below a hardware token.
+//! [`Pkcs11Token`] holds keys on a PKCS#11 token (tested against SoftHSM2).
 //! Ten wrong PINs in a row lock it for good; the count is written before each
 //! attempt is checked, so killing the process mid-attempt gains no tries.
 
 #![forbid(unsafe_code)]
 
+mod pkcs11;
 mod software;
 
+pub use pkcs11::{Pkcs11Card, Pkcs11Token, SOFTHSM2_MODULES};
 pub use software::{SoftwareCard, UnlockedCard, MAX_PIN_ATTEMPTS};
 
 /// Why a card refused.
@@ -36,4 +39,7 @@ pub enum CardError {
     /// The card file could not be read or written.
     #[error("card file: {0}")]
     Io(#[from] std::io::Error),
+    /// The PKCS#11 module or token failed.
+    #[error("token: {0}")]
+    Token(String),
 }

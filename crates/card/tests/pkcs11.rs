@@ -1,0 +1,185 @@
+//! The PKCS#11 backend against a real token: SoftHSM2, set up here in a
+//! temporary directory. Threat 13: the backend keeps its own count because
+//! SoftHSM2 never locks; the eleventh attempt finds the card locked. The token's
+//! key signs a real handshake through the core's `Signer`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rand_core::OsRng;
+use vitalgate_card::{CardError, Pkcs11Token, MAX_PIN_ATTEMPTS, SOFTHSM2_MODULES};
+use vitalgate_core::credential::{
+    Credential, CredentialBody, KeyProtection, KnownCredential, KnownCredentials, Role, RoleSet,
+    TrustStore,
+};
+use vitalgate_core::factor::{AssuranceLevel, FactorSet};
+use vitalgate_core::handshake::{
+    Initiator, InitiatorConfig, InitiatorProgress, PeerDirectory, Responder, ResponderConfig,
+};
+use vitalgate_core::provider::{AwsLc, CryptoProvider, Secret32};
+use vitalgate_core::replay::InMemoryReplayCache;
+use vitalgate_core::signer::{Signer, SoftwareSigner};
+use vitalgate_core::UnixTime;
+
+const PIN: &str = "482913";
+
+/// SoftHSM2's module, or `None` (which fails the run when `CI=true`).
+fn softhsm_module() -> Option<PathBuf> {
+    let found = SOFTHSM2_MODULES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    if found.is_none() {
+        let message = "SoftHSM2 is not installed (Debian: apt-get install softhsm2); the PKCS#11 tests cannot run";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+        eprintln!("SKIPPED: {message}");
+    }
+    found
+}
+
+/// A fresh SoftHSM2 token in `dir`, labelled `label`.
+fn init_token(dir: &Path, label: &str) {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).expect("token dir");
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\n",
+            tokens.display()
+        ),
+    )
+    .expect("conf");
+    // Read by SoftHSM2 at C_Initialize, in this process and in softhsm2-util.
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    let status = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--so-pin",
+            "12345678",
+            "--pin",
+            PIN,
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("softhsm2-util");
+    assert!(status.success(), "softhsm2-util --init-token failed");
+}
+
+#[test]
+fn a_softhsm2_key_signs_handshakes_and_ten_wrong_pins_lock_it() {
+    let Some(module) = softhsm_module() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    init_token(dir.path(), "vg-card");
+    let token =
+        Pkcs11Token::open(&module, "vg-card", &dir.path().join("state")).expect("open token");
+    let public = token.generate_key(PIN, "device-key").expect("generate");
+    let card = token.unlock(PIN, "device-key").expect("unlock");
+    assert_eq!(card.public_key(), public);
+    let signature = card.sign(b"transcript").expect("sign");
+    AwsLc::ed25519_verify(&public, b"transcript", &signature).expect("a token signature verifies");
+
+    // The token's key signs a whole handshake as a device's card factor.
+    let ttp = SoftwareSigner::<AwsLc>::from_seed(&Secret32::from_bytes([1; 32]));
+    let hsp_key = SoftwareSigner::<AwsLc>::from_seed(&Secret32::from_bytes([2; 32]));
+    let now = UnixTime(vitalgate_now());
+    let body = |serial, role, subject: &str, key: [u8; 32], protection| CredentialBody {
+        serial,
+        role,
+        subject: subject.as_bytes().to_vec(),
+        public_key: key,
+        not_before: 0,
+        not_after: u32::MAX,
+        key_protection: protection,
+    };
+    let device_cred = Credential::issue::<AwsLc>(
+        body(1, Role::Device, "pt-card", public, KeyProtection::Hardware),
+        &ttp,
+    )
+    .expect("issue");
+    let hsp_cred = Credential::issue::<AwsLc>(
+        body(
+            2,
+            Role::Hsp,
+            "hsp",
+            hsp_key.public_key(),
+            KeyProtection::Software,
+        ),
+        &ttp,
+    )
+    .expect("issue");
+    let mut trust = TrustStore::new();
+    trust.add_issuer::<AwsLc>(ttp.public_key());
+    let mut initiator = InitiatorConfig::<AwsLc>::new(
+        Box::new(card),
+        KnownCredential::new::<AwsLc>(device_cred),
+        RoleSet::only(Role::Hsp),
+    );
+    initiator.send_full_credential = true;
+    initiator.want_peer_credential = true;
+    let responder = ResponderConfig::<AwsLc>::new(
+        Box::new(hsp_key),
+        KnownCredential::new::<AwsLc>(hsp_cred),
+        RoleSet::only(Role::Device),
+    );
+    let known = KnownCredentials::new();
+    let peers = PeerDirectory {
+        trust: &trust,
+        known: &known,
+    };
+    let (prefilter, durable) = (InMemoryReplayCache::new(4), InMemoryReplayCache::new(4));
+    let (m1, i) = Initiator::start(&initiator, &mut OsRng).expect("m1");
+    let (m2, r) = Responder::handle_m1(&responder, &m1, now, &mut OsRng, &prefilter).expect("m2");
+    let (m3, i) = i
+        .handle_m2(&m2, now, &peers)
+        .expect("m2")
+        .send_m3(&[])
+        .expect("m3 signed on the token");
+    let (m4, session) = r
+        .handle_m3(&m3, now, &peers)
+        .expect("m3")
+        .finish(FactorSet::EMPTY, FactorSet::EMPTY, &durable, now)
+        .expect("m4");
+    assert!(matches!(
+        i.handle(&m4).expect("m4"),
+        InitiatorProgress::Established(_)
+    ));
+    assert_eq!(session.peer().subject(), b"pt-card");
+    assert_eq!(
+        session.assurance(),
+        AssuranceLevel::Aal1,
+        "one factor, even on hardware"
+    );
+    // Closing the card's session logs the token out again.
+    drop(initiator);
+
+    // Ten wrong PINs lock it (SoftHSM2 itself never would).
+    for attempt in 1..MAX_PIN_ATTEMPTS {
+        let result = token.unlock("000000", "device-key");
+        assert!(
+            matches!(result, Err(CardError::WrongPin { remaining }) if remaining == MAX_PIN_ATTEMPTS - attempt),
+            "attempt {attempt}: {result:?}"
+        );
+    }
+    assert!(matches!(
+        token.unlock("000000", "device-key"),
+        Err(CardError::Locked)
+    ));
+    // The eleventh attempt, with the right PIN: locked, also for a fresh handle.
+    assert!(matches!(
+        token.unlock(PIN, "device-key"),
+        Err(CardError::Locked)
+    ));
+}
+
+fn vitalgate_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
