@@ -230,6 +230,11 @@ pub trait Store: Send + Sync + 'static {
     /// A patient's care team.
     async fn care_team(&self, pseudonym: &str) -> StoreResult<Vec<String>>;
 
+    /// Claims TOTP time step `step` for `account`: true only if it is newer than
+    /// every step accepted before, so a code is accepted once and an older
+    /// step after a newer one is refused. Atomic across replicas.
+    async fn claim_otp_step(&self, account: &str, step: u64) -> StoreResult<bool>;
+
     /// A named setting.
     async fn setting(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Sets a named setting.

@@ -18,6 +18,7 @@ use crate::{
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_initial.sql"),
     include_str!("../../../migrations/sqlite/0002_patients.sql"),
+    include_str!("../../../migrations/sqlite/0003_otp.sql"),
 ];
 
 /// A store in one SQLite file.
@@ -642,6 +643,22 @@ impl Store for SqliteStore {
                 .query_map(params![pseudonym], |r| r.get(0))
                 .map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn claim_otp_step(&self, account: &str, step: u64) -> StoreResult<bool> {
+        let account = account.to_string();
+        self.with(move |c| {
+            let changed = c
+                .execute(
+                    "INSERT INTO otp_steps (account, last_step) VALUES (?1, ?2)
+                     ON CONFLICT (account) DO UPDATE SET last_step = excluded.last_step
+                     WHERE otp_steps.last_step < excluded.last_step",
+                    params![account, to_sql(step)?],
+                )
+                .map_err(backend)?;
+            Ok(changed == 1)
         })
         .await
     }

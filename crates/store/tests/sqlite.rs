@@ -23,6 +23,7 @@ conformance_tests!(
     audit_events_append_in_order,
     settings_round_trip,
     patients_bindings_and_care_teams,
+    otp_steps_claim_once,
 );
 
 #[tokio::test]
