@@ -143,7 +143,13 @@ pub(crate) struct Inner {
     /// The TTP over mutual TLS, with the service certificate it issued.
     pub(crate) ttp: v1::ttp_client::TtpClient<Channel>,
     pub(crate) spiffe_id: String,
+    /// When that certificate was issued (it lives 7 days).
+    pub(crate) certified_at: std::time::Instant,
 }
+
+/// A service certificate older than this is renewed when the revocation feed
+/// reconnects (it lives 7 days).
+const RENEW_CERTIFICATE_AFTER: Duration = Duration::from_secs(3 * 24 * 3600);
 
 impl std::fmt::Debug for Hsp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -172,7 +178,9 @@ impl Hsp {
                 None => return Err(HspError::NotEnrolled),
             },
         };
-        let (mut ttp, spiffe_id) = mutual_tls_with_ttp(&config, &mut ttp, &identity).await?;
+        let signer = identity.signer();
+        let (mut ttp, spiffe_id) =
+            mutual_tls_with_ttp(&config, &mut ttp, &signer, &identity.credential).await?;
         let bundle = ttp
             .trust_bundle(v1::TrustBundleRequest {})
             .await?
@@ -222,6 +230,7 @@ impl Hsp {
             inner: Arc::new(Inner {
                 ttp,
                 spiffe_id,
+                certified_at: std::time::Instant::now(),
                 vault,
                 admin_token,
                 store,
@@ -304,8 +313,21 @@ impl Hsp {
     /// 2 s poll from others).
     pub async fn follow_revocations(&self, mut stop: watch::Receiver<bool>) {
         let mut ttp = self.inner.ttp.clone();
+        let mut certified_at = self.inner.certified_at;
         let mut cursor = 0i64;
         loop {
+            if certified_at.elapsed() > RENEW_CERTIFICATE_AFTER {
+                match self.renew_certificate().await {
+                    Ok(renewed) => {
+                        ttp = renewed;
+                        certified_at = std::time::Instant::now();
+                        tracing::info!(spiffe_id = %self.inner.spiffe_id, "service certificate renewed");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "service certificate renewal failed; retrying")
+                    }
+                }
+            }
             let stream = ttp
                 .watch_revocations(v1::WatchRevocationsRequest { after_id: cursor })
                 .await;
@@ -336,6 +358,23 @@ impl Hsp {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
+    }
+
+    /// A new service certificate from the TTP, proving the HSP's credential key
+    /// again, and a mutual-TLS client with it.
+    async fn renew_certificate(&self) -> Result<v1::ttp_client::TtpClient<Channel>, HspError> {
+        let config = &self.inner.config;
+        let channel = vitalgate_rpc::ttp_channel(&config.ttp_url, &config.ttp_ca_pem, None).await?;
+        let mut ttp = v1::ttp_client::TtpClient::new(channel);
+        let responder = &self.inner.responder;
+        let (client, _) = mutual_tls_with_ttp(
+            config,
+            &mut ttp,
+            &*responder.signer,
+            responder.credential.credential(),
+        )
+        .await?;
+        Ok(client)
     }
 
     pub(crate) async fn learn_device(&self, credential: &Credential) {
@@ -579,19 +618,18 @@ fn checked_pseudonym(pseudonym: &str) -> Result<&str, Status> {
 async fn mutual_tls_with_ttp(
     config: &HspConfig,
     ttp: &mut v1::ttp_client::TtpClient<Channel>,
-    identity: &Identity,
+    signer: &dyn vitalgate_core::signer::Signer,
+    credential: &Credential,
 ) -> Result<(v1::ttp_client::TtpClient<Channel>, String), HspError> {
-    use vitalgate_core::signer::Signer;
     let tls_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
         .map_err(|e| HspError::Certificate(e.to_string()))?;
     let tls_public = tls_key.public_key_raw().to_vec();
-    let signature = identity
-        .signer()
+    let signature = signer
         .sign(&[b"vitalgate/1 service certificate".as_slice(), &tls_public].concat())
         .map_err(|e| HspError::Certificate(e.to_string()))?;
     let issued = ttp
         .issue_service_certificate(v1::IssueServiceCertificateRequest {
-            credential: identity.credential.encode(),
+            credential: credential.encode(),
             tls_public_key: tls_public,
             signature: signature.to_vec(),
             dns_names: vec!["localhost".into()],
