@@ -244,6 +244,35 @@ impl Ttp {
             .client_auth_optional(true))
     }
 
+    /// A credential a party presents to renew it or to be certified: valid,
+    /// issued by this TTP, of one of `roles`, and not revoked.
+    async fn presented_credential(
+        &self,
+        encoded: &[u8],
+        roles: RoleSet,
+    ) -> Result<Credential, Status> {
+        let credential =
+            Credential::decode(encoded).map_err(|e| invalid("credential", &e.to_string()))?;
+        self.trust_store()
+            .validate::<AwsLc>(&credential, roles, UnixTime(unix_now()))
+            .map_err(|e| core_status(&vitalgate_core::Error::from(e)))?;
+        let revoked = self
+            .inner
+            .store
+            .revocations_after(0)
+            .await
+            .map_err(|e| store_status(&e))?
+            .iter()
+            .any(|r| r.serial == credential.serial());
+        if revoked {
+            return Err(Status::permission_denied(format!(
+                "serial {} is revoked",
+                credential.serial()
+            )));
+        }
+        Ok(credential)
+    }
+
     fn trust_store(&self) -> TrustStore {
         let mut trust = TrustStore::new();
         for anchor in self.trust_anchors() {
@@ -415,29 +444,13 @@ impl v1::ttp_server::Ttp for Ttp {
         request: Request<v1::RenewRequest>,
     ) -> Result<Response<v1::EnrollResponse>, Status> {
         let request = request.into_inner();
-        let old = Credential::decode(&request.credential)
-            .map_err(|e| invalid("credential", &e.to_string()))?;
         let any_role = RoleSet::only(Role::Device)
             .with(Role::Hsp)
             .with(Role::Clinician)
             .with(Role::Ttp);
-        self.trust_store()
-            .validate::<AwsLc>(&old, any_role, UnixTime(unix_now()))
-            .map_err(|e| core_status(&vitalgate_core::Error::from(e)))?;
-        let revoked = self
-            .inner
-            .store
-            .revocations_after(0)
-            .await
-            .map_err(|e| store_status(&e))?
-            .iter()
-            .any(|r| r.serial == old.serial());
-        if revoked {
-            return Err(Status::permission_denied(format!(
-                "serial {} is revoked",
-                old.serial()
-            )));
-        }
+        let old = self
+            .presented_credential(&request.credential, any_role)
+            .await?;
         let key = public_key(&request.public_key)?;
         let signed = [RENEW_LABEL, &request.credential, &key].concat();
         let old_sig = signature(&request.old_key_signature, "old_key_signature")?;
@@ -545,26 +558,9 @@ impl v1::ttp_server::Ttp for Ttp {
         request: Request<v1::IssueServiceCertificateRequest>,
     ) -> Result<Response<v1::IssueServiceCertificateResponse>, Status> {
         let request = request.into_inner();
-        let credential = Credential::decode(&request.credential)
-            .map_err(|e| invalid("credential", &e.to_string()))?;
-        let services = RoleSet::only(Role::Hsp);
-        self.trust_store()
-            .validate::<AwsLc>(&credential, services, UnixTime(unix_now()))
-            .map_err(|e| core_status(&vitalgate_core::Error::from(e)))?;
-        let revoked = self
-            .inner
-            .store
-            .revocations_after(0)
-            .await
-            .map_err(|e| store_status(&e))?
-            .iter()
-            .any(|r| r.serial == credential.serial());
-        if revoked {
-            return Err(Status::permission_denied(format!(
-                "serial {} is revoked",
-                credential.serial()
-            )));
-        }
+        let credential = self
+            .presented_credential(&request.credential, RoleSet::only(Role::Hsp))
+            .await?;
         let tls_key = public_key(&request.tls_public_key)?;
         let proof = signature(&request.signature, "signature")?;
         let signed = [SERVICE_CERTIFICATE_LABEL, &tls_key].concat();
