@@ -108,6 +108,7 @@ async fn a_device_streams_and_every_sample_is_stored_once() {
     assert!(stats.handshakes_ok.load(Ordering::Relaxed) >= 2);
     let kinds = platform.audit_kinds().await;
     assert!(kinds.iter().filter(|k| *k == "handshake.ok").count() >= 2);
+    assert!(kinds.iter().any(|k| k == "vitals.session.start"));
     assert!(kinds.iter().any(|k| k == "vitals.session.end"));
     platform.stop().await;
 }

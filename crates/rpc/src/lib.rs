@@ -42,6 +42,22 @@ pub fn core_status(error: &CoreError) -> Status {
     Status::new(code, error.to_string())
 }
 
+/// The status for a failure tonic reports while decoding a request stream:
+/// tonic says OUT_OF_RANGE for a message over the size limit and INTERNAL for
+/// bytes that are not protobuf; vitalgate's contract is RESOURCE_EXHAUSTED for
+/// every limit and INVALID_ARGUMENT for malformed input.
+pub fn inbound_status(status: Status) -> Status {
+    match status.code() {
+        Code::OutOfRange => {
+            Status::resource_exhausted(format!("message over the {MAX_MESSAGE_BYTES} byte limit"))
+        }
+        Code::Internal if status.message().starts_with("failed to decode") => {
+            Status::invalid_argument(status.message().to_string())
+        }
+        _ => status,
+    }
+}
+
 /// The status for a store error. Backend details stay in the log.
 pub fn store_status(error: &StoreError) -> Status {
     match error {

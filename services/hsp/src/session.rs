@@ -20,7 +20,7 @@ use vitalgate_core::provider::AwsLc;
 use vitalgate_core::replay::{ReplayCache, Replayed};
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1::{self, device_frame, hsp_frame};
-use vitalgate_rpc::{audit, core_status, invalid, store_status, unix_now};
+use vitalgate_rpc::{audit, core_status, inbound_status, invalid, store_status, unix_now};
 use vitalgate_store::StoredSample;
 
 use crate::{CloseReason, Hsp};
@@ -74,7 +74,7 @@ async fn next_frame(
     match frame {
         None => Ok(None),
         Some(Err(status)) => Err(Refusal {
-            status: inbound_error(status),
+            status: inbound_status(status),
             audit_kind: "handshake.failed",
         }),
         Some(Ok(v1::DeviceFrame { frame: None })) => Err(Refusal {
@@ -82,22 +82,6 @@ async fn next_frame(
             audit_kind: "handshake.failed",
         }),
         Some(Ok(v1::DeviceFrame { frame: Some(f) })) => Ok(Some(f)),
-    }
-}
-
-/// tonic reports a message over the size limit as OUT_OF_RANGE and bytes that
-/// are not protobuf as INTERNAL; vitalgate's contract is RESOURCE_EXHAUSTED for
-/// every limit and INVALID_ARGUMENT for malformed input.
-fn inbound_error(status: Status) -> Status {
-    match status.code() {
-        tonic::Code::OutOfRange => Status::resource_exhausted(format!(
-            "message over the {} byte limit",
-            vitalgate_rpc::MAX_MESSAGE_BYTES
-        )),
-        tonic::Code::Internal if status.message().starts_with("failed to decode") => {
-            Status::invalid_argument(status.message().to_string())
-        }
-        _ => status,
     }
 }
 
@@ -271,6 +255,14 @@ async fn handshake_and_stream(
         &session_id,
     )
     .await;
+    audit(
+        &*inner.store,
+        "vitals.session.start",
+        &pseudonym,
+        &device.serial().to_string(),
+        &session_id,
+    )
+    .await;
 
     let mut channel = session.into_channel();
     let mut stored_in_session = 0u64;
@@ -296,7 +288,7 @@ async fn handshake_and_stream(
             None => break Ok(()),
             Some(Err(status)) => {
                 break Err(Refusal {
-                    status: inbound_error(status),
+                    status: inbound_status(status),
                     audit_kind: "vitals.session.failed",
                 })
             }
