@@ -344,3 +344,82 @@ async fn malformed_oversized_and_out_of_order_input_is_refused() {
     honest_device_is_served(&platform, "honest16").await;
     platform.stop().await;
 }
+
+/// Sends raw bytes as gRPC messages: what no well-behaved protobuf encoder makes.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+struct RawEncoder;
+struct FrameDecoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for FrameDecoder {
+    type Item = v1::HspFrame;
+    type Error = Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<v1::HspFrame>, Status> {
+        v1::HspFrame::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = v1::HspFrame;
+    type Encoder = RawEncoder;
+    type Decoder = FrameDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> FrameDecoder {
+        FrameDecoder
+    }
+}
+
+/// Threat 16 at the wire: a truncated varint and a length that runs past the
+/// message get INVALID_ARGUMENT, and the HSP serves the next honest client.
+#[tokio::test]
+async fn truncated_varints_and_lengths_are_invalid_arguments() {
+    let platform = Platform::start().await;
+    let url = platform.hsp().url.clone();
+    let cases: [(&str, Vec<u8>); 3] = [
+        // Field 1 (bytes) whose length varint never ends.
+        ("truncated varint", vec![0x0A, 0xFF, 0xFF, 0xFF]),
+        // Field 1 claiming 100 bytes, carrying 3.
+        ("length past the end", vec![0x0A, 100, 1, 2, 3]),
+        // A tag varint of eleven bytes (longer than any valid varint).
+        ("overlong varint", vec![0xFF; 11]),
+    ];
+    for (case, bytes) in cases {
+        let mut grpc = tonic::client::Grpc::new(connect(&url).await);
+        grpc.ready().await.expect("ready");
+        let path =
+            tonic::codegen::http::uri::PathAndQuery::from_static("/vitalgate.v1.Hsp/DeviceSession");
+        let request = tonic::Request::new(tokio_stream::iter(vec![bytes]));
+        let status = match grpc.streaming(request, path, RawCodec).await {
+            Err(status) => status,
+            Ok(response) => match response.into_inner().message().await {
+                Err(status) => status,
+                other => panic!("{case}: not refused: {other:?}"),
+            },
+        };
+        assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
+    }
+    honest_device_is_served(&platform, "honest16b").await;
+    platform.stop().await;
+}
