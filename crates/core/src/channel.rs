@@ -200,14 +200,7 @@ pub struct SecureChannel<P: CryptoProvider> {
 
 impl<P: CryptoProvider> SecureChannel<P> {
     pub(crate) fn new(send_key: Secret32, receive_key: Secret32) -> Self {
-        Self::with_records_per_key(send_key, receive_key, DEFAULT_RECORDS_PER_KEY)
-    }
-
-    pub(crate) fn with_records_per_key(
-        send_key: Secret32,
-        receive_key: Secret32,
-        records_per_key: u64,
-    ) -> Self {
+        let records_per_key = DEFAULT_RECORDS_PER_KEY;
         Self {
             sealer: Sealer {
                 direction: Direction::new(send_key, records_per_key),

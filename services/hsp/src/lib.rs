@@ -21,7 +21,8 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use vitalgate_core::credential::{
-    Credential, KnownCredential, KnownCredentials, Role, RoleSet, TrustStore,
+    Credential, CredentialResolver, KnownCredential, KnownCredentials, Resolution, Role, RoleSet,
+    TrustStore,
 };
 use vitalgate_core::handshake::ResponderConfig;
 use vitalgate_core::provider::AwsLc;
@@ -377,8 +378,21 @@ impl Hsp {
         Ok(client)
     }
 
+    /// Keeps a device's credential the first time it is presented in full, so
+    /// the device can name it by reference from then on.
     pub(crate) async fn learn_device(&self, credential: &Credential) {
         let known = KnownCredential::new::<AwsLc>(credential.clone());
+        let already_known = matches!(
+            self.inner
+                .known
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .resolve(&known.reference()),
+            Resolution::Found(_)
+        );
+        if already_known {
+            return;
+        }
         {
             let mut cache = self.inner.known.write().unwrap_or_else(|p| p.into_inner());
             let trust = self.inner.trust.read().unwrap_or_else(|p| p.into_inner());
@@ -644,11 +658,6 @@ async fn mutual_tls_with_ttp(
     )
     .await?;
     Ok((v1::ttp_client::TtpClient::new(channel), issued.spiffe_id))
-}
-
-/// Reads the counter.
-pub fn read(counter: &AtomicU64) -> u64 {
-    counter.load(Ordering::Relaxed)
 }
 
 impl Hsp {

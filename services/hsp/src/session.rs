@@ -13,10 +13,8 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tonic::{Status, Streaming};
 use vitalgate_core::channel::Record;
-use vitalgate_core::credential::KnownCredential;
 use vitalgate_core::factor::{FactorKind, FactorSet};
 use vitalgate_core::handshake::{PeerDirectory, Responder};
-use vitalgate_core::provider::AwsLc;
 use vitalgate_core::replay::{ReplayCache, Replayed};
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1::{self, device_frame, hsp_frame};
@@ -228,17 +226,7 @@ async fn handshake_and_stream(
     let (m4, session) = verified
         .finish(FactorSet::EMPTY, required, &Claimed(fresh), UnixTime(now))
         .map_err(|e| Refusal::handshake(&e))?;
-    let is_new = {
-        let known = inner.known.read().unwrap_or_else(|p| p.into_inner());
-        let reference = KnownCredential::new::<AwsLc>(device.clone()).reference();
-        !matches!(
-            vitalgate_core::credential::CredentialResolver::resolve(&*known, &reference),
-            vitalgate_core::credential::Resolution::Found(_)
-        )
-    };
-    if is_new {
-        hsp.learn_device(&device).await;
-    }
+    hsp.learn_device(&device).await;
     let (live_id, mut closed) = hsp.register_live(device.serial());
     if tx.send(handshake_frame(m4)).await.is_err() {
         hsp.unregister_live(device.serial(), live_id);

@@ -8,7 +8,7 @@ use vitalgate_core::credential::{
     Credential, CredentialBody, KeyProtection, KnownCredential, KnownCredentials, Role, RoleSet,
     TrustStore,
 };
-use vitalgate_core::factor::{FactorMessage, FactorSet};
+use vitalgate_core::factor::FactorSet;
 use vitalgate_core::handshake::{
     Initiator, InitiatorConfig, InitiatorProgress, PeerDirectory, Responder, ResponderConfig,
     Session,
@@ -306,9 +306,4 @@ pub fn run_at<P: CryptoProvider>(
 
 pub fn no_tamper() -> impl FnMut(usize, &mut Vec<u8>) {
     |_, _| {}
-}
-
-/// The factor messages of a list, for comparisons.
-pub fn kinds(messages: &[FactorMessage]) -> Vec<vitalgate_core::factor::FactorKind> {
-    messages.iter().map(|m| m.kind).collect()
 }
