@@ -64,6 +64,8 @@ pub fn store_status(error: &StoreError) -> Status {
         StoreError::TokenUnknown | StoreError::TokenUsed | StoreError::TokenExpired => {
             Status::permission_denied(error.to_string())
         }
+        StoreError::Throttled { .. } => Status::resource_exhausted(error.to_string()),
+        StoreError::FactorDisabled => Status::failed_precondition(error.to_string()),
         other => {
             tracing::error!(error = %other, "storage failure");
             Status::unavailable("storage unavailable")

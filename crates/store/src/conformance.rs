@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
-use crate::{AuditEvent, CredentialRecord, EnrollmentToken, Store, StoreError, StoredSample};
+use crate::{
+    AttemptLimit, AttemptState, AuditEvent, CredentialRecord, EnrollmentToken, FactorToken,
+    OobCode, Store, StoreError, StoredSample,
+};
 
 /// Strings that would break a query built by pasting text (threat 17).
 pub const INJECTION_STRINGS: &[&str] = &[
@@ -330,4 +333,263 @@ pub async fn otp_steps_claim_once(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(wins, 1);
+}
+
+/// Factors round-trip per (subject, kind), are replaced and deleted; text is
+/// stored verbatim.
+pub async fn factors_round_trip(store: Arc<dyn Store>) {
+    for (i, subject) in INJECTION_STRINGS.iter().enumerate() {
+        store
+            .put_factor(subject, 2, &[i as u8; 40], 10)
+            .await
+            .expect("put");
+    }
+    store.put_factor("dr-a", 3, b"seed", 10).await.expect("put");
+    store
+        .put_factor("dr-a", 3, b"new seed", 11)
+        .await
+        .expect("replace");
+    assert_eq!(
+        store.factor("dr-a", 3).await.expect("get"),
+        Some(b"new seed".to_vec())
+    );
+    assert_eq!(store.factor("dr-a", 2).await.expect("get"), None);
+    for (i, subject) in INJECTION_STRINGS.iter().enumerate() {
+        assert_eq!(
+            store.factor(subject, 2).await.expect("get"),
+            Some(vec![i as u8; 40])
+        );
+    }
+    assert!(store.delete_factor("dr-a", 3).await.expect("delete"));
+    assert!(!store.delete_factor("dr-a", 3).await.expect("delete twice"));
+    assert_eq!(store.factor("dr-a", 3).await.expect("get"), None);
+}
+
+/// Attempts count up to the limit, then wait; a success clears them; counts
+/// are per (scope, key); concurrent attempts never exceed the limit.
+pub async fn attempts_are_limited(store: Arc<dyn Store>) {
+    let limit = AttemptLimit {
+        free_failures: 3,
+        base_delay_secs: 10,
+        growing: true,
+        max_delay_secs: 100,
+        disable_after: Some(5),
+    };
+    for expected in 1..=3 {
+        assert_eq!(
+            store
+                .begin_attempt("password", "dr-a", &limit, 100)
+                .await
+                .expect("free"),
+            expected
+        );
+    }
+    assert_eq!(
+        store.begin_attempt("password", "dr-a", &limit, 105).await,
+        Err(StoreError::Throttled {
+            retry_after_secs: 5
+        })
+    );
+    assert_eq!(
+        store.attempts("password", "dr-a").await.expect("attempts"),
+        AttemptState {
+            failures: 3,
+            last_failure: 100
+        }
+    );
+    // Another key and another scope are counted apart.
+    assert_eq!(
+        store
+            .begin_attempt("password", "dr-b", &limit, 105)
+            .await
+            .expect("other key"),
+        1
+    );
+    assert_eq!(
+        store
+            .begin_attempt("otp", "dr-a", &limit, 105)
+            .await
+            .expect("other scope"),
+        1
+    );
+    assert_eq!(
+        store
+            .begin_attempt("password", "dr-a", &limit, 110)
+            .await
+            .expect("after the wait"),
+        4
+    );
+    assert_eq!(
+        store
+            .begin_attempt("password", "dr-a", &limit, 130)
+            .await
+            .expect("after a doubled wait"),
+        5
+    );
+    assert_eq!(
+        store
+            .begin_attempt("password", "dr-a", &limit, 10_000)
+            .await,
+        Err(StoreError::FactorDisabled)
+    );
+    store
+        .clear_attempts("password", "dr-a")
+        .await
+        .expect("clear");
+    assert_eq!(
+        store
+            .begin_attempt("password", "dr-a", &limit, 10_000)
+            .await
+            .expect("cleared"),
+        1
+    );
+
+    let tries: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.begin_attempt("password", "dr-c", &limit, 7).await })
+        })
+        .collect();
+    let mut admitted = 0;
+    for attempt in tries {
+        if attempt.await.expect("task").is_ok() {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 3, "concurrent attempts respect the limit");
+}
+
+/// A login state is taken once, and not after it expired.
+pub async fn login_states_are_taken_once(store: Arc<dyn Store>) {
+    store
+        .put_login_state(&[1; 16], b"state", 100)
+        .await
+        .expect("put");
+    store
+        .put_login_state(&[2; 16], b"old", 100)
+        .await
+        .expect("put");
+    assert_eq!(
+        store.take_login_state(&[1; 16], 50).await.expect("take"),
+        Some(b"state".to_vec())
+    );
+    assert_eq!(
+        store.take_login_state(&[1; 16], 50).await.expect("twice"),
+        None
+    );
+    assert_eq!(
+        store
+            .take_login_state(&[2; 16], 101)
+            .await
+            .expect("expired"),
+        None
+    );
+    assert_eq!(
+        store.take_login_state(&[3; 16], 50).await.expect("unknown"),
+        None
+    );
+}
+
+fn factor_token(hash: u8, expires_at: u64) -> FactorToken {
+    FactorToken {
+        token_hash: [hash; 32],
+        subject: "dr-a".into(),
+        purpose: "recover-password".into(),
+        issued_by: "admin".into(),
+        created_at: 10,
+        expires_at,
+    }
+}
+
+/// Factor tokens can be looked at while usable, redeem once, never after
+/// expiry or when unknown; of concurrent redemptions exactly one wins.
+pub async fn factor_tokens_are_single_use(store: Arc<dyn Store>) {
+    store
+        .create_factor_token(&factor_token(1, 100))
+        .await
+        .expect("create");
+    assert_eq!(
+        store.factor_token(&[1; 32], 50).await.expect("look"),
+        factor_token(1, 100)
+    );
+    assert_eq!(
+        store
+            .redeem_factor_token(&[1; 32], 50)
+            .await
+            .expect("redeem"),
+        factor_token(1, 100)
+    );
+    assert_eq!(
+        store.factor_token(&[1; 32], 50).await,
+        Err(StoreError::TokenUsed)
+    );
+    assert_eq!(
+        store.redeem_factor_token(&[1; 32], 51).await,
+        Err(StoreError::TokenUsed)
+    );
+    store
+        .create_factor_token(&factor_token(2, 100))
+        .await
+        .expect("create");
+    assert_eq!(
+        store.redeem_factor_token(&[2; 32], 101).await,
+        Err(StoreError::TokenExpired)
+    );
+    assert_eq!(
+        store.redeem_factor_token(&[3; 32], 50).await,
+        Err(StoreError::TokenUnknown)
+    );
+    store
+        .create_factor_token(&factor_token(4, 100))
+        .await
+        .expect("create");
+    let redemptions: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.redeem_factor_token(&[4; 32], 50).await })
+        })
+        .collect();
+    let mut wins = 0;
+    for r in redemptions {
+        if r.await.expect("task").is_ok() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
+/// An out-of-band code is replaced by a newer one and consumed once.
+pub async fn oob_codes_are_single_use(store: Arc<dyn Store>) {
+    let first = OobCode {
+        code_hash: [1; 32],
+        expires_at: 300,
+    };
+    let second = OobCode {
+        code_hash: [2; 32],
+        expires_at: 400,
+    };
+    store.put_oob_code("pt-1", &first).await.expect("put");
+    assert_eq!(
+        store.oob_code("pt-1").await.expect("get"),
+        Some(first.clone())
+    );
+    store.put_oob_code("pt-1", &second).await.expect("replace");
+    assert!(!store
+        .consume_oob_code("pt-1", &[1; 32])
+        .await
+        .expect("old code"));
+    let uses: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.consume_oob_code("pt-1", &[2; 32]).await })
+        })
+        .collect();
+    let mut wins = 0;
+    for u in uses {
+        if u.await.expect("task").expect("consume") {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(store.oob_code("pt-1").await.expect("get"), None);
 }

@@ -10,8 +10,10 @@
 #![forbid(unsafe_code)]
 
 pub mod conformance;
+mod factors;
 mod sqlite;
 
+pub use factors::{AttemptLimit, AttemptRefused, AttemptState, FactorToken, OobCode};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -29,6 +31,15 @@ pub enum StoreError {
     /// The token is past its expiry.
     #[error("enrollment token expired")]
     TokenExpired,
+    /// Too many failed attempts: wait before the next.
+    #[error("too many failed attempts; try again in {retry_after_secs} s")]
+    Throttled {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+    /// Too many failed attempts: the factor must be enrolled again.
+    #[error("too many failed attempts; the factor is disabled until it is enrolled again")]
+    FactorDisabled,
     /// The data on disk needs a newer vitalgate.
     #[error("the store's schema version {found} is newer than this build's {supported}")]
     SchemaTooNew {
@@ -236,6 +247,59 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_otp_step(&self, account: &str, step: u64) -> StoreResult<bool>;
 
     /// A named setting.
+    /// Stores a subject's enrolled factor of `kind` (vitalgate-core's factor
+    /// number), replacing the previous one.
+    async fn put_factor(&self, subject: &str, kind: u8, data: &[u8], now: u64) -> StoreResult<()>;
+    /// A subject's enrolled factor of `kind`.
+    async fn factor(&self, subject: &str, kind: u8) -> StoreResult<Option<Vec<u8>>>;
+    /// Removes a subject's factor; whether there was one.
+    async fn delete_factor(&self, subject: &str, kind: u8) -> StoreResult<bool>;
+
+    /// Starts an attempt on (scope, key) if `limit` admits it at `now`,
+    /// counting it as a failure until [`clear_attempts`](Store::clear_attempts);
+    /// atomic across replicas. Refusals are [`StoreError::Throttled`] and
+    /// [`StoreError::FactorDisabled`]. Returns the failures counted so far.
+    async fn begin_attempt(
+        &self,
+        scope: &str,
+        key: &str,
+        limit: &AttemptLimit,
+        now: u64,
+    ) -> StoreResult<u32>;
+    /// A success: the consecutive failures of (scope, key) start again from zero.
+    async fn clear_attempts(&self, scope: &str, key: &str) -> StoreResult<()>;
+    /// The failures counted for (scope, key).
+    async fn attempts(&self, scope: &str, key: &str) -> StoreResult<AttemptState>;
+
+    /// Keeps a login's server state between two messages, for any replica.
+    async fn put_login_state(
+        &self,
+        id: &[u8; 16],
+        state: &[u8],
+        expires_at: u64,
+    ) -> StoreResult<()>;
+    /// Takes (and deletes) a login state; `None` when unknown or expired.
+    async fn take_login_state(&self, id: &[u8; 16], now: u64) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Stores a factor enrollment or recovery token.
+    async fn create_factor_token(&self, token: &FactorToken) -> StoreResult<()>;
+    /// A token that is still usable, without using it.
+    async fn factor_token(&self, token_hash: &[u8; 32], now: u64) -> StoreResult<FactorToken>;
+    /// Uses a token: exactly once, before it expires.
+    async fn redeem_factor_token(
+        &self,
+        token_hash: &[u8; 32],
+        now: u64,
+    ) -> StoreResult<FactorToken>;
+
+    /// Replaces the subject's live out-of-band code.
+    async fn put_oob_code(&self, subject: &str, code: &OobCode) -> StoreResult<()>;
+    /// The subject's live out-of-band code, if any.
+    async fn oob_code(&self, subject: &str) -> StoreResult<Option<OobCode>>;
+    /// Uses the subject's code if it is still the one with `code_hash`:
+    /// true for exactly one caller.
+    async fn consume_oob_code(&self, subject: &str, code_hash: &[u8; 32]) -> StoreResult<bool>;
+
     async fn setting(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Sets a named setting.
     async fn put_setting(&self, key: &str, value: &[u8]) -> StoreResult<()>;

@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{
-    AuditEvent, AuditRecord, CredentialRecord, EnrollmentToken, RevocationRecord, Store,
-    StoreError, StoreResult, StoredSample,
+    AttemptLimit, AttemptRefused, AttemptState, AuditEvent, AuditRecord, CredentialRecord,
+    EnrollmentToken, FactorToken, OobCode, RevocationRecord, Store, StoreError, StoreResult,
+    StoredSample,
 };
 
 /// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`.
@@ -19,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_initial.sql"),
     include_str!("../../../migrations/sqlite/0002_patients.sql"),
     include_str!("../../../migrations/sqlite/0003_otp.sql"),
+    include_str!("../../../migrations/sqlite/0004_factors.sql"),
 ];
 
 /// A store in one SQLite file.
@@ -663,6 +665,243 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn put_factor(&self, subject: &str, kind: u8, data: &[u8], now: u64) -> StoreResult<()> {
+        let (subject, data) = (subject.to_string(), data.to_vec());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO factors (subject, kind, data, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (subject, kind) DO UPDATE
+                 SET data = excluded.data, updated_at = excluded.updated_at",
+                params![subject, kind, data, to_sql(now)?],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn factor(&self, subject: &str, kind: u8) -> StoreResult<Option<Vec<u8>>> {
+        let subject = subject.to_string();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT data FROM factors WHERE subject = ?1 AND kind = ?2",
+                params![subject, kind],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn delete_factor(&self, subject: &str, kind: u8) -> StoreResult<bool> {
+        let subject = subject.to_string();
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM factors WHERE subject = ?1 AND kind = ?2",
+                    params![subject, kind],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn begin_attempt(
+        &self,
+        scope: &str,
+        key: &str,
+        limit: &AttemptLimit,
+        now: u64,
+    ) -> StoreResult<u32> {
+        let (scope, key, limit) = (scope.to_string(), key.to_string(), *limit);
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let state = read_attempts(&tx, &scope, &key)?;
+            let next = limit.admit(state, now).map_err(|refused| match refused {
+                AttemptRefused::Throttled { retry_after_secs } => {
+                    StoreError::Throttled { retry_after_secs }
+                }
+                AttemptRefused::Disabled => StoreError::FactorDisabled,
+            })?;
+            tx.execute(
+                "INSERT INTO attempts (scope, key, failures, last_failure) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (scope, key) DO UPDATE
+                 SET failures = excluded.failures, last_failure = excluded.last_failure",
+                params![scope, key, next.failures, to_sql(next.last_failure)?],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(next.failures)
+        })
+        .await
+    }
+
+    async fn clear_attempts(&self, scope: &str, key: &str) -> StoreResult<()> {
+        let (scope, key) = (scope.to_string(), key.to_string());
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM attempts WHERE scope = ?1 AND key = ?2",
+                params![scope, key],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn attempts(&self, scope: &str, key: &str) -> StoreResult<AttemptState> {
+        let (scope, key) = (scope.to_string(), key.to_string());
+        self.with(move |c| read_attempts(c, &scope, &key)).await
+    }
+
+    async fn put_login_state(
+        &self,
+        id: &[u8; 16],
+        state: &[u8],
+        expires_at: u64,
+    ) -> StoreResult<()> {
+        let (id, state) = (*id, state.to_vec());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO login_states (id, state, expires_at) VALUES (?1, ?2, ?3)",
+                params![&id[..], state, to_sql(expires_at)?],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_login_state(&self, id: &[u8; 16], now: u64) -> StoreResult<Option<Vec<u8>>> {
+        let id = *id;
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let row: Option<(Vec<u8>, i64)> = tx
+                .query_row(
+                    "SELECT state, expires_at FROM login_states WHERE id = ?1",
+                    params![&id[..]],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            // Expired states are swept on the way.
+            tx.execute(
+                "DELETE FROM login_states WHERE id = ?1 OR expires_at < ?2",
+                params![&id[..], to_sql(now)?],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(row.and_then(|(state, expires_at)| (now <= expires_at as u64).then_some(state)))
+        })
+        .await
+    }
+
+    async fn create_factor_token(&self, token: &FactorToken) -> StoreResult<()> {
+        let token = token.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO factor_tokens
+                 (token_hash, subject, purpose, issued_by, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    &token.token_hash[..],
+                    token.subject,
+                    token.purpose,
+                    token.issued_by,
+                    to_sql(token.created_at)?,
+                    to_sql(token.expires_at)?
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn factor_token(&self, token_hash: &[u8; 32], now: u64) -> StoreResult<FactorToken> {
+        let hash = *token_hash;
+        self.with(move |c| usable_factor_token(c, &hash, now)).await
+    }
+
+    async fn redeem_factor_token(
+        &self,
+        token_hash: &[u8; 32],
+        now: u64,
+    ) -> StoreResult<FactorToken> {
+        let hash = *token_hash;
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let token = usable_factor_token(&tx, &hash, now)?;
+            tx.execute(
+                "UPDATE factor_tokens SET used_at = ?1 WHERE token_hash = ?2",
+                params![to_sql(now)?, &hash[..]],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(token)
+        })
+        .await
+    }
+
+    async fn put_oob_code(&self, subject: &str, code: &OobCode) -> StoreResult<()> {
+        let (subject, code) = (subject.to_string(), code.clone());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO oob_codes (subject, code_hash, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (subject) DO UPDATE
+                 SET code_hash = excluded.code_hash, expires_at = excluded.expires_at",
+                params![subject, &code.code_hash[..], to_sql(code.expires_at)?],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn oob_code(&self, subject: &str) -> StoreResult<Option<OobCode>> {
+        let subject = subject.to_string();
+        self.with(move |c| {
+            let row: Option<(Vec<u8>, i64)> = c
+                .query_row(
+                    "SELECT code_hash, expires_at FROM oob_codes WHERE subject = ?1",
+                    params![subject],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            row.map(|(hash, expires_at)| {
+                Ok(OobCode {
+                    code_hash: hash_32(&hash)?,
+                    expires_at: expires_at as u64,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn consume_oob_code(&self, subject: &str, code_hash: &[u8; 32]) -> StoreResult<bool> {
+        let (subject, hash) = (subject.to_string(), *code_hash);
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM oob_codes WHERE subject = ?1 AND code_hash = ?2",
+                    params![subject, &hash[..]],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     async fn setting(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let key = key.to_string();
         self.with(move |c| {
@@ -690,4 +929,64 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+fn read_attempts(c: &Connection, scope: &str, key: &str) -> StoreResult<AttemptState> {
+    let row: Option<(u32, i64)> = c
+        .query_row(
+            "SELECT failures, last_failure FROM attempts WHERE scope = ?1 AND key = ?2",
+            params![scope, key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(backend)?;
+    Ok(row
+        .map(|(failures, last)| AttemptState {
+            failures,
+            last_failure: last as u64,
+        })
+        .unwrap_or_default())
+}
+
+fn usable_factor_token(c: &Connection, hash: &[u8; 32], now: u64) -> StoreResult<FactorToken> {
+    let row = c
+        .query_row(
+            "SELECT subject, purpose, issued_by, created_at, expires_at, used_at
+             FROM factor_tokens WHERE token_hash = ?1",
+            params![&hash[..]],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(backend)?;
+    let (subject, purpose, issued_by, created_at, expires_at, used_at) =
+        row.ok_or(StoreError::TokenUnknown)?;
+    if used_at.is_some() {
+        return Err(StoreError::TokenUsed);
+    }
+    if now > expires_at as u64 {
+        return Err(StoreError::TokenExpired);
+    }
+    Ok(FactorToken {
+        token_hash: *hash,
+        subject,
+        purpose,
+        issued_by,
+        created_at: created_at as u64,
+        expires_at: expires_at as u64,
+    })
+}
+
+fn hash_32(bytes: &[u8]) -> StoreResult<[u8; 32]> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Backend("stored hash is not 32 bytes".into()))
 }

@@ -24,6 +24,11 @@ conformance_tests!(
     settings_round_trip,
     patients_bindings_and_care_teams,
     otp_steps_claim_once,
+    factors_round_trip,
+    attempts_are_limited,
+    login_states_are_taken_once,
+    factor_tokens_are_single_use,
+    oob_codes_are_single_use,
 );
 
 #[tokio::test]
