@@ -205,7 +205,7 @@ pub(crate) fn decode_factor_messages(bytes: &[u8]) -> Result<Vec<FactorMessage>,
 pub struct FactorBinding(pub [u8; 32]);
 
 /// The initiator's side of one factor (pure computation; no I/O).
-pub trait InitiatorFactor {
+pub trait InitiatorFactor: Send {
     /// The factor.
     fn kind(&self) -> FactorKind;
     /// The first message, sent inside M3 (before the binding exists).

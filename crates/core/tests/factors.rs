@@ -23,7 +23,7 @@ use vitalgate_core::{Error, FactorError};
 /// shared secret.
 struct TestProver<P> {
     secret: Vec<u8>,
-    provider: std::marker::PhantomData<P>,
+    provider: std::marker::PhantomData<fn() -> P>,
 }
 
 impl<P: CryptoProvider> InitiatorFactor for TestProver<P> {
@@ -50,7 +50,7 @@ struct TestVerifier<P> {
     challenge: Vec<u8>,
     /// Every answer the verifier saw, so a test can lift one into another session.
     seen: Rc<RefCell<Vec<Vec<u8>>>>,
-    provider: std::marker::PhantomData<P>,
+    provider: std::marker::PhantomData<fn() -> P>,
 }
 
 impl<P: CryptoProvider> TestVerifier<P> {

@@ -10,8 +10,22 @@
 //! The code itself travels only inside the handshake's encrypted,
 //! transcript-bound factor messages; no key is ever derived from it (six digits
 //! are brute-forced in a second).
+//!
+//! Out-of-band codes ([`oob`]): a random code sent by email or SMS through a
+//! [`CodeSender`] ([`SmtpSender`], or [`FileSender`] for development), living
+//! at most five minutes, accepted once, sends and guesses rate limited in the
+//! store. NIST SP 800-63B does not count them as a strong factor: they serve
+//! recovery and low-assurance actions.
 
 #![forbid(unsafe_code)]
+
+pub mod oob;
+pub mod sender;
+
+pub use oob::{CodeMessage, Destination, OobCodes, OobError, OobPolicy, MAX_TTL_SECS};
+pub use sender::{
+    CodeSender, FileSender, SendError, SmtpConfig, SmtpCredentials, SmtpSender, SmtpTls,
+};
 
 use rand_core::{OsRng, RngCore};
 use totp_rs::{Algorithm, Builder, Totp};

@@ -432,6 +432,15 @@ pub async fn attempts_are_limited(store: Arc<dyn Store>) {
             .await,
         Err(StoreError::FactorDisabled)
     );
+    store.forgive_attempt("otp", "dr-a").await.expect("forgive");
+    assert_eq!(
+        store
+            .attempts("otp", "dr-a")
+            .await
+            .expect("attempts")
+            .failures,
+        0
+    );
     store
         .clear_attempts("password", "dr-a")
         .await

@@ -246,7 +246,6 @@ pub trait Store: Send + Sync + 'static {
     /// step after a newer one is refused. Atomic across replicas.
     async fn claim_otp_step(&self, account: &str, step: u64) -> StoreResult<bool>;
 
-    /// A named setting.
     /// Stores a subject's enrolled factor of `kind` (vitalgate-core's factor
     /// number), replacing the previous one.
     async fn put_factor(&self, subject: &str, kind: u8, data: &[u8], now: u64) -> StoreResult<()>;
@@ -268,6 +267,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<u32>;
     /// A success: the consecutive failures of (scope, key) start again from zero.
     async fn clear_attempts(&self, scope: &str, key: &str) -> StoreResult<()>;
+    /// One counted attempt of (scope, key) succeeded: takes it back, leaving
+    /// the other failures (a source address shared by many honest users).
+    async fn forgive_attempt(&self, scope: &str, key: &str) -> StoreResult<()>;
     /// The failures counted for (scope, key).
     async fn attempts(&self, scope: &str, key: &str) -> StoreResult<AttemptState>;
 
@@ -300,6 +302,7 @@ pub trait Store: Send + Sync + 'static {
     /// true for exactly one caller.
     async fn consume_oob_code(&self, subject: &str, code_hash: &[u8; 32]) -> StoreResult<bool>;
 
+    /// A named setting.
     async fn setting(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Sets a named setting.
     async fn put_setting(&self, key: &str, value: &[u8]) -> StoreResult<()>;

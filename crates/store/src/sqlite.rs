@@ -753,6 +753,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn forgive_attempt(&self, scope: &str, key: &str) -> StoreResult<()> {
+        let (scope, key) = (scope.to_string(), key.to_string());
+        self.with(move |c| {
+            c.execute(
+                "UPDATE attempts SET failures = MAX(failures - 1, 0) WHERE scope = ?1 AND key = ?2",
+                params![scope, key],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn attempts(&self, scope: &str, key: &str) -> StoreResult<AttemptState> {
         let (scope, key) = (scope.to_string(), key.to_string());
         self.with(move |c| read_attempts(c, &scope, &key)).await
