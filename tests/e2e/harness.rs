@@ -57,6 +57,8 @@ pub(crate) struct Platform {
     pub(crate) ttp_ca_pem: String,
     pub(crate) admin_token: String,
     pub(crate) hsp: Option<RunningHsp>,
+    /// Applied to the HSP's configuration at each start.
+    pub(crate) configure_hsp: fn(&mut HspConfig),
     ttp_stop: watch::Sender<bool>,
 }
 
@@ -85,6 +87,7 @@ impl Platform {
             ttp_ca_pem,
             admin_token,
             hsp: None,
+            configure_hsp: |_| {},
             ttp_stop,
         };
         platform.start_hsp("127.0.0.1:0").await;
@@ -125,7 +128,8 @@ impl Platform {
             Some(self.token(v1::Role::Hsp, "hsp.test-hospital", 60).await)
         };
         let store = Arc::new(SqliteStore::open(&hsp_dir.join("store.db")).expect("hsp store"));
-        let config = HspConfig::new(hsp_dir, self.ttp_url.clone(), self.ttp_ca_pem.clone());
+        let mut config = HspConfig::new(hsp_dir, self.ttp_url.clone(), self.ttp_ca_pem.clone());
+        (self.configure_hsp)(&mut config);
         let hsp = Hsp::open(config, store.clone(), token.as_deref())
             .await
             .expect("hsp");
@@ -162,6 +166,14 @@ impl Platform {
         let address = hsp.url.trim_start_matches("http://").to_string();
         hsp.stop().await;
         self.start_hsp(&address).await;
+    }
+
+    /// Starts the platform with the HSP configured by `configure`.
+    pub(crate) async fn start_with(configure: fn(&mut HspConfig)) -> Self {
+        let mut platform = Self::start().await;
+        platform.configure_hsp = configure;
+        platform.restart_hsp().await;
+        platform
     }
 
     pub(crate) fn hsp(&self) -> &RunningHsp {

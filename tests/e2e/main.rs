@@ -5,5 +5,6 @@
 mod harness;
 
 mod adversarial;
+mod factors;
 mod platform;
 mod processes;

@@ -105,6 +105,31 @@ enum AdminCommand {
         #[arg(long)]
         remove: bool,
     },
+    /// Issue a single-use, expiring token that lets its subject enroll a
+    /// factor or recover a lost one (HSP; audited).
+    FactorToken {
+        /// The clinician's name or the patient's pseudonym.
+        #[arg(long)]
+        subject: String,
+        /// password, otp, biometric or rebind-device.
+        #[arg(long)]
+        purpose: String,
+        /// Seconds the token stays usable (default 24 hours, at most 7 days).
+        #[arg(long, default_value_t = 0)]
+        ttl_secs: u32,
+    },
+    /// With a rebind-device token: make a replacement device the patient's
+    /// active device (HSP) and revoke the ones it replaces (TTP).
+    RecoverDevice {
+        #[arg(long)]
+        pseudonym: String,
+        /// The replacement device's credential serial.
+        #[arg(long)]
+        serial: u64,
+        /// The token from `factor-token --purpose rebind-device`.
+        #[arg(long)]
+        factor_token: String,
+    },
     /// Show how many vitals samples the HSP has stored.
     VitalsCount {
         /// One device's serial; all devices when absent.
@@ -119,6 +144,18 @@ fn parse_role(role: &str) -> Result<v1::Role, String> {
         "hsp" => Ok(v1::Role::Hsp),
         "clinician" => Ok(v1::Role::Clinician),
         other => Err(format!("unknown role {other:?}: device, hsp or clinician")),
+    }
+}
+
+fn parse_purpose(purpose: &str) -> Result<v1::FactorPurpose, String> {
+    match purpose {
+        "password" => Ok(v1::FactorPurpose::Password),
+        "otp" => Ok(v1::FactorPurpose::Otp),
+        "biometric" => Ok(v1::FactorPurpose::Biometric),
+        "rebind-device" => Ok(v1::FactorPurpose::RebindDevice),
+        other => Err(format!(
+            "unknown purpose {other:?}: password, otp, biometric or rebind-device"
+        )),
     }
 }
 
@@ -244,17 +281,47 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
                 .into_inner()
                 .replaced_serials;
             println!("device {serial} is {pseudonym}'s active device");
-            if !replaced.is_empty() {
-                let (mut ttp, token) = ttp().await?;
-                for old in replaced {
-                    let request = v1::RevokeRequest {
-                        serial: old,
-                        reason: format!("replaced by device {serial}"),
-                    };
-                    ttp.revoke(admin_request(request, &token)?).await?;
-                    println!("revoked the replaced device {old}");
-                }
-            }
+            revoke_replaced(ttp, serial, replaced).await?;
+        }
+        AdminCommand::FactorToken {
+            ref subject,
+            ref purpose,
+            ttl_secs,
+        } => {
+            let (mut hsp, token) = hsp().await?;
+            let request = v1::IssueFactorTokenRequest {
+                subject: subject.clone(),
+                purpose: parse_purpose(purpose)? as i32,
+                ttl_secs,
+            };
+            let response = hsp
+                .issue_factor_token(admin_request(request, &token)?)
+                .await?
+                .into_inner();
+            println!("{}", response.token);
+            eprintln!(
+                "single use, for {subject} ({purpose}), until Unix time {}",
+                response.expires_at
+            );
+        }
+        AdminCommand::RecoverDevice {
+            ref pseudonym,
+            serial,
+            ref factor_token,
+        } => {
+            let (mut hsp, _) = hsp().await?;
+            let request = v1::RecoverDeviceRequest {
+                pseudonym: pseudonym.clone(),
+                factor_token: factor_token.clone(),
+                device_serial: serial,
+            };
+            let replaced = hsp
+                .recover_device(request)
+                .await?
+                .into_inner()
+                .replaced_serials;
+            println!("device {serial} is {pseudonym}'s active device");
+            revoke_replaced(ttp, serial, replaced).await?;
         }
         AdminCommand::CareTeam {
             ref clinician,
@@ -287,6 +354,32 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
                     .count
             );
         }
+    }
+    Ok(())
+}
+
+/// Revokes at the TTP the devices a new one replaced.
+async fn revoke_replaced<F, Fut>(ttp: F, serial: u64, replaced: Vec<u64>) -> CliResult
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<
+        Output = Result<
+            (v1::ttp_client::TtpClient<tonic::transport::Channel>, String),
+            Box<dyn std::error::Error + Send + Sync>,
+        >,
+    >,
+{
+    if replaced.is_empty() {
+        return Ok(());
+    }
+    let (mut ttp, token) = ttp().await?;
+    for old in replaced {
+        let request = v1::RevokeRequest {
+            serial: old,
+            reason: format!("replaced by device {serial}"),
+        };
+        ttp.revoke(admin_request(request, &token)?).await?;
+        println!("revoked the replaced device {old}");
     }
     Ok(())
 }

@@ -37,6 +37,9 @@ pub(crate) struct HspSection {
     pub(crate) ttp_ca: Option<PathBuf>,
     pub(crate) enrollment_token: Option<String>,
     pub(crate) skew_window_secs: Option<u32>,
+    /// Which factors each role needs for each action (`[[hsp.policy]]`);
+    /// the built-in default when absent.
+    pub(crate) policy: Option<Vec<vitalgate_hsp::policy::RuleConfig>>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -98,6 +101,37 @@ mod tests {
         assert!(
             parse("[hsp]\nlisten_addr = \"x\"").is_err(),
             "a misspelt key is an error"
+        );
+    }
+
+    #[test]
+    fn a_policy_parses_from_the_file() {
+        let config = parse(
+            r#"
+            [[hsp.policy]]
+            role = "clinician"
+            action = "login"
+            require = ["password", "otp"]
+            min_assurance = 2
+
+            [[hsp.policy]]
+            role = "device"
+            action = "stream-vitals"
+            require = ["card"]
+            allow = ["biometric"]
+            "#,
+        )
+        .expect("parses");
+        let rules = config.hsp.policy.expect("policy");
+        let policy = vitalgate_hsp::policy::Policy::from_rules(&rules).expect("valid");
+        assert!(policy
+            .rule(
+                vitalgate_core::credential::Role::Clinician,
+                vitalgate_hsp::policy::Action::Login
+            )
+            .is_some());
+        assert!(
+            parse("[[hsp.policy]]\nrole = \"clinician\"\naction = \"fly\"\nrequire = []").is_err()
         );
     }
 

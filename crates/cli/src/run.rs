@@ -125,6 +125,10 @@ pub(crate) async fn hsp(args: HspArgs) -> CliResult {
         .map_err(|e| format!("TTP CA certificate {}: {e}", ttp_ca.display()))?;
     let mut config = HspConfig::new(data_dir, ttp_url, ca_pem);
     config.skew_window_secs = pick(args.skew_window_secs, file.skew_window_secs, 30);
+    if let Some(rules) = &file.policy {
+        config.policy = vitalgate_hsp::policy::Policy::from_rules(rules)
+            .map_err(|e| format!("[[hsp.policy]]: {e}"))?;
+    }
     let hsp = Hsp::open(config, store, token.as_deref()).await?;
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     tracing::info!(address = %listener.local_addr()?, serial = hsp.serial(), spiffe_id = hsp.spiffe_id(), "HSP listening");

@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod login;
 pub mod peer;
 pub mod sensors;
 mod sequence;

@@ -8,7 +8,11 @@
 
 #![forbid(unsafe_code)]
 
+mod enroll;
+pub mod factors;
+mod login;
 mod patients;
+pub mod policy;
 mod session;
 
 use std::collections::HashMap;
@@ -51,6 +55,22 @@ pub struct HspConfig {
     pub max_batch_samples: usize,
     /// Size of the in-memory replay pre-filter.
     pub prefilter_capacity: usize,
+    /// Which factors each role needs for each action, and attempt limits.
+    pub policy: policy::Policy,
+    /// How TOTP codes are made and checked.
+    pub totp: vitalgate_otp::TotpPolicy,
+    /// Sends out-of-band codes (email, SMS); without one that factor is refused.
+    pub code_sender: Option<CodeSenderHandle>,
+}
+
+/// A shared code sender in the configuration.
+#[derive(Clone)]
+pub struct CodeSenderHandle(pub Arc<dyn vitalgate_otp::CodeSender>);
+
+impl std::fmt::Debug for CodeSenderHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CodeSender")
+    }
 }
 
 impl HspConfig {
@@ -64,6 +84,9 @@ impl HspConfig {
             handshake_timeout: Duration::from_secs(10),
             max_batch_samples: 500,
             prefilter_capacity: 1 << 16,
+            policy: policy::Policy::default(),
+            totp: vitalgate_otp::TotpPolicy::default(),
+            code_sender: None,
         }
     }
 }
@@ -86,6 +109,9 @@ pub enum HspError {
     /// The TLS key or the service certificate could not be made.
     #[error("service certificate: {0}")]
     Certificate(String),
+    /// A secret kept in the store does not open under this HSP's data key.
+    #[error("{0}")]
+    Secrets(String),
     /// No identity yet and no enrollment token to get one.
     #[error("the HSP is not enrolled: give it an enrollment token")]
     NotEnrolled,
@@ -128,7 +154,14 @@ pub struct Hsp {
 
 pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
+    /// For device sessions: devices only.
     pub(crate) responder: ResponderConfig<AwsLc>,
+    /// For logins: devices (patients' apps) and clinicians.
+    pub(crate) login_responder: ResponderConfig<AwsLc>,
+    /// The policy and what factors are checked with.
+    pub(crate) factors: factors::FactorVerifier,
+    /// Tickets of logins through this replica.
+    pub(crate) tickets: Mutex<HashMap<[u8; 32], login::Ticket>>,
     pub(crate) trust: RwLock<TrustStore>,
     pub(crate) known: RwLock<KnownCredentials>,
     pub(crate) prefilter: InMemoryReplayCache,
@@ -139,13 +172,44 @@ pub(crate) struct Inner {
     pub(crate) stats: Arc<HspStats>,
     pub(crate) config: HspConfig,
     pub(crate) identity_serial: u64,
-    pub(crate) vault: patients::PatientVault,
+    pub(crate) vault: Arc<patients::SecretVault>,
     pub(crate) admin_token: AdminToken,
     /// The TTP over mutual TLS, with the service certificate it issued.
     pub(crate) ttp: v1::ttp_client::TtpClient<Channel>,
     pub(crate) spiffe_id: String,
     /// When that certificate was issued (it lives 7 days).
     pub(crate) certified_at: std::time::Instant,
+}
+
+/// The roles that log in to an HSP: patients' devices and clinicians.
+const LOGIN_ROLES: RoleSet = RoleSet::only(Role::Device).with(Role::Clinician);
+
+/// The setting that holds OPAQUE's server setup, sealed under the HSP's data key.
+const OPAQUE_SETUP_SETTING: &str = "opaque-server-setup";
+
+/// OPAQUE's server setup: made by the first replica, read by the others.
+/// Losing it would make every user register again (back it up with the store).
+async fn opaque_setup(
+    store: &dyn Store,
+    vault: &patients::SecretVault,
+) -> Result<vitalgate_password::ServerSetup, HspError> {
+    let corrupt = || {
+        HspError::Secrets(
+            "the OPAQUE server setup in the store does not open under this HSP's data key".into(),
+        )
+    };
+    if let Some(sealed) = store.setting(OPAQUE_SETUP_SETTING).await? {
+        let bytes = zeroize::Zeroizing::new(
+            vault
+                .open(OPAQUE_SETUP_SETTING, &sealed)
+                .ok_or_else(corrupt)?,
+        );
+        return vitalgate_password::ServerSetup::from_bytes(&bytes).map_err(|_| corrupt());
+    }
+    let setup = vitalgate_password::ServerSetup::generate(&mut rand_core::OsRng);
+    let sealed = vault.seal(OPAQUE_SETUP_SETTING, &setup.to_bytes());
+    store.put_setting(OPAQUE_SETUP_SETTING, &sealed).await?;
+    Ok(setup)
 }
 
 /// A service certificate older than this is renewed when the revocation feed
@@ -203,12 +267,7 @@ impl Hsp {
             if let Ok(credential) = Credential::decode(&record.encoded) {
                 // Expired or revoked ones are skipped; the device sends its
                 // credential in full next time.
-                let _ = known.insert_verified::<AwsLc>(
-                    &trust,
-                    credential,
-                    RoleSet::only(Role::Device),
-                    now,
-                );
+                let _ = known.insert_verified::<AwsLc>(&trust, credential, LOGIN_ROLES, now);
             }
         }
         let mut responder = ResponderConfig::new(
@@ -217,16 +276,42 @@ impl Hsp {
             RoleSet::only(Role::Device),
         );
         responder.skew_window_secs = config.skew_window_secs;
+        let mut login_responder = ResponderConfig::new(
+            Box::new(identity.signer()),
+            KnownCredential::new::<AwsLc>(identity.credential.clone()),
+            LOGIN_ROLES,
+        );
+        login_responder.skew_window_secs = config.skew_window_secs;
         tracing::info!(
             %spiffe_id,
             serial = identity.credential.serial(),
             subject = %String::from_utf8_lossy(identity.credential.subject()),
             "HSP identity loaded"
         );
-        let vault =
-            patients::PatientVault::load_or_create(&config.data_dir).map_err(IdentityError::Io)?;
+        let vault = Arc::new(
+            patients::SecretVault::load_or_create(&config.data_dir).map_err(IdentityError::Io)?,
+        );
         let admin_token =
             AdminToken::load_or_create(&config.data_dir).map_err(IdentityError::Io)?;
+        let factors = factors::FactorVerifier {
+            store: store.clone(),
+            vault: vault.clone(),
+            opaque: opaque_setup(&*store, &vault).await?,
+            policy: config.policy.clone(),
+            totp: config.totp,
+            oob: match &config.code_sender {
+                None => None,
+                Some(sender) => Some(
+                    vitalgate_otp::OobCodes::new(
+                        store.clone(),
+                        sender.0.clone(),
+                        vault.derive_key("out-of-band codes"),
+                        vitalgate_otp::OobPolicy::default(),
+                    )
+                    .map_err(|e| HspError::Secrets(format!("out-of-band codes: {e}")))?,
+                ),
+            },
+        };
         let hsp = Self {
             inner: Arc::new(Inner {
                 ttp,
@@ -236,6 +321,9 @@ impl Hsp {
                 admin_token,
                 store,
                 responder,
+                login_responder,
+                factors,
+                tickets: Mutex::new(HashMap::new()),
                 trust: RwLock::new(trust),
                 known: RwLock::new(known),
                 prefilter: InMemoryReplayCache::new(config.prefilter_capacity),
@@ -378,9 +466,9 @@ impl Hsp {
         Ok(client)
     }
 
-    /// Keeps a device's credential the first time it is presented in full, so
-    /// the device can name it by reference from then on.
-    pub(crate) async fn learn_device(&self, credential: &Credential) {
+    /// Keeps a peer's credential the first time it is presented in full, so
+    /// the peer can name it by reference from then on.
+    pub(crate) async fn learn_credential(&self, credential: &Credential) {
         let known = KnownCredential::new::<AwsLc>(credential.clone());
         let already_known = matches!(
             self.inner
@@ -400,7 +488,7 @@ impl Hsp {
                 .insert_verified::<AwsLc>(
                     &trust,
                     credential.clone(),
-                    RoleSet::only(Role::Device),
+                    LOGIN_ROLES,
                     UnixTime(unix_now()),
                 )
                 .is_err()
@@ -418,7 +506,7 @@ impl Hsp {
             not_after: credential.body().not_after.into(),
         };
         if let Err(e) = self.inner.store.put_credential(&record).await {
-            tracing::warn!(error = %e, "could not keep a device credential");
+            tracing::warn!(error = %e, "could not keep a peer's credential");
         }
     }
 
@@ -462,6 +550,83 @@ type FrameStream =
 #[tonic::async_trait]
 impl v1::hsp_server::Hsp for Hsp {
     type DeviceSessionStream = FrameStream;
+    type LoginStream = FrameStream;
+
+    async fn login(
+        &self,
+        request: Request<tonic::Streaming<v1::DeviceFrame>>,
+    ) -> Result<Response<Self::LoginStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+        let metadata = request.metadata().clone();
+        let inbound = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let hsp = self.clone();
+        tokio::spawn(async move { login::run(hsp, metadata, inbound, tx, peer).await });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn issue_factor_token(
+        &self,
+        request: Request<v1::IssueFactorTokenRequest>,
+    ) -> Result<Response<v1::IssueFactorTokenResponse>, Status> {
+        Hsp::issue_factor_token(self, request).await
+    }
+
+    async fn start_password_registration(
+        &self,
+        request: Request<v1::StartPasswordRegistrationRequest>,
+    ) -> Result<Response<v1::StartPasswordRegistrationResponse>, Status> {
+        Hsp::start_password_registration(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn finish_password_registration(
+        &self,
+        request: Request<v1::FinishPasswordRegistrationRequest>,
+    ) -> Result<Response<v1::FinishPasswordRegistrationResponse>, Status> {
+        Hsp::finish_password_registration(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn enroll_otp(
+        &self,
+        request: Request<v1::EnrollOtpRequest>,
+    ) -> Result<Response<v1::EnrollOtpResponse>, Status> {
+        Hsp::enroll_otp(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn enroll_biometric(
+        &self,
+        request: Request<v1::EnrollBiometricRequest>,
+    ) -> Result<Response<v1::EnrollBiometricResponse>, Status> {
+        Hsp::enroll_biometric(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn set_code_address(
+        &self,
+        request: Request<v1::SetCodeAddressRequest>,
+    ) -> Result<Response<v1::SetCodeAddressResponse>, Status> {
+        Hsp::set_code_address(self, request).await
+    }
+
+    async fn recover_device(
+        &self,
+        request: Request<v1::RecoverDeviceRequest>,
+    ) -> Result<Response<v1::RecoverDeviceResponse>, Status> {
+        Hsp::recover_device(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
 
     async fn device_session(
         &self,

@@ -16,12 +16,20 @@ use zeroize::Zeroizing;
 
 const NONCE_LEN: usize = 12;
 
-/// Seals and opens patient records.
-pub(crate) struct PatientVault {
+/// Seals and opens patient records and the factor secrets the HSP keeps
+/// (TOTP secrets, OPAQUE's server setup), each under its own label.
+pub(crate) struct SecretVault {
     key: Secret32,
 }
 
-impl PatientVault {
+impl SecretVault {
+    /// A vault with this key.
+    pub(crate) fn from_key(key: [u8; 32]) -> Self {
+        Self {
+            key: Secret32::from_bytes(key),
+        }
+    }
+
     /// Loads `dir/patient-data.key`, creating it on first start.
     pub(crate) fn load_or_create(dir: &Path) -> std::io::Result<Self> {
         let path = dir.join("patient-data.key");
@@ -53,22 +61,33 @@ impl PatientVault {
     }
 
     /// `nonce || ciphertext || tag`.
-    pub(crate) fn seal(&self, pseudonym: &str, record: &[u8]) -> Vec<u8> {
+    /// A key for `purpose`, derived from the vault's key (so every replica
+    /// with the same data key derives the same one).
+    pub(crate) fn derive_key(&self, purpose: &str) -> zeroize::Zeroizing<[u8; 32]> {
+        let prk = AwsLc::hkdf_extract(b"vitalgate/1 secret vault", self.key.expose());
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        AwsLc::hkdf_expand(&prk, &[purpose.as_bytes()], &mut key[..]);
+        key
+    }
+
+    /// Seals `record` under `label` (a pseudonym, or a secret's name).
+    pub(crate) fn seal(&self, label: &str, record: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         OsRng.fill_bytes(&mut nonce);
         let mut sealed = record.to_vec();
-        AwsLc::aead_seal(&self.key, nonce, pseudonym.as_bytes(), &mut sealed);
+        AwsLc::aead_seal(&self.key, nonce, label.as_bytes(), &mut sealed);
         [&nonce[..], &sealed].concat()
     }
 
-    pub(crate) fn open(&self, pseudonym: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+    /// Opens what [`seal`](Self::seal) made under the same label.
+    pub(crate) fn open(&self, label: &str, sealed: &[u8]) -> Option<Vec<u8>> {
         if sealed.len() < NONCE_LEN + TAG_LEN {
             return None;
         }
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         let mut body = body.to_vec();
         let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
-        let len = AwsLc::aead_open(&self.key, nonce, pseudonym.as_bytes(), &mut body).ok()?;
+        let len = AwsLc::aead_open(&self.key, nonce, label.as_bytes(), &mut body).ok()?;
         body.truncate(len);
         Some(body)
     }
@@ -81,7 +100,7 @@ mod tests {
     #[test]
     fn records_open_only_under_their_pseudonym() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let vault = PatientVault::load_or_create(dir.path()).expect("vault");
+        let vault = SecretVault::load_or_create(dir.path()).expect("vault");
         let sealed = vault.seal("pt-1", b"Ada Lovelace|MRN-1815");
         assert!(
             !sealed.windows(3).any(|w| w == b"Ada"),
@@ -92,7 +111,7 @@ mod tests {
             Some(&b"Ada Lovelace|MRN-1815"[..])
         );
         assert_eq!(vault.open("pt-2", &sealed), None);
-        let again = PatientVault::load_or_create(dir.path()).expect("reload");
+        let again = SecretVault::load_or_create(dir.path()).expect("reload");
         assert!(
             again.open("pt-1", &sealed).is_some(),
             "the key survives a restart"

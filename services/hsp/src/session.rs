@@ -13,17 +13,21 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tonic::{Status, Streaming};
 use vitalgate_core::channel::Record;
-use vitalgate_core::factor::{FactorKind, FactorSet};
-use vitalgate_core::handshake::{PeerDirectory, Responder};
+use vitalgate_core::credential::Credential;
+use vitalgate_core::factor::{AssuranceLevel, FactorKind};
+use vitalgate_core::handshake::{PeerDirectory, Responder, Session};
+use vitalgate_core::provider::AwsLc;
 use vitalgate_core::replay::{ReplayCache, Replayed};
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1::{self, device_frame, hsp_frame};
 use vitalgate_rpc::{audit, core_status, inbound_status, invalid, store_status, unix_now};
 use vitalgate_store::StoredSample;
 
+use crate::factors::FactorRun;
+use crate::policy::Action;
 use crate::{CloseReason, Hsp};
 
-type Outbound = mpsc::Sender<Result<v1::HspFrame, Status>>;
+pub(crate) type Outbound = mpsc::Sender<Result<v1::HspFrame, Status>>;
 
 /// The outcome of the shared durable replay claim, handed to the core's
 /// `finish` (which takes a synchronous cache).
@@ -45,9 +49,9 @@ impl ReplayCache for Claimed {
 }
 
 /// Why a session ended early, for the status and the audit log.
-struct Refusal {
-    status: Status,
-    audit_kind: &'static str,
+pub(crate) struct Refusal {
+    pub(crate) status: Status,
+    pub(crate) audit_kind: &'static str,
 }
 
 impl Refusal {
@@ -93,7 +97,7 @@ fn handshake_bytes(frame: device_frame::Frame) -> Result<Vec<u8>, Refusal> {
     }
 }
 
-fn handshake_frame(bytes: Vec<u8>) -> Result<v1::HspFrame, Status> {
+pub(crate) fn handshake_frame(bytes: Vec<u8>) -> Result<v1::HspFrame, Status> {
     Ok(v1::HspFrame {
         frame: Some(hsp_frame::Frame::Handshake(bytes)),
     })
@@ -169,19 +173,34 @@ pub(crate) async fn run(
     }
 }
 
-async fn handshake_and_stream(
+/// A completed handshake.
+pub(crate) struct Authenticated {
+    pub(crate) session: Session<AwsLc>,
+    pub(crate) peer: Credential,
+    pub(crate) session_id: String,
+}
+
+/// Runs the handshake for `action`: M1, M2, M3, the factor rounds the policy's
+/// rule for the peer's role asks for, the durable replay claim, then M4.
+/// `None` when the peer went away.
+pub(crate) async fn authenticate(
     hsp: &Hsp,
     inbound: &mut Streaming<v1::DeviceFrame>,
     tx: &Outbound,
     peer_addr: &str,
-) -> Result<(), Refusal> {
+    action: Action,
+) -> Result<Option<Authenticated>, Refusal> {
     let inner = &hsp.inner;
+    let responder_config = match action {
+        Action::StreamVitals => &inner.responder,
+        Action::Login | Action::BreakGlass => &inner.login_responder,
+    };
     let Some(first) = next_frame(inbound, hsp).await? else {
-        return Ok(());
+        return Ok(None);
     };
     let m1 = handshake_bytes(first)?;
     let (m2, responder) = Responder::handle_m1(
-        &inner.responder,
+        responder_config,
         &m1,
         UnixTime(unix_now()),
         &mut OsRng,
@@ -189,13 +208,13 @@ async fn handshake_and_stream(
     )
     .map_err(|e| Refusal::handshake(&e))?;
     if tx.send(handshake_frame(m2)).await.is_err() {
-        return Ok(());
+        return Ok(None);
     }
     let Some(third) = next_frame(inbound, hsp).await? else {
-        return Ok(());
+        return Ok(None);
     };
     let m3 = handshake_bytes(third)?;
-    let verified = {
+    let mut verified = {
         let trust = inner.trust.read().unwrap_or_else(|p| p.into_inner());
         let known = inner.known.read().unwrap_or_else(|p| p.into_inner());
         let peers = PeerDirectory {
@@ -205,14 +224,63 @@ async fn handshake_and_stream(
         responder.handle_m3(&m3, UnixTime(unix_now()), &peers)
     }
     .map_err(|e| Refusal::handshake(&e))?;
-    let device = verified.peer().clone();
-    let pseudonym = String::from_utf8_lossy(device.subject()).into_owned();
+    let peer = verified.peer().clone();
+    let subject = String::from_utf8_lossy(peer.subject()).into_owned();
+    let rule = *inner
+        .factors
+        .policy
+        .rule(peer.role(), action)
+        .ok_or_else(|| Refusal {
+            status: Status::permission_denied(format!(
+                "the policy does not let a {:?} do {action:?}",
+                peer.role()
+            )),
+            audit_kind: "handshake.failed",
+        })?;
+    if action == Action::StreamVitals {
+        check_binding(hsp, peer.serial(), &subject).await?;
+    }
 
-    check_binding(hsp, device.serial(), &pseudonym).await?;
+    // The factor rounds: each round's challenges go out sealed and
+    // transcript-bound; the answers come back in the next handshake message.
+    let mut factors = FactorRun::new(&inner.factors, &subject, peer_addr, rule);
+    loop {
+        let binding = *verified.binding();
+        let challenges = factors
+            .round(&binding, verified.factor_messages())
+            .await
+            .map_err(|status| Refusal {
+                status,
+                audit_kind: "handshake.failed",
+            })?;
+        if challenges.is_empty() {
+            break;
+        }
+        let (message, awaiting) = verified
+            .challenge(&challenges)
+            .map_err(|e| Refusal::handshake(&e))?;
+        if tx.send(handshake_frame(message)).await.is_err() {
+            return Ok(None);
+        }
+        let Some(answer) = next_frame(inbound, hsp).await? else {
+            return Ok(None);
+        };
+        verified = awaiting
+            .handle(&handshake_bytes(answer)?)
+            .map_err(|e| Refusal::handshake(&e))?;
+    }
+    let proven = factors.proven().with(FactorKind::Card);
+    let reached = AssuranceLevel::reached(proven, peer.body().key_protection);
+    if reached < rule.min_assurance && rule.required.without(proven).is_empty() {
+        return Err(Refusal {
+            status: Status::permission_denied(format!(
+                "the policy needs {:?} for this; the factors reached {reached:?}",
+                rule.min_assurance
+            )),
+            audit_kind: "handshake.failed",
+        });
+    }
 
-    // The policy for devices streaming vitals: their card key (the credential
-    // signature), which every completed handshake has proven.
-    let required = FactorSet::EMPTY.with(FactorKind::Card);
     let (replay_key, keep_until) = verified.replay_entry();
     let now = unix_now();
     let fresh = inner
@@ -224,25 +292,51 @@ async fn handshake_and_stream(
             audit_kind: "handshake.failed",
         })?;
     let (m4, session) = verified
-        .finish(FactorSet::EMPTY, required, &Claimed(fresh), UnixTime(now))
+        .finish(proven, rule.required, &Claimed(fresh), UnixTime(now))
         .map_err(|e| Refusal::handshake(&e))?;
-    hsp.learn_device(&device).await;
-    let (live_id, mut closed) = hsp.register_live(device.serial());
+    hsp.learn_credential(&peer).await;
     if tx.send(handshake_frame(m4)).await.is_err() {
-        hsp.unregister_live(device.serial(), live_id);
-        return Ok(());
+        return Ok(None);
     }
     inner.stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
     let session_id = hex::encode(session.session_id());
-    tracing::info!(device = %pseudonym, serial = device.serial(), session = %session_id, peer = %peer_addr, "device authenticated");
+    tracing::info!(subject = %subject, serial = peer.serial(), session = %session_id, peer = %peer_addr, ?action, factors = ?session.factors(), "authenticated");
     audit(
         &*inner.store,
         "handshake.ok",
-        &pseudonym,
-        &device.serial().to_string(),
-        &session_id,
+        &subject,
+        &peer.serial().to_string(),
+        &format!(
+            "{action:?} session {session_id} factors {:?} {:?}",
+            session.factors(),
+            session.assurance()
+        ),
     )
     .await;
+    Ok(Some(Authenticated {
+        session,
+        peer,
+        session_id,
+    }))
+}
+
+async fn handshake_and_stream(
+    hsp: &Hsp,
+    inbound: &mut Streaming<v1::DeviceFrame>,
+    tx: &Outbound,
+    peer_addr: &str,
+) -> Result<(), Refusal> {
+    let inner = &hsp.inner;
+    let Some(Authenticated {
+        session,
+        peer: device,
+        session_id,
+    }) = authenticate(hsp, inbound, tx, peer_addr, Action::StreamVitals).await?
+    else {
+        return Ok(());
+    };
+    let pseudonym = String::from_utf8_lossy(device.subject()).into_owned();
+    let (live_id, mut closed) = hsp.register_live(device.serial());
     audit(
         &*inner.store,
         "vitals.session.start",

@@ -1,0 +1,469 @@
+//! The HSP's side of the factors inside a handshake: passwords by OPAQUE,
+//! TOTP codes and biometric keys, each checked against the store that all
+//! replicas share, under the policy's rule and attempt limits.
+//!
+//! Attempts are counted before a factor is judged and cleared by a success:
+//! a password guess counts when the HSP answers KE1, because the client learns
+//! from KE2 alone whether it guessed right (threat 9); a biometric try counts
+//! when the challenge is sent (threat 12). Refusals say which factor failed and
+//! nothing more: no score, no distance, no "unknown user".
+
+use rand_core::{OsRng, RngCore};
+use tonic::Status;
+use vitalgate_core::factor::{FactorBinding, FactorKind, FactorMessage, FactorSet};
+use vitalgate_password::ServerLoginState;
+use vitalgate_rpc::{audit, store_status, unix_now};
+use vitalgate_store::{AttemptLimit, StoreError};
+
+use std::sync::Arc;
+
+use vitalgate_store::Store;
+
+use crate::patients::SecretVault;
+use crate::policy::{Policy, Rule};
+
+/// Attempt scopes in the store.
+pub(crate) const PASSWORD_SCOPE: &str = "password";
+pub(crate) const SOURCE_SCOPE: &str = "password-source";
+pub(crate) const OTP_SCOPE: &str = "otp";
+pub(crate) const BIOMETRIC_SCOPE: &str = "biometric";
+
+/// The label a subject's out-of-band address is sealed under.
+pub(crate) fn contact_label(subject: &str) -> String {
+    format!("factor/out-of-band/{subject}")
+}
+
+/// The purpose out-of-band codes for logins are sent for.
+const OOB_PURPOSE: &str = "vitalgate sign-in";
+
+/// The label a TOTP secret is sealed under.
+pub(crate) fn otp_label(subject: &str) -> String {
+    format!("factor/otp/{subject}")
+}
+
+/// A factor that was challenged and owes an answer in the next round.
+enum Pending {
+    Password {
+        user: String,
+        state: ServerLoginState,
+    },
+    Biometric {
+        challenge: [u8; 32],
+    },
+    OutOfBand,
+}
+
+impl Pending {
+    fn kind(&self) -> FactorKind {
+        match self {
+            Pending::Password { .. } => FactorKind::Password,
+            Pending::Biometric { .. } => FactorKind::Biometric,
+            Pending::OutOfBand => FactorKind::OutOfBand,
+        }
+    }
+}
+
+/// What the HSP checks factors with: the shared store, OPAQUE's server
+/// setup, the key TOTP secrets are sealed under, and the policy.
+pub struct FactorVerifier {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) vault: Arc<SecretVault>,
+    pub(crate) opaque: vitalgate_password::ServerSetup,
+    pub(crate) policy: Policy,
+    pub(crate) totp: vitalgate_otp::TotpPolicy,
+    /// Codes sent by email or SMS, when a sender is configured.
+    pub(crate) oob: Option<vitalgate_otp::OobCodes>,
+}
+
+impl FactorVerifier {
+    /// A verifier on `store`; TOTP secrets are sealed under `secrets_key`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        secrets_key: [u8; 32],
+        opaque: vitalgate_password::ServerSetup,
+        policy: Policy,
+        totp: vitalgate_otp::TotpPolicy,
+    ) -> Self {
+        Self {
+            store,
+            vault: Arc::new(SecretVault::from_key(secrets_key)),
+            opaque,
+            policy,
+            totp,
+            oob: None,
+        }
+    }
+
+    /// Enrolls a TOTP secret for `subject`, sealed (what `EnrollOtp` stores).
+    pub async fn put_totp_secret(&self, subject: &str, secret: &[u8]) -> Result<(), StoreError> {
+        let sealed = self.vault.seal(&otp_label(subject), secret);
+        self.store
+            .put_factor(subject, FactorKind::Otp as u8, &sealed, unix_now())
+            .await
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// OPAQUE's server setup (registration answers use it too).
+    pub fn opaque_setup(&self) -> &vitalgate_password::ServerSetup {
+        &self.opaque
+    }
+}
+
+/// One handshake's factor exchange on the HSP.
+pub struct FactorRun<'a> {
+    verifier: &'a FactorVerifier,
+    subject: String,
+    source: String,
+    rule: Rule,
+    proven: FactorSet,
+    pending: Vec<Pending>,
+}
+
+fn throttled(e: StoreError) -> Status {
+    store_status(&e)
+}
+
+impl<'a> FactorRun<'a> {
+    /// The exchange for the party `subject` (its credential's subject) from
+    /// the address `source`, under `rule`.
+    pub fn new(verifier: &'a FactorVerifier, subject: &str, source: &str, rule: Rule) -> Self {
+        Self {
+            verifier,
+            subject: subject.to_string(),
+            source: source.to_string(),
+            rule,
+            proven: FactorSet::EMPTY,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The factors proven so far (the card factor is the core's to add).
+    pub fn proven(&self) -> FactorSet {
+        self.proven
+    }
+
+    /// Handles one round of the initiator's factor messages; returns the
+    /// challenges for the next round (none when the exchange is over).
+    pub async fn round(
+        &mut self,
+        binding: &FactorBinding,
+        messages: &[FactorMessage],
+    ) -> Result<Vec<FactorMessage>, Status> {
+        // The policy first, for the whole round: a factor it does not allow
+        // fails the handshake before any other factor is tried or counted.
+        if let Some(kind) = messages
+            .iter()
+            .map(|m| m.kind)
+            .find(|k| !self.rule.allowed.contains(*k) || *k == FactorKind::Card)
+        {
+            return Err(Status::permission_denied(format!(
+                "the policy does not allow the {kind:?} factor here"
+            )));
+        }
+        let awaited = std::mem::take(&mut self.pending);
+        let mut seen = FactorSet::EMPTY;
+        let mut challenges = Vec::new();
+        let mut awaited: Vec<Option<Pending>> = awaited.into_iter().map(Some).collect();
+        for message in messages {
+            let kind = message.kind;
+            if seen.contains(kind) || self.proven.contains(kind) {
+                return Err(Status::invalid_argument(format!(
+                    "{kind:?} factor message out of order"
+                )));
+            }
+            seen = seen.with(kind);
+            let pending = awaited
+                .iter_mut()
+                .find(|p| p.as_ref().is_some_and(|p| p.kind() == kind))
+                .and_then(Option::take);
+            let challenge = match pending {
+                Some(pending) => {
+                    self.answer(binding, pending, &message.payload).await?;
+                    None
+                }
+                None => self.first(binding, kind, &message.payload).await?,
+            };
+            match challenge {
+                Some((payload, pending)) => {
+                    challenges.push(FactorMessage { kind, payload });
+                    self.pending.push(pending);
+                }
+                None => self.proven = self.proven.with(kind),
+            }
+        }
+        if let Some(unanswered) = awaited.into_iter().flatten().next() {
+            return Err(Status::invalid_argument(format!(
+                "the {:?} factor was challenged and not answered",
+                unanswered.kind()
+            )));
+        }
+        Ok(challenges)
+    }
+
+    /// A factor's first message: proven at once, or a challenge.
+    async fn first(
+        &self,
+        binding: &FactorBinding,
+        kind: FactorKind,
+        payload: &[u8],
+    ) -> Result<Option<(Vec<u8>, Pending)>, Status> {
+        let inner = self.verifier;
+        let store = &*inner.store;
+        let policy = &inner.policy;
+        let now = unix_now();
+        match kind {
+            FactorKind::Password => {
+                let (user, ke1) = vitalgate_password::decode_login_request(payload)
+                    .map_err(|e| Status::invalid_argument(format!("password factor: {e}")))?;
+                if user != self.subject {
+                    return Err(Status::permission_denied(
+                        "the password's account is not the credential's subject",
+                    ));
+                }
+                self.begin(SOURCE_SCOPE, &self.source, &policy.source_limit)
+                    .await?;
+                self.begin(PASSWORD_SCOPE, user, &policy.password_limit)
+                    .await?;
+                // Unknown users get a fake record: KE2 looks the same (threat 10).
+                let record = store
+                    .factor(user, FactorKind::Password as u8)
+                    .await
+                    .map_err(|e| store_status(&e))?;
+                let (ke2, state) = vitalgate_password::login_start(
+                    &inner.opaque,
+                    user,
+                    record.as_deref(),
+                    ke1,
+                    &binding.0,
+                    &mut OsRng,
+                )
+                .map_err(|e| Status::invalid_argument(format!("password factor: {e}")))?;
+                Ok(Some((
+                    ke2,
+                    Pending::Password {
+                        user: user.to_string(),
+                        state,
+                    },
+                )))
+            }
+            FactorKind::Otp => {
+                let code = std::str::from_utf8(payload)
+                    .map_err(|_| Status::invalid_argument("one-time code: not text"))?;
+                self.begin(OTP_SCOPE, &self.subject, &policy.otp_limit)
+                    .await?;
+                let sealed = store
+                    .factor(&self.subject, FactorKind::Otp as u8)
+                    .await
+                    .map_err(|e| store_status(&e))?
+                    .ok_or_else(|| self.refuse(kind, "no one-time code is enrolled"))?;
+                let secret = inner
+                    .vault
+                    .open(&otp_label(&self.subject), &sealed)
+                    .map(zeroize::Zeroizing::new)
+                    .ok_or_else(|| Status::data_loss("the TOTP secret does not open"))?;
+                match vitalgate_otp::verify_and_claim(
+                    store,
+                    &self.subject,
+                    &secret,
+                    code,
+                    now,
+                    &inner.totp,
+                )
+                .await
+                {
+                    Ok(_) => {
+                        self.clear(OTP_SCOPE, &self.subject).await;
+                        Ok(None)
+                    }
+                    Err(vitalgate_otp::OtpError::Reused) => {
+                        Err(self.failed(kind, "one-time code already used").await)
+                    }
+                    Err(vitalgate_otp::OtpError::Store(e)) => Err(store_status(&e)),
+                    Err(_) => Err(self.failed(kind, "one-time code refused").await),
+                }
+            }
+            FactorKind::Biometric => {
+                if !payload.is_empty() {
+                    return Err(Status::invalid_argument(
+                        "biometric factor: the first message is empty",
+                    ));
+                }
+                self.begin(BIOMETRIC_SCOPE, &self.subject, &policy.biometric_limit)
+                    .await?;
+                let mut challenge = [0u8; 32];
+                OsRng.fill_bytes(&mut challenge);
+                Ok(Some((challenge.to_vec(), Pending::Biometric { challenge })))
+            }
+            FactorKind::OutOfBand => {
+                if !payload.is_empty() {
+                    return Err(Status::invalid_argument(
+                        "out-of-band factor: the first message is empty",
+                    ));
+                }
+                let oob = inner.oob.as_ref().ok_or_else(|| {
+                    Status::failed_precondition("this HSP has no sender for out-of-band codes")
+                })?;
+                let sealed = store
+                    .factor(&self.subject, FactorKind::OutOfBand as u8)
+                    .await
+                    .map_err(|e| store_status(&e))?
+                    .ok_or_else(|| self.refuse(kind, "no address is enrolled for codes"))?;
+                let destination = inner
+                    .vault
+                    .open(&contact_label(&self.subject), &sealed)
+                    .and_then(|bytes| decode_destination(&bytes))
+                    .ok_or_else(|| Status::data_loss("the code address does not open"))?;
+                oob.send(&self.subject, &destination, OOB_PURPOSE, now)
+                    .await
+                    .map_err(oob_status)?;
+                Ok(Some((Vec::new(), Pending::OutOfBand)))
+            }
+            FactorKind::Card => Err(Status::permission_denied(
+                "the card factor is the credential signature, not a message",
+            )),
+        }
+    }
+
+    /// The answer to a challenge: proven, or refused.
+    async fn answer(
+        &self,
+        binding: &FactorBinding,
+        pending: Pending,
+        payload: &[u8],
+    ) -> Result<(), Status> {
+        let store = &*self.verifier.store;
+        match pending {
+            Pending::Password { user, state } => {
+                match vitalgate_password::login_finish(state, payload, &binding.0) {
+                    Ok(_session_key) => {
+                        self.clear(PASSWORD_SCOPE, &user).await;
+                        // The source keeps its other failures: an attacker's
+                        // own account cannot wash a spray away.
+                        if let Err(e) = store.forgive_attempt(SOURCE_SCOPE, &self.source).await {
+                            tracing::warn!(error = %e, "could not forgive the source's attempt");
+                        }
+                        Ok(())
+                    }
+                    Err(_) => Err(self.failed(FactorKind::Password, "password refused").await),
+                }
+            }
+            Pending::OutOfBand => {
+                let code = std::str::from_utf8(payload)
+                    .map_err(|_| Status::invalid_argument("out-of-band code: not text"))?;
+                let oob = self.verifier.oob.as_ref().ok_or_else(|| {
+                    Status::failed_precondition("this HSP has no sender for out-of-band codes")
+                })?;
+                match oob
+                    .verify(&self.subject, OOB_PURPOSE, code, unix_now())
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    Err(vitalgate_otp::OobError::Rejected) => {
+                        Err(self.failed(FactorKind::OutOfBand, "code refused").await)
+                    }
+                    Err(e) => Err(oob_status(e)),
+                }
+            }
+            Pending::Biometric { challenge } => {
+                let key = store
+                    .factor(&self.subject, FactorKind::Biometric as u8)
+                    .await
+                    .map_err(|e| store_status(&e))?;
+                let verified = key
+                    .as_deref()
+                    .and_then(|k| <&[u8; 32]>::try_from(k).ok())
+                    .is_some_and(|key| {
+                        vitalgate_biometric::verify_response(key, binding, &challenge, payload)
+                            .is_ok()
+                    });
+                if verified {
+                    self.clear(BIOMETRIC_SCOPE, &self.subject).await;
+                    Ok(())
+                } else {
+                    Err(self
+                        .failed(FactorKind::Biometric, "biometric refused")
+                        .await)
+                }
+            }
+        }
+    }
+
+    async fn begin(&self, scope: &str, key: &str, limit: &AttemptLimit) -> Result<u32, Status> {
+        let inner = self.verifier;
+        match inner
+            .store
+            .begin_attempt(scope, key, limit, unix_now())
+            .await
+        {
+            Ok(n) => Ok(n),
+            Err(e @ (StoreError::Throttled { .. } | StoreError::FactorDisabled)) => {
+                audit(
+                    &*inner.store,
+                    "factor.throttled",
+                    &self.subject,
+                    &format!("{scope}:{key}"),
+                    &e.to_string(),
+                )
+                .await;
+                Err(throttled(e))
+            }
+            Err(e) => Err(store_status(&e)),
+        }
+    }
+
+    async fn clear(&self, scope: &str, key: &str) {
+        if let Err(e) = self.verifier.store.clear_attempts(scope, key).await {
+            tracing::warn!(error = %e, scope, "could not clear the attempt count");
+        }
+    }
+
+    fn refuse(&self, kind: FactorKind, why: &str) -> Status {
+        Status::unauthenticated(format!("{kind:?} factor: {why}"))
+    }
+
+    async fn failed(&self, kind: FactorKind, why: &str) -> Status {
+        audit(
+            &*self.verifier.store,
+            "factor.failed",
+            &self.subject,
+            &format!("{kind:?}"),
+            why,
+        )
+        .await;
+        self.refuse(kind, why)
+    }
+}
+
+/// A code address as stored: `email:` or `phone:` then the address.
+pub(crate) fn encode_destination(destination: &vitalgate_otp::Destination) -> Vec<u8> {
+    format!("{}:{}", destination.kind(), destination.address()).into_bytes()
+}
+
+fn decode_destination(bytes: &[u8]) -> Option<vitalgate_otp::Destination> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    match text.split_once(':')? {
+        ("email", address) => Some(vitalgate_otp::Destination::Email(address.to_string())),
+        ("phone", number) => Some(vitalgate_otp::Destination::Phone(number.to_string())),
+        _ => None,
+    }
+}
+
+fn oob_status(error: vitalgate_otp::OobError) -> Status {
+    use vitalgate_otp::OobError;
+    match error {
+        OobError::Throttled { retry_after_secs } => Status::resource_exhausted(format!(
+            "too many out-of-band codes; try again in {retry_after_secs} s"
+        )),
+        OobError::Disabled => Status::failed_precondition("out-of-band codes are disabled"),
+        OobError::Rejected => Status::unauthenticated("OutOfBand factor: code refused"),
+        OobError::Store(e) => store_status(&e),
+        other => {
+            tracing::warn!(error = %other, "out-of-band code not sent");
+            Status::unavailable("the code could not be sent")
+        }
+    }
+}

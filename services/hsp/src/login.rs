@@ -1,0 +1,223 @@
+//! Logins through the core handshake, and the tickets they yield.
+//!
+//! A `Login` stream runs the handshake with the factor rounds the policy asks
+//! of the peer's role, then sends one secure-channel record holding a
+//! [`v1::LoginTicket`] and ends. The ticket (256 random bits) names the
+//! subject, the factors proven and the assurance level reached; it lets its
+//! holder change their password within a few minutes of proving the old one.
+//!
+//! Break-glass (a clinician opening a patient outside their care teams) is a
+//! login for the `break-glass` action, with the patient and a typed reason in
+//! the call's metadata: a fresh re-authentication by construction, time-boxed,
+//! audited, and the care team and the privacy officer are notified (audit
+//! events of kind `break-glass.notified`, which the hospital's notifier reads).
+
+use rand_core::{OsRng, RngCore};
+use tonic::metadata::MetadataMap;
+use tonic::{Status, Streaming};
+use vitalgate_core::credential::Role;
+use vitalgate_core::factor::{AssuranceLevel, FactorKind, FactorSet};
+use vitalgate_proto::v1::{self, hsp_frame};
+use vitalgate_rpc::{audit, invalid, unix_now};
+
+use crate::policy::Action;
+use crate::session::{authenticate, Authenticated, Outbound, Refusal};
+use crate::Hsp;
+
+/// A login's ticket, kept by the HSP that issued it.
+#[derive(Debug, Clone)]
+pub(crate) struct Ticket {
+    pub(crate) subject: String,
+    pub(crate) role: Role,
+    pub(crate) factors: FactorSet,
+    pub(crate) assurance: AssuranceLevel,
+    pub(crate) issued_at: u64,
+    pub(crate) expires_at: u64,
+    /// The patient a break-glass login opens, with the reason given.
+    pub(crate) break_glass: Option<(String, String)>,
+}
+
+/// How recent a password proof must be to change the password with a ticket.
+pub(crate) const PASSWORD_CHANGE_WINDOW_SECS: u64 = 300;
+
+/// The most characters a break-glass reason may have.
+const MAX_REASON_LEN: usize = 500;
+
+/// What the call's metadata asks for.
+fn requested(metadata: &MetadataMap) -> Result<(Action, Option<(String, String)>), Status> {
+    let text = |key: &str| {
+        metadata
+            .get(key)
+            .map(|v| {
+                v.to_str()
+                    .map(str::to_string)
+                    .map_err(|_| invalid(key, "not ASCII"))
+            })
+            .transpose()
+    };
+    match text("x-vitalgate-action")?.as_deref() {
+        None | Some("login") => Ok((Action::Login, None)),
+        Some("break-glass") => {
+            let patient = text("x-vitalgate-patient")?
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| invalid("x-vitalgate-patient", "break-glass names a patient"))?;
+            let reason = text("x-vitalgate-reason")?
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty())
+                .ok_or_else(|| invalid("x-vitalgate-reason", "break-glass needs a reason"))?;
+            if reason.len() > MAX_REASON_LEN {
+                return Err(invalid("x-vitalgate-reason", "at most 500 characters"));
+            }
+            Ok((Action::BreakGlass, Some((patient, reason))))
+        }
+        Some(other) => Err(invalid(
+            "x-vitalgate-action",
+            &format!("{other:?} is not login or break-glass"),
+        )),
+    }
+}
+
+pub(crate) async fn run(
+    hsp: Hsp,
+    metadata: MetadataMap,
+    mut inbound: Streaming<v1::DeviceFrame>,
+    tx: Outbound,
+    peer_addr: String,
+) {
+    if let Err(refusal) = login(&hsp, metadata, &mut inbound, &tx, &peer_addr).await {
+        tracing::info!(peer = %peer_addr, reason = %refusal.status.message(), "login refused");
+        audit(
+            &*hsp.inner.store,
+            refusal.audit_kind,
+            &peer_addr,
+            "login",
+            refusal.status.message(),
+        )
+        .await;
+        let _ = tx.send(Err(refusal.status)).await;
+    }
+}
+
+async fn login(
+    hsp: &Hsp,
+    metadata: MetadataMap,
+    inbound: &mut Streaming<v1::DeviceFrame>,
+    tx: &Outbound,
+    peer_addr: &str,
+) -> Result<(), Refusal> {
+    let refuse = |status: Status| Refusal {
+        status,
+        audit_kind: "login.failed",
+    };
+    let (action, break_glass) = requested(&metadata).map_err(refuse)?;
+    if let Some((patient, _)) = &break_glass {
+        let known = hsp
+            .inner
+            .store
+            .patient(patient)
+            .await
+            .map_err(|e| refuse(vitalgate_rpc::store_status(&e)))?;
+        if known.is_none() {
+            return Err(refuse(Status::not_found("no such patient")));
+        }
+    }
+    let Some(Authenticated {
+        session,
+        peer,
+        session_id,
+    }) = authenticate(hsp, inbound, tx, peer_addr, action).await?
+    else {
+        return Ok(());
+    };
+    let subject = String::from_utf8_lossy(peer.subject()).into_owned();
+    let now = unix_now();
+    let policy = &hsp.inner.factors.policy;
+    let lifetime = if break_glass.is_some() {
+        policy.break_glass_secs
+    } else {
+        policy.ticket_lifetime_secs
+    };
+    let mut ticket = [0u8; 32];
+    OsRng.fill_bytes(&mut ticket);
+    let issued = Ticket {
+        subject: subject.clone(),
+        role: peer.role(),
+        factors: session.factors(),
+        assurance: session.assurance(),
+        issued_at: now,
+        expires_at: now + lifetime,
+        break_glass: break_glass.clone(),
+    };
+    hsp.keep_ticket(ticket, issued);
+    if let Some((patient, reason)) = &break_glass {
+        let store = &*hsp.inner.store;
+        audit(
+            store,
+            "break-glass.opened",
+            &subject,
+            patient,
+            &format!("until {} (session {session_id}): {reason}", now + lifetime),
+        )
+        .await;
+        let mut notified = store.care_team(patient).await.unwrap_or_default();
+        notified.push("privacy-officer".into());
+        for recipient in notified {
+            audit(
+                store,
+                "break-glass.notified",
+                &recipient,
+                patient,
+                &format!("{subject} opened the patient's record: {reason}"),
+            )
+            .await;
+        }
+    }
+    let message = v1::LoginTicket {
+        ticket: ticket.to_vec(),
+        expires_at: (now + lifetime) as i64,
+        assurance_level: session.assurance() as u32,
+        factors: FactorKind::ALL
+            .into_iter()
+            .filter(|k| session.factors().contains(*k))
+            .map(|k| k as u32)
+            .collect(),
+    };
+    let mut channel = session.into_channel();
+    let sealed = channel
+        .sealer
+        .seal(&prost::Message::encode_to_vec(&message))
+        .map_err(|e| refuse(vitalgate_rpc::core_status(&e.into())))?;
+    let _ = tx
+        .send(Ok(v1::HspFrame {
+            frame: Some(hsp_frame::Frame::Record(sealed)),
+        }))
+        .await;
+    Ok(())
+}
+
+impl Hsp {
+    pub(crate) fn keep_ticket(&self, ticket: [u8; 32], issued: Ticket) {
+        let mut tickets = self.inner.tickets.lock().unwrap_or_else(|p| p.into_inner());
+        let now = unix_now();
+        tickets.retain(|_, t| t.expires_at > now);
+        tracing::debug!(
+            subject = %issued.subject,
+            role = ?issued.role,
+            assurance = ?issued.assurance,
+            break_glass = ?issued.break_glass.as_ref().map(|(patient, _)| patient),
+            expires_at = issued.expires_at,
+            "login ticket issued"
+        );
+        tickets.insert(ticket, issued);
+    }
+
+    /// The live ticket `bytes` names.
+    pub(crate) fn ticket(&self, bytes: &[u8]) -> Option<Ticket> {
+        let key: [u8; 32] = bytes.try_into().ok()?;
+        let tickets = self.inner.tickets.lock().unwrap_or_else(|p| p.into_inner());
+        tickets
+            .get(&key)
+            .filter(|t| t.expires_at > unix_now())
+            .cloned()
+    }
+}

@@ -1,0 +1,818 @@
+//! Factors through the core handshake against the running HSP (threats 9 to
+//! 14 and 23): logins with password (OPAQUE), TOTP and biometric keys under
+//! the policy; the limits on failed attempts; enrollment and recovery tokens;
+//! break-glass.
+
+use std::time::Duration;
+
+use rand_core::OsRng;
+use tonic::Code;
+use vitalgate_biometric::synthetic::{Model, Population};
+use vitalgate_biometric::BiometricFactor;
+use vitalgate_core::factor::{AssuranceLevel, FactorBinding, FactorKind, InitiatorFactor};
+use vitalgate_device::login::{
+    login, register_password, BreakGlass, LoginOutcome, OneTimeCode, OutOfBandCode, Party,
+    PasswordAuthorization,
+};
+use vitalgate_device::DeviceError;
+use vitalgate_hsp::policy::{Action, Policy, RuleConfig};
+use vitalgate_otp::TotpPolicy;
+use vitalgate_password::PasswordFactor;
+use vitalgate_proto::v1::{self, FactorPurpose};
+use vitalgate_rpc::identity::Identity;
+use vitalgate_rpc::unix_now;
+use vitalgate_store::{AttemptLimit, Store};
+
+use crate::harness::*;
+
+/// Short TOTP steps, so that tests with several logins wait seconds, not minutes.
+const FAST_TOTP: TotpPolicy = TotpPolicy {
+    digits: 6,
+    step_secs: 2,
+    grace_secs: 1,
+};
+
+fn rule(role: &str, action: Action, require: &[&str]) -> RuleConfig {
+    RuleConfig {
+        role: role.into(),
+        action,
+        require: require.iter().map(|s| s.to_string()).collect(),
+        allow: vec![],
+        min_assurance: None,
+    }
+}
+
+async fn hsp_client(platform: &Platform) -> v1::hsp_client::HspClient<tonic::transport::Channel> {
+    v1::hsp_client::HspClient::new(connect(&platform.hsp().url).await)
+}
+
+/// Enrolls a party of `role` named `subject` with the TTP.
+async fn enroll(platform: &Platform, role: v1::Role, subject: &str) -> Identity {
+    let token = platform.token(role, subject, 60).await;
+    let dir = platform.dir.path().join("parties").join(subject);
+    Identity::enroll(&dir, &mut platform.ttp().await, &token)
+        .await
+        .expect("enroll")
+}
+
+fn party(identity: &Identity) -> Party {
+    Party {
+        signer: Box::new(identity.signer()),
+        credential: identity.credential.clone(),
+        trust: identity.trust_store(),
+    }
+}
+
+async fn factor_token(platform: &Platform, subject: &str, purpose: FactorPurpose) -> String {
+    let request = v1::IssueFactorTokenRequest {
+        subject: subject.into(),
+        purpose: purpose as i32,
+        ttl_secs: 0,
+    };
+    hsp_client(platform)
+        .await
+        .issue_factor_token(admin(request, platform.hsp().hsp.admin_token()))
+        .await
+        .expect("factor token")
+        .into_inner()
+        .token
+}
+
+async fn set_password(platform: &Platform, subject: &str, password: &str) {
+    let token = factor_token(platform, subject, FactorPurpose::Password).await;
+    register_password(
+        &platform.hsp().url,
+        subject,
+        password,
+        PasswordAuthorization::FactorToken(token),
+    )
+    .await
+    .expect("register password");
+}
+
+/// Enrolls TOTP for `subject`; returns the authenticator (from the otpauth URI).
+async fn enroll_totp(platform: &Platform, subject: &str) -> totp_rs::Totp {
+    let token = factor_token(platform, subject, FactorPurpose::Otp).await;
+    let enrolled = hsp_client(platform)
+        .await
+        .enroll_otp(v1::EnrollOtpRequest {
+            subject: subject.into(),
+            factor_token: token,
+        })
+        .await
+        .expect("enroll otp")
+        .into_inner();
+    assert!(enrolled.qr_svg.starts_with("<?xml") || enrolled.qr_svg.contains("<svg"));
+    totp_rs::Totp::from_url_unchecked(&enrolled.otpauth_uri).expect("otpauth URI")
+}
+
+/// A code for a step no login has used yet.
+async fn fresh_code(totp: &totp_rs::Totp, last: &mut Option<u64>) -> String {
+    loop {
+        let now = unix_now();
+        // The step's length: the first second of the step after time 0.
+        let length = totp.next_step(0);
+        let step = now / length;
+        // Not in the last second of a step (the code must still be current
+        // when it arrives) and not a step already used.
+        if Some(step) != *last && now % length < length - 1 {
+            *last = Some(step);
+            return totp.generate(now).to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn status(error: DeviceError) -> tonic::Status {
+    match error {
+        DeviceError::Rpc(status) => status,
+        other => panic!("expected a status from the HSP, got {other}"),
+    }
+}
+
+/// Whether the client itself refused the password: OPAQUE's KE2 tells a
+/// client that the password was wrong (the server's MAC does not verify), so
+/// it never sends KE3; the HSP counted the attempt when it answered KE1.
+fn refused_by_the_client(error: &DeviceError) -> bool {
+    matches!(
+        error,
+        DeviceError::Core(vitalgate_core::Error::Factor(
+            vitalgate_core::FactorError::Rejected {
+                kind: FactorKind::Password
+            }
+        ))
+    )
+}
+
+async fn wrong_password(
+    platform: &Platform,
+    identity: &Identity,
+    factors: Vec<&mut dyn InitiatorFactor>,
+) {
+    let error = login(&platform.hsp().url, party(identity), factors, None)
+        .await
+        .expect_err("wrong password");
+    assert!(refused_by_the_client(&error), "{error}");
+}
+
+async fn login_with(
+    platform: &Platform,
+    identity: &Identity,
+    factors: Vec<&mut dyn InitiatorFactor>,
+) -> Result<LoginOutcome, tonic::Status> {
+    login(&platform.hsp().url, party(identity), factors, None)
+        .await
+        .map_err(status)
+}
+
+#[tokio::test]
+async fn a_clinician_logs_in_with_password_and_totp_and_each_failure_is_refused() {
+    let platform = Platform::start_with(|config| config.totp = FAST_TOTP).await;
+    let identity = enroll(&platform, v1::Role::Clinician, "dr-grey").await;
+    set_password(&platform, "dr-grey", "correct horse battery").await;
+    let totp = enroll_totp(&platform, "dr-grey").await;
+    let mut last = None;
+
+    // Password and a fresh code: AAL2, both factors counted.
+    let code = fresh_code(&totp, &mut last).await;
+    let mut password = PasswordFactor::new("dr-grey", "correct horse battery");
+    let mut otp = OneTimeCode::totp(&code);
+    let outcome = login_with(&platform, &identity, vec![&mut password, &mut otp])
+        .await
+        .expect("login");
+    assert_eq!(outcome.assurance, AssuranceLevel::Aal2);
+    assert_eq!(outcome.ticket.len(), 32);
+    for kind in [FactorKind::Card, FactorKind::Password, FactorKind::Otp] {
+        assert!(outcome.factors.contains(&(kind as u32)), "{kind:?} counted");
+    }
+
+    // The same code again: refused as used (threat 11).
+    let mut password = PasswordFactor::new("dr-grey", "correct horse battery");
+    let mut otp = OneTimeCode::totp(&code);
+    let refused = login_with(&platform, &identity, vec![&mut password, &mut otp])
+        .await
+        .expect_err("reused code");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert!(refused.message().contains("already used"), "{refused:?}");
+
+    // A wrong code.
+    let mut password = PasswordFactor::new("dr-grey", "correct horse battery");
+    let mut otp = OneTimeCode::totp("000000");
+    let refused = login_with(&platform, &identity, vec![&mut password, &mut otp])
+        .await
+        .expect_err("wrong code");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    // A wrong password with a good code.
+    let code = fresh_code(&totp, &mut last).await;
+    let mut password = PasswordFactor::new("dr-grey", "Tr0ub4dor&3");
+    let mut otp = OneTimeCode::totp(&code);
+    wrong_password(&platform, &identity, vec![&mut password, &mut otp]).await;
+
+    // Leaving out a required factor fails (threat 14).
+    let code = fresh_code(&totp, &mut last).await;
+    let mut otp = OneTimeCode::totp(&code);
+    let refused = login_with(&platform, &identity, vec![&mut otp])
+        .await
+        .expect_err("no password");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    // Offering a factor the policy does not allow fails too.
+    let mut password = PasswordFactor::new("dr-grey", "correct horse battery");
+    let mut otp = OneTimeCode::totp("123456");
+    let population = Population::new(Model::default(), 3);
+    let (helper, _) =
+        vitalgate_biometric::enroll(population.person(0).template(), &[1; 32], &mut OsRng);
+    let mut biometric = BiometricFactor::new(
+        vitalgate_biometric::reproduce(population.person(0).template(), &helper, &[1; 32])
+            .expect("key"),
+    );
+    let refused = login_with(
+        &platform,
+        &identity,
+        vec![&mut password, &mut otp, &mut biometric],
+    )
+    .await
+    .expect_err("biometric not allowed");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("does not allow"), "{refused:?}");
+
+    // A clinician with no password enrolled gets the same answer as a wrong
+    // password: the fake record's KE2 (threat 10).
+    let stranger = enroll(&platform, v1::Role::Clinician, "dr-nobody").await;
+    let mut password = PasswordFactor::new("dr-nobody", "anything");
+    wrong_password(&platform, &stranger, vec![&mut password]).await;
+
+    // Someone else's account name with one's own credential is refused.
+    let mut password = PasswordFactor::new("dr-grey", "correct horse battery");
+    let mut otp = OneTimeCode::totp("123456");
+    let refused = login_with(&platform, &stranger, vec![&mut password, &mut otp])
+        .await
+        .expect_err("another account");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    let kinds = platform.audit_kinds().await;
+    for kind in [
+        "factor.token.issued",
+        "factor.password.enrolled",
+        "factor.otp.enrolled",
+        "factor.failed",
+        "handshake.ok",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "audit has {kind}");
+    }
+    platform.stop().await;
+}
+
+/// Sends KE1 and hangs up before KE3: the guesser who learns from KE2 alone.
+struct Ke1Only(Option<PasswordFactor>);
+
+impl InitiatorFactor for Ke1Only {
+    fn kind(&self) -> FactorKind {
+        FactorKind::Password
+    }
+    fn first_message(&mut self) -> Result<Vec<u8>, vitalgate_core::Error> {
+        self.0.as_mut().expect("factor").first_message()
+    }
+    fn respond(
+        &mut self,
+        _binding: &FactorBinding,
+        _message: &[u8],
+    ) -> Result<Option<Vec<u8>>, vitalgate_core::Error> {
+        Err(vitalgate_core::FactorError::Rejected {
+            kind: FactorKind::Password,
+        }
+        .into())
+    }
+}
+
+#[tokio::test]
+async fn the_101st_password_attempt_is_refused_until_the_delay_has_passed() {
+    let platform = Platform::start_with(|config| {
+        config.policy =
+            Policy::from_rules(&[rule("clinician", Action::Login, &["password"])]).expect("policy");
+        config.policy.password_limit = AttemptLimit {
+            base_delay_secs: 2,
+            ..AttemptLimit::PASSWORD
+        };
+    })
+    .await;
+    let identity = enroll(&platform, v1::Role::Clinician, "dr-house").await;
+    set_password(&platform, "dr-house", "vicodin and a cane").await;
+
+    // Two wrong guesses, then 98 that hang up after KE2 without even trying:
+    // each counts when the HSP answers KE1.
+    for _ in 0..2 {
+        let mut password = PasswordFactor::new("dr-house", "lupus");
+        wrong_password(&platform, &identity, vec![&mut password]).await;
+    }
+    for _ in 0..98 {
+        let mut guess = Ke1Only(Some(PasswordFactor::new("dr-house", "sarcoidosis")));
+        login(
+            &platform.hsp().url,
+            party(&identity),
+            vec![&mut guess],
+            None,
+        )
+        .await
+        .expect_err("the guesser hangs up");
+    }
+    let attempts = platform
+        .hsp()
+        .store
+        .attempts("password", "dr-house")
+        .await
+        .expect("attempts");
+    assert_eq!(attempts.failures, 100, "every KE1 answered counts");
+
+    // Attempt 101, with the right password: refused.
+    let mut password = PasswordFactor::new("dr-house", "vicodin and a cane");
+    let refused = login_with(&platform, &identity, vec![&mut password])
+        .await
+        .expect_err("attempt 101");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("try again"), "{refused:?}");
+
+    // After the delay, the legitimate login works and clears the count.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut password = PasswordFactor::new("dr-house", "vicodin and a cane");
+    login_with(&platform, &identity, vec![&mut password])
+        .await
+        .expect("after the delay");
+    let attempts = platform
+        .hsp()
+        .store
+        .attempts("password", "dr-house")
+        .await
+        .expect("attempts");
+    assert_eq!(attempts.failures, 0);
+    assert!(platform
+        .audit_kinds()
+        .await
+        .iter()
+        .any(|k| k == "factor.throttled"));
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_totp_code_on_20_parallel_logins_succeeds_once() {
+    let platform = Platform::start_with(|config| {
+        config.policy =
+            Policy::from_rules(&[rule("clinician", Action::Login, &["otp"])]).expect("policy");
+        config.policy.otp_limit = AttemptLimit {
+            free_failures: 100,
+            ..AttemptLimit::OTP
+        };
+    })
+    .await;
+    let identity = enroll(&platform, v1::Role::Clinician, "dr-quinn").await;
+    let totp = enroll_totp(&platform, "dr-quinn").await;
+    // Early in a step, so every login arrives while the code is current.
+    let code = fresh_code(&totp, &mut None).await;
+    let logins: Vec<_> = (0..20)
+        .map(|_| {
+            let url = platform.hsp().url.clone();
+            let party = party(&identity);
+            let code = code.clone();
+            tokio::spawn(async move {
+                let mut otp = OneTimeCode::totp(&code);
+                login(&url, party, vec![&mut otp], None).await
+            })
+        })
+        .collect();
+    let mut succeeded = 0;
+    for result in logins {
+        match result.await.expect("task") {
+            Ok(_) => succeeded += 1,
+            Err(e) => assert_eq!(status(e).code(), Code::Unauthenticated),
+        }
+    }
+    assert_eq!(succeeded, 1, "one code, one login");
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn biometric_failures_wait_after_five_and_disable_the_factor_at_fifty() {
+    let platform = Platform::start_with(|config| {
+        config.policy =
+            Policy::from_rules(&[rule("device", Action::Login, &["biometric"])]).expect("policy");
+    })
+    .await;
+    let phone = enroll(&platform, v1::Role::Device, "pt-biometric").await;
+    let population = Population::new(Model::default(), 11);
+    let (patient, impostor) = (population.person(0), population.person(1));
+    let device_secret = [42u8; 32];
+    let (helper, public_key) =
+        vitalgate_biometric::enroll(patient.template(), &device_secret, &mut OsRng);
+    let token = factor_token(&platform, "pt-biometric", FactorPurpose::Biometric).await;
+    hsp_client(&platform)
+        .await
+        .enroll_biometric(v1::EnrollBiometricRequest {
+            subject: "pt-biometric".into(),
+            factor_token: token,
+            public_key: public_key.to_vec(),
+        })
+        .await
+        .expect("enroll biometric");
+    let genuine = |ber: f64| {
+        let reading = patient.reading(ber, &mut OsRng);
+        BiometricFactor::new(
+            vitalgate_biometric::reproduce(&reading, &helper, &device_secret)
+                .expect("a genuine reading reproduces the key"),
+        )
+    };
+    // The impostor's own enrolled key: it signs, but not with the patient's key.
+    let impostor_key = || {
+        let (helper, _) =
+            vitalgate_biometric::enroll(impostor.template(), &device_secret, &mut OsRng);
+        let reading = impostor.reading(0.1, &mut OsRng);
+        BiometricFactor::new(
+            vitalgate_biometric::reproduce(&reading, &helper, &device_secret).expect("own key"),
+        )
+    };
+
+    // A fresh noisy reading reproduces the key: accepted.
+    let mut factor = genuine(0.15);
+    let outcome = login_with(&platform, &phone, vec![&mut factor])
+        .await
+        .expect("biometric login");
+    assert!(outcome.factors.contains(&(FactorKind::Biometric as u32)));
+
+    // Five wrong keys (an impostor), then the sixth try is refused even with
+    // the right key: at least 30 s must pass (threat 12).
+    for _ in 0..5 {
+        let mut impostor = impostor_key();
+        let refused = login_with(&platform, &phone, vec![&mut impostor])
+            .await
+            .expect_err("impostor");
+        assert_eq!(refused.code(), Code::Unauthenticated);
+        assert_eq!(refused.message(), "Biometric factor: biometric refused");
+    }
+    let mut factor = genuine(0.1);
+    let refused = login_with(&platform, &phone, vec![&mut factor])
+        .await
+        .expect_err("sixth try");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+
+    // Fifty failures disable the factor: even after any wait it stays refused
+    // until it is enrolled again with a recovery token.
+    let store = &platform.hsp().store;
+    let limit = AttemptLimit {
+        base_delay_secs: 0,
+        max_delay_secs: 0,
+        ..AttemptLimit::BIOMETRIC
+    };
+    for _ in 5..50 {
+        store
+            .begin_attempt("biometric", "pt-biometric", &limit, unix_now())
+            .await
+            .expect("counted");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut factor = genuine(0.1);
+    let refused = login_with(&platform, &phone, vec![&mut factor])
+        .await
+        .expect_err("disabled");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn recovery_tokens_are_single_use_expire_and_are_audited() {
+    let platform = Platform::start_with(|config| {
+        config.policy = Policy::from_rules(&[
+            rule("clinician", Action::Login, &["password"]),
+            rule("device", Action::StreamVitals, &["card"]),
+        ])
+        .expect("policy");
+    })
+    .await;
+    let identity = enroll(&platform, v1::Role::Clinician, "dr-who").await;
+    set_password(&platform, "dr-who", "bad wolf").await;
+
+    // Forgotten password: a recovery token re-registers it; the old one stops working.
+    let token = factor_token(&platform, "dr-who", FactorPurpose::Password).await;
+    let url = platform.hsp().url.clone();
+    register_password(
+        &url,
+        "dr-who",
+        "allons-y",
+        PasswordAuthorization::FactorToken(token.clone()),
+    )
+    .await
+    .expect("recover");
+    // Used once: refused the second time.
+    let refused = register_password(
+        &url,
+        "dr-who",
+        "geronimo",
+        PasswordAuthorization::FactorToken(token),
+    )
+    .await
+    .map_err(status)
+    .expect_err("used token");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let mut old = PasswordFactor::new("dr-who", "bad wolf");
+    wrong_password(&platform, &identity, vec![&mut old]).await;
+    let mut new = PasswordFactor::new("dr-who", "allons-y");
+    let outcome = login_with(&platform, &identity, vec![&mut new])
+        .await
+        .expect("new password");
+
+    // The owner changes the password with the fresh login's ticket.
+    register_password(
+        &url,
+        "dr-who",
+        "fish custard",
+        PasswordAuthorization::LoginTicket(outcome.ticket.clone()),
+    )
+    .await
+    .expect("change");
+    let mut changed = PasswordFactor::new("dr-who", "fish custard");
+    login_with(&platform, &identity, vec![&mut changed])
+        .await
+        .expect("changed password");
+    // A ticket is no way into someone else's account.
+    let other = enroll(&platform, v1::Role::Clinician, "dr-other").await;
+    drop(other);
+    let refused = register_password(
+        &url,
+        "dr-other",
+        "mine now",
+        PasswordAuthorization::LoginTicket(outcome.ticket),
+    )
+    .await
+    .map_err(status)
+    .expect_err("another subject");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    // An expired token, and a token for another purpose, are refused.
+    let request = v1::IssueFactorTokenRequest {
+        subject: "dr-who".into(),
+        purpose: FactorPurpose::Otp as i32,
+        ttl_secs: 1,
+    };
+    let short = hsp_client(&platform)
+        .await
+        .issue_factor_token(admin(request, platform.hsp().hsp.admin_token()))
+        .await
+        .expect("token")
+        .into_inner()
+        .token;
+    let wrong_purpose = register_password(
+        &url,
+        "dr-who",
+        "x",
+        PasswordAuthorization::FactorToken(short.clone()),
+    )
+    .await
+    .map_err(status)
+    .expect_err("otp token for a password");
+    assert_eq!(wrong_purpose.code(), Code::PermissionDenied);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let expired = hsp_client(&platform)
+        .await
+        .enroll_otp(v1::EnrollOtpRequest {
+            subject: "dr-who".into(),
+            factor_token: short,
+        })
+        .await
+        .expect_err("expired");
+    assert_eq!(expired.code(), Code::PermissionDenied);
+    assert!(expired.message().contains("expired"), "{expired:?}");
+
+    // A replaced wearable takes over the patient's binding with a token; the
+    // old one is refused from then on.
+    let mut old_device = platform.device("old-watch", "pt-recover").await;
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let url2 = url.clone();
+    let run = tokio::spawn(async move {
+        old_device.run(url2, rx).await;
+        old_device
+    });
+    let stored = wait_until(Duration::from_secs(10), || {
+        platform
+            .hsp()
+            .hsp
+            .stats()
+            .samples_stored
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    })
+    .await;
+    assert!(stored.is_some(), "the old device streamed");
+    let _ = stop.send(true);
+    let old_device = run.await.expect("device task");
+    let new_device = platform.device("new-watch", "pt-recover").await;
+    let token = factor_token(&platform, "pt-recover", FactorPurpose::RebindDevice).await;
+    let recovered = hsp_client(&platform)
+        .await
+        .recover_device(v1::RecoverDeviceRequest {
+            pseudonym: "pt-recover".into(),
+            factor_token: token.clone(),
+            device_serial: new_device.credential().serial(),
+        })
+        .await
+        .expect("recover device")
+        .into_inner();
+    assert_eq!(
+        recovered.replaced_serials,
+        vec![old_device.credential().serial()]
+    );
+    let again = hsp_client(&platform)
+        .await
+        .recover_device(v1::RecoverDeviceRequest {
+            pseudonym: "pt-recover".into(),
+            factor_token: token,
+            device_serial: new_device.credential().serial(),
+        })
+        .await
+        .expect_err("used");
+    assert_eq!(again.code(), Code::PermissionDenied);
+
+    let kinds = platform.audit_kinds().await;
+    for kind in [
+        "factor.password.replaced",
+        "factor.token.refused",
+        "device.recovered",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "audit has {kind}");
+    }
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn break_glass_needs_a_reason_a_fresh_login_and_is_audited_and_notified() {
+    let platform = Platform::start_with(|config| {
+        config.policy = Policy::from_rules(&[
+            rule("clinician", Action::Login, &["password"]),
+            rule("clinician", Action::BreakGlass, &["password"]),
+        ])
+        .expect("policy");
+        config.policy.break_glass_secs = 900;
+    })
+    .await;
+    let identity = enroll(&platform, v1::Role::Clinician, "dr-strange").await;
+    set_password(&platform, "dr-strange", "by the hoary hosts").await;
+    let mut client = hsp_client(&platform).await;
+    let token = platform.hsp().hsp.admin_token().to_string();
+    client
+        .put_patient(admin(
+            v1::PutPatientRequest {
+                pseudonym: "pt-glass".into(),
+                record: Some(v1::PatientRecord {
+                    name: "Stephen Vincent".into(),
+                    medical_record_number: "MRN-1".into(),
+                }),
+            },
+            &token,
+        ))
+        .await
+        .expect("patient");
+    client
+        .set_care_team_member(admin(
+            v1::SetCareTeamMemberRequest {
+                clinician: "dr-palmer".into(),
+                pseudonym: "pt-glass".into(),
+                member: true,
+            },
+            &token,
+        ))
+        .await
+        .expect("care team");
+
+    // No reason: refused before any handshake.
+    let glass = BreakGlass {
+        patient: "pt-glass".into(),
+        reason: "  ".into(),
+    };
+    let mut password = PasswordFactor::new("dr-strange", "by the hoary hosts");
+    let refused = login(
+        &platform.hsp().url,
+        party(&identity),
+        vec![&mut password],
+        Some(&glass),
+    )
+    .await
+    .map_err(status)
+    .expect_err("no reason");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+
+    let glass = BreakGlass {
+        patient: "pt-glass".into(),
+        reason: "patient unconscious in ED, care team unreachable".into(),
+    };
+    let mut password = PasswordFactor::new("dr-strange", "by the hoary hosts");
+    let outcome = login(
+        &platform.hsp().url,
+        party(&identity),
+        vec![&mut password],
+        Some(&glass),
+    )
+    .await
+    .expect("break-glass");
+    let lifetime = outcome.expires_at - unix_now() as i64;
+    assert!((890..=900).contains(&lifetime), "time-boxed: {lifetime}");
+
+    let events = platform
+        .hsp()
+        .store
+        .audit_events(0, 10_000)
+        .await
+        .expect("audit");
+    let opened = events
+        .iter()
+        .find(|e| e.event.kind == "break-glass.opened")
+        .expect("opened");
+    assert_eq!(opened.event.actor, "dr-strange");
+    assert_eq!(opened.event.subject, "pt-glass");
+    assert!(opened.event.detail.contains("patient unconscious"));
+    let notified: Vec<_> = events
+        .iter()
+        .filter(|e| e.event.kind == "break-glass.notified")
+        .map(|e| e.event.actor.as_str())
+        .collect();
+    assert_eq!(notified, ["dr-palmer", "privacy-officer"]);
+    platform.stop().await;
+}
+
+/// Codes "sent" to subjects, as a mail relay would deliver them.
+static SENT_CODES: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+struct CapturingSender;
+
+#[async_trait::async_trait]
+impl vitalgate_otp::CodeSender for CapturingSender {
+    async fn send_code(
+        &self,
+        destination: &vitalgate_otp::Destination,
+        message: &vitalgate_otp::CodeMessage,
+    ) -> Result<(), vitalgate_otp::SendError> {
+        SENT_CODES.lock().expect("codes").push((
+            destination.address().to_string(),
+            message.code().to_string(),
+        ));
+        Ok(())
+    }
+}
+
+fn last_code_for(address: &str) -> Option<String> {
+    SENT_CODES
+        .lock()
+        .expect("codes")
+        .iter()
+        .rev()
+        .find(|(to, _)| to == address)
+        .map(|(_, code)| code.clone())
+}
+
+#[tokio::test]
+async fn out_of_band_codes_are_single_use_and_never_raise_the_assurance_level() {
+    let platform = Platform::start_with(|config| {
+        config.policy =
+            Policy::from_rules(&[rule("device", Action::Login, &["out-of-band"])]).expect("policy");
+        config.code_sender = Some(vitalgate_hsp::CodeSenderHandle(std::sync::Arc::new(
+            CapturingSender,
+        )));
+    })
+    .await;
+    let app = enroll(&platform, v1::Role::Device, "pt-oob").await;
+    hsp_client(&platform)
+        .await
+        .set_code_address(admin(
+            v1::SetCodeAddressRequest {
+                subject: "pt-oob".into(),
+                address: Some(v1::set_code_address_request::Address::Email(
+                    "pt-oob@patients.example".into(),
+                )),
+            },
+            platform.hsp().hsp.admin_token(),
+        ))
+        .await
+        .expect("address");
+
+    // The code arrives by "email" and logs in, at AAL1 only: NIST does not
+    // count out-of-band codes as a strong factor.
+    let mut factor = OutOfBandCode::new(|| last_code_for("pt-oob@patients.example"));
+    let outcome = login_with(&platform, &app, vec![&mut factor])
+        .await
+        .expect("login with the code");
+    assert_eq!(outcome.assurance, AssuranceLevel::Aal1);
+    let used = last_code_for("pt-oob@patients.example").expect("a code was sent");
+
+    // The used code, replayed into a new login (which sends a new code): refused.
+    let mut replay = OutOfBandCode::new(move || Some(used.clone()));
+    let refused = login_with(&platform, &app, vec![&mut replay])
+        .await
+        .expect_err("reused code");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+
+    // A subject with no address gets no code.
+    let stranger = enroll(&platform, v1::Role::Device, "pt-no-address").await;
+    let mut factor = OutOfBandCode::new(|| Some("123456".into()));
+    let refused = login_with(&platform, &stranger, vec![&mut factor])
+        .await
+        .expect_err("no address");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    platform.stop().await;
+}
