@@ -1,14 +1,18 @@
-//! `vitalgate-bench`: compares vitalgate's handshake with its peers in one run.
+//! `vitalgate-bench`: compares vitalgate with its peers in one run.
 //!
 //! ```text
 //! cargo run --release -p vitalgate-bench -- handshake [--json] [--rounds N]
+//! cargo run --release -p vitalgate-bench -- login [--json] [--logins N]
+//! cargo run --release -p vitalgate-bench -- biometric [--json]
 //! ```
 //!
 //! Everything runs single-threaded and in memory, interleaved round by round
 //! (see `measure`), so the ratios printed are between figures taken under the
 //! same conditions.
 
+mod biometric;
 mod floor;
+mod login;
 mod measure;
 mod peers;
 mod vitalgate;
@@ -23,7 +27,9 @@ use vitalgate_core::provider::{AwsLc, Dalek};
 
 use measure::{interleaved, Bench};
 
-const USAGE: &str = "usage: vitalgate-bench handshake [--json] [--rounds N]";
+const USAGE: &str = "usage: vitalgate-bench handshake [--json] [--rounds N]\n       \
+                     vitalgate-bench login [--json] [--logins N]\n       \
+                     vitalgate-bench biometric [--json]";
 
 struct Row {
     name: &'static str,
@@ -36,6 +42,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut json = false;
     let mut rounds = 40;
+    let mut logins = 2000;
     let mut command = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -48,7 +55,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "handshake" if command.is_none() => command = Some("handshake"),
+            "--logins" => match it.next().and_then(|n| n.parse().ok()) {
+                Some(n) if n > 0 => logins = n,
+                _ => {
+                    eprintln!("--logins needs a positive number\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "handshake" | "login" | "biometric" if command.is_none() => command = Some(arg.clone()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -59,11 +73,15 @@ fn main() -> ExitCode {
             }
         }
     }
-    if command.is_none() {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
+    match command.as_deref() {
+        Some("handshake") => handshake(json, rounds),
+        Some("login") => login::report(&login::run(logins), json),
+        Some("biometric") => biometric::run(json),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
     }
-    handshake(json, rounds);
     ExitCode::SUCCESS
 }
 
