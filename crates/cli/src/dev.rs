@@ -84,6 +84,93 @@ async fn create_token(
 
 /// Gives a device's pseudonym a demonstration patient record and care team,
 /// through the HSP's administrative calls like an operator would.
+/// Development only: the demonstration clinician's password and TOTP URI.
+const DEV_PASSWORD_FILE: &str = "dev-password";
+const DEV_TOTP_FILE: &str = "dev-totp-uri";
+
+fn write_owner_only(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+async fn set_up_demo_factors(
+    hsp_url: &str,
+    admin: &str,
+    clinician: &str,
+    dir: &Path,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut hsp = v1::hsp_client::HspClient::new(connect(hsp_url).await?);
+    let token = |purpose: v1::FactorPurpose| {
+        let request = v1::IssueFactorTokenRequest {
+            subject: clinician.to_string(),
+            purpose: purpose as i32,
+            ttl_secs: 600,
+        };
+        admin_request(request, admin)
+    };
+    let password_token = hsp
+        .issue_factor_token(token(v1::FactorPurpose::Password)?)
+        .await?
+        .into_inner()
+        .token;
+    let otp_token = hsp
+        .issue_factor_token(token(v1::FactorPurpose::Otp)?)
+        .await?
+        .into_inner()
+        .token;
+    let mut bytes = [0u8; 12];
+    OsRng.fill_bytes(&mut bytes);
+    let password = hex::encode(bytes);
+    vitalgate_device::login::register_password(
+        hsp_url,
+        clinician,
+        &password,
+        vitalgate_device::login::PasswordAuthorization::FactorToken(password_token),
+    )
+    .await?;
+    write_owner_only(&dir.join(DEV_PASSWORD_FILE), &password)?;
+    let otp = hsp
+        .enroll_otp(v1::EnrollOtpRequest {
+            subject: clinician.to_string(),
+            factor_token: otp_token,
+        })
+        .await?
+        .into_inner();
+    write_owner_only(&dir.join(DEV_TOTP_FILE), &otp.otpauth_uri)?;
+    Ok(())
+}
+
+async fn demo_login(
+    hsp_url: &str,
+    clinician: &str,
+    dir: &Path,
+) -> Result<vitalgate_device::login::LoginOutcome, Box<dyn std::error::Error + Send + Sync>> {
+    let identity = Identity::load(dir)?.ok_or("the demonstration clinician is not enrolled")?;
+    let password = std::fs::read_to_string(dir.join(DEV_PASSWORD_FILE))?;
+    let uri = std::fs::read_to_string(dir.join(DEV_TOTP_FILE))?;
+    let secret = vitalgate_otp::secret_from_uri(&uri)?;
+    let code = vitalgate_otp::code_at(
+        &secret,
+        &vitalgate_otp::TotpPolicy::default(),
+        vitalgate_rpc::unix_now(),
+    )?;
+    let mut password = vitalgate_password::PasswordFactor::new(clinician, password.trim());
+    let mut otp = vitalgate_device::login::OneTimeCode::totp(&code);
+    let party = vitalgate_device::login::Party {
+        signer: Box::new(identity.signer()),
+        credential: identity.credential.clone(),
+        trust: identity.trust_store(),
+    };
+    Ok(vitalgate_device::login::login(hsp_url, party, vec![&mut password, &mut otp], None).await?)
+}
+
 async fn add_demo_patient(
     hsp_url: &str,
     admin: &str,
@@ -192,7 +279,12 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         None
     };
     let hsp_store = open_store(&hsp_dir)?;
-    let hsp_config = HspConfig::new(hsp_dir, ttp_url.clone(), ca_pem);
+    let mut hsp_config = HspConfig::new(hsp_dir.clone(), ttp_url.clone(), ca_pem);
+    // Out-of-band codes go to a file in development (never an SMTP relay).
+    let codes_file = hsp_dir.join("dev-codes.txt");
+    hsp_config.code_sender = Some(vitalgate_hsp::CodeSenderHandle(Arc::new(
+        vitalgate_otp::FileSender::new(&codes_file),
+    )));
     let hsp = Hsp::open(hsp_config, hsp_store.clone(), hsp_token.as_deref()).await?;
     if hsp_token.is_some() {
         say(format!(
@@ -229,6 +321,37 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
             ));
         }
     }
+
+    // The first clinician gets a password and TOTP (with factor tokens, as an
+    // administrator would hand them out) and logs in through the handshake.
+    let demo = CLINICIANS[0];
+    let demo_dir = data.join("clinicians").join(demo);
+    if !demo_dir.join(DEV_PASSWORD_FILE).exists() {
+        set_up_demo_factors(&hsp_url, hsp.admin_token(), demo, &demo_dir).await?;
+        say(format!(
+            "     {demo}: password and TOTP enrolled with factor tokens (development only: kept in {})",
+            demo_dir.display()
+        ));
+    }
+    match demo_login(&hsp_url, demo, &demo_dir).await {
+        Ok(outcome) => {
+            let factors: Vec<String> = vitalgate_core::factor::FactorKind::ALL
+                .into_iter()
+                .filter(|k| outcome.factors.contains(&(*k as u32)))
+                .map(|k| format!("{k:?}").to_lowercase())
+                .collect();
+            say(format!(
+                "     {demo} logged in through the handshake: {:?}, factors {}",
+                outcome.assurance,
+                factors.join(" + ")
+            ))
+        }
+        Err(e) => say(format!("     {demo}'s demonstration login failed: {e}")),
+    }
+    say(format!(
+        "     out-of-band codes (development) are written to {}",
+        codes_file.display()
+    ));
 
     // Devices.
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -130,6 +130,13 @@ pub fn enroll(
     })
 }
 
+/// The secret in an `otpauth://` URI: what an authenticator app keeps after
+/// scanning the QR code (for simulated authenticators and `vitalgate dev`).
+pub fn secret_from_uri(uri: &str) -> Result<Zeroizing<Vec<u8>>, OtpError> {
+    let totp = Totp::from_url_unchecked(uri).map_err(|e| OtpError::Invalid(e.to_string()))?;
+    Ok(Zeroizing::new(totp.secret().as_bytes().to_vec()))
+}
+
 /// The code for `time` (for authenticator simulations and tests).
 pub fn code_at(secret: &[u8], policy: &TotpPolicy, time: u64) -> Result<String, OtpError> {
     Ok(totp(secret, policy, None, "")?.generate(time).to_string())

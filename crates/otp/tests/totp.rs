@@ -49,6 +49,11 @@ fn enrollment_gives_a_uri_and_a_qr_code() {
     );
     assert!(enrollment.otpauth_uri.contains("secret="));
     assert!(enrollment.qr_svg.starts_with("<?xml") && enrollment.qr_svg.contains("<svg"));
+    // What the authenticator app reads back from the URI is the secret.
+    assert_eq!(
+        *vitalgate_otp::secret_from_uri(&enrollment.otpauth_uri).expect("secret"),
+        *enrollment.secret
+    );
 }
 
 #[test]
