@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod pkcs11;
+pub mod softhsm;
 mod software;
 
 pub use pkcs11::{Pkcs11Card, Pkcs11Token, SOFTHSM2_MODULES};
@@ -39,6 +40,9 @@ pub enum CardError {
     /// The card file could not be read or written.
     #[error("card file: {0}")]
     Io(#[from] std::io::Error),
+    /// The token holds no key with this label.
+    #[error("no key labelled {0:?} on the token")]
+    KeyNotFound(String),
     /// The PKCS#11 module or token failed.
     #[error("token: {0}")]
     Token(String),

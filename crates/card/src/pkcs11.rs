@@ -190,7 +190,7 @@ impl Pkcs11Token {
         };
         let private = match find(ObjectClass::PRIVATE_KEY)?.as_slice() {
             [one] => *one,
-            [] => return Err(CardError::Token(format!("no key labelled {key_label:?}"))),
+            [] => return Err(CardError::KeyNotFound(key_label.to_string())),
             _ => {
                 return Err(CardError::Token(format!(
                     "several keys labelled {key_label:?}"

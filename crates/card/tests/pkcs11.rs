@@ -4,10 +4,9 @@
 //! key signs a real handshake through the core's `Signer`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rand_core::OsRng;
-use vitalgate_card::{CardError, Pkcs11Token, MAX_PIN_ATTEMPTS, SOFTHSM2_MODULES};
+use vitalgate_card::{CardError, Pkcs11Token, MAX_PIN_ATTEMPTS};
 use vitalgate_core::credential::{
     Credential, CredentialBody, KeyProtection, KnownCredential, KnownCredentials, Role, RoleSet,
     TrustStore,
@@ -23,50 +22,12 @@ use vitalgate_core::UnixTime;
 
 const PIN: &str = "482913";
 
-/// SoftHSM2's module, or `None` (which fails the run when `CI=true`).
 fn softhsm_module() -> Option<PathBuf> {
-    let found = SOFTHSM2_MODULES
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
-    if found.is_none() {
-        let message = "SoftHSM2 is not installed (Debian: apt-get install softhsm2); the PKCS#11 tests cannot run";
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
-        eprintln!("SKIPPED: {message}");
-    }
-    found
+    vitalgate_card::softhsm::module_or_skip()
 }
 
-/// A fresh SoftHSM2 token in `dir`, labelled `label`.
 fn init_token(dir: &Path, label: &str) {
-    let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens).expect("token dir");
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\n",
-            tokens.display()
-        ),
-    )
-    .expect("conf");
-    // Read by SoftHSM2 at C_Initialize, in this process and in softhsm2-util.
-    std::env::set_var("SOFTHSM2_CONF", &conf);
-    let status = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            label,
-            "--so-pin",
-            "12345678",
-            "--pin",
-            PIN,
-        ])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("softhsm2-util");
-    assert!(status.success(), "softhsm2-util --init-token failed");
+    vitalgate_card::softhsm::init_token(dir, label, PIN).expect("SoftHSM2 token");
 }
 
 #[test]

@@ -26,6 +26,18 @@ pub(crate) struct TtpSection {
     pub(crate) listen: Option<String>,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) credential_lifetime_days: Option<u64>,
+    /// Sign credentials with a key on a PKCS#11 token (`[ttp.signing_token]`).
+    pub(crate) signing_token: Option<TokenSection>,
+}
+
+/// A key on a PKCS#11 token; the PIN is read from a file, never from here.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenSection {
+    pub(crate) module: PathBuf,
+    pub(crate) token_label: String,
+    pub(crate) key_label: String,
+    pub(crate) pin_file: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -102,6 +114,23 @@ mod tests {
             parse("[hsp]\nlisten_addr = \"x\"").is_err(),
             "a misspelt key is an error"
         );
+    }
+
+    #[test]
+    fn a_signing_token_parses_from_the_file() {
+        let config = parse(
+            r#"
+            [ttp.signing_token]
+            module = "/usr/lib/softhsm/libsofthsm2.so"
+            token_label = "hospital-ttp"
+            key_label = "ttp-2026"
+            pin_file = "/run/secrets/ttp-pin"
+            "#,
+        )
+        .expect("parses");
+        let token = config.ttp.signing_token.expect("token");
+        assert_eq!(token.key_label, "ttp-2026");
+        assert!(parse("[ttp.signing_token]\nmodule = \"x\"\npin = \"1234\"").is_err());
     }
 
     #[test]

@@ -94,6 +94,16 @@ pub(crate) async fn ttp(args: TtpArgs) -> CliResult {
     if let Some(days) = file.credential_lifetime_days {
         config.credential_lifetime_secs = days * 24 * 3600;
     }
+    if let Some(token) = file.signing_token {
+        let pin = std::fs::read_to_string(&token.pin_file)
+            .map_err(|e| format!("token PIN file {}: {e}", token.pin_file.display()))?;
+        config.signing_token = Some(vitalgate_ttp::TokenKey {
+            module: token.module,
+            token_label: token.token_label,
+            key_label: token.key_label,
+            pin: zeroize::Zeroizing::new(pin.trim().to_string()),
+        });
+    }
     let ttp = Ttp::open(config, store).await?;
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     tracing::info!(

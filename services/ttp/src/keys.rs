@@ -4,6 +4,10 @@
 //! new credentials; every key on disk is a trust anchor, so credentials signed
 //! by an older key stay valid while it is kept (rotation with overlap). Retiring
 //! a key is removing its file.
+//!
+//! The signing key can instead live on a PKCS#11 token (configuration
+//! chooses): it then signs every new credential and never leaves the token;
+//! the files' keys stay anchors, so moving from files to a token overlaps too.
 
 use std::fs;
 use std::io::Write;
@@ -18,6 +22,8 @@ use zeroize::{Zeroize, Zeroizing};
 /// The keys, newest last.
 pub struct TtpKeys {
     keys: Vec<(u32, SoftwareSigner<AwsLc>)>,
+    /// A key on a hardware token, which signs when present.
+    token: Option<Box<dyn Signer>>,
     dir: PathBuf,
 }
 
@@ -26,6 +32,7 @@ impl std::fmt::Debug for TtpKeys {
         f.debug_struct("TtpKeys")
             .field("dir", &self.dir)
             .field("count", &self.keys.len())
+            .field("token", &self.token.is_some())
             .finish()
     }
 }
@@ -33,6 +40,12 @@ impl std::fmt::Debug for TtpKeys {
 impl TtpKeys {
     /// Loads the keys in `dir`, creating the first one if there is none.
     pub fn load_or_create(dir: &Path) -> std::io::Result<Self> {
+        Self::load(dir, None)
+    }
+
+    /// Loads the keys in `dir`; with `token`, the token's key signs and no key
+    /// file is created.
+    pub fn load(dir: &Path, token: Option<Box<dyn Signer>>) -> std::io::Result<Self> {
         fs::create_dir_all(dir)?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
         let mut keys = Vec::new();
@@ -69,16 +82,24 @@ impl TtpKeys {
         keys.sort_by_key(|(n, _)| *n);
         let mut this = Self {
             keys,
+            token,
             dir: dir.to_path_buf(),
         };
-        if this.keys.is_empty() {
+        if this.keys.is_empty() && this.token.is_none() {
             this.rotate()?;
         }
         Ok(this)
     }
 
     /// Creates a new key, which signs from now on; older keys stay trusted.
+    /// With a token, rotation happens on the token (a new key label).
     pub fn rotate(&mut self) -> std::io::Result<[u8; 32]> {
+        if self.token.is_some() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "the signing key is on a token: rotate there, with a new key label",
+            ));
+        }
         let n = self.keys.last().map_or(1, |(n, _)| n + 1);
         let mut seed = [0u8; 32];
         OsRng.fill_bytes(&mut seed);
@@ -99,17 +120,26 @@ impl TtpKeys {
     }
 
     /// The key that signs new credentials.
-    pub fn active(&self) -> &SoftwareSigner<AwsLc> {
-        &self
-            .keys
-            .last()
-            .expect("at least one key exists after load")
-            .1
+    pub fn active(&self) -> &dyn Signer {
+        match &self.token {
+            Some(token) => token.as_ref(),
+            None => {
+                &self
+                    .keys
+                    .last()
+                    .expect("a key file exists after load when there is no token")
+                    .1
+            }
+        }
     }
 
-    /// Every trusted public key.
+    /// Every trusted public key (the token's last: it is the newest).
     pub fn anchors(&self) -> Vec<[u8; 32]> {
-        self.keys.iter().map(|(_, k)| k.public_key()).collect()
+        self.keys
+            .iter()
+            .map(|(_, k)| k.public_key())
+            .chain(self.token.as_ref().map(|t| t.public_key()))
+            .collect()
     }
 }
 

@@ -57,6 +57,31 @@ pub struct TtpConfig {
     pub trust_domain: String,
     /// Host names and addresses the TTP's TLS certificate is valid for.
     pub server_names: Vec<String>,
+    /// Sign credentials with a key on a PKCS#11 token instead of key files.
+    pub signing_token: Option<TokenKey>,
+}
+
+/// Where the TTP's signing key lives on a PKCS#11 token.
+#[derive(Clone)]
+pub struct TokenKey {
+    /// The PKCS#11 module (SoftHSM2's `libsofthsm2.so`, a hardware token's).
+    pub module: PathBuf,
+    /// The token's label.
+    pub token_label: String,
+    /// The key's label; the key is generated on the token the first time.
+    pub key_label: String,
+    /// The user PIN.
+    pub pin: zeroize::Zeroizing<String>,
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKey")
+            .field("module", &self.module)
+            .field("token_label", &self.token_label)
+            .field("key_label", &self.key_label)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TtpConfig {
@@ -68,6 +93,7 @@ impl TtpConfig {
             max_token_validity_secs: 24 * 3600,
             trust_domain: "vitalgate.local".into(),
             server_names: vec!["localhost".into(), "127.0.0.1".into()],
+            signing_token: None,
         }
     }
 }
@@ -87,6 +113,9 @@ pub enum TtpError {
     /// The server failed.
     #[error("TTP server: {0}")]
     Transport(tonic::transport::Error),
+    /// The PKCS#11 token with the signing key failed.
+    #[error("TTP signing token: {0}")]
+    Token(String),
 }
 
 /// The TTP service.
@@ -151,12 +180,45 @@ fn signature(bytes: &[u8], field: &str) -> Result<[u8; 64], Status> {
         .map_err(|_| invalid(field, "must be 64 bytes (Ed25519)"))
 }
 
+/// Opens the signing key on its token, generating it there the first time.
+fn open_token_key(
+    key: &TokenKey,
+    data_dir: &std::path::Path,
+) -> Result<Box<dyn vitalgate_core::signer::Signer>, TtpError> {
+    let failed = |e: vitalgate_card::CardError| TtpError::Token(e.to_string());
+    let token = vitalgate_card::Pkcs11Token::open(
+        &key.module,
+        &key.token_label,
+        &data_dir.join("token-state"),
+    )
+    .map_err(failed)?;
+    let card = match token.unlock(&key.pin, &key.key_label) {
+        Err(vitalgate_card::CardError::KeyNotFound(_)) => {
+            let public = token
+                .generate_key(&key.pin, &key.key_label)
+                .map_err(failed)?;
+            tracing::info!(
+                key_label = %key.key_label,
+                public_key = %hex::encode(public),
+                "generated the TTP signing key on the token"
+            );
+            token.unlock(&key.pin, &key.key_label).map_err(failed)?
+        }
+        other => other.map_err(failed)?,
+    };
+    Ok(Box::new(card))
+}
+
 impl Ttp {
     /// Opens the TTP: loads or creates its keys and admin token under
     /// `config.data_dir`, on `store`.
     pub async fn open(config: TtpConfig, store: Arc<dyn Store>) -> Result<Self, TtpError> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let keys = TtpKeys::load_or_create(&config.data_dir.join("keys"))?;
+        let token = match &config.signing_token {
+            None => None,
+            Some(key) => Some(open_token_key(key, &config.data_dir)?),
+        };
+        let keys = TtpKeys::load(&config.data_dir.join("keys"), token)?;
         let admin_token = AdminToken::load_or_create(&config.data_dir)?;
         let newest = store.revocations_after(0).await?.last().map_or(0, |r| r.id);
         let pki = ServicePki::load_or_create(&config.data_dir, &config.trust_domain)?;
