@@ -11,9 +11,11 @@
 
 pub mod conformance;
 mod factors;
+mod memory;
 mod sqlite;
 
 pub use factors::{AttemptLimit, AttemptRefused, AttemptState, FactorToken, OobCode};
+pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
