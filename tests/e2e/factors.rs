@@ -816,3 +816,80 @@ async fn out_of_band_codes_are_single_use_and_never_raise_the_assurance_level() 
     assert_eq!(refused.code(), Code::Unauthenticated);
     platform.stop().await;
 }
+
+#[tokio::test]
+async fn a_key_on_a_hardware_token_reaches_aal3_and_a_software_key_does_not() {
+    let Some(module) = vitalgate_card::softhsm::module_or_skip() else {
+        return;
+    };
+    // Clinicians' logins need AAL3 here: password plus a hardware-held key.
+    let platform = Platform::start_with(|config| {
+        config.policy = Policy::from_rules(&[RuleConfig {
+            min_assurance: Some(3),
+            ..rule("clinician", Action::Login, &["password"])
+        }])
+        .expect("policy");
+    })
+    .await;
+
+    // A smart card (SoftHSM2) whose key is generated on it and never leaves it.
+    const PIN: &str = "602315";
+    let token_dir = platform.dir.path().join("softhsm");
+    vitalgate_card::softhsm::init_token(&token_dir, "vg-clinician", PIN).expect("token");
+    let token =
+        vitalgate_card::Pkcs11Token::open(&module, "vg-clinician", &token_dir.join("state"))
+            .expect("open token");
+    token
+        .generate_key(PIN, "dr-card")
+        .expect("key on the token");
+    let card = token.unlock(PIN, "dr-card").expect("unlock");
+
+    // The administrator vouches that this key is on a hardware token.
+    let request = v1::CreateEnrollmentTokenRequest {
+        role: v1::Role::Clinician as i32,
+        subject: "dr-card".into(),
+        valid_secs: 60,
+        hardware_key: true,
+    };
+    let mut ttp = platform.ttp().await;
+    let enrollment = ttp
+        .create_enrollment_token(admin(request, &platform.admin_token))
+        .await
+        .expect("token")
+        .into_inner()
+        .token;
+    let (credential, _, anchors) =
+        vitalgate_rpc::identity::enroll_key(&mut ttp, &enrollment, &card)
+            .await
+            .expect("enroll the card's key");
+    assert_eq!(
+        credential.body().key_protection,
+        vitalgate_core::credential::KeyProtection::Hardware
+    );
+    let mut trust = vitalgate_core::credential::TrustStore::new();
+    for anchor in anchors {
+        trust.add_issuer::<vitalgate_core::provider::AwsLc>(anchor);
+    }
+    set_password(&platform, "dr-card", "smart and card").await;
+    let mut password = PasswordFactor::new("dr-card", "smart and card");
+    let party = Party {
+        signer: Box::new(card),
+        credential,
+        trust,
+    };
+    let outcome = login(&platform.hsp().url, party, vec![&mut password], None)
+        .await
+        .expect("hardware key + password");
+    assert_eq!(outcome.assurance, AssuranceLevel::Aal3);
+
+    // The same factors with a software key reach only AAL2: refused here.
+    let soft = enroll(&platform, v1::Role::Clinician, "dr-soft").await;
+    set_password(&platform, "dr-soft", "soft and cuddly").await;
+    let mut password = PasswordFactor::new("dr-soft", "soft and cuddly");
+    let refused = login_with(&platform, &soft, vec![&mut password])
+        .await
+        .expect_err("a software key is ranked lower");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("Aal3"), "{refused:?}");
+    platform.stop().await;
+}

@@ -107,6 +107,7 @@ impl Platform {
             role: role as i32,
             subject: subject.into(),
             valid_secs,
+            hardware_key: false,
         };
         self.ttp()
             .await

@@ -41,6 +41,7 @@ async fn a_used_or_expired_enrollment_token_is_refused() {
         role: v1::Role::Device as i32,
         subject: "x".into(),
         valid_secs: 60,
+        hardware_key: false,
     };
     let refused = ttp
         .create_enrollment_token(admin(request, "not-the-token"))

@@ -61,6 +61,10 @@ enum AdminCommand {
         /// Seconds the token stays redeemable.
         #[arg(long, default_value_t = 3600)]
         valid_secs: u32,
+        /// The party makes its key on a hardware token (you vouch for it):
+        /// its credential is marked so, and policies can require it (AAL3).
+        #[arg(long)]
+        hardware_key: bool,
     },
     /// List enrolled parties (TTP).
     List,
@@ -181,12 +185,14 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
             ref role,
             ref subject,
             valid_secs,
+            hardware_key,
         } => {
             let (mut ttp, token) = ttp().await?;
             let request = v1::CreateEnrollmentTokenRequest {
                 role: parse_role(role)? as i32,
                 subject: subject.clone(),
                 valid_secs,
+                hardware_key,
             };
             let response = ttp
                 .create_enrollment_token(admin_request(request, &token)?)

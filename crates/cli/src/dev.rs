@@ -74,6 +74,7 @@ async fn create_token(
         role: role as i32,
         subject: subject.to_string(),
         valid_secs: 600,
+        hardware_key: false,
     };
     Ok(ttp
         .create_enrollment_token(admin_request(request, admin)?)

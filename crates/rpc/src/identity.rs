@@ -98,7 +98,7 @@ impl Identity {
         }))
     }
 
-    /// Enrolls with the TTP using `token`: makes a key (kept in `dir` before the
+    /// Enrolls with the TTP using `token`: makes a key in software (kept in `dir` before the
     /// request, so a crash after the TTP answered does not lose it), proves
     /// possession of it, and keeps the credential the TTP returns.
     pub async fn enroll(
@@ -113,33 +113,9 @@ impl Identity {
         write_private(&dir.join(SEED_FILE), &*seed)?;
         let seed = Secret32::from_bytes(*seed);
         let signer = SoftwareSigner::<AwsLc>::from_seed(&seed);
-        let public_key = signer.public_key();
-        let proof = signer
-            .sign(&[ENROLL_LABEL, token.as_bytes(), &public_key].concat())
-            .map_err(|e| IdentityError::Invalid(e.to_string()))?;
-        let response = ttp
-            .enroll(v1::EnrollRequest {
-                token: token.to_string(),
-                public_key: public_key.to_vec(),
-                proof_of_possession: proof.to_vec(),
-            })
-            .await?
-            .into_inner();
-        let credential = Credential::decode(&response.credential)
-            .map_err(|e| IdentityError::Invalid(format!("credential from the TTP: {e}")))?;
-        if credential.public_key() != &public_key {
-            return Err(IdentityError::Invalid(
-                "the TTP certified another key".into(),
-            ));
-        }
-        let anchors: Vec<[u8; 32]> = response
-            .trust_anchors
-            .iter()
-            .map(|a| a.as_slice().try_into())
-            .collect::<Result<_, _>>()
-            .map_err(|_| IdentityError::Invalid("a trust anchor is not 32 bytes".into()))?;
+        let (credential, encoded, anchors) = enroll_key(ttp, token, &signer).await?;
         write_private(&dir.join(ANCHORS_FILE), &anchors.concat())?;
-        write_private(&dir.join(CREDENTIAL_FILE), &response.credential)?;
+        write_private(&dir.join(CREDENTIAL_FILE), &encoded)?;
         Ok(Self {
             seed,
             credential,
@@ -181,4 +157,41 @@ fn split_anchors(bytes: &[u8]) -> Result<Vec<[u8; 32]>, IdentityError> {
         .chunks_exact(32)
         .map(|c| c.try_into().expect("chunks of 32"))
         .collect())
+}
+
+/// Enrolls the key behind `signer` (a smart card, a secure element, a PKCS#11
+/// token: the key never leaves it) with the TTP using `token`: proves
+/// possession and returns the credential (decoded and as the TTP encoded it)
+/// and the TTP's keys. The caller keeps them; the key stays where it is.
+pub async fn enroll_key(
+    ttp: &mut v1::ttp_client::TtpClient<Channel>,
+    token: &str,
+    signer: &dyn Signer,
+) -> Result<(Credential, Vec<u8>, Vec<[u8; 32]>), IdentityError> {
+    let public_key = signer.public_key();
+    let proof = signer
+        .sign(&[ENROLL_LABEL, token.as_bytes(), &public_key].concat())
+        .map_err(|e| IdentityError::Invalid(e.to_string()))?;
+    let response = ttp
+        .enroll(v1::EnrollRequest {
+            token: token.to_string(),
+            public_key: public_key.to_vec(),
+            proof_of_possession: proof.to_vec(),
+        })
+        .await?
+        .into_inner();
+    let credential = Credential::decode(&response.credential)
+        .map_err(|e| IdentityError::Invalid(format!("credential from the TTP: {e}")))?;
+    if credential.public_key() != &public_key {
+        return Err(IdentityError::Invalid(
+            "the TTP certified another key".into(),
+        ));
+    }
+    let anchors: Vec<[u8; 32]> = response
+        .trust_anchors
+        .iter()
+        .map(|a| a.as_slice().try_into())
+        .collect::<Result<_, _>>()
+        .map_err(|_| IdentityError::Invalid("a trust anchor is not 32 bytes".into()))?;
+    Ok((credential, response.credential, anchors))
 }

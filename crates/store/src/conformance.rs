@@ -26,6 +26,7 @@ fn token(hash: u8, expires_at: u64) -> EnrollmentToken {
         subject: format!("pseudonym-{hash}"),
         created_at: 100,
         expires_at,
+        hardware_key: hash % 2 == 0,
     }
 }
 

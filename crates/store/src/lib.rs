@@ -71,6 +71,8 @@ pub struct EnrollmentToken {
     pub created_at: u64,
     /// Unix seconds.
     pub expires_at: u64,
+    /// The key will be made on a hardware token (the administrator vouches).
+    pub hardware_key: bool,
 }
 
 /// A credential the TTP issued or an HSP learned.

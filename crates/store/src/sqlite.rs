@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0002_patients.sql"),
     include_str!("../../../migrations/sqlite/0003_otp.sql"),
     include_str!("../../../migrations/sqlite/0004_factors.sql"),
+    include_str!("../../../migrations/sqlite/0005_hardware_keys.sql"),
 ];
 
 /// A store in one SQLite file.
@@ -159,14 +160,16 @@ impl Store for SqliteStore {
     async fn create_enrollment_token(&self, token: EnrollmentToken) -> StoreResult<()> {
         self.with(move |c| {
             c.execute(
-                "INSERT INTO enrollment_tokens (token_hash, role, subject, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO enrollment_tokens
+                 (token_hash, role, subject, created_at, expires_at, hardware_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     &token.token_hash[..],
                     token.role,
                     token.subject,
                     to_sql(token.created_at)?,
-                    to_sql(token.expires_at)?
+                    to_sql(token.expires_at)?,
+                    token.hardware_key
                 ],
             )
             .map_err(backend)?;
@@ -187,7 +190,7 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             let row = tx
                 .query_row(
-                    "SELECT role, subject, created_at, expires_at, used_at
+                    "SELECT role, subject, created_at, expires_at, used_at, hardware_key
                      FROM enrollment_tokens WHERE token_hash = ?1",
                     params![&hash[..]],
                     |r| {
@@ -197,12 +200,13 @@ impl Store for SqliteStore {
                             r.get::<_, i64>(2)?,
                             r.get::<_, i64>(3)?,
                             r.get::<_, Option<i64>>(4)?,
+                            r.get::<_, bool>(5)?,
                         ))
                     },
                 )
                 .optional()
                 .map_err(backend)?;
-            let (role, subject, created_at, expires_at, used_at) =
+            let (role, subject, created_at, expires_at, used_at, hardware_key) =
                 row.ok_or(StoreError::TokenUnknown)?;
             if used_at.is_some() {
                 return Err(StoreError::TokenUsed);
@@ -222,6 +226,7 @@ impl Store for SqliteStore {
                 subject,
                 created_at: created_at as u64,
                 expires_at: expires_at as u64,
+                hardware_key,
             })
         })
         .await

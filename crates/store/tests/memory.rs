@@ -188,6 +188,7 @@ async fn differential(seed: u64, steps: u32) {
                     subject: rng.pick(NAMES).to_string(),
                     created_at: rng.value(100),
                     expires_at: rng.expiry(300),
+                    hardware_key: rng.below(2) == 1,
                 };
                 let (a, b) = (token.clone(), token);
                 assert_eq!(

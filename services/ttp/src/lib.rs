@@ -348,6 +348,7 @@ impl Ttp {
         role: Role,
         subject: String,
         key: [u8; 32],
+        key_protection: KeyProtection,
     ) -> Result<Credential, Status> {
         let store = &self.inner.store;
         let serial = store.next_serial().await.map_err(|e| store_status(&e))?;
@@ -361,7 +362,7 @@ impl Ttp {
             not_before: u32::try_from(now.saturating_sub(NOT_BEFORE_SLACK_SECS))
                 .unwrap_or(u32::MAX),
             not_after: u32::try_from(not_after).unwrap_or(u32::MAX),
-            key_protection: KeyProtection::Software,
+            key_protection,
         };
         let credential = {
             let keys = self.inner.keys.read().unwrap_or_else(|p| p.into_inner());
@@ -422,6 +423,7 @@ impl v1::ttp_server::Ttp for Ttp {
                 subject: subject.clone(),
                 created_at: now,
                 expires_at,
+                hardware_key: request.hardware_key,
             })
             .await
             .map_err(|e| store_status(&e))?;
@@ -486,7 +488,14 @@ impl v1::ttp_server::Ttp for Ttp {
             3 => Role::Clinician,
             _ => Role::Ttp,
         };
-        let credential = self.issue(role, grant.subject.clone(), key).await?;
+        let protection = if grant.hardware_key {
+            KeyProtection::Hardware
+        } else {
+            KeyProtection::Software
+        };
+        let credential = self
+            .issue(role, grant.subject.clone(), key, protection)
+            .await?;
         audit(
             &*self.inner.store,
             "enroll.ok",
@@ -523,7 +532,11 @@ impl v1::ttp_server::Ttp for Ttp {
             return Err(Status::unauthenticated("renewal signatures do not verify"));
         }
         let subject = String::from_utf8_lossy(old.subject()).into_owned();
-        let credential = self.issue(old.role(), subject.clone(), key).await?;
+        // A renewed credential keeps its key's protection: the same key, or a
+        // new one the holder made the same way.
+        let credential = self
+            .issue(old.role(), subject.clone(), key, old.body().key_protection)
+            .await?;
         audit(
             &*self.inner.store,
             "renew.ok",

@@ -63,6 +63,7 @@ async fn the_ttp_signs_credentials_with_a_key_that_stays_on_its_token() {
         role: v1::Role::Device as i32,
         subject: "pt-token".into(),
         valid_secs: 60,
+        hardware_key: false,
     });
     request.metadata_mut().insert(
         "authorization",
