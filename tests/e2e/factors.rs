@@ -893,3 +893,83 @@ async fn a_key_on_a_hardware_token_reaches_aal3_and_a_software_key_does_not() {
     assert!(refused.message().contains("Aal3"), "{refused:?}");
     platform.stop().await;
 }
+
+#[tokio::test]
+async fn with_a_kek_the_raw_tables_hold_no_secret_and_no_patient_name() {
+    let platform = Platform::start_with(|config| {
+        config.key_encryption_key = Some(std::sync::Arc::new(
+            vitalgate_hsp::KeyEncryptionKey::from_hex(&"5a".repeat(32)).expect("kek"),
+        ));
+    })
+    .await;
+    let token = platform.hsp().hsp.admin_token().to_string();
+    let mut client = hsp_client(&platform).await;
+    client
+        .put_patient(admin(
+            v1::PutPatientRequest {
+                pseudonym: "pt-secret".into(),
+                record: Some(v1::PatientRecord {
+                    name: "Henrietta Lacks".into(),
+                    medical_record_number: "MRN-HELA-1951".into(),
+                }),
+            },
+            &token,
+        ))
+        .await
+        .expect("patient");
+    client
+        .set_code_address(admin(
+            v1::SetCodeAddressRequest {
+                subject: "dr-secret".into(),
+                address: Some(v1::set_code_address_request::Address::Email(
+                    "dr-secret@hospital.example".into(),
+                )),
+            },
+            &token,
+        ))
+        .await
+        .expect("address");
+    let totp = enroll_totp(&platform, "dr-secret").await;
+    set_password(&platform, "dr-secret", "correct horse battery staple").await;
+    let secret = vitalgate_otp::secret_from_uri(&totp.to_url().expect("uri")).expect("secret");
+
+    let dir = platform.dir.path().join("hsp");
+    let mut raw = Vec::new();
+    for file in ["store.db", "store.db-wal"] {
+        if let Ok(bytes) = std::fs::read(dir.join(file)) {
+            raw.extend(bytes);
+        }
+    }
+    assert!(raw.len() > 10_000, "read the database files");
+    let contains = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
+    for needle in [
+        &b"Henrietta Lacks"[..],
+        b"MRN-HELA-1951",
+        b"dr-secret@hospital.example",
+        b"correct horse battery staple",
+        &secret[..],
+    ] {
+        assert!(
+            !contains(needle),
+            "{:?} is in the database in the clear",
+            String::from_utf8_lossy(needle)
+        );
+    }
+    assert!(
+        !dir.join("patient-data.key").exists(),
+        "with a KEK there is no key file beside the database"
+    );
+    // The record still opens for the administrator.
+    let patient = client
+        .get_patient(admin(
+            v1::GetPatientRequest {
+                pseudonym: "pt-secret".into(),
+            },
+            &token,
+        ))
+        .await
+        .expect("patient")
+        .into_inner();
+    assert_eq!(patient.record.expect("record").name, "Henrietta Lacks");
+    platform.stop().await;
+}

@@ -64,6 +64,11 @@ pub(crate) struct Platform {
 
 impl Platform {
     pub(crate) async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts the platform with the HSP configured by `configure` (at every start).
+    pub(crate) async fn start_with(configure: fn(&mut HspConfig)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let ttp_dir = dir.path().join("ttp");
         std::fs::create_dir_all(&ttp_dir).expect("ttp dir");
@@ -87,7 +92,7 @@ impl Platform {
             ttp_ca_pem,
             admin_token,
             hsp: None,
-            configure_hsp: |_| {},
+            configure_hsp: configure,
             ttp_stop,
         };
         platform.start_hsp("127.0.0.1:0").await;
@@ -167,14 +172,6 @@ impl Platform {
         let address = hsp.url.trim_start_matches("http://").to_string();
         hsp.stop().await;
         self.start_hsp(&address).await;
-    }
-
-    /// Starts the platform with the HSP configured by `configure`.
-    pub(crate) async fn start_with(configure: fn(&mut HspConfig)) -> Self {
-        let mut platform = Self::start().await;
-        platform.configure_hsp = configure;
-        platform.restart_hsp().await;
-        platform
     }
 
     pub(crate) fn hsp(&self) -> &RunningHsp {

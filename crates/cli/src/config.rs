@@ -52,6 +52,10 @@ pub(crate) struct HspSection {
     /// Which factors each role needs for each action (`[[hsp.policy]]`);
     /// the built-in default when absent.
     pub(crate) policy: Option<Vec<vitalgate_hsp::policy::RuleConfig>>,
+    /// The key-encryption key's file (64 hex digits).
+    pub(crate) kek_file: Option<PathBuf>,
+    /// The previous KEK's file, while rotating.
+    pub(crate) previous_kek_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]

@@ -52,6 +52,13 @@ pub(crate) struct HspArgs {
     /// Accepted clock skew in seconds either way [default: 30].
     #[arg(long, env = "VITALGATE_SKEW_WINDOW_SECS")]
     skew_window_secs: Option<u32>,
+    /// A file holding the key-encryption key (64 hex digits) the data key is
+    /// wrapped under in the store; needed when replicas share a database.
+    #[arg(long, env = "VITALGATE_KEK_FILE")]
+    kek_file: Option<PathBuf>,
+    /// The KEK being rotated away from (the data key is re-wrapped at start).
+    #[arg(long, env = "VITALGATE_PREVIOUS_KEK_FILE")]
+    previous_kek_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +142,19 @@ pub(crate) async fn hsp(args: HspArgs) -> CliResult {
         .map_err(|e| format!("TTP CA certificate {}: {e}", ttp_ca.display()))?;
     let mut config = HspConfig::new(data_dir, ttp_url, ca_pem);
     config.skew_window_secs = pick(args.skew_window_secs, file.skew_window_secs, 30);
+    let read_kek = |path: PathBuf| {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("key-encryption key {}: {e}", path.display()))?;
+        vitalgate_hsp::KeyEncryptionKey::from_hex(&text)
+            .map(Arc::new)
+            .map_err(|e| format!("key-encryption key {}: {e}", path.display()))
+    };
+    config.key_encryption_key = pick_opt(args.kek_file, file.kek_file)
+        .map(read_kek)
+        .transpose()?;
+    config.previous_key_encryption_key = pick_opt(args.previous_kek_file, file.previous_kek_file)
+        .map(read_kek)
+        .transpose()?;
     if let Some(rules) = &file.policy {
         config.policy = vitalgate_hsp::policy::Policy::from_rules(rules)
             .map_err(|e| format!("[[hsp.policy]]: {e}"))?;

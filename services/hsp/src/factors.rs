@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use vitalgate_store::Store;
 
-use crate::patients::SecretVault;
 use crate::policy::{Policy, Rule};
+use crate::vault::SecretVault;
 
 /// Attempt scopes in the store.
 pub(crate) const PASSWORD_SCOPE: &str = "password";

@@ -11,9 +11,11 @@
 mod enroll;
 pub mod factors;
 mod login;
-mod patients;
 pub mod policy;
+
+pub use vault::{KeyEncryptionKey, VaultError};
 mod session;
+mod vault;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -61,6 +63,11 @@ pub struct HspConfig {
     pub totp: vitalgate_otp::TotpPolicy,
     /// Sends out-of-band codes (email, SMS); without one that factor is refused.
     pub code_sender: Option<CodeSenderHandle>,
+    /// The key-encryption key the data key is wrapped under in the store
+    /// (needed when replicas share a database); without it, a key file.
+    pub key_encryption_key: Option<Arc<KeyEncryptionKey>>,
+    /// The KEK being rotated away from: the data key is re-wrapped at start.
+    pub previous_key_encryption_key: Option<Arc<KeyEncryptionKey>>,
 }
 
 /// A shared code sender in the configuration.
@@ -87,6 +94,8 @@ impl HspConfig {
             policy: policy::Policy::default(),
             totp: vitalgate_otp::TotpPolicy::default(),
             code_sender: None,
+            key_encryption_key: None,
+            previous_key_encryption_key: None,
         }
     }
 }
@@ -109,6 +118,9 @@ pub enum HspError {
     /// The TLS key or the service certificate could not be made.
     #[error("service certificate: {0}")]
     Certificate(String),
+    /// The data key could not be had.
+    #[error(transparent)]
+    Vault(#[from] vault::VaultError),
     /// A secret kept in the store does not open under this HSP's data key.
     #[error("{0}")]
     Secrets(String),
@@ -172,7 +184,7 @@ pub(crate) struct Inner {
     pub(crate) stats: Arc<HspStats>,
     pub(crate) config: HspConfig,
     pub(crate) identity_serial: u64,
-    pub(crate) vault: Arc<patients::SecretVault>,
+    pub(crate) vault: Arc<vault::SecretVault>,
     pub(crate) admin_token: AdminToken,
     /// The TTP over mutual TLS, with the service certificate it issued.
     pub(crate) ttp: v1::ttp_client::TtpClient<Channel>,
@@ -191,7 +203,7 @@ const OPAQUE_SETUP_SETTING: &str = "opaque-server-setup";
 /// Losing it would make every user register again (back it up with the store).
 async fn opaque_setup(
     store: &dyn Store,
-    vault: &patients::SecretVault,
+    vault: &vault::SecretVault,
 ) -> Result<vitalgate_password::ServerSetup, HspError> {
     let corrupt = || {
         HspError::Secrets(
@@ -289,7 +301,13 @@ impl Hsp {
             "HSP identity loaded"
         );
         let vault = Arc::new(
-            patients::SecretVault::load_or_create(&config.data_dir).map_err(IdentityError::Io)?,
+            vault::SecretVault::unlock(
+                &config.data_dir,
+                &*store,
+                config.key_encryption_key.as_deref(),
+                config.previous_key_encryption_key.as_deref(),
+            )
+            .await?,
         );
         let admin_token =
             AdminToken::load_or_create(&config.data_dir).map_err(IdentityError::Io)?;
