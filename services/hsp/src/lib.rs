@@ -16,6 +16,7 @@ pub mod policy;
 pub use vault::{KeyEncryptionKey, VaultError};
 mod session;
 mod vault;
+mod writer;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -57,6 +58,8 @@ pub struct HspConfig {
     pub max_batch_samples: usize,
     /// Size of the in-memory replay pre-filter.
     pub prefilter_capacity: usize,
+    /// The most samples the vitals writer gathers into one write.
+    pub max_write_samples: usize,
     /// Which factors each role needs for each action, and attempt limits.
     pub policy: policy::Policy,
     /// How TOTP codes are made and checked.
@@ -91,6 +94,7 @@ impl HspConfig {
             handshake_timeout: Duration::from_secs(10),
             max_batch_samples: 500,
             prefilter_capacity: 1 << 16,
+            max_write_samples: 5_000,
             policy: policy::Policy::default(),
             totp: vitalgate_otp::TotpPolicy::default(),
             code_sender: None,
@@ -142,6 +146,8 @@ pub struct HspStats {
     pub samples_duplicate: AtomicU64,
     /// Device sessions open now.
     pub live_sessions: AtomicU64,
+    /// Writes of gathered vitals (each one transaction for many sessions).
+    pub write_batches: AtomicU64,
 }
 
 /// Why the HSP closes a live session.
@@ -182,6 +188,8 @@ pub(crate) struct Inner {
     pub(crate) live: Mutex<HashMap<u64, Vec<LiveSession>>>,
     pub(crate) next_session_id: AtomicU64,
     pub(crate) stats: Arc<HspStats>,
+    /// The one writer of vitals for this replica.
+    pub(crate) writer: writer::VitalsWriter,
     pub(crate) config: HspConfig,
     pub(crate) identity_serial: u64,
     pub(crate) vault: Arc<vault::SecretVault>,
@@ -311,6 +319,9 @@ impl Hsp {
         );
         let admin_token =
             AdminToken::load_or_create(&config.data_dir).map_err(IdentityError::Io)?;
+        let stats = Arc::new(HspStats::default());
+        let writer =
+            writer::VitalsWriter::start(store.clone(), stats.clone(), config.max_write_samples);
         let factors = factors::FactorVerifier {
             store: store.clone(),
             vault: vault.clone(),
@@ -347,7 +358,8 @@ impl Hsp {
                 prefilter: InMemoryReplayCache::new(config.prefilter_capacity),
                 live: Mutex::new(HashMap::new()),
                 next_session_id: AtomicU64::new(1),
-                stats: Arc::default(),
+                writer,
+                stats,
                 identity_serial: identity.credential.serial(),
                 config,
             }),

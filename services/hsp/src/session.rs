@@ -347,7 +347,7 @@ async fn handshake_and_stream(
     .await;
 
     let mut channel = session.into_channel();
-    let mut stored_in_session = 0u64;
+    let mut acknowledged_in_session = 0u64;
     let result = loop {
         let frame = tokio::select! {
             _ = closed.changed() => break Err(match *closed.borrow() {
@@ -438,21 +438,14 @@ async fn handshake_and_stream(
                 anomaly: s.anomaly,
             })
             .collect();
-        let new = match inner.store.store_vitals(&samples).await {
-            Ok(new) => new,
-            Err(e) => {
-                break Err(Refusal {
-                    status: store_status(&e),
-                    audit_kind: "vitals.session.failed",
-                })
-            }
-        };
-        stored_in_session += new;
-        inner.stats.samples_stored.fetch_add(new, Ordering::Relaxed);
-        inner
-            .stats
-            .samples_duplicate
-            .fetch_add(samples.len() as u64 - new, Ordering::Relaxed);
+        let count = samples.len() as u64;
+        if let Err(e) = inner.writer.store(samples).await {
+            break Err(Refusal {
+                status: store_status(&e),
+                audit_kind: "vitals.session.failed",
+            });
+        }
+        acknowledged_in_session += count;
         // Stored: only now is the batch acknowledged.
         let ack = v1::Ack {
             sequences: batch.samples.iter().map(|s| s.sequence).collect(),
@@ -479,7 +472,7 @@ async fn handshake_and_stream(
         "vitals.session.end",
         &pseudonym,
         &device.serial().to_string(),
-        &format!("{stored_in_session} samples stored"),
+        &format!("{acknowledged_in_session} samples acknowledged (stored once)"),
     )
     .await;
     result

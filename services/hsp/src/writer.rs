@@ -1,0 +1,141 @@
+//! One vitals writer per HSP replica: every device session hands its batch to
+//! it, and it stores what has gathered in one call (one transaction, one
+//! multi-row insert), then answers each session. A session acknowledges its
+//! batch to the device only after that answer, so nothing is acknowledged
+//! before it is committed (threat 20); a failed write fails every batch in it,
+//! and their devices send them again.
+//!
+//! Gathering is opportunistic: the writer takes whatever is queued when it
+//! becomes free, up to `max_samples`, so a lone device waits for nothing and
+//! many devices share each commit.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use vitalgate_store::{Store, StoreError, StoredSample};
+
+use crate::HspStats;
+
+struct Job {
+    samples: Vec<StoredSample>,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The handle sessions use.
+#[derive(Clone)]
+pub(crate) struct VitalsWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl VitalsWriter {
+    /// Starts the writer task on `store`.
+    pub(crate) fn start(store: Arc<dyn Store>, stats: Arc<HspStats>, max_samples: usize) -> Self {
+        let (jobs, queue) = mpsc::channel(1024);
+        tokio::spawn(run(store, stats, queue, max_samples.max(1)));
+        Self { jobs }
+    }
+
+    /// Stores `samples` with whatever else is queued; returns once committed.
+    pub(crate) async fn store(&self, samples: Vec<StoredSample>) -> Result<(), StoreError> {
+        let (done, answer) = oneshot::channel();
+        let stopped = || StoreError::Backend("the vitals writer has stopped".into());
+        self.jobs
+            .send(Job { samples, done })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run(
+    store: Arc<dyn Store>,
+    stats: Arc<HspStats>,
+    mut queue: mpsc::Receiver<Job>,
+    max_samples: usize,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut jobs = vec![first];
+        let mut count = jobs[0].samples.len();
+        while count < max_samples {
+            match queue.try_recv() {
+                Ok(job) => {
+                    count += job.samples.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let batch: Vec<StoredSample> = jobs
+            .iter()
+            .flat_map(|j| j.samples.iter().cloned())
+            .collect();
+        let result = store.store_vitals(&batch).await;
+        match &result {
+            Ok(new) => {
+                stats.samples_stored.fetch_add(*new, Ordering::Relaxed);
+                stats
+                    .samples_duplicate
+                    .fetch_add(batch.len() as u64 - new, Ordering::Relaxed);
+                stats.write_batches.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, samples = batch.len(), "a vitals write failed; its batches are not acknowledged")
+            }
+        }
+        for job in jobs {
+            let answer = match &result {
+                Ok(_) => Ok(()),
+                Err(e) => Err(StoreError::Backend(e.to_string())),
+            };
+            let _ = job.done.send(answer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(device_serial: u64, sequence: u64) -> StoredSample {
+        StoredSample {
+            device_serial,
+            sequence,
+            measured_at_ms: 1_700_000_000_000 + sequence as i64,
+            heart_rate_bpm: 70.0,
+            spo2_percent: 97.0,
+            respiratory_rate_per_min: 14.0,
+            skin_temperature_c: 36.5,
+            systolic_mmhg: 120.0,
+            diastolic_mmhg: 80.0,
+            anomaly: false,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_sessions_are_stored_once_and_answered_after_the_write() {
+        let store: Arc<dyn Store> = Arc::new(vitalgate_store::MemoryStore::new());
+        let stats = Arc::new(HspStats::default());
+        let writer = VitalsWriter::start(store.clone(), stats.clone(), 1000);
+        let sessions: Vec<_> = (1..=20u64)
+            .map(|device| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    for batch in 0..5u64 {
+                        let samples = (1..=10).map(|i| sample(device, batch * 10 + i)).collect();
+                        writer.store(samples).await.expect("stored");
+                    }
+                    // A resend after a lost acknowledgement.
+                    writer.store(vec![sample(device, 1)]).await.expect("resend");
+                })
+            })
+            .collect();
+        for session in sessions {
+            session.await.expect("session");
+        }
+        assert_eq!(store.vitals_count(None).await.expect("count"), 20 * 50);
+        assert_eq!(stats.samples_stored.load(Ordering::Relaxed), 1000);
+        assert_eq!(stats.samples_duplicate.load(Ordering::Relaxed), 20);
+        assert!(stats.write_batches.load(Ordering::Relaxed) <= 120);
+    }
+}
