@@ -1,9 +1,10 @@
 //! vitalgate's storage: one interface, a conformance suite every backend runs,
-//! and the embedded SQLite backend that `vitalgate dev` uses.
+//! the embedded SQLite backend that `vitalgate dev` uses, and the PostgreSQL
+//! backend that several replicas share.
 //!
 //! State that replicas must share lives here: enrollment tokens, credentials,
 //! revocations, the durable replay cache, vitals and the audit log. The
-//! interface is database-neutral; the SQLite backend is one implementation.
+//! interface is database-neutral; SQLite, PostgreSQL and memory implement it.
 //!
 //! Every query uses bound parameters; no text is ever pasted into SQL.
 
@@ -12,10 +13,12 @@
 pub mod conformance;
 mod factors;
 mod memory;
+mod postgres;
 mod sqlite;
 
 pub use factors::{AttemptLimit, AttemptRefused, AttemptState, FactorToken, OobCode};
 pub use memory::MemoryStore;
+pub use postgres::{DatabaseTls, PoolOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -47,6 +50,21 @@ pub enum StoreError {
     SchemaTooNew {
         /// The store's version.
         found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+    /// The database's schema needs a newer vitalgate than this build: a
+    /// migration it holds changed something this build relies on (a
+    /// PostgreSQL schema that is newer but still readable is accepted).
+    #[error(
+        "the database schema (version {schema_version}) needs a vitalgate that knows \
+         schema version {min_reader_version} or newer; this build knows versions up to {supported}"
+    )]
+    SchemaNeedsNewerBuild {
+        /// The database's schema version.
+        schema_version: i64,
+        /// The oldest schema version a build may know and still use it.
+        min_reader_version: i64,
         /// The newest this build knows.
         supported: i64,
     },

@@ -1,0 +1,1420 @@
+//! The PostgreSQL backend: several replicas share one database.
+//!
+//! A pool of connections (deadpool-postgres over tokio-postgres), its size and
+//! timeouts set by [`PoolOptions`]; TLS to the database optional
+//! ([`DatabaseTls`], rustls with aws-lc-rs). Every query is a prepared
+//! statement with bound parameters. Every method is atomic on its own: one
+//! statement, or one transaction whose read-modify-write locks what it reads
+//! (`SELECT … FOR UPDATE`, an upsert's row lock, or a transaction-scoped
+//! advisory lock where the row may not exist yet), so that concurrent calls
+//! from any number of replicas give the answers the trait promises.
+//!
+//! # Migrations and the version rule
+//!
+//! The migrations in `migrations/postgres/` are compiled in and applied by
+//! [`PostgresStore::connect`], in one transaction holding a transaction-scoped
+//! advisory lock (`pg_advisory_xact_lock`): replicas starting at once wait for
+//! one another, and the first migrates while the others then find nothing
+//! left to do. Each applied migration leaves a row
+//! `(version, min_reader_version)` in `schema_version`.
+//!
+//! Migrations follow expand and contract. An expansion (a new table, a new
+//! column with a default, a new index) keeps `min_reader_version` where it
+//! was: builds that do not know it keep working against it. A contraction (a
+//! dropped or renamed column, a changed meaning) raises `min_reader_version`
+//! to the first version whose builds no longer need what it removed, and is
+//! released only once no older replica runs. A replica therefore:
+//! - applies the migrations it knows that the database lacks;
+//! - accepts a database whose schema is *newer* than it knows, as long as the
+//!   highest `min_reader_version` recorded is at most its own version (the
+//!   replicas of a rolling upgrade keep running);
+//! - refuses to start when that minimum is above its own version, with
+//!   [`StoreError::SchemaNeedsNewerBuild`] naming both versions.
+//!
+//! # Text
+//!
+//! Text the store is given is kept as `BYTEA` holding its UTF-8 bytes:
+//! PostgreSQL's `TEXT` cannot hold U+0000, which the store keeps verbatim like
+//! any other character, and `BYTEA` sorts byte by byte whatever the database's
+//! collation (as SQLite's `BINARY` does and Rust's `String` does).
+//!
+//! # Vitals
+//!
+//! `vitals` is partitioned by measurement time, one partition per UTC day.
+//! Before it inserts, the store makes sure every day of the batch has its
+//! partition (a server-side function creates the missing ones under an
+//! advisory lock, so replicas create a day once; each replica remembers the
+//! days it has seen). A batch is one multi-row `INSERT … SELECT FROM UNNEST(…)
+//! ON CONFLICT DO NOTHING`, sorted by key so that concurrent writers take
+//! their locks in one order, and returns how many rows were new.
+//!
+//! PostgreSQL requires a unique key of a partitioned table to hold the
+//! partition key, so `(device_serial, sequence)` alone cannot be unique. The
+//! key is `(device_serial, sequence, measured_at_ms)`: a device resends a
+//! sample unchanged, with the time it was measured, so a resend meets the same
+//! key in the same partition and is stored once. **Limit:** a sample resent
+//! with a *different* measurement time under the same sequence number would be
+//! stored twice; the device agent never does that (its buffer keeps the
+//! sample as measured). [`PostgresStore::drop_vitals_before`] applies a
+//! retention by dropping whole day partitions.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::{NoTls, Row};
+
+use crate::{
+    AttemptLimit, AttemptRefused, AttemptState, AuditEvent, AuditRecord, CredentialRecord,
+    EnrollmentToken, FactorToken, OobCode, RevocationRecord, Store, StoreError, StoreResult,
+    StoredSample,
+};
+
+/// One migration: its SQL and the oldest schema version a build may know and
+/// still run against the schema once it is applied.
+struct Migration {
+    min_reader_version: i64,
+    sql: &'static str,
+}
+
+/// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`. All five are
+/// expansions of version 1 (new tables, a column with a default).
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        min_reader_version: 1,
+        sql: include_str!("../../../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        min_reader_version: 1,
+        sql: include_str!("../../../migrations/postgres/0002_patients.sql"),
+    },
+    Migration {
+        min_reader_version: 1,
+        sql: include_str!("../../../migrations/postgres/0003_otp.sql"),
+    },
+    Migration {
+        min_reader_version: 1,
+        sql: include_str!("../../../migrations/postgres/0004_factors.sql"),
+    },
+    Migration {
+        min_reader_version: 1,
+        sql: include_str!("../../../migrations/postgres/0005_hardware_keys.sql"),
+    },
+];
+
+/// Milliseconds in a day: the width of a vitals partition.
+const DAY_MS: i64 = 86_400_000;
+
+/// The advisory lock held while migrating (`VGMIGRAT` as a big-endian i64).
+const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(6217022787732783444)";
+
+/// The first key of the two-key advisory locks that serialise
+/// [`Store::bind_device`] per patient (`VGBD`).
+const BIND_LOCK: &str = "SELECT pg_advisory_xact_lock(1447576132, $1)";
+
+/// How the pool connects and waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Connections at most, per replica.
+    pub max_size: usize,
+    /// How long opening one connection may take (TCP, TLS and startup).
+    pub connect_timeout: Duration,
+    /// How long a call waits for a free connection before it fails.
+    pub wait_timeout: Duration,
+    /// The server-side `statement_timeout` of every connection, if any.
+    pub statement_timeout: Option<Duration>,
+    /// TLS to the database.
+    pub tls: DatabaseTls,
+}
+
+impl Default for PoolOptions {
+    /// 16 connections, 5 s to connect, 10 s to wait for one, no statement
+    /// timeout, TLS as the URL's `sslmode` says.
+    fn default() -> Self {
+        Self {
+            max_size: 16,
+            connect_timeout: Duration::from_secs(5),
+            wait_timeout: Duration::from_secs(10),
+            statement_timeout: None,
+            tls: DatabaseTls::Disabled,
+        }
+    }
+}
+
+/// TLS to the database.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DatabaseTls {
+    /// Plain TCP, unless the URL says `sslmode=require`, which is then
+    /// honoured as [`DatabaseTls::Required`] with the platform's roots.
+    #[default]
+    Disabled,
+    /// TLS required (never a plaintext fallback), the server's certificate
+    /// verified for the URL's host name.
+    Required {
+        /// PEM file of the certificate authorities to trust; the platform's
+        /// trusted roots when `None`.
+        ca_file: Option<PathBuf>,
+    },
+}
+
+/// A store in a PostgreSQL database, shared by every replica that connects to
+/// it. Clones share the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    /// Days whose vitals partition this replica knows exists.
+    partitions: Arc<Mutex<HashSet<i64>>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The pool's configuration holds the password: never print it.
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+/// A database error as text: the SQLSTATE and the server's message.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("PostgreSQL {}: {}", db.code().code(), db.message()),
+        None => format!("PostgreSQL: {e}"),
+    }
+}
+
+fn backend(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Backend(describe(&e))
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => backend(e),
+        other => StoreError::Backend(format!("PostgreSQL pool: {other}")),
+    }
+}
+
+/// BIGINT is i64: a u64 that does not fit is refused rather than wrapped (the
+/// same message as the SQLite backend's).
+fn to_sql(v: u64) -> StoreResult<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Backend(format!("value {v} out of range")))
+}
+
+fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> StoreResult<T> {
+    row.try_get(index).map_err(backend)
+}
+
+fn column_u64(row: &Row, index: usize) -> StoreResult<u64> {
+    let v: i64 = column(row, index)?;
+    u64::try_from(v).map_err(|_| StoreError::Backend(format!("stored value {v} is negative")))
+}
+
+fn column_u8(row: &Row, index: usize) -> StoreResult<u8> {
+    let v: i16 = column(row, index)?;
+    u8::try_from(v).map_err(|_| StoreError::Backend(format!("stored value {v} is not a byte")))
+}
+
+fn column_text(row: &Row, index: usize) -> StoreResult<String> {
+    let bytes: Vec<u8> = column(row, index)?;
+    String::from_utf8(bytes).map_err(|_| StoreError::Backend("stored text is not UTF-8".into()))
+}
+
+fn column_array<const N: usize>(row: &Row, index: usize) -> StoreResult<[u8; N]> {
+    let bytes: &[u8] = column(row, index)?;
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Backend(format!("stored value is not {N} bytes")))
+}
+
+async fn prepared<C: GenericClient>(
+    client: &C,
+    sql: &str,
+) -> StoreResult<tokio_postgres::Statement> {
+    client.prepare_cached(sql).await.map_err(backend)
+}
+
+async fn query<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> StoreResult<Vec<Row>> {
+    let statement = prepared(client, sql).await?;
+    client.query(&statement, params).await.map_err(backend)
+}
+
+async fn query_opt<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> StoreResult<Option<Row>> {
+    let statement = prepared(client, sql).await?;
+    client.query_opt(&statement, params).await.map_err(backend)
+}
+
+async fn query_one<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> StoreResult<Row> {
+    let statement = prepared(client, sql).await?;
+    client.query_one(&statement, params).await.map_err(backend)
+}
+
+async fn execute<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> StoreResult<u64> {
+    let statement = prepared(client, sql).await?;
+    client.execute(&statement, params).await.map_err(backend)
+}
+
+/// The platform's trusted roots, or those of a PEM file.
+fn tls_config(ca_file: Option<&std::path::Path>) -> StoreResult<rustls::ClientConfig> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let tls_error = |what: String| StoreError::Backend(format!("database TLS: {what}"));
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certificates = CertificateDer::pem_file_iter(path)
+                .map_err(|e| tls_error(format!("reading {}: {e}", path.display())))?;
+            for certificate in certificates {
+                let certificate = certificate
+                    .map_err(|e| tls_error(format!("reading {}: {e}", path.display())))?;
+                roots
+                    .add(certificate)
+                    .map_err(|e| tls_error(format!("a certificate in {}: {e}", path.display())))?;
+            }
+        }
+        None => {
+            // Certificates the platform lists but rustls cannot use are skipped.
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    if roots.is_empty() {
+        return Err(tls_error("no trusted certificate authority".into()));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// A stable 32-bit key for an advisory lock on `bytes` (FNV-1a): the same in
+/// every replica and every build. A collision only serialises two callers.
+fn lock_key(bytes: &[u8]) -> i32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for &b in bytes {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash as i32
+}
+
+/// The reading a NaN would leave empty: refused (SQLite refuses the NULL a NaN
+/// becomes; PostgreSQL would store it), so that every backend agrees.
+fn check_readings(s: &StoredSample) -> StoreResult<()> {
+    let readings = [
+        ("heart_rate_bpm", s.heart_rate_bpm),
+        ("spo2_percent", s.spo2_percent),
+        ("respiratory_rate_per_min", s.respiratory_rate_per_min),
+        ("skin_temperature_c", s.skin_temperature_c),
+        ("systolic_mmhg", s.systolic_mmhg),
+        ("diastolic_mmhg", s.diastolic_mmhg),
+    ];
+    match readings.iter().find(|(_, v)| v.is_nan()) {
+        Some((column, _)) => Err(StoreError::Backend(format!(
+            "vitals.{column}: a NaN reading is refused"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Whether an insert failed because a row's day has no partition (another
+/// replica's retention dropped one this replica remembered).
+fn missing_partition(e: &StoreError) -> bool {
+    matches!(e, StoreError::Backend(m) if m.starts_with("PostgreSQL 23514: no partition"))
+}
+
+const CREDENTIAL_COLUMNS: &str = "serial, role, subject, reference, encoded, issued_at, not_after";
+
+fn credential_from_row(row: &Row) -> StoreResult<CredentialRecord> {
+    Ok(CredentialRecord {
+        serial: column_u64(row, 0)?,
+        role: column_u8(row, 1)?,
+        subject: column_text(row, 2)?,
+        reference: column_array(row, 3)?,
+        encoded: column(row, 4)?,
+        issued_at: column_u64(row, 5)?,
+        not_after: column_u64(row, 6)?,
+    })
+}
+
+fn sample_from_row(row: &Row) -> StoreResult<StoredSample> {
+    Ok(StoredSample {
+        device_serial: column_u64(row, 0)?,
+        sequence: column_u64(row, 1)?,
+        measured_at_ms: column(row, 2)?,
+        heart_rate_bpm: column(row, 3)?,
+        spo2_percent: column(row, 4)?,
+        respiratory_rate_per_min: column(row, 5)?,
+        skin_temperature_c: column(row, 6)?,
+        systolic_mmhg: column(row, 7)?,
+        diastolic_mmhg: column(row, 8)?,
+        anomaly: column(row, 9)?,
+    })
+}
+
+/// A batch of vitals as columns, for `UNNEST`.
+#[derive(Default)]
+struct VitalsColumns {
+    device_serial: Vec<i64>,
+    sequence: Vec<i64>,
+    measured_at_ms: Vec<i64>,
+    heart_rate_bpm: Vec<f32>,
+    spo2_percent: Vec<f32>,
+    respiratory_rate_per_min: Vec<f32>,
+    skin_temperature_c: Vec<f32>,
+    systolic_mmhg: Vec<f32>,
+    diastolic_mmhg: Vec<f32>,
+    anomaly: Vec<bool>,
+}
+
+impl PostgresStore {
+    /// The newest schema version this build knows.
+    pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+    /// Connects to the database at `url` (`postgres://user@host:port/db?…` or
+    /// `host=… dbname=…`), applies the migrations it lacks under an advisory
+    /// lock, and checks that this build may use its schema (see the module
+    /// docs). Fails when the database cannot be reached within the timeouts.
+    pub async fn connect(url: &str, options: PoolOptions) -> StoreResult<Self> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("database URL: {e}")))?;
+        config.connect_timeout(options.connect_timeout);
+        if let Some(timeout) = options.statement_timeout {
+            let setting = format!("-c statement_timeout={}", timeout.as_millis());
+            let combined = match config.get_options() {
+                Some(existing) if !existing.is_empty() => format!("{existing} {setting}"),
+                _ => setting,
+            };
+            config.options(combined);
+        }
+        let tls = match &options.tls {
+            DatabaseTls::Required { ca_file } => Some(tls_config(ca_file.as_deref())?),
+            DatabaseTls::Disabled if matches!(config.get_ssl_mode(), SslMode::Require) => {
+                Some(tls_config(None)?)
+            }
+            DatabaseTls::Disabled => None,
+        };
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls {
+            Some(tls) => {
+                config.ssl_mode(SslMode::Require);
+                Manager::from_config(
+                    config,
+                    tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+                    manager_config,
+                )
+            }
+            None => {
+                config.ssl_mode(SslMode::Disable);
+                Manager::from_config(config, NoTls, manager_config)
+            }
+        };
+        let pool = Pool::builder(manager)
+            .max_size(options.max_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.wait_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Backend(format!("PostgreSQL pool: {e}")))?;
+        let store = Self {
+            pool,
+            partitions: Arc::new(Mutex::new(HashSet::new())),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> StoreResult<deadpool_postgres::Client> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Applies the migrations the database lacks, in one transaction under the
+    /// migration lock, after checking the version rule.
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        tx.batch_execute(MIGRATION_LOCK).await.map_err(backend)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+                 version BIGINT PRIMARY KEY,
+                 min_reader_version BIGINT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             )",
+        )
+        .await
+        .map_err(backend)?;
+        let row = query_one(
+            &tx,
+            "SELECT COALESCE(MAX(version), 0), COALESCE(MAX(min_reader_version), 0)
+             FROM schema_version",
+            &[],
+        )
+        .await?;
+        let (current, min_reader): (i64, i64) = (column(&row, 0)?, column(&row, 1)?);
+        if min_reader > Self::SCHEMA_VERSION {
+            return Err(StoreError::SchemaNeedsNewerBuild {
+                schema_version: current,
+                min_reader_version: min_reader,
+                supported: Self::SCHEMA_VERSION,
+            });
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate() {
+            let version = index as i64 + 1;
+            if version <= current {
+                continue;
+            }
+            tx.batch_execute(migration.sql).await.map_err(|e| {
+                StoreError::Backend(format!("migration {version}: {}", describe(&e)))
+            })?;
+            execute(
+                &tx,
+                "INSERT INTO schema_version (version, min_reader_version) VALUES ($1, $2)",
+                &[&version, &migration.min_reader_version],
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    /// Retention: drops every day partition of `vitals` that ends at or before
+    /// `cutoff_ms` (Unix milliseconds), so every sample measured before the
+    /// cut-off's UTC day goes; the partition holding the cut-off stays whole.
+    /// Returns how many partitions were dropped. A sample that arrives later
+    /// for a dropped day gets a new partition (and goes at the next run).
+    pub async fn drop_vitals_before(&self, cutoff_ms: i64) -> StoreResult<u64> {
+        let client = self.client().await?;
+        let row = query_one(
+            &client,
+            "SELECT vitals_drop_partitions_before($1)",
+            &[&cutoff_ms],
+        )
+        .await?;
+        let dropped: i32 = column(&row, 0)?;
+        self.forget_partitions();
+        Ok(u64::try_from(dropped).unwrap_or(0))
+    }
+
+    fn forget_partitions(&self) {
+        self.partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Makes sure every day in `days` has its vitals partition.
+    async fn ensure_partitions(&self, days: &BTreeSet<i64>) -> StoreResult<()> {
+        let missing: Vec<i64> = {
+            let known = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+            days.iter()
+                .filter(|d| !known.contains(d))
+                .copied()
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let client = self.client().await?;
+        query_one(
+            &client,
+            "SELECT vitals_ensure_partitions($1::BIGINT[])",
+            &[&missing],
+        )
+        .await?;
+        self.partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(missing);
+        Ok(())
+    }
+
+    async fn insert_vitals(&self, c: &VitalsColumns) -> StoreResult<u64> {
+        let client = self.client().await?;
+        execute(
+            &client,
+            "INSERT INTO vitals (device_serial, sequence, measured_at_ms, heart_rate_bpm,
+                 spo2_percent, respiratory_rate_per_min, skin_temperature_c,
+                 systolic_mmhg, diastolic_mmhg, anomaly)
+             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::REAL[],
+                 $5::REAL[], $6::REAL[], $7::REAL[], $8::REAL[], $9::REAL[], $10::BOOLEAN[])
+             ON CONFLICT DO NOTHING",
+            &[
+                &c.device_serial,
+                &c.sequence,
+                &c.measured_at_ms,
+                &c.heart_rate_bpm,
+                &c.spo2_percent,
+                &c.respiratory_rate_per_min,
+                &c.skin_temperature_c,
+                &c.systolic_mmhg,
+                &c.diastolic_mmhg,
+                &c.anomaly,
+            ],
+        )
+        .await
+    }
+}
+
+fn usable_factor_token(row: Option<Row>, hash: &[u8; 32], now: u64) -> StoreResult<FactorToken> {
+    let row = row.ok_or(StoreError::TokenUnknown)?;
+    let used_at: Option<i64> = column(&row, 5)?;
+    if used_at.is_some() {
+        return Err(StoreError::TokenUsed);
+    }
+    let expires_at = column_u64(&row, 4)?;
+    if now > expires_at {
+        return Err(StoreError::TokenExpired);
+    }
+    Ok(FactorToken {
+        token_hash: *hash,
+        subject: column_text(&row, 0)?,
+        purpose: column_text(&row, 1)?,
+        issued_by: column_text(&row, 2)?,
+        created_at: column_u64(&row, 3)?,
+        expires_at,
+    })
+}
+
+const FACTOR_TOKEN_COLUMNS: &str =
+    "subject, purpose, issued_by, created_at, expires_at, used_at FROM factor_tokens WHERE token_hash = $1";
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_enrollment_token(&self, token: EnrollmentToken) -> StoreResult<()> {
+        let (created_at, expires_at) = (to_sql(token.created_at)?, to_sql(token.expires_at)?);
+        let client = self.client().await?;
+        execute(
+            &client,
+            "INSERT INTO enrollment_tokens
+             (token_hash, role, subject, created_at, expires_at, hardware_key)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &&token.token_hash[..],
+                &i16::from(token.role),
+                &token.subject.as_bytes(),
+                &created_at,
+                &expires_at,
+                &token.hardware_key,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn redeem_enrollment_token(
+        &self,
+        token_hash: &[u8; 32],
+        now: u64,
+    ) -> StoreResult<EnrollmentToken> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let row = query_opt(
+            &tx,
+            "SELECT role, subject, created_at, expires_at, used_at, hardware_key
+             FROM enrollment_tokens WHERE token_hash = $1 FOR UPDATE",
+            &[&&token_hash[..]],
+        )
+        .await?
+        .ok_or(StoreError::TokenUnknown)?;
+        let used_at: Option<i64> = column(&row, 4)?;
+        if used_at.is_some() {
+            return Err(StoreError::TokenUsed);
+        }
+        let expires_at = column_u64(&row, 3)?;
+        if now > expires_at {
+            return Err(StoreError::TokenExpired);
+        }
+        execute(
+            &tx,
+            "UPDATE enrollment_tokens SET used_at = $1 WHERE token_hash = $2",
+            &[&to_sql(now)?, &&token_hash[..]],
+        )
+        .await?;
+        let token = EnrollmentToken {
+            token_hash: *token_hash,
+            role: column_u8(&row, 0)?,
+            subject: column_text(&row, 1)?,
+            created_at: column_u64(&row, 2)?,
+            expires_at,
+            hardware_key: column(&row, 5)?,
+        };
+        tx.commit().await.map_err(backend)?;
+        Ok(token)
+    }
+
+    async fn next_serial(&self) -> StoreResult<u64> {
+        let client = self.client().await?;
+        let row = query_one(
+            &client,
+            "UPDATE serials SET last_serial = last_serial + 1 WHERE id = 1 RETURNING last_serial",
+            &[],
+        )
+        .await?;
+        column_u64(&row, 0)
+    }
+
+    async fn put_credential(&self, credential: &CredentialRecord) -> StoreResult<()> {
+        let serial = to_sql(credential.serial)?;
+        let (issued_at, not_after) = (to_sql(credential.issued_at)?, to_sql(credential.not_after)?);
+        let client = self.client().await?;
+        execute(
+            &client,
+            "INSERT INTO credentials (serial, role, subject, reference, encoded, issued_at, not_after)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (serial) DO UPDATE SET role = EXCLUDED.role, subject = EXCLUDED.subject,
+                 reference = EXCLUDED.reference, encoded = EXCLUDED.encoded,
+                 issued_at = EXCLUDED.issued_at, not_after = EXCLUDED.not_after",
+            &[
+                &serial,
+                &i16::from(credential.role),
+                &credential.subject.as_bytes(),
+                &&credential.reference[..],
+                &credential.encoded,
+                &issued_at,
+                &not_after,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn credential(&self, serial: u64) -> StoreResult<Option<CredentialRecord>> {
+        let serial = to_sql(serial)?;
+        let client = self.client().await?;
+        query_opt(
+            &client,
+            &format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE serial = $1"),
+            &[&serial],
+        )
+        .await?
+        .as_ref()
+        .map(credential_from_row)
+        .transpose()
+    }
+
+    async fn credentials_by_reference(
+        &self,
+        reference: &[u8; 8],
+    ) -> StoreResult<Vec<CredentialRecord>> {
+        let client = self.client().await?;
+        query(
+            &client,
+            &format!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE reference = $1 ORDER BY serial"
+            ),
+            &[&&reference[..]],
+        )
+        .await?
+        .iter()
+        .map(credential_from_row)
+        .collect()
+    }
+
+    async fn list_credentials(&self) -> StoreResult<Vec<CredentialRecord>> {
+        let client = self.client().await?;
+        query(
+            &client,
+            &format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials ORDER BY serial"),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(credential_from_row)
+        .collect()
+    }
+
+    async fn revoke(
+        &self,
+        serial: u64,
+        reason: &str,
+        at: u64,
+    ) -> StoreResult<Option<RevocationRecord>> {
+        let (serial_sql, at_sql) = (to_sql(serial)?, to_sql(at)?);
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            "INSERT INTO revocations (serial, reason, revoked_at) VALUES ($1, $2, $3)
+             ON CONFLICT (serial) DO NOTHING RETURNING id",
+            &[&serial_sql, &reason.as_bytes(), &at_sql],
+        )
+        .await?;
+        row.map(|row| {
+            Ok(RevocationRecord {
+                id: column(&row, 0)?,
+                serial,
+                reason: reason.to_string(),
+                revoked_at: at,
+            })
+        })
+        .transpose()
+    }
+
+    async fn revocations_after(&self, after_id: i64) -> StoreResult<Vec<RevocationRecord>> {
+        let client = self.client().await?;
+        query(
+            &client,
+            "SELECT id, serial, reason, revoked_at FROM revocations WHERE id > $1 ORDER BY id",
+            &[&after_id],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(RevocationRecord {
+                id: column(row, 0)?,
+                serial: column_u64(row, 1)?,
+                reason: column_text(row, 2)?,
+                revoked_at: column_u64(row, 3)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn claim_replay_key(
+        &self,
+        key: &[u8; 32],
+        expires_at: u64,
+        now: u64,
+    ) -> StoreResult<bool> {
+        let (now, expires_at) = (to_sql(now)?, to_sql(expires_at)?);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        // This key first, if expired (waiting for whoever holds it); then a
+        // sweep of other expired keys that skips rows others hold, so that
+        // concurrent claims never wait on one another's sweeps.
+        execute(
+            &tx,
+            "DELETE FROM replay_keys WHERE key = $1 AND expires_at <= $2",
+            &[&&key[..], &now],
+        )
+        .await?;
+        execute(
+            &tx,
+            "DELETE FROM replay_keys WHERE key IN (
+                 SELECT key FROM replay_keys WHERE expires_at <= $1
+                 ORDER BY expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED)",
+            &[&now],
+        )
+        .await?;
+        let inserted = execute(
+            &tx,
+            "INSERT INTO replay_keys (key, expires_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            &[&&key[..], &expires_at],
+        )
+        .await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(inserted == 1)
+    }
+
+    async fn store_vitals(&self, samples: &[StoredSample]) -> StoreResult<u64> {
+        // Everything that can be refused is refused before anything is sent:
+        // the batch is stored whole or not at all.
+        let mut rows = Vec::with_capacity(samples.len());
+        for s in samples {
+            let key = (
+                to_sql(s.device_serial)?,
+                to_sql(s.sequence)?,
+                s.measured_at_ms,
+            );
+            check_readings(s)?;
+            rows.push((key, s));
+        }
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // One lock order for every writer: no deadlock between replicas.
+        rows.sort_by_key(|(key, _)| *key);
+        let mut columns = VitalsColumns::default();
+        for ((device, sequence, measured), s) in rows {
+            columns.device_serial.push(device);
+            columns.sequence.push(sequence);
+            columns.measured_at_ms.push(measured);
+            columns.heart_rate_bpm.push(s.heart_rate_bpm);
+            columns.spo2_percent.push(s.spo2_percent);
+            columns
+                .respiratory_rate_per_min
+                .push(s.respiratory_rate_per_min);
+            columns.skin_temperature_c.push(s.skin_temperature_c);
+            columns.systolic_mmhg.push(s.systolic_mmhg);
+            columns.diastolic_mmhg.push(s.diastolic_mmhg);
+            columns.anomaly.push(s.anomaly);
+        }
+        let days: BTreeSet<i64> = columns
+            .measured_at_ms
+            .iter()
+            .map(|ms| ms.div_euclid(DAY_MS))
+            .collect();
+        self.ensure_partitions(&days).await?;
+        match self.insert_vitals(&columns).await {
+            Err(e) if missing_partition(&e) => {
+                // A partition this replica remembered was dropped since.
+                self.forget_partitions();
+                self.ensure_partitions(&days).await?;
+                self.insert_vitals(&columns).await
+            }
+            result => result,
+        }
+    }
+
+    async fn vitals_count(&self, device_serial: Option<u64>) -> StoreResult<u64> {
+        let device = device_serial.map(to_sql).transpose()?;
+        let client = self.client().await?;
+        let row = match device {
+            Some(d) => {
+                query_one(
+                    &client,
+                    "SELECT COUNT(*) FROM vitals WHERE device_serial = $1",
+                    &[&d],
+                )
+                .await?
+            }
+            None => query_one(&client, "SELECT COUNT(*) FROM vitals", &[]).await?,
+        };
+        column_u64(&row, 0)
+    }
+
+    async fn latest_vitals(
+        &self,
+        device_serial: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredSample>> {
+        let device = to_sql(device_serial)?;
+        let client = self.client().await?;
+        query(
+            &client,
+            "SELECT device_serial, sequence, measured_at_ms, heart_rate_bpm, spo2_percent,
+                 respiratory_rate_per_min, skin_temperature_c, systolic_mmhg, diastolic_mmhg, anomaly
+             FROM vitals WHERE device_serial = $1
+             ORDER BY sequence DESC, measured_at_ms DESC LIMIT $2",
+            &[&device, &i64::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(sample_from_row)
+        .collect()
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+        let client = self.client().await?;
+        execute(
+            &client,
+            "INSERT INTO audit_events (at_ms, kind, actor, subject, detail)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &event.at_ms,
+                &event.kind.as_bytes(),
+                &event.actor.as_bytes(),
+                &event.subject.as_bytes(),
+                &event.detail.as_bytes(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_events(&self, after_id: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        let client = self.client().await?;
+        query(
+            &client,
+            "SELECT id, at_ms, kind, actor, subject, detail FROM audit_events
+             WHERE id > $1 ORDER BY id LIMIT $2",
+            &[&after_id, &i64::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(AuditRecord {
+                id: column(row, 0)?,
+                event: AuditEvent {
+                    at_ms: column(row, 1)?,
+                    kind: column_text(row, 2)?,
+                    actor: column_text(row, 3)?,
+                    subject: column_text(row, 4)?,
+                    detail: column_text(row, 5)?,
+                },
+            })
+        })
+        .collect()
+    }
+
+    async fn put_patient(
+        &self,
+        pseudonym: &str,
+        sealed_record: &[u8],
+        now: u64,
+    ) -> StoreResult<()> {
+        let now = to_sql(now)?;
+        let client = self.client().await?;
+        execute(
+            &client,
+            "INSERT INTO patients (pseudonym, sealed_record, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (pseudonym) DO UPDATE SET sealed_record = EXCLUDED.sealed_record",
+            &[&pseudonym.as_bytes(), &sealed_record, &now],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn patient(&self, pseudonym: &str) -> StoreResult<Option<Vec<u8>>> {
+        let client = self.client().await?;
+        query_opt(
+            &client,
+            "SELECT sealed_record FROM patients WHERE pseudonym = $1",
+            &[&pseudonym.as_bytes()],
+        )
+        .await?
+        .map(|row| column(&row, 0))
+        .transpose()
+    }
+
+    async fn list_patients(&self) -> StoreResult<Vec<String>> {
+        let client = self.client().await?;
+        query(
+            &client,
+            "SELECT pseudonym FROM patients ORDER BY pseudonym",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| column_text(row, 0))
+        .collect()
+    }
+
+    async fn bind_device(
+        &self,
+        pseudonym: &str,
+        device_serial: u64,
+        now: u64,
+    ) -> StoreResult<Vec<u64>> {
+        let serial = to_sql(device_serial)?;
+        let now = to_sql(now)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        // The patient's bindings may not exist yet, so no row lock can
+        // serialise two bindings for one patient: a lock on the patient can.
+        execute(&tx, BIND_LOCK, &[&lock_key(pseudonym.as_bytes())]).await?;
+        let replaced = query(
+            &tx,
+            "UPDATE device_bindings SET active = FALSE
+             WHERE pseudonym = $1 AND active AND device_serial <> $2 RETURNING device_serial",
+            &[&pseudonym.as_bytes(), &serial],
+        )
+        .await?
+        .iter()
+        .map(|row| column_u64(row, 0))
+        .collect::<StoreResult<Vec<u64>>>()?;
+        execute(
+            &tx,
+            "INSERT INTO device_bindings (device_serial, pseudonym, bound_at, active)
+             VALUES ($1, $2, $3, TRUE)
+             ON CONFLICT (device_serial) DO UPDATE SET pseudonym = EXCLUDED.pseudonym,
+                 bound_at = EXCLUDED.bound_at, active = TRUE",
+            &[&serial, &pseudonym.as_bytes(), &now],
+        )
+        .await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(replaced)
+    }
+
+    async fn active_device(&self, pseudonym: &str) -> StoreResult<Option<u64>> {
+        let client = self.client().await?;
+        query_opt(
+            &client,
+            "SELECT device_serial FROM device_bindings WHERE pseudonym = $1 AND active",
+            &[&pseudonym.as_bytes()],
+        )
+        .await?
+        .map(|row| column_u64(&row, 0))
+        .transpose()
+    }
+
+    async fn device_binding(&self, device_serial: u64) -> StoreResult<Option<(String, bool)>> {
+        let serial = to_sql(device_serial)?;
+        let client = self.client().await?;
+        query_opt(
+            &client,
+            "SELECT pseudonym, active FROM device_bindings WHERE device_serial = $1",
+            &[&serial],
+        )
+        .await?
+        .map(|row| Ok((column_text(&row, 0)?, column(&row, 1)?)))
+        .transpose()
+    }
+
+    async fn set_care_team_member(
+        &self,
+        clinician: &str,
+        pseudonym: &str,
+        member: bool,
+        now: u64,
+    ) -> StoreResult<()> {
+        if member {
+            let now = to_sql(now)?;
+            let client = self.client().await?;
+            execute(
+                &client,
+                "INSERT INTO care_teams (clinician, pseudonym, added_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (clinician, pseudonym) DO NOTHING",
+                &[&clinician.as_bytes(), &pseudonym.as_bytes(), &now],
+            )
+            .await?;
+        } else {
+            let client = self.client().await?;
+            execute(
+                &client,
+                "DELETE FROM care_teams WHERE clinician = $1 AND pseudonym = $2",
+                &[&clinician.as_bytes(), &pseudonym.as_bytes()],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn care_team(&self, pseudonym: &str) -> StoreResult<Vec<String>> {
+        let client = self.client().await?;
+        query(
+            &client,
+            "SELECT clinician FROM care_teams WHERE pseudonym = $1 ORDER BY clinician",
+            &[&pseudonym.as_bytes()],
+        )
+        .await?
+        .iter()
+        .map(|row| column_text(row, 0))
+        .collect()
+    }
+
+    async fn claim_otp_step(&self, account: &str, step: u64) -> StoreResult<bool> {
+        let step = to_sql(step)?;
+        let client = self.client().await?;
+        let changed = execute(
+            &client,
+            "INSERT INTO otp_steps (account, last_step) VALUES ($1, $2)
+             ON CONFLICT (account) DO UPDATE SET last_step = EXCLUDED.last_step
+             WHERE otp_steps.last_step < EXCLUDED.last_step",
+            &[&account.as_bytes(), &step],
+        )
+        .await?;
+        Ok(changed == 1)
+    }
+
+    async fn put_factor(&self, subject: &str, kind: u8, data: &[u8], now: u64) -> StoreResult<()> {
+        let now = to_sql(now)?;
+        let client = self.client().await?;
+        execute(
+            &client,
+            "INSERT INTO factors (subject, kind, data, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (subject, kind) DO UPDATE
+             SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at",
+            &[&subject.as_bytes(), &i16::from(kind), &data, &now],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn factor(&self, subject: &str, kind: u8) -> StoreResult<Option<Vec<u8>>> {
+        let client = self.client().await?;
+        query_opt(
+            &client,
+            "SELECT data FROM factors WHERE subject = $1 AND kind = $2",
+            &[&subject.as_bytes(), &i16::from(kind)],
+        )
+        .await?
+        .map(|row| column(&row, 0))
+        .transpose()
+    }
+
+    async fn delete_factor(&self, subject: &str, kind: u8) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let n = execute(
+            &client,
+            "DELETE FROM factors WHERE subject = $1 AND kind = $2",
+            &[&subject.as_bytes(), &i16::from(kind)],
+        )
+        .await?;
+        Ok(n == 1)
+    }
+
+    async fn begin_attempt(
+        &self,
+        scope: &str,
+        key: &str,
+        limit: &AttemptLimit,
+        now: u64,
+    ) -> StoreResult<u32> {
+        let (scope, key) = (scope.as_bytes(), key.as_bytes());
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        // A row to lock, even for the first attempt (rolled back with the
+        // transaction when the attempt is refused).
+        execute(
+            &tx,
+            "INSERT INTO attempts (scope, key, failures, last_failure) VALUES ($1, $2, 0, 0)
+             ON CONFLICT (scope, key) DO NOTHING",
+            &[&scope, &key],
+        )
+        .await?;
+        let row = query_one(
+            &tx,
+            "SELECT failures, last_failure FROM attempts WHERE scope = $1 AND key = $2 FOR UPDATE",
+            &[&scope, &key],
+        )
+        .await?;
+        let state = attempt_state(&row)?;
+        let next = limit.admit(state, now).map_err(|refused| match refused {
+            AttemptRefused::Throttled { retry_after_secs } => {
+                StoreError::Throttled { retry_after_secs }
+            }
+            AttemptRefused::Disabled => StoreError::FactorDisabled,
+        })?;
+        execute(
+            &tx,
+            "UPDATE attempts SET failures = $3, last_failure = $4 WHERE scope = $1 AND key = $2",
+            &[
+                &scope,
+                &key,
+                &i64::from(next.failures),
+                &to_sql(next.last_failure)?,
+            ],
+        )
+        .await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(next.failures)
+    }
+
+    async fn clear_attempts(&self, scope: &str, key: &str) -> StoreResult<()> {
+        let client = self.client().await?;
+        execute(
+            &client,
+            "DELETE FROM attempts WHERE scope = $1 AND key = $2",
+            &[&scope.as_bytes(), &key.as_bytes()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn forgive_attempt(&self, scope: &str, key: &str) -> StoreResult<()> {
+        let client = self.client().await?;
+        execute(
+            &client,
+            "UPDATE attempts SET failures = GREATEST(failures - 1, 0)
+             WHERE scope = $1 AND key = $2",
+            &[&scope.as_bytes(), &key.as_bytes()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn attempts(&self, scope: &str, key: &str) -> StoreResult<AttemptState> {
+        let client = self.client().await?;
+        query_opt(
+            &client,
+            "SELECT failures, last_failure FROM attempts WHERE scope = $1 AND key = $2",
+            &[&scope.as_bytes(), &key.as_bytes()],
+        )
+        .await?
+        .map(|row| attempt_state(&row))
+        .transpose()
+        .map(Option::unwrap_or_default)
+    }
+
+    async fn put_login_state(
+        &self,
+        id: &[u8; 16],
+        state: &[u8],
+        expires_at: u64,
+    ) -> StoreResult<()> {
+        let expires_at = to_sql(expires_at)?;
+        let client = self.client().await?;
+        execute(
+            &client,
+            "INSERT INTO login_states (id, state, expires_at) VALUES ($1, $2, $3)",
+            &[&&id[..], &state, &expires_at],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn take_login_state(&self, id: &[u8; 16], now: u64) -> StoreResult<Option<Vec<u8>>> {
+        let now_sql = to_sql(now)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        // Taking is deleting: of concurrent takes, one gets the row.
+        let row = query_opt(
+            &tx,
+            "DELETE FROM login_states WHERE id = $1 RETURNING state, expires_at",
+            &[&&id[..]],
+        )
+        .await?;
+        // Expired states are swept on the way (skipping rows others hold).
+        execute(
+            &tx,
+            "DELETE FROM login_states WHERE id IN (
+                 SELECT id FROM login_states WHERE expires_at < $1
+                 ORDER BY expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED)",
+            &[&now_sql],
+        )
+        .await?;
+        tx.commit().await.map_err(backend)?;
+        match row {
+            Some(row) => {
+                let state: Vec<u8> = column(&row, 0)?;
+                let expires_at = column_u64(&row, 1)?;
+                Ok((now <= expires_at).then_some(state))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn create_factor_token(&self, token: &FactorToken) -> StoreResult<()> {
+        let (created_at, expires_at) = (to_sql(token.created_at)?, to_sql(token.expires_at)?);
+        let client = self.client().await?;
+        execute(
+            &client,
+            "INSERT INTO factor_tokens
+             (token_hash, subject, purpose, issued_by, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &&token.token_hash[..],
+                &token.subject.as_bytes(),
+                &token.purpose.as_bytes(),
+                &token.issued_by.as_bytes(),
+                &created_at,
+                &expires_at,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn factor_token(&self, token_hash: &[u8; 32], now: u64) -> StoreResult<FactorToken> {
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            &format!("SELECT {FACTOR_TOKEN_COLUMNS}"),
+            &[&&token_hash[..]],
+        )
+        .await?;
+        usable_factor_token(row, token_hash, now)
+    }
+
+    async fn redeem_factor_token(
+        &self,
+        token_hash: &[u8; 32],
+        now: u64,
+    ) -> StoreResult<FactorToken> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let row = query_opt(
+            &tx,
+            &format!("SELECT {FACTOR_TOKEN_COLUMNS} FOR UPDATE"),
+            &[&&token_hash[..]],
+        )
+        .await?;
+        let token = usable_factor_token(row, token_hash, now)?;
+        execute(
+            &tx,
+            "UPDATE factor_tokens SET used_at = $1 WHERE token_hash = $2",
+            &[&to_sql(now)?, &&token_hash[..]],
+        )
+        .await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(token)
+    }
+
+    async fn put_oob_code(&self, subject: &str, code: &OobCode) -> StoreResult<()> {
+        let expires_at = to_sql(code.expires_at)?;
+        let client = self.client().await?;
+        execute(
+            &client,
+            "INSERT INTO oob_codes (subject, code_hash, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (subject) DO UPDATE
+             SET code_hash = EXCLUDED.code_hash, expires_at = EXCLUDED.expires_at",
+            &[&subject.as_bytes(), &&code.code_hash[..], &expires_at],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn oob_code(&self, subject: &str) -> StoreResult<Option<OobCode>> {
+        let client = self.client().await?;
+        query_opt(
+            &client,
+            "SELECT code_hash, expires_at FROM oob_codes WHERE subject = $1",
+            &[&subject.as_bytes()],
+        )
+        .await?
+        .map(|row| {
+            Ok(OobCode {
+                code_hash: column_array(&row, 0)?,
+                expires_at: column_u64(&row, 1)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn consume_oob_code(&self, subject: &str, code_hash: &[u8; 32]) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let n = execute(
+            &client,
+            "DELETE FROM oob_codes WHERE subject = $1 AND code_hash = $2",
+            &[&subject.as_bytes(), &&code_hash[..]],
+        )
+        .await?;
+        Ok(n == 1)
+    }
+
+    async fn setting(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let client = self.client().await?;
+        query_opt(
+            &client,
+            "SELECT value FROM settings WHERE key = $1",
+            &[&key.as_bytes()],
+        )
+        .await?
+        .map(|row| column(&row, 0))
+        .transpose()
+    }
+
+    async fn put_setting(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        let client = self.client().await?;
+        execute(
+            &client,
+            "INSERT INTO settings (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            &[&key.as_bytes(), &value],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+fn attempt_state(row: &Row) -> StoreResult<AttemptState> {
+    let failures = column_u64(row, 0)?;
+    Ok(AttemptState {
+        failures: u32::try_from(failures).map_err(|_| {
+            StoreError::Backend(format!("stored failure count {failures} out of range"))
+        })?,
+        last_failure: column_u64(row, 1)?,
+    })
+}
