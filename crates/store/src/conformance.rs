@@ -603,3 +603,70 @@ pub async fn oob_codes_are_single_use(store: Arc<dyn Store>) {
     assert_eq!(wins, 1);
     assert_eq!(store.oob_code("pt-1").await.expect("get"), None);
 }
+
+/// Every audit row links to the one before it, also when many are appended
+/// at once; the chain verifies and continues across calls.
+pub async fn audit_rows_form_one_chain(store: Arc<dyn Store>) {
+    let appends: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append_audit(&AuditEvent {
+                        at_ms: 1000 + i,
+                        kind: "handshake.ok".into(),
+                        actor: format!("pt-{i}"),
+                        subject: INJECTION_STRINGS[i as usize % INJECTION_STRINGS.len()].into(),
+                        detail: String::new(),
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for append in appends {
+        append.await.expect("task").expect("append");
+    }
+    let chain = store.audit_chain(0, 1000).await.expect("chain");
+    assert_eq!(chain.len(), 20);
+    let head = crate::audit::verify(&chain, crate::audit::GENESIS).expect("the chain verifies");
+    // Paged: the second page continues from the first page's last hash.
+    let first = store.audit_chain(0, 7).await.expect("page");
+    let rest = store
+        .audit_chain(first[6].record.id, 1000)
+        .await
+        .expect("page");
+    let middle = crate::audit::verify(&first, crate::audit::GENESIS).expect("page 1");
+    assert_eq!(crate::audit::verify(&rest, middle), Ok(head));
+    let plain: Vec<_> = chain.iter().map(|r| r.record.clone()).collect();
+    assert_eq!(store.audit_events(0, 1000).await.expect("events"), plain);
+}
+
+/// `put_setting_if_absent` keeps the first value; of concurrent callers all
+/// get the same one.
+pub async fn settings_are_set_once_if_absent(store: Arc<dyn Store>) {
+    let racers: Vec<_> = (0..10u8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.put_setting_if_absent("setup", &[i; 4]).await })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for racer in racers {
+        seen.push(racer.await.expect("task").expect("put"));
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0] == w[1]),
+        "one value won: {seen:?}"
+    );
+    assert_eq!(
+        store.setting("setup").await.expect("get"),
+        Some(seen[0].clone())
+    );
+    assert_eq!(
+        store
+            .put_setting_if_absent("setup", b"later")
+            .await
+            .expect("put"),
+        seen[0]
+    );
+}

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod conformance;
 mod factors;
 mod memory;
@@ -328,4 +329,12 @@ pub trait Store: Send + Sync + 'static {
     async fn setting(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Sets a named setting.
     async fn put_setting(&self, key: &str, value: &[u8]) -> StoreResult<()>;
+    /// Sets a named setting unless it has a value; returns the value that is
+    /// stored now (the one given, or the one another replica stored first).
+    async fn put_setting_if_absent(&self, key: &str, value: &[u8]) -> StoreResult<Vec<u8>>;
+
+    /// Audit rows with their hash chain, after `after_id`, in id order; rows
+    /// from before the chain existed are left out.
+    async fn audit_chain(&self, after_id: i64, limit: u32)
+        -> StoreResult<Vec<audit::ChainedAudit>>;
 }

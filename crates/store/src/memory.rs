@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::{
-    AttemptLimit, AttemptRefused, AttemptState, AuditEvent, AuditRecord, CredentialRecord,
+    audit, AttemptLimit, AttemptRefused, AttemptState, AuditEvent, AuditRecord, CredentialRecord,
     EnrollmentToken, FactorToken, OobCode, RevocationRecord, Store, StoreError, StoreResult,
     StoredSample,
 };
@@ -174,7 +174,7 @@ struct State {
     vitals: HashMap<u64, BTreeMap<u64, StoredSample>>,
     vitals_total: u64,
     /// In id order.
-    audit: Vec<AuditRecord>,
+    audit: Vec<audit::ChainedAudit>,
     last_audit_id: i64,
     /// Pseudonym → (sealed record, created at).
     patients: BTreeMap<String, (Vec<u8>, u64)>,
@@ -346,16 +346,21 @@ impl State {
 
     fn append_audit(&mut self, event: &AuditEvent) -> StoreResult<()> {
         let id = next_id(&mut self.last_audit_id)?;
-        self.audit.push(AuditRecord {
-            id,
-            event: event.clone(),
+        let prev_hash = self.audit.last().map_or(audit::GENESIS, |r| r.hash);
+        self.audit.push(audit::ChainedAudit {
+            hash: audit::row_hash(&prev_hash, id, event),
+            prev_hash,
+            record: AuditRecord {
+                id,
+                event: event.clone(),
+            },
         });
         Ok(())
     }
 
-    fn audit_events(&self, after_id: i64, limit: u32) -> Vec<AuditRecord> {
+    fn audit_chain(&self, after_id: i64, limit: u32) -> Vec<audit::ChainedAudit> {
         // WHERE id > after_id ORDER BY id LIMIT limit.
-        let start = self.audit.partition_point(|r| r.id <= after_id);
+        let start = self.audit.partition_point(|r| r.record.id <= after_id);
         self.audit[start..]
             .iter()
             .take(limit as usize)
@@ -661,7 +666,29 @@ impl Store for MemoryStore {
     }
 
     async fn audit_events(&self, after_id: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
-        self.with(|s| Ok(s.audit_events(after_id, limit)))
+        self.with(|s| {
+            Ok(s.audit_chain(after_id, limit)
+                .into_iter()
+                .map(|r| r.record)
+                .collect())
+        })
+    }
+
+    async fn audit_chain(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<audit::ChainedAudit>> {
+        self.with(|s| Ok(s.audit_chain(after_id, limit)))
+    }
+
+    async fn put_setting_if_absent(&self, key: &str, value: &[u8]) -> StoreResult<Vec<u8>> {
+        self.with(|s| {
+            Ok(s.settings
+                .entry(key.to_string())
+                .or_insert_with(|| value.to_vec())
+                .clone())
+        })
     }
 
     async fn put_patient(

@@ -70,7 +70,7 @@ use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{NoTls, Row};
 
 use crate::{
-    AttemptLimit, AttemptRefused, AttemptState, AuditEvent, AuditRecord, CredentialRecord,
+    audit, AttemptLimit, AttemptRefused, AttemptState, AuditEvent, AuditRecord, CredentialRecord,
     EnrollmentToken, FactorToken, OobCode, RevocationRecord, Store, StoreError, StoreResult,
     StoredSample,
 };
@@ -82,7 +82,7 @@ struct Migration {
     sql: &'static str,
 }
 
-/// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`. All five are
+/// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`. All six are
 /// expansions of version 1 (new tables, a column with a default).
 const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -105,6 +105,10 @@ const MIGRATIONS: &[Migration] = &[
         min_reader_version: 1,
         sql: include_str!("../../../migrations/postgres/0005_hardware_keys.sql"),
     },
+    Migration {
+        min_reader_version: 1,
+        sql: include_str!("../../../migrations/postgres/0006_audit_chain.sql"),
+    },
 ];
 
 /// Milliseconds in a day: the width of a vitals partition.
@@ -115,6 +119,9 @@ const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(6217022787732783444)"
 
 /// The first key of the two-key advisory locks that serialise
 /// [`Store::bind_device`] per patient (`VGBD`).
+/// Serialises appends to the audit chain across replicas (for the length of
+/// one short transaction).
+const AUDIT_LOCK: &str = "SELECT pg_advisory_xact_lock(7315004211872119004)";
 const BIND_LOCK: &str = "SELECT pg_advisory_xact_lock(1447576132, $1)";
 
 /// How the pool connects and waits.
@@ -916,21 +923,74 @@ impl Store for PostgresStore {
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
-        let client = self.client().await?;
-        execute(
-            &client,
-            "INSERT INTO audit_events (at_ms, kind, actor, subject, detail)
-             VALUES ($1, $2, $3, $4, $5)",
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        execute(&tx, AUDIT_LOCK, &[]).await?;
+        let prev = query_opt(
+            &tx,
+            "SELECT hash FROM audit_events WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await?
+        .map(|row| column_array::<32>(&row, 0))
+        .transpose()?
+        .unwrap_or(audit::GENESIS);
+        let row = query_one(
+            &tx,
+            "INSERT INTO audit_events (at_ms, kind, actor, subject, detail, prev_hash)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
             &[
                 &event.at_ms,
                 &event.kind.as_bytes(),
                 &event.actor.as_bytes(),
                 &event.subject.as_bytes(),
                 &event.detail.as_bytes(),
+                &&prev[..],
             ],
         )
         .await?;
-        Ok(())
+        let id: i64 = column(&row, 0)?;
+        let hash = audit::row_hash(&prev, id, event);
+        execute(
+            &tx,
+            "UPDATE audit_events SET hash = $1 WHERE id = $2",
+            &[&&hash[..], &id],
+        )
+        .await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn audit_chain(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<audit::ChainedAudit>> {
+        let client = self.client().await?;
+        query(
+            &client,
+            "SELECT id, at_ms, kind, actor, subject, detail, prev_hash, hash FROM audit_events
+             WHERE id > $1 AND hash IS NOT NULL ORDER BY id LIMIT $2",
+            &[&after_id, &i64::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(audit::ChainedAudit {
+                record: AuditRecord {
+                    id: column(row, 0)?,
+                    event: AuditEvent {
+                        at_ms: column(row, 1)?,
+                        kind: column_text(row, 2)?,
+                        actor: column_text(row, 3)?,
+                        subject: column_text(row, 4)?,
+                        detail: column_text(row, 5)?,
+                    },
+                },
+                prev_hash: column_array(row, 6)?,
+                hash: column_array(row, 7)?,
+            })
+        })
+        .collect()
     }
 
     async fn audit_events(&self, after_id: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
@@ -1394,6 +1454,23 @@ impl Store for PostgresStore {
         .await?
         .map(|row| column(&row, 0))
         .transpose()
+    }
+
+    async fn put_setting_if_absent(&self, key: &str, value: &[u8]) -> StoreResult<Vec<u8>> {
+        let client = self.client().await?;
+        execute(
+            &client,
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            &[&key.as_bytes(), &value],
+        )
+        .await?;
+        let row = query_one(
+            &client,
+            "SELECT value FROM settings WHERE key = $1",
+            &[&key.as_bytes()],
+        )
+        .await?;
+        column(&row, 0)
     }
 
     async fn put_setting(&self, key: &str, value: &[u8]) -> StoreResult<()> {

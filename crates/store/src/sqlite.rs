@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{
-    AttemptLimit, AttemptRefused, AttemptState, AuditEvent, AuditRecord, CredentialRecord,
+    audit, AttemptLimit, AttemptRefused, AttemptState, AuditEvent, AuditRecord, CredentialRecord,
     EnrollmentToken, FactorToken, OobCode, RevocationRecord, Store, StoreError, StoreResult,
     StoredSample,
 };
@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0003_otp.sql"),
     include_str!("../../../migrations/sqlite/0004_factors.sql"),
     include_str!("../../../migrations/sqlite/0005_hardware_keys.sql"),
+    include_str!("../../../migrations/sqlite/0006_audit_chain.sql"),
 ];
 
 /// A store in one SQLite file.
@@ -466,12 +467,76 @@ impl Store for SqliteStore {
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
         let e = event.clone();
         self.with(move |c| {
-            c.execute(
-                "INSERT INTO audit_events (at_ms, kind, actor, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![e.at_ms, e.kind, e.actor, e.subject, e.detail],
+            // One transaction: the link to the newest row, the row, its hash.
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let prev: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT hash FROM audit_events WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            let prev = prev.map_or(Ok(audit::GENESIS), |h| hash_32(&h))?;
+            tx.execute(
+                "INSERT INTO audit_events (at_ms, kind, actor, subject, detail, prev_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![e.at_ms, e.kind, e.actor, e.subject, e.detail, &prev[..]],
             )
             .map_err(backend)?;
-            Ok(())
+            let id = tx.last_insert_rowid();
+            let hash = audit::row_hash(&prev, id, &e);
+            tx.execute(
+                "UPDATE audit_events SET hash = ?1 WHERE id = ?2",
+                params![&hash[..], id],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn audit_chain(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<audit::ChainedAudit>> {
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, at_ms, kind, actor, subject, detail, prev_hash, hash
+                     FROM audit_events WHERE id > ?1 AND hash IS NOT NULL ORDER BY id LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![after_id, limit], |r| {
+                    Ok((
+                        AuditRecord {
+                            id: r.get(0)?,
+                            event: AuditEvent {
+                                at_ms: r.get(1)?,
+                                kind: r.get(2)?,
+                                actor: r.get(3)?,
+                                subject: r.get(4)?,
+                                detail: r.get(5)?,
+                            },
+                        },
+                        r.get::<_, Vec<u8>>(6)?,
+                        r.get::<_, Vec<u8>>(7)?,
+                    ))
+                })
+                .map_err(backend)?;
+            rows.map(|row| {
+                let (record, prev, hash) = row.map_err(backend)?;
+                Ok(audit::ChainedAudit {
+                    record,
+                    prev_hash: hash_32(&prev)?,
+                    hash: hash_32(&hash)?,
+                })
+            })
+            .collect()
         })
         .await
     }
@@ -930,6 +995,30 @@ impl Store for SqliteStore {
             )
             .optional()
             .map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_setting_if_absent(&self, key: &str, value: &[u8]) -> StoreResult<Vec<u8>> {
+        let (key, value) = (key.to_string(), value.to_vec());
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                params![key, value],
+            )
+            .map_err(backend)?;
+            let stored = tx
+                .query_row(
+                    "SELECT value FROM settings WHERE key = ?1",
+                    params![key],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(stored)
         })
         .await
     }

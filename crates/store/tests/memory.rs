@@ -32,6 +32,8 @@ conformance_tests!(
     login_states_are_taken_once,
     factor_tokens_are_single_use,
     oob_codes_are_single_use,
+    audit_rows_form_one_chain,
+    settings_are_set_once_if_absent,
 );
 
 #[tokio::test]

@@ -218,18 +218,26 @@ async fn opaque_setup(
             "the OPAQUE server setup in the store does not open under this HSP's data key".into(),
         )
     };
-    if let Some(sealed) = store.setting(OPAQUE_SETUP_SETTING).await? {
-        let bytes = zeroize::Zeroizing::new(
-            vault
-                .open(OPAQUE_SETUP_SETTING, &sealed)
-                .ok_or_else(corrupt)?,
-        );
-        return vitalgate_password::ServerSetup::from_bytes(&bytes).map_err(|_| corrupt());
-    }
-    let setup = vitalgate_password::ServerSetup::generate(&mut rand_core::OsRng);
-    let sealed = vault.seal(OPAQUE_SETUP_SETTING, &setup.to_bytes());
-    store.put_setting(OPAQUE_SETUP_SETTING, &sealed).await?;
-    Ok(setup)
+    let sealed = match store.setting(OPAQUE_SETUP_SETTING).await? {
+        Some(sealed) => sealed,
+        // Of replicas starting at once, the first to store its setup wins
+        // and every replica uses that one.
+        None => {
+            let setup = vitalgate_password::ServerSetup::generate(&mut rand_core::OsRng);
+            store
+                .put_setting_if_absent(
+                    OPAQUE_SETUP_SETTING,
+                    &vault.seal(OPAQUE_SETUP_SETTING, &setup.to_bytes()),
+                )
+                .await?
+        }
+    };
+    let bytes = zeroize::Zeroizing::new(
+        vault
+            .open(OPAQUE_SETUP_SETTING, &sealed)
+            .ok_or_else(corrupt)?,
+    );
+    vitalgate_password::ServerSetup::from_bytes(&bytes).map_err(|_| corrupt())
 }
 
 /// A service certificate older than this is renewed when the revocation feed

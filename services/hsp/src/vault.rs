@@ -138,8 +138,8 @@ impl SecretVault {
             });
         }
         // First start with a KEK: adopt a key file from before (so what it
-        // sealed still opens), else make a key; then keep it wrapped. Whatever
-        // is stored when we read back is what every replica uses.
+        // sealed still opens), else make a key; then keep it wrapped. Of
+        // replicas starting at once, the first to store wins and all use it.
         let key = if dir.join(KEY_FILE).exists() {
             Self::load_or_create(dir)?.key
         } else {
@@ -147,8 +147,9 @@ impl SecretVault {
             OsRng.fill_bytes(&mut bytes[..]);
             Secret32::from_bytes(*bytes)
         };
-        store.put_setting(WRAPPED_DATA_KEY, &kek.wrap(&key)).await?;
-        let stored = store.setting(WRAPPED_DATA_KEY).await?.unwrap_or_default();
+        let stored = store
+            .put_setting_if_absent(WRAPPED_DATA_KEY, &kek.wrap(&key))
+            .await?;
         let key = kek.unwrap_key(&stored).ok_or(VaultError::WrongKek {
             found: hex::encode(stored.get(..8).unwrap_or_default()),
         })?;

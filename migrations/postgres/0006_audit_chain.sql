@@ -1,0 +1,6 @@
+-- The audit log's hash chain: each row links to the one before it (threat 22).
+-- Rows from before this version have no link and are reported as unchained.
+
+ALTER TABLE audit_events ADD COLUMN prev_hash BYTEA;
+ALTER TABLE audit_events ADD COLUMN hash BYTEA;
+CREATE INDEX audit_events_chained ON audit_events (id) WHERE hash IS NOT NULL;
