@@ -177,3 +177,66 @@ fn separate_processes_enroll_stream_and_stop_cleanly_on_sigterm() {
     assert!(terminate(ttp).success(), "TTP exits cleanly on SIGTERM");
     assert!(stored >= 20);
 }
+
+/// `vitalgate dev` leaves an audit log that `admin audit verify` finds intact
+/// and `admin audit export` writes as FHIR AuditEvents; after a row is changed
+/// behind the store's back, verify fails and names it (threat 22).
+#[test]
+fn the_audit_log_verifies_exports_as_fhir_and_names_a_changed_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let dev = Command::new(BIN)
+        .args(["dev", "--devices", "1", "--duration", "3", "--json"])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .expect("vitalgate dev");
+    assert!(
+        dev.status.success(),
+        "dev failed: {}",
+        String::from_utf8_lossy(&dev.stderr)
+    );
+    let hsp_dir = data.join("hsp");
+    let audit = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["admin", "audit"])
+            .args(args)
+            .arg("--hsp-data-dir")
+            .arg(&hsp_dir)
+            .output()
+            .expect("vitalgate admin audit")
+    };
+    let verified = audit(&["verify"]);
+    let stdout = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{stdout}");
+    assert!(stdout.contains("audit log intact"), "{stdout}");
+
+    let out = dir.path().join("audit.ndjson");
+    let exported = audit(&["export", "--out", out.to_str().expect("path")]);
+    assert!(exported.status.success());
+    let text = std::fs::read_to_string(&out).expect("export");
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert!(events.len() >= 5, "{} events", events.len());
+    for event in &events {
+        assert_eq!(event["resourceType"], "AuditEvent");
+        assert!(event["recorded"].as_str().is_some_and(|t| t.ends_with('Z')));
+    }
+    assert!(events
+        .iter()
+        .any(|e| e["subtype"][0]["code"] == "vitals.session.start"));
+
+    rusqlite::Connection::open(hsp_dir.join("store.db"))
+        .expect("raw")
+        .execute(
+            "UPDATE audit_events SET actor = 'someone else' WHERE id = 3",
+            [],
+        )
+        .expect("tamper");
+    let refused = audit(&["verify"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("audit row 3 was altered"), "{stderr}");
+}

@@ -134,6 +134,19 @@ enum AdminCommand {
         #[arg(long)]
         factor_token: String,
     },
+    /// The HSP's audit log, read from its store: `verify` checks the hash
+    /// chain and names the first altered or missing row; `export` writes FHIR
+    /// R4 AuditEvent resources as NDJSON.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+        /// The HSP's PostgreSQL database; the embedded store otherwise.
+        #[arg(long, env = "VITALGATE_HSP_DATABASE_URL", global = true)]
+        database_url: Option<String>,
+        /// The HSP's data directory (its embedded store).
+        #[arg(long, default_value = "vitalgate-data/hsp", global = true)]
+        hsp_data_dir: PathBuf,
+    },
     /// Show how many vitals samples the HSP has stored.
     VitalsCount {
         /// One device's serial; all devices when absent.
@@ -149,6 +162,18 @@ fn parse_role(role: &str) -> Result<v1::Role, String> {
         "clinician" => Ok(v1::Role::Clinician),
         other => Err(format!("unknown role {other:?}: device, hsp or clinician")),
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditAction {
+    /// Check the hash chain.
+    Verify,
+    /// Write every event as a FHIR AuditEvent (NDJSON) to a file, or stdout.
+    Export {
+        /// The file to write; stdout when absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn parse_purpose(purpose: &str) -> Result<v1::FactorPurpose, String> {
@@ -346,6 +371,31 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
                 "{clinician} {} {pseudonym}'s care team",
                 if remove { "left" } else { "joined" }
             );
+        }
+        AdminCommand::Audit {
+            ref action,
+            ref database_url,
+            ref hsp_data_dir,
+        } => {
+            if database_url.is_none() && !hsp_data_dir.join("store.db").exists() {
+                return Err(format!("no HSP store in {}", hsp_data_dir.display()).into());
+            }
+            let store = crate::open_store(database_url.as_deref(), hsp_data_dir).await?;
+            match action {
+                AuditAction::Verify => crate::audit::verify(&*store).await?,
+                AuditAction::Export { out } => {
+                    let rows = match out {
+                        Some(path) => {
+                            let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+                            crate::audit::export(&*store, &mut file).await?
+                        }
+                        None => {
+                            crate::audit::export(&*store, &mut std::io::stdout().lock()).await?
+                        }
+                    };
+                    eprintln!("{rows} audit events exported as FHIR AuditEvent (NDJSON)");
+                }
+            }
         }
         AdminCommand::VitalsCount { device } => {
             let (mut hsp, token) = hsp().await?;

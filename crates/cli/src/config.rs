@@ -26,6 +26,8 @@ pub(crate) struct TtpSection {
     pub(crate) listen: Option<String>,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) credential_lifetime_days: Option<u64>,
+    /// PostgreSQL instead of the embedded store.
+    pub(crate) database_url: Option<String>,
     /// Sign credentials with a key on a PKCS#11 token (`[ttp.signing_token]`).
     pub(crate) signing_token: Option<TokenSection>,
 }
@@ -49,6 +51,8 @@ pub(crate) struct HspSection {
     pub(crate) ttp_ca: Option<PathBuf>,
     pub(crate) enrollment_token: Option<String>,
     pub(crate) skew_window_secs: Option<u32>,
+    /// PostgreSQL instead of the embedded store.
+    pub(crate) database_url: Option<String>,
     /// Which factors each role needs for each action (`[[hsp.policy]]`);
     /// the built-in default when absent.
     pub(crate) policy: Option<Vec<vitalgate_hsp::policy::RuleConfig>>,

@@ -16,7 +16,7 @@ use vitalgate_device::{Device, DeviceConfig, DeviceStats};
 use vitalgate_hsp::{Hsp, HspConfig};
 use vitalgate_proto::v1;
 use vitalgate_rpc::identity::Identity;
-use vitalgate_store::{SqliteStore, Store};
+
 use vitalgate_ttp::{Ttp, TtpConfig};
 
 use crate::{admin_request, connect, connect_ttp, init_logging, shutdown_signal, CliResult};
@@ -44,6 +44,10 @@ pub(crate) struct DevArgs {
     /// Print the summary as one JSON object (and no progress lines).
     #[arg(long)]
     json: bool,
+    /// Run the HSP on PostgreSQL (`postgres://…`) instead of its embedded
+    /// store (the TTP, a separate deployment, keeps its own).
+    #[arg(long, env = "VITALGATE_DEV_DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 /// Demonstration clinicians enrolled on the first start.
@@ -228,11 +232,6 @@ fn totals(devices: &[Arc<DeviceStats>]) -> Totals {
     }
 }
 
-fn open_store(dir: &Path) -> Result<Arc<SqliteStore>, Box<dyn std::error::Error + Send + Sync>> {
-    std::fs::create_dir_all(dir)?;
-    Ok(Arc::new(SqliteStore::open(&dir.join("store.db"))?))
-}
-
 pub(crate) async fn run(args: DevArgs) -> CliResult {
     // Audit events and per-handshake logs are in the store; the terminal gets
     // the progress lines below and warnings.
@@ -247,7 +246,7 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     let first_start = !data.join("ttp").join("admin.token").exists();
 
     // TTP.
-    let ttp_store = open_store(&data.join("ttp"))?;
+    let ttp_store = crate::open_store(None, &data.join("ttp")).await?;
     let ttp = Ttp::open(TtpConfig::new(data.join("ttp")), ttp_store).await?;
     let admin = ttp.admin_token().to_string();
     let ca_pem = ttp.ca_pem().to_string();
@@ -279,7 +278,10 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     } else {
         None
     };
-    let hsp_store = open_store(&hsp_dir)?;
+    let hsp_store = crate::open_store(args.database_url.as_deref(), &hsp_dir).await?;
+    if args.database_url.is_some() {
+        say("HSP  on PostgreSQL".into());
+    }
     let mut hsp_config = HspConfig::new(hsp_dir.clone(), ttp_url.clone(), ca_pem);
     // Out-of-band codes go to a file in development (never an SMTP relay).
     let codes_file = hsp_dir.join("dev-codes.txt");

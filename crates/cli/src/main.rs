@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod audit;
 mod config;
 mod dev;
 mod run;
@@ -60,6 +61,45 @@ fn main() -> ExitCode {
             eprintln!("vitalgate: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The store: PostgreSQL when `database_url` is given (`postgres://…`; several
+/// replicas share it), else the embedded SQLite file `store.db` in `dir`.
+pub(crate) async fn open_store(
+    database_url: Option<&str>,
+    dir: &std::path::Path,
+) -> Result<std::sync::Arc<dyn vitalgate_store::Store>, Box<dyn std::error::Error + Send + Sync>> {
+    match database_url {
+        Some(url) => {
+            let store = vitalgate_store::PostgresStore::connect(
+                url,
+                vitalgate_store::PoolOptions::default(),
+            )
+            .await
+            .map_err(|e| format!("database {}: {e}", redact(url)))?;
+            Ok(std::sync::Arc::new(store))
+        }
+        None => {
+            std::fs::create_dir_all(dir)?;
+            Ok(std::sync::Arc::new(vitalgate_store::SqliteStore::open(
+                &dir.join("store.db"),
+            )?))
+        }
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
     }
 }
 

@@ -7,11 +7,10 @@ use clap::Args;
 use tokio::sync::watch;
 use vitalgate_device::{Device, DeviceConfig};
 use vitalgate_hsp::{Hsp, HspConfig};
-use vitalgate_store::SqliteStore;
 use vitalgate_ttp::{Ttp, TtpConfig};
 
 use crate::config::{load, pick, pick_opt};
-use crate::{connect_ttp, init_logging, shutdown_signal, CliResult};
+use crate::{connect_ttp, init_logging, open_store, shutdown_signal, CliResult};
 
 const DEFAULT_TTP_URL: &str = "https://127.0.0.1:7001";
 const DEFAULT_TTP_CA: &str = "vitalgate-data/ttp/x509-ca.pem";
@@ -27,6 +26,9 @@ pub(crate) struct TtpArgs {
     /// Keys, admin token and store [default: ./vitalgate-data/ttp].
     #[arg(long, env = "VITALGATE_TTP_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL (`postgres://…`) instead of the embedded store.
+    #[arg(long, env = "VITALGATE_TTP_DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -52,6 +54,10 @@ pub(crate) struct HspArgs {
     /// Accepted clock skew in seconds either way [default: 30].
     #[arg(long, env = "VITALGATE_SKEW_WINDOW_SECS")]
     skew_window_secs: Option<u32>,
+    /// PostgreSQL (`postgres://…`) instead of the embedded store; replicas
+    /// share it (and need the same key-encryption key).
+    #[arg(long, env = "VITALGATE_HSP_DATABASE_URL")]
+    database_url: Option<String>,
     /// A file holding the key-encryption key (64 hex digits) the data key is
     /// wrapped under in the store; needed when replicas share a database.
     #[arg(long, env = "VITALGATE_KEK_FILE")]
@@ -96,7 +102,8 @@ pub(crate) async fn ttp(args: TtpArgs) -> CliResult {
         PathBuf::from("vitalgate-data/ttp"),
     );
     std::fs::create_dir_all(&data_dir)?;
-    let store = Arc::new(SqliteStore::open(&data_dir.join("store.db"))?);
+    let database_url = pick_opt(args.database_url, file.database_url);
+    let store = open_store(database_url.as_deref(), &data_dir).await?;
     let mut config = TtpConfig::new(data_dir.clone());
     if let Some(days) = file.credential_lifetime_days {
         config.credential_lifetime_secs = days * 24 * 3600;
@@ -137,7 +144,8 @@ pub(crate) async fn hsp(args: HspArgs) -> CliResult {
     let ttp_ca = pick(args.ttp_ca, file.ttp_ca, DEFAULT_TTP_CA.into());
     let token = pick_opt(args.enrollment_token, file.enrollment_token);
     std::fs::create_dir_all(&data_dir)?;
-    let store = Arc::new(SqliteStore::open(&data_dir.join("store.db"))?);
+    let database_url = pick_opt(args.database_url, file.database_url);
+    let store = open_store(database_url.as_deref(), &data_dir).await?;
     let ca_pem = std::fs::read_to_string(&ttp_ca)
         .map_err(|e| format!("TTP CA certificate {}: {e}", ttp_ca.display()))?;
     let mut config = HspConfig::new(data_dir, ttp_url, ca_pem);

@@ -58,3 +58,52 @@ async fn survives_a_restart() {
         Some(b"world".to_vec())
     );
 }
+
+/// Threat 22: a row changed or deleted behind the store's back is named by the
+/// hash chain.
+#[tokio::test]
+async fn a_changed_or_deleted_audit_row_is_named() {
+    use vitalgate_store::audit::{verify, ChainBreak, GENESIS};
+    use vitalgate_store::AuditEvent;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (file, tamper, expected) in [
+        (
+            "altered.db",
+            "UPDATE audit_events SET detail = 'nothing to see' WHERE id = 4",
+            ChainBreak::Altered { id: 4 },
+        ),
+        (
+            "deleted.db",
+            "DELETE FROM audit_events WHERE id = 6",
+            ChainBreak::Missing {
+                id: 7,
+                after: Some(5),
+            },
+        ),
+    ] {
+        let path = dir.path().join(file);
+        let store = SqliteStore::open(&path).expect("open");
+        for i in 1..=10 {
+            store
+                .append_audit(&AuditEvent {
+                    at_ms: i,
+                    kind: "patient.read".into(),
+                    actor: "dr-a".into(),
+                    subject: "pt-1".into(),
+                    detail: format!("read {i}"),
+                })
+                .await
+                .expect("append");
+        }
+        let chain = store.audit_chain(0, 100).await.expect("chain");
+        verify(&chain, GENESIS).expect("intact before");
+        drop(store);
+        rusqlite::Connection::open(&path)
+            .expect("raw")
+            .execute(tamper, [])
+            .expect("tamper");
+        let store = SqliteStore::open(&path).expect("reopen");
+        let chain = store.audit_chain(0, 100).await.expect("chain");
+        assert_eq!(verify(&chain, GENESIS), Err(expected));
+    }
+}
