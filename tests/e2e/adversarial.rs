@@ -15,18 +15,17 @@ use vitalgate_core::provider::AwsLc;
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1::{self, device_frame, hsp_frame};
 use vitalgate_rpc::unix_now;
-use vitalgate_store::Store;
 
 use crate::harness::*;
 
 /// A device stream driven by hand.
-struct Raw {
+pub(crate) struct Raw {
     tx: mpsc::Sender<v1::DeviceFrame>,
     inbound: tonic::Streaming<v1::HspFrame>,
 }
 
 impl Raw {
-    async fn open(url: &str) -> Self {
+    pub(crate) async fn open(url: &str) -> Self {
         let mut client = v1::hsp_client::HspClient::new(connect(url).await);
         let (tx, rx) = mpsc::channel(8);
         let inbound = client
@@ -37,7 +36,7 @@ impl Raw {
         Self { tx, inbound }
     }
 
-    async fn send_handshake(&self, bytes: Vec<u8>) {
+    pub(crate) async fn send_handshake(&self, bytes: Vec<u8>) {
         let _ = self
             .tx
             .send(v1::DeviceFrame {
@@ -56,7 +55,7 @@ impl Raw {
     }
 
     /// The next handshake message, or the status that ended the stream.
-    async fn handshake(&mut self) -> Result<Vec<u8>, Status> {
+    pub(crate) async fn handshake(&mut self) -> Result<Vec<u8>, Status> {
         match tokio::time::timeout(Duration::from_secs(10), self.inbound.message()).await {
             Err(_) => Err(Status::deadline_exceeded("no answer")),
             Ok(Err(status)) => Err(status),
@@ -69,7 +68,7 @@ impl Raw {
     }
 }
 
-fn initiator(
+pub(crate) fn initiator(
     dir: &std::path::Path,
 ) -> (
     InitiatorConfig<AwsLc>,
@@ -87,7 +86,7 @@ fn initiator(
 }
 
 /// Runs a handshake by hand; returns the session and the messages sent.
-async fn handshake(
+pub(crate) async fn handshake(
     raw: &mut Raw,
     config: &InitiatorConfig<AwsLc>,
     trust: &vitalgate_core::credential::TrustStore,

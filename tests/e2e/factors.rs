@@ -21,18 +21,18 @@ use vitalgate_password::PasswordFactor;
 use vitalgate_proto::v1::{self, FactorPurpose};
 use vitalgate_rpc::identity::Identity;
 use vitalgate_rpc::unix_now;
-use vitalgate_store::{AttemptLimit, Store};
+use vitalgate_store::AttemptLimit;
 
 use crate::harness::*;
 
 /// Short TOTP steps, so that tests with several logins wait seconds, not minutes.
-const FAST_TOTP: TotpPolicy = TotpPolicy {
+pub(crate) const FAST_TOTP: TotpPolicy = TotpPolicy {
     digits: 6,
     step_secs: 2,
     grace_secs: 1,
 };
 
-fn rule(role: &str, action: Action, require: &[&str]) -> RuleConfig {
+pub(crate) fn rule(role: &str, action: Action, require: &[&str]) -> RuleConfig {
     RuleConfig {
         role: role.into(),
         action,
@@ -42,12 +42,14 @@ fn rule(role: &str, action: Action, require: &[&str]) -> RuleConfig {
     }
 }
 
-async fn hsp_client(platform: &Platform) -> v1::hsp_client::HspClient<tonic::transport::Channel> {
+pub(crate) async fn hsp_client(
+    platform: &Platform,
+) -> v1::hsp_client::HspClient<tonic::transport::Channel> {
     v1::hsp_client::HspClient::new(connect(&platform.hsp().url).await)
 }
 
 /// Enrolls a party of `role` named `subject` with the TTP.
-async fn enroll(platform: &Platform, role: v1::Role, subject: &str) -> Identity {
+pub(crate) async fn enroll(platform: &Platform, role: v1::Role, subject: &str) -> Identity {
     let token = platform.token(role, subject, 60).await;
     let dir = platform.dir.path().join("parties").join(subject);
     Identity::enroll(&dir, &mut platform.ttp().await, &token)
@@ -55,7 +57,7 @@ async fn enroll(platform: &Platform, role: v1::Role, subject: &str) -> Identity 
         .expect("enroll")
 }
 
-fn party(identity: &Identity) -> Party {
+pub(crate) fn party(identity: &Identity) -> Party {
     Party {
         signer: Box::new(identity.signer()),
         credential: identity.credential.clone(),
@@ -63,7 +65,11 @@ fn party(identity: &Identity) -> Party {
     }
 }
 
-async fn factor_token(platform: &Platform, subject: &str, purpose: FactorPurpose) -> String {
+pub(crate) async fn factor_token(
+    platform: &Platform,
+    subject: &str,
+    purpose: FactorPurpose,
+) -> String {
     let request = v1::IssueFactorTokenRequest {
         subject: subject.into(),
         purpose: purpose as i32,
@@ -78,7 +84,7 @@ async fn factor_token(platform: &Platform, subject: &str, purpose: FactorPurpose
         .token
 }
 
-async fn set_password(platform: &Platform, subject: &str, password: &str) {
+pub(crate) async fn set_password(platform: &Platform, subject: &str, password: &str) {
     let token = factor_token(platform, subject, FactorPurpose::Password).await;
     register_password(
         &platform.hsp().url,
@@ -91,7 +97,7 @@ async fn set_password(platform: &Platform, subject: &str, password: &str) {
 }
 
 /// Enrolls TOTP for `subject`; returns the authenticator (from the otpauth URI).
-async fn enroll_totp(platform: &Platform, subject: &str) -> totp_rs::Totp {
+pub(crate) async fn enroll_totp(platform: &Platform, subject: &str) -> totp_rs::Totp {
     let token = factor_token(platform, subject, FactorPurpose::Otp).await;
     let enrolled = hsp_client(platform)
         .await
@@ -107,7 +113,7 @@ async fn enroll_totp(platform: &Platform, subject: &str) -> totp_rs::Totp {
 }
 
 /// A code for a step no login has used yet.
-async fn fresh_code(totp: &totp_rs::Totp, last: &mut Option<u64>) -> String {
+pub(crate) async fn fresh_code(totp: &totp_rs::Totp, last: &mut Option<u64>) -> String {
     loop {
         let now = unix_now();
         // The step's length: the first second of the step after time 0.
@@ -123,7 +129,7 @@ async fn fresh_code(totp: &totp_rs::Totp, last: &mut Option<u64>) -> String {
     }
 }
 
-fn status(error: DeviceError) -> tonic::Status {
+pub(crate) fn status(error: DeviceError) -> tonic::Status {
     match error {
         DeviceError::Rpc(status) => status,
         other => panic!("expected a status from the HSP, got {other}"),
@@ -265,7 +271,7 @@ async fn a_clinician_logs_in_with_password_and_totp_and_each_failure_is_refused(
 }
 
 /// Sends KE1 and hangs up before KE3: the guesser who learns from KE2 alone.
-struct Ke1Only(Option<PasswordFactor>);
+pub(crate) struct Ke1Only(pub(crate) Option<PasswordFactor>);
 
 impl InitiatorFactor for Ke1Only {
     fn kind(&self) -> FactorKind {

@@ -10,7 +10,7 @@ use tonic::transport::Channel;
 use vitalgate_device::{Device, DeviceConfig};
 use vitalgate_hsp::{Hsp, HspConfig};
 use vitalgate_proto::v1;
-use vitalgate_store::{SqliteStore, Store as _};
+use vitalgate_store::{SqliteStore, Store};
 use vitalgate_ttp::{Ttp, TtpConfig};
 
 pub(crate) type TtpClient = v1::ttp_client::TtpClient<Channel>;
@@ -36,7 +36,7 @@ pub(crate) fn admin<T>(message: T, token: &str) -> tonic::Request<T> {
 pub(crate) struct RunningHsp {
     pub(crate) hsp: Hsp,
     pub(crate) url: String,
-    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) store: Arc<dyn Store>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -59,6 +59,8 @@ pub(crate) struct Platform {
     pub(crate) hsp: Option<RunningHsp>,
     /// Applied to the HSP's configuration at each start.
     pub(crate) configure_hsp: fn(&mut HspConfig),
+    /// The PostgreSQL database every HSP of the platform shares, if any.
+    pub(crate) database_url: Option<String>,
     ttp_stop: watch::Sender<bool>,
 }
 
@@ -69,6 +71,15 @@ impl Platform {
 
     /// Starts the platform with the HSP configured by `configure` (at every start).
     pub(crate) async fn start_with(configure: fn(&mut HspConfig)) -> Self {
+        Self::start_on(None, configure).await
+    }
+
+    /// Starts the platform with its HSP on the PostgreSQL database at
+    /// `database_url` (or its own embedded store), configured by `configure`.
+    pub(crate) async fn start_on(
+        database_url: Option<String>,
+        configure: fn(&mut HspConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let ttp_dir = dir.path().join("ttp");
         std::fs::create_dir_all(&ttp_dir).expect("ttp dir");
@@ -93,6 +104,7 @@ impl Platform {
             admin_token,
             hsp: None,
             configure_hsp: configure,
+            database_url,
             ttp_stop,
         };
         platform.start_hsp("127.0.0.1:0").await;
@@ -125,15 +137,33 @@ impl Platform {
 
     /// Starts (or restarts, on the same store and identity) the HSP on `address`.
     pub(crate) async fn start_hsp(&mut self, address: &str) {
-        let hsp_dir = self.dir.path().join("hsp");
+        let hsp = self.run_hsp("hsp", address).await;
+        self.hsp = Some(hsp);
+    }
+
+    /// Runs an HSP named `name` (its identity in its own directory) on
+    /// `address`: on the shared database when the platform has one, else on
+    /// its own embedded store.
+    pub(crate) async fn run_hsp(&self, name: &str, address: &str) -> RunningHsp {
+        let hsp_dir = self.dir.path().join(name);
         std::fs::create_dir_all(&hsp_dir).expect("hsp dir");
         let enrolled = hsp_dir.join("identity").join("credential.bin").exists();
         let token = if enrolled {
             None
         } else {
-            Some(self.token(v1::Role::Hsp, "hsp.test-hospital", 60).await)
+            Some(
+                self.token(v1::Role::Hsp, &format!("{name}.test-hospital"), 60)
+                    .await,
+            )
         };
-        let store = Arc::new(SqliteStore::open(&hsp_dir.join("store.db")).expect("hsp store"));
+        let store: Arc<dyn Store> = match &self.database_url {
+            Some(url) => Arc::new(
+                vitalgate_store::PostgresStore::connect(url, Default::default())
+                    .await
+                    .expect("PostgreSQL"),
+            ),
+            None => Arc::new(SqliteStore::open(&hsp_dir.join("store.db")).expect("hsp store")),
+        };
         let mut config = HspConfig::new(hsp_dir, self.ttp_url.clone(), self.ttp_ca_pem.clone());
         (self.configure_hsp)(&mut config);
         let hsp = Hsp::open(config, store.clone(), token.as_deref())
@@ -157,13 +187,13 @@ impl Platform {
             let hsp = hsp.clone();
             async move { hsp.follow_revocations(rx).await }
         });
-        self.hsp = Some(RunningHsp {
+        RunningHsp {
             hsp,
             url,
             store,
             stop,
             tasks: vec![serve, follow],
-        });
+        }
     }
 
     /// Stops the HSP and starts a new one on the same address, store and identity.

@@ -8,3 +8,4 @@ mod adversarial;
 mod factors;
 mod platform;
 mod processes;
+mod replicas;

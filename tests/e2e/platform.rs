@@ -6,7 +6,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tonic::Code;
 use vitalgate_proto::v1;
-use vitalgate_store::Store;
 
 use crate::harness::*;
 

@@ -1,0 +1,199 @@
+//! Two HSP replicas on one PostgreSQL database: what one replica saw, the
+//! other knows — a handshake replayed from one to the other never completes,
+//! a code used on one is refused on the other, password guesses on both add
+//! up, and a device moving from one to the other has every acknowledged sample
+//! stored exactly once.
+//!
+//! The database server is the one `VITALGATE_TEST_DATABASE_URL` names (CI sets
+//! it); the test makes a database of its own there and drops it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::Code;
+use vitalgate_device::login::{login, OneTimeCode};
+use vitalgate_hsp::policy::{Action, Policy};
+use vitalgate_hsp::KeyEncryptionKey;
+use vitalgate_password::PasswordFactor;
+use vitalgate_proto::v1;
+
+use crate::adversarial::{handshake, initiator, Raw};
+use crate::factors::{enroll, enroll_totp, fresh_code, party, rule, status, Ke1Only, FAST_TOTP};
+use crate::harness::*;
+
+/// A database of the test's own on the server under test.
+struct TestDatabase {
+    server: String,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    async fn create() -> Option<Self> {
+        let Ok(server) = std::env::var("VITALGATE_TEST_DATABASE_URL") else {
+            let message =
+                "VITALGATE_TEST_DATABASE_URL is not set: the replica test needs PostgreSQL";
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+            eprintln!("skipped: {message}");
+            return None;
+        };
+        let mut bytes = [0u8; 6];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+        let name = format!("vg_e2e_{}", hex::encode(bytes));
+        admin_sql(&server, &format!("CREATE DATABASE {name}")).await;
+        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        Some(Self { server, name, url })
+    }
+
+    async fn drop_database(self) {
+        admin_sql(
+            &self.server,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        )
+        .await;
+    }
+}
+
+async fn admin_sql(server: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(server, tokio_postgres::NoTls)
+        .await
+        .expect("the PostgreSQL server under test is reachable");
+    let task = tokio::spawn(connection);
+    client.batch_execute(sql).await.expect(sql);
+    drop(client);
+    let _ = task.await;
+}
+
+#[tokio::test]
+async fn two_replicas_share_replays_codes_attempts_and_streams() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let platform = Platform::start_on(Some(database.url.clone()), |config| {
+        config.totp = FAST_TOTP;
+        // Replicas share the data key through the store, wrapped under one KEK.
+        config.key_encryption_key = Some(Arc::new(
+            KeyEncryptionKey::from_hex(&"7e".repeat(32)).expect("kek"),
+        ));
+        config.policy = Policy::from_rules(&[
+            vitalgate_hsp::policy::RuleConfig {
+                allow: vec!["password".into()],
+                ..rule("clinician", Action::Login, &["otp"])
+            },
+            rule("device", Action::StreamVitals, &["card"]),
+        ])
+        .expect("policy");
+    })
+    .await;
+    // Replicas behind one load balancer are one HSP: they share its identity
+    // (deployed to each, like any secret) and its database.
+    let identity = platform.dir.path().join("hsp").join("identity");
+    let copy = platform.dir.path().join("hsp-b").join("identity");
+    std::fs::create_dir_all(&copy).expect("replica dir");
+    for file in std::fs::read_dir(&identity).expect("identity") {
+        let file = file.expect("file").path();
+        std::fs::copy(&file, copy.join(file.file_name().expect("name"))).expect("copy");
+    }
+    let replica_b = platform.run_hsp("hsp-b", "127.0.0.1:0").await;
+    let (url_a, url_b) = (platform.hsp().url.clone(), replica_b.url.clone());
+
+    // A code used on A is refused on B.
+    let clinician = enroll(&platform, v1::Role::Clinician, "dr-replica").await;
+    let totp = enroll_totp(&platform, "dr-replica").await;
+    let code = fresh_code(&totp, &mut None).await;
+    let mut otp = OneTimeCode::totp(&code);
+    login(&url_a, party(&clinician), vec![&mut otp], None)
+        .await
+        .expect("the code on A");
+    let mut otp = OneTimeCode::totp(&code);
+    let refused = login(&url_b, party(&clinician), vec![&mut otp], None)
+        .await
+        .map_err(status)
+        .expect_err("the same code on B");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert!(refused.message().contains("already used"), "{refused:?}");
+
+    // Password guesses on A and on B add up (each counted at KE1).
+    for url in [&url_a, &url_a, &url_a, &url_b, &url_b, &url_b, &url_b] {
+        let mut guess = Ke1Only(Some(PasswordFactor::new("dr-replica", "guess")));
+        login(url, party(&clinician), vec![&mut guess], None)
+            .await
+            .expect_err("the guesser hangs up after KE2");
+    }
+    let attempts = replica_b
+        .store
+        .attempts("password", "dr-replica")
+        .await
+        .expect("attempts");
+    assert_eq!(attempts.failures, 7, "three guesses on A and four on B");
+
+    // A handshake recorded against A, replayed to B, never completes.
+    platform.device("recorded", "pt-recorded").await;
+    let (config, trust) = initiator(&platform.device_dir("recorded"));
+    let mut raw = Raw::open(&url_a).await;
+    let (_session, m1, m3) = handshake(&mut raw, &config, &trust).await;
+    let mut replay = Raw::open(&url_b).await;
+    replay.send_handshake(m1).await;
+    if replay.handshake().await.is_ok() {
+        replay.send_handshake(m3).await;
+        let refused = replay.handshake().await.expect_err("replayed M3 on B");
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    }
+    assert_eq!(
+        replica_b.hsp.stats().handshakes_ok.load(Ordering::Relaxed),
+        0,
+        "B completed no handshake"
+    );
+
+    // A device streams to A, loses it, and goes on with B: every sample it
+    // was told is stored is stored, once.
+    let mut device = platform.device("wanderer", "pt-wanderer").await;
+    let stats = device.stats();
+    let serial = device.credential().serial();
+    for (url, acked_at_least) in [(url_a.clone(), 20), (url_b.clone(), 40)] {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let run = tokio::spawn(async move {
+            device.run(url, rx).await;
+            device
+        });
+        let reached = wait_until(Duration::from_secs(20), || {
+            stats.samples_acked.load(Ordering::Relaxed) >= acked_at_least
+        })
+        .await;
+        assert!(reached.is_some(), "{acked_at_least} samples acknowledged");
+        let _ = stop.send(true);
+        device = run.await.expect("device");
+    }
+    let acked = stats.samples_acked.load(Ordering::Relaxed);
+    let stored = platform
+        .hsp()
+        .store
+        .latest_vitals(serial, 10_000)
+        .await
+        .expect("vitals");
+    let mut sequences: Vec<u64> = stored.iter().map(|s| s.sequence).collect();
+    sequences.sort_unstable();
+    sequences.dedup();
+    assert_eq!(sequences.len(), stored.len(), "no sample stored twice");
+    assert!(
+        stored.len() as u64 >= acked,
+        "every acknowledged sample is stored ({} stored, {acked} acknowledged)",
+        stored.len()
+    );
+    assert!(replica_b.hsp.stats().samples_stored.load(Ordering::Relaxed) > 0);
+    assert!(
+        platform
+            .hsp()
+            .hsp
+            .stats()
+            .samples_stored
+            .load(Ordering::Relaxed)
+            > 0
+    );
+
+    replica_b.stop().await;
+    platform.stop().await;
+    database.drop_database().await;
+}
