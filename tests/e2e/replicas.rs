@@ -46,13 +46,24 @@ impl TestDatabase {
         let url = format!("{base}/{name}");
         Some(Self { server, name, url })
     }
+}
 
-    async fn drop_database(self) {
-        admin_sql(
-            &self.server,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        )
-        .await;
+/// Dropped also when the test fails: on a thread of its own, since the test's
+/// runtime may be gone.
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(admin_sql(
+                &server,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            ));
+        })
+        .join();
     }
 }
 
@@ -195,5 +206,5 @@ async fn two_replicas_share_replays_codes_attempts_and_streams() {
 
     replica_b.stop().await;
     platform.stop().await;
-    database.drop_database().await;
+    drop(database);
 }
