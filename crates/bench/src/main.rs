@@ -4,6 +4,7 @@
 //! cargo run --release -p vitalgate-bench -- handshake [--json] [--rounds N]
 //! cargo run --release -p vitalgate-bench -- login [--json] [--logins N]
 //! cargo run --release -p vitalgate-bench -- biometric [--json]
+//! cargo run --release -p vitalgate-bench -- ingest [--json] [--database-url URL]
 //! ```
 //!
 //! Everything runs single-threaded and in memory, interleaved round by round
@@ -12,6 +13,7 @@
 
 mod biometric;
 mod floor;
+mod ingest;
 mod login;
 mod measure;
 mod peers;
@@ -29,7 +31,8 @@ use measure::{interleaved, Bench};
 
 const USAGE: &str = "usage: vitalgate-bench handshake [--json] [--rounds N]\n       \
                      vitalgate-bench login [--json] [--logins N]\n       \
-                     vitalgate-bench biometric [--json]";
+                     vitalgate-bench biometric [--json]\n       \
+                     vitalgate-bench ingest [--json] [--database-url URL]";
 
 struct Row {
     name: &'static str,
@@ -43,6 +46,8 @@ fn main() -> ExitCode {
     let mut json = false;
     let mut rounds = 40;
     let mut logins = 2000;
+    let mut database_url = std::env::var("VITALGATE_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let mut command = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -62,7 +67,16 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "handshake" | "login" | "biometric" if command.is_none() => command = Some(arg.clone()),
+            "--database-url" => match it.next() {
+                Some(url) => database_url = url.clone(),
+                None => {
+                    eprintln!("--database-url needs a URL\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "handshake" | "login" | "biometric" | "ingest" if command.is_none() => {
+                command = Some(arg.clone())
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -77,6 +91,7 @@ fn main() -> ExitCode {
         Some("handshake") => handshake(json, rounds),
         Some("login") => login::report(&login::run(logins), json),
         Some("biometric") => biometric::run(json),
+        Some("ingest") => ingest::report(&ingest::run(&database_url, 2000), json),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

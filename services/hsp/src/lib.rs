@@ -16,7 +16,7 @@ pub mod policy;
 pub use vault::{KeyEncryptionKey, VaultError};
 mod session;
 mod vault;
-mod writer;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

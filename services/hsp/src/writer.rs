@@ -24,20 +24,20 @@ struct Job {
 
 /// The handle sessions use.
 #[derive(Clone)]
-pub(crate) struct VitalsWriter {
+pub struct VitalsWriter {
     jobs: mpsc::Sender<Job>,
 }
 
 impl VitalsWriter {
     /// Starts the writer task on `store`.
-    pub(crate) fn start(store: Arc<dyn Store>, stats: Arc<HspStats>, max_samples: usize) -> Self {
+    pub fn start(store: Arc<dyn Store>, stats: Arc<HspStats>, max_samples: usize) -> Self {
         let (jobs, queue) = mpsc::channel(1024);
         tokio::spawn(run(store, stats, queue, max_samples.max(1)));
         Self { jobs }
     }
 
     /// Stores `samples` with whatever else is queued; returns once committed.
-    pub(crate) async fn store(&self, samples: Vec<StoredSample>) -> Result<(), StoreError> {
+    pub async fn store(&self, samples: Vec<StoredSample>) -> Result<(), StoreError> {
         let (done, answer) = oneshot::channel();
         let stopped = || StoreError::Backend("the vitals writer has stopped".into());
         self.jobs

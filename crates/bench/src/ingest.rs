@@ -1,0 +1,219 @@
+//! `ingest`: vitals samples stored per second through the HSP's own storage
+//! path — many sessions handing batches to the replica's one `VitalsWriter`,
+//! which gathers them into multi-row inserts on PostgreSQL — for several
+//! gathering sizes, beside plain binary COPY into an unpartitioned table (the
+//! database's own ceiling on this machine).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+use vitalgate_hsp::writer::VitalsWriter;
+use vitalgate_hsp::HspStats;
+use vitalgate_store::{PostgresStore, Store, StoredSample};
+
+/// Simulated device sessions, each sending batches of this many samples.
+const SESSIONS: u64 = 64;
+const SESSION_BATCH: u64 = 20;
+
+pub(crate) struct IngestRow {
+    pub(crate) name: &'static str,
+    pub(crate) batch: usize,
+    pub(crate) samples_per_s: f64,
+}
+
+fn sample(device_serial: u64, sequence: u64) -> StoredSample {
+    StoredSample {
+        device_serial,
+        sequence,
+        // Spread over two days: two partitions.
+        measured_at_ms: 1_795_000_000_000 + sequence as i64 * 1_000,
+        heart_rate_bpm: 72.0,
+        spo2_percent: 97.5,
+        respiratory_rate_per_min: 14.0,
+        skin_temperature_c: 36.6,
+        systolic_mmhg: 121.0,
+        diastolic_mmhg: 79.0,
+        anomaly: false,
+    }
+}
+
+async fn admin_sql(server: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(server, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL reachable");
+    let task = tokio::spawn(connection);
+    client.batch_execute(sql).await.expect(sql);
+    drop(client);
+    let _ = task.await;
+}
+
+/// Stores `per_session` samples from each of the sessions through a writer
+/// gathering up to `gather` samples per write; returns samples per second.
+async fn through_the_writer(url: &str, gather: usize, per_session: u64, offset: u64) -> f64 {
+    let store: Arc<dyn Store> = Arc::new(
+        PostgresStore::connect(url, Default::default())
+            .await
+            .expect("store"),
+    );
+    let writer = VitalsWriter::start(store.clone(), Arc::new(HspStats::default()), gather);
+    let start = Instant::now();
+    let sessions: Vec<_> = (0..SESSIONS)
+        .map(|session| {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                let device = offset + session + 1;
+                for first in (1..=per_session).step_by(SESSION_BATCH as usize) {
+                    let samples = (first..first + SESSION_BATCH)
+                        .map(|s| sample(device, s))
+                        .collect();
+                    writer.store(samples).await.expect("stored");
+                }
+            })
+        })
+        .collect();
+    for session in sessions {
+        session.await.expect("session");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    (SESSIONS * per_session) as f64 / elapsed
+}
+
+/// Binary COPY of the same rows into a plain table: PostgreSQL's own ceiling.
+async fn plain_copy(url: &str, rows: u64) -> f64 {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let task = tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE TABLE copy_baseline (device_serial BIGINT, sequence BIGINT, measured_at_ms BIGINT,
+             heart_rate_bpm REAL, spo2_percent REAL, respiratory_rate_per_min REAL,
+             skin_temperature_c REAL, systolic_mmhg REAL, diastolic_mmhg REAL, anomaly BOOLEAN)",
+        )
+        .await
+        .expect("table");
+    let types = [
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::FLOAT4,
+        Type::FLOAT4,
+        Type::FLOAT4,
+        Type::FLOAT4,
+        Type::FLOAT4,
+        Type::FLOAT4,
+        Type::BOOL,
+    ];
+    let start = Instant::now();
+    let sink = client
+        .copy_in("COPY copy_baseline FROM STDIN (FORMAT binary)")
+        .await
+        .expect("copy");
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    tokio::pin!(writer);
+    for i in 0..rows {
+        let s = sample(i % 1000 + 1, i);
+        let (device, sequence) = (s.device_serial as i64, s.sequence as i64);
+        writer
+            .as_mut()
+            .write(&[
+                &device,
+                &sequence,
+                &s.measured_at_ms,
+                &s.heart_rate_bpm,
+                &s.spo2_percent,
+                &s.respiratory_rate_per_min,
+                &s.skin_temperature_c,
+                &s.systolic_mmhg,
+                &s.diastolic_mmhg,
+                &s.anomaly,
+            ])
+            .await
+            .expect("row");
+    }
+    writer.finish().await.expect("finish");
+    let rate = rows as f64 / start.elapsed().as_secs_f64();
+    drop(client);
+    let _ = task.await;
+    rate
+}
+
+pub(crate) fn run(server: &str, per_session: u64) -> Vec<IngestRow> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut bytes = [0u8; 6];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+        let name = format!(
+            "vg_bench_{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        admin_sql(server, &format!("CREATE DATABASE {name}")).await;
+        let base = server.rsplit_once('/').map_or(server, |(b, _)| b);
+        let url = format!("{base}/{name}");
+        let mut rows = Vec::new();
+        for (i, gather) in [20usize, 200, 1000, 5000].into_iter().enumerate() {
+            let rate = through_the_writer(&url, gather, per_session, i as u64 * 10_000).await;
+            rows.push(IngestRow {
+                name: "postgres-ingest",
+                batch: gather,
+                samples_per_s: rate,
+            });
+        }
+        let rate = plain_copy(&url, SESSIONS * per_session).await;
+        rows.push(IngestRow {
+            name: "postgres-copy-plain",
+            batch: (SESSIONS * per_session) as usize,
+            samples_per_s: rate,
+        });
+        admin_sql(
+            server,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .await;
+        rows
+    })
+}
+
+pub(crate) fn report(rows: &[IngestRow], json: bool) {
+    if json {
+        for row in rows {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "name": row.name,
+                    "batch": row.batch,
+                    "samples_per_s": row.samples_per_s.round(),
+                })
+            );
+        }
+        return;
+    }
+    let copy = rows
+        .iter()
+        .find(|r| r.name == "postgres-copy-plain")
+        .map_or(f64::NAN, |r| r.samples_per_s);
+    println!(
+        "{:<22} {:>8} {:>14} {:>10}",
+        "name", "batch", "samples/s", "/copy"
+    );
+    for row in rows {
+        println!(
+            "{:<22} {:>8} {:>14.0} {:>10.2}",
+            row.name,
+            row.batch,
+            row.samples_per_s,
+            row.samples_per_s / copy
+        );
+    }
+    println!(
+        "\n{SESSIONS} sessions sending {SESSION_BATCH}-sample batches to one VitalsWriter, which \
+         gathers up to `batch` samples per write\n(one transaction: a sorted multi-row insert into \
+         the day-partitioned table, ON CONFLICT DO NOTHING); 'copy-plain' is binary COPY into an \
+         unpartitioned table without keys."
+    );
+}
