@@ -670,3 +670,67 @@ pub async fn settings_are_set_once_if_absent(store: Arc<dyn Store>) {
         seen[0]
     );
 }
+
+/// The vitals feed names each device whose samples were newly stored, and
+/// nothing for a batch that stored nothing new.
+pub async fn vitals_feed_names_devices_with_new_samples(store: Arc<dyn Store>) {
+    let mut feed = store.vitals_feed();
+    let sample = |device_serial, sequence| StoredSample {
+        device_serial,
+        sequence,
+        measured_at_ms: 1_700_000_000_000 + sequence as i64,
+        heart_rate_bpm: 70.0,
+        spo2_percent: 97.0,
+        respiratory_rate_per_min: 14.0,
+        skin_temperature_c: 36.5,
+        systolic_mmhg: 120.0,
+        diastolic_mmhg: 80.0,
+        anomaly: false,
+    };
+    // A backend that listens on a connection of its own may need a moment
+    // before it hears anything: store new samples until the feed speaks.
+    let mut sequence = 0;
+    let first = loop {
+        sequence += 1;
+        assert!(sequence < 100, "the vitals feed never spoke");
+        store
+            .store_vitals(&[sample(7, sequence)])
+            .await
+            .expect("store");
+        if let Ok(Ok(device)) =
+            tokio::time::timeout(std::time::Duration::from_millis(100), feed.recv()).await
+        {
+            break device;
+        }
+    };
+    assert_eq!(first, 7);
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(std::time::Duration::from_millis(300), feed.recv()).await
+    {}
+    store
+        .store_vitals(&[sample(8, 1), sample(9, 1), sample(8, 2)])
+        .await
+        .expect("store");
+    let mut heard = Vec::new();
+    while let Ok(Ok(device)) =
+        tokio::time::timeout(std::time::Duration::from_secs(2), feed.recv()).await
+    {
+        heard.push(device);
+        if heard.len() == 2 {
+            break;
+        }
+    }
+    heard.sort_unstable();
+    assert_eq!(heard, [8, 9]);
+    // Nothing new, nothing said.
+    store
+        .store_vitals(&[sample(8, 1)])
+        .await
+        .expect("store again");
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), feed.recv())
+            .await
+            .is_err(),
+        "a batch that stored nothing new names no device"
+    );
+}

@@ -333,6 +333,11 @@ pub trait Store: Send + Sync + 'static {
     /// stored now (the one given, or the one another replica stored first).
     async fn put_setting_if_absent(&self, key: &str, value: &[u8]) -> StoreResult<Vec<u8>>;
 
+    /// Devices with newly stored vitals, as they are committed — by this
+    /// process or, where the backend shares a database, by any replica (a
+    /// lagging subscriber misses some and reads the store again).
+    fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<u64>;
+
     /// Audit rows with their hash chain, after `after_id`, in id order; rows
     /// from before the chain existed are left out.
     async fn audit_chain(&self, after_id: i64, limit: u32)

@@ -26,9 +26,11 @@ use crate::{
 ///
 /// Behaves exactly like [`SqliteStore`](crate::SqliteStore) (the conformance
 /// suite runs on both), without durability.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
+    /// Devices with newly stored vitals.
+    feed: tokio::sync::broadcast::Sender<u64>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -40,7 +42,10 @@ impl std::fmt::Debug for MemoryStore {
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            state: Arc::default(),
+            feed: tokio::sync::broadcast::channel(4096).0,
+        }
     }
 
     /// Runs `f` on the state under the lock, for the whole call.
@@ -104,6 +109,12 @@ fn next_id(last: &mut i64) -> StoreResult<i64> {
 struct Expiring<K, V> {
     entries: HashMap<K, (V, u64)>,
     by_expiry: BTreeSet<(u64, K)>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl<K, V> Default for Expiring<K, V> {
@@ -303,19 +314,22 @@ impl State {
         Ok(true)
     }
 
-    fn store_vitals(&mut self, samples: &[StoredSample]) -> StoreResult<u64> {
+    /// The count newly stored, and the devices they belong to.
+    fn store_vitals(&mut self, samples: &[StoredSample]) -> StoreResult<(u64, BTreeSet<u64>)> {
         // One transaction: any refused sample refuses the batch.
         samples.iter().try_for_each(check_sample)?;
         let mut inserted = 0u64;
+        let mut devices = BTreeSet::new();
         for s in samples {
             let device = self.vitals.entry(s.device_serial).or_default();
             if let std::collections::btree_map::Entry::Vacant(slot) = device.entry(s.sequence) {
                 slot.insert(s.clone());
                 inserted += 1;
+                devices.insert(s.device_serial);
             }
         }
         self.vitals_total += inserted;
-        Ok(inserted)
+        Ok((inserted, devices))
     }
 
     fn vitals_count(&self, device_serial: Option<u64>) -> StoreResult<u64> {
@@ -646,7 +660,15 @@ impl Store for MemoryStore {
     }
 
     async fn store_vitals(&self, samples: &[StoredSample]) -> StoreResult<u64> {
-        self.with(|s| s.store_vitals(samples))
+        let (inserted, devices) = self.with(|s| s.store_vitals(samples))?;
+        for device in devices {
+            let _ = self.feed.send(device);
+        }
+        Ok(inserted)
+    }
+
+    fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<u64> {
+        self.feed.subscribe()
     }
 
     async fn vitals_count(&self, device_serial: Option<u64>) -> StoreResult<u64> {

@@ -69,6 +69,8 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{NoTls, Row};
 
+use tokio::sync::broadcast;
+
 use crate::{
     audit, AttemptLimit, AttemptRefused, AttemptState, AuditEvent, AuditRecord, CredentialRecord,
     EnrollmentToken, FactorToken, OobCode, RevocationRecord, Store, StoreError, StoreResult,
@@ -176,6 +178,12 @@ pub struct PostgresStore {
     pool: Pool,
     /// Days whose vitals partition this replica knows exists.
     partitions: Arc<Mutex<HashSet<i64>>>,
+    /// Devices with newly stored vitals, from every replica (LISTEN/NOTIFY).
+    feed: Arc<broadcast::Sender<u64>>,
+    /// Starts the listener on the first subscription.
+    listener: Arc<std::sync::Once>,
+    listen_config: tokio_postgres::Config,
+    listen_tls: Option<rustls::ClientConfig>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -424,6 +432,8 @@ impl PostgresStore {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
+        let listen_config = config.clone();
+        let listen_tls = tls.clone();
         let manager = match tls {
             Some(tls) => {
                 config.ssl_mode(SslMode::Require);
@@ -449,6 +459,10 @@ impl PostgresStore {
         let store = Self {
             pool,
             partitions: Arc::new(Mutex::new(HashSet::new())),
+            feed: Arc::new(broadcast::channel(4096).0),
+            listener: Arc::new(std::sync::Once::new()),
+            listen_config,
+            listen_tls,
         };
         store.migrate().await?;
         Ok(store)
@@ -559,14 +573,25 @@ impl PostgresStore {
 
     async fn insert_vitals(&self, c: &VitalsColumns) -> StoreResult<u64> {
         let client = self.client().await?;
-        execute(
+        // The devices with new samples are announced in the same statement,
+        // so every replica LISTENing hears of them when (and only if) they
+        // are committed.
+        let row = query_one(
             &client,
-            "INSERT INTO vitals (device_serial, sequence, measured_at_ms, heart_rate_bpm,
-                 spo2_percent, respiratory_rate_per_min, skin_temperature_c,
-                 systolic_mmhg, diastolic_mmhg, anomaly)
-             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::REAL[],
-                 $5::REAL[], $6::REAL[], $7::REAL[], $8::REAL[], $9::REAL[], $10::BOOLEAN[])
-             ON CONFLICT DO NOTHING",
+            "WITH inserted AS (
+                 INSERT INTO vitals (device_serial, sequence, measured_at_ms, heart_rate_bpm,
+                     spo2_percent, respiratory_rate_per_min, skin_temperature_c,
+                     systolic_mmhg, diastolic_mmhg, anomaly)
+                 SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::REAL[],
+                     $5::REAL[], $6::REAL[], $7::REAL[], $8::REAL[], $9::REAL[], $10::BOOLEAN[])
+                 ON CONFLICT DO NOTHING
+                 RETURNING device_serial
+             ), counted AS (
+                 SELECT count(*) AS n, string_agg(DISTINCT device_serial::TEXT, ',') AS devices
+                 FROM inserted
+             )
+             SELECT n, CASE WHEN n > 0 THEN pg_notify('vitalgate_vitals', devices)::TEXT END
+             FROM counted",
             &[
                 &c.device_serial,
                 &c.sequence,
@@ -580,7 +605,90 @@ impl PostgresStore {
                 &c.anomaly,
             ],
         )
-        .await
+        .await?;
+        column_u64(&row, 0)
+    }
+}
+
+/// Follows `vitalgate_vitals` notifications on a connection of its own and
+/// passes the device serials on to `feed`; reconnects after a failure, and
+/// ends once the store is gone.
+fn spawn_vitals_listener(
+    config: tokio_postgres::Config,
+    tls: Option<rustls::ClientConfig>,
+    feed: std::sync::Weak<broadcast::Sender<u64>>,
+) {
+    tokio::spawn(async move {
+        while feed.upgrade().is_some() {
+            let result = match &tls {
+                Some(tls) => {
+                    listen(
+                        &config,
+                        tokio_postgres_rustls::MakeRustlsConnect::new(tls.clone()),
+                        &feed,
+                    )
+                    .await
+                }
+                None => listen(&config, NoTls, &feed).await,
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %describe(&e), "the vitals feed lost its connection; reconnecting");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+async fn listen<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    feed: &std::sync::Weak<broadcast::Sender<u64>>,
+) -> Result<(), tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, mut connection) = config.connect(tls).await?;
+    let (messages, mut incoming) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = futures_util::StreamExt::next(&mut stream).await {
+            match message {
+                Ok(message) => {
+                    if messages.send(message).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    });
+    client.batch_execute("LISTEN vitalgate_vitals").await?;
+    loop {
+        tokio::select! {
+            message = incoming.recv() => match message {
+                Some(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    let Some(sender) = feed.upgrade() else { break };
+                    for serial in n.payload().split(',').filter_map(|s| s.parse().ok()) {
+                        let _ = sender.send(serial);
+                    }
+                }
+                Some(_) => {}
+                None => break,
+            },
+            // Notice a dropped store even when nothing is stored.
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                if feed.upgrade().is_none() {
+                    break;
+                }
+            }
+        }
+    }
+    drop(client);
+    match driver.await {
+        Ok(result) => result,
+        Err(_) => Ok(()),
     }
 }
 
@@ -1454,6 +1562,18 @@ impl Store for PostgresStore {
         .await?
         .map(|row| column(&row, 0))
         .transpose()
+    }
+
+    fn vitals_feed(&self) -> broadcast::Receiver<u64> {
+        let receiver = self.feed.subscribe();
+        self.listener.call_once(|| {
+            spawn_vitals_listener(
+                self.listen_config.clone(),
+                self.listen_tls.clone(),
+                Arc::downgrade(&self.feed),
+            )
+        });
+        receiver
     }
 
     async fn put_setting_if_absent(&self, key: &str, value: &[u8]) -> StoreResult<Vec<u8>> {

@@ -29,6 +29,8 @@ const MIGRATIONS: &[&str] = &[
 #[derive(Clone)]
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
+    /// Devices with newly stored vitals (one process owns the file).
+    feed: tokio::sync::broadcast::Sender<u64>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -72,6 +74,7 @@ impl SqliteStore {
         migrate(&mut connection)?;
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
+            feed: tokio::sync::broadcast::channel(4096).0,
         })
     }
 
@@ -394,6 +397,7 @@ impl Store for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
             let mut inserted = 0u64;
+            let mut devices = std::collections::BTreeSet::new();
             {
                 let mut stmt = tx
                     .prepare_cached(
@@ -405,7 +409,7 @@ impl Store for SqliteStore {
                     )
                     .map_err(backend)?;
                 for s in &samples {
-                    inserted += stmt
+                    let new = stmt
                         .execute(params![
                             to_sql(s.device_serial)?,
                             to_sql(s.sequence)?,
@@ -419,12 +423,26 @@ impl Store for SqliteStore {
                             s.anomaly
                         ])
                         .map_err(backend)? as u64;
+                    if new > 0 {
+                        devices.insert(s.device_serial);
+                    }
+                    inserted += new;
                 }
             }
             tx.commit().map_err(backend)?;
-            Ok(inserted)
+            Ok((inserted, devices))
         })
         .await
+        .map(|(inserted, devices)| {
+            for device in devices {
+                let _ = self.feed.send(device);
+            }
+            inserted
+        })
+    }
+
+    fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<u64> {
+        self.feed.subscribe()
     }
 
     async fn vitals_count(&self, device_serial: Option<u64>) -> StoreResult<u64> {

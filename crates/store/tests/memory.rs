@@ -34,6 +34,7 @@ conformance_tests!(
     oob_codes_are_single_use,
     audit_rows_form_one_chain,
     settings_are_set_once_if_absent,
+    vitals_feed_names_devices_with_new_samples,
 );
 
 #[tokio::test]
