@@ -739,6 +739,73 @@ async fn break_glass_needs_a_reason_a_fresh_login_and_is_audited_and_notified() 
         .map(|e| e.event.actor.as_str())
         .collect();
     assert_eq!(notified, ["dr-palmer", "privacy-officer"]);
+
+    // Threat 24: the break-glass ticket opens that patient's vitals, and the
+    // reading is audited with the reason; an ordinary login's ticket does not,
+    // and an unknown patient looks the same as a forbidden one.
+    let history = |ticket: Vec<u8>, pseudonym: &str| {
+        let url = platform.hsp().url.clone();
+        let pseudonym = pseudonym.to_string();
+        async move {
+            let mut client =
+                v1::clinician_vitals_client::ClinicianVitalsClient::new(connect(&url).await);
+            let mut request = tonic::Request::new(v1::HistoryRequest {
+                pseudonym,
+                before_ms: 0,
+                limit: 100,
+                break_glass_reason: String::new(),
+            });
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {}", hex::encode(ticket))
+                    .parse()
+                    .expect("header"),
+            );
+            client.history(request).await
+        }
+    };
+    history(outcome.ticket.clone(), "pt-glass")
+        .await
+        .expect("break-glass opens the patient");
+    let mut password = PasswordFactor::new("dr-strange", "by the hoary hosts");
+    let ordinary = login(
+        &platform.hsp().url,
+        party(&identity),
+        vec![&mut password],
+        None,
+    )
+    .await
+    .expect("ordinary login");
+    let refused = history(ordinary.ticket.clone(), "pt-glass")
+        .await
+        .expect_err("not on the care team");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let unknown = history(ordinary.ticket.clone(), "pt-guessed")
+        .await
+        .expect_err("unknown patient");
+    assert_eq!(unknown.code(), refused.code());
+    assert_eq!(unknown.message(), refused.message());
+    let refused = history(vec![0; 32], "pt-glass")
+        .await
+        .expect_err("no such ticket");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let events = platform
+        .hsp()
+        .store
+        .audit_events(0, 10_000)
+        .await
+        .expect("audit");
+    let read = events
+        .iter()
+        .find(|e| e.event.kind == "vitals.read")
+        .expect("the read is audited");
+    assert_eq!(read.event.actor, "dr-strange");
+    assert_eq!(read.event.subject, "pt-glass");
+    assert!(read
+        .event
+        .detail
+        .contains("break-glass: patient unconscious"));
+    assert!(events.iter().any(|e| e.event.kind == "vitals.refused"));
     platform.stop().await;
 }
 

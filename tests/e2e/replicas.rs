@@ -22,6 +22,11 @@ use crate::adversarial::{handshake, initiator, Raw};
 use crate::factors::{enroll, enroll_totp, fresh_code, party, rule, status, Ke1Only, FAST_TOTP};
 use crate::harness::*;
 
+/// The TOTP step the current time is in.
+fn code_step(totp: &totp_rs::Totp) -> u64 {
+    vitalgate_rpc::unix_now() / totp.next_step(0)
+}
+
 /// A database of the test's own on the server under test.
 struct TestDatabase {
     server: String,
@@ -158,9 +163,60 @@ async fn two_replicas_share_replays_codes_attempts_and_streams() {
         "B completed no handshake"
     );
 
-    // A device streams to A, loses it, and goes on with B: every sample it
-    // was told is stored is stored, once.
+    // A clinician logged in on B watches a patient whose device streams to A.
     let mut device = platform.device("wanderer", "pt-wanderer").await;
+    let admin_token = platform.hsp().hsp.admin_token().to_string();
+    let mut hsp_a = v1::hsp_client::HspClient::new(connect(&url_a).await);
+    hsp_a
+        .put_patient(admin(
+            v1::PutPatientRequest {
+                pseudonym: "pt-wanderer".into(),
+                record: Some(v1::PatientRecord {
+                    name: "Wanda Rer".into(),
+                    medical_record_number: "MRN-W".into(),
+                }),
+            },
+            &admin_token,
+        ))
+        .await
+        .expect("patient");
+    hsp_a
+        .set_care_team_member(admin(
+            v1::SetCareTeamMemberRequest {
+                clinician: "dr-replica".into(),
+                pseudonym: "pt-wanderer".into(),
+                member: true,
+            },
+            &admin_token,
+        ))
+        .await
+        .expect("care team");
+    let code = fresh_code(&totp, &mut Some(code_step(&totp))).await;
+    let mut otp = OneTimeCode::totp(&code);
+    let ticket = login(&url_b, party(&clinician), vec![&mut otp], None)
+        .await
+        .expect("clinician login on B")
+        .ticket;
+    let mut watch_b =
+        v1::clinician_vitals_client::ClinicianVitalsClient::new(connect(&url_b).await);
+    let mut request = tonic::Request::new(v1::WatchRequest {
+        pseudonym: "pt-wanderer".into(),
+        break_glass_reason: String::new(),
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", hex::encode(&ticket))
+            .parse()
+            .expect("header"),
+    );
+    let mut live = watch_b
+        .watch(request)
+        .await
+        .expect("watch on B")
+        .into_inner();
+
+    // The device streams to A, loses it, and goes on with B: every sample it
+    // was told is stored is stored, once.
     let stats = device.stats();
     let serial = device.credential().serial();
     for (url, acked_at_least) in [(url_a.clone(), 20), (url_b.clone(), 40)] {
@@ -176,6 +232,15 @@ async fn two_replicas_share_replays_codes_attempts_and_streams() {
         assert!(reached.is_some(), "{acked_at_least} samples acknowledged");
         let _ = stop.send(true);
         device = run.await.expect("device");
+        if acked_at_least == 20 {
+            // Samples stored through A reached the watcher on B.
+            let first = tokio::time::timeout(Duration::from_secs(5), live.message())
+                .await
+                .expect("a sample within 5 s")
+                .expect("stream")
+                .expect("sample");
+            assert!(first.sequence >= 1 && first.heart_rate_bpm > 0.0);
+        }
     }
     let acked = stats.samples_acked.load(Ordering::Relaxed);
     let stored = platform

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod clinician;
 mod enroll;
 pub mod factors;
 mod login;
@@ -884,7 +885,9 @@ impl Hsp {
             shutdown.await;
             closer.close_all_sessions();
         };
-        let routes = tonic::service::Routes::new(self.into_service());
+        let clinicians = v1::clinician_vitals_server::ClinicianVitalsServer::new(self.clone())
+            .max_decoding_message_size(vitalgate_rpc::MAX_MESSAGE_BYTES);
+        let routes = tonic::service::Routes::new(self.into_service()).add_service(clinicians);
         // Device sessions need no TLS: the core's channel is end-to-end from the
         // device, whatever terminates TLS in front of the HSP.
         vitalgate_rpc::serve("vitalgate.v1.Hsp", routes, None, listener, shutdown).await

@@ -1,0 +1,283 @@
+//! What clinicians call once logged in (`ClinicianVitals`): their care teams'
+//! patients, a patient's stored vitals, and a live watch of new samples from
+//! any replica.
+//!
+//! Every call carries the ticket of a clinician's login (`authorization:
+//! Bearer <hex>`). A patient is open to a clinician on its care team, or to
+//! one whose ticket came from a break-glass login for that patient (time-boxed,
+//! with the typed reason). An unknown patient and a patient one may not open
+//! get the same answer, so ids cannot be probed. Every opening of a patient's
+//! vitals, history or live, is an audit event naming the clinician, the
+//! patient and, for break-glass, the reason (threat 24).
+
+use std::pin::Pin;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+use vitalgate_core::credential::Role;
+use vitalgate_proto::v1;
+use vitalgate_rpc::{audit, store_status, unix_now_ms};
+use vitalgate_store::StoredSample;
+
+use crate::login::Ticket;
+use crate::Hsp;
+
+/// The most samples one History call returns.
+const MAX_HISTORY: u32 = 5_000;
+
+fn wire(sample: &StoredSample) -> v1::VitalSample {
+    v1::VitalSample {
+        sequence: sample.sequence,
+        measured_at_ms: sample.measured_at_ms,
+        heart_rate_bpm: sample.heart_rate_bpm,
+        spo2_percent: sample.spo2_percent,
+        respiratory_rate_per_min: sample.respiratory_rate_per_min,
+        skin_temperature_c: sample.skin_temperature_c,
+        systolic_mmhg: sample.systolic_mmhg,
+        diastolic_mmhg: sample.diastolic_mmhg,
+        anomaly: sample.anomaly,
+    }
+}
+
+/// Why a clinician may open a patient.
+enum Access {
+    CareTeam,
+    BreakGlass(String),
+}
+
+impl Hsp {
+    /// The clinician's ticket the request carries.
+    fn clinician<T>(&self, request: &Request<T>) -> Result<Ticket, Status> {
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| hex::decode(v).ok())
+            .ok_or_else(|| Status::unauthenticated("a login ticket is required"))?;
+        let ticket = self
+            .ticket(&presented)
+            .ok_or_else(|| Status::unauthenticated("unknown or expired login ticket"))?;
+        if ticket.role != Role::Clinician {
+            return Err(Status::permission_denied("for clinicians only"));
+        }
+        Ok(ticket)
+    }
+
+    /// Whether `ticket` may open `pseudonym`, and why.
+    async fn access(&self, ticket: &Ticket, pseudonym: &str) -> Result<Access, Status> {
+        let team = self
+            .inner
+            .store
+            .care_team(pseudonym)
+            .await
+            .map_err(|e| store_status(&e))?;
+        if team.iter().any(|c| *c == ticket.subject) {
+            return Ok(Access::CareTeam);
+        }
+        match &ticket.break_glass {
+            Some((patient, reason)) if patient == pseudonym => {
+                Ok(Access::BreakGlass(reason.clone()))
+            }
+            _ => {
+                audit(
+                    &*self.inner.store,
+                    "vitals.refused",
+                    &ticket.subject,
+                    pseudonym,
+                    "not on the care team",
+                )
+                .await;
+                Err(Status::permission_denied(
+                    "no such patient on your care teams (break-glass needs a fresh login with a reason)",
+                ))
+            }
+        }
+    }
+
+    async fn audit_read(&self, ticket: &Ticket, pseudonym: &str, kind: &str, what: &str) {
+        let access = match self.access(ticket, pseudonym).await {
+            Ok(Access::BreakGlass(reason)) => format!("{what}; break-glass: {reason}"),
+            _ => what.to_string(),
+        };
+        audit(
+            &*self.inner.store,
+            kind,
+            &ticket.subject,
+            pseudonym,
+            &access,
+        )
+        .await;
+    }
+
+    async fn device_of(&self, pseudonym: &str) -> Result<Option<u64>, Status> {
+        self.inner
+            .store
+            .active_device(pseudonym)
+            .await
+            .map_err(|e| store_status(&e))
+    }
+}
+
+type SampleStream = Pin<Box<dyn Stream<Item = Result<v1::VitalSample, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
+    type WatchStream = SampleStream;
+
+    async fn list_patients(
+        &self,
+        request: Request<v1::ListPatientsRequest>,
+    ) -> Result<Response<v1::ListPatientsResponse>, Status> {
+        let ticket = self.clinician(&request)?;
+        let store = &*self.inner.store;
+        let mut patients = Vec::new();
+        for pseudonym in store.list_patients().await.map_err(|e| store_status(&e))? {
+            let team = store
+                .care_team(&pseudonym)
+                .await
+                .map_err(|e| store_status(&e))?;
+            if !team.contains(&ticket.subject) {
+                continue;
+            }
+            let name = store
+                .patient(&pseudonym)
+                .await
+                .map_err(|e| store_status(&e))?
+                .and_then(|sealed| self.inner.vault.open(&pseudonym, &sealed))
+                .and_then(|bytes| <v1::PatientRecord as prost::Message>::decode(&*bytes).ok())
+                .map(|record| record.name)
+                .unwrap_or_default();
+            let latest = match self.device_of(&pseudonym).await? {
+                Some(device) => store
+                    .latest_vitals(device, 1)
+                    .await
+                    .map_err(|e| store_status(&e))?
+                    .first()
+                    .map(wire),
+                None => None,
+            };
+            patients.push(v1::PatientSummary {
+                pseudonym,
+                name,
+                latest,
+            });
+        }
+        audit(
+            store,
+            "patient.list",
+            &ticket.subject,
+            "care teams",
+            &format!("{} patients", patients.len()),
+        )
+        .await;
+        Ok(Response::new(v1::ListPatientsResponse { patients }))
+    }
+
+    async fn history(
+        &self,
+        request: Request<v1::HistoryRequest>,
+    ) -> Result<Response<v1::HistoryResponse>, Status> {
+        let ticket = self.clinician(&request)?;
+        let request = request.into_inner();
+        self.access(&ticket, &request.pseudonym).await?;
+        let before = if request.before_ms == 0 {
+            i64::MAX
+        } else {
+            request.before_ms
+        };
+        let limit = request.limit.clamp(1, MAX_HISTORY);
+        let samples: Vec<v1::VitalSample> = match self.device_of(&request.pseudonym).await? {
+            Some(device) => self
+                .inner
+                .store
+                .latest_vitals(device, MAX_HISTORY)
+                .await
+                .map_err(|e| store_status(&e))?
+                .iter()
+                .filter(|s| s.measured_at_ms < before)
+                .take(limit as usize)
+                .map(wire)
+                .collect(),
+            None => Vec::new(),
+        };
+        self.audit_read(
+            &ticket,
+            &request.pseudonym,
+            "vitals.read",
+            &format!("history, {} samples", samples.len()),
+        )
+        .await;
+        Ok(Response::new(v1::HistoryResponse { samples }))
+    }
+
+    async fn watch(
+        &self,
+        request: Request<v1::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let ticket = self.clinician(&request)?;
+        let pseudonym = request.into_inner().pseudonym;
+        self.access(&ticket, &pseudonym).await?;
+        // Subscribe before reading where the patient stands, so nothing
+        // stored in between is missed.
+        let mut feed = self.inner.store.vitals_feed();
+        let store = self.inner.store.clone();
+        let mut last_sequence = match self.device_of(&pseudonym).await? {
+            Some(device) => store
+                .latest_vitals(device, 1)
+                .await
+                .map_err(|e| store_status(&e))?
+                .first()
+                .map_or(0, |s| s.sequence),
+            None => 0,
+        };
+        self.audit_read(&ticket, &pseudonym, "vitals.watch", "live")
+            .await;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let hsp = self.clone();
+        let expires_at_ms = ticket.expires_at.saturating_mul(1000);
+        tokio::spawn(async move {
+            loop {
+                let device = match feed.recv().await {
+                    Ok(device) => Some(device),
+                    // Fell behind: read the store again.
+                    Err(RecvError::Lagged(_)) => None,
+                    Err(RecvError::Closed) => break,
+                };
+                if tx.is_closed() {
+                    break;
+                }
+                if unix_now_ms() as u64 > expires_at_ms {
+                    let _ = tx
+                        .send(Err(Status::unauthenticated("the login ticket expired")))
+                        .await;
+                    break;
+                }
+                let Ok(Some(active)) = hsp.device_of(&pseudonym).await else {
+                    continue;
+                };
+                if device.is_some_and(|d| d != active) {
+                    continue;
+                }
+                let Ok(newest) = store.latest_vitals(active, 500).await else {
+                    continue;
+                };
+                let mut fresh: Vec<_> = newest
+                    .iter()
+                    .filter(|s| s.sequence > last_sequence)
+                    .collect();
+                fresh.sort_by_key(|s| s.sequence);
+                for sample in fresh {
+                    last_sequence = sample.sequence;
+                    if tx.send(Ok(wire(sample))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
