@@ -73,7 +73,7 @@ impl Hsp {
             .care_team(pseudonym)
             .await
             .map_err(|e| store_status(&e))?;
-        if team.iter().any(|c| *c == ticket.subject) {
+        if team.contains(&ticket.subject) {
             return Ok(Access::CareTeam);
         }
         match &ticket.break_glass {
