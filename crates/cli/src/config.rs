@@ -56,6 +56,8 @@ pub(crate) struct HspSection {
     /// Which factors each role needs for each action (`[[hsp.policy]]`);
     /// the built-in default when absent.
     pub(crate) policy: Option<Vec<vitalgate_hsp::policy::RuleConfig>>,
+    /// Days vitals are kept.
+    pub(crate) vitals_retention_days: Option<u64>,
     /// The key-encryption key's file (64 hex digits).
     pub(crate) kek_file: Option<PathBuf>,
     /// The previous KEK's file, while rotating.

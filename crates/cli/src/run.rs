@@ -54,6 +54,9 @@ pub(crate) struct HspArgs {
     /// Accepted clock skew in seconds either way [default: 30].
     #[arg(long, env = "VITALGATE_SKEW_WINDOW_SECS")]
     skew_window_secs: Option<u32>,
+    /// Days vitals are kept (removed hourly after that) [default: kept].
+    #[arg(long, env = "VITALGATE_VITALS_RETENTION_DAYS")]
+    vitals_retention_days: Option<u64>,
     /// PostgreSQL (`postgres://…`) instead of the embedded store; replicas
     /// share it (and need the same key-encryption key).
     #[arg(long, env = "VITALGATE_HSP_DATABASE_URL")]
@@ -150,6 +153,8 @@ pub(crate) async fn hsp(args: HspArgs) -> CliResult {
         .map_err(|e| format!("TTP CA certificate {}: {e}", ttp_ca.display()))?;
     let mut config = HspConfig::new(data_dir, ttp_url, ca_pem);
     config.skew_window_secs = pick(args.skew_window_secs, file.skew_window_secs, 30);
+    config.vitals_retention = pick_opt(args.vitals_retention_days, file.vitals_retention_days)
+        .map(|days| std::time::Duration::from_secs(days * 24 * 3600));
     let read_kek = |path: PathBuf| {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("key-encryption key {}: {e}", path.display()))?;

@@ -734,3 +734,44 @@ pub async fn vitals_feed_names_devices_with_new_samples(store: Arc<dyn Store>) {
         "a batch that stored nothing new names no device"
     );
 }
+
+/// Retention removes what was measured days before the cut-off and keeps
+/// everything measured at or after it.
+pub async fn old_vitals_expire(store: Arc<dyn Store>) {
+    const DAY_MS: i64 = 86_400_000;
+    let base = 1_790_000_000_000 / DAY_MS * DAY_MS;
+    let sample = |sequence: u64, measured_at_ms: i64| StoredSample {
+        device_serial: 3,
+        sequence,
+        measured_at_ms,
+        heart_rate_bpm: 70.0,
+        spo2_percent: 97.0,
+        respiratory_rate_per_min: 14.0,
+        skin_temperature_c: 36.5,
+        systolic_mmhg: 120.0,
+        diastolic_mmhg: 80.0,
+        anomaly: false,
+    };
+    store
+        .store_vitals(&[
+            sample(1, base + 1_000),
+            sample(2, base + DAY_MS + 5_000),
+            sample(3, base + 5 * DAY_MS),
+            sample(4, base + 6 * DAY_MS + 1),
+        ])
+        .await
+        .expect("store");
+    store
+        .expire_vitals(base + 3 * DAY_MS)
+        .await
+        .expect("expire");
+    let kept: Vec<u64> = store
+        .latest_vitals(3, 100)
+        .await
+        .expect("read")
+        .iter()
+        .map(|s| s.sequence)
+        .collect();
+    assert_eq!(kept, [4, 3]);
+    assert_eq!(store.vitals_count(Some(3)).await.expect("count"), 2);
+}

@@ -333,6 +333,11 @@ pub trait Store: Send + Sync + 'static {
     /// stored now (the one given, or the one another replica stored first).
     async fn put_setting_if_absent(&self, key: &str, value: &[u8]) -> StoreResult<Vec<u8>>;
 
+    /// Retention: removes vitals measured before `cutoff_ms` (Unix ms). A
+    /// backend may keep whole days that the cut-off falls in (PostgreSQL drops
+    /// day partitions); nothing measured at or after the cut-off goes.
+    async fn expire_vitals(&self, cutoff_ms: i64) -> StoreResult<()>;
+
     /// Devices with newly stored vitals, as they are committed — by this
     /// process or, where the backend shares a database, by any replica (a
     /// lagging subscriber misses some and reads the store again).

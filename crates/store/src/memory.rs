@@ -667,6 +667,19 @@ impl Store for MemoryStore {
         Ok(inserted)
     }
 
+    async fn expire_vitals(&self, cutoff_ms: i64) -> StoreResult<()> {
+        self.with(|s| {
+            let mut removed = 0u64;
+            for samples in s.vitals.values_mut() {
+                let before = samples.len();
+                samples.retain(|_, sample| sample.measured_at_ms >= cutoff_ms);
+                removed += (before - samples.len()) as u64;
+            }
+            s.vitals_total -= removed;
+            Ok(())
+        })
+    }
+
     fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<u64> {
         self.feed.subscribe()
     }

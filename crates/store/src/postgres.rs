@@ -1564,6 +1564,10 @@ impl Store for PostgresStore {
         .transpose()
     }
 
+    async fn expire_vitals(&self, cutoff_ms: i64) -> StoreResult<()> {
+        self.drop_vitals_before(cutoff_ms).await.map(|_| ())
+    }
+
     fn vitals_feed(&self) -> broadcast::Receiver<u64> {
         let receiver = self.feed.subscribe();
         self.listener.call_once(|| {

@@ -441,6 +441,18 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn expire_vitals(&self, cutoff_ms: i64) -> StoreResult<()> {
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM vitals WHERE measured_at_ms < ?1",
+                params![cutoff_ms],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
     fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<u64> {
         self.feed.subscribe()
     }

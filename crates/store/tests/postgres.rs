@@ -179,6 +179,7 @@ conformance_tests!(
     audit_rows_form_one_chain,
     settings_are_set_once_if_absent,
     vitals_feed_names_devices_with_new_samples,
+    old_vitals_expire,
 );
 
 #[test]

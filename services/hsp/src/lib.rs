@@ -61,6 +61,8 @@ pub struct HspConfig {
     pub prefilter_capacity: usize,
     /// The most samples the vitals writer gathers into one write.
     pub max_write_samples: usize,
+    /// How long vitals are kept; checked hourly. `None` keeps them.
+    pub vitals_retention: Option<Duration>,
     /// Which factors each role needs for each action, and attempt limits.
     pub policy: policy::Policy,
     /// How TOTP codes are made and checked.
@@ -96,6 +98,7 @@ impl HspConfig {
             max_batch_samples: 500,
             prefilter_capacity: 1 << 16,
             max_write_samples: 5_000,
+            vitals_retention: None,
             policy: policy::Policy::default(),
             totp: vitalgate_otp::TotpPolicy::default(),
             code_sender: None,
@@ -864,6 +867,20 @@ async fn mutual_tls_with_ttp(
     Ok((v1::ttp_client::TtpClient::new(channel), issued.spiffe_id))
 }
 
+/// Retention: every hour, removes vitals older than `keep` (any replica may;
+/// removing twice is harmless).
+async fn expire_vitals(store: Arc<dyn Store>, keep: Duration) {
+    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        hourly.tick().await;
+        let cutoff = vitalgate_rpc::unix_now_ms() - keep.as_millis() as i64;
+        match store.expire_vitals(cutoff).await {
+            Ok(()) => tracing::debug!(cutoff_ms = cutoff, "vitals retention applied"),
+            Err(e) => tracing::warn!(error = %e, "vitals retention failed; retrying in an hour"),
+        }
+    }
+}
+
 impl Hsp {
     /// Closes every live device session (on shutdown, so streams drain).
     pub fn close_all_sessions(&self) {
@@ -881,9 +898,17 @@ impl Hsp {
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), tonic::transport::Error> {
         let closer = self.clone();
+        let retention = self
+            .inner
+            .config
+            .vitals_retention
+            .map(|keep| tokio::spawn(expire_vitals(self.inner.store.clone(), keep)));
         let shutdown = async move {
             shutdown.await;
             closer.close_all_sessions();
+            if let Some(task) = retention {
+                task.abort();
+            }
         };
         let clinicians = v1::clinician_vitals_server::ClinicianVitalsServer::new(self.clone())
             .max_decoding_message_size(vitalgate_rpc::MAX_MESSAGE_BYTES);
