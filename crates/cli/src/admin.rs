@@ -380,7 +380,9 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
             if database_url.is_none() && !hsp_data_dir.join("store.db").exists() {
                 return Err(format!("no HSP store in {}", hsp_data_dir.display()).into());
             }
-            let store = crate::open_store(database_url.as_deref(), hsp_data_dir).await?;
+            let store =
+                crate::open_store(database_url.as_deref(), &Default::default(), hsp_data_dir)
+                    .await?;
             match action {
                 AuditAction::Verify => crate::audit::verify(&*store).await?,
                 AuditAction::Export { out } => {

@@ -246,7 +246,7 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     let first_start = !data.join("ttp").join("admin.token").exists();
 
     // TTP.
-    let ttp_store = crate::open_store(None, &data.join("ttp")).await?;
+    let ttp_store = crate::open_store(None, &Default::default(), &data.join("ttp")).await?;
     let ttp = Ttp::open(TtpConfig::new(data.join("ttp")), ttp_store).await?;
     let admin = ttp.admin_token().to_string();
     let ca_pem = ttp.ca_pem().to_string();
@@ -278,7 +278,8 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     } else {
         None
     };
-    let hsp_store = crate::open_store(args.database_url.as_deref(), &hsp_dir).await?;
+    let hsp_store =
+        crate::open_store(args.database_url.as_deref(), &Default::default(), &hsp_dir).await?;
     if args.database_url.is_some() {
         say("HSP  on PostgreSQL".into());
     }

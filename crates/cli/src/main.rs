@@ -64,20 +64,59 @@ fn main() -> ExitCode {
     }
 }
 
+/// How a service connects to PostgreSQL.
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct PoolArgs {
+    /// Database connections per process [default: 16].
+    #[arg(long, env = "VITALGATE_DATABASE_POOL_SIZE")]
+    database_pool_size: Option<usize>,
+    /// Seconds to open a database connection [default: 5].
+    #[arg(long, env = "VITALGATE_DATABASE_CONNECT_TIMEOUT_SECS")]
+    database_connect_timeout_secs: Option<u64>,
+    /// Seconds a call waits for a free connection [default: 10].
+    #[arg(long, env = "VITALGATE_DATABASE_WAIT_TIMEOUT_SECS")]
+    database_wait_timeout_secs: Option<u64>,
+    /// Require TLS to the database, trusting the CAs in this PEM file
+    /// (`sslmode=require` in the URL uses the platform's roots instead).
+    #[arg(long, env = "VITALGATE_DATABASE_CA_FILE")]
+    database_ca_file: Option<std::path::PathBuf>,
+}
+
+impl PoolArgs {
+    fn options(&self) -> vitalgate_store::PoolOptions {
+        let defaults = vitalgate_store::PoolOptions::default();
+        let secs = std::time::Duration::from_secs;
+        vitalgate_store::PoolOptions {
+            max_size: self.database_pool_size.unwrap_or(defaults.max_size),
+            connect_timeout: self
+                .database_connect_timeout_secs
+                .map_or(defaults.connect_timeout, secs),
+            wait_timeout: self
+                .database_wait_timeout_secs
+                .map_or(defaults.wait_timeout, secs),
+            tls: match &self.database_ca_file {
+                Some(ca) => vitalgate_store::DatabaseTls::Required {
+                    ca_file: Some(ca.clone()),
+                },
+                None => defaults.tls.clone(),
+            },
+            ..defaults
+        }
+    }
+}
+
 /// The store: PostgreSQL when `database_url` is given (`postgres://…`; several
 /// replicas share it), else the embedded SQLite file `store.db` in `dir`.
 pub(crate) async fn open_store(
     database_url: Option<&str>,
+    pool: &PoolArgs,
     dir: &std::path::Path,
 ) -> Result<std::sync::Arc<dyn vitalgate_store::Store>, Box<dyn std::error::Error + Send + Sync>> {
     match database_url {
         Some(url) => {
-            let store = vitalgate_store::PostgresStore::connect(
-                url,
-                vitalgate_store::PoolOptions::default(),
-            )
-            .await
-            .map_err(|e| format!("database {}: {e}", redact(url)))?;
+            let store = vitalgate_store::PostgresStore::connect(url, pool.options())
+                .await
+                .map_err(|e| format!("database {}: {e}", redact(url)))?;
             Ok(std::sync::Arc::new(store))
         }
         None => {
@@ -176,4 +215,38 @@ pub(crate) fn admin_request<T>(
         .metadata_mut()
         .insert("authorization", format!("Bearer {admin_token}").parse()?);
     Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_flags_become_pool_options_and_urls_lose_their_passwords() {
+        let pool = PoolArgs {
+            database_pool_size: Some(4),
+            database_connect_timeout_secs: Some(2),
+            database_wait_timeout_secs: None,
+            database_ca_file: Some("/etc/ssl/hospital-ca.pem".into()),
+        };
+        let options = pool.options();
+        assert_eq!(options.max_size, 4);
+        assert_eq!(options.connect_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(
+            options.wait_timeout,
+            vitalgate_store::PoolOptions::default().wait_timeout
+        );
+        assert!(matches!(
+            options.tls,
+            vitalgate_store::DatabaseTls::Required { ca_file: Some(_) }
+        ));
+        assert_eq!(
+            redact("postgres://vitalgate:s3cret@db:5432/vg"),
+            "postgres://vitalgate:***@db:5432/vg"
+        );
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1/x"),
+            "postgres://postgres@127.0.0.1/x"
+        );
+    }
 }

@@ -29,6 +29,8 @@ pub(crate) struct TtpArgs {
     /// PostgreSQL (`postgres://…`) instead of the embedded store.
     #[arg(long, env = "VITALGATE_TTP_DATABASE_URL")]
     database_url: Option<String>,
+    #[command(flatten)]
+    pool: crate::PoolArgs,
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +63,8 @@ pub(crate) struct HspArgs {
     /// share it (and need the same key-encryption key).
     #[arg(long, env = "VITALGATE_HSP_DATABASE_URL")]
     database_url: Option<String>,
+    #[command(flatten)]
+    pool: crate::PoolArgs,
     /// A file holding the key-encryption key (64 hex digits) the data key is
     /// wrapped under in the store; needed when replicas share a database.
     #[arg(long, env = "VITALGATE_KEK_FILE")]
@@ -106,7 +110,7 @@ pub(crate) async fn ttp(args: TtpArgs) -> CliResult {
     );
     std::fs::create_dir_all(&data_dir)?;
     let database_url = pick_opt(args.database_url, file.database_url);
-    let store = open_store(database_url.as_deref(), &data_dir).await?;
+    let store = open_store(database_url.as_deref(), &args.pool, &data_dir).await?;
     let mut config = TtpConfig::new(data_dir.clone());
     if let Some(days) = file.credential_lifetime_days {
         config.credential_lifetime_secs = days * 24 * 3600;
@@ -148,7 +152,7 @@ pub(crate) async fn hsp(args: HspArgs) -> CliResult {
     let token = pick_opt(args.enrollment_token, file.enrollment_token);
     std::fs::create_dir_all(&data_dir)?;
     let database_url = pick_opt(args.database_url, file.database_url);
-    let store = open_store(database_url.as_deref(), &data_dir).await?;
+    let store = open_store(database_url.as_deref(), &args.pool, &data_dir).await?;
     let ca_pem = std::fs::read_to_string(&ttp_ca)
         .map_err(|e| format!("TTP CA certificate {}: {e}", ttp_ca.display()))?;
     let mut config = HspConfig::new(data_dir, ttp_url, ca_pem);
