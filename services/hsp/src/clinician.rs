@@ -96,17 +96,26 @@ impl Hsp {
         }
     }
 
-    async fn audit_read(&self, ticket: &Ticket, pseudonym: &str, kind: &str, what: &str) {
-        let access = match self.access(ticket, pseudonym).await {
-            Ok(Access::BreakGlass(reason)) => format!("{what}; break-glass: {reason}"),
-            _ => what.to_string(),
+    /// Audits a reading of `pseudonym`'s vitals, with the break-glass
+    /// reason when that is what opened it.
+    async fn audit_read(
+        &self,
+        ticket: &Ticket,
+        pseudonym: &str,
+        access: &Access,
+        kind: &str,
+        what: &str,
+    ) {
+        let detail = match access {
+            Access::BreakGlass(reason) => format!("{what}; break-glass: {reason}"),
+            Access::CareTeam => what.to_string(),
         };
         audit(
             &*self.inner.store,
             kind,
             &ticket.subject,
             pseudonym,
-            &access,
+            &detail,
         )
         .await;
     }
@@ -145,8 +154,7 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
                 .patient(&pseudonym)
                 .await
                 .map_err(|e| store_status(&e))?
-                .and_then(|sealed| self.inner.vault.open(&pseudonym, &sealed))
-                .and_then(|bytes| <v1::PatientRecord as prost::Message>::decode(&*bytes).ok())
+                .and_then(|sealed| self.open_patient_record(&pseudonym, &sealed))
                 .map(|record| record.name)
                 .unwrap_or_default();
             let latest = match self.device_of(&pseudonym).await? {
@@ -181,7 +189,7 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
     ) -> Result<Response<v1::HistoryResponse>, Status> {
         let ticket = self.clinician(&request)?;
         let request = request.into_inner();
-        self.access(&ticket, &request.pseudonym).await?;
+        let access = self.access(&ticket, &request.pseudonym).await?;
         let before = if request.before_ms == 0 {
             i64::MAX
         } else {
@@ -205,6 +213,7 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
         self.audit_read(
             &ticket,
             &request.pseudonym,
+            &access,
             "vitals.read",
             &format!("history, {} samples", samples.len()),
         )
@@ -218,7 +227,7 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let ticket = self.clinician(&request)?;
         let pseudonym = request.into_inner().pseudonym;
-        self.access(&ticket, &pseudonym).await?;
+        let access = self.access(&ticket, &pseudonym).await?;
         // Subscribe before reading where the patient stands, so nothing
         // stored in between is missed.
         let mut feed = self.inner.store.vitals_feed();
@@ -232,7 +241,7 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
                 .map_or(0, |s| s.sequence),
             None => 0,
         };
-        self.audit_read(&ticket, &pseudonym, "vitals.watch", "live")
+        self.audit_read(&ticket, &pseudonym, &access, "vitals.watch", "live")
             .await;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let hsp = self.clone();

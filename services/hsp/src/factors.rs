@@ -123,10 +123,6 @@ pub struct FactorRun<'a> {
     pending: Vec<Pending>,
 }
 
-fn throttled(e: StoreError) -> Status {
-    store_status(&e)
-}
-
 impl<'a> FactorRun<'a> {
     /// The exchange for the party `subject` (its credential's subject) from
     /// the address `source`, under `rule`.
@@ -409,7 +405,7 @@ impl<'a> FactorRun<'a> {
                     &e.to_string(),
                 )
                 .await;
-                Err(throttled(e))
+                Err(store_status(&e))
             }
             Err(e) => Err(store_status(&e)),
         }

@@ -742,10 +742,7 @@ impl v1::hsp_server::Hsp for Hsp {
             .map_err(|e| store_status(&e))?
             .ok_or_else(|| Status::not_found("no such patient"))?;
         let record = self
-            .inner
-            .vault
-            .open(&pseudonym, &sealed)
-            .and_then(|bytes| <v1::PatientRecord as prost::Message>::decode(bytes.as_slice()).ok())
+            .open_patient_record(&pseudonym, &sealed)
             .ok_or_else(|| {
                 Status::data_loss("the patient's record does not open under this HSP's key")
             })?;
@@ -882,6 +879,17 @@ async fn expire_vitals(store: Arc<dyn Store>, keep: Duration) {
 }
 
 impl Hsp {
+    /// A patient's record as stored sealed; `None` when it does not open
+    /// under this HSP's data key or does not decode.
+    pub(crate) fn open_patient_record(
+        &self,
+        pseudonym: &str,
+        sealed: &[u8],
+    ) -> Option<v1::PatientRecord> {
+        let bytes = self.inner.vault.open(pseudonym, sealed)?;
+        prost::Message::decode(bytes.as_slice()).ok()
+    }
+
     /// Closes every live device session (on shutdown, so streams drain).
     pub fn close_all_sessions(&self) {
         let live = std::mem::take(&mut *self.inner.live.lock().unwrap_or_else(|p| p.into_inner()));
