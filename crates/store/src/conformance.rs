@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use crate::{
-    AttemptLimit, AttemptState, AuditEvent, CredentialRecord, EnrollmentToken, FactorToken,
-    OobCode, Store, StoreError, StoredSample,
+    AlertRecord, AttemptLimit, AttemptState, AuditEvent, CredentialRecord, EnrollmentToken,
+    FactorToken, NewAlert, OobCode, Store, StoreError, StoredSample, WebSession,
 };
 
 /// Strings that would break a query built by pasting text (threat 17).
@@ -774,4 +774,379 @@ pub async fn old_vitals_expire(store: Arc<dyn Store>) {
         .collect();
     assert_eq!(kept, [4, 3]);
     assert_eq!(store.vitals_count(Some(3)).await.expect("count"), 2);
+}
+
+fn web_session(hash: u8, subject: &str, created_at: u64, absolute_expiry: u64) -> WebSession {
+    WebSession {
+        token_hash: [hash; 32],
+        subject: subject.to_string(),
+        data: vec![hash, 0, 255],
+        created_at,
+        last_seen: created_at,
+        absolute_expiry,
+    }
+}
+
+/// A web session is touched while live (its last request moves on), ends
+/// after `idle_secs` without one and at its absolute expiry whatever the
+/// activity; an ended session's row is gone. Looking without touching moves
+/// nothing; a live token cannot be stored twice.
+pub async fn web_sessions_touch_and_expire(store: Arc<dyn Store>) {
+    let session = web_session(1, "dr-a", 100, 1000);
+    store.put_web_session(&session).await.expect("put");
+    assert!(
+        store.put_web_session(&session).await.is_err(),
+        "a live token is stored once"
+    );
+    let touched = store
+        .touch_web_session(&[1; 32], 150, 60)
+        .await
+        .expect("touch")
+        .expect("live");
+    assert_eq!(
+        touched,
+        WebSession {
+            last_seen: 150,
+            ..session.clone()
+        }
+    );
+    // Looking does not count as activity.
+    assert_eq!(
+        store.web_session(&[1; 32], 210, 60).await.expect("look"),
+        Some(touched.clone())
+    );
+    assert_eq!(
+        store.web_session(&[1; 32], 211, 60).await.expect("look"),
+        None,
+        "idle for 61 s"
+    );
+    assert_eq!(
+        store
+            .touch_web_session(&[1; 32], 211, 60)
+            .await
+            .expect("touch"),
+        None,
+        "idle for idle_secs + 1"
+    );
+    assert_eq!(
+        store.web_session(&[1; 32], 150, 60).await.expect("look"),
+        None,
+        "the idle session's row is gone"
+    );
+    assert_eq!(
+        store
+            .touch_web_session(&[9; 32], 150, 60)
+            .await
+            .expect("touch"),
+        None,
+        "unknown"
+    );
+
+    // Absolute expiry: busy until the end, then gone.
+    store
+        .put_web_session(&web_session(2, "dr-a", 100, 300))
+        .await
+        .expect("put");
+    for now in [150, 200, 250, 299] {
+        let live = store
+            .touch_web_session(&[2; 32], now, 60)
+            .await
+            .expect("touch");
+        assert_eq!(live.map(|s| s.last_seen), Some(now));
+    }
+    assert_eq!(
+        store
+            .touch_web_session(&[2; 32], 300, 60)
+            .await
+            .expect("touch"),
+        None,
+        "at the absolute expiry"
+    );
+    assert_eq!(
+        store.web_session(&[2; 32], 299, 60).await.expect("look"),
+        None,
+        "the expired session's row is gone"
+    );
+    // A clock behind the last request neither ends the session nor moves
+    // its last request back.
+    store
+        .put_web_session(&web_session(3, "dr-b", 500, 900))
+        .await
+        .expect("put");
+    store
+        .touch_web_session(&[3; 32], 520, 60)
+        .await
+        .expect("touch");
+    assert_eq!(
+        store
+            .touch_web_session(&[3; 32], 510, 60)
+            .await
+            .expect("touch")
+            .map(|s| s.last_seen),
+        Some(520)
+    );
+    // A token whose session is past its absolute expiry may be used again
+    // (swept when a session is stored).
+    store
+        .put_web_session(&web_session(3, "dr-c", 900, 2000))
+        .await
+        .expect("reuse after expiry");
+    assert_eq!(
+        store
+            .web_session(&[3; 32], 901, 60)
+            .await
+            .expect("look")
+            .map(|s| s.subject),
+        Some("dr-c".to_string())
+    );
+}
+
+/// Logout ends one session; revoking a clinician ends every session of
+/// theirs and only theirs.
+pub async fn web_sessions_end_on_logout_and_revocation(store: Arc<dyn Store>) {
+    for (hash, subject) in [
+        (1, "dr-a"),
+        (2, "dr-a"),
+        (3, "dr-a"),
+        (4, "dr-b"),
+        (5, INJECTION_STRINGS[0]),
+    ] {
+        store
+            .put_web_session(&web_session(hash, subject, 100, 1000))
+            .await
+            .expect("put");
+    }
+    assert!(store.delete_web_session(&[1; 32]).await.expect("logout"));
+    assert!(!store.delete_web_session(&[1; 32]).await.expect("twice"));
+    assert_eq!(
+        store.delete_web_sessions_of("dr-a").await.expect("revoke"),
+        2
+    );
+    assert_eq!(
+        store.delete_web_sessions_of("dr-a").await.expect("again"),
+        0
+    );
+    for gone in [2, 3] {
+        assert_eq!(
+            store
+                .touch_web_session(&[gone; 32], 150, 60)
+                .await
+                .expect("touch"),
+            None
+        );
+    }
+    for kept in [4, 5] {
+        assert!(store
+            .touch_web_session(&[kept; 32], 150, 60)
+            .await
+            .expect("touch")
+            .is_some());
+    }
+}
+
+fn new_alert(pseudonym: &str, rule: &str, raised_at_ms: i64) -> NewAlert {
+    NewAlert {
+        pseudonym: pseudonym.to_string(),
+        device_serial: 7,
+        rule: rule.to_string(),
+        detail: format!("{rule} at {raised_at_ms}"),
+        raised_at_ms,
+    }
+}
+
+/// One open alert per (patient, rule): a second raise is refused until the
+/// first is acknowledged, once; open alerts are filtered by patient, newest
+/// first; a patient's history holds acknowledged ones too.
+pub async fn alerts_open_once_until_acknowledged(store: Arc<dyn Store>) {
+    let first = store
+        .raise_alert(&new_alert("pt-1", "spo2-low", 1000))
+        .await
+        .expect("raise")
+        .expect("new");
+    assert_eq!(
+        store
+            .raise_alert(&new_alert("pt-1", "spo2-low", 1100))
+            .await
+            .expect("raise"),
+        None,
+        "already open"
+    );
+    let other_rule = store
+        .raise_alert(&new_alert("pt-1", "hr-high", 1200))
+        .await
+        .expect("raise")
+        .expect("new");
+    let other_patient = store
+        .raise_alert(&new_alert(INJECTION_STRINGS[0], "spo2-low", 1300))
+        .await
+        .expect("raise")
+        .expect("new");
+    assert_eq!(
+        store.alert(first).await.expect("alert"),
+        Some(AlertRecord {
+            id: first,
+            alert: new_alert("pt-1", "spo2-low", 1000),
+            acknowledged_by: None,
+            acknowledged_at_ms: None,
+        })
+    );
+    assert_eq!(store.alert(first + 1000).await.expect("alert"), None);
+
+    assert!(store
+        .acknowledge_alert(first, "dr-a", 2000)
+        .await
+        .expect("ack"));
+    assert!(!store
+        .acknowledge_alert(first, "dr-b", 2001)
+        .await
+        .expect("ack twice"));
+    assert!(!store
+        .acknowledge_alert(first + 1000, "dr-a", 2000)
+        .await
+        .expect("unknown"));
+    let acknowledged = store.alert(first).await.expect("alert").expect("kept");
+    assert_eq!(acknowledged.acknowledged_by.as_deref(), Some("dr-a"));
+    assert_eq!(acknowledged.acknowledged_at_ms, Some(2000));
+    let again = store
+        .raise_alert(&new_alert("pt-1", "spo2-low", 3000))
+        .await
+        .expect("raise")
+        .expect("a new one after the acknowledgement");
+    assert!(again > other_patient);
+
+    let ids = |alerts: Vec<AlertRecord>| alerts.iter().map(|a| a.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.open_alerts(None, 10).await.expect("open")),
+        [again, other_patient, other_rule]
+    );
+    assert_eq!(
+        ids(store.open_alerts(None, 2).await.expect("open")),
+        [again, other_patient]
+    );
+    assert_eq!(
+        ids(store
+            .open_alerts(Some(&["pt-1".to_string(), "pt-9".to_string()]), 10)
+            .await
+            .expect("open")),
+        [again, other_rule]
+    );
+    assert_eq!(
+        ids(store
+            .open_alerts(Some(&[INJECTION_STRINGS[0].to_string()]), 10)
+            .await
+            .expect("open")),
+        [other_patient]
+    );
+    assert!(store
+        .open_alerts(Some(&[]), 10)
+        .await
+        .expect("open")
+        .is_empty());
+    assert_eq!(
+        ids(store.alerts_of("pt-1", 10).await.expect("history")),
+        [again, other_rule, first]
+    );
+    assert_eq!(
+        ids(store.alerts_of("pt-1", 1).await.expect("history")),
+        [again]
+    );
+}
+
+/// Of 8 concurrent raises of one (patient, rule), exactly one opens an alert.
+pub async fn concurrent_raises_open_one_alert(store: Arc<dyn Store>) {
+    let raises: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .raise_alert(&new_alert("pt-race", "rr-high", 1000 + i))
+                    .await
+            })
+        })
+        .collect();
+    let mut opened = Vec::new();
+    for raise in raises {
+        if let Some(id) = raise.await.expect("task").expect("raise") {
+            opened.push(id);
+        }
+    }
+    assert_eq!(opened.len(), 1, "one alert opened: {opened:?}");
+    assert_eq!(
+        store
+            .open_alerts(Some(&["pt-race".to_string()]), 10)
+            .await
+            .expect("open")
+            .len(),
+        1
+    );
+}
+
+/// A clinician's patients are those whose care team holds them.
+pub async fn patients_of_a_clinician(store: Arc<dyn Store>) {
+    for (clinician, pseudonym) in [
+        ("dr-a", "pt-2"),
+        ("dr-a", "pt-1"),
+        ("dr-b", "pt-1"),
+        ("dr-a", INJECTION_STRINGS[0]),
+        ("dr-ab", "pt-3"),
+    ] {
+        store
+            .set_care_team_member(clinician, pseudonym, true, 10)
+            .await
+            .expect("add");
+    }
+    assert_eq!(
+        store.patients_of("dr-a").await.expect("patients"),
+        [INJECTION_STRINGS[0], "pt-1", "pt-2"]
+    );
+    store
+        .set_care_team_member("dr-a", "pt-1", false, 11)
+        .await
+        .expect("remove");
+    assert_eq!(
+        store.patients_of("dr-a").await.expect("patients"),
+        [INJECTION_STRINGS[0], "pt-2"]
+    );
+    assert_eq!(store.patients_of("dr-b").await.expect("patients"), ["pt-1"]);
+    assert!(store.patients_of("dr-c").await.expect("none").is_empty());
+}
+
+/// A device's samples from a time on, oldest first by measurement time
+/// (whatever their sequence), at most `limit`.
+pub async fn vitals_since_a_time(store: Arc<dyn Store>) {
+    let at = |device: u64, sequence: u64, measured_at_ms: i64| StoredSample {
+        measured_at_ms,
+        ..sample(device, sequence)
+    };
+    const T: i64 = 1_800_000_000_000;
+    store
+        .store_vitals(&[
+            at(4, 1, T + 1000),
+            at(4, 2, T + 500),
+            at(4, 3, T + 2000),
+            at(4, 4, T + 1500),
+            at(5, 1, T + 1200),
+        ])
+        .await
+        .expect("store");
+    let sequences =
+        |samples: Vec<StoredSample>| samples.iter().map(|s| s.sequence).collect::<Vec<_>>();
+    assert_eq!(
+        sequences(store.vitals_since(4, T + 1000, 10).await.expect("since")),
+        [1, 4, 3]
+    );
+    assert_eq!(
+        sequences(store.vitals_since(4, T + 1000, 2).await.expect("since")),
+        [1, 4]
+    );
+    assert_eq!(
+        store.vitals_since(4, T + 500, 1).await.expect("since"),
+        vec![at(4, 2, T + 500)]
+    );
+    assert!(store
+        .vitals_since(4, T + 2001, 10)
+        .await
+        .expect("since")
+        .is_empty());
+    assert!(store.vitals_since(6, 0, 10).await.expect("none").is_empty());
 }

@@ -175,6 +175,52 @@ pub struct AuditRecord {
     pub event: AuditEvent,
 }
 
+/// A clinician's browser session on the portal. The HSP keeps only a hash of
+/// the cookie's token, so a copy of the table opens no session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSession {
+    /// SHA-256 of the cookie's token.
+    pub token_hash: [u8; 32],
+    /// The clinician.
+    pub subject: String,
+    /// The HSP's own encoding of what the session holds (opaque to the store).
+    pub data: Vec<u8>,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds: the last request seen.
+    pub last_seen: u64,
+    /// Unix seconds: the session ends then, however active.
+    pub absolute_expiry: u64,
+}
+
+/// An alert the HSP raises on a patient's vitals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAlert {
+    /// The patient.
+    pub pseudonym: String,
+    /// The device whose samples raised it.
+    pub device_serial: u64,
+    /// The rule's name: at most one alert per (patient, rule) is open.
+    pub rule: String,
+    /// What was seen.
+    pub detail: String,
+    /// Unix milliseconds.
+    pub raised_at_ms: i64,
+}
+
+/// A stored alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRecord {
+    /// Increasing id.
+    pub id: i64,
+    /// The alert.
+    pub alert: NewAlert,
+    /// The clinician who acknowledged it; `None` while it is open.
+    pub acknowledged_by: Option<String>,
+    /// Unix milliseconds; `None` while it is open.
+    pub acknowledged_at_ms: Option<i64>,
+}
+
 /// The storage interface. Every method is atomic on its own.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -228,6 +274,14 @@ pub trait Store: Send + Sync + 'static {
     /// The newest samples of a device, newest first.
     async fn latest_vitals(&self, device_serial: u64, limit: u32)
         -> StoreResult<Vec<StoredSample>>;
+    /// A device's samples measured at or after `since_ms`, oldest first (by
+    /// measurement time, then sequence), at most `limit`.
+    async fn vitals_since(
+        &self,
+        device_serial: u64,
+        since_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredSample>>;
 
     /// Appends an audit event.
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
@@ -263,6 +317,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// A patient's care team.
     async fn care_team(&self, pseudonym: &str) -> StoreResult<Vec<String>>;
+    /// The patients whose care team includes `clinician`, by pseudonym.
+    async fn patients_of(&self, clinician: &str) -> StoreResult<Vec<String>>;
 
     /// Claims TOTP time step `step` for `account`: true only if it is newer than
     /// every step accepted before, so a code is accepted once and an older
@@ -347,4 +403,63 @@ pub trait Store: Send + Sync + 'static {
     /// from before the chain existed are left out.
     async fn audit_chain(&self, after_id: i64, limit: u32)
         -> StoreResult<Vec<audit::ChainedAudit>>;
+
+    /// Keeps a new web session: `token_hash` is SHA-256 of the cookie's
+    /// token; `data` is the HSP's own encoding (opaque to the store). Sessions
+    /// whose absolute expiry is at or before `created_at` are swept on the way.
+    async fn put_web_session(&self, session: &WebSession) -> StoreResult<()>;
+    /// The session, if it exists, `now < absolute_expiry` and
+    /// `now - last_seen <= idle_secs`; in that case `last_seen` becomes `now`
+    /// (never earlier than it was: replicas' clocks differ a little) in the
+    /// same atomic step. An expired session is deleted and `None` returned.
+    async fn touch_web_session(
+        &self,
+        token_hash: &[u8; 32],
+        now: u64,
+        idle_secs: u64,
+    ) -> StoreResult<Option<WebSession>>;
+    /// The session if it is live by the same rule as
+    /// [`touch_web_session`](Store::touch_web_session), without touching it
+    /// (a long-lived stream checking that its session still stands is no
+    /// activity of the clinician's) and without deleting it.
+    async fn web_session(
+        &self,
+        token_hash: &[u8; 32],
+        now: u64,
+        idle_secs: u64,
+    ) -> StoreResult<Option<WebSession>>;
+    /// Ends a session (logout). True when one was deleted.
+    async fn delete_web_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool>;
+    /// Ends every session of `subject` (a revoked clinician). Returns how many.
+    async fn delete_web_sessions_of(&self, subject: &str) -> StoreResult<u64>;
+
+    /// Raises an alert unless one for the same (pseudonym, rule) is still
+    /// open (unacknowledged); returns the new id, or `None` when one was
+    /// already open. Atomic across replicas.
+    async fn raise_alert(&self, alert: &NewAlert) -> StoreResult<Option<i64>>;
+    /// Open alerts of these patients (all patients when `pseudonyms` is
+    /// `None`), newest first (by time raised, then id), at most `limit`.
+    async fn open_alerts(
+        &self,
+        pseudonyms: Option<&[String]>,
+        limit: u32,
+    ) -> StoreResult<Vec<AlertRecord>>;
+    /// A patient's alerts, open and acknowledged, newest first.
+    async fn alerts_of(&self, pseudonym: &str, limit: u32) -> StoreResult<Vec<AlertRecord>>;
+    /// Acknowledges an open alert; false when it does not exist or was
+    /// already acknowledged.
+    async fn acknowledge_alert(&self, id: i64, by: &str, at_ms: i64) -> StoreResult<bool>;
+    /// The alert, for checking which patient it belongs to.
+    async fn alert(&self, id: i64) -> StoreResult<Option<AlertRecord>>;
+}
+
+/// The one rule every backend applies: a session is live while `now` is
+/// before its absolute expiry and it was seen within `idle_secs`.
+pub(crate) fn web_session_live(session: &WebSession, now: u64, idle_secs: u64) -> bool {
+    now < session.absolute_expiry && now.saturating_sub(session.last_seen) <= idle_secs
+}
+
+/// Alerts newest first: by time raised, then id, both descending.
+pub(crate) fn newest_alerts_first(alerts: &mut [AlertRecord]) {
+    alerts.sort_by_key(|a| std::cmp::Reverse((a.alert.raised_at_ms, a.id)));
 }

@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::{
-    audit, AttemptLimit, AttemptRefused, AttemptState, AuditEvent, AuditRecord, CredentialRecord,
-    EnrollmentToken, FactorToken, OobCode, RevocationRecord, Store, StoreError, StoreResult,
-    StoredSample,
+    audit, AlertRecord, AttemptLimit, AttemptRefused, AttemptState, AuditEvent, AuditRecord,
+    CredentialRecord, EnrollmentToken, FactorToken, NewAlert, OobCode, RevocationRecord, Store,
+    StoreError, StoreResult, StoredSample, WebSession,
 };
 
 /// A store in memory: fast, shared by its clones, gone when the last clone is.
@@ -143,6 +143,33 @@ impl<K: Copy + Eq + Hash + Ord, V> Expiring<K, V> {
         Some((value, expires_at))
     }
 
+    fn get(&self, key: &K) -> Option<&V> {
+        self.entries.get(key).map(|(value, _)| value)
+    }
+
+    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.entries.get_mut(key).map(|(value, _)| value)
+    }
+
+    fn expiry(&self, key: &K) -> Option<u64> {
+        self.entries.get(key).map(|(_, expires_at)| *expires_at)
+    }
+
+    /// Keeps only the entries `keep` says yes to; returns how many went.
+    fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) -> u64 {
+        let gone: Vec<(u64, K)> = self
+            .entries
+            .iter()
+            .filter(|(_, (value, _))| !keep(value))
+            .map(|(key, (_, expires_at))| (*expires_at, *key))
+            .collect();
+        for (expires_at, key) in &gone {
+            self.entries.remove(key);
+            self.by_expiry.remove(&(*expires_at, *key));
+        }
+        gone.len() as u64
+    }
+
     /// Removes every entry that expires at or before `through`.
     fn purge_through(&mut self, through: u64) {
         while let Some(&(expires_at, key)) = self.by_expiry.first() {
@@ -203,6 +230,17 @@ struct State {
     factor_tokens: HashMap<[u8; 32], Redeemable<FactorToken>>,
     oob_codes: HashMap<String, OobCode>,
     settings: HashMap<String, Vec<u8>>,
+    /// (clinician, pseudonym) of every care team membership.
+    care_teams_by_clinician: BTreeSet<(String, String)>,
+    /// By token hash, expiring at the absolute expiry.
+    web_sessions: Expiring<[u8; 32], WebSession>,
+    /// By id.
+    alerts: BTreeMap<i64, AlertRecord>,
+    last_alert_id: i64,
+    /// (pseudonym, rule) → the open alert's id.
+    open_alerts: HashMap<(String, String), i64>,
+    /// (pseudonym, raised at, id) of every alert.
+    alerts_by_patient: BTreeSet<(String, i64, i64)>,
 }
 
 impl State {
@@ -449,12 +487,15 @@ impl State {
         now: u64,
     ) -> StoreResult<()> {
         let key = (pseudonym.to_string(), clinician.to_string());
+        let by_clinician = (clinician.to_string(), pseudonym.to_string());
         if member {
             fit(now)?;
             // Added once; a second add keeps the first time.
             self.care_teams.entry(key).or_insert(now);
+            self.care_teams_by_clinician.insert(by_clinician);
         } else {
             self.care_teams.remove(&key);
+            self.care_teams_by_clinician.remove(&by_clinician);
         }
         Ok(())
     }
@@ -466,6 +507,147 @@ impl State {
             .take_while(|((p, _), _)| p == pseudonym)
             .map(|((_, clinician), _)| clinician.clone())
             .collect()
+    }
+
+    fn patients_of(&self, clinician: &str) -> Vec<String> {
+        // ORDER BY pseudonym.
+        self.care_teams_by_clinician
+            .range((clinician.to_string(), String::new())..)
+            .take_while(|(c, _)| c == clinician)
+            .map(|(_, pseudonym)| pseudonym.clone())
+            .collect()
+    }
+
+    fn vitals_since(
+        &self,
+        device_serial: u64,
+        since_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredSample>> {
+        // WHERE measured_at_ms >= since ORDER BY measured_at_ms, sequence.
+        let mut found: Vec<StoredSample> = self
+            .vitals
+            .get(&fit(device_serial)?)
+            .map(|samples| {
+                samples
+                    .values()
+                    .filter(|s| s.measured_at_ms >= since_ms)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort_by_key(|s| (s.measured_at_ms, s.sequence));
+        found.truncate(limit as usize);
+        Ok(found)
+    }
+
+    fn put_web_session(&mut self, session: &WebSession) -> StoreResult<()> {
+        // Checked in the order SQLite's statements check them.
+        fit(session.created_at)?;
+        fit(session.last_seen)?;
+        fit(session.absolute_expiry)?;
+        // The sweep runs first, so a token whose session is past its expiry
+        // may be used again; a live one is a duplicate key.
+        if self
+            .web_sessions
+            .expiry(&session.token_hash)
+            .is_some_and(|expiry| expiry > session.created_at)
+        {
+            return Err(duplicate("web_sessions.token_hash"));
+        }
+        self.web_sessions.purge_through(session.created_at);
+        self.web_sessions
+            .insert_new(session.token_hash, session.clone(), session.absolute_expiry);
+        Ok(())
+    }
+
+    fn touch_web_session(
+        &mut self,
+        hash: &[u8; 32],
+        now: u64,
+        idle_secs: u64,
+    ) -> StoreResult<Option<WebSession>> {
+        fit(now)?;
+        let Some(session) = self.web_sessions.get_mut(hash) else {
+            return Ok(None);
+        };
+        if !crate::web_session_live(session, now, idle_secs) {
+            self.web_sessions.remove(hash);
+            return Ok(None);
+        }
+        session.last_seen = session.last_seen.max(now);
+        Ok(Some(session.clone()))
+    }
+
+    fn raise_alert(&mut self, alert: &NewAlert) -> StoreResult<Option<i64>> {
+        fit(alert.device_serial)?;
+        // AUTOINCREMENT uses up an id even when the insert conflicts.
+        let id = next_id(&mut self.last_alert_id)?;
+        let open = (alert.pseudonym.clone(), alert.rule.clone());
+        if self.open_alerts.contains_key(&open) {
+            return Ok(None);
+        }
+        self.open_alerts.insert(open, id);
+        self.alerts_by_patient
+            .insert((alert.pseudonym.clone(), alert.raised_at_ms, id));
+        self.alerts.insert(
+            id,
+            AlertRecord {
+                id,
+                alert: alert.clone(),
+                acknowledged_by: None,
+                acknowledged_at_ms: None,
+            },
+        );
+        Ok(Some(id))
+    }
+
+    fn open_alerts(&self, pseudonyms: Option<&[String]>, limit: u32) -> Vec<AlertRecord> {
+        let mut found: Vec<AlertRecord> = match pseudonyms {
+            None => self
+                .open_alerts
+                .values()
+                .filter_map(|id| self.alerts.get(id).cloned())
+                .collect(),
+            Some(pseudonyms) => {
+                let wanted: HashSet<&str> = pseudonyms.iter().map(String::as_str).collect();
+                self.open_alerts
+                    .iter()
+                    .filter(|((pseudonym, _), _)| wanted.contains(pseudonym.as_str()))
+                    .filter_map(|(_, id)| self.alerts.get(id).cloned())
+                    .collect()
+            }
+        };
+        crate::newest_alerts_first(&mut found);
+        found.truncate(limit as usize);
+        found
+    }
+
+    fn alerts_of(&self, pseudonym: &str, limit: u32) -> Vec<AlertRecord> {
+        // ORDER BY raised_at_ms DESC, id DESC.
+        self.alerts_by_patient
+            .range((pseudonym.to_string(), i64::MIN, i64::MIN)..)
+            .take_while(|(p, _, _)| p == pseudonym)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .take(limit as usize)
+            .filter_map(|(_, _, id)| self.alerts.get(id).cloned())
+            .collect()
+    }
+
+    fn acknowledge_alert(&mut self, id: i64, by: &str, at_ms: i64) -> bool {
+        let Some(record) = self.alerts.get_mut(&id) else {
+            return false;
+        };
+        if record.acknowledged_at_ms.is_some() {
+            return false;
+        }
+        record.acknowledged_by = Some(by.to_string());
+        record.acknowledged_at_ms = Some(at_ms);
+        self.open_alerts
+            .remove(&(record.alert.pseudonym.clone(), record.alert.rule.clone()));
+        true
     }
 
     fn claim_otp_step(&mut self, account: &str, step: u64) -> StoreResult<bool> {
@@ -874,5 +1056,79 @@ impl Store for MemoryStore {
             s.settings.insert(key.to_string(), value.to_vec());
             Ok(())
         })
+    }
+
+    async fn vitals_since(
+        &self,
+        device_serial: u64,
+        since_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredSample>> {
+        self.with(|s| s.vitals_since(device_serial, since_ms, limit))
+    }
+
+    async fn patients_of(&self, clinician: &str) -> StoreResult<Vec<String>> {
+        self.with(|s| Ok(s.patients_of(clinician)))
+    }
+
+    async fn put_web_session(&self, session: &WebSession) -> StoreResult<()> {
+        self.with(|s| s.put_web_session(session))
+    }
+
+    async fn touch_web_session(
+        &self,
+        token_hash: &[u8; 32],
+        now: u64,
+        idle_secs: u64,
+    ) -> StoreResult<Option<WebSession>> {
+        self.with(|s| s.touch_web_session(token_hash, now, idle_secs))
+    }
+
+    async fn web_session(
+        &self,
+        token_hash: &[u8; 32],
+        now: u64,
+        idle_secs: u64,
+    ) -> StoreResult<Option<WebSession>> {
+        self.with(|s| {
+            fit(now)?;
+            Ok(s.web_sessions
+                .get(token_hash)
+                .filter(|session| crate::web_session_live(session, now, idle_secs))
+                .cloned())
+        })
+    }
+
+    async fn delete_web_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool> {
+        self.with(|s| Ok(s.web_sessions.remove(token_hash).is_some()))
+    }
+
+    async fn delete_web_sessions_of(&self, subject: &str) -> StoreResult<u64> {
+        // A scan: revoking a clinician is rare, and sessions are few.
+        self.with(|s| Ok(s.web_sessions.retain(|session| session.subject != subject)))
+    }
+
+    async fn raise_alert(&self, alert: &NewAlert) -> StoreResult<Option<i64>> {
+        self.with(|s| s.raise_alert(alert))
+    }
+
+    async fn open_alerts(
+        &self,
+        pseudonyms: Option<&[String]>,
+        limit: u32,
+    ) -> StoreResult<Vec<AlertRecord>> {
+        self.with(|s| Ok(s.open_alerts(pseudonyms, limit)))
+    }
+
+    async fn alerts_of(&self, pseudonym: &str, limit: u32) -> StoreResult<Vec<AlertRecord>> {
+        self.with(|s| Ok(s.alerts_of(pseudonym, limit)))
+    }
+
+    async fn acknowledge_alert(&self, id: i64, by: &str, at_ms: i64) -> StoreResult<bool> {
+        self.with(|s| Ok(s.acknowledge_alert(id, by, at_ms)))
+    }
+
+    async fn alert(&self, id: i64) -> StoreResult<Option<AlertRecord>> {
+        self.with(|s| Ok(s.alerts.get(&id).cloned()))
     }
 }

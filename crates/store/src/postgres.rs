@@ -72,9 +72,9 @@ use tokio_postgres::{NoTls, Row};
 use tokio::sync::broadcast;
 
 use crate::{
-    audit, AttemptLimit, AttemptRefused, AttemptState, AuditEvent, AuditRecord, CredentialRecord,
-    EnrollmentToken, FactorToken, OobCode, RevocationRecord, Store, StoreError, StoreResult,
-    StoredSample,
+    audit, AlertRecord, AttemptLimit, AttemptRefused, AttemptState, AuditEvent, AuditRecord,
+    CredentialRecord, EnrollmentToken, FactorToken, NewAlert, OobCode, RevocationRecord, Store,
+    StoreError, StoreResult, StoredSample, WebSession,
 };
 
 /// One migration: its SQL and the oldest schema version a build may know and
@@ -84,8 +84,9 @@ struct Migration {
     sql: &'static str,
 }
 
-/// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`. All six are
-/// expansions of version 1 (new tables, a column with a default).
+/// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`. All seven
+/// are expansions of version 1 (new tables and indexes, a column with a
+/// default).
 const MIGRATIONS: &[Migration] = &[
     Migration {
         min_reader_version: 1,
@@ -110,6 +111,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         min_reader_version: 1,
         sql: include_str!("../../../migrations/postgres/0006_audit_chain.sql"),
+    },
+    Migration {
+        min_reader_version: 1,
+        sql: include_str!("../../../migrations/postgres/0007_portal.sql"),
     },
 ];
 
@@ -1608,6 +1613,266 @@ impl Store for PostgresStore {
         .await?;
         Ok(())
     }
+
+    async fn vitals_since(
+        &self,
+        device_serial: u64,
+        since_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredSample>> {
+        let device = to_sql(device_serial)?;
+        let client = self.client().await?;
+        query(
+            &client,
+            "SELECT device_serial, sequence, measured_at_ms, heart_rate_bpm, spo2_percent,
+                 respiratory_rate_per_min, skin_temperature_c, systolic_mmhg, diastolic_mmhg, anomaly
+             FROM vitals WHERE device_serial = $1 AND measured_at_ms >= $2
+             ORDER BY measured_at_ms, sequence LIMIT $3",
+            &[&device, &since_ms, &i64::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(sample_from_row)
+        .collect()
+    }
+
+    async fn patients_of(&self, clinician: &str) -> StoreResult<Vec<String>> {
+        let client = self.client().await?;
+        query(
+            &client,
+            "SELECT pseudonym FROM care_teams WHERE clinician = $1 ORDER BY pseudonym",
+            &[&clinician.as_bytes()],
+        )
+        .await?
+        .iter()
+        .map(|row| column_text(row, 0))
+        .collect()
+    }
+
+    async fn put_web_session(&self, session: &WebSession) -> StoreResult<()> {
+        let created_at = to_sql(session.created_at)?;
+        let (last_seen, expiry) = (to_sql(session.last_seen)?, to_sql(session.absolute_expiry)?);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        // This token's row if it is past its expiry (so it may be reused, as
+        // on SQLite), then a bounded sweep of others that skips rows other
+        // replicas hold: sessions past their absolute expiry open nothing.
+        execute(
+            &tx,
+            "DELETE FROM web_sessions WHERE token_hash = $1 AND absolute_expiry <= $2",
+            &[&&session.token_hash[..], &created_at],
+        )
+        .await?;
+        execute(
+            &tx,
+            "DELETE FROM web_sessions WHERE token_hash IN (
+                 SELECT token_hash FROM web_sessions WHERE absolute_expiry <= $1
+                 ORDER BY absolute_expiry LIMIT 1000 FOR UPDATE SKIP LOCKED)",
+            &[&created_at],
+        )
+        .await?;
+        execute(
+            &tx,
+            "INSERT INTO web_sessions
+             (token_hash, subject, data, created_at, last_seen, absolute_expiry)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &&session.token_hash[..],
+                &session.subject.as_bytes(),
+                &session.data,
+                &created_at,
+                &last_seen,
+                &expiry,
+            ],
+        )
+        .await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn touch_web_session(
+        &self,
+        token_hash: &[u8; 32],
+        now: u64,
+        idle_secs: u64,
+    ) -> StoreResult<Option<WebSession>> {
+        let now_sql = to_sql(now)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let row = query_opt(
+            &tx,
+            &format!("SELECT {WEB_SESSION_COLUMNS} FOR UPDATE"),
+            &[&&token_hash[..]],
+        )
+        .await?;
+        let Some(mut session) = row
+            .map(|row| web_session_from_row(&row, token_hash))
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        if !crate::web_session_live(&session, now, idle_secs) {
+            execute(
+                &tx,
+                "DELETE FROM web_sessions WHERE token_hash = $1",
+                &[&&token_hash[..]],
+            )
+            .await?;
+            tx.commit().await.map_err(backend)?;
+            return Ok(None);
+        }
+        if now > session.last_seen {
+            execute(
+                &tx,
+                "UPDATE web_sessions SET last_seen = $1 WHERE token_hash = $2",
+                &[&now_sql, &&token_hash[..]],
+            )
+            .await?;
+            session.last_seen = now;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(session))
+    }
+
+    async fn web_session(
+        &self,
+        token_hash: &[u8; 32],
+        now: u64,
+        idle_secs: u64,
+    ) -> StoreResult<Option<WebSession>> {
+        to_sql(now)?;
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            &format!("SELECT {WEB_SESSION_COLUMNS}"),
+            &[&&token_hash[..]],
+        )
+        .await?;
+        Ok(row
+            .map(|row| web_session_from_row(&row, token_hash))
+            .transpose()?
+            .filter(|session| crate::web_session_live(session, now, idle_secs)))
+    }
+
+    async fn delete_web_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let n = execute(
+            &client,
+            "DELETE FROM web_sessions WHERE token_hash = $1",
+            &[&&token_hash[..]],
+        )
+        .await?;
+        Ok(n == 1)
+    }
+
+    async fn delete_web_sessions_of(&self, subject: &str) -> StoreResult<u64> {
+        let client = self.client().await?;
+        execute(
+            &client,
+            "DELETE FROM web_sessions WHERE subject = $1",
+            &[&subject.as_bytes()],
+        )
+        .await
+    }
+
+    async fn raise_alert(&self, alert: &NewAlert) -> StoreResult<Option<i64>> {
+        let device = to_sql(alert.device_serial)?;
+        let client = self.client().await?;
+        // The partial unique index decides: of concurrent raises from any
+        // replicas, one inserts and the others wait for it and do nothing.
+        query_opt(
+            &client,
+            "INSERT INTO alerts (pseudonym, device_serial, rule, detail, raised_at_ms)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (pseudonym, rule) WHERE acknowledged_at_ms IS NULL DO NOTHING
+             RETURNING id",
+            &[
+                &alert.pseudonym.as_bytes(),
+                &device,
+                &alert.rule.as_bytes(),
+                &alert.detail.as_bytes(),
+                &alert.raised_at_ms,
+            ],
+        )
+        .await?
+        .map(|row| column(&row, 0))
+        .transpose()
+    }
+
+    async fn open_alerts(
+        &self,
+        pseudonyms: Option<&[String]>,
+        limit: u32,
+    ) -> StoreResult<Vec<AlertRecord>> {
+        let client = self.client().await?;
+        let rows = match pseudonyms {
+            None => {
+                query(
+                    &client,
+                    &format!(
+                        "SELECT {ALERT_COLUMNS} FROM alerts WHERE acknowledged_at_ms IS NULL
+                         ORDER BY raised_at_ms DESC, id DESC LIMIT $1"
+                    ),
+                    &[&i64::from(limit)],
+                )
+                .await?
+            }
+            Some(pseudonyms) => {
+                let pseudonyms: Vec<&[u8]> = pseudonyms.iter().map(|p| p.as_bytes()).collect();
+                query(
+                    &client,
+                    &format!(
+                        "SELECT {ALERT_COLUMNS} FROM alerts
+                         WHERE acknowledged_at_ms IS NULL AND pseudonym = ANY($1::BYTEA[])
+                         ORDER BY raised_at_ms DESC, id DESC LIMIT $2"
+                    ),
+                    &[&pseudonyms, &i64::from(limit)],
+                )
+                .await?
+            }
+        };
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    async fn alerts_of(&self, pseudonym: &str, limit: u32) -> StoreResult<Vec<AlertRecord>> {
+        let client = self.client().await?;
+        query(
+            &client,
+            &format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE pseudonym = $1
+                 ORDER BY raised_at_ms DESC, id DESC LIMIT $2"
+            ),
+            &[&pseudonym.as_bytes(), &i64::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(alert_from_row)
+        .collect()
+    }
+
+    async fn acknowledge_alert(&self, id: i64, by: &str, at_ms: i64) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let n = execute(
+            &client,
+            "UPDATE alerts SET acknowledged_by = $1, acknowledged_at_ms = $2
+             WHERE id = $3 AND acknowledged_at_ms IS NULL",
+            &[&by.as_bytes(), &at_ms, &id],
+        )
+        .await?;
+        Ok(n == 1)
+    }
+
+    async fn alert(&self, id: i64) -> StoreResult<Option<AlertRecord>> {
+        let client = self.client().await?;
+        query_opt(
+            &client,
+            &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"),
+            &[&id],
+        )
+        .await?
+        .as_ref()
+        .map(alert_from_row)
+        .transpose()
+    }
 }
 
 fn attempt_state(row: &Row) -> StoreResult<AttemptState> {
@@ -1617,5 +1882,43 @@ fn attempt_state(row: &Row) -> StoreResult<AttemptState> {
             StoreError::Backend(format!("stored failure count {failures} out of range"))
         })?,
         last_failure: column_u64(row, 1)?,
+    })
+}
+
+const WEB_SESSION_COLUMNS: &str = "subject, data, created_at, last_seen, absolute_expiry
+     FROM web_sessions WHERE token_hash = $1";
+
+fn web_session_from_row(row: &Row, hash: &[u8; 32]) -> StoreResult<WebSession> {
+    Ok(WebSession {
+        token_hash: *hash,
+        subject: column_text(row, 0)?,
+        data: column(row, 1)?,
+        created_at: column_u64(row, 2)?,
+        last_seen: column_u64(row, 3)?,
+        absolute_expiry: column_u64(row, 4)?,
+    })
+}
+
+const ALERT_COLUMNS: &str =
+    "id, pseudonym, device_serial, rule, detail, raised_at_ms, acknowledged_by, acknowledged_at_ms";
+
+fn alert_from_row(row: &Row) -> StoreResult<AlertRecord> {
+    let by: Option<Vec<u8>> = column(row, 6)?;
+    Ok(AlertRecord {
+        id: column(row, 0)?,
+        alert: NewAlert {
+            pseudonym: column_text(row, 1)?,
+            device_serial: column_u64(row, 2)?,
+            rule: column_text(row, 3)?,
+            detail: column_text(row, 4)?,
+            raised_at_ms: column(row, 5)?,
+        },
+        acknowledged_by: by
+            .map(|b| {
+                String::from_utf8(b)
+                    .map_err(|_| StoreError::Backend("stored text is not UTF-8".into()))
+            })
+            .transpose()?,
+        acknowledged_at_ms: column(row, 7)?,
     })
 }

@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{
-    audit, AttemptLimit, AttemptRefused, AttemptState, AuditEvent, AuditRecord, CredentialRecord,
-    EnrollmentToken, FactorToken, OobCode, RevocationRecord, Store, StoreError, StoreResult,
-    StoredSample,
+    audit, AlertRecord, AttemptLimit, AttemptRefused, AttemptState, AuditEvent, AuditRecord,
+    CredentialRecord, EnrollmentToken, FactorToken, NewAlert, OobCode, RevocationRecord, Store,
+    StoreError, StoreResult, StoredSample, WebSession,
 };
 
 /// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`.
@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0004_factors.sql"),
     include_str!("../../../migrations/sqlite/0005_hardware_keys.sql"),
     include_str!("../../../migrations/sqlite/0006_audit_chain.sql"),
+    include_str!("../../../migrations/sqlite/0007_portal.sql"),
 ];
 
 /// A store in one SQLite file.
@@ -1066,6 +1067,283 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn vitals_since(
+        &self,
+        device_serial: u64,
+        since_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredSample>> {
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT device_serial, sequence, measured_at_ms, heart_rate_bpm, spo2_percent,
+                         respiratory_rate_per_min, skin_temperature_c, systolic_mmhg, diastolic_mmhg, anomaly
+                     FROM vitals WHERE device_serial = ?1 AND measured_at_ms >= ?2
+                     ORDER BY measured_at_ms, sequence LIMIT ?3",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![to_sql(device_serial)?, since_ms, limit], sample_from_row)
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn patients_of(&self, clinician: &str) -> StoreResult<Vec<String>> {
+        let clinician = clinician.to_string();
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT pseudonym FROM care_teams WHERE clinician = ?1 ORDER BY pseudonym",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![clinician], |r| r.get(0))
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_web_session(&self, session: &WebSession) -> StoreResult<()> {
+        let session = session.clone();
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            // Sessions past their absolute expiry go on the way: nobody can
+            // use them again, and nothing else would remove them.
+            tx.execute(
+                "DELETE FROM web_sessions WHERE absolute_expiry <= ?1",
+                params![to_sql(session.created_at)?],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO web_sessions
+                 (token_hash, subject, data, created_at, last_seen, absolute_expiry)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    &session.token_hash[..],
+                    session.subject,
+                    session.data,
+                    to_sql(session.created_at)?,
+                    to_sql(session.last_seen)?,
+                    to_sql(session.absolute_expiry)?
+                ],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn touch_web_session(
+        &self,
+        token_hash: &[u8; 32],
+        now: u64,
+        idle_secs: u64,
+    ) -> StoreResult<Option<WebSession>> {
+        let hash = *token_hash;
+        self.with(move |c| {
+            let now_sql = to_sql(now)?;
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let Some(mut session) = read_web_session(&tx, &hash)? else {
+                return Ok(None);
+            };
+            if !crate::web_session_live(&session, now, idle_secs) {
+                tx.execute(
+                    "DELETE FROM web_sessions WHERE token_hash = ?1",
+                    params![&hash[..]],
+                )
+                .map_err(backend)?;
+                tx.commit().map_err(backend)?;
+                return Ok(None);
+            }
+            if now > session.last_seen {
+                tx.execute(
+                    "UPDATE web_sessions SET last_seen = ?1 WHERE token_hash = ?2",
+                    params![now_sql, &hash[..]],
+                )
+                .map_err(backend)?;
+                session.last_seen = now;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(Some(session))
+        })
+        .await
+    }
+
+    async fn web_session(
+        &self,
+        token_hash: &[u8; 32],
+        now: u64,
+        idle_secs: u64,
+    ) -> StoreResult<Option<WebSession>> {
+        let hash = *token_hash;
+        self.with(move |c| {
+            to_sql(now)?;
+            Ok(read_web_session(c, &hash)?
+                .filter(|session| crate::web_session_live(session, now, idle_secs)))
+        })
+        .await
+    }
+
+    async fn delete_web_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool> {
+        let hash = *token_hash;
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM web_sessions WHERE token_hash = ?1",
+                    params![&hash[..]],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn delete_web_sessions_of(&self, subject: &str) -> StoreResult<u64> {
+        let subject = subject.to_string();
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM web_sessions WHERE subject = ?1",
+                    params![subject],
+                )
+                .map_err(backend)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn raise_alert(&self, alert: &NewAlert) -> StoreResult<Option<i64>> {
+        let alert = alert.clone();
+        self.with(move |c| {
+            c.query_row(
+                "INSERT INTO alerts (pseudonym, device_serial, rule, detail, raised_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (pseudonym, rule) WHERE acknowledged_at_ms IS NULL DO NOTHING
+                 RETURNING id",
+                params![
+                    alert.pseudonym,
+                    to_sql(alert.device_serial)?,
+                    alert.rule,
+                    alert.detail,
+                    alert.raised_at_ms
+                ],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn open_alerts(
+        &self,
+        pseudonyms: Option<&[String]>,
+        limit: u32,
+    ) -> StoreResult<Vec<AlertRecord>> {
+        // Each patient once: the chunks below must not overlap.
+        let pseudonyms: Option<Vec<String>> = pseudonyms.map(|p| {
+            p.iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .cloned()
+                .collect()
+        });
+        self.with(move |c| {
+            let Some(pseudonyms) = pseudonyms else {
+                let mut stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT {ALERT_COLUMNS} FROM alerts WHERE acknowledged_at_ms IS NULL
+                         ORDER BY raised_at_ms DESC, id DESC LIMIT ?1"
+                    ))
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map(params![limit], alert_from_row)
+                    .map_err(backend)?;
+                return rows.collect::<Result<_, _>>().map_err(backend);
+            };
+            // SQLite binds no arrays: a placeholder per patient (never their
+            // text in the SQL), in chunks well under its variable limit,
+            // each chunk's newest `limit` merged.
+            let mut found = Vec::new();
+            for chunk in pseudonyms.chunks(500) {
+                let placeholders: Vec<String> =
+                    (2..chunk.len() + 2).map(|i| format!("?{i}")).collect();
+                let mut stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT {ALERT_COLUMNS} FROM alerts
+                         WHERE acknowledged_at_ms IS NULL AND pseudonym IN ({})
+                         ORDER BY raised_at_ms DESC, id DESC LIMIT ?1",
+                        placeholders.join(", ")
+                    ))
+                    .map_err(backend)?;
+                let mut values: Vec<&dyn rusqlite::ToSql> = vec![&limit];
+                values.extend(chunk.iter().map(|p| p as &dyn rusqlite::ToSql));
+                let rows = stmt
+                    .query_map(values.as_slice(), alert_from_row)
+                    .map_err(backend)?;
+                for row in rows {
+                    found.push(row.map_err(backend)?);
+                }
+            }
+            crate::newest_alerts_first(&mut found);
+            found.truncate(limit as usize);
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn alerts_of(&self, pseudonym: &str, limit: u32) -> StoreResult<Vec<AlertRecord>> {
+        let pseudonym = pseudonym.to_string();
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {ALERT_COLUMNS} FROM alerts WHERE pseudonym = ?1
+                     ORDER BY raised_at_ms DESC, id DESC LIMIT ?2"
+                ))
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![pseudonym, limit], alert_from_row)
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn acknowledge_alert(&self, id: i64, by: &str, at_ms: i64) -> StoreResult<bool> {
+        let by = by.to_string();
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE alerts SET acknowledged_by = ?1, acknowledged_at_ms = ?2
+                     WHERE id = ?3 AND acknowledged_at_ms IS NULL",
+                    params![by, at_ms, id],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn alert(&self, id: i64) -> StoreResult<Option<AlertRecord>> {
+        self.with(move |c| {
+            c.query_row(
+                &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"),
+                params![id],
+                alert_from_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
 }
 
 fn read_attempts(c: &Connection, scope: &str, key: &str) -> StoreResult<AttemptState> {
@@ -1126,4 +1404,42 @@ fn hash_32(bytes: &[u8]) -> StoreResult<[u8; 32]> {
     bytes
         .try_into()
         .map_err(|_| StoreError::Backend("stored hash is not 32 bytes".into()))
+}
+
+fn read_web_session(c: &Connection, hash: &[u8; 32]) -> StoreResult<Option<WebSession>> {
+    c.query_row(
+        "SELECT subject, data, created_at, last_seen, absolute_expiry
+         FROM web_sessions WHERE token_hash = ?1",
+        params![&hash[..]],
+        |r| {
+            Ok(WebSession {
+                token_hash: *hash,
+                subject: r.get(0)?,
+                data: r.get(1)?,
+                created_at: r.get::<_, i64>(2)? as u64,
+                last_seen: r.get::<_, i64>(3)? as u64,
+                absolute_expiry: r.get::<_, i64>(4)? as u64,
+            })
+        },
+    )
+    .optional()
+    .map_err(backend)
+}
+
+const ALERT_COLUMNS: &str =
+    "id, pseudonym, device_serial, rule, detail, raised_at_ms, acknowledged_by, acknowledged_at_ms";
+
+fn alert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRecord> {
+    Ok(AlertRecord {
+        id: r.get(0)?,
+        alert: NewAlert {
+            pseudonym: r.get(1)?,
+            device_serial: r.get::<_, i64>(2)? as u64,
+            rule: r.get(3)?,
+            detail: r.get(4)?,
+            raised_at_ms: r.get(5)?,
+        },
+        acknowledged_by: r.get(6)?,
+        acknowledged_at_ms: r.get(7)?,
+    })
 }

@@ -36,6 +36,12 @@ conformance_tests!(
     settings_are_set_once_if_absent,
     vitals_feed_names_devices_with_new_samples,
     old_vitals_expire,
+    web_sessions_touch_and_expire,
+    web_sessions_end_on_logout_and_revocation,
+    alerts_open_once_until_acknowledged,
+    concurrent_raises_open_one_alert,
+    patients_of_a_clinician,
+    vitals_since_a_time,
 );
 
 #[tokio::test]

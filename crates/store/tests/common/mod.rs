@@ -3,8 +3,8 @@
 //! with their answers compared.
 
 use vitalgate_store::{
-    AttemptLimit, AuditEvent, CredentialRecord, EnrollmentToken, FactorToken, OobCode, Store,
-    StoreError, StoreResult, StoredSample,
+    AttemptLimit, AuditEvent, CredentialRecord, EnrollmentToken, FactorToken, NewAlert, OobCode,
+    Store, StoreError, StoreResult, StoredSample, WebSession,
 };
 
 /// How the two backends' answers are compared, and what the generator makes.
@@ -177,7 +177,7 @@ pub(crate) async fn differential(
     };
     for step in 0..steps {
         let now = rng.now();
-        match rng.below(44) {
+        match rng.below(51) {
             0 => {
                 let token = EnrollmentToken {
                     token_hash: [rng.below(40) as u8; 32],
@@ -432,6 +432,101 @@ pub(crate) async fn differential(
             42 => {
                 let key = rng.pick(NAMES);
                 same!(compare, step, left, right, setting(key));
+            }
+            43 => {
+                let session = WebSession {
+                    token_hash: [rng.below(6) as u8; 32],
+                    subject: rng.pick(&NAMES[..3]).to_string(),
+                    data: vec![rng.below(256) as u8; rng.below(4) as usize],
+                    created_at: rng.time(300),
+                    last_seen: rng.time(300),
+                    absolute_expiry: rng.expiry(400),
+                };
+                same!(compare, step, left, right, put_web_session(&session));
+            }
+            44 => {
+                let (hash, idle) = ([rng.below(7) as u8; 32], rng.below(120));
+                if rng.below(3) == 0 {
+                    same!(compare, step, left, right, web_session(&hash, now, idle));
+                } else {
+                    same!(
+                        compare,
+                        step,
+                        left,
+                        right,
+                        touch_web_session(&hash, now, idle)
+                    );
+                }
+            }
+            45 => {
+                if rng.below(3) == 0 {
+                    let subject = rng.pick(&NAMES[..4]);
+                    same!(compare, step, left, right, delete_web_sessions_of(subject));
+                } else {
+                    let hash = [rng.below(7) as u8; 32];
+                    same!(compare, step, left, right, delete_web_session(&hash));
+                }
+            }
+            46 => {
+                let alert = NewAlert {
+                    pseudonym: rng.pick(&NAMES[..3]).to_string(),
+                    device_serial: rng.value(3),
+                    rule: rng.pick(&NAMES[..2]).to_string(),
+                    detail: rng.pick(NAMES).to_string(),
+                    raised_at_ms: rng.below(100) as i64 - 10,
+                };
+                same!(compare, step, left, right, raise_alert(&alert));
+            }
+            47 => {
+                let (id, by, at) = (
+                    rng.below(30) as i64 - 2,
+                    rng.pick(NAMES),
+                    rng.below(1000) as i64,
+                );
+                if rng.below(2) == 0 {
+                    same!(compare, step, left, right, acknowledge_alert(id, by, at));
+                } else {
+                    same!(compare, step, left, right, alert(id));
+                }
+            }
+            48 => {
+                let limit = rng.below(6) as u32;
+                match rng.below(3) {
+                    0 => {
+                        let none: Option<&[String]> = None;
+                        same!(compare, step, left, right, open_alerts(none, limit));
+                    }
+                    1 => {
+                        let wanted: Vec<String> = (0..rng.below(4))
+                            .map(|_| rng.pick(&NAMES[..4]).to_string())
+                            .collect();
+                        let some = Some(wanted.as_slice());
+                        same!(compare, step, left, right, open_alerts(some, limit));
+                    }
+                    _ => {
+                        let pseudonym = rng.pick(&NAMES[..4]);
+                        same!(compare, step, left, right, alerts_of(pseudonym, limit));
+                    }
+                }
+            }
+            49 => {
+                if rng.below(2) == 0 {
+                    let clinician = rng.pick(NAMES);
+                    same!(compare, step, left, right, patients_of(clinician));
+                } else {
+                    let (device, since, limit) = (
+                        rng.value(4),
+                        rng.below(1200) as i64 - 600,
+                        rng.below(8) as u32,
+                    );
+                    same!(
+                        compare,
+                        step,
+                        left,
+                        right,
+                        vitals_since(device, since, limit)
+                    );
+                }
             }
             _ => {
                 let (key, value) = (rng.pick(NAMES), vec![rng.below(256) as u8; 2]);
