@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod backup;
 pub mod conformance;
 mod factors;
 mod memory;
@@ -72,6 +73,10 @@ pub enum StoreError {
     /// The database failed.
     #[error("storage backend: {0}")]
     Backend(String),
+    /// A backup file, or a restore from one, was refused: nothing was
+    /// written to the target.
+    #[error("backup: {0}")]
+    Backup(String),
 }
 
 /// Results of the store.
@@ -451,6 +456,32 @@ pub trait Store: Send + Sync + 'static {
     async fn acknowledge_alert(&self, id: i64, by: &str, at_ms: i64) -> StoreResult<bool>;
     /// The alert, for checking which patient it belongs to.
     async fn alert(&self, id: i64) -> StoreResult<Option<AlertRecord>>;
+
+    /// What a backup records about its source: the backend and the schema
+    /// version of its database.
+    async fn backup_source(&self) -> StoreResult<backup::Source>;
+    /// One page of `table` (one of [`backup::TABLES`]) in key order: the rows
+    /// whose key is above `after_key` (from the start when `None`), at most
+    /// `limit`, with the table's column names.
+    async fn backup_page(
+        &self,
+        table: &str,
+        after_key: Option<&[backup::Value]>,
+        limit: u32,
+    ) -> StoreResult<backup::Page>;
+    /// The tables of [`backup::TABLES`] that hold anything beyond what the
+    /// migrations seed: empty for a store a backup may be restored into.
+    async fn tables_with_rows(&self) -> StoreResult<Vec<&'static str>>;
+    /// Restores what `batches` brings into this store, which must be fresh,
+    /// in one transaction that commits only when [`backup::Batch::Done`]
+    /// arrives (the sender has verified the whole file by then): if the
+    /// channel closes before it, or anything fails, nothing is written.
+    /// Column names are checked against the table's real columns before they
+    /// reach SQL, and values are converted to the target column's type.
+    async fn restore(
+        &self,
+        batches: tokio::sync::mpsc::Receiver<backup::Batch>,
+    ) -> StoreResult<backup::Restored>;
 }
 
 /// The one rule every backend applies: a session is live while `now` is

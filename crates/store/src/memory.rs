@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::{
-    audit, AlertRecord, AttemptLimit, AttemptRefused, AttemptState, AuditEvent, AuditRecord,
-    CredentialRecord, EnrollmentToken, FactorToken, NewAlert, OobCode, RevocationRecord, Store,
-    StoreError, StoreResult, StoredSample, WebSession,
+    audit, backup, AlertRecord, AttemptLimit, AttemptRefused, AttemptState, AuditEvent,
+    AuditRecord, CredentialRecord, EnrollmentToken, FactorToken, NewAlert, OobCode,
+    RevocationRecord, Store, StoreError, StoreResult, StoredSample, WebSession,
 };
 
 /// A store in memory: fast, shared by its clones, gone when the last clone is.
@@ -1130,5 +1130,30 @@ impl Store for MemoryStore {
 
     async fn alert(&self, id: i64) -> StoreResult<Option<AlertRecord>> {
         self.with(|s| Ok(s.alerts.get(&id).cloned()))
+    }
+
+    // The in-memory store is for benchmarks and tests: it keeps no backup.
+    async fn backup_source(&self) -> StoreResult<backup::Source> {
+        Err(backup::unsupported("in-memory"))
+    }
+
+    async fn backup_page(
+        &self,
+        _table: &str,
+        _after_key: Option<&[backup::Value]>,
+        _limit: u32,
+    ) -> StoreResult<backup::Page> {
+        Err(backup::unsupported("in-memory"))
+    }
+
+    async fn tables_with_rows(&self) -> StoreResult<Vec<&'static str>> {
+        Err(backup::unsupported("in-memory"))
+    }
+
+    async fn restore(
+        &self,
+        _batches: tokio::sync::mpsc::Receiver<backup::Batch>,
+    ) -> StoreResult<backup::Restored> {
+        Err(backup::unsupported("in-memory"))
     }
 }

@@ -73,3 +73,15 @@ async fn answers_like_sqlite() {
         common::differential(&memory, &sqlite, seed, 8000, exact).await;
     }
 }
+
+/// The in-memory store keeps no backup, and says so.
+#[tokio::test]
+async fn backup_and_restore_are_refused_clearly() {
+    let store = MemoryStore::new();
+    let error = vitalgate_store::backup::write_backup(&store, Vec::new(), 0)
+        .await
+        .expect_err("no backup");
+    assert!(error.to_string().contains("in-memory"), "{error}");
+    let (_, batches) = tokio::sync::mpsc::channel(1);
+    assert!(store.restore(batches).await.is_err());
+}
