@@ -198,6 +198,11 @@ impl Device {
         self.stats.clone()
     }
 
+    /// The handle that imposes a condition on the simulated patient.
+    pub fn condition(&self) -> sensors::Condition {
+        self.sensors.condition()
+    }
+
     fn initiator_config(&self) -> InitiatorConfig<AwsLc> {
         let mut config = InitiatorConfig::new(
             Box::new(self.identity.signer()),

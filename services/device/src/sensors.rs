@@ -3,12 +3,43 @@
 //! value with measurement noise, and now and then an anomaly (tachycardia,
 //! desaturation, a hypertensive reading) that the device flags.
 
+use std::sync::{Arc, Mutex};
+
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vitalgate_proto::v1::VitalSample;
 
+/// A condition imposed on the simulated patient from outside (a scenario in
+/// `vitalgate dev` or a test): while set, the reading is pinned to it.
+#[derive(Debug, Clone, Default)]
+pub struct Condition(Arc<Mutex<Pinned>>);
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Pinned {
+    spo2: Option<f32>,
+    heart_rate: Option<f32>,
+}
+
+impl Condition {
+    /// Pins SpO2 (percent), or lets it go with `None`.
+    pub fn set_spo2(&self, value: Option<f32>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).spo2 = value;
+    }
+
+    /// Pins the heart rate (beats per minute), or lets it go with `None`.
+    pub fn set_heart_rate(&self, value: Option<f32>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).heart_rate = value;
+    }
+
+    fn pinned(&self) -> Pinned {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// One patient's sensors.
 pub struct BodySensors {
+    /// What a scenario imposes.
+    condition: Condition,
     rng: ChaCha8Rng,
     heart_rate: f64,
     spo2: f64,
@@ -39,8 +70,14 @@ impl BodySensors {
             systolic: 120.0 + jitter(10.0),
             diastolic: 80.0 + jitter(6.0),
             anomaly_rate: 0.005,
+            condition: Condition::default(),
             rng,
         }
+    }
+
+    /// The handle that imposes a condition on this patient.
+    pub fn condition(&self) -> Condition {
+        self.condition.clone()
     }
 
     /// The next reading, numbered `sequence`, taken at `measured_at_ms`.
@@ -75,6 +112,13 @@ impl BodySensors {
                     sample.diastolic_mmhg = 105.0 + (unit(rng) * 15.0) as f32;
                 }
             }
+        }
+        let pinned = self.condition.pinned();
+        if let Some(spo2) = pinned.spo2 {
+            sample.spo2_percent = spo2;
+        }
+        if let Some(heart_rate) = pinned.heart_rate {
+            sample.heart_rate_bpm = heart_rate;
         }
         sample.anomaly = is_anomalous(&sample);
         sample

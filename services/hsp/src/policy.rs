@@ -25,6 +25,17 @@ pub enum Action {
     Login,
     /// A clinician opening a patient outside their care teams.
     BreakGlass,
+    /// A clinician's browser session in the portal (and its break-glass
+    /// re-authentication): no card, since a browser holds no credential key.
+    Portal,
+}
+
+impl Action {
+    /// Whether the credential key (the card factor) is part of this action.
+    /// Every handshake proves it; a portal login has no handshake.
+    pub fn proves_card(self) -> bool {
+        self != Action::Portal
+    }
 }
 
 /// One role's needs for one action.
@@ -44,7 +55,7 @@ pub struct Rule {
 pub struct RuleConfig {
     /// `device` or `clinician`.
     pub role: String,
-    /// `stream-vitals`, `login` or `break-glass`.
+    /// `stream-vitals`, `login`, `break-glass` or `portal`.
     pub action: Action,
     /// Factor names: `card`, `password`, `otp`, `out-of-band`, `biometric`.
     pub require: Vec<String>,
@@ -106,6 +117,7 @@ impl FromStr for Action {
             "stream-vitals" => Ok(Action::StreamVitals),
             "login" => Ok(Action::Login),
             "break-glass" => Ok(Action::BreakGlass),
+            "portal" => Ok(Action::Portal),
             other => Err(format!("unknown action {other:?}")),
         }
     }
@@ -113,7 +125,19 @@ impl FromStr for Action {
 
 impl Rule {
     fn new(required: &[FactorKind], also_allowed: &[FactorKind], min: AssuranceLevel) -> Self {
-        let required = FactorSet::of(required).with(FactorKind::Card);
+        Self::for_action(Action::Login, required, also_allowed, min)
+    }
+
+    fn for_action(
+        action: Action,
+        required: &[FactorKind],
+        also_allowed: &[FactorKind],
+        min: AssuranceLevel,
+    ) -> Self {
+        let mut required = FactorSet::of(required);
+        if action.proves_card() {
+            required = required.with(FactorKind::Card);
+        }
         Self {
             required,
             allowed: required.union(FactorSet::of(also_allowed)),
@@ -150,6 +174,11 @@ impl Default for Policy {
                     Action::BreakGlass,
                     Rule::new(&[Card, Password, Otp], &[], AssuranceLevel::Aal2),
                 ),
+                (
+                    Role::Clinician,
+                    Action::Portal,
+                    Rule::for_action(Action::Portal, &[Password, Otp], &[], AssuranceLevel::Aal2),
+                ),
             ],
             password_limit: AttemptLimit::PASSWORD,
             source_limit: AttemptLimit::SOURCE,
@@ -173,7 +202,16 @@ impl Policy {
             {
                 return Err(format!("two rules for {} {:?}", rule.role, rule.action));
             }
-            let required = factors(&rule.require)?.with(FactorKind::Card);
+            let mut required = factors(&rule.require)?;
+            let also = factors(&rule.allow)?;
+            if rule.action.proves_card() {
+                required = required.with(FactorKind::Card);
+            } else if required.union(also).contains(FactorKind::Card) {
+                return Err(format!(
+                    "{} {:?}: a browser holds no card; require password and otp",
+                    rule.role, rule.action
+                ));
+            }
             let min_assurance = match rule.min_assurance.unwrap_or(1) {
                 1 => AssuranceLevel::Aal1,
                 2 => AssuranceLevel::Aal2,
@@ -185,7 +223,7 @@ impl Policy {
                 rule.action,
                 Rule {
                     required,
-                    allowed: required.union(factors(&rule.allow)?),
+                    allowed: required.union(also),
                     min_assurance,
                 },
             ));
@@ -223,6 +261,12 @@ mod tests {
             .expect("rule");
         assert_eq!(device.required, FactorSet::of(&[FactorKind::Card]));
         assert!(policy.rule(Role::Device, Action::BreakGlass).is_none());
+        let portal = policy.rule(Role::Clinician, Action::Portal).expect("rule");
+        assert_eq!(
+            portal.required,
+            FactorSet::of(&[FactorKind::Password, FactorKind::Otp])
+        );
+        assert_eq!(portal.min_assurance, AssuranceLevel::Aal2);
     }
 
     #[test]

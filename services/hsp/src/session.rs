@@ -193,7 +193,7 @@ pub(crate) async fn authenticate(
     let inner = &hsp.inner;
     let responder_config = match action {
         Action::StreamVitals => &inner.responder,
-        Action::Login | Action::BreakGlass => &inner.login_responder,
+        Action::Login | Action::BreakGlass | Action::Portal => &inner.login_responder,
     };
     let Some(first) = next_frame(inbound, hsp).await? else {
         return Ok(None);

@@ -31,8 +31,19 @@ pub struct VitalsWriter {
 impl VitalsWriter {
     /// Starts the writer task on `store`.
     pub fn start(store: Arc<dyn Store>, stats: Arc<HspStats>, max_samples: usize) -> Self {
+        Self::start_notifying(store, stats, max_samples, None)
+    }
+
+    /// Starts the writer task on `store`; each committed batch is also offered
+    /// to `committed` (the alert rules), never waited for.
+    pub(crate) fn start_notifying(
+        store: Arc<dyn Store>,
+        stats: Arc<HspStats>,
+        max_samples: usize,
+        committed: Option<mpsc::Sender<Arc<[StoredSample]>>>,
+    ) -> Self {
         let (jobs, queue) = mpsc::channel(1024);
-        tokio::spawn(run(store, stats, queue, max_samples.max(1)));
+        tokio::spawn(run(store, stats, queue, max_samples.max(1), committed));
         Self { jobs }
     }
 
@@ -53,6 +64,7 @@ async fn run(
     stats: Arc<HspStats>,
     mut queue: mpsc::Receiver<Job>,
     max_samples: usize,
+    committed: Option<mpsc::Sender<Arc<[StoredSample]>>>,
 ) {
     while let Some(first) = queue.recv().await {
         let mut jobs = vec![first];
@@ -78,6 +90,11 @@ async fn run(
                     .samples_duplicate
                     .fetch_add(batch.len() as u64 - new, Ordering::Relaxed);
                 stats.write_batches.fetch_add(1, Ordering::Relaxed);
+                if let Some(committed) = &committed {
+                    if committed.try_send(batch.into()).is_err() {
+                        tracing::warn!("alert rules are behind; a committed batch was not checked");
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, samples = batch.len(), "a vitals write failed; its batches are not acknowledged")
