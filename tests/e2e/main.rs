@@ -7,5 +7,7 @@ mod harness;
 mod adversarial;
 mod factors;
 mod platform;
+mod portal;
+mod portal_client;
 mod processes;
 mod replicas;

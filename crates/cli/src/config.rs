@@ -62,6 +62,14 @@ pub(crate) struct HspSection {
     pub(crate) kek_file: Option<PathBuf>,
     /// The previous KEK's file, while rotating.
     pub(crate) previous_kek_file: Option<PathBuf>,
+    /// The clinicians' portal's address; no portal without it.
+    pub(crate) portal_listen: Option<String>,
+    /// The portal's built page.
+    pub(crate) portal_assets: Option<PathBuf>,
+    /// The portal is reached over TLS (cookies are Secure).
+    pub(crate) portal_tls: Option<bool>,
+    /// Alert rules on arriving vitals (`[hsp.alerts]`).
+    pub(crate) alerts: Option<vitalgate_hsp::alerts::AlertRules>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]

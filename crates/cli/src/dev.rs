@@ -48,6 +48,52 @@ pub(crate) struct DevArgs {
     /// store (the TTP, a separate deployment, keeps its own).
     #[arg(long, env = "VITALGATE_DEV_DATABASE_URL")]
     database_url: Option<String>,
+    /// The clinicians' portal's address (port 0 picks a free one).
+    #[arg(
+        long,
+        default_value = "127.0.0.1:7080",
+        env = "VITALGATE_DEV_PORTAL_ADDR"
+    )]
+    portal_addr: String,
+    /// The portal's built page (`scripts/portal-build` makes it).
+    #[arg(long, default_value = "portal/dist", env = "VITALGATE_PORTAL_ASSETS")]
+    portal_assets: PathBuf,
+}
+
+/// `vitalgate dev-code`: the demonstration clinician's current TOTP code,
+/// read from the development files `vitalgate dev` keeps (no HSP exposes it).
+#[derive(Debug, Args)]
+pub(crate) struct DevCodeArgs {
+    /// The data directory `vitalgate dev` uses.
+    #[arg(long, default_value = "vitalgate-data", env = "VITALGATE_DEV_DATA_DIR")]
+    data_dir: PathBuf,
+    /// The demonstration clinician.
+    #[arg(long, default_value = CLINICIANS[0])]
+    clinician: String,
+}
+
+/// The current code and the seconds it stays valid.
+fn current_code(dir: &Path) -> Result<(String, u64), Box<dyn std::error::Error + Send + Sync>> {
+    let uri = std::fs::read_to_string(dir.join(DEV_TOTP_FILE)).map_err(|e| {
+        format!(
+            "no development TOTP secret in {} ({e}): only `vitalgate dev` makes one",
+            dir.display()
+        )
+    })?;
+    let secret = vitalgate_otp::secret_from_uri(&uri)?;
+    let policy = vitalgate_otp::TotpPolicy::default();
+    let now = vitalgate_rpc::unix_now();
+    let code = vitalgate_otp::code_at(&secret, &policy, now)?;
+    let step = policy.step_secs.max(1);
+    Ok((code, step - now % step))
+}
+
+pub(crate) fn dev_code(args: DevCodeArgs) -> CliResult {
+    let dir = args.data_dir.join("clinicians").join(&args.clinician);
+    let (code, left) = current_code(&dir)?;
+    println!("{code}");
+    eprintln!("(valid for {left} more s; development only)");
+    Ok(())
 }
 
 /// Demonstration clinicians enrolled on the first start.
@@ -159,13 +205,7 @@ async fn demo_login(
 ) -> Result<vitalgate_device::login::LoginOutcome, Box<dyn std::error::Error + Send + Sync>> {
     let identity = Identity::load(dir)?.ok_or("the demonstration clinician is not enrolled")?;
     let password = std::fs::read_to_string(dir.join(DEV_PASSWORD_FILE))?;
-    let uri = std::fs::read_to_string(dir.join(DEV_TOTP_FILE))?;
-    let secret = vitalgate_otp::secret_from_uri(&uri)?;
-    let code = vitalgate_otp::code_at(
-        &secret,
-        &vitalgate_otp::TotpPolicy::default(),
-        vitalgate_rpc::unix_now(),
-    )?;
+    let (code, _) = current_code(dir)?;
     let mut password = vitalgate_password::PasswordFactor::new(clinician, password.trim());
     let mut otp = vitalgate_device::login::OneTimeCode::totp(&code);
     let party = vitalgate_device::login::Party {
@@ -357,6 +397,37 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         codes_file.display()
     ));
 
+    // The clinicians' portal.
+    let assets = args
+        .portal_assets
+        .join("index.html")
+        .exists()
+        .then(|| args.portal_assets.clone());
+    if assets.is_none() {
+        say(format!(
+            "     the portal's page is not built in {} (scripts/portal-build); its API runs",
+            args.portal_assets.display()
+        ));
+    }
+    let portal_listener = tokio::net::TcpListener::bind(&args.portal_addr).await?;
+    let portal_url = format!("http://{}", portal_listener.local_addr()?);
+    let portal_config = vitalgate_hsp::PortalConfig {
+        assets_dir: assets,
+        ..Default::default()
+    };
+    let portal_task = {
+        let hsp = hsp.clone();
+        let stop = wait_shutdown(shutdown_rx.clone());
+        tokio::spawn(async move { hsp.serve_portal(portal_config, portal_listener, stop).await })
+    };
+    let demo_password =
+        std::fs::read_to_string(demo_dir.join(DEV_PASSWORD_FILE)).unwrap_or_default();
+    say(format!("WEB  portal on {portal_url}"));
+    say(format!(
+        "     sign in as {demo}, password {}, code: `vitalgate dev-code` (development only)",
+        demo_password.trim()
+    ));
+
     // Devices.
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut device_stats = Vec::new();
@@ -430,6 +501,7 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     }
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), hsp_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), portal_task).await;
     // Sessions end in their own tasks: let them write their last audit events.
     let drained = Instant::now();
     while hsp_stats.live_sessions.load(Ordering::Relaxed) > 0

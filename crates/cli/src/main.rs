@@ -24,6 +24,8 @@ struct Cli {
 enum Command {
     /// TTP, HSP and simulated devices in one process on loopback, on the embedded store.
     Dev(dev::DevArgs),
+    /// The demonstration clinician's current TOTP code (development data only).
+    DevCode(dev::DevCodeArgs),
     /// The trusted third party alone.
     Ttp(run::TtpArgs),
     /// The healthcare service provider alone.
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
+            Command::DevCode(args) => dev::dev_code(args),
             Command::Ttp(args) => run::ttp(args).await,
             Command::Hsp(args) => run::hsp(args).await,
             Command::Device(args) => run::device(args).await,

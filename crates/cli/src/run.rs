@@ -72,6 +72,16 @@ pub(crate) struct HspArgs {
     /// The KEK being rotated away from (the data key is re-wrapped at start).
     #[arg(long, env = "VITALGATE_PREVIOUS_KEK_FILE")]
     previous_kek_file: Option<PathBuf>,
+    /// Serve the clinicians' portal on this address (HTTP; put TLS in front).
+    #[arg(long, env = "VITALGATE_PORTAL_LISTEN")]
+    portal_listen: Option<String>,
+    /// The portal's built page [default: ./portal/dist].
+    #[arg(long, env = "VITALGATE_PORTAL_ASSETS")]
+    portal_assets: Option<PathBuf>,
+    /// Clinicians reach the portal over TLS (a proxy terminates it): cookies
+    /// are then Secure and `__Host-` prefixed.
+    #[arg(long, env = "VITALGATE_PORTAL_TLS")]
+    portal_tls: bool,
 }
 
 #[derive(Debug, Args)]
@@ -176,7 +186,32 @@ pub(crate) async fn hsp(args: HspArgs) -> CliResult {
         config.policy = vitalgate_hsp::policy::Policy::from_rules(rules)
             .map_err(|e| format!("[[hsp.policy]]: {e}"))?;
     }
+    if let Some(rules) = file.alerts {
+        config.alerts = rules;
+    }
+    let portal_listen = pick_opt(args.portal_listen, file.portal_listen);
+    let portal_config = vitalgate_hsp::PortalConfig {
+        assets_dir: Some(pick(
+            args.portal_assets,
+            file.portal_assets,
+            PathBuf::from("portal/dist"),
+        )),
+        secure_cookies: args.portal_tls || file.portal_tls.unwrap_or(false),
+        ..Default::default()
+    };
     let hsp = Hsp::open(config, store, token.as_deref()).await?;
+    let portal = match portal_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(&address).await?;
+            tracing::info!(address = %listener.local_addr()?, "portal listening");
+            let hsp = hsp.clone();
+            Some(tokio::spawn(async move {
+                hsp.serve_portal(portal_config, listener, shutdown_signal())
+                    .await
+            }))
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     tracing::info!(address = %listener.local_addr()?, serial = hsp.serial(), spiffe_id = hsp.spiffe_id(), "HSP listening");
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -187,6 +222,11 @@ pub(crate) async fn hsp(args: HspArgs) -> CliResult {
     hsp.serve(listener, shutdown_signal()).await?;
     let _ = stop_tx.send(true);
     let _ = follower.await;
+    // Live views (server-sent events) hold connections open: give them a
+    // moment to close, then stop anyway.
+    if let Some(portal) = portal {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), portal).await;
+    }
     tracing::info!("HSP stopped");
     Ok(())
 }

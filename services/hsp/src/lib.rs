@@ -8,11 +8,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 mod clinician;
 mod enroll;
 pub mod factors;
 mod login;
 pub mod policy;
+mod portal;
+pub use portal::{code_mac as portal_code_mac, PortalConfig};
 
 pub use vault::{KeyEncryptionKey, VaultError};
 mod session;
@@ -74,6 +77,10 @@ pub struct HspConfig {
     pub key_encryption_key: Option<Arc<KeyEncryptionKey>>,
     /// The KEK being rotated away from: the data key is re-wrapped at start.
     pub previous_key_encryption_key: Option<Arc<KeyEncryptionKey>>,
+    /// The alert rules checked on arriving vitals.
+    pub alerts: alerts::AlertRules,
+    /// How often the replica looks for silent devices.
+    pub silence_check: Duration,
 }
 
 /// A shared code sender in the configuration.
@@ -104,6 +111,8 @@ impl HspConfig {
             code_sender: None,
             key_encryption_key: None,
             previous_key_encryption_key: None,
+            alerts: alerts::AlertRules::default(),
+            silence_check: Duration::from_secs(10),
         }
     }
 }
@@ -194,6 +203,8 @@ pub(crate) struct Inner {
     pub(crate) stats: Arc<HspStats>,
     /// The one writer of vitals for this replica.
     pub(crate) writer: writer::VitalsWriter,
+    /// Raises alerts on what the writer stored, and on silence.
+    pub(crate) alerts: alerts::AlertRaiser,
     pub(crate) config: HspConfig,
     pub(crate) identity_serial: u64,
     pub(crate) vault: Arc<vault::SecretVault>,
@@ -332,8 +343,13 @@ impl Hsp {
         let admin_token =
             AdminToken::load_or_create(&config.data_dir).map_err(IdentityError::Io)?;
         let stats = Arc::new(HspStats::default());
-        let writer =
-            writer::VitalsWriter::start(store.clone(), stats.clone(), config.max_write_samples);
+        let alerts = alerts::AlertRaiser::new(store.clone(), config.alerts.clone());
+        let writer = writer::VitalsWriter::start_notifying(
+            store.clone(),
+            stats.clone(),
+            config.max_write_samples,
+            Some(alerts.start()),
+        );
         let factors = factors::FactorVerifier {
             store: store.clone(),
             vault: vault.clone(),
@@ -371,6 +387,7 @@ impl Hsp {
                 live: Mutex::new(HashMap::new()),
                 next_session_id: AtomicU64::new(1),
                 writer,
+                alerts,
                 stats,
                 identity_serial: identity.credential.serial(),
                 config,
@@ -911,12 +928,19 @@ impl Hsp {
             .config
             .vitals_retention
             .map(|keep| tokio::spawn(expire_vitals(self.inner.store.clone(), keep)));
+        let silence = tokio::spawn(
+            self.inner
+                .alerts
+                .clone()
+                .watch_silence(self.inner.config.silence_check),
+        );
         let shutdown = async move {
             shutdown.await;
             closer.close_all_sessions();
             if let Some(task) = retention {
                 task.abort();
             }
+            silence.abort();
         };
         let clinicians = v1::clinician_vitals_server::ClinicianVitalsServer::new(self.clone())
             .max_decoding_message_size(vitalgate_rpc::MAX_MESSAGE_BYTES);

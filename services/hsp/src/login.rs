@@ -150,27 +150,16 @@ async fn login(
     };
     hsp.keep_ticket(ticket, issued);
     if let Some((patient, reason)) = &break_glass {
-        let store = &*hsp.inner.store;
-        audit(
-            store,
-            "break-glass.opened",
+        let how = format!("session {session_id}");
+        record_break_glass(
+            &*hsp.inner.store,
             &subject,
             patient,
-            &format!("until {} (session {session_id}): {reason}", now + lifetime),
+            reason,
+            now + lifetime,
+            &how,
         )
         .await;
-        let mut notified = store.care_team(patient).await.unwrap_or_default();
-        notified.push("privacy-officer".into());
-        for recipient in notified {
-            audit(
-                store,
-                "break-glass.notified",
-                &recipient,
-                patient,
-                &format!("{subject} opened the patient's record: {reason}"),
-            )
-            .await;
-        }
     }
     let message = v1::LoginTicket {
         ticket: ticket.to_vec(),
@@ -193,6 +182,38 @@ async fn login(
         }))
         .await;
     Ok(())
+}
+
+/// Audits a break-glass access and notifies the patient's care team and the
+/// privacy officer (audit events the hospital's notifier delivers).
+pub(crate) async fn record_break_glass(
+    store: &dyn vitalgate_store::Store,
+    clinician: &str,
+    patient: &str,
+    reason: &str,
+    until: u64,
+    how: &str,
+) {
+    audit(
+        store,
+        "break-glass.opened",
+        clinician,
+        patient,
+        &format!("until {until} ({how}): {reason}"),
+    )
+    .await;
+    let mut notified = store.care_team(patient).await.unwrap_or_default();
+    notified.push("privacy-officer".into());
+    for recipient in notified {
+        audit(
+            store,
+            "break-glass.notified",
+            &recipient,
+            patient,
+            &format!("{clinician} opened the patient's record: {reason}"),
+        )
+        .await;
+    }
 }
 
 impl Hsp {

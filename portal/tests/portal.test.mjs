@@ -1,0 +1,242 @@
+// The portal in a real browser: Debian's Chromium, headless, driven by
+// playwright-core. Run by tests/e2e/portal.rs, which starts the TTP, the HSP
+// with its portal and simulated devices, and passes a JSON file naming them:
+//
+//   node portal/tests/portal.test.mjs <config.json>
+//
+// When the script needs the world to change (a patient desaturates, a device
+// goes silent) it prints `STEP <name>` and waits for a line on stdin. Each
+// check prints `PASS <name>` or `FAIL <name>: why`; the exit code is non-zero
+// when any failed.
+import { readFileSync, mkdirSync } from "node:fs";
+import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
+import * as OTPAuth from "otpauth";
+
+const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const shots = config.screenshots;
+mkdirSync(shots, { recursive: true });
+
+const stdin = createInterface({ input: process.stdin });
+const lines = stdin[Symbol.asyncIterator]();
+async function step(name) {
+  console.log(`STEP ${name}`);
+  const { value, done } = await lines.next();
+  if (done || value.trim() !== "ok") throw new Error(`the harness did not do ${name}: ${value}`);
+}
+
+// The authenticator app, set up from the QR code's otpauth URI.
+const totp = OTPAuth.URI.parse(config.clinician.otpauth_uri);
+let lastCounter = -1;
+// A code from a time step not used before (a step's code works once).
+async function freshCode() {
+  for (;;) {
+    const counter = Math.floor(Date.now() / 1000 / totp.period);
+    if (counter > lastCounter) {
+      lastCounter = counter;
+      return totp.generate();
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+let failures = 0;
+async function check(name, run) {
+  try {
+    await run();
+    console.log(`PASS ${name}`);
+  } catch (e) {
+    failures += 1;
+    console.log(`FAIL ${name}: ${String(e.stack || e).split("\n").slice(0, 3).join(" | ")}`);
+  }
+}
+function expect(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+const browser = await chromium.launch({
+  executablePath: config.chromium,
+  args: ["--no-sandbox", "--disable-dev-shm-usage"],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+const page = await context.newPage();
+const cspViolations = [];
+page.on("console", (m) => {
+  if (/Content Security Policy|Refused to/.test(m.text())) cspViolations.push(m.text());
+});
+const base = config.url;
+const { username, password } = config.clinician;
+const [onTeam, desaturating, silent] = config.patients_on_team;
+const outsider = config.patient_outside;
+
+async function signIn(pg, { user = username, pass = password, code }) {
+  await pg.goto(`${base}/#/login`);
+  await pg.fill("#login-form input[name=username]", user);
+  await pg.fill("#login-form input[name=password]", pass);
+  await pg.fill("#login-form input[name=code]", code);
+  await pg.click("#login-form button[type=submit]");
+}
+async function formError(pg, form) {
+  const locator = pg.locator(`${form} [data-error]`);
+  await locator.filter({ hasText: /\S/ }).waitFor({ timeout: 30000 });
+  return locator.textContent();
+}
+async function signOut(pg) {
+  await pg.click("#logout");
+  await pg.locator("#login-form").waitFor();
+}
+
+await check("the sign-in page loads under a strict CSP", async () => {
+  const response = await page.goto(base);
+  const csp = response.headers()["content-security-policy"];
+  expect(csp && csp.includes("script-src 'self' 'wasm-unsafe-eval'"), `CSP: ${csp}`);
+  expect(!/unsafe-inline|unsafe-eval'[^;]*unsafe/.test(csp.replace("'wasm-unsafe-eval'", "")), `unsafe in CSP: ${csp}`);
+  await page.locator("#login-form").waitFor();
+  await page.screenshot({ path: `${shots}/login.png` });
+});
+
+await check("a wrong password is refused with a clear message", async () => {
+  await signIn(page, { pass: "not the password", code: "000000" });
+  const error = await formError(page, "#login-form");
+  expect(/wrong username or password/i.test(error), error);
+});
+
+await check("a wrong code is refused with a clear message", async () => {
+  const right = await freshCode();
+  const wrong = right === "000000" ? "111111" : "000000";
+  await signIn(page, { code: wrong });
+  const error = await formError(page, "#login-form");
+  expect(/code is not right/i.test(error), error);
+});
+
+let usedCode;
+await check("the right password and code sign in and show the care team's patients", async () => {
+  usedCode = await freshCode();
+  await signIn(page, { code: usedCode });
+  await page.locator("[data-rows] tr").first().waitFor({ timeout: 30000 });
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === "vg_session");
+  expect(session && session.httpOnly && session.sameSite === "Strict", JSON.stringify(cookies));
+  expect(session.value.length >= 32, "a session token of at least 128 bits");
+  const rows = await page.locator("[data-rows] tr").evaluateAll((trs) => trs.map((tr) => tr.dataset.patient));
+  for (const p of [onTeam, desaturating, silent]) expect(rows.includes(p.pseudonym), `${p.pseudonym} listed: ${rows}`);
+  expect(!rows.includes(outsider.pseudonym), "the patient outside the care team is not listed");
+  await page.locator(`tr[data-patient="${onTeam.pseudonym}"] td:nth-child(2)`).filter({ hasText: "/min" }).waitFor({ timeout: 15000 });
+  await page.screenshot({ path: `${shots}/patients.png` });
+});
+
+await check("a reused code is refused with a clear message", async () => {
+  await signOut(page);
+  await signIn(page, { code: usedCode });
+  const error = await formError(page, "#login-form");
+  expect(/already used/i.test(error), error);
+  await signIn(page, { code: await freshCode() });
+  await page.locator("[data-rows] tr").first().waitFor({ timeout: 30000 });
+});
+
+await check("a patient's live charts update as the device sends", async () => {
+  await page.goto(`${base}/#/patient/${onTeam.pseudonym}`);
+  const hr = page.locator('[data-chart="hr"]');
+  await hr.waitFor();
+  for (const chart of ["hr", "spo2", "rr", "temp", "bp"]) {
+    await page.locator(`[data-chart="${chart}"] canvas`).waitFor();
+  }
+  const first = Number(await hr.getAttribute("data-newest"));
+  const deadline = Date.now() + 10000;
+  let later = first;
+  while (later <= first && Date.now() < deadline) {
+    await page.waitForTimeout(250);
+    later = Number(await hr.getAttribute("data-newest"));
+  }
+  expect(later > first, `the newest sample moved on from ${first}`);
+  const age = await page.locator('[data-chart="hr"] .age').textContent();
+  expect(/s ago/.test(age), `the chart shows its newest sample's age: ${age}`);
+  const ageMs = Date.now() - later;
+  expect(ageMs < 3000, `the newest sample on the chart is ${ageMs} ms old`);
+  await page.screenshot({ path: `${shots}/patient.png` });
+});
+
+await check("an alert appears when a patient's SpO2 crosses the threshold, and can be acknowledged", async () => {
+  await page.goto(`${base}/#/patient/${desaturating.pseudonym}`);
+  await page.locator('[data-chart="spo2"]').waitFor();
+  await step("desaturate");
+  const alert = page.locator('[data-alerts] .alert[data-rule="spo2-low"]:not(.acknowledged)');
+  await alert.waitFor({ timeout: 20000 });
+  await page.screenshot({ path: `${shots}/alert.png` });
+  await alert.locator("button").click();
+  await page.locator('[data-alerts] .alert.acknowledged[data-rule="spo2-low"]').waitFor({ timeout: 10000 });
+});
+
+await check("an alert appears when a device goes silent", async () => {
+  await step("silence");
+  await page.goto(`${base}/#/patients`);
+  await page
+    .locator(`tr[data-patient="${silent.pseudonym}"] .badge.alert`)
+    .filter({ hasText: "silence" })
+    .waitFor({ timeout: 30000 });
+});
+
+await check("a patient outside the care team cannot be fetched by guessing its id", async () => {
+  const answers = await page.evaluate(async (p) => {
+    const a = await fetch(`/api/patients/${p}`);
+    const b = await fetch(`/api/patients/${p}/live`);
+    const c = await fetch(`/api/patients/pt-made-up-000`);
+    return [a.status, b.status, c.status, (await a.json()).error, (await c.json()).error];
+  }, outsider.pseudonym);
+  expect(answers[0] === 404 && answers[1] === 404 && answers[2] === 404, `statuses ${answers}`);
+  expect(answers[3] === answers[4], "an outsider and a made-up id get the same answer");
+  await page.goto(`${base}/#/patient/${outsider.pseudonym}`);
+  await page.locator("[data-meta]").filter({ hasText: /care teams/ }).waitFor();
+});
+
+await check("a state-changing request without the CSRF token is refused", async () => {
+  const status = await page.evaluate(async () => (await fetch("/api/logout", { method: "POST" })).status);
+  expect(status === 403, `status ${status}`);
+});
+
+await check("break-glass opens the patient after a fresh sign-in and a reason", async () => {
+  await page.goto(`${base}/#/break-glass`);
+  await page.fill("#bg-form input[name=patient]", outsider.pseudonym);
+  await page.fill("#bg-form textarea[name=reason]", config.break_glass_reason);
+  await page.fill("#bg-form input[name=password]", password);
+  await page.fill("#bg-form input[name=code]", await freshCode());
+  await page.screenshot({ path: `${shots}/break-glass.png` });
+  await page.click("#bg-form button[type=submit]");
+  await page.locator("[data-break-glass]").filter({ hasText: /break-glass until/ }).waitFor({ timeout: 30000 });
+  await page.locator('[data-chart="hr"] canvas').waitFor();
+  await page.screenshot({ path: `${shots}/break-glass-patient.png` });
+});
+
+await check("signing out ends the session", async () => {
+  await signOut(page);
+  const status = await page.evaluate(async () => (await fetch("/api/patients")).status);
+  expect(status === 401, `status after sign-out ${status}`);
+});
+
+await check("an idle session expires", async () => {
+  const idle = await browser.newContext();
+  const pg = await idle.newPage();
+  const short = config.short_idle_url;
+  await pg.goto(`${short}/#/login`);
+  await pg.fill("#login-form input[name=username]", username);
+  await pg.fill("#login-form input[name=password]", password);
+  await pg.fill("#login-form input[name=code]", await freshCode());
+  await pg.click("#login-form button[type=submit]");
+  await pg.locator("[data-rows] tr").first().waitFor({ timeout: 30000 });
+  await pg.goto(`${short}/#/account`);
+  await pg.waitForTimeout((config.short_idle_secs + 2) * 1000);
+  const status = await pg.evaluate(async () => (await fetch("/api/session")).status);
+  expect(status === 401, `status after idling ${status}`);
+  await pg.reload();
+  await pg.locator("#login-form").waitFor();
+  await idle.close();
+});
+
+await check("no Content-Security-Policy violations", async () => {
+  expect(cspViolations.length === 0, cspViolations.join(" | "));
+});
+
+await browser.close();
+stdin.close();
+console.log(failures ? `${failures} FAILED` : "ALL PASSED");
+process.exit(failures ? 1 : 0);

@@ -1,0 +1,607 @@
+//! What a signed-in clinician asks the portal: their session, their care
+//! teams' patients with the newest vitals and open alerts, one patient's last
+//! hour and live samples, acknowledging alerts, and their own factors.
+//!
+//! A patient is open to a clinician on its care team, or for the time a
+//! break-glass sign-in granted. Anything else, including a made-up
+//! identifier, gets the same 404, so identifiers cannot be probed; the refusal
+//! is audited. Every opening of a patient's vitals, history or live, is an
+//! audit event (threat 24).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::{Stream, StreamExt};
+use vitalgate_core::factor::FactorKind;
+use vitalgate_proto::v1;
+use vitalgate_rpc::{audit, unix_now, unix_now_ms};
+use vitalgate_store::{AlertRecord, StoredSample};
+
+use super::login::SessionView;
+use super::session::Clinician;
+use super::{ApiError, Portal};
+use crate::factors::PASSWORD_SCOPE;
+use crate::login::PASSWORD_CHANGE_WINDOW_SECS;
+
+/// How much history a patient's page opens with.
+const HISTORY_MS: i64 = 3600 * 1000;
+/// The most samples that history may hold (one a second for an hour, and some).
+const MAX_HISTORY: u32 = 4_000;
+/// How often a live stream checks that its session is still alive and looks
+/// for alert changes.
+const LIVE_CHECK: Duration = Duration::from_secs(2);
+
+/// One sample as the page draws it.
+#[derive(Debug, Serialize)]
+pub(crate) struct Sample {
+    t: i64,
+    seq: u64,
+    hr: f32,
+    spo2: f32,
+    rr: f32,
+    temp: f32,
+    sys: f32,
+    dia: f32,
+}
+
+impl From<&StoredSample> for Sample {
+    fn from(s: &StoredSample) -> Self {
+        Self {
+            t: s.measured_at_ms,
+            seq: s.sequence,
+            hr: s.heart_rate_bpm,
+            spo2: s.spo2_percent,
+            rr: s.respiratory_rate_per_min,
+            temp: s.skin_temperature_c,
+            sys: s.systolic_mmhg,
+            dia: s.diastolic_mmhg,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub(crate) struct Alert {
+    id: i64,
+    rule: String,
+    detail: String,
+    raised_at_ms: i64,
+    acknowledged_by: Option<String>,
+    acknowledged_at_ms: Option<i64>,
+}
+
+impl From<&AlertRecord> for Alert {
+    fn from(a: &AlertRecord) -> Self {
+        Self {
+            id: a.id,
+            rule: a.alert.rule.clone(),
+            detail: a.alert.detail.clone(),
+            raised_at_ms: a.alert.raised_at_ms,
+            acknowledged_by: a.acknowledged_by.clone(),
+            acknowledged_at_ms: a.acknowledged_at_ms,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct PatientSummary {
+    pseudonym: String,
+    name: String,
+    device: Option<u64>,
+    latest: Option<Sample>,
+    open_alerts: Vec<Alert>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct PatientsView {
+    now_ms: i64,
+    patients: Vec<PatientSummary>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct PatientView {
+    now_ms: i64,
+    pseudonym: String,
+    name: String,
+    device: Option<u64>,
+    /// `care-team` or `break-glass`.
+    access: &'static str,
+    break_glass_until: Option<u64>,
+    history: Vec<Sample>,
+    alerts: Vec<Alert>,
+}
+
+/// Why a clinician may open a patient.
+enum Access {
+    CareTeam,
+    BreakGlass { reason: String, until: u64 },
+}
+
+fn not_open() -> ApiError {
+    ApiError::not_found("No patient with that identifier is on your care teams.")
+}
+
+impl Portal {
+    /// Whether `clinician` may open `pseudonym` now; refusals are audited.
+    async fn access(&self, clinician: &Clinician, pseudonym: &str) -> Result<Access, ApiError> {
+        let store = &*self.hsp.inner.store;
+        let team = store
+            .care_team(pseudonym)
+            .await
+            .map_err(|e| ApiError::store(&e))?;
+        if team.contains(&clinician.subject) {
+            return Ok(Access::CareTeam);
+        }
+        if let Some(grant) = clinician.break_glass_for(pseudonym) {
+            return Ok(Access::BreakGlass {
+                reason: grant.reason.clone(),
+                until: grant.until,
+            });
+        }
+        audit(
+            store,
+            "vitals.refused",
+            &clinician.subject,
+            pseudonym,
+            "portal: not on the care team",
+        )
+        .await;
+        Err(not_open())
+    }
+
+    async fn audit_read(
+        &self,
+        clinician: &Clinician,
+        pseudonym: &str,
+        access: &Access,
+        kind: &str,
+        what: &str,
+    ) {
+        let detail = match access {
+            Access::CareTeam => format!("portal: {what}"),
+            Access::BreakGlass { reason, .. } => format!("portal: {what}; break-glass: {reason}"),
+        };
+        audit(
+            &*self.hsp.inner.store,
+            kind,
+            &clinician.subject,
+            pseudonym,
+            &detail,
+        )
+        .await;
+    }
+
+    fn patient_name(&self, pseudonym: &str, sealed: Option<Vec<u8>>) -> String {
+        sealed
+            .and_then(|s| self.hsp.open_patient_record(pseudonym, &s))
+            .map(|r| r.name)
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| pseudonym.to_string())
+    }
+}
+
+pub(crate) async fn session(
+    State(portal): State<Portal>,
+    clinician: Clinician,
+) -> Json<SessionView> {
+    Json(SessionView::of(&portal, &clinician))
+}
+
+pub(crate) async fn logout(
+    State(portal): State<Portal>,
+    clinician: Clinician,
+) -> Result<Response, ApiError> {
+    let store = &*portal.hsp.inner.store;
+    store
+        .delete_web_session(&clinician.token_hash)
+        .await
+        .map_err(|e| ApiError::store(&e))?;
+    audit(store, "logout", &clinician.subject, "portal", "signed out").await;
+    Ok((
+        [(header::SET_COOKIE, portal.clear_cookie())],
+        Json(serde_json::json!({ "signed_out": true })),
+    )
+        .into_response())
+}
+
+pub(crate) async fn patients(
+    State(portal): State<Portal>,
+    clinician: Clinician,
+) -> Result<Json<PatientsView>, ApiError> {
+    let store = &*portal.hsp.inner.store;
+    let mut pseudonyms = store
+        .patients_of(&clinician.subject)
+        .await
+        .map_err(|e| ApiError::store(&e))?;
+    if let Some(grant) = clinician
+        .data
+        .break_glass
+        .as_ref()
+        .filter(|g| g.until > unix_now())
+    {
+        if !pseudonyms.contains(&grant.patient) {
+            pseudonyms.push(grant.patient.clone());
+        }
+    }
+    let alerts = store
+        .open_alerts(Some(&pseudonyms), 500)
+        .await
+        .map_err(|e| ApiError::store(&e))?;
+    let mut patients = Vec::with_capacity(pseudonyms.len());
+    for pseudonym in &pseudonyms {
+        let sealed = store
+            .patient(pseudonym)
+            .await
+            .map_err(|e| ApiError::store(&e))?;
+        let device = store
+            .active_device(pseudonym)
+            .await
+            .map_err(|e| ApiError::store(&e))?;
+        let latest = match device {
+            Some(serial) => store
+                .latest_vitals(serial, 1)
+                .await
+                .map_err(|e| ApiError::store(&e))?
+                .first()
+                .map(Sample::from),
+            None => None,
+        };
+        patients.push(PatientSummary {
+            name: portal.patient_name(pseudonym, sealed),
+            pseudonym: pseudonym.clone(),
+            device,
+            latest,
+            open_alerts: alerts
+                .iter()
+                .filter(|a| &a.alert.pseudonym == pseudonym)
+                .map(Alert::from)
+                .collect(),
+        });
+    }
+    audit(
+        store,
+        "vitals.list",
+        &clinician.subject,
+        "care-teams",
+        &format!("portal: newest vitals of {} patients", patients.len()),
+    )
+    .await;
+    Ok(Json(PatientsView {
+        now_ms: unix_now_ms(),
+        patients,
+    }))
+}
+
+pub(crate) async fn patient(
+    State(portal): State<Portal>,
+    clinician: Clinician,
+    Path(pseudonym): Path<String>,
+) -> Result<Json<PatientView>, ApiError> {
+    let access = portal.access(&clinician, &pseudonym).await?;
+    let store = &*portal.hsp.inner.store;
+    let sealed = store
+        .patient(&pseudonym)
+        .await
+        .map_err(|e| ApiError::store(&e))?;
+    if sealed.is_none() {
+        return Err(not_open());
+    }
+    let device = store
+        .active_device(&pseudonym)
+        .await
+        .map_err(|e| ApiError::store(&e))?;
+    let now_ms = unix_now_ms();
+    let history = match device {
+        Some(serial) => store
+            .vitals_since(serial, now_ms - HISTORY_MS, MAX_HISTORY)
+            .await
+            .map_err(|e| ApiError::store(&e))?
+            .iter()
+            .map(Sample::from)
+            .collect(),
+        None => Vec::new(),
+    };
+    let alerts = store
+        .alerts_of(&pseudonym, 50)
+        .await
+        .map_err(|e| ApiError::store(&e))?
+        .iter()
+        .map(Alert::from)
+        .collect();
+    portal
+        .audit_read(&clinician, &pseudonym, &access, "vitals.read", "last hour")
+        .await;
+    let (access_name, until) = match &access {
+        Access::CareTeam => ("care-team", None),
+        Access::BreakGlass { until, .. } => ("break-glass", Some(*until)),
+    };
+    Ok(Json(PatientView {
+        now_ms,
+        name: portal.patient_name(&pseudonym, sealed),
+        pseudonym,
+        device,
+        access: access_name,
+        break_glass_until: until,
+        history,
+        alerts,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct LiveQuery {
+    /// Send samples measured after this (the newest the page has).
+    #[serde(default)]
+    after: i64,
+}
+
+/// Server-sent events: `vitals` (a JSON array of samples), `alerts` (the
+/// patient's open alerts, when they change) and `end` (why the stream ended:
+/// the session or the break-glass access is over).
+pub(crate) async fn live(
+    State(portal): State<Portal>,
+    clinician: Clinician,
+    Path(pseudonym): Path<String>,
+    Query(query): Query<LiveQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let access = portal.access(&clinician, &pseudonym).await?;
+    let store = portal.hsp.inner.store.clone();
+    let device = store
+        .active_device(&pseudonym)
+        .await
+        .map_err(|e| ApiError::store(&e))?;
+    portal
+        .audit_read(&clinician, &pseudonym, &access, "vitals.watch", "live")
+        .await;
+    let deadline = match &access {
+        Access::BreakGlass { until, .. } => (*until).min(clinician.absolute_expiry),
+        Access::CareTeam => clinician.absolute_expiry,
+    };
+    let idle_secs = portal.config.idle_secs;
+    // Subscribe before the catch-up read, so nothing lands in between unseen.
+    let mut feed = store.vitals_feed();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    tokio::spawn(async move {
+        let mut newest = query.after;
+        let mut shown_alerts: Option<Vec<Alert>> = None;
+        let mut checks = tokio::time::interval(LIVE_CHECK);
+        let mut wake = true;
+        loop {
+            if wake {
+                wake = false;
+                if let Some(serial) = device {
+                    match store.vitals_since(serial, newest + 1, MAX_HISTORY).await {
+                        Ok(samples) if !samples.is_empty() => {
+                            newest = samples
+                                .iter()
+                                .map(|s| s.measured_at_ms)
+                                .max()
+                                .unwrap_or(newest);
+                            let wire: Vec<Sample> = samples.iter().map(Sample::from).collect();
+                            let event = Event::default()
+                                .event("vitals")
+                                .json_data(&wire)
+                                .unwrap_or_default();
+                            if tx.send(event).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "live vitals read failed"),
+                    }
+                }
+            }
+            tokio::select! {
+                notice = feed.recv() => match notice {
+                    Ok(serial) => wake = Some(serial) == device,
+                    // Fell behind: read what is new anyway.
+                    Err(RecvError::Lagged(_)) => wake = true,
+                    Err(RecvError::Closed) => return,
+                },
+                _ = checks.tick() => {
+                    let now = unix_now();
+                    let alive = now < deadline
+                        && matches!(
+                            store.web_session(&clinician.token_hash, now, idle_secs).await,
+                            Ok(Some(_))
+                        );
+                    if !alive {
+                        let _ = tx.send(Event::default().event("end").data("session")).await;
+                        return;
+                    }
+                    if let Ok(open) = store.open_alerts(Some(std::slice::from_ref(&pseudonym)), 50).await {
+                        let open: Vec<Alert> = open.iter().map(Alert::from).collect();
+                        if shown_alerts.as_ref() != Some(&open) {
+                            let event = Event::default().event("alerts").json_data(&open).unwrap_or_default();
+                            if tx.send(event).await.is_err() {
+                                return;
+                            }
+                            shown_alerts = Some(open);
+                        }
+                    }
+                }
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+pub(crate) async fn acknowledge(
+    State(portal): State<Portal>,
+    clinician: Clinician,
+    Path(id): Path<i64>,
+) -> Result<Json<Alert>, ApiError> {
+    let store = &*portal.hsp.inner.store;
+    let gone = || ApiError::not_found("No such alert on your care teams' patients.");
+    let alert = store
+        .alert(id)
+        .await
+        .map_err(|e| ApiError::store(&e))?
+        .ok_or_else(gone)?;
+    portal
+        .access(&clinician, &alert.alert.pseudonym)
+        .await
+        .map_err(|_| gone())?;
+    let acknowledged = store
+        .acknowledge_alert(id, &clinician.subject, unix_now_ms())
+        .await
+        .map_err(|e| ApiError::store(&e))?;
+    if !acknowledged {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "Someone already acknowledged this alert.",
+        ));
+    }
+    audit(
+        store,
+        "alert.acknowledged",
+        &clinician.subject,
+        &alert.alert.pseudonym,
+        &format!("#{id} {}", alert.alert.rule),
+    )
+    .await;
+    let updated = store
+        .alert(id)
+        .await
+        .map_err(|e| ApiError::store(&e))?
+        .ok_or_else(gone)?;
+    Ok(Json(Alert::from(&updated)))
+}
+
+/// A gRPC refusal from the shared enrollment code, as the portal says it.
+fn from_status(status: tonic::Status) -> ApiError {
+    use axum::http::StatusCode;
+    let code = match status.code() {
+        tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
+        tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+        tonic::Code::NotFound => StatusCode::NOT_FOUND,
+        tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        tonic::Code::FailedPrecondition | tonic::Code::AlreadyExists => StatusCode::CONFLICT,
+        _ => return ApiError::internal(status.message()),
+    };
+    ApiError::new(code, status.message())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EnrollOtp {
+    username: String,
+    token: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct OtpEnrolled {
+    otpauth_uri: String,
+    qr_svg: String,
+}
+
+/// Sets up TOTP with the token an administrator issued (a first sign-in
+/// alone cannot): returns the QR code to scan, once.
+pub(crate) async fn enroll_otp(
+    State(portal): State<Portal>,
+    Json(request): Json<EnrollOtp>,
+) -> Result<Json<OtpEnrolled>, ApiError> {
+    let enrolled = portal
+        .hsp
+        .enroll_otp(v1::EnrollOtpRequest {
+            subject: request.username.trim().to_string(),
+            factor_token: request.token.trim().to_string(),
+        })
+        .await
+        .map_err(from_status)?;
+    Ok(Json(OtpEnrolled {
+        otpauth_uri: enrolled.otpauth_uri,
+        qr_svg: enrolled.qr_svg,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordStart {
+    /// OPAQUE's registration request, base64url.
+    request: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordFinish {
+    /// OPAQUE's registration record, base64url.
+    upload: String,
+}
+
+fn recent_password(clinician: &Clinician) -> Result<(), ApiError> {
+    if unix_now().saturating_sub(clinician.data.password_proven_at) > PASSWORD_CHANGE_WINDOW_SECS {
+        return Err(ApiError::forbidden(
+            "Sign in again to change your password (it needs a sign-in from the last 5 minutes).",
+        ));
+    }
+    Ok(())
+}
+
+/// Changing one's password, step 1 (needs a sign-in from the last 5 minutes).
+pub(crate) async fn password_start(
+    State(portal): State<Portal>,
+    clinician: Clinician,
+    Json(request): Json<PasswordStart>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    recent_password(&clinician)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(request.request.trim_end_matches('='))
+        .map_err(|_| ApiError::bad_request("request: not base64url"))?;
+    let response = vitalgate_password::registration_response(
+        &portal.hsp.inner.factors.opaque,
+        &clinician.subject,
+        &bytes,
+    )
+    .map_err(|e| ApiError::bad_request(&format!("request: {e}")))?;
+    Ok(Json(serde_json::json!({
+        "response": URL_SAFE_NO_PAD.encode(response)
+    })))
+}
+
+/// Changing one's password, step 2: the new record replaces the old one.
+pub(crate) async fn password_finish(
+    State(portal): State<Portal>,
+    clinician: Clinician,
+    Json(request): Json<PasswordFinish>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    recent_password(&clinician)?;
+    let upload = URL_SAFE_NO_PAD
+        .decode(request.upload.trim_end_matches('='))
+        .map_err(|_| ApiError::bad_request("upload: not base64url"))?;
+    let record = vitalgate_password::registration_record(&upload)
+        .map_err(|e| ApiError::bad_request(&format!("upload: {e}")))?;
+    let store = &*portal.hsp.inner.store;
+    store
+        .put_factor(
+            &clinician.subject,
+            FactorKind::Password as u8,
+            &record,
+            unix_now(),
+        )
+        .await
+        .map_err(|e| ApiError::store(&e))?;
+    store
+        .clear_attempts(PASSWORD_SCOPE, &clinician.subject)
+        .await
+        .map_err(|e| ApiError::store(&e))?;
+    audit(
+        store,
+        "factor.password.replaced",
+        &clinician.subject,
+        "password",
+        "changed by its owner in the portal",
+    )
+    .await;
+    Ok(Json(serde_json::json!({ "changed": true })))
+}

@@ -1,0 +1,316 @@
+//! The clinicians' web portal, served by the HSP on a listener of its own:
+//! a JSON API under `/api/` and the page's built assets (HTML, CSS, the
+//! script bundle with OPAQUE's WebAssembly), all from the HSP itself.
+//!
+//! Every response carries a strict Content-Security-Policy: scripts only from
+//! this origin, plus `'wasm-unsafe-eval'` because OPAQUE runs as
+//! WebAssembly; no inline script or style, no framing, no other origins.
+//! API answers are never cached. A page without a live session sees nothing
+//! but the sign-in form: every `/api/` call checks the session on the server.
+
+mod api;
+mod login;
+mod session;
+
+pub use login::code_mac;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::Hsp;
+
+/// The portal's settings.
+#[derive(Debug, Clone)]
+pub struct PortalConfig {
+    /// The built page (`portal/dist`): `index.html` and what it loads. Without
+    /// it the API still works and `/` says how to build the page.
+    pub assets_dir: Option<PathBuf>,
+    /// Whether the portal is reached over TLS (directly or through a proxy
+    /// that terminates it): then the cookie is `Secure` and `__Host-` prefixed.
+    pub secure_cookies: bool,
+    /// A session ends after this many idle seconds (30 minutes).
+    pub idle_secs: u64,
+    /// And after this many in all (12 hours).
+    pub absolute_secs: u64,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        Self {
+            assets_dir: None,
+            secure_cookies: false,
+            idle_secs: 30 * 60,
+            absolute_secs: 12 * 3600,
+        }
+    }
+}
+
+const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
+    style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
+    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The portal's shared state.
+#[derive(Clone)]
+pub(crate) struct Portal {
+    pub(crate) hsp: Hsp,
+    pub(crate) config: Arc<PortalConfig>,
+    assets: Arc<HashMap<String, Asset>>,
+}
+
+struct Asset {
+    body: axum::body::Bytes,
+    content_type: &'static str,
+}
+
+/// An API error: a status and a sentence a clinician can act on.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: &str) -> Self {
+        Self {
+            status,
+            message: message.to_string(),
+        }
+    }
+    pub(crate) fn bad_request(message: &str) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub(crate) fn unauthorized(message: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+    pub(crate) fn forbidden(message: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+    pub(crate) fn not_found(message: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+    pub(crate) fn internal(message: &str) -> Self {
+        tracing::error!(message, "portal request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong on the server.",
+        )
+    }
+    /// A store error: throttling says when to retry; the rest is the server's fault.
+    pub(crate) fn store(error: &vitalgate_store::StoreError) -> Self {
+        use vitalgate_store::StoreError;
+        match error {
+            StoreError::Throttled { retry_after_secs } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("Too many failed attempts. Try again in {retry_after_secs} seconds."),
+            ),
+            StoreError::FactorDisabled => Self::forbidden(
+                "Too many failed attempts: this factor is disabled until an administrator resets it.",
+            ),
+            other => Self::internal(&other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: &self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("wasm") => "application/wasm",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("json") => "application/json",
+        Some("ico") => "image/x-icon",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Reads the built page into memory once: a fixed set of files, so no
+/// request path ever reaches the file system.
+fn load_assets(dir: &Path) -> std::io::Result<HashMap<String, Asset>> {
+    let mut assets = HashMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let Ok(relative) = path.strip_prefix(dir) else {
+                continue;
+            };
+            let key = format!("/{}", relative.to_string_lossy().replace('\\', "/"));
+            assets.insert(
+                key,
+                Asset {
+                    body: std::fs::read(&path)?.into(),
+                    content_type: content_type(&path),
+                },
+            );
+        }
+    }
+    Ok(assets)
+}
+
+const NOT_BUILT: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+    <title>vitalgate portal</title></head><body><h1>The portal's page is not built</h1>\
+    <p>Run <code>scripts/portal-build</code> (npm) and start the HSP with \
+    <code>--portal-assets portal/dist</code>. The API under <code>/api/</code> works without it.</p>\
+    </body></html>";
+
+async fn asset(State(portal): State<Portal>, request: Request) -> Response {
+    let path = request.uri().path();
+    // Client-side routes (/, /patients/…) all load the one page.
+    let key = if path == "/" || !path.contains('.') {
+        "/index.html"
+    } else {
+        path
+    };
+    match portal.assets.get(key) {
+        Some(asset) => (
+            [(header::CONTENT_TYPE, asset.content_type)],
+            asset.body.clone(),
+        )
+            .into_response(),
+        None if key == "/index.html" => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            NOT_BUILT,
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let is_api = request.uri().path().starts_with("/api/");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    if is_api {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+impl Hsp {
+    /// The portal's routes on this HSP.
+    pub fn portal_router(&self, config: PortalConfig) -> std::io::Result<Router> {
+        let assets = match &config.assets_dir {
+            Some(dir) => load_assets(dir).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("the portal's assets in {}: {e}", dir.display()),
+                )
+            })?,
+            None => HashMap::new(),
+        };
+        if config.assets_dir.is_some() && !assets.contains_key("/index.html") {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the portal's assets have no index.html: run scripts/portal-build",
+            ));
+        }
+        let portal = Portal {
+            hsp: self.clone(),
+            config: Arc::new(config),
+            assets: Arc::new(assets),
+        };
+        let api = Router::new()
+            .route("/login/start", post(login::start))
+            .route("/login/finish", post(login::finish))
+            .route("/break-glass/start", post(login::break_glass_start))
+            .route("/break-glass/finish", post(login::break_glass_finish))
+            .route("/session", get(api::session))
+            .route("/logout", post(api::logout))
+            .route("/patients", get(api::patients))
+            .route("/patients/{pseudonym}", get(api::patient))
+            .route("/patients/{pseudonym}/live", get(api::live))
+            .route("/alerts/{id}/acknowledge", post(api::acknowledge))
+            .route("/otp/enroll", post(api::enroll_otp))
+            .route("/password/start", post(api::password_start))
+            .route("/password/finish", post(api::password_finish))
+            .fallback(|| async { ApiError::not_found("No such API.") });
+        Ok(Router::new()
+            .nest("/api", api)
+            .fallback(get(asset))
+            .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+            .layer(middleware::from_fn(security_headers))
+            .with_state(portal))
+    }
+
+    /// Serves the portal on `listener` until `shutdown`.
+    pub async fn serve_portal(
+        &self,
+        config: PortalConfig,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = self.portal_router(config)?;
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+}
+
+impl Portal {
+    /// The session view of a session just opened.
+    pub(crate) fn view(&self, subject: &str, data: session::SessionData) -> login::SessionView {
+        let now = vitalgate_rpc::unix_now();
+        login::SessionView::of(
+            self,
+            &session::Clinician {
+                subject: subject.to_string(),
+                data,
+                token_hash: [0; 32],
+                absolute_expiry: now + self.config.absolute_secs,
+            },
+        )
+    }
+}

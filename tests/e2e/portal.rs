@@ -1,0 +1,340 @@
+//! The clinicians' portal in a real browser: Debian's Chromium, headless,
+//! driven by `portal/tests/portal.test.mjs` (playwright-core) against the HSP's
+//! portal, with simulated patients' devices streaming over real gRPC.
+//!
+//! This test owns the world the browser sees: it starts the TTP, the HSP and
+//! its portal (once with the normal idle timeout, once with a short one),
+//! enrolls a clinician's password and TOTP with factor tokens, and runs four
+//! patients' devices: three on the clinician's care team and one outside it.
+//! When the script asks, a patient desaturates or a device goes silent. After
+//! the browser is done, the audit log must show what happened.
+//!
+//! It needs Node.js, the portal's npm packages and built page
+//! (`scripts/portal-build`) and Chromium; `scripts/test` provides them. Without
+//! them the test says it is skipped, and fails when `CI=true`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::watch;
+use vitalgate_device::{Device, DeviceConfig};
+use vitalgate_hsp::PortalConfig;
+use vitalgate_proto::v1;
+
+use crate::factors::{factor_token, hsp_client, set_password, FAST_TOTP};
+use crate::harness::*;
+
+const CLINICIAN: &str = "dr-browser";
+const PASSWORD: &str = "correct horse battery staple";
+const REASON: &str = "Rapid response call on ward 7; the patient's own team is in theatre.";
+const SHORT_IDLE_SECS: u64 = 3;
+
+/// The repository's root (this test belongs to `crates/cli`).
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// What the browser test needs, or why it cannot run here.
+fn browser_tools() -> Result<(PathBuf, String), String> {
+    let chromium = std::env::var("VITALGATE_CHROMIUM")
+        .map(PathBuf::from)
+        .ok()
+        .or_else(|| {
+            ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists())
+        })
+        .ok_or("Chromium is not installed (Debian: apt-get install chromium)")?;
+    let portal = repo().join("portal");
+    if !portal.join("dist").join("index.html").exists() {
+        return Err("the portal is not built (scripts/portal-build)".into());
+    }
+    if !portal.join("node_modules").join("playwright-core").exists() {
+        return Err("the portal's npm packages are not installed (scripts/portal-build)".into());
+    }
+    let node = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("Node.js is not installed: {e}"))?;
+    Ok((
+        chromium,
+        String::from_utf8_lossy(&node.stdout).trim().to_string(),
+    ))
+}
+
+struct Patient {
+    pseudonym: String,
+    name: &'static str,
+    condition: vitalgate_device::sensors::Condition,
+    stop: watch::Sender<bool>,
+}
+
+async fn patient(platform: &Platform, index: usize, name: &'static str, on_team: bool) -> Patient {
+    let pseudonym = format!("pt-browser-{index}");
+    let token = platform.token(v1::Role::Device, &pseudonym, 60).await;
+    let mut config = DeviceConfig::new(platform.device_dir(&pseudonym));
+    // Ten readings a second, sent in small records: the chart moves at once.
+    config.sample_interval = Duration::from_millis(100);
+    config.batch_size = 2;
+    config.sensor_seed = index as u64 + 11;
+    let device = Device::open(config, Some(&mut platform.ttp().await), Some(&token))
+        .await
+        .expect("device");
+    let hsp_admin = platform.hsp().hsp.admin_token().to_string();
+    let mut hsp = hsp_client(platform).await;
+    hsp.put_patient(admin(
+        v1::PutPatientRequest {
+            pseudonym: pseudonym.clone(),
+            record: Some(v1::PatientRecord {
+                name: name.into(),
+                medical_record_number: format!("MRN-B{index}"),
+            }),
+        },
+        &hsp_admin,
+    ))
+    .await
+    .expect("patient");
+    hsp.set_care_team_member(admin(
+        v1::SetCareTeamMemberRequest {
+            clinician: if on_team { CLINICIAN } else { "dr-elsewhere" }.into(),
+            pseudonym: pseudonym.clone(),
+            member: true,
+        },
+        &hsp_admin,
+    ))
+    .await
+    .expect("care team");
+    let condition = device.condition();
+    let (stop, stop_rx) = watch::channel(false);
+    let url = platform.hsp().url.clone();
+    tokio::spawn(async move {
+        let mut device = device;
+        let _ = device.run(url, stop_rx).await;
+    });
+    Patient {
+        pseudonym,
+        name,
+        condition,
+        stop,
+    }
+}
+
+async fn serve_portal(platform: &Platform, config: PortalConfig) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let hsp = platform.hsp().hsp.clone();
+    tokio::spawn(async move {
+        hsp.serve_portal(config, listener, std::future::pending())
+            .await
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clinician_signs_in_and_watches_vitals_in_a_real_browser() {
+    let (chromium, node_version) = match browser_tools() {
+        Ok(tools) => tools,
+        Err(why) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "the browser test cannot run: {why}"
+            );
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let platform = Platform::start_with(|config| {
+        config.totp = FAST_TOTP;
+        config.alerts.silence_secs = Some(4);
+        config.silence_check = Duration::from_secs(1);
+    })
+    .await;
+    set_password(&platform, CLINICIAN, PASSWORD).await;
+    // The authenticator app's setup: the otpauth URI the QR code carries.
+    let token = factor_token(&platform, CLINICIAN, v1::FactorPurpose::Otp).await;
+    let otpauth_uri = hsp_client(&platform)
+        .await
+        .enroll_otp(v1::EnrollOtpRequest {
+            subject: CLINICIAN.into(),
+            factor_token: token,
+        })
+        .await
+        .expect("enroll TOTP")
+        .into_inner()
+        .otpauth_uri;
+
+    let on_team = patient(&platform, 0, "Ada Lovelace", true).await;
+    let desaturating = patient(&platform, 1, "Alan Turing", true).await;
+    let silent = patient(&platform, 2, "Katherine Johnson", true).await;
+    let outsider = patient(&platform, 3, "Edsger Dijkstra", false).await;
+
+    let assets = repo().join("portal").join("dist");
+    let url = serve_portal(
+        &platform,
+        PortalConfig {
+            assets_dir: Some(assets.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let short_idle_url = serve_portal(
+        &platform,
+        PortalConfig {
+            assets_dir: Some(assets),
+            idle_secs: SHORT_IDLE_SECS,
+            ..Default::default()
+        },
+    )
+    .await;
+
+    let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal-screenshots");
+    let summary = |p: &Patient| serde_json::json!({ "pseudonym": p.pseudonym, "name": p.name });
+    let config = serde_json::json!({
+        "url": url,
+        "short_idle_url": short_idle_url,
+        "short_idle_secs": SHORT_IDLE_SECS,
+        "chromium": chromium,
+        "screenshots": screenshots,
+        "clinician": {
+            "username": CLINICIAN,
+            "password": PASSWORD,
+            "otpauth_uri": otpauth_uri,
+        },
+        "patients_on_team": [summary(&on_team), summary(&desaturating), summary(&silent)],
+        "patient_outside": summary(&outsider),
+        "break_glass_reason": REASON,
+    });
+    let config_file = platform.dir.path().join("browser.json");
+    std::fs::write(&config_file, config.to_string()).expect("config");
+
+    eprintln!("browser test: node {node_version}, {}", chromium.display());
+    let mut child = tokio::process::Command::new("node")
+        .arg(repo().join("portal/tests/portal.test.mjs"))
+        .arg(&config_file)
+        .current_dir(repo().join("portal"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut passed = Vec::new();
+    let mut failed = Vec::new();
+    let run = async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            eprintln!("browser: {line}");
+            if let Some(step) = line.strip_prefix("STEP ") {
+                match step {
+                    "desaturate" => desaturating.condition.set_spo2(Some(86.0)),
+                    "silence" => {
+                        let _ = silent.stop.send(true);
+                    }
+                    other => panic!("unknown step {other}"),
+                }
+                stdin.write_all(b"ok\n").await.expect("stdin");
+            } else if let Some(name) = line.strip_prefix("PASS ") {
+                passed.push(name.to_string());
+            } else if let Some(what) = line.strip_prefix("FAIL ") {
+                failed.push(what.to_string());
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(300), run)
+        .await
+        .expect("the browser test finished within 5 minutes");
+    let status = child.wait().await.expect("node");
+    assert!(failed.is_empty(), "browser checks failed: {failed:#?}");
+    assert!(status.success(), "the browser test exited with {status}");
+    assert_eq!(passed.len(), 14, "every browser check ran: {passed:#?}");
+
+    // What the audit log says happened.
+    let events = platform
+        .hsp()
+        .store
+        .audit_events(0, 100_000)
+        .await
+        .expect("audit");
+    let has = |kind: &str, actor: &str, subject: &str, detail: &str| {
+        events.iter().any(|e| {
+            e.event.kind == kind
+                && (actor.is_empty() || e.event.actor == actor)
+                && (subject.is_empty() || e.event.subject == subject)
+                && e.event.detail.contains(detail)
+        })
+    };
+    assert!(has(
+        "login.succeeded",
+        CLINICIAN,
+        "portal",
+        "password and TOTP"
+    ));
+    assert!(has(
+        "login.failed",
+        CLINICIAN,
+        "portal",
+        "one-time code refused"
+    ));
+    assert!(has("login.failed", CLINICIAN, "portal", "already used"));
+    assert!(has("vitals.list", CLINICIAN, "", "portal"));
+    assert!(has(
+        "vitals.read",
+        CLINICIAN,
+        &on_team.pseudonym,
+        "last hour"
+    ));
+    assert!(has("vitals.watch", CLINICIAN, &on_team.pseudonym, "live"));
+    assert!(has(
+        "vitals.refused",
+        CLINICIAN,
+        &outsider.pseudonym,
+        "not on the care team"
+    ));
+    assert!(has(
+        "alert.raised",
+        "hsp",
+        &desaturating.pseudonym,
+        "spo2-low"
+    ));
+    assert!(has(
+        "alert.acknowledged",
+        CLINICIAN,
+        &desaturating.pseudonym,
+        "spo2-low"
+    ));
+    assert!(has("alert.raised", "hsp", &silent.pseudonym, "silence"));
+    assert!(has(
+        "break-glass.opened",
+        CLINICIAN,
+        &outsider.pseudonym,
+        REASON
+    ));
+    assert!(has(
+        "break-glass.notified",
+        "dr-elsewhere",
+        &outsider.pseudonym,
+        REASON
+    ));
+    assert!(has(
+        "break-glass.notified",
+        "privacy-officer",
+        &outsider.pseudonym,
+        REASON
+    ));
+    assert!(has(
+        "vitals.read",
+        CLINICIAN,
+        &outsider.pseudonym,
+        "break-glass"
+    ));
+    assert!(has("logout", CLINICIAN, "portal", ""));
+    for p in [&on_team, &desaturating, &outsider] {
+        let _ = p.stop.send(true);
+    }
+    platform.stop().await;
+}

@@ -1,0 +1,135 @@
+//! A small client of the portal's JSON API for tests that speak it without a
+//! browser: OPAQUE with the crate the HSP uses, the code under the session
+//! key's MAC, the session cookie carried by hand.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use rand_core::OsRng;
+use vitalgate_password::ClientLogin;
+
+/// What the portal answered: the status, the JSON body and any cookie set.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: serde_json::Value,
+    pub(crate) set_cookie: Option<String>,
+}
+
+impl Answer {
+    /// The `name=value` part of the cookie the answer set.
+    pub(crate) fn cookie(&self) -> Option<String> {
+        self.set_cookie
+            .as_deref()
+            .and_then(|c| c.split(';').next())
+            .map(str::to_string)
+    }
+
+    pub(crate) fn field(&self, name: &str) -> Vec<u8> {
+        let text = self.body[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} in {:?}", self.body));
+        URL_SAFE_NO_PAD.decode(text).expect("base64url")
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct PortalClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl PortalClient {
+    pub(crate) fn new() -> Self {
+        Self {
+            http: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// POSTs `body` (GETs when `None`) to `url` with `cookie` and `csrf`.
+    pub(crate) async fn call(
+        &self,
+        url: &str,
+        body: Option<serde_json::Value>,
+        cookie: Option<&str>,
+        csrf: Option<&str>,
+    ) -> Answer {
+        let mut request = hyper::Request::builder().uri(url);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        if let Some(csrf) = csrf {
+            request = request.header("x-csrf-token", csrf);
+        }
+        let request = match body {
+            Some(body) => request
+                .method("POST")
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body.to_string()))),
+            None => request.method("GET").body(Full::new(Bytes::new())),
+        }
+        .expect("request");
+        let response = self
+            .http
+            .request(request)
+            .await
+            .expect("the portal answers");
+        let status = response.status().as_u16();
+        let set_cookie = response
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Answer {
+            status,
+            body,
+            set_cookie,
+        }
+    }
+
+    /// OPAQUE's first step at `start_url`: the client state and the answer.
+    pub(crate) async fn start(
+        &self,
+        start_url: &str,
+        user: &str,
+        password: &str,
+    ) -> (ClientLogin, Answer) {
+        let (state, ke1) = ClientLogin::start(password, &mut OsRng).expect("KE1");
+        let body = serde_json::json!({ "username": user, "request": URL_SAFE_NO_PAD.encode(ke1) });
+        let answer = self.call(start_url, Some(body), None, None).await;
+        (state, answer)
+    }
+
+    /// The second step at `finish_url`: KE3 and `code` under the session key's MAC.
+    pub(crate) async fn finish(
+        &self,
+        finish_url: &str,
+        state: ClientLogin,
+        started: &Answer,
+        password: &str,
+        code: &str,
+    ) -> Answer {
+        assert_eq!(started.status, 200, "{:?}", started.body);
+        let login = started.field("login");
+        let (ke3, key) = state
+            .finish(password, &started.field("response"), b"")
+            .expect("the password opens KE2");
+        let mac = vitalgate_hsp::portal_code_mac(key.as_bytes(), &login, code);
+        let body = serde_json::json!({
+            "login": URL_SAFE_NO_PAD.encode(&login),
+            "finish": URL_SAFE_NO_PAD.encode(ke3),
+            "code": code,
+            "mac": URL_SAFE_NO_PAD.encode(mac),
+        });
+        self.call(finish_url, Some(body), None, None).await
+    }
+}
