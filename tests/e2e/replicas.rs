@@ -105,14 +105,7 @@ async fn two_replicas_share_replays_codes_attempts_and_streams() {
     .await;
     // Replicas behind one load balancer are one HSP: they share its identity
     // (deployed to each, like any secret) and its database.
-    let identity = platform.dir.path().join("hsp").join("identity");
-    let copy = platform.dir.path().join("hsp-b").join("identity");
-    std::fs::create_dir_all(&copy).expect("replica dir");
-    for file in std::fs::read_dir(&identity).expect("identity") {
-        let file = file.expect("file").path();
-        std::fs::copy(&file, copy.join(file.file_name().expect("name"))).expect("copy");
-    }
-    let replica_b = platform.run_hsp("hsp-b", "127.0.0.1:0").await;
+    let replica_b = second_replica(&platform).await;
     let (url_a, url_b) = (platform.hsp().url.clone(), replica_b.url.clone());
 
     // A code used on A is refused on B.
@@ -272,4 +265,121 @@ async fn two_replicas_share_replays_codes_attempts_and_streams() {
     replica_b.stop().await;
     platform.stop().await;
     drop(database);
+}
+
+/// The second replica of `platform`'s HSP: its identity, deployed to a second
+/// directory, on the same database.
+async fn second_replica(platform: &Platform) -> RunningHsp {
+    let identity = platform.dir.path().join("hsp").join("identity");
+    let copy = platform.dir.path().join("hsp-b").join("identity");
+    std::fs::create_dir_all(&copy).expect("replica dir");
+    for file in std::fs::read_dir(&identity).expect("identity") {
+        let file = file.expect("file").path();
+        std::fs::copy(&file, copy.join(file.file_name().expect("name"))).expect("copy");
+    }
+    platform.run_hsp("hsp-b", "127.0.0.1:0").await
+}
+
+async fn portal_on(hsp: &vitalgate_hsp::Hsp) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let hsp = hsp.clone();
+    tokio::spawn(async move {
+        hsp.serve_portal(Default::default(), listener, std::future::pending())
+            .await
+    });
+    url
+}
+
+/// A portal sign-in started on replica A finishes on replica B (OPAQUE's
+/// state waits in the database, sealed, and is taken once); the session it
+/// opens is honoured by both, and signing out on one ends it on both.
+#[tokio::test]
+async fn a_portal_login_started_on_one_replica_finishes_on_the_other() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let platform = Platform::start_on(Some(database.url.clone()), |config| {
+        config.totp = FAST_TOTP;
+        config.key_encryption_key = Some(Arc::new(
+            KeyEncryptionKey::from_hex(&"3c".repeat(32)).expect("kek"),
+        ));
+    })
+    .await;
+    let replica_b = second_replica(&platform).await;
+    let portal_a = portal_on(&platform.hsp().hsp).await;
+    let portal_b = portal_on(&replica_b.hsp).await;
+    crate::factors::set_password(&platform, "dr-roaming", "a long walk between wards").await;
+    let totp = enroll_totp(&platform, "dr-roaming").await;
+    let client = crate::portal_client::PortalClient::new();
+    let password = "a long walk between wards";
+
+    let (state, started) = client
+        .start(
+            &format!("{portal_a}/api/login/start"),
+            "dr-roaming",
+            password,
+        )
+        .await;
+    let code = fresh_code(&totp, &mut None).await;
+    let signed_in = client
+        .finish(
+            &format!("{portal_b}/api/login/finish"),
+            state,
+            &started,
+            password,
+            &code,
+        )
+        .await;
+    assert_eq!(signed_in.status, 200, "{:?}", signed_in.body);
+    let cookie = signed_in.cookie().expect("a session cookie");
+    let csrf = signed_in.body["csrf"].as_str().expect("csrf").to_string();
+
+    // The same login cannot be finished twice, on either replica.
+    let again = client
+        .call(
+            &format!("{portal_a}/api/login/finish"),
+            Some(serde_json::json!({
+                "login": started.body["login"],
+                "finish": "AA",
+                "code": code,
+                "mac": "AA",
+            })),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(again.status, 401, "{:?}", again.body);
+
+    // Both replicas know the session; signing out on B ends it on A.
+    for portal in [&portal_a, &portal_b] {
+        let session = client
+            .call(&format!("{portal}/api/session"), None, Some(&cookie), None)
+            .await;
+        assert_eq!(session.status, 200, "{:?}", session.body);
+        assert_eq!(session.body["subject"], "dr-roaming");
+        assert_eq!(session.body["assurance"], 2);
+    }
+    let out = client
+        .call(
+            &format!("{portal_b}/api/logout"),
+            Some(serde_json::json!({})),
+            Some(&cookie),
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(out.status, 200, "{:?}", out.body);
+    let after = client
+        .call(
+            &format!("{portal_a}/api/session"),
+            None,
+            Some(&cookie),
+            None,
+        )
+        .await;
+    assert_eq!(after.status, 401, "signed out on B, refused on A");
+    replica_b.stop().await;
+    platform.stop().await;
 }
