@@ -7,13 +7,15 @@
 //! NDJSON, one JSON value per line:
 //!
 //! ```text
-//! {"format":"vitalgate-backup","version":1,"schema":7,"source":"postgres","created_at_ms":…}
-//! {"table":"credentials","columns":["serial","role",…]}
+//! {"created_at_ms":…,"format":"vitalgate-backup","schema":7,"source":"postgres","version":1}
+//! {"columns":["serial","role",…],"table":"credentials"}
 //! [12,1,"dr-a",{"x":"0a1b…"},…]                      one line per row
 //! {"end":"credentials","rows":1}
 //! …                                                   every table of TABLES, in order
-//! {"trailer":"vitalgate-backup","tables":20,"rows":1234,"sha256":"…"}
+//! {"rows":1234,"sha256":"…","tables":19,"trailer":"vitalgate-backup"}
 //! ```
+//!
+//! (An object's keys come in any order; the writer sorts them.)
 //!
 //! Values: `null`, integers and reals as JSON numbers (a real always has a
 //! fraction or an exponent, so the two stay apart; a non-finite real is
@@ -153,7 +155,8 @@ pub struct Source {
 /// What [`Store::restore`] receives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Batch {
-    /// Rows of one table (a table may come in several batches, in a row).
+    /// Rows of one table (a table may come in several batches, in a row;
+    /// an empty table comes as one batch without rows).
     Rows {
         /// One of [`TABLES`].
         table: String,
@@ -661,7 +664,9 @@ fn read_backup<R: BufRead>(
                             table.name
                         )));
                     }
-                    if !pending.is_empty() {
+                    // An empty table is sent too: the target checks its
+                    // columns all the same, and counts it.
+                    if !pending.is_empty() || count == 0 {
                         send(Batch::Rows {
                             table: table.name.to_string(),
                             columns,

@@ -1980,6 +1980,7 @@ impl Store for PostgresStore {
         let mut restored = backup::Restored::default();
         let mut catalog: std::collections::HashMap<&'static str, Vec<(TargetColumn, bool)>> =
             std::collections::HashMap::new();
+        let mut cleared = std::collections::HashSet::new();
         while let Some(batch) = batches.recv().await {
             let (name, columns, rows) = match batch {
                 backup::Batch::Done => {
@@ -2021,15 +2022,16 @@ impl Store for PostgresStore {
             };
             let table = backup::known_table(&name)?;
             if !catalog.contains_key(table.name) {
-                if table.seeded {
-                    execute(
-                        &tx,
-                        &format!("DELETE FROM {}", backup::quoted(table.name)),
-                        &[],
-                    )
-                    .await?;
-                }
                 catalog.insert(table.name, pg_columns(&tx, table).await?);
+            }
+            // The backup's row replaces the one the migrations seeded.
+            if table.seeded && !rows.is_empty() && cleared.insert(table.name) {
+                execute(
+                    &tx,
+                    &format!("DELETE FROM {}", backup::quoted(table.name)),
+                    &[],
+                )
+                .await?;
             }
             let actual = &catalog[table.name];
             let plain: Vec<TargetColumn> = actual.iter().map(|(c, _)| c.clone()).collect();
@@ -2038,6 +2040,11 @@ impl Store for PostgresStore {
                 .iter()
                 .any(|t| actual.iter().any(|(c, id)| *id && c.name == t.name));
             let count = rows.len() as u64;
+            if count == 0 {
+                // Its columns checked; nothing to insert.
+                restored.count(table.name, 0);
+                continue;
+            }
             let mut data: Vec<PgColumn> = target
                 .iter()
                 .map(|c| PgColumn::new(c.kind, rows.len()))

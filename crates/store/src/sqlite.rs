@@ -1457,6 +1457,7 @@ impl Store for SqliteStore {
             let mut restored = backup::Restored::default();
             let mut catalog: std::collections::HashMap<&'static str, Vec<TargetColumn>> =
                 std::collections::HashMap::new();
+            let mut cleared = std::collections::HashSet::new();
             while let Some(batch) = batches.blocking_recv() {
                 let (name, columns, rows) = match batch {
                     backup::Batch::Done => {
@@ -1471,11 +1472,12 @@ impl Store for SqliteStore {
                 };
                 let table = backup::known_table(&name)?;
                 if !catalog.contains_key(table.name) {
-                    if table.seeded {
-                        tx.execute(&format!("DELETE FROM {}", backup::quoted(table.name)), [])
-                            .map_err(backend)?;
-                    }
                     catalog.insert(table.name, sqlite_columns(&tx, table)?);
+                }
+                // The backup's row replaces the one the migrations seeded.
+                if table.seeded && !rows.is_empty() && cleared.insert(table.name) {
+                    tx.execute(&format!("DELETE FROM {}", backup::quoted(table.name)), [])
+                        .map_err(backend)?;
                 }
                 let target = backup::match_columns(table, &catalog[table.name], &columns)?;
                 let names: Vec<String> = target.iter().map(|c| backup::quoted(&c.name)).collect();
