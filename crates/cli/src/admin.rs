@@ -7,6 +7,11 @@ use vitalgate_proto::v1;
 
 use crate::{admin_request, connect, connect_ttp, CliResult};
 
+// Declared here rather than beside the other modules in main.rs: backup and
+// restore are administration, and this keeps them out of main.rs.
+#[path = "backup.rs"]
+mod backup;
+
 #[derive(Debug, Args)]
 pub(crate) struct AdminArgs {
     /// The TTP's URL.
@@ -146,6 +151,37 @@ enum AdminCommand {
         /// The HSP's data directory (its embedded store).
         #[arg(long, default_value = "vitalgate-data/hsp", global = true)]
         hsp_data_dir: PathBuf,
+    },
+    /// Back up every table of a store (HSP or TTP) to a file, checking that
+    /// the key-encryption key opens the data key it holds wrapped.
+    Backup {
+        /// The store: `postgres://…`, or a SQLite file; the HSP's embedded
+        /// store in --hsp-data-dir when absent.
+        #[arg(long, env = "VITALGATE_HSP_DATABASE_URL")]
+        database_url: Option<String>,
+        /// The HSP's data directory (its embedded store).
+        #[arg(long, default_value = "vitalgate-data/hsp")]
+        hsp_data_dir: PathBuf,
+        /// The backup file to write (never replaced if it exists).
+        #[arg(long)]
+        out: PathBuf,
+        /// The key-encryption key (64 hex digits) the data key is wrapped under.
+        #[arg(long, env = "VITALGATE_KEK_FILE")]
+        kek_file: Option<PathBuf>,
+    },
+    /// Restore a backup into a fresh database (PostgreSQL, or a new SQLite
+    /// file); refused, with nothing written, if the file does not verify, the
+    /// key-encryption key does not open its data key, or the target holds data.
+    Restore {
+        /// The target: `postgres://…` (an empty database), or a SQLite file.
+        #[arg(long)]
+        database_url: String,
+        /// The backup file.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// The key-encryption key the backup's data key is wrapped under.
+        #[arg(long, env = "VITALGATE_KEK_FILE")]
+        kek_file: Option<PathBuf>,
     },
     /// Show how many vitals samples the HSP has stored.
     VitalsCount {
@@ -399,6 +435,25 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
                 }
             }
         }
+        AdminCommand::Backup {
+            ref database_url,
+            ref hsp_data_dir,
+            ref out,
+            ref kek_file,
+        } => {
+            backup::backup(
+                database_url.as_deref(),
+                hsp_data_dir,
+                out,
+                kek_file.as_deref(),
+            )
+            .await?;
+        }
+        AdminCommand::Restore {
+            ref database_url,
+            ref input,
+            ref kek_file,
+        } => backup::restore(database_url, input, kek_file.as_deref()).await?,
         AdminCommand::VitalsCount { device } => {
             let (mut hsp, token) = hsp().await?;
             let request = v1::VitalsCountRequest {
