@@ -5,6 +5,7 @@
 mod harness;
 
 mod adversarial;
+mod backup;
 mod factors;
 mod platform;
 mod portal;
