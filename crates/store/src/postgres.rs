@@ -60,7 +60,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -69,7 +69,7 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{NoTls, Row};
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::backup::{self, ColumnType, TargetColumn, Value};
 use crate::{
@@ -85,9 +85,9 @@ struct Migration {
     sql: &'static str,
 }
 
-/// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`. All seven
+/// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`. All eight
 /// are expansions of version 1 (new tables and indexes, a column with a
-/// default).
+/// default, two transient tables made unlogged).
 const MIGRATIONS: &[Migration] = &[
     Migration {
         min_reader_version: 1,
@@ -116,6 +116,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         min_reader_version: 1,
         sql: include_str!("../../../migrations/postgres/0007_portal.sql"),
+    },
+    Migration {
+        min_reader_version: 1,
+        sql: include_str!("../../../migrations/postgres/0008_transient_unlogged.sql"),
     },
 ];
 
@@ -190,6 +194,103 @@ pub struct PostgresStore {
     listener: Arc<std::sync::Once>,
     listen_config: tokio_postgres::Config,
     listen_tls: Option<rustls::ClientConfig>,
+    /// The replica's one audit writer, started on the first event.
+    audit_writer: Arc<OnceLock<mpsc::Sender<AuditJob>>>,
+}
+
+/// An audit event and who waits for its commit.
+type AuditJob = (AuditEvent, oneshot::Sender<StoreResult<()>>);
+
+/// The most events one audit transaction appends.
+const MAX_AUDIT_BATCH: usize = 512;
+
+/// The replica's audit writer. The chain is one sequence across replicas, so
+/// each append holds a database-wide lock from reading the last hash to the
+/// commit; one event per transaction would hold it across a WAL flush per
+/// event. The writer takes whatever events are queued, appends them in one
+/// transaction (one lock, one flush), and answers each caller only after the
+/// commit: an event acknowledged is an event stored.
+async fn write_audit(pool: Pool, mut queue: mpsc::Receiver<AuditJob>) {
+    while let Some(first) = queue.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_AUDIT_BATCH {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let events: Vec<&AuditEvent> = jobs.iter().map(|(event, _)| event).collect();
+        let result = append_chained(&pool, &events).await;
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, events = jobs.len(), "audit events not stored");
+        }
+        for (_, done) in jobs {
+            let answer = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StoreError::Backend(e.to_string())),
+            };
+            let _ = done.send(answer);
+        }
+    }
+}
+
+/// Appends `events` to the hash chain in one transaction: ids drawn under
+/// the chain's lock (so id order is chain order on every replica), each row's
+/// hash over the one before, one multi-row insert.
+async fn append_chained(pool: &Pool, events: &[&AuditEvent]) -> StoreResult<()> {
+    let mut client = pool.get().await.map_err(pool_error)?;
+    let tx = client.transaction().await.map_err(backend)?;
+    execute(&tx, AUDIT_LOCK, &[]).await?;
+    let mut prev = query_opt(
+        &tx,
+        "SELECT hash FROM audit_events WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1",
+        &[],
+    )
+    .await?
+    .map(|row| column_array::<32>(&row, 0))
+    .transpose()?
+    .unwrap_or(audit::GENESIS);
+    let mut ids: Vec<i64> = query(
+        &tx,
+        "SELECT nextval(pg_get_serial_sequence('audit_events', 'id'))
+         FROM generate_series(1, $1::BIGINT)",
+        &[&(events.len() as i64)],
+    )
+    .await?
+    .iter()
+    .map(|row| column(row, 0))
+    .collect::<StoreResult<_>>()?;
+    ids.sort_unstable();
+    let mut columns: (Vec<i64>, Vec<Vec<u8>>, Vec<Vec<u8>>) = Default::default();
+    for (id, event) in ids.iter().zip(events) {
+        let hash = audit::row_hash(&prev, *id, event);
+        columns.0.push(event.at_ms);
+        columns.1.push(prev.to_vec());
+        columns.2.push(hash.to_vec());
+        prev = hash;
+    }
+    let text = |f: fn(&AuditEvent) -> &str| -> Vec<&[u8]> {
+        events.iter().map(|e| f(e).as_bytes()).collect()
+    };
+    execute(
+        &tx,
+        "INSERT INTO audit_events (id, at_ms, kind, actor, subject, detail, prev_hash, hash)
+         OVERRIDING SYSTEM VALUE
+         SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BYTEA[], $4::BYTEA[],
+                              $5::BYTEA[], $6::BYTEA[], $7::BYTEA[], $8::BYTEA[])",
+        &[
+            &ids,
+            &columns.0,
+            &text(|e| &e.kind),
+            &text(|e| &e.actor),
+            &text(|e| &e.subject),
+            &text(|e| &e.detail),
+            &columns.1,
+            &columns.2,
+        ],
+    )
+    .await?;
+    tx.commit().await.map_err(backend)
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -469,6 +570,7 @@ impl PostgresStore {
             listener: Arc::new(std::sync::Once::new()),
             listen_config,
             listen_tls,
+            audit_writer: Arc::new(OnceLock::new()),
         };
         store.migrate().await?;
         Ok(store)
@@ -1037,41 +1139,18 @@ impl Store for PostgresStore {
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(backend)?;
-        execute(&tx, AUDIT_LOCK, &[]).await?;
-        let prev = query_opt(
-            &tx,
-            "SELECT hash FROM audit_events WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1",
-            &[],
-        )
-        .await?
-        .map(|row| column_array::<32>(&row, 0))
-        .transpose()?
-        .unwrap_or(audit::GENESIS);
-        let row = query_one(
-            &tx,
-            "INSERT INTO audit_events (at_ms, kind, actor, subject, detail, prev_hash)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            &[
-                &event.at_ms,
-                &event.kind.as_bytes(),
-                &event.actor.as_bytes(),
-                &event.subject.as_bytes(),
-                &event.detail.as_bytes(),
-                &&prev[..],
-            ],
-        )
-        .await?;
-        let id: i64 = column(&row, 0)?;
-        let hash = audit::row_hash(&prev, id, event);
-        execute(
-            &tx,
-            "UPDATE audit_events SET hash = $1 WHERE id = $2",
-            &[&&hash[..], &id],
-        )
-        .await?;
-        tx.commit().await.map_err(backend)
+        let writer = self.audit_writer.get_or_init(|| {
+            let (jobs, queue) = mpsc::channel(4096);
+            tokio::spawn(write_audit(self.pool.clone(), queue));
+            jobs
+        });
+        let (done, answer) = oneshot::channel();
+        let stopped = || StoreError::Backend("the audit writer has stopped".into());
+        writer
+            .send((event.clone(), done))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn audit_chain(
@@ -1338,6 +1417,32 @@ impl Store for PostgresStore {
     ) -> StoreResult<u32> {
         let (scope, key) = (scope.as_bytes(), key.as_bytes());
         let mut client = self.client().await?;
+        // Below the free failures (and the disabling count) an attempt is
+        // always admitted: one atomic upsert counts it. Every login passes
+        // here two or three times, and a source address's row is shared by
+        // all its users, so the common case must not hold a row lock across
+        // round trips.
+        let free = limit
+            .free_failures
+            .min(limit.disable_after.unwrap_or(u32::MAX));
+        // (A time beyond SQL's range takes the general path, which says so
+        // only if the attempt is admitted.)
+        if let Ok(now_sql) = to_sql(now) {
+            let counted = query_opt(
+                &client,
+                "INSERT INTO attempts (scope, key, failures, last_failure) VALUES ($1, $2, 1, $3)
+                 ON CONFLICT (scope, key) DO UPDATE
+                     SET failures = attempts.failures + 1, last_failure = $3
+                     WHERE attempts.failures < $4
+                 RETURNING failures",
+                &[&scope, &key, &now_sql, &i64::from(free)],
+            )
+            .await?;
+            if let Some(row) = counted {
+                let failures: i64 = column(&row, 0)?;
+                return Ok(u32::try_from(failures).unwrap_or(u32::MAX));
+            }
+        }
         let tx = client.transaction().await.map_err(backend)?;
         // A row to lock, even for the first attempt (rolled back with the
         // transaction when the attempt is refused).
@@ -1431,25 +1536,19 @@ impl Store for PostgresStore {
 
     async fn take_login_state(&self, id: &[u8; 16], now: u64) -> StoreResult<Option<Vec<u8>>> {
         let now_sql = to_sql(now)?;
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(backend)?;
-        // Taking is deleting: of concurrent takes, one gets the row.
+        let client = self.client().await?;
+        // Taking is deleting: of concurrent takes, one gets the row. Expired
+        // states are swept in the same statement (skipping rows others hold).
         let row = query_opt(
-            &tx,
-            "DELETE FROM login_states WHERE id = $1 RETURNING state, expires_at",
-            &[&&id[..]],
+            &client,
+            "WITH swept AS (
+                 DELETE FROM login_states WHERE id IN (
+                     SELECT id FROM login_states WHERE expires_at < $2 AND id <> $1
+                     ORDER BY expires_at LIMIT 100 FOR UPDATE SKIP LOCKED))
+             DELETE FROM login_states WHERE id = $1 RETURNING state, expires_at",
+            &[&&id[..], &now_sql],
         )
         .await?;
-        // Expired states are swept on the way (skipping rows others hold).
-        execute(
-            &tx,
-            "DELETE FROM login_states WHERE id IN (
-                 SELECT id FROM login_states WHERE expires_at < $1
-                 ORDER BY expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED)",
-            &[&now_sql],
-        )
-        .await?;
-        tx.commit().await.map_err(backend)?;
         match row {
             Some(row) => {
                 let state: Vec<u8> = column(&row, 0)?;
@@ -1653,30 +1752,31 @@ impl Store for PostgresStore {
     async fn put_web_session(&self, session: &WebSession) -> StoreResult<()> {
         let created_at = to_sql(session.created_at)?;
         let (last_seen, expiry) = (to_sql(session.last_seen)?, to_sql(session.absolute_expiry)?);
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(backend)?;
-        // This token's row if it is past its expiry (so it may be reused, as
-        // on SQLite), then a bounded sweep of others that skips rows other
-        // replicas hold: sessions past their absolute expiry open nothing.
-        execute(
-            &tx,
-            "DELETE FROM web_sessions WHERE token_hash = $1 AND absolute_expiry <= $2",
-            &[&&session.token_hash[..], &created_at],
-        )
-        .await?;
-        execute(
-            &tx,
-            "DELETE FROM web_sessions WHERE token_hash IN (
-                 SELECT token_hash FROM web_sessions WHERE absolute_expiry <= $1
-                 ORDER BY absolute_expiry LIMIT 1000 FOR UPDATE SKIP LOCKED)",
-            &[&created_at],
-        )
-        .await?;
-        execute(
-            &tx,
-            "INSERT INTO web_sessions
-             (token_hash, subject, data, created_at, last_seen, absolute_expiry)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+        let client = self.client().await?;
+        // One statement (every sign-in passes here): the insert, which may
+        // take over this token's row only if that session has expired (as on
+        // SQLite), and, only when it succeeds, a bounded sweep of other
+        // sessions past their absolute expiry that skips rows other replicas
+        // hold. A live session with this token is refused and nothing changes.
+        let stored = query_opt(
+            &client,
+            "WITH stored AS (
+                 INSERT INTO web_sessions
+                     (token_hash, subject, data, created_at, last_seen, absolute_expiry)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (token_hash) DO UPDATE SET
+                     subject = EXCLUDED.subject, data = EXCLUDED.data,
+                     created_at = EXCLUDED.created_at, last_seen = EXCLUDED.last_seen,
+                     absolute_expiry = EXCLUDED.absolute_expiry
+                     WHERE web_sessions.absolute_expiry <= EXCLUDED.created_at
+                 RETURNING 1),
+             swept AS (
+                 DELETE FROM web_sessions WHERE EXISTS (SELECT 1 FROM stored)
+                 AND token_hash IN (
+                     SELECT token_hash FROM web_sessions
+                     WHERE absolute_expiry <= $4 AND token_hash <> $1
+                     ORDER BY absolute_expiry LIMIT 100 FOR UPDATE SKIP LOCKED))
+             SELECT 1 FROM stored",
             &[
                 &&session.token_hash[..],
                 &session.subject.as_bytes(),
@@ -1687,7 +1787,12 @@ impl Store for PostgresStore {
             ],
         )
         .await?;
-        tx.commit().await.map_err(backend)
+        match stored {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Backend(
+                "a live web session already has this token".into(),
+            )),
+        }
     }
 
     async fn touch_web_session(

@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0005_hardware_keys.sql"),
     include_str!("../../../migrations/sqlite/0006_audit_chain.sql"),
     include_str!("../../../migrations/sqlite/0007_portal.sql"),
+    include_str!("../../../migrations/sqlite/0008_transient_unlogged.sql"),
 ];
 
 /// A store in one SQLite file.
