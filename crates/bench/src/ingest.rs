@@ -146,15 +146,8 @@ pub(crate) fn run(server: &str, per_session: u64) -> Vec<IngestRow> {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let mut bytes = [0u8; 6];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
-        let name = format!(
-            "vg_bench_{}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
-        admin_sql(server, &format!("CREATE DATABASE {name}")).await;
-        let base = server.rsplit_once('/').map_or(server, |(b, _)| b);
-        let url = format!("{base}/{name}");
+        let database = Database::create(server).await;
+        let url = database.url.clone();
         let mut rows = Vec::new();
         for (i, gather) in [20usize, 200, 1000, 5000].into_iter().enumerate() {
             let rate = through_the_writer(&url, gather, per_session, i as u64 * 10_000).await;
@@ -170,13 +163,43 @@ pub(crate) fn run(server: &str, per_session: u64) -> Vec<IngestRow> {
             batch: (SESSIONS * per_session) as usize,
             samples_per_s: rate,
         });
-        admin_sql(
-            server,
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        )
-        .await;
+        database.drop().await;
         rows
     })
+}
+
+/// A database of the benchmark's own on the server, dropped at the end.
+pub(crate) struct Database {
+    server: String,
+    name: String,
+    pub(crate) url: String,
+}
+
+impl Database {
+    pub(crate) async fn create(server: &str) -> Self {
+        let mut bytes = [0u8; 6];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+        let name = format!(
+            "vg_bench_{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        admin_sql(server, &format!("CREATE DATABASE {name}")).await;
+        let base = server.rsplit_once('/').map_or(server, |(b, _)| b);
+        let url = format!("{base}/{name}");
+        Self {
+            server: server.to_string(),
+            name,
+            url,
+        }
+    }
+
+    pub(crate) async fn drop(self) {
+        admin_sql(
+            &self.server,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        )
+        .await;
+    }
 }
 
 pub(crate) fn report(rows: &[IngestRow], json: bool) {

@@ -25,7 +25,7 @@ use vitalgate_store::{MemoryStore, Store};
 /// Keycloak's published sizing: password logins per second per vCPU.
 const KEYCLOAK_LOGINS_PER_VCPU: f64 = 15.0;
 
-fn cheap_ksf() -> Argon2<'static> {
+pub(crate) fn cheap_ksf() -> Argon2<'static> {
     let params = Params::new(8, 1, 1, None).expect("argon2 params");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }

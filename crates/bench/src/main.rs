@@ -5,6 +5,7 @@
 //! cargo run --release -p vitalgate-bench -- login [--json] [--logins N]
 //! cargo run --release -p vitalgate-bench -- biometric [--json]
 //! cargo run --release -p vitalgate-bench -- ingest [--json] [--database-url URL]
+//! cargo run --release -p vitalgate-bench -- login-e2e [--json] [--logins N] [--database-url URL]
 //! ```
 //!
 //! Everything runs single-threaded and in memory, interleaved round by round
@@ -15,6 +16,7 @@ mod biometric;
 mod floor;
 mod ingest;
 mod login;
+mod login_e2e;
 mod measure;
 mod peers;
 mod vitalgate;
@@ -32,7 +34,8 @@ use measure::{interleaved, Bench};
 const USAGE: &str = "usage: vitalgate-bench handshake [--json] [--rounds N]\n       \
                      vitalgate-bench login [--json] [--logins N]\n       \
                      vitalgate-bench biometric [--json]\n       \
-                     vitalgate-bench ingest [--json] [--database-url URL]";
+                     vitalgate-bench ingest [--json] [--database-url URL]\n       \
+                     vitalgate-bench login-e2e [--json] [--logins N] [--database-url URL]";
 
 struct Row {
     name: &'static str,
@@ -74,7 +77,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "handshake" | "login" | "biometric" | "ingest" if command.is_none() => {
+            "handshake" | "login" | "biometric" | "ingest" | "login-e2e" if command.is_none() => {
                 command = Some(arg.clone())
             }
             "-h" | "--help" => {
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Some("login") => login::report(&login::run(logins), json),
         Some("biometric") => biometric::run(json),
         Some("ingest") => ingest::report(&ingest::run(&database_url, 2000), json),
+        Some("login-e2e") => login_e2e::report(&login_e2e::run(&database_url, logins), json),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
