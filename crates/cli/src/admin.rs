@@ -9,8 +9,6 @@ use crate::{admin_request, connect, connect_ttp, CliResult};
 
 // Declared here rather than beside the other modules in main.rs: backup and
 // restore are administration, and this keeps them out of main.rs.
-#[path = "backup.rs"]
-mod backup;
 
 #[derive(Debug, Args)]
 pub(crate) struct AdminArgs {
@@ -441,7 +439,7 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
             ref out,
             ref kek_file,
         } => {
-            backup::backup(
+            crate::backup::backup(
                 database_url.as_deref(),
                 hsp_data_dir,
                 out,
@@ -453,7 +451,7 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
             ref database_url,
             ref input,
             ref kek_file,
-        } => backup::restore(database_url, input, kek_file.as_deref()).await?,
+        } => crate::backup::restore(database_url, input, kek_file.as_deref()).await?,
         AdminCommand::VitalsCount { device } => {
             let (mut hsp, token) = hsp().await?;
             let request = v1::VitalsCountRequest {

@@ -10,31 +10,22 @@
 //! that the KEK opens the wrapped data key and that the data key opens
 //! OPAQUE's setup (losing it would make every user register again).
 //!
-//! The checks follow the HSP's formats (`services/hsp/src/vault.rs`), which
-//! keep `unwrap_key` private: the envelope is `kek id(8) | nonce(12) |
-//! ChaCha20-Poly1305(data key)` with the label and the id as associated data,
-//! and a sealed secret is `nonce(12) | ChaCha20-Poly1305(secret)` under its
-//! name. The AEAD is the workspace's provider's.
+//! The check is the HSP's own (`vitalgate_hsp::check_backup_secrets`).
 
 use std::io::{BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vitalgate_core::provider::{AwsLc, CryptoProvider, Secret32, TAG_LEN};
 use vitalgate_store::backup::{self, Summary};
 use vitalgate_store::Store;
 use zeroize::Zeroizing;
 
 use crate::CliResult;
 
-/// The setting holding the data key wrapped under the KEK (vault.rs).
-const WRAPPED_DATA_KEY: &str = "data-key.wrapped";
-/// The associated data's label of the wrapped data key (vault.rs).
-const WRAP_LABEL: &[u8] = b"vitalgate/1 data key";
-/// The setting holding OPAQUE's server setup, sealed under its own name.
-const OPAQUE_SETUP: &str = "opaque-server-setup";
-const NONCE_LEN: usize = 12;
+use vitalgate_hsp::{
+    check_backup_secrets, KeyEncryptionKey, OPAQUE_SETUP_SETTING, WRAPPED_DATA_KEY,
+};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -91,103 +82,13 @@ async fn open(location: &Location) -> Result<Arc<dyn Store>, Error> {
 }
 
 /// A key-encryption key, read as the HSP reads `--kek-file` (64 hex digits).
-struct Kek(Secret32);
-
-impl Kek {
-    fn read(path: &Path) -> Result<Self, Error> {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("key-encryption key {}: {e}", path.display()))?,
-        );
-        let bytes =
-            Zeroizing::new(hex::decode(text.trim()).map_err(|_| {
-                format!("key-encryption key {}: not 64 hex digits", path.display())
-            })?);
-        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-            format!(
-                "key-encryption key {}: not 32 bytes (64 hex digits)",
-                path.display()
-            )
-        })?;
-        Ok(Self(Secret32::from_bytes(key)))
-    }
-
-    /// The KEK's name, as the HSP derives it (it reveals nothing of the key).
-    fn id(&self) -> [u8; 8] {
-        let digest = AwsLc::sha256(&[b"vitalgate/1 kek id", self.0.expose()]);
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&digest[..8]);
-        id
-    }
-
-    /// The data key in `wrapped`, or why this KEK does not open it.
-    fn open(&self, wrapped: &[u8]) -> Result<Secret32, String> {
-        let not_this = || {
-            format!(
-                "the data key is wrapped under the key-encryption key with id {}, \
-                 not under this one (id {})",
-                hex::encode(wrapped.get(..8).unwrap_or_default()),
-                hex::encode(self.id())
-            )
-        };
-        let (id, rest) = wrapped.split_at_checked(8).ok_or_else(not_this)?;
-        if id != self.id() {
-            return Err(not_this());
-        }
-        let (nonce, body) = rest.split_at_checked(NONCE_LEN).ok_or_else(not_this)?;
-        let mut body = Zeroizing::new(body.to_vec());
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| not_this())?;
-        let len = AwsLc::aead_open(&self.0, nonce, &[WRAP_LABEL, id].concat(), &mut body).map_err(
-            |_| {
-                format!(
-                    "the key-encryption key (id {}) does not open the wrapped data key: \
-                     the key or the backup is damaged",
-                    hex::encode(id)
-                )
-            },
-        )?;
-        let key: [u8; 32] = body
-            .get(..len)
-            .and_then(|k| k.try_into().ok())
-            .ok_or("the wrapped data key is not 32 bytes")?;
-        Ok(Secret32::from_bytes(key))
-    }
-}
-
-/// Whether `sealed` (the vault's `nonce | AEAD`) opens under `data_key` with
-/// `label`.
-fn opens(data_key: &Secret32, label: &str, sealed: &[u8]) -> bool {
-    if sealed.len() < NONCE_LEN + TAG_LEN {
-        return false;
-    }
-    let (nonce, body) = sealed.split_at(NONCE_LEN);
-    let Ok(nonce) = <[u8; NONCE_LEN]>::try_from(nonce) else {
-        return false;
-    };
-    let mut body = Zeroizing::new(body.to_vec());
-    AwsLc::aead_open(data_key, nonce, label.as_bytes(), &mut body).is_ok()
-}
-
-/// Checks that `kek` opens the wrapped data key and that the data key opens
-/// OPAQUE's setup, if there is one; returns what to tell the operator.
-fn check_kek(kek: &Kek, wrapped: &[u8], opaque_setup: Option<&[u8]>) -> Result<String, String> {
-    let data_key = kek.open(wrapped)?;
-    let mut said = format!(
-        "the key-encryption key (id {}) opens the data key",
-        hex::encode(kek.id())
+fn read_kek(path: &Path) -> Result<KeyEncryptionKey, Error> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("key-encryption key {}: {e}", path.display()))?,
     );
-    match opaque_setup {
-        Some(sealed) if !opens(&data_key, OPAQUE_SETUP, sealed) => {
-            return Err(
-                "the data key does not open OPAQUE's server setup: every user would have to \
-                 register again"
-                    .into(),
-            )
-        }
-        Some(_) => said.push_str(", which opens OPAQUE's server setup"),
-        None => said.push_str(" (there is no OPAQUE server setup yet)"),
-    }
-    Ok(said)
+    Ok(KeyEncryptionKey::from_hex(&text)
+        .map_err(|e| format!("key-encryption key {}: {e}", path.display()))?)
 }
 
 fn print_tables(tables: &[(String, u64)]) {
@@ -223,15 +124,15 @@ pub(crate) async fn backup(
         )
         .into());
     }
-    let kek = kek_file.map(Kek::read).transpose()?;
+    let kek = kek_file.map(read_kek).transpose()?;
     let store = open(&source).await?;
     // The key check comes first: a backup the KEK would not open is not
     // written.
     let wrapped = store.setting(WRAPPED_DATA_KEY).await?;
     let key_note = match (&wrapped, &kek) {
         (Some(wrapped), Some(kek)) => {
-            let opaque = store.setting(OPAQUE_SETUP).await?;
-            check_kek(kek, wrapped, opaque.as_deref())
+            let opaque = store.setting(OPAQUE_SETUP_SETTING).await?;
+            check_backup_secrets(kek, wrapped, opaque.as_deref())
                 .map_err(|e| format!("refused, nothing written: {e}"))?
         }
         (Some(wrapped), None) => format!(
@@ -319,10 +220,11 @@ pub(crate) async fn restore(
     // the target is even opened.
     let summary: Summary = backup::verify_backup(open_input()?)
         .map_err(|e| refused(format!("{}: {e}", input.display())))?;
-    let kek = kek_file.map(Kek::read).transpose()?;
+    let kek = kek_file.map(read_kek).transpose()?;
     let key_note = match (summary.setting(WRAPPED_DATA_KEY), &kek) {
         (Some(wrapped), Some(kek)) => {
-            check_kek(kek, wrapped, summary.setting(OPAQUE_SETUP)).map_err(refused)?
+            check_backup_secrets(kek, wrapped, summary.setting(OPAQUE_SETUP_SETTING))
+                .map_err(refused)?
         }
         (Some(wrapped), None) => {
             return Err(refused(format!(
@@ -392,58 +294,5 @@ mod tests {
             Location::Postgres("postgres://u:secret@h/db".into()).to_string(),
             "PostgreSQL database postgres://u:***@h/db"
         );
-    }
-
-    /// The envelope the HSP makes (vault.rs), made here with the provider.
-    fn wrap(kek: &Kek, data_key: &[u8; 32]) -> Vec<u8> {
-        let id = kek.id();
-        let nonce = [7u8; NONCE_LEN];
-        let mut sealed = data_key.to_vec();
-        AwsLc::aead_seal(&kek.0, nonce, &[WRAP_LABEL, &id].concat(), &mut sealed);
-        [&id[..], &nonce, &sealed].concat()
-    }
-
-    fn seal(key: &Secret32, label: &str, secret: &[u8]) -> Vec<u8> {
-        let nonce = [9u8; NONCE_LEN];
-        let mut sealed = secret.to_vec();
-        AwsLc::aead_seal(key, nonce, label.as_bytes(), &mut sealed);
-        [&nonce[..], &sealed].concat()
-    }
-
-    #[test]
-    fn the_kek_must_open_the_data_key_and_the_data_key_the_opaque_setup() {
-        let kek = Kek(Secret32::from_bytes([0x7e; 32]));
-        let other = Kek(Secret32::from_bytes([0x11; 32]));
-        let data_key = [3u8; 32];
-        let wrapped = wrap(&kek, &data_key);
-        let setup = seal(&Secret32::from_bytes(data_key), OPAQUE_SETUP, b"setup");
-        let said = check_kek(&kek, &wrapped, Some(&setup)).expect("opens");
-        assert!(said.contains(&hex::encode(kek.id())), "{said}");
-        assert!(check_kek(&kek, &wrapped, None).is_ok());
-        let refused = check_kek(&other, &wrapped, Some(&setup)).expect_err("another KEK");
-        assert!(refused.contains(&hex::encode(kek.id())), "{refused}");
-        let mut damaged = wrapped.clone();
-        *damaged.last_mut().expect("bytes") ^= 1;
-        assert!(check_kek(&kek, &damaged, Some(&setup)).is_err());
-        let foreign = seal(&Secret32::from_bytes([4; 32]), OPAQUE_SETUP, b"setup");
-        assert!(check_kek(&kek, &wrapped, Some(&foreign)).is_err());
-        assert!(check_kek(&kek, &wrapped[..10], None).is_err());
-    }
-
-    #[test]
-    fn the_kek_id_is_the_hsps() {
-        // The HSP prints its KEK's id; the same key gives the same id here.
-        let text = "7e".repeat(32);
-        let hsp = vitalgate_hsp::KeyEncryptionKey::from_hex(&text).expect("kek");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("kek");
-        std::fs::write(&path, &text).expect("write");
-        let ours = Kek::read(&path).expect("read");
-        assert_eq!(
-            format!("{hsp:?}"),
-            format!("KeyEncryptionKey(id {})", hex::encode(ours.id()))
-        );
-        std::fs::write(&path, "abcd").expect("write");
-        assert!(Kek::read(&path).is_err());
     }
 }

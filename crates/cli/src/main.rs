@@ -4,6 +4,7 @@
 
 mod admin;
 mod audit;
+mod backup;
 mod config;
 mod dev;
 mod run;

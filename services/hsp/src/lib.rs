@@ -17,7 +17,7 @@ pub mod policy;
 mod portal;
 pub use portal::{code_mac as portal_code_mac, PortalConfig};
 
-pub use vault::{KeyEncryptionKey, VaultError};
+pub use vault::{check_backup_secrets, KeyEncryptionKey, VaultError, WRAPPED_DATA_KEY};
 mod session;
 mod vault;
 pub mod writer;
@@ -220,7 +220,7 @@ pub(crate) struct Inner {
 const LOGIN_ROLES: RoleSet = RoleSet::only(Role::Device).with(Role::Clinician);
 
 /// The setting that holds OPAQUE's server setup, sealed under the HSP's data key.
-const OPAQUE_SETUP_SETTING: &str = "opaque-server-setup";
+pub const OPAQUE_SETUP_SETTING: &str = "opaque-server-setup";
 
 /// OPAQUE's server setup: made by the first replica, read by the others.
 /// Losing it would make every user register again (back it up with the store).

@@ -23,7 +23,7 @@ use vitalgate_store::Store;
 use zeroize::Zeroizing;
 
 /// The setting that holds the data key wrapped under the KEK.
-const WRAPPED_DATA_KEY: &str = "data-key.wrapped";
+pub const WRAPPED_DATA_KEY: &str = "data-key.wrapped";
 const WRAP_LABEL: &[u8] = b"vitalgate/1 data key";
 
 /// A key-encryption key (32 bytes) from configuration.
@@ -77,6 +77,42 @@ impl KeyEncryptionKey {
 impl std::fmt::Debug for KeyEncryptionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "KeyEncryptionKey(id {})", hex::encode(self.id()))
+    }
+}
+
+/// Checks a backup's secrets before anyone needs them: that `kek` opens the
+/// wrapped data key (the store's [`WRAPPED_DATA_KEY`] setting) and that the
+/// data key opens OPAQUE's sealed server setup, when there is one (losing it
+/// would make every user register again). Returns what to tell the operator.
+pub fn check_backup_secrets(
+    kek: &KeyEncryptionKey,
+    wrapped: &[u8],
+    opaque_setup: Option<&[u8]>,
+) -> Result<String, String> {
+    let found = hex::encode(wrapped.get(..8).unwrap_or_default());
+    let ours = hex::encode(kek.id());
+    if found != ours {
+        return Err(format!(
+            "the data key is wrapped under the key-encryption key with id {found}, \
+             not under this one (id {ours})"
+        ));
+    }
+    let key = kek.unwrap_key(wrapped).ok_or_else(|| {
+        format!(
+            "the key-encryption key (id {ours}) does not open the wrapped data key: \
+             the key or the backup is damaged"
+        )
+    })?;
+    let vault = SecretVault { key };
+    let said = format!("the key-encryption key (id {ours}) opens the data key");
+    match opaque_setup {
+        Some(sealed) if vault.open(crate::OPAQUE_SETUP_SETTING, sealed).is_none() => Err(
+            "the data key does not open OPAQUE's server setup: every user would have to \
+             register again"
+                .into(),
+        ),
+        Some(_) => Ok(format!("{said}, which opens OPAQUE's server setup")),
+        None => Ok(format!("{said} (there is no OPAQUE server setup yet)")),
     }
 }
 
@@ -229,6 +265,35 @@ impl SecretVault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_backup_check_needs_the_kek_and_a_data_key_that_opens_the_opaque_setup() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = vitalgate_store::MemoryStore::new();
+        let kek = KeyEncryptionKey::from_hex(&"7e".repeat(32)).expect("kek");
+        let other = KeyEncryptionKey::from_hex(&"11".repeat(32)).expect("kek");
+        let vault = SecretVault::unlock(dir.path(), &store, Some(&kek), None)
+            .await
+            .expect("vault");
+        let wrapped = store
+            .setting(WRAPPED_DATA_KEY)
+            .await
+            .expect("setting")
+            .expect("wrapped");
+        let setup = vault.seal(crate::OPAQUE_SETUP_SETTING, b"setup");
+        let said = check_backup_secrets(&kek, &wrapped, Some(&setup)).expect("opens");
+        assert!(said.contains(&hex::encode(kek.id())), "{said}");
+        assert!(format!("{kek:?}").contains(&hex::encode(kek.id())));
+        assert!(check_backup_secrets(&kek, &wrapped, None).is_ok());
+        let refused = check_backup_secrets(&other, &wrapped, Some(&setup)).expect_err("another");
+        assert!(refused.contains(&hex::encode(kek.id())), "{refused}");
+        let mut damaged = wrapped.clone();
+        *damaged.last_mut().expect("bytes") ^= 1;
+        assert!(check_backup_secrets(&kek, &damaged, Some(&setup)).is_err());
+        let foreign = SecretVault::from_key([4; 32]).seal(crate::OPAQUE_SETUP_SETTING, b"setup");
+        assert!(check_backup_secrets(&kek, &wrapped, Some(&foreign)).is_err());
+        assert!(check_backup_secrets(&kek, &wrapped[..10], None).is_err());
+    }
 
     #[tokio::test]
     async fn the_data_key_is_wrapped_under_the_kek_and_rewrapped_when_it_rotates() {
