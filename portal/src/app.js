@@ -25,8 +25,11 @@ class ApiError extends Error {
   }
 }
 
-async function api(path, body) {
+// `poll`: the page asks on its own (a refresh timer), which must not keep an
+// unattended session alive; the server leaves its idle time running.
+async function api(path, body, { poll = false } = {}) {
   const init = { headers: {}, credentials: "same-origin" };
+  if (poll) init.headers["x-vitalgate-poll"] = "1";
   if (body !== undefined) {
     init.method = "POST";
     init.headers["content-type"] = "application/json";
@@ -42,7 +45,9 @@ async function api(path, body) {
     data = { error: text };
   }
   if (!response.ok) {
-    if (response.status === 401 && session && !path.startsWith("/api/login")) {
+    // A refused sign-in or break-glass step is not the session ending.
+    const signingIn = path.startsWith("/api/login") || path.startsWith("/api/break-glass");
+    if (response.status === 401 && session && !signingIn) {
       sessionEnded("Your session ended. Sign in again.");
     }
     throw new ApiError(response.status, data.error || `The server answered ${response.status}.`);
@@ -187,13 +192,15 @@ async function patientsPage() {
   const updated = main.querySelector("[data-updated]");
   let timer = null;
   let stopped = false;
+  let first = true;
   stopPage = () => {
     stopped = true;
     clearTimeout(timer);
   };
   const refresh = async () => {
     try {
-      const view = await api("/api/patients");
+      const view = await api("/api/patients", undefined, { poll: !first });
+      first = false;
       const skew = Date.now() - view.now_ms;
       rows.replaceChildren(
         ...view.patients.map((p) => {
@@ -430,7 +437,9 @@ function accountPage() {
       password,
       keyStretching: KEY_STRETCHING,
     });
-    await api("/api/password/finish", { upload: registrationRecord });
+    // Every other session ends with the old password; this page gets a new one.
+    const changed = await api("/api/password/finish", { upload: registrationRecord });
+    session = changed.session;
     form.reset();
     form.querySelector("[data-ok]").textContent = "Your password is changed.";
   });

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -92,10 +92,14 @@ impl AlertRules {
 pub(crate) struct AlertRaiser {
     store: Arc<dyn Store>,
     rules: AlertRules,
-    /// Device serial → its patient. A serial is one device's credential,
-    /// bound once; a replacement device has a serial of its own.
-    patients: Arc<Mutex<HashMap<u64, String>>>,
+    /// Device serial → its patient while the binding is active, and when
+    /// that was read: re-read after [`BINDING_TTL`], since an administrator
+    /// may bind a device to another patient.
+    patients: Arc<Mutex<HashMap<u64, (String, Instant)>>>,
 }
+
+/// How long a device's patient is taken as read.
+const BINDING_TTL: Duration = Duration::from_secs(10);
 
 /// How many committed batches may wait for evaluation; beyond that a batch is
 /// skipped (and logged) rather than slowing the writer down.
@@ -123,23 +127,28 @@ impl AlertRaiser {
     }
 
     async fn patient_of(&self, serial: u64) -> Option<String> {
-        if let Some(p) = self
+        if let Some((pseudonym, read_at)) = self
             .patients
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&serial)
         {
-            return Some(p.clone());
+            if read_at.elapsed() < BINDING_TTL {
+                return Some(pseudonym.clone());
+            }
         }
-        let (pseudonym, active) = self.store.device_binding(serial).await.ok()??;
-        if !active {
-            return None;
+        let binding = self.store.device_binding(serial).await.ok().flatten();
+        let mut patients = self.patients.lock().unwrap_or_else(|p| p.into_inner());
+        match binding {
+            Some((pseudonym, true)) => {
+                patients.insert(serial, (pseudonym.clone(), Instant::now()));
+                Some(pseudonym)
+            }
+            _ => {
+                patients.remove(&serial);
+                None
+            }
         }
-        self.patients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(serial, pseudonym.clone());
-        Some(pseudonym)
     }
 
     async fn check_thresholds(&self, batch: &[StoredSample]) {
@@ -157,12 +166,39 @@ impl AlertRaiser {
         }
         for ((serial, rule), (at_ms, detail)) in seen {
             if let Some(pseudonym) = self.patient_of(serial).await {
-                self.raise(pseudonym, serial, rule, detail, at_ms).await;
+                self.raise(pseudonym, serial, rule, detail, at_ms, at_ms)
+                    .await;
             }
         }
     }
 
-    async fn raise(&self, pseudonym: String, serial: u64, rule: &str, detail: String, at_ms: i64) {
+    /// Raises `rule` for the patient unless an alert of that rule, open or
+    /// acknowledged, was raised at or after `covered_from_ms`: a sample sent
+    /// again after a lost acknowledgement, or a silence already reported,
+    /// does not bring an acknowledged alert back.
+    async fn raise(
+        &self,
+        pseudonym: String,
+        serial: u64,
+        rule: &str,
+        detail: String,
+        at_ms: i64,
+        covered_from_ms: i64,
+    ) {
+        match self.store.alerts_of(&pseudonym, 50).await {
+            Ok(recent)
+                if recent
+                    .iter()
+                    .any(|a| a.alert.rule == rule && a.alert.raised_at_ms >= covered_from_ms) =>
+            {
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, rule, "the patient's alerts could not be read");
+                return;
+            }
+        }
         let alert = NewAlert {
             pseudonym,
             device_serial: serial,
@@ -218,8 +254,17 @@ impl AlertRaiser {
                     "no data from device {serial} for {} s (limit {silence_secs} s)",
                     quiet_ms / 1000
                 );
-                self.raise(pseudonym, serial, "silence", detail, now_ms)
-                    .await;
+                // One report per silent spell: any silence alert raised since
+                // the newest sample covers it.
+                self.raise(
+                    pseudonym,
+                    serial,
+                    "silence",
+                    detail,
+                    now_ms,
+                    newest.measured_at_ms,
+                )
+                .await;
             }
         }
         Ok(())
@@ -229,6 +274,46 @@ impl AlertRaiser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn low_spo2(device_serial: u64, sequence: u64, measured_at_ms: i64) -> StoredSample {
+        StoredSample {
+            device_serial,
+            sequence,
+            measured_at_ms,
+            heart_rate_bpm: 72.0,
+            spo2_percent: 86.0,
+            respiratory_rate_per_min: 14.0,
+            skin_temperature_c: 36.6,
+            systolic_mmhg: 120.0,
+            diastolic_mmhg: 80.0,
+            anomaly: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resent_sample_does_not_bring_an_acknowledged_alert_back() {
+        let store: Arc<dyn Store> = Arc::new(vitalgate_store::MemoryStore::new());
+        store.bind_device("pt-1", 7, 0).await.expect("bind");
+        let raiser = AlertRaiser::new(store.clone(), AlertRules::default());
+        raiser.check_thresholds(&[low_spo2(7, 1, 1_000)]).await;
+        let open = store.open_alerts(None, 10).await.expect("alerts");
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].alert.pseudonym, "pt-1");
+        assert!(store
+            .acknowledge_alert(open[0].id, "dr-a", 2_000)
+            .await
+            .expect("ack"));
+        // The device resends the same sample after a lost acknowledgement.
+        raiser.check_thresholds(&[low_spo2(7, 1, 1_000)]).await;
+        assert!(store
+            .open_alerts(None, 10)
+            .await
+            .expect("alerts")
+            .is_empty());
+        // A new reading still below the threshold is a new alert.
+        raiser.check_thresholds(&[low_spo2(7, 2, 3_000)]).await;
+        assert_eq!(store.open_alerts(None, 10).await.expect("alerts").len(), 1);
+    }
 
     #[test]
     fn thresholds_name_the_rule_and_the_value() {

@@ -215,6 +215,7 @@ pub(crate) async fn logout(
 pub(crate) async fn patients(
     State(portal): State<Portal>,
     clinician: Clinician,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<PatientsView>, ApiError> {
     let store = &*portal.hsp.inner.store;
     let mut pseudonyms = store
@@ -266,14 +267,39 @@ pub(crate) async fn patients(
                 .collect(),
         });
     }
-    audit(
-        store,
-        "vitals.list",
-        &clinician.subject,
-        "care-teams",
-        &format!("portal: newest vitals of {} patients", patients.len()),
-    )
-    .await;
+    // Opening the list is reading each patient's newest vitals; the page's
+    // refreshes of an open list are not new openings.
+    if !super::session::is_poll(&headers) {
+        let named: Vec<&str> = patients.iter().map(|p| p.pseudonym.as_str()).collect();
+        audit(
+            store,
+            "vitals.list",
+            &clinician.subject,
+            "care-teams",
+            &format!("portal: newest vitals of {}", named.join(", ")),
+        )
+        .await;
+        if let Some(grant) = clinician
+            .data
+            .break_glass
+            .as_ref()
+            .filter(|g| g.until > unix_now())
+        {
+            let access = Access::BreakGlass {
+                reason: grant.reason.clone(),
+                until: grant.until,
+            };
+            portal
+                .audit_read(
+                    &clinician,
+                    &grant.patient,
+                    &access,
+                    "vitals.read",
+                    "newest, in the list",
+                )
+                .await;
+        }
+    }
     Ok(Json(PatientsView {
         now_ms: unix_now_ms(),
         patients,
@@ -369,7 +395,8 @@ pub(crate) async fn live(
     let mut feed = store.vitals_feed();
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
     tokio::spawn(async move {
-        let mut newest = query.after;
+        // Never more than the page's hour back, whatever it asks.
+        let mut newest = (query.after.max(unix_now_ms() - HISTORY_MS), 0u64);
         let mut shown_alerts: Option<Vec<Alert>> = None;
         let mut checks = tokio::time::interval(LIVE_CHECK);
         let mut wake = true;
@@ -377,23 +404,29 @@ pub(crate) async fn live(
             if wake {
                 wake = false;
                 if let Some(serial) = device {
-                    match store.vitals_since(serial, newest + 1, MAX_HISTORY).await {
-                        Ok(samples) if !samples.is_empty() => {
-                            newest = samples
+                    // From the newest sent sample's millisecond on: a sample
+                    // committed later with the same time is still sent, once.
+                    match store.vitals_since(serial, newest.0, MAX_HISTORY).await {
+                        Ok(samples) => {
+                            let fresh: Vec<&StoredSample> = samples
                                 .iter()
-                                .map(|s| s.measured_at_ms)
-                                .max()
-                                .unwrap_or(newest);
-                            let wire: Vec<Sample> = samples.iter().map(Sample::from).collect();
-                            let event = Event::default()
-                                .event("vitals")
-                                .json_data(&wire)
-                                .unwrap_or_default();
-                            if tx.send(event).await.is_err() {
-                                return;
+                                .filter(|s| (s.measured_at_ms, s.sequence) > newest)
+                                .collect();
+                            if let Some(last) =
+                                fresh.iter().map(|s| (s.measured_at_ms, s.sequence)).max()
+                            {
+                                newest = last;
+                                let wire: Vec<Sample> =
+                                    fresh.into_iter().map(Sample::from).collect();
+                                let event = Event::default()
+                                    .event("vitals")
+                                    .json_data(&wire)
+                                    .unwrap_or_default();
+                                if tx.send(event).await.is_err() {
+                                    return;
+                                }
                             }
                         }
-                        Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "live vitals read failed"),
                     }
                 }
@@ -574,7 +607,7 @@ pub(crate) async fn password_finish(
     State(portal): State<Portal>,
     clinician: Clinician,
     Json(request): Json<PasswordFinish>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     recent_password(&clinician)?;
     let upload = URL_SAFE_NO_PAD
         .decode(request.upload.trim_end_matches('='))
@@ -595,13 +628,27 @@ pub(crate) async fn password_finish(
         .clear_attempts(PASSWORD_SCOPE, &clinician.subject)
         .await
         .map_err(|e| ApiError::store(&e))?;
+    // A session that may have been stolen ends with the old password; the
+    // clinician gets a fresh one.
+    let ended = store
+        .delete_web_sessions_of(&clinician.subject)
+        .await
+        .map_err(|e| ApiError::store(&e))?;
     audit(
         store,
         "factor.password.replaced",
         &clinician.subject,
         "password",
-        "changed by its owner in the portal",
+        &format!("changed by its owner in the portal; {ended} sessions ended"),
     )
     .await;
-    Ok(Json(serde_json::json!({ "changed": true })))
+    let (cookie, data) = portal
+        .open_session(&clinician.subject, clinician.data.assurance, None)
+        .await?;
+    let view = portal.view(&clinician.subject, data);
+    Ok((
+        [(header::SET_COOKIE, cookie)],
+        Json(serde_json::json!({ "changed": true, "session": view })),
+    )
+        .into_response())
 }

@@ -452,16 +452,11 @@ pub(crate) async fn break_glass_start(
             "The reason may have at most 500 characters.",
         ));
     }
+    // Whether the patient exists is said only after the re-authentication:
+    // a signed-in session alone cannot probe identifiers.
     let patient = request.patient.trim().to_string();
-    let known = portal
-        .hsp
-        .inner
-        .store
-        .patient(&patient)
-        .await
-        .map_err(|e| ApiError::store(&e))?;
-    if known.is_none() {
-        return Err(ApiError::not_found("No patient has that identifier."));
+    if patient.is_empty() || patient.len() > 128 {
+        return Err(ApiError::bad_request("Enter the patient's identifier."));
     }
     portal
         .start(
@@ -490,6 +485,14 @@ pub(crate) async fn break_glass_finish(
     }
     let assurance = portal.assurance()?;
     let store = &*portal.hsp.inner.store;
+    if store
+        .patient(&patient)
+        .await
+        .map_err(|e| ApiError::store(&e))?
+        .is_none()
+    {
+        return Err(ApiError::not_found("No patient has that identifier."));
+    }
     let until = unix_now() + portal.hsp.inner.factors.policy.break_glass_secs;
     let grant = BreakGlassGrant {
         patient: patient.clone(),

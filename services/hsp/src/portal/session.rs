@@ -138,21 +138,24 @@ impl Portal {
         self.set_cookie("", 0)
     }
 
-    /// The session the request's cookie names, touched (its idle time starts
-    /// again); `None` when there is none or it has expired.
+    /// The session the request's cookie names; `None` when there is none or
+    /// it has expired. A request the page makes on its own (a refresh timer,
+    /// marked with [`POLL_HEADER`]) leaves the session's idle time running;
+    /// anything else is the clinician's doing and starts it again.
     pub(crate) async fn session(&self, headers: &HeaderMap) -> Result<Option<Clinician>, ApiError> {
         let Some(token) = cookie(headers, self.cookie_name()) else {
             return Ok(None);
         };
         let hash = token_hash(&token);
-        let Some(found) = self
-            .hsp
-            .inner
-            .store
-            .touch_web_session(&hash, unix_now(), self.config.idle_secs)
-            .await
-            .map_err(|e| ApiError::store(&e))?
-        else {
+        let store = &self.hsp.inner.store;
+        let (now, idle) = (unix_now(), self.config.idle_secs);
+        let found = if is_poll(headers) {
+            store.web_session(&hash, now, idle).await
+        } else {
+            store.touch_web_session(&hash, now, idle).await
+        }
+        .map_err(|e| ApiError::store(&e))?;
+        let Some(found) = found else {
             return Ok(None);
         };
         let data: SessionData = serde_json::from_slice(&found.data)
@@ -164,6 +167,15 @@ impl Portal {
             absolute_expiry: found.absolute_expiry,
         }))
     }
+}
+
+/// The header the page sets on requests no person asked for (refreshes):
+/// they must not keep an unattended session alive (automatic logoff).
+pub(crate) const POLL_HEADER: &str = "x-vitalgate-poll";
+
+/// Whether the page made this request on its own.
+pub(crate) fn is_poll(headers: &HeaderMap) -> bool {
+    headers.contains_key(POLL_HEADER)
 }
 
 /// A cookie's value from the request's Cookie headers.
