@@ -383,3 +383,114 @@ async fn a_portal_login_started_on_one_replica_finishes_on_the_other() {
     replica_b.stop().await;
     platform.stop().await;
 }
+
+/// Every row of every table of the database, as PostgreSQL prints it (byte
+/// strings as `\x` and hex).
+async fn raw_rows(url: &str) -> String {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("the database under test");
+    let task = tokio::spawn(connection);
+    let tables: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables
+             WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+            &[],
+        )
+        .await
+        .expect("tables")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut text = String::new();
+    for table in tables {
+        // The names come from the database's own catalog.
+        let rows = client
+            .query(&format!("SELECT t::text FROM \"{table}\" t"), &[])
+            .await
+            .expect("rows");
+        for row in rows {
+            text.push_str(row.get::<_, &str>(0));
+            text.push('\n');
+        }
+    }
+    drop(client);
+    let _ = task.await;
+    text
+}
+
+/// With a key-encryption key, PostgreSQL's tables hold no patient name or
+/// record number, no email address, no password and no TOTP secret, in the
+/// clear or as bytes (threat: a stolen database dump).
+#[tokio::test]
+async fn with_a_kek_the_postgres_tables_hold_no_secret_and_no_patient_name() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let platform = Platform::start_on(Some(database.url.clone()), |config| {
+        config.key_encryption_key = Some(Arc::new(
+            KeyEncryptionKey::from_hex(&"5b".repeat(32)).expect("kek"),
+        ));
+    })
+    .await;
+    let password = "opal-kestrel-lantern-91";
+    crate::factors::set_password(&platform, "dr-raw", password).await;
+    let token = crate::factors::factor_token(&platform, "dr-raw", v1::FactorPurpose::Otp).await;
+    let admin_token = platform.hsp().hsp.admin_token().to_string();
+    let mut hsp = v1::hsp_client::HspClient::new(connect(&platform.hsp().url).await);
+    let uri = hsp
+        .enroll_otp(v1::EnrollOtpRequest {
+            subject: "dr-raw".into(),
+            factor_token: token,
+        })
+        .await
+        .expect("TOTP")
+        .into_inner()
+        .otpauth_uri;
+    let secret = vitalgate_otp::secret_from_uri(&uri).expect("secret");
+    hsp.put_patient(admin(
+        v1::PutPatientRequest {
+            pseudonym: "pt-raw".into(),
+            record: Some(v1::PatientRecord {
+                name: "Henrietta Lacks".into(),
+                medical_record_number: "MRN-HELA-1951".into(),
+            }),
+        },
+        &admin_token,
+    ))
+    .await
+    .expect("patient");
+    hsp.set_code_address(admin(
+        v1::SetCodeAddressRequest {
+            subject: "dr-raw".into(),
+            address: Some(v1::set_code_address_request::Address::Email(
+                "dr-raw@hospital.example".into(),
+            )),
+        },
+        &admin_token,
+    ))
+    .await
+    .expect("code address");
+
+    let raw = raw_rows(&database.url).await;
+    assert!(
+        raw.contains("pt-raw") || raw.contains(&hex::encode("pt-raw")),
+        "the scan reads the tables"
+    );
+    let needles: [(&str, &[u8]); 5] = [
+        ("the patient's name", b"Henrietta Lacks"),
+        ("the record number", b"MRN-HELA-1951"),
+        ("the email address", b"dr-raw@hospital.example"),
+        ("the password", password.as_bytes()),
+        ("the TOTP secret", &secret),
+    ];
+    for (what, needle) in needles {
+        let text = String::from_utf8_lossy(needle);
+        assert!(!raw.contains(text.as_ref()), "{what} is in the clear");
+        assert!(
+            !raw.contains(&hex::encode(needle)),
+            "{what} is stored as bytes"
+        );
+    }
+    platform.stop().await;
+}
