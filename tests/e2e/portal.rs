@@ -338,3 +338,78 @@ async fn a_clinician_signs_in_and_watches_vitals_in_a_real_browser() {
     }
     platform.stop().await;
 }
+
+/// A live view is checked again while it runs: a clinician taken off the
+/// patient's care team stops receiving the patient's vitals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_view_ends_when_the_clinician_leaves_the_care_team() {
+    use http_body_util::BodyExt;
+
+    let platform = Platform::start_with(|config| config.totp = FAST_TOTP).await;
+    set_password(&platform, CLINICIAN, PASSWORD).await;
+    let totp = crate::factors::enroll_totp(&platform, CLINICIAN).await;
+    let watched = patient(&platform, 7, "Grace Hopper", true).await;
+    let portal = serve_portal(&platform, PortalConfig::default()).await;
+    let client = crate::portal_client::PortalClient::new();
+    let (state, started) = client
+        .start(&format!("{portal}/api/login/start"), CLINICIAN, PASSWORD)
+        .await;
+    let code = crate::factors::fresh_code(&totp, &mut None).await;
+    let signed_in = client
+        .finish(
+            &format!("{portal}/api/login/finish"),
+            state,
+            &started,
+            PASSWORD,
+            &code,
+        )
+        .await;
+    assert_eq!(signed_in.status, 200, "{:?}", signed_in.body);
+    let cookie = signed_in.cookie().expect("cookie");
+
+    let response = client
+        .events(
+            &format!("{portal}/api/patients/{}/live", watched.pseudonym),
+            &cookie,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut seen = String::new();
+    let mut removed = false;
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.expect("frame").into_data() {
+                seen.push_str(&String::from_utf8_lossy(&data));
+            }
+            if !removed && seen.contains("event: vitals") {
+                // Vitals flow; now the clinician leaves the care team.
+                hsp_client(&platform)
+                    .await
+                    .set_care_team_member(admin(
+                        v1::SetCareTeamMemberRequest {
+                            clinician: CLINICIAN.into(),
+                            pseudonym: watched.pseudonym.clone(),
+                            member: false,
+                        },
+                        platform.hsp().hsp.admin_token(),
+                    ))
+                    .await
+                    .expect("care team");
+                removed = true;
+            }
+            if removed && seen.contains("event: end\ndata: access") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        ended,
+        Ok(true),
+        "the stream ended for lack of access: {seen:.300}"
+    );
+    let _ = watched.stop.send(true);
+    platform.stop().await;
+}

@@ -96,6 +96,22 @@ impl PortalClient {
         }
     }
 
+    /// GETs a stream of server-sent events at `url` with `cookie`.
+    pub(crate) async fn events(
+        &self,
+        url: &str,
+        cookie: &str,
+    ) -> hyper::Response<hyper::body::Incoming> {
+        let request = hyper::Request::get(url)
+            .header("cookie", cookie)
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        self.http
+            .request(request)
+            .await
+            .expect("the portal answers")
+    }
+
     /// OPAQUE's first step at `start_url`: the client state and the answer.
     pub(crate) async fn start(
         &self,

@@ -119,6 +119,12 @@ pub(crate) struct PatientView {
     alerts: Vec<Alert>,
 }
 
+/// Which of the two reasons a live stream was opened under.
+enum AccessKind {
+    CareTeam,
+    BreakGlass,
+}
+
 /// Why a clinician may open a patient.
 enum Access {
     CareTeam,
@@ -386,6 +392,10 @@ pub(crate) async fn live(
     portal
         .audit_read(&clinician, &pseudonym, &access, "vitals.watch", "live")
         .await;
+    let access_kind = match &access {
+        Access::CareTeam => AccessKind::CareTeam,
+        Access::BreakGlass { .. } => AccessKind::BreakGlass,
+    };
     let deadline = match &access {
         Access::BreakGlass { until, .. } => (*until).min(clinician.absolute_expiry),
         Access::CareTeam => clinician.absolute_expiry,
@@ -447,6 +457,19 @@ pub(crate) async fn live(
                         );
                     if !alive {
                         let _ = tx.send(Event::default().event("end").data("session")).await;
+                        return;
+                    }
+                    // A clinician taken off the care team stops watching: the
+                    // access is checked again, not only when the stream began.
+                    let on_team = match &access_kind {
+                        AccessKind::BreakGlass => true,
+                        AccessKind::CareTeam => match store.care_team(&pseudonym).await {
+                            Ok(team) => team.contains(&clinician.subject),
+                            Err(_) => true,
+                        },
+                    };
+                    if !on_team {
+                        let _ = tx.send(Event::default().event("end").data("access")).await;
                         return;
                     }
                     if let Ok(open) = store.open_alerts(Some(std::slice::from_ref(&pseudonym)), 50).await {
