@@ -413,3 +413,97 @@ async fn a_live_view_ends_when_the_clinician_leaves_the_care_team() {
     let _ = watched.stop.send(true);
     platform.stop().await;
 }
+
+/// Changing one's password in the portal: the new record replaces the old
+/// one, every session of the clinician ends, and the page gets a fresh one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_ends_every_other_session() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    let platform = Platform::start_with(|config| config.totp = FAST_TOTP).await;
+    set_password(&platform, CLINICIAN, PASSWORD).await;
+    let totp = crate::factors::enroll_totp(&platform, CLINICIAN).await;
+    let portal = serve_portal(&platform, PortalConfig::default()).await;
+    let client = crate::portal_client::PortalClient::new();
+    let mut last = None;
+    let mut sign_in = async |password: &str| {
+        let (state, started) = client
+            .start(&format!("{portal}/api/login/start"), CLINICIAN, password)
+            .await;
+        let code = crate::factors::fresh_code(&totp, &mut last).await;
+        client
+            .finish(
+                &format!("{portal}/api/login/finish"),
+                state,
+                &started,
+                password,
+                &code,
+            )
+            .await
+    };
+    let here = sign_in(PASSWORD).await;
+    let elsewhere = sign_in(PASSWORD).await;
+    let (cookie, csrf) = (
+        here.cookie().expect("cookie"),
+        here.body["csrf"].as_str().expect("csrf").to_string(),
+    );
+
+    let new_password = "a new and longer passphrase";
+    let (registration, request) =
+        vitalgate_password::ClientRegistration::start(new_password, &mut rand_core::OsRng)
+            .expect("registration");
+    let started = client
+        .call(
+            &format!("{portal}/api/password/start"),
+            Some(serde_json::json!({ "request": URL_SAFE_NO_PAD.encode(request) })),
+            Some(&cookie),
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(started.status, 200, "{:?}", started.body);
+    let (upload, _) = registration
+        .finish(
+            new_password,
+            &started.field("response"),
+            &mut rand_core::OsRng,
+        )
+        .expect("upload");
+    let changed = client
+        .call(
+            &format!("{portal}/api/password/finish"),
+            Some(serde_json::json!({ "upload": URL_SAFE_NO_PAD.encode(upload) })),
+            Some(&cookie),
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{:?}", changed.body);
+    let fresh = changed.cookie().expect("a fresh session");
+
+    let session = |cookie: String| {
+        let client = client.clone();
+        let url = format!("{portal}/api/session");
+        async move { client.call(&url, None, Some(&cookie), None).await.status }
+    };
+    assert_eq!(
+        session(cookie).await,
+        401,
+        "the changing session's old token ended"
+    );
+    assert_eq!(
+        session(elsewhere.cookie().expect("cookie")).await,
+        401,
+        "the other session ended"
+    );
+    assert_eq!(session(fresh).await, 200, "the fresh session works");
+
+    // The old password no longer opens the server's answer; the new one does.
+    let (state, started) = client
+        .start(&format!("{portal}/api/login/start"), CLINICIAN, PASSWORD)
+        .await;
+    assert!(state
+        .finish(PASSWORD, &started.field("response"), b"")
+        .is_err());
+    assert_eq!(sign_in(new_password).await.status, 200);
+    platform.stop().await;
+}
