@@ -29,33 +29,7 @@ const KEK: &str = "5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5
 const WRONG_KEK: &str = "a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4";
 const PASSWORD: &str = "a backup is a promise";
 
-/// A database of the test's own on the server under test, dropped also
-/// when the test fails.
-struct TestDatabase {
-    server: String,
-    name: String,
-    url: String,
-}
-
 impl TestDatabase {
-    async fn create() -> Option<Self> {
-        let Ok(server) = std::env::var("VITALGATE_TEST_DATABASE_URL") else {
-            let message =
-                "VITALGATE_TEST_DATABASE_URL is not set: the backup test needs PostgreSQL";
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
-            eprintln!("skipped: {message}");
-            return None;
-        };
-        let mut bytes = [0u8; 6];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
-        // CREATE DATABASE takes no parameters; the name is made here.
-        let name = format!("vg_e2e_backup_{}", hex::encode(bytes));
-        admin_sql(&server, &format!("CREATE DATABASE {name}")).await;
-        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-        let url = format!("{base}/{name}");
-        Some(Self { server, name, url })
-    }
-
     /// How many tables the database has (0 before anything touched it).
     async fn table_count(&self) -> i64 {
         let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
@@ -80,33 +54,6 @@ impl TestDatabase {
             .await
             .expect("PostgreSQL")
     }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let (server, name) = (self.server.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(admin_sql(
-                &server,
-                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            ));
-        })
-        .join();
-    }
-}
-
-async fn admin_sql(server: &str, sql: &str) {
-    let (client, connection) = tokio_postgres::connect(server, tokio_postgres::NoTls)
-        .await
-        .expect("the PostgreSQL server under test is reachable");
-    let task = tokio::spawn(connection);
-    client.batch_execute(sql).await.expect(sql);
-    drop(client);
-    let _ = task.await;
 }
 
 fn configure(config: &mut HspConfig) {
@@ -177,7 +124,7 @@ async fn log_in(url: &str, identity: &vitalgate_rpc::identity::Identity, code: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_database_logs_the_clinician_in_again() {
-    let Some(source) = TestDatabase::create().await else {
+    let Some(source) = TestDatabase::create("backup test").await else {
         return;
     };
     let mut platform = Platform::start_on(Some(source.url.clone()), configure).await;
@@ -275,7 +222,7 @@ async fn a_restored_database_logs_the_clinician_in_again() {
 
     // Refusals into a new database, which stays untouched (not even given
     // the schema).
-    let Some(target) = TestDatabase::create().await else {
+    let Some(target) = TestDatabase::create("backup test").await else {
         return;
     };
     let tampered = dir.join("tampered.backup");

@@ -288,3 +288,61 @@ pub(crate) fn identity(dir: &Path) -> vitalgate_rpc::identity::Identity {
         .expect("load")
         .expect("enrolled")
 }
+
+/// A PostgreSQL database of the test's own on the server that
+/// `VITALGATE_TEST_DATABASE_URL` names, dropped also when the test fails.
+pub(crate) struct TestDatabase {
+    server: String,
+    name: String,
+    pub(crate) url: String,
+}
+
+impl TestDatabase {
+    /// `None` (the test is skipped, and says so) without a server, except
+    /// with `CI=true`, where it fails: `needed_by` names the test.
+    pub(crate) async fn create(needed_by: &str) -> Option<Self> {
+        let Ok(server) = std::env::var("VITALGATE_TEST_DATABASE_URL") else {
+            let message =
+                format!("VITALGATE_TEST_DATABASE_URL is not set: the {needed_by} needs PostgreSQL");
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+            eprintln!("skipped: {message}");
+            return None;
+        };
+        let mut bytes = [0u8; 6];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+        // CREATE DATABASE takes no parameters; the name is made here.
+        let name = format!("vg_e2e_{}", hex::encode(bytes));
+        admin_sql(&server, &format!("CREATE DATABASE {name}")).await;
+        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        Some(Self { server, name, url })
+    }
+}
+
+/// Dropped on a thread of its own, since the test's runtime may be gone.
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(admin_sql(
+                &server,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            ));
+        })
+        .join();
+    }
+}
+
+async fn admin_sql(server: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(server, tokio_postgres::NoTls)
+        .await
+        .expect("the PostgreSQL server under test is reachable");
+    let task = tokio::spawn(connection);
+    client.batch_execute(sql).await.expect(sql);
+    drop(client);
+    let _ = task.await;
+}

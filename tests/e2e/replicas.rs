@@ -27,64 +27,9 @@ fn code_step(totp: &totp_rs::Totp) -> u64 {
     vitalgate_rpc::unix_now() / totp.next_step(0)
 }
 
-/// A database of the test's own on the server under test.
-struct TestDatabase {
-    server: String,
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    async fn create() -> Option<Self> {
-        let Ok(server) = std::env::var("VITALGATE_TEST_DATABASE_URL") else {
-            let message =
-                "VITALGATE_TEST_DATABASE_URL is not set: the replica test needs PostgreSQL";
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
-            eprintln!("skipped: {message}");
-            return None;
-        };
-        let mut bytes = [0u8; 6];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
-        let name = format!("vg_e2e_{}", hex::encode(bytes));
-        admin_sql(&server, &format!("CREATE DATABASE {name}")).await;
-        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-        let url = format!("{base}/{name}");
-        Some(Self { server, name, url })
-    }
-}
-
-/// Dropped also when the test fails: on a thread of its own, since the test's
-/// runtime may be gone.
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let (server, name) = (self.server.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(admin_sql(
-                &server,
-                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            ));
-        })
-        .join();
-    }
-}
-
-async fn admin_sql(server: &str, sql: &str) {
-    let (client, connection) = tokio_postgres::connect(server, tokio_postgres::NoTls)
-        .await
-        .expect("the PostgreSQL server under test is reachable");
-    let task = tokio::spawn(connection);
-    client.batch_execute(sql).await.expect(sql);
-    drop(client);
-    let _ = task.await;
-}
-
 #[tokio::test]
 async fn two_replicas_share_replays_codes_attempts_and_streams() {
-    let Some(database) = TestDatabase::create().await else {
+    let Some(database) = TestDatabase::create("replica test").await else {
         return;
     };
     let platform = Platform::start_on(Some(database.url.clone()), |config| {
@@ -298,7 +243,7 @@ async fn portal_on(hsp: &vitalgate_hsp::Hsp) -> String {
 /// opens is honoured by both, and signing out on one ends it on both.
 #[tokio::test]
 async fn a_portal_login_started_on_one_replica_finishes_on_the_other() {
-    let Some(database) = TestDatabase::create().await else {
+    let Some(database) = TestDatabase::create("replica test").await else {
         return;
     };
     let platform = Platform::start_on(Some(database.url.clone()), |config| {
@@ -424,7 +369,7 @@ async fn raw_rows(url: &str) -> String {
 /// clear or as bytes (threat: a stolen database dump).
 #[tokio::test]
 async fn with_a_kek_the_postgres_tables_hold_no_secret_and_no_patient_name() {
-    let Some(database) = TestDatabase::create().await else {
+    let Some(database) = TestDatabase::create("replica test").await else {
         return;
     };
     let platform = Platform::start_on(Some(database.url.clone()), |config| {

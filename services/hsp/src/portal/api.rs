@@ -119,12 +119,6 @@ pub(crate) struct PatientView {
     alerts: Vec<Alert>,
 }
 
-/// Which of the two reasons a live stream was opened under.
-enum AccessKind {
-    CareTeam,
-    BreakGlass,
-}
-
 /// Why a clinician may open a patient.
 enum Access {
     CareTeam,
@@ -392,10 +386,6 @@ pub(crate) async fn live(
     portal
         .audit_read(&clinician, &pseudonym, &access, "vitals.watch", "live")
         .await;
-    let access_kind = match &access {
-        Access::CareTeam => AccessKind::CareTeam,
-        Access::BreakGlass { .. } => AccessKind::BreakGlass,
-    };
     let deadline = match &access {
         Access::BreakGlass { until, .. } => (*until).min(clinician.absolute_expiry),
         Access::CareTeam => clinician.absolute_expiry,
@@ -461,9 +451,9 @@ pub(crate) async fn live(
                     }
                     // A clinician taken off the care team stops watching: the
                     // access is checked again, not only when the stream began.
-                    let on_team = match &access_kind {
-                        AccessKind::BreakGlass => true,
-                        AccessKind::CareTeam => match store.care_team(&pseudonym).await {
+                    let on_team = match &access {
+                        Access::BreakGlass { .. } => true,
+                        Access::CareTeam => match store.care_team(&pseudonym).await {
                             Ok(team) => team.contains(&clinician.subject),
                             Err(_) => true,
                         },
@@ -665,10 +655,9 @@ pub(crate) async fn password_finish(
         &format!("changed by its owner in the portal; {ended} sessions ended"),
     )
     .await;
-    let (cookie, data) = portal
+    let (cookie, view) = portal
         .open_session(&clinician.subject, clinician.data.assurance, None)
         .await?;
-    let view = portal.view(&clinician.subject, data);
     Ok((
         [(header::SET_COOKIE, cookie)],
         Json(serde_json::json!({ "changed": true, "session": view })),

@@ -36,7 +36,7 @@ use vitalgate_password::ServerLoginState;
 use vitalgate_rpc::{audit, unix_now};
 use vitalgate_store::StoreError;
 
-use super::session::{BreakGlassGrant, Clinician};
+use super::session::{BreakGlassGrant, Clinician, SessionData};
 use super::{ApiError, Portal};
 use crate::factors::{otp_label, OTP_SCOPE, PASSWORD_SCOPE, SOURCE_SCOPE};
 use crate::policy::Action;
@@ -106,14 +106,27 @@ pub(crate) struct BreakGlassView {
 
 impl SessionView {
     pub(crate) fn of(portal: &Portal, clinician: &Clinician) -> Self {
+        Self::new(
+            portal,
+            &clinician.subject,
+            &clinician.data,
+            clinician.absolute_expiry,
+        )
+    }
+
+    pub(crate) fn new(
+        portal: &Portal,
+        subject: &str,
+        data: &SessionData,
+        absolute_expiry: u64,
+    ) -> Self {
         Self {
-            subject: clinician.subject.clone(),
-            csrf: clinician.data.csrf.clone(),
-            assurance: clinician.data.assurance,
+            subject: subject.to_string(),
+            csrf: data.csrf.clone(),
+            assurance: data.assurance,
             idle_secs: portal.config.idle_secs,
-            expires_at: clinician.absolute_expiry,
-            break_glass: clinician
-                .data
+            expires_at: absolute_expiry,
+            break_glass: data
                 .break_glass
                 .as_ref()
                 .filter(|g| g.until > unix_now())
@@ -422,7 +435,7 @@ pub(crate) async fn finish(
         ));
     }
     let assurance = portal.assurance()?;
-    let (cookie, data) = portal.open_session(&pending.user, assurance, None).await?;
+    let (cookie, view) = portal.open_session(&pending.user, assurance, None).await?;
     audit(
         &*portal.hsp.inner.store,
         "login.succeeded",
@@ -431,7 +444,6 @@ pub(crate) async fn finish(
         &format!("password and TOTP from {} (AAL{assurance})", pending.source),
     )
     .await;
-    let view = portal.view(&pending.user, data);
     Ok(signed_in(cookie, view))
 }
 
@@ -500,7 +512,7 @@ pub(crate) async fn break_glass_finish(
         until,
     };
     // A fresh sign-in: a new token; the old session ends.
-    let (cookie, data) = portal
+    let (cookie, view) = portal
         .open_session(&clinician.subject, assurance, Some(grant))
         .await?;
     store
@@ -516,7 +528,6 @@ pub(crate) async fn break_glass_finish(
         "portal",
     )
     .await;
-    let view = portal.view(&clinician.subject, data);
     Ok(signed_in(cookie, view))
 }
 

@@ -298,19 +298,3 @@ impl Hsp {
         .await
     }
 }
-
-impl Portal {
-    /// The session view of a session just opened.
-    pub(crate) fn view(&self, subject: &str, data: session::SessionData) -> login::SessionView {
-        let now = vitalgate_rpc::unix_now();
-        login::SessionView::of(
-            self,
-            &session::Clinician {
-                subject: subject.to_string(),
-                data,
-                token_hash: [0; 32],
-                absolute_expiry: now + self.config.absolute_secs,
-            },
-        )
-    }
-}

@@ -20,6 +20,7 @@ use vitalgate_core::provider::{AwsLc, CryptoProvider};
 use vitalgate_rpc::unix_now;
 use vitalgate_store::WebSession;
 
+use super::login::SessionView;
 use super::{ApiError, Portal};
 
 /// The cookie's name. `__Host-` (which pins Secure, Path=/ and no Domain) is
@@ -89,13 +90,14 @@ impl Portal {
         }
     }
 
-    /// Starts a session for `subject`; returns the Set-Cookie value and the data.
+    /// Starts a session for `subject`; returns the Set-Cookie value and what
+    /// the page is told of the session.
     pub(crate) async fn open_session(
         &self,
         subject: &str,
         assurance: u8,
         break_glass: Option<BreakGlassGrant>,
-    ) -> Result<(String, SessionData), ApiError> {
+    ) -> Result<(String, SessionView), ApiError> {
         let token = random_hex(32);
         let now = unix_now();
         let data = SessionData {
@@ -118,7 +120,8 @@ impl Portal {
             .put_web_session(&session)
             .await
             .map_err(|e| ApiError::store(&e))?;
-        Ok((self.set_cookie(&token, self.config.absolute_secs), data))
+        let view = SessionView::new(self, subject, &data, session.absolute_expiry);
+        Ok((self.set_cookie(&token, self.config.absolute_secs), view))
     }
 
     fn set_cookie(&self, token: &str, max_age: u64) -> String {
