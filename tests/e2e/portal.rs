@@ -507,3 +507,76 @@ async fn a_password_change_ends_every_other_session() {
     assert_eq!(sign_in(new_password).await.status, 200);
     platform.stop().await;
 }
+
+/// Automatic logoff holds while a page refreshes on its own: requests marked
+/// as the page's polls do not keep an unattended session alive, while a
+/// clinician's own requests do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_own_refreshes_do_not_keep_an_idle_session_alive() {
+    let platform = Platform::start_with(|config| config.totp = FAST_TOTP).await;
+    set_password(&platform, CLINICIAN, PASSWORD).await;
+    let totp = crate::factors::enroll_totp(&platform, CLINICIAN).await;
+    let portal = serve_portal(
+        &platform,
+        PortalConfig {
+            idle_secs: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let client = crate::portal_client::PortalClient::new();
+    let mut last = None;
+    let mut sign_in = async || {
+        let (state, started) = client
+            .start(&format!("{portal}/api/login/start"), CLINICIAN, PASSWORD)
+            .await;
+        let code = crate::factors::fresh_code(&totp, &mut last).await;
+        let answer = client
+            .finish(
+                &format!("{portal}/api/login/finish"),
+                state,
+                &started,
+                PASSWORD,
+                &code,
+            )
+            .await;
+        answer.cookie().expect("a session cookie")
+    };
+    let status = |cookie: String, poll: bool| {
+        let url = format!("{portal}/api/patients");
+        async move {
+            let http =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<http_body_util::Full<bytes::Bytes>>();
+            let mut request = hyper::Request::get(&url).header("cookie", cookie);
+            if poll {
+                request = request.header("x-vitalgate-poll", "1");
+            }
+            http.request(request.body(Default::default()).expect("request"))
+                .await
+                .expect("answer")
+                .status()
+                .as_u16()
+        }
+    };
+
+    // Polled every half second for twice the idle time: the session ends.
+    let polled = sign_in().await;
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = status(polled.clone(), true).await;
+    }
+    assert_eq!(
+        status(polled, true).await,
+        401,
+        "polls kept the session alive"
+    );
+
+    // The clinician's own requests at the same pace keep it.
+    let used = sign_in().await;
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(status(used.clone(), false).await, 200);
+    }
+    platform.stop().await;
+}
