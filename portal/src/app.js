@@ -123,6 +123,18 @@ function setBanner(text) {
 function showNav() {
   document.getElementById("nav").hidden = !session;
   document.getElementById("who").textContent = session ? `${session.subject} · AAL${session.assurance}` : "";
+  // Only a convenience: the server refuses every administrator call of a
+  // clinician who is not one.
+  for (const link of document.querySelectorAll("[data-admin]")) {
+    link.hidden = !(session && session.administrator);
+  }
+}
+
+// A sign-in answers with the session alone; whether it administers comes
+// from /api/session.
+async function signedIn() {
+  session = await api("/api/session");
+  showNav();
 }
 
 function sessionEnded(message) {
@@ -162,7 +174,7 @@ function loginPage() {
       code: code.trim(),
     });
     setBanner("");
-    showNav();
+    await signedIn();
     location.hash = "#/patients";
   });
 }
@@ -171,10 +183,15 @@ function setupPage() {
   render("t-setup");
   formHandler(document.getElementById("setup-form"), async ({ username, token }) => {
     const enrolled = await api("/api/otp/enroll", { username, token });
-    const image = document.getElementById("qr-image");
-    image.src = "data:image/svg+xml;base64," + btoa(enrolled.qr_svg);
+    showQr(document.getElementById("qr-image"), enrolled.qr_svg);
     document.getElementById("qr").hidden = false;
   });
+}
+
+// The server makes QR codes as SVG; an image from a data: URL is what the
+// CSP's img-src allows (no inline markup, no script).
+function showQr(image, svg) {
+  image.src = "data:image/svg+xml;base64," + btoa(svg);
 }
 
 function age(ms) {
@@ -416,7 +433,7 @@ function breakGlassPage() {
       password,
       code: code.trim(),
     });
-    showNav();
+    await signedIn();
     location.hash = `#/patient/${encodeURIComponent(patient.trim())}`;
   });
 }
@@ -439,9 +456,177 @@ function accountPage() {
     });
     // Every other session ends with the old password; this page gets a new one.
     const changed = await api("/api/password/finish", { upload: registrationRecord });
-    session = changed.session;
+    session = { ...changed.session, administrator: session.administrator };
     form.reset();
     form.querySelector("[data-ok]").textContent = "Your password is changed.";
+  });
+}
+
+// ---- administrators --------------------------------------------------------
+
+function cell(tr, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  tr.append(td);
+  return td;
+}
+
+// A datetime-local field's value as unix milliseconds ("" when empty).
+function localTimeMs(value) {
+  if (!value) return "";
+  const ms = new Date(value).getTime();
+  if (Number.isNaN(ms)) throw new Error("Enter a date and time.");
+  return String(ms);
+}
+
+function adminAuditPage() {
+  render("t-admin-audit");
+  const form = document.getElementById("audit-form");
+  const rows = main.querySelector("[data-rows]");
+  const more = main.querySelector("[data-more]");
+  let filters = null;
+  let cursor = null;
+  const load = async (append) => {
+    const params = new URLSearchParams({ ...filters, limit: "50" });
+    if (append && cursor !== null) params.set("before", String(cursor));
+    const page = await api(`/api/admin/audit?${params}`);
+    const fresh = page.events.map((e) => {
+      const tr = document.createElement("tr");
+      tr.dataset.kind = e.kind;
+      cell(tr, new Date(e.at_ms).toLocaleString());
+      cell(tr, e.kind);
+      cell(tr, e.actor);
+      cell(tr, e.subject);
+      cell(tr, e.detail);
+      return tr;
+    });
+    if (append) rows.append(...fresh);
+    else rows.replaceChildren(...fresh);
+    cursor = page.next_before ?? null;
+    more.hidden = cursor === null;
+    main.querySelector("[data-empty]").hidden = rows.children.length > 0;
+  };
+  formHandler(form, async (fields) => {
+    const chosen = {
+      party: fields.party.trim(),
+      kind: fields.kind.trim(),
+      text: fields.text.trim(),
+      from: localTimeMs(fields.from),
+      until: localTimeMs(fields.until),
+    };
+    filters = Object.fromEntries(Object.entries(chosen).filter(([, v]) => v !== ""));
+    await load(false);
+  });
+  more.addEventListener("click", async () => {
+    more.disabled = true;
+    try {
+      await load(true);
+    } catch (e) {
+      form.querySelector("[data-error]").textContent = e.message;
+    } finally {
+      more.disabled = false;
+    }
+  });
+  filters = {};
+  load(false).catch((e) => {
+    form.querySelector("[data-error]").textContent = e.message;
+  });
+}
+
+function showIssued(box, issued) {
+  box.querySelector("[data-token]").textContent = issued.token;
+  box.querySelector("[data-expires]").textContent =
+    `Valid until ${new Date(issued.expires_at * 1000).toLocaleString()}; it works once.`;
+  showQr(box.querySelector("[data-qr]"), issued.qr_svg);
+  box.hidden = false;
+}
+
+async function adminEnrollPage() {
+  render("t-admin-enroll");
+  const note = main.querySelector("[data-unconfigured]");
+  const rows = main.querySelector("[data-rows]");
+  const enrollForm = document.getElementById("enroll-form");
+  const revokeForm = document.getElementById("revoke-form");
+  const loadParties = async () => {
+    const parties = await api("/api/admin/parties");
+    rows.replaceChildren(
+      ...parties.map((p) => {
+        const tr = document.createElement("tr");
+        tr.dataset.serial = p.serial;
+        tr.dataset.subject = p.subject;
+        cell(tr, p.serial);
+        cell(tr, p.role);
+        cell(tr, p.subject);
+        cell(tr, new Date(p.not_after * 1000).toLocaleDateString());
+        cell(tr, p.revoked ? "revoked" : "valid", p.revoked ? "revoked" : "");
+        const action = cell(tr, "");
+        if (!p.revoked && p.role !== "hsp" && p.role !== "ttp") {
+          const button = document.createElement("button");
+          button.type = "button";
+          button.className = "small danger";
+          button.textContent = "Revoke…";
+          button.setAttribute("aria-label", `Revoke ${p.role} ${p.subject} (serial ${p.serial})`);
+          button.addEventListener("click", () => {
+            revokeForm.elements.serial.value = p.serial;
+            revokeForm.elements.reason.focus();
+          });
+          action.append(button);
+        }
+        return tr;
+      }),
+    );
+  };
+  try {
+    const overview = await api("/api/admin");
+    if (!overview.ttp_configured) {
+      note.hidden = false;
+      note.textContent =
+        "Enrollment and revocation are not configured on this HSP: it needs the TTP's administrator token " +
+        "(the ttp_admin_token_file setting). Factor tokens and the audit log still work.";
+      for (const button of main.querySelectorAll("form button")) button.disabled = true;
+      return;
+    }
+    await loadParties();
+  } catch (e) {
+    note.hidden = false;
+    note.textContent = e.message;
+  }
+  formHandler(enrollForm, async ({ role, subject, minutes, hardware_key }) => {
+    const valid = Number(minutes);
+    if (!Number.isInteger(valid) || valid < 1 || valid > 1440) throw new Error("A token is valid for 1 to 1440 minutes.");
+    const issued = await api("/api/admin/enrollment-tokens", {
+      role,
+      subject: subject.trim(),
+      valid_secs: valid * 60,
+      hardware_key: hardware_key === "on",
+    });
+    showIssued(main.querySelector("[data-issued]"), issued);
+  });
+  formHandler(revokeForm, async ({ serial, reason }) => {
+    const ok = revokeForm.querySelector("[data-ok]");
+    ok.textContent = "";
+    if (!reason.trim()) throw new Error("Say why: it is kept in the audit log.");
+    const answer = await api("/api/admin/revoke", { serial: serial.trim(), reason: reason.trim() });
+    ok.textContent = answer.newly_revoked
+      ? `Credential ${serial.trim()} is revoked.`
+      : `Credential ${serial.trim()} was already revoked.`;
+    revokeForm.reset();
+    await loadParties();
+  });
+}
+
+function adminTokensPage() {
+  render("t-admin-tokens");
+  formHandler(document.getElementById("tokens-form"), async ({ subject, purpose, hours }) => {
+    const valid = Number(hours);
+    if (!Number.isInteger(valid) || valid < 1 || valid > 168) throw new Error("A token is valid for 1 to 168 hours.");
+    const issued = await api("/api/admin/factor-tokens", {
+      subject: subject.trim(),
+      purpose,
+      ttl_secs: valid * 3600,
+    });
+    showIssued(main.querySelector("[data-issued]"), issued);
   });
 }
 
@@ -467,6 +652,9 @@ async function route() {
   if (patient) return patientPage(decodeURIComponent(patient[1]));
   if (hash === "#/break-glass") return breakGlassPage();
   if (hash === "#/account") return accountPage();
+  if (hash === "#/admin/audit") return adminAuditPage();
+  if (hash === "#/admin/enroll") return adminEnrollPage();
+  if (hash === "#/admin/tokens") return adminTokensPage();
   return patientsPage();
 }
 

@@ -8,78 +8,29 @@
 // goes silent) it prints `STEP <name>` and waits for a line on stdin. Each
 // check prints `PASS <name>` or `FAIL <name>: why`; the exit code is non-zero
 // when any failed.
-import { readFileSync, mkdirSync } from "node:fs";
-import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
-import * as OTPAuth from "otpauth";
+import {
+  authenticator,
+  check,
+  expect,
+  finish,
+  formError,
+  launch,
+  loadConfig,
+  signIn as signInAt,
+  step,
+} from "./browser.mjs";
 
-const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const config = loadConfig();
 const shots = config.screenshots;
-mkdirSync(shots, { recursive: true });
-
-const stdin = createInterface({ input: process.stdin });
-const lines = stdin[Symbol.asyncIterator]();
-async function step(name) {
-  console.log(`STEP ${name}`);
-  const { value, done } = await lines.next();
-  if (done || value.trim() !== "ok") throw new Error(`the harness did not do ${name}: ${value}`);
-}
-
-// The authenticator app, set up from the QR code's otpauth URI.
-const totp = OTPAuth.URI.parse(config.clinician.otpauth_uri);
-let lastCounter = -1;
-// A code from a time step not used before (a step's code works once).
-async function freshCode() {
-  for (;;) {
-    const counter = Math.floor(Date.now() / 1000 / totp.period);
-    if (counter > lastCounter) {
-      lastCounter = counter;
-      return totp.generate();
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-let failures = 0;
-async function check(name, run) {
-  try {
-    await run();
-    console.log(`PASS ${name}`);
-  } catch (e) {
-    failures += 1;
-    console.log(`FAIL ${name}: ${String(e.stack || e).split("\n").slice(0, 3).join(" | ")}`);
-  }
-}
-function expect(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-const browser = await chromium.launch({
-  executablePath: config.chromium,
-  args: ["--no-sandbox", "--disable-dev-shm-usage"],
-});
-const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-const page = await context.newPage();
-const cspViolations = [];
-page.on("console", (m) => {
-  if (/Content Security Policy|Refused to/.test(m.text())) cspViolations.push(m.text());
-});
+const freshCode = authenticator(config.clinician.otpauth_uri);
+const { browser, context, page, cspViolations } = await launch(config.chromium);
 const base = config.url;
 const { username, password } = config.clinician;
 const [onTeam, desaturating, silent] = config.patients_on_team;
 const outsider = config.patient_outside;
 
-async function signIn(pg, { user = username, pass = password, code }) {
-  await pg.goto(`${base}/#/login`);
-  await pg.fill("#login-form input[name=username]", user);
-  await pg.fill("#login-form input[name=password]", pass);
-  await pg.fill("#login-form input[name=code]", code);
-  await pg.click("#login-form button[type=submit]");
-}
-async function formError(pg, form) {
-  const locator = pg.locator(`${form} [data-error]`);
-  await locator.filter({ hasText: /\S/ }).waitFor({ timeout: 30000 });
-  return locator.textContent();
+function signIn(pg, { user = username, pass = password, code }) {
+  return signInAt(pg, base, { user, pass, code });
 }
 async function signOut(pg) {
   await pg.click("#logout");
@@ -236,7 +187,4 @@ await check("no Content-Security-Policy violations", async () => {
   expect(cspViolations.length === 0, cspViolations.join(" | "));
 });
 
-await browser.close();
-stdin.close();
-console.log(failures ? `${failures} FAILED` : "ALL PASSED");
-process.exit(failures ? 1 : 0);
+await finish(browser);

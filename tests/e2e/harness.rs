@@ -223,15 +223,35 @@ impl Platform {
             .expect("device")
     }
 
-    pub(crate) async fn audit_kinds(&self) -> Vec<String> {
+    /// The HSP's audit log, oldest first.
+    pub(crate) async fn audit_events(&self) -> Vec<vitalgate_store::AuditRecord> {
         self.hsp()
             .store
             .audit_events(0, 10_000)
             .await
             .expect("audit")
+    }
+
+    pub(crate) async fn audit_kinds(&self) -> Vec<String> {
+        self.audit_events()
+            .await
             .into_iter()
             .map(|r| r.event.kind)
             .collect()
+    }
+
+    /// Whether the TTP lists `serial` as revoked.
+    pub(crate) async fn revoked_at_ttp(&self, serial: u64) -> bool {
+        let request = v1::ListPartiesRequest {};
+        self.ttp()
+            .await
+            .list_parties(admin(request, &self.admin_token))
+            .await
+            .expect("parties")
+            .into_inner()
+            .parties
+            .iter()
+            .any(|p| p.serial == serial && p.revoked)
     }
 
     pub(crate) async fn revoke(&self, serial: u64) {

@@ -9,6 +9,7 @@ mod backup;
 mod factors;
 mod platform;
 mod portal;
+mod portal_admin;
 mod portal_client;
 mod processes;
 mod replicas;

@@ -32,7 +32,7 @@ const REASON: &str = "Rapid response call on ward 7; the patient's own team is i
 const SHORT_IDLE_SECS: u64 = 3;
 
 /// The repository's root (this test belongs to `crates/cli`).
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
@@ -63,6 +63,22 @@ fn browser_tools() -> Result<(PathBuf, String), String> {
         chromium,
         String::from_utf8_lossy(&node.stdout).trim().to_string(),
     ))
+}
+
+/// Chromium and Node's version, or `None` after saying why the browser test
+/// is skipped (a failure when `CI=true`).
+pub(crate) fn browser_or_skip() -> Option<(PathBuf, String)> {
+    match browser_tools() {
+        Ok(tools) => Some(tools),
+        Err(why) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "the browser test cannot run: {why}"
+            );
+            eprintln!("skipped: {why}");
+            None
+        }
+    }
 }
 
 struct Patient {
@@ -122,7 +138,7 @@ async fn patient(platform: &Platform, index: usize, name: &'static str, on_team:
     }
 }
 
-async fn serve_portal(platform: &Platform, config: PortalConfig) -> String {
+pub(crate) async fn serve_portal(platform: &Platform, config: PortalConfig) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -135,18 +151,59 @@ async fn serve_portal(platform: &Platform, config: PortalConfig) -> String {
     url
 }
 
+/// Runs `portal/tests/<script>` with `config` (written beside the platform's
+/// data) in Chromium, doing each `STEP` it asks for with `on_step`; fails
+/// the test on any failed check. Returns the checks that passed.
+pub(crate) async fn run_browser_script(
+    platform: &Platform,
+    script: &str,
+    config: &serde_json::Value,
+    node_version: &str,
+    chromium: &Path,
+    mut on_step: impl FnMut(&str),
+) -> Vec<String> {
+    let config_file = platform.dir.path().join(format!("{script}.json"));
+    std::fs::write(&config_file, config.to_string()).expect("config");
+    eprintln!("browser test: node {node_version}, {}", chromium.display());
+    let mut child = tokio::process::Command::new("node")
+        .arg(repo().join("portal/tests").join(script))
+        .arg(&config_file)
+        .current_dir(repo().join("portal"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut passed = Vec::new();
+    let mut failed = Vec::new();
+    let run = async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            eprintln!("browser: {line}");
+            if let Some(step) = line.strip_prefix("STEP ") {
+                on_step(step);
+                stdin.write_all(b"ok\n").await.expect("stdin");
+            } else if let Some(name) = line.strip_prefix("PASS ") {
+                passed.push(name.to_string());
+            } else if let Some(what) = line.strip_prefix("FAIL ") {
+                failed.push(what.to_string());
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(300), run)
+        .await
+        .expect("the browser test finished within 5 minutes");
+    let status = child.wait().await.expect("node");
+    assert!(failed.is_empty(), "browser checks failed: {failed:#?}");
+    assert!(status.success(), "the browser test exited with {status}");
+    passed
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clinician_signs_in_and_watches_vitals_in_a_real_browser() {
-    let (chromium, node_version) = match browser_tools() {
-        Ok(tools) => tools,
-        Err(why) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "the browser test cannot run: {why}"
-            );
-            eprintln!("skipped: {why}");
-            return;
-        }
+    let Some((chromium, node_version)) = browser_or_skip() else {
+        return;
     };
     let platform = Platform::start_with(|config| {
         config.totp = FAST_TOTP;
@@ -209,48 +266,21 @@ async fn a_clinician_signs_in_and_watches_vitals_in_a_real_browser() {
         "patient_outside": summary(&outsider),
         "break_glass_reason": REASON,
     });
-    let config_file = platform.dir.path().join("browser.json");
-    std::fs::write(&config_file, config.to_string()).expect("config");
-
-    eprintln!("browser test: node {node_version}, {}", chromium.display());
-    let mut child = tokio::process::Command::new("node")
-        .arg(repo().join("portal/tests/portal.test.mjs"))
-        .arg(&config_file)
-        .current_dir(repo().join("portal"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut passed = Vec::new();
-    let mut failed = Vec::new();
-    let run = async {
-        while let Some(line) = lines.next_line().await.expect("read") {
-            eprintln!("browser: {line}");
-            if let Some(step) = line.strip_prefix("STEP ") {
-                match step {
-                    "desaturate" => desaturating.condition.set_spo2(Some(86.0)),
-                    "silence" => {
-                        let _ = silent.stop.send(true);
-                    }
-                    other => panic!("unknown step {other}"),
-                }
-                stdin.write_all(b"ok\n").await.expect("stdin");
-            } else if let Some(name) = line.strip_prefix("PASS ") {
-                passed.push(name.to_string());
-            } else if let Some(what) = line.strip_prefix("FAIL ") {
-                failed.push(what.to_string());
+    let passed = run_browser_script(
+        &platform,
+        "portal.test.mjs",
+        &config,
+        &node_version,
+        &chromium,
+        |step| match step {
+            "desaturate" => desaturating.condition.set_spo2(Some(86.0)),
+            "silence" => {
+                let _ = silent.stop.send(true);
             }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(300), run)
-        .await
-        .expect("the browser test finished within 5 minutes");
-    let status = child.wait().await.expect("node");
-    assert!(failed.is_empty(), "browser checks failed: {failed:#?}");
-    assert!(status.success(), "the browser test exited with {status}");
+            other => panic!("unknown step {other}"),
+        },
+    )
+    .await;
     assert_eq!(passed.len(), 14, "every browser check ran: {passed:#?}");
 
     // What the audit log says happened.
@@ -428,18 +458,8 @@ async fn a_password_change_ends_every_other_session() {
     let client = crate::portal_client::PortalClient::new();
     let mut last = None;
     let mut sign_in = async |password: &str| {
-        let (state, started) = client
-            .start(&format!("{portal}/api/login/start"), CLINICIAN, password)
-            .await;
-        let code = crate::factors::fresh_code(&totp, &mut last).await;
         client
-            .finish(
-                &format!("{portal}/api/login/finish"),
-                state,
-                &started,
-                password,
-                &code,
-            )
+            .sign_in(&portal, CLINICIAN, password, &totp, &mut last)
             .await
     };
     let here = sign_in(PASSWORD).await;
@@ -527,18 +547,8 @@ async fn the_pages_own_refreshes_do_not_keep_an_idle_session_alive() {
     let client = crate::portal_client::PortalClient::new();
     let mut last = None;
     let mut sign_in = async || {
-        let (state, started) = client
-            .start(&format!("{portal}/api/login/start"), CLINICIAN, PASSWORD)
-            .await;
-        let code = crate::factors::fresh_code(&totp, &mut last).await;
         let answer = client
-            .finish(
-                &format!("{portal}/api/login/finish"),
-                state,
-                &started,
-                PASSWORD,
-                &code,
-            )
+            .sign_in(&portal, CLINICIAN, PASSWORD, &totp, &mut last)
             .await;
         answer.cookie().expect("a session cookie")
     };

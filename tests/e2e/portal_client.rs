@@ -148,4 +148,28 @@ impl PortalClient {
         });
         self.call(finish_url, Some(body), None, None).await
     }
+
+    /// Both steps of a sign-in at the portal `portal` with a fresh code
+    /// (never the step `last` used); the answer carries the session.
+    pub(crate) async fn sign_in(
+        &self,
+        portal: &str,
+        user: &str,
+        password: &str,
+        totp: &totp_rs::Totp,
+        last: &mut Option<u64>,
+    ) -> Answer {
+        let (state, started) = self
+            .start(&format!("{portal}/api/login/start"), user, password)
+            .await;
+        let code = crate::factors::fresh_code(totp, last).await;
+        self.finish(
+            &format!("{portal}/api/login/finish"),
+            state,
+            &started,
+            password,
+            &code,
+        )
+        .await
+    }
 }

@@ -68,6 +68,11 @@ pub(crate) struct HspSection {
     pub(crate) portal_assets: Option<PathBuf>,
     /// The portal is reached over TLS (cookies are Secure).
     pub(crate) portal_tls: Option<bool>,
+    /// The clinicians who may use the portal's administrator pages.
+    pub(crate) portal_administrators: Option<Vec<String>>,
+    /// A file holding the TTP's administrator token, so the portal's
+    /// administrators can enroll and revoke; those pages are off without it.
+    pub(crate) ttp_admin_token_file: Option<PathBuf>,
     /// Alert rules on arriving vitals (`[hsp.alerts]`).
     pub(crate) alerts: Option<vitalgate_hsp::alerts::AlertRules>,
 }
@@ -180,6 +185,27 @@ mod tests {
         assert!(
             parse("[[hsp.policy]]\nrole = \"clinician\"\naction = \"fly\"\nrequire = []").is_err()
         );
+    }
+
+    #[test]
+    fn portal_administrators_and_the_ttp_token_file_parse_from_the_file() {
+        let config = parse(
+            r#"
+            [hsp]
+            portal_administrators = ["dr-okafor", "it-admin"]
+            ttp_admin_token_file = "/run/secrets/ttp-admin.token"
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(
+            config.hsp.portal_administrators,
+            Some(vec!["dr-okafor".to_string(), "it-admin".to_string()])
+        );
+        assert_eq!(
+            config.hsp.ttp_admin_token_file,
+            Some(PathBuf::from("/run/secrets/ttp-admin.token"))
+        );
+        assert!(parse("[hsp]\nportal_administrators = \"dr-okafor\"").is_err());
     }
 
     #[test]

@@ -411,8 +411,15 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     }
     let portal_listener = tokio::net::TcpListener::bind(&args.portal_addr).await?;
     let portal_url = format!("http://{}", portal_listener.local_addr()?);
+    // The demonstration clinician administers too, and the portal holds the
+    // TTP's administrator token from the file the TTP keeps, as a deployment
+    // would name it with ttp_admin_token_file.
     let portal_config = vitalgate_hsp::PortalConfig {
         assets_dir: assets,
+        administrators: vec![demo.to_string()],
+        ttp_admin_token: Some(vitalgate_rpc::admin::AdminToken::read(
+            &data.join("ttp").join("admin.token"),
+        )?),
         ..Default::default()
     };
     let portal_task = {
@@ -426,6 +433,9 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     say(format!(
         "     sign in as {demo}, password {}, code: `vitalgate dev-code` (development only)",
         demo_password.trim()
+    ));
+    say(format!(
+        "     {demo} is an administrator: audit log, enrollment, tokens and revocation under Admin"
     ));
 
     // Devices.

@@ -82,6 +82,14 @@ pub(crate) struct HspArgs {
     /// are then Secure and `__Host-` prefixed.
     #[arg(long, env = "VITALGATE_PORTAL_TLS")]
     portal_tls: bool,
+    /// Clinicians (usernames, comma-separated) who may use the portal's
+    /// administrator pages.
+    #[arg(long, env = "VITALGATE_PORTAL_ADMINISTRATORS", value_delimiter = ',')]
+    portal_administrators: Option<Vec<String>>,
+    /// A file holding the TTP's administrator token: the portal's
+    /// administrators can then enroll parties and revoke credentials.
+    #[arg(long, env = "VITALGATE_TTP_ADMIN_TOKEN_FILE")]
+    ttp_admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -197,6 +205,17 @@ pub(crate) async fn hsp(args: HspArgs) -> CliResult {
             PathBuf::from("portal/dist"),
         )),
         secure_cookies: args.portal_tls || file.portal_tls.unwrap_or(false),
+        administrators: pick(
+            args.portal_administrators,
+            file.portal_administrators,
+            Vec::new(),
+        ),
+        ttp_admin_token: pick_opt(args.ttp_admin_token_file, file.ttp_admin_token_file)
+            .map(|path| {
+                vitalgate_rpc::admin::AdminToken::read(&path)
+                    .map_err(|e| format!("the TTP's administrator token {}: {e}", path.display()))
+            })
+            .transpose()?,
         ..Default::default()
     };
     let hsp = Hsp::open(config, store, token.as_deref()).await?;

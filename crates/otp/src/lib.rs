@@ -107,6 +107,16 @@ fn totp(
         .map_err(|e| OtpError::Invalid(e.to_string()))
 }
 
+/// `text` as a QR code, an SVG document at least 200 pixels square: made on
+/// the server, so a page shows it as an image with no script of its own.
+pub fn qr_svg(text: &str) -> Result<String, OtpError> {
+    Ok(qrcode::QrCode::new(text.as_bytes())
+        .map_err(|e| OtpError::Invalid(e.to_string()))?
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .build())
+}
+
 /// Enrolls `account` (a clinician's name; no ':' allowed) for `issuer`.
 pub fn enroll(
     issuer: &str,
@@ -118,11 +128,7 @@ pub fn enroll(
     let otpauth_uri = totp(&secret, policy, Some(issuer), account)?
         .to_url()
         .map_err(|e| OtpError::Invalid(e.to_string()))?;
-    let qr_svg = qrcode::QrCode::new(otpauth_uri.as_bytes())
-        .map_err(|e| OtpError::Invalid(e.to_string()))?
-        .render::<qrcode::render::svg::Color<'_>>()
-        .min_dimensions(200, 200)
-        .build();
+    let qr_svg = qr_svg(&otpauth_uri)?;
     Ok(TotpEnrollment {
         secret,
         otpauth_uri,

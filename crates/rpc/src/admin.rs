@@ -40,6 +40,19 @@ impl AdminToken {
         }
     }
 
+    /// Reads another service's token from `path` (made by that service):
+    /// missing or empty is an error, never a new token.
+    pub fn read(path: &Path) -> std::io::Result<Self> {
+        let token = std::fs::read_to_string(path)?.trim().to_string();
+        if token.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} is empty", path.display()),
+            ));
+        }
+        Ok(Self(token))
+    }
+
     /// The token text, for the operator's tools.
     pub fn expose(&self) -> &str {
         &self.0

@@ -237,6 +237,187 @@ pub async fn audit_events_append_in_order(store: Arc<dyn Store>) {
     assert_eq!(rest.len(), INJECTION_STRINGS.len() - 2);
 }
 
+/// The audit log is searched by party, kind (and the kinds under it), text
+/// in the detail (wildcards taken literally, ASCII case ignored) and time,
+/// newest first, a page at a time.
+pub async fn audit_log_is_searched(store: Arc<dyn Store>) {
+    let rows = [
+        (
+            1_000,
+            "login.succeeded",
+            "dr-a",
+            "portal",
+            "password and TOTP",
+        ),
+        (
+            2_000,
+            "login.failed",
+            "dr-b",
+            "portal",
+            "one-time code refused",
+        ),
+        (3_000, "loginx", "dr-a", "portal", "not under login"),
+        (
+            4_000,
+            "revoke",
+            "admin",
+            "dr-a",
+            "100% sure_the laptop was stolen",
+        ),
+        (5_000, "vitals.read", "dr-a", "pt-1", "Last Hour"),
+        (6_000, "revoke", "admin", "dev-7", "100 percent: lost"),
+        (
+            7_000,
+            "vitals.read",
+            INJECTION_STRINGS[0],
+            "pt-2",
+            INJECTION_STRINGS[1],
+        ),
+    ];
+    for (at_ms, kind, actor, subject, detail) in rows {
+        store
+            .append_audit(&AuditEvent {
+                at_ms,
+                kind: kind.into(),
+                actor: actor.into(),
+                subject: subject.into(),
+                detail: detail.into(),
+            })
+            .await
+            .expect("append");
+    }
+    let search = |query: crate::AuditQuery| {
+        let store = store.clone();
+        async move {
+            store
+                .search_audit(&crate::AuditQuery {
+                    limit: 100,
+                    ..query
+                })
+                .await
+                .expect("search")
+                .into_iter()
+                .map(|r| r.event.at_ms)
+                .collect::<Vec<_>>()
+        }
+    };
+    let some = |text: &str| Some(text.to_string());
+    let all = search(Default::default()).await;
+    assert_eq!(
+        all,
+        [7_000, 6_000, 5_000, 4_000, 3_000, 2_000, 1_000],
+        "newest first"
+    );
+    let cases: [(crate::AuditQuery, &[i64]); 11] = [
+        (
+            crate::AuditQuery {
+                party: some("dr-a"),
+                ..Default::default()
+            },
+            &[5_000, 4_000, 3_000, 1_000],
+        ),
+        (
+            crate::AuditQuery {
+                party: some("dr"),
+                ..Default::default()
+            },
+            &[],
+        ),
+        (
+            crate::AuditQuery {
+                kind: some("login"),
+                ..Default::default()
+            },
+            &[2_000, 1_000],
+        ),
+        (
+            crate::AuditQuery {
+                kind: some("login.failed"),
+                ..Default::default()
+            },
+            &[2_000],
+        ),
+        (
+            crate::AuditQuery {
+                kind: some("log"),
+                ..Default::default()
+            },
+            &[],
+        ),
+        (
+            crate::AuditQuery {
+                text: some("100%"),
+                ..Default::default()
+            },
+            &[4_000],
+        ),
+        (
+            crate::AuditQuery {
+                text: some("e_t"),
+                ..Default::default()
+            },
+            &[4_000],
+        ),
+        (
+            crate::AuditQuery {
+                text: some("last hour"),
+                ..Default::default()
+            },
+            &[5_000],
+        ),
+        (
+            crate::AuditQuery {
+                text: some(INJECTION_STRINGS[1]),
+                ..Default::default()
+            },
+            &[7_000],
+        ),
+        (
+            crate::AuditQuery {
+                from_ms: Some(2_000),
+                until_ms: Some(4_000),
+                ..Default::default()
+            },
+            &[3_000, 2_000],
+        ),
+        (
+            crate::AuditQuery {
+                party: some("dr-a"),
+                kind: some("revoke"),
+                text: some("STOLEN"),
+                ..Default::default()
+            },
+            &[4_000],
+        ),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(search(query.clone()).await, expected, "{query:?}");
+    }
+    // Pages: each one's last id is the next one's cursor.
+    let page = |before_id: Option<i64>| {
+        let store = store.clone();
+        async move {
+            store
+                .search_audit(&crate::AuditQuery {
+                    before_id,
+                    limit: 3,
+                    ..Default::default()
+                })
+                .await
+                .expect("page")
+        }
+    };
+    let first = page(None).await;
+    let second = page(first.last().map(|r| r.id)).await;
+    let third = page(second.last().map(|r| r.id)).await;
+    let pages: Vec<i64> = [first, second, third]
+        .concat()
+        .iter()
+        .map(|r| r.event.at_ms)
+        .collect();
+    assert_eq!(pages, all);
+}
+
 /// Settings are kept and replaced.
 pub async fn settings_round_trip(store: Arc<dyn Store>) {
     assert_eq!(store.setting("k").await.expect("get"), None);
@@ -364,6 +545,57 @@ pub async fn factors_round_trip(store: Arc<dyn Store>) {
             Some(vec![i as u8; 40])
         );
     }
+    // Several kinds in one read, in the order asked, with the gaps.
+    store
+        .put_factor("dr-a", 5, b"other", 12)
+        .await
+        .expect("put");
+    assert_eq!(
+        store.factors("dr-a", &[2, 3, 5, 3]).await.expect("several"),
+        vec![
+            None,
+            Some(b"new seed".to_vec()),
+            Some(b"other".to_vec()),
+            Some(b"new seed".to_vec())
+        ]
+    );
+    assert_eq!(
+        store
+            .factors(INJECTION_STRINGS[0], &[2])
+            .await
+            .expect("one"),
+        vec![Some(vec![0; 40])]
+    );
+    assert!(store
+        .factors("nobody", &[])
+        .await
+        .expect("none asked")
+        .is_empty());
+    // A revocation at 12 takes what was enrolled before it, of that subject.
+    store.put_factor("dr-r", 1, b"old", 11).await.expect("put");
+    store.put_factor("dr-r", 2, b"new", 12).await.expect("put");
+    assert_eq!(
+        store
+            .delete_factors_before("dr-r", 12)
+            .await
+            .expect("delete"),
+        1
+    );
+    assert_eq!(
+        store.factors("dr-r", &[1, 2]).await.expect("left"),
+        vec![None, Some(b"new".to_vec())]
+    );
+    assert_eq!(
+        store.factor("dr-a", 5).await.expect("another subject's"),
+        Some(b"other".to_vec())
+    );
+    assert_eq!(
+        store
+            .delete_factors_before("dr-r", u64::MAX)
+            .await
+            .expect("all"),
+        1
+    );
     assert!(store.delete_factor("dr-a", 3).await.expect("delete"));
     assert!(!store.delete_factor("dr-a", 3).await.expect("delete twice"));
     assert_eq!(store.factor("dr-a", 3).await.expect("get"), None);
@@ -470,6 +702,113 @@ pub async fn attempts_are_limited(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(admitted, 3, "concurrent attempts respect the limit");
+
+    // Several counted as one step: all, or none when one is refused.
+    assert_eq!(
+        store
+            .begin_attempts(
+                &[("source", "10.0.0.9", &limit), ("pw", "dr-m", &limit)],
+                300
+            )
+            .await
+            .expect("both free"),
+        vec![1, 1]
+    );
+    for _ in 0..2 {
+        store
+            .begin_attempt("pw", "dr-m", &limit, 300)
+            .await
+            .expect("free");
+    }
+    assert_eq!(
+        store
+            .begin_attempts(
+                &[("source", "10.0.0.9", &limit), ("pw", "dr-m", &limit)],
+                301
+            )
+            .await,
+        Err(StoreError::Throttled {
+            retry_after_secs: 9
+        }),
+        "the second is at its free failures"
+    );
+    assert_eq!(
+        store
+            .attempts("source", "10.0.0.9")
+            .await
+            .expect("attempts")
+            .failures,
+        1,
+        "the refusal counted neither"
+    );
+    assert_eq!(
+        store
+            .begin_attempts(&[("dup", "k", &limit), ("dup", "k", &limit)], 300)
+            .await
+            .expect("a pair named twice"),
+        vec![1, 2]
+    );
+    let tries: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            let source = format!("10.1.0.{}", i % 2);
+            tokio::spawn(async move {
+                store
+                    .begin_attempts(&[("source", &source, &limit), ("pw", "dr-n", &limit)], 7)
+                    .await
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for attempt in tries {
+        if attempt.await.expect("task").is_ok() {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 3, "concurrent multi-attempts respect the limit");
+    let mut sources = 0;
+    for source in ["10.1.0.0", "10.1.0.1"] {
+        sources += store
+            .attempts("source", source)
+            .await
+            .expect("attempts")
+            .failures;
+    }
+    assert_eq!(sources, 3, "a refused multi-attempt leaves no count behind");
+
+    // A success settles several counters at once: cleared, forgiven (one
+    // attempt back, the rest stay), and a pair in both lists cleared.
+    for _ in 0..3 {
+        for (scope, key) in [("otp", "dr-s"), ("source", "10.0.0.1"), ("pw", "dr-s")] {
+            store
+                .begin_attempt(scope, key, &limit, 200)
+                .await
+                .expect("free");
+        }
+    }
+    store
+        .settle_attempts(
+            &[("otp", "dr-s"), ("pw", "dr-s"), ("otp", "never-seen")],
+            &[
+                ("source", "10.0.0.1"),
+                ("pw", "dr-s"),
+                ("source", "unknown"),
+            ],
+        )
+        .await
+        .expect("settle");
+    let failures = |scope: &'static str, key: &'static str| {
+        let store = store.clone();
+        async move { store.attempts(scope, key).await.expect("attempts").failures }
+    };
+    assert_eq!(failures("otp", "dr-s").await, 0);
+    assert_eq!(failures("pw", "dr-s").await, 0, "in both lists: cleared");
+    assert_eq!(failures("source", "10.0.0.1").await, 2, "one taken back");
+    assert_eq!(failures("source", "unknown").await, 0);
+    store
+        .settle_attempts(&[], &[])
+        .await
+        .expect("nothing to settle");
 }
 
 /// A login state is taken once, and not after it expired.
@@ -777,6 +1116,36 @@ pub async fn old_vitals_expire(store: Arc<dyn Store>) {
         .collect();
     assert_eq!(kept, [4, 3]);
     assert_eq!(store.vitals_count(Some(3)).await.expect("count"), 2);
+}
+
+/// A revocation ends the sessions its clinician opened before it, not one
+/// opened after (a re-enrolled clinician's).
+pub async fn web_sessions_end_when_opened_before_a_revocation(store: Arc<dyn Store>) {
+    for (hash, subject, created_at) in [
+        (1, "dr-a", 100),
+        (2, "dr-a", 199),
+        (3, "dr-a", 200),
+        (4, "dr-b", 100),
+    ] {
+        store
+            .put_web_session(&web_session(hash, subject, created_at, 1000))
+            .await
+            .expect("put");
+    }
+    assert_eq!(
+        store
+            .delete_web_sessions_opened_before("dr-a", 200)
+            .await
+            .expect("revoke"),
+        2
+    );
+    for (hash, live) in [(1, false), (2, false), (3, true), (4, true)] {
+        let found = store
+            .web_session(&[hash; 32], 210, 500)
+            .await
+            .expect("read");
+        assert_eq!(found.is_some(), live, "session {hash}");
+    }
 }
 
 fn web_session(hash: u8, subject: &str, created_at: u64, absolute_expiry: u64) -> WebSession {

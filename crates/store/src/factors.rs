@@ -115,6 +115,15 @@ pub enum AttemptRefused {
     Disabled,
 }
 
+impl From<AttemptRefused> for crate::StoreError {
+    fn from(refused: AttemptRefused) -> Self {
+        match refused {
+            AttemptRefused::Throttled { retry_after_secs } => Self::Throttled { retry_after_secs },
+            AttemptRefused::Disabled => Self::FactorDisabled,
+        }
+    }
+}
+
 /// A single-use token an administrator issued to enroll or recover a factor
 /// (threat 23). Only its hash is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -180,6 +180,84 @@ pub struct AuditRecord {
     pub event: AuditEvent,
 }
 
+/// What an administrator searches the audit log for; every filter that is
+/// set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Events by or about this party: its actor or its subject, exactly.
+    pub party: Option<String>,
+    /// Events of this kind, or of the kinds under it (`login` finds
+    /// `login.failed`; `log` finds neither).
+    pub kind: Option<String>,
+    /// Events whose detail contains this text, ASCII letters in either case
+    /// (PostgreSQL folds other letters' case too).
+    pub text: Option<String>,
+    /// At or after this time (unix milliseconds).
+    pub from_ms: Option<i64>,
+    /// Before this time (unix milliseconds).
+    pub until_ms: Option<i64>,
+    /// Only events older than this id: the cursor of the page before.
+    pub before_id: Option<i64>,
+    /// The most events returned.
+    pub limit: u32,
+}
+
+impl AuditQuery {
+    /// The bounds `[kind + ".", kind + "/")` that hold exactly the kinds
+    /// under `kind` (`/` follows `.`), compared bytewise by every backend,
+    /// so no LIKE pattern is needed for a prefix.
+    fn kind_bounds(&self) -> Option<(String, String)> {
+        self.kind
+            .as_ref()
+            .map(|kind| (format!("{kind}."), format!("{kind}/")))
+    }
+
+    /// `text` as a LIKE pattern for "contains", its wildcards escaped with `\`.
+    fn text_pattern(&self) -> Option<String> {
+        self.text.as_ref().map(|text| {
+            let mut pattern = String::with_capacity(text.len() + 2);
+            pattern.push('%');
+            for c in text.chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    pattern.push('\\');
+                }
+                pattern.push(c);
+            }
+            pattern.push('%');
+            pattern
+        })
+    }
+
+    /// Whether a stored event matches: the rule the SQL backends apply,
+    /// written out for the in-memory one.
+    fn matches(&self, record: &AuditRecord) -> bool {
+        let event = &record.event;
+        let party = self
+            .party
+            .as_ref()
+            .is_none_or(|p| &event.actor == p || &event.subject == p);
+        let kind = self.kind.as_ref().is_none_or(|k| {
+            event.kind == *k
+                || event
+                    .kind
+                    .strip_prefix(k.as_str())
+                    .is_some_and(|rest| rest.starts_with('.'))
+        });
+        let text = self.text.as_ref().is_none_or(|t| {
+            event
+                .detail
+                .to_ascii_lowercase()
+                .contains(&t.to_ascii_lowercase())
+        });
+        party
+            && kind
+            && text
+            && self.from_ms.is_none_or(|from| event.at_ms >= from)
+            && self.until_ms.is_none_or(|until| event.at_ms < until)
+            && self.before_id.is_none_or(|before| record.id < before)
+    }
+}
+
 /// A clinician's browser session on the portal. The HSP keeps only a hash of
 /// the cookie's token, so a copy of the table opens no session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,6 +370,9 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Audit events with an id above `after_id`, oldest first.
     async fn audit_events(&self, after_id: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+    /// Audit events that match every filter of `query`, newest first (by
+    /// id), at most `query.limit` of them.
+    async fn search_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
 
     /// Keeps a patient's sealed record (replacing an earlier one).
     async fn put_patient(&self, pseudonym: &str, sealed_record: &[u8], now: u64)
@@ -335,6 +416,14 @@ pub trait Store: Send + Sync + 'static {
     async fn put_factor(&self, subject: &str, kind: u8, data: &[u8], now: u64) -> StoreResult<()>;
     /// A subject's enrolled factor of `kind`.
     async fn factor(&self, subject: &str, kind: u8) -> StoreResult<Option<Vec<u8>>>;
+    /// Several of a subject's enrolled factors in one read, in the order of
+    /// `kinds` (`None` where there is none): a login reads all it will check
+    /// at once.
+    async fn factors(&self, subject: &str, kinds: &[u8]) -> StoreResult<Vec<Option<Vec<u8>>>>;
+    /// Removes every factor of `subject` last enrolled before `before` (Unix
+    /// seconds): what a revocation of the subject takes away, while factors
+    /// enrolled after it stay. Returns how many went.
+    async fn delete_factors_before(&self, subject: &str, before: u64) -> StoreResult<u64>;
     /// Removes a subject's factor; whether there was one.
     async fn delete_factor(&self, subject: &str, kind: u8) -> StoreResult<bool>;
 
@@ -349,11 +438,30 @@ pub trait Store: Send + Sync + 'static {
         limit: &AttemptLimit,
         now: u64,
     ) -> StoreResult<u32>;
+    /// [`begin_attempt`](Store::begin_attempt) for each (scope, key, limit)
+    /// of `attempts` (distinct pairs) as one atomic step: all are counted or,
+    /// when one is refused, none is, so that a throttled source address does
+    /// not run up the counts of the accounts it names. The refusal is the
+    /// first in `attempts`' order. Returns the failures counted so far, in
+    /// that order.
+    async fn begin_attempts(
+        &self,
+        attempts: &[(&str, &str, &AttemptLimit)],
+        now: u64,
+    ) -> StoreResult<Vec<u32>>;
     /// A success: the consecutive failures of (scope, key) start again from zero.
     async fn clear_attempts(&self, scope: &str, key: &str) -> StoreResult<()>;
     /// One counted attempt of (scope, key) succeeded: takes it back, leaving
     /// the other failures (a source address shared by many honest users).
     async fn forgive_attempt(&self, scope: &str, key: &str) -> StoreResult<()>;
+    /// A login succeeded: [`clear_attempts`](Store::clear_attempts) for each
+    /// (scope, key) of `clear` and [`forgive_attempt`](Store::forgive_attempt)
+    /// for each of `forgive`, in one atomic step (a pair in both is cleared).
+    async fn settle_attempts(
+        &self,
+        clear: &[(&str, &str)],
+        forgive: &[(&str, &str)],
+    ) -> StoreResult<()>;
     /// The failures counted for (scope, key).
     async fn attempts(&self, scope: &str, key: &str) -> StoreResult<AttemptState>;
 
@@ -437,6 +545,14 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_web_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool>;
     /// Ends every session of `subject` (a revoked clinician). Returns how many.
     async fn delete_web_sessions_of(&self, subject: &str) -> StoreResult<u64>;
+    /// Ends the sessions of `subject` opened before `opened_before` (unix
+    /// seconds): those of a clinician whose credential was revoked then,
+    /// while a session opened after a later re-enrollment stays. Returns how many.
+    async fn delete_web_sessions_opened_before(
+        &self,
+        subject: &str,
+        opened_before: u64,
+    ) -> StoreResult<u64>;
 
     /// Raises an alert unless one for the same (pseudonym, rule) is still
     /// open (unacknowledged); returns the new id, or `None` when one was

@@ -698,6 +698,31 @@ impl State {
         Ok(next.failures)
     }
 
+    fn begin_attempts(
+        &mut self,
+        attempts: &[(&str, &str, &AttemptLimit)],
+        now: u64,
+    ) -> StoreResult<Vec<u32>> {
+        // Every one admitted before any is written: all or none. (A pair
+        // named twice counts twice, the second on the first.)
+        let mut admitted: HashMap<(String, String), AttemptState> = HashMap::new();
+        let mut counted = Vec::with_capacity(attempts.len());
+        for (scope, key, limit) in attempts {
+            let key = (scope.to_string(), key.to_string());
+            let state = admitted
+                .get(&key)
+                .or_else(|| self.attempts.get(&key))
+                .copied()
+                .unwrap_or_default();
+            let next = limit.admit(state, now)?;
+            fit(next.last_failure)?;
+            counted.push(next.failures);
+            admitted.insert(key, next);
+        }
+        self.attempts.extend(admitted);
+        Ok(counted)
+    }
+
     fn forgive_attempt(&mut self, scope: &str, key: &str) {
         // The row stays (with its last failure), even at zero.
         if let Some(state) = self.attempts.get_mut(&(scope.to_string(), key.to_string())) {
@@ -899,6 +924,19 @@ impl Store for MemoryStore {
         self.with(|s| Ok(s.audit_chain(after_id, limit)))
     }
 
+    async fn search_audit(&self, query: &crate::AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        self.with(|s| {
+            Ok(s.audit
+                .iter()
+                .rev()
+                .map(|r| &r.record)
+                .filter(|r| query.matches(r))
+                .take(query.limit as usize)
+                .cloned()
+                .collect())
+        })
+    }
+
     async fn put_setting_if_absent(&self, key: &str, value: &[u8]) -> StoreResult<Vec<u8>> {
         self.with(|s| {
             Ok(s.settings
@@ -969,6 +1007,19 @@ impl Store for MemoryStore {
         self.with(|s| Ok(s.factor(subject, kind)))
     }
 
+    async fn factors(&self, subject: &str, kinds: &[u8]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        self.with(|s| Ok(kinds.iter().map(|&kind| s.factor(subject, kind)).collect()))
+    }
+
+    async fn delete_factors_before(&self, subject: &str, before: u64) -> StoreResult<u64> {
+        self.with(|s| {
+            let count = s.factors.len();
+            s.factors
+                .retain(|(owner, _), (_, updated_at)| owner != subject || *updated_at >= before);
+            Ok((count - s.factors.len()) as u64)
+        })
+    }
+
     async fn delete_factor(&self, subject: &str, kind: u8) -> StoreResult<bool> {
         self.with(|s| Ok(s.factors.remove(&(subject.to_string(), kind)).is_some()))
     }
@@ -990,9 +1041,33 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn begin_attempts(
+        &self,
+        attempts: &[(&str, &str, &AttemptLimit)],
+        now: u64,
+    ) -> StoreResult<Vec<u32>> {
+        self.with(|s| s.begin_attempts(attempts, now))
+    }
+
     async fn forgive_attempt(&self, scope: &str, key: &str) -> StoreResult<()> {
         self.with(|s| {
             s.forgive_attempt(scope, key);
+            Ok(())
+        })
+    }
+
+    async fn settle_attempts(
+        &self,
+        clear: &[(&str, &str)],
+        forgive: &[(&str, &str)],
+    ) -> StoreResult<()> {
+        self.with(|s| {
+            for (scope, key) in forgive.iter().filter(|pair| !clear.contains(pair)) {
+                s.forgive_attempt(scope, key);
+            }
+            for (scope, key) in clear {
+                s.attempts.remove(&(scope.to_string(), key.to_string()));
+            }
             Ok(())
         })
     }
@@ -1106,6 +1181,18 @@ impl Store for MemoryStore {
     async fn delete_web_sessions_of(&self, subject: &str) -> StoreResult<u64> {
         // A scan: revoking a clinician is rare, and sessions are few.
         self.with(|s| Ok(s.web_sessions.retain(|session| session.subject != subject)))
+    }
+
+    async fn delete_web_sessions_opened_before(
+        &self,
+        subject: &str,
+        opened_before: u64,
+    ) -> StoreResult<u64> {
+        self.with(|s| {
+            Ok(s.web_sessions.retain(|session| {
+                session.subject != subject || session.created_at >= opened_before
+            }))
+        })
     }
 
     async fn raise_alert(&self, alert: &NewAlert) -> StoreResult<Option<i64>> {

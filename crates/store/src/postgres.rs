@@ -319,6 +319,20 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     }
 }
 
+/// An `audit_events` row selected as `id, at_ms, kind, actor, subject, detail`.
+fn audit_record(row: &Row) -> StoreResult<AuditRecord> {
+    Ok(AuditRecord {
+        id: column(row, 0)?,
+        event: AuditEvent {
+            at_ms: column(row, 1)?,
+            kind: column_text(row, 2)?,
+            actor: column_text(row, 3)?,
+            subject: column_text(row, 4)?,
+            detail: column_text(row, 5)?,
+        },
+    })
+}
+
 /// BIGINT is i64: a u64 that does not fit is refused rather than wrapped (the
 /// same message as the SQLite backend's).
 fn to_sql(v: u64) -> StoreResult<i64> {
@@ -1196,18 +1210,49 @@ impl Store for PostgresStore {
         )
         .await?
         .iter()
-        .map(|row| {
-            Ok(AuditRecord {
-                id: column(row, 0)?,
-                event: AuditEvent {
-                    at_ms: column(row, 1)?,
-                    kind: column_text(row, 2)?,
-                    actor: column_text(row, 3)?,
-                    subject: column_text(row, 4)?,
-                    detail: column_text(row, 5)?,
-                },
-            })
-        })
+        .map(audit_record)
+        .collect()
+    }
+
+    async fn search_audit(&self, query: &crate::AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        let (kind_from, kind_to) = query.kind_bounds().unzip();
+        let pattern = query.text_pattern();
+        let party = query.party.as_deref().map(str::as_bytes);
+        let kind = query.kind.as_deref().map(str::as_bytes);
+        let (kind_from, kind_to) = (
+            kind_from.as_deref().map(str::as_bytes),
+            kind_to.as_deref().map(str::as_bytes),
+        );
+        let client = self.client().await?;
+        // One statement for every combination: an unset filter is a NULL
+        // that its clause lets through. The columns are bytes (compared
+        // bytewise, as SQLite compares its text); the detail is matched as
+        // the UTF-8 text it was written from.
+        self::query(
+            &client,
+            r"SELECT id, at_ms, kind, actor, subject, detail FROM audit_events
+             WHERE ($1::bytea IS NULL OR actor = $1 OR subject = $1)
+               AND ($2::bytea IS NULL OR kind = $2 OR (kind >= $3::bytea AND kind < $4::bytea))
+               AND ($5::text IS NULL OR convert_from(detail, 'UTF8') ILIKE $5 ESCAPE '\')
+               AND ($6::bigint IS NULL OR at_ms >= $6)
+               AND ($7::bigint IS NULL OR at_ms < $7)
+               AND ($8::bigint IS NULL OR id < $8)
+             ORDER BY id DESC LIMIT $9",
+            &[
+                &party,
+                &kind,
+                &kind_from,
+                &kind_to,
+                &pattern,
+                &query.from_ms,
+                &query.until_ms,
+                &query.before_id,
+                &i64::from(query.limit),
+            ],
+        )
+        .await?
+        .iter()
+        .map(audit_record)
         .collect()
     }
 
@@ -1397,6 +1442,40 @@ impl Store for PostgresStore {
         .transpose()
     }
 
+    async fn factors(&self, subject: &str, kinds: &[u8]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let wanted: Vec<i16> = kinds.iter().map(|&kind| i16::from(kind)).collect();
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT kind, data FROM factors WHERE subject = $1 AND kind = ANY($2)",
+            &[&subject.as_bytes(), &wanted],
+        )
+        .await?;
+        let mut found = vec![None; kinds.len()];
+        for row in rows {
+            let kind: i16 = column(&row, 0)?;
+            let data: Vec<u8> = column(&row, 1)?;
+            for (slot, wanted) in found.iter_mut().zip(&wanted) {
+                if *wanted == kind {
+                    *slot = Some(data.clone());
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn delete_factors_before(&self, subject: &str, before: u64) -> StoreResult<u64> {
+        // A time beyond SQL's range is after every enrollment.
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        execute(
+            &client,
+            "DELETE FROM factors WHERE subject = $1 AND updated_at < $2",
+            &[&subject.as_bytes(), &before],
+        )
+        .await
+    }
+
     async fn delete_factor(&self, subject: &str, kind: u8) -> StoreResult<bool> {
         let client = self.client().await?;
         let n = execute(
@@ -1481,6 +1560,137 @@ impl Store for PostgresStore {
         Ok(next.failures)
     }
 
+    async fn begin_attempts(
+        &self,
+        attempts: &[(&str, &str, &AttemptLimit)],
+        now: u64,
+    ) -> StoreResult<Vec<u32>> {
+        let scopes: Vec<&[u8]> = attempts.iter().map(|(s, _, _)| s.as_bytes()).collect();
+        let keys: Vec<&[u8]> = attempts.iter().map(|(_, k, _)| k.as_bytes()).collect();
+        let position = |scope: &[u8], key: &[u8]| {
+            scopes
+                .iter()
+                .zip(&keys)
+                .position(|(s, k)| *s == scope && *k == key)
+        };
+        let mut client = self.client().await?;
+        // The common case, as in `begin_attempt`: every counter below its
+        // free failures, all counted by one statement without waiting on
+        // locks. A counter already at its free failures (as the statement's
+        // snapshot sees it) stops the whole insert; one that reaches them
+        // meanwhile (another replica's attempt) is left alone by the upsert's
+        // own check, which sees the row's newest value, and the ones counted
+        // beside it are taken back. Either way the general path decides.
+        let free: Vec<i64> = attempts
+            .iter()
+            .map(|(_, _, limit)| {
+                i64::from(
+                    limit
+                        .free_failures
+                        .min(limit.disable_after.unwrap_or(u32::MAX)),
+                )
+            })
+            .collect();
+        let distinct = (0..attempts.len()).all(|i| position(scopes[i], keys[i]) == Some(i));
+        if let (true, Ok(now_sql)) = (distinct, to_sql(now)) {
+            let rows = query(
+                &client,
+                "WITH input AS (
+                     SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[]) AS i(scope, key, free))
+                 INSERT INTO attempts (scope, key, failures, last_failure)
+                 SELECT scope, key, 1, $4 FROM input
+                 WHERE NOT EXISTS (
+                     SELECT 1 FROM attempts a JOIN input i ON a.scope = i.scope AND a.key = i.key
+                     WHERE a.failures >= i.free)
+                 ON CONFLICT (scope, key) DO UPDATE
+                     SET failures = attempts.failures + 1, last_failure = $4
+                     WHERE attempts.failures < (
+                         SELECT free FROM input i
+                         WHERE i.scope = attempts.scope AND i.key = attempts.key)
+                 RETURNING scope, key, failures",
+                &[&scopes, &keys, &free, &now_sql],
+            )
+            .await?;
+            let mut counted = vec![0; attempts.len()];
+            for row in &rows {
+                let (scope, key): (&[u8], &[u8]) = (column(row, 0)?, column(row, 1)?);
+                if let Some(i) = position(scope, key) {
+                    counted[i] = u32::try_from(column_u64(row, 2)?).unwrap_or(u32::MAX);
+                }
+            }
+            if rows.len() == attempts.len() {
+                return Ok(counted);
+            }
+            if !rows.is_empty() {
+                // (Every counted one has at least one failure now.)
+                let (back_scopes, back_keys): (Vec<&[u8]>, Vec<&[u8]>) = (0..attempts.len())
+                    .filter(|&i| counted[i] > 0)
+                    .map(|i| (scopes[i], keys[i]))
+                    .unzip();
+                execute(
+                    &client,
+                    "UPDATE attempts a SET failures = GREATEST(a.failures - 1, 0)
+                     FROM unnest($1::bytea[], $2::bytea[]) AS b(scope, key)
+                     WHERE a.scope = b.scope AND a.key = b.key",
+                    &[&back_scopes, &back_keys],
+                )
+                .await?;
+            }
+        }
+        // The general path: every row locked (made first if need be), each
+        // attempt admitted in order, all written, one commit; a refusal
+        // drops the transaction and with it everything.
+        let tx = client.transaction().await.map_err(backend)?;
+        execute(
+            &tx,
+            "INSERT INTO attempts (scope, key, failures, last_failure)
+             SELECT scope, key, 0, 0 FROM unnest($1::bytea[], $2::bytea[]) AS i(scope, key)
+             ON CONFLICT (scope, key) DO NOTHING",
+            &[&scopes, &keys],
+        )
+        .await?;
+        let rows = query(
+            &tx,
+            "SELECT a.scope, a.key, a.failures, a.last_failure FROM attempts a
+             JOIN unnest($1::bytea[], $2::bytea[]) AS i(scope, key)
+                 ON a.scope = i.scope AND a.key = i.key
+             ORDER BY a.scope, a.key FOR UPDATE OF a",
+            &[&scopes, &keys],
+        )
+        .await?;
+        let mut states = vec![AttemptState::default(); attempts.len()];
+        for row in &rows {
+            let (scope, key): (&[u8], &[u8]) = (column(row, 0)?, column(row, 1)?);
+            if let Some(i) = position(scope, key) {
+                states[i] = AttemptState {
+                    failures: u32::try_from(column_u64(row, 2)?).unwrap_or(u32::MAX),
+                    last_failure: column_u64(row, 3)?,
+                };
+            }
+        }
+        let mut counted = Vec::with_capacity(attempts.len());
+        for (i, (scope, key, limit)) in attempts.iter().enumerate() {
+            // A pair named twice counts twice, the second on the first.
+            let slot = position(scope.as_bytes(), key.as_bytes()).unwrap_or(i);
+            let next = limit.admit(states[slot], now)?;
+            states[slot] = next;
+            execute(
+                &tx,
+                "UPDATE attempts SET failures = $3, last_failure = $4 WHERE scope = $1 AND key = $2",
+                &[
+                    &scope.as_bytes(),
+                    &key.as_bytes(),
+                    &i64::from(next.failures),
+                    &to_sql(next.last_failure)?,
+                ],
+            )
+            .await?;
+            counted.push(next.failures);
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(counted)
+    }
+
     async fn clear_attempts(&self, scope: &str, key: &str) -> StoreResult<()> {
         let client = self.client().await?;
         execute(
@@ -1499,6 +1709,39 @@ impl Store for PostgresStore {
             "UPDATE attempts SET failures = GREATEST(failures - 1, 0)
              WHERE scope = $1 AND key = $2",
             &[&scope.as_bytes(), &key.as_bytes()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn settle_attempts(
+        &self,
+        clear: &[(&str, &str)],
+        forgive: &[(&str, &str)],
+    ) -> StoreResult<()> {
+        let columns = |pairs: &[(&str, &str)]| -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+            pairs
+                .iter()
+                .map(|(scope, key)| (scope.as_bytes().to_vec(), key.as_bytes().to_vec()))
+                .unzip()
+        };
+        let ((clear_scopes, clear_keys), (forgive_scopes, forgive_keys)) =
+            (columns(clear), columns(forgive));
+        let client = self.client().await?;
+        // One statement, one commit: every successful login settles two or
+        // three counters. The UPDATE sees the rows as they were before the
+        // DELETE, so it skips what the DELETE removes.
+        execute(
+            &client,
+            "WITH cleared AS (
+                 DELETE FROM attempts a
+                 USING unnest($1::bytea[], $2::bytea[]) AS c(scope, key)
+                 WHERE a.scope = c.scope AND a.key = c.key)
+             UPDATE attempts a SET failures = GREATEST(a.failures - 1, 0)
+             FROM (SELECT DISTINCT scope, key FROM unnest($3::bytea[], $4::bytea[]) AS f(scope, key)
+                   EXCEPT SELECT scope, key FROM unnest($1::bytea[], $2::bytea[]) AS c(scope, key)) f
+             WHERE a.scope = f.scope AND a.key = f.key",
+            &[&clear_scopes, &clear_keys, &forgive_scopes, &forgive_keys],
         )
         .await?;
         Ok(())
@@ -1876,6 +2119,21 @@ impl Store for PostgresStore {
             &client,
             "DELETE FROM web_sessions WHERE subject = $1",
             &[&subject.as_bytes()],
+        )
+        .await
+    }
+
+    async fn delete_web_sessions_opened_before(
+        &self,
+        subject: &str,
+        opened_before: u64,
+    ) -> StoreResult<u64> {
+        let before = to_sql(opened_before)?;
+        let client = self.client().await?;
+        execute(
+            &client,
+            "DELETE FROM web_sessions WHERE subject = $1 AND created_at < $2",
+            &[&subject.as_bytes(), &before],
         )
         .await
     }

@@ -48,6 +48,20 @@ fn backend(e: rusqlite::Error) -> StoreError {
 
 // SQLite integers are i64; serials and times are u64 below 2^63 in practice,
 // and a value that does not fit is refused rather than wrapped.
+/// An `audit_events` row selected as `id, at_ms, kind, actor, subject, detail`.
+fn audit_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: r.get(0)?,
+        event: AuditEvent {
+            at_ms: r.get(1)?,
+            kind: r.get(2)?,
+            actor: r.get(3)?,
+            subject: r.get(4)?,
+            detail: r.get(5)?,
+        },
+    })
+}
+
 fn to_sql(v: u64) -> StoreResult<i64> {
     i64::try_from(v).map_err(|_| StoreError::Backend(format!("value {v} out of range")))
 }
@@ -546,16 +560,7 @@ impl Store for SqliteStore {
             let rows = stmt
                 .query_map(params![after_id, limit], |r| {
                     Ok((
-                        AuditRecord {
-                            id: r.get(0)?,
-                            event: AuditEvent {
-                                at_ms: r.get(1)?,
-                                kind: r.get(2)?,
-                                actor: r.get(3)?,
-                                subject: r.get(4)?,
-                                detail: r.get(5)?,
-                            },
-                        },
+                        audit_record(r)?,
                         r.get::<_, Vec<u8>>(6)?,
                         r.get::<_, Vec<u8>>(7)?,
                     ))
@@ -583,18 +588,47 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             let rows = stmt
-                .query_map(params![after_id, limit], |r| {
-                    Ok(AuditRecord {
-                        id: r.get(0)?,
-                        event: AuditEvent {
-                            at_ms: r.get(1)?,
-                            kind: r.get(2)?,
-                            actor: r.get(3)?,
-                            subject: r.get(4)?,
-                            detail: r.get(5)?,
-                        },
-                    })
-                })
+                .query_map(params![after_id, limit], audit_record)
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn search_audit(&self, query: &crate::AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        let (kind_from, kind_to) = query.kind_bounds().unzip();
+        let pattern = query.text_pattern();
+        let query = query.clone();
+        self.with(move |c| {
+            // One statement for every combination: an unset filter is a NULL
+            // that its clause lets through.
+            let mut stmt = c
+                .prepare_cached(
+                    r"SELECT id, at_ms, kind, actor, subject, detail FROM audit_events
+                     WHERE (?1 IS NULL OR actor = ?1 OR subject = ?1)
+                       AND (?2 IS NULL OR kind = ?2 OR (kind >= ?3 AND kind < ?4))
+                       AND (?5 IS NULL OR detail LIKE ?5 ESCAPE '\')
+                       AND (?6 IS NULL OR at_ms >= ?6)
+                       AND (?7 IS NULL OR at_ms < ?7)
+                       AND (?8 IS NULL OR id < ?8)
+                     ORDER BY id DESC LIMIT ?9",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        query.party,
+                        query.kind,
+                        kind_from,
+                        kind_to,
+                        pattern,
+                        query.from_ms,
+                        query.until_ms,
+                        query.before_id,
+                        query.limit
+                    ],
+                    audit_record,
+                )
                 .map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
         })
@@ -797,6 +831,46 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn factors(&self, subject: &str, kinds: &[u8]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let (subject, kinds) = (subject.to_string(), kinds.to_vec());
+        self.with(move |c| {
+            // One read transaction: the factors as they were at one moment.
+            let tx = c.transaction().map_err(backend)?;
+            let mut statement = tx
+                .prepare_cached("SELECT data FROM factors WHERE subject = ?1 AND kind = ?2")
+                .map_err(backend)?;
+            let found = kinds
+                .iter()
+                .map(|kind| {
+                    statement
+                        .query_row(params![subject, kind], |r| r.get(0))
+                        .optional()
+                        .map_err(backend)
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            drop(statement);
+            tx.commit().map_err(backend)?;
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn delete_factors_before(&self, subject: &str, before: u64) -> StoreResult<u64> {
+        let subject = subject.to_string();
+        // A time beyond SQL's range is after every enrollment.
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM factors WHERE subject = ?1 AND updated_at < ?2",
+                    params![subject, before],
+                )
+                .map_err(backend)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn delete_factor(&self, subject: &str, kind: u8) -> StoreResult<bool> {
         let subject = subject.to_string();
         self.with(move |c| {
@@ -843,6 +917,39 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn begin_attempts(
+        &self,
+        attempts: &[(&str, &str, &AttemptLimit)],
+        now: u64,
+    ) -> StoreResult<Vec<u32>> {
+        let attempts: Vec<(String, String, AttemptLimit)> = attempts
+            .iter()
+            .map(|(scope, key, limit)| (scope.to_string(), key.to_string(), **limit))
+            .collect();
+        self.with(move |c| {
+            // One transaction: a refusal returns before the commit, and the
+            // counts written before it roll back.
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let mut counted = Vec::with_capacity(attempts.len());
+            for (scope, key, limit) in &attempts {
+                let next = limit.admit(read_attempts(&tx, scope, key)?, now)?;
+                tx.execute(
+                    "INSERT INTO attempts (scope, key, failures, last_failure) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (scope, key) DO UPDATE
+                     SET failures = excluded.failures, last_failure = excluded.last_failure",
+                    params![scope, key, next.failures, to_sql(next.last_failure)?],
+                )
+                .map_err(backend)?;
+                counted.push(next.failures);
+            }
+            tx.commit().map_err(backend)?;
+            Ok(counted)
+        })
+        .await
+    }
+
     async fn clear_attempts(&self, scope: &str, key: &str) -> StoreResult<()> {
         let (scope, key) = (scope.to_string(), key.to_string());
         self.with(move |c| {
@@ -865,6 +972,42 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn settle_attempts(
+        &self,
+        clear: &[(&str, &str)],
+        forgive: &[(&str, &str)],
+    ) -> StoreResult<()> {
+        let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(scope, key)| (scope.to_string(), key.to_string()))
+                .collect()
+        };
+        let (clear, forgive) = (owned(clear), owned(forgive));
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            // Forgiven first, so that a pair in both lists ends cleared.
+            for (scope, key) in &forgive {
+                tx.execute(
+                    "UPDATE attempts SET failures = MAX(failures - 1, 0) WHERE scope = ?1 AND key = ?2",
+                    params![scope, key],
+                )
+                .map_err(backend)?;
+            }
+            for (scope, key) in &clear {
+                tx.execute(
+                    "DELETE FROM attempts WHERE scope = ?1 AND key = ?2",
+                    params![scope, key],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
         })
         .await
     }
@@ -1215,6 +1358,25 @@ impl Store for SqliteStore {
                 .execute(
                     "DELETE FROM web_sessions WHERE subject = ?1",
                     params![subject],
+                )
+                .map_err(backend)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn delete_web_sessions_opened_before(
+        &self,
+        subject: &str,
+        opened_before: u64,
+    ) -> StoreResult<u64> {
+        let subject = subject.to_string();
+        let before = to_sql(opened_before)?;
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM web_sessions WHERE subject = ?1 AND created_at < ?2",
+                    params![subject, before],
                 )
                 .map_err(backend)?;
             Ok(n as u64)

@@ -30,7 +30,7 @@ pub(crate) fn factor_token_hash(token: &str) -> [u8; 32] {
     AwsLc::sha256(&[b"vitalgate/1 factor token", token.as_bytes()])
 }
 
-fn purpose_name(purpose: FactorPurpose) -> Option<&'static str> {
+pub(crate) fn purpose_name(purpose: FactorPurpose) -> Option<&'static str> {
     match purpose {
         FactorPurpose::Password => Some("password"),
         FactorPurpose::Otp => Some("otp"),
@@ -142,7 +142,20 @@ impl Hsp {
         request: Request<v1::IssueFactorTokenRequest>,
     ) -> Result<Response<v1::IssueFactorTokenResponse>, Status> {
         self.inner.admin_token.check(&request)?;
-        let request = request.into_inner();
+        self.issue_factor_token_as("admin", request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    /// Issues a factor token on behalf of `issued_by` (the gRPC's bearer,
+    /// `admin`, or an administrator signed in to the portal), who must
+    /// already be checked: only its hash is kept, and the issue is audited
+    /// under that name.
+    pub(crate) async fn issue_factor_token_as(
+        &self,
+        issued_by: &str,
+        request: v1::IssueFactorTokenRequest,
+    ) -> Result<v1::IssueFactorTokenResponse, Status> {
         let subject = checked_pseudonym(&request.subject)?;
         let purpose = FactorPurpose::try_from(request.purpose)
             .ok()
@@ -162,7 +175,7 @@ impl Hsp {
                 token_hash: factor_token_hash(&token),
                 subject: subject.to_string(),
                 purpose: purpose.to_string(),
-                issued_by: "admin".into(),
+                issued_by: issued_by.into(),
                 created_at: now,
                 expires_at,
             })
@@ -171,15 +184,15 @@ impl Hsp {
         audit(
             &*self.inner.store,
             "factor.token.issued",
-            "admin",
+            issued_by,
             subject,
             &format!("{purpose} until {expires_at}"),
         )
         .await;
-        Ok(Response::new(v1::IssueFactorTokenResponse {
+        Ok(v1::IssueFactorTokenResponse {
             token,
             expires_at: expires_at as i64,
-        }))
+        })
     }
 
     pub(crate) async fn start_password_registration(

@@ -209,8 +209,9 @@ pub(crate) struct Inner {
     pub(crate) identity_serial: u64,
     pub(crate) vault: Arc<vault::SecretVault>,
     pub(crate) admin_token: AdminToken,
-    /// The TTP over mutual TLS, with the service certificate it issued.
-    pub(crate) ttp: v1::ttp_client::TtpClient<Channel>,
+    /// The TTP over mutual TLS, with the newest service certificate it
+    /// issued (replaced when the revocation feed renews it).
+    pub(crate) ttp: RwLock<v1::ttp_client::TtpClient<Channel>>,
     pub(crate) spiffe_id: String,
     /// When that certificate was issued (it lives 7 days).
     pub(crate) certified_at: std::time::Instant,
@@ -371,7 +372,7 @@ impl Hsp {
         };
         let hsp = Self {
             inner: Arc::new(Inner {
-                ttp,
+                ttp: RwLock::new(ttp),
                 spiffe_id,
                 certified_at: std::time::Instant::now(),
                 vault,
@@ -450,6 +451,15 @@ impl Hsp {
         }
     }
 
+    /// A client of the TTP over mutual TLS with the newest service certificate.
+    pub(crate) fn ttp(&self) -> v1::ttp_client::TtpClient<Channel> {
+        self.inner
+            .ttp
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The SPIFFE ID the TTP certified this HSP under.
     pub fn spiffe_id(&self) -> &str {
         &self.inner.spiffe_id
@@ -460,13 +470,15 @@ impl Hsp {
     /// within the feed's latency (immediate on the TTP that revoked, at most its
     /// 2 s poll from others).
     pub async fn follow_revocations(&self, mut stop: watch::Receiver<bool>) {
-        let mut ttp = self.inner.ttp.clone();
+        let mut ttp = self.ttp();
         let mut certified_at = self.inner.certified_at;
         let mut cursor = 0i64;
         loop {
             if certified_at.elapsed() > RENEW_CERTIFICATE_AFTER {
                 match self.renew_certificate().await {
                     Ok(renewed) => {
+                        *self.inner.ttp.write().unwrap_or_else(|p| p.into_inner()) =
+                            renewed.clone();
                         ttp = renewed;
                         certified_at = std::time::Instant::now();
                         tracing::info!(spiffe_id = %self.inner.spiffe_id, "service certificate renewed");
@@ -489,6 +501,9 @@ impl Hsp {
                                 Ok(Some(event)) => {
                                     cursor = event.id;
                                     self.apply_revocation(event.serial);
+                                    if event.role() == v1::Role::Clinician {
+                                        self.end_portal_sessions(&event).await;
+                                    }
                                 }
                                 Ok(None) => break,
                                 Err(e) => {
@@ -504,6 +519,72 @@ impl Hsp {
             tokio::select! {
                 _ = stop.changed() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// Ends the portal sessions a revoked clinician opened before the
+    /// revocation (portal sign-in uses no credential, so no serial names
+    /// them), and removes the factors they enrolled before it. The feed starts from the first revocation at every start: a
+    /// session opened after an old revocation (a re-enrolled clinician's)
+    /// is left alone.
+    async fn end_portal_sessions(&self, event: &v1::RevocationEvent) {
+        if event.subject.is_empty() {
+            return;
+        }
+        let store = &*self.inner.store;
+        // Times are whole seconds: a session opened in the revocation's own
+        // second may have been opened before it, so it ends too.
+        let revoked_at = u64::try_from(event.revoked_at).unwrap_or(0);
+        match store
+            .delete_web_sessions_opened_before(&event.subject, revoked_at + 1)
+            .await
+        {
+            Ok(0) => {}
+            Ok(ended) => {
+                audit(
+                    store,
+                    "portal.sessions.ended",
+                    "hsp",
+                    &event.subject,
+                    &format!(
+                        "credential {} revoked; {ended} sessions ended",
+                        event.serial
+                    ),
+                )
+                .await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, subject = %event.subject, "could not end a revoked clinician's sessions")
+            }
+        }
+        // Portal sign-in needs no credential, only the factors enrolled
+        // here: a revoked clinician loses those enrolled before the
+        // revocation too, or they could sign in again at once. An
+        // administrator lets them back with new factor tokens.
+        if event.role != v1::Role::Clinician as i32 {
+            return;
+        }
+        match store
+            .delete_factors_before(&event.subject, revoked_at + 1)
+            .await
+        {
+            Ok(0) => {}
+            Ok(removed) => {
+                audit(
+                    store,
+                    "factors.removed",
+                    "hsp",
+                    &event.subject,
+                    &format!(
+                        "credential {} revoked; {removed} factors removed",
+                        event.serial
+                    ),
+                )
+                .await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, subject = %event.subject, "could not remove a revoked clinician's factors")
             }
         }
     }

@@ -701,10 +701,23 @@ impl v1::ttp_server::Ttp for Ttp {
                     Ok(records) => {
                         for r in records {
                             cursor = r.id;
+                            // A serial the TTP never issued (revoked ahead,
+                            // or by mistake) names no one.
+                            let issued = match store.credential(r.serial).await {
+                                Ok(issued) => issued,
+                                Err(e) => {
+                                    let _ = tx.send(Err(store_status(&e))).await;
+                                    return;
+                                }
+                            };
                             let event = v1::RevocationEvent {
                                 id: r.id,
                                 serial: r.serial,
                                 revoked_at: r.revoked_at as i64,
+                                role: issued
+                                    .as_ref()
+                                    .map_or(v1::Role::Unspecified as i32, |c| role_to_wire(c.role)),
+                                subject: issued.map(|c| c.subject).unwrap_or_default(),
                             };
                             if tx.send(Ok(event)).await.is_err() {
                                 return;

@@ -188,11 +188,23 @@ impl Portal {
     }
 }
 
+/// The session as the page sees it, and whether to show the administrator
+/// pages (the server checks again on each of their requests).
+#[derive(Debug, Serialize)]
+pub(crate) struct SessionInfo {
+    #[serde(flatten)]
+    session: SessionView,
+    administrator: bool,
+}
+
 pub(crate) async fn session(
     State(portal): State<Portal>,
     clinician: Clinician,
-) -> Json<SessionView> {
-    Json(SessionView::of(&portal, &clinician))
+) -> Json<SessionInfo> {
+    Json(SessionInfo {
+        session: SessionView::of(&portal, &clinician),
+        administrator: portal.is_administrator(&clinician.subject),
+    })
 }
 
 pub(crate) async fn logout(
@@ -524,7 +536,7 @@ pub(crate) async fn acknowledge(
 }
 
 /// A gRPC refusal from the shared enrollment code, as the portal says it.
-fn from_status(status: tonic::Status) -> ApiError {
+pub(crate) fn from_status(status: tonic::Status) -> ApiError {
     use axum::http::StatusCode;
     let code = match status.code() {
         tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,

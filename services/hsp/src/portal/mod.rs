@@ -8,6 +8,7 @@
 //! API answers are never cached. A page without a live session sees nothing
 //! but the sign-in form: every `/api/` call checks the session on the server.
 
+mod admin;
 mod api;
 mod login;
 mod session;
@@ -42,6 +43,15 @@ pub struct PortalConfig {
     pub idle_secs: u64,
     /// And after this many in all (12 hours).
     pub absolute_secs: u64,
+    /// The clinicians (by username) who may use the administrator pages.
+    pub administrators: Vec<String>,
+    /// An administrator's changes need a password proven this many seconds
+    /// ago at most (15 minutes); reading needs only the session.
+    pub admin_proof_secs: u64,
+    /// The TTP's administrator token, for enrolling parties and revoking
+    /// credentials from the portal; without it those pages say they are not
+    /// configured.
+    pub ttp_admin_token: Option<vitalgate_rpc::admin::AdminToken>,
 }
 
 impl Default for PortalConfig {
@@ -51,6 +61,9 @@ impl Default for PortalConfig {
             secure_cookies: false,
             idle_secs: 30 * 60,
             absolute_secs: 12 * 3600,
+            administrators: Vec::new(),
+            admin_proof_secs: 15 * 60,
+            ttp_admin_token: None,
         }
     }
 }
@@ -273,6 +286,12 @@ impl Hsp {
             .route("/otp/enroll", post(api::enroll_otp))
             .route("/password/start", post(api::password_start))
             .route("/password/finish", post(api::password_finish))
+            .route("/admin", get(admin::overview))
+            .route("/admin/audit", get(admin::audit_log))
+            .route("/admin/parties", get(admin::parties))
+            .route("/admin/enrollment-tokens", post(admin::enroll))
+            .route("/admin/revoke", post(admin::revoke))
+            .route("/admin/factor-tokens", post(admin::factor_token))
             .fallback(|| async { ApiError::not_found("No such API.") });
         Ok(Router::new()
             .nest("/api", api)

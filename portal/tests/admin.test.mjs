@@ -1,0 +1,113 @@
+// The administrator pages in a real browser. Run by tests/e2e/portal_admin.rs,
+// which starts the TTP and the HSP with its portal, signs up an administrator
+// and a clinician who is not one, enrolls a device, and passes a JSON file
+// naming them:
+//
+//   node portal/tests/admin.test.mjs <config.json>
+import {
+  authenticator,
+  check,
+  expect,
+  finish,
+  launch,
+  loadConfig,
+  signIn,
+} from "./browser.mjs";
+
+const config = loadConfig();
+const shots = config.screenshots;
+const base = config.url;
+const { browser, page, cspViolations } = await launch(config.chromium);
+const adminCode = authenticator(config.admin.otpauth_uri);
+const clinicianCode = authenticator(config.clinician.otpauth_uri);
+
+// A QR code drawn from the server's SVG: an image that loaded, and is square.
+async function qrShown(box) {
+  const image = page.locator(`${box} [data-qr]`);
+  await image.waitFor({ state: "visible" });
+  const size = await image.evaluate((img) => img.complete && [img.naturalWidth, img.naturalHeight]);
+  expect(size && size[0] > 0 && size[0] === size[1], `QR image ${JSON.stringify(size)}`);
+}
+
+await check("an administrator signs in and sees the administrator pages", async () => {
+  await signIn(page, base, { user: config.admin.username, pass: config.admin.password, code: await adminCode() });
+  await page.locator("#patients-title").waitFor();
+  await page.locator("nav a[href='#/admin/audit']").waitFor({ state: "visible" });
+});
+
+await check("the audit log is searched by action and text", async () => {
+  await page.click("nav a[href='#/admin/audit']");
+  await page.locator("#audit-title").waitFor();
+  await page.locator("[data-rows] tr").first().waitFor();
+  await page.fill("#audit-form input[name=kind]", "login");
+  await page.fill("#audit-form input[name=text]", "password and TOTP");
+  await page.click("#audit-form button[type=submit]");
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll("[data-rows] tr")];
+    return rows.length > 0 && rows.every((r) => r.dataset.kind === "login.succeeded");
+  });
+  const who = await page.locator("[data-rows] tr").first().locator("td").nth(2).textContent();
+  expect(who === config.admin.username, `newest sign-in by ${who}`);
+  await page.screenshot({ path: `${shots}/admin-audit.png` });
+});
+
+await check("a device enrollment token is shown once with its QR code", async () => {
+  await page.click("nav a[href='#/admin/enroll']");
+  await page.locator(`[data-rows] tr[data-subject='${config.device.subject}']`).waitFor();
+  await page.selectOption("#enroll-form select[name=role]", "device");
+  await page.fill("#enroll-form input[name=subject]", "pt-new-ward-7");
+  await page.click("#enroll-form button[type=submit]");
+  const token = await page.locator("#enroll-form + [data-issued] [data-token]");
+  await token.waitFor({ state: "visible" });
+  expect(/^[0-9a-f]{64}$/.test((await token.textContent()).trim()), "a 256-bit token");
+  await qrShown("#enroll-form + [data-issued]");
+});
+
+await check("a device is revoked with a reason", async () => {
+  const row = page.locator(`[data-rows] tr[data-serial='${config.device.serial}']`);
+  await row.locator("button").click();
+  expect(
+    (await page.inputValue("#revoke-form input[name=serial]")) === config.device.serial,
+    "the row's serial fills the form",
+  );
+  await page.fill("#revoke-form textarea[name=reason]", "Lost on the bus");
+  await page.click("#revoke-form button[type=submit]");
+  await page.locator("#revoke-form [data-ok]").filter({ hasText: "is revoked" }).waitFor();
+  await row.locator("td.revoked").waitFor();
+  await page.screenshot({ path: `${shots}/admin-enroll.png`, fullPage: true });
+});
+
+await check("a recovery token is issued with its QR code", async () => {
+  await page.click("nav a[href='#/admin/tokens']");
+  await page.fill("#tokens-form input[name=subject]", config.clinician.username);
+  await page.selectOption("#tokens-form select[name=purpose]", "password");
+  await page.click("#tokens-form button[type=submit]");
+  await page.locator("[data-issued] [data-token]").filter({ hasText: /^[0-9a-f]{64}$/ }).waitFor();
+  await qrShown("[data-issued]");
+  await page.screenshot({ path: `${shots}/admin-tokens.png` });
+});
+
+await check("a clinician who is not an administrator sees none of it and is refused", async () => {
+  const other = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const pg = await other.newPage();
+  await signIn(pg, base, {
+    user: config.clinician.username,
+    pass: config.clinician.password,
+    code: await clinicianCode(),
+  });
+  await pg.locator("#patients-title").waitFor();
+  const shown = await pg.locator("nav [data-admin]:visible").count();
+  expect(shown === 0, `${shown} administrator links shown`);
+  const status = await pg.evaluate(async () => (await fetch("/api/admin/audit")).status);
+  expect(status === 403, `the audit log answered ${status}`);
+  await pg.goto(`${base}/#/admin/audit`);
+  const error = await pg.locator("#audit-form [data-error]").filter({ hasText: /\S/ }).textContent();
+  expect(/Only administrators/.test(error), error);
+  await other.close();
+});
+
+await check("no Content-Security-Policy violations", async () => {
+  expect(cspViolations.length === 0, cspViolations.join(" | "));
+});
+
+await finish(browser);
