@@ -43,6 +43,9 @@ pub(crate) struct LoginE2e {
     pub(crate) logins_per_s: f64,
     pub(crate) median_ms: f64,
     pub(crate) p99_ms: f64,
+    /// CPU milliseconds per login: this process's (HSP, TTP, clients) and
+    /// PostgreSQL's; `None` without Linux's `/proc`.
+    pub(crate) cpu_ms: Option<(f64, f64)>,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -307,6 +310,7 @@ pub(crate) fn run(server: &str, logins: usize) -> LoginE2e {
             .build_http();
         let accounts = Arc::new(accounts);
         let queue = Arc::new(std::sync::Mutex::new(std::mem::take(&mut pending)));
+        let cpu_before = crate::cpu::CpuSnapshot::take();
         let started = Instant::now();
         let workers: Vec<_> = (0..CONCURRENCY)
             .map(|_| {
@@ -332,6 +336,13 @@ pub(crate) fn run(server: &str, logins: usize) -> LoginE2e {
             latencies.extend(worker.await.expect("worker"));
         }
         let elapsed = started.elapsed().as_secs_f64();
+        let cpu_ms = cpu_before
+            .zip(crate::cpu::CpuSnapshot::take())
+            .map(|(a, b)| {
+                let spent = a.until(&b);
+                let per_login = |secs: f64| secs * 1e3 / latencies.len().max(1) as f64;
+                (per_login(spent.own), per_login(spent.postgres))
+            });
         latencies.sort();
         let at = |q: f64| {
             latencies
@@ -343,6 +354,7 @@ pub(crate) fn run(server: &str, logins: usize) -> LoginE2e {
             logins_per_s: latencies.len() as f64 / elapsed,
             median_ms: at(0.5),
             p99_ms: at(0.99),
+            cpu_ms,
         };
         drop(platform);
         database.drop().await;
@@ -361,6 +373,10 @@ pub(crate) fn report(figures: &LoginE2e, json: bool) {
                 "logins_per_s": figures.logins_per_s.round(),
                 "median_ms": (figures.median_ms * 100.0).round() / 100.0,
                 "p99_ms": (figures.p99_ms * 100.0).round() / 100.0,
+                "cpu_ms_per_login": figures.cpu_ms.map(|(own, pg)| serde_json::json!({
+                    "process": (own * 1000.0).round() / 1000.0,
+                    "postgres": (pg * 1000.0).round() / 1000.0,
+                })),
             })
         );
         println!(
@@ -392,4 +408,12 @@ pub(crate) fn report(figures: &LoginE2e, json: bool) {
         "({} logins, {CONCURRENCY} in flight, TTP + HSP + clients + PostgreSQL on this machine)",
         figures.logins
     );
+    if let Some((own, pg)) = figures.cpu_ms {
+        println!(
+            "CPU per login: {:.2} ms in all = {own:.2} ms HSP, TTP and clients + {pg:.2} ms PostgreSQL \
+             (two cores give at most {:.0} logins/s at that cost)",
+            own + pg,
+            2000.0 / (own + pg)
+        );
+    }
 }

@@ -13,6 +13,7 @@
 //! same conditions.
 
 mod biometric;
+mod cpu;
 mod floor;
 mod ingest;
 mod login;

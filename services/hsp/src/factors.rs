@@ -336,11 +336,17 @@ impl<'a> FactorRun<'a> {
             Pending::Password { user, state } => {
                 match vitalgate_password::login_finish(state, payload, &binding.0) {
                     Ok(_session_key) => {
-                        self.clear(PASSWORD_SCOPE, &user).await;
-                        // The source keeps its other failures: an attacker's
-                        // own account cannot wash a spray away.
-                        if let Err(e) = store.forgive_attempt(SOURCE_SCOPE, &self.source).await {
-                            tracing::warn!(error = %e, "could not forgive the source's attempt");
+                        // The account's count starts again; the source keeps
+                        // its other failures (an attacker's own account
+                        // cannot wash a spray away).
+                        if let Err(e) = store
+                            .settle_attempts(
+                                &[(PASSWORD_SCOPE, &user)],
+                                &[(SOURCE_SCOPE, &self.source)],
+                            )
+                            .await
+                        {
+                            tracing::warn!(error = %e, "could not settle the attempt counts");
                         }
                         Ok(())
                     }

@@ -34,7 +34,7 @@ use vitalgate_core::credential::{KeyProtection, Role};
 use vitalgate_core::factor::{AssuranceLevel, FactorKind, FactorSet};
 use vitalgate_password::ServerLoginState;
 use vitalgate_rpc::{audit, unix_now};
-use vitalgate_store::StoreError;
+use vitalgate_store::{AttemptLimit, StoreError};
 
 use super::session::{BreakGlassGrant, Clinician, SessionData};
 use super::{ApiError, Portal};
@@ -145,6 +145,10 @@ struct PendingLogin {
     user: String,
     /// OPAQUE's server state, hex.
     state: String,
+    /// The account's TOTP secret as stored (sealed under its own label),
+    /// hex, read with the password record: the finish needs no factor read,
+    /// and the login checks the factors as they were when it started.
+    otp: Option<String>,
     source: String,
     /// Break-glass: the patient, the reason and the session it replaces.
     break_glass: Option<(String, String, String)>,
@@ -179,34 +183,37 @@ fn password_refused() -> ApiError {
 }
 
 impl Portal {
-    async fn begin_attempt(
+    /// Counts a guess on each (scope, key) under its limit, all or none; a
+    /// refusal is audited with the counter that refused.
+    async fn begin_attempts(
         &self,
-        scope: &str,
-        key: &str,
-        limit: &vitalgate_store::AttemptLimit,
+        attempts: &[(&str, &str, &AttemptLimit)],
         subject: &str,
     ) -> Result<(), ApiError> {
         let store = &*self.hsp.inner.store;
-        match store.begin_attempt(scope, key, limit, unix_now()).await {
+        let now = unix_now();
+        match store.begin_attempts(attempts, now).await {
             Ok(_) => Ok(()),
             Err(e @ (StoreError::Throttled { .. } | StoreError::FactorDisabled)) => {
+                // Rare, so found by reading the counts again.
+                let mut refused = Vec::new();
+                for (scope, key, limit) in attempts {
+                    let state = store.attempts(scope, key).await.unwrap_or_default();
+                    if limit.admit(state, now).is_err() {
+                        refused.push(format!("{scope}:{key}"));
+                    }
+                }
                 audit(
                     store,
                     "factor.throttled",
                     subject,
-                    &format!("{scope}:{key}"),
+                    &refused.join(" "),
                     &e.to_string(),
                 )
                 .await;
                 Err(ApiError::store(&e))
             }
             Err(e) => Err(ApiError::store(&e)),
-        }
-    }
-
-    async fn clear_attempts(&self, scope: &str, key: &str) {
-        if let Err(e) = self.hsp.inner.store.clear_attempts(scope, key).await {
-            tracing::warn!(error = %e, scope, "could not clear the attempt count");
         }
     }
 
@@ -229,15 +236,21 @@ impl Portal {
                 "The policy does not allow portal sign-in.",
             ));
         }
-        self.begin_attempt(SOURCE_SCOPE, source, &policy.source_limit, user)
-            .await?;
-        self.begin_attempt(PASSWORD_SCOPE, user, &policy.password_limit, user)
-            .await?;
-        let record = inner
+        self.begin_attempts(
+            &[
+                (SOURCE_SCOPE, source, &policy.source_limit),
+                (PASSWORD_SCOPE, user, &policy.password_limit),
+            ],
+            user,
+        )
+        .await?;
+        let mut factors = inner
             .store
-            .factor(user, FactorKind::Password as u8)
+            .factors(user, &[FactorKind::Password as u8, FactorKind::Otp as u8])
             .await
-            .map_err(|e| ApiError::store(&e))?;
+            .map_err(|e| ApiError::store(&e))?
+            .into_iter();
+        let (record, otp) = (factors.next().flatten(), factors.next().flatten());
         let (ke2, state) = vitalgate_password::login_start(
             &inner.factors.opaque,
             user,
@@ -252,6 +265,7 @@ impl Portal {
         let pending = PendingLogin {
             user: user.to_string(),
             state: hex::encode(state.to_bytes()),
+            otp: otp.map(hex::encode),
             source: source.to_string(),
             break_glass,
         };
@@ -308,10 +322,6 @@ impl Portal {
                 return Err(password_refused());
             }
         };
-        self.clear_attempts(PASSWORD_SCOPE, &user).await;
-        if let Err(e) = store.forgive_attempt(SOURCE_SCOPE, &pending.source).await {
-            tracing::warn!(error = %e, "could not forgive the source's attempt");
-        }
         // The code must come from whoever ran this OPAQUE login.
         let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, session_key.as_bytes());
         if aws_lc_rs::hmac::verify(&key, &code_mac_input(&id, &request.code), &mac).is_err() {
@@ -320,11 +330,32 @@ impl Portal {
                 "The code was not sent by this sign-in. Start again.",
             ));
         }
-        self.check_code(&user, request.code.trim()).await?;
+        self.check_code(&user, pending.otp.as_deref(), request.code.trim())
+            .await?;
+        // Both factors proven: the account's counters start again and the
+        // source gets its attempt back, in one step. (A right password with
+        // a wrong code is still a failed sign-in, so nothing is cleared
+        // before this point.)
+        if let Err(e) = store
+            .settle_attempts(
+                &[(PASSWORD_SCOPE, &user), (OTP_SCOPE, &user)],
+                &[(SOURCE_SCOPE, &pending.source)],
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "could not settle the attempt counts");
+        }
         Ok(pending)
     }
 
-    async fn check_code(&self, user: &str, code: &str) -> Result<(), ApiError> {
+    /// Counts a guess at the code, checks it against `sealed_secret` (the
+    /// stored TOTP secret, hex) and claims its time step.
+    async fn check_code(
+        &self,
+        user: &str,
+        sealed_secret: Option<&str>,
+        code: &str,
+    ) -> Result<(), ApiError> {
         let inner = &self.hsp.inner;
         let store = &*inner.store;
         if code.is_empty() {
@@ -332,23 +363,21 @@ impl Portal {
                 "Enter the code from your authenticator app.",
             ));
         }
-        self.begin_attempt(OTP_SCOPE, user, &inner.factors.policy.otp_limit, user)
+        self.begin_attempts(&[(OTP_SCOPE, user, &inner.factors.policy.otp_limit)], user)
             .await?;
         let refused = |why: &'static str| async move {
             audit(store, "login.failed", user, "portal", why).await;
             why
         };
-        let Some(sealed) = store
-            .factor(user, FactorKind::Otp as u8)
-            .await
-            .map_err(|e| ApiError::store(&e))?
-        else {
+        let Some(sealed) = sealed_secret else {
             let why = refused("no authenticator is set up for this account").await;
             return Err(ApiError::unauthorized(&format!(
                 "{}{why}. Ask an administrator for a setup token.",
                 why[..1].to_uppercase()
             )));
         };
+        let sealed = hex::decode(sealed)
+            .map_err(|_| ApiError::internal("a pending login does not decode"))?;
         let secret = inner
             .vault
             .open(&otp_label(user), &sealed)
@@ -364,10 +393,7 @@ impl Portal {
         )
         .await
         {
-            Ok(_) => {
-                self.clear_attempts(OTP_SCOPE, user).await;
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(vitalgate_otp::OtpError::Reused) => {
                 refused("one-time code already used").await;
                 Err(ApiError::unauthorized(

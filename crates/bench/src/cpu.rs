@@ -1,0 +1,86 @@
+//! CPU time spent by this process and by PostgreSQL's processes, from Linux's
+//! `/proc`: a throughput figure on a shared two-core machine says little on
+//! its own (a compiler running beside it halves it), while the CPU each
+//! operation costs, and who spends it, stays put and shows where to work.
+
+use std::collections::HashMap;
+
+/// `/proc`'s clock ticks per second (USER_HZ, 100 on Linux's mainstream
+/// architectures; it is part of the kernel's ABI, not its configuration).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU seconds used so far: by this process, and by each PostgreSQL process.
+pub(crate) struct CpuSnapshot {
+    own: f64,
+    postgres: HashMap<u32, f64>,
+}
+
+/// CPU seconds spent between two snapshots.
+pub(crate) struct CpuSpent {
+    pub(crate) own: f64,
+    pub(crate) postgres: f64,
+}
+
+/// User plus system CPU seconds of a process, and its command name.
+fn cpu_of(stat_path: &str) -> Option<(String, f64)> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    // "pid (comm) state ppid …": the name may hold spaces, so split at the
+    // last ')'; utime and stime are the 14th and 15th fields.
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_string();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((comm, ticks as f64 / TICKS_PER_SECOND))
+}
+
+impl CpuSnapshot {
+    /// `None` where `/proc` is not there to read.
+    pub(crate) fn take() -> Option<Self> {
+        let own = cpu_of("/proc/self/stat")?.1;
+        let mut postgres = HashMap::new();
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            if let Some((comm, secs)) = cpu_of(&format!("/proc/{pid}/stat")) {
+                if comm == "postgres" {
+                    postgres.insert(pid, secs);
+                }
+            }
+        }
+        Some(Self { own, postgres })
+    }
+
+    /// What was spent from `self` to `later`; a PostgreSQL process that
+    /// started in between counts from zero.
+    pub(crate) fn until(&self, later: &Self) -> CpuSpent {
+        CpuSpent {
+            own: later.own - self.own,
+            postgres: later
+                .postgres
+                .iter()
+                .map(|(pid, secs)| secs - self.postgres.get(pid).copied().unwrap_or(0.0))
+                .filter(|spent| *spent > 0.0)
+                .sum(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_found_and_its_cpu_time_grows() {
+        let Some(before) = CpuSnapshot::take() else {
+            return; // not Linux
+        };
+        let mut x = 0u64;
+        let t = std::time::Instant::now();
+        while t.elapsed().as_millis() < 60 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let after = CpuSnapshot::take().expect("still Linux");
+        assert!(before.until(&after).own > 0.0);
+    }
+}
