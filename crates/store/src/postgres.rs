@@ -186,6 +186,17 @@ pub enum DatabaseTls {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// Connections for the attempt counters, which commit without waiting
+    /// for the WAL flush (`synchronous_commit = off`). Every sign-in writes
+    /// its source address's counter, one row that all clinicians behind a
+    /// hospital's NAT share; a commit that waits for the disk holds that
+    /// row's lock through the flush, and sign-ins queue behind it. The
+    /// counts are visible to every replica at once either way; only a crash
+    /// of the database itself can lose the last fraction of a second of
+    /// them (PostgreSQL flushes them within three `wal_writer_delay`s),
+    /// never a restart. Everything else (used TOTP steps, the audit log,
+    /// factors, vitals) waits for the flush.
+    counters: Pool,
     /// Days whose vitals partition this replica knows exists.
     partitions: Arc<Mutex<HashSet<i64>>>,
     /// Devices with newly stored vitals, from every replica (LISTEN/NOTIFY).
@@ -317,6 +328,49 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
         deadpool_postgres::PoolError::Backend(e) => backend(e),
         other => StoreError::Backend(format!("PostgreSQL pool: {other}")),
     }
+}
+
+/// Adds a `-c name=value` setting to the connection's startup options.
+fn add_option(config: &mut tokio_postgres::Config, setting: &str) {
+    let combined = match config.get_options() {
+        Some(existing) if !existing.is_empty() => format!("{existing} {setting}"),
+        _ => setting.to_string(),
+    };
+    config.options(combined);
+}
+
+/// A pool of up to `max_size` connections to `config`, with TLS when given.
+fn build_pool(
+    mut config: tokio_postgres::Config,
+    tls: Option<rustls::ClientConfig>,
+    max_size: usize,
+    options: &PoolOptions,
+) -> StoreResult<Pool> {
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match tls {
+        Some(tls) => {
+            config.ssl_mode(SslMode::Require);
+            Manager::from_config(
+                config,
+                tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+                manager_config,
+            )
+        }
+        None => {
+            config.ssl_mode(SslMode::Disable);
+            Manager::from_config(config, NoTls, manager_config)
+        }
+    };
+    Pool::builder(manager)
+        .max_size(max_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(options.wait_timeout))
+        .create_timeout(Some(options.connect_timeout))
+        .recycle_timeout(Some(options.connect_timeout))
+        .build()
+        .map_err(|e| StoreError::Backend(format!("PostgreSQL pool: {e}")))
 }
 
 /// An `audit_events` row selected as `id, at_ms, kind, actor, subject, detail`.
@@ -536,12 +590,10 @@ impl PostgresStore {
             .map_err(|e| StoreError::Backend(format!("database URL: {e}")))?;
         config.connect_timeout(options.connect_timeout);
         if let Some(timeout) = options.statement_timeout {
-            let setting = format!("-c statement_timeout={}", timeout.as_millis());
-            let combined = match config.get_options() {
-                Some(existing) if !existing.is_empty() => format!("{existing} {setting}"),
-                _ => setting,
-            };
-            config.options(combined);
+            add_option(
+                &mut config,
+                &format!("-c statement_timeout={}", timeout.as_millis()),
+            );
         }
         let tls = match &options.tls {
             DatabaseTls::Required { ca_file } => Some(tls_config(ca_file.as_deref())?),
@@ -550,35 +602,22 @@ impl PostgresStore {
             }
             DatabaseTls::Disabled => None,
         };
-        let manager_config = ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        };
         let listen_config = config.clone();
         let listen_tls = tls.clone();
-        let manager = match tls {
-            Some(tls) => {
-                config.ssl_mode(SslMode::Require);
-                Manager::from_config(
-                    config,
-                    tokio_postgres_rustls::MakeRustlsConnect::new(tls),
-                    manager_config,
-                )
-            }
-            None => {
-                config.ssl_mode(SslMode::Disable);
-                Manager::from_config(config, NoTls, manager_config)
-            }
-        };
-        let pool = Pool::builder(manager)
-            .max_size(options.max_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(options.wait_timeout))
-            .create_timeout(Some(options.connect_timeout))
-            .recycle_timeout(Some(options.connect_timeout))
-            .build()
-            .map_err(|e| StoreError::Backend(format!("PostgreSQL pool: {e}")))?;
+        let mut counters_config = config.clone();
+        add_option(&mut counters_config, "-c synchronous_commit=off");
+        let pool = build_pool(config, tls.clone(), options.max_size.max(1), &options)?;
+        // Counter statements are short and never wait on the disk: a quarter
+        // of the connections serve them.
+        let counters = build_pool(
+            counters_config,
+            tls,
+            (options.max_size / 4).max(2),
+            &options,
+        )?;
         let store = Self {
             pool,
+            counters,
             partitions: Arc::new(Mutex::new(HashSet::new())),
             feed: Arc::new(broadcast::channel(4096).0),
             listener: Arc::new(std::sync::Once::new()),
@@ -592,6 +631,11 @@ impl PostgresStore {
 
     async fn client(&self) -> StoreResult<deadpool_postgres::Client> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    /// A connection for the attempt counters (see [`PostgresStore::counters`]).
+    async fn counters_client(&self) -> StoreResult<deadpool_postgres::Client> {
+        self.counters.get().await.map_err(pool_error)
     }
 
     /// Applies the migrations the database lacks, in one transaction under the
@@ -1495,7 +1539,7 @@ impl Store for PostgresStore {
         now: u64,
     ) -> StoreResult<u32> {
         let (scope, key) = (scope.as_bytes(), key.as_bytes());
-        let mut client = self.client().await?;
+        let mut client = self.counters_client().await?;
         // Below the free failures (and the disabling count) an attempt is
         // always admitted: one atomic upsert counts it. Every login passes
         // here two or three times, and a source address's row is shared by
@@ -1573,7 +1617,7 @@ impl Store for PostgresStore {
                 .zip(&keys)
                 .position(|(s, k)| *s == scope && *k == key)
         };
-        let mut client = self.client().await?;
+        let mut client = self.counters_client().await?;
         // The common case, as in `begin_attempt`: every counter below its
         // free failures, all counted by one statement without waiting on
         // locks. A counter already at its free failures (as the statement's
@@ -1692,7 +1736,7 @@ impl Store for PostgresStore {
     }
 
     async fn clear_attempts(&self, scope: &str, key: &str) -> StoreResult<()> {
-        let client = self.client().await?;
+        let client = self.counters_client().await?;
         execute(
             &client,
             "DELETE FROM attempts WHERE scope = $1 AND key = $2",
@@ -1703,7 +1747,7 @@ impl Store for PostgresStore {
     }
 
     async fn forgive_attempt(&self, scope: &str, key: &str) -> StoreResult<()> {
-        let client = self.client().await?;
+        let client = self.counters_client().await?;
         execute(
             &client,
             "UPDATE attempts SET failures = GREATEST(failures - 1, 0)
@@ -1727,7 +1771,7 @@ impl Store for PostgresStore {
         };
         let ((clear_scopes, clear_keys), (forgive_scopes, forgive_keys)) =
             (columns(clear), columns(forgive));
-        let client = self.client().await?;
+        let client = self.counters_client().await?;
         // One statement, one commit: every successful login settles two or
         // three counters. The UPDATE sees the rows as they were before the
         // DELETE, so it skips what the DELETE removes.
