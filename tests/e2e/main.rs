@@ -11,5 +11,6 @@ mod platform;
 mod portal;
 mod portal_admin;
 mod portal_client;
+mod portal_tls;
 mod processes;
 mod replicas;

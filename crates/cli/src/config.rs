@@ -68,6 +68,10 @@ pub(crate) struct HspSection {
     pub(crate) portal_assets: Option<PathBuf>,
     /// The portal is reached over TLS (cookies are Secure).
     pub(crate) portal_tls: Option<bool>,
+    /// The portal serves TLS itself with this certificate chain (PEM)…
+    pub(crate) portal_cert_file: Option<PathBuf>,
+    /// …and this private key (PEM).
+    pub(crate) portal_key_file: Option<PathBuf>,
     /// The clinicians who may use the portal's administrator pages.
     pub(crate) portal_administrators: Option<Vec<String>>,
     /// A file holding the TTP's administrator token, so the portal's

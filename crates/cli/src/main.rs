@@ -30,7 +30,7 @@ enum Command {
     /// The trusted third party alone.
     Ttp(run::TtpArgs),
     /// The healthcare service provider alone.
-    Hsp(run::HspArgs),
+    Hsp(Box<run::HspArgs>),
     /// One patient-device agent.
     Device(run::DeviceArgs),
     /// Administration: enrollment tokens, parties, revocation, stored vitals.
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
             Command::Dev(args) => dev::run(args).await,
             Command::DevCode(args) => dev::dev_code(args),
             Command::Ttp(args) => run::ttp(args).await,
-            Command::Hsp(args) => run::hsp(args).await,
+            Command::Hsp(args) => run::hsp(*args).await,
             Command::Device(args) => run::device(args).await,
             Command::Admin(args) => admin::run(args).await,
         }

@@ -72,7 +72,8 @@ pub(crate) struct HspArgs {
     /// The KEK being rotated away from (the data key is re-wrapped at start).
     #[arg(long, env = "VITALGATE_PREVIOUS_KEK_FILE")]
     previous_kek_file: Option<PathBuf>,
-    /// Serve the clinicians' portal on this address (HTTP; put TLS in front).
+    /// Serve the clinicians' portal on this address (HTTP, or HTTPS with
+    /// --portal-cert-file and --portal-key-file; or put TLS in front).
     #[arg(long, env = "VITALGATE_PORTAL_LISTEN")]
     portal_listen: Option<String>,
     /// The portal's built page [default: ./portal/dist].
@@ -82,6 +83,13 @@ pub(crate) struct HspArgs {
     /// are then Secure and `__Host-` prefixed.
     #[arg(long, env = "VITALGATE_PORTAL_TLS")]
     portal_tls: bool,
+    /// The portal serves TLS itself with this certificate chain (PEM, leaf
+    /// first); needs --portal-key-file.
+    #[arg(long, env = "VITALGATE_PORTAL_CERT_FILE", requires = "portal_key_file")]
+    portal_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --portal-cert-file.
+    #[arg(long, env = "VITALGATE_PORTAL_KEY_FILE", requires = "portal_cert_file")]
+    portal_key_file: Option<PathBuf>,
     /// Clinicians (usernames, comma-separated) who may use the portal's
     /// administrator pages.
     #[arg(long, env = "VITALGATE_PORTAL_ADMINISTRATORS", value_delimiter = ',')]
@@ -205,6 +213,21 @@ pub(crate) async fn hsp(args: HspArgs) -> CliResult {
             PathBuf::from("portal/dist"),
         )),
         secure_cookies: args.portal_tls || file.portal_tls.unwrap_or(false),
+        tls: match (
+            pick_opt(args.portal_cert_file, file.portal_cert_file),
+            pick_opt(args.portal_key_file, file.portal_key_file),
+        ) {
+            (Some(cert), Some(key)) => Some(
+                vitalgate_hsp::PortalTls::from_pem_files(&cert, &key)
+                    .map_err(|e| format!("the portal's TLS: {e}"))?,
+            ),
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "the portal's TLS needs both portal_cert_file and portal_key_file".into(),
+                )
+            }
+        },
         administrators: pick(
             args.portal_administrators,
             file.portal_administrators,
@@ -222,7 +245,12 @@ pub(crate) async fn hsp(args: HspArgs) -> CliResult {
     let portal = match portal_listen {
         Some(address) => {
             let listener = tokio::net::TcpListener::bind(&address).await?;
-            tracing::info!(address = %listener.local_addr()?, "portal listening");
+            let scheme = if portal_config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            tracing::info!(address = %listener.local_addr()?, scheme, "portal listening");
             let hsp = hsp.clone();
             Some(tokio::spawn(async move {
                 hsp.serve_portal(portal_config, listener, shutdown_signal())

@@ -15,7 +15,7 @@ pub mod factors;
 mod login;
 pub mod policy;
 mod portal;
-pub use portal::{code_mac as portal_code_mac, PortalConfig};
+pub use portal::{code_mac as portal_code_mac, PortalConfig, PortalTls};
 
 pub use vault::{check_backup_secrets, KeyEncryptionKey, VaultError, WRAPPED_DATA_KEY};
 mod session;

@@ -12,8 +12,10 @@ mod admin;
 mod api;
 mod login;
 mod session;
+mod tls;
 
 pub use login::code_mac;
+pub use tls::PortalTls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,6 +27,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde::Serialize;
 
@@ -38,7 +41,10 @@ pub struct PortalConfig {
     pub assets_dir: Option<PathBuf>,
     /// Whether the portal is reached over TLS (directly or through a proxy
     /// that terminates it): then the cookie is `Secure` and `__Host-` prefixed.
+    /// Always so when the portal serves TLS itself.
     pub secure_cookies: bool,
+    /// Serve TLS with this certificate and key instead of plain HTTP.
+    pub tls: Option<PortalTls>,
     /// A session ends after this many idle seconds (30 minutes).
     pub idle_secs: u64,
     /// And after this many in all (12 hours).
@@ -59,6 +65,7 @@ impl Default for PortalConfig {
         Self {
             assets_dir: None,
             secure_cookies: false,
+            tls: None,
             idle_secs: 30 * 60,
             absolute_secs: 12 * 3600,
             administrators: Vec::new(),
@@ -235,6 +242,11 @@ async fn security_headers(request: Request, next: Next) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Browsers heed this only over TLS (the portal's own, or a proxy's).
+    headers.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
     headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
@@ -308,12 +320,29 @@ impl Hsp {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let router = self.portal_router(config)?;
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        let mut config = config;
+        let tls = config.tls.clone();
+        config.secure_cookies |= tls.is_some();
+        let service = self
+            .portal_router(config)?
+            .into_make_service_with_connect_info::<SocketAddr>();
+        match tls {
+            Some(tls) => {
+                // (Tapping each connection to set TCP_NODELAY, as axum's
+                // own TCP listener can, also gives handlers the peer's
+                // address: axum provides that for tapped listeners.)
+                let listener = tls::TlsListener::new(listener, &tls)?.tap_io(|tls| {
+                    let _ = tls.get_ref().0.set_nodelay(true);
+                });
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            None => {
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        }
     }
 }
