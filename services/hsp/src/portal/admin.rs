@@ -199,7 +199,7 @@ pub(crate) async fn audit_log(
     Administrator(admin): Administrator,
     Query(params): Query<AuditParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let mut query = params.query()?;
+    let query = params.query()?;
     let store = &*portal.hsp.inner.store;
     let asked = query.limit - 1;
     let found = store
@@ -214,7 +214,6 @@ pub(crate) async fn audit_log(
         &describe(&query),
     )
     .await;
-    query.limit = asked;
     let more = found.len() > asked as usize;
     let events: Vec<AuditEntry> = found
         .into_iter()
