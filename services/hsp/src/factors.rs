@@ -36,6 +36,40 @@ pub(crate) fn contact_label(subject: &str) -> String {
 /// The purpose out-of-band codes for logins are sent for.
 const OOB_PURPOSE: &str = "vitalgate sign-in";
 
+/// Counts a guess on each (scope, key) under its limit, all or none (one
+/// statement where the store allows), before the guess is checked. A
+/// refusal is audited with the counters that refused.
+pub(crate) async fn begin_attempts(
+    store: &dyn Store,
+    attempts: &[(&str, &str, &AttemptLimit)],
+    subject: &str,
+) -> Result<(), StoreError> {
+    let now = unix_now();
+    match store.begin_attempts(attempts, now).await {
+        Ok(_) => Ok(()),
+        Err(e @ (StoreError::Throttled { .. } | StoreError::FactorDisabled)) => {
+            // Rare, so found by reading the counts again.
+            let mut refused = Vec::new();
+            for (scope, key, limit) in attempts {
+                let state = store.attempts(scope, key).await.unwrap_or_default();
+                if limit.admit(state, now).is_err() {
+                    refused.push(format!("{scope}:{key}"));
+                }
+            }
+            audit(
+                store,
+                "factor.throttled",
+                subject,
+                &refused.join(" "),
+                &e.to_string(),
+            )
+            .await;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The label a TOTP secret is sealed under.
 pub(crate) fn otp_label(subject: &str) -> String {
     format!("factor/otp/{subject}")
@@ -220,10 +254,11 @@ impl<'a> FactorRun<'a> {
                         "the password's account is not the credential's subject",
                     ));
                 }
-                self.begin(SOURCE_SCOPE, &self.source, &policy.source_limit)
-                    .await?;
-                self.begin(PASSWORD_SCOPE, user, &policy.password_limit)
-                    .await?;
+                self.begin(&[
+                    (SOURCE_SCOPE, &self.source, &policy.source_limit),
+                    (PASSWORD_SCOPE, user, &policy.password_limit),
+                ])
+                .await?;
                 // Unknown users get a fake record: KE2 looks the same (threat 10).
                 let record = store
                     .factor(user, FactorKind::Password as u8)
@@ -249,7 +284,7 @@ impl<'a> FactorRun<'a> {
             FactorKind::Otp => {
                 let code = std::str::from_utf8(payload)
                     .map_err(|_| Status::invalid_argument("one-time code: not text"))?;
-                self.begin(OTP_SCOPE, &self.subject, &policy.otp_limit)
+                self.begin(&[(OTP_SCOPE, &self.subject, &policy.otp_limit)])
                     .await?;
                 let sealed = store
                     .factor(&self.subject, FactorKind::Otp as u8)
@@ -288,7 +323,7 @@ impl<'a> FactorRun<'a> {
                         "biometric factor: the first message is empty",
                     ));
                 }
-                self.begin(BIOMETRIC_SCOPE, &self.subject, &policy.biometric_limit)
+                self.begin(&[(BIOMETRIC_SCOPE, &self.subject, &policy.biometric_limit)])
                     .await?;
                 let mut challenge = [0u8; 32];
                 OsRng.fill_bytes(&mut challenge);
@@ -394,27 +429,10 @@ impl<'a> FactorRun<'a> {
         }
     }
 
-    async fn begin(&self, scope: &str, key: &str, limit: &AttemptLimit) -> Result<u32, Status> {
-        let inner = self.verifier;
-        match inner
-            .store
-            .begin_attempt(scope, key, limit, unix_now())
+    async fn begin(&self, attempts: &[(&str, &str, &AttemptLimit)]) -> Result<(), Status> {
+        begin_attempts(&*self.verifier.store, attempts, &self.subject)
             .await
-        {
-            Ok(n) => Ok(n),
-            Err(e @ (StoreError::Throttled { .. } | StoreError::FactorDisabled)) => {
-                audit(
-                    &*inner.store,
-                    "factor.throttled",
-                    &self.subject,
-                    &format!("{scope}:{key}"),
-                    &e.to_string(),
-                )
-                .await;
-                Err(store_status(&e))
-            }
-            Err(e) => Err(store_status(&e)),
-        }
+            .map_err(|e| store_status(&e))
     }
 
     async fn clear(&self, scope: &str, key: &str) {

@@ -34,7 +34,7 @@ use vitalgate_core::credential::{KeyProtection, Role};
 use vitalgate_core::factor::{AssuranceLevel, FactorKind, FactorSet};
 use vitalgate_password::ServerLoginState;
 use vitalgate_rpc::{audit, unix_now};
-use vitalgate_store::{AttemptLimit, StoreError};
+use vitalgate_store::AttemptLimit;
 
 use super::session::{BreakGlassGrant, Clinician, SessionData};
 use super::{ApiError, Portal};
@@ -183,38 +183,14 @@ fn password_refused() -> ApiError {
 }
 
 impl Portal {
-    /// Counts a guess on each (scope, key) under its limit, all or none; a
-    /// refusal is audited with the counter that refused.
     async fn begin_attempts(
         &self,
         attempts: &[(&str, &str, &AttemptLimit)],
         subject: &str,
     ) -> Result<(), ApiError> {
-        let store = &*self.hsp.inner.store;
-        let now = unix_now();
-        match store.begin_attempts(attempts, now).await {
-            Ok(_) => Ok(()),
-            Err(e @ (StoreError::Throttled { .. } | StoreError::FactorDisabled)) => {
-                // Rare, so found by reading the counts again.
-                let mut refused = Vec::new();
-                for (scope, key, limit) in attempts {
-                    let state = store.attempts(scope, key).await.unwrap_or_default();
-                    if limit.admit(state, now).is_err() {
-                        refused.push(format!("{scope}:{key}"));
-                    }
-                }
-                audit(
-                    store,
-                    "factor.throttled",
-                    subject,
-                    &refused.join(" "),
-                    &e.to_string(),
-                )
-                .await;
-                Err(ApiError::store(&e))
-            }
-            Err(e) => Err(ApiError::store(&e)),
-        }
+        crate::factors::begin_attempts(&*self.hsp.inner.store, attempts, subject)
+            .await
+            .map_err(|e| ApiError::store(&e))
     }
 
     /// Step 1 for `user` from `source`: count the guess, answer KE2, keep the state.
