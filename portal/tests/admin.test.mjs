@@ -9,6 +9,7 @@ import {
   check,
   expect,
   finish,
+  formError,
   launch,
   loadConfig,
   signIn,
@@ -85,6 +86,46 @@ await check("a recovery token is issued with its QR code", async () => {
   await page.locator("[data-issued] [data-token]").filter({ hasText: /^[0-9a-f]{64}$/ }).waitFor();
   await qrShown("[data-issued]");
   await page.screenshot({ path: `${shots}/admin-tokens.png` });
+});
+
+await check("a newcomer sets up an authenticator with an administrator's token, once, and signs in", async () => {
+  // The administrator issues the setup token on the Factor tokens page.
+  await page.fill("#tokens-form input[name=subject]", config.newcomer.username);
+  await page.selectOption("#tokens-form select[name=purpose]", "otp");
+  const answered = page.waitForResponse((r) => r.url().endsWith("/api/admin/factor-tokens"));
+  await page.click("#tokens-form button[type=submit]");
+  const { token } = await (await answered).json();
+  await page.locator("[data-issued] [data-token]").filter({ hasText: token }).waitFor();
+
+  // The newcomer, in a browser of their own, uses it on the setup page.
+  const own = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const pg = await own.newPage();
+  const setUp = async () => {
+    await pg.goto(`${base}/#/setup`);
+    await pg.fill("#setup-form input[name=username]", config.newcomer.username);
+    await pg.fill("#setup-form input[name=token]", token);
+    const answer = pg.waitForResponse((r) => r.url().endsWith("/api/otp/enroll"));
+    await pg.click("#setup-form button[type=submit]");
+    return answer;
+  };
+  const first = await setUp();
+  expect(first.status() === 200, `setup answered ${first.status()}`);
+  // What the authenticator app reads from the QR code.
+  const { otpauth_uri } = await first.json();
+  await pg.locator("#qr-image").waitFor({ state: "visible" });
+  const loaded = await pg.locator("#qr-image").evaluate((img) => img.complete && img.naturalWidth > 0);
+  expect(loaded, "the QR code is drawn");
+  await pg.screenshot({ path: `${shots}/setup-qr.png` });
+
+  const again = await setUp();
+  expect(again.status() === 401 || again.status() === 403, `a second use answered ${again.status()}`);
+  const refusal = await formError(pg, "#setup-form");
+  expect(/token/i.test(refusal), refusal);
+
+  const code = authenticator(otpauth_uri);
+  await signIn(pg, base, { user: config.newcomer.username, pass: config.newcomer.password, code: await code() });
+  await pg.locator("#patients-title").waitFor();
+  await own.close();
 });
 
 await check("a clinician who is not an administrator sees none of it and is refused", async () => {

@@ -17,6 +17,8 @@ use crate::portal_client::{Answer, PortalClient};
 
 const ADMIN: &str = "it-admin";
 const CLINICIAN: &str = "dr-plain";
+/// A clinician with a password and no authenticator yet.
+const NEWCOMER: &str = "dr-newcomer";
 const PASSWORD: &str = "correct horse battery staple";
 
 /// The portal's configuration with `ADMIN` an administrator and the TTP's
@@ -450,6 +452,7 @@ async fn an_administrator_uses_the_pages_in_a_real_browser() {
     };
     let platform = Platform::start_with(|config| config.totp = FAST_TOTP).await;
     let (admin_totp, clinician_totp) = accounts(&platform).await;
+    set_password(&platform, NEWCOMER, PASSWORD).await;
     let device = enroll(&platform, v1::Role::Device, "pt-admin-dev")
         .await
         .credential;
@@ -469,6 +472,7 @@ async fn an_administrator_uses_the_pages_in_a_real_browser() {
         "admin": { "username": ADMIN, "password": PASSWORD, "otpauth_uri": uri(&admin_totp) },
         "clinician": { "username": CLINICIAN, "password": PASSWORD, "otpauth_uri": uri(&clinician_totp) },
         "device": { "subject": "pt-admin-dev", "serial": device.serial().to_string() },
+        "newcomer": { "username": NEWCOMER, "password": PASSWORD },
     });
     let passed = crate::portal::run_browser_script(
         &platform,
@@ -479,7 +483,7 @@ async fn an_administrator_uses_the_pages_in_a_real_browser() {
         |step| panic!("unknown step {step}"),
     )
     .await;
-    assert_eq!(passed.len(), 7, "every browser check ran: {passed:#?}");
+    assert_eq!(passed.len(), 8, "every browser check ran: {passed:#?}");
 
     assert!(platform.revoked_at_ttp(device.serial()).await);
     let events = platform.audit_events().await;
@@ -499,5 +503,18 @@ async fn an_administrator_uses_the_pages_in_a_real_browser() {
     assert!(events
         .iter()
         .any(|e| e.event.kind == "admin.refused" && e.event.actor == CLINICIAN));
+    // The newcomer's authenticator, set up once with the token, then used.
+    for kind in [
+        "factor.otp.enrolled",
+        "factor.token.refused",
+        "login.succeeded",
+    ] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e.event.kind == kind && e.event.actor == NEWCOMER),
+            "{kind} for the newcomer"
+        );
+    }
     platform.stop().await;
 }
