@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0006_audit_chain.sql"),
     include_str!("../../../migrations/sqlite/0007_portal.sql"),
     include_str!("../../../migrations/sqlite/0008_transient_unlogged.sql"),
+    include_str!("../../../migrations/sqlite/0009_audit_search.sql"),
 ];
 
 /// A store in one SQLite file.
