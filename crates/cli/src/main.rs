@@ -71,7 +71,8 @@ fn main() -> ExitCode {
 /// How a service connects to PostgreSQL.
 #[derive(Debug, Default, clap::Args)]
 pub(crate) struct PoolArgs {
-    /// Database connections per process [default: 16].
+    /// Database connections per process [default: 16], plus a quarter as
+    /// many (at least 2) for the attempt counters.
     #[arg(long, env = "VITALGATE_DATABASE_POOL_SIZE")]
     database_pool_size: Option<usize>,
     /// Seconds to open a database connection [default: 5].

@@ -143,7 +143,8 @@ const BIND_LOCK: &str = "SELECT pg_advisory_xact_lock(1447576132, $1)";
 /// How the pool connects and waits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolOptions {
-    /// Connections at most, per replica.
+    /// Connections at most, per replica; the attempt counters have a
+    /// quarter as many again (at least 2) of their own.
     pub max_size: usize,
     /// How long opening one connection may take (TCP, TLS and startup).
     pub connect_timeout: Duration,
