@@ -357,6 +357,15 @@ async fn a_revocation_in_the_portal_reaches_the_ttp_and_ends_the_clinicians_sess
             .await,
     );
     let serial = credential.serial().to_string();
+    // A sign-in under way when the revocation comes: its first step now.
+    let (in_flight, in_flight_started) = portal
+        .client
+        .start(
+            &format!("{}/api/login/start", portal.url),
+            CLINICIAN,
+            PASSWORD,
+        )
+        .await;
 
     for (body, status) in [
         (serde_json::json!({ "serial": serial, "reason": "  " }), 400),
@@ -425,6 +434,21 @@ async fn a_revocation_in_the_portal_reaches_the_ttp_and_ends_the_clinicians_sess
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(removed, "the revoked clinician's factors were removed");
+    // The sign-in that was under way does not finish: its code is checked
+    // against the authenticator enrolled now, and there is none.
+    let code = crate::factors::fresh_code(&clinician_totp, &mut None).await;
+    let late = portal
+        .client
+        .finish(
+            &format!("{}/api/login/finish", portal.url),
+            in_flight,
+            &in_flight_started,
+            PASSWORD,
+            &code,
+        )
+        .await;
+    assert_eq!(late.status, 401, "{:?}", late.body);
+    assert!(late.set_cookie.is_none(), "no session for the late sign-in");
     // The HSP answers with OPAQUE's fake record, which the right password
     // does not open.
     let (state, started) = portal

@@ -224,3 +224,53 @@ async fn the_portal_serves_tls_itself_with_secure_cookies() {
     );
     platform.stop().await;
 }
+
+/// When the portal stops, its TLS listener lets go of the port (its accept
+/// loop does not wait for one more connection first), so it can start again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_tls_portal_lets_go_of_its_port() {
+    let platform = Platform::start().await;
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    let tls = PortalTls::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+        .expect("the certificate and key load");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let hsp = platform.hsp().hsp.clone();
+    let serving = tokio::spawn(async move {
+        let config = PortalConfig {
+            tls: Some(tls),
+            ..PortalConfig::default()
+        };
+        hsp.serve_portal(config, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let https = Https::new(cert.der().clone(), address);
+    assert_eq!(
+        https
+            .request("GET", "/api/session", None, None)
+            .await
+            .status(),
+        401
+    );
+    stop.send(()).expect("stop");
+    serving.await.expect("task").expect("served");
+    let mut bound = false;
+    for _ in 0..40 {
+        if tokio::net::TcpListener::bind(address).await.is_ok() {
+            bound = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(bound, "the port is free again");
+    platform.stop().await;
+}

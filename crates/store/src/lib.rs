@@ -416,10 +416,6 @@ pub trait Store: Send + Sync + 'static {
     async fn put_factor(&self, subject: &str, kind: u8, data: &[u8], now: u64) -> StoreResult<()>;
     /// A subject's enrolled factor of `kind`.
     async fn factor(&self, subject: &str, kind: u8) -> StoreResult<Option<Vec<u8>>>;
-    /// Several of a subject's enrolled factors in one read, in the order of
-    /// `kinds` (`None` where there is none): a login reads all it will check
-    /// at once.
-    async fn factors(&self, subject: &str, kinds: &[u8]) -> StoreResult<Vec<Option<Vec<u8>>>>;
     /// Removes every factor of `subject` last enrolled before `before` (Unix
     /// seconds): what a revocation of the subject takes away, while factors
     /// enrolled after it stay. Returns how many went.
@@ -456,7 +452,9 @@ pub trait Store: Send + Sync + 'static {
     async fn forgive_attempt(&self, scope: &str, key: &str) -> StoreResult<()>;
     /// A login succeeded: [`clear_attempts`](Store::clear_attempts) for each
     /// (scope, key) of `clear` and [`forgive_attempt`](Store::forgive_attempt)
-    /// for each of `forgive`, in one atomic step (a pair in both is cleared).
+    /// for each of `forgive` (a pair in both is cleared), in one call; a
+    /// backend may take several steps, since an interrupted settling only
+    /// leaves counts higher.
     async fn settle_attempts(
         &self,
         clear: &[(&str, &str)],

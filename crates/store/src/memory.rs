@@ -1007,10 +1007,6 @@ impl Store for MemoryStore {
         self.with(|s| Ok(s.factor(subject, kind)))
     }
 
-    async fn factors(&self, subject: &str, kinds: &[u8]) -> StoreResult<Vec<Option<Vec<u8>>>> {
-        self.with(|s| Ok(kinds.iter().map(|&kind| s.factor(subject, kind)).collect()))
-    }
-
     async fn delete_factors_before(&self, subject: &str, before: u64) -> StoreResult<u64> {
         self.with(|s| {
             let count = s.factors.len();

@@ -1522,28 +1522,6 @@ impl Store for PostgresStore {
         .transpose()
     }
 
-    async fn factors(&self, subject: &str, kinds: &[u8]) -> StoreResult<Vec<Option<Vec<u8>>>> {
-        let wanted: Vec<i16> = kinds.iter().map(|&kind| i16::from(kind)).collect();
-        let client = self.client().await?;
-        let rows = query(
-            &client,
-            "SELECT kind, data FROM factors WHERE subject = $1 AND kind = ANY($2)",
-            &[&subject.as_bytes(), &wanted],
-        )
-        .await?;
-        let mut found = vec![None; kinds.len()];
-        for row in rows {
-            let kind: i16 = column(&row, 0)?;
-            let data: Vec<u8> = column(&row, 1)?;
-            for (slot, wanted) in found.iter_mut().zip(&wanted) {
-                if *wanted == kind {
-                    *slot = Some(data.clone());
-                }
-            }
-        }
-        Ok(found)
-    }
-
     async fn delete_factors_before(&self, subject: &str, before: u64) -> StoreResult<u64> {
         // A time beyond SQL's range is after every enrollment.
         let before = i64::try_from(before).unwrap_or(i64::MAX);
@@ -1645,6 +1623,10 @@ impl Store for PostgresStore {
         attempts: &[(&str, &str, &AttemptLimit)],
         now: u64,
     ) -> StoreResult<Vec<u32>> {
+        if let [(scope, key, limit)] = attempts {
+            // One counter: `begin_attempt`'s single upsert does it.
+            return Ok(vec![self.begin_attempt(scope, key, limit, now).await?]);
+        }
         let scopes: Vec<&[u8]> = attempts.iter().map(|(s, _, _)| s.as_bytes()).collect();
         let keys: Vec<&[u8]> = attempts.iter().map(|(_, k, _)| k.as_bytes()).collect();
         let position = |scope: &[u8], key: &[u8]| {
@@ -1655,12 +1637,15 @@ impl Store for PostgresStore {
         };
         let mut client = self.counters_client().await?;
         // The common case, as in `begin_attempt`: every counter below its
-        // free failures, all counted by one statement without waiting on
-        // locks. A counter already at its free failures (as the statement's
-        // snapshot sees it) stops the whole insert; one that reaches them
-        // meanwhile (another replica's attempt) is left alone by the upsert's
-        // own check, which sees the row's newest value, and the ones counted
-        // beside it are taken back. Either way the general path decides.
+        // free failures, all counted by one statement. A counter already at
+        // its free failures (as the statement's snapshot sees it) stops the
+        // whole insert. One that reaches them meanwhile (another replica's
+        // attempt) is left alone by the upsert's own check, which sees the
+        // row's newest value; the statement then fails on purpose (a
+        // division by zero, SQLSTATE 22012), so what it counted beside it
+        // rolls back with it. Either way the general path decides. Rows are
+        // taken in (scope, key) order here and there, so two sign-ins never
+        // wait on each other in a circle.
         let free: Vec<i64> = attempts
             .iter()
             .map(|(_, _, limit)| {
@@ -1673,48 +1658,47 @@ impl Store for PostgresStore {
             .collect();
         let distinct = (0..attempts.len()).all(|i| position(scopes[i], keys[i]) == Some(i));
         if let (true, Ok(now_sql)) = (distinct, to_sql(now)) {
-            let rows = query(
+            let statement = prepared(
                 &client,
                 "WITH input AS (
-                     SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[]) AS i(scope, key, free))
-                 INSERT INTO attempts (scope, key, failures, last_failure)
-                 SELECT scope, key, 1, $4 FROM input
-                 WHERE NOT EXISTS (
-                     SELECT 1 FROM attempts a JOIN input i ON a.scope = i.scope AND a.key = i.key
-                     WHERE a.failures >= i.free)
-                 ON CONFLICT (scope, key) DO UPDATE
-                     SET failures = attempts.failures + 1, last_failure = $4
-                     WHERE attempts.failures < (
-                         SELECT free FROM input i
-                         WHERE i.scope = attempts.scope AND i.key = attempts.key)
-                 RETURNING scope, key, failures",
-                &[&scopes, &keys, &free, &now_sql],
+                     SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[]) AS i(scope, key, free)),
+                 counted AS (
+                     INSERT INTO attempts (scope, key, failures, last_failure)
+                     SELECT scope, key, 1, $4 FROM input
+                     WHERE NOT EXISTS (
+                         SELECT 1 FROM attempts a JOIN input i ON a.scope = i.scope AND a.key = i.key
+                         WHERE a.failures >= i.free)
+                     ORDER BY scope, key
+                     ON CONFLICT (scope, key) DO UPDATE
+                         SET failures = attempts.failures + 1, last_failure = $4
+                         WHERE attempts.failures < (
+                             SELECT free FROM input i
+                             WHERE i.scope = attempts.scope AND i.key = attempts.key)
+                     RETURNING scope, key, failures)
+                 SELECT scope, key, failures,
+                        1 / CASE WHEN (SELECT count(*) FROM counted) = cardinality($1::bytea[])
+                                 THEN 1 ELSE 0 END
+                 FROM counted",
             )
             .await?;
-            let mut counted = vec![0; attempts.len()];
-            for row in &rows {
-                let (scope, key): (&[u8], &[u8]) = (column(row, 0)?, column(row, 1)?);
-                if let Some(i) = position(scope, key) {
-                    counted[i] = u32::try_from(column_u64(row, 2)?).unwrap_or(u32::MAX);
+            match client
+                .query(&statement, &[&scopes, &keys, &free, &now_sql])
+                .await
+            {
+                Ok(rows) if rows.len() == attempts.len() => {
+                    let mut counted = vec![0; attempts.len()];
+                    for row in &rows {
+                        let (scope, key): (&[u8], &[u8]) = (column(row, 0)?, column(row, 1)?);
+                        if let Some(i) = position(scope, key) {
+                            counted[i] = u32::try_from(column_u64(row, 2)?).unwrap_or(u32::MAX);
+                        }
+                    }
+                    return Ok(counted);
                 }
-            }
-            if rows.len() == attempts.len() {
-                return Ok(counted);
-            }
-            if !rows.is_empty() {
-                // (Every counted one has at least one failure now.)
-                let (back_scopes, back_keys): (Vec<&[u8]>, Vec<&[u8]>) = (0..attempts.len())
-                    .filter(|&i| counted[i] > 0)
-                    .map(|i| (scopes[i], keys[i]))
-                    .unzip();
-                execute(
-                    &client,
-                    "UPDATE attempts a SET failures = GREATEST(a.failures - 1, 0)
-                     FROM unnest($1::bytea[], $2::bytea[]) AS b(scope, key)
-                     WHERE a.scope = b.scope AND a.key = b.key",
-                    &[&back_scopes, &back_keys],
-                )
-                .await?;
+                // Nothing counted: the general path decides.
+                Ok(_) => {}
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DIVISION_BY_ZERO) => {}
+                Err(e) => return Err(backend(e)),
             }
         }
         // The general path: every row locked (made first if need be), each
@@ -1725,6 +1709,7 @@ impl Store for PostgresStore {
             &tx,
             "INSERT INTO attempts (scope, key, failures, last_failure)
              SELECT scope, key, 0, 0 FROM unnest($1::bytea[], $2::bytea[]) AS i(scope, key)
+             ORDER BY scope, key
              ON CONFLICT (scope, key) DO NOTHING",
             &[&scopes, &keys],
         )
@@ -1808,22 +1793,32 @@ impl Store for PostgresStore {
         let ((clear_scopes, clear_keys), (forgive_scopes, forgive_keys)) =
             (columns(clear), columns(forgive));
         let client = self.counters_client().await?;
-        // One statement, one commit: every successful login settles two or
-        // three counters. The UPDATE sees the rows as they were before the
-        // DELETE, so it skips what the DELETE removes.
-        execute(
-            &client,
-            "WITH cleared AS (
-                 DELETE FROM attempts a
+        // Two statements, each its own transaction, so that no lock is held
+        // from one to the other: a sign-in that settles its source's counter
+        // while another counts a guess on the same account cannot wait on it
+        // in a circle. (Not one step, then; a crash between the two leaves a
+        // count that is higher, never lower.) Forgiven first, so that a pair
+        // in both lists ends cleared.
+        if !forgive.is_empty() {
+            execute(
+                &client,
+                "UPDATE attempts a SET failures = GREATEST(a.failures - 1, 0)
+                 FROM (SELECT DISTINCT scope, key FROM unnest($1::bytea[], $2::bytea[]) AS f(scope, key)) f
+                 WHERE a.scope = f.scope AND a.key = f.key",
+                &[&forgive_scopes, &forgive_keys],
+            )
+            .await?;
+        }
+        if !clear.is_empty() {
+            execute(
+                &client,
+                "DELETE FROM attempts a
                  USING unnest($1::bytea[], $2::bytea[]) AS c(scope, key)
-                 WHERE a.scope = c.scope AND a.key = c.key)
-             UPDATE attempts a SET failures = GREATEST(a.failures - 1, 0)
-             FROM (SELECT DISTINCT scope, key FROM unnest($3::bytea[], $4::bytea[]) AS f(scope, key)
-                   EXCEPT SELECT scope, key FROM unnest($1::bytea[], $2::bytea[]) AS c(scope, key)) f
-             WHERE a.scope = f.scope AND a.key = f.key",
-            &[&clear_scopes, &clear_keys, &forgive_scopes, &forgive_keys],
-        )
-        .await?;
+                 WHERE a.scope = c.scope AND a.key = c.key",
+                &[&clear_scopes, &clear_keys],
+            )
+            .await?;
+        }
         Ok(())
     }
 

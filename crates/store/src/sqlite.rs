@@ -832,30 +832,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn factors(&self, subject: &str, kinds: &[u8]) -> StoreResult<Vec<Option<Vec<u8>>>> {
-        let (subject, kinds) = (subject.to_string(), kinds.to_vec());
-        self.with(move |c| {
-            // One read transaction: the factors as they were at one moment.
-            let tx = c.transaction().map_err(backend)?;
-            let mut statement = tx
-                .prepare_cached("SELECT data FROM factors WHERE subject = ?1 AND kind = ?2")
-                .map_err(backend)?;
-            let found = kinds
-                .iter()
-                .map(|kind| {
-                    statement
-                        .query_row(params![subject, kind], |r| r.get(0))
-                        .optional()
-                        .map_err(backend)
-                })
-                .collect::<StoreResult<Vec<_>>>()?;
-            drop(statement);
-            tx.commit().map_err(backend)?;
-            Ok(found)
-        })
-        .await
-    }
-
     async fn delete_factors_before(&self, subject: &str, before: u64) -> StoreResult<u64> {
         let subject = subject.to_string();
         // A time beyond SQL's range is after every enrollment.

@@ -256,6 +256,11 @@ async fn opaque_setup(
     vitalgate_password::ServerSetup::from_bytes(&bytes).map_err(|_| corrupt())
 }
 
+/// How long after an HSP learns of a clinician's revocation a portal sign-in
+/// that read the clinician's factors just before they were removed may still
+/// open a session (it ends all the same).
+const REVOCATION_GRACE: Duration = Duration::from_secs(10);
+
 /// A service certificate older than this is renewed when the revocation feed
 /// reconnects (it lives 7 days).
 const RENEW_CERTIFICATE_AFTER: Duration = Duration::from_secs(3 * 24 * 3600);
@@ -502,7 +507,7 @@ impl Hsp {
                                     cursor = event.id;
                                     self.apply_revocation(event.serial);
                                     if event.role() == v1::Role::Clinician {
-                                        self.end_portal_sessions(&event).await;
+                                        self.end_clinician_access(&event).await;
                                     }
                                 }
                                 Ok(None) => break,
@@ -523,50 +528,41 @@ impl Hsp {
         }
     }
 
-    /// Ends the portal sessions a revoked clinician opened before the
-    /// revocation (portal sign-in uses no credential, so no serial names
-    /// them), and removes the factors they enrolled before it. The feed starts from the first revocation at every start: a
-    /// session opened after an old revocation (a re-enrolled clinician's)
-    /// is left alone.
-    async fn end_portal_sessions(&self, event: &v1::RevocationEvent) {
-        if event.subject.is_empty() {
+    /// A clinician's credential was revoked: their portal access ends too.
+    /// Portal sign-in needs no credential, only the factors enrolled here, so
+    /// those enrolled before the revocation go (an administrator lets the
+    /// clinician back with new factor tokens), and so do the portal sessions
+    /// opened before it, or up to [`REVOCATION_GRACE`] after it by a
+    /// sign-in that had already read the factors.
+    ///
+    /// "Before" is by this HSP's clock, which stamps sessions and factors:
+    /// the time the first replica learned of the revocation, kept in the
+    /// store. The feed starts from the first revocation at every start, and
+    /// the replay finds the same time, so what was enrolled or opened after
+    /// an old revocation (a re-enrolled clinician's) stays.
+    async fn end_clinician_access(&self, event: &v1::RevocationEvent) {
+        if event.role != v1::Role::Clinician as i32 || event.subject.is_empty() {
             return;
         }
         let store = &*self.inner.store;
-        // Times are whole seconds: a session opened in the revocation's own
-        // second may have been opened before it, so it ends too.
-        let revoked_at = u64::try_from(event.revoked_at).unwrap_or(0);
-        match store
-            .delete_web_sessions_opened_before(&event.subject, revoked_at + 1)
+        let now = unix_now();
+        let seen_at = match store
+            .put_setting_if_absent(
+                &format!("revocation-seen/{}", event.serial),
+                &now.to_be_bytes(),
+            )
             .await
         {
-            Ok(0) => {}
-            Ok(ended) => {
-                audit(
-                    store,
-                    "portal.sessions.ended",
-                    "hsp",
-                    &event.subject,
-                    &format!(
-                        "credential {} revoked; {ended} sessions ended",
-                        event.serial
-                    ),
-                )
-                .await
-            }
+            Ok(stored) => <[u8; 8]>::try_from(stored.as_slice()).map_or(now, u64::from_be_bytes),
             Err(e) => {
-                tracing::warn!(error = %e, subject = %event.subject, "could not end a revoked clinician's sessions")
+                tracing::warn!(error = %e, serial = event.serial, "could not keep when a revocation was seen");
+                now
             }
-        }
-        // Portal sign-in needs no credential, only the factors enrolled
-        // here: a revoked clinician loses those enrolled before the
-        // revocation too, or they could sign in again at once. An
-        // administrator lets them back with new factor tokens.
-        if event.role != v1::Role::Clinician as i32 {
-            return;
-        }
+        };
+        // Times are whole seconds: a factor enrolled in that second may have
+        // been enrolled before it, so it goes too.
         match store
-            .delete_factors_before(&event.subject, revoked_at + 1)
+            .delete_factors_before(&event.subject, seen_at + 1)
             .await
         {
             Ok(0) => {}
@@ -585,6 +581,42 @@ impl Hsp {
             }
             Err(e) => {
                 tracing::warn!(error = %e, subject = %event.subject, "could not remove a revoked clinician's factors")
+            }
+        }
+        let cutoff = seen_at + REVOCATION_GRACE.as_secs();
+        self.end_portal_sessions(&event.subject, event.serial, cutoff)
+            .await;
+        if now < cutoff {
+            // Again once the grace has passed, for a sign-in that read the
+            // factors just before they went.
+            let (hsp, subject, serial) = (self.clone(), event.subject.clone(), event.serial);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(cutoff - now + 1)).await;
+                hsp.end_portal_sessions(&subject, serial, cutoff).await;
+            });
+        }
+    }
+
+    /// Ends `subject`'s portal sessions opened before `cutoff`.
+    async fn end_portal_sessions(&self, subject: &str, serial: u64, cutoff: u64) {
+        let store = &*self.inner.store;
+        match store
+            .delete_web_sessions_opened_before(subject, cutoff)
+            .await
+        {
+            Ok(0) => {}
+            Ok(ended) => {
+                audit(
+                    store,
+                    "portal.sessions.ended",
+                    "hsp",
+                    subject,
+                    &format!("credential {serial} revoked; {ended} sessions ended"),
+                )
+                .await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, subject, "could not end a revoked clinician's sessions")
             }
         }
     }

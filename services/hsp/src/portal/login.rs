@@ -145,10 +145,6 @@ struct PendingLogin {
     user: String,
     /// OPAQUE's server state, hex.
     state: String,
-    /// The account's TOTP secret as stored (sealed under its own label),
-    /// hex, read with the password record: the finish needs no factor read,
-    /// and the login checks the factors as they were when it started.
-    otp: Option<String>,
     source: String,
     /// Break-glass: the patient, the reason and the session it replaces.
     break_glass: Option<(String, String, String)>,
@@ -220,13 +216,11 @@ impl Portal {
             user,
         )
         .await?;
-        let mut factors = inner
+        let record = inner
             .store
-            .factors(user, &[FactorKind::Password as u8, FactorKind::Otp as u8])
+            .factor(user, FactorKind::Password as u8)
             .await
-            .map_err(|e| ApiError::store(&e))?
-            .into_iter();
-        let (record, otp) = (factors.next().flatten(), factors.next().flatten());
+            .map_err(|e| ApiError::store(&e))?;
         let (ke2, state) = vitalgate_password::login_start(
             &inner.factors.opaque,
             user,
@@ -241,7 +235,6 @@ impl Portal {
         let pending = PendingLogin {
             user: user.to_string(),
             state: hex::encode(state.to_bytes()),
-            otp: otp.map(hex::encode),
             source: source.to_string(),
             break_glass,
         };
@@ -306,8 +299,7 @@ impl Portal {
                 "The code was not sent by this sign-in. Start again.",
             ));
         }
-        self.check_code(&user, pending.otp.as_deref(), request.code.trim())
-            .await?;
+        self.check_code(&user, request.code.trim()).await?;
         // Both factors proven: the account's counters start again and the
         // source gets its attempt back, in one step. (A right password with
         // a wrong code is still a failed sign-in, so nothing is cleared
@@ -324,14 +316,11 @@ impl Portal {
         Ok(pending)
     }
 
-    /// Counts a guess at the code, checks it against `sealed_secret` (the
-    /// stored TOTP secret, hex) and claims its time step.
-    async fn check_code(
-        &self,
-        user: &str,
-        sealed_secret: Option<&str>,
-        code: &str,
-    ) -> Result<(), ApiError> {
+    /// Counts a guess at the code, checks it against the authenticator
+    /// enrolled now (read here, not at the first step: one reset or removed
+    /// meanwhile, by an administrator or a revocation, no longer counts) and
+    /// claims its time step.
+    async fn check_code(&self, user: &str, code: &str) -> Result<(), ApiError> {
         let inner = &self.hsp.inner;
         let store = &*inner.store;
         if code.is_empty() {
@@ -345,15 +334,17 @@ impl Portal {
             audit(store, "login.failed", user, "portal", why).await;
             why
         };
-        let Some(sealed) = sealed_secret else {
+        let Some(sealed) = store
+            .factor(user, FactorKind::Otp as u8)
+            .await
+            .map_err(|e| ApiError::store(&e))?
+        else {
             let why = refused("no authenticator is set up for this account").await;
             return Err(ApiError::unauthorized(&format!(
                 "{}{why}. Ask an administrator for a setup token.",
                 why[..1].to_uppercase()
             )));
         };
-        let sealed = hex::decode(sealed)
-            .map_err(|_| ApiError::internal("a pending login does not decode"))?;
         let secret = inner
             .vault
             .open(&otp_label(user), &sealed)

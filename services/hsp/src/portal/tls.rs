@@ -22,6 +22,9 @@ use tokio_rustls::TlsAcceptor;
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 /// Finished handshakes waiting for the HTTP server to take them.
 const READY_QUEUE: usize = 64;
+/// Handshakes under way at once; a connection beyond them is closed at once,
+/// so silent connections cannot use up the process's file descriptors.
+const MAX_HANDSHAKES: usize = 256;
 
 /// The portal's TLS certificate chain and key.
 #[derive(Clone)]
@@ -79,10 +82,15 @@ impl TlsListener {
         let local_addr = listener.local_addr()?;
         let acceptor = TlsAcceptor::from(tls.config.clone());
         let (sender, ready) = mpsc::channel(READY_QUEUE);
-        // Ends when the HTTP server drops this listener (the sender fails).
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+        // Ends, closing the socket, when the HTTP server drops this listener.
         tokio::spawn(async move {
             loop {
-                let (stream, peer) = match listener.accept().await {
+                let accepted = tokio::select! {
+                    () = sender.closed() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of file descriptors and the like: pause, go on.
@@ -91,11 +99,13 @@ impl TlsListener {
                         continue;
                     }
                 };
-                if sender.is_closed() {
-                    return;
-                }
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    tracing::debug!(%peer, "portal: too many TLS handshakes under way; closed");
+                    continue;
+                };
                 let (acceptor, sender) = (acceptor.clone(), sender.clone());
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = sender.send((tls, peer)).await;
