@@ -66,6 +66,17 @@ impl Portal {
             .await
     }
 
+    /// Signs `user` in (the password is `PASSWORD`) with a code from a step
+    /// `last` has not used.
+    async fn sign_in(&self, user: &str, totp: &totp_rs::Totp, last: &mut Option<u64>) -> Session {
+        Session::of(
+            &self
+                .client
+                .sign_in(&self.url, user, PASSWORD, totp, last)
+                .await,
+        )
+    }
+
     async fn post(&self, path: &str, body: serde_json::Value, session: &Session) -> Answer {
         self.client
             .call(
@@ -98,24 +109,10 @@ async fn the_administrator_api_is_for_administrators_with_a_recent_sign_in() {
         client: PortalClient::new(),
     };
     let (mut admin_last, mut clinician_last) = (None, None);
-    let admin = Session::of(
-        &portal
-            .client
-            .sign_in(&portal.url, ADMIN, PASSWORD, &admin_totp, &mut admin_last)
-            .await,
-    );
-    let clinician = Session::of(
-        &portal
-            .client
-            .sign_in(
-                &portal.url,
-                CLINICIAN,
-                PASSWORD,
-                &clinician_totp,
-                &mut clinician_last,
-            )
-            .await,
-    );
+    let admin = portal.sign_in(ADMIN, &admin_totp, &mut admin_last).await;
+    let clinician = portal
+        .sign_in(CLINICIAN, &clinician_totp, &mut clinician_last)
+        .await;
 
     // The page learns whether to show the pages; the server decides.
     let shown = portal.get("/api/session", Some(&admin)).await;
@@ -296,12 +293,7 @@ async fn the_administrator_api_is_for_administrators_with_a_recent_sign_in() {
         .await,
         client: PortalClient::new(),
     };
-    let session = Session::of(
-        &bare
-            .client
-            .sign_in(&bare.url, ADMIN, PASSWORD, &admin_totp, &mut admin_last)
-            .await,
-    );
+    let session = bare.sign_in(ADMIN, &admin_totp, &mut admin_last).await;
     let overview = bare.get("/api/admin", Some(&session)).await;
     assert_eq!(overview.body["ttp_configured"], false);
     let unconfigured = bare.get("/api/admin/parties", Some(&session)).await;
@@ -344,18 +336,8 @@ async fn a_revocation_in_the_portal_reaches_the_ttp_and_ends_the_clinicians_sess
         url: serve_portal(&platform, admin_config(&platform)).await,
         client: PortalClient::new(),
     };
-    let admin = Session::of(
-        &portal
-            .client
-            .sign_in(&portal.url, ADMIN, PASSWORD, &admin_totp, &mut None)
-            .await,
-    );
-    let clinician = Session::of(
-        &portal
-            .client
-            .sign_in(&portal.url, CLINICIAN, PASSWORD, &clinician_totp, &mut None)
-            .await,
-    );
+    let admin = portal.sign_in(ADMIN, &admin_totp, &mut None).await;
+    let clinician = portal.sign_in(CLINICIAN, &clinician_totp, &mut None).await;
     let serial = credential.serial().to_string();
     // A sign-in under way when the revocation comes: its first step now.
     let (in_flight, in_flight_started) = portal

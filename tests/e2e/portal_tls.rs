@@ -109,12 +109,9 @@ impl Https {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_portal_serves_tls_itself_with_secure_cookies() {
-    let platform = Platform::start_with(|config| config.totp = FAST_TOTP).await;
-    set_password(&platform, CLINICIAN, PASSWORD).await;
-    let totp = enroll_totp(&platform, CLINICIAN).await;
-
+/// A self-signed certificate for `localhost` as the portal's TLS, and the
+/// certificate for the client to trust.
+fn localhost_tls() -> (PortalTls, rustls::pki_types::CertificateDer<'static>) {
     let key = rcgen::KeyPair::generate().expect("key");
     let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
         .expect("params")
@@ -122,6 +119,16 @@ async fn the_portal_serves_tls_itself_with_secure_cookies() {
         .expect("certificate");
     let tls = PortalTls::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
         .expect("the certificate and key load");
+    (tls, cert.der().clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portal_serves_tls_itself_with_secure_cookies() {
+    let platform = Platform::start_with(|config| config.totp = FAST_TOTP).await;
+    set_password(&platform, CLINICIAN, PASSWORD).await;
+    let totp = enroll_totp(&platform, CLINICIAN).await;
+
+    let (tls, cert_der) = localhost_tls();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -139,7 +146,7 @@ async fn the_portal_serves_tls_itself_with_secure_cookies() {
     // A client that connects and never says a word first: the others are
     // served all the same.
     let _silent = TcpStream::connect(address).await.expect("connect");
-    let https = Https::new(cert.der().clone(), address);
+    let https = Https::new(cert_der, address);
     // (Within less than the handshake deadline: inline handshakes would
     // wait for the silent one to time out.)
     let anonymous = tokio::time::timeout(
@@ -230,13 +237,7 @@ async fn the_portal_serves_tls_itself_with_secure_cookies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_tls_portal_lets_go_of_its_port() {
     let platform = Platform::start().await;
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
-        .expect("params")
-        .self_signed(&key)
-        .expect("certificate");
-    let tls = PortalTls::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
-        .expect("the certificate and key load");
+    let (tls, cert_der) = localhost_tls();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -253,7 +254,7 @@ async fn a_stopped_tls_portal_lets_go_of_its_port() {
         })
         .await
     });
-    let https = Https::new(cert.der().clone(), address);
+    let https = Https::new(cert_der, address);
     assert_eq!(
         https
             .request("GET", "/api/session", None, None)

@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::{
-    audit, backup, AlertRecord, AttemptLimit, AttemptRefused, AttemptState, AuditEvent,
-    AuditRecord, CredentialRecord, EnrollmentToken, FactorToken, NewAlert, OobCode,
-    RevocationRecord, Store, StoreError, StoreResult, StoredSample, WebSession,
+    audit, backup, AlertRecord, AttemptLimit, AttemptState, AuditEvent, AuditRecord,
+    CredentialRecord, EnrollmentToken, FactorToken, NewAlert, OobCode, RevocationRecord, Store,
+    StoreError, StoreResult, StoredSample, WebSession,
 };
 
 /// A store in memory: fast, shared by its clones, gone when the last clone is.
@@ -678,26 +678,6 @@ impl State {
             .map(|(data, _)| data.clone())
     }
 
-    fn begin_attempt(
-        &mut self,
-        scope: &str,
-        key: &str,
-        limit: &AttemptLimit,
-        now: u64,
-    ) -> StoreResult<u32> {
-        let key = (scope.to_string(), key.to_string());
-        let state = self.attempts.get(&key).copied().unwrap_or_default();
-        let next = limit.admit(state, now).map_err(|refused| match refused {
-            AttemptRefused::Throttled { retry_after_secs } => {
-                StoreError::Throttled { retry_after_secs }
-            }
-            AttemptRefused::Disabled => StoreError::FactorDisabled,
-        })?;
-        fit(next.last_failure)?;
-        self.attempts.insert(key, next);
-        Ok(next.failures)
-    }
-
     fn begin_attempts(
         &mut self,
         attempts: &[(&str, &str, &AttemptLimit)],
@@ -1027,7 +1007,8 @@ impl Store for MemoryStore {
         limit: &AttemptLimit,
         now: u64,
     ) -> StoreResult<u32> {
-        self.with(|s| s.begin_attempt(scope, key, limit, now))
+        self.with(|s| s.begin_attempts(&[(scope, key, limit)], now))
+            .map(|counted| counted[0])
     }
 
     async fn clear_attempts(&self, scope: &str, key: &str) -> StoreResult<()> {
@@ -1058,7 +1039,8 @@ impl Store for MemoryStore {
         forgive: &[(&str, &str)],
     ) -> StoreResult<()> {
         self.with(|s| {
-            for (scope, key) in forgive.iter().filter(|pair| !clear.contains(pair)) {
+            // Forgiven first, so that a pair in both lists ends cleared.
+            for (scope, key) in forgive {
                 s.forgive_attempt(scope, key);
             }
             for (scope, key) in clear {

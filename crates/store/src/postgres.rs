@@ -73,9 +73,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::backup::{self, ColumnType, TargetColumn, Value};
 use crate::{
-    audit, AlertRecord, AttemptLimit, AttemptRefused, AttemptState, AuditEvent, AuditRecord,
-    CredentialRecord, EnrollmentToken, FactorToken, NewAlert, OobCode, RevocationRecord, Store,
-    StoreError, StoreResult, StoredSample, WebSession,
+    audit, AlertRecord, AttemptLimit, AttemptState, AuditEvent, AuditRecord, CredentialRecord,
+    EnrollmentToken, FactorToken, NewAlert, OobCode, RevocationRecord, Store, StoreError,
+    StoreResult, StoredSample, WebSession,
 };
 
 /// One migration: its SQL and the oldest schema version a build may know and
@@ -1597,12 +1597,7 @@ impl Store for PostgresStore {
         )
         .await?;
         let state = attempt_state(&row)?;
-        let next = limit.admit(state, now).map_err(|refused| match refused {
-            AttemptRefused::Throttled { retry_after_secs } => {
-                StoreError::Throttled { retry_after_secs }
-            }
-            AttemptRefused::Disabled => StoreError::FactorDisabled,
-        })?;
+        let next = limit.admit(state, now)?;
         execute(
             &tx,
             "UPDATE attempts SET failures = $3, last_failure = $4 WHERE scope = $1 AND key = $2",

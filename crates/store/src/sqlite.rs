@@ -11,9 +11,9 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::backup::{self, ColumnType, TargetColumn, Value};
 use crate::{
-    audit, AlertRecord, AttemptLimit, AttemptRefused, AttemptState, AuditEvent, AuditRecord,
-    CredentialRecord, EnrollmentToken, FactorToken, NewAlert, OobCode, RevocationRecord, Store,
-    StoreError, StoreResult, StoredSample, WebSession,
+    audit, AlertRecord, AttemptLimit, AttemptState, AuditEvent, AuditRecord, CredentialRecord,
+    EnrollmentToken, FactorToken, NewAlert, OobCode, RevocationRecord, Store, StoreError,
+    StoreResult, StoredSample, WebSession,
 };
 
 /// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`.
@@ -869,29 +869,9 @@ impl Store for SqliteStore {
         limit: &AttemptLimit,
         now: u64,
     ) -> StoreResult<u32> {
-        let (scope, key, limit) = (scope.to_string(), key.to_string(), *limit);
-        self.with(move |c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            let state = read_attempts(&tx, &scope, &key)?;
-            let next = limit.admit(state, now).map_err(|refused| match refused {
-                AttemptRefused::Throttled { retry_after_secs } => {
-                    StoreError::Throttled { retry_after_secs }
-                }
-                AttemptRefused::Disabled => StoreError::FactorDisabled,
-            })?;
-            tx.execute(
-                "INSERT INTO attempts (scope, key, failures, last_failure) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (scope, key) DO UPDATE
-                 SET failures = excluded.failures, last_failure = excluded.last_failure",
-                params![scope, key, next.failures, to_sql(next.last_failure)?],
-            )
-            .map_err(backend)?;
-            tx.commit().map_err(backend)?;
-            Ok(next.failures)
-        })
-        .await
+        self.begin_attempts(&[(scope, key, limit)], now)
+            .await
+            .map(|counted| counted[0])
     }
 
     async fn begin_attempts(

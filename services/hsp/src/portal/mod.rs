@@ -316,11 +316,10 @@ impl Hsp {
     /// Serves the portal on `listener` until `shutdown`.
     pub async fn serve_portal(
         &self,
-        config: PortalConfig,
+        mut config: PortalConfig,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let mut config = config;
         let tls = config.tls.clone();
         config.secure_cookies |= tls.is_some();
         let service = self
