@@ -275,3 +275,52 @@ async fn a_stopped_tls_portal_lets_go_of_its_port() {
     assert!(bound, "the port is free again");
     platform.stop().await;
 }
+
+/// Connections that open and never start their TLS handshake are held only
+/// up to a cap: beyond it the portal closes new ones at once instead of
+/// keeping a file descriptor for each until its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_beyond_the_handshake_cap_are_closed_at_once() {
+    let platform = Platform::start().await;
+    let (tls, _) = localhost_tls();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let hsp = platform.hsp().hsp.clone();
+    tokio::spawn(async move {
+        let config = PortalConfig {
+            tls: Some(tls),
+            ..PortalConfig::default()
+        };
+        hsp.serve_portal(config, listener, std::future::pending())
+            .await
+    });
+    // More than the cap (256), all silent, well within the 10 s deadline.
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(TcpStream::connect(address).await.expect("connect"));
+    }
+    // Read from the last 40 at once, for 3 s: well before the handshake
+    // deadline, so only the cap can have closed them.
+    let reads = silent.split_off(260).into_iter().map(|mut stream| {
+        tokio::spawn(async move {
+            let mut byte = [0u8; 1];
+            matches!(
+                tokio::time::timeout(Duration::from_secs(3), stream.read(&mut byte)).await,
+                Ok(Ok(0) | Err(_))
+            )
+        })
+    });
+    let mut closed = 0;
+    for read in reads.collect::<Vec<_>>() {
+        if read.await.expect("task") {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed > 0,
+        "no connection beyond the cap was closed while 300 sat silent"
+    );
+    platform.stop().await;
+}
