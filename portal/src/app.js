@@ -441,21 +441,35 @@ function breakGlassPage() {
 function accountPage() {
   render("t-account");
   const form = document.getElementById("password-form");
-  formHandler(form, async ({ password, again }) => {
+  formHandler(form, async ({ current, password, again }) => {
     form.querySelector("[data-ok]").textContent = "";
     if (password.length < 8) throw new Error("Use at least 8 characters.");
     if (password !== again) throw new Error("The two passwords differ.");
     await opaque.ready;
+    // The current password is proven by an OPAQUE login in the same step:
+    // a session alone never changes the password.
+    const { clientLoginState, startLoginRequest } = opaque.client.startLogin({ password: current });
     const { clientRegistrationState, registrationRequest } = opaque.client.startRegistration({ password });
-    const { response } = await api("/api/password/start", { request: registrationRequest });
+    const started = await api("/api/password/start", { current: startLoginRequest, request: registrationRequest });
+    const proven = opaque.client.finishLogin({
+      clientLoginState,
+      loginResponse: started.current,
+      password: current,
+      keyStretching: KEY_STRETCHING,
+    });
+    if (!proven) throw new ApiError(401, "Your current password is not right.");
     const { registrationRecord } = opaque.client.finishRegistration({
       clientRegistrationState,
-      registrationResponse: response,
+      registrationResponse: started.response,
       password,
       keyStretching: KEY_STRETCHING,
     });
     // Every other session ends with the old password; this page gets a new one.
-    const changed = await api("/api/password/finish", { upload: registrationRecord });
+    const changed = await api("/api/password/finish", {
+      login: started.login,
+      finish: proven.finishLoginRequest,
+      upload: registrationRecord,
+    });
     session = { ...changed.session, administrator: session.administrator };
     form.reset();
     form.querySelector("[data-ok]").textContent = "Your password is changed.";

@@ -45,7 +45,7 @@ impl Raw {
             .await;
     }
 
-    async fn send_record(&self, bytes: Vec<u8>) {
+    pub(crate) async fn send_record(&self, bytes: Vec<u8>) {
         let _ = self
             .tx
             .send(v1::DeviceFrame {
@@ -54,16 +54,30 @@ impl Raw {
             .await;
     }
 
-    /// The next handshake message, or the status that ended the stream.
-    pub(crate) async fn handshake(&mut self) -> Result<Vec<u8>, Status> {
+    /// The next frame, or the status that ended the stream.
+    async fn next(&mut self) -> Result<hsp_frame::Frame, Status> {
         match tokio::time::timeout(Duration::from_secs(10), self.inbound.message()).await {
             Err(_) => Err(Status::deadline_exceeded("no answer")),
             Ok(Err(status)) => Err(status),
             Ok(Ok(None)) => Err(Status::cancelled("stream ended")),
-            Ok(Ok(Some(v1::HspFrame {
-                frame: Some(hsp_frame::Frame::Handshake(bytes)),
-            }))) => Ok(bytes),
-            Ok(Ok(Some(_))) => Err(Status::internal("not a handshake message")),
+            Ok(Ok(Some(v1::HspFrame { frame: Some(frame) }))) => Ok(frame),
+            Ok(Ok(Some(_))) => Err(Status::internal("an empty frame")),
+        }
+    }
+
+    /// The next record (sealed), or the status that ended the stream.
+    pub(crate) async fn record(&mut self) -> Result<Vec<u8>, Status> {
+        match self.next().await? {
+            hsp_frame::Frame::Record(bytes) => Ok(bytes),
+            hsp_frame::Frame::Handshake(_) => Err(Status::internal("not a record")),
+        }
+    }
+
+    /// The next handshake message, or the status that ended the stream.
+    pub(crate) async fn handshake(&mut self) -> Result<Vec<u8>, Status> {
+        match self.next().await? {
+            hsp_frame::Frame::Handshake(bytes) => Ok(bytes),
+            hsp_frame::Frame::Record(_) => Err(Status::internal("not a handshake message")),
         }
     }
 }
@@ -112,11 +126,11 @@ pub(crate) async fn handshake(
     }
 }
 
-fn batch(sequence: u64) -> Vec<u8> {
+pub(crate) fn batch(sequence: u64) -> Vec<u8> {
     v1::VitalsBatch {
         samples: vec![v1::VitalSample {
             sequence,
-            measured_at_ms: 1,
+            measured_at_ms: vitalgate_rpc::unix_now_ms(),
             heart_rate_bpm: 70.0,
             spo2_percent: 97.0,
             ..Default::default()
@@ -126,7 +140,7 @@ fn batch(sequence: u64) -> Vec<u8> {
 }
 
 /// An honest device agent still gets its samples stored.
-async fn honest_device_is_served(platform: &Platform, name: &str) {
+pub(crate) async fn honest_device_is_served(platform: &Platform, name: &str) {
     let mut device = platform.device(name, &format!("pt-{name}")).await;
     let stats = device.stats();
     let (stop, rx) = watch::channel(false);
@@ -346,10 +360,10 @@ async fn malformed_oversized_and_out_of_order_input_is_refused() {
 
 /// Sends raw bytes as gRPC messages: what no well-behaved protobuf encoder makes.
 #[derive(Clone, Copy, Default)]
-struct RawCodec;
+pub(crate) struct RawCodec;
 
-struct RawEncoder;
-struct FrameDecoder;
+pub(crate) struct RawEncoder;
+pub(crate) struct FrameDecoder;
 
 impl tonic::codec::Encoder for RawEncoder {
     type Item = Vec<u8>;

@@ -286,11 +286,27 @@ async fn a_restored_database_logs_the_clinician_in_again() {
     assert_eq!(patient.record.expect("record").name, "Rhea Stored");
     platform.hsp.take().expect("hsp").stop().await;
 
+    // Without the KEK the keyed links cannot be checked; with it, they verify.
+    let unkeyed = vitalgate_admin(vec![
+        "audit".into(),
+        "verify".into(),
+        "--database-url".into(),
+        target.url.clone(),
+    ])
+    .await;
+    assert!(!unkeyed.status.success());
+    assert!(
+        text(&unkeyed.stderr).contains("--kek-file"),
+        "{}",
+        text(&unkeyed.stderr)
+    );
     let verified = vitalgate_admin(vec![
         "audit".into(),
         "verify".into(),
         "--database-url".into(),
         target.url.clone(),
+        "--kek-file".into(),
+        kek.display().to_string(),
     ])
     .await;
     let stdout = text(&verified.stdout);

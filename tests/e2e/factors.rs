@@ -305,6 +305,9 @@ async fn the_101st_password_attempt_is_refused_until_the_delay_has_passed() {
     .await;
     let identity = enroll(&platform, v1::Role::Clinician, "dr-house").await;
     set_password(&platform, "dr-house", "vicodin and a cane").await;
+    // Guesses through the handshake count against the credential that
+    // proved itself (only its holder can make them).
+    let guesser = format!("dr-house\ncredential:{}", identity.credential.serial());
 
     // Two wrong guesses, then 98 that hang up after KE2 without even trying:
     // each counts when the HSP answers KE1.
@@ -326,7 +329,7 @@ async fn the_101st_password_attempt_is_refused_until_the_delay_has_passed() {
     let attempts = platform
         .hsp()
         .store
-        .attempts("password", "dr-house")
+        .attempts("password-client", &guesser)
         .await
         .expect("attempts");
     assert_eq!(attempts.failures, 100, "every KE1 answered counts");
@@ -348,7 +351,7 @@ async fn the_101st_password_attempt_is_refused_until_the_delay_has_passed() {
     let attempts = platform
         .hsp()
         .store
-        .attempts("password", "dr-house")
+        .attempts("password-client", &guesser)
         .await
         .expect("attempts");
     assert_eq!(attempts.failures, 0);
@@ -617,6 +620,7 @@ async fn recovery_tokens_are_single_use_expire_and_are_audited() {
             pseudonym: "pt-recover".into(),
             factor_token: token.clone(),
             device_serial: new_device.credential().serial(),
+            device_credential: new_device.credential().encode(),
         })
         .await
         .expect("recover device")
@@ -631,6 +635,7 @@ async fn recovery_tokens_are_single_use_expire_and_are_audited() {
             pseudonym: "pt-recover".into(),
             factor_token: token,
             device_serial: new_device.credential().serial(),
+            device_credential: new_device.credential().encode(),
         })
         .await
         .expect_err("used");
@@ -644,6 +649,96 @@ async fn recovery_tokens_are_single_use_expire_and_are_audited() {
     ] {
         assert!(kinds.iter().any(|k| k == kind), "audit has {kind}");
     }
+    platform.stop().await;
+}
+
+/// Review finding 4: a rebinding token for one patient cannot take another
+/// patient's device, by its serial alone or with its credential; the other
+/// patient's device keeps streaming and its stored vitals stay its patient's.
+#[tokio::test]
+async fn a_rebinding_token_moves_only_the_patients_own_device() {
+    let platform = Platform::start().await;
+    let url = platform.hsp().url.clone();
+    let mut victim = platform.device("victim-watch", "pt-victim").await;
+    let victim_serial = victim.credential().serial();
+    let victim_credential = victim.credential().encode();
+    let stats = victim.stats();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn({
+        let url = url.clone();
+        async move { victim.run(url, rx).await }
+    });
+    let streamed = wait_until(Duration::from_secs(10), || {
+        stats
+            .samples_acked
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 5
+    })
+    .await;
+    assert!(streamed.is_some(), "the victim's device streams");
+    let own = platform.device("attacker-watch", "pt-attacker").await;
+
+    let token = factor_token(&platform, "pt-attacker", FactorPurpose::RebindDevice).await;
+    let attempts: [(&str, Vec<u8>, Code); 3] = [
+        ("the serial alone", Vec::new(), Code::PermissionDenied),
+        (
+            "with the victim's credential",
+            victim_credential.clone(),
+            Code::PermissionDenied,
+        ),
+        (
+            "another credential than the serial",
+            own.credential().encode(),
+            Code::InvalidArgument,
+        ),
+    ];
+    for (case, device_credential, code) in attempts {
+        let refused = hsp_client(&platform)
+            .await
+            .recover_device(v1::RecoverDeviceRequest {
+                pseudonym: "pt-attacker".into(),
+                factor_token: token.clone(),
+                device_serial: victim_serial,
+                device_credential,
+            })
+            .await
+            .expect_err(case);
+        assert_eq!(refused.code(), code, "{case}: {refused:?}");
+    }
+    // The token was not spent on the refusals: the patient's own new
+    // device takes it.
+    let recovered = hsp_client(&platform)
+        .await
+        .recover_device(v1::RecoverDeviceRequest {
+            pseudonym: "pt-attacker".into(),
+            factor_token: token,
+            device_serial: own.credential().serial(),
+            device_credential: own.credential().encode(),
+        })
+        .await
+        .expect("the patient's own device")
+        .into_inner();
+    assert!(recovered.replaced_serials.is_empty());
+
+    let store = &platform.hsp().store;
+    assert_eq!(
+        store.device_binding(victim_serial).await.expect("binding"),
+        Some(("pt-victim".into(), true)),
+        "the victim's device stays the victim's"
+    );
+    let acked = stats
+        .samples_acked
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let still = wait_until(Duration::from_secs(10), || {
+        stats
+            .samples_acked
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > acked + 5
+    })
+    .await;
+    assert!(still.is_some(), "the victim's device still streams");
+    let _ = stop.send(true);
+    let _ = run.await;
     platform.stop().await;
 }
 

@@ -223,6 +223,24 @@ impl Platform {
             .expect("device")
     }
 
+    /// Keeps a patient's record at the HSP (as `vitalgate admin put-patient` does).
+    pub(crate) async fn put_patient(&self, pseudonym: &str, name: &str) {
+        let token = self.hsp().hsp.admin_token().to_string();
+        v1::hsp_client::HspClient::new(connect(&self.hsp().url).await)
+            .put_patient(admin(
+                v1::PutPatientRequest {
+                    pseudonym: pseudonym.into(),
+                    record: Some(v1::PatientRecord {
+                        name: name.into(),
+                        medical_record_number: format!("MRN-{pseudonym}"),
+                    }),
+                },
+                &token,
+            ))
+            .await
+            .expect("patient");
+    }
+
     /// The HSP's audit log, oldest first.
     pub(crate) async fn audit_events(&self) -> Vec<vitalgate_store::AuditRecord> {
         self.hsp()

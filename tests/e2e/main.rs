@@ -6,11 +6,15 @@ mod harness;
 
 mod adversarial;
 mod backup;
+mod clinician_access;
 mod factors;
+mod hostile_device;
 mod platform;
 mod portal;
 mod portal_admin;
 mod portal_client;
+mod portal_guessing;
 mod portal_tls;
 mod processes;
 mod replicas;
+mod status_contract;

@@ -470,33 +470,54 @@ async fn a_password_change_ends_every_other_session() {
     );
 
     let new_password = "a new and longer passphrase";
-    let (registration, request) =
-        vitalgate_password::ClientRegistration::start(new_password, &mut rand_core::OsRng)
-            .expect("registration");
-    let started = client
-        .call(
-            &format!("{portal}/api/password/start"),
-            Some(serde_json::json!({ "request": URL_SAFE_NO_PAD.encode(request) })),
-            Some(&cookie),
-            Some(&csrf),
-        )
-        .await;
-    assert_eq!(started.status, 200, "{:?}", started.body);
-    let (upload, _) = registration
-        .finish(
-            new_password,
-            &started.field("response"),
-            &mut rand_core::OsRng,
-        )
-        .expect("upload");
-    let changed = client
-        .call(
-            &format!("{portal}/api/password/finish"),
-            Some(serde_json::json!({ "upload": URL_SAFE_NO_PAD.encode(upload) })),
-            Some(&cookie),
-            Some(&csrf),
-        )
-        .await;
+    let change = async |current: &str| {
+        let (login, ke1) =
+            vitalgate_password::ClientLogin::start(current, &mut rand_core::OsRng).expect("KE1");
+        let (registration, request) =
+            vitalgate_password::ClientRegistration::start(new_password, &mut rand_core::OsRng)
+                .expect("registration");
+        let started = client
+            .call(
+                &format!("{portal}/api/password/start"),
+                Some(serde_json::json!({
+                    "current": URL_SAFE_NO_PAD.encode(ke1),
+                    "request": URL_SAFE_NO_PAD.encode(request),
+                })),
+                Some(&cookie),
+                Some(&csrf),
+            )
+            .await;
+        assert_eq!(started.status, 200, "{:?}", started.body);
+        // A client that does not know the current password cannot open the
+        // server's answer; it sends garbage as KE3.
+        let ke3 = login
+            .finish(current, &started.field("current"), b"")
+            .map_or_else(|_| vec![0u8; 64], |(ke3, _)| ke3);
+        let (upload, _) = registration
+            .finish(
+                new_password,
+                &started.field("response"),
+                &mut rand_core::OsRng,
+            )
+            .expect("upload");
+        client
+            .call(
+                &format!("{portal}/api/password/finish"),
+                Some(serde_json::json!({
+                    "login": URL_SAFE_NO_PAD.encode(started.field("login")),
+                    "finish": URL_SAFE_NO_PAD.encode(ke3),
+                    "upload": URL_SAFE_NO_PAD.encode(upload),
+                })),
+                Some(&cookie),
+                Some(&csrf),
+            )
+            .await
+    };
+    // A session alone does not change the password (the security review's
+    // finding 8): the current one must be proven.
+    let refused = change("a guess at the current password").await;
+    assert_eq!(refused.status, 401, "{:?}", refused.body);
+    let changed = change(PASSWORD).await;
     assert_eq!(changed.status, 200, "{:?}", changed.body);
     let fresh = changed.cookie().expect("a fresh session");
 

@@ -16,7 +16,10 @@ use vitalgate_password::ClientLogin;
 pub(crate) struct Answer {
     pub(crate) status: u16,
     pub(crate) body: serde_json::Value,
+    /// The first cookie set (the session's, on a sign-in).
     pub(crate) set_cookie: Option<String>,
+    /// Every cookie set, `name=value` only.
+    pub(crate) cookies: Vec<String>,
 }
 
 impl Answer {
@@ -56,12 +59,26 @@ impl PortalClient {
         cookie: Option<&str>,
         csrf: Option<&str>,
     ) -> Answer {
-        let mut request = hyper::Request::builder().uri(url);
+        let mut headers = Vec::new();
         if let Some(cookie) = cookie {
-            request = request.header("cookie", cookie);
+            headers.push(("cookie", cookie));
         }
         if let Some(csrf) = csrf {
-            request = request.header("x-csrf-token", csrf);
+            headers.push(("x-csrf-token", csrf));
+        }
+        self.call_with(url, body, &headers).await
+    }
+
+    /// POSTs `body` (GETs when `None`) to `url` with these headers.
+    pub(crate) async fn call_with(
+        &self,
+        url: &str,
+        body: Option<serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = hyper::Request::builder().uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = match body {
             Some(body) => request
@@ -82,6 +99,14 @@ impl PortalClient {
             .get("set-cookie")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let cookies = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|c| c.split(';').next())
+            .map(str::to_string)
+            .collect();
         let bytes = response
             .into_body()
             .collect()
@@ -93,6 +118,7 @@ impl PortalClient {
             status,
             body,
             set_cookie,
+            cookies,
         }
     }
 

@@ -239,4 +239,49 @@ fn the_audit_log_verifies_exports_as_fhir_and_names_a_changed_row() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
     assert!(stderr.contains("audit row 3 was altered"), "{stderr}");
+
+    // Someone with write access to the database adds a fake break-glass
+    // without a link, and another with a fresh SHA-256 link after the
+    // newest row (what anyone could compute; the HSP's links are keyed):
+    // both are named, with the change above.
+    let raw = rusqlite::Connection::open(hsp_dir.join("store.db")).expect("raw");
+    let (last_id, last_hash): (i64, Vec<u8>) = raw
+        .query_row(
+            "SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("newest row");
+    raw.execute(
+        "INSERT INTO audit_events (id, at_ms, kind, actor, subject, detail)
+         VALUES (?1, 1, 'break-glass.opened', 'dr-nobody', 'pt-1', 'fake')",
+        [last_id + 1],
+    )
+    .expect("unchained row");
+    let forged = vitalgate_store::AuditEvent {
+        at_ms: 2,
+        kind: "vitals.read".into(),
+        actor: "dr-nobody".into(),
+        subject: "pt-1".into(),
+        detail: "fake".into(),
+    };
+    let prev: [u8; 32] = last_hash.try_into().expect("32 bytes");
+    let hash = vitalgate_store::audit::row_hash(&prev, last_id + 2, &forged);
+    raw.execute(
+        "INSERT INTO audit_events (id, at_ms, kind, actor, subject, detail, prev_hash, hash)
+         VALUES (?1, 2, 'vitals.read', 'dr-nobody', 'pt-1', 'fake', ?2, ?3)",
+        rusqlite::params![last_id + 2, &prev[..], &hash[..]],
+    )
+    .expect("forged row");
+    let refused = audit(&["verify"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    for named in [
+        "audit row 3 was altered".to_string(),
+        format!("audit row {} is not chained", last_id + 1),
+        format!("audit row {} is linked without the key", last_id + 2),
+        "3 problems".to_string(),
+    ] {
+        assert!(stderr.contains(&named), "{named}: {stderr}");
+    }
 }

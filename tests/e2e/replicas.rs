@@ -78,7 +78,10 @@ async fn two_replicas_share_replays_codes_attempts_and_streams() {
     }
     let attempts = replica_b
         .store
-        .attempts("password", "dr-replica")
+        .attempts(
+            "password-client",
+            &format!("dr-replica\ncredential:{}", clinician.credential.serial()),
+        )
         .await
         .expect("attempts");
     assert_eq!(attempts.failures, 7, "three guesses on A and four on B");

@@ -32,6 +32,8 @@ pub(crate) fn cheap_ksf() -> Argon2<'static> {
 
 struct Account {
     name: String,
+    /// The serial of the credential the clinician's client proved.
+    serial: u64,
     password: String,
     totp_secret: Vec<u8>,
 }
@@ -63,6 +65,7 @@ pub(crate) fn run(logins: usize) -> LoginFigures {
         for i in 0..logins {
             let account = Account {
                 name: format!("dr-{i}"),
+                serial: 1000 + i as u64,
                 password: format!("password number {i}"),
                 totp_secret: vec![i as u8; 20],
             };
@@ -119,7 +122,7 @@ pub(crate) fn run(logins: usize) -> LoginFigures {
             ];
 
             let start = Instant::now();
-            let mut run = FactorRun::new(&verifier, &account.name, "10.0.0.1", rule);
+            let mut run = FactorRun::new(&verifier, &account.name, account.serial, rule);
             let challenges = run.round(&binding, &m3).await.expect("round 1");
             let first = start.elapsed();
 

@@ -146,9 +146,14 @@ enum AdminCommand {
         /// The HSP's PostgreSQL database; the embedded store otherwise.
         #[arg(long, env = "VITALGATE_HSP_DATABASE_URL", global = true)]
         database_url: Option<String>,
-        /// The HSP's data directory (its embedded store).
+        /// The HSP's data directory (its embedded store, and its data key
+        /// when it runs without a key-encryption key).
         #[arg(long, default_value = "vitalgate-data/hsp", global = true)]
         hsp_data_dir: PathBuf,
+        /// The HSP's key-encryption key: `verify` checks the keyed links
+        /// with the key derived from the data key it opens.
+        #[arg(long, env = "VITALGATE_KEK_FILE", global = true)]
+        kek_file: Option<PathBuf>,
     },
     /// Back up every table of a store (HSP or TTP) to a file, checking that
     /// the key-encryption key opens the data key it holds wrapped.
@@ -374,11 +379,25 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
             serial,
             ref factor_token,
         } => {
+            // The HSP binds only a device whose credential names the
+            // patient; it may not have seen the new device yet, so the
+            // credential comes from the TTP.
+            let (mut ttp_client, ttp_token) = ttp().await?;
+            let device_credential = ttp_client
+                .list_parties(admin_request(v1::ListPartiesRequest {}, &ttp_token)?)
+                .await?
+                .into_inner()
+                .parties
+                .into_iter()
+                .find(|p| p.serial == serial)
+                .map(|p| p.credential)
+                .ok_or_else(|| format!("the TTP has issued no credential {serial}"))?;
             let (mut hsp, _) = hsp().await?;
             let request = v1::RecoverDeviceRequest {
                 pseudonym: pseudonym.clone(),
                 factor_token: factor_token.clone(),
                 device_serial: serial,
+                device_credential,
             };
             let replaced = hsp
                 .recover_device(request)
@@ -410,6 +429,7 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
             ref action,
             ref database_url,
             ref hsp_data_dir,
+            ref kek_file,
         } => {
             if database_url.is_none() && !hsp_data_dir.join("store.db").exists() {
                 return Err(format!("no HSP store in {}", hsp_data_dir.display()).into());
@@ -418,7 +438,15 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
                 crate::open_store(database_url.as_deref(), &Default::default(), hsp_data_dir)
                     .await?;
             match action {
-                AuditAction::Verify => crate::audit::verify(&*store).await?,
+                AuditAction::Verify => {
+                    let kek = kek_file
+                        .as_deref()
+                        .map(crate::backup::read_kek)
+                        .transpose()?;
+                    let key =
+                        vitalgate_hsp::audit_chain_key(hsp_data_dir, &*store, kek.as_ref()).await?;
+                    crate::audit::verify(&*store, key).await?
+                }
                 AuditAction::Export { out } => {
                     let rows = match out {
                         Some(path) => {

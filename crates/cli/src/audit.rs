@@ -2,7 +2,7 @@
 //! FHIR R4 AuditEvent resources for a hospital's SIEM or EHR.
 
 use serde_json::{json, Value};
-use vitalgate_store::audit::ChainedAudit;
+use vitalgate_store::audit::{AuditKey, ChainedAudit, Verifier};
 
 /// DICOM's audit event types (the value set FHIR AuditEvent.type uses).
 const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
@@ -88,7 +88,7 @@ pub(crate) fn fhir_audit_event(row: &ChainedAudit) -> Value {
             "what": { "identifier": { "system": "urn:vitalgate:subject", "value": event.subject } }
         }],
         "meta": {
-            "tag": [{ "system": "urn:vitalgate:audit-chain", "code": hex::encode(row.hash) }]
+            "tag": [{ "system": "urn:vitalgate:audit-chain", "code": row.link.map(|l| hex::encode(l.hash)).unwrap_or_default() }]
         }
     })
 }
@@ -96,23 +96,61 @@ pub(crate) fn fhir_audit_event(row: &ChainedAudit) -> Value {
 /// Rows read per page.
 const PAGE: u32 = 1000;
 
-/// Walks the whole chain; prints the rows checked and the head hash, or the
-/// first break.
-pub(crate) async fn verify(store: &dyn vitalgate_store::Store) -> crate::CliResult {
+/// The most breaks `verify` lists before it stops counting.
+const MAX_LISTED: usize = 50;
+
+/// Walks the whole chain (checking keyed links with `key`); prints the rows
+/// checked and the head, or every break found.
+pub(crate) async fn verify(
+    store: &dyn vitalgate_store::Store,
+    key: Option<AuditKey>,
+) -> crate::CliResult {
+    let keyed = key.is_some();
+    let mut verifier = Verifier::new(key);
     let mut after = 0;
-    let mut head = vitalgate_store::audit::GENESIS;
     let mut rows = 0u64;
+    let mut breaks = Vec::new();
     loop {
         let page = store.audit_chain(after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.record.id;
-        head = vitalgate_store::audit::verify(&page, head)
-            .map_err(|e| format!("audit log NOT intact: {e} ({rows} rows before it verified)"))?;
+        for row in &page {
+            if let Err(e) = verifier.check(row) {
+                breaks.push(e);
+            }
+        }
         rows += page.len() as u64;
     }
-    println!("audit log intact: {rows} rows, head {}", hex::encode(head));
-    println!("(keep the head hash elsewhere: rows cut off the end show only against it)");
-    Ok(())
+    if breaks.is_empty() {
+        let how = if keyed {
+            "keyed links checked"
+        } else {
+            "no key given: unkeyed links only"
+        };
+        println!(
+            "audit log intact: {rows} rows ({how}), head {}",
+            hex::encode(verifier.head())
+        );
+        println!("(keep the head hash elsewhere: rows cut off the end show only against it)");
+        return Ok(());
+    }
+    for e in breaks.iter().take(MAX_LISTED) {
+        eprintln!("{e}");
+    }
+    if breaks.len() > MAX_LISTED {
+        eprintln!("… and {} more", breaks.len() - MAX_LISTED);
+    }
+    let hint = if keyed {
+        ""
+    } else {
+        " (an HSP links its rows under its data key: give --kek-file, or --hsp-data-dir \
+         where patient-data.key is, to check them)"
+    };
+    Err(format!(
+        "audit log NOT intact: {} problems in {rows} rows{hint}",
+        breaks.len()
+    )
+    .into())
 }
 
 /// Writes every row as a FHIR AuditEvent, one JSON object per line
@@ -153,8 +191,10 @@ mod tests {
                     detail: "patient unconscious".into(),
                 },
             },
-            prev_hash: [1; 32],
-            hash: [2; 32],
+            link: Some(vitalgate_store::audit::ChainLink {
+                prev_hash: [1; 32],
+                hash: [2; 32],
+            }),
         };
         let fhir = fhir_audit_event(&row);
         assert_eq!(fhir["resourceType"], "AuditEvent");

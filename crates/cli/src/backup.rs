@@ -82,7 +82,7 @@ async fn open(location: &Location) -> Result<Arc<dyn Store>, Error> {
 }
 
 /// A key-encryption key, read as the HSP reads `--kek-file` (64 hex digits).
-fn read_kek(path: &Path) -> Result<KeyEncryptionKey, Error> {
+pub(crate) fn read_kek(path: &Path) -> Result<KeyEncryptionKey, Error> {
     let text = Zeroizing::new(
         std::fs::read_to_string(path)
             .map_err(|e| format!("key-encryption key {}: {e}", path.display()))?,

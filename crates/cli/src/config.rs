@@ -74,6 +74,9 @@ pub(crate) struct HspSection {
     pub(crate) portal_key_file: Option<PathBuf>,
     /// The clinicians who may use the portal's administrator pages.
     pub(crate) portal_administrators: Option<Vec<String>>,
+    /// Proxies in front of the portal (addresses or networks) whose
+    /// `Forwarded` / `X-Forwarded-For` name the client.
+    pub(crate) portal_trusted_proxies: Option<Vec<String>>,
     /// A file holding the TTP's administrator token, so the portal's
     /// administrators can enroll and revoke; those pages are off without it.
     pub(crate) ttp_admin_token_file: Option<PathBuf>,

@@ -94,6 +94,12 @@ pub(crate) struct HspArgs {
     /// administrator pages.
     #[arg(long, env = "VITALGATE_PORTAL_ADMINISTRATORS", value_delimiter = ',')]
     portal_administrators: Option<Vec<String>>,
+    /// The proxies in front of the portal (addresses or networks such as
+    /// 10.0.0.0/8, comma-separated): their Forwarded / X-Forwarded-For name
+    /// the client whose password guesses are counted; anyone else's are
+    /// ignored.
+    #[arg(long, env = "VITALGATE_PORTAL_TRUSTED_PROXIES", value_delimiter = ',')]
+    portal_trusted_proxies: Option<Vec<String>>,
     /// A file holding the TTP's administrator token: the portal's
     /// administrators can then enroll parties and revoke credentials.
     #[arg(long, env = "VITALGATE_TTP_ADMIN_TOKEN_FILE")]
@@ -233,6 +239,14 @@ pub(crate) async fn hsp(args: HspArgs) -> CliResult {
             file.portal_administrators,
             Vec::new(),
         ),
+        trusted_proxies: pick(
+            args.portal_trusted_proxies,
+            file.portal_trusted_proxies,
+            Vec::new(),
+        )
+        .iter()
+        .map(|p| p.parse().map_err(|e| format!("portal_trusted_proxies: {e}")))
+        .collect::<Result<_, _>>()?,
         ttp_admin_token: pick_opt(args.ttp_admin_token_file, file.ttp_admin_token_file)
             .map(|path| {
                 vitalgate_rpc::admin::AdminToken::read(&path)

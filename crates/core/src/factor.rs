@@ -155,6 +155,14 @@ pub struct FactorMessage {
     pub payload: Vec<u8>,
 }
 
+impl Drop for FactorMessage {
+    // A payload may be a one-time code or an OPAQUE message: wiped when
+    // the message goes, wherever it was decoded or built.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.payload);
+    }
+}
+
 impl fmt::Debug for FactorMessage {
     // A payload may be a one-time code: never print it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -169,6 +177,10 @@ impl fmt::Debug for FactorMessage {
 pub const MAX_FACTOR_MESSAGES: usize = 4;
 
 pub(crate) fn encode_factor_messages(messages: &[FactorMessage], out: &mut Vec<u8>) {
+    // Room for all of them (and the AEAD tag) at once: a buffer that grows
+    // leaves copies of the codes behind in memory it gave back.
+    let len: usize = messages.iter().map(|m| 3 + m.payload.len()).sum();
+    out.reserve(len + crate::provider::TAG_LEN);
     for m in messages {
         out.push(m.kind as u8);
         out.extend_from_slice(&(m.payload.len() as u16).to_be_bytes());

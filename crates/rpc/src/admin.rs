@@ -9,6 +9,10 @@ use rand_core::{OsRng, RngCore};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
+/// The fewest characters an administrator token may have: 128 bits in hex
+/// (made tokens have 256).
+pub const MIN_TOKEN_CHARS: usize = 32;
+
 /// A service's administrator token.
 #[derive(Clone)]
 pub struct AdminToken(String);
@@ -20,11 +24,13 @@ impl std::fmt::Debug for AdminToken {
 }
 
 impl AdminToken {
-    /// Reads `dir/admin.token`, creating it on first start.
+    /// Reads `dir/admin.token`, creating it on first start. A file that
+    /// holds less than a token (empty, truncated) is refused, never taken
+    /// as the empty or a guessable token.
     pub fn load_or_create(dir: &Path) -> std::io::Result<Self> {
         let path = dir.join("admin.token");
         match std::fs::read_to_string(&path) {
-            Ok(token) => Ok(Self(token.trim().to_string())),
+            Ok(text) => Self::checked(&path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let token = random_hex();
                 let mut file = std::fs::OpenOptions::new()
@@ -41,16 +47,25 @@ impl AdminToken {
     }
 
     /// Reads another service's token from `path` (made by that service):
-    /// missing or empty is an error, never a new token.
+    /// missing, empty or short is an error, never a new token.
     pub fn read(path: &Path) -> std::io::Result<Self> {
-        let token = std::fs::read_to_string(path)?.trim().to_string();
-        if token.is_empty() {
+        Self::checked(path, &std::fs::read_to_string(path)?)
+    }
+
+    fn checked(path: &Path, text: &str) -> std::io::Result<Self> {
+        let token = text.trim();
+        if token.len() < MIN_TOKEN_CHARS {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("{} is empty", path.display()),
+                format!(
+                    "{} holds {} characters, not an administrator token (at least {MIN_TOKEN_CHARS}); \
+                     delete it to have a new one made, or write the token into it",
+                    path.display(),
+                    token.len()
+                ),
             ));
         }
-        Ok(Self(token))
+        Ok(Self(token.to_string()))
     }
 
     /// The token text, for the operator's tools.
@@ -79,4 +94,27 @@ pub fn random_hex() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_or_short_token_file_is_refused_and_a_made_one_is_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let made = AdminToken::load_or_create(dir.path()).expect("made");
+        assert_eq!(made.expose().len(), 64);
+        let again = AdminToken::load_or_create(dir.path()).expect("read back");
+        assert_eq!(again.expose(), made.expose());
+        for text in ["", "\n", "   ", "short-token"] {
+            std::fs::write(dir.path().join("admin.token"), text).expect("write");
+            let refused = AdminToken::load_or_create(dir.path()).expect_err(text);
+            assert!(
+                refused.to_string().contains("not an administrator token"),
+                "{refused}"
+            );
+            assert!(AdminToken::read(&dir.path().join("admin.token")).is_err());
+        }
+    }
 }

@@ -65,7 +65,9 @@ pub fn store_status(error: &StoreError) -> Status {
             Status::permission_denied(error.to_string())
         }
         StoreError::Throttled { .. } => Status::resource_exhausted(error.to_string()),
-        StoreError::FactorDisabled => Status::failed_precondition(error.to_string()),
+        StoreError::FactorDisabled | StoreError::Conflict(_) => {
+            Status::failed_precondition(error.to_string())
+        }
         other => {
             tracing::error!(error = %other, "storage failure");
             Status::unavailable("storage unavailable")
@@ -114,8 +116,36 @@ pub fn unix_now_ms() -> i64 {
 }
 
 /// Writes an audit event; a failure to write is logged loudly but does not
-/// fail the caller's request (the event is also in the log).
+/// fail the caller's request (the event is also in the log). For events
+/// that record a read of patients' data, use [`audit_required`].
 pub async fn audit(store: &dyn Store, kind: &str, actor: &str, subject: &str, detail: &str) {
+    let _ = try_audit(store, kind, actor, subject, detail).await;
+}
+
+/// Writes an audit event that must exist for the caller to go on: a read of
+/// patients' data that cannot be recorded is refused (UNAVAILABLE), so that
+/// no access goes unaudited (threat 24, HIPAA 164.312(b)).
+pub async fn audit_required(
+    store: &dyn Store,
+    kind: &str,
+    actor: &str,
+    subject: &str,
+    detail: &str,
+) -> Result<(), Status> {
+    try_audit(store, kind, actor, subject, detail)
+        .await
+        .map_err(|_| {
+            Status::unavailable("the access could not be recorded in the audit log; try again")
+        })
+}
+
+async fn try_audit(
+    store: &dyn Store,
+    kind: &str,
+    actor: &str,
+    subject: &str,
+    detail: &str,
+) -> Result<(), StoreError> {
     let event = AuditEvent {
         at_ms: unix_now_ms(),
         kind: kind.to_string(),
@@ -124,9 +154,9 @@ pub async fn audit(store: &dyn Store, kind: &str, actor: &str, subject: &str, de
         detail: detail.to_string(),
     };
     tracing::info!(target: "audit", kind, actor, subject, detail);
-    if let Err(e) = store.append_audit(&event).await {
+    store.append_audit(&event).await.inspect_err(|e| {
         tracing::error!(error = %e, kind, "audit event not stored");
-    }
+    })
 }
 
 /// Serves `routes` (one vitalgate service) with `grpc.health.v1`, marking
@@ -140,6 +170,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
+    let health = health.max_decoding_message_size(MAX_MESSAGE_BYTES);
     reporter
         .set_service_status(service_name, tonic_health::ServingStatus::Serving)
         .await;
@@ -147,11 +178,13 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(vitalgate_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .expect("the descriptor sets are generated at build time and valid");
+        .expect("the descriptor sets are generated at build time and valid")
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         server = server.tls_config(tls)?;
     }
+    let mut server = server.layer(InboundStatusLayer);
     server
         .add_routes(routes.add_service(health).add_service(reflection))
         .serve_with_incoming_shutdown(
@@ -159,4 +192,56 @@ pub async fn serve(
             shutdown,
         )
         .await
+}
+
+/// Gives every method of a service the status contract of [`inbound_status`]:
+/// tonic decodes a unary request (and the request of a server-streaming call)
+/// before the handler runs and answers a failure itself, as a trailers-only
+/// response, so no handler could map it. This layer rewrites that answer.
+#[derive(Debug, Clone, Copy)]
+struct InboundStatusLayer;
+
+impl<S> tower_layer::Layer<S> for InboundStatusLayer {
+    type Service = InboundStatusService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InboundStatusService(inner)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct InboundStatusService<S>(S);
+
+impl<S, Request, Body> tower_service::Service<Request> for InboundStatusService<S>
+where
+    S: tower_service::Service<Request, Response = tonic::codegen::http::Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = tonic::codegen::BoxFuture<S::Response, S::Error>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let answer = self.0.call(request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            let headers = response.headers_mut();
+            if let Some(status) = Status::from_header_map(headers) {
+                let code = status.code();
+                let mapped = inbound_status(status);
+                if mapped.code() != code {
+                    // Replaces grpc-status and grpc-message.
+                    let _ = mapped.add_header(headers);
+                }
+            }
+            Ok(response)
+        })
+    }
 }

@@ -470,6 +470,20 @@ pub async fn patients_bindings_and_care_teams(store: Arc<dyn Store>) {
     assert_eq!(store.device_binding(9).await.expect("b"), None);
     assert_eq!(store.active_device("pt-1").await.expect("active"), Some(8));
     assert_eq!(store.active_device("pt-2").await.expect("active"), None);
+    // A device is never moved to another patient, active or replaced: its
+    // stored vitals would show under the wrong name.
+    for serial in [8, 7] {
+        let moved = store.bind_device("pt-2", serial, 31).await;
+        assert!(
+            matches!(moved, Err(StoreError::Conflict(_))),
+            "device {serial}: {moved:?}"
+        );
+    }
+    assert_eq!(
+        store.device_binding(8).await.expect("b"),
+        Some(("pt-1".into(), true))
+    );
+    assert_eq!(store.active_device("pt-2").await.expect("active"), None);
 
     store
         .set_care_team_member("dr-a", "pt-1", true, 40)
@@ -960,6 +974,41 @@ pub async fn oob_codes_are_single_use(store: Arc<dyn Store>) {
     }
     assert_eq!(wins, 1);
     assert_eq!(store.oob_code("pt-1").await.expect("get"), None);
+}
+
+/// Once the store has a key, new rows are linked under it: the chain
+/// verifies with the key (unkeyed rows before the first keyed one
+/// included), and the keyed rows do not verify without it.
+pub async fn audit_links_are_keyed_once_a_key_is_set(store: Arc<dyn Store>) {
+    let event = |i: i64| AuditEvent {
+        at_ms: 2000 + i,
+        kind: "vitals.read".into(),
+        actor: "dr-a".into(),
+        subject: "pt-1".into(),
+        detail: format!("read {i}"),
+    };
+    for i in 0..3 {
+        store.append_audit(&event(i)).await.expect("append");
+    }
+    let key = crate::audit::AuditKey::new([42; 32]);
+    store.key_audit_chain(key.clone());
+    for i in 3..6 {
+        store.append_audit(&event(i)).await.expect("append");
+    }
+    let chain = store.audit_chain(0, 100).await.expect("chain");
+    assert_eq!(chain.len(), 6);
+    let head = chain[5].link.expect("linked").hash;
+    assert_eq!(
+        crate::audit::verify_keyed(&chain, crate::audit::GENESIS, Some(&key)),
+        Ok(head)
+    );
+    assert_eq!(
+        crate::audit::verify(&chain, crate::audit::GENESIS),
+        Err(crate::audit::ChainBreak::Altered {
+            id: chain[3].record.id
+        }),
+        "keyed links need the key"
+    );
 }
 
 /// Every audit row links to the one before it, also when many are appended

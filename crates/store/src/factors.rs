@@ -32,6 +32,16 @@ impl AttemptLimit {
         max_delay_secs: 3600,
         disable_after: None,
     };
+    /// Passwords from one source for one account, by a client the server
+    /// does not recognise: 10 failures, then doubling waits from 30 s. One
+    /// address alone cannot use up an account's ceiling quickly.
+    pub const PASSWORD_PAIR: AttemptLimit = AttemptLimit {
+        free_failures: 10,
+        base_delay_secs: 30,
+        growing: true,
+        max_delay_secs: 3600,
+        disable_after: None,
+    };
     /// One-time codes (threat 11): 5 failures, then doubling waits from 30 s.
     pub const OTP: AttemptLimit = AttemptLimit {
         free_failures: 5,

@@ -70,6 +70,10 @@ pub enum StoreError {
         /// The newest this build knows.
         supported: i64,
     },
+    /// The write would contradict what is stored (a device bound to one
+    /// patient named for another): refused, nothing written.
+    #[error("{0}")]
+    Conflict(String),
     /// The database failed.
     #[error("storage backend: {0}")]
     Backend(String),
@@ -77,6 +81,14 @@ pub enum StoreError {
     /// written to the target.
     #[error("backup: {0}")]
     Backup(String),
+}
+
+/// The refusal of a binding that would move a device between patients.
+pub fn device_belongs_to_another_patient(device_serial: u64) -> StoreError {
+    StoreError::Conflict(format!(
+        "device {device_serial} is bound to another patient; a device is never moved between \
+         patients (enroll a new device for this one)"
+    ))
 }
 
 /// Results of the store.
@@ -383,6 +395,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_patients(&self) -> StoreResult<Vec<String>>;
     /// Makes `device_serial` the patient's active device; returns the serials it
     /// replaced (now inactive). Atomic: a patient has at most one active device.
+    /// A device once bound to another patient is refused
+    /// ([`StoreError::Conflict`]): its stored vitals are that patient's, and
+    /// moving the binding would show them under the wrong name.
     async fn bind_device(
         &self,
         pseudonym: &str,
@@ -510,8 +525,12 @@ pub trait Store: Send + Sync + 'static {
     /// lagging subscriber misses some and reads the store again).
     fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<u64>;
 
+    /// From now on, links new audit rows under `key` (the HSP's, derived
+    /// from its data key); before, and without one, links are unkeyed.
+    fn key_audit_chain(&self, key: audit::AuditKey);
     /// Audit rows with their hash chain, after `after_id`, in id order; rows
-    /// from before the chain existed are left out.
+    /// from before the chain existed are left out, rows without a link after
+    /// the first linked one are not (see [`audit::Verifier`]).
     async fn audit_chain(&self, after_id: i64, limit: u32)
         -> StoreResult<Vec<audit::ChainedAudit>>;
 

@@ -214,6 +214,8 @@ struct State {
     /// In id order.
     audit: Vec<audit::ChainedAudit>,
     last_audit_id: i64,
+    /// The key new audit rows are linked under, once set.
+    audit_key: Option<audit::AuditKey>,
     /// Pseudonym → (sealed record, created at).
     patients: BTreeMap<String, (Vec<u8>, u64)>,
     bindings: HashMap<u64, Binding>,
@@ -398,10 +400,17 @@ impl State {
 
     fn append_audit(&mut self, event: &AuditEvent) -> StoreResult<()> {
         let id = next_id(&mut self.last_audit_id)?;
-        let prev_hash = self.audit.last().map_or(audit::GENESIS, |r| r.hash);
+        let prev_hash = self
+            .audit
+            .iter()
+            .rev()
+            .find_map(|r| r.link)
+            .map_or(audit::GENESIS, |l| l.hash);
         self.audit.push(audit::ChainedAudit {
-            hash: audit::row_hash(&prev_hash, id, event),
-            prev_hash,
+            link: Some(audit::ChainLink {
+                prev_hash,
+                hash: audit::link(self.audit_key.as_ref(), &prev_hash, id, event),
+            }),
             record: AuditRecord {
                 id,
                 event: event.clone(),
@@ -442,6 +451,13 @@ impl State {
         fit(device_serial)?;
         // The time is checked as SQLite checks it, though only SQLite keeps it.
         fit(now)?;
+        if self
+            .bindings
+            .get(&device_serial)
+            .is_some_and(|b| b.pseudonym != pseudonym)
+        {
+            return Err(crate::device_belongs_to_another_patient(device_serial));
+        }
         // The patient's other active device (at most one) becomes inactive.
         let mut replaced = Vec::new();
         if let Some(&current) = self.active_devices.get(pseudonym) {
@@ -894,6 +910,13 @@ impl Store for MemoryStore {
                 .map(|r| r.record)
                 .collect())
         })
+    }
+
+    fn key_audit_chain(&self, key: audit::AuditKey) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .audit_key = Some(key);
     }
 
     async fn audit_chain(

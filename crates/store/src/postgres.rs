@@ -212,10 +212,15 @@ pub struct PostgresStore {
     listen_tls: Option<rustls::ClientConfig>,
     /// The replica's one audit writer, started on the first event.
     audit_writer: Arc<OnceLock<mpsc::Sender<AuditJob>>>,
+    /// The key new audit rows are linked under, once set.
+    audit_key: AuditKeySlot,
 }
 
 /// An audit event and who waits for its commit.
 type AuditJob = (AuditEvent, oneshot::Sender<StoreResult<()>>);
+
+/// Where a replica keeps its audit key, shared with its audit writer.
+type AuditKeySlot = Arc<std::sync::RwLock<Option<audit::AuditKey>>>;
 
 /// The most events one audit transaction appends.
 const MAX_AUDIT_BATCH: usize = 512;
@@ -226,7 +231,7 @@ const MAX_AUDIT_BATCH: usize = 512;
 /// event. The writer takes whatever events are queued, appends them in one
 /// transaction (one lock, one flush), and answers each caller only after the
 /// commit: an event acknowledged is an event stored.
-async fn write_audit(pool: Pool, mut queue: mpsc::Receiver<AuditJob>) {
+async fn write_audit(pool: Pool, key: AuditKeySlot, mut queue: mpsc::Receiver<AuditJob>) {
     while let Some(first) = queue.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < MAX_AUDIT_BATCH {
@@ -236,7 +241,8 @@ async fn write_audit(pool: Pool, mut queue: mpsc::Receiver<AuditJob>) {
             }
         }
         let events: Vec<&AuditEvent> = jobs.iter().map(|(event, _)| event).collect();
-        let result = append_chained(&pool, &events).await;
+        let key = key.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let result = append_chained(&pool, &events, key.as_ref()).await;
         if let Err(e) = &result {
             tracing::warn!(error = %e, events = jobs.len(), "audit events not stored");
         }
@@ -253,7 +259,11 @@ async fn write_audit(pool: Pool, mut queue: mpsc::Receiver<AuditJob>) {
 /// Appends `events` to the hash chain in one transaction: ids drawn under
 /// the chain's lock (so id order is chain order on every replica), each row's
 /// hash over the one before, one multi-row insert.
-async fn append_chained(pool: &Pool, events: &[&AuditEvent]) -> StoreResult<()> {
+async fn append_chained(
+    pool: &Pool,
+    events: &[&AuditEvent],
+    key: Option<&audit::AuditKey>,
+) -> StoreResult<()> {
     let mut client = pool.get().await.map_err(pool_error)?;
     let tx = client.transaction().await.map_err(backend)?;
     execute(&tx, AUDIT_LOCK, &[]).await?;
@@ -279,7 +289,7 @@ async fn append_chained(pool: &Pool, events: &[&AuditEvent]) -> StoreResult<()> 
     ids.sort_unstable();
     let mut columns: (Vec<i64>, Vec<Vec<u8>>, Vec<Vec<u8>>) = Default::default();
     for (id, event) in ids.iter().zip(events) {
-        let hash = audit::row_hash(&prev, *id, event);
+        let hash = audit::link(key, &prev, *id, event);
         columns.0.push(event.at_ms);
         columns.1.push(prev.to_vec());
         columns.2.push(hash.to_vec());
@@ -434,6 +444,16 @@ fn column_array<const N: usize>(row: &Row, index: usize) -> StoreResult<[u8; N]>
     bytes
         .try_into()
         .map_err(|_| StoreError::Backend(format!("stored value is not {N} bytes")))
+}
+
+fn column_opt_array<const N: usize>(row: &Row, index: usize) -> StoreResult<Option<[u8; N]>> {
+    let bytes: Option<&[u8]> = column(row, index)?;
+    bytes
+        .map(|b| {
+            b.try_into()
+                .map_err(|_| StoreError::Backend(format!("stored value is not {N} bytes")))
+        })
+        .transpose()
 }
 
 async fn prepared<C: GenericClient>(
@@ -641,6 +661,7 @@ impl PostgresStore {
             listen_config,
             listen_tls,
             audit_writer: Arc::new(OnceLock::new()),
+            audit_key: AuditKeySlot::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -1216,7 +1237,11 @@ impl Store for PostgresStore {
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
         let writer = self.audit_writer.get_or_init(|| {
             let (jobs, queue) = mpsc::channel(4096);
-            tokio::spawn(write_audit(self.pool.clone(), queue));
+            tokio::spawn(write_audit(
+                self.pool.clone(),
+                self.audit_key.clone(),
+                queue,
+            ));
             jobs
         });
         let (done, answer) = oneshot::channel();
@@ -1228,16 +1253,25 @@ impl Store for PostgresStore {
         answer.await.map_err(|_| stopped())?
     }
 
+    fn key_audit_chain(&self, key: audit::AuditKey) {
+        *self.audit_key.write().unwrap_or_else(|p| p.into_inner()) = Some(key);
+    }
+
     async fn audit_chain(
         &self,
         after_id: i64,
         limit: u32,
     ) -> StoreResult<Vec<audit::ChainedAudit>> {
         let client = self.client().await?;
+        // From the first linked row on, every row: one without a link after
+        // it was written around the store.
         query(
             &client,
             "SELECT id, at_ms, kind, actor, subject, detail, prev_hash, hash FROM audit_events
-             WHERE id > $1 AND hash IS NOT NULL ORDER BY id LIMIT $2",
+             WHERE id > $1
+               AND id >= (SELECT coalesce(min(id), 9223372036854775807)
+                          FROM audit_events WHERE hash IS NOT NULL)
+             ORDER BY id LIMIT $2",
             &[&after_id, &i64::from(limit)],
         )
         .await?
@@ -1254,8 +1288,10 @@ impl Store for PostgresStore {
                         detail: column_text(row, 5)?,
                     },
                 },
-                prev_hash: column_array(row, 6)?,
-                hash: column_array(row, 7)?,
+                link: match (column_opt_array(row, 6)?, column_opt_array(row, 7)?) {
+                    (Some(prev_hash), Some(hash)) => Some(audit::ChainLink { prev_hash, hash }),
+                    _ => None,
+                },
             })
         })
         .collect()
@@ -1392,6 +1428,18 @@ impl Store for PostgresStore {
         // The patient's bindings may not exist yet, so no row lock can
         // serialise two bindings for one patient: a lock on the patient can.
         execute(&tx, BIND_LOCK, &[&lock_key(pseudonym.as_bytes())]).await?;
+        let bound_to = query_opt(
+            &tx,
+            "SELECT pseudonym FROM device_bindings WHERE device_serial = $1 FOR UPDATE",
+            &[&serial],
+        )
+        .await?;
+        if let Some(row) = bound_to {
+            let bound: Vec<u8> = column(&row, 0)?;
+            if bound != pseudonym.as_bytes() {
+                return Err(crate::device_belongs_to_another_patient(device_serial));
+            }
+        }
         let replaced = query(
             &tx,
             "UPDATE device_bindings SET active = FALSE

@@ -35,6 +35,8 @@ pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
     /// Devices with newly stored vitals (one process owns the file).
     feed: tokio::sync::broadcast::Sender<u64>,
+    /// The key new audit rows are linked under, once set.
+    audit_key: Arc<std::sync::RwLock<Option<audit::AuditKey>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -93,6 +95,7 @@ impl SqliteStore {
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
             feed: tokio::sync::broadcast::channel(4096).0,
+            audit_key: Arc::default(),
         })
     }
 
@@ -514,6 +517,11 @@ impl Store for SqliteStore {
 
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
         let e = event.clone();
+        let key = self
+            .audit_key
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         self.with(move |c| {
             // One transaction: the link to the newest row, the row, its hash.
             let tx = c
@@ -535,7 +543,7 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
             let id = tx.last_insert_rowid();
-            let hash = audit::row_hash(&prev, id, &e);
+            let hash = audit::link(key.as_ref(), &prev, id, &e);
             tx.execute(
                 "UPDATE audit_events SET hash = ?1 WHERE id = ?2",
                 params![&hash[..], id],
@@ -546,34 +554,47 @@ impl Store for SqliteStore {
         .await
     }
 
+    fn key_audit_chain(&self, key: audit::AuditKey) {
+        *self.audit_key.write().unwrap_or_else(|p| p.into_inner()) = Some(key);
+    }
+
     async fn audit_chain(
         &self,
         after_id: i64,
         limit: u32,
     ) -> StoreResult<Vec<audit::ChainedAudit>> {
         self.with(move |c| {
+            // From the first linked row on, every row: one without a link
+            // after it was written around the store.
             let mut stmt = c
                 .prepare_cached(
                     "SELECT id, at_ms, kind, actor, subject, detail, prev_hash, hash
-                     FROM audit_events WHERE id > ?1 AND hash IS NOT NULL ORDER BY id LIMIT ?2",
+                     FROM audit_events
+                     WHERE id > ?1
+                       AND id >= (SELECT coalesce(min(id), 9223372036854775807)
+                                  FROM audit_events WHERE hash IS NOT NULL)
+                     ORDER BY id LIMIT ?2",
                 )
                 .map_err(backend)?;
             let rows = stmt
                 .query_map(params![after_id, limit], |r| {
                     Ok((
                         audit_record(r)?,
-                        r.get::<_, Vec<u8>>(6)?,
-                        r.get::<_, Vec<u8>>(7)?,
+                        r.get::<_, Option<Vec<u8>>>(6)?,
+                        r.get::<_, Option<Vec<u8>>>(7)?,
                     ))
                 })
                 .map_err(backend)?;
             rows.map(|row| {
                 let (record, prev, hash) = row.map_err(backend)?;
-                Ok(audit::ChainedAudit {
-                    record,
-                    prev_hash: hash_32(&prev)?,
-                    hash: hash_32(&hash)?,
-                })
+                let link = match (prev, hash) {
+                    (Some(prev), Some(hash)) => Some(audit::ChainLink {
+                        prev_hash: hash_32(&prev)?,
+                        hash: hash_32(&hash)?,
+                    }),
+                    _ => None,
+                };
+                Ok(audit::ChainedAudit { record, link })
             })
             .collect()
         })
@@ -692,6 +713,18 @@ impl Store for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
             let serial = to_sql(device_serial)?;
+            let now = to_sql(now)?;
+            let bound_to: Option<String> = tx
+                .query_row(
+                    "SELECT pseudonym FROM device_bindings WHERE device_serial = ?1",
+                    params![serial],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if bound_to.is_some_and(|bound| bound != pseudonym) {
+                return Err(crate::device_belongs_to_another_patient(device_serial));
+            }
             let replaced: Vec<u64> = {
                 let mut stmt = tx
                     .prepare_cached(
@@ -708,7 +741,7 @@ impl Store for SqliteStore {
                 "INSERT INTO device_bindings (device_serial, pseudonym, bound_at, active) VALUES (?1, ?2, ?3, 1)
                  ON CONFLICT (device_serial) DO UPDATE SET pseudonym = excluded.pseudonym,
                      bound_at = excluded.bound_at, active = 1",
-                params![serial, pseudonym, to_sql(now)?],
+                params![serial, pseudonym, now],
             )
             .map_err(backend)?;
             tx.commit().map_err(backend)?;

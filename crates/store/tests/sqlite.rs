@@ -31,6 +31,7 @@ conformance_tests!(
     factor_tokens_are_single_use,
     oob_codes_are_single_use,
     audit_rows_form_one_chain,
+    audit_links_are_keyed_once_a_key_is_set,
     settings_are_set_once_if_absent,
     vitals_feed_names_devices_with_new_samples,
     old_vitals_expire,

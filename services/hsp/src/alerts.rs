@@ -248,7 +248,9 @@ impl AlertRaiser {
             let Some(newest) = self.store.latest_vitals(serial, 1).await?.pop() else {
                 continue;
             };
-            let quiet_ms = now_ms - newest.measured_at_ms;
+            // Measurement times are checked at the edge (at most the skew
+            // window ahead); saturating, so no stored time can overflow this.
+            let quiet_ms = now_ms.saturating_sub(newest.measured_at_ms);
             if quiet_ms > limit_ms {
                 let detail = format!(
                     "no data from device {serial} for {} s (limit {silence_secs} s)",

@@ -11,13 +11,14 @@
 //! patient and, for break-glass, the reason (threat 24).
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use vitalgate_core::credential::Role;
 use vitalgate_proto::v1;
-use vitalgate_rpc::{audit, store_status, unix_now_ms};
+use vitalgate_rpc::{audit, audit_required, store_status};
 use vitalgate_store::StoredSample;
 
 use crate::login::Ticket;
@@ -40,6 +41,21 @@ fn wire(sample: &StoredSample) -> v1::VitalSample {
     }
 }
 
+/// The ticket bytes of the request's `authorization: Bearer <hex>`.
+fn presented_ticket<T>(request: &Request<T>) -> Result<Vec<u8>, Status> {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| hex::decode(v).ok())
+        .ok_or_else(|| Status::unauthenticated("a login ticket is required"))
+}
+
+/// How often a live watch checks that its ticket and the clinician's access
+/// to the patient still hold (as the portal's live view does).
+const WATCH_RECHECK: Duration = Duration::from_secs(2);
+
 /// Why a clinician may open a patient.
 enum Access {
     CareTeam,
@@ -49,16 +65,14 @@ enum Access {
 impl Hsp {
     /// The clinician's ticket the request carries.
     fn clinician<T>(&self, request: &Request<T>) -> Result<Ticket, Status> {
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .and_then(|v| hex::decode(v).ok())
-            .ok_or_else(|| Status::unauthenticated("a login ticket is required"))?;
+        self.clinician_ticket(&presented_ticket(request)?)
+    }
+
+    /// The clinician's ticket `presented` names, if it is still live.
+    fn clinician_ticket(&self, presented: &[u8]) -> Result<Ticket, Status> {
         let ticket = self
-            .ticket(&presented)
-            .ok_or_else(|| Status::unauthenticated("unknown or expired login ticket"))?;
+            .ticket(presented)
+            .ok_or_else(|| Status::unauthenticated("unknown, expired or revoked login ticket"))?;
         if ticket.role != Role::Clinician {
             return Err(Status::permission_denied("for clinicians only"));
         }
@@ -97,7 +111,8 @@ impl Hsp {
     }
 
     /// Audits a reading of `pseudonym`'s vitals, with the break-glass
-    /// reason when that is what opened it.
+    /// reason when that is what opened it. A read that cannot be audited is
+    /// refused (HIPAA's audit controls: no unrecorded access).
     async fn audit_read(
         &self,
         ticket: &Ticket,
@@ -105,19 +120,19 @@ impl Hsp {
         access: &Access,
         kind: &str,
         what: &str,
-    ) {
+    ) -> Result<(), Status> {
         let detail = match access {
             Access::BreakGlass(reason) => format!("{what}; break-glass: {reason}"),
             Access::CareTeam => what.to_string(),
         };
-        audit(
+        audit_required(
             &*self.inner.store,
             kind,
             &ticket.subject,
             pseudonym,
             &detail,
         )
-        .await;
+        .await
     }
 
     async fn device_of(&self, pseudonym: &str) -> Result<Option<u64>, Status> {
@@ -172,14 +187,14 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
                 latest,
             });
         }
-        audit(
+        audit_required(
             store,
             "patient.list",
             &ticket.subject,
             "care teams",
             &format!("{} patients", patients.len()),
         )
-        .await;
+        .await?;
         Ok(Response::new(v1::ListPatientsResponse { patients }))
     }
 
@@ -217,7 +232,7 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
             "vitals.read",
             &format!("history, {} samples", samples.len()),
         )
-        .await;
+        .await?;
         Ok(Response::new(v1::HistoryResponse { samples }))
     }
 
@@ -225,7 +240,8 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
         &self,
         request: Request<v1::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let ticket = self.clinician(&request)?;
+        let presented = presented_ticket(&request)?;
+        let ticket = self.clinician_ticket(&presented)?;
         let pseudonym = request.into_inner().pseudonym;
         let access = self.access(&ticket, &pseudonym).await?;
         // Subscribe before reading where the patient stands, so nothing
@@ -242,25 +258,36 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
             None => 0,
         };
         self.audit_read(&ticket, &pseudonym, &access, "vitals.watch", "live")
-            .await;
+            .await?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let hsp = self.clone();
-        let expires_at_ms = ticket.expires_at.saturating_mul(1000);
         tokio::spawn(async move {
+            let mut recheck = tokio::time::interval(WATCH_RECHECK);
+            recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let device = match feed.recv().await {
-                    Ok(device) => Some(device),
-                    // Fell behind: read the store again.
-                    Err(RecvError::Lagged(_)) => None,
-                    Err(RecvError::Closed) => break,
+                let device = tokio::select! {
+                    received = feed.recv() => match received {
+                        Ok(device) => Some(device),
+                        // Fell behind: read the store again.
+                        Err(RecvError::Lagged(_)) => None,
+                        Err(RecvError::Closed) => break,
+                    },
+                    _ = recheck.tick() => {
+                        // The ticket (expired, or its credential revoked)
+                        // and the care team (or the break-glass grant) are
+                        // checked while the watch runs, not only at its start.
+                        let still = match hsp.clinician_ticket(&presented) {
+                            Ok(ticket) => hsp.access(&ticket, &pseudonym).await.map(|_| ()),
+                            Err(status) => Err(status),
+                        };
+                        if let Err(status) = still {
+                            let _ = tx.send(Err(status)).await;
+                            break;
+                        }
+                        continue;
+                    }
                 };
                 if tx.is_closed() {
-                    break;
-                }
-                if unix_now_ms() as u64 > expires_at_ms {
-                    let _ = tx
-                        .send(Err(Status::unauthenticated("the login ticket expired")))
-                        .await;
                     break;
                 }
                 let Ok(Some(active)) = hsp.device_of(&pseudonym).await else {

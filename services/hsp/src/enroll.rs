@@ -10,15 +10,16 @@
 //! proved the current password a few minutes ago.
 
 use tonic::{Request, Response, Status};
+use vitalgate_core::credential::{Credential, Role, RoleSet};
 use vitalgate_core::factor::FactorKind;
 use vitalgate_core::provider::{AwsLc, CryptoProvider};
+use vitalgate_core::UnixTime;
 use vitalgate_proto::v1::{self, FactorPurpose};
 use vitalgate_rpc::{audit, invalid, store_status, unix_now};
 use vitalgate_store::{FactorToken, StoreError};
 
-use crate::factors::{
-    contact_label, encode_destination, otp_label, BIOMETRIC_SCOPE, OTP_SCOPE, PASSWORD_SCOPE,
-};
+use crate::factors::{contact_label, encode_destination, otp_label, BIOMETRIC_SCOPE, OTP_SCOPE};
+use crate::guesses::ACCOUNT_SCOPE;
 use crate::login::PASSWORD_CHANGE_WINDOW_SECS;
 use crate::{checked_pseudonym, CloseReason, Hsp};
 
@@ -249,7 +250,7 @@ impl Hsp {
             .await
             .map_err(|e| store_status(&e))?;
         store
-            .clear_attempts(PASSWORD_SCOPE, subject)
+            .clear_attempts(ACCOUNT_SCOPE, subject)
             .await
             .map_err(|e| store_status(&e))?;
         let kind = if had {
@@ -390,6 +391,9 @@ impl Hsp {
         if request.device_serial == 0 {
             return Err(invalid("device_serial", "must be a credential serial"));
         }
+        // Checked before the token is spent: a mistyped serial costs no token.
+        self.check_replacement(pseudonym, request.device_serial, &request.device_credential)
+            .await?;
         self.redeem_token(&request.factor_token, pseudonym, "rebind-device")
             .await?;
         let store = &*self.inner.store;
@@ -411,5 +415,59 @@ impl Hsp {
         Ok(v1::RecoverDeviceResponse {
             replaced_serials: replaced,
         })
+    }
+
+    /// A replacement device must be the patient's: its credential, as the
+    /// TTP issued it (carried in the request, or seen by this HSP before),
+    /// is a live device credential naming `pseudonym`. Serials are
+    /// sequential, so naming one is no proof of anything.
+    async fn check_replacement(
+        &self,
+        pseudonym: &str,
+        serial: u64,
+        presented: &[u8],
+    ) -> Result<(), Status> {
+        let credential = if presented.is_empty() {
+            let record = self
+                .inner
+                .store
+                .credential(serial)
+                .await
+                .map_err(|e| store_status(&e))?
+                .ok_or_else(|| {
+                    Status::failed_precondition(format!(
+                        "device {serial} has not connected to this HSP: pass its credential \
+                         (vitalgate admin recover-device fetches it from the TTP)"
+                    ))
+                })?;
+            Credential::decode(&record.encoded)
+                .map_err(|e| Status::data_loss(format!("stored credential {serial}: {e}")))?
+        } else {
+            Credential::decode(presented)
+                .map_err(|e| invalid("device_credential", &e.to_string()))?
+        };
+        if credential.serial() != serial {
+            return Err(invalid(
+                "device_credential",
+                &format!("is credential {}, not {serial}", credential.serial()),
+            ));
+        }
+        self.inner
+            .trust
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .validate::<AwsLc>(
+                &credential,
+                RoleSet::only(Role::Device),
+                UnixTime(unix_now()),
+            )
+            .map_err(|e| Status::failed_precondition(format!("device {serial}: {e}")))?;
+        if credential.subject() != pseudonym.as_bytes() {
+            return Err(Status::permission_denied(format!(
+                "device {serial}'s credential names another patient; a rebinding token \
+                 moves only the patient's own devices"
+            )));
+        }
+        Ok(())
     }
 }

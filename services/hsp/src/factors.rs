@@ -19,12 +19,11 @@ use std::sync::Arc;
 
 use vitalgate_store::Store;
 
+use crate::guesses::{GuessCounters, Guesser};
 use crate::policy::{Policy, Rule};
 use crate::vault::SecretVault;
 
-/// Attempt scopes in the store.
-pub(crate) const PASSWORD_SCOPE: &str = "password";
-pub(crate) const SOURCE_SCOPE: &str = "password-source";
+/// Attempt scopes in the store (the password's are in `guesses`).
 pub(crate) const OTP_SCOPE: &str = "otp";
 pub(crate) const BIOMETRIC_SCOPE: &str = "biometric";
 
@@ -78,8 +77,8 @@ pub(crate) fn otp_label(subject: &str) -> String {
 /// A factor that was challenged and owes an answer in the next round.
 enum Pending {
     Password {
-        user: String,
         state: ServerLoginState,
+        counters: GuessCounters,
     },
     Biometric {
         challenge: [u8; 32],
@@ -151,20 +150,22 @@ impl FactorVerifier {
 pub struct FactorRun<'a> {
     verifier: &'a FactorVerifier,
     subject: String,
-    source: String,
+    /// The serial of the credential the peer proved: its password guesses
+    /// count against that credential, which only its holder can use.
+    serial: u64,
     rule: Rule,
     proven: FactorSet,
     pending: Vec<Pending>,
 }
 
 impl<'a> FactorRun<'a> {
-    /// The exchange for the party `subject` (its credential's subject) from
-    /// the address `source`, under `rule`.
-    pub fn new(verifier: &'a FactorVerifier, subject: &str, source: &str, rule: Rule) -> Self {
+    /// The exchange for the party `subject` that proved credential `serial`,
+    /// under `rule`.
+    pub fn new(verifier: &'a FactorVerifier, subject: &str, serial: u64, rule: Rule) -> Self {
         Self {
             verifier,
             subject: subject.to_string(),
-            source: source.to_string(),
+            serial,
             rule,
             proven: FactorSet::EMPTY,
             pending: Vec::new(),
@@ -254,11 +255,14 @@ impl<'a> FactorRun<'a> {
                         "the password's account is not the credential's subject",
                     ));
                 }
-                self.begin(&[
-                    (SOURCE_SCOPE, &self.source, &policy.source_limit),
-                    (PASSWORD_SCOPE, user, &policy.password_limit),
-                ])
-                .await?;
+                let counters = GuessCounters::of(
+                    policy,
+                    user,
+                    Guesser::Credential {
+                        serial: self.serial,
+                    },
+                );
+                self.begin(&counters.attempts()).await?;
                 // Unknown users get a fake record: KE2 looks the same (threat 10).
                 let record = store
                     .factor(user, FactorKind::Password as u8)
@@ -273,13 +277,7 @@ impl<'a> FactorRun<'a> {
                     &mut OsRng,
                 )
                 .map_err(|e| Status::invalid_argument(format!("password factor: {e}")))?;
-                Ok(Some((
-                    ke2,
-                    Pending::Password {
-                        user: user.to_string(),
-                        state,
-                    },
-                )))
+                Ok(Some((ke2, Pending::Password { state, counters })))
             }
             FactorKind::Otp => {
                 let code = std::str::from_utf8(payload)
@@ -368,19 +366,12 @@ impl<'a> FactorRun<'a> {
     ) -> Result<(), Status> {
         let store = &*self.verifier.store;
         match pending {
-            Pending::Password { user, state } => {
+            Pending::Password { state, counters } => {
                 match vitalgate_password::login_finish(state, payload, &binding.0) {
                     Ok(_session_key) => {
-                        // The account's count starts again; the source keeps
-                        // its other failures (an attacker's own account
-                        // cannot wash a spray away).
-                        if let Err(e) = store
-                            .settle_attempts(
-                                &[(PASSWORD_SCOPE, &user)],
-                                &[(SOURCE_SCOPE, &self.source)],
-                            )
-                            .await
-                        {
+                        // The credential's count starts again.
+                        let (clear, forgive) = counters.settled();
+                        if let Err(e) = store.settle_attempts(&clear, &forgive).await {
                             tracing::warn!(error = %e, "could not settle the attempt counts");
                         }
                         Ok(())

@@ -12,12 +12,16 @@ pub mod alerts;
 mod clinician;
 mod enroll;
 pub mod factors;
+mod guesses;
 mod login;
 pub mod policy;
 mod portal;
-pub use portal::{code_mac as portal_code_mac, PortalConfig, PortalTls};
+pub use portal::{code_mac as portal_code_mac, PortalConfig, PortalTls, TrustedProxy};
 
-pub use vault::{check_backup_secrets, KeyEncryptionKey, VaultError, WRAPPED_DATA_KEY};
+pub use vault::{
+    audit_chain_key, check_backup_secrets, KeyEncryptionKey, VaultError, WRAPPED_DATA_KEY,
+};
+mod samples;
 mod session;
 mod vault;
 pub mod writer;
@@ -261,6 +265,10 @@ async fn opaque_setup(
 /// open a session (it ends all the same).
 const REVOCATION_GRACE: Duration = Duration::from_secs(10);
 
+/// How old a sample may be when the HSP keeps vitals for ever: a device
+/// that was offline longer has its oldest samples refused.
+const DEFAULT_MAX_SAMPLE_AGE: Duration = Duration::from_secs(30 * 86_400);
+
 /// A service certificate older than this is renewed when the revocation feed
 /// reconnects (it lives 7 days).
 const RENEW_CERTIFICATE_AFTER: Duration = Duration::from_secs(3 * 24 * 3600);
@@ -346,6 +354,9 @@ impl Hsp {
             )
             .await?,
         );
+        // Every audit row from here on is linked under a key only holders of
+        // the data key have (before anything of this start is audited).
+        store.key_audit_chain(vault.audit_key());
         let admin_token =
             AdminToken::load_or_create(&config.data_dir).map_err(IdentityError::Io)?;
         let stats = Arc::new(HspStats::default());
@@ -402,6 +413,20 @@ impl Hsp {
         Ok(hsp)
     }
 
+    /// The measurement times a device's samples may carry: up to the skew
+    /// window ahead, and no older than what the HSP keeps.
+    pub(crate) fn sample_window(&self) -> samples::SampleWindow {
+        let config = &self.inner.config;
+        samples::SampleWindow {
+            ahead_ms: i64::from(config.skew_window_secs) * 1000,
+            behind_ms: config
+                .vitals_retention
+                .unwrap_or(DEFAULT_MAX_SAMPLE_AGE)
+                .as_millis()
+                .min(i64::MAX as u128) as i64,
+        }
+    }
+
     /// The counters.
     pub fn stats(&self) -> Arc<HspStats> {
         self.inner.stats.clone()
@@ -424,8 +449,8 @@ impl Hsp {
             .max_encoding_message_size(vitalgate_rpc::MAX_MESSAGE_BYTES)
     }
 
-    /// Applies a revocation: refuses the serial from now on and closes its
-    /// live sessions.
+    /// Applies a revocation: refuses the serial from now on, closes its
+    /// live sessions and ends its login tickets.
     pub fn apply_revocation(&self, serial: u64) {
         self.inner
             .trust
@@ -433,6 +458,7 @@ impl Hsp {
             .unwrap_or_else(|p| p.into_inner())
             .revoke(serial);
         self.close_sessions(serial, CloseReason::Revoked);
+        self.end_tickets(serial);
     }
 
     fn close_sessions(&self, serial: u64, reason: CloseReason) {
@@ -682,11 +708,12 @@ impl Hsp {
         }
     }
 
-    /// Registers a live session of `serial`; returns its id and the receiver
-    /// that says when to close it.
-    pub(crate) fn register_live(&self, serial: u64) -> (u64, watch::Receiver<Option<CloseReason>>) {
+    /// Registers a live session of `serial`: from now on a revocation,
+    /// a replacement or shutdown closes it. It is unregistered when the
+    /// returned guard drops.
+    pub(crate) fn register_live(&self, serial: u64) -> LiveGuard {
         let id = self.inner.next_session_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = watch::channel(None);
+        let (tx, closed) = watch::channel(None);
         self.inner
             .live
             .lock()
@@ -698,10 +725,24 @@ impl Hsp {
             .stats
             .live_sessions
             .fetch_add(1, Ordering::Relaxed);
-        (id, rx)
+        LiveGuard {
+            hsp: self.clone(),
+            serial,
+            id,
+            closed,
+        }
     }
 
-    pub(crate) fn unregister_live(&self, serial: u64, id: u64) {
+    /// Whether the TTP has revoked `serial` (as far as this HSP has heard).
+    pub(crate) fn is_revoked(&self, serial: u64) -> bool {
+        self.inner
+            .trust
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_revoked(serial)
+    }
+
+    fn unregister_live(&self, serial: u64, id: u64) {
         let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(sessions) = live.get_mut(&serial) {
             sessions.retain(|(session, _)| *session != id);
@@ -713,6 +754,35 @@ impl Hsp {
             .stats
             .live_sessions
             .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A registered live session; unregisters it when dropped.
+pub(crate) struct LiveGuard {
+    hsp: Hsp,
+    serial: u64,
+    id: u64,
+    /// Says why the session must close, once it must.
+    pub(crate) closed: watch::Receiver<Option<CloseReason>>,
+}
+
+impl LiveGuard {
+    /// Why the session must close, if it must: a revocation applied before
+    /// the session was registered is found in the trust store, one applied
+    /// since by the close signal.
+    pub(crate) fn must_close(&self) -> Option<CloseReason> {
+        let signalled = *self.closed.borrow();
+        signalled.or_else(|| {
+            self.hsp
+                .is_revoked(self.serial)
+                .then_some(CloseReason::Revoked)
+        })
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.hsp.unregister_live(self.serial, self.id);
     }
 }
 

@@ -28,6 +28,8 @@ use crate::Hsp;
 #[derive(Debug, Clone)]
 pub(crate) struct Ticket {
     pub(crate) subject: String,
+    /// The credential the login proved: its revocation ends the ticket.
+    pub(crate) serial: u64,
     pub(crate) role: Role,
     pub(crate) factors: FactorSet,
     pub(crate) assurance: AssuranceLevel,
@@ -110,6 +112,17 @@ async fn login(
         audit_kind: "login.failed",
     };
     let (action, break_glass) = requested(&metadata).map_err(refuse)?;
+    let Some(Authenticated {
+        session,
+        peer,
+        session_id,
+        live: _live,
+    }) = authenticate(hsp, inbound, tx, peer_addr, action).await?
+    else {
+        return Ok(());
+    };
+    // Whether the patient exists is said only to a caller who has just
+    // authenticated: before that it would be a pseudonym oracle.
     if let Some((patient, _)) = &break_glass {
         let known = hsp
             .inner
@@ -121,14 +134,6 @@ async fn login(
             return Err(refuse(Status::not_found("no such patient")));
         }
     }
-    let Some(Authenticated {
-        session,
-        peer,
-        session_id,
-    }) = authenticate(hsp, inbound, tx, peer_addr, action).await?
-    else {
-        return Ok(());
-    };
     let subject = String::from_utf8_lossy(peer.subject()).into_owned();
     let now = unix_now();
     let policy = &hsp.inner.factors.policy;
@@ -141,6 +146,7 @@ async fn login(
     OsRng.fill_bytes(&mut ticket);
     let issued = Ticket {
         subject: subject.clone(),
+        serial: peer.serial(),
         role: peer.role(),
         factors: session.factors(),
         assurance: session.assurance(),
@@ -232,13 +238,32 @@ impl Hsp {
         tickets.insert(ticket, issued);
     }
 
-    /// The live ticket `bytes` names.
+    /// The live ticket `bytes` names: unexpired, and its credential not
+    /// revoked (checked at every use, so a revocation that raced the
+    /// login ends the ticket too).
     pub(crate) fn ticket(&self, bytes: &[u8]) -> Option<Ticket> {
         let key: [u8; 32] = bytes.try_into().ok()?;
-        let tickets = self.inner.tickets.lock().unwrap_or_else(|p| p.into_inner());
-        tickets
-            .get(&key)
-            .filter(|t| t.expires_at > unix_now())
-            .cloned()
+        let ticket = {
+            let tickets = self.inner.tickets.lock().unwrap_or_else(|p| p.into_inner());
+            tickets
+                .get(&key)
+                .filter(|t| t.expires_at > unix_now())
+                .cloned()?
+        };
+        (!self.is_revoked(ticket.serial)).then_some(ticket)
+    }
+
+    /// Ends every ticket of a revoked credential.
+    pub(crate) fn end_tickets(&self, serial: u64) {
+        let mut tickets = self.inner.tickets.lock().unwrap_or_else(|p| p.into_inner());
+        let before = tickets.len();
+        tickets.retain(|_, t| t.serial != serial);
+        if tickets.len() < before {
+            tracing::info!(
+                serial,
+                ended = before - tickets.len(),
+                "login tickets ended by a revocation"
+            );
+        }
     }
 }

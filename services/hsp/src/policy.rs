@@ -71,8 +71,14 @@ pub struct RuleConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     rules: Vec<(Role, Action, Rule)>,
-    /// Per account, counted when the server answers KE1 (threat 9).
+    /// Password guesses per (account, recognised client), counted when the
+    /// server answers KE1 (threat 9; see `guesses`).
     pub password_limit: AttemptLimit,
+    /// Password guesses per (account, source) from unrecognised clients.
+    pub pair_limit: AttemptLimit,
+    /// Password guesses per account from unrecognised clients, whatever
+    /// their source: the ceiling that stops distributed guessing.
+    pub account_limit: AttemptLimit,
     /// Per source address, across accounts.
     pub source_limit: AttemptLimit,
     /// Per account (threat 11).
@@ -181,6 +187,8 @@ impl Default for Policy {
                 ),
             ],
             password_limit: AttemptLimit::PASSWORD,
+            pair_limit: AttemptLimit::PASSWORD_PAIR,
+            account_limit: AttemptLimit::PASSWORD,
             source_limit: AttemptLimit::SOURCE,
             otp_limit: AttemptLimit::OTP,
             biometric_limit: AttemptLimit::BIOMETRIC,

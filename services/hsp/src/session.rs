@@ -20,12 +20,14 @@ use vitalgate_core::provider::AwsLc;
 use vitalgate_core::replay::{ReplayCache, Replayed};
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1::{self, device_frame, hsp_frame};
-use vitalgate_rpc::{audit, core_status, inbound_status, invalid, store_status, unix_now};
+use vitalgate_rpc::{
+    audit, core_status, inbound_status, invalid, store_status, unix_now, unix_now_ms,
+};
 use vitalgate_store::StoredSample;
 
 use crate::factors::FactorRun;
 use crate::policy::Action;
-use crate::{CloseReason, Hsp};
+use crate::{CloseReason, Hsp, LiveGuard};
 
 pub(crate) type Outbound = mpsc::Sender<Result<v1::HspFrame, Status>>;
 
@@ -178,6 +180,24 @@ pub(crate) struct Authenticated {
     pub(crate) session: Session<AwsLc>,
     pub(crate) peer: Credential,
     pub(crate) session_id: String,
+    /// The session's place among the live ones: registered before anything
+    /// that a revocation must stop, so no revocation falls in between.
+    pub(crate) live: LiveGuard,
+}
+
+/// The refusal that ends a session the HSP must close.
+fn closed_refusal(reason: CloseReason) -> Refusal {
+    let status = match reason {
+        CloseReason::ShuttingDown => Status::unavailable("the HSP is shutting down; reconnect"),
+        CloseReason::Replaced => {
+            Status::permission_denied("this device was replaced for its patient")
+        }
+        CloseReason::Revoked => Status::unauthenticated("credential revoked"),
+    };
+    Refusal {
+        status,
+        audit_kind: "vitals.session.closed",
+    }
 }
 
 /// Runs the handshake for `action`: M1, M2, M3, the factor rounds the policy's
@@ -225,6 +245,10 @@ pub(crate) async fn authenticate(
     }
     .map_err(|e| Refusal::handshake(&e))?;
     let peer = verified.peer().clone();
+    // Registered now, right after the credential was checked: a revocation
+    // applied from here on closes the session; one applied before is in
+    // the trust store, checked again before M4.
+    let live = hsp.register_live(peer.serial());
     let subject = String::from_utf8_lossy(peer.subject()).into_owned();
     let rule = *inner
         .factors
@@ -243,7 +267,7 @@ pub(crate) async fn authenticate(
 
     // The factor rounds: each round's challenges go out sealed and
     // transcript-bound; the answers come back in the next handshake message.
-    let mut factors = FactorRun::new(&inner.factors, &subject, peer_addr, rule);
+    let mut factors = FactorRun::new(&inner.factors, &subject, peer.serial(), rule);
     loop {
         let binding = *verified.binding();
         let challenges = factors
@@ -294,6 +318,12 @@ pub(crate) async fn authenticate(
     let (m4, session) = verified
         .finish(proven, rule.required, &Claimed(fresh), UnixTime(now))
         .map_err(|e| Refusal::handshake(&e))?;
+    if let Some(reason) = live.must_close() {
+        return Err(Refusal {
+            audit_kind: "handshake.failed",
+            ..closed_refusal(reason)
+        });
+    }
     hsp.learn_credential(&peer).await;
     if tx.send(handshake_frame(m4)).await.is_err() {
         return Ok(None);
@@ -317,6 +347,7 @@ pub(crate) async fn authenticate(
         session,
         peer,
         session_id,
+        live,
     }))
 }
 
@@ -331,12 +362,12 @@ async fn handshake_and_stream(
         session,
         peer: device,
         session_id,
+        mut live,
     }) = authenticate(hsp, inbound, tx, peer_addr, Action::StreamVitals).await?
     else {
         return Ok(());
     };
     let pseudonym = String::from_utf8_lossy(device.subject()).into_owned();
-    let (live_id, mut closed) = hsp.register_live(device.serial());
     audit(
         &*inner.store,
         "vitals.session.start",
@@ -350,20 +381,9 @@ async fn handshake_and_stream(
     let mut acknowledged_in_session = 0u64;
     let result = loop {
         let frame = tokio::select! {
-            _ = closed.changed() => break Err(match *closed.borrow() {
-                Some(CloseReason::ShuttingDown) => Refusal {
-                    status: Status::unavailable("the HSP is shutting down; reconnect"),
-                    audit_kind: "vitals.session.closed",
-                },
-                Some(CloseReason::Replaced) => Refusal {
-                    status: Status::permission_denied("this device was replaced for its patient"),
-                    audit_kind: "vitals.session.closed",
-                },
-                _ => Refusal {
-                    status: Status::unauthenticated("credential revoked"),
-                    audit_kind: "vitals.session.closed",
-                },
-            }),
+            _ = live.closed.changed() => {
+                break Err(closed_refusal(live.must_close().unwrap_or(CloseReason::Revoked)))
+            }
             frame = inbound.next() => frame,
         };
         let record = match frame {
@@ -416,12 +436,6 @@ async fn handshake_and_stream(
                 audit_kind: "vitals.refused",
             });
         }
-        if batch.samples.iter().any(|s| s.sequence == 0) {
-            break Err(Refusal {
-                status: invalid("sequence", "starts at 1"),
-                audit_kind: "vitals.refused",
-            });
-        }
         let samples: Vec<StoredSample> = batch
             .samples
             .iter()
@@ -438,6 +452,20 @@ async fn handshake_and_stream(
                 anomaly: s.anomaly,
             })
             .collect();
+        // Checked before queueing: the writer stores many sessions' batches
+        // together, and one device's bad sample must not fail the others'.
+        if let Err(bad) = crate::samples::check_batch(&samples, hsp.sample_window(), unix_now_ms())
+        {
+            break Err(Refusal {
+                status: invalid(&bad.path(), &bad.why),
+                audit_kind: "vitals.refused",
+            });
+        }
+        // Checked again for every batch: what a revoked credential sends
+        // after the revocation is never stored.
+        if let Some(reason) = live.must_close() {
+            break Err(closed_refusal(reason));
+        }
         let count = samples.len() as u64;
         if let Err(e) = inner.writer.store(samples).await {
             break Err(Refusal {
@@ -466,7 +494,7 @@ async fn handshake_and_stream(
             break Ok(());
         }
     };
-    hsp.unregister_live(device.serial(), live_id);
+    drop(live);
     audit(
         &*inner.store,
         "vitals.session.end",

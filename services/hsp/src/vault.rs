@@ -19,6 +19,7 @@ use std::path::Path;
 
 use rand_core::{OsRng, RngCore};
 use vitalgate_core::provider::{AwsLc, CryptoProvider, Secret32, TAG_LEN};
+use vitalgate_store::audit::AuditKey;
 use vitalgate_store::Store;
 use zeroize::Zeroizing;
 
@@ -114,6 +115,31 @@ pub fn check_backup_secrets(
         Some(_) => Ok(format!("{said}, which opens OPAQUE's server setup")),
         None => Ok(format!("{said} (there is no OPAQUE server setup yet)")),
     }
+}
+
+/// What the audit chain's key is derived for.
+const AUDIT_CHAIN_PURPOSE: &str = "audit chain";
+
+/// The key an HSP links its audit rows under, for the tools that verify the
+/// chain: derived from the data key, which is opened without changing
+/// anything (with `kek`, from its wrapped copy in `store`; without, from
+/// `patient-data.key` in `dir`). `None` when there is no data key yet.
+pub async fn audit_chain_key(
+    dir: &Path,
+    store: &dyn Store,
+    kek: Option<&KeyEncryptionKey>,
+) -> Result<Option<AuditKey>, VaultError> {
+    let key = match kek {
+        Some(kek) => match store.setting(WRAPPED_DATA_KEY).await? {
+            None => return Ok(None),
+            Some(wrapped) => kek.unwrap_key(&wrapped).ok_or(VaultError::WrongKek {
+                found: hex::encode(wrapped.get(..8).unwrap_or_default()),
+            })?,
+        },
+        None if dir.join(KEY_FILE).exists() => SecretVault::load_or_create(dir)?.key,
+        None => return Ok(None),
+    };
+    Ok(Some(SecretVault { key }.audit_key()))
 }
 
 /// Why the data key could not be had.
@@ -229,7 +255,11 @@ impl SecretVault {
         })
     }
 
-    /// `nonce || ciphertext || tag`.
+    /// The key the audit chain's links are computed under.
+    pub(crate) fn audit_key(&self) -> AuditKey {
+        AuditKey::new(*self.derive_key(AUDIT_CHAIN_PURPOSE))
+    }
+
     /// A key for `purpose`, derived from the vault's key (so every replica
     /// with the same data key derives the same one).
     pub(crate) fn derive_key(&self, purpose: &str) -> zeroize::Zeroizing<[u8; 32]> {

@@ -2,8 +2,10 @@
 //! it, and it stores what has gathered in one call (one transaction, one
 //! multi-row insert), then answers each session. A session acknowledges its
 //! batch to the device only after that answer, so nothing is acknowledged
-//! before it is committed (threat 20); a failed write fails every batch in it,
-//! and their devices send them again.
+//! before it is committed (threat 20). Sessions check their samples before
+//! queueing them; should a gathered write fail all the same, each batch is
+//! written again on its own, so only a faulty one fails and its device sends
+//! it again.
 //!
 //! Gathering is opportunistic: the writer takes whatever is queued when it
 //! becomes free, up to `max_samples`, so a lone device waits for nothing and
@@ -66,6 +68,11 @@ async fn run(
     max_samples: usize,
     committed: Option<mpsc::Sender<Arc<[StoredSample]>>>,
 ) {
+    let writer = Writer {
+        store,
+        stats,
+        committed,
+    };
     while let Some(first) = queue.recv().await {
         let mut jobs = vec![first];
         let mut count = jobs[0].samples.len();
@@ -82,30 +89,60 @@ async fn run(
             .iter()
             .flat_map(|j| j.samples.iter().cloned())
             .collect();
-        let result = store.store_vitals(&batch).await;
-        match &result {
+        match writer.write(batch).await {
+            Ok(()) => {
+                for job in jobs {
+                    let _ = job.done.send(Ok(()));
+                }
+            }
+            // One job's fault must not fail the others': each is written
+            // again on its own, and only the faulty one is answered with
+            // the error (if the store itself is down, all of them are).
+            Err(e) if jobs.len() > 1 => {
+                tracing::warn!(error = %e, jobs = jobs.len(), "a gathered vitals write failed; writing its batches one by one");
+                for job in jobs {
+                    let result = writer.write(job.samples).await;
+                    let _ = job.done.send(result);
+                }
+            }
+            Err(e) => {
+                if let Some(job) = jobs.pop() {
+                    let _ = job.done.send(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// What the writer task holds.
+struct Writer {
+    store: Arc<dyn Store>,
+    stats: Arc<HspStats>,
+    committed: Option<mpsc::Sender<Arc<[StoredSample]>>>,
+}
+
+impl Writer {
+    /// Stores `batch` in one write and hands it to the alert rules.
+    async fn write(&self, batch: Vec<StoredSample>) -> Result<(), StoreError> {
+        match self.store.store_vitals(&batch).await {
             Ok(new) => {
-                stats.samples_stored.fetch_add(*new, Ordering::Relaxed);
+                let stats = &self.stats;
+                stats.samples_stored.fetch_add(new, Ordering::Relaxed);
                 stats
                     .samples_duplicate
                     .fetch_add(batch.len() as u64 - new, Ordering::Relaxed);
                 stats.write_batches.fetch_add(1, Ordering::Relaxed);
-                if let Some(committed) = &committed {
+                if let Some(committed) = &self.committed {
                     if committed.try_send(batch.into()).is_err() {
                         tracing::warn!("alert rules are behind; a committed batch was not checked");
                     }
                 }
+                Ok(())
             }
             Err(e) => {
-                tracing::warn!(error = %e, samples = batch.len(), "a vitals write failed; its batches are not acknowledged")
+                tracing::warn!(error = %e, samples = batch.len(), "a vitals write failed; its batches are not acknowledged");
+                Err(e)
             }
-        }
-        for job in jobs {
-            let answer = match &result {
-                Ok(_) => Ok(()),
-                Err(e) => Err(StoreError::Backend(e.to_string())),
-            };
-            let _ = job.done.send(answer);
         }
     }
 }
@@ -154,5 +191,36 @@ mod tests {
         assert_eq!(stats.samples_stored.load(Ordering::Relaxed), 1000);
         assert_eq!(stats.samples_duplicate.load(Ordering::Relaxed), 20);
         assert!(stats.write_batches.load(Ordering::Relaxed) <= 120);
+    }
+
+    /// Threat 20 and the review's first finding: a batch the store refuses
+    /// fails its own session only; every other session gathered into the
+    /// same write is stored and answered.
+    #[tokio::test]
+    async fn a_refused_batch_fails_only_its_own_session() {
+        let store: Arc<dyn Store> = Arc::new(vitalgate_store::MemoryStore::new());
+        let stats = Arc::new(HspStats::default());
+        let (jobs, queue) = mpsc::channel(64);
+        let mut answers = Vec::new();
+        // Queued before the writer starts, so all are gathered into one write.
+        for device in 1..=9u64 {
+            let samples = if device == 5 {
+                // The store refuses a sequence it cannot hold.
+                vec![sample(device, 1), sample(device, u64::MAX)]
+            } else {
+                (1..=5).map(|i| sample(device, i)).collect()
+            };
+            let (done, answer) = oneshot::channel();
+            jobs.send(Job { samples, done }).await.expect("queued");
+            answers.push((device, answer));
+        }
+        drop(jobs);
+        run(store.clone(), stats.clone(), queue, 100_000, None).await;
+        for (device, answer) in answers {
+            let result = answer.await.expect("answered");
+            assert_eq!(result.is_err(), device == 5, "device {device}: {result:?}");
+        }
+        assert_eq!(store.vitals_count(None).await.expect("count"), 8 * 5);
+        assert_eq!(store.vitals_count(Some(5)).await.expect("count"), 0);
     }
 }

@@ -210,6 +210,32 @@ fn open_token_key(
 }
 
 impl Ttp {
+    /// One name, one role: a patient's pseudonym is never also a
+    /// clinician's or a service's name (the HSP tells its portal's
+    /// clinicians and its patients apart by name).
+    async fn check_one_role(&self, subject: &str, role: Role) -> Result<(), Status> {
+        let taken = self
+            .inner
+            .store
+            .list_credentials()
+            .await
+            .map_err(|e| store_status(&e))?
+            .into_iter()
+            .find(|c| c.subject == subject && c.role != role as u8);
+        match taken {
+            Some(other) => {
+                let other_role = v1::Role::try_from(role_to_wire(other.role))
+                    .map_or("another role", |r| r.as_str_name());
+                Err(Status::failed_precondition(format!(
+                    "{subject:?} is already enrolled as {other_role} (credential {}); one name has \
+                     one role: choose another name",
+                    other.serial
+                )))
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Opens the TTP: loads or creates its keys and admin token under
     /// `config.data_dir`, on `store`.
     pub async fn open(config: TtpConfig, store: Arc<dyn Store>) -> Result<Self, TtpError> {
@@ -408,6 +434,7 @@ impl v1::ttp_server::Ttp for Ttp {
         if subject.is_empty() || subject.len() > vitalgate_core::credential::MAX_SUBJECT_LEN {
             return Err(invalid("subject", "must be 1 to 64 bytes"));
         }
+        self.check_one_role(&subject, role).await?;
         let max = self.inner.config.max_token_validity_secs;
         if request.valid_secs == 0 || request.valid_secs > max {
             return Err(invalid("valid_secs", &format!("must be 1 to {max}")));
@@ -488,6 +515,9 @@ impl v1::ttp_server::Ttp for Ttp {
             3 => Role::Clinician,
             _ => Role::Ttp,
         };
+        // Checked again at redemption: two tokens for one name may have been
+        // made before either was used.
+        self.check_one_role(&grant.subject, role).await?;
         let protection = if grant.hardware_key {
             KeyProtection::Hardware
         } else {
@@ -606,6 +636,7 @@ impl v1::ttp_server::Ttp for Ttp {
                 subject: c.subject,
                 not_after: c.not_after as i64,
                 revoked: revoked.contains(&c.serial),
+                credential: c.encoded,
             })
             .collect();
         Ok(Response::new(v1::ListPartiesResponse { parties }))

@@ -166,7 +166,8 @@ impl<'a, P: CryptoProvider> InitiatorVerified<'a, P> {
         let signed = Schedule::<P>::initiator_signed(&self.th3, own.hash(), self.time_i, versions);
         let signature = config.signer.sign(&signed)?;
 
-        let mut plaintext = Vec::with_capacity(super::M3_MIN_LEN + 160);
+        // Wiped if it is not sealed (sealing encrypts it in place).
+        let mut plaintext = zeroize::Zeroizing::new(Vec::with_capacity(super::M3_MIN_LEN + 160));
         plaintext.extend_from_slice(&self.time_i.to_be_bytes());
         plaintext.push(versions);
         plaintext.extend_from_slice(&signature);
@@ -181,7 +182,7 @@ impl<'a, P: CryptoProvider> InitiatorVerified<'a, P> {
         }
         let th4 = Schedule::<P>::next(&self.th3, &[&plaintext, own.hash()]);
         let key = Schedule::<P>::key(&self.prk, label::KEY_3, &self.th3);
-        let m3 = Schedule::<P>::seal(&key, plaintext);
+        let m3 = Schedule::<P>::seal(&key, core::mem::take(&mut *plaintext));
         Ok((
             m3,
             InitiatorAwaitingConfirmation {
@@ -285,7 +286,7 @@ impl<P: CryptoProvider> InitiatorFactorRound<P> {
         answers: &[FactorMessage],
     ) -> Result<(Vec<u8>, InitiatorAwaitingConfirmation<P>), Error> {
         let state = self.state;
-        let mut plaintext = Vec::new();
+        let mut plaintext = zeroize::Zeroizing::new(Vec::new());
         encode_factor_messages(answers, &mut plaintext);
         if plaintext.len() + TAG_LEN > MAX_MESSAGE_LEN {
             return Err(crate::DecodeError::TooLong {
@@ -296,7 +297,7 @@ impl<P: CryptoProvider> InitiatorFactorRound<P> {
         }
         let key = Schedule::<P>::key(&state.prk, label::INITIATOR_TO_RESPONDER, &state.th);
         let th = Schedule::<P>::next(&state.th, &[&plaintext]);
-        let message = Schedule::<P>::seal(&key, plaintext);
+        let message = Schedule::<P>::seal(&key, core::mem::take(&mut *plaintext));
         Ok((message, InitiatorAwaitingConfirmation { th, ..state }))
     }
 }

@@ -341,7 +341,13 @@ impl<P: CryptoProvider> Schedule<P> {
         buf
     }
 
-    pub(crate) fn open(key: &Secret32, mut record: Vec<u8>) -> Result<Vec<u8>, HandshakeError> {
+    /// Opens one handshake record. The plaintext (an initiator's identity,
+    /// factor messages with codes) is wiped when the caller drops it.
+    pub(crate) fn open(
+        key: &Secret32,
+        record: Vec<u8>,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, HandshakeError> {
+        let mut record = zeroize::Zeroizing::new(record);
         let len = P::aead_open(key, [0u8; 12], &[], &mut record)
             .map_err(|_| HandshakeError::DecryptFailed)?;
         record.truncate(len);

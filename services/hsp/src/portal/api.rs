@@ -11,8 +11,10 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::header;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderMap};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -23,14 +25,26 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::{Stream, StreamExt};
 use vitalgate_core::factor::FactorKind;
 use vitalgate_proto::v1;
-use vitalgate_rpc::{audit, unix_now, unix_now_ms};
+use vitalgate_rpc::{audit, audit_required, unix_now, unix_now_ms};
 use vitalgate_store::{AlertRecord, StoredSample};
 
+use super::client::client_address;
 use super::login::SessionView;
 use super::session::Clinician;
 use super::{ApiError, Portal};
-use crate::factors::PASSWORD_SCOPE;
-use crate::login::PASSWORD_CHANGE_WINDOW_SECS;
+use crate::guesses::ACCOUNT_SCOPE;
+
+/// How often one session's unchanged patient list is audited again while
+/// the page keeps it open (and refreshes it).
+const LIST_AUDIT_SECS: u64 = 300;
+
+/// The refusal of a read that could not be audited.
+fn unrecorded() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "The access could not be recorded in the audit log; try again.",
+    )
+}
 
 /// How much history a patient's page opens with.
 const HISTORY_MS: i64 = 3600 * 1000;
@@ -157,6 +171,8 @@ impl Portal {
         Err(not_open())
     }
 
+    /// Audits a reading of a patient's vitals; a reading that cannot be
+    /// audited is refused (fail closed).
     async fn audit_read(
         &self,
         clinician: &Clinician,
@@ -164,19 +180,42 @@ impl Portal {
         access: &Access,
         kind: &str,
         what: &str,
-    ) {
+    ) -> Result<(), ApiError> {
         let detail = match access {
             Access::CareTeam => format!("portal: {what}"),
             Access::BreakGlass { reason, .. } => format!("portal: {what}; break-glass: {reason}"),
         };
-        audit(
+        audit_required(
             &*self.hsp.inner.store,
             kind,
             &clinician.subject,
             pseudonym,
             &detail,
         )
-        .await;
+        .await
+        .map_err(|_| unrecorded())
+    }
+
+    /// Whether this session's list of `patients` needs an audit event now:
+    /// the first time, when the list changes, and again after
+    /// [`LIST_AUDIT_SECS`]. Decided here, on the server, however the page
+    /// marks its requests; the page's refreshes in between are the same
+    /// opening of the same list.
+    fn list_needs_audit(&self, clinician: &Clinician, patients: &[&str]) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        patients.hash(&mut hasher);
+        let list = hasher.finish();
+        let now = unix_now();
+        let mut audited = self.list_audits.lock().unwrap_or_else(|p| p.into_inner());
+        audited.retain(|_, (at, _)| now.saturating_sub(*at) < LIST_AUDIT_SECS);
+        match audited.get(&clinician.token_hash) {
+            Some((_, same)) if *same == list => false,
+            _ => {
+                audited.insert(clinician.token_hash, (now, list));
+                true
+            }
+        }
     }
 
     fn patient_name(&self, pseudonym: &str, sealed: Option<Vec<u8>>) -> String {
@@ -227,7 +266,6 @@ pub(crate) async fn logout(
 pub(crate) async fn patients(
     State(portal): State<Portal>,
     clinician: Clinician,
-    headers: axum::http::HeaderMap,
 ) -> Result<Json<PatientsView>, ApiError> {
     let store = &*portal.hsp.inner.store;
     let mut pseudonyms = store
@@ -279,18 +317,20 @@ pub(crate) async fn patients(
                 .collect(),
         });
     }
-    // Opening the list is reading each patient's newest vitals; the page's
-    // refreshes of an open list are not new openings.
-    if !super::session::is_poll(&headers) {
-        let named: Vec<&str> = patients.iter().map(|p| p.pseudonym.as_str()).collect();
-        audit(
+    // Opening the list is reading each patient's newest vitals (every
+    // request, the page's refreshes too; see `list_needs_audit` for how
+    // often that becomes an event).
+    let named: Vec<&str> = patients.iter().map(|p| p.pseudonym.as_str()).collect();
+    if portal.list_needs_audit(&clinician, &named) {
+        audit_required(
             store,
             "vitals.list",
             &clinician.subject,
             "care-teams",
             &format!("portal: newest vitals of {}", named.join(", ")),
         )
-        .await;
+        .await
+        .map_err(|_| unrecorded())?;
         if let Some(grant) = clinician
             .data
             .break_glass
@@ -309,7 +349,7 @@ pub(crate) async fn patients(
                     "vitals.read",
                     "newest, in the list",
                 )
-                .await;
+                .await?;
         }
     }
     Ok(Json(PatientsView {
@@ -356,7 +396,7 @@ pub(crate) async fn patient(
         .collect();
     portal
         .audit_read(&clinician, &pseudonym, &access, "vitals.read", "last hour")
-        .await;
+        .await?;
     let (access_name, until) = match &access {
         Access::CareTeam => ("care-team", None),
         Access::BreakGlass { until, .. } => ("break-glass", Some(*until)),
@@ -397,7 +437,7 @@ pub(crate) async fn live(
         .map_err(|e| ApiError::store(&e))?;
     portal
         .audit_read(&clinician, &pseudonym, &access, "vitals.watch", "live")
-        .await;
+        .await?;
     let deadline = match &access {
         Access::BreakGlass { until, .. } => (*until).min(clinician.absolute_expiry),
         Access::CareTeam => clinician.absolute_expiry,
@@ -586,33 +626,34 @@ pub(crate) async fn enroll_otp(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PasswordStart {
-    /// OPAQUE's registration request, base64url.
+    /// KE1 of a login with the current password, base64url.
+    current: String,
+    /// OPAQUE's registration request for the new password, base64url.
     request: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PasswordFinish {
-    /// OPAQUE's registration record, base64url.
+    /// The login id the first step returned.
+    login: String,
+    /// KE3 of the login with the current password, base64url.
+    finish: String,
+    /// OPAQUE's registration record for the new password, base64url.
     upload: String,
 }
 
-fn recent_password(clinician: &Clinician) -> Result<(), ApiError> {
-    if unix_now().saturating_sub(clinician.data.password_proven_at) > PASSWORD_CHANGE_WINDOW_SECS {
-        return Err(ApiError::forbidden(
-            "Sign in again to change your password (it needs a sign-in from the last 5 minutes).",
-        ));
-    }
-    Ok(())
-}
-
-/// Changing one's password, step 1 (needs a sign-in from the last 5 minutes).
+/// Changing one's password, step 1: a login with the current password
+/// (counted against this session, so a stolen session cannot guess it
+/// freely), and OPAQUE's registration answer for the new one. A session
+/// alone never changes the password.
 pub(crate) async fn password_start(
     State(portal): State<Portal>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     clinician: Clinician,
     Json(request): Json<PasswordStart>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    recent_password(&clinician)?;
     let bytes = URL_SAFE_NO_PAD
         .decode(request.request.trim_end_matches('='))
         .map_err(|_| ApiError::bad_request("request: not base64url"))?;
@@ -622,21 +663,30 @@ pub(crate) async fn password_start(
         &bytes,
     )
     .map_err(|e| ApiError::bad_request(&format!("request: {e}")))?;
+    let source = client_address(peer, &headers, &portal.config.trusted_proxies).to_string();
+    let current = portal
+        .start_password_change(&clinician, &source, &request.current)
+        .await?;
     Ok(Json(serde_json::json!({
+        "login": current.login,
+        "current": current.response,
         "response": URL_SAFE_NO_PAD.encode(response)
     })))
 }
 
-/// Changing one's password, step 2: the new record replaces the old one.
+/// Changing one's password, step 2: the current password proven (KE3), then
+/// the new record replaces the old one.
 pub(crate) async fn password_finish(
     State(portal): State<Portal>,
     clinician: Clinician,
     Json(request): Json<PasswordFinish>,
 ) -> Result<Response, ApiError> {
-    recent_password(&clinician)?;
     let upload = URL_SAFE_NO_PAD
         .decode(request.upload.trim_end_matches('='))
         .map_err(|_| ApiError::bad_request("upload: not base64url"))?;
+    portal
+        .prove_current_password(&clinician, &request.login, &request.finish)
+        .await?;
     let record = vitalgate_password::registration_record(&upload)
         .map_err(|e| ApiError::bad_request(&format!("upload: {e}")))?;
     let store = &*portal.hsp.inner.store;
@@ -650,7 +700,7 @@ pub(crate) async fn password_finish(
         .await
         .map_err(|e| ApiError::store(&e))?;
     store
-        .clear_attempts(PASSWORD_SCOPE, &clinician.subject)
+        .clear_attempts(ACCOUNT_SCOPE, &clinician.subject)
         .await
         .map_err(|e| ApiError::store(&e))?;
     // A session that may have been stolen ends with the old password; the

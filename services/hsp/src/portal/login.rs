@@ -22,7 +22,7 @@
 //! account exists: an unknown user gets OPAQUE's fake record.
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -36,9 +36,11 @@ use vitalgate_password::ServerLoginState;
 use vitalgate_rpc::{audit, unix_now};
 use vitalgate_store::AttemptLimit;
 
+use super::client::client_address;
 use super::session::{BreakGlassGrant, Clinician, SessionData};
 use super::{ApiError, Portal};
-use crate::factors::{otp_label, OTP_SCOPE, PASSWORD_SCOPE, SOURCE_SCOPE};
+use crate::factors::{otp_label, OTP_SCOPE};
+use crate::guesses::{borrowed, GuessCounters, Guesser};
 use crate::policy::Action;
 
 /// How long a login may take between its two steps.
@@ -70,9 +72,9 @@ pub(crate) struct BreakGlassStartRequest {
 #[derive(Debug, Serialize)]
 pub(crate) struct StartResponse {
     /// The login's id, base64url.
-    login: String,
+    pub(crate) login: String,
     /// KE2, base64url.
-    response: String,
+    pub(crate) response: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +86,14 @@ pub(crate) struct FinishRequest {
     code: String,
     /// HMAC-SHA256(session key, label | login id | code), base64url.
     mac: String,
+}
+
+impl Drop for FinishRequest {
+    // The code (and KE3) are wiped with the request.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.code);
+        zeroize::Zeroize::zeroize(&mut self.finish);
+    }
 }
 
 /// What a signed-in page needs: who, the CSRF token, and the session's limits.
@@ -145,9 +155,32 @@ struct PendingLogin {
     user: String,
     /// OPAQUE's server state, hex.
     state: String,
+    /// The client's address (for the audit log).
     source: String,
-    /// Break-glass: the patient, the reason and the session it replaces.
-    break_glass: Option<(String, String, String)>,
+    /// The device cookie's id when the browser held one for this account.
+    device: Option<String>,
+    /// The password counters a success clears and forgives.
+    clear: Vec<(String, String)>,
+    forgive: Vec<(String, String)>,
+    /// What the proven password is for.
+    purpose: Purpose,
+}
+
+/// What a portal password proof is for; each finishes at its own endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Purpose {
+    /// Signing in (with a code).
+    SignIn,
+    /// Break-glass (with a code): the patient, the reason and the session
+    /// (its token hash, hex) it replaces.
+    BreakGlass {
+        patient: String,
+        reason: String,
+        replaces: String,
+    },
+    /// Changing the password: the current one proven within the session
+    /// (its token hash, hex).
+    PasswordChange { session: String },
 }
 
 fn decode(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
@@ -189,13 +222,16 @@ impl Portal {
             .map_err(|e| ApiError::store(&e))
     }
 
-    /// Step 1 for `user` from `source`: count the guess, answer KE2, keep the state.
+    /// Step 1 for `user` by `guesser`: count the guess, answer KE2, keep
+    /// the state. `source` and `device` are for the audit log and the
+    /// device cookie.
     async fn start(
         &self,
         user: &str,
         ke1_text: &str,
-        source: &str,
-        break_glass: Option<(String, String, String)>,
+        (source, device): (&str, Option<String>),
+        guesser: Guesser<'_>,
+        purpose: Purpose,
     ) -> Result<StartResponse, ApiError> {
         if user.is_empty() || user.len() > vitalgate_password::MAX_USER_LEN {
             return Err(ApiError::bad_request("Enter your username."));
@@ -208,19 +244,9 @@ impl Portal {
                 "The policy does not allow portal sign-in.",
             ));
         }
-        self.begin_attempts(
-            &[
-                (SOURCE_SCOPE, source, &policy.source_limit),
-                (PASSWORD_SCOPE, user, &policy.password_limit),
-            ],
-            user,
-        )
-        .await?;
-        let record = inner
-            .store
-            .factor(user, FactorKind::Password as u8)
-            .await
-            .map_err(|e| ApiError::store(&e))?;
+        let counters = GuessCounters::of(policy, user, guesser);
+        self.begin_attempts(&counters.attempts(), user).await?;
+        let record = self.clinician_password(user).await?;
         let (ke2, state) = vitalgate_password::login_start(
             &inner.factors.opaque,
             user,
@@ -236,7 +262,10 @@ impl Portal {
             user: user.to_string(),
             state: hex::encode(state.to_bytes()),
             source: source.to_string(),
-            break_glass,
+            device,
+            clear: counters.clear,
+            forgive: counters.forgive,
+            purpose,
         };
         let plain = zeroize::Zeroizing::new(
             serde_json::to_vec(&pending).map_err(|e| ApiError::internal(&e.to_string()))?,
@@ -254,16 +283,37 @@ impl Portal {
         })
     }
 
-    /// Step 2: KE3, the code under the session key's MAC; the pending login.
-    async fn finish(&self, request: &FinishRequest) -> Result<PendingLogin, ApiError> {
+    /// The password record of `user` if `user` may sign in to the portal:
+    /// a patient's pseudonym may hold a password (for the patient's app),
+    /// but is no clinician, so it is treated as an unknown user and gets
+    /// OPAQUE's fake record: the answer looks the same, and the sign-in
+    /// fails as a wrong password does (no pseudonym oracle either).
+    async fn clinician_password(&self, user: &str) -> Result<Option<Vec<u8>>, ApiError> {
+        let store = &*self.hsp.inner.store;
+        let (record, patient, device) = tokio::join!(
+            store.factor(user, FactorKind::Password as u8),
+            store.patient(user),
+            store.active_device(user),
+        );
+        let failed = |e: vitalgate_store::StoreError| ApiError::store(&e);
+        let is_patient = patient.map_err(failed)?.is_some() || device.map_err(failed)?.is_some();
+        Ok(record.map_err(failed)?.filter(|_| !is_patient))
+    }
+
+    /// Step 2 of any password proof: takes the pending login `login` names
+    /// (once: a second finish finds nothing) and checks KE3 against it.
+    /// Returns the pending login and OPAQUE's session key.
+    async fn prove_password(
+        &self,
+        login: &str,
+        ke3: &str,
+    ) -> Result<(PendingLogin, [u8; 16], vitalgate_password::SessionKey), ApiError> {
         let inner = &self.hsp.inner;
         let store = &*inner.store;
-        let id: [u8; 16] = decode("login", &request.login)?
+        let id: [u8; 16] = decode("login", login)?
             .try_into()
             .map_err(|_| ApiError::bad_request("login: 16 bytes"))?;
-        let ke3 = decode("finish", &request.finish)?;
-        let mac = decode("mac", &request.mac)?;
-        // Taken, not read: a second finish for the same login finds nothing.
+        let ke3 = zeroize::Zeroizing::new(decode("finish", ke3)?);
         let sealed = store
             .take_login_state(&id, unix_now())
             .await
@@ -283,14 +333,51 @@ impl Portal {
         );
         let state = ServerLoginState::from_bytes(&state_bytes)
             .map_err(|_| ApiError::internal("a pending login does not decode"))?;
-        let user = pending.user.clone();
-        let session_key = match vitalgate_password::login_finish(state, &ke3, CONTEXT) {
-            Ok(key) => key,
+        match vitalgate_password::login_finish(state, &ke3, CONTEXT) {
+            Ok(key) => Ok((pending, id, key)),
             Err(_) => {
-                audit(store, "login.failed", &user, "portal", "password refused").await;
-                return Err(password_refused());
+                audit(
+                    store,
+                    "login.failed",
+                    &pending.user,
+                    "portal",
+                    "password refused",
+                )
+                .await;
+                Err(password_refused())
             }
-        };
+        }
+    }
+
+    /// The password counters a proof used start again (and `also`), and a
+    /// shared source gets its attempt back, in one step.
+    async fn settle(&self, pending: &PendingLogin, also: &[(&str, &str)]) {
+        let mut clear = borrowed(&pending.clear);
+        clear.extend_from_slice(also);
+        if let Err(e) = self
+            .hsp
+            .inner
+            .store
+            .settle_attempts(&clear, &borrowed(&pending.forgive))
+            .await
+        {
+            tracing::warn!(error = %e, "could not settle the attempt counts");
+        }
+    }
+
+    /// Step 2 of a sign-in or break-glass: KE3, the code under the session
+    /// key's MAC; the pending login.
+    async fn finish(&self, request: &FinishRequest) -> Result<PendingLogin, ApiError> {
+        let store = &*self.hsp.inner.store;
+        let mac = decode("mac", &request.mac)?;
+        let (pending, id, session_key) =
+            self.prove_password(&request.login, &request.finish).await?;
+        let user = pending.user.clone();
+        if matches!(pending.purpose, Purpose::PasswordChange { .. }) {
+            return Err(ApiError::bad_request(
+                "A password change finishes at /api/password/finish.",
+            ));
+        }
         // The code must come from whoever ran this OPAQUE login.
         let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, session_key.as_bytes());
         if aws_lc_rs::hmac::verify(&key, &code_mac_input(&id, &request.code), &mac).is_err() {
@@ -300,20 +387,55 @@ impl Portal {
             ));
         }
         self.check_code(&user, request.code.trim()).await?;
-        // Both factors proven: the account's counters start again and the
-        // source gets its attempt back, in one step. (A right password with
-        // a wrong code is still a failed sign-in, so nothing is cleared
-        // before this point.)
-        if let Err(e) = store
-            .settle_attempts(
-                &[(PASSWORD_SCOPE, &user), (OTP_SCOPE, &user)],
-                &[(SOURCE_SCOPE, &pending.source)],
-            )
-            .await
-        {
-            tracing::warn!(error = %e, "could not settle the attempt counts");
-        }
+        // Both factors proven. (A right password with a wrong code is still
+        // a failed sign-in, so nothing is cleared before this point.)
+        self.settle(&pending, &[(OTP_SCOPE, &user)]).await;
         Ok(pending)
+    }
+
+    /// A password change's first step within `clinician`'s session: the
+    /// current password's KE1, counted against the session.
+    pub(crate) async fn start_password_change(
+        &self,
+        clinician: &Clinician,
+        source: &str,
+        ke1: &str,
+    ) -> Result<StartResponse, ApiError> {
+        let session = hex::encode(clinician.token_hash);
+        self.start(
+            &clinician.subject,
+            ke1,
+            (source, None),
+            Guesser::Session {
+                session: &session[..32],
+            },
+            Purpose::PasswordChange {
+                session: session.clone(),
+            },
+        )
+        .await
+    }
+
+    /// A password change's proof of the current password: KE3 for a login
+    /// started by [`start_password_change`](Self::start_password_change)
+    /// in the same session.
+    pub(crate) async fn prove_current_password(
+        &self,
+        clinician: &Clinician,
+        login: &str,
+        ke3: &str,
+    ) -> Result<(), ApiError> {
+        let (pending, _, _) = self.prove_password(login, ke3).await?;
+        let this_session = hex::encode(clinician.token_hash);
+        match &pending.purpose {
+            Purpose::PasswordChange { session } if *session == this_session => {
+                self.settle(&pending, &[]).await;
+                Ok(())
+            }
+            _ => Err(ApiError::forbidden(
+                "This password proof belongs to another sign-in. Start again.",
+            )),
+        }
     }
 
     /// Counts a guess at the code, checks it against the authenticator
@@ -395,18 +517,37 @@ impl Portal {
     }
 }
 
-fn signed_in(cookie: String, view: SessionView) -> Response {
-    (StatusCode::OK, [(header::SET_COOKIE, cookie)], Json(view)).into_response()
+fn signed_in(cookies: &[String], view: SessionView) -> Response {
+    let mut response = Json(view).into_response();
+    for cookie in cookies {
+        if let Ok(value) = header::HeaderValue::from_str(cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
 }
 
 pub(crate) async fn start(
     State(portal): State<Portal>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(request): Json<StartRequest>,
 ) -> Result<Json<StartResponse>, ApiError> {
     let user = request.username.trim().to_string();
+    let source = client_address(peer, &headers, &portal.config.trusted_proxies).to_string();
+    let device = portal.known_browser(&headers, &user);
+    let guesser = match &device {
+        Some(device) => Guesser::KnownBrowser { device },
+        None => Guesser::Stranger { source: &source },
+    };
     portal
-        .start(&user, &request.request, &peer.ip().to_string(), None)
+        .start(
+            &user,
+            &request.request,
+            (&source, device.clone()),
+            guesser,
+            Purpose::SignIn,
+        )
         .await
         .map(Json)
 }
@@ -422,7 +563,7 @@ pub(crate) async fn finish(
         ));
     }
     let pending = portal.finish(&request).await?;
-    if pending.break_glass.is_some() {
+    if pending.purpose != Purpose::SignIn {
         return Err(ApiError::bad_request(
             "A break-glass sign-in finishes at /api/break-glass/finish.",
         ));
@@ -437,12 +578,15 @@ pub(crate) async fn finish(
         &format!("password and TOTP from {} (AAL{assurance})", pending.source),
     )
     .await;
-    Ok(signed_in(cookie, view))
+    // This browser is known to the account from now on (for 90 days).
+    let device = portal.device_cookie(&pending.user, pending.device.as_deref());
+    Ok(signed_in(&[cookie, device], view))
 }
 
 pub(crate) async fn break_glass_start(
     State(portal): State<Portal>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     clinician: Clinician,
     Json(request): Json<BreakGlassStartRequest>,
 ) -> Result<Json<StartResponse>, ApiError> {
@@ -463,12 +607,22 @@ pub(crate) async fn break_glass_start(
     if patient.is_empty() || patient.len() > 128 {
         return Err(ApiError::bad_request("Enter the patient's identifier."));
     }
+    // Counted against the session, which only a full sign-in opened: a
+    // stranger's guesses at the account do not stand in the way of
+    // emergency access.
+    let source = client_address(peer, &headers, &portal.config.trusted_proxies).to_string();
+    let session = hex::encode(&clinician.token_hash[..16]);
     portal
         .start(
             &clinician.subject,
             &request.request,
-            &peer.ip().to_string(),
-            Some((patient, reason, hex::encode(clinician.token_hash))),
+            (&source, None),
+            Guesser::Session { session: &session },
+            Purpose::BreakGlass {
+                patient,
+                reason,
+                replaces: hex::encode(clinician.token_hash),
+            },
         )
         .await
         .map(Json)
@@ -480,7 +634,12 @@ pub(crate) async fn break_glass_finish(
     Json(request): Json<FinishRequest>,
 ) -> Result<Response, ApiError> {
     let pending = portal.finish(&request).await?;
-    let Some((patient, reason, replaced)) = pending.break_glass.clone() else {
+    let Purpose::BreakGlass {
+        patient,
+        reason,
+        replaces: replaced,
+    } = pending.purpose.clone()
+    else {
         return Err(ApiError::bad_request("This is not a break-glass sign-in."));
     };
     if pending.user != clinician.subject || replaced != hex::encode(clinician.token_hash) {
@@ -521,7 +680,7 @@ pub(crate) async fn break_glass_finish(
         "portal",
     )
     .await;
-    Ok(signed_in(cookie, view))
+    Ok(signed_in(&[cookie], view))
 }
 
 #[cfg(test)]

@@ -10,10 +10,12 @@
 
 mod admin;
 mod api;
+mod client;
 mod login;
 mod session;
 mod tls;
 
+pub use client::TrustedProxy;
 pub use login::code_mac;
 pub use tls::PortalTls;
 
@@ -58,6 +60,10 @@ pub struct PortalConfig {
     /// credentials from the portal; without it those pages say they are not
     /// configured.
     pub ttp_admin_token: Option<vitalgate_rpc::admin::AdminToken>,
+    /// The proxies in front of the portal whose `Forwarded` or
+    /// `X-Forwarded-For` names the client (for counting password guesses
+    /// per client); from anyone else those headers are ignored.
+    pub trusted_proxies: Vec<TrustedProxy>,
 }
 
 impl Default for PortalConfig {
@@ -71,6 +77,7 @@ impl Default for PortalConfig {
             administrators: Vec::new(),
             admin_proof_secs: 15 * 60,
             ttp_admin_token: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -79,12 +86,18 @@ const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
     style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// Per session (token hash): when its list was audited, and which list.
+pub(crate) type ListAudits = HashMap<[u8; 32], (u64, u64)>;
+
 /// The portal's shared state.
 #[derive(Clone)]
 pub(crate) struct Portal {
     pub(crate) hsp: Hsp,
     pub(crate) config: Arc<PortalConfig>,
     assets: Arc<HashMap<String, Asset>>,
+    /// Per session (token hash): when its patient list was last audited,
+    /// and which list (see `api::Portal::list_needs_audit`).
+    pub(crate) list_audits: Arc<std::sync::Mutex<ListAudits>>,
 }
 
 struct Asset {
@@ -141,6 +154,7 @@ impl ApiError {
             StoreError::FactorDisabled => Self::forbidden(
                 "Too many failed attempts: this factor is disabled until an administrator resets it.",
             ),
+            StoreError::Conflict(why) => Self::new(StatusCode::CONFLICT, why),
             other => Self::internal(&other.to_string()),
         }
     }
@@ -283,6 +297,7 @@ impl Hsp {
             hsp: self.clone(),
             config: Arc::new(config),
             assets: Arc::new(assets),
+            list_audits: Arc::default(),
         };
         let api = Router::new()
             .route("/login/start", post(login::start))

@@ -182,7 +182,7 @@ pub(crate) fn is_poll(headers: &HeaderMap) -> bool {
 }
 
 /// A cookie's value from the request's Cookie headers.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
