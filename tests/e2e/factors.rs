@@ -62,6 +62,7 @@ pub(crate) fn party(identity: &Identity) -> Party {
         signer: Box::new(identity.signer()),
         credential: identity.credential.clone(),
         trust: identity.trust_store(),
+        clock: vitalgate_rpc::clock::system_clock(),
     }
 }
 
@@ -1044,6 +1045,7 @@ async fn a_key_on_a_hardware_token_reaches_aal3_and_a_software_key_does_not() {
         signer: Box::new(card),
         credential,
         trust,
+        clock: vitalgate_rpc::clock::system_clock(),
     };
     let outcome = login(&platform.hsp().url, party, vec![&mut password], None)
         .await

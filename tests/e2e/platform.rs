@@ -230,7 +230,10 @@ async fn paired_devices_authenticate_directly_and_probers_learn_nothing() {
     let watch = identity(&watch_dir);
     let phone = identity(&phone_dir);
     let pairing_key = watch.pairing_key(); // shown to the phone when the two were paired
-    let responder = std::sync::Arc::new(PeerResponder::new(&watch));
+    let responder = std::sync::Arc::new(PeerResponder::new(
+        &watch,
+        vitalgate_rpc::clock::system_clock(),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -255,9 +258,15 @@ async fn paired_devices_authenticate_directly_and_probers_learn_nothing() {
     let stream = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect");
-    let session = connect_peer(stream, &phone, pairing_key, Some(&watch.credential))
-        .await
-        .expect("paired handshake");
+    let session = connect_peer(
+        stream,
+        &phone,
+        pairing_key,
+        Some(&watch.credential),
+        &vitalgate_rpc::clock::SystemClock,
+    )
+    .await
+    .expect("paired handshake");
     assert_eq!(session.peer().subject(), b"pt-body");
 
     // Probers: an M1 without a pairing proof, then one with a wrong key.
@@ -271,7 +280,14 @@ async fn paired_devices_authenticate_directly_and_probers_learn_nothing() {
         let m1 = match wrong_key {
             None => [&[0u8, 34][..], &[1, 0], &[9; 32]].concat(),
             Some(key) => {
-                let result = connect_peer(&mut stream, &phone, key, None).await;
+                let result = connect_peer(
+                    &mut stream,
+                    &phone,
+                    key,
+                    None,
+                    &vitalgate_rpc::clock::SystemClock,
+                )
+                .await;
                 assert!(result.is_err(), "a wrong pairing key must not authenticate");
                 continue;
             }

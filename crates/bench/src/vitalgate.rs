@@ -112,8 +112,9 @@ impl<P: CryptoProvider> Setup<P> {
             .send_m3(&[])
             .expect("m3");
         let r = r.handle_m3(&m3, NOW, &hsp_peers).expect("m3");
+        let claim = r.replay_entry().claim_in(&self.durable, NOW.0);
         let (m4, _session) = r
-            .finish(FactorSet::EMPTY, FactorSet::EMPTY, &self.durable, NOW)
+            .finish(FactorSet::EMPTY, FactorSet::EMPTY, claim)
             .expect("m4");
         match i.handle(&m4).expect("m4") {
             InitiatorProgress::Established(_) => {}

@@ -101,10 +101,10 @@ fn a_softhsm2_key_signs_handshakes_and_ten_wrong_pins_lock_it() {
         .expect("m2")
         .send_m3(&[])
         .expect("m3 signed on the token");
-    let (m4, session) = r
-        .handle_m3(&m3, now, &peers)
-        .expect("m3")
-        .finish(FactorSet::EMPTY, FactorSet::EMPTY, &durable, now)
+    let verified = r.handle_m3(&m3, now, &peers).expect("m3");
+    let claim = verified.replay_entry().claim_in(&durable, now.0);
+    let (m4, session) = verified
+        .finish(FactorSet::EMPTY, FactorSet::EMPTY, claim)
         .expect("m4");
     assert!(matches!(
         i.handle(&m4).expect("m4"),

@@ -212,6 +212,7 @@ async fn demo_login(
         signer: Box::new(identity.signer()),
         credential: identity.credential.clone(),
         trust: identity.trust_store(),
+        clock: vitalgate_rpc::clock::system_clock(),
     };
     Ok(vitalgate_device::login::login(hsp_url, party, vec![&mut password, &mut otp], None).await?)
 }

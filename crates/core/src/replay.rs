@@ -17,6 +17,52 @@ pub trait ReplayCache {
     fn check_and_insert(&self, key: &[u8; 32], expires_at: u64, now: u64) -> Result<(), Replayed>;
 }
 
+/// A completed handshake's durable replay entry: the initiator's ephemeral
+/// key and the Unix second until which every replica must remember it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayEntry {
+    pub(crate) key: [u8; 32],
+    pub(crate) keep_until: u64,
+}
+
+impl ReplayEntry {
+    /// The key to claim.
+    pub fn key(&self) -> &[u8; 32] {
+        &self.key
+    }
+
+    /// Until when it must be kept (Unix seconds).
+    pub fn keep_until(&self) -> u64 {
+        self.keep_until
+    }
+
+    /// Claims the entry in a synchronous `cache` at `now`.
+    pub fn claim_in(self, cache: &dyn ReplayCache, now: u64) -> ReplayClaim {
+        let fresh = cache
+            .check_and_insert(&self.key, self.keep_until, now)
+            .is_ok();
+        self.claimed(fresh)
+    }
+
+    /// The outcome of claiming the entry elsewhere (an asynchronous store
+    /// shared by replicas): `fresh` when no one had claimed it before.
+    pub fn claimed(self, fresh: bool) -> ReplayClaim {
+        ReplayClaim {
+            key: self.key,
+            fresh,
+        }
+    }
+}
+
+/// The proof `finish` needs that a handshake's replay entry was claimed: made
+/// only from that entry, so a claim for another handshake is refused too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct ReplayClaim {
+    pub(crate) key: [u8; 32],
+    pub(crate) fresh: bool,
+}
+
 #[cfg(feature = "std")]
 pub use memory::InMemoryReplayCache;
 

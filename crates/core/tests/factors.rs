@@ -166,7 +166,8 @@ fn run_with_factors<P: CryptoProvider>(
                 r = waiting.handle(&bytes).expect("answers decrypt");
             }
             Ok(FactorProgress::Done(proven)) => {
-                return match r.finish(proven, required, &world.durable, NOW) {
+                let claim = r.replay_entry().claim_in(&world.durable, NOW.0);
+                return match r.finish(proven, required, claim) {
                     Err(e) => (refused(), Err(e), round_trips),
                     Ok((m4, session)) => {
                         let initiator = match i.handle(&m4) {

@@ -345,7 +345,8 @@ fn durable_record_refuses_second_completion<P: CryptoProvider>() {
     let r = r
         .handle_m3(&m3, NOW, &replica_b.hsp_peers())
         .expect("m3 verifies");
-    let finished = r.finish(FactorSet::EMPTY, FactorSet::EMPTY, shared_durable, NOW);
+    let claim = r.replay_entry().claim_in(shared_durable, NOW.0);
+    let finished = r.finish(FactorSet::EMPTY, FactorSet::EMPTY, claim);
     assert_eq!(
         finished.err(),
         Some(Error::Handshake(HandshakeError::Replayed))

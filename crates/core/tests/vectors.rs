@@ -126,9 +126,8 @@ fn generate<P: CryptoProvider>(name: &str, full: bool, factor_round: bool) -> Ve
     } else {
         FactorSet::EMPTY
     };
-    let (m4, rs) = r
-        .finish(proven, FactorSet::EMPTY, &durable, NOW)
-        .expect("finish");
+    let claim = r.replay_entry().claim_in(&durable, NOW.0);
+    let (m4, rs) = r.finish(proven, FactorSet::EMPTY, claim).expect("finish");
     let InitiatorProgress::Established(is) = i.handle(&m4).expect("m4") else {
         panic!("expected M4")
     };

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod clock;
 pub mod identity;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -16,6 +17,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tonic::{Code, Status};
 use vitalgate_core::{Error as CoreError, FactorError, HandshakeError};
 use vitalgate_store::{AuditEvent, Store, StoreError};
+
+use crate::clock::Clock;
 
 /// The largest gRPC message any vitalgate service accepts or sends. Handshake
 /// messages are at most 4 KiB and records 16 KiB; the rest is headroom.
@@ -115,11 +118,19 @@ pub fn unix_now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Writes an audit event; a failure to write is logged loudly but does not
-/// fail the caller's request (the event is also in the log). For events
-/// that record a read of patients' data, use [`audit_required`].
-pub async fn audit(store: &dyn Store, kind: &str, actor: &str, subject: &str, detail: &str) {
-    let _ = try_audit(store, kind, actor, subject, detail).await;
+/// Writes an audit event stamped by `clock`; a failure to write is logged
+/// loudly but does not fail the caller's request (the event is also in the
+/// log). For events that record a read of patients' data, use
+/// [`audit_required`].
+pub async fn audit(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    kind: &str,
+    actor: &str,
+    subject: &str,
+    detail: &str,
+) {
+    let _ = try_audit(store, clock, kind, actor, subject, detail).await;
 }
 
 /// Writes an audit event that must exist for the caller to go on: a read of
@@ -127,12 +138,13 @@ pub async fn audit(store: &dyn Store, kind: &str, actor: &str, subject: &str, de
 /// no access goes unaudited (threat 24, HIPAA 164.312(b)).
 pub async fn audit_required(
     store: &dyn Store,
+    clock: &dyn Clock,
     kind: &str,
     actor: &str,
     subject: &str,
     detail: &str,
 ) -> Result<(), Status> {
-    try_audit(store, kind, actor, subject, detail)
+    try_audit(store, clock, kind, actor, subject, detail)
         .await
         .map_err(|_| {
             Status::unavailable("the access could not be recorded in the audit log; try again")
@@ -141,13 +153,14 @@ pub async fn audit_required(
 
 async fn try_audit(
     store: &dyn Store,
+    clock: &dyn Clock,
     kind: &str,
     actor: &str,
     subject: &str,
     detail: &str,
 ) -> Result<(), StoreError> {
     let event = AuditEvent {
-        at_ms: unix_now_ms(),
+        at_ms: clock.now_ms(),
         kind: kind.to_string(),
         actor: actor.to_string(),
         subject: subject.to_string(),

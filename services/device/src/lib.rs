@@ -32,8 +32,8 @@ use vitalgate_core::handshake::{Initiator, InitiatorConfig, InitiatorProgress, P
 use vitalgate_core::provider::AwsLc;
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1::{self, device_frame, hsp_frame};
+use vitalgate_rpc::clock::SharedClock;
 use vitalgate_rpc::identity::{Identity, IdentityError};
-use vitalgate_rpc::{unix_now, unix_now_ms};
 
 pub use sensors::BodySensors;
 use sequence::SequenceAllocator;
@@ -54,6 +54,8 @@ pub struct DeviceConfig {
     pub buffer_capacity: usize,
     /// Seed of the simulated patient.
     pub sensor_seed: u64,
+    /// Where the agent reads the time (the system's; a manual one in tests).
+    pub clock: SharedClock,
 }
 
 impl DeviceConfig {
@@ -65,6 +67,7 @@ impl DeviceConfig {
             batch_size: 20,
             buffer_capacity: 10_000,
             sensor_seed: 1,
+            clock: vitalgate_rpc::clock::system_clock(),
         }
     }
 }
@@ -171,7 +174,7 @@ impl Device {
                     &trust,
                     credential,
                     RoleSet::only(Role::Hsp),
-                    UnixTime(unix_now()),
+                    UnixTime(config.clock.now()),
                 );
             }
         }
@@ -217,7 +220,7 @@ impl Device {
     /// Takes one reading into the buffer, dropping the oldest if it is full.
     pub fn take_reading(&mut self) -> Result<(), DeviceError> {
         let sequence = self.sequence.next()?;
-        let sample = self.sensors.read(sequence, unix_now_ms());
+        let sample = self.sensors.read(sequence, self.config.clock.now_ms());
         if self.buffer.len() >= self.config.buffer_capacity {
             self.buffer.pop_front();
             let dropped = self.stats.samples_dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -308,7 +311,7 @@ impl Device {
                 trust: &self.trust,
                 known: &self.known,
             };
-            state.handle_m2(&m2, UnixTime(unix_now()), &peers)?
+            state.handle_m2(&m2, UnixTime(self.config.clock.now()), &peers)?
         };
         let hsp_credential = verified.peer().clone();
         let (m3, state) = verified.send_m3(&[])?;
@@ -437,7 +440,7 @@ impl Device {
                 &self.trust,
                 hsp.clone(),
                 RoleSet::only(Role::Hsp),
-                UnixTime(unix_now()),
+                UnixTime(self.config.clock.now()),
             );
         }
         Ok(())

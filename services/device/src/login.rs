@@ -25,7 +25,7 @@ use vitalgate_core::provider::AwsLc;
 use vitalgate_core::signer::Signer;
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1::{self, device_frame, hsp_frame};
-use vitalgate_rpc::unix_now;
+use vitalgate_rpc::clock::SharedClock;
 
 use crate::DeviceError;
 
@@ -37,6 +37,8 @@ pub struct Party {
     pub credential: Credential,
     /// The TTP's keys, to check the HSP's credential.
     pub trust: TrustStore,
+    /// Where the party reads the time.
+    pub clock: SharedClock,
 }
 
 /// A break-glass request: the patient outside one's care teams, and why.
@@ -124,7 +126,7 @@ pub async fn login(
     let known = KnownCredentials::new();
     let verified = state.handle_m2(
         &m2,
-        UnixTime(unix_now()),
+        UnixTime(party.clock.now()),
         &PeerDirectory {
             trust: &party.trust,
             known: &known,

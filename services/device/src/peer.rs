@@ -18,8 +18,8 @@ use vitalgate_core::handshake::{
 use vitalgate_core::provider::{AwsLc, Secret32};
 use vitalgate_core::replay::InMemoryReplayCache;
 use vitalgate_core::UnixTime;
+use vitalgate_rpc::clock::{Clock, SharedClock};
 use vitalgate_rpc::identity::Identity;
-use vitalgate_rpc::unix_now;
 
 use crate::DeviceError;
 
@@ -51,6 +51,7 @@ pub struct PeerResponder {
     known: KnownCredentials,
     prefilter: InMemoryReplayCache,
     durable: InMemoryReplayCache,
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for PeerResponder {
@@ -62,7 +63,7 @@ impl std::fmt::Debug for PeerResponder {
 impl PeerResponder {
     /// Answers peers of `identity` that prove its pairing key; peers send their
     /// credentials in full, checked against the TTP's anchors held on the device.
-    pub fn new(identity: &Identity) -> Self {
+    pub fn new(identity: &Identity, clock: SharedClock) -> Self {
         let mut config = ResponderConfig::new(
             Box::new(identity.signer()),
             KnownCredential::new::<AwsLc>(identity.credential.clone()),
@@ -76,6 +77,7 @@ impl PeerResponder {
             known: KnownCredentials::new(),
             prefilter: InMemoryReplayCache::new(1024),
             durable: InMemoryReplayCache::new(1024),
+            clock,
         }
     }
 
@@ -86,7 +88,7 @@ impl PeerResponder {
         mut io: impl AsyncRead + AsyncWrite + Unpin,
     ) -> Result<Session<AwsLc>, DeviceError> {
         let m1 = read_frame(&mut io).await?;
-        let now = UnixTime(unix_now());
+        let now = UnixTime(self.clock.now());
         let (m2, state) =
             match Responder::handle_m1(&self.config, &m1, now, &mut OsRng, &self.prefilter) {
                 Ok(answer) => answer,
@@ -101,13 +103,11 @@ impl PeerResponder {
             trust: &self.trust,
             known: &self.known,
         };
-        let verified = state.handle_m3(&m3, UnixTime(unix_now()), &peers)?;
-        let (m4, session) = verified.finish(
-            FactorSet::EMPTY,
-            FactorSet::EMPTY,
-            &self.durable,
-            UnixTime(unix_now()),
-        )?;
+        let verified = state.handle_m3(&m3, UnixTime(self.clock.now()), &peers)?;
+        let claim = verified
+            .replay_entry()
+            .claim_in(&self.durable, self.clock.now());
+        let (m4, session) = verified.finish(FactorSet::EMPTY, FactorSet::EMPTY, claim)?;
         write_frame(&mut io, &m4).await?;
         Ok(session)
     }
@@ -119,6 +119,7 @@ pub async fn connect_peer(
     identity: &Identity,
     pairing_key: Secret32,
     expected_peer: Option<&Credential>,
+    clock: &dyn Clock,
 ) -> Result<Session<AwsLc>, DeviceError> {
     let mut config = InitiatorConfig::new(
         Box::new(identity.signer()),
@@ -139,7 +140,7 @@ pub async fn connect_peer(
         known: &known,
     };
     let (m3, state) = state
-        .handle_m2(&m2, UnixTime(unix_now()), &peers)?
+        .handle_m2(&m2, UnixTime(clock.now()), &peers)?
         .send_m3(&[])?;
     write_frame(&mut io, &m3).await?;
     let m4 = read_frame(&mut io).await?;

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use vitalgate_rpc::{audit, unix_now_ms};
+use vitalgate_rpc::audit;
+use vitalgate_rpc::clock::SharedClock;
 use vitalgate_store::{NewAlert, Store, StoredSample};
 
 /// The rules, from configuration (`[hsp.alerts]`). A rule left out is off.
@@ -91,6 +92,7 @@ impl AlertRules {
 #[derive(Clone)]
 pub(crate) struct AlertRaiser {
     store: Arc<dyn Store>,
+    clock: SharedClock,
     rules: AlertRules,
     /// Device serial → its patient while the binding is active, and when
     /// that was read: re-read after [`BINDING_TTL`], since an administrator
@@ -106,9 +108,10 @@ const BINDING_TTL: Duration = Duration::from_secs(10);
 const QUEUE: usize = 256;
 
 impl AlertRaiser {
-    pub(crate) fn new(store: Arc<dyn Store>, rules: AlertRules) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, clock: SharedClock, rules: AlertRules) -> Self {
         Self {
             store,
+            clock,
             rules,
             patients: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -210,6 +213,7 @@ impl AlertRaiser {
             Ok(Some(id)) => {
                 audit(
                     &*self.store,
+                    &*self.clock,
                     "alert.raised",
                     "hsp",
                     &alert.pseudonym,
@@ -238,7 +242,7 @@ impl AlertRaiser {
     }
 
     async fn check_silence(&self, silence_secs: u64) -> Result<(), vitalgate_store::StoreError> {
-        let now_ms = unix_now_ms();
+        let now_ms = self.clock.now_ms();
         let limit_ms = silence_secs.saturating_mul(1000) as i64;
         for pseudonym in self.store.list_patients().await? {
             let Some(serial) = self.store.active_device(&pseudonym).await? else {
@@ -296,7 +300,11 @@ mod tests {
     async fn a_resent_sample_does_not_bring_an_acknowledged_alert_back() {
         let store: Arc<dyn Store> = Arc::new(vitalgate_store::MemoryStore::new());
         store.bind_device("pt-1", 7, 0).await.expect("bind");
-        let raiser = AlertRaiser::new(store.clone(), AlertRules::default());
+        let raiser = AlertRaiser::new(
+            store.clone(),
+            vitalgate_rpc::clock::system_clock(),
+            AlertRules::default(),
+        );
         raiser.check_thresholds(&[low_spo2(7, 1, 1_000)]).await;
         let open = store.open_alerts(None, 10).await.expect("alerts");
         assert_eq!(open.len(), 1);

@@ -18,7 +18,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use vitalgate_core::credential::Role;
 use vitalgate_proto::v1;
-use vitalgate_rpc::{audit, audit_required, store_status};
+use vitalgate_rpc::store_status;
 use vitalgate_store::StoredSample;
 
 use crate::login::Ticket;
@@ -82,8 +82,7 @@ impl Hsp {
     /// Whether `ticket` may open `pseudonym`, and why.
     async fn access(&self, ticket: &Ticket, pseudonym: &str) -> Result<Access, Status> {
         let team = self
-            .inner
-            .store
+            .store()
             .care_team(pseudonym)
             .await
             .map_err(|e| store_status(&e))?;
@@ -95,8 +94,7 @@ impl Hsp {
                 Ok(Access::BreakGlass(reason.clone()))
             }
             _ => {
-                audit(
-                    &*self.inner.store,
+                self.audit(
                     "vitals.refused",
                     &ticket.subject,
                     pseudonym,
@@ -125,19 +123,12 @@ impl Hsp {
             Access::BreakGlass(reason) => format!("{what}; break-glass: {reason}"),
             Access::CareTeam => what.to_string(),
         };
-        audit_required(
-            &*self.inner.store,
-            kind,
-            &ticket.subject,
-            pseudonym,
-            &detail,
-        )
-        .await
+        self.audit_required(kind, &ticket.subject, pseudonym, &detail)
+            .await
     }
 
     async fn device_of(&self, pseudonym: &str) -> Result<Option<u64>, Status> {
-        self.inner
-            .store
+        self.store()
             .active_device(pseudonym)
             .await
             .map_err(|e| store_status(&e))
@@ -155,7 +146,7 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
         request: Request<v1::ListPatientsRequest>,
     ) -> Result<Response<v1::ListPatientsResponse>, Status> {
         let ticket = self.clinician(&request)?;
-        let store = &*self.inner.store;
+        let store = &**self.store();
         let mut patients = Vec::new();
         for pseudonym in store.list_patients().await.map_err(|e| store_status(&e))? {
             let team = store
@@ -187,8 +178,7 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
                 latest,
             });
         }
-        audit_required(
-            store,
+        self.audit_required(
             "patient.list",
             &ticket.subject,
             "care teams",
@@ -213,8 +203,7 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
         let limit = request.limit.clamp(1, MAX_HISTORY);
         let samples: Vec<v1::VitalSample> = match self.device_of(&request.pseudonym).await? {
             Some(device) => self
-                .inner
-                .store
+                .store()
                 .latest_vitals(device, MAX_HISTORY)
                 .await
                 .map_err(|e| store_status(&e))?
@@ -246,8 +235,8 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
         let access = self.access(&ticket, &pseudonym).await?;
         // Subscribe before reading where the patient stands, so nothing
         // stored in between is missed.
-        let mut feed = self.inner.store.vitals_feed();
-        let store = self.inner.store.clone();
+        let mut feed = self.store().vitals_feed();
+        let store = self.store().clone();
         let mut last_sequence = match self.device_of(&pseudonym).await? {
             Some(device) => store
                 .latest_vitals(device, 1)

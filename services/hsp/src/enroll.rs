@@ -15,13 +15,15 @@ use vitalgate_core::factor::FactorKind;
 use vitalgate_core::provider::{AwsLc, CryptoProvider};
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1::{self, FactorPurpose};
-use vitalgate_rpc::{audit, invalid, store_status, unix_now};
+use vitalgate_rpc::{invalid, store_status};
 use vitalgate_store::{FactorToken, StoreError};
 
 use crate::factors::{contact_label, encode_destination, otp_label, BIOMETRIC_SCOPE, OTP_SCOPE};
 use crate::guesses::ACCOUNT_SCOPE;
+use crate::live::CloseReason;
 use crate::login::PASSWORD_CHANGE_WINDOW_SECS;
-use crate::{checked_pseudonym, CloseReason, Hsp};
+use crate::records::checked_pseudonym;
+use crate::Hsp;
 
 /// Default and longest lifetimes of a factor token.
 const DEFAULT_TOKEN_SECS: u64 = 24 * 3600;
@@ -56,9 +58,8 @@ impl Hsp {
         purpose: &str,
     ) -> Result<FactorToken, Status> {
         let found = self
-            .inner
-            .store
-            .factor_token(&factor_token_hash(token), unix_now())
+            .store()
+            .factor_token(&factor_token_hash(token), self.now())
             .await;
         self.matching(found, subject, purpose).await
     }
@@ -73,9 +74,8 @@ impl Hsp {
         // Look first, so a token for another subject or purpose is not burnt.
         self.usable_token(token, subject, purpose).await?;
         let redeemed = self
-            .inner
-            .store
-            .redeem_factor_token(&factor_token_hash(token), unix_now())
+            .store()
+            .redeem_factor_token(&factor_token_hash(token), self.now())
             .await;
         self.matching(redeemed, subject, purpose).await
     }
@@ -94,14 +94,8 @@ impl Hsp {
             ) => e.to_string(),
             Err(e) => return Err(store_status(&e)),
         };
-        audit(
-            &*self.inner.store,
-            "factor.token.refused",
-            subject,
-            purpose,
-            &refused,
-        )
-        .await;
+        self.audit("factor.token.refused", subject, purpose, &refused)
+            .await;
         Err(Status::permission_denied(format!(
             "factor token: {refused}"
         )))
@@ -120,7 +114,7 @@ impl Hsp {
                     .ticket(&ticket)
                     .ok_or_else(|| Status::unauthenticated("unknown or expired login ticket"))?;
                 let recent =
-                    unix_now().saturating_sub(ticket.issued_at) <= PASSWORD_CHANGE_WINDOW_SECS;
+                    self.now().saturating_sub(ticket.issued_at) <= PASSWORD_CHANGE_WINDOW_SECS;
                 if ticket.subject != subject
                     || !ticket.factors.contains(FactorKind::Password)
                     || !recent
@@ -142,7 +136,7 @@ impl Hsp {
         &self,
         request: Request<v1::IssueFactorTokenRequest>,
     ) -> Result<Response<v1::IssueFactorTokenResponse>, Status> {
-        self.inner.admin_token.check(&request)?;
+        self.admin().check(&request)?;
         self.issue_factor_token_as("admin", request.into_inner())
             .await
             .map(Response::new)
@@ -168,10 +162,9 @@ impl Hsp {
             _ => return Err(invalid("ttl_secs", "at most 7 days")),
         };
         let token = vitalgate_rpc::admin::random_hex();
-        let now = unix_now();
+        let now = self.now();
         let expires_at = now + ttl;
-        self.inner
-            .store
+        self.store()
             .create_factor_token(&FactorToken {
                 token_hash: factor_token_hash(&token),
                 subject: subject.to_string(),
@@ -182,8 +175,7 @@ impl Hsp {
             })
             .await
             .map_err(|e| store_status(&e))?;
-        audit(
-            &*self.inner.store,
+        self.audit(
             "factor.token.issued",
             issued_by,
             subject,
@@ -211,7 +203,7 @@ impl Hsp {
             self.usable_token(&token, subject, "password").await?;
         }
         let response = vitalgate_password::registration_response(
-            &self.inner.factors.opaque,
+            &self.factors().opaque,
             subject,
             &request.request,
         )
@@ -239,14 +231,14 @@ impl Hsp {
             }
             Authorization::Ticket => "changed by its owner",
         };
-        let store = &*self.inner.store;
+        let store = &**self.store();
         let had = store
             .factor(subject, FactorKind::Password as u8)
             .await
             .map_err(|e| store_status(&e))?
             .is_some();
         store
-            .put_factor(subject, FactorKind::Password as u8, &record, unix_now())
+            .put_factor(subject, FactorKind::Password as u8, &record, self.now())
             .await
             .map_err(|e| store_status(&e))?;
         store
@@ -258,7 +250,7 @@ impl Hsp {
         } else {
             "factor.password.enrolled"
         };
-        audit(store, kind, subject, "password", how).await;
+        self.audit(kind, subject, "password", how).await;
         Ok(v1::FinishPasswordRegistrationResponse {})
     }
 
@@ -272,29 +264,20 @@ impl Hsp {
         }
         self.redeem_token(&request.factor_token, subject, "otp")
             .await?;
-        let enrollment = vitalgate_otp::enroll("vitalgate", subject, &self.inner.factors.totp)
+        let enrollment = vitalgate_otp::enroll("vitalgate", subject, &self.factors().totp)
             .map_err(|e| Status::internal(e.to_string()))?;
-        let sealed = self
-            .inner
-            .vault
-            .seal(&otp_label(subject), &enrollment.secret);
-        let store = &*self.inner.store;
+        let sealed = self.vault().seal(&otp_label(subject), &enrollment.secret);
+        let store = &**self.store();
         store
-            .put_factor(subject, FactorKind::Otp as u8, &sealed, unix_now())
+            .put_factor(subject, FactorKind::Otp as u8, &sealed, self.now())
             .await
             .map_err(|e| store_status(&e))?;
         store
             .clear_attempts(OTP_SCOPE, subject)
             .await
             .map_err(|e| store_status(&e))?;
-        audit(
-            store,
-            "factor.otp.enrolled",
-            subject,
-            "otp",
-            "with a factor token",
-        )
-        .await;
+        self.audit("factor.otp.enrolled", subject, "otp", "with a factor token")
+            .await;
         Ok(v1::EnrollOtpResponse {
             otpauth_uri: enrollment.otpauth_uri.clone(),
             qr_svg: enrollment.qr_svg.clone(),
@@ -311,13 +294,13 @@ impl Hsp {
         }
         self.redeem_token(&request.factor_token, subject, "biometric")
             .await?;
-        let store = &*self.inner.store;
+        let store = &**self.store();
         store
             .put_factor(
                 subject,
                 FactorKind::Biometric as u8,
                 &request.public_key,
-                unix_now(),
+                self.now(),
             )
             .await
             .map_err(|e| store_status(&e))?;
@@ -326,8 +309,7 @@ impl Hsp {
             .clear_attempts(BIOMETRIC_SCOPE, subject)
             .await
             .map_err(|e| store_status(&e))?;
-        audit(
-            store,
+        self.audit(
             "factor.biometric.enrolled",
             subject,
             "biometric",
@@ -342,7 +324,7 @@ impl Hsp {
         request: Request<v1::SetCodeAddressRequest>,
     ) -> Result<Response<v1::SetCodeAddressResponse>, Status> {
         use v1::set_code_address_request::Address;
-        self.inner.admin_token.check(&request)?;
+        self.admin().check(&request)?;
         let request = request.into_inner();
         let subject = checked_pseudonym(&request.subject)?;
         let destination = match request.address {
@@ -364,16 +346,13 @@ impl Hsp {
             }
         };
         let sealed = self
-            .inner
-            .vault
+            .vault()
             .seal(&contact_label(subject), &encode_destination(&destination));
-        self.inner
-            .store
-            .put_factor(subject, FactorKind::OutOfBand as u8, &sealed, unix_now())
+        self.store()
+            .put_factor(subject, FactorKind::OutOfBand as u8, &sealed, self.now())
             .await
             .map_err(|e| store_status(&e))?;
-        audit(
-            &*self.inner.store,
+        self.audit(
             "factor.out-of-band.address",
             "admin",
             subject,
@@ -396,16 +375,15 @@ impl Hsp {
             .await?;
         self.redeem_token(&request.factor_token, pseudonym, "rebind-device")
             .await?;
-        let store = &*self.inner.store;
+        let store = &**self.store();
         let replaced = store
-            .bind_device(pseudonym, request.device_serial, unix_now())
+            .bind_device(pseudonym, request.device_serial, self.now())
             .await
             .map_err(|e| store_status(&e))?;
         for old in &replaced {
-            self.close_sessions(*old, CloseReason::Replaced);
+            self.live().close(*old, CloseReason::Replaced);
         }
-        audit(
-            store,
+        self.audit(
             "device.recovered",
             pseudonym,
             &request.device_serial.to_string(),
@@ -429,8 +407,7 @@ impl Hsp {
     ) -> Result<(), Status> {
         let credential = if presented.is_empty() {
             let record = self
-                .inner
-                .store
+                .store()
                 .credential(serial)
                 .await
                 .map_err(|e| store_status(&e))?
@@ -452,14 +429,11 @@ impl Hsp {
                 &format!("is credential {}, not {serial}", credential.serial()),
             ));
         }
-        self.inner
-            .trust
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .validate::<AwsLc>(
+        self.peers()
+            .validate(
                 &credential,
                 RoleSet::only(Role::Device),
-                UnixTime(unix_now()),
+                UnixTime(self.now()),
             )
             .map_err(|e| Status::failed_precondition(format!("device {serial}: {e}")))?;
         if credential.subject() != pseudonym.as_bytes() {

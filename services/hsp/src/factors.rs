@@ -12,7 +12,8 @@ use rand_core::{OsRng, RngCore};
 use tonic::Status;
 use vitalgate_core::factor::{FactorBinding, FactorKind, FactorMessage, FactorSet};
 use vitalgate_password::ServerLoginState;
-use vitalgate_rpc::{audit, store_status, unix_now};
+use vitalgate_rpc::clock::{Clock, SharedClock};
+use vitalgate_rpc::{audit, store_status};
 use vitalgate_store::{AttemptLimit, StoreError};
 
 use std::sync::Arc;
@@ -40,10 +41,11 @@ const OOB_PURPOSE: &str = "vitalgate sign-in";
 /// refusal is audited with the counters that refused.
 pub(crate) async fn begin_attempts(
     store: &dyn Store,
+    clock: &dyn Clock,
     attempts: &[(&str, &str, &AttemptLimit)],
     subject: &str,
 ) -> Result<(), StoreError> {
-    let now = unix_now();
+    let now = clock.now();
     match store.begin_attempts(attempts, now).await {
         Ok(_) => Ok(()),
         Err(e @ (StoreError::Throttled { .. } | StoreError::FactorDisabled)) => {
@@ -57,6 +59,7 @@ pub(crate) async fn begin_attempts(
             }
             audit(
                 store,
+                clock,
                 "factor.throttled",
                 subject,
                 &refused.join(" "),
@@ -100,6 +103,7 @@ impl Pending {
 /// setup, the key TOTP secrets are sealed under, and the policy.
 pub struct FactorVerifier {
     pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: SharedClock,
     pub(crate) vault: Arc<SecretVault>,
     pub(crate) opaque: vitalgate_password::ServerSetup,
     pub(crate) policy: Policy,
@@ -119,6 +123,7 @@ impl FactorVerifier {
     ) -> Self {
         Self {
             store,
+            clock: vitalgate_rpc::clock::system_clock(),
             vault: Arc::new(SecretVault::from_key(secrets_key)),
             opaque,
             policy,
@@ -131,7 +136,7 @@ impl FactorVerifier {
     pub async fn put_totp_secret(&self, subject: &str, secret: &[u8]) -> Result<(), StoreError> {
         let sealed = self.vault.seal(&otp_label(subject), secret);
         self.store
-            .put_factor(subject, FactorKind::Otp as u8, &sealed, unix_now())
+            .put_factor(subject, FactorKind::Otp as u8, &sealed, self.clock.now())
             .await
     }
 
@@ -143,6 +148,74 @@ impl FactorVerifier {
     /// OPAQUE's server setup (registration answers use it too).
     pub fn opaque_setup(&self) -> &vitalgate_password::ServerSetup {
         &self.opaque
+    }
+}
+
+/// The setting that holds OPAQUE's server setup, sealed under the HSP's data key.
+pub const OPAQUE_SETUP_SETTING: &str = "opaque-server-setup";
+
+/// OPAQUE's server setup: made by the first replica, read by the others.
+/// Losing it would make every user register again (back it up with the store).
+async fn opaque_setup(
+    store: &dyn Store,
+    vault: &SecretVault,
+) -> Result<vitalgate_password::ServerSetup, crate::HspError> {
+    let corrupt = || {
+        crate::HspError::Secrets(
+            "the OPAQUE server setup in the store does not open under this HSP's data key".into(),
+        )
+    };
+    let sealed = match store.setting(OPAQUE_SETUP_SETTING).await? {
+        Some(sealed) => sealed,
+        // Of replicas starting at once, the first to store its setup wins
+        // and every replica uses that one.
+        None => {
+            let setup = vitalgate_password::ServerSetup::generate(&mut rand_core::OsRng);
+            store
+                .put_setting_if_absent(
+                    OPAQUE_SETUP_SETTING,
+                    &vault.seal(OPAQUE_SETUP_SETTING, &setup.to_bytes()),
+                )
+                .await?
+        }
+    };
+    let bytes = zeroize::Zeroizing::new(
+        vault
+            .open(OPAQUE_SETUP_SETTING, &sealed)
+            .ok_or_else(corrupt)?,
+    );
+    vitalgate_password::ServerSetup::from_bytes(&bytes).map_err(|_| corrupt())
+}
+
+impl FactorVerifier {
+    /// The verifier of a replica: OPAQUE's setup from the store (made by the
+    /// first replica), the out-of-band sender when one is configured.
+    pub(crate) async fn for_replica(
+        config: &crate::HspConfig,
+        store: Arc<dyn Store>,
+        vault: Arc<SecretVault>,
+    ) -> Result<Self, crate::HspError> {
+        let oob = match &config.code_sender {
+            None => None,
+            Some(sender) => Some(
+                vitalgate_otp::OobCodes::new(
+                    store.clone(),
+                    sender.0.clone(),
+                    vault.derive_key("out-of-band codes"),
+                    vitalgate_otp::OobPolicy::default(),
+                )
+                .map_err(|e| crate::HspError::Secrets(format!("out-of-band codes: {e}")))?,
+            ),
+        };
+        Ok(Self {
+            opaque: opaque_setup(&*store, &vault).await?,
+            store,
+            clock: config.clock.clone(),
+            vault,
+            policy: config.policy.clone(),
+            totp: config.totp,
+            oob,
+        })
     }
 }
 
@@ -245,7 +318,7 @@ impl<'a> FactorRun<'a> {
         let inner = self.verifier;
         let store = &*inner.store;
         let policy = &inner.policy;
-        let now = unix_now();
+        let now = self.verifier.clock.now();
         match kind {
             FactorKind::Password => {
                 let (user, ke1) = vitalgate_password::decode_login_request(payload)
@@ -386,7 +459,7 @@ impl<'a> FactorRun<'a> {
                     Status::failed_precondition("this HSP has no sender for out-of-band codes")
                 })?;
                 match oob
-                    .verify(&self.subject, OOB_PURPOSE, code, unix_now())
+                    .verify(&self.subject, OOB_PURPOSE, code, self.verifier.clock.now())
                     .await
                 {
                     Ok(()) => Ok(()),
@@ -421,9 +494,14 @@ impl<'a> FactorRun<'a> {
     }
 
     async fn begin(&self, attempts: &[(&str, &str, &AttemptLimit)]) -> Result<(), Status> {
-        begin_attempts(&*self.verifier.store, attempts, &self.subject)
-            .await
-            .map_err(|e| store_status(&e))
+        begin_attempts(
+            &*self.verifier.store,
+            &*self.verifier.clock,
+            attempts,
+            &self.subject,
+        )
+        .await
+        .map_err(|e| store_status(&e))
     }
 
     async fn clear(&self, scope: &str, key: &str) {
@@ -439,6 +517,7 @@ impl<'a> FactorRun<'a> {
     async fn failed(&self, kind: FactorKind, why: &str) -> Status {
         audit(
             &*self.verifier.store,
+            &*self.verifier.clock,
             "factor.failed",
             &self.subject,
             &format!("{kind:?}"),

@@ -12,13 +12,16 @@
 //! audited, and the care team and the privacy officer are notified (audit
 //! events of kind `break-glass.notified`, which the hospital's notifier reads).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use rand_core::{OsRng, RngCore};
 use tonic::metadata::MetadataMap;
 use tonic::{Status, Streaming};
 use vitalgate_core::credential::Role;
 use vitalgate_core::factor::{AssuranceLevel, FactorKind, FactorSet};
 use vitalgate_proto::v1::{self, hsp_frame};
-use vitalgate_rpc::{audit, invalid, unix_now};
+use vitalgate_rpc::invalid;
 
 use crate::policy::Action;
 use crate::session::{authenticate, Authenticated, Outbound, Refusal};
@@ -88,8 +91,7 @@ pub(crate) async fn run(
 ) {
     if let Err(refusal) = login(&hsp, metadata, &mut inbound, &tx, &peer_addr).await {
         tracing::info!(peer = %peer_addr, reason = %refusal.status.message(), "login refused");
-        audit(
-            &*hsp.inner.store,
+        hsp.audit(
             refusal.audit_kind,
             &peer_addr,
             "login",
@@ -125,8 +127,7 @@ async fn login(
     // authenticated: before that it would be a pseudonym oracle.
     if let Some((patient, _)) = &break_glass {
         let known = hsp
-            .inner
-            .store
+            .store()
             .patient(patient)
             .await
             .map_err(|e| refuse(vitalgate_rpc::store_status(&e)))?;
@@ -135,8 +136,8 @@ async fn login(
         }
     }
     let subject = String::from_utf8_lossy(peer.subject()).into_owned();
-    let now = unix_now();
-    let policy = &hsp.inner.factors.policy;
+    let now = hsp.now();
+    let policy = &hsp.factors().policy;
     let lifetime = if break_glass.is_some() {
         policy.break_glass_secs
     } else {
@@ -154,18 +155,11 @@ async fn login(
         expires_at: now + lifetime,
         break_glass: break_glass.clone(),
     };
-    hsp.keep_ticket(ticket, issued);
+    hsp.tickets().keep(ticket, issued, now);
     if let Some((patient, reason)) = &break_glass {
         let how = format!("session {session_id}");
-        record_break_glass(
-            &*hsp.inner.store,
-            &subject,
-            patient,
-            reason,
-            now + lifetime,
-            &how,
-        )
-        .await;
+        hsp.record_break_glass(&subject, patient, reason, now + lifetime, &how)
+            .await;
     }
     let message = v1::LoginTicket {
         ticket: ticket.to_vec(),
@@ -190,42 +184,56 @@ async fn login(
     Ok(())
 }
 
-/// Audits a break-glass access and notifies the patient's care team and the
-/// privacy officer (audit events the hospital's notifier delivers).
-pub(crate) async fn record_break_glass(
-    store: &dyn vitalgate_store::Store,
-    clinician: &str,
-    patient: &str,
-    reason: &str,
-    until: u64,
-    how: &str,
-) {
-    audit(
-        store,
-        "break-glass.opened",
-        clinician,
-        patient,
-        &format!("until {until} ({how}): {reason}"),
-    )
-    .await;
-    let mut notified = store.care_team(patient).await.unwrap_or_default();
-    notified.push("privacy-officer".into());
-    for recipient in notified {
-        audit(
-            store,
-            "break-glass.notified",
-            &recipient,
+impl Hsp {
+    /// Audits a break-glass access and notifies the patient's care team and
+    /// the privacy officer (audit events the hospital's notifier delivers).
+    pub(crate) async fn record_break_glass(
+        &self,
+        clinician: &str,
+        patient: &str,
+        reason: &str,
+        until: u64,
+        how: &str,
+    ) {
+        self.audit(
+            "break-glass.opened",
+            clinician,
             patient,
-            &format!("{clinician} opened the patient's record: {reason}"),
+            &format!("until {until} ({how}): {reason}"),
         )
         .await;
+        let mut notified = self.store().care_team(patient).await.unwrap_or_default();
+        notified.push("privacy-officer".into());
+        for recipient in notified {
+            self.audit(
+                "break-glass.notified",
+                &recipient,
+                patient,
+                &format!("{clinician} opened the patient's record: {reason}"),
+            )
+            .await;
+        }
+    }
+
+    /// The live ticket `bytes` names: unexpired, and its credential not
+    /// revoked (checked at every use, so a revocation that raced the
+    /// login ends the ticket too).
+    pub(crate) fn ticket(&self, bytes: &[u8]) -> Option<Ticket> {
+        let ticket = self.tickets().get(bytes, self.now())?;
+        (!self.peers().is_revoked(ticket.serial)).then_some(ticket)
     }
 }
 
-impl Hsp {
-    pub(crate) fn keep_ticket(&self, ticket: [u8; 32], issued: Ticket) {
-        let mut tickets = self.inner.tickets.lock().unwrap_or_else(|p| p.into_inner());
-        let now = unix_now();
+/// The tickets of logins through this replica (in its memory).
+#[derive(Default)]
+pub(crate) struct TicketBook {
+    tickets: Mutex<HashMap<[u8; 32], Ticket>>,
+}
+
+impl TicketBook {
+    /// Keeps a new ticket (and forgets the expired ones).
+    pub(crate) fn keep(&self, ticket: [u8; 32], issued: Ticket, now: u64) {
+        let mut tickets = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
         tickets.retain(|_, t| t.expires_at > now);
         tracing::debug!(
             subject = %issued.subject,
@@ -238,24 +246,20 @@ impl Hsp {
         tickets.insert(ticket, issued);
     }
 
-    /// The live ticket `bytes` names: unexpired, and its credential not
-    /// revoked (checked at every use, so a revocation that raced the
-    /// login ends the ticket too).
-    pub(crate) fn ticket(&self, bytes: &[u8]) -> Option<Ticket> {
+    /// The unexpired ticket `bytes` names.
+    fn get(&self, bytes: &[u8], now: u64) -> Option<Ticket> {
         let key: [u8; 32] = bytes.try_into().ok()?;
-        let ticket = {
-            let tickets = self.inner.tickets.lock().unwrap_or_else(|p| p.into_inner());
-            tickets
-                .get(&key)
-                .filter(|t| t.expires_at > unix_now())
-                .cloned()?
-        };
-        (!self.is_revoked(ticket.serial)).then_some(ticket)
+        self.tickets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .filter(|t| t.expires_at > now)
+            .cloned()
     }
 
     /// Ends every ticket of a revoked credential.
-    pub(crate) fn end_tickets(&self, serial: u64) {
-        let mut tickets = self.inner.tickets.lock().unwrap_or_else(|p| p.into_inner());
+    pub(crate) fn end_for(&self, serial: u64) {
+        let mut tickets = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
         let before = tickets.len();
         tickets.retain(|_, t| t.serial != serial);
         if tickets.len() < before {

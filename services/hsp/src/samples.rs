@@ -8,6 +8,7 @@
 //! whole with INVALID_ARGUMENT naming the sample and the field.
 
 use std::ops::RangeInclusive;
+use std::time::Duration;
 
 use vitalgate_store::StoredSample;
 
@@ -29,6 +30,24 @@ pub(crate) struct SampleWindow {
     pub(crate) ahead_ms: i64,
     /// How far in the past (what the HSP keeps at most), ms.
     pub(crate) behind_ms: i64,
+}
+
+/// How old a sample may be when the HSP keeps vitals for ever: a device
+/// that was offline longer has its oldest samples refused.
+const DEFAULT_MAX_SAMPLE_AGE: Duration = Duration::from_secs(30 * 86_400);
+
+impl SampleWindow {
+    /// Up to the skew window ahead, and no older than what the HSP keeps.
+    pub(crate) fn of(config: &crate::HspConfig) -> Self {
+        Self {
+            ahead_ms: i64::from(config.skew_window_secs) * 1000,
+            behind_ms: config
+                .vitals_retention
+                .unwrap_or(DEFAULT_MAX_SAMPLE_AGE)
+                .as_millis()
+                .min(i64::MAX as u128) as i64,
+        }
+    }
 }
 
 /// Why a sample was refused: the field and what is wrong with it.

@@ -15,40 +15,19 @@ use tonic::{Status, Streaming};
 use vitalgate_core::channel::Record;
 use vitalgate_core::credential::Credential;
 use vitalgate_core::factor::{AssuranceLevel, FactorKind};
-use vitalgate_core::handshake::{PeerDirectory, Responder, Session};
+use vitalgate_core::handshake::{Responder, Session};
 use vitalgate_core::provider::AwsLc;
-use vitalgate_core::replay::{ReplayCache, Replayed};
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1::{self, device_frame, hsp_frame};
-use vitalgate_rpc::{
-    audit, core_status, inbound_status, invalid, store_status, unix_now, unix_now_ms,
-};
+use vitalgate_rpc::{core_status, inbound_status, invalid, store_status};
 use vitalgate_store::StoredSample;
 
 use crate::factors::FactorRun;
+use crate::live::{CloseReason, LiveGuard};
 use crate::policy::Action;
-use crate::{CloseReason, Hsp, LiveGuard};
+use crate::Hsp;
 
 pub(crate) type Outbound = mpsc::Sender<Result<v1::HspFrame, Status>>;
-
-/// The outcome of the shared durable replay claim, handed to the core's
-/// `finish` (which takes a synchronous cache).
-struct Claimed(bool);
-
-impl ReplayCache for Claimed {
-    fn check_and_insert(
-        &self,
-        _key: &[u8; 32],
-        _expires_at: u64,
-        _now: u64,
-    ) -> Result<(), Replayed> {
-        if self.0 {
-            Ok(())
-        } else {
-            Err(Replayed)
-        }
-    }
-}
 
 /// Why a session ended early, for the status and the audit log.
 pub(crate) struct Refusal {
@@ -69,7 +48,7 @@ async fn next_frame(
     inbound: &mut Streaming<v1::DeviceFrame>,
     hsp: &Hsp,
 ) -> Result<Option<device_frame::Frame>, Refusal> {
-    let frame = tokio::time::timeout(hsp.inner.config.handshake_timeout, inbound.next())
+    let frame = tokio::time::timeout(hsp.config().handshake_timeout, inbound.next())
         .await
         .map_err(|_| Refusal {
             status: Status::deadline_exceeded("handshake step timed out"),
@@ -109,7 +88,7 @@ pub(crate) fn handshake_frame(bytes: Vec<u8>) -> Result<v1::HspFrame, Status> {
 /// that patient's active device. The first device of a patient is bound on
 /// first contact; a replacement is bound by an administrator.
 async fn check_binding(hsp: &Hsp, serial: u64, pseudonym: &str) -> Result<(), Refusal> {
-    let store = &hsp.inner.store;
+    let store = &hsp.store();
     let refuse = |why: &str| Refusal {
         status: Status::permission_denied(why.to_string()),
         audit_kind: "handshake.failed",
@@ -128,11 +107,10 @@ async fn check_binding(hsp: &Hsp, serial: u64, pseudonym: &str) -> Result<(), Re
             )),
             None => {
                 store
-                    .bind_device(pseudonym, serial, unix_now())
+                    .bind_device(pseudonym, serial, hsp.now())
                     .await
                     .map_err(failed)?;
-                audit(
-                    &**store,
+                hsp.audit(
                     "device.bound",
                     pseudonym,
                     &serial.to_string(),
@@ -151,19 +129,17 @@ pub(crate) async fn run(
     tx: Outbound,
     peer_addr: String,
 ) {
-    let store = hsp.inner.store.clone();
+    let _store = hsp.store().clone();
     match handshake_and_stream(&hsp, &mut inbound, &tx, &peer_addr).await {
         Ok(()) => {}
         Err(refusal) => {
             if refusal.audit_kind.starts_with("handshake") {
-                hsp.inner
-                    .stats
+                hsp.counters()
                     .handshakes_failed
                     .fetch_add(1, Ordering::Relaxed);
             }
             tracing::info!(peer = %peer_addr, reason = %refusal.status.message(), kind = refusal.audit_kind, "device session refused");
-            audit(
-                &*store,
+            hsp.audit(
                 refusal.audit_kind,
                 &peer_addr,
                 "device-session",
@@ -210,11 +186,8 @@ pub(crate) async fn authenticate(
     peer_addr: &str,
     action: Action,
 ) -> Result<Option<Authenticated>, Refusal> {
-    let inner = &hsp.inner;
-    let responder_config = match action {
-        Action::StreamVitals => &inner.responder,
-        Action::Login | Action::BreakGlass | Action::Portal => &inner.login_responder,
-    };
+    let inner = &**hsp;
+    let responder_config = inner.responder(action);
     let Some(first) = next_frame(inbound, hsp).await? else {
         return Ok(None);
     };
@@ -222,9 +195,9 @@ pub(crate) async fn authenticate(
     let (m2, responder) = Responder::handle_m1(
         responder_config,
         &m1,
-        UnixTime(unix_now()),
+        UnixTime(hsp.now()),
         &mut OsRng,
-        &inner.prefilter,
+        inner.prefilter(),
     )
     .map_err(|e| Refusal::handshake(&e))?;
     if tx.send(handshake_frame(m2)).await.is_err() {
@@ -234,24 +207,18 @@ pub(crate) async fn authenticate(
         return Ok(None);
     };
     let m3 = handshake_bytes(third)?;
-    let mut verified = {
-        let trust = inner.trust.read().unwrap_or_else(|p| p.into_inner());
-        let known = inner.known.read().unwrap_or_else(|p| p.into_inner());
-        let peers = PeerDirectory {
-            trust: &trust,
-            known: &*known,
-        };
-        responder.handle_m3(&m3, UnixTime(unix_now()), &peers)
-    }
-    .map_err(|e| Refusal::handshake(&e))?;
+    let mut verified = inner
+        .peers()
+        .resolve(|peers| responder.handle_m3(&m3, UnixTime(inner.now()), peers))
+        .map_err(|e| Refusal::handshake(&e))?;
     let peer = verified.peer().clone();
     // Registered now, right after the credential was checked: a revocation
     // applied from here on closes the session; one applied before is in
     // the trust store, checked again before M4.
-    let live = hsp.register_live(peer.serial());
+    let live = hsp.live().register(peer.serial(), hsp.peers().clone());
     let subject = String::from_utf8_lossy(peer.subject()).into_owned();
     let rule = *inner
-        .factors
+        .factors()
         .policy
         .rule(peer.role(), action)
         .ok_or_else(|| Refusal {
@@ -267,7 +234,7 @@ pub(crate) async fn authenticate(
 
     // The factor rounds: each round's challenges go out sealed and
     // transcript-bound; the answers come back in the next handshake message.
-    let mut factors = FactorRun::new(&inner.factors, &subject, peer.serial(), rule);
+    let mut factors = FactorRun::new(inner.factors(), &subject, peer.serial(), rule);
     loop {
         let binding = *verified.binding();
         let challenges = factors
@@ -305,18 +272,19 @@ pub(crate) async fn authenticate(
         });
     }
 
-    let (replay_key, keep_until) = verified.replay_entry();
-    let now = unix_now();
-    let fresh = inner
-        .store
-        .claim_replay_key(&replay_key, keep_until, now)
+    // The durable replay claim, shared by every replica: the core's
+    // `finish` takes its outcome as proof.
+    let entry = verified.replay_entry();
+    let fresh = hsp
+        .store()
+        .claim_replay_key(entry.key(), entry.keep_until(), hsp.now())
         .await
         .map_err(|e| Refusal {
             status: store_status(&e),
             audit_kind: "handshake.failed",
         })?;
     let (m4, session) = verified
-        .finish(proven, rule.required, &Claimed(fresh), UnixTime(now))
+        .finish(proven, rule.required, entry.claimed(fresh))
         .map_err(|e| Refusal::handshake(&e))?;
     if let Some(reason) = live.must_close() {
         return Err(Refusal {
@@ -324,15 +292,19 @@ pub(crate) async fn authenticate(
             ..closed_refusal(reason)
         });
     }
-    hsp.learn_credential(&peer).await;
+    hsp.peers()
+        .learn(&**hsp.store(), &peer, UnixTime(hsp.now()))
+        .await;
     if tx.send(handshake_frame(m4)).await.is_err() {
         return Ok(None);
     }
-    inner.stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
+    inner
+        .counters()
+        .handshakes_ok
+        .fetch_add(1, Ordering::Relaxed);
     let session_id = hex::encode(session.session_id());
     tracing::info!(subject = %subject, serial = peer.serial(), session = %session_id, peer = %peer_addr, ?action, factors = ?session.factors(), "authenticated");
-    audit(
-        &*inner.store,
+    hsp.audit(
         "handshake.ok",
         &subject,
         &peer.serial().to_string(),
@@ -357,7 +329,7 @@ async fn handshake_and_stream(
     tx: &Outbound,
     peer_addr: &str,
 ) -> Result<(), Refusal> {
-    let inner = &hsp.inner;
+    let inner = &**hsp;
     let Some(Authenticated {
         session,
         peer: device,
@@ -368,8 +340,7 @@ async fn handshake_and_stream(
         return Ok(());
     };
     let pseudonym = String::from_utf8_lossy(device.subject()).into_owned();
-    audit(
-        &*inner.store,
+    hsp.audit(
         "vitals.session.start",
         &pseudonym,
         &device.serial().to_string(),
@@ -426,12 +397,12 @@ async fn handshake_and_stream(
                 })
             }
         };
-        if batch.samples.len() > inner.config.max_batch_samples {
+        if batch.samples.len() > inner.config().max_batch_samples {
             break Err(Refusal {
                 status: Status::resource_exhausted(format!(
                     "{} samples in one batch, at most {}",
                     batch.samples.len(),
-                    inner.config.max_batch_samples
+                    inner.config().max_batch_samples
                 )),
                 audit_kind: "vitals.refused",
             });
@@ -454,8 +425,11 @@ async fn handshake_and_stream(
             .collect();
         // Checked before queueing: the writer stores many sessions' batches
         // together, and one device's bad sample must not fail the others'.
-        if let Err(bad) = crate::samples::check_batch(&samples, hsp.sample_window(), unix_now_ms())
-        {
+        if let Err(bad) = crate::samples::check_batch(
+            &samples,
+            crate::samples::SampleWindow::of(hsp.config()),
+            hsp.now_ms(),
+        ) {
             break Err(Refusal {
                 status: invalid(&bad.path(), &bad.why),
                 audit_kind: "vitals.refused",
@@ -467,7 +441,7 @@ async fn handshake_and_stream(
             break Err(closed_refusal(reason));
         }
         let count = samples.len() as u64;
-        if let Err(e) = inner.writer.store(samples).await {
+        if let Err(e) = inner.writer().store(samples).await {
             break Err(Refusal {
                 status: store_status(&e),
                 audit_kind: "vitals.session.failed",
@@ -495,8 +469,7 @@ async fn handshake_and_stream(
         }
     };
     drop(live);
-    audit(
-        &*inner.store,
+    hsp.audit(
         "vitals.session.end",
         &pseudonym,
         &device.serial().to_string(),

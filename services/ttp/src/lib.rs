@@ -25,7 +25,8 @@ use vitalgate_core::provider::{AwsLc, CryptoProvider};
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1;
 use vitalgate_rpc::admin::AdminToken;
-use vitalgate_rpc::{audit, core_status, invalid, store_status, unix_now};
+use vitalgate_rpc::clock::SharedClock;
+use vitalgate_rpc::{core_status, invalid, store_status};
 use vitalgate_store::{CredentialRecord, EnrollmentToken, Store};
 
 pub use keys::TtpKeys;
@@ -59,6 +60,8 @@ pub struct TtpConfig {
     pub server_names: Vec<String>,
     /// Sign credentials with a key on a PKCS#11 token instead of key files.
     pub signing_token: Option<TokenKey>,
+    /// Where the TTP reads the time (the system's; a manual one in tests).
+    pub clock: SharedClock,
 }
 
 /// Where the TTP's signing key lives on a PKCS#11 token.
@@ -94,6 +97,7 @@ impl TtpConfig {
             trust_domain: "vitalgate.local".into(),
             server_names: vec!["localhost".into(), "127.0.0.1".into()],
             signing_token: None,
+            clock: vitalgate_rpc::clock::system_clock(),
         }
     }
 }
@@ -210,6 +214,17 @@ fn open_token_key(
 }
 
 impl Ttp {
+    /// Unix seconds now, by the TTP's clock.
+    fn now(&self) -> u64 {
+        self.inner.config.clock.now()
+    }
+
+    /// Writes an audit event (a failure is logged, never fatal).
+    async fn audit(&self, kind: &str, actor: &str, subject: &str, detail: &str) {
+        let clock = &*self.inner.config.clock;
+        vitalgate_rpc::audit(&*self.inner.store, clock, kind, actor, subject, detail).await
+    }
+
     /// One name, one role: a patient's pseudonym is never also a
     /// clinician's or a service's name (the HSP tells its portal's
     /// clinicians and its patients apart by name).
@@ -342,7 +357,7 @@ impl Ttp {
         let credential =
             Credential::decode(encoded).map_err(|e| invalid("credential", &e.to_string()))?;
         self.trust_store()
-            .validate::<AwsLc>(&credential, roles, UnixTime(unix_now()))
+            .validate::<AwsLc>(&credential, roles, UnixTime(self.now()))
             .map_err(|e| core_status(&vitalgate_core::Error::from(e)))?;
         let revoked = self
             .inner
@@ -378,7 +393,7 @@ impl Ttp {
     ) -> Result<Credential, Status> {
         let store = &self.inner.store;
         let serial = store.next_serial().await.map_err(|e| store_status(&e))?;
-        let now = unix_now();
+        let now = self.now();
         let not_after = now + self.inner.config.credential_lifetime_secs;
         let body = CredentialBody {
             serial,
@@ -440,7 +455,7 @@ impl v1::ttp_server::Ttp for Ttp {
             return Err(invalid("valid_secs", &format!("must be 1 to {max}")));
         }
         let token = vitalgate_rpc::admin::random_hex();
-        let now = unix_now();
+        let now = self.now();
         let expires_at = now + u64::from(request.valid_secs);
         self.inner
             .store
@@ -454,8 +469,7 @@ impl v1::ttp_server::Ttp for Ttp {
             })
             .await
             .map_err(|e| store_status(&e))?;
-        audit(
-            &*self.inner.store,
+        self.audit(
             "enrollment_token.created",
             "admin",
             &subject,
@@ -478,14 +492,8 @@ impl v1::ttp_server::Ttp for Ttp {
         // Proof of possession first: a bad request must not burn the token.
         let signed = [ENROLL_LABEL, request.token.as_bytes(), &key].concat();
         if AwsLc::ed25519_verify(&key, &signed, &proof).is_err() {
-            audit(
-                &*self.inner.store,
-                "enroll.failed",
-                "unknown",
-                "",
-                "bad proof of possession",
-            )
-            .await;
+            self.audit("enroll.failed", "unknown", "", "bad proof of possession")
+                .await;
             return Err(Status::unauthenticated(
                 "proof of possession does not verify",
             ));
@@ -493,19 +501,13 @@ impl v1::ttp_server::Ttp for Ttp {
         let grant = match self
             .inner
             .store
-            .redeem_enrollment_token(&token_hash(&request.token), unix_now())
+            .redeem_enrollment_token(&token_hash(&request.token), self.now())
             .await
         {
             Ok(grant) => grant,
             Err(e) => {
-                audit(
-                    &*self.inner.store,
-                    "enroll.failed",
-                    "unknown",
-                    "",
-                    &e.to_string(),
-                )
-                .await;
+                self.audit("enroll.failed", "unknown", "", &e.to_string())
+                    .await;
                 return Err(store_status(&e));
             }
         };
@@ -526,8 +528,7 @@ impl v1::ttp_server::Ttp for Ttp {
         let credential = self
             .issue(role, grant.subject.clone(), key, protection)
             .await?;
-        audit(
-            &*self.inner.store,
+        self.audit(
             "enroll.ok",
             &grant.subject,
             &credential.serial().to_string(),
@@ -567,8 +568,7 @@ impl v1::ttp_server::Ttp for Ttp {
         let credential = self
             .issue(old.role(), subject.clone(), key, old.body().key_protection)
             .await?;
-        audit(
-            &*self.inner.store,
+        self.audit(
             "renew.ok",
             &subject,
             &credential.serial().to_string(),
@@ -593,13 +593,12 @@ impl v1::ttp_server::Ttp for Ttp {
         let revoked = self
             .inner
             .store
-            .revoke(request.serial, &request.reason, unix_now())
+            .revoke(request.serial, &request.reason, self.now())
             .await
             .map_err(|e| store_status(&e))?;
         if let Some(record) = &revoked {
             self.inner.newest_revocation.send_replace(record.id);
-            audit(
-                &*self.inner.store,
+            self.audit(
                 "revoke",
                 "admin",
                 &request.serial.to_string(),
@@ -699,8 +698,7 @@ impl v1::ttp_server::Ttp for Ttp {
             )
             .await
             .map_err(|e| store_status(&e))?;
-        audit(
-            &*self.inner.store,
+        self.audit(
             "service_certificate.issued",
             &subject,
             &spiffe_id,

@@ -160,6 +160,8 @@ impl ServicePki {
     }
 }
 
+/// X.509 validity is checked by TLS stacks against the system's clock, so
+/// certificates are stamped by it (not by the TTP's configured clock).
 fn time_now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
 }

@@ -19,7 +19,7 @@ use crate::factor::{
     FactorMessage, FactorSet,
 };
 use crate::provider::{CryptoProvider, Secret32, TAG_LEN};
-use crate::replay::ReplayCache;
+use crate::replay::{ReplayCache, ReplayClaim, ReplayEntry};
 use crate::UnixTime;
 
 /// Answers handshakes as the responder.
@@ -228,12 +228,15 @@ impl<'a, P: CryptoProvider> ResponderVerified<'a, P> {
     /// initiator's ephemeral key and the Unix second until which it must be kept.
     /// A service whose shared cache is asynchronous claims it first and hands
     /// `finish` the outcome.
-    pub fn replay_entry(&self) -> ([u8; 32], u64) {
+    pub fn replay_entry(&self) -> ReplayEntry {
         let config = self.config;
         let keep_until = u64::from(self.time_i)
             + u64::from(config.skew_window_secs)
             + u64::from(config.replica_tolerance_secs);
-        (self.e_i, keep_until)
+        ReplayEntry {
+            key: self.e_i,
+            keep_until,
+        }
     }
 
     /// Sends a factor round trip (OPAQUE's KE2, a request for a code…).
@@ -270,24 +273,23 @@ impl<'a, P: CryptoProvider> ResponderVerified<'a, P> {
     }
 
     /// Ends the handshake: checks that `proven` (with the card factor, which the
-    /// signature proved) covers `required`, records the initiator's ephemeral key
-    /// in the durable replay cache shared by all replicas, and makes M4.
+    /// signature proved) covers `required` and that `claim` shows this
+    /// handshake's [`replay_entry`](Self::replay_entry) claimed fresh in the
+    /// durable replay cache shared by all replicas, and makes M4.
     pub fn finish(
         self,
         proven: FactorSet,
         required: FactorSet,
-        durable: &dyn ReplayCache,
-        now: UnixTime,
+        claim: ReplayClaim,
     ) -> Result<(Vec<u8>, Session<P>), Error> {
         let proven = proven.with(FactorKind::Card);
         let missing = required.without(proven);
         if !missing.is_empty() {
             return Err(FactorError::MissingFactors { missing }.into());
         }
-        let (key, keep_until) = self.replay_entry();
-        durable
-            .check_and_insert(&key, keep_until, now.0)
-            .map_err(|_| HandshakeError::Replayed)?;
+        if claim.key != self.e_i || !claim.fresh {
+            return Err(HandshakeError::Replayed.into());
+        }
         let assurance =
             AssuranceLevel::reached(proven, self.peer.credential().body().key_protection);
         let plaintext = alloc::vec![assurance as u8];

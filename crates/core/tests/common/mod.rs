@@ -281,12 +281,8 @@ pub fn run_at<P: CryptoProvider>(
         Ok(x) => x,
         Err(e) => return err(messages, never(), e),
     };
-    let (mut m4, r_session) = match r.finish(
-        FactorSet::EMPTY,
-        FactorSet::EMPTY,
-        &world.durable,
-        responder_now,
-    ) {
+    let claim = r.replay_entry().claim_in(&world.durable, responder_now.0);
+    let (mut m4, r_session) = match r.finish(FactorSet::EMPTY, FactorSet::EMPTY, claim) {
         Ok(x) => x,
         Err(e) => return err(messages, never(), e),
     };

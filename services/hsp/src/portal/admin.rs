@@ -23,7 +23,6 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 use vitalgate_proto::v1;
-use vitalgate_rpc::{audit, unix_now};
 use vitalgate_store::AuditQuery;
 
 use super::api::from_status;
@@ -60,19 +59,23 @@ impl FromRequestParts<Portal> for Administrator {
         // The session, its idle time and (for changes) CSRF and origin first.
         let clinician = Clinician::from_request_parts(parts, portal).await?;
         if !portal.is_administrator(&clinician.subject) {
-            audit(
-                &*portal.hsp.inner.store,
-                "admin.refused",
-                &clinician.subject,
-                parts.uri.path(),
-                "not an administrator",
-            )
-            .await;
+            portal
+                .hsp
+                .audit(
+                    "admin.refused",
+                    &clinician.subject,
+                    parts.uri.path(),
+                    "not an administrator",
+                )
+                .await;
             return Err(ApiError::forbidden(
                 "Only administrators may do this; ask one to add you.",
             ));
         }
-        let proof_age = unix_now().saturating_sub(clinician.data.password_proven_at);
+        let proof_age = portal
+            .hsp
+            .now()
+            .saturating_sub(clinician.data.password_proven_at);
         if parts.method != Method::GET && proof_age > portal.config.admin_proof_secs {
             return Err(ApiError::forbidden(&format!(
                 "Sign out and in again: administrator changes need a sign-in from the last {} minutes.",
@@ -200,20 +203,21 @@ pub(crate) async fn audit_log(
     Query(params): Query<AuditParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let query = params.query()?;
-    let store = &*portal.hsp.inner.store;
+    let store = &**portal.hsp.store();
     let asked = query.limit - 1;
     let found = store
         .search_audit(&query)
         .await
         .map_err(|e| ApiError::store(&e))?;
-    audit(
-        store,
-        "audit.searched",
-        &admin.subject,
-        "audit-log",
-        &describe(&query),
-    )
-    .await;
+    portal
+        .hsp
+        .audit(
+            "audit.searched",
+            &admin.subject,
+            "audit-log",
+            &describe(&query),
+        )
+        .await;
     let more = found.len() > asked as usize;
     let events: Vec<AuditEntry> = found
         .into_iter()
@@ -280,7 +284,7 @@ impl Portal {
             .parse()
             .map_err(|_| ApiError::internal("the TTP's administrator token is not header text"))?;
         request.metadata_mut().insert("authorization", bearer);
-        Ok((self.hsp.ttp(), request))
+        Ok((self.hsp.ttp().client(), request))
     }
 }
 
@@ -402,23 +406,24 @@ pub(crate) async fn enroll(
         .await
         .map_err(ttp_error)?
         .into_inner();
-    audit(
-        &*portal.hsp.inner.store,
-        "enrollment.token.created",
-        &admin.subject,
-        &subject,
-        &format!(
-            "portal: {} until {}{}",
-            role_name(role as i32),
-            created.expires_at,
-            if request.hardware_key {
-                ", hardware key"
-            } else {
-                ""
-            }
-        ),
-    )
-    .await;
+    portal
+        .hsp
+        .audit(
+            "enrollment.token.created",
+            &admin.subject,
+            &subject,
+            &format!(
+                "portal: {} until {}{}",
+                role_name(role as i32),
+                created.expires_at,
+                if request.hardware_key {
+                    ", hardware key"
+                } else {
+                    ""
+                }
+            ),
+        )
+        .await;
     Ok(Json(IssuedToken::new(created.token, created.expires_at)?))
 }
 
@@ -512,22 +517,23 @@ pub(crate) async fn revoke(
     // The feed brings it too; applying it here closes this replica's live
     // sessions of the party without waiting for the feed.
     portal.hsp.apply_revocation(serial);
-    audit(
-        &*portal.hsp.inner.store,
-        "credential.revoked",
-        &admin.subject,
-        &party.subject,
-        &format!(
-            "portal: {} credential {serial}{}; {reason}",
-            role_name(party.role),
-            if revoked.newly_revoked {
-                ""
-            } else {
-                " (already revoked)"
-            }
-        ),
-    )
-    .await;
+    portal
+        .hsp
+        .audit(
+            "credential.revoked",
+            &admin.subject,
+            &party.subject,
+            &format!(
+                "portal: {} credential {serial}{}; {reason}",
+                role_name(party.role),
+                if revoked.newly_revoked {
+                    ""
+                } else {
+                    " (already revoked)"
+                }
+            ),
+        )
+        .await;
     Ok(Json(Revoked {
         newly_revoked: revoked.newly_revoked,
     }))

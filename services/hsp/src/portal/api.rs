@@ -25,7 +25,6 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::{Stream, StreamExt};
 use vitalgate_core::factor::FactorKind;
 use vitalgate_proto::v1;
-use vitalgate_rpc::{audit, audit_required, unix_now, unix_now_ms};
 use vitalgate_store::{AlertRecord, StoredSample};
 
 use super::client::client_address;
@@ -146,7 +145,7 @@ fn not_open() -> ApiError {
 impl Portal {
     /// Whether `clinician` may open `pseudonym` now; refusals are audited.
     async fn access(&self, clinician: &Clinician, pseudonym: &str) -> Result<Access, ApiError> {
-        let store = &*self.hsp.inner.store;
+        let store = &**self.hsp.store();
         let team = store
             .care_team(pseudonym)
             .await
@@ -154,20 +153,20 @@ impl Portal {
         if team.contains(&clinician.subject) {
             return Ok(Access::CareTeam);
         }
-        if let Some(grant) = clinician.break_glass_for(pseudonym) {
+        if let Some(grant) = clinician.break_glass_for(pseudonym, self.hsp.now()) {
             return Ok(Access::BreakGlass {
                 reason: grant.reason.clone(),
                 until: grant.until,
             });
         }
-        audit(
-            store,
-            "vitals.refused",
-            &clinician.subject,
-            pseudonym,
-            "portal: not on the care team",
-        )
-        .await;
+        self.hsp
+            .audit(
+                "vitals.refused",
+                &clinician.subject,
+                pseudonym,
+                "portal: not on the care team",
+            )
+            .await;
         Err(not_open())
     }
 
@@ -185,15 +184,10 @@ impl Portal {
             Access::CareTeam => format!("portal: {what}"),
             Access::BreakGlass { reason, .. } => format!("portal: {what}; break-glass: {reason}"),
         };
-        audit_required(
-            &*self.hsp.inner.store,
-            kind,
-            &clinician.subject,
-            pseudonym,
-            &detail,
-        )
-        .await
-        .map_err(|_| unrecorded())
+        self.hsp
+            .audit_required(kind, &clinician.subject, pseudonym, &detail)
+            .await
+            .map_err(|_| unrecorded())
     }
 
     /// Whether this session's list of `patients` needs an audit event now:
@@ -206,7 +200,7 @@ impl Portal {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         patients.hash(&mut hasher);
         let list = hasher.finish();
-        let now = unix_now();
+        let now = self.hsp.now();
         let mut audited = self.list_audits.lock().unwrap_or_else(|p| p.into_inner());
         audited.retain(|_, (at, _)| now.saturating_sub(*at) < LIST_AUDIT_SECS);
         match audited.get(&clinician.token_hash) {
@@ -250,12 +244,15 @@ pub(crate) async fn logout(
     State(portal): State<Portal>,
     clinician: Clinician,
 ) -> Result<Response, ApiError> {
-    let store = &*portal.hsp.inner.store;
+    let store = &**portal.hsp.store();
     store
         .delete_web_session(&clinician.token_hash)
         .await
         .map_err(|e| ApiError::store(&e))?;
-    audit(store, "logout", &clinician.subject, "portal", "signed out").await;
+    portal
+        .hsp
+        .audit("logout", &clinician.subject, "portal", "signed out")
+        .await;
     Ok((
         [(header::SET_COOKIE, portal.clear_cookie())],
         Json(serde_json::json!({ "signed_out": true })),
@@ -267,7 +264,7 @@ pub(crate) async fn patients(
     State(portal): State<Portal>,
     clinician: Clinician,
 ) -> Result<Json<PatientsView>, ApiError> {
-    let store = &*portal.hsp.inner.store;
+    let store = &**portal.hsp.store();
     let mut pseudonyms = store
         .patients_of(&clinician.subject)
         .await
@@ -276,7 +273,7 @@ pub(crate) async fn patients(
         .data
         .break_glass
         .as_ref()
-        .filter(|g| g.until > unix_now())
+        .filter(|g| g.until > portal.hsp.now())
     {
         if !pseudonyms.contains(&grant.patient) {
             pseudonyms.push(grant.patient.clone());
@@ -322,20 +319,21 @@ pub(crate) async fn patients(
     // often that becomes an event).
     let named: Vec<&str> = patients.iter().map(|p| p.pseudonym.as_str()).collect();
     if portal.list_needs_audit(&clinician, &named) {
-        audit_required(
-            store,
-            "vitals.list",
-            &clinician.subject,
-            "care-teams",
-            &format!("portal: newest vitals of {}", named.join(", ")),
-        )
-        .await
-        .map_err(|_| unrecorded())?;
+        portal
+            .hsp
+            .audit_required(
+                "vitals.list",
+                &clinician.subject,
+                "care-teams",
+                &format!("portal: newest vitals of {}", named.join(", ")),
+            )
+            .await
+            .map_err(|_| unrecorded())?;
         if let Some(grant) = clinician
             .data
             .break_glass
             .as_ref()
-            .filter(|g| g.until > unix_now())
+            .filter(|g| g.until > portal.hsp.now())
         {
             let access = Access::BreakGlass {
                 reason: grant.reason.clone(),
@@ -353,7 +351,7 @@ pub(crate) async fn patients(
         }
     }
     Ok(Json(PatientsView {
-        now_ms: unix_now_ms(),
+        now_ms: portal.hsp.now_ms(),
         patients,
     }))
 }
@@ -364,7 +362,7 @@ pub(crate) async fn patient(
     Path(pseudonym): Path<String>,
 ) -> Result<Json<PatientView>, ApiError> {
     let access = portal.access(&clinician, &pseudonym).await?;
-    let store = &*portal.hsp.inner.store;
+    let store = &**portal.hsp.store();
     let sealed = store
         .patient(&pseudonym)
         .await
@@ -376,7 +374,7 @@ pub(crate) async fn patient(
         .active_device(&pseudonym)
         .await
         .map_err(|e| ApiError::store(&e))?;
-    let now_ms = unix_now_ms();
+    let now_ms = portal.hsp.now_ms();
     let history = match device {
         Some(serial) => store
             .vitals_since(serial, now_ms - HISTORY_MS, MAX_HISTORY)
@@ -430,7 +428,7 @@ pub(crate) async fn live(
     Query(query): Query<LiveQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let access = portal.access(&clinician, &pseudonym).await?;
-    let store = portal.hsp.inner.store.clone();
+    let store = portal.hsp.store().clone();
     let device = store
         .active_device(&pseudonym)
         .await
@@ -448,7 +446,7 @@ pub(crate) async fn live(
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
     tokio::spawn(async move {
         // Never more than the page's hour back, whatever it asks.
-        let mut newest = (query.after.max(unix_now_ms() - HISTORY_MS), 0u64);
+        let mut newest = (query.after.max(portal.hsp.now_ms() - HISTORY_MS), 0u64);
         let mut shown_alerts: Option<Vec<Alert>> = None;
         let mut checks = tokio::time::interval(LIVE_CHECK);
         let mut wake = true;
@@ -491,7 +489,7 @@ pub(crate) async fn live(
                     Err(RecvError::Closed) => return,
                 },
                 _ = checks.tick() => {
-                    let now = unix_now();
+                    let now = portal.hsp.now();
                     let alive = now < deadline
                         && matches!(
                             store.web_session(&clinician.token_hash, now, idle_secs).await,
@@ -538,7 +536,7 @@ pub(crate) async fn acknowledge(
     clinician: Clinician,
     Path(id): Path<i64>,
 ) -> Result<Json<Alert>, ApiError> {
-    let store = &*portal.hsp.inner.store;
+    let store = &**portal.hsp.store();
     let gone = || ApiError::not_found("No such alert on your care teams' patients.");
     let alert = store
         .alert(id)
@@ -550,7 +548,7 @@ pub(crate) async fn acknowledge(
         .await
         .map_err(|_| gone())?;
     let acknowledged = store
-        .acknowledge_alert(id, &clinician.subject, unix_now_ms())
+        .acknowledge_alert(id, &clinician.subject, portal.hsp.now_ms())
         .await
         .map_err(|e| ApiError::store(&e))?;
     if !acknowledged {
@@ -559,14 +557,15 @@ pub(crate) async fn acknowledge(
             "Someone already acknowledged this alert.",
         ));
     }
-    audit(
-        store,
-        "alert.acknowledged",
-        &clinician.subject,
-        &alert.alert.pseudonym,
-        &format!("#{id} {}", alert.alert.rule),
-    )
-    .await;
+    portal
+        .hsp
+        .audit(
+            "alert.acknowledged",
+            &clinician.subject,
+            &alert.alert.pseudonym,
+            &format!("#{id} {}", alert.alert.rule),
+        )
+        .await;
     let updated = store
         .alert(id)
         .await
@@ -658,7 +657,7 @@ pub(crate) async fn password_start(
         .decode(request.request.trim_end_matches('='))
         .map_err(|_| ApiError::bad_request("request: not base64url"))?;
     let response = vitalgate_password::registration_response(
-        &portal.hsp.inner.factors.opaque,
+        &portal.hsp.factors().opaque,
         &clinician.subject,
         &bytes,
     )
@@ -689,13 +688,13 @@ pub(crate) async fn password_finish(
         .await?;
     let record = vitalgate_password::registration_record(&upload)
         .map_err(|e| ApiError::bad_request(&format!("upload: {e}")))?;
-    let store = &*portal.hsp.inner.store;
+    let store = &**portal.hsp.store();
     store
         .put_factor(
             &clinician.subject,
             FactorKind::Password as u8,
             &record,
-            unix_now(),
+            portal.hsp.now(),
         )
         .await
         .map_err(|e| ApiError::store(&e))?;
@@ -709,14 +708,15 @@ pub(crate) async fn password_finish(
         .delete_web_sessions_of(&clinician.subject)
         .await
         .map_err(|e| ApiError::store(&e))?;
-    audit(
-        store,
-        "factor.password.replaced",
-        &clinician.subject,
-        "password",
-        &format!("changed by its owner in the portal; {ended} sessions ended"),
-    )
-    .await;
+    portal
+        .hsp
+        .audit(
+            "factor.password.replaced",
+            &clinician.subject,
+            "password",
+            &format!("changed by its owner in the portal; {ended} sessions ended"),
+        )
+        .await;
     let (cookie, view) = portal
         .open_session(&clinician.subject, clinician.data.assurance, None)
         .await?;

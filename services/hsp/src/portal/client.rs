@@ -18,7 +18,6 @@ use std::str::FromStr;
 use axum::http::{header, HeaderMap};
 use rand_core::{OsRng, RngCore};
 use vitalgate_core::provider::{AwsLc, CryptoProvider};
-use vitalgate_rpc::unix_now;
 
 use super::Portal;
 
@@ -160,7 +159,7 @@ impl Portal {
     }
 
     fn device_cookie_mac(&self, user: &str, id: &str, issued_at: u64) -> [u8; 32] {
-        let key = self.hsp.inner.vault.derive_key("portal device cookies");
+        let key = self.hsp.vault().derive_key("portal device cookies");
         let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key[..]);
         let input = [
             DEVICE_COOKIE_LABEL,
@@ -186,7 +185,7 @@ impl Portal {
         let expected = self.device_cookie_mac(user, id, issued_at);
         let genuine = mac.len() == expected.len()
             && aws_lc_rs::constant_time::verify_slices_are_equal(&mac, &expected).is_ok();
-        let fresh = unix_now() < issued_at.saturating_add(DEVICE_COOKIE_SECS);
+        let fresh = self.hsp.now() < issued_at.saturating_add(DEVICE_COOKIE_SECS);
         (genuine && fresh && id.len() == 32).then(|| id.to_string())
     }
 
@@ -201,7 +200,7 @@ impl Portal {
             },
             str::to_string,
         );
-        let issued_at = unix_now();
+        let issued_at = self.hsp.now();
         let mac = hex::encode(self.device_cookie_mac(user, &id, issued_at));
         let secure = if self.config.secure_cookies {
             "; Secure"

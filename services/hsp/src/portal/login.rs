@@ -33,7 +33,6 @@ use std::net::SocketAddr;
 use vitalgate_core::credential::{KeyProtection, Role};
 use vitalgate_core::factor::{AssuranceLevel, FactorKind, FactorSet};
 use vitalgate_password::ServerLoginState;
-use vitalgate_rpc::{audit, unix_now};
 use vitalgate_store::AttemptLimit;
 
 use super::client::client_address;
@@ -139,7 +138,7 @@ impl SessionView {
             break_glass: data
                 .break_glass
                 .as_ref()
-                .filter(|g| g.until > unix_now())
+                .filter(|g| g.until > portal.hsp.now())
                 .map(|g| BreakGlassView {
                     patient: g.patient.clone(),
                     reason: g.reason.clone(),
@@ -217,9 +216,14 @@ impl Portal {
         attempts: &[(&str, &str, &AttemptLimit)],
         subject: &str,
     ) -> Result<(), ApiError> {
-        crate::factors::begin_attempts(&*self.hsp.inner.store, attempts, subject)
-            .await
-            .map_err(|e| ApiError::store(&e))
+        crate::factors::begin_attempts(
+            &**self.hsp.store(),
+            &*self.hsp.config().clock,
+            attempts,
+            subject,
+        )
+        .await
+        .map_err(|e| ApiError::store(&e))
     }
 
     /// Step 1 for `user` by `guesser`: count the guess, answer KE2, keep
@@ -237,8 +241,8 @@ impl Portal {
             return Err(ApiError::bad_request("Enter your username."));
         }
         let ke1 = decode("request", ke1_text)?;
-        let inner = &self.hsp.inner;
-        let policy = &inner.factors.policy;
+        let inner = &*self.hsp;
+        let policy = &inner.factors().policy;
         if policy.rule(Role::Clinician, Action::Portal).is_none() {
             return Err(ApiError::forbidden(
                 "The policy does not allow portal sign-in.",
@@ -248,7 +252,7 @@ impl Portal {
         self.begin_attempts(&counters.attempts(), user).await?;
         let record = self.clinician_password(user).await?;
         let (ke2, state) = vitalgate_password::login_start(
-            &inner.factors.opaque,
+            &inner.factors().opaque,
             user,
             record.as_deref(),
             &ke1,
@@ -270,10 +274,10 @@ impl Portal {
         let plain = zeroize::Zeroizing::new(
             serde_json::to_vec(&pending).map_err(|e| ApiError::internal(&e.to_string()))?,
         );
-        let sealed = inner.vault.seal(&pending_label(&id), &plain);
-        let now = unix_now();
+        let sealed = inner.vault().seal(&pending_label(&id), &plain);
+        let now = self.hsp.now();
         inner
-            .store
+            .store()
             .put_login_state(&id, &sealed, now + LOGIN_STEP_SECS)
             .await
             .map_err(|e| ApiError::store(&e))?;
@@ -289,7 +293,7 @@ impl Portal {
     /// OPAQUE's fake record: the answer looks the same, and the sign-in
     /// fails as a wrong password does (no pseudonym oracle either).
     async fn clinician_password(&self, user: &str) -> Result<Option<Vec<u8>>, ApiError> {
-        let store = &*self.hsp.inner.store;
+        let store = &**self.hsp.store();
         let (record, patient, device) = tokio::join!(
             store.factor(user, FactorKind::Password as u8),
             store.patient(user),
@@ -308,20 +312,20 @@ impl Portal {
         login: &str,
         ke3: &str,
     ) -> Result<(PendingLogin, [u8; 16], vitalgate_password::SessionKey), ApiError> {
-        let inner = &self.hsp.inner;
-        let store = &*inner.store;
+        let inner = &*self.hsp;
+        let store = &**inner.store();
         let id: [u8; 16] = decode("login", login)?
             .try_into()
             .map_err(|_| ApiError::bad_request("login: 16 bytes"))?;
         let ke3 = zeroize::Zeroizing::new(decode("finish", ke3)?);
         let sealed = store
-            .take_login_state(&id, unix_now())
+            .take_login_state(&id, self.hsp.now())
             .await
             .map_err(|e| ApiError::store(&e))?
             .ok_or_else(|| ApiError::unauthorized("This sign-in has expired. Start again."))?;
         let plain = zeroize::Zeroizing::new(
             inner
-                .vault
+                .vault()
                 .open(&pending_label(&id), &sealed)
                 .ok_or_else(|| ApiError::internal("a pending login does not open"))?,
         );
@@ -336,14 +340,9 @@ impl Portal {
         match vitalgate_password::login_finish(state, &ke3, CONTEXT) {
             Ok(key) => Ok((pending, id, key)),
             Err(_) => {
-                audit(
-                    store,
-                    "login.failed",
-                    &pending.user,
-                    "portal",
-                    "password refused",
-                )
-                .await;
+                self.hsp
+                    .audit("login.failed", &pending.user, "portal", "password refused")
+                    .await;
                 Err(password_refused())
             }
         }
@@ -356,8 +355,7 @@ impl Portal {
         clear.extend_from_slice(also);
         if let Err(e) = self
             .hsp
-            .inner
-            .store
+            .store()
             .settle_attempts(&clear, &borrowed(&pending.forgive))
             .await
         {
@@ -368,7 +366,7 @@ impl Portal {
     /// Step 2 of a sign-in or break-glass: KE3, the code under the session
     /// key's MAC; the pending login.
     async fn finish(&self, request: &FinishRequest) -> Result<PendingLogin, ApiError> {
-        let store = &*self.hsp.inner.store;
+        let _store = &**self.hsp.store();
         let mac = decode("mac", &request.mac)?;
         let (pending, id, session_key) =
             self.prove_password(&request.login, &request.finish).await?;
@@ -381,7 +379,9 @@ impl Portal {
         // The code must come from whoever ran this OPAQUE login.
         let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, session_key.as_bytes());
         if aws_lc_rs::hmac::verify(&key, &code_mac_input(&id, &request.code), &mac).is_err() {
-            audit(store, "login.failed", &user, "portal", "code MAC refused").await;
+            self.hsp
+                .audit("login.failed", &user, "portal", "code MAC refused")
+                .await;
             return Err(ApiError::unauthorized(
                 "The code was not sent by this sign-in. Start again.",
             ));
@@ -443,17 +443,20 @@ impl Portal {
     /// meanwhile, by an administrator or a revocation, no longer counts) and
     /// claims its time step.
     async fn check_code(&self, user: &str, code: &str) -> Result<(), ApiError> {
-        let inner = &self.hsp.inner;
-        let store = &*inner.store;
+        let inner = &*self.hsp;
+        let store = &**inner.store();
         if code.is_empty() {
             return Err(ApiError::bad_request(
                 "Enter the code from your authenticator app.",
             ));
         }
-        self.begin_attempts(&[(OTP_SCOPE, user, &inner.factors.policy.otp_limit)], user)
-            .await?;
+        self.begin_attempts(
+            &[(OTP_SCOPE, user, &inner.factors().policy.otp_limit)],
+            user,
+        )
+        .await?;
         let refused = |why: &'static str| async move {
-            audit(store, "login.failed", user, "portal", why).await;
+            self.hsp.audit("login.failed", user, "portal", why).await;
             why
         };
         let Some(sealed) = store
@@ -468,7 +471,7 @@ impl Portal {
             )));
         };
         let secret = inner
-            .vault
+            .vault()
             .open(&otp_label(user), &sealed)
             .map(zeroize::Zeroizing::new)
             .ok_or_else(|| ApiError::internal("the TOTP secret does not open"))?;
@@ -477,8 +480,8 @@ impl Portal {
             user,
             &secret,
             code,
-            unix_now(),
-            &inner.factors.totp,
+            self.hsp.now(),
+            &inner.factors().totp,
         )
         .await
         {
@@ -503,8 +506,7 @@ impl Portal {
         let reached = AssuranceLevel::reached(proven, KeyProtection::Software);
         let rule = self
             .hsp
-            .inner
-            .factors
+            .factors()
             .policy
             .rule(Role::Clinician, Action::Portal)
             .ok_or_else(|| ApiError::forbidden("The policy does not allow portal sign-in."))?;
@@ -570,14 +572,15 @@ pub(crate) async fn finish(
     }
     let assurance = portal.assurance()?;
     let (cookie, view) = portal.open_session(&pending.user, assurance, None).await?;
-    audit(
-        &*portal.hsp.inner.store,
-        "login.succeeded",
-        &pending.user,
-        "portal",
-        &format!("password and TOTP from {} (AAL{assurance})", pending.source),
-    )
-    .await;
+    portal
+        .hsp
+        .audit(
+            "login.succeeded",
+            &pending.user,
+            "portal",
+            &format!("password and TOTP from {} (AAL{assurance})", pending.source),
+        )
+        .await;
     // This browser is known to the account from now on (for 90 days).
     let device = portal.device_cookie(&pending.user, pending.device.as_deref());
     Ok(signed_in(&[cookie, device], view))
@@ -648,7 +651,7 @@ pub(crate) async fn break_glass_finish(
         ));
     }
     let assurance = portal.assurance()?;
-    let store = &*portal.hsp.inner.store;
+    let store = &**portal.hsp.store();
     if store
         .patient(&patient)
         .await
@@ -657,7 +660,7 @@ pub(crate) async fn break_glass_finish(
     {
         return Err(ApiError::not_found("No patient has that identifier."));
     }
-    let until = unix_now() + portal.hsp.inner.factors.policy.break_glass_secs;
+    let until = portal.hsp.now() + portal.hsp.factors().policy.break_glass_secs;
     let grant = BreakGlassGrant {
         patient: patient.clone(),
         reason: reason.clone(),
@@ -671,15 +674,10 @@ pub(crate) async fn break_glass_finish(
         .delete_web_session(&clinician.token_hash)
         .await
         .map_err(|e| ApiError::store(&e))?;
-    crate::login::record_break_glass(
-        store,
-        &clinician.subject,
-        &patient,
-        &reason,
-        until,
-        "portal",
-    )
-    .await;
+    portal
+        .hsp
+        .record_break_glass(&clinician.subject, &patient, &reason, until, "portal")
+        .await;
     Ok(signed_in(&[cookie], view))
 }
 

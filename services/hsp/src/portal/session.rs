@@ -17,7 +17,6 @@ use axum::http::{header, HeaderMap, Method};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 use vitalgate_core::provider::{AwsLc, CryptoProvider};
-use vitalgate_rpc::unix_now;
 use vitalgate_store::WebSession;
 
 use super::login::SessionView;
@@ -62,12 +61,12 @@ pub(crate) struct Clinician {
 }
 
 impl Clinician {
-    /// The patient a break-glass access opens now, if any.
-    pub(crate) fn break_glass_for(&self, pseudonym: &str) -> Option<&BreakGlassGrant> {
+    /// The patient a break-glass access opens at `now`, if any.
+    pub(crate) fn break_glass_for(&self, pseudonym: &str, now: u64) -> Option<&BreakGlassGrant> {
         self.data
             .break_glass
             .as_ref()
-            .filter(|g| g.patient == pseudonym && g.until > unix_now())
+            .filter(|g| g.patient == pseudonym && g.until > now)
     }
 }
 
@@ -99,7 +98,7 @@ impl Portal {
         break_glass: Option<BreakGlassGrant>,
     ) -> Result<(String, SessionView), ApiError> {
         let token = random_hex(32);
-        let now = unix_now();
+        let now = self.hsp.now();
         let data = SessionData {
             csrf: random_hex(16),
             assurance,
@@ -115,8 +114,7 @@ impl Portal {
             absolute_expiry: now + self.config.absolute_secs,
         };
         self.hsp
-            .inner
-            .store
+            .store()
             .put_web_session(&session)
             .await
             .map_err(|e| ApiError::store(&e))?;
@@ -150,8 +148,8 @@ impl Portal {
             return Ok(None);
         };
         let hash = token_hash(&token);
-        let store = &self.hsp.inner.store;
-        let (now, idle) = (unix_now(), self.config.idle_secs);
+        let store = &self.hsp.store();
+        let (now, idle) = (self.hsp.now(), self.config.idle_secs);
         let found = if is_poll(headers) {
             store.web_session(&hash, now, idle).await
         } else {

@@ -1,0 +1,84 @@
+//! The HSP's settings, as the binary (or a test) builds them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vitalgate_rpc::clock::SharedClock;
+
+use crate::{alerts, policy, KeyEncryptionKey};
+
+/// The HSP's settings.
+#[derive(Debug, Clone)]
+pub struct HspConfig {
+    /// Where the HSP's identity lives.
+    pub data_dir: PathBuf,
+    /// The TTP's URL (`https://…`).
+    pub ttp_url: String,
+    /// The TTP's service CA certificate (PEM), which the HSP trusts for TLS.
+    pub ttp_ca_pem: String,
+    /// Accepted clock skew, seconds either way.
+    pub skew_window_secs: u32,
+    /// How long a device may take between handshake messages.
+    pub handshake_timeout: Duration,
+    /// The most samples one record may carry.
+    pub max_batch_samples: usize,
+    /// Size of the in-memory replay pre-filter.
+    pub prefilter_capacity: usize,
+    /// The most samples the vitals writer gathers into one write.
+    pub max_write_samples: usize,
+    /// How long vitals are kept; checked hourly. `None` keeps them.
+    pub vitals_retention: Option<Duration>,
+    /// Which factors each role needs for each action, and attempt limits.
+    pub policy: policy::Policy,
+    /// How TOTP codes are made and checked.
+    pub totp: vitalgate_otp::TotpPolicy,
+    /// Sends out-of-band codes (email, SMS); without one that factor is refused.
+    pub code_sender: Option<CodeSenderHandle>,
+    /// The key-encryption key the data key is wrapped under in the store
+    /// (needed when replicas share a database); without it, a key file.
+    pub key_encryption_key: Option<Arc<KeyEncryptionKey>>,
+    /// The KEK being rotated away from: the data key is re-wrapped at start.
+    pub previous_key_encryption_key: Option<Arc<KeyEncryptionKey>>,
+    /// The alert rules checked on arriving vitals.
+    pub alerts: alerts::AlertRules,
+    /// How often the replica looks for silent devices.
+    pub silence_check: Duration,
+    /// Where the HSP reads the time (the system's; a manual one in tests).
+    pub clock: SharedClock,
+}
+
+/// A shared code sender in the configuration.
+#[derive(Clone)]
+pub struct CodeSenderHandle(pub Arc<dyn vitalgate_otp::CodeSender>);
+
+impl std::fmt::Debug for CodeSenderHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CodeSender")
+    }
+}
+
+impl HspConfig {
+    /// Defaults: ±30 s, 10 s per handshake step, 500 samples per batch.
+    pub fn new(data_dir: PathBuf, ttp_url: String, ttp_ca_pem: String) -> Self {
+        Self {
+            data_dir,
+            ttp_url,
+            ttp_ca_pem,
+            skew_window_secs: 30,
+            handshake_timeout: Duration::from_secs(10),
+            max_batch_samples: 500,
+            prefilter_capacity: 1 << 16,
+            max_write_samples: 5_000,
+            vitals_retention: None,
+            policy: policy::Policy::default(),
+            totp: vitalgate_otp::TotpPolicy::default(),
+            code_sender: None,
+            key_encryption_key: None,
+            previous_key_encryption_key: None,
+            alerts: alerts::AlertRules::default(),
+            silence_check: Duration::from_secs(10),
+            clock: vitalgate_rpc::clock::system_clock(),
+        }
+    }
+}

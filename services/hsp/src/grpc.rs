@@ -1,0 +1,142 @@
+//! The generated gRPC service: wire types in, domain calls out.
+
+use tonic::{Request, Response, Status};
+use vitalgate_proto::v1;
+
+use crate::{login, session, Hsp};
+
+type FrameStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::HspFrame, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl v1::hsp_server::Hsp for Hsp {
+    type DeviceSessionStream = FrameStream;
+    type LoginStream = FrameStream;
+
+    async fn login(
+        &self,
+        request: Request<tonic::Streaming<v1::DeviceFrame>>,
+    ) -> Result<Response<Self::LoginStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+        let metadata = request.metadata().clone();
+        let inbound = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let hsp = self.clone();
+        tokio::spawn(async move { login::run(hsp, metadata, inbound, tx, peer).await });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn issue_factor_token(
+        &self,
+        request: Request<v1::IssueFactorTokenRequest>,
+    ) -> Result<Response<v1::IssueFactorTokenResponse>, Status> {
+        Hsp::issue_factor_token(self, request).await
+    }
+
+    async fn start_password_registration(
+        &self,
+        request: Request<v1::StartPasswordRegistrationRequest>,
+    ) -> Result<Response<v1::StartPasswordRegistrationResponse>, Status> {
+        Hsp::start_password_registration(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn finish_password_registration(
+        &self,
+        request: Request<v1::FinishPasswordRegistrationRequest>,
+    ) -> Result<Response<v1::FinishPasswordRegistrationResponse>, Status> {
+        Hsp::finish_password_registration(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn enroll_otp(
+        &self,
+        request: Request<v1::EnrollOtpRequest>,
+    ) -> Result<Response<v1::EnrollOtpResponse>, Status> {
+        Hsp::enroll_otp(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn enroll_biometric(
+        &self,
+        request: Request<v1::EnrollBiometricRequest>,
+    ) -> Result<Response<v1::EnrollBiometricResponse>, Status> {
+        Hsp::enroll_biometric(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn set_code_address(
+        &self,
+        request: Request<v1::SetCodeAddressRequest>,
+    ) -> Result<Response<v1::SetCodeAddressResponse>, Status> {
+        Hsp::set_code_address(self, request).await
+    }
+
+    async fn recover_device(
+        &self,
+        request: Request<v1::RecoverDeviceRequest>,
+    ) -> Result<Response<v1::RecoverDeviceResponse>, Status> {
+        Hsp::recover_device(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn device_session(
+        &self,
+        request: Request<tonic::Streaming<v1::DeviceFrame>>,
+    ) -> Result<Response<Self::DeviceSessionStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+        let inbound = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let hsp = self.clone();
+        tokio::spawn(async move { session::run(hsp, inbound, tx, peer).await });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn vitals_count(
+        &self,
+        request: Request<v1::VitalsCountRequest>,
+    ) -> Result<Response<v1::VitalsCountResponse>, Status> {
+        Hsp::vitals_count(self, request).await
+    }
+
+    async fn put_patient(
+        &self,
+        request: Request<v1::PutPatientRequest>,
+    ) -> Result<Response<v1::PutPatientResponse>, Status> {
+        Hsp::put_patient(self, request).await
+    }
+
+    async fn get_patient(
+        &self,
+        request: Request<v1::GetPatientRequest>,
+    ) -> Result<Response<v1::GetPatientResponse>, Status> {
+        Hsp::get_patient(self, request).await
+    }
+
+    async fn bind_device(
+        &self,
+        request: Request<v1::BindDeviceRequest>,
+    ) -> Result<Response<v1::BindDeviceResponse>, Status> {
+        Hsp::bind_device(self, request).await
+    }
+
+    async fn set_care_team_member(
+        &self,
+        request: Request<v1::SetCareTeamMemberRequest>,
+    ) -> Result<Response<v1::SetCareTeamMemberResponse>, Status> {
+        Hsp::set_care_team_member(self, request).await
+    }
+}

@@ -1,0 +1,268 @@
+//! Following the TTP: the mutual-TLS link with a service certificate the TTP
+//! issued (renewed before it expires), and the revocation feed, whose every
+//! event closes the party's sessions here and, for a clinician, ends their
+//! portal access.
+
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tonic::transport::Channel;
+use vitalgate_core::credential::Credential;
+use vitalgate_proto::v1;
+
+use crate::live::CloseReason;
+use crate::{Hsp, HspConfig, HspError};
+
+/// How long after an HSP learns of a clinician's revocation a portal sign-in
+/// that read the clinician's factors just before they were removed may still
+/// open a session (it ends all the same).
+const REVOCATION_GRACE: Duration = Duration::from_secs(10);
+
+/// A service certificate older than this is renewed when the revocation feed
+/// reconnects (it lives 7 days).
+const RENEW_CERTIFICATE_AFTER: Duration = Duration::from_secs(3 * 24 * 3600);
+
+/// The TTP over mutual TLS, with the newest service certificate it issued.
+pub(crate) struct TtpLink {
+    client: RwLock<(v1::ttp_client::TtpClient<Channel>, Instant)>,
+    spiffe_id: String,
+}
+
+impl TtpLink {
+    pub(crate) fn new(client: v1::ttp_client::TtpClient<Channel>, spiffe_id: String) -> Self {
+        Self {
+            client: RwLock::new((client, Instant::now())),
+            spiffe_id,
+        }
+    }
+
+    /// A client of the TTP over mutual TLS with the newest certificate.
+    pub(crate) fn client(&self) -> v1::ttp_client::TtpClient<Channel> {
+        self.client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    /// When the newest certificate was issued.
+    fn certified_at(&self) -> Instant {
+        self.client.read().unwrap_or_else(|p| p.into_inner()).1
+    }
+
+    fn replace(&self, client: v1::ttp_client::TtpClient<Channel>) {
+        *self.client.write().unwrap_or_else(|p| p.into_inner()) = (client, Instant::now());
+    }
+
+    /// The SPIFFE ID the TTP certified this HSP under.
+    pub(crate) fn spiffe_id(&self) -> &str {
+        &self.spiffe_id
+    }
+}
+
+impl Hsp {
+    /// Applies a revocation: refuses the serial from now on, closes its
+    /// live sessions and ends its login tickets.
+    pub fn apply_revocation(&self, serial: u64) {
+        self.peers().revoke(serial);
+        self.live().close(serial, CloseReason::Revoked);
+        self.tickets().end_for(serial);
+    }
+
+    /// Follows the TTP's revocation feed (over mutual TLS) until `stop`
+    /// changes, reconnecting after failures. A revocation reaches this HSP
+    /// within the feed's latency (immediate on the TTP that revoked, at most its
+    /// 2 s poll from others).
+    pub async fn follow_revocations(&self, mut stop: watch::Receiver<bool>) {
+        let mut ttp = self.ttp().client();
+        let mut cursor = 0i64;
+        loop {
+            if self.ttp().certified_at().elapsed() > RENEW_CERTIFICATE_AFTER {
+                match self.renew_certificate().await {
+                    Ok(renewed) => {
+                        self.ttp().replace(renewed.clone());
+                        ttp = renewed;
+                        tracing::info!(spiffe_id = %self.ttp().spiffe_id(), "service certificate renewed");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "service certificate renewal failed; retrying")
+                    }
+                }
+            }
+            let stream = ttp
+                .watch_revocations(v1::WatchRevocationsRequest { after_id: cursor })
+                .await;
+            match stream {
+                Ok(stream) => {
+                    let mut stream = stream.into_inner();
+                    loop {
+                        tokio::select! {
+                            _ = stop.changed() => return,
+                            event = stream.message() => match event {
+                                Ok(Some(event)) => {
+                                    cursor = event.id;
+                                    self.apply_revocation(event.serial);
+                                    if event.role() == v1::Role::Clinician {
+                                        self.end_clinician_access(&event).await;
+                                    }
+                                }
+                                Ok(None) => break,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "revocation feed failed; reconnecting");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot reach the TTP's revocation feed"),
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// A clinician's credential was revoked: their portal access ends too.
+    /// Portal sign-in needs no credential, only the factors enrolled here, so
+    /// those enrolled before the revocation go (an administrator lets the
+    /// clinician back with new factor tokens), and so do the portal sessions
+    /// opened before it, or up to [`REVOCATION_GRACE`] after it by a
+    /// sign-in that had already read the factors.
+    ///
+    /// "Before" is by this HSP's clock, which stamps sessions and factors:
+    /// the time the first replica learned of the revocation, kept in the
+    /// store. The feed starts from the first revocation at every start, and
+    /// the replay finds the same time, so what was enrolled or opened after
+    /// an old revocation (a re-enrolled clinician's) stays.
+    async fn end_clinician_access(&self, event: &v1::RevocationEvent) {
+        if event.role != v1::Role::Clinician as i32 || event.subject.is_empty() {
+            return;
+        }
+        let store = &**self.store();
+        let now = self.now();
+        let seen_at = match store
+            .put_setting_if_absent(
+                &format!("revocation-seen/{}", event.serial),
+                &now.to_be_bytes(),
+            )
+            .await
+        {
+            Ok(stored) => <[u8; 8]>::try_from(stored.as_slice()).map_or(now, u64::from_be_bytes),
+            Err(e) => {
+                tracing::warn!(error = %e, serial = event.serial, "could not keep when a revocation was seen");
+                now
+            }
+        };
+        // Times are whole seconds: a factor enrolled in that second may have
+        // been enrolled before it, so it goes too.
+        match store
+            .delete_factors_before(&event.subject, seen_at + 1)
+            .await
+        {
+            Ok(0) => {}
+            Ok(removed) => {
+                self.audit(
+                    "factors.removed",
+                    "hsp",
+                    &event.subject,
+                    &format!(
+                        "credential {} revoked; {removed} factors removed",
+                        event.serial
+                    ),
+                )
+                .await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, subject = %event.subject, "could not remove a revoked clinician's factors")
+            }
+        }
+        let cutoff = seen_at + REVOCATION_GRACE.as_secs();
+        self.end_portal_sessions(&event.subject, event.serial, cutoff)
+            .await;
+        if now < cutoff {
+            // Again once the grace has passed, for a sign-in that read the
+            // factors just before they went.
+            let (hsp, subject, serial) = (self.clone(), event.subject.clone(), event.serial);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(cutoff - now + 1)).await;
+                hsp.end_portal_sessions(&subject, serial, cutoff).await;
+            });
+        }
+    }
+
+    /// Ends `subject`'s portal sessions opened before `cutoff`.
+    async fn end_portal_sessions(&self, subject: &str, serial: u64, cutoff: u64) {
+        let store = &**self.store();
+        match store
+            .delete_web_sessions_opened_before(subject, cutoff)
+            .await
+        {
+            Ok(0) => {}
+            Ok(ended) => {
+                self.audit(
+                    "portal.sessions.ended",
+                    "hsp",
+                    subject,
+                    &format!("credential {serial} revoked; {ended} sessions ended"),
+                )
+                .await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, subject, "could not end a revoked clinician's sessions")
+            }
+        }
+    }
+
+    /// A new service certificate from the TTP, proving the HSP's credential key
+    /// again, and a mutual-TLS client with it.
+    async fn renew_certificate(&self) -> Result<v1::ttp_client::TtpClient<Channel>, HspError> {
+        let config = self.config();
+        let channel = vitalgate_rpc::ttp_channel(&config.ttp_url, &config.ttp_ca_pem, None).await?;
+        let mut ttp = v1::ttp_client::TtpClient::new(channel);
+        let responder = self.responder(crate::policy::Action::StreamVitals);
+        let (client, _) = mutual_tls_with_ttp(
+            config,
+            &mut ttp,
+            &*responder.signer,
+            responder.credential.credential(),
+        )
+        .await?;
+        Ok(client)
+    }
+}
+
+/// Gets a service certificate from the TTP for a fresh TLS key (proving the
+/// HSP's credential key) and opens a mutual-TLS channel with it.
+pub(crate) async fn mutual_tls_with_ttp(
+    config: &HspConfig,
+    ttp: &mut v1::ttp_client::TtpClient<Channel>,
+    signer: &dyn vitalgate_core::signer::Signer,
+    credential: &Credential,
+) -> Result<(v1::ttp_client::TtpClient<Channel>, String), HspError> {
+    let tls_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+        .map_err(|e| HspError::Certificate(e.to_string()))?;
+    let tls_public = tls_key.public_key_raw().to_vec();
+    let signature = signer
+        .sign(&[b"vitalgate/1 service certificate".as_slice(), &tls_public].concat())
+        .map_err(|e| HspError::Certificate(e.to_string()))?;
+    let issued = ttp
+        .issue_service_certificate(v1::IssueServiceCertificateRequest {
+            credential: credential.encode(),
+            tls_public_key: tls_public,
+            signature: signature.to_vec(),
+            dns_names: vec!["localhost".into()],
+        })
+        .await?
+        .into_inner();
+    let key_pem = tls_key.serialize_pem();
+    let channel = vitalgate_rpc::ttp_channel(
+        &config.ttp_url,
+        &config.ttp_ca_pem,
+        Some((&issued.certificate_pem, &key_pem)),
+    )
+    .await?;
+    Ok((v1::ttp_client::TtpClient::new(channel), issued.spiffe_id))
+}

@@ -1,0 +1,230 @@
+//! What an HSP replica holds while it runs, each part behind a narrow
+//! accessor: the modules that serve devices, clinicians and administrators
+//! reach the part they need and nothing else.
+
+use std::sync::Arc;
+
+use tonic::Status;
+use vitalgate_core::credential::{KnownCredential, Role, RoleSet};
+use vitalgate_core::handshake::ResponderConfig;
+use vitalgate_core::provider::AwsLc;
+use vitalgate_core::replay::InMemoryReplayCache;
+use vitalgate_rpc::admin::AdminToken;
+use vitalgate_store::Store;
+
+use crate::alerts::AlertRaiser;
+use crate::factors::FactorVerifier;
+use crate::live::LiveSessions;
+use crate::login::TicketBook;
+use crate::policy::Action;
+use crate::revocation::TtpLink;
+use crate::stats::HspStats;
+use crate::trust::Peers;
+use crate::vault::SecretVault;
+use crate::writer::VitalsWriter;
+use crate::HspConfig;
+
+/// One replica's state; `Hsp` is a cheap handle to it.
+pub struct State {
+    config: HspConfig,
+    store: Arc<dyn Store>,
+    serial: u64,
+    /// For device sessions: devices only.
+    device_responder: ResponderConfig<AwsLc>,
+    /// For logins: devices (patients' apps) and clinicians.
+    login_responder: ResponderConfig<AwsLc>,
+    prefilter: InMemoryReplayCache,
+    peers: Arc<Peers>,
+    factors: FactorVerifier,
+    tickets: TicketBook,
+    live: Arc<LiveSessions>,
+    stats: Arc<HspStats>,
+    writer: VitalsWriter,
+    alerts: AlertRaiser,
+    vault: Arc<SecretVault>,
+    admin: AdminToken,
+    ttp: TtpLink,
+}
+
+/// Who this replica is: its credential, its signing key, and the SPIFFE ID
+/// its TTP link is certified under.
+pub(crate) struct ServiceIdentity {
+    pub(crate) identity: vitalgate_rpc::identity::Identity,
+    pub(crate) ttp: TtpLink,
+}
+
+impl State {
+    /// Assembles a replica from what `Hsp::open` obtained (the identity and
+    /// the TTP link, the peers it trusts, the data key, the administrators'
+    /// token) and what follows from the configuration.
+    pub(crate) async fn assemble(
+        config: HspConfig,
+        store: Arc<dyn Store>,
+        service: ServiceIdentity,
+        peers: Peers,
+        vault: Arc<SecretVault>,
+        admin: AdminToken,
+    ) -> Result<Self, crate::HspError> {
+        let ServiceIdentity { identity, ttp } = service;
+        let responder = |roles: RoleSet| {
+            let mut responder = ResponderConfig::new(
+                Box::new(identity.signer()),
+                KnownCredential::new::<AwsLc>(identity.credential.clone()),
+                roles,
+            );
+            responder.skew_window_secs = config.skew_window_secs;
+            responder
+        };
+        let device_responder = responder(RoleSet::only(Role::Device));
+        let login_responder = responder(crate::trust::LOGIN_ROLES);
+        let stats = Arc::new(HspStats::default());
+        let alerts = AlertRaiser::new(store.clone(), config.clock.clone(), config.alerts.clone());
+        let writer = VitalsWriter::start_notifying(
+            store.clone(),
+            stats.clone(),
+            config.max_write_samples,
+            Some(alerts.start()),
+        );
+        let factors = FactorVerifier::for_replica(&config, store.clone(), vault.clone()).await?;
+        Ok(Self {
+            serial: identity.credential.serial(),
+            ttp,
+            vault,
+            admin,
+            device_responder,
+            login_responder,
+            factors,
+            tickets: TicketBook::default(),
+            peers: Arc::new(peers),
+            prefilter: InMemoryReplayCache::new(config.prefilter_capacity),
+            live: Arc::new(LiveSessions::new(stats.clone())),
+            writer,
+            alerts,
+            stats,
+            store,
+            config,
+        })
+    }
+
+    /// The replica's own credential serial.
+    pub(crate) fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// The settings the replica started with.
+    pub(crate) fn config(&self) -> &HspConfig {
+        &self.config
+    }
+
+    /// The store all replicas share.
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Unix seconds now, by the replica's clock.
+    pub(crate) fn now(&self) -> u64 {
+        self.config.clock.now()
+    }
+
+    /// Unix milliseconds now, by the replica's clock.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.config.clock.now_ms()
+    }
+
+    /// Writes an audit event (a failure is logged, never fatal).
+    pub(crate) async fn audit(&self, kind: &str, actor: &str, subject: &str, detail: &str) {
+        vitalgate_rpc::audit(
+            &*self.store,
+            &*self.config.clock,
+            kind,
+            actor,
+            subject,
+            detail,
+        )
+        .await
+    }
+
+    /// Writes an audit event that must exist for the caller to go on (a
+    /// read of patients' data): UNAVAILABLE when it cannot be written.
+    pub(crate) async fn audit_required(
+        &self,
+        kind: &str,
+        actor: &str,
+        subject: &str,
+        detail: &str,
+    ) -> Result<(), Status> {
+        vitalgate_rpc::audit_required(
+            &*self.store,
+            &*self.config.clock,
+            kind,
+            actor,
+            subject,
+            detail,
+        )
+        .await
+    }
+
+    /// The handshake's responder settings for `action`: device sessions
+    /// accept devices only; logins accept devices and clinicians.
+    pub(crate) fn responder(&self, action: Action) -> &ResponderConfig<AwsLc> {
+        match action {
+            Action::StreamVitals => &self.device_responder,
+            Action::Login | Action::BreakGlass | Action::Portal => &self.login_responder,
+        }
+    }
+
+    /// The in-memory replay pre-filter for first messages.
+    pub(crate) fn prefilter(&self) -> &InMemoryReplayCache {
+        &self.prefilter
+    }
+
+    /// The TTP's keys and revocations, and the peers' credentials.
+    pub(crate) fn peers(&self) -> &Arc<Peers> {
+        &self.peers
+    }
+
+    /// The policy and what factors are checked with.
+    pub(crate) fn factors(&self) -> &FactorVerifier {
+        &self.factors
+    }
+
+    /// Tickets of logins through this replica.
+    pub(crate) fn tickets(&self) -> &TicketBook {
+        &self.tickets
+    }
+
+    /// The live-session registry.
+    pub(crate) fn live(&self) -> &Arc<LiveSessions> {
+        &self.live
+    }
+
+    /// The counters.
+    pub(crate) fn counters(&self) -> &Arc<HspStats> {
+        &self.stats
+    }
+
+    /// The one writer of vitals for this replica.
+    pub(crate) fn writer(&self) -> &VitalsWriter {
+        &self.writer
+    }
+
+    /// Raises alerts on what the writer stored, and on silence.
+    pub(crate) fn alerts(&self) -> &AlertRaiser {
+        &self.alerts
+    }
+
+    /// Seals and opens patients' records and factor secrets.
+    pub(crate) fn vault(&self) -> &SecretVault {
+        &self.vault
+    }
+
+    /// The administrators' bearer token.
+    pub(crate) fn admin(&self) -> &AdminToken {
+        &self.admin
+    }
+
+    /// The TTP over mutual TLS.
+    pub(crate) fn ttp(&self) -> &TtpLink {
+        &self.ttp
+    }
+}
