@@ -3,7 +3,26 @@
 use tonic::{Request, Response, Status};
 use vitalgate_proto::v1;
 
+use crate::factors::FactorFailure;
 use crate::{login, session, Hsp};
+
+/// The status for a factor that was not proven (the HSP's one mapping of
+/// factor failures to gRPC; the portal's to HTTP is in `portal/error.rs`).
+pub(crate) fn factor_status(failure: &FactorFailure) -> Status {
+    let message = failure.to_string();
+    match failure {
+        FactorFailure::NotAllowed(_) => Status::permission_denied(message),
+        FactorFailure::Malformed(_) => Status::invalid_argument(message),
+        FactorFailure::Refused { .. }
+        | FactorFailure::Reused { .. }
+        | FactorFailure::NotEnrolled { .. } => Status::unauthenticated(message),
+        FactorFailure::Throttled { .. } => Status::resource_exhausted(message),
+        FactorFailure::Disabled => Status::failed_precondition(message),
+        FactorFailure::Unavailable(_) => Status::failed_precondition(message),
+        FactorFailure::Unreadable(_) => Status::data_loss(message),
+        FactorFailure::Store(e) => vitalgate_rpc::store_status(e),
+    }
+}
 
 type FrameStream =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::HspFrame, Status>> + Send>>;

@@ -240,8 +240,8 @@ pub(crate) async fn authenticate(
         let challenges = factors
             .round(&binding, verified.factor_messages())
             .await
-            .map_err(|status| Refusal {
-                status,
+            .map_err(|failure| Refusal {
+                status: crate::grpc::factor_status(&failure),
                 audit_kind: "handshake.failed",
             })?;
         if challenges.is_empty() {

@@ -38,7 +38,7 @@ use vitalgate_store::AttemptLimit;
 use super::client::client_address;
 use super::session::{BreakGlassGrant, Clinician, SessionData};
 use super::{ApiError, Portal};
-use crate::factors::{otp_label, OTP_SCOPE};
+use crate::factors::{FactorFailure, OTP_SCOPE};
 use crate::guesses::{borrowed, GuessCounters, Guesser};
 use crate::policy::Action;
 
@@ -443,61 +443,24 @@ impl Portal {
     /// meanwhile, by an administrator or a revocation, no longer counts) and
     /// claims its time step.
     async fn check_code(&self, user: &str, code: &str) -> Result<(), ApiError> {
-        let inner = &*self.hsp;
-        let store = &**inner.store();
         if code.is_empty() {
             return Err(ApiError::bad_request(
                 "Enter the code from your authenticator app.",
             ));
         }
-        self.begin_attempts(
-            &[(OTP_SCOPE, user, &inner.factors().policy.otp_limit)],
-            user,
-        )
-        .await?;
-        let refused = |why: &'static str| async move {
-            self.hsp.audit("login.failed", user, "portal", why).await;
-            why
+        let Err(failure) = self.hsp.factors().check_totp(user, code).await else {
+            return Ok(());
         };
-        let Some(sealed) = store
-            .factor(user, FactorKind::Otp as u8)
-            .await
-            .map_err(|e| ApiError::store(&e))?
-        else {
-            let why = refused("no authenticator is set up for this account").await;
-            return Err(ApiError::unauthorized(&format!(
-                "{}{why}. Ask an administrator for a setup token.",
-                why[..1].to_uppercase()
-            )));
+        let reason = match &failure {
+            FactorFailure::Refused { reason, .. } => Some(*reason),
+            FactorFailure::Reused { .. } => Some("one-time code already used"),
+            FactorFailure::NotEnrolled { what, .. } => Some(*what),
+            _ => None,
         };
-        let secret = inner
-            .vault()
-            .open(&otp_label(user), &sealed)
-            .map(zeroize::Zeroizing::new)
-            .ok_or_else(|| ApiError::internal("the TOTP secret does not open"))?;
-        match vitalgate_otp::verify_and_claim(
-            store,
-            user,
-            &secret,
-            code,
-            self.hsp.now(),
-            &inner.factors().totp,
-        )
-        .await
-        {
-            Ok(_) => Ok(()),
-            Err(vitalgate_otp::OtpError::Reused) => {
-                refused("one-time code already used").await;
-                Err(ApiError::unauthorized(
-                    "That code was already used. Wait for the next one.",
-                ))
-            }
-            Err(vitalgate_otp::OtpError::Store(e)) => Err(ApiError::store(&e)),
-            Err(_) => {
-                refused("one-time code refused").await;
-                Err(ApiError::unauthorized("That code is not right."))
-            }
+        if let Some(reason) = reason {
+            self.hsp.audit("login.failed", user, "portal", reason).await;
         }
+        Err(failure.into())
     }
 
     /// The assurance a portal login reaches: password and code, AAL2.

@@ -11,11 +11,13 @@
 mod admin;
 mod api;
 mod client;
+mod error;
 mod login;
 mod session;
 mod tls;
 
 pub use client::TrustedProxy;
+pub(crate) use error::ApiError;
 pub use login::code_mac;
 pub use tls::PortalTls;
 
@@ -30,8 +32,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
-use axum::{Json, Router};
-use serde::Serialize;
+use axum::Router;
 
 use crate::Hsp;
 
@@ -103,73 +104,6 @@ pub(crate) struct Portal {
 struct Asset {
     body: axum::body::Bytes,
     content_type: &'static str,
-}
-
-/// An API error: a status and a sentence a clinician can act on.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, message: &str) -> Self {
-        Self {
-            status,
-            message: message.to_string(),
-        }
-    }
-    pub(crate) fn bad_request(message: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-    pub(crate) fn unauthorized(message: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, message)
-    }
-    pub(crate) fn forbidden(message: &str) -> Self {
-        Self::new(StatusCode::FORBIDDEN, message)
-    }
-    pub(crate) fn not_found(message: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, message)
-    }
-    pub(crate) fn internal(message: &str) -> Self {
-        tracing::error!(message, "portal request failed");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Something went wrong on the server.",
-        )
-    }
-    /// A store error: throttling says when to retry; the rest is the server's fault.
-    pub(crate) fn store(error: &vitalgate_store::StoreError) -> Self {
-        use vitalgate_store::StoreError;
-        match error {
-            StoreError::Throttled { retry_after_secs } => Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                &format!("Too many failed attempts. Try again in {retry_after_secs} seconds."),
-            ),
-            StoreError::FactorDisabled => Self::forbidden(
-                "Too many failed attempts: this factor is disabled until an administrator resets it.",
-            ),
-            StoreError::Conflict(why) => Self::new(StatusCode::CONFLICT, why),
-            other => Self::internal(&other.to_string()),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(ErrorBody {
-                error: &self.message,
-            }),
-        )
-            .into_response()
-    }
 }
 
 fn content_type(path: &Path) -> &'static str {

@@ -8,12 +8,16 @@
 //! when the challenge is sent (threat 12). Refusals say which factor failed and
 //! nothing more: no score, no distance, no "unknown user".
 
+mod checks;
+mod error;
+
+pub use error::FactorFailure;
+
 use rand_core::{OsRng, RngCore};
-use tonic::Status;
 use vitalgate_core::factor::{FactorBinding, FactorKind, FactorMessage, FactorSet};
 use vitalgate_password::ServerLoginState;
+use vitalgate_rpc::audit;
 use vitalgate_rpc::clock::{Clock, SharedClock};
-use vitalgate_rpc::{audit, store_status};
 use vitalgate_store::{AttemptLimit, StoreError};
 
 use std::sync::Arc;
@@ -35,6 +39,9 @@ pub(crate) fn contact_label(subject: &str) -> String {
 
 /// The purpose out-of-band codes for logins are sent for.
 const OOB_PURPOSE: &str = "vitalgate sign-in";
+
+const NO_SENDER: FactorFailure =
+    FactorFailure::Unavailable("this HSP has no sender for out-of-band codes");
 
 /// Counts a guess on each (scope, key) under its limit, all or none (one
 /// statement where the store allows), before the guess is checked. A
@@ -256,7 +263,7 @@ impl<'a> FactorRun<'a> {
         &mut self,
         binding: &FactorBinding,
         messages: &[FactorMessage],
-    ) -> Result<Vec<FactorMessage>, Status> {
+    ) -> Result<Vec<FactorMessage>, FactorFailure> {
         // The policy first, for the whole round: a factor it does not allow
         // fails the handshake before any other factor is tried or counted.
         if let Some(kind) = messages
@@ -264,8 +271,8 @@ impl<'a> FactorRun<'a> {
             .map(|m| m.kind)
             .find(|k| !self.rule.allowed.contains(*k) || *k == FactorKind::Card)
         {
-            return Err(Status::permission_denied(format!(
-                "the policy does not allow the {kind:?} factor here"
+            return Err(FactorFailure::NotAllowed(format!(
+                "the {kind:?} factor here"
             )));
         }
         let awaited = std::mem::take(&mut self.pending);
@@ -275,7 +282,7 @@ impl<'a> FactorRun<'a> {
         for message in messages {
             let kind = message.kind;
             if seen.contains(kind) || self.proven.contains(kind) {
-                return Err(Status::invalid_argument(format!(
+                return Err(FactorFailure::Malformed(format!(
                     "{kind:?} factor message out of order"
                 )));
             }
@@ -300,7 +307,7 @@ impl<'a> FactorRun<'a> {
             }
         }
         if let Some(unanswered) = awaited.into_iter().flatten().next() {
-            return Err(Status::invalid_argument(format!(
+            return Err(FactorFailure::Malformed(format!(
                 "the {:?} factor was challenged and not answered",
                 unanswered.kind()
             )));
@@ -314,7 +321,7 @@ impl<'a> FactorRun<'a> {
         binding: &FactorBinding,
         kind: FactorKind,
         payload: &[u8],
-    ) -> Result<Option<(Vec<u8>, Pending)>, Status> {
+    ) -> Result<Option<(Vec<u8>, Pending)>, FactorFailure> {
         let inner = self.verifier;
         let store = &*inner.store;
         let policy = &inner.policy;
@@ -322,10 +329,10 @@ impl<'a> FactorRun<'a> {
         match kind {
             FactorKind::Password => {
                 let (user, ke1) = vitalgate_password::decode_login_request(payload)
-                    .map_err(|e| Status::invalid_argument(format!("password factor: {e}")))?;
+                    .map_err(|e| FactorFailure::Malformed(format!("password factor: {e}")))?;
                 if user != self.subject {
-                    return Err(Status::permission_denied(
-                        "the password's account is not the credential's subject",
+                    return Err(FactorFailure::NotAllowed(
+                        "a password for another account than the credential's subject".into(),
                     ));
                 }
                 let counters = GuessCounters::of(
@@ -337,10 +344,7 @@ impl<'a> FactorRun<'a> {
                 );
                 self.begin(&counters.attempts()).await?;
                 // Unknown users get a fake record: KE2 looks the same (threat 10).
-                let record = store
-                    .factor(user, FactorKind::Password as u8)
-                    .await
-                    .map_err(|e| store_status(&e))?;
+                let record = store.factor(user, FactorKind::Password as u8).await?;
                 let (ke2, state) = vitalgate_password::login_start(
                     &inner.opaque,
                     user,
@@ -349,49 +353,24 @@ impl<'a> FactorRun<'a> {
                     &binding.0,
                     &mut OsRng,
                 )
-                .map_err(|e| Status::invalid_argument(format!("password factor: {e}")))?;
+                .map_err(|e| FactorFailure::Malformed(format!("password factor: {e}")))?;
                 Ok(Some((ke2, Pending::Password { state, counters })))
             }
             FactorKind::Otp => {
                 let code = std::str::from_utf8(payload)
-                    .map_err(|_| Status::invalid_argument("one-time code: not text"))?;
-                self.begin(&[(OTP_SCOPE, &self.subject, &policy.otp_limit)])
-                    .await?;
-                let sealed = store
-                    .factor(&self.subject, FactorKind::Otp as u8)
-                    .await
-                    .map_err(|e| store_status(&e))?
-                    .ok_or_else(|| self.refuse(kind, "no one-time code is enrolled"))?;
-                let secret = inner
-                    .vault
-                    .open(&otp_label(&self.subject), &sealed)
-                    .map(zeroize::Zeroizing::new)
-                    .ok_or_else(|| Status::data_loss("the TOTP secret does not open"))?;
-                match vitalgate_otp::verify_and_claim(
-                    store,
-                    &self.subject,
-                    &secret,
-                    code,
-                    now,
-                    &inner.totp,
-                )
-                .await
-                {
-                    Ok(_) => {
+                    .map_err(|_| FactorFailure::Malformed("one-time code: not text".into()))?;
+                match inner.check_totp(&self.subject, code).await {
+                    Ok(()) => {
                         self.clear(OTP_SCOPE, &self.subject).await;
                         Ok(None)
                     }
-                    Err(vitalgate_otp::OtpError::Reused) => {
-                        Err(self.failed(kind, "one-time code already used").await)
-                    }
-                    Err(vitalgate_otp::OtpError::Store(e)) => Err(store_status(&e)),
-                    Err(_) => Err(self.failed(kind, "one-time code refused").await),
+                    Err(failure) => Err(self.failed(failure).await),
                 }
             }
             FactorKind::Biometric => {
                 if !payload.is_empty() {
-                    return Err(Status::invalid_argument(
-                        "biometric factor: the first message is empty",
+                    return Err(FactorFailure::Malformed(
+                        "biometric factor: the first message is empty".into(),
                     ));
                 }
                 self.begin(&[(BIOMETRIC_SCOPE, &self.subject, &policy.biometric_limit)])
@@ -402,30 +381,29 @@ impl<'a> FactorRun<'a> {
             }
             FactorKind::OutOfBand => {
                 if !payload.is_empty() {
-                    return Err(Status::invalid_argument(
-                        "out-of-band factor: the first message is empty",
+                    return Err(FactorFailure::Malformed(
+                        "out-of-band factor: the first message is empty".into(),
                     ));
                 }
-                let oob = inner.oob.as_ref().ok_or_else(|| {
-                    Status::failed_precondition("this HSP has no sender for out-of-band codes")
-                })?;
+                let oob = inner.oob.as_ref().ok_or(NO_SENDER)?;
                 let sealed = store
                     .factor(&self.subject, FactorKind::OutOfBand as u8)
-                    .await
-                    .map_err(|e| store_status(&e))?
-                    .ok_or_else(|| self.refuse(kind, "no address is enrolled for codes"))?;
+                    .await?
+                    .ok_or(FactorFailure::NotEnrolled {
+                        kind,
+                        what: "no address is enrolled for codes",
+                    })?;
                 let destination = inner
                     .vault
                     .open(&contact_label(&self.subject), &sealed)
                     .and_then(|bytes| decode_destination(&bytes))
-                    .ok_or_else(|| Status::data_loss("the code address does not open"))?;
+                    .ok_or(FactorFailure::Unreadable("the code address does not open"))?;
                 oob.send(&self.subject, &destination, OOB_PURPOSE, now)
-                    .await
-                    .map_err(oob_status)?;
+                    .await?;
                 Ok(Some((Vec::new(), Pending::OutOfBand)))
             }
-            FactorKind::Card => Err(Status::permission_denied(
-                "the card factor is the credential signature, not a message",
+            FactorKind::Card => Err(FactorFailure::NotAllowed(
+                "the card factor as a message (it is the credential's signature)".into(),
             )),
         }
     }
@@ -436,7 +414,7 @@ impl<'a> FactorRun<'a> {
         binding: &FactorBinding,
         pending: Pending,
         payload: &[u8],
-    ) -> Result<(), Status> {
+    ) -> Result<(), FactorFailure> {
         let store = &*self.verifier.store;
         match pending {
             Pending::Password { state, counters } => {
@@ -449,31 +427,25 @@ impl<'a> FactorRun<'a> {
                         }
                         Ok(())
                     }
-                    Err(_) => Err(self.failed(FactorKind::Password, "password refused").await),
+                    Err(_) => Err(self.refused(FactorKind::Password, "password refused").await),
                 }
             }
             Pending::OutOfBand => {
                 let code = std::str::from_utf8(payload)
-                    .map_err(|_| Status::invalid_argument("out-of-band code: not text"))?;
-                let oob = self.verifier.oob.as_ref().ok_or_else(|| {
-                    Status::failed_precondition("this HSP has no sender for out-of-band codes")
-                })?;
+                    .map_err(|_| FactorFailure::Malformed("out-of-band code: not text".into()))?;
+                let oob = self.verifier.oob.as_ref().ok_or(NO_SENDER)?;
                 match oob
                     .verify(&self.subject, OOB_PURPOSE, code, self.verifier.clock.now())
                     .await
                 {
                     Ok(()) => Ok(()),
-                    Err(vitalgate_otp::OobError::Rejected) => {
-                        Err(self.failed(FactorKind::OutOfBand, "code refused").await)
-                    }
-                    Err(e) => Err(oob_status(e)),
+                    Err(e) => Err(self.failed(e.into()).await),
                 }
             }
             Pending::Biometric { challenge } => {
                 let key = store
                     .factor(&self.subject, FactorKind::Biometric as u8)
-                    .await
-                    .map_err(|e| store_status(&e))?;
+                    .await?;
                 let verified = key
                     .as_deref()
                     .and_then(|k| <&[u8; 32]>::try_from(k).ok())
@@ -486,22 +458,21 @@ impl<'a> FactorRun<'a> {
                     Ok(())
                 } else {
                     Err(self
-                        .failed(FactorKind::Biometric, "biometric refused")
+                        .refused(FactorKind::Biometric, "biometric refused")
                         .await)
                 }
             }
         }
     }
 
-    async fn begin(&self, attempts: &[(&str, &str, &AttemptLimit)]) -> Result<(), Status> {
-        begin_attempts(
+    async fn begin(&self, attempts: &[(&str, &str, &AttemptLimit)]) -> Result<(), FactorFailure> {
+        Ok(begin_attempts(
             &*self.verifier.store,
             &*self.verifier.clock,
             attempts,
             &self.subject,
         )
-        .await
-        .map_err(|e| store_status(&e))
+        .await?)
     }
 
     async fn clear(&self, scope: &str, key: &str) {
@@ -510,21 +481,27 @@ impl<'a> FactorRun<'a> {
         }
     }
 
-    fn refuse(&self, kind: FactorKind, why: &str) -> Status {
-        Status::unauthenticated(format!("{kind:?} factor: {why}"))
+    async fn refused(&self, kind: FactorKind, reason: &'static str) -> FactorFailure {
+        self.failed(FactorFailure::Refused { kind, reason }).await
     }
 
-    async fn failed(&self, kind: FactorKind, why: &str) -> Status {
-        audit(
-            &*self.verifier.store,
-            &*self.verifier.clock,
-            "factor.failed",
-            &self.subject,
-            &format!("{kind:?}"),
-            why,
-        )
-        .await;
-        self.refuse(kind, why)
+    /// Audits a factor that was checked and not proven; returns `failure`.
+    async fn failed(&self, failure: FactorFailure) -> FactorFailure {
+        if let FactorFailure::Refused { kind, .. }
+        | FactorFailure::Reused { kind }
+        | FactorFailure::NotEnrolled { kind, .. } = &failure
+        {
+            audit(
+                &*self.verifier.store,
+                &*self.verifier.clock,
+                "factor.failed",
+                &self.subject,
+                &format!("{kind:?}"),
+                &failure.to_string(),
+            )
+            .await;
+        }
+        failure
     }
 }
 
@@ -539,21 +516,5 @@ fn decode_destination(bytes: &[u8]) -> Option<vitalgate_otp::Destination> {
         ("email", address) => Some(vitalgate_otp::Destination::Email(address.to_string())),
         ("phone", number) => Some(vitalgate_otp::Destination::Phone(number.to_string())),
         _ => None,
-    }
-}
-
-fn oob_status(error: vitalgate_otp::OobError) -> Status {
-    use vitalgate_otp::OobError;
-    match error {
-        OobError::Throttled { retry_after_secs } => Status::resource_exhausted(format!(
-            "too many out-of-band codes; try again in {retry_after_secs} s"
-        )),
-        OobError::Disabled => Status::failed_precondition("out-of-band codes are disabled"),
-        OobError::Rejected => Status::unauthenticated("OutOfBand factor: code refused"),
-        OobError::Store(e) => store_status(&e),
-        other => {
-            tracing::warn!(error = %other, "out-of-band code not sent");
-            Status::unavailable("the code could not be sent")
-        }
     }
 }
