@@ -8,7 +8,7 @@ rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 
 await build({
-  entryPoints: ["src/app.js"],
+  entryPoints: ["src/main.js"],
   bundle: true,
   format: "esm",
   target: "es2020",
