@@ -23,3 +23,14 @@ export function wholeNumberIn(text, min, max) {
   const n = Number(text);
   return Number.isInteger(n) && n >= min && n <= max ? n : null;
 }
+
+// The time of day of `ms`, with the date when it is not `nowMs`'s day (an
+// alert left open overnight). `locale` and `timeZone` default to the
+// browser's; the tests pass their own.
+export function clockTime(ms, nowMs, { locale, timeZone } = {}) {
+  const day = new Intl.DateTimeFormat(locale, { timeZone, year: "numeric", month: "2-digit", day: "2-digit" });
+  const time = new Intl.DateTimeFormat(locale, { timeZone, hour: "numeric", minute: "2-digit" }).format(ms);
+  if (day.format(ms) === day.format(nowMs)) return time;
+  const date = new Intl.DateTimeFormat(locale, { timeZone, day: "numeric", month: "short" }).format(ms);
+  return `${date}, ${time}`;
+}

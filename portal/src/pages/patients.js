@@ -1,42 +1,76 @@
 // The care team's patients: their newest vitals, its age and open alerts,
-// refreshed every few seconds.
+// refreshed every few seconds. Patients with open alerts come first. A
+// table on a wide screen; on a narrow one the stylesheet lays each row out
+// as a card, alerts at the top, each value under its label (data-label).
+import { alertText, openAlertsFirst } from "../alerts.js";
 import { api } from "../api.js";
 import { age } from "../format.js";
 import { renderTemplate } from "../shell.js";
+import { STALE_MS, VITALS, beyondThreshold, formatPressure, formatVital } from "../vitals.js";
 
 const REFRESH_MS = 3000;
-const STALE_MS = 60_000;
 
-function patientRow(p, skew) {
+function cell(tr, cls, label) {
+  const td = document.createElement("td");
+  td.className = cls;
+  if (label) td.dataset.label = label;
+  tr.append(td);
+  return td;
+}
+
+// A value, coloured and marked "high" or "low" (in words, not colour alone)
+// beyond its alert threshold.
+function valueCell(tr, label, text, beyond) {
+  const td = cell(tr, "vital", label);
+  td.textContent = text;
+  if (beyond) {
+    td.classList.add("beyond");
+    const flag = document.createElement("span");
+    flag.className = "flag";
+    flag.textContent = beyond;
+    td.append(" ", flag);
+  }
+  return td;
+}
+
+function patientRow(p, serverNow) {
   const tr = document.createElement("tr");
-  const cell = (text, cls) => {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    tr.append(td);
-    return td;
-  };
-  const first = document.createElement("td");
+  tr.dataset.patient = p.pseudonym;
+  const name = cell(tr, "patient");
   const link = document.createElement("a");
   link.href = `#/patient/${encodeURIComponent(p.pseudonym)}`;
   link.textContent = p.name;
-  first.append(link, document.createTextNode(` (${p.pseudonym})`));
-  tr.append(first);
+  const pseudonym = document.createElement("span");
+  pseudonym.className = "pseudonym";
+  pseudonym.textContent = `(${p.pseudonym})`;
+  name.append(link, " ", pseudonym);
+
   const l = p.latest;
-  cell(l ? `${l.hr.toFixed(0)} /min` : "—");
-  cell(l ? `${l.spo2.toFixed(0)} %` : "—");
-  cell(l ? `${l.rr.toFixed(0)} /min` : "—");
-  cell(l ? `${l.temp.toFixed(1)} °C` : "—");
-  cell(l ? `${l.sys.toFixed(0)}/${l.dia.toFixed(0)} mmHg` : "—");
-  const ageMs = l ? Date.now() - skew - l.t : null;
-  cell(l ? age(ageMs) : "no data yet", l && ageMs > STALE_MS ? "stale" : "");
-  const alerts = document.createElement("td");
-  const badge = document.createElement("span");
-  badge.className = p.open_alerts.length ? "badge alert" : "badge none";
-  badge.textContent = p.open_alerts.length ? p.open_alerts.map((a) => a.rule).join(", ") : "none";
-  alerts.append(badge);
-  tr.append(alerts);
-  tr.dataset.patient = p.pseudonym;
+  for (const key of ["hr", "spo2", "rr", "temp"]) {
+    valueCell(tr, VITALS[key].short, l ? formatVital(key, l[key]) : "—", l && beyondThreshold(key, l[key]));
+  }
+  const pressure = valueCell(tr, "Blood pressure", l ? formatPressure(l) : "—", l && beyondThreshold("sys", l.sys));
+  pressure.classList.add("pressure");
+
+  const ageMs = l ? serverNow - l.t : null;
+  const stale = l !== null && ageMs > STALE_MS;
+  tr.classList.toggle("stale", stale);
+  cell(tr, stale ? "age stale" : "age", "Newest sample").textContent = l ? age(ageMs) : "no data yet";
+
+  const alerts = cell(tr, "alerts");
+  if (p.open_alerts.length === 0) {
+    const none = document.createElement("span");
+    none.className = "badge none";
+    none.textContent = "none";
+    alerts.append(none);
+  }
+  for (const a of p.open_alerts) {
+    const badge = document.createElement("span");
+    badge.className = "badge alert";
+    badge.dataset.rule = a.rule;
+    badge.textContent = alertText(a, serverNow);
+    alerts.append(badge);
+  }
   return tr;
 }
 
@@ -53,9 +87,9 @@ export function mount(main) {
       const view = await api("/api/patients", undefined, { poll: !first });
       first = false;
       if (stopped) return;
-      // The server's clock against ours, so ages are right on a skewed device.
-      const skew = Date.now() - view.now_ms;
-      rows.replaceChildren(...view.patients.map((p) => patientRow(p, skew)));
+      // Ages by the server's clock, so they are right on a device whose clock is off.
+      const serverNow = view.now_ms;
+      rows.replaceChildren(...openAlertsFirst(view.patients).map((p) => patientRow(p, serverNow)));
       main.querySelector("[data-empty]").hidden = view.patients.length > 0;
       updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     } catch (e) {
