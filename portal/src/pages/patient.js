@@ -1,26 +1,29 @@
 // One patient: an hour of vitals as charts that update live (server-sent
 // events), the patient's alerts with acknowledgement, and the break-glass
 // note when that is how the clinician got here.
+import { alertText } from "../alerts.js";
 import { api } from "../api.js";
 import { refreshSession } from "../auth.js";
-import { CHARTS, createPlot, plotData } from "../charts.js";
+import { CHARTS, createChart, gapLimitMs } from "../charts.js";
 import { age } from "../format.js";
 import { renderTemplate, setBanner } from "../shell.js";
+import { STALE_MS, VITALS, beyondThreshold } from "../vitals.js";
 
 // The charts show the last hour, as the server's history does.
 const WINDOW_MS = 3600 * 1000;
 
-function alertList(container, alerts, onAck) {
+// The alerts, newest open ones first as the server sends them; an open one
+// with its Acknowledge button (`onAck(id, button)`).
+function alertList(container, alerts, nowMs, onAck) {
   container.replaceChildren(
     ...alerts.map((a) => {
       const row = document.createElement("div");
       row.className = a.acknowledged_at_ms ? "alert acknowledged" : "alert";
       row.dataset.rule = a.rule;
       const text = document.createElement("span");
-      const when = new Date(a.raised_at_ms).toLocaleTimeString();
       text.textContent = a.acknowledged_at_ms
-        ? `${a.detail} (${when}; acknowledged by ${a.acknowledged_by})`
-        : `Alert: ${a.detail} (${when})`;
+        ? `${alertText(a, nowMs)}; acknowledged by ${a.acknowledged_by}`
+        : `Alert: ${alertText(a, nowMs)}`;
       row.append(text);
       if (!a.acknowledged_at_ms) {
         const button = document.createElement("button");
@@ -35,7 +38,7 @@ function alertList(container, alerts, onAck) {
   );
 }
 
-// A chart's box, its header (title, newest value, its age) and its plot.
+// A chart's box: its header (title, newest value, its age) and its plot.
 function chartBox(container, spec) {
   const box = document.createElement("section");
   box.className = "chart";
@@ -48,9 +51,30 @@ function chartBox(container, spec) {
   const ageEl = document.createElement("span");
   ageEl.className = "age";
   h2.append(title, value, ageEl);
-  box.append(h2);
+  const plotBox = document.createElement("div");
+  plotBox.className = "plot";
+  box.append(h2, plotBox);
   container.append(box);
-  return { spec, plot: createPlot(spec, box), value, ageEl, box };
+  return { spec, chart: createChart(spec, plotBox), value, ageEl, box };
+}
+
+// The newest values of a chart's vitals ("121/79 mmHg"), marked "high" or
+// "low" beyond an alert threshold.
+function showNewest(c, newest) {
+  if (!newest) {
+    c.value.textContent = "—";
+    return;
+  }
+  const keys = c.spec.series.map(([key]) => key);
+  const beyond = keys.map((key) => beyondThreshold(key, newest[key])).find(Boolean);
+  c.value.textContent = `${keys.map((key) => newest[key].toFixed(VITALS[key].digits)).join("/")} ${c.spec.unit}`;
+  c.value.classList.toggle("beyond", Boolean(beyond));
+  if (beyond) {
+    const flag = document.createElement("span");
+    flag.className = "flag";
+    flag.textContent = beyond;
+    c.value.append(" ", flag);
+  }
 }
 
 function showHeader(main, view) {
@@ -66,44 +90,49 @@ function showHeader(main, view) {
 
 // Shows the patient from `view` and follows it live; returns the stop.
 function follow(main, pseudonym, view) {
+  // The server's clock against ours, so ages are right on a device whose clock is off.
   const skew = Date.now() - view.now_ms;
+  const serverNow = () => Date.now() - skew;
   showHeader(main, view);
 
   const alertsBox = main.querySelector("[data-alerts]");
   let alerts = view.alerts;
+  const showAlerts = () => alertList(alertsBox, alerts, serverNow(), ack);
   const ack = async (id, button) => {
     button.disabled = true;
     try {
       const updated = await api(`/api/alerts/${id}/acknowledge`, {});
       alerts = alerts.map((a) => (a.id === id ? updated : a));
-      alertList(alertsBox, alerts, ack);
+      showAlerts();
     } catch (e) {
       button.disabled = false;
       setBanner(e.message);
     }
   };
-  alertList(alertsBox, alerts, ack);
+  showAlerts();
 
   const samples = [...view.history];
   const chartsBox = main.querySelector("[data-charts]");
   const charts = CHARTS.map((spec) => chartBox(chartsBox, spec));
   const redraw = () => {
-    const now = Date.now() - skew;
+    const now = serverNow();
     while (samples.length && samples[0].t < now - WINDOW_MS) samples.shift();
     const newest = samples[samples.length - 1];
+    const gapMs = gapLimitMs(samples);
     for (const c of charts) {
-      c.plot.setData(plotData(samples, c.spec));
-      c.value.textContent = newest
-        ? c.spec.series.map(([key]) => newest[key].toFixed(c.spec.digits)).join("/") + " " + c.spec.unit
-        : "—";
+      c.chart.setSamples(samples, gapMs);
+      showNewest(c, newest);
       c.box.dataset.newest = newest ? String(newest.t) : "";
       c.box.dataset.count = String(samples.length);
     }
   };
+  // Ages tick every second; a sample older than STALE_MS greys its chart's value.
   const tickAges = () => {
     const newest = samples[samples.length - 1];
+    const ageMs = newest ? serverNow() - newest.t : null;
     for (const c of charts) {
-      c.ageEl.textContent = newest ? age(Date.now() - skew - newest.t) : "no data";
+      c.ageEl.textContent = newest ? age(ageMs) : "no data";
+      c.box.classList.toggle("stale", ageMs !== null && ageMs > STALE_MS);
     }
   };
   redraw();
@@ -127,7 +156,7 @@ function follow(main, pseudonym, view) {
     const open = JSON.parse(event.data);
     const known = new Set(open.map((a) => a.id));
     alerts = [...open, ...alerts.filter((a) => !known.has(a.id) && a.acknowledged_at_ms)];
-    alertList(alertsBox, alerts, ack);
+    showAlerts();
   });
   source.addEventListener("end", async () => {
     source.close();
@@ -141,6 +170,7 @@ function follow(main, pseudonym, view) {
   return () => {
     source.close();
     clearInterval(ages);
+    for (const c of charts) c.chart.destroy();
   };
 }
 
