@@ -8,10 +8,14 @@ import { api } from "./api.js";
 import { refreshSession } from "./auth.js";
 import { navigate, startRouter } from "./router.js";
 import { table } from "./routes.js";
-import { setBanner, showNav } from "./shell.js";
+import { foldingMenu, setBanner, showNav } from "./shell.js";
 import { endSession, onSessionChange, onSessionEnd, session, setSession } from "./state.js";
 
-onSessionChange(showNav);
+const foldMenu = foldingMenu();
+onSessionChange((current) => {
+  foldMenu();
+  showNav(current);
+});
 onSessionEnd((message) => {
   navigate("#/login");
   setBanner(message);

@@ -30,3 +30,22 @@ export function showNav(session) {
     link.hidden = !(session && session.administrator);
   }
 }
+
+// On a narrow screen the navigation folds behind its Menu button (the
+// stylesheet hides the links until it is expanded); choosing a page folds
+// it again. On a wide screen the button is not shown and this changes nothing.
+export function foldingMenu() {
+  const button = document.getElementById("menu");
+  const fold = () => button.setAttribute("aria-expanded", "false");
+  button.addEventListener("click", () => {
+    button.setAttribute("aria-expanded", String(button.getAttribute("aria-expanded") !== "true"));
+  });
+  window.addEventListener("hashchange", fold);
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && button.getAttribute("aria-expanded") === "true") {
+      fold();
+      button.focus();
+    }
+  });
+  return fold;
+}
