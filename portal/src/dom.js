@@ -14,3 +14,12 @@ export function cell(tr, text, cls) {
 export function showQr(image, svg) {
   image.src = "data:image/svg+xml;base64," + btoa(svg);
 }
+
+// A value's flag beyond an alert threshold ("high", "low"): the words say it
+// to whoever does not see the colour.
+export function thresholdFlag(beyond) {
+  const flag = document.createElement("span");
+  flag.className = "flag";
+  flag.textContent = beyond;
+  return flag;
+}

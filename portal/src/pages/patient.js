@@ -5,6 +5,7 @@ import { alertText } from "../alerts.js";
 import { api } from "../api.js";
 import { refreshSession } from "../auth.js";
 import { CHARTS, createChart, gapLimitMs } from "../charts.js";
+import { thresholdFlag } from "../dom.js";
 import { age } from "../format.js";
 import { renderTemplate, setBanner } from "../shell.js";
 import { STALE_MS, VITALS, beyondThreshold } from "../vitals.js";
@@ -69,12 +70,7 @@ function showNewest(c, newest) {
   const beyond = keys.map((key) => beyondThreshold(key, newest[key])).find(Boolean);
   c.value.textContent = `${keys.map((key) => newest[key].toFixed(VITALS[key].digits)).join("/")} ${c.spec.unit}`;
   c.value.classList.toggle("beyond", Boolean(beyond));
-  if (beyond) {
-    const flag = document.createElement("span");
-    flag.className = "flag";
-    flag.textContent = beyond;
-    c.value.append(" ", flag);
-  }
+  if (beyond) c.value.append(" ", thresholdFlag(beyond));
 }
 
 function showHeader(main, view) {

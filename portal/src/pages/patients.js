@@ -4,13 +4,16 @@
 // as a card, alerts at the top, each value under its label (data-label).
 import { alertText, openAlertsFirst } from "../alerts.js";
 import { api } from "../api.js";
+import { thresholdFlag } from "../dom.js";
 import { age } from "../format.js";
 import { renderTemplate } from "../shell.js";
 import { STALE_MS, VITALS, beyondThreshold, formatPressure, formatVital } from "../vitals.js";
 
 const REFRESH_MS = 3000;
 
-function cell(tr, cls, label) {
+// A cell of class `cls`; `label` names its value on a card, where there is
+// no column heading.
+function cardCell(tr, cls, label) {
   const td = document.createElement("td");
   td.className = cls;
   if (label) td.dataset.label = label;
@@ -21,14 +24,11 @@ function cell(tr, cls, label) {
 // A value, coloured and marked "high" or "low" (in words, not colour alone)
 // beyond its alert threshold.
 function valueCell(tr, label, text, beyond) {
-  const td = cell(tr, "vital", label);
+  const td = cardCell(tr, "vital", label);
   td.textContent = text;
   if (beyond) {
     td.classList.add("beyond");
-    const flag = document.createElement("span");
-    flag.className = "flag";
-    flag.textContent = beyond;
-    td.append(" ", flag);
+    td.append(" ", thresholdFlag(beyond));
   }
   return td;
 }
@@ -36,7 +36,7 @@ function valueCell(tr, label, text, beyond) {
 function patientRow(p, serverNow) {
   const tr = document.createElement("tr");
   tr.dataset.patient = p.pseudonym;
-  const name = cell(tr, "patient");
+  const name = cardCell(tr, "patient");
   const link = document.createElement("a");
   link.href = `#/patient/${encodeURIComponent(p.pseudonym)}`;
   link.textContent = p.name;
@@ -55,9 +55,9 @@ function patientRow(p, serverNow) {
   const ageMs = l ? serverNow - l.t : null;
   const stale = l !== null && ageMs > STALE_MS;
   tr.classList.toggle("stale", stale);
-  cell(tr, stale ? "age stale" : "age", "Newest sample").textContent = l ? age(ageMs) : "no data yet";
+  cardCell(tr, stale ? "age stale" : "age", "Newest sample").textContent = l ? age(ageMs) : "no data yet";
 
-  const alerts = cell(tr, "alerts");
+  const alerts = cardCell(tr, "alerts");
   if (p.open_alerts.length === 0) {
     const none = document.createElement("span");
     none.className = "badge none";
