@@ -5,8 +5,9 @@
 import { alertText, openAlertsFirst } from "../alerts.js";
 import { api } from "../api.js";
 import { thresholdFlag } from "../dom.js";
-import { age } from "../format.js";
+import { age, clockTime } from "../format.js";
 import { renderTemplate } from "../shell.js";
+import { session } from "../state.js";
 import { STALE_MS, VITALS, beyondThreshold, formatPressure, formatVital } from "../vitals.js";
 
 const REFRESH_MS = 3000;
@@ -33,6 +34,12 @@ function valueCell(tr, label, text, beyond) {
   return td;
 }
 
+// The break-glass access to `pseudonym` this session holds now, or null.
+function breakGlassTo(pseudonym, serverNow) {
+  const grant = session()?.break_glass;
+  return grant && grant.patient === pseudonym && grant.until * 1000 > serverNow ? grant : null;
+}
+
 function patientRow(p, serverNow) {
   const tr = document.createElement("tr");
   tr.dataset.patient = p.pseudonym;
@@ -44,6 +51,14 @@ function patientRow(p, serverNow) {
   pseudonym.className = "pseudonym";
   pseudonym.textContent = `(${p.pseudonym})`;
   name.append(link, " ", pseudonym);
+  // A patient outside the care teams is listed while a break-glass access lasts: say so.
+  const grant = breakGlassTo(p.pseudonym, serverNow);
+  if (grant) {
+    const mark = document.createElement("span");
+    mark.className = "badge break-glass";
+    mark.textContent = `Break-glass until ${clockTime(grant.until * 1000, serverNow)}`;
+    name.append(" ", mark);
+  }
 
   const l = p.latest;
   for (const key of ["hr", "spo2", "rr", "temp"]) {
