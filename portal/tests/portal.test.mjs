@@ -127,6 +127,61 @@ await check("an alert appears when a device goes silent", async () => {
     .waitFor({ timeout: 30000 });
 });
 
+// The patient list and a patient's page at a window `width` px wide: nothing
+// wider than the window, the charts inside it. Screenshots
+// `<name>-patients.png` and `<name>-patient.png`.
+async function fitsAt(name, width, height) {
+  await page.setViewportSize({ width, height });
+  const fits = async (what) => {
+    const [scroll, inner] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+    expect(scroll <= inner, `${what} at ${width} px: ${scroll} px wide in a ${inner} px window`);
+  };
+  await page.goto(`${base}/#/patients`);
+  await page.locator(`tr[data-patient="${silent.pseudonym}"] .badge.alert`).first().waitFor({ timeout: 15000 });
+  await fits("the patient list");
+  await page.screenshot({ path: `${shots}/${name}-patients.png`, fullPage: true });
+  await page.goto(`${base}/#/patient/${desaturating.pseudonym}`);
+  await page.locator('[data-chart="bp"] canvas').waitFor();
+  // The charts follow their boxes' width (a ResizeObserver): give them a moment.
+  const chartsInside = () =>
+    [...document.querySelectorAll("[data-chart] canvas")].every((c) => c.getBoundingClientRect().right <= window.innerWidth);
+  await page.waitForFunction(chartsInside, null, { timeout: 5000 }).catch(() => {});
+  expect(await page.evaluate(chartsInside), `a chart is wider than the ${width} px window`);
+  await fits("a patient's page");
+  await page.screenshot({ path: `${shots}/${name}-patient.png`, fullPage: true });
+}
+
+await check("nothing overflows horizontally at a desktop's width (1280 px)", async () => {
+  await fitsAt("desktop", 1280, 900);
+});
+
+await check("nothing overflows horizontally at a tablet's width (768 px)", async () => {
+  await fitsAt("tablet", 768, 1024);
+});
+
+await check("at a phone's width (390 px) nothing overflows, patients are cards with alerts first, the menu folds", async () => {
+  await fitsAt("phone", 390, 844);
+  await page.goto(`${base}/#/patients`);
+  const card = page.locator(`tr[data-patient="${silent.pseudonym}"]`);
+  await card.locator(".badge.alert").first().waitFor();
+  const layout = await card.evaluate((tr) => ({
+    display: getComputedStyle(tr).display,
+    alertsAboveValues: tr.querySelector("td.alerts").getBoundingClientRect().bottom <= tr.querySelector("td.vital").getBoundingClientRect().top,
+  }));
+  expect(layout.display === "grid" && layout.alertsAboveValues, `the card: ${JSON.stringify(layout)}`);
+  const alerting = await page.locator("[data-rows] tr").evaluateAll((trs) => trs.map((tr) => Boolean(tr.querySelector(".badge.alert"))));
+  const firstWithout = alerting.indexOf(false);
+  expect(firstWithout === -1 || !alerting.slice(firstWithout).includes(true), `patients with alerts first: ${alerting}`);
+  const patientsLink = page.locator("nav a[href='#/patients']");
+  expect(!(await patientsLink.isVisible()), "the navigation is folded");
+  await page.click("#menu");
+  await patientsLink.waitFor({ state: "visible" });
+  await page.screenshot({ path: `${shots}/phone-menu.png` });
+  await page.keyboard.press("Escape");
+  await patientsLink.waitFor({ state: "hidden" });
+  await page.setViewportSize({ width: 1280, height: 900 });
+});
+
 await check("a patient outside the care team cannot be fetched by guessing its id", async () => {
   const answers = await page.evaluate(async (p) => {
     const a = await fetch(`/api/patients/${p}`);
@@ -156,6 +211,17 @@ await check("break-glass opens the patient after a fresh sign-in and a reason", 
   await page.locator("[data-break-glass]").filter({ hasText: /break-glass until/ }).waitFor({ timeout: 30000 });
   await page.locator('[data-chart="hr"] canvas').waitFor();
   await page.screenshot({ path: `${shots}/break-glass-patient.png` });
+});
+
+await check("the patient opened by break-glass is marked in the list while the access lasts", async () => {
+  await page.goto(`${base}/#/patients`);
+  await page
+    .locator(`tr[data-patient="${outsider.pseudonym}"] .badge.break-glass`)
+    .filter({ hasText: /break-glass until/i })
+    .waitFor({ timeout: 15000 });
+  const marked = await page.locator("[data-rows] .badge.break-glass").count();
+  expect(marked === 1, `${marked} patients marked`);
+  await page.screenshot({ path: `${shots}/break-glass-patients.png` });
 });
 
 await check("signing out ends the session", async () => {

@@ -1,0 +1,191 @@
+// One patient: an hour of vitals as charts that update live (server-sent
+// events), the patient's alerts with acknowledgement, and the break-glass
+// note when that is how the clinician got here.
+import { alertText } from "../alerts.js";
+import { api } from "../api.js";
+import { refreshSession } from "../auth.js";
+import { CHARTS, createChart, gapLimitMs } from "../charts.js";
+import { thresholdFlag } from "../dom.js";
+import { age } from "../format.js";
+import { renderTemplate, setBanner } from "../shell.js";
+import { STALE_MS, VITALS, beyondThreshold } from "../vitals.js";
+
+// The charts show the last hour, as the server's history does.
+const WINDOW_MS = 3600 * 1000;
+
+// The alerts, newest open ones first as the server sends them; an open one
+// with its Acknowledge button (`onAck(id, button)`).
+function alertList(container, alerts, nowMs, onAck) {
+  container.replaceChildren(
+    ...alerts.map((a) => {
+      const row = document.createElement("div");
+      row.className = a.acknowledged_at_ms ? "alert acknowledged" : "alert";
+      row.dataset.rule = a.rule;
+      const text = document.createElement("span");
+      text.textContent = a.acknowledged_at_ms
+        ? `${alertText(a, nowMs)}; acknowledged by ${a.acknowledged_by}`
+        : `Alert: ${alertText(a, nowMs)}`;
+      row.append(text);
+      if (!a.acknowledged_at_ms) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "small";
+        button.textContent = "Acknowledge";
+        button.addEventListener("click", () => onAck(a.id, button));
+        row.append(button);
+      }
+      return row;
+    }),
+  );
+}
+
+// A chart's box: its header (title, newest value, its age) and its plot.
+function chartBox(container, spec) {
+  const box = document.createElement("section");
+  box.className = "chart";
+  box.dataset.chart = spec.key;
+  const h2 = document.createElement("h2");
+  const title = document.createElement("span");
+  title.textContent = spec.title;
+  const value = document.createElement("span");
+  value.className = "value";
+  const ageEl = document.createElement("span");
+  ageEl.className = "age";
+  h2.append(title, value, ageEl);
+  const plotBox = document.createElement("div");
+  plotBox.className = "plot";
+  box.append(h2, plotBox);
+  container.append(box);
+  return { spec, chart: createChart(spec, plotBox), value, ageEl, box };
+}
+
+// The newest values of a chart's vitals ("121/79 mmHg"), marked "high" or
+// "low" beyond an alert threshold.
+function showNewest(c, newest) {
+  if (!newest) {
+    c.value.textContent = "—";
+    return;
+  }
+  const keys = c.spec.series.map(([key]) => key);
+  const beyond = keys.map((key) => beyondThreshold(key, newest[key])).find(Boolean);
+  c.value.textContent = `${keys.map((key) => newest[key].toFixed(VITALS[key].digits)).join("/")} ${c.spec.unit}`;
+  c.value.classList.toggle("beyond", Boolean(beyond));
+  if (beyond) c.value.append(" ", thresholdFlag(beyond));
+}
+
+function showHeader(main, view) {
+  main.querySelector("[data-name]").textContent = view.name;
+  main.querySelector("[data-meta]").textContent =
+    `${view.pseudonym} · device ${view.device ?? "none bound"} · ${view.history.length} samples in the last hour`;
+  if (view.access === "break-glass") {
+    const note = main.querySelector("[data-break-glass]");
+    note.hidden = false;
+    note.textContent = `Opened by break-glass until ${new Date(view.break_glass_until * 1000).toLocaleTimeString()}. This access is recorded.`;
+  }
+}
+
+// Shows the patient from `view` and follows it live; returns the stop.
+function follow(main, pseudonym, view) {
+  // The server's clock against ours, so ages are right on a device whose clock is off.
+  const skew = Date.now() - view.now_ms;
+  const serverNow = () => Date.now() - skew;
+  showHeader(main, view);
+
+  const alertsBox = main.querySelector("[data-alerts]");
+  let alerts = view.alerts;
+  const showAlerts = () => alertList(alertsBox, alerts, serverNow(), ack);
+  const ack = async (id, button) => {
+    button.disabled = true;
+    try {
+      const updated = await api(`/api/alerts/${id}/acknowledge`, {});
+      alerts = alerts.map((a) => (a.id === id ? updated : a));
+      showAlerts();
+    } catch (e) {
+      button.disabled = false;
+      setBanner(e.message);
+    }
+  };
+  showAlerts();
+
+  const samples = [...view.history];
+  const chartsBox = main.querySelector("[data-charts]");
+  const charts = CHARTS.map((spec) => chartBox(chartsBox, spec));
+  const redraw = () => {
+    const now = serverNow();
+    while (samples.length && samples[0].t < now - WINDOW_MS) samples.shift();
+    const newest = samples[samples.length - 1];
+    const gapMs = gapLimitMs(samples);
+    for (const c of charts) {
+      c.chart.setSamples(samples, gapMs);
+      showNewest(c, newest);
+      c.box.dataset.newest = newest ? String(newest.t) : "";
+      c.box.dataset.count = String(samples.length);
+    }
+  };
+  // Ages tick every second; a sample older than STALE_MS greys its chart's value.
+  const tickAges = () => {
+    const newest = samples[samples.length - 1];
+    const ageMs = newest ? serverNow() - newest.t : null;
+    for (const c of charts) {
+      c.ageEl.textContent = newest ? age(ageMs) : "no data";
+      c.box.classList.toggle("stale", ageMs !== null && ageMs > STALE_MS);
+    }
+  };
+  redraw();
+  tickAges();
+  const ages = setInterval(tickAges, 1000);
+
+  let newestT = samples.length ? samples[samples.length - 1].t : 0;
+  const source = new EventSource(`/api/patients/${encodeURIComponent(pseudonym)}/live?after=${newestT}`);
+  source.addEventListener("vitals", (event) => {
+    for (const s of JSON.parse(event.data)) {
+      if (s.t > newestT) {
+        samples.push(s);
+        newestT = s.t;
+      }
+    }
+    redraw();
+    tickAges();
+  });
+  source.addEventListener("alerts", (event) => {
+    // The open alerts, whole; the acknowledged ones shown already stay.
+    const open = JSON.parse(event.data);
+    const known = new Set(open.map((a) => a.id));
+    alerts = [...open, ...alerts.filter((a) => !known.has(a.id) && a.acknowledged_at_ms)];
+    showAlerts();
+  });
+  source.addEventListener("end", async () => {
+    source.close();
+    try {
+      await refreshSession();
+      setBanner("The live view ended (break-glass access is over). Reload to see what you may.");
+    } catch {
+      // The session is over: the sign-in page shows already.
+    }
+  });
+  return () => {
+    source.close();
+    clearInterval(ages);
+    for (const c of charts) c.chart.destroy();
+  };
+}
+
+export function mount(main, { pseudonym }) {
+  renderTemplate(main, "t-patient");
+  let stop = () => {};
+  let stopped = false;
+  api(`/api/patients/${encodeURIComponent(pseudonym)}`).then(
+    (view) => {
+      if (!stopped) stop = follow(main, pseudonym, view);
+    },
+    (e) => {
+      if (stopped) return;
+      main.querySelector("[data-name]").textContent = "Patient not available";
+      main.querySelector("[data-meta]").textContent = e.message;
+    },
+  );
+  return () => {
+    stopped = true;
+    stop();
+  };
+}

@@ -1,0 +1,120 @@
+// The care team's patients: their newest vitals, its age and open alerts,
+// refreshed every few seconds. Patients with open alerts come first. A
+// table on a wide screen; on a narrow one the stylesheet lays each row out
+// as a card, alerts at the top, each value under its label (data-label).
+import { alertText, openAlertsFirst } from "../alerts.js";
+import { api } from "../api.js";
+import { thresholdFlag } from "../dom.js";
+import { age, clockTime } from "../format.js";
+import { renderTemplate } from "../shell.js";
+import { session } from "../state.js";
+import { STALE_MS, VITALS, beyondThreshold, formatPressure, formatVital } from "../vitals.js";
+
+const REFRESH_MS = 3000;
+
+// A cell of class `cls`; `label` names its value on a card, where there is
+// no column heading.
+function cardCell(tr, cls, label) {
+  const td = document.createElement("td");
+  td.className = cls;
+  if (label) td.dataset.label = label;
+  tr.append(td);
+  return td;
+}
+
+// A value, coloured and marked "high" or "low" (in words, not colour alone)
+// beyond its alert threshold.
+function valueCell(tr, label, text, beyond) {
+  const td = cardCell(tr, "vital", label);
+  td.textContent = text;
+  if (beyond) {
+    td.classList.add("beyond");
+    td.append(" ", thresholdFlag(beyond));
+  }
+  return td;
+}
+
+// The break-glass access to `pseudonym` this session holds now, or null.
+function breakGlassTo(pseudonym, serverNow) {
+  const grant = session()?.break_glass;
+  return grant && grant.patient === pseudonym && grant.until * 1000 > serverNow ? grant : null;
+}
+
+function patientRow(p, serverNow) {
+  const tr = document.createElement("tr");
+  tr.dataset.patient = p.pseudonym;
+  const name = cardCell(tr, "patient");
+  const link = document.createElement("a");
+  link.href = `#/patient/${encodeURIComponent(p.pseudonym)}`;
+  link.textContent = p.name;
+  const pseudonym = document.createElement("span");
+  pseudonym.className = "pseudonym";
+  pseudonym.textContent = `(${p.pseudonym})`;
+  name.append(link, " ", pseudonym);
+  // A patient outside the care teams is listed while a break-glass access lasts: say so.
+  const grant = breakGlassTo(p.pseudonym, serverNow);
+  if (grant) {
+    const mark = document.createElement("span");
+    mark.className = "badge break-glass";
+    mark.textContent = `Break-glass until ${clockTime(grant.until * 1000, serverNow)}`;
+    name.append(" ", mark);
+  }
+
+  const l = p.latest;
+  for (const key of ["hr", "spo2", "rr", "temp"]) {
+    valueCell(tr, VITALS[key].short, l ? formatVital(key, l[key]) : "—", l && beyondThreshold(key, l[key]));
+  }
+  const pressure = valueCell(tr, "Blood pressure", l ? formatPressure(l) : "—", l && beyondThreshold("sys", l.sys));
+  pressure.classList.add("pressure");
+
+  const ageMs = l ? serverNow - l.t : null;
+  const stale = l !== null && ageMs > STALE_MS;
+  tr.classList.toggle("stale", stale);
+  cardCell(tr, stale ? "age stale" : "age", "Newest sample").textContent = l ? age(ageMs) : "no data yet";
+
+  const alerts = cardCell(tr, "alerts");
+  if (p.open_alerts.length === 0) {
+    const none = document.createElement("span");
+    none.className = "badge none";
+    none.textContent = "none";
+    alerts.append(none);
+  }
+  for (const a of p.open_alerts) {
+    const badge = document.createElement("span");
+    badge.className = "badge alert";
+    badge.dataset.rule = a.rule;
+    badge.textContent = alertText(a, serverNow);
+    alerts.append(badge);
+  }
+  return tr;
+}
+
+export function mount(main) {
+  renderTemplate(main, "t-patients");
+  const rows = main.querySelector("[data-rows]");
+  const updated = main.querySelector("[data-updated]");
+  let timer = null;
+  let stopped = false;
+  let first = true;
+  const refresh = async () => {
+    try {
+      // The first load is the clinician's; the refreshes after it are the page's own.
+      const view = await api("/api/patients", undefined, { poll: !first });
+      first = false;
+      if (stopped) return;
+      // Ages by the server's clock, so they are right on a device whose clock is off.
+      const serverNow = view.now_ms;
+      rows.replaceChildren(...openAlertsFirst(view.patients).map((p) => patientRow(p, serverNow)));
+      main.querySelector("[data-empty]").hidden = view.patients.length > 0;
+      updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    } catch (e) {
+      updated.textContent = e.message;
+    }
+    if (!stopped) timer = setTimeout(refresh, REFRESH_MS);
+  };
+  refresh();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}

@@ -1,0 +1,34 @@
+// How alerts read (src/alerts.js) and the time they carry (src/format.js).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { alertText, openAlertsFirst } from "../../src/alerts.js";
+import { clockTime } from "../../src/format.js";
+
+const utc = { locale: "en-GB", timeZone: "UTC" };
+const at = Date.UTC(2027, 0, 15, 14, 3, 27);
+
+test("a time of day, with the date when it is another day", () => {
+  assert.equal(clockTime(at, at + 3_600_000, utc), "14:03");
+  assert.equal(clockTime(at, Date.UTC(2027, 0, 16, 0, 10), utc), "15 Jan, 14:03");
+  // (ICU may put a narrow no-break space before PM.)
+  assert.match(clockTime(at, at, { locale: "en-US", timeZone: "UTC" }), /^2:03\sPM$/);
+});
+
+test("a threshold alert says the value and the time, not the rule", () => {
+  const alert = { rule: "spo2-low", detail: "SpO2 86 % (under 90 %)", raised_at_ms: at };
+  assert.equal(alertText(alert, at, utc), "SpO2 86 % (under 90 %) · 14:03");
+  const fast = { rule: "heart-rate-high", detail: "heart rate 142 /min (over 130)", raised_at_ms: at };
+  assert.equal(alertText(fast, at, utc), "Heart rate 142 /min (over 130) · 14:03");
+});
+
+test("a silence alert says it is silence", () => {
+  const alert = { rule: "silence", detail: "no data from device 7 for 125 s (limit 120 s)", raised_at_ms: at };
+  assert.equal(alertText(alert, at, utc), "Silence: no data from device 7 for 125 s (limit 120 s) · 14:03");
+});
+
+test("patients with open alerts come first, otherwise in the server's order", () => {
+  const p = (name, alerts) => ({ name, open_alerts: Array(alerts).fill({}) });
+  const list = [p("a", 0), p("b", 1), p("c", 0), p("d", 2), p("e", 0)];
+  assert.deepEqual(openAlertsFirst(list).map((x) => x.name), ["b", "d", "a", "c", "e"]);
+  assert.deepEqual(list.map((x) => x.name), ["a", "b", "c", "d", "e"], "the server's list is left as it was");
+});
