@@ -441,20 +441,21 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
                 AuditAction::Verify => {
                     let kek = kek_file
                         .as_deref()
-                        .map(crate::backup::read_kek)
+                        .map(crate::commands::backup::read_kek)
                         .transpose()?;
                     let key =
                         vitalgate_hsp::audit_chain_key(hsp_data_dir, &*store, kek.as_ref()).await?;
-                    crate::audit::verify(&*store, key).await?
+                    crate::commands::audit::verify(&*store, key).await?
                 }
                 AuditAction::Export { out } => {
                     let rows = match out {
                         Some(path) => {
                             let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-                            crate::audit::export(&*store, &mut file).await?
+                            crate::commands::audit::export(&*store, &mut file).await?
                         }
                         None => {
-                            crate::audit::export(&*store, &mut std::io::stdout().lock()).await?
+                            crate::commands::audit::export(&*store, &mut std::io::stdout().lock())
+                                .await?
                         }
                     };
                     eprintln!("{rows} audit events exported as FHIR AuditEvent (NDJSON)");
@@ -467,7 +468,7 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
             ref out,
             ref kek_file,
         } => {
-            crate::backup::backup(
+            crate::commands::backup::backup(
                 database_url.as_deref(),
                 hsp_data_dir,
                 out,
@@ -479,7 +480,7 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
             ref database_url,
             ref input,
             ref kek_file,
-        } => crate::backup::restore(database_url, input, kek_file.as_deref()).await?,
+        } => crate::commands::backup::restore(database_url, input, kek_file.as_deref()).await?,
         AdminCommand::VitalsCount { device } => {
             let (mut hsp, token) = hsp().await?;
             let request = v1::VitalsCountRequest {

@@ -1,8 +1,5 @@
-//! Configuration: a TOML file, then environment variables, then flags, each
-//! overriding the one before. Parsing is a pure function of the file's text, and
-//! merging a pure function of three options, so both are tested without
-//! touching the environment. (clap reads the `VITALGATE_*` variables into the
-//! flags' values, which is why env and flags arrive together.)
+//! The configuration file: TOML, one optional section per service, unknown
+//! keys refused. Parsing is a pure function of the file's text.
 
 use std::path::PathBuf;
 
@@ -33,7 +30,7 @@ pub(crate) struct TtpSection {
 }
 
 /// A key on a PKCS#11 token; the PIN is read from a file, never from here.
-#[derive(Debug, Default, Deserialize, PartialEq)]
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TokenSection {
     pub(crate) module: PathBuf,
@@ -98,28 +95,6 @@ pub(crate) struct DeviceSection {
 /// Parses a configuration file's text.
 pub(crate) fn parse(text: &str) -> Result<FileConfig, String> {
     toml::from_str(text).map_err(|e| e.to_string())
-}
-
-/// Reads and parses `path`, or an empty configuration when there is none.
-pub(crate) fn load(path: Option<&PathBuf>) -> Result<FileConfig, String> {
-    match path {
-        None => Ok(FileConfig::default()),
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            parse(&text).map_err(|e| format!("{}: {e}", path.display()))
-        }
-    }
-}
-
-/// A flag or environment value, else the file's, else the default.
-pub(crate) fn pick<T>(flag_or_env: Option<T>, file: Option<T>, default: T) -> T {
-    flag_or_env.or(file).unwrap_or(default)
-}
-
-/// Like [`pick`] for values with no default.
-pub(crate) fn pick_opt<T>(flag_or_env: Option<T>, file: Option<T>) -> Option<T> {
-    flag_or_env.or(file)
 }
 
 #[cfg(test)]
@@ -213,13 +188,5 @@ mod tests {
             Some(PathBuf::from("/run/secrets/ttp-admin.token"))
         );
         assert!(parse("[hsp]\nportal_administrators = \"dr-okafor\"").is_err());
-    }
-
-    #[test]
-    fn flags_and_env_override_the_file_which_overrides_defaults() {
-        assert_eq!(pick(Some(1), Some(2), 3), 1);
-        assert_eq!(pick(None, Some(2), 3), 2);
-        assert_eq!(pick(None, None, 3), 3);
-        assert_eq!(pick_opt::<u8>(None, None), None);
     }
 }

@@ -57,7 +57,7 @@ fn location(database_url: Option<&str>, hsp_data_dir: &Path) -> Location {
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Postgres(url) => write!(f, "PostgreSQL database {}", crate::redact(url)),
+            Self::Postgres(url) => write!(f, "PostgreSQL database {}", crate::load::redact(url)),
             Self::Sqlite(path) => write!(f, "SQLite store {}", path.display()),
         }
     }

@@ -1,0 +1,7 @@
+//! The commands, one module each (`ttp`, `hsp` and `device` share `services`).
+
+pub(crate) mod admin;
+pub(crate) mod audit;
+pub(crate) mod backup;
+pub(crate) mod dev;
+pub(crate) mod services;

@@ -1,0 +1,175 @@
+//! `vitalgate ttp`, `vitalgate hsp`, `vitalgate device`: each service alone.
+//! Settings come from `config::resolve`; this file reads what they name and
+//! runs the service.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use vitalgate_device::{Device, DeviceConfig};
+use vitalgate_hsp::{Hsp, HspConfig};
+use vitalgate_ttp::{Ttp, TtpConfig};
+
+use crate::config::flags::{DeviceFlags, HspFlags, TtpFlags};
+use crate::config::{resolve, Env};
+use crate::{connect_ttp, init_logging, load, open_store, shutdown_signal, CliResult};
+
+pub(crate) async fn ttp(flags: TtpFlags, env: &Env) -> CliResult {
+    init_logging("info");
+    let file = load::config_file(resolve::config_path(flags.config.as_ref(), env)?.as_ref())?.ttp;
+    let settings = resolve::ttp(&flags, &file, env)?;
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let store = open_store(
+        settings.database_url.as_deref(),
+        &settings.pool,
+        &settings.data_dir,
+    )
+    .await?;
+    let mut config = TtpConfig::new(settings.data_dir.clone());
+    if let Some(lifetime) = settings.credential_lifetime {
+        config.credential_lifetime_secs = lifetime.as_secs();
+    }
+    if let Some(token) = settings.signing_token {
+        let pin = std::fs::read_to_string(&token.pin_file)
+            .map_err(|e| format!("token PIN file {}: {e}", token.pin_file.display()))?;
+        config.signing_token = Some(vitalgate_ttp::TokenKey {
+            module: token.module,
+            token_label: token.token_label,
+            key_label: token.key_label,
+            pin: zeroize::Zeroizing::new(pin.trim().to_string()),
+        });
+    }
+    let ttp = Ttp::open(config, store).await?;
+    let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        admin_token_file = %settings.data_dir.join("admin.token").display(),
+        ca_certificate = %settings.data_dir.join("x509-ca.pem").display(),
+        "TTP listening (TLS)"
+    );
+    ttp.serve(listener, shutdown_signal()).await?;
+    tracing::info!("TTP stopped");
+    Ok(())
+}
+
+pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
+    init_logging("info");
+    let file = load::config_file(resolve::config_path(flags.config.as_ref(), env)?.as_ref())?.hsp;
+    let settings = resolve::hsp(&flags, &file, env)?;
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let store = open_store(
+        settings.database_url.as_deref(),
+        &settings.pool,
+        &settings.data_dir,
+    )
+    .await?;
+    let ca_pem = load::pem(&settings.ttp_ca, "TTP CA certificate")?;
+    let mut config = HspConfig::new(settings.data_dir.clone(), settings.ttp_url.clone(), ca_pem);
+    config.skew_window_secs = settings.skew_window_secs;
+    config.vitals_retention = settings.vitals_retention;
+    config.key_encryption_key = settings.kek_file.as_deref().map(load::kek).transpose()?;
+    config.previous_key_encryption_key = settings
+        .previous_kek_file
+        .as_deref()
+        .map(load::kek)
+        .transpose()?;
+    if let Some(rules) = &settings.policy {
+        config.policy = vitalgate_hsp::policy::Policy::from_rules(rules)
+            .map_err(|e| format!("[[hsp.policy]]: {e}"))?;
+    }
+    if let Some(rules) = settings.alerts.clone() {
+        config.alerts = rules;
+    }
+    let portal = &settings.portal;
+    let portal_config = vitalgate_hsp::PortalConfig {
+        assets_dir: Some(portal.assets.clone()),
+        secure_cookies: portal.behind_tls,
+        tls: portal
+            .tls_files
+            .as_ref()
+            .map(|(cert, key)| {
+                vitalgate_hsp::PortalTls::from_pem_files(cert, key)
+                    .map_err(|e| format!("the portal's TLS: {e}"))
+            })
+            .transpose()?,
+        administrators: portal.administrators.clone(),
+        trusted_proxies: portal.trusted_proxies.clone(),
+        ttp_admin_token: portal
+            .ttp_admin_token_file
+            .as_ref()
+            .map(|path| {
+                vitalgate_rpc::admin::AdminToken::read(path)
+                    .map_err(|e| format!("the TTP's administrator token {}: {e}", path.display()))
+            })
+            .transpose()?,
+        ..Default::default()
+    };
+    let hsp = Hsp::open(config, store, settings.enrollment_token.as_deref()).await?;
+    let portal_task = match &portal.listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address).await?;
+            let scheme = if portal_config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            tracing::info!(address = %listener.local_addr()?, scheme, "portal listening");
+            let hsp = hsp.clone();
+            Some(tokio::spawn(async move {
+                hsp.serve_portal(portal_config, listener, shutdown_signal())
+                    .await
+            }))
+        }
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
+    tracing::info!(address = %listener.local_addr()?, serial = hsp.serial(), spiffe_id = hsp.spiffe_id(), "HSP listening");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let follower = {
+        let hsp = hsp.clone();
+        tokio::spawn(async move { hsp.follow_revocations(stop_rx).await })
+    };
+    hsp.serve(listener, shutdown_signal()).await?;
+    let _ = stop_tx.send(true);
+    let _ = follower.await;
+    // Live views (server-sent events) hold connections open: give them a
+    // moment to close, then stop anyway.
+    if let Some(portal) = portal_task {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), portal).await;
+    }
+    tracing::info!("HSP stopped");
+    Ok(())
+}
+
+pub(crate) async fn device(flags: DeviceFlags, env: &Env) -> CliResult {
+    init_logging("info");
+    let file =
+        load::config_file(resolve::config_path(flags.config.as_ref(), env)?.as_ref())?.device;
+    let settings = resolve::device(&flags, &file, env)?;
+    let mut config = DeviceConfig::new(settings.data_dir.clone());
+    config.sample_interval = settings.sample_interval;
+    let mut device = match &settings.enrollment_token {
+        Some(token) => {
+            let mut ttp = connect_ttp(&settings.ttp_url, &settings.ttp_ca).await?;
+            Device::open(config, Some(&mut ttp), Some(token)).await?
+        }
+        None => Device::open(config, None, None).await?,
+    };
+    let hsp_url = settings.hsp_url.clone();
+    tracing::info!(serial = device.credential().serial(), hsp = %hsp_url, "device agent started");
+    let stats = device.stats();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let agent = tokio::spawn(async move { device.run(hsp_url, stop_rx).await });
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let _ = agent.await;
+    let read = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(
+        sent = read(&stats.samples_sent),
+        acked = read(&stats.samples_acked),
+        buffered = read(&stats.samples_buffered),
+        dropped = read(&stats.samples_dropped),
+        "device agent stopped"
+    );
+    let _ = Arc::strong_count(&stats);
+    Ok(())
+}

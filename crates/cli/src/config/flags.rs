@@ -1,0 +1,163 @@
+//! The command line of each service. clap reads only the command line here;
+//! the environment variable named in each option's help is read by
+//! `resolve`, and a flag wins over it.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// How a service connects to PostgreSQL.
+#[derive(Debug, Default, Clone, Args)]
+pub(crate) struct PoolFlags {
+    /// Database connections per process [default: 16], plus a quarter as
+    /// many (at least 2) for the attempt counters. [env: VITALGATE_DATABASE_POOL_SIZE]
+    #[arg(long)]
+    pub(crate) database_pool_size: Option<usize>,
+    /// Seconds to open a database connection [default: 5].
+    /// [env: VITALGATE_DATABASE_CONNECT_TIMEOUT_SECS]
+    #[arg(long)]
+    pub(crate) database_connect_timeout_secs: Option<u64>,
+    /// Seconds a call waits for a free connection [default: 10].
+    /// [env: VITALGATE_DATABASE_WAIT_TIMEOUT_SECS]
+    #[arg(long)]
+    pub(crate) database_wait_timeout_secs: Option<u64>,
+    /// Require TLS to the database, trusting the CAs in this PEM file
+    /// (`sslmode=require` in the URL uses the platform's roots instead).
+    /// [env: VITALGATE_DATABASE_CA_FILE]
+    #[arg(long)]
+    pub(crate) database_ca_file: Option<PathBuf>,
+}
+
+/// `vitalgate ttp`.
+#[derive(Debug, Default, Args)]
+pub(crate) struct TtpFlags {
+    /// TOML configuration file (section [ttp]). [env: VITALGATE_CONFIG]
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7001]. [env: VITALGATE_TTP_LISTEN]
+    #[arg(long)]
+    pub(crate) listen: Option<String>,
+    /// Keys, admin token and store [default: ./vitalgate-data/ttp].
+    /// [env: VITALGATE_TTP_DATA_DIR]
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// PostgreSQL (`postgres://…`) instead of the embedded store.
+    /// [env: VITALGATE_TTP_DATABASE_URL]
+    #[arg(long)]
+    pub(crate) database_url: Option<String>,
+    #[command(flatten)]
+    pub(crate) pool: PoolFlags,
+}
+
+/// `vitalgate hsp`.
+#[derive(Debug, Default, Args)]
+pub(crate) struct HspFlags {
+    /// TOML configuration file (section [hsp]). [env: VITALGATE_CONFIG]
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7002]. [env: VITALGATE_HSP_LISTEN]
+    #[arg(long)]
+    pub(crate) listen: Option<String>,
+    /// Identity and store [default: ./vitalgate-data/hsp]. [env: VITALGATE_HSP_DATA_DIR]
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// The TTP's URL [default: https://127.0.0.1:7001]. [env: VITALGATE_TTP_URL]
+    #[arg(long)]
+    pub(crate) ttp_url: Option<String>,
+    /// The TTP's service CA certificate (PEM)
+    /// [default: ./vitalgate-data/ttp/x509-ca.pem]. [env: VITALGATE_TTP_CA]
+    #[arg(long)]
+    pub(crate) ttp_ca: Option<PathBuf>,
+    /// Enrollment token, needed on the first start only.
+    /// [env: VITALGATE_HSP_ENROLLMENT_TOKEN]
+    #[arg(long)]
+    pub(crate) enrollment_token: Option<String>,
+    /// Accepted clock skew in seconds either way [default: 30].
+    /// [env: VITALGATE_SKEW_WINDOW_SECS]
+    #[arg(long)]
+    pub(crate) skew_window_secs: Option<u32>,
+    /// Days vitals are kept (removed hourly after that) [default: kept].
+    /// [env: VITALGATE_VITALS_RETENTION_DAYS]
+    #[arg(long)]
+    pub(crate) vitals_retention_days: Option<u64>,
+    /// PostgreSQL (`postgres://…`) instead of the embedded store; replicas
+    /// share it (and need the same key-encryption key). [env: VITALGATE_HSP_DATABASE_URL]
+    #[arg(long)]
+    pub(crate) database_url: Option<String>,
+    #[command(flatten)]
+    pub(crate) pool: PoolFlags,
+    /// A file holding the key-encryption key (64 hex digits) the data key is
+    /// wrapped under in the store; needed when replicas share a database.
+    /// [env: VITALGATE_KEK_FILE]
+    #[arg(long)]
+    pub(crate) kek_file: Option<PathBuf>,
+    /// The KEK being rotated away from (the data key is re-wrapped at start).
+    /// [env: VITALGATE_PREVIOUS_KEK_FILE]
+    #[arg(long)]
+    pub(crate) previous_kek_file: Option<PathBuf>,
+    /// Serve the clinicians' portal on this address (HTTP, or HTTPS with
+    /// --portal-cert-file and --portal-key-file; or put TLS in front).
+    /// [env: VITALGATE_PORTAL_LISTEN]
+    #[arg(long)]
+    pub(crate) portal_listen: Option<String>,
+    /// The portal's built page [default: ./portal/dist]. [env: VITALGATE_PORTAL_ASSETS]
+    #[arg(long)]
+    pub(crate) portal_assets: Option<PathBuf>,
+    /// Clinicians reach the portal over TLS (a proxy terminates it): cookies
+    /// are then Secure and `__Host-` prefixed. [env: VITALGATE_PORTAL_TLS]
+    #[arg(long)]
+    pub(crate) portal_tls: bool,
+    /// The portal serves TLS itself with this certificate chain (PEM, leaf
+    /// first); needs --portal-key-file. [env: VITALGATE_PORTAL_CERT_FILE]
+    #[arg(long)]
+    pub(crate) portal_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --portal-cert-file. [env: VITALGATE_PORTAL_KEY_FILE]
+    #[arg(long)]
+    pub(crate) portal_key_file: Option<PathBuf>,
+    /// Clinicians (usernames, comma-separated) who may use the portal's
+    /// administrator pages. [env: VITALGATE_PORTAL_ADMINISTRATORS]
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) portal_administrators: Option<Vec<String>>,
+    /// The proxies in front of the portal (addresses or networks such as
+    /// 10.0.0.0/8, comma-separated): their Forwarded / X-Forwarded-For name
+    /// the client whose password guesses are counted; anyone else's are
+    /// ignored. [env: VITALGATE_PORTAL_TRUSTED_PROXIES]
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) portal_trusted_proxies: Option<Vec<String>>,
+    /// A file holding the TTP's administrator token: the portal's
+    /// administrators can then enroll parties and revoke credentials.
+    /// [env: VITALGATE_TTP_ADMIN_TOKEN_FILE]
+    #[arg(long)]
+    pub(crate) ttp_admin_token_file: Option<PathBuf>,
+}
+
+/// `vitalgate device`.
+#[derive(Debug, Default, Args)]
+pub(crate) struct DeviceFlags {
+    /// TOML configuration file (section [device]). [env: VITALGATE_CONFIG]
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Identity, sequence numbers and the HSP's credential
+    /// [default: ./vitalgate-data/device]. [env: VITALGATE_DEVICE_DATA_DIR]
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// The TTP's URL, for enrollment [default: https://127.0.0.1:7001].
+    /// [env: VITALGATE_TTP_URL]
+    #[arg(long)]
+    pub(crate) ttp_url: Option<String>,
+    /// The TTP's service CA certificate (PEM)
+    /// [default: ./vitalgate-data/ttp/x509-ca.pem]. [env: VITALGATE_TTP_CA]
+    #[arg(long)]
+    pub(crate) ttp_ca: Option<PathBuf>,
+    /// The HSP's URL [default: http://127.0.0.1:7002]. [env: VITALGATE_HSP_URL]
+    #[arg(long)]
+    pub(crate) hsp_url: Option<String>,
+    /// Enrollment token, needed on the first start only.
+    /// [env: VITALGATE_DEVICE_ENROLLMENT_TOKEN]
+    #[arg(long)]
+    pub(crate) enrollment_token: Option<String>,
+    /// Milliseconds between sensor readings [default: 250].
+    /// [env: VITALGATE_SAMPLE_INTERVAL_MS]
+    #[arg(long)]
+    pub(crate) sample_interval_ms: Option<u64>,
+}

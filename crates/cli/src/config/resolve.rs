@@ -1,0 +1,506 @@
+//! Each service's settings from its flags, its file section and the
+//! environment: pure functions, table-tested below. Values are checked here
+//! (numbers, addresses, pairs that go together); files named in them are
+//! read later, by `load.rs`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use vitalgate_hsp::alerts::AlertRules;
+use vitalgate_hsp::policy::RuleConfig;
+use vitalgate_hsp::TrustedProxy;
+use vitalgate_store::{DatabaseTls, PoolOptions};
+
+use super::file::{DeviceSection, HspSection, TokenSection, TtpSection};
+use super::flags::{DeviceFlags, HspFlags, PoolFlags, TtpFlags};
+use super::{pick, pick_opt, Env};
+
+pub(crate) const DEFAULT_TTP_URL: &str = "https://127.0.0.1:7001";
+pub(crate) const DEFAULT_TTP_CA: &str = "vitalgate-data/ttp/x509-ca.pem";
+
+/// What the TTP runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TtpSettings {
+    pub(crate) listen: String,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) database_url: Option<String>,
+    pub(crate) pool: PoolOptions,
+    pub(crate) credential_lifetime: Option<Duration>,
+    pub(crate) signing_token: Option<TokenSection>,
+}
+
+/// What the HSP runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HspSettings {
+    pub(crate) listen: String,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) ttp_url: String,
+    pub(crate) ttp_ca: PathBuf,
+    pub(crate) enrollment_token: Option<String>,
+    pub(crate) skew_window_secs: u32,
+    pub(crate) vitals_retention: Option<Duration>,
+    pub(crate) database_url: Option<String>,
+    pub(crate) pool: PoolOptions,
+    pub(crate) kek_file: Option<PathBuf>,
+    pub(crate) previous_kek_file: Option<PathBuf>,
+    pub(crate) policy: Option<Vec<RuleConfig>>,
+    pub(crate) alerts: Option<AlertRules>,
+    pub(crate) portal: PortalSettings,
+}
+
+/// The HSP's portal.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PortalSettings {
+    /// No portal without an address.
+    pub(crate) listen: Option<String>,
+    pub(crate) assets: PathBuf,
+    /// Reached over TLS (its own or a proxy's): Secure cookies.
+    pub(crate) behind_tls: bool,
+    /// Its own TLS: certificate chain and key files.
+    pub(crate) tls_files: Option<(PathBuf, PathBuf)>,
+    pub(crate) administrators: Vec<String>,
+    pub(crate) trusted_proxies: Vec<TrustedProxy>,
+    pub(crate) ttp_admin_token_file: Option<PathBuf>,
+}
+
+/// What a device agent runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DeviceSettings {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) ttp_url: String,
+    pub(crate) ttp_ca: PathBuf,
+    pub(crate) hsp_url: String,
+    pub(crate) enrollment_token: Option<String>,
+    pub(crate) sample_interval: Duration,
+}
+
+/// The configuration file's path: the flag, else `VITALGATE_CONFIG`.
+pub(crate) fn config_path(flag: Option<&PathBuf>, env: &Env) -> Result<Option<PathBuf>, String> {
+    Ok(flag.cloned().or(env.get("VITALGATE_CONFIG")?))
+}
+
+/// The database pool's options.
+pub(crate) fn pool(flags: &PoolFlags, env: &Env) -> Result<PoolOptions, String> {
+    let defaults = PoolOptions::default();
+    let secs = Duration::from_secs;
+    let ca_file = pick_opt(
+        flags.database_ca_file.clone(),
+        env.get("VITALGATE_DATABASE_CA_FILE")?,
+        None,
+    );
+    Ok(PoolOptions {
+        max_size: pick(
+            flags.database_pool_size,
+            env.get("VITALGATE_DATABASE_POOL_SIZE")?,
+            None,
+            defaults.max_size,
+        ),
+        connect_timeout: pick_opt(
+            flags.database_connect_timeout_secs,
+            env.get("VITALGATE_DATABASE_CONNECT_TIMEOUT_SECS")?,
+            None,
+        )
+        .map_or(defaults.connect_timeout, secs),
+        wait_timeout: pick_opt(
+            flags.database_wait_timeout_secs,
+            env.get("VITALGATE_DATABASE_WAIT_TIMEOUT_SECS")?,
+            None,
+        )
+        .map_or(defaults.wait_timeout, secs),
+        tls: match ca_file {
+            Some(ca) => DatabaseTls::Required { ca_file: Some(ca) },
+            None => defaults.tls.clone(),
+        },
+        ..defaults
+    })
+}
+
+/// The TTP's settings.
+pub(crate) fn ttp(flags: &TtpFlags, file: &TtpSection, env: &Env) -> Result<TtpSettings, String> {
+    Ok(TtpSettings {
+        listen: pick(
+            flags.listen.clone(),
+            env.get("VITALGATE_TTP_LISTEN")?,
+            file.listen.clone(),
+            "127.0.0.1:7001".into(),
+        ),
+        data_dir: pick(
+            flags.data_dir.clone(),
+            env.get("VITALGATE_TTP_DATA_DIR")?,
+            file.data_dir.clone(),
+            "vitalgate-data/ttp".into(),
+        ),
+        database_url: pick_opt(
+            flags.database_url.clone(),
+            env.get("VITALGATE_TTP_DATABASE_URL")?,
+            file.database_url.clone(),
+        ),
+        pool: pool(&flags.pool, env)?,
+        credential_lifetime: file
+            .credential_lifetime_days
+            .map(|days| Duration::from_secs(days * 86_400)),
+        signing_token: file.signing_token.clone(),
+    })
+}
+
+/// The HSP's settings.
+pub(crate) fn hsp(flags: &HspFlags, file: &HspSection, env: &Env) -> Result<HspSettings, String> {
+    let portal_tls_files = match (
+        pick_opt(
+            flags.portal_cert_file.clone(),
+            env.get("VITALGATE_PORTAL_CERT_FILE")?,
+            file.portal_cert_file.clone(),
+        ),
+        pick_opt(
+            flags.portal_key_file.clone(),
+            env.get("VITALGATE_PORTAL_KEY_FILE")?,
+            file.portal_key_file.clone(),
+        ),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => {
+            return Err(
+                "the portal's TLS needs both a certificate and a key (--portal-cert-file and \
+                 --portal-key-file)"
+                    .into(),
+            )
+        }
+    };
+    let trusted_proxies = pick(
+        flags.portal_trusted_proxies.clone(),
+        env.list("VITALGATE_PORTAL_TRUSTED_PROXIES"),
+        file.portal_trusted_proxies.clone(),
+        Vec::new(),
+    )
+    .iter()
+    .map(|p| {
+        p.parse()
+            .map_err(|e| format!("portal trusted proxies: {e}"))
+    })
+    .collect::<Result<_, _>>()?;
+    let behind_tls = flags.portal_tls
+        || env.flag("VITALGATE_PORTAL_TLS")?.unwrap_or(false)
+        || file.portal_tls.unwrap_or(false)
+        || portal_tls_files.is_some();
+    Ok(HspSettings {
+        listen: pick(
+            flags.listen.clone(),
+            env.get("VITALGATE_HSP_LISTEN")?,
+            file.listen.clone(),
+            "127.0.0.1:7002".into(),
+        ),
+        data_dir: pick(
+            flags.data_dir.clone(),
+            env.get("VITALGATE_HSP_DATA_DIR")?,
+            file.data_dir.clone(),
+            "vitalgate-data/hsp".into(),
+        ),
+        ttp_url: pick(
+            flags.ttp_url.clone(),
+            env.get("VITALGATE_TTP_URL")?,
+            file.ttp_url.clone(),
+            DEFAULT_TTP_URL.into(),
+        ),
+        ttp_ca: pick(
+            flags.ttp_ca.clone(),
+            env.get("VITALGATE_TTP_CA")?,
+            file.ttp_ca.clone(),
+            DEFAULT_TTP_CA.into(),
+        ),
+        enrollment_token: pick_opt(
+            flags.enrollment_token.clone(),
+            env.get("VITALGATE_HSP_ENROLLMENT_TOKEN")?,
+            file.enrollment_token.clone(),
+        ),
+        skew_window_secs: pick(
+            flags.skew_window_secs,
+            env.get("VITALGATE_SKEW_WINDOW_SECS")?,
+            file.skew_window_secs,
+            30,
+        ),
+        vitals_retention: pick_opt(
+            flags.vitals_retention_days,
+            env.get("VITALGATE_VITALS_RETENTION_DAYS")?,
+            file.vitals_retention_days,
+        )
+        .map(|days| Duration::from_secs(days * 86_400)),
+        database_url: pick_opt(
+            flags.database_url.clone(),
+            env.get("VITALGATE_HSP_DATABASE_URL")?,
+            file.database_url.clone(),
+        ),
+        pool: pool(&flags.pool, env)?,
+        kek_file: pick_opt(
+            flags.kek_file.clone(),
+            env.get("VITALGATE_KEK_FILE")?,
+            file.kek_file.clone(),
+        ),
+        previous_kek_file: pick_opt(
+            flags.previous_kek_file.clone(),
+            env.get("VITALGATE_PREVIOUS_KEK_FILE")?,
+            file.previous_kek_file.clone(),
+        ),
+        policy: file.policy.clone(),
+        alerts: file.alerts.clone(),
+        portal: PortalSettings {
+            listen: pick_opt(
+                flags.portal_listen.clone(),
+                env.get("VITALGATE_PORTAL_LISTEN")?,
+                file.portal_listen.clone(),
+            ),
+            assets: pick(
+                flags.portal_assets.clone(),
+                env.get("VITALGATE_PORTAL_ASSETS")?,
+                file.portal_assets.clone(),
+                "portal/dist".into(),
+            ),
+            behind_tls,
+            tls_files: portal_tls_files,
+            administrators: pick(
+                flags.portal_administrators.clone(),
+                env.list("VITALGATE_PORTAL_ADMINISTRATORS"),
+                file.portal_administrators.clone(),
+                Vec::new(),
+            ),
+            trusted_proxies,
+            ttp_admin_token_file: pick_opt(
+                flags.ttp_admin_token_file.clone(),
+                env.get("VITALGATE_TTP_ADMIN_TOKEN_FILE")?,
+                file.ttp_admin_token_file.clone(),
+            ),
+        },
+    })
+}
+
+/// A device agent's settings.
+pub(crate) fn device(
+    flags: &DeviceFlags,
+    file: &DeviceSection,
+    env: &Env,
+) -> Result<DeviceSettings, String> {
+    Ok(DeviceSettings {
+        data_dir: pick(
+            flags.data_dir.clone(),
+            env.get("VITALGATE_DEVICE_DATA_DIR")?,
+            file.data_dir.clone(),
+            "vitalgate-data/device".into(),
+        ),
+        ttp_url: pick(
+            flags.ttp_url.clone(),
+            env.get("VITALGATE_TTP_URL")?,
+            file.ttp_url.clone(),
+            DEFAULT_TTP_URL.into(),
+        ),
+        ttp_ca: pick(
+            flags.ttp_ca.clone(),
+            env.get("VITALGATE_TTP_CA")?,
+            file.ttp_ca.clone(),
+            DEFAULT_TTP_CA.into(),
+        ),
+        hsp_url: pick(
+            flags.hsp_url.clone(),
+            env.get("VITALGATE_HSP_URL")?,
+            file.hsp_url.clone(),
+            "http://127.0.0.1:7002".into(),
+        ),
+        enrollment_token: pick_opt(
+            flags.enrollment_token.clone(),
+            env.get("VITALGATE_DEVICE_ENROLLMENT_TOKEN")?,
+            file.enrollment_token.clone(),
+        ),
+        sample_interval: Duration::from_millis(
+            pick(
+                flags.sample_interval_ms,
+                env.get("VITALGATE_SAMPLE_INTERVAL_MS")?,
+                file.sample_interval_ms,
+                250,
+            )
+            .max(1),
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::file::parse;
+
+    fn hsp_of(flags: HspFlags, file: &str, env: &[(&str, &str)]) -> Result<HspSettings, String> {
+        hsp(&flags, &parse(file).expect("file").hsp, &Env::of(env))
+    }
+
+    #[test]
+    fn a_flag_beats_the_environment_which_beats_the_file_which_beats_the_default() {
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            &'a [(&'a str, &'a str)],
+            &'a str,
+            &'a str,
+        );
+        let cases: [Case<'_>; 4] = [
+            ("default", None, &[], "", "127.0.0.1:7002"),
+            (
+                "file",
+                None,
+                &[],
+                "[hsp]\nlisten = \"10.0.0.1:1\"",
+                "10.0.0.1:1",
+            ),
+            (
+                "environment over file",
+                None,
+                &[("VITALGATE_HSP_LISTEN", "10.0.0.2:2")],
+                "[hsp]\nlisten = \"10.0.0.1:1\"",
+                "10.0.0.2:2",
+            ),
+            (
+                "flag over environment",
+                Some("10.0.0.3:3"),
+                &[("VITALGATE_HSP_LISTEN", "10.0.0.2:2")],
+                "[hsp]\nlisten = \"10.0.0.1:1\"",
+                "10.0.0.3:3",
+            ),
+        ];
+        for (case, flag, env, file, expected) in cases {
+            let flags = HspFlags {
+                listen: flag.map(str::to_string),
+                ..HspFlags::default()
+            };
+            let settings = hsp_of(flags, file, env).expect(case);
+            assert_eq!(settings.listen, expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn every_setting_of_the_hsp_reads_its_environment_variable() {
+        let settings = hsp_of(
+            HspFlags::default(),
+            "",
+            &[
+                ("VITALGATE_HSP_DATA_DIR", "/var/lib/vg"),
+                ("VITALGATE_TTP_URL", "https://ttp:7001"),
+                ("VITALGATE_TTP_CA", "/etc/vg/ca.pem"),
+                ("VITALGATE_SKEW_WINDOW_SECS", "20"),
+                ("VITALGATE_VITALS_RETENTION_DAYS", "30"),
+                ("VITALGATE_HSP_DATABASE_URL", "postgres://db/vg"),
+                ("VITALGATE_DATABASE_POOL_SIZE", "8"),
+                ("VITALGATE_KEK_FILE", "/run/secrets/kek"),
+                ("VITALGATE_PORTAL_LISTEN", "0.0.0.0:7080"),
+                ("VITALGATE_PORTAL_TLS", "true"),
+                ("VITALGATE_PORTAL_ADMINISTRATORS", "dr-a, dr-b"),
+                ("VITALGATE_PORTAL_TRUSTED_PROXIES", "10.0.0.0/8"),
+            ],
+        )
+        .expect("settings");
+        assert_eq!(settings.data_dir, PathBuf::from("/var/lib/vg"));
+        assert_eq!(settings.ttp_url, "https://ttp:7001");
+        assert_eq!(settings.ttp_ca, PathBuf::from("/etc/vg/ca.pem"));
+        assert_eq!(settings.skew_window_secs, 20);
+        assert_eq!(
+            settings.vitals_retention,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(settings.database_url.as_deref(), Some("postgres://db/vg"));
+        assert_eq!(settings.pool.max_size, 8);
+        assert_eq!(settings.kek_file, Some(PathBuf::from("/run/secrets/kek")));
+        assert_eq!(settings.portal.listen.as_deref(), Some("0.0.0.0:7080"));
+        assert!(settings.portal.behind_tls);
+        assert_eq!(settings.portal.administrators, ["dr-a", "dr-b"]);
+        assert_eq!(settings.portal.trusted_proxies.len(), 1);
+    }
+
+    #[test]
+    fn bad_values_are_one_clear_error_naming_the_setting() {
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: [Case<'_>; 5] = [
+            (
+                "a number that is not",
+                &[("VITALGATE_SKEW_WINDOW_SECS", "soon")],
+                "",
+                "VITALGATE_SKEW_WINDOW_SECS",
+            ),
+            (
+                "a boolean that is not",
+                &[("VITALGATE_PORTAL_TLS", "maybe")],
+                "",
+                "VITALGATE_PORTAL_TLS",
+            ),
+            (
+                "a proxy that is not an address",
+                &[("VITALGATE_PORTAL_TRUSTED_PROXIES", "the-proxy")],
+                "",
+                "portal trusted proxies",
+            ),
+            (
+                "a certificate without its key",
+                &[("VITALGATE_PORTAL_CERT_FILE", "/etc/vg/cert.pem")],
+                "",
+                "needs both a certificate and a key",
+            ),
+            (
+                "a pool size that is not",
+                &[("VITALGATE_DATABASE_POOL_SIZE", "-1")],
+                "",
+                "VITALGATE_DATABASE_POOL_SIZE",
+            ),
+        ];
+        for (case, env, file, named) in cases {
+            let error = hsp_of(HspFlags::default(), file, env).expect_err(case);
+            assert!(error.contains(named), "{case}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_ttp_and_a_device_resolve_the_same_way() {
+        let ttp = ttp(
+            &TtpFlags::default(),
+            &parse("[ttp]\ncredential_lifetime_days = 7")
+                .expect("file")
+                .ttp,
+            &Env::of(&[("VITALGATE_TTP_LISTEN", "0.0.0.0:7001")]),
+        )
+        .expect("ttp");
+        assert_eq!(ttp.listen, "0.0.0.0:7001");
+        assert_eq!(
+            ttp.credential_lifetime,
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        let device = device(
+            &DeviceFlags {
+                sample_interval_ms: Some(0),
+                ..DeviceFlags::default()
+            },
+            &parse("[device]\nhsp_url = \"https://hsp:7002\"")
+                .expect("file")
+                .device,
+            &Env::of(&[("VITALGATE_DEVICE_DATA_DIR", "/data")]),
+        )
+        .expect("device");
+        assert_eq!(device.hsp_url, "https://hsp:7002");
+        assert_eq!(device.data_dir, PathBuf::from("/data"));
+        assert_eq!(device.sample_interval, Duration::from_millis(1));
+    }
+
+    #[test]
+    fn pool_flags_and_variables_become_pool_options() {
+        let flags = PoolFlags {
+            database_pool_size: Some(4),
+            database_ca_file: Some("/etc/ssl/hospital-ca.pem".into()),
+            ..PoolFlags::default()
+        };
+        let env = Env::of(&[
+            ("VITALGATE_DATABASE_POOL_SIZE", "9"),
+            ("VITALGATE_DATABASE_CONNECT_TIMEOUT_SECS", "2"),
+        ]);
+        let options = pool(&flags, &env).expect("options");
+        assert_eq!(options.max_size, 4, "the flag wins");
+        assert_eq!(options.connect_timeout, Duration::from_secs(2));
+        assert_eq!(options.wait_timeout, PoolOptions::default().wait_timeout);
+        assert!(matches!(
+            options.tls,
+            DatabaseTls::Required { ca_file: Some(_) }
+        ));
+    }
+}
