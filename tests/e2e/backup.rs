@@ -132,7 +132,7 @@ async fn a_restored_database_logs_the_clinician_in_again() {
     set_password(&platform, "dr-restore", PASSWORD).await;
     let totp = enroll_totp(&platform, "dr-restore").await;
     let mut last_step = None;
-    let code = fresh_code(&totp, &mut last_step).await;
+    let code = fresh_code(&platform.clock, &totp, &mut last_step);
     log_in(&platform.hsp().url, &clinician, &code).await;
     let admin_token = platform.hsp().hsp.admin_token().to_string();
     let mut hsp = v1::hsp_client::HspClient::new(connect(&platform.hsp().url).await);
@@ -269,7 +269,7 @@ async fn a_restored_database_logs_the_clinician_in_again() {
     // KEK: the same password and a fresh code log the clinician in.
     platform.database_url = Some(target.url.clone());
     platform.start_hsp("127.0.0.1:0").await;
-    let code = fresh_code(&totp, &mut last_step).await;
+    let code = fresh_code(&platform.clock, &totp, &mut last_step);
     let ticket = log_in(&platform.hsp().url, &clinician, &code).await;
     assert_eq!(ticket.len(), 32);
     let mut hsp = v1::hsp_client::HspClient::new(connect(&platform.hsp().url).await);

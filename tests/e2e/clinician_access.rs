@@ -180,7 +180,13 @@ async fn reads_that_cannot_be_audited_are_refused_and_refreshes_are_audited() {
         crate::portal::serve_portal(&platform, vitalgate_hsp::PortalConfig::default()).await;
     let client = crate::portal_client::PortalClient::new();
     let signed_in = client
-        .sign_in(&portal, "dr-ward", "rounds at seven", &totp, &mut None)
+        .sign_in(
+            &portal,
+            "dr-ward",
+            "rounds at seven",
+            (&platform.clock, &totp),
+            &mut None,
+        )
         .await;
     assert_eq!(signed_in.status, 200, "{:?}", signed_in.body);
     let cookie = signed_in.cookie().expect("cookie");

@@ -19,8 +19,8 @@ use vitalgate_hsp::policy::{Action, Policy, RuleConfig};
 use vitalgate_otp::TotpPolicy;
 use vitalgate_password::PasswordFactor;
 use vitalgate_proto::v1::{self, FactorPurpose};
+use vitalgate_rpc::clock::{Clock, ManualClock};
 use vitalgate_rpc::identity::Identity;
-use vitalgate_rpc::unix_now;
 use vitalgate_store::AttemptLimit;
 
 use crate::harness::*;
@@ -113,21 +113,26 @@ pub(crate) async fn enroll_totp(platform: &Platform, subject: &str) -> totp_rs::
     totp_rs::Totp::from_url_unchecked(&enrolled.otpauth_uri).expect("otpauth URI")
 }
 
-/// A code for a step no login has used yet.
-pub(crate) async fn fresh_code(totp: &totp_rs::Totp, last: &mut Option<u64>) -> String {
-    loop {
-        let now = unix_now();
-        // The step's length: the first second of the step after time 0.
-        let length = totp.next_step(0);
-        let step = now / length;
-        // Not in the last second of a step (the code must still be current
-        // when it arrives) and not a step already used.
-        if Some(step) != *last && now % length < length - 1 {
-            *last = Some(step);
-            return totp.generate(now).to_string();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+/// A code for a step no login has used yet, by `clock` (the platform's):
+/// when the current step was used, or is about to end, the clock jumps to
+/// the next step instead of the test waiting for it.
+pub(crate) fn fresh_code(
+    clock: &ManualClock,
+    totp: &totp_rs::Totp,
+    last: &mut Option<u64>,
+) -> String {
+    // The step's length: the first second of the step after time 0.
+    let length = totp.next_step(0);
+    let mut now = clock.now();
+    // Not in the last second of a step (the code must still be current when
+    // it arrives) and not a step already used.
+    if Some(now / length) == *last || now % length >= length - 1 {
+        let next = (now / length + 1) * length;
+        clock.advance(Duration::from_secs(next - now));
+        now = clock.now();
     }
+    *last = Some(now / length);
+    totp.generate(now).to_string()
 }
 
 pub(crate) fn status(error: DeviceError) -> tonic::Status {
@@ -181,7 +186,7 @@ async fn a_clinician_logs_in_with_password_and_totp_and_each_failure_is_refused(
     let mut last = None;
 
     // Password and a fresh code: AAL2, both factors counted.
-    let code = fresh_code(&totp, &mut last).await;
+    let code = fresh_code(&platform.clock, &totp, &mut last);
     let mut password = PasswordFactor::new("dr-grey", "correct horse battery");
     let mut otp = OneTimeCode::totp(&code);
     let outcome = login_with(&platform, &identity, vec![&mut password, &mut otp])
@@ -211,13 +216,13 @@ async fn a_clinician_logs_in_with_password_and_totp_and_each_failure_is_refused(
     assert_eq!(refused.code(), Code::Unauthenticated);
 
     // A wrong password with a good code.
-    let code = fresh_code(&totp, &mut last).await;
+    let code = fresh_code(&platform.clock, &totp, &mut last);
     let mut password = PasswordFactor::new("dr-grey", "Tr0ub4dor&3");
     let mut otp = OneTimeCode::totp(&code);
     wrong_password(&platform, &identity, vec![&mut password, &mut otp]).await;
 
     // Leaving out a required factor fails (threat 14).
-    let code = fresh_code(&totp, &mut last).await;
+    let code = fresh_code(&platform.clock, &totp, &mut last);
     let mut otp = OneTimeCode::totp(&code);
     let refused = login_with(&platform, &identity, vec![&mut otp])
         .await
@@ -344,7 +349,7 @@ async fn the_101st_password_attempt_is_refused_until_the_delay_has_passed() {
     assert!(refused.message().contains("try again"), "{refused:?}");
 
     // After the delay, the legitimate login works and clears the count.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    platform.clock.advance(Duration::from_secs(3));
     let mut password = PasswordFactor::new("dr-house", "vicodin and a cane");
     login_with(&platform, &identity, vec![&mut password])
         .await
@@ -378,7 +383,7 @@ async fn the_same_totp_code_on_20_parallel_logins_succeeds_once() {
     let identity = enroll(&platform, v1::Role::Clinician, "dr-quinn").await;
     let totp = enroll_totp(&platform, "dr-quinn").await;
     // Early in a step, so every login arrives while the code is current.
-    let code = fresh_code(&totp, &mut None).await;
+    let code = fresh_code(&platform.clock, &totp, &mut None);
     let logins: Vec<_> = (0..20)
         .map(|_| {
             let url = platform.hsp().url.clone();
@@ -474,11 +479,11 @@ async fn biometric_failures_wait_after_five_and_disable_the_factor_at_fifty() {
     };
     for _ in 5..50 {
         store
-            .begin_attempt("biometric", "pt-biometric", &limit, unix_now())
+            .begin_attempt("biometric", "pt-biometric", &limit, platform.clock.now())
             .await
             .expect("counted");
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    platform.clock.advance(Duration::from_secs(1));
     let mut factor = genuine(0.1);
     let refused = login_with(&platform, &phone, vec![&mut factor])
         .await
@@ -579,7 +584,7 @@ async fn recovery_tokens_are_single_use_expire_and_are_audited() {
     .map_err(status)
     .expect_err("otp token for a password");
     assert_eq!(wrong_purpose.code(), Code::PermissionDenied);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    platform.clock.advance(Duration::from_millis(2100));
     let expired = hsp_client(&platform)
         .await
         .enroll_otp(v1::EnrollOtpRequest {
@@ -813,7 +818,7 @@ async fn break_glass_needs_a_reason_a_fresh_login_and_is_audited_and_notified() 
     )
     .await
     .expect("break-glass");
-    let lifetime = outcome.expires_at - unix_now() as i64;
+    let lifetime = outcome.expires_at - platform.clock.now() as i64;
     assert!((890..=900).contains(&lifetime), "time-boxed: {lifetime}");
 
     let events = platform

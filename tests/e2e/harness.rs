@@ -10,6 +10,7 @@ use tonic::transport::Channel;
 use vitalgate_device::{Device, DeviceConfig};
 use vitalgate_hsp::{Hsp, HspConfig};
 use vitalgate_proto::v1;
+use vitalgate_rpc::clock::ManualClock;
 use vitalgate_store::{SqliteStore, Store};
 use vitalgate_ttp::{Ttp, TtpConfig};
 
@@ -61,6 +62,9 @@ pub(crate) struct Platform {
     pub(crate) configure_hsp: fn(&mut HspConfig),
     /// The PostgreSQL database every HSP of the platform shares, if any.
     pub(crate) database_url: Option<String>,
+    /// The time every service and device of the platform reads: the
+    /// system's, plus what a test advanced it by to jump over an expiry.
+    pub(crate) clock: Arc<ManualClock>,
     ttp_stop: watch::Sender<bool>,
 }
 
@@ -84,9 +88,10 @@ impl Platform {
         let ttp_dir = dir.path().join("ttp");
         std::fs::create_dir_all(&ttp_dir).expect("ttp dir");
         let store = Arc::new(SqliteStore::open(&ttp_dir.join("store.db")).expect("ttp store"));
-        let ttp = Ttp::open(TtpConfig::new(ttp_dir), store)
-            .await
-            .expect("ttp");
+        let clock = ManualClock::following_system();
+        let mut ttp_config = TtpConfig::new(ttp_dir);
+        ttp_config.clock = clock.clone();
+        let ttp = Ttp::open(ttp_config, store).await.expect("ttp");
         let admin_token = ttp.admin_token().to_string();
         let ttp_ca_pem = ttp.ca_pem().to_string();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -105,6 +110,7 @@ impl Platform {
             hsp: None,
             configure_hsp: configure,
             database_url,
+            clock,
             ttp_stop,
         };
         platform.start_hsp("127.0.0.1:0").await;
@@ -165,6 +171,7 @@ impl Platform {
             None => Arc::new(SqliteStore::open(&hsp_dir.join("store.db")).expect("hsp store")),
         };
         let mut config = HspConfig::new(hsp_dir, self.ttp_url.clone(), self.ttp_ca_pem.clone());
+        config.clock = self.clock.clone();
         (self.configure_hsp)(&mut config);
         let hsp = Hsp::open(config, store.clone(), token.as_deref())
             .await
@@ -218,6 +225,7 @@ impl Platform {
         let mut config = DeviceConfig::new(self.device_dir(name));
         config.sample_interval = Duration::from_millis(10);
         config.batch_size = 5;
+        config.clock = self.clock.clone();
         Device::open(config, Some(&mut self.ttp().await), Some(&token))
             .await
             .expect("device")

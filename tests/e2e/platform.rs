@@ -27,7 +27,7 @@ async fn a_used_or_expired_enrollment_token_is_refused() {
     );
 
     let short = platform.token(v1::Role::Device, "pt-late", 1).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    platform.clock.advance(Duration::from_millis(2100));
     let late =
         vitalgate_rpc::identity::Identity::enroll(&platform.device_dir("late"), &mut ttp, &short)
             .await;

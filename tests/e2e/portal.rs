@@ -384,7 +384,7 @@ async fn a_live_view_ends_when_the_clinician_leaves_the_care_team() {
     let (state, started) = client
         .start(&format!("{portal}/api/login/start"), CLINICIAN, PASSWORD)
         .await;
-    let code = crate::factors::fresh_code(&totp, &mut None).await;
+    let code = crate::factors::fresh_code(&platform.clock, &totp, &mut None);
     let signed_in = client
         .finish(
             &format!("{portal}/api/login/finish"),
@@ -459,7 +459,13 @@ async fn a_password_change_ends_every_other_session() {
     let mut last = None;
     let mut sign_in = async |password: &str| {
         client
-            .sign_in(&portal, CLINICIAN, password, &totp, &mut last)
+            .sign_in(
+                &portal,
+                CLINICIAN,
+                password,
+                (&platform.clock, &totp),
+                &mut last,
+            )
             .await
     };
     let here = sign_in(PASSWORD).await;
@@ -569,7 +575,13 @@ async fn the_pages_own_refreshes_do_not_keep_an_idle_session_alive() {
     let mut last = None;
     let mut sign_in = async || {
         let answer = client
-            .sign_in(&portal, CLINICIAN, PASSWORD, &totp, &mut last)
+            .sign_in(
+                &portal,
+                CLINICIAN,
+                PASSWORD,
+                (&platform.clock, &totp),
+                &mut last,
+            )
             .await;
         answer.cookie().expect("a session cookie")
     };

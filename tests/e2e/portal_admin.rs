@@ -52,6 +52,7 @@ impl Session {
 struct Portal {
     url: String,
     client: PortalClient,
+    clock: std::sync::Arc<vitalgate_rpc::clock::ManualClock>,
 }
 
 impl Portal {
@@ -72,7 +73,7 @@ impl Portal {
         Session::of(
             &self
                 .client
-                .sign_in(&self.url, user, PASSWORD, totp, last)
+                .sign_in(&self.url, user, PASSWORD, (&self.clock, totp), last)
                 .await,
         )
     }
@@ -107,6 +108,7 @@ async fn the_administrator_api_is_for_administrators_with_a_recent_sign_in() {
     let portal = Portal {
         url: serve_portal(&platform, admin_config(&platform)).await,
         client: PortalClient::new(),
+        clock: platform.clock.clone(),
     };
     let (mut admin_last, mut clinician_last) = (None, None);
     let admin = portal.sign_in(ADMIN, &admin_totp, &mut admin_last).await;
@@ -292,6 +294,7 @@ async fn the_administrator_api_is_for_administrators_with_a_recent_sign_in() {
         )
         .await,
         client: PortalClient::new(),
+        clock: platform.clock.clone(),
     };
     let session = bare.sign_in(ADMIN, &admin_totp, &mut admin_last).await;
     let overview = bare.get("/api/admin", Some(&session)).await;
@@ -309,7 +312,7 @@ async fn the_administrator_api_is_for_administrators_with_a_recent_sign_in() {
             .status,
         200
     );
-    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    platform.clock.advance(Duration::from_millis(2_100));
     let stale = bare
         .post("/api/admin/factor-tokens", recovery, &session)
         .await;
@@ -335,6 +338,7 @@ async fn a_revocation_in_the_portal_reaches_the_ttp_and_ends_the_clinicians_sess
     let portal = Portal {
         url: serve_portal(&platform, admin_config(&platform)).await,
         client: PortalClient::new(),
+        clock: platform.clock.clone(),
     };
     let admin = portal.sign_in(ADMIN, &admin_totp, &mut None).await;
     let clinician = portal.sign_in(CLINICIAN, &clinician_totp, &mut None).await;
@@ -418,7 +422,7 @@ async fn a_revocation_in_the_portal_reaches_the_ttp_and_ends_the_clinicians_sess
     assert!(removed, "the revoked clinician's factors were removed");
     // The sign-in that was under way does not finish: its code is checked
     // against the authenticator enrolled now, and there is none.
-    let code = crate::factors::fresh_code(&clinician_totp, &mut None).await;
+    let code = crate::factors::fresh_code(&platform.clock, &clinician_totp, &mut None);
     let late = portal
         .client
         .finish(

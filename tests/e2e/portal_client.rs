@@ -182,13 +182,13 @@ impl PortalClient {
         portal: &str,
         user: &str,
         password: &str,
-        totp: &totp_rs::Totp,
+        (clock, totp): (&vitalgate_rpc::clock::ManualClock, &totp_rs::Totp),
         last: &mut Option<u64>,
     ) -> Answer {
         let (state, started) = self
             .start(&format!("{portal}/api/login/start"), user, password)
             .await;
-        let code = crate::factors::fresh_code(totp, last).await;
+        let code = crate::factors::fresh_code(clock, totp, last);
         self.finish(
             &format!("{portal}/api/login/finish"),
             state,

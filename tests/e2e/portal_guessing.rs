@@ -72,7 +72,7 @@ async fn strangers_guessing_from_many_addresses_stop_at_the_ceiling_and_lock_out
     // session and a device cookie for the account.
     let owner = "192.0.2.10";
     let (state, started) = start(&client, &login_start, owner, PASSWORD, "").await;
-    let code = fresh_code(&totp, &mut last).await;
+    let code = fresh_code(&platform.clock, &totp, &mut last);
     let signed_in = client
         .call_with(
             &login_finish,
@@ -109,7 +109,7 @@ async fn strangers_guessing_from_many_addresses_stop_at_the_ceiling_and_lock_out
 
     // The clinician's usual browser signs in all the same…
     let (state, started) = start(&client, &login_start, owner, PASSWORD, &browser).await;
-    let code = fresh_code(&totp, &mut last).await;
+    let code = fresh_code(&platform.clock, &totp, &mut last);
     let again = client
         .call_with(
             &login_finish,
@@ -135,7 +135,7 @@ async fn strangers_guessing_from_many_addresses_stop_at_the_ceiling_and_lock_out
         )
         .await;
     assert_eq!(started.status, 200, "{:?}", started.body);
-    let code = fresh_code(&totp, &mut last).await;
+    let code = fresh_code(&platform.clock, &totp, &mut last);
     let opened = client
         .call(
             &format!("{portal}/api/break-glass/finish"),

@@ -179,7 +179,7 @@ async fn the_portal_serves_tls_itself_with_secure_cookies() {
     let (ke3, session_key) = state
         .finish(PASSWORD, &started.field("response"), b"")
         .expect("KE2 opens");
-    let code = fresh_code(&totp, &mut None).await;
+    let code = fresh_code(&platform.clock, &totp, &mut None);
     let mac = vitalgate_hsp::portal_code_mac(session_key.as_bytes(), &login, &code);
     let finished = https
         .request(

@@ -23,8 +23,9 @@ use crate::factors::{enroll, enroll_totp, fresh_code, party, rule, status, Ke1On
 use crate::harness::*;
 
 /// The TOTP step the current time is in.
-fn code_step(totp: &totp_rs::Totp) -> u64 {
-    vitalgate_rpc::unix_now() / totp.next_step(0)
+fn code_step(clock: &vitalgate_rpc::clock::ManualClock, totp: &totp_rs::Totp) -> u64 {
+    use vitalgate_rpc::clock::Clock;
+    clock.now() / totp.next_step(0)
 }
 
 #[tokio::test]
@@ -56,7 +57,7 @@ async fn two_replicas_share_replays_codes_attempts_and_streams() {
     // A code used on A is refused on B.
     let clinician = enroll(&platform, v1::Role::Clinician, "dr-replica").await;
     let totp = enroll_totp(&platform, "dr-replica").await;
-    let code = fresh_code(&totp, &mut None).await;
+    let code = fresh_code(&platform.clock, &totp, &mut None);
     let mut otp = OneTimeCode::totp(&code);
     login(&url_a, party(&clinician), vec![&mut otp], None)
         .await
@@ -132,7 +133,11 @@ async fn two_replicas_share_replays_codes_attempts_and_streams() {
         ))
         .await
         .expect("care team");
-    let code = fresh_code(&totp, &mut Some(code_step(&totp))).await;
+    let code = fresh_code(
+        &platform.clock,
+        &totp,
+        &mut Some(code_step(&platform.clock, &totp)),
+    );
     let mut otp = OneTimeCode::totp(&code);
     let ticket = login(&url_b, party(&clinician), vec![&mut otp], None)
         .await
@@ -271,7 +276,7 @@ async fn a_portal_login_started_on_one_replica_finishes_on_the_other() {
             password,
         )
         .await;
-    let code = fresh_code(&totp, &mut None).await;
+    let code = fresh_code(&platform.clock, &totp, &mut None);
     let signed_in = client
         .finish(
             &format!("{portal_b}/api/login/finish"),

@@ -41,35 +41,53 @@ pub fn system_clock() -> SharedClock {
     Arc::new(SystemClock)
 }
 
-/// A clock that moves only when told to: for tests that need months to pass.
+/// A clock tests move by hand: frozen at a time ([`ManualClock::at`]), or
+/// following the system's clock with an offset ([`ManualClock::following_system`])
+/// that [`advance`](ManualClock::advance) grows, so that services on loopback
+/// keep ticking while a test jumps over an expiry instead of sleeping.
 #[derive(Debug)]
 pub struct ManualClock {
-    now_ms: AtomicI64,
+    offset_ms: AtomicI64,
+    follows_system: bool,
 }
 
 impl ManualClock {
-    /// A clock standing at `now_ms` (Unix milliseconds).
+    /// A clock standing at `now_ms` (Unix milliseconds) until advanced.
     pub fn at(now_ms: i64) -> Arc<Self> {
         Arc::new(Self {
-            now_ms: AtomicI64::new(now_ms),
+            offset_ms: AtomicI64::new(now_ms),
+            follows_system: false,
         })
     }
 
-    /// A clock standing at the system's time now.
+    /// A clock standing at the system's time now, until advanced.
     pub fn starting_now() -> Arc<Self> {
         Self::at(SystemClock.now_ms())
     }
 
+    /// The system's clock plus whatever the test has advanced it by.
+    pub fn following_system() -> Arc<Self> {
+        Arc::new(Self {
+            offset_ms: AtomicI64::new(0),
+            follows_system: true,
+        })
+    }
+
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
-        self.now_ms
+        self.offset_ms
             .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
-        self.now_ms.load(Ordering::SeqCst)
+        let offset = self.offset_ms.load(Ordering::SeqCst);
+        if self.follows_system {
+            SystemClock.now_ms() + offset
+        } else {
+            offset
+        }
     }
 }
 
@@ -85,5 +103,8 @@ mod tests {
         assert_eq!(clock.now(), 1_800_000_000 + 30 * 86_400);
         let system = SystemClock;
         assert!(system.now() > 1_700_000_000);
+        let following = ManualClock::following_system();
+        following.advance(Duration::from_secs(3600));
+        assert!(following.now() >= system.now() + 3599);
     }
 }
