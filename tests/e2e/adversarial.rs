@@ -25,7 +25,7 @@ pub(crate) struct Raw {
 }
 
 impl Raw {
-    pub(crate) async fn open(url: &str) -> Self {
+    pub(crate) async fn open(url: &Endpoint) -> Self {
         let mut client = v1::hsp_client::HspClient::new(connect(url).await);
         let (tx, rx) = mpsc::channel(8);
         let inbound = client
@@ -280,7 +280,7 @@ struct Hostile {
     many: Vec<u64>,
 }
 
-async fn send_hostile(url: &str, frames: Vec<Hostile>) -> Status {
+async fn send_hostile(url: &Endpoint, frames: Vec<Hostile>) -> Status {
     let mut grpc = tonic::client::Grpc::new(connect(url).await);
     grpc.ready().await.expect("ready");
     let path =

@@ -113,7 +113,11 @@ fn assert_refused(output: &Output, why: &str) {
     );
 }
 
-async fn log_in(url: &str, identity: &vitalgate_rpc::identity::Identity, code: &str) -> Vec<u8> {
+async fn log_in(
+    url: &Endpoint,
+    identity: &vitalgate_rpc::identity::Identity,
+    code: &str,
+) -> Vec<u8> {
     let mut password = PasswordFactor::new("dr-restore", PASSWORD);
     let mut otp = OneTimeCode::totp(code);
     login(url, party(identity), vec![&mut password, &mut otp], None)

@@ -28,7 +28,7 @@ fn with_ticket<T>(message: T, ticket: &[u8]) -> tonic::Request<T> {
     request
 }
 
-async fn history(url: &str, ticket: &[u8]) -> Result<(), tonic::Status> {
+async fn history(url: &Endpoint, ticket: &[u8]) -> Result<(), tonic::Status> {
     let request = v1::HistoryRequest {
         pseudonym: "pt-ward".into(),
         before_ms: 0,
@@ -42,7 +42,10 @@ async fn history(url: &str, ticket: &[u8]) -> Result<(), tonic::Status> {
 }
 
 /// A live watch of the ward's patient; returns the status that ends it.
-async fn watch_until_ended(url: &str, ticket: &[u8]) -> tokio::task::JoinHandle<tonic::Status> {
+async fn watch_until_ended(
+    url: &Endpoint,
+    ticket: &[u8],
+) -> tokio::task::JoinHandle<tonic::Status> {
     let request = v1::WatchRequest {
         pseudonym: "pt-ward".into(),
         break_glass_reason: String::new(),

@@ -11,17 +11,17 @@ use vitalgate_device::{Device, DeviceConfig};
 use vitalgate_hsp::{Hsp, HspConfig};
 use vitalgate_proto::v1;
 use vitalgate_rpc::clock::ManualClock;
+pub(crate) use vitalgate_rpc::tls::Endpoint;
+use vitalgate_rpc::tls::{ClientTls, PeerName};
 use vitalgate_store::{SqliteStore, Store};
 use vitalgate_ttp::{Ttp, TtpConfig};
 
 pub(crate) type TtpClient = v1::ttp_client::TtpClient<Channel>;
 
-pub(crate) async fn connect(url: &str) -> Channel {
-    tonic::transport::Endpoint::from_shared(url.to_string())
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect")
+/// A channel to `endpoint` (an HSP's over TLS, checked against the
+/// platform's service CA).
+pub(crate) async fn connect(endpoint: &Endpoint) -> Channel {
+    endpoint.channel().await.expect("connect")
 }
 
 pub(crate) fn admin<T>(message: T, token: &str) -> tonic::Request<T> {
@@ -36,7 +36,8 @@ pub(crate) fn admin<T>(message: T, token: &str) -> tonic::Request<T> {
 /// A running HSP and what stops it.
 pub(crate) struct RunningHsp {
     pub(crate) hsp: Hsp,
-    pub(crate) url: String,
+    /// Its gRPC port over TLS (reads as its `https://` URL).
+    pub(crate) url: Endpoint,
     pub(crate) store: Arc<dyn Store>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -91,6 +92,9 @@ impl Platform {
         let clock = ManualClock::following_system();
         let mut ttp_config = TtpConfig::new(ttp_dir);
         ttp_config.clock = clock.clone();
+        // The test HSPs serve TLS with certificates from the TTP, named by
+        // their SPIFFE IDs (which the clients check).
+        ttp_config.every_hsp_serves = true;
         let ttp = Ttp::open(ttp_config, store).await.expect("ttp");
         let admin_token = ttp.admin_token().to_string();
         let ttp_ca_pem = ttp.ca_pem().to_string();
@@ -115,6 +119,12 @@ impl Platform {
         };
         platform.start_hsp("127.0.0.1:0").await;
         platform
+    }
+
+    /// TLS to any of the platform's HSPs: the TTP's service CA, and an HSP's
+    /// SPIFFE ID.
+    pub(crate) fn hsp_tls(&self) -> ClientTls {
+        ClientTls::new(&self.ttp_ca_pem, PeerName::any_hsp(), None).expect("HSP TLS")
     }
 
     /// A client of the TTP over TLS (server authentication only).
@@ -177,7 +187,10 @@ impl Platform {
             .await
             .expect("hsp");
         let listener = bind_retrying(address).await;
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let url = Endpoint::tls(
+            format!("https://{}", listener.local_addr().expect("addr")),
+            self.hsp_tls(),
+        );
         let (stop, rx) = watch::channel(false);
         let mut serve_rx = rx.clone();
         let serve = tokio::spawn({
@@ -206,7 +219,7 @@ impl Platform {
     /// Stops the HSP and starts a new one on the same address, store and identity.
     pub(crate) async fn restart_hsp(&mut self) {
         let hsp = self.hsp.take().expect("hsp running");
-        let address = hsp.url.trim_start_matches("http://").to_string();
+        let address = hsp.url.trim_start_matches("https://").to_string();
         hsp.stop().await;
         self.start_hsp(&address).await;
     }

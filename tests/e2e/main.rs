@@ -18,3 +18,4 @@ mod portal_tls;
 mod processes;
 mod replicas;
 mod status_contract;
+mod tls;

@@ -546,7 +546,7 @@ async fn a_full_buffer_drops_the_oldest_and_counts_them() {
     let stats = device.stats();
     let (stop, rx) = watch::channel(false);
     // Nothing listens on port 9 (discard) here: every connection fails.
-    let agent = tokio::spawn(async move { device.run("http://127.0.0.1:9".into(), rx).await });
+    let agent = tokio::spawn(async move { device.run("http://127.0.0.1:9", rx).await });
     wait_until(Duration::from_secs(10), || {
         stats.samples_dropped.load(Ordering::Relaxed) >= 5
     })

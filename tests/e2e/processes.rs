@@ -75,12 +75,16 @@ fn separate_processes_enroll_stream_and_stop_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ttp_port, hsp_port) = (free_port(), free_port());
     let ttp_url = format!("https://127.0.0.1:{ttp_port}");
-    let hsp_url = format!("http://127.0.0.1:{hsp_port}");
+    // TLS on every port: the TTP lets the HSP serve with a certificate from
+    // its service CA, which the device and the administrator check.
+    let hsp_url = format!("https://127.0.0.1:{hsp_port}");
     let ttp = Command::new(BIN)
         .args([
             "ttp",
             "--listen",
             &format!("127.0.0.1:{ttp_port}"),
+            "--serving-hsps",
+            "hsp.process",
             "--data-dir",
         ])
         .arg(dir.path().join("ttp"))

@@ -103,7 +103,10 @@ async fn start_platform(database_url: &str) -> Result<Platform, Error> {
         .token;
     let store =
         Arc::new(vitalgate_store::PostgresStore::connect(database_url, Default::default()).await?);
-    let config = HspConfig::new(dir.path().join("hsp"), ttp_url, ca);
+    let mut config = HspConfig::new(dir.path().join("hsp"), ttp_url, ca);
+    // The benchmark signs in through the portal; the gRPC port (unused here)
+    // needs no certificate from the TTP.
+    config.tls = vitalgate_hsp::HspTls::InsecurePlaintext;
     let hsp = Hsp::open(config, store, Some(&token)).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let hsp_url = format!("http://{}", listener.local_addr()?);

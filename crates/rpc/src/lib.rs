@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod clock;
 pub mod identity;
+pub mod tls;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -84,22 +85,27 @@ pub fn invalid(field: &str, why: &str) -> Status {
 }
 
 /// A channel to the TTP at `url` (`https://…`) over TLS, trusting the TTP's
-/// service CA; with `client_identity` (certificate and key, PEM) it is mutual TLS.
+/// service CA and checking that the server is the TTP (its SPIFFE ID, which
+/// the CA gives no one else); with `client_identity` (certificate and key,
+/// PEM) it is mutual TLS.
 pub async fn ttp_channel(
     url: &str,
     ca_pem: &str,
     client_identity: Option<(&str, &str)>,
-) -> Result<tonic::transport::Channel, tonic::transport::Error> {
-    let mut tls = tonic::transport::ClientTlsConfig::new()
-        .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem));
-    if let Some((cert, key)) = client_identity {
-        tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
-    }
-    tonic::transport::Endpoint::from_shared(url.to_string())?
-        .tls_config(tls)?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .connect()
-        .await
+) -> Result<tonic::transport::Channel, TtpConnectError> {
+    let tls = tls::ClientTls::new(ca_pem, tls::PeerName::ttp(), client_identity)?;
+    Ok(tls.channel(url).await?)
+}
+
+/// Why the TTP could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum TtpConnectError {
+    /// The CA certificate or the client identity is unusable.
+    #[error("TLS to the TTP: {0}")]
+    Tls(#[from] tls::TlsError),
+    /// The connection failed.
+    #[error(transparent)]
+    Connect(#[from] tls::ConnectError),
 }
 
 /// Unix seconds now.
@@ -172,16 +178,28 @@ async fn try_audit(
     })
 }
 
+/// Why a service stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listener failed.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+    /// tonic's server failed.
+    #[error("{}", tls::error_chain(.0))]
+    Transport(#[from] tonic::transport::Error),
+}
+
 /// Serves `routes` (one vitalgate service) with `grpc.health.v1`, marking
 /// `service_name` serving, and server reflection, on `listener` (over `tls`
-/// when given) until `shutdown` resolves.
+/// when given; plaintext only when the operator asked for it) until
+/// `shutdown` resolves.
 pub async fn serve(
     service_name: &str,
     routes: tonic::service::Routes,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    tls: Option<tls::ServerTls>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let health = health.max_decoding_message_size(MAX_MESSAGE_BYTES);
     reporter
@@ -193,18 +211,25 @@ pub async fn serve(
         .build_v1()
         .expect("the descriptor sets are generated at build time and valid")
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let mut server = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        server = server.tls_config(tls)?;
+    let mut server = tonic::transport::Server::builder().layer(InboundStatusLayer);
+    let router = server.add_routes(routes.add_service(health).add_service(reflection));
+    match tls {
+        Some(tls) => {
+            let incoming = tls::TlsIncoming::new(listener, &tls)?;
+            router
+                .serve_with_incoming_shutdown(incoming.into_stream(), shutdown)
+                .await?
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    shutdown,
+                )
+                .await?
+        }
     }
-    let mut server = server.layer(InboundStatusLayer);
-    server
-        .add_routes(routes.add_service(health).add_service(reflection))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
-        )
-        .await
+    Ok(())
 }
 
 /// Gives every method of a service the status contract of [`inbound_status`]:

@@ -34,6 +34,7 @@ use vitalgate_core::UnixTime;
 use vitalgate_proto::v1::{self, device_frame, hsp_frame};
 use vitalgate_rpc::clock::SharedClock;
 use vitalgate_rpc::identity::{Identity, IdentityError};
+use vitalgate_rpc::tls::Endpoint;
 
 pub use sensors::BodySensors;
 use sequence::SequenceAllocator;
@@ -96,6 +97,9 @@ pub enum DeviceError {
     /// The connection could not be made.
     #[error("connect: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The HSP could not be reached.
+    #[error(transparent)]
+    Connect(#[from] vitalgate_rpc::tls::ConnectError),
     /// The HSP sent something the protocol does not allow.
     #[error("protocol: {0}")]
     Protocol(String),
@@ -243,7 +247,8 @@ impl Device {
     /// Runs until `stop` turns true: connects, authenticates, streams, and after
     /// any failure reconnects (with a fresh handshake) and resends what was not
     /// acknowledged.
-    pub async fn run(&mut self, hsp_endpoint: String, mut stop: watch::Receiver<bool>) {
+    pub async fn run(&mut self, hsp: impl Into<Endpoint>, mut stop: watch::Receiver<bool>) {
+        let hsp_endpoint = hsp.into();
         let mut backoff = Duration::from_millis(200);
         let mut ticker = tokio::time::interval(self.config.sample_interval);
         while !*stop.borrow() {
@@ -280,15 +285,11 @@ impl Device {
     /// One connection: handshake, then stream until stopped or failed.
     pub async fn session(
         &mut self,
-        hsp_endpoint: &str,
+        hsp_endpoint: &Endpoint,
         stop: &mut watch::Receiver<bool>,
         ticker: &mut tokio::time::Interval,
     ) -> Result<SessionEnd, DeviceError> {
-        let channel = tonic::transport::Endpoint::from_shared(hsp_endpoint.to_string())
-            .map_err(|e| DeviceError::Protocol(format!("HSP endpoint: {e}")))?
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await?;
+        let channel = hsp_endpoint.channel().await?;
         let mut client = v1::hsp_client::HspClient::new(channel)
             .max_decoding_message_size(vitalgate_rpc::MAX_MESSAGE_BYTES);
         let (tx, rx) = mpsc::channel::<v1::DeviceFrame>(16);

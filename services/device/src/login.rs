@@ -10,8 +10,6 @@
 //! Password registration (with an administrator's factor token, or a change
 //! with a fresh ticket) is here too: OPAQUE's two round trips.
 
-use std::time::Duration;
-
 use prost::Message;
 use rand_core::OsRng;
 use tokio::sync::mpsc;
@@ -26,6 +24,7 @@ use vitalgate_core::signer::Signer;
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1::{self, device_frame, hsp_frame};
 use vitalgate_rpc::clock::SharedClock;
+use vitalgate_rpc::tls::Endpoint;
 
 use crate::DeviceError;
 
@@ -74,13 +73,9 @@ impl std::fmt::Debug for LoginOutcome {
 }
 
 async fn client(
-    endpoint: &str,
+    endpoint: &Endpoint,
 ) -> Result<v1::hsp_client::HspClient<tonic::transport::Channel>, DeviceError> {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
-        .map_err(|e| DeviceError::Protocol(format!("HSP endpoint: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await?;
+    let channel = endpoint.channel().await?;
     Ok(v1::hsp_client::HspClient::new(channel)
         .max_decoding_message_size(vitalgate_rpc::MAX_MESSAGE_BYTES))
 }
@@ -88,12 +83,12 @@ async fn client(
 /// Logs `party` in at the HSP with `factors`; for break-glass, names the
 /// patient and the reason.
 pub async fn login(
-    endpoint: &str,
+    endpoint: impl Into<Endpoint>,
     party: Party,
     factors: Vec<&mut dyn InitiatorFactor>,
     break_glass: Option<&BreakGlass>,
 ) -> Result<LoginOutcome, DeviceError> {
-    let mut client = client(endpoint).await?;
+    let mut client = client(&endpoint.into()).await?;
     let (tx, rx) = mpsc::channel::<v1::DeviceFrame>(8);
     let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
     if let Some(glass) = break_glass {
@@ -121,7 +116,10 @@ pub async fn login(
     config.want_peer_credential = true;
     let mut factors = InitiatorFactors::new(factors);
     let (m1, state) = Initiator::start(&config, &mut OsRng)?;
-    tx.send(send(m1)).await.map_err(|_| closed())?;
+    if tx.send(send(m1)).await.is_err() {
+        // The HSP refused before reading M1: its status says why.
+        return Err(why_ended(&mut inbound).await);
+    }
     let m2 = next_handshake(&mut inbound).await?;
     let known = KnownCredentials::new();
     let verified = state.handle_m2(
@@ -133,7 +131,9 @@ pub async fn login(
         },
     )?;
     let (m3, mut state) = verified.send_m3(&factors.first_messages()?)?;
-    tx.send(send(m3)).await.map_err(|_| closed())?;
+    if tx.send(send(m3)).await.is_err() {
+        return Err(why_ended(&mut inbound).await);
+    }
     let session = loop {
         let message = next_handshake(&mut inbound).await?;
         match state.handle(&message)? {
@@ -141,7 +141,9 @@ pub async fn login(
             InitiatorProgress::FactorRound(round) => {
                 let answers = factors.respond(round.binding(), round.messages())?;
                 let (message, next) = round.reply(&answers)?;
-                tx.send(send(message)).await.map_err(|_| closed())?;
+                if tx.send(send(message)).await.is_err() {
+                    return Err(why_ended(&mut inbound).await);
+                }
                 state = next;
             }
         }
@@ -163,6 +165,14 @@ pub async fn login(
         assurance,
         factors: ticket.factors,
     })
+}
+
+/// Why the HSP ended a stream: its status, else that it simply ended.
+async fn why_ended(inbound: &mut tonic::Streaming<v1::HspFrame>) -> DeviceError {
+    match inbound.message().await {
+        Err(status) => DeviceError::Rpc(status),
+        Ok(_) => DeviceError::Protocol("the HSP ended the stream during the handshake".into()),
+    }
 }
 
 async fn next_handshake(
@@ -190,14 +200,14 @@ pub enum PasswordAuthorization {
 
 /// Registers `password` for `subject` by OPAQUE: the HSP never sees it.
 pub async fn register_password(
-    endpoint: &str,
+    endpoint: impl Into<Endpoint>,
     subject: &str,
     password: &str,
     authorization: PasswordAuthorization,
 ) -> Result<(), DeviceError> {
     use v1::finish_password_registration_request::Authorization as Finish;
     use v1::start_password_registration_request::Authorization as Start;
-    let mut client = client(endpoint).await?;
+    let mut client = client(&endpoint.into()).await?;
     let protocol = |e: vitalgate_password::PasswordError| DeviceError::Protocol(e.to_string());
     let (registration, request) =
         vitalgate_password::ClientRegistration::start(password, &mut OsRng).map_err(protocol)?;

@@ -46,6 +46,28 @@ pub struct HspConfig {
     pub silence_check: Duration,
     /// Where the HSP reads the time (the system's; a manual one in tests).
     pub clock: SharedClock,
+    /// How the HSP's gRPC port speaks TLS.
+    pub tls: HspTls,
+}
+
+/// How the HSP's gRPC port speaks TLS (administrators' tokens, clinicians'
+/// tickets and patients' records cross it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HspTls {
+    /// A certificate from the TTP's service CA naming the HSP's SPIFFE ID
+    /// (and the DNS names the TTP's configuration gives it; the TTP must
+    /// let the HSP serve), renewed before it expires.
+    FromTtp,
+    /// The hospital's certificate chain and key (PEM files), read again
+    /// when they change (cert-manager renewing a Secret, say).
+    Files {
+        /// The chain, leaf first.
+        cert: PathBuf,
+        /// Its private key.
+        key: PathBuf,
+    },
+    /// No TLS, which only an operator's explicit `--insecure-plaintext` asks for.
+    InsecurePlaintext,
 }
 
 /// A shared code sender in the configuration.
@@ -79,6 +101,7 @@ impl HspConfig {
             alerts: alerts::AlertRules::default(),
             silence_check: Duration::from_secs(10),
             clock: vitalgate_rpc::clock::system_clock(),
+            tls: HspTls::FromTtp,
         }
     }
 }

@@ -18,7 +18,7 @@ pub enum HspError {
     Ttp(#[from] tonic::Status),
     /// The TTP could not be reached.
     #[error("TTP connection: {0}")]
-    Connect(#[from] tonic::transport::Error),
+    Connect(#[from] vitalgate_rpc::TtpConnectError),
     /// The TLS key or the service certificate could not be made.
     #[error("service certificate: {0}")]
     Certificate(String),

@@ -159,3 +159,55 @@ impl v1::hsp_server::Hsp for Hsp {
         Hsp::set_care_team_member(self, request).await
     }
 }
+
+/// The HSP's service with every method but `DeviceSession` refused: what a
+/// port without TLS may carry (a device's session is end-to-end already;
+/// administrators' tokens and clinicians' tickets are not).
+#[derive(Clone)]
+pub(crate) struct DevicesOnly<S>(S);
+
+impl<S> DevicesOnly<S> {
+    pub(crate) fn new(inner: S) -> Self {
+        Self(inner)
+    }
+}
+
+/// The one method a plaintext port serves.
+const DEVICE_SESSION_PATH: &str = "/vitalgate.v1.Hsp/DeviceSession";
+
+impl<S, B> tower_service::Service<tonic::codegen::http::Request<B>> for DevicesOnly<S>
+where
+    S: tower_service::Service<
+            tonic::codegen::http::Request<B>,
+            Response = tonic::codegen::http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + Send,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<B>) -> Self::Future {
+        if request.uri().path() == DEVICE_SESSION_PATH {
+            Box::pin(self.0.call(request))
+        } else {
+            let refused = Status::permission_denied(
+                "this port carries device sessions only; administrators and clinicians use the \
+                 HSP's TLS port",
+            );
+            Box::pin(async move { Ok(refused.into_http()) })
+        }
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for DevicesOnly<S> {
+    const NAME: &'static str = S::NAME;
+}

@@ -30,11 +30,12 @@ mod samples;
 mod session;
 mod state;
 mod stats;
+mod tls_files;
 mod trust;
 mod vault;
 pub mod writer;
 
-pub use config::{CodeSenderHandle, HspConfig};
+pub use config::{CodeSenderHandle, HspConfig, HspTls};
 pub use error::HspError;
 pub use factors::OPAQUE_SETUP_SETTING;
 pub use portal::{code_mac as portal_code_mac, PortalConfig, PortalTls, TrustedProxy};
@@ -52,6 +53,7 @@ use vitalgate_proto::v1;
 use vitalgate_rpc::admin::AdminToken;
 use vitalgate_rpc::clock::SharedClock;
 use vitalgate_rpc::identity::{Identity, IdentityError};
+use vitalgate_rpc::tls::{ClientAuth, ServerCert};
 use vitalgate_store::Store;
 
 /// The HSP service: a cheap handle to one replica's [`State`].
@@ -96,10 +98,20 @@ impl Hsp {
             },
         };
         let signer = identity.signer();
-        let (mut ttp, spiffe_id) =
+        let certified =
             revocation::mutual_tls_with_ttp(&config, &mut ttp, &signer, &identity.credential)
                 .await?;
-        let bundle = ttp
+        let server_cert = match &config.tls {
+            HspTls::FromTtp => Some(
+                ServerCert::from_pem(certified.cert_pem.as_bytes(), certified.key_pem.as_bytes())
+                    .map_err(|e| HspError::Certificate(e.to_string()))?,
+            ),
+            HspTls::Files { cert, key } => Some(tls_files::load(cert, key)?),
+            HspTls::InsecurePlaintext => None,
+        };
+        let bundle = certified
+            .client
+            .clone()
             .trust_bundle(v1::TrustBundleRequest {})
             .await?
             .into_inner();
@@ -115,7 +127,7 @@ impl Hsp {
         )
         .await?;
         tracing::info!(
-            %spiffe_id,
+            spiffe_id = %certified.spiffe_id,
             serial = identity.credential.serial(),
             subject = %String::from_utf8_lossy(identity.credential.subject()),
             "HSP identity loaded"
@@ -133,9 +145,13 @@ impl Hsp {
         // the data key have (before anything of this start is audited).
         store.key_audit_chain(vault.audit_key());
         let admin = AdminToken::load_or_create(&config.data_dir).map_err(IdentityError::Io)?;
+        let serving_from_ttp = server_cert
+            .clone()
+            .filter(|_| config.tls == HspTls::FromTtp);
         let service = state::ServiceIdentity {
             identity,
-            ttp: revocation::TtpLink::new(ttp, spiffe_id),
+            ttp: revocation::TtpLink::new(&certified, serving_from_ttp),
+            server_cert,
         };
         let state = State::assemble(config, store, service, peers, vault, admin).await?;
         Ok(Self {
@@ -175,13 +191,14 @@ impl Hsp {
         self.live().close_all();
     }
 
-    /// Serves the HSP with health and reflection on `listener` until `shutdown`;
+    /// Serves the HSP with health and reflection on `listener` (over TLS,
+    /// unless the configuration says `InsecurePlaintext`) until `shutdown`;
     /// then closes live sessions so their streams end.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send,
-    ) -> Result<(), tonic::transport::Error> {
+    ) -> Result<(), vitalgate_rpc::ServeError> {
         let closer = self.clone();
         let config = self.config();
         let retention = config.vitals_retention.map(|keep| {
@@ -192,19 +209,41 @@ impl Hsp {
             ))
         });
         let silence = tokio::spawn(self.alerts().clone().watch_silence(config.silence_check));
+        let reload = match (&config.tls, self.server_cert()) {
+            (HspTls::Files { cert, key }, Some(serving)) => Some(tokio::spawn(
+                tls_files::reload_on_change(cert.clone(), key.clone(), serving.clone()),
+            )),
+            _ => None,
+        };
         let shutdown = async move {
             shutdown.await;
             closer.close_all_sessions();
-            if let Some(task) = retention {
+            for task in [retention, reload].into_iter().flatten() {
                 task.abort();
             }
             silence.abort();
         };
+        let tls = self
+            .server_cert()
+            .map(|cert| vitalgate_rpc::tls::ServerTls::grpc(cert.clone(), ClientAuth::None))
+            .transpose()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let clinicians = v1::clinician_vitals_server::ClinicianVitalsServer::new(self.clone())
             .max_decoding_message_size(vitalgate_rpc::MAX_MESSAGE_BYTES);
         let routes = tonic::service::Routes::new(self.into_service()).add_service(clinicians);
-        // Device sessions need no TLS: the core's channel is end-to-end from the
-        // device, whatever terminates TLS in front of the HSP.
+        vitalgate_rpc::serve("vitalgate.v1.Hsp", routes, tls, listener, shutdown).await
+    }
+
+    /// Serves device sessions alone, without TLS, on a listener of their own
+    /// (when an operator asks: the core's channel is end-to-end from the
+    /// device, whatever carries it). Administrators' and clinicians' calls
+    /// are refused there: they never cross a port without TLS.
+    pub async fn serve_devices_plaintext(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), vitalgate_rpc::ServeError> {
+        let routes = tonic::service::Routes::new(grpc::DevicesOnly::new(self.into_service()));
         vitalgate_rpc::serve("vitalgate.v1.Hsp", routes, None, listener, shutdown).await
     }
 }

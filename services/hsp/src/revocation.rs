@@ -3,8 +3,8 @@
 //! event closes the party's sessions here and, for a clinician, ends their
 //! portal access.
 
-use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tonic::transport::Channel;
@@ -12,28 +12,42 @@ use vitalgate_core::credential::Credential;
 use vitalgate_proto::v1;
 
 use crate::live::CloseReason;
-use crate::{Hsp, HspConfig, HspError};
+use vitalgate_rpc::tls::ServerCert;
+
+use crate::{Hsp, HspConfig, HspError, HspTls};
 
 /// How long after an HSP learns of a clinician's revocation a portal sign-in
 /// that read the clinician's factors just before they were removed may still
 /// open a session (it ends all the same).
 const REVOCATION_GRACE: Duration = Duration::from_secs(10);
 
-/// A service certificate older than this is renewed when the revocation feed
-/// reconnects (it lives 7 days).
-const RENEW_CERTIFICATE_AFTER: Duration = Duration::from_secs(3 * 24 * 3600);
+/// How long the TTP's service certificates live (its `pki::CERTIFICATE_LIFETIME`).
+pub(crate) const CERTIFICATE_LIFETIME_SECS: u64 = 7 * 86_400;
 
-/// The TTP over mutual TLS, with the newest service certificate it issued.
+/// A service certificate the TTP issued this HSP, and its key (PEM).
+pub(crate) struct Certified {
+    pub(crate) client: v1::ttp_client::TtpClient<Channel>,
+    pub(crate) spiffe_id: String,
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: zeroize::Zeroizing<String>,
+    /// Unix seconds.
+    pub(crate) not_after: u64,
+}
+
+/// The TTP over mutual TLS, with the newest service certificate it issued;
+/// when the HSP serves with that certificate, the certificate it serves.
 pub(crate) struct TtpLink {
-    client: RwLock<(v1::ttp_client::TtpClient<Channel>, Instant)>,
+    client: RwLock<(v1::ttp_client::TtpClient<Channel>, u64)>,
     spiffe_id: String,
+    serving: Option<Arc<ServerCert>>,
 }
 
 impl TtpLink {
-    pub(crate) fn new(client: v1::ttp_client::TtpClient<Channel>, spiffe_id: String) -> Self {
+    pub(crate) fn new(certified: &Certified, serving: Option<Arc<ServerCert>>) -> Self {
         Self {
-            client: RwLock::new((client, Instant::now())),
-            spiffe_id,
+            client: RwLock::new((certified.client.clone(), certified.not_after)),
+            spiffe_id: certified.spiffe_id.clone(),
+            serving,
         }
     }
 
@@ -46,13 +60,20 @@ impl TtpLink {
             .clone()
     }
 
-    /// When the newest certificate was issued.
-    fn certified_at(&self) -> Instant {
+    /// When the newest certificate expires (Unix seconds).
+    fn not_after(&self) -> u64 {
         self.client.read().unwrap_or_else(|p| p.into_inner()).1
     }
 
-    fn replace(&self, client: v1::ttp_client::TtpClient<Channel>) {
-        *self.client.write().unwrap_or_else(|p| p.into_inner()) = (client, Instant::now());
+    fn replace(&self, certified: &Certified) -> Result<(), String> {
+        if let Some(serving) = &self.serving {
+            serving
+                .replace(certified.cert_pem.as_bytes(), certified.key_pem.as_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+        *self.client.write().unwrap_or_else(|p| p.into_inner()) =
+            (certified.client.clone(), certified.not_after);
+        Ok(())
     }
 
     /// The SPIFFE ID the TTP certified this HSP under.
@@ -75,22 +96,11 @@ impl Hsp {
     /// within the feed's latency (immediate on the TTP that revoked, at most its
     /// 2 s poll from others).
     pub async fn follow_revocations(&self, mut stop: watch::Receiver<bool>) {
-        let mut ttp = self.ttp().client();
         let mut cursor = 0i64;
         loop {
-            if self.ttp().certified_at().elapsed() > RENEW_CERTIFICATE_AFTER {
-                match self.renew_certificate().await {
-                    Ok(renewed) => {
-                        self.ttp().replace(renewed.clone());
-                        ttp = renewed;
-                        tracing::info!(spiffe_id = %self.ttp().spiffe_id(), "service certificate renewed");
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "service certificate renewal failed; retrying")
-                    }
-                }
-            }
-            let stream = ttp
+            let stream = self
+                .ttp()
+                .client()
                 .watch_revocations(v1::WatchRevocationsRequest { after_id: cursor })
                 .await;
             match stream {
@@ -216,32 +226,77 @@ impl Hsp {
         }
     }
 
-    /// A new service certificate from the TTP, proving the HSP's credential key
-    /// again, and a mutual-TLS client with it.
-    async fn renew_certificate(&self) -> Result<v1::ttp_client::TtpClient<Channel>, HspError> {
+    /// Keeps the service certificate current until `stop` changes: renews it
+    /// at two thirds of its life (with jitter, so replicas do not renew at
+    /// once), retrying with doubling waits up to ten minutes, and swaps it
+    /// into the TTP link and, when the HSP serves with it, into the server.
+    pub async fn keep_certified(&self, mut stop: watch::Receiver<bool>) {
+        let mut retry = Duration::from_secs(5);
+        loop {
+            let now = self.now();
+            let lifetime = crate::revocation::CERTIFICATE_LIFETIME_SECS;
+            let renew_at = self.ttp().not_after().saturating_sub(lifetime / 3);
+            let jitter = rand_core::RngCore::next_u64(&mut rand_core::OsRng) % (lifetime / 50 + 1);
+            let wait = Duration::from_secs(renew_at.saturating_sub(now) + jitter);
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            match self.renew_certificate().await {
+                Ok(renewed) => match self.ttp().replace(&renewed) {
+                    Ok(()) => {
+                        retry = Duration::from_secs(5);
+                        self.audit(
+                            "service_certificate.renewed",
+                            "hsp",
+                            self.ttp().spiffe_id(),
+                            "",
+                        )
+                        .await;
+                        tracing::info!(spiffe_id = %self.ttp().spiffe_id(), not_after = renewed.not_after, "service certificate renewed");
+                    }
+                    Err(e) => tracing::error!(error = %e, "the renewed certificate does not load"),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_secs = retry.as_secs(), "service certificate renewal failed; retrying");
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = tokio::time::sleep(retry) => {}
+                    }
+                    retry = (retry * 2).min(Duration::from_secs(600));
+                }
+            }
+        }
+    }
+
+    /// A new service certificate from the TTP, proving the HSP's credential
+    /// key again, and a mutual-TLS client with it.
+    async fn renew_certificate(&self) -> Result<Certified, HspError> {
         let config = self.config();
         let channel = vitalgate_rpc::ttp_channel(&config.ttp_url, &config.ttp_ca_pem, None).await?;
         let mut ttp = v1::ttp_client::TtpClient::new(channel);
         let responder = self.responder(crate::policy::Action::StreamVitals);
-        let (client, _) = mutual_tls_with_ttp(
+        mutual_tls_with_ttp(
             config,
             &mut ttp,
             &*responder.signer,
             responder.credential.credential(),
         )
-        .await?;
-        Ok(client)
+        .await
     }
 }
 
 /// Gets a service certificate from the TTP for a fresh TLS key (proving the
-/// HSP's credential key) and opens a mutual-TLS channel with it.
+/// HSP's credential key) and opens a mutual-TLS channel with it. The TTP
+/// names the certificate (its SPIFFE ID, and DNS names from its own
+/// configuration); it is a server certificate too when the HSP serves with
+/// it (`HspTls::FromTtp`), which the TTP must allow.
 pub(crate) async fn mutual_tls_with_ttp(
     config: &HspConfig,
     ttp: &mut v1::ttp_client::TtpClient<Channel>,
     signer: &dyn vitalgate_core::signer::Signer,
     credential: &Credential,
-) -> Result<(v1::ttp_client::TtpClient<Channel>, String), HspError> {
+) -> Result<Certified, HspError> {
     let tls_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
         .map_err(|e| HspError::Certificate(e.to_string()))?;
     let tls_public = tls_key.public_key_raw().to_vec();
@@ -253,16 +308,23 @@ pub(crate) async fn mutual_tls_with_ttp(
             credential: credential.encode(),
             tls_public_key: tls_public,
             signature: signature.to_vec(),
-            dns_names: vec!["localhost".into()],
+            dns_names: Vec::new(),
+            serve: config.tls == HspTls::FromTtp,
         })
         .await?
         .into_inner();
-    let key_pem = tls_key.serialize_pem();
+    let key_pem = zeroize::Zeroizing::new(tls_key.serialize_pem());
     let channel = vitalgate_rpc::ttp_channel(
         &config.ttp_url,
         &config.ttp_ca_pem,
         Some((&issued.certificate_pem, &key_pem)),
     )
     .await?;
-    Ok((v1::ttp_client::TtpClient::new(channel), issued.spiffe_id))
+    Ok(Certified {
+        client: v1::ttp_client::TtpClient::new(channel),
+        spiffe_id: issued.spiffe_id,
+        cert_pem: issued.certificate_pem,
+        key_pem,
+        not_after: u64::try_from(issued.not_after).unwrap_or(0),
+    })
 }

@@ -10,6 +10,7 @@ use vitalgate_core::handshake::ResponderConfig;
 use vitalgate_core::provider::AwsLc;
 use vitalgate_core::replay::InMemoryReplayCache;
 use vitalgate_rpc::admin::AdminToken;
+use vitalgate_rpc::tls::ServerCert;
 use vitalgate_store::Store;
 
 use crate::alerts::AlertRaiser;
@@ -44,6 +45,7 @@ pub struct State {
     vault: Arc<SecretVault>,
     admin: AdminToken,
     ttp: TtpLink,
+    server_cert: Option<Arc<ServerCert>>,
 }
 
 /// Who this replica is: its credential, its signing key, and the SPIFFE ID
@@ -51,6 +53,8 @@ pub struct State {
 pub(crate) struct ServiceIdentity {
     pub(crate) identity: vitalgate_rpc::identity::Identity,
     pub(crate) ttp: TtpLink,
+    /// The certificate the gRPC port serves, unless it serves plaintext.
+    pub(crate) server_cert: Option<Arc<ServerCert>>,
 }
 
 impl State {
@@ -65,7 +69,11 @@ impl State {
         vault: Arc<SecretVault>,
         admin: AdminToken,
     ) -> Result<Self, crate::HspError> {
-        let ServiceIdentity { identity, ttp } = service;
+        let ServiceIdentity {
+            identity,
+            ttp,
+            server_cert,
+        } = service;
         let responder = |roles: RoleSet| {
             let mut responder = ResponderConfig::new(
                 Box::new(identity.signer()),
@@ -89,6 +97,7 @@ impl State {
         Ok(Self {
             serial: identity.credential.serial(),
             ttp,
+            server_cert,
             vault,
             admin,
             device_responder,
@@ -226,5 +235,10 @@ impl State {
     /// The TTP over mutual TLS.
     pub(crate) fn ttp(&self) -> &TtpLink {
         &self.ttp
+    }
+
+    /// The certificate the gRPC port serves (none when plaintext).
+    pub(crate) fn server_cert(&self) -> Option<&Arc<ServerCert>> {
+        self.server_cert.as_ref()
     }
 }

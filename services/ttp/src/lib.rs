@@ -26,6 +26,7 @@ use vitalgate_core::UnixTime;
 use vitalgate_proto::v1;
 use vitalgate_rpc::admin::AdminToken;
 use vitalgate_rpc::clock::SharedClock;
+use vitalgate_rpc::tls::{ClientAuth, ServerCert, ServerTls};
 use vitalgate_rpc::{core_status, invalid, store_status};
 use vitalgate_store::{CredentialRecord, EnrollmentToken, Store};
 
@@ -58,10 +59,26 @@ pub struct TtpConfig {
     pub trust_domain: String,
     /// Host names and addresses the TTP's TLS certificate is valid for.
     pub server_names: Vec<String>,
+    /// The HSPs that serve TLS with a certificate from the service CA, and
+    /// the DNS names each is given (an HSP not named gets a client
+    /// certificate only: it cannot pose as a server).
+    pub serving_hsps: Vec<ServingHsp>,
+    /// Every HSP may serve, named by its SPIFFE ID alone (no DNS names):
+    /// for development and tests, where clients check SPIFFE IDs.
+    pub every_hsp_serves: bool,
     /// Sign credentials with a key on a PKCS#11 token instead of key files.
     pub signing_token: Option<TokenKey>,
     /// Where the TTP reads the time (the system's; a manual one in tests).
     pub clock: SharedClock,
+}
+
+/// An HSP the TTP lets serve TLS with a certificate from its service CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServingHsp {
+    /// The HSP's credential subject (`hsp.general-hospital`).
+    pub subject: String,
+    /// The DNS names and addresses its certificate is valid for.
+    pub dns_names: Vec<String>,
 }
 
 /// Where the TTP's signing key lives on a PKCS#11 token.
@@ -96,6 +113,8 @@ impl TtpConfig {
             max_token_validity_secs: 24 * 3600,
             trust_domain: "vitalgate.local".into(),
             server_names: vec!["localhost".into(), "127.0.0.1".into()],
+            serving_hsps: Vec::new(),
+            every_hsp_serves: false,
             signing_token: None,
             clock: vitalgate_rpc::clock::system_clock(),
         }
@@ -116,7 +135,10 @@ pub enum TtpError {
     Pki(#[from] PkiError),
     /// The server failed.
     #[error("TTP server: {0}")]
-    Transport(tonic::transport::Error),
+    Serve(vitalgate_rpc::ServeError),
+    /// The TLS certificate or settings.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The PKCS#11 token with the signing key failed.
     #[error("TTP signing token: {0}")]
     Token(String),
@@ -334,17 +356,42 @@ impl Ttp {
     }
 
     /// The TLS settings the TTP serves with: its certificate from the service
-    /// CA, and client certificates from the same CA (optional at the TLS
-    /// layer, so devices can enroll; required by the calls that need them).
-    pub fn server_tls(&self) -> Result<tonic::transport::ServerTlsConfig, TtpError> {
+    /// CA (replaceable, see [`Ttp::serve`]), and client certificates from
+    /// the same CA (optional at the TLS layer, so devices can enroll;
+    /// required by the calls that need them).
+    pub fn server_tls(&self) -> Result<ServerTls, TtpError> {
         let (cert, key) = self
             .inner
             .pki
             .ttp_server_identity(&self.inner.config.server_names)?;
-        Ok(tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(cert, key))
-            .client_ca_root(tonic::transport::Certificate::from_pem(self.ca_pem()))
-            .client_auth_optional(true))
+        let cert = ServerCert::from_pem(cert.as_bytes(), key.as_bytes())
+            .map_err(|e| TtpError::Tls(e.to_string()))?;
+        ServerTls::grpc(cert, ClientAuth::Optional(self.ca_pem().to_string()))
+            .map_err(|e| TtpError::Tls(e.to_string()))
+    }
+
+    /// Issues the TTP's own server certificate again every two thirds of
+    /// its life, so a TTP that runs for months never serves an expired one.
+    async fn renew_server_certificate(self, cert: Arc<ServerCert>) {
+        let every = pki::CERTIFICATE_LIFETIME * 2 / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            let renewed = self
+                .inner
+                .pki
+                .ttp_server_identity(&self.inner.config.server_names)
+                .map_err(|e| e.to_string())
+                .and_then(|(c, k)| {
+                    cert.replace(c.as_bytes(), k.as_bytes())
+                        .map_err(|e| e.to_string())
+                });
+            match renewed {
+                Ok(()) => tracing::info!("the TTP's server certificate was renewed"),
+                Err(e) => {
+                    tracing::error!(error = %e, "the TTP's server certificate could not be renewed")
+                }
+            }
+        }
     }
 
     /// A credential a party presents to renew it or to be certified: valid,
@@ -674,21 +721,29 @@ impl v1::ttp_server::Ttp for Ttp {
                 "the credential's key did not sign this request",
             ));
         }
-        if request.dns_names.len() > 16
-            || request
-                .dns_names
-                .iter()
-                .any(|n| n.is_empty() || n.len() > 253)
-        {
-            return Err(invalid("dns_names", "at most 16 names of 1 to 253 bytes"));
-        }
         let subject = String::from_utf8_lossy(credential.subject()).into_owned();
         let spiffe_id = self.inner.pki.spiffe_id("hsp", &subject);
+        // The names are the TTP's to give, never the caller's: a server
+        // certificate only for an HSP its configuration lets serve.
+        let config = &self.inner.config;
+        let serves: Option<Vec<String>> = if !request.serve {
+            None
+        } else if let Some(named) = config.serving_hsps.iter().find(|h| h.subject == subject) {
+            Some(named.dns_names.clone())
+        } else if config.every_hsp_serves {
+            Some(Vec::new())
+        } else {
+            return Err(Status::failed_precondition(format!(
+                "{subject} may not serve TLS with a certificate from this TTP: name it under \
+                 [[ttp.serving_hsp]] in the TTP's configuration, or give the HSP the hospital's \
+                 certificate (--tls-cert-file)"
+            )));
+        };
         let (pem, der) = self
             .inner
             .pki
-            .issue(&spiffe_id, tls_key, &request.dns_names)
-            .map_err(|e| invalid("dns_names", &e.to_string()))?;
+            .issue(&spiffe_id, tls_key, serves.as_deref())
+            .map_err(|e| Status::failed_precondition(format!("service certificate: {e}")))?;
         let fingerprint = hex::encode(AwsLc::sha256(&[&der]));
         self.inner
             .store
@@ -709,6 +764,8 @@ impl v1::ttp_server::Ttp for Ttp {
             certificate_pem: pem,
             ca_pem: self.ca_pem().to_string(),
             spiffe_id,
+            dns_names: serves.unwrap_or_default(),
+            not_after: (self.now() + pki::CERTIFICATE_LIFETIME.as_secs()) as i64,
         }))
     }
 
@@ -781,9 +838,13 @@ impl Ttp {
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), TtpError> {
         let tls = self.server_tls()?;
+        let renewal = tokio::spawn(self.clone().renew_server_certificate(tls.cert().clone()));
         let routes = tonic::service::Routes::new(self.into_service());
-        vitalgate_rpc::serve("vitalgate.v1.Ttp", routes, Some(tls), listener, shutdown)
-            .await
-            .map_err(TtpError::Transport)
+        let served =
+            vitalgate_rpc::serve("vitalgate.v1.Ttp", routes, Some(tls), listener, shutdown)
+                .await
+                .map_err(TtpError::Serve);
+        renewal.abort();
+        served
     }
 }

@@ -15,6 +15,10 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SignatureAlgorithm, PKCS_ED25519,
 };
 
+/// How long a service certificate is valid; services renew at two thirds.
+pub(crate) const CERTIFICATE_LIFETIME: std::time::Duration =
+    std::time::Duration::from_secs(7 * 86_400);
+
 /// A service's Ed25519 public key, as the TTP receives it (32 raw bytes).
 struct Ed25519Public([u8; 32]);
 
@@ -107,24 +111,26 @@ impl ServicePki {
         format!("spiffe://{}/{role}/{subject}", self.trust_domain)
     }
 
-    /// A certificate for `public_key` naming `spiffe_id`, valid for `dns_names`
-    /// (and IP addresses among them) as a TLS server and as a TLS client.
-    /// Returns the certificate as PEM and as DER.
+    /// A certificate for `public_key` naming `spiffe_id`: a TLS client
+    /// certificate, and with `serves` (the names the TTP assigns: never a
+    /// caller's) a TLS server certificate valid for `serves`'s DNS names and
+    /// addresses too. Returns the certificate as PEM and as DER.
     pub fn issue(
         &self,
         spiffe_id: &str,
         public_key: [u8; 32],
-        dns_names: &[String],
+        serves: Option<&[String]>,
     ) -> Result<(String, Vec<u8>), PkiError> {
-        self.issue_for(spiffe_id, &Ed25519Public(public_key), dns_names)
+        self.issue_for(spiffe_id, &Ed25519Public(public_key), serves)
     }
 
     fn issue_for(
         &self,
         spiffe_id: &str,
         key: &impl PublicKeyData,
-        dns_names: &[String],
+        serves: Option<&[String]>,
     ) -> Result<(String, Vec<u8>), PkiError> {
+        let dns_names = serves.unwrap_or_default();
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         let mut name = DistinguishedName::new();
         name.push(DnType::CommonName, spiffe_id);
@@ -141,13 +147,16 @@ impl ServicePki {
             }
         }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = match serves {
+            Some(_) => vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+            None => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        };
         let now = time_now();
         params.not_before = now - time::Duration::minutes(5);
-        params.not_after = now + time::Duration::days(7);
+        params.not_after = now + time::Duration::seconds(CERTIFICATE_LIFETIME.as_secs() as i64);
         let cert = params.signed_by(key, &self.issuer)?;
         Ok((cert.pem(), cert.der().to_vec()))
     }
@@ -155,7 +164,7 @@ impl ServicePki {
     /// The TTP's own server certificate and its key (PEM), made fresh at start.
     pub fn ttp_server_identity(&self, dns_names: &[String]) -> Result<(String, String), PkiError> {
         let key = KeyPair::generate_for(&PKCS_ED25519)?;
-        let (cert, _) = self.issue_for(&self.spiffe_id("ttp", "ttp"), &key, dns_names)?;
+        let (cert, _) = self.issue_for(&self.spiffe_id("ttp", "ttp"), &key, Some(dns_names))?;
         Ok((cert, key.serialize_pem()))
     }
 }

@@ -37,9 +37,17 @@ pub(crate) struct AdminArgs {
     #[arg(
         long,
         env = "VITALGATE_HSP_URL",
-        default_value = "http://127.0.0.1:7002"
+        default_value = "https://127.0.0.1:7002"
     )]
     hsp_url: String,
+    /// The CA certificate (PEM) the HSP's TLS certificate is checked against
+    /// [default: --ttp-ca, the TTP's service CA].
+    #[arg(long, env = "VITALGATE_HSP_CA")]
+    hsp_ca: Option<PathBuf>,
+    /// The DNS name the HSP's certificate must carry, when it serves the
+    /// hospital's own certificate (without it: any HSP's SPIFFE ID).
+    #[arg(long, env = "VITALGATE_HSP_SERVER_NAME")]
+    hsp_server_name: Option<String>,
     /// A file holding the HSP's administrator token.
     #[arg(
         long,
@@ -241,7 +249,12 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
     };
     let hsp = || async {
         let token = read_token(&args.hsp_admin_token_file)?;
-        let client = v1::hsp_client::HspClient::new(connect(&args.hsp_url).await?);
+        let endpoint = crate::connect::hsp_endpoint(
+            &args.hsp_url,
+            args.hsp_ca.as_deref().unwrap_or(&args.ttp_ca),
+            args.hsp_server_name.as_deref(),
+        )?;
+        let client = v1::hsp_client::HspClient::new(connect(&endpoint).await?);
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>((client, token))
     };
     match args.command {

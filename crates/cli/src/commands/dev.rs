@@ -16,6 +16,7 @@ use vitalgate_device::{Device, DeviceConfig, DeviceStats};
 use vitalgate_hsp::{Hsp, HspConfig};
 use vitalgate_proto::v1;
 use vitalgate_rpc::identity::Identity;
+use vitalgate_rpc::tls::{ClientTls, Endpoint, PeerName};
 
 use vitalgate_ttp::{Ttp, TtpConfig};
 
@@ -152,7 +153,7 @@ fn write_owner_only(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 async fn set_up_demo_factors(
-    hsp_url: &str,
+    hsp_url: &Endpoint,
     admin: &str,
     clinician: &str,
     dir: &Path,
@@ -199,7 +200,7 @@ async fn set_up_demo_factors(
 }
 
 async fn demo_login(
-    hsp_url: &str,
+    hsp_url: &Endpoint,
     clinician: &str,
     dir: &Path,
 ) -> Result<vitalgate_device::login::LoginOutcome, Box<dyn std::error::Error + Send + Sync>> {
@@ -218,7 +219,7 @@ async fn demo_login(
 }
 
 async fn add_demo_patient(
-    hsp_url: &str,
+    hsp_url: &Endpoint,
     admin: &str,
     pseudonym: &str,
     index: usize,
@@ -288,7 +289,11 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
 
     // TTP.
     let ttp_store = crate::open_store(None, &Default::default(), &data.join("ttp")).await?;
-    let ttp = Ttp::open(TtpConfig::new(data.join("ttp")), ttp_store).await?;
+    let mut ttp_config = TtpConfig::new(data.join("ttp"));
+    // The development HSP serves TLS with a certificate from the TTP,
+    // named by its SPIFFE ID.
+    ttp_config.every_hsp_serves = true;
+    let ttp = Ttp::open(ttp_config, ttp_store).await?;
     let admin = ttp.admin_token().to_string();
     let ca_pem = ttp.ca_pem().to_string();
     let ttp_listener = tokio::net::TcpListener::bind(&args.ttp_addr).await?;
@@ -324,7 +329,7 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     if args.database_url.is_some() {
         say("HSP  on PostgreSQL".into());
     }
-    let mut hsp_config = HspConfig::new(hsp_dir.clone(), ttp_url.clone(), ca_pem);
+    let mut hsp_config = HspConfig::new(hsp_dir.clone(), ttp_url.clone(), ca_pem.clone());
     // Out-of-band codes go to a file in development (never an SMTP relay).
     let codes_file = hsp_dir.join("dev-codes.txt");
     hsp_config.code_sender = Some(vitalgate_hsp::CodeSenderHandle(Arc::new(
@@ -342,7 +347,10 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         hsp.spiffe_id()
     ));
     let hsp_listener = tokio::net::TcpListener::bind(&args.hsp_addr).await?;
-    let hsp_url = format!("http://{}", hsp_listener.local_addr()?);
+    let hsp_url = Endpoint::tls(
+        format!("https://{}", hsp_listener.local_addr()?),
+        ClientTls::new(&ca_pem, PeerName::any_hsp(), None)?,
+    );
     let hsp_stats = hsp.stats();
     let hsp_task = tokio::spawn(
         hsp.clone()
@@ -351,6 +359,10 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     let follower = {
         let (hsp, rx) = (hsp.clone(), shutdown_rx.clone());
         tokio::spawn(async move { hsp.follow_revocations(rx).await })
+    };
+    let certified = {
+        let (hsp, rx) = (hsp.clone(), shutdown_rx.clone());
+        tokio::spawn(async move { hsp.keep_certified(rx).await })
     };
     say(format!("HSP  listening on {hsp_url}"));
 
@@ -522,6 +534,7 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), ttp_task).await;
     let _ = follower.await;
+    let _ = certified.await;
 
     let t = totals(&device_stats);
     let stored = hsp_stats.samples_stored.load(Ordering::Relaxed);

@@ -25,6 +25,7 @@ pub(crate) async fn ttp(flags: TtpFlags, env: &Env) -> CliResult {
     )
     .await?;
     let mut config = TtpConfig::new(settings.data_dir.clone());
+    config.serving_hsps = settings.serving_hsps.clone();
     if let Some(lifetime) = settings.credential_lifetime {
         config.credential_lifetime_secs = lifetime.as_secs();
     }
@@ -65,6 +66,10 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
     let ca_pem = load::pem(&settings.ttp_ca, "TTP CA certificate")?;
     let mut config = HspConfig::new(settings.data_dir.clone(), settings.ttp_url.clone(), ca_pem);
     config.skew_window_secs = settings.skew_window_secs;
+    config.tls = settings.tls.clone();
+    if config.tls == vitalgate_hsp::HspTls::InsecurePlaintext {
+        tracing::warn!("the gRPC port serves WITHOUT TLS (--insecure-plaintext)");
+    }
     config.vitals_retention = settings.vitals_retention;
     config.key_encryption_key = settings.kek_file.as_deref().map(load::kek).transpose()?;
     config.previous_key_encryption_key = settings
@@ -121,16 +126,45 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
         }
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
-    tracing::info!(address = %listener.local_addr()?, serial = hsp.serial(), spiffe_id = hsp.spiffe_id(), "HSP listening");
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .map_err(|e| format!("the HSP's address {}: {e}", settings.listen))?;
+    let scheme = if settings.tls == vitalgate_hsp::HspTls::InsecurePlaintext {
+        "http"
+    } else {
+        "https"
+    };
+    tracing::info!(address = %listener.local_addr()?, scheme, serial = hsp.serial(), spiffe_id = hsp.spiffe_id(), "HSP listening");
+    let devices = match &settings.device_plaintext_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|e| format!("the device-sessions address {address}: {e}"))?;
+            tracing::info!(address = %listener.local_addr()?, "device sessions only, without TLS");
+            let hsp = hsp.clone();
+            Some(tokio::spawn(async move {
+                hsp.serve_devices_plaintext(listener, shutdown_signal())
+                    .await
+            }))
+        }
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let follower = {
+        let (hsp, stop) = (hsp.clone(), stop_rx.clone());
+        tokio::spawn(async move { hsp.follow_revocations(stop).await })
+    };
+    let certified = {
         let hsp = hsp.clone();
-        tokio::spawn(async move { hsp.follow_revocations(stop_rx).await })
+        tokio::spawn(async move { hsp.keep_certified(stop_rx).await })
     };
     hsp.serve(listener, shutdown_signal()).await?;
     let _ = stop_tx.send(true);
     let _ = follower.await;
+    let _ = certified.await;
+    if let Some(devices) = devices {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), devices).await;
+    }
     // Live views (server-sent events) hold connections open: give them a
     // moment to close, then stop anyway.
     if let Some(portal) = portal_task {
@@ -154,7 +188,11 @@ pub(crate) async fn device(flags: DeviceFlags, env: &Env) -> CliResult {
         }
         None => Device::open(config, None, None).await?,
     };
-    let hsp_url = settings.hsp_url.clone();
+    let hsp_url = crate::connect::hsp_endpoint(
+        &settings.hsp_url,
+        &settings.hsp_ca,
+        settings.hsp_server_name.as_deref(),
+    )?;
     tracing::info!(serial = device.credential().serial(), hsp = %hsp_url, "device agent started");
     let stats = device.stats();
     let (stop_tx, stop_rx) = watch::channel(false);

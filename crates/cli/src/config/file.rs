@@ -27,6 +27,18 @@ pub(crate) struct TtpSection {
     pub(crate) database_url: Option<String>,
     /// Sign credentials with a key on a PKCS#11 token (`[ttp.signing_token]`).
     pub(crate) signing_token: Option<TokenSection>,
+    /// HSPs that may serve TLS with a certificate from the service CA
+    /// (`[[ttp.serving_hsp]]`), with the DNS names each is given.
+    pub(crate) serving_hsp: Option<Vec<ServingHspSection>>,
+}
+
+/// An HSP the TTP lets serve, and its DNS names.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServingHspSection {
+    pub(crate) subject: String,
+    #[serde(default)]
+    pub(crate) dns_names: Vec<String>,
 }
 
 /// A key on a PKCS#11 token; the PIN is read from a file, never from here.
@@ -50,6 +62,13 @@ pub(crate) struct HspSection {
     pub(crate) skew_window_secs: Option<u32>,
     /// PostgreSQL instead of the embedded store.
     pub(crate) database_url: Option<String>,
+    /// The hospital's certificate for the gRPC port, and its key.
+    pub(crate) tls_cert_file: Option<PathBuf>,
+    pub(crate) tls_key_file: Option<PathBuf>,
+    /// Serve the gRPC port without TLS.
+    pub(crate) insecure_plaintext: Option<bool>,
+    /// Device sessions alone, without TLS, on this address.
+    pub(crate) device_plaintext_listen: Option<String>,
     /// Which factors each role needs for each action (`[[hsp.policy]]`);
     /// the built-in default when absent.
     pub(crate) policy: Option<Vec<vitalgate_hsp::policy::RuleConfig>>,
@@ -88,6 +107,8 @@ pub(crate) struct DeviceSection {
     pub(crate) ttp_url: Option<String>,
     pub(crate) ttp_ca: Option<PathBuf>,
     pub(crate) hsp_url: Option<String>,
+    pub(crate) hsp_ca: Option<PathBuf>,
+    pub(crate) hsp_server_name: Option<String>,
     pub(crate) enrollment_token: Option<String>,
     pub(crate) sample_interval_ms: Option<u64>,
 }

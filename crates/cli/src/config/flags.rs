@@ -47,6 +47,12 @@ pub(crate) struct TtpFlags {
     pub(crate) database_url: Option<String>,
     #[command(flatten)]
     pub(crate) pool: PoolFlags,
+    /// HSPs (credential subjects, comma-separated) that may serve TLS with a
+    /// certificate from the TTP's service CA, named by their SPIFFE ID
+    /// (DNS names too: `[[ttp.serving_hsp]]` in the file).
+    /// [env: VITALGATE_SERVING_HSPS]
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) serving_hsps: Option<Vec<String>>,
 }
 
 /// `vitalgate hsp`.
@@ -86,6 +92,25 @@ pub(crate) struct HspFlags {
     pub(crate) database_url: Option<String>,
     #[command(flatten)]
     pub(crate) pool: PoolFlags,
+    /// Serve the gRPC port with the hospital's certificate chain (PEM, leaf
+    /// first) instead of one from the TTP; read again when it changes.
+    /// [env: VITALGATE_TLS_CERT_FILE]
+    #[arg(long)]
+    pub(crate) tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert-file. [env: VITALGATE_TLS_KEY_FILE]
+    #[arg(long)]
+    pub(crate) tls_key_file: Option<PathBuf>,
+    /// Serve the gRPC port without TLS. Administrators' tokens, clinicians'
+    /// tickets and patients' records then cross the network in the clear:
+    /// only behind a proxy that terminates TLS on the same host.
+    /// [env: VITALGATE_INSECURE_PLAINTEXT]
+    #[arg(long)]
+    pub(crate) insecure_plaintext: bool,
+    /// Also take device sessions (and nothing else) without TLS on this
+    /// address: the core's channel is end-to-end from the device.
+    /// [env: VITALGATE_DEVICE_PLAINTEXT_LISTEN]
+    #[arg(long)]
+    pub(crate) device_plaintext_listen: Option<String>,
     /// A file holding the key-encryption key (64 hex digits) the data key is
     /// wrapped under in the store; needed when replicas share a database.
     /// [env: VITALGATE_KEK_FILE]
@@ -149,9 +174,18 @@ pub(crate) struct DeviceFlags {
     /// [default: ./vitalgate-data/ttp/x509-ca.pem]. [env: VITALGATE_TTP_CA]
     #[arg(long)]
     pub(crate) ttp_ca: Option<PathBuf>,
-    /// The HSP's URL [default: http://127.0.0.1:7002]. [env: VITALGATE_HSP_URL]
+    /// The HSP's URL [default: https://127.0.0.1:7002]. [env: VITALGATE_HSP_URL]
     #[arg(long)]
     pub(crate) hsp_url: Option<String>,
+    /// The CA certificate (PEM) the HSP's TLS certificate is checked
+    /// against [default: --ttp-ca]. [env: VITALGATE_HSP_CA]
+    #[arg(long)]
+    pub(crate) hsp_ca: Option<PathBuf>,
+    /// The DNS name the HSP's certificate must carry when it serves the
+    /// hospital's own certificate (without it: any HSP's SPIFFE ID).
+    /// [env: VITALGATE_HSP_SERVER_NAME]
+    #[arg(long)]
+    pub(crate) hsp_server_name: Option<String>,
     /// Enrollment token, needed on the first start only.
     /// [env: VITALGATE_DEVICE_ENROLLMENT_TOKEN]
     #[arg(long)]

@@ -27,6 +27,7 @@ pub(crate) struct TtpSettings {
     pub(crate) pool: PoolOptions,
     pub(crate) credential_lifetime: Option<Duration>,
     pub(crate) signing_token: Option<TokenSection>,
+    pub(crate) serving_hsps: Vec<vitalgate_ttp::ServingHsp>,
 }
 
 /// What the HSP runs with.
@@ -45,6 +46,8 @@ pub(crate) struct HspSettings {
     pub(crate) previous_kek_file: Option<PathBuf>,
     pub(crate) policy: Option<Vec<RuleConfig>>,
     pub(crate) alerts: Option<AlertRules>,
+    pub(crate) tls: vitalgate_hsp::HspTls,
+    pub(crate) device_plaintext_listen: Option<String>,
     pub(crate) portal: PortalSettings,
 }
 
@@ -70,6 +73,10 @@ pub(crate) struct DeviceSettings {
     pub(crate) ttp_url: String,
     pub(crate) ttp_ca: PathBuf,
     pub(crate) hsp_url: String,
+    /// The CA the HSP's certificate is checked against.
+    pub(crate) hsp_ca: PathBuf,
+    /// The DNS name of a hospital's own certificate (else any HSP's SPIFFE ID).
+    pub(crate) hsp_server_name: Option<String>,
     pub(crate) enrollment_token: Option<String>,
     pub(crate) sample_interval: Duration,
 }
@@ -140,7 +147,38 @@ pub(crate) fn ttp(flags: &TtpFlags, file: &TtpSection, env: &Env) -> Result<TtpS
             .credential_lifetime_days
             .map(|days| Duration::from_secs(days * 86_400)),
         signing_token: file.signing_token.clone(),
+        serving_hsps: serving_hsps(flags, file, env),
     })
+}
+
+/// The HSPs the TTP lets serve: the flag's or the variable's subjects
+/// (named by their SPIFFE IDs alone), else the file's (with DNS names).
+fn serving_hsps(flags: &TtpFlags, file: &TtpSection, env: &Env) -> Vec<vitalgate_ttp::ServingHsp> {
+    let named = |subjects: Vec<String>| {
+        subjects
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .map(|subject| vitalgate_ttp::ServingHsp {
+                subject,
+                dns_names: Vec::new(),
+            })
+            .collect()
+    };
+    match (
+        flags.serving_hsps.clone(),
+        env.list("VITALGATE_SERVING_HSPS"),
+    ) {
+        (Some(subjects), _) | (None, Some(subjects)) => named(subjects),
+        (None, None) => file
+            .serving_hsp
+            .iter()
+            .flatten()
+            .map(|h| vitalgate_ttp::ServingHsp {
+                subject: h.subject.clone(),
+                dns_names: h.dns_names.clone(),
+            })
+            .collect(),
+    }
 }
 
 /// The HSP's settings.
@@ -179,6 +217,41 @@ pub(crate) fn hsp(flags: &HspFlags, file: &HspSection, env: &Env) -> Result<HspS
             .map_err(|e| format!("portal trusted proxies: {e}"))
     })
     .collect::<Result<_, _>>()?;
+    let tls_files = match (
+        pick_opt(
+            flags.tls_cert_file.clone(),
+            env.get("VITALGATE_TLS_CERT_FILE")?,
+            file.tls_cert_file.clone(),
+        ),
+        pick_opt(
+            flags.tls_key_file.clone(),
+            env.get("VITALGATE_TLS_KEY_FILE")?,
+            file.tls_key_file.clone(),
+        ),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => {
+            return Err(
+                "the gRPC port's TLS needs both a certificate and a key (--tls-cert-file and \
+                 --tls-key-file)"
+                    .into(),
+            )
+        }
+    };
+    let plaintext = flags.insecure_plaintext
+        || env.flag("VITALGATE_INSECURE_PLAINTEXT")?.unwrap_or(false)
+        || file.insecure_plaintext.unwrap_or(false);
+    let tls = match (tls_files, plaintext) {
+        (Some(_), true) => {
+            return Err(
+                "--insecure-plaintext and --tls-cert-file contradict each other: choose one".into(),
+            )
+        }
+        (Some((cert, key)), false) => vitalgate_hsp::HspTls::Files { cert, key },
+        (None, true) => vitalgate_hsp::HspTls::InsecurePlaintext,
+        (None, false) => vitalgate_hsp::HspTls::FromTtp,
+    };
     let behind_tls = flags.portal_tls
         || env.flag("VITALGATE_PORTAL_TLS")?.unwrap_or(false)
         || file.portal_tls.unwrap_or(false)
@@ -243,6 +316,12 @@ pub(crate) fn hsp(flags: &HspFlags, file: &HspSection, env: &Env) -> Result<HspS
         ),
         policy: file.policy.clone(),
         alerts: file.alerts.clone(),
+        tls,
+        device_plaintext_listen: pick_opt(
+            flags.device_plaintext_listen.clone(),
+            env.get("VITALGATE_DEVICE_PLAINTEXT_LISTEN")?,
+            file.device_plaintext_listen.clone(),
+        ),
         portal: PortalSettings {
             listen: pick_opt(
                 flags.portal_listen.clone(),
@@ -302,7 +381,28 @@ pub(crate) fn device(
             flags.hsp_url.clone(),
             env.get("VITALGATE_HSP_URL")?,
             file.hsp_url.clone(),
-            "http://127.0.0.1:7002".into(),
+            "https://127.0.0.1:7002".into(),
+        ),
+        hsp_ca: pick_opt(
+            flags.hsp_ca.clone(),
+            env.get("VITALGATE_HSP_CA")?,
+            file.hsp_ca.clone(),
+        )
+        .map_or_else(
+            || -> Result<PathBuf, String> {
+                Ok(pick(
+                    flags.ttp_ca.clone(),
+                    env.get("VITALGATE_TTP_CA")?,
+                    file.ttp_ca.clone(),
+                    DEFAULT_TTP_CA.into(),
+                ))
+            },
+            Ok,
+        )?,
+        hsp_server_name: pick_opt(
+            flags.hsp_server_name.clone(),
+            env.get("VITALGATE_HSP_SERVER_NAME")?,
+            file.hsp_server_name.clone(),
         ),
         enrollment_token: pick_opt(
             flags.enrollment_token.clone(),
@@ -414,7 +514,7 @@ mod tests {
     #[test]
     fn bad_values_are_one_clear_error_naming_the_setting() {
         type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
-        let cases: [Case<'_>; 5] = [
+        let cases: [Case<'_>; 6] = [
             (
                 "a number that is not",
                 &[("VITALGATE_SKEW_WINDOW_SECS", "soon")],
@@ -438,6 +538,16 @@ mod tests {
                 &[("VITALGATE_PORTAL_CERT_FILE", "/etc/vg/cert.pem")],
                 "",
                 "needs both a certificate and a key",
+            ),
+            (
+                "plaintext and a certificate at once",
+                &[
+                    ("VITALGATE_INSECURE_PLAINTEXT", "1"),
+                    ("VITALGATE_TLS_CERT_FILE", "/c.pem"),
+                    ("VITALGATE_TLS_KEY_FILE", "/k.pem"),
+                ],
+                "",
+                "contradict",
             ),
             (
                 "a pool size that is not",
