@@ -40,7 +40,10 @@ async fn the_hsp_serves_tls_only_and_clients_check_who_they_reach() {
 
     // A client that means the TTP, or a hospital host name, refuses the
     // HSP's certificate.
-    for peer in [PeerName::ttp(), PeerName::Dns("hsp.hospital.example".into())] {
+    for peer in [
+        PeerName::ttp(),
+        PeerName::Dns("hsp.hospital.example".into()),
+    ] {
         let tls = ClientTls::new(&platform.ttp_ca_pem, peer.clone(), None).expect("tls");
         let error = Endpoint::tls(url.url(), tls)
             .channel()
@@ -48,7 +51,9 @@ async fn the_hsp_serves_tls_only_and_clients_check_who_they_reach() {
             .expect_err("the wrong peer");
         let text = error.to_string();
         assert!(
-            text.contains("names") || text.contains("NotValidForName") || text.contains("not valid"),
+            text.contains("names")
+                || text.contains("NotValidForName")
+                || text.contains("not valid"),
             "{peer:?}: {text}"
         );
     }
@@ -116,7 +121,9 @@ async fn a_fake_ttp_with_an_hsps_certificate_is_refused() {
     )
     .expect("cert");
     let tls = ServerTls::grpc(cert, vitalgate_rpc::tls::ClientAuth::None).expect("tls");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let fake_url = format!("https://{}", listener.local_addr().expect("addr"));
     let routes = tonic::service::Routes::default();
     tokio::spawn(vitalgate_rpc::serve(
