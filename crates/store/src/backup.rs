@@ -31,7 +31,7 @@
 //! # Restoring
 //!
 //! [`restore_backup`] reads the file on a thread of its own and hands the
-//! rows to [`Store::restore`], which writes them in one transaction into a
+//! rows to [`Backup::restore`](crate::Backup::restore), which writes them in one transaction into a
 //! store that must be fresh; the reader sends [`Batch::Done`] only once the
 //! trailer has verified, and the store commits only then. Table names come
 //! from [`TABLES`] only; column names from the file are checked against the
@@ -152,7 +152,7 @@ pub struct Source {
     pub schema_version: i64,
 }
 
-/// What [`Store::restore`] receives.
+/// What [`Backup::restore`](crate::Backup::restore) receives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Batch {
     /// Rows of one table (a table may come in several batches, in a row;

@@ -16,9 +16,14 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use crate::api::{
+    Alerts, Attempts, AuditLog, Backup, Credentials, EnrollmentTokens, FactorTokens, Factors,
+    LoginStates, OobCodes, OtpSteps, Patients, ReplayKeys, Revocations, Settings, Vitals,
+    WebSessions,
+};
 use crate::{
     audit, backup, AlertRecord, AttemptLimit, AttemptState, AuditEvent, AuditRecord,
-    CredentialRecord, EnrollmentToken, FactorToken, NewAlert, OobCode, RevocationRecord, Store,
+    CredentialRecord, EnrollmentToken, FactorToken, NewAlert, OobCode, RevocationRecord,
     StoreError, StoreResult, StoredSample, WebSession,
 };
 
@@ -587,7 +592,7 @@ impl State {
         let Some(session) = self.web_sessions.get_mut(hash) else {
             return Ok(None);
         };
-        if !crate::web_session_live(session, now, idle_secs) {
+        if !crate::rules::web_session_live(session, now, idle_secs) {
             self.web_sessions.remove(hash);
             return Ok(None);
         }
@@ -634,7 +639,7 @@ impl State {
                     .collect()
             }
         };
-        crate::newest_alerts_first(&mut found);
+        crate::rules::newest_alerts_first(&mut found);
         found.truncate(limit as usize);
         found
     }
@@ -804,7 +809,7 @@ impl State {
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl EnrollmentTokens for MemoryStore {
     async fn create_enrollment_token(&self, token: EnrollmentToken) -> StoreResult<()> {
         self.with(|s| s.create_enrollment_token(token))
     }
@@ -816,7 +821,10 @@ impl Store for MemoryStore {
     ) -> StoreResult<EnrollmentToken> {
         self.with(|s| s.redeem_enrollment_token(token_hash, now))
     }
+}
 
+#[async_trait]
+impl Credentials for MemoryStore {
     async fn next_serial(&self) -> StoreResult<u64> {
         self.with(State::next_serial)
     }
@@ -839,7 +847,10 @@ impl Store for MemoryStore {
     async fn list_credentials(&self) -> StoreResult<Vec<CredentialRecord>> {
         self.with(|s| Ok(s.credentials.values().cloned().collect()))
     }
+}
 
+#[async_trait]
+impl Revocations for MemoryStore {
     async fn revoke(
         &self,
         serial: u64,
@@ -852,7 +863,10 @@ impl Store for MemoryStore {
     async fn revocations_after(&self, after_id: i64) -> StoreResult<Vec<RevocationRecord>> {
         self.with(|s| Ok(s.revocations_after(after_id)))
     }
+}
 
+#[async_trait]
+impl ReplayKeys for MemoryStore {
     async fn claim_replay_key(
         &self,
         key: &[u8; 32],
@@ -861,13 +875,37 @@ impl Store for MemoryStore {
     ) -> StoreResult<bool> {
         self.with(|s| s.claim_replay_key(key, expires_at, now))
     }
+}
 
+#[async_trait]
+impl Vitals for MemoryStore {
     async fn store_vitals(&self, samples: &[StoredSample]) -> StoreResult<u64> {
         let (inserted, devices) = self.with(|s| s.store_vitals(samples))?;
         for device in devices {
             let _ = self.feed.send(device);
         }
         Ok(inserted)
+    }
+
+    async fn vitals_count(&self, device_serial: Option<u64>) -> StoreResult<u64> {
+        self.with(|s| s.vitals_count(device_serial))
+    }
+
+    async fn latest_vitals(
+        &self,
+        device_serial: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredSample>> {
+        self.with(|s| s.latest_vitals(device_serial, limit))
+    }
+
+    async fn vitals_since(
+        &self,
+        device_serial: u64,
+        since_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredSample>> {
+        self.with(|s| s.vitals_since(device_serial, since_ms, limit))
     }
 
     async fn expire_vitals(&self, cutoff_ms: i64) -> StoreResult<()> {
@@ -886,19 +924,10 @@ impl Store for MemoryStore {
     fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<u64> {
         self.feed.subscribe()
     }
+}
 
-    async fn vitals_count(&self, device_serial: Option<u64>) -> StoreResult<u64> {
-        self.with(|s| s.vitals_count(device_serial))
-    }
-
-    async fn latest_vitals(
-        &self,
-        device_serial: u64,
-        limit: u32,
-    ) -> StoreResult<Vec<StoredSample>> {
-        self.with(|s| s.latest_vitals(device_serial, limit))
-    }
-
+#[async_trait]
+impl AuditLog for MemoryStore {
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
         self.with(|s| s.append_audit(event))
     }
@@ -908,6 +937,19 @@ impl Store for MemoryStore {
             Ok(s.audit_chain(after_id, limit)
                 .into_iter()
                 .map(|r| r.record)
+                .collect())
+        })
+    }
+
+    async fn search_audit(&self, query: &crate::AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        self.with(|s| {
+            Ok(s.audit
+                .iter()
+                .rev()
+                .map(|r| &r.record)
+                .filter(|r| query.matches(r))
+                .take(query.limit as usize)
+                .cloned()
                 .collect())
         })
     }
@@ -926,29 +968,10 @@ impl Store for MemoryStore {
     ) -> StoreResult<Vec<audit::ChainedAudit>> {
         self.with(|s| Ok(s.audit_chain(after_id, limit)))
     }
+}
 
-    async fn search_audit(&self, query: &crate::AuditQuery) -> StoreResult<Vec<AuditRecord>> {
-        self.with(|s| {
-            Ok(s.audit
-                .iter()
-                .rev()
-                .map(|r| &r.record)
-                .filter(|r| query.matches(r))
-                .take(query.limit as usize)
-                .cloned()
-                .collect())
-        })
-    }
-
-    async fn put_setting_if_absent(&self, key: &str, value: &[u8]) -> StoreResult<Vec<u8>> {
-        self.with(|s| {
-            Ok(s.settings
-                .entry(key.to_string())
-                .or_insert_with(|| value.to_vec())
-                .clone())
-        })
-    }
-
+#[async_trait]
+impl Patients for MemoryStore {
     async fn put_patient(
         &self,
         pseudonym: &str,
@@ -998,10 +1021,20 @@ impl Store for MemoryStore {
         self.with(|s| Ok(s.care_team(pseudonym)))
     }
 
+    async fn patients_of(&self, clinician: &str) -> StoreResult<Vec<String>> {
+        self.with(|s| Ok(s.patients_of(clinician)))
+    }
+}
+
+#[async_trait]
+impl OtpSteps for MemoryStore {
     async fn claim_otp_step(&self, account: &str, step: u64) -> StoreResult<bool> {
         self.with(|s| s.claim_otp_step(account, step))
     }
+}
 
+#[async_trait]
+impl Factors for MemoryStore {
     async fn put_factor(&self, subject: &str, kind: u8, data: &[u8], now: u64) -> StoreResult<()> {
         self.with(|s| s.put_factor(subject, kind, data, now))
     }
@@ -1022,7 +1055,10 @@ impl Store for MemoryStore {
     async fn delete_factor(&self, subject: &str, kind: u8) -> StoreResult<bool> {
         self.with(|s| Ok(s.factors.remove(&(subject.to_string(), kind)).is_some()))
     }
+}
 
+#[async_trait]
+impl Attempts for MemoryStore {
     async fn begin_attempt(
         &self,
         scope: &str,
@@ -1034,19 +1070,19 @@ impl Store for MemoryStore {
             .map(|counted| counted[0])
     }
 
-    async fn clear_attempts(&self, scope: &str, key: &str) -> StoreResult<()> {
-        self.with(|s| {
-            s.attempts.remove(&(scope.to_string(), key.to_string()));
-            Ok(())
-        })
-    }
-
     async fn begin_attempts(
         &self,
         attempts: &[(&str, &str, &AttemptLimit)],
         now: u64,
     ) -> StoreResult<Vec<u32>> {
         self.with(|s| s.begin_attempts(attempts, now))
+    }
+
+    async fn clear_attempts(&self, scope: &str, key: &str) -> StoreResult<()> {
+        self.with(|s| {
+            s.attempts.remove(&(scope.to_string(), key.to_string()));
+            Ok(())
+        })
     }
 
     async fn forgive_attempt(&self, scope: &str, key: &str) -> StoreResult<()> {
@@ -1081,7 +1117,10 @@ impl Store for MemoryStore {
                 .unwrap_or_default())
         })
     }
+}
 
+#[async_trait]
+impl LoginStates for MemoryStore {
     async fn put_login_state(
         &self,
         id: &[u8; 16],
@@ -1094,7 +1133,10 @@ impl Store for MemoryStore {
     async fn take_login_state(&self, id: &[u8; 16], now: u64) -> StoreResult<Option<Vec<u8>>> {
         self.with(|s| s.take_login_state(id, now))
     }
+}
 
+#[async_trait]
+impl FactorTokens for MemoryStore {
     async fn create_factor_token(&self, token: &FactorToken) -> StoreResult<()> {
         self.with(|s| s.create_factor_token(token))
     }
@@ -1110,7 +1152,10 @@ impl Store for MemoryStore {
     ) -> StoreResult<FactorToken> {
         self.with(|s| s.redeem_factor_token(token_hash, now))
     }
+}
 
+#[async_trait]
+impl OobCodes for MemoryStore {
     async fn put_oob_code(&self, subject: &str, code: &OobCode) -> StoreResult<()> {
         self.with(|s| s.put_oob_code(subject, code))
     }
@@ -1122,7 +1167,10 @@ impl Store for MemoryStore {
     async fn consume_oob_code(&self, subject: &str, code_hash: &[u8; 32]) -> StoreResult<bool> {
         self.with(|s| Ok(s.consume_oob_code(subject, code_hash)))
     }
+}
 
+#[async_trait]
+impl Settings for MemoryStore {
     async fn setting(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         self.with(|s| Ok(s.settings.get(key).cloned()))
     }
@@ -1134,19 +1182,18 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn vitals_since(
-        &self,
-        device_serial: u64,
-        since_ms: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<StoredSample>> {
-        self.with(|s| s.vitals_since(device_serial, since_ms, limit))
+    async fn put_setting_if_absent(&self, key: &str, value: &[u8]) -> StoreResult<Vec<u8>> {
+        self.with(|s| {
+            Ok(s.settings
+                .entry(key.to_string())
+                .or_insert_with(|| value.to_vec())
+                .clone())
+        })
     }
+}
 
-    async fn patients_of(&self, clinician: &str) -> StoreResult<Vec<String>> {
-        self.with(|s| Ok(s.patients_of(clinician)))
-    }
-
+#[async_trait]
+impl WebSessions for MemoryStore {
     async fn put_web_session(&self, session: &WebSession) -> StoreResult<()> {
         self.with(|s| s.put_web_session(session))
     }
@@ -1170,7 +1217,7 @@ impl Store for MemoryStore {
             fit(now)?;
             Ok(s.web_sessions
                 .get(token_hash)
-                .filter(|session| crate::web_session_live(session, now, idle_secs))
+                .filter(|session| crate::rules::web_session_live(session, now, idle_secs))
                 .cloned())
         })
     }
@@ -1195,7 +1242,10 @@ impl Store for MemoryStore {
             }))
         })
     }
+}
 
+#[async_trait]
+impl Alerts for MemoryStore {
     async fn raise_alert(&self, alert: &NewAlert) -> StoreResult<Option<i64>> {
         self.with(|s| s.raise_alert(alert))
     }
@@ -1219,7 +1269,10 @@ impl Store for MemoryStore {
     async fn alert(&self, id: i64) -> StoreResult<Option<AlertRecord>> {
         self.with(|s| Ok(s.alerts.get(&id).cloned()))
     }
+}
 
+#[async_trait]
+impl Backup for MemoryStore {
     // The in-memory store is for benchmarks and tests: it keeps no backup.
     async fn backup_source(&self) -> StoreResult<backup::Source> {
         Err(backup::unsupported("in-memory"))

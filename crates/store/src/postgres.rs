@@ -71,11 +71,16 @@ use tokio_postgres::{NoTls, Row};
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::api::{
+    Alerts, Attempts, AuditLog, Backup, Credentials, EnrollmentTokens, FactorTokens, Factors,
+    LoginStates, OobCodes, OtpSteps, Patients, ReplayKeys, Revocations, Settings, Vitals,
+    WebSessions,
+};
 use crate::backup::{self, ColumnType, TargetColumn, Value};
 use crate::{
     audit, AlertRecord, AttemptLimit, AttemptState, AuditEvent, AuditRecord, CredentialRecord,
-    EnrollmentToken, FactorToken, NewAlert, OobCode, RevocationRecord, Store, StoreError,
-    StoreResult, StoredSample, WebSession,
+    EnrollmentToken, FactorToken, NewAlert, OobCode, RevocationRecord, StoreError, StoreResult,
+    StoredSample, WebSession,
 };
 
 /// One migration: its SQL and the oldest schema version a build may know and
@@ -134,7 +139,7 @@ const DAY_MS: i64 = 86_400_000;
 const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(6217022787732783444)";
 
 /// The first key of the two-key advisory locks that serialise
-/// [`Store::bind_device`] per patient (`VGBD`).
+/// [`Patients::bind_device`] per patient (`VGBD`).
 /// Serialises appends to the audit chain across replicas (for the length of
 /// one short transaction).
 const AUDIT_LOCK: &str = "SELECT pg_advisory_xact_lock(7315004211872119004)";
@@ -920,7 +925,7 @@ const FACTOR_TOKEN_COLUMNS: &str =
     "subject, purpose, issued_by, created_at, expires_at, used_at FROM factor_tokens WHERE token_hash = $1";
 
 #[async_trait]
-impl Store for PostgresStore {
+impl EnrollmentTokens for PostgresStore {
     async fn create_enrollment_token(&self, token: EnrollmentToken) -> StoreResult<()> {
         let (created_at, expires_at) = (to_sql(token.created_at)?, to_sql(token.expires_at)?);
         let client = self.client().await?;
@@ -982,7 +987,10 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(backend)?;
         Ok(token)
     }
+}
 
+#[async_trait]
+impl Credentials for PostgresStore {
     async fn next_serial(&self) -> StoreResult<u64> {
         let client = self.client().await?;
         let row = query_one(
@@ -1063,7 +1071,10 @@ impl Store for PostgresStore {
         .map(credential_from_row)
         .collect()
     }
+}
 
+#[async_trait]
+impl Revocations for PostgresStore {
     async fn revoke(
         &self,
         serial: u64,
@@ -1109,7 +1120,10 @@ impl Store for PostgresStore {
         })
         .collect()
     }
+}
 
+#[async_trait]
+impl ReplayKeys for PostgresStore {
     async fn claim_replay_key(
         &self,
         key: &[u8; 32],
@@ -1145,7 +1159,10 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(backend)?;
         Ok(inserted == 1)
     }
+}
 
+#[async_trait]
+impl Vitals for PostgresStore {
     async fn store_vitals(&self, samples: &[StoredSample]) -> StoreResult<u64> {
         // Everything that can be refused is refused before anything is sent:
         // the batch is stored whole or not at all.
@@ -1234,6 +1251,47 @@ impl Store for PostgresStore {
         .collect()
     }
 
+    async fn vitals_since(
+        &self,
+        device_serial: u64,
+        since_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredSample>> {
+        let device = to_sql(device_serial)?;
+        let client = self.client().await?;
+        query(
+            &client,
+            "SELECT device_serial, sequence, measured_at_ms, heart_rate_bpm, spo2_percent,
+                 respiratory_rate_per_min, skin_temperature_c, systolic_mmhg, diastolic_mmhg, anomaly
+             FROM vitals WHERE device_serial = $1 AND measured_at_ms >= $2
+             ORDER BY measured_at_ms, sequence LIMIT $3",
+            &[&device, &since_ms, &i64::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(sample_from_row)
+        .collect()
+    }
+
+    async fn expire_vitals(&self, cutoff_ms: i64) -> StoreResult<()> {
+        self.drop_vitals_before(cutoff_ms).await.map(|_| ())
+    }
+
+    fn vitals_feed(&self) -> broadcast::Receiver<u64> {
+        let receiver = self.feed.subscribe();
+        self.listener.call_once(|| {
+            spawn_vitals_listener(
+                self.listen_config.clone(),
+                self.listen_tls.clone(),
+                Arc::downgrade(&self.feed),
+            )
+        });
+        receiver
+    }
+}
+
+#[async_trait]
+impl AuditLog for PostgresStore {
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
         let writer = self.audit_writer.get_or_init(|| {
             let (jobs, queue) = mpsc::channel(4096);
@@ -1251,50 +1309,6 @@ impl Store for PostgresStore {
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
-    }
-
-    fn key_audit_chain(&self, key: audit::AuditKey) {
-        *self.audit_key.write().unwrap_or_else(|p| p.into_inner()) = Some(key);
-    }
-
-    async fn audit_chain(
-        &self,
-        after_id: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<audit::ChainedAudit>> {
-        let client = self.client().await?;
-        // From the first linked row on, every row: one without a link after
-        // it was written around the store.
-        query(
-            &client,
-            "SELECT id, at_ms, kind, actor, subject, detail, prev_hash, hash FROM audit_events
-             WHERE id > $1
-               AND id >= (SELECT coalesce(min(id), 9223372036854775807)
-                          FROM audit_events WHERE hash IS NOT NULL)
-             ORDER BY id LIMIT $2",
-            &[&after_id, &i64::from(limit)],
-        )
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(audit::ChainedAudit {
-                record: AuditRecord {
-                    id: column(row, 0)?,
-                    event: AuditEvent {
-                        at_ms: column(row, 1)?,
-                        kind: column_text(row, 2)?,
-                        actor: column_text(row, 3)?,
-                        subject: column_text(row, 4)?,
-                        detail: column_text(row, 5)?,
-                    },
-                },
-                link: match (column_opt_array(row, 6)?, column_opt_array(row, 7)?) {
-                    (Some(prev_hash), Some(hash)) => Some(audit::ChainLink { prev_hash, hash }),
-                    _ => None,
-                },
-            })
-        })
-        .collect()
     }
 
     async fn audit_events(&self, after_id: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
@@ -1372,6 +1386,53 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    fn key_audit_chain(&self, key: audit::AuditKey) {
+        *self.audit_key.write().unwrap_or_else(|p| p.into_inner()) = Some(key);
+    }
+
+    async fn audit_chain(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<audit::ChainedAudit>> {
+        let client = self.client().await?;
+        // From the first linked row on, every row: one without a link after
+        // it was written around the store.
+        query(
+            &client,
+            "SELECT id, at_ms, kind, actor, subject, detail, prev_hash, hash FROM audit_events
+             WHERE id > $1
+               AND id >= (SELECT coalesce(min(id), 9223372036854775807)
+                          FROM audit_events WHERE hash IS NOT NULL)
+             ORDER BY id LIMIT $2",
+            &[&after_id, &i64::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(audit::ChainedAudit {
+                record: AuditRecord {
+                    id: column(row, 0)?,
+                    event: AuditEvent {
+                        at_ms: column(row, 1)?,
+                        kind: column_text(row, 2)?,
+                        actor: column_text(row, 3)?,
+                        subject: column_text(row, 4)?,
+                        detail: column_text(row, 5)?,
+                    },
+                },
+                link: match (column_opt_array(row, 6)?, column_opt_array(row, 7)?) {
+                    (Some(prev_hash), Some(hash)) => Some(audit::ChainLink { prev_hash, hash }),
+                    _ => None,
+                },
+            })
+        })
+        .collect()
+    }
+}
+
+#[async_trait]
+impl Patients for PostgresStore {
     async fn put_patient(
         &self,
         pseudonym: &str,
@@ -1530,6 +1591,22 @@ impl Store for PostgresStore {
         .collect()
     }
 
+    async fn patients_of(&self, clinician: &str) -> StoreResult<Vec<String>> {
+        let client = self.client().await?;
+        query(
+            &client,
+            "SELECT pseudonym FROM care_teams WHERE clinician = $1 ORDER BY pseudonym",
+            &[&clinician.as_bytes()],
+        )
+        .await?
+        .iter()
+        .map(|row| column_text(row, 0))
+        .collect()
+    }
+}
+
+#[async_trait]
+impl OtpSteps for PostgresStore {
     async fn claim_otp_step(&self, account: &str, step: u64) -> StoreResult<bool> {
         let step = to_sql(step)?;
         let client = self.client().await?;
@@ -1543,7 +1620,10 @@ impl Store for PostgresStore {
         .await?;
         Ok(changed == 1)
     }
+}
 
+#[async_trait]
+impl Factors for PostgresStore {
     async fn put_factor(&self, subject: &str, kind: u8, data: &[u8], now: u64) -> StoreResult<()> {
         let now = to_sql(now)?;
         let client = self.client().await?;
@@ -1592,7 +1672,10 @@ impl Store for PostgresStore {
         .await?;
         Ok(n == 1)
     }
+}
 
+#[async_trait]
+impl Attempts for PostgresStore {
     async fn begin_attempt(
         &self,
         scope: &str,
@@ -1877,7 +1960,10 @@ impl Store for PostgresStore {
         .transpose()
         .map(Option::unwrap_or_default)
     }
+}
 
+#[async_trait]
+impl LoginStates for PostgresStore {
     async fn put_login_state(
         &self,
         id: &[u8; 16],
@@ -1919,7 +2005,10 @@ impl Store for PostgresStore {
             None => Ok(None),
         }
     }
+}
 
+#[async_trait]
+impl FactorTokens for PostgresStore {
     async fn create_factor_token(&self, token: &FactorToken) -> StoreResult<()> {
         let (created_at, expires_at) = (to_sql(token.created_at)?, to_sql(token.expires_at)?);
         let client = self.client().await?;
@@ -1975,7 +2064,10 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(backend)?;
         Ok(token)
     }
+}
 
+#[async_trait]
+impl OobCodes for PostgresStore {
     async fn put_oob_code(&self, subject: &str, code: &OobCode) -> StoreResult<()> {
         let expires_at = to_sql(code.expires_at)?;
         let client = self.client().await?;
@@ -2017,7 +2109,10 @@ impl Store for PostgresStore {
         .await?;
         Ok(n == 1)
     }
+}
 
+#[async_trait]
+impl Settings for PostgresStore {
     async fn setting(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let client = self.client().await?;
         query_opt(
@@ -2030,20 +2125,16 @@ impl Store for PostgresStore {
         .transpose()
     }
 
-    async fn expire_vitals(&self, cutoff_ms: i64) -> StoreResult<()> {
-        self.drop_vitals_before(cutoff_ms).await.map(|_| ())
-    }
-
-    fn vitals_feed(&self) -> broadcast::Receiver<u64> {
-        let receiver = self.feed.subscribe();
-        self.listener.call_once(|| {
-            spawn_vitals_listener(
-                self.listen_config.clone(),
-                self.listen_tls.clone(),
-                Arc::downgrade(&self.feed),
-            )
-        });
-        receiver
+    async fn put_setting(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        let client = self.client().await?;
+        execute(
+            &client,
+            "INSERT INTO settings (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            &[&key.as_bytes(), &value],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn put_setting_if_absent(&self, key: &str, value: &[u8]) -> StoreResult<Vec<u8>> {
@@ -2062,54 +2153,10 @@ impl Store for PostgresStore {
         .await?;
         column(&row, 0)
     }
+}
 
-    async fn put_setting(&self, key: &str, value: &[u8]) -> StoreResult<()> {
-        let client = self.client().await?;
-        execute(
-            &client,
-            "INSERT INTO settings (key, value) VALUES ($1, $2)
-             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            &[&key.as_bytes(), &value],
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn vitals_since(
-        &self,
-        device_serial: u64,
-        since_ms: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<StoredSample>> {
-        let device = to_sql(device_serial)?;
-        let client = self.client().await?;
-        query(
-            &client,
-            "SELECT device_serial, sequence, measured_at_ms, heart_rate_bpm, spo2_percent,
-                 respiratory_rate_per_min, skin_temperature_c, systolic_mmhg, diastolic_mmhg, anomaly
-             FROM vitals WHERE device_serial = $1 AND measured_at_ms >= $2
-             ORDER BY measured_at_ms, sequence LIMIT $3",
-            &[&device, &since_ms, &i64::from(limit)],
-        )
-        .await?
-        .iter()
-        .map(sample_from_row)
-        .collect()
-    }
-
-    async fn patients_of(&self, clinician: &str) -> StoreResult<Vec<String>> {
-        let client = self.client().await?;
-        query(
-            &client,
-            "SELECT pseudonym FROM care_teams WHERE clinician = $1 ORDER BY pseudonym",
-            &[&clinician.as_bytes()],
-        )
-        .await?
-        .iter()
-        .map(|row| column_text(row, 0))
-        .collect()
-    }
-
+#[async_trait]
+impl WebSessions for PostgresStore {
     async fn put_web_session(&self, session: &WebSession) -> StoreResult<()> {
         let created_at = to_sql(session.created_at)?;
         let (last_seen, expiry) = (to_sql(session.last_seen)?, to_sql(session.absolute_expiry)?);
@@ -2177,7 +2224,7 @@ impl Store for PostgresStore {
         else {
             return Ok(None);
         };
-        if !crate::web_session_live(&session, now, idle_secs) {
+        if !crate::rules::web_session_live(&session, now, idle_secs) {
             execute(
                 &tx,
                 "DELETE FROM web_sessions WHERE token_hash = $1",
@@ -2217,7 +2264,7 @@ impl Store for PostgresStore {
         Ok(row
             .map(|row| web_session_from_row(&row, token_hash))
             .transpose()?
-            .filter(|session| crate::web_session_live(session, now, idle_secs)))
+            .filter(|session| crate::rules::web_session_live(session, now, idle_secs)))
     }
 
     async fn delete_web_session(&self, token_hash: &[u8; 32]) -> StoreResult<bool> {
@@ -2255,7 +2302,10 @@ impl Store for PostgresStore {
         )
         .await
     }
+}
 
+#[async_trait]
+impl Alerts for PostgresStore {
     async fn raise_alert(&self, alert: &NewAlert) -> StoreResult<Option<i64>> {
         let device = to_sql(alert.device_serial)?;
         let client = self.client().await?;
@@ -2355,7 +2405,10 @@ impl Store for PostgresStore {
         .map(alert_from_row)
         .transpose()
     }
+}
 
+#[async_trait]
+impl Backup for PostgresStore {
     async fn backup_source(&self) -> StoreResult<backup::Source> {
         let client = self.client().await?;
         let row = query_one(

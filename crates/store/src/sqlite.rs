@@ -9,11 +9,16 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::api::{
+    Alerts, Attempts, AuditLog, Backup, Credentials, EnrollmentTokens, FactorTokens, Factors,
+    LoginStates, OobCodes, OtpSteps, Patients, ReplayKeys, Revocations, Settings, Vitals,
+    WebSessions,
+};
 use crate::backup::{self, ColumnType, TargetColumn, Value};
 use crate::{
     audit, AlertRecord, AttemptLimit, AttemptState, AuditEvent, AuditRecord, CredentialRecord,
-    EnrollmentToken, FactorToken, NewAlert, OobCode, RevocationRecord, Store, StoreError,
-    StoreResult, StoredSample, WebSession,
+    EnrollmentToken, FactorToken, NewAlert, OobCode, RevocationRecord, StoreError, StoreResult,
+    StoredSample, WebSession,
 };
 
 /// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`.
@@ -181,7 +186,7 @@ fn sample_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSample> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl EnrollmentTokens for SqliteStore {
     async fn create_enrollment_token(&self, token: EnrollmentToken) -> StoreResult<()> {
         self.with(move |c| {
             c.execute(
@@ -256,7 +261,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Credentials for SqliteStore {
     async fn next_serial(&self) -> StoreResult<u64> {
         self.with(|c| {
             c.query_row(
@@ -336,7 +344,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Revocations for SqliteStore {
     async fn revoke(
         &self,
         serial: u64,
@@ -385,7 +396,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl ReplayKeys for SqliteStore {
     async fn claim_replay_key(
         &self,
         key: &[u8; 32],
@@ -410,7 +424,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Vitals for SqliteStore {
     async fn store_vitals(&self, samples: &[StoredSample]) -> StoreResult<u64> {
         let samples = samples.to_vec();
         self.with(move |c| {
@@ -462,22 +479,6 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn expire_vitals(&self, cutoff_ms: i64) -> StoreResult<()> {
-        self.with(move |c| {
-            c.execute(
-                "DELETE FROM vitals WHERE measured_at_ms < ?1",
-                params![cutoff_ms],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await
-    }
-
-    fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<u64> {
-        self.feed.subscribe()
-    }
-
     async fn vitals_count(&self, device_serial: Option<u64>) -> StoreResult<u64> {
         self.with(move |c| {
             let count: i64 = match device_serial {
@@ -515,6 +516,48 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn vitals_since(
+        &self,
+        device_serial: u64,
+        since_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredSample>> {
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT device_serial, sequence, measured_at_ms, heart_rate_bpm, spo2_percent,
+                         respiratory_rate_per_min, skin_temperature_c, systolic_mmhg, diastolic_mmhg, anomaly
+                     FROM vitals WHERE device_serial = ?1 AND measured_at_ms >= ?2
+                     ORDER BY measured_at_ms, sequence LIMIT ?3",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![to_sql(device_serial)?, since_ms, limit], sample_from_row)
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn expire_vitals(&self, cutoff_ms: i64) -> StoreResult<()> {
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM vitals WHERE measured_at_ms < ?1",
+                params![cutoff_ms],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<u64> {
+        self.feed.subscribe()
+    }
+}
+
+#[async_trait]
+impl AuditLog for SqliteStore {
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
         let e = event.clone();
         let key = self
@@ -550,53 +593,6 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
             tx.commit().map_err(backend)
-        })
-        .await
-    }
-
-    fn key_audit_chain(&self, key: audit::AuditKey) {
-        *self.audit_key.write().unwrap_or_else(|p| p.into_inner()) = Some(key);
-    }
-
-    async fn audit_chain(
-        &self,
-        after_id: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<audit::ChainedAudit>> {
-        self.with(move |c| {
-            // From the first linked row on, every row: one without a link
-            // after it was written around the store.
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT id, at_ms, kind, actor, subject, detail, prev_hash, hash
-                     FROM audit_events
-                     WHERE id > ?1
-                       AND id >= (SELECT coalesce(min(id), 9223372036854775807)
-                                  FROM audit_events WHERE hash IS NOT NULL)
-                     ORDER BY id LIMIT ?2",
-                )
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map(params![after_id, limit], |r| {
-                    Ok((
-                        audit_record(r)?,
-                        r.get::<_, Option<Vec<u8>>>(6)?,
-                        r.get::<_, Option<Vec<u8>>>(7)?,
-                    ))
-                })
-                .map_err(backend)?;
-            rows.map(|row| {
-                let (record, prev, hash) = row.map_err(backend)?;
-                let link = match (prev, hash) {
-                    (Some(prev), Some(hash)) => Some(audit::ChainLink {
-                        prev_hash: hash_32(&prev)?,
-                        hash: hash_32(&hash)?,
-                    }),
-                    _ => None,
-                };
-                Ok(audit::ChainedAudit { record, link })
-            })
-            .collect()
         })
         .await
     }
@@ -657,6 +653,56 @@ impl Store for SqliteStore {
         .await
     }
 
+    fn key_audit_chain(&self, key: audit::AuditKey) {
+        *self.audit_key.write().unwrap_or_else(|p| p.into_inner()) = Some(key);
+    }
+
+    async fn audit_chain(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<audit::ChainedAudit>> {
+        self.with(move |c| {
+            // From the first linked row on, every row: one without a link
+            // after it was written around the store.
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, at_ms, kind, actor, subject, detail, prev_hash, hash
+                     FROM audit_events
+                     WHERE id > ?1
+                       AND id >= (SELECT coalesce(min(id), 9223372036854775807)
+                                  FROM audit_events WHERE hash IS NOT NULL)
+                     ORDER BY id LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![after_id, limit], |r| {
+                    Ok((
+                        audit_record(r)?,
+                        r.get::<_, Option<Vec<u8>>>(6)?,
+                        r.get::<_, Option<Vec<u8>>>(7)?,
+                    ))
+                })
+                .map_err(backend)?;
+            rows.map(|row| {
+                let (record, prev, hash) = row.map_err(backend)?;
+                let link = match (prev, hash) {
+                    (Some(prev), Some(hash)) => Some(audit::ChainLink {
+                        prev_hash: hash_32(&prev)?,
+                        hash: hash_32(&hash)?,
+                    }),
+                    _ => None,
+                };
+                Ok(audit::ChainedAudit { record, link })
+            })
+            .collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Patients for SqliteStore {
     async fn put_patient(
         &self,
         pseudonym: &str,
@@ -820,6 +866,25 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn patients_of(&self, clinician: &str) -> StoreResult<Vec<String>> {
+        let clinician = clinician.to_string();
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT pseudonym FROM care_teams WHERE clinician = ?1 ORDER BY pseudonym",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![clinician], |r| r.get(0))
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl OtpSteps for SqliteStore {
     async fn claim_otp_step(&self, account: &str, step: u64) -> StoreResult<bool> {
         let account = account.to_string();
         self.with(move |c| {
@@ -835,7 +900,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Factors for SqliteStore {
     async fn put_factor(&self, subject: &str, kind: u8, data: &[u8], now: u64) -> StoreResult<()> {
         let (subject, data) = (subject.to_string(), data.to_vec());
         self.with(move |c| {
@@ -894,7 +962,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Attempts for SqliteStore {
     async fn begin_attempt(
         &self,
         scope: &str,
@@ -1006,7 +1077,10 @@ impl Store for SqliteStore {
         let (scope, key) = (scope.to_string(), key.to_string());
         self.with(move |c| read_attempts(c, &scope, &key)).await
     }
+}
 
+#[async_trait]
+impl LoginStates for SqliteStore {
     async fn put_login_state(
         &self,
         id: &[u8; 16],
@@ -1050,7 +1124,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl FactorTokens for SqliteStore {
     async fn create_factor_token(&self, token: &FactorToken) -> StoreResult<()> {
         let token = token.clone();
         self.with(move |c| {
@@ -1099,7 +1176,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl OobCodes for SqliteStore {
     async fn put_oob_code(&self, subject: &str, code: &OobCode) -> StoreResult<()> {
         let (subject, code) = (subject.to_string(), code.clone());
         self.with(move |c| {
@@ -1150,7 +1230,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Settings for SqliteStore {
     async fn setting(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let key = key.to_string();
         self.with(move |c| {
@@ -1161,6 +1244,20 @@ impl Store for SqliteStore {
             )
             .optional()
             .map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_setting(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        let (key, value) = (key.to_string(), value.to_vec());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(backend)?;
+            Ok(())
         })
         .await
     }
@@ -1188,60 +1285,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
-    async fn put_setting(&self, key: &str, value: &[u8]) -> StoreResult<()> {
-        let (key, value) = (key.to_string(), value.to_vec());
-        self.with(move |c| {
-            c.execute(
-                "INSERT INTO settings (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![key, value],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn vitals_since(
-        &self,
-        device_serial: u64,
-        since_ms: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<StoredSample>> {
-        self.with(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT device_serial, sequence, measured_at_ms, heart_rate_bpm, spo2_percent,
-                         respiratory_rate_per_min, skin_temperature_c, systolic_mmhg, diastolic_mmhg, anomaly
-                     FROM vitals WHERE device_serial = ?1 AND measured_at_ms >= ?2
-                     ORDER BY measured_at_ms, sequence LIMIT ?3",
-                )
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map(params![to_sql(device_serial)?, since_ms, limit], sample_from_row)
-                .map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
-        })
-        .await
-    }
-
-    async fn patients_of(&self, clinician: &str) -> StoreResult<Vec<String>> {
-        let clinician = clinician.to_string();
-        self.with(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT pseudonym FROM care_teams WHERE clinician = ?1 ORDER BY pseudonym",
-                )
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map(params![clinician], |r| r.get(0))
-                .map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
-        })
-        .await
-    }
-
+#[async_trait]
+impl WebSessions for SqliteStore {
     async fn put_web_session(&self, session: &WebSession) -> StoreResult<()> {
         let session = session.clone();
         self.with(move |c| {
@@ -1289,7 +1336,7 @@ impl Store for SqliteStore {
             let Some(mut session) = read_web_session(&tx, &hash)? else {
                 return Ok(None);
             };
-            if !crate::web_session_live(&session, now, idle_secs) {
+            if !crate::rules::web_session_live(&session, now, idle_secs) {
                 tx.execute(
                     "DELETE FROM web_sessions WHERE token_hash = ?1",
                     params![&hash[..]],
@@ -1322,7 +1369,7 @@ impl Store for SqliteStore {
         self.with(move |c| {
             to_sql(now)?;
             Ok(read_web_session(c, &hash)?
-                .filter(|session| crate::web_session_live(session, now, idle_secs)))
+                .filter(|session| crate::rules::web_session_live(session, now, idle_secs)))
         })
         .await
     }
@@ -1373,7 +1420,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Alerts for SqliteStore {
     async fn raise_alert(&self, alert: &NewAlert) -> StoreResult<Option<i64>> {
         let alert = alert.clone();
         self.with(move |c| {
@@ -1447,7 +1497,7 @@ impl Store for SqliteStore {
                     found.push(row.map_err(backend)?);
                 }
             }
-            crate::newest_alerts_first(&mut found);
+            crate::rules::newest_alerts_first(&mut found);
             found.truncate(limit as usize);
             Ok(found)
         })
@@ -1498,7 +1548,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Backup for SqliteStore {
     async fn backup_source(&self) -> StoreResult<backup::Source> {
         self.with(|c| {
             let version: i64 = c

@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use vitalgate_store::{conformance, MemoryStore, SqliteStore, Store};
+use vitalgate_store::{conformance, prelude::*, MemoryStore, SqliteStore};
 
 macro_rules! conformance_tests {
     ($($check:ident),* $(,)?) => {

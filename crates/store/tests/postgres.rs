@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio_postgres::NoTls;
 use vitalgate_store::{
-    conformance, DatabaseTls, PoolOptions, PostgresStore, SqliteStore, Store, StoreError,
+    conformance, prelude::*, DatabaseTls, PoolOptions, PostgresStore, SqliteStore, StoreError,
     StoredSample,
 };
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use vitalgate_store::{conformance, SqliteStore, Store};
+use vitalgate_store::{conformance, prelude::*, SqliteStore};
 
 macro_rules! conformance_tests {
     ($($check:ident),* $(,)?) => {
