@@ -1,6 +1,9 @@
-//! Backup and restore on PostgreSQL.
+//! Backup and restore on PostgreSQL: its side of the backup seam (`$n`
+//! placeholders, types from `information_schema`, a batch as one insert from
+//! typed arrays, day partitions made for restored vitals, identity sequences
+//! moved past the restored ids).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
@@ -8,8 +11,8 @@ use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::Row;
 
 use crate::api::Backup;
-use crate::backup::{ColumnType, TargetColumn, Value};
-use crate::{backup, StoreError, StoreResult};
+use crate::backup::{self, paging, ColumnType, Dialect, Page, Table, TargetColumn, Value};
+use crate::{StoreError, StoreResult};
 
 use super::partitions::DAY_MS;
 use super::sql::{backend, column, describe, execute, prepared, query, query_one};
@@ -36,50 +39,71 @@ impl Backup for PostgresStore {
         table: &str,
         after_key: Option<&[Value]>,
         limit: u32,
-    ) -> StoreResult<backup::Page> {
-        let table = backup::known_table(table)?;
+    ) -> StoreResult<Page> {
+        let table = backup::known_table(table)?.name;
         let client = self.client().await?;
-        // Names from the static list only.
-        let key: Vec<String> = table.key.iter().map(|k| backup::quoted(k)).collect();
-        let key = key.join(", ");
+        paging::page(&PgDialect(&client), table, after_key, limit).await
+    }
+
+    async fn tables_with_rows(&self) -> StoreResult<Vec<&'static str>> {
+        let client = self.client().await?;
+        paging::tables_with_rows(&PgDialect(&client)).await
+    }
+
+    async fn restore(
+        &self,
+        batches: tokio::sync::mpsc::Receiver<backup::Batch>,
+    ) -> StoreResult<backup::Restored> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let restored = paging::restore(&PgDialect(&tx), batches).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(restored)
+    }
+}
+
+/// PostgreSQL's side of the backup seam, on a client or a transaction.
+struct PgDialect<'a, C>(&'a C);
+
+impl<C: GenericClient> Dialect for PgDialect<'_, C> {
+    fn placeholder(&self, n: usize) -> String {
+        format!("${n}")
+    }
+
+    async fn exists(&self, sql: &str) -> StoreResult<bool> {
+        column(&query_one(self.0, sql, &[]).await?, 0)
+    }
+
+    async fn execute(&self, sql: &str) -> StoreResult<()> {
+        execute(self.0, sql, &[]).await?;
+        Ok(())
+    }
+
+    async fn columns(&self, table: &Table) -> StoreResult<Vec<TargetColumn>> {
+        pg_columns(self.0, table).await
+    }
+
+    async fn select(
+        &self,
+        table: &Table,
+        sql: &str,
+        limit: u32,
+        after: Option<&[Value]>,
+    ) -> StoreResult<Page> {
         let limit = i64::from(limit);
         let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(limit)];
-        let sql = match after_key {
-            Some(values) => {
-                if values.len() != table.key.len() {
-                    return Err(StoreError::Backup(format!(
-                        "a key of {} values for {}",
-                        values.len(),
-                        table.name
-                    )));
-                }
-                // Bound with the types of the key's columns.
-                let columns = pg_columns(&client, table).await?;
-                for (name, value) in table.key.iter().zip(values) {
-                    let column =
-                        columns
-                            .iter()
-                            .find(|(c, _)| c.name == *name)
-                            .ok_or_else(|| {
-                                StoreError::Backup(format!("{} has no column {name}", table.name))
-                            })?;
-                    let value = backup::convert(value.clone(), column.0.kind, table.name, name)?;
-                    params.push(pg_param(&value, column.0.kind));
-                }
-                let placeholders: Vec<String> =
-                    (2..values.len() + 2).map(|i| format!("${i}")).collect();
-                format!(
-                    "SELECT * FROM {} WHERE ({key}) > ({}) ORDER BY {key} LIMIT $1",
-                    backup::quoted(table.name),
-                    placeholders.join(", ")
-                )
+        if let Some(values) = after {
+            // Bound with the types of the key's columns.
+            let columns = pg_columns(self.0, table).await?;
+            for (name, value) in table.key.iter().zip(values) {
+                let column = columns.iter().find(|c| c.name == *name).ok_or_else(|| {
+                    StoreError::Backup(format!("{} has no column {name}", table.name))
+                })?;
+                let value = backup::convert(value.clone(), column.kind, table.name, name)?;
+                params.push(pg_param(&value, column.kind));
             }
-            None => format!(
-                "SELECT * FROM {} ORDER BY {key} LIMIT $1",
-                backup::quoted(table.name)
-            ),
-        };
-        let statement = prepared(&client, &sql).await?;
+        }
+        let statement = prepared(self.0, sql).await?;
         let columns: Vec<String> = statement
             .columns()
             .iter()
@@ -89,7 +113,7 @@ impl Backup for PostgresStore {
             .iter()
             .map(|p| p.as_ref() as &(dyn ToSql + Sync))
             .collect();
-        let rows = client.query(&statement, &refs).await.map_err(backend)?;
+        let rows = self.0.query(&statement, &refs).await.map_err(backend)?;
         let rows = rows
             .iter()
             .map(|row| {
@@ -98,158 +122,105 @@ impl Backup for PostgresStore {
                     .collect::<StoreResult<Vec<Value>>>()
             })
             .collect::<StoreResult<_>>()?;
-        Ok(backup::Page { columns, rows })
+        Ok(Page { columns, rows })
     }
 
-    async fn tables_with_rows(&self) -> StoreResult<Vec<&'static str>> {
-        let client = self.client().await?;
-        pg_tables_with_rows(&client).await
-    }
-
-    async fn restore(
+    async fn insert(
         &self,
-        mut batches: tokio::sync::mpsc::Receiver<backup::Batch>,
-    ) -> StoreResult<backup::Restored> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(backend)?;
-        let busy = pg_tables_with_rows(&tx).await?;
-        if !busy.is_empty() {
-            return Err(StoreError::Backup(format!(
-                "the target is not fresh: {} already hold data",
-                busy.join(", ")
-            )));
-        }
-        let mut restored = backup::Restored::default();
-        let mut catalog: std::collections::HashMap<&'static str, Vec<(TargetColumn, bool)>> =
-            std::collections::HashMap::new();
-        let mut cleared = std::collections::HashSet::new();
-        while let Some(batch) = batches.recv().await {
-            let (name, columns, rows) = match batch {
-                backup::Batch::Done => {
-                    // Identity columns go on after the highest id restored
-                    // (sequences are not transactional: were the commit to
-                    // fail, ids would only skip).
-                    for (table, columns) in &catalog {
-                        for (column, _) in columns.iter().filter(|(_, identity)| *identity) {
-                            let max: Option<i64> = column_of(
-                                &query_one(
-                                    &tx,
-                                    &format!(
-                                        "SELECT MAX({}) FROM {}",
-                                        backup::quoted(&column.name),
-                                        backup::quoted(table)
-                                    ),
-                                    &[],
-                                )
-                                .await?,
-                            )?;
-                            if let Some(max) = max {
-                                query_one(
-                                    &tx,
-                                    "SELECT setval(pg_get_serial_sequence($1, $2)::regclass, $3)",
-                                    &[table, &column.name, &max],
-                                )
-                                .await?;
-                            }
-                        }
-                    }
-                    tx.commit().await.map_err(backend)?;
-                    return Ok(restored);
-                }
-                backup::Batch::Rows {
-                    table,
-                    columns,
-                    rows,
-                } => (table, columns, rows),
-            };
-            let table = backup::known_table(&name)?;
-            if !catalog.contains_key(table.name) {
-                catalog.insert(table.name, pg_columns(&tx, table).await?);
+        table: &Table,
+        target: &[TargetColumn],
+        rows: Vec<Vec<Value>>,
+    ) -> StoreResult<()> {
+        let mut data: Vec<PgColumn> = target
+            .iter()
+            .map(|c| PgColumn::new(c.kind, rows.len()))
+            .collect();
+        for row in rows {
+            for ((value, column), data) in row.into_iter().zip(target).zip(&mut data) {
+                data.push(backup::convert(
+                    value,
+                    column.kind,
+                    table.name,
+                    &column.name,
+                )?);
             }
-            // The backup's row replaces the one the migrations seeded.
-            if table.seeded && !rows.is_empty() && cleared.insert(table.name) {
-                execute(
-                    &tx,
-                    &format!("DELETE FROM {}", backup::quoted(table.name)),
-                    &[],
+        }
+        if table.name == "vitals" {
+            // The day partitions the rows go to, inside this transaction.
+            if let Some(PgColumn::Int64(times)) = target
+                .iter()
+                .position(|c| c.name == "measured_at_ms")
+                .map(|i| &data[i])
+            {
+                let days: Vec<i64> = times
+                    .iter()
+                    .flatten()
+                    .map(|ms| ms.div_euclid(DAY_MS))
+                    .collect::<BTreeSet<i64>>()
+                    .into_iter()
+                    .collect();
+                query_one(
+                    self.0,
+                    "SELECT vitals_ensure_partitions($1::BIGINT[])",
+                    &[&days],
                 )
                 .await?;
             }
-            let actual = &catalog[table.name];
-            let plain: Vec<TargetColumn> = actual.iter().map(|(c, _)| c.clone()).collect();
-            let target = backup::match_columns(table, &plain, &columns)?;
-            let identity = target
-                .iter()
-                .any(|t| actual.iter().any(|(c, id)| *id && c.name == t.name));
-            let count = rows.len() as u64;
-            if count == 0 {
-                // Its columns checked; nothing to insert.
-                restored.count(table.name, 0);
-                continue;
-            }
-            let mut data: Vec<PgColumn> = target
-                .iter()
-                .map(|c| PgColumn::new(c.kind, rows.len()))
-                .collect();
-            for row in rows {
-                for ((value, column), data) in row.into_iter().zip(&target).zip(&mut data) {
-                    data.push(backup::convert(
-                        value,
-                        column.kind,
-                        table.name,
-                        &column.name,
-                    )?);
-                }
-            }
-            if table.name == "vitals" {
-                // The day partitions the rows go to, inside this transaction.
-                if let Some(PgColumn::Int64(times)) = target
-                    .iter()
-                    .position(|c| c.name == "measured_at_ms")
-                    .map(|i| &data[i])
-                {
-                    let days: Vec<i64> = times
-                        .iter()
-                        .flatten()
-                        .map(|ms| ms.div_euclid(DAY_MS))
-                        .collect::<BTreeSet<i64>>()
-                        .into_iter()
-                        .collect();
+        }
+        let names: Vec<String> = target.iter().map(|c| backup::quoted(&c.name)).collect();
+        let arrays: Vec<String> = target
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{}::{}", self.placeholder(i + 1), pg_array_type(c.kind)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) {}SELECT * FROM UNNEST({})",
+            backup::quoted(table.name),
+            names.join(", "),
+            if target.iter().any(|c| c.identity) {
+                "OVERRIDING SYSTEM VALUE "
+            } else {
+                ""
+            },
+            arrays.join(", ")
+        );
+        let params: Vec<&(dyn ToSql + Sync)> = data.iter().map(PgColumn::as_param).collect();
+        let statement = self.0.prepare(&sql).await.map_err(backend)?;
+        self.0.execute(&statement, &params).await.map_err(|e| {
+            StoreError::Backup(format!("restoring {}: {}", table.name, describe(&e)))
+        })?;
+        Ok(())
+    }
+
+    async fn finish(&self, restored: &HashMap<&'static str, Vec<TargetColumn>>) -> StoreResult<()> {
+        // Identity columns go on after the highest id restored (sequences
+        // are not transactional: were the commit to fail, ids would only
+        // skip).
+        for (table, columns) in restored {
+            for column in columns.iter().filter(|c| c.identity) {
+                let max: Option<i64> = column_of(
+                    &query_one(
+                        self.0,
+                        &format!(
+                            "SELECT MAX({}) FROM {}",
+                            backup::quoted(&column.name),
+                            backup::quoted(table)
+                        ),
+                        &[],
+                    )
+                    .await?,
+                )?;
+                if let Some(max) = max {
                     query_one(
-                        &tx,
-                        "SELECT vitals_ensure_partitions($1::BIGINT[])",
-                        &[&days],
+                        self.0,
+                        "SELECT setval(pg_get_serial_sequence($1, $2)::regclass, $3)",
+                        &[table, &column.name, &max],
                     )
                     .await?;
                 }
             }
-            let names: Vec<String> = target.iter().map(|c| backup::quoted(&c.name)).collect();
-            let arrays: Vec<String> = target
-                .iter()
-                .enumerate()
-                .map(|(i, c)| format!("${}::{}", i + 1, pg_array_type(c.kind)))
-                .collect();
-            let sql = format!(
-                "INSERT INTO {} ({}) {}SELECT * FROM UNNEST({})",
-                backup::quoted(table.name),
-                names.join(", "),
-                if identity {
-                    "OVERRIDING SYSTEM VALUE "
-                } else {
-                    ""
-                },
-                arrays.join(", ")
-            );
-            let params: Vec<&(dyn ToSql + Sync)> = data.iter().map(PgColumn::as_param).collect();
-            let statement = tx.prepare(&sql).await.map_err(backend)?;
-            tx.execute(&statement, &params).await.map_err(|e| {
-                StoreError::Backup(format!("restoring {}: {}", table.name, describe(&e)))
-            })?;
-            restored.count(table.name, count);
         }
-        Err(StoreError::Backup(
-            "the backup ended before it was verified: nothing was restored".into(),
-        ))
+        Ok(())
     }
 }
 
@@ -259,10 +230,7 @@ fn column_of<'a, T: FromSql<'a>>(row: &'a Row) -> StoreResult<T> {
 
 /// A table's real columns, the type of each and whether it is an identity
 /// column, from the catalog.
-async fn pg_columns<C: GenericClient>(
-    client: &C,
-    table: &backup::Table,
-) -> StoreResult<Vec<(TargetColumn, bool)>> {
+async fn pg_columns<C: GenericClient>(client: &C, table: &Table) -> StoreResult<Vec<TargetColumn>> {
     let rows = query(
         client,
         "SELECT column_name::TEXT, data_type::TEXT, is_identity::TEXT
@@ -292,7 +260,11 @@ async fn pg_columns<C: GenericClient>(
                 )))
             }
         };
-        columns.push((TargetColumn { name, kind }, identity == "YES"));
+        columns.push(TargetColumn {
+            name,
+            kind,
+            identity: identity == "YES",
+        });
     }
     if columns.is_empty() {
         return Err(StoreError::Backup(format!(
@@ -301,28 +273,6 @@ async fn pg_columns<C: GenericClient>(
         )));
     }
     Ok(columns)
-}
-
-/// The backed-up tables holding anything beyond the seeded `serials` row.
-async fn pg_tables_with_rows<C: GenericClient>(client: &C) -> StoreResult<Vec<&'static str>> {
-    let mut busy = Vec::new();
-    for table in backup::TABLES {
-        let sql = if table.seeded {
-            // Only the row the migration seeds, untouched.
-            "SELECT EXISTS (SELECT 1 FROM serials WHERE NOT (id = 1 AND last_serial = 0))"
-                .to_string()
-        } else {
-            format!(
-                "SELECT EXISTS (SELECT 1 FROM {})",
-                backup::quoted(table.name)
-            )
-        };
-        let any: bool = column(&query_one(client, &sql, &[]).await?, 0)?;
-        if any {
-            busy.push(table.name);
-        }
-    }
-    Ok(busy)
 }
 
 /// One value of a row read for a backup, by its column's type.

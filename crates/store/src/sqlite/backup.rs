@@ -1,11 +1,17 @@
-//! Backup and restore on SQLite.
+//! Backup and restore on SQLite: its side of the backup seam (`?n`
+//! placeholders, types by SQLite's affinity rules, a row at a time). rusqlite
+//! is synchronous: the shared, async logic runs on the blocking thread that
+//! holds the connection, where every step of this dialect answers at once.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, TransactionBehavior};
+use tokio::runtime::Handle;
 
 use crate::api::Backup;
-use crate::backup::{ColumnType, TargetColumn, Value};
-use crate::{backup, StoreError, StoreResult};
+use crate::backup::{self, paging, ColumnType, Dialect, Page, Table, TargetColumn, Value};
+use crate::{StoreError, StoreResult};
 
 use super::{backend, SqliteStore};
 
@@ -33,152 +39,138 @@ impl Backup for SqliteStore {
         table: &str,
         after_key: Option<&[Value]>,
         limit: u32,
-    ) -> StoreResult<backup::Page> {
-        let table = backup::known_table(table)?;
-        let after: Option<Vec<rusqlite::types::Value>> =
-            after_key.map(|key| key.iter().map(sqlite_value).collect());
+    ) -> StoreResult<Page> {
+        let table = backup::known_table(table)?.name;
+        let after = after_key.map(<[Value]>::to_vec);
+        let runtime = Handle::current();
         self.with(move |c| {
-            // Names from the static list only.
-            let key: Vec<String> = table.key.iter().map(|k| backup::quoted(k)).collect();
-            let key = key.join(", ");
-            let sql = match &after {
-                Some(values) => {
-                    if values.len() != table.key.len() {
-                        return Err(StoreError::Backup(format!(
-                            "a key of {} values for {}",
-                            values.len(),
-                            table.name
-                        )));
-                    }
-                    let placeholders: Vec<String> =
-                        (2..values.len() + 2).map(|i| format!("?{i}")).collect();
-                    format!(
-                        "SELECT * FROM {} WHERE ({key}) > ({}) ORDER BY {key} LIMIT ?1",
-                        backup::quoted(table.name),
-                        placeholders.join(", ")
-                    )
-                }
-                None => format!(
-                    "SELECT * FROM {} ORDER BY {key} LIMIT ?1",
-                    backup::quoted(table.name)
-                ),
-            };
-            let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
-            let columns: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
-            let mut values: Vec<&dyn rusqlite::ToSql> = vec![&limit];
-            if let Some(after) = &after {
-                values.extend(after.iter().map(|v| v as &dyn rusqlite::ToSql));
-            }
-            let width = columns.len();
-            let rows = stmt
-                .query_map(values.as_slice(), |r| {
-                    (0..width)
-                        .map(|i| {
-                            Ok(match r.get_ref(i)? {
-                                rusqlite::types::ValueRef::Null => Value::Null,
-                                rusqlite::types::ValueRef::Integer(i) => Value::Int(i),
-                                rusqlite::types::ValueRef::Real(f) => Value::Real(f),
-                                rusqlite::types::ValueRef::Text(t) => {
-                                    match std::str::from_utf8(t) {
-                                        Ok(t) => Value::Text(t.to_string()),
-                                        Err(_) => Value::Bytes(t.to_vec()),
-                                    }
-                                }
-                                rusqlite::types::ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
-                            })
-                        })
-                        .collect::<rusqlite::Result<Vec<Value>>>()
-                })
-                .map_err(backend)?;
-            let rows = rows.collect::<Result<_, _>>().map_err(backend)?;
-            Ok(backup::Page { columns, rows })
+            runtime.block_on(paging::page(
+                &SqliteDialect(c),
+                table,
+                after.as_deref(),
+                limit,
+            ))
         })
         .await
     }
 
     async fn tables_with_rows(&self) -> StoreResult<Vec<&'static str>> {
-        self.with(|c| tables_with_rows(c)).await
+        let runtime = Handle::current();
+        self.with(move |c| runtime.block_on(paging::tables_with_rows(&SqliteDialect(c))))
+            .await
     }
 
     async fn restore(
         &self,
-        mut batches: tokio::sync::mpsc::Receiver<backup::Batch>,
+        batches: tokio::sync::mpsc::Receiver<backup::Batch>,
     ) -> StoreResult<backup::Restored> {
-        let connection = self.connection.clone();
+        let runtime = Handle::current();
         // The whole restore is one transaction on the one connection, fed
         // from the channel on this blocking thread.
-        tokio::task::spawn_blocking(move || {
-            let mut guard = connection.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = guard
+        self.with(move |c| {
+            let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let busy = tables_with_rows(&tx)?;
-            if !busy.is_empty() {
-                return Err(StoreError::Backup(format!(
-                    "the target is not fresh: {} already hold data",
-                    busy.join(", ")
-                )));
-            }
-            let mut restored = backup::Restored::default();
-            let mut catalog: std::collections::HashMap<&'static str, Vec<TargetColumn>> =
-                std::collections::HashMap::new();
-            let mut cleared = std::collections::HashSet::new();
-            while let Some(batch) = batches.blocking_recv() {
-                let (name, columns, rows) = match batch {
-                    backup::Batch::Done => {
-                        tx.commit().map_err(backend)?;
-                        return Ok(restored);
-                    }
-                    backup::Batch::Rows {
-                        table,
-                        columns,
-                        rows,
-                    } => (table, columns, rows),
-                };
-                let table = backup::known_table(&name)?;
-                if !catalog.contains_key(table.name) {
-                    catalog.insert(table.name, sqlite_columns(&tx, table)?);
-                }
-                // The backup's row replaces the one the migrations seeded.
-                if table.seeded && !rows.is_empty() && cleared.insert(table.name) {
-                    tx.execute(&format!("DELETE FROM {}", backup::quoted(table.name)), [])
-                        .map_err(backend)?;
-                }
-                let target = backup::match_columns(table, &catalog[table.name], &columns)?;
-                let names: Vec<String> = target.iter().map(|c| backup::quoted(&c.name)).collect();
-                let placeholders: Vec<String> =
-                    (1..=target.len()).map(|i| format!("?{i}")).collect();
-                let mut stmt = tx
-                    .prepare_cached(&format!(
-                        "INSERT INTO {} ({}) VALUES ({})",
-                        backup::quoted(table.name),
-                        names.join(", "),
-                        placeholders.join(", ")
-                    ))
-                    .map_err(backend)?;
-                let count = rows.len() as u64;
-                for row in rows {
-                    let values = row
-                        .into_iter()
-                        .zip(&target)
-                        .map(|(v, c)| {
-                            backup::convert(v, c.kind, table.name, &c.name)
-                                .map(|v| sqlite_value(&v))
-                        })
-                        .collect::<StoreResult<Vec<_>>>()?;
-                    stmt.execute(rusqlite::params_from_iter(values))
-                        .map_err(|e| {
-                            StoreError::Backup(format!("restoring {}: {e}", table.name))
-                        })?;
-                }
-                restored.count(table.name, count);
-            }
-            Err(StoreError::Backup(
-                "the backup ended before it was verified: nothing was restored".into(),
-            ))
+            let restored = runtime.block_on(paging::restore(&SqliteDialect(&tx), batches))?;
+            tx.commit().map_err(backend)?;
+            Ok(restored)
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+}
+
+/// SQLite's side of the backup seam, on one connection (or transaction).
+struct SqliteDialect<'a>(&'a Connection);
+
+impl Dialect for SqliteDialect<'_> {
+    fn placeholder(&self, n: usize) -> String {
+        format!("?{n}")
+    }
+
+    async fn exists(&self, sql: &str) -> StoreResult<bool> {
+        self.0.query_row(sql, [], |r| r.get(0)).map_err(backend)
+    }
+
+    async fn execute(&self, sql: &str) -> StoreResult<()> {
+        self.0.execute(sql, []).map_err(backend)?;
+        Ok(())
+    }
+
+    async fn columns(&self, table: &Table) -> StoreResult<Vec<TargetColumn>> {
+        sqlite_columns(self.0, table)
+    }
+
+    async fn select(
+        &self,
+        _table: &Table,
+        sql: &str,
+        limit: u32,
+        after: Option<&[Value]>,
+    ) -> StoreResult<Page> {
+        let after: Option<Vec<rusqlite::types::Value>> =
+            after.map(|key| key.iter().map(sqlite_value).collect());
+        let mut stmt = self.0.prepare_cached(sql).map_err(backend)?;
+        let columns: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
+        let mut values: Vec<&dyn rusqlite::ToSql> = vec![&limit];
+        if let Some(after) = &after {
+            values.extend(after.iter().map(|v| v as &dyn rusqlite::ToSql));
+        }
+        let width = columns.len();
+        let rows = stmt
+            .query_map(values.as_slice(), |r| {
+                (0..width)
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            rusqlite::types::ValueRef::Null => Value::Null,
+                            rusqlite::types::ValueRef::Integer(i) => Value::Int(i),
+                            rusqlite::types::ValueRef::Real(f) => Value::Real(f),
+                            rusqlite::types::ValueRef::Text(t) => match std::str::from_utf8(t) {
+                                Ok(t) => Value::Text(t.to_string()),
+                                Err(_) => Value::Bytes(t.to_vec()),
+                            },
+                            rusqlite::types::ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<Value>>>()
+            })
+            .map_err(backend)?;
+        let rows = rows.collect::<Result<_, _>>().map_err(backend)?;
+        Ok(Page { columns, rows })
+    }
+
+    async fn insert(
+        &self,
+        table: &Table,
+        target: &[TargetColumn],
+        rows: Vec<Vec<Value>>,
+    ) -> StoreResult<()> {
+        let names: Vec<String> = target.iter().map(|c| backup::quoted(&c.name)).collect();
+        let placeholders: Vec<String> = (1..=target.len()).map(|i| self.placeholder(i)).collect();
+        let mut stmt = self
+            .0
+            .prepare_cached(&format!(
+                "INSERT INTO {} ({}) VALUES ({})",
+                backup::quoted(table.name),
+                names.join(", "),
+                placeholders.join(", ")
+            ))
+            .map_err(backend)?;
+        for row in rows {
+            let values = row
+                .into_iter()
+                .zip(target)
+                .map(|(v, c)| {
+                    backup::convert(v, c.kind, table.name, &c.name).map(|v| sqlite_value(&v))
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            stmt.execute(rusqlite::params_from_iter(values))
+                .map_err(|e| StoreError::Backup(format!("restoring {}: {e}", table.name)))?;
+        }
+        Ok(())
+    }
+
+    async fn finish(&self, _: &HashMap<&'static str, Vec<TargetColumn>>) -> StoreResult<()> {
+        Ok(())
     }
 }
 
@@ -197,7 +189,7 @@ fn sqlite_value(value: &Value) -> rusqlite::types::Value {
 
 /// A table's real columns and the type each declares (SQLite's affinity
 /// rules), from its catalog.
-fn sqlite_columns(c: &Connection, table: &backup::Table) -> StoreResult<Vec<TargetColumn>> {
+fn sqlite_columns(c: &Connection, table: &Table) -> StoreResult<Vec<TargetColumn>> {
     let mut stmt = c
         .prepare_cached("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid")
         .map_err(backend)?;
@@ -224,7 +216,11 @@ fn sqlite_columns(c: &Connection, table: &backup::Table) -> StoreResult<Vec<Targ
                 table.name
             )));
         };
-        columns.push(TargetColumn { name, kind });
+        columns.push(TargetColumn {
+            name,
+            kind,
+            identity: false,
+        });
     }
     if columns.is_empty() {
         return Err(StoreError::Backup(format!(
@@ -233,26 +229,4 @@ fn sqlite_columns(c: &Connection, table: &backup::Table) -> StoreResult<Vec<Targ
         )));
     }
     Ok(columns)
-}
-
-/// The backed-up tables holding anything beyond the seeded `serials` row.
-fn tables_with_rows(c: &Connection) -> StoreResult<Vec<&'static str>> {
-    let mut busy = Vec::new();
-    for table in backup::TABLES {
-        let sql = if table.seeded {
-            // Only the row the migration seeds, untouched.
-            "SELECT EXISTS (SELECT 1 FROM serials WHERE NOT (id = 1 AND last_serial = 0))"
-                .to_string()
-        } else {
-            format!(
-                "SELECT EXISTS (SELECT 1 FROM {})",
-                backup::quoted(table.name)
-            )
-        };
-        let any: bool = c.query_row(&sql, [], |r| r.get(0)).map_err(backend)?;
-        if any {
-            busy.push(table.name);
-        }
-    }
-    Ok(busy)
 }
