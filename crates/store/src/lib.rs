@@ -105,54 +105,37 @@ pub enum StoreError {
 /// Results of the store.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// The whole storage interface: every aggregate trait of [`api`]. Anything
-/// that implements them all is a `Store`; services hold `Arc<dyn Store>`.
-pub trait Store:
-    EnrollmentTokens
-    + Credentials
-    + Revocations
-    + ReplayKeys
-    + Vitals
-    + AuditLog
-    + Patients
-    + OtpSteps
-    + Factors
-    + Attempts
-    + LoginStates
-    + FactorTokens
-    + OobCodes
-    + Settings
-    + WebSessions
-    + Alerts
-    + Backup
-    + Send
-    + Sync
-    + 'static
-{
+/// Declares [`Store`] as all the aggregate traits at once and implements it
+/// for every type that implements them all, from one list of the traits.
+macro_rules! store_of {
+    ($(#[$doc:meta])* $($aggregate:ident),+ $(,)?) => {
+        $(#[$doc])*
+        pub trait Store: $($aggregate +)+ Send + Sync + 'static {}
+
+        impl<T: $($aggregate +)+ Send + Sync + 'static> Store for T {}
+    };
 }
 
-impl<T> Store for T where
-    T: EnrollmentTokens
-        + Credentials
-        + Revocations
-        + ReplayKeys
-        + Vitals
-        + AuditLog
-        + Patients
-        + OtpSteps
-        + Factors
-        + Attempts
-        + LoginStates
-        + FactorTokens
-        + OobCodes
-        + Settings
-        + WebSessions
-        + Alerts
-        + Backup
-        + Send
-        + Sync
-        + 'static
-{
+store_of! {
+    /// The whole storage interface: every aggregate trait of [`api`]. Anything
+    /// that implements them all is a `Store`; services hold `Arc<dyn Store>`.
+    EnrollmentTokens,
+    Credentials,
+    Revocations,
+    ReplayKeys,
+    Vitals,
+    AuditLog,
+    Patients,
+    OtpSteps,
+    Factors,
+    Attempts,
+    LoginStates,
+    FactorTokens,
+    OobCodes,
+    Settings,
+    WebSessions,
+    Alerts,
+    Backup,
 }
 
 /// Every aggregate trait, unnamed: `use vitalgate_store::prelude::*;` makes

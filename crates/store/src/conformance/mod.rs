@@ -1,9 +1,10 @@
 //! The conformance suite: every backend runs these checks unchanged.
 //!
 //! Each check takes a fresh, empty store and panics with a message on
-//! failure. The checks are listed once, in [`conformance_tests!`](crate::conformance_tests),
-//! which makes each a test of its own named as the check, so a backend's
-//! test file is one line: the macro over a constructor of its stores (see
+//! failure. The checks are listed once, in
+//! [`conformance_tests!`](crate::conformance_tests), which makes each a test
+//! of its own named as the check, so that a backend's test file runs the
+//! suite with one line: the macro over a constructor of its stores (see
 //! `tests/sqlite.rs`). A check of one aggregate lives in that aggregate's
 //! file; the backup checks, which need two or three stores of a backend
 //! that keeps backups, are called by the backends' tests themselves.

@@ -9,6 +9,8 @@
 //! the NULL it becomes). Each method takes the one lock for its whole run,
 //! checks everything that can fail first and only then changes the state, so
 //! every method is atomic and a failure changes nothing. No method awaits.
+//! `tests/memory.rs` checks the mirror: a long pseudo-random sequence of
+//! calls answers the same here as on SQLite, errors included.
 
 mod alerts;
 mod attempts;

@@ -1,4 +1,6 @@
-//! The embedded SQLite backend: one file, WAL, migrations applied at open.
+//! The embedded SQLite backend: one file, WAL with `synchronous=FULL` (a
+//! commit is on disk when a call returns), migrations applied at open
+//! (`migrate.rs`).
 //!
 //! rusqlite is synchronous, so each call runs on tokio's blocking pool with the
 //! one connection behind a mutex; SQLite serialises writers anyway.
