@@ -245,10 +245,7 @@ pub(crate) async fn hsp(args: HspArgs) -> CliResult {
             Vec::new(),
         )
         .iter()
-        .map(|p| {
-            p.parse()
-                .map_err(|e| format!("portal_trusted_proxies: {e}"))
-        })
+        .map(|p| p.parse().map_err(|e| format!("portal_trusted_proxies: {e}")))
         .collect::<Result<_, _>>()?,
         ttp_admin_token: pick_opt(args.ttp_admin_token_file, file.ttp_admin_token_file)
             .map(|path| {
