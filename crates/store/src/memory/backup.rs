@@ -1,4 +1,5 @@
-//! The in-memory store keeps no backup: every call says so.
+//! The in-memory store is for benchmarks and tests: it keeps no backup, and
+//! every call says so.
 
 use async_trait::async_trait;
 
@@ -9,7 +10,6 @@ use super::MemoryStore;
 
 #[async_trait]
 impl Backup for MemoryStore {
-    // The in-memory store is for benchmarks and tests: it keeps no backup.
     async fn backup_source(&self) -> StoreResult<backup::Source> {
         Err(backup::unsupported("in-memory"))
     }
