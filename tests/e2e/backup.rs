@@ -19,7 +19,7 @@ use vitalgate_hsp::policy::{Action, Policy};
 use vitalgate_hsp::{HspConfig, KeyEncryptionKey};
 use vitalgate_password::PasswordFactor;
 use vitalgate_proto::v1;
-use vitalgate_store::{PostgresStore, Store, StoredSample};
+use vitalgate_store::{prelude::*, PostgresStore, StoredSample};
 
 use crate::factors::{enroll, enroll_totp, fresh_code, party, rule, set_password, FAST_TOTP};
 use crate::harness::*;

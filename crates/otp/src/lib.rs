@@ -29,7 +29,7 @@ pub use sender::{
 
 use rand_core::{OsRng, RngCore};
 use totp_rs::{Algorithm, Builder, Totp};
-use vitalgate_store::{Store, StoreError};
+use vitalgate_store::{OtpSteps, StoreError};
 use zeroize::Zeroizing;
 
 /// How codes are made and checked.
@@ -170,7 +170,7 @@ pub fn matching_step(
 /// Verifies `code` for `account` at `now` and claims its step in `store`, so
 /// that it is accepted once across all replicas.
 pub async fn verify_and_claim(
-    store: &dyn Store,
+    store: &dyn OtpSteps,
     account: &str,
     secret: &[u8],
     code: &str,

@@ -9,7 +9,7 @@
 //!
 //! The links are keyed: an HMAC-SHA256 under an [`AuditKey`] the HSP derives
 //! from its data key (itself wrapped under the KEK), set with
-//! `Store::key_audit_chain`. Someone who can write to the database but does
+//! `AuditLog::key_audit_chain`. Someone who can write to the database but does
 //! not hold the key can neither insert a row nor rewrite the tail with fresh
 //! links: every such row fails verification. Rows from before the key was
 //! first used (and a TTP's rows: it has no data key) are linked with plain

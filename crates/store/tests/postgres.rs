@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use tokio_postgres::NoTls;
 use vitalgate_store::{
-    conformance, DatabaseTls, PoolOptions, PostgresStore, SqliteStore, Store, StoreError,
-    StoredSample,
+    conformance, prelude::*, DatabaseTls, PoolOptions, PostgresStore, SqliteStore, Store,
+    StoreError, StoredSample,
 };
 
 const URL_VARIABLE: &str = "VITALGATE_TEST_DATABASE_URL";
@@ -151,45 +151,12 @@ fn options() -> PoolOptions {
     }
 }
 
-macro_rules! conformance_tests {
-    ($($check:ident),* $(,)?) => {
-        $(#[tokio::test]
-        async fn $check() {
-            let Some(database) = TestDatabase::new().await else { return };
-            conformance::$check(Arc::new(database.store().await)).await;
-        })*
-    };
-}
-
-conformance_tests!(
-    enrollment_tokens_are_single_use,
-    credentials_round_trip,
-    revocations_feed_in_order,
-    replay_keys_claim_once,
-    vitals_are_stored_once,
-    audit_events_append_in_order,
-    audit_log_is_searched,
-    settings_round_trip,
-    patients_bindings_and_care_teams,
-    otp_steps_claim_once,
-    factors_round_trip,
-    attempts_are_limited,
-    login_states_are_taken_once,
-    factor_tokens_are_single_use,
-    oob_codes_are_single_use,
-    audit_rows_form_one_chain,
-    audit_links_are_keyed_once_a_key_is_set,
-    settings_are_set_once_if_absent,
-    vitals_feed_names_devices_with_new_samples,
-    old_vitals_expire,
-    web_sessions_touch_and_expire,
-    web_sessions_end_on_logout_and_revocation,
-    web_sessions_end_when_opened_before_a_revocation,
-    alerts_open_once_until_acknowledged,
-    concurrent_raises_open_one_alert,
-    patients_of_a_clinician,
-    vitals_since_a_time,
-);
+// Each check in a database of its own, dropped after it.
+vitalgate_store::conformance_tests!(|| async {
+    let database = TestDatabase::new().await?;
+    let store: Arc<dyn Store> = Arc::new(database.store().await);
+    Some((store, database))
+});
 
 #[test]
 fn test_urls_name_the_test_database() {

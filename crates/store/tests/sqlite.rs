@@ -3,46 +3,11 @@
 
 use std::sync::Arc;
 
-use vitalgate_store::{conformance, SqliteStore, Store};
+use vitalgate_store::{conformance, prelude::*, SqliteStore, Store};
 
-macro_rules! conformance_tests {
-    ($($check:ident),* $(,)?) => {
-        $(#[tokio::test]
-        async fn $check() {
-            conformance::$check(Arc::new(SqliteStore::in_memory().expect("open"))).await;
-        })*
-    };
-}
-
-conformance_tests!(
-    enrollment_tokens_are_single_use,
-    credentials_round_trip,
-    revocations_feed_in_order,
-    replay_keys_claim_once,
-    vitals_are_stored_once,
-    audit_events_append_in_order,
-    audit_log_is_searched,
-    settings_round_trip,
-    patients_bindings_and_care_teams,
-    otp_steps_claim_once,
-    factors_round_trip,
-    attempts_are_limited,
-    login_states_are_taken_once,
-    factor_tokens_are_single_use,
-    oob_codes_are_single_use,
-    audit_rows_form_one_chain,
-    audit_links_are_keyed_once_a_key_is_set,
-    settings_are_set_once_if_absent,
-    vitals_feed_names_devices_with_new_samples,
-    old_vitals_expire,
-    web_sessions_touch_and_expire,
-    web_sessions_end_on_logout_and_revocation,
-    web_sessions_end_when_opened_before_a_revocation,
-    alerts_open_once_until_acknowledged,
-    concurrent_raises_open_one_alert,
-    patients_of_a_clinician,
-    vitals_since_a_time,
-);
+vitalgate_store::conformance_tests!(|| async {
+    Arc::new(SqliteStore::in_memory().expect("open")) as Arc<dyn Store>
+});
 
 #[tokio::test]
 async fn survives_a_restart() {

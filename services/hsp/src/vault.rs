@@ -295,6 +295,7 @@ impl SecretVault {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vitalgate_store::prelude::*;
 
     #[tokio::test]
     async fn a_backup_check_needs_the_kek_and_a_data_key_that_opens_the_opaque_setup() {

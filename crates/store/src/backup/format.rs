@@ -1,43 +1,6 @@
-//! Backup and restore: every table a store holds (HSP's or TTP's), in a file
-//! that any backend can be restored from, so that a development store can
-//! also be moved to PostgreSQL this way.
-//!
-//! # The file
-//!
-//! NDJSON, one JSON value per line:
-//!
-//! ```text
-//! {"created_at_ms":…,"format":"vitalgate-backup","schema":7,"source":"postgres","version":1}
-//! {"columns":["serial","role",…],"table":"credentials"}
-//! [12,1,"dr-a",{"x":"0a1b…"},…]                      one line per row
-//! {"end":"credentials","rows":1}
-//! …                                                   every table of TABLES, in order
-//! {"rows":1234,"sha256":"…","tables":19,"trailer":"vitalgate-backup"}
-//! ```
-//!
-//! (An object's keys come in any order; the writer sorts them.)
-//!
-//! Values: `null`, integers and reals as JSON numbers (a real always has a
-//! fraction or an exponent, so the two stay apart; a non-finite real is
-//! `{"real":"inf"}`, `"-inf"` or `"nan"`), booleans, text as strings, bytes as
-//! `{"x":"<hex>"}`. The trailer's SHA-256 covers every byte before it: a
-//! truncated or altered file is refused before anything is written.
-//!
-//! The file holds what the store holds: secrets the HSP keeps are sealed
-//! under its data key, and the data key is in it only wrapped under the
-//! key-encryption key (or, without one, not at all). It is still a copy of
-//! every patient's pseudonymous data: keep it as such.
-//!
-//! # Restoring
-//!
-//! [`restore_backup`] reads the file on a thread of its own and hands the
-//! rows to [`Store::restore`], which writes them in one transaction into a
-//! store that must be fresh; the reader sends [`Batch::Done`] only once the
-//! trailer has verified, and the store commits only then. Table names come
-//! from [`TABLES`] only; column names from the file are checked against the
-//! target table's real columns before they are quoted into SQL; every value
-//! is converted to the type of the target's column (a SQLite store's text and
-//! integer booleans become PostgreSQL's BYTEA and BOOLEAN, and back).
+//! The backup file: NDJSON with a SHA-256 trailer (see the module docs of
+//! [`crate::backup`]), written from a store's pages and read back, verified
+//! before a restore commits anything.
 
 use std::io::{BufRead, Write};
 
@@ -45,282 +8,28 @@ use sha2::{Digest, Sha256};
 
 use crate::{Store, StoreError, StoreResult};
 
+use super::{find_table, Batch, Restored, Source, Summary, Table, Value, TABLES};
+
 /// The first line's `format`.
 pub const FORMAT: &str = "vitalgate-backup";
+
 /// The file format's version.
 pub const VERSION: i64 = 1;
+
 /// Rows per page when reading a store and per batch when restoring.
 pub const PAGE_ROWS: u32 = 1000;
+
 /// The reader's error when the store stopped taking rows (it has its own).
 const STORE_STOPPED: &str = "the store stopped taking rows";
+
 /// The longest line accepted: far above any row the store keeps.
 const MAX_LINE: u64 = 64 << 20;
-
-/// A table a backup holds, and the columns that order it (its primary key;
-/// for PostgreSQL's partitioned `vitals`, the partitioned key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Table {
-    /// The table's name.
-    pub name: &'static str,
-    /// The key columns, in order: pages are read by `(key) > (last key)`.
-    pub key: &'static [&'static str],
-    /// The migrations seed a row (`serials`): a restore replaces it.
-    pub seeded: bool,
-}
-
-const fn table(name: &'static str, key: &'static [&'static str]) -> Table {
-    Table {
-        name,
-        key,
-        seeded: false,
-    }
-}
-
-/// Every table a backup holds, in the order it holds them. Left out: the
-/// schema's own bookkeeping (`schema_version`, which the target's migrations
-/// write) and what is derived (PostgreSQL's `vitals_partitions` and the
-/// partitions themselves, made again as rows arrive).
-pub const TABLES: &[Table] = &[
-    Table {
-        name: "serials",
-        key: &["id"],
-        seeded: true,
-    },
-    table("enrollment_tokens", &["token_hash"]),
-    table("credentials", &["serial"]),
-    table("revocations", &["id"]),
-    table("replay_keys", &["key"]),
-    table("settings", &["key"]),
-    table("patients", &["pseudonym"]),
-    table("device_bindings", &["device_serial"]),
-    table("care_teams", &["clinician", "pseudonym"]),
-    // The last accepted step per account: without it a code seen before the
-    // backup would be accepted again after the restore.
-    table("otp_steps", &["account"]),
-    table("factors", &["subject", "kind"]),
-    table("attempts", &["scope", "key"]),
-    table("login_states", &["id"]),
-    table("factor_tokens", &["token_hash"]),
-    table("oob_codes", &["subject"]),
-    table("web_sessions", &["token_hash"]),
-    table("alerts", &["id"]),
-    table("audit_events", &["id"]),
-    table("vitals", &["device_serial", "sequence", "measured_at_ms"]),
-];
-
-/// The table of [`TABLES`] named `name`.
-pub fn find_table(name: &str) -> Option<&'static Table> {
-    TABLES.iter().find(|t| t.name == name)
-}
-
-pub(crate) fn known_table(name: &str) -> StoreResult<&'static Table> {
-    find_table(name).ok_or_else(|| StoreError::Backup(format!("no table {name:?} is backed up")))
-}
-
-/// One value of a row, whatever the backend.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    /// SQL NULL.
-    Null,
-    /// An integer.
-    Int(i64),
-    /// A real.
-    Real(f64),
-    /// A boolean (PostgreSQL's; SQLite keeps 0 and 1).
-    Bool(bool),
-    /// Text.
-    Text(String),
-    /// Bytes.
-    Bytes(Vec<u8>),
-}
-
-/// A page of a table.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Page {
-    /// The table's columns, in the order of each row's values.
-    pub columns: Vec<String>,
-    /// The rows.
-    pub rows: Vec<Vec<Value>>,
-}
-
-/// Where a backup comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Source {
-    /// `postgres` or `sqlite`.
-    pub backend: String,
-    /// The database's schema version.
-    pub schema_version: i64,
-}
-
-/// What [`Store::restore`] receives.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Batch {
-    /// Rows of one table (a table may come in several batches, in a row;
-    /// an empty table comes as one batch without rows).
-    Rows {
-        /// One of [`TABLES`].
-        table: String,
-        /// The columns, as the backup names them.
-        columns: Vec<String>,
-        /// The rows.
-        rows: Vec<Vec<Value>>,
-    },
-    /// Everything has arrived and the file verified: commit.
-    Done,
-}
-
-/// What a restore wrote.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Restored {
-    /// Rows per table, in the order restored.
-    pub tables: Vec<(String, u64)>,
-}
-
-impl Restored {
-    pub(crate) fn count(&mut self, table: &str, rows: u64) {
-        match self.tables.last_mut() {
-            Some((name, n)) if name == table => *n += rows,
-            _ => self.tables.push((table.to_string(), rows)),
-        }
-    }
-
-    /// Rows in all.
-    pub fn rows(&self) -> u64 {
-        self.tables.iter().map(|(_, n)| n).sum()
-    }
-}
-
-/// What a backup file holds, once verified (or as written).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
-    /// Where it came from.
-    pub source: Source,
-    /// When it was made (Unix milliseconds).
-    pub created_at_ms: i64,
-    /// Rows per table, in file order.
-    pub tables: Vec<(String, u64)>,
-    /// Rows in all.
-    pub rows: u64,
-    /// The SHA-256 of everything before the trailer.
-    pub sha256: [u8; 32],
-    /// The `settings` rows as (key, value) bytes: the wrapped data key and
-    /// the sealed OPAQUE setup, for checking a key-encryption key against.
-    pub settings: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-impl Summary {
-    /// A setting's value in the backup.
-    pub fn setting(&self, key: &str) -> Option<&[u8]> {
-        self.settings
-            .iter()
-            .find(|(k, _)| k == key.as_bytes())
-            .map(|(_, v)| v.as_slice())
-    }
-}
-
-/// The type of a target column, to which a backed-up value is converted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ColumnType {
-    Bytes,
-    Int64,
-    Int32,
-    Int16,
-    Real32,
-    Real64,
-    Bool,
-    Text,
-}
-
-/// A column of a target table, from its catalog.
-#[derive(Debug, Clone)]
-pub(crate) struct TargetColumn {
-    pub(crate) name: String,
-    pub(crate) kind: ColumnType,
-}
-
-/// The target columns for `columns` (from a backup) in their order: each
-/// must be one of the table's real columns, once. Only names that pass this
-/// check are ever quoted into SQL.
-pub(crate) fn match_columns(
-    table: &Table,
-    actual: &[TargetColumn],
-    columns: &[String],
-) -> StoreResult<Vec<TargetColumn>> {
-    let mut matched: Vec<TargetColumn> = Vec::with_capacity(columns.len());
-    for name in columns {
-        let column = actual.iter().find(|c| &c.name == name).ok_or_else(|| {
-            StoreError::Backup(format!(
-                "the target's table {} has no column {name:?}",
-                table.name
-            ))
-        })?;
-        if matched.iter().any(|c| &c.name == name) {
-            return Err(StoreError::Backup(format!(
-                "column {name:?} of {} is named twice",
-                table.name
-            )));
-        }
-        matched.push(column.clone());
-    }
-    Ok(matched)
-}
-
-/// A column name quoted for SQL; only ever given names from [`TABLES`] or
-/// checked by [`match_columns`] against the target's catalog.
-pub(crate) fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// `value` as the target column's type wants it, or why it cannot be.
-pub(crate) fn convert(
-    value: Value,
-    to: ColumnType,
-    table: &str,
-    column: &str,
-) -> StoreResult<Value> {
-    let refuse = |what: &str| {
-        StoreError::Backup(format!(
-            "{table}.{column}: {what} does not fit the target's {to:?} column"
-        ))
-    };
-    let int_in = |i: i64, min: i64, max: i64| {
-        if (min..=max).contains(&i) {
-            Ok(Value::Int(i))
-        } else {
-            Err(refuse(&format!("the integer {i}")))
-        }
-    };
-    match (value, to) {
-        (Value::Null, _) => Ok(Value::Null),
-        (Value::Bytes(b), ColumnType::Bytes) => Ok(Value::Bytes(b)),
-        (Value::Text(t), ColumnType::Bytes) => Ok(Value::Bytes(t.into_bytes())),
-        (Value::Text(t), ColumnType::Text) => Ok(Value::Text(t)),
-        // PostgreSQL keeps text as its UTF-8 bytes (see its migrations).
-        (Value::Bytes(b), ColumnType::Text) => String::from_utf8(b)
-            .map(Value::Text)
-            .map_err(|_| refuse("bytes that are not UTF-8")),
-        (Value::Int(i), ColumnType::Int64) => Ok(Value::Int(i)),
-        (Value::Int(i), ColumnType::Int32) => int_in(i, i32::MIN.into(), i32::MAX.into()),
-        (Value::Int(i), ColumnType::Int16) => int_in(i, i16::MIN.into(), i16::MAX.into()),
-        // SQLite keeps booleans as 0 and 1.
-        (Value::Bool(b), ColumnType::Int64 | ColumnType::Int32 | ColumnType::Int16) => {
-            Ok(Value::Int(i64::from(b)))
-        }
-        (Value::Bool(b), ColumnType::Bool) => Ok(Value::Bool(b)),
-        (Value::Int(0), ColumnType::Bool) => Ok(Value::Bool(false)),
-        (Value::Int(1), ColumnType::Bool) => Ok(Value::Bool(true)),
-        (Value::Real(r), ColumnType::Real32 | ColumnType::Real64) => Ok(Value::Real(r)),
-        // A SQLite REAL column may hand back an integral value as an integer.
-        (Value::Int(i), ColumnType::Real32 | ColumnType::Real64) => Ok(Value::Real(i as f64)),
-        (other, _) => Err(refuse(&format!("{other:?}"))),
-    }
-}
 
 fn backup_error(what: impl Into<String>) -> StoreError {
     StoreError::Backup(what.into())
 }
 
-fn value_to_json(value: &Value) -> serde_json::Value {
+pub(super) fn value_to_json(value: &Value) -> serde_json::Value {
     use serde_json::Value as J;
     match value {
         Value::Null => J::Null,
@@ -344,7 +53,7 @@ fn value_to_json(value: &Value) -> serde_json::Value {
     }
 }
 
-fn value_from_json(json: serde_json::Value) -> Result<Value, String> {
+pub(super) fn value_from_json(json: serde_json::Value) -> Result<Value, String> {
     use serde_json::Value as J;
     match json {
         J::Null => Ok(Value::Null),
@@ -744,90 +453,5 @@ pub async fn restore_backup<R: BufRead + Send + 'static>(
         (Err(StoreError::Backup(m)), Err(store)) if m == STORE_STOPPED => Err(store),
         // Otherwise the file was at fault: the reader's error says how.
         (Err(read), _) => Err(read),
-    }
-}
-
-/// The error of a store that keeps no backup.
-pub(crate) fn unsupported(backend: &str) -> StoreError {
-    StoreError::Backup(format!(
-        "the {backend} store has no backup or restore (it is for benchmarks and tests)"
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_round_trip_through_json() {
-        for value in [
-            Value::Null,
-            Value::Int(i64::MIN),
-            Value::Int(7),
-            Value::Real(33.099998474121094),
-            Value::Real(120.0),
-            Value::Real(f64::INFINITY),
-            Value::Real(f64::NEG_INFINITY),
-            Value::Bool(true),
-            Value::Text("\0 ünï \"x\"".into()),
-            Value::Bytes(vec![0, 255, 7]),
-        ] {
-            let text = serde_json::to_string(&value_to_json(&value)).expect("json");
-            let back = value_from_json(serde_json::from_str(&text).expect("parse")).expect("value");
-            assert_eq!(back, value, "{text}");
-        }
-        let nan = value_from_json(value_to_json(&Value::Real(f64::NAN))).expect("nan");
-        assert!(matches!(nan, Value::Real(r) if r.is_nan()));
-        assert!(value_from_json(serde_json::json!(u64::MAX)).is_err());
-        assert!(value_from_json(serde_json::json!({"x": "zz"})).is_err());
-        assert!(value_from_json(serde_json::json!([1])).is_err());
-    }
-
-    #[test]
-    fn values_convert_to_the_target_column() {
-        let c = |v, t| convert(v, t, "t", "c");
-        assert_eq!(
-            c(Value::Text("a".into()), ColumnType::Bytes),
-            Ok(Value::Bytes(b"a".to_vec()))
-        );
-        assert_eq!(
-            c(Value::Bytes(b"a".to_vec()), ColumnType::Text),
-            Ok(Value::Text("a".into()))
-        );
-        assert!(c(Value::Bytes(vec![0xff]), ColumnType::Text).is_err());
-        assert_eq!(c(Value::Int(1), ColumnType::Bool), Ok(Value::Bool(true)));
-        assert!(c(Value::Int(2), ColumnType::Bool).is_err());
-        assert_eq!(c(Value::Bool(true), ColumnType::Int64), Ok(Value::Int(1)));
-        assert!(c(Value::Int(70_000), ColumnType::Int16).is_err());
-        assert_eq!(c(Value::Int(3), ColumnType::Real32), Ok(Value::Real(3.0)));
-        assert!(c(Value::Real(1.5), ColumnType::Int64).is_err());
-        assert_eq!(c(Value::Null, ColumnType::Bool), Ok(Value::Null));
-    }
-
-    #[test]
-    fn only_real_columns_pass() {
-        let table = find_table("settings").expect("settings");
-        let actual = [
-            TargetColumn {
-                name: "key".into(),
-                kind: ColumnType::Text,
-            },
-            TargetColumn {
-                name: "value".into(),
-                kind: ColumnType::Bytes,
-            },
-        ];
-        let ok = match_columns(table, &actual, &["value".into(), "key".into()]).expect("ok");
-        assert_eq!(ok[0].name, "value");
-        for bad in [
-            vec!["key\"; DROP TABLE settings; --".to_string()],
-            vec!["key".into(), "key".into()],
-            vec!["KEY".into()],
-        ] {
-            assert!(match_columns(table, &actual, &bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(quoted("a\"b"), "\"a\"\"b\"");
-        assert!(find_table("schema_version").is_none());
-        assert!(find_table("vitals_partitions").is_none());
     }
 }

@@ -1,0 +1,47 @@
+//! Patients: their sealed records, the devices bound to them and their care
+//! teams, kept together because a binding and a care team only mean
+//! something for a patient.
+
+use async_trait::async_trait;
+
+use crate::StoreResult;
+
+/// Patients' records, device bindings and care teams.
+#[async_trait]
+pub trait Patients: Send + Sync {
+    /// Keeps a patient's sealed record (replacing an earlier one).
+    async fn put_patient(&self, pseudonym: &str, sealed_record: &[u8], now: u64)
+        -> StoreResult<()>;
+    /// A patient's sealed record.
+    async fn patient(&self, pseudonym: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Every patient's pseudonym.
+    async fn list_patients(&self) -> StoreResult<Vec<String>>;
+    /// Makes `device_serial` the patient's active device; returns the serials it
+    /// replaced (now inactive). Atomic: a patient has at most one active device.
+    /// A device once bound to another patient is refused
+    /// ([`StoreError::Conflict`](crate::StoreError::Conflict)): its stored
+    /// vitals are that patient's, and moving the binding would show them
+    /// under the wrong name.
+    async fn bind_device(
+        &self,
+        pseudonym: &str,
+        device_serial: u64,
+        now: u64,
+    ) -> StoreResult<Vec<u64>>;
+    /// The patient's active device, if any.
+    async fn active_device(&self, pseudonym: &str) -> StoreResult<Option<u64>>;
+    /// The patient a device is bound to, and whether the binding is active.
+    async fn device_binding(&self, device_serial: u64) -> StoreResult<Option<(String, bool)>>;
+    /// Adds a clinician to (or, with `member` false, removes from) a patient's care team.
+    async fn set_care_team_member(
+        &self,
+        clinician: &str,
+        pseudonym: &str,
+        member: bool,
+        now: u64,
+    ) -> StoreResult<()>;
+    /// A patient's care team.
+    async fn care_team(&self, pseudonym: &str) -> StoreResult<Vec<String>>;
+    /// The patients whose care team includes `clinician`, by pseudonym.
+    async fn patients_of(&self, clinician: &str) -> StoreResult<Vec<String>>;
+}

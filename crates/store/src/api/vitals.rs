@@ -1,0 +1,35 @@
+//! Vitals: the samples devices send, their retention, and the feed that
+//! tells live readers (on any replica) that a device has new ones.
+
+use async_trait::async_trait;
+
+use crate::{StoreResult, StoredSample};
+
+/// Stored vitals samples.
+#[async_trait]
+pub trait Vitals: Send + Sync {
+    /// Stores a batch in one transaction, skipping (device, sequence) pairs
+    /// already stored; returns how many were new.
+    async fn store_vitals(&self, samples: &[StoredSample]) -> StoreResult<u64>;
+    /// How many samples are stored, for one device or all.
+    async fn vitals_count(&self, device_serial: Option<u64>) -> StoreResult<u64>;
+    /// The newest samples of a device, newest first.
+    async fn latest_vitals(&self, device_serial: u64, limit: u32)
+        -> StoreResult<Vec<StoredSample>>;
+    /// A device's samples measured at or after `since_ms`, oldest first (by
+    /// measurement time, then sequence), at most `limit`.
+    async fn vitals_since(
+        &self,
+        device_serial: u64,
+        since_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredSample>>;
+    /// Retention: removes vitals measured before `cutoff_ms` (Unix ms). A
+    /// backend may keep whole days that the cut-off falls in (PostgreSQL drops
+    /// day partitions); nothing measured at or after the cut-off goes.
+    async fn expire_vitals(&self, cutoff_ms: i64) -> StoreResult<()>;
+    /// Devices with newly stored vitals, as they are committed — by this
+    /// process or, where the backend shares a database, by any replica (a
+    /// lagging subscriber misses some and reads the store again).
+    fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<u64>;
+}

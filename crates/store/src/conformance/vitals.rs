@@ -1,0 +1,179 @@
+//! Vitals: stored once, read back in order, announced on the feed, expired by
+//! time.
+
+use std::sync::Arc;
+
+use crate::{Store, StoredSample};
+
+pub(super) fn sample(device: u64, sequence: u64) -> StoredSample {
+    StoredSample {
+        device_serial: device,
+        sequence,
+        measured_at_ms: 1_800_000_000_000 + sequence as i64,
+        heart_rate_bpm: 72.5,
+        spo2_percent: 97.0,
+        respiratory_rate_per_min: 14.0,
+        skin_temperature_c: 33.1,
+        systolic_mmhg: 121.0,
+        diastolic_mmhg: 79.0,
+        anomaly: sequence % 2 == 0,
+    }
+}
+
+/// Vitals are stored once per (device, sequence), whatever is resent.
+pub async fn vitals_are_stored_once(store: Arc<dyn Store>) {
+    let batch: Vec<_> = (1..=10).map(|s| sample(1, s)).collect();
+    assert_eq!(store.store_vitals(&batch).await.expect("store"), 10);
+    let resent: Vec<_> = (6..=15).map(|s| sample(1, s)).collect();
+    assert_eq!(store.store_vitals(&resent).await.expect("store"), 5);
+    assert_eq!(store.store_vitals(&[sample(2, 1)]).await.expect("store"), 1);
+    assert_eq!(store.vitals_count(Some(1)).await.expect("count"), 15);
+    assert_eq!(store.vitals_count(None).await.expect("count"), 16);
+    let latest = store.latest_vitals(1, 3).await.expect("latest");
+    assert_eq!(latest, vec![sample(1, 15), sample(1, 14), sample(1, 13)]);
+}
+
+/// The vitals feed names each device whose samples were newly stored, and
+/// nothing for a batch that stored nothing new.
+pub async fn vitals_feed_names_devices_with_new_samples(store: Arc<dyn Store>) {
+    let mut feed = store.vitals_feed();
+    let sample = |device_serial, sequence| StoredSample {
+        device_serial,
+        sequence,
+        measured_at_ms: 1_700_000_000_000 + sequence as i64,
+        heart_rate_bpm: 70.0,
+        spo2_percent: 97.0,
+        respiratory_rate_per_min: 14.0,
+        skin_temperature_c: 36.5,
+        systolic_mmhg: 120.0,
+        diastolic_mmhg: 80.0,
+        anomaly: false,
+    };
+    // A backend that listens on a connection of its own may need a moment
+    // before it hears anything: store new samples until the feed speaks.
+    let mut sequence = 0;
+    let first = loop {
+        sequence += 1;
+        assert!(sequence < 100, "the vitals feed never spoke");
+        store
+            .store_vitals(&[sample(7, sequence)])
+            .await
+            .expect("store");
+        if let Ok(Ok(device)) =
+            tokio::time::timeout(std::time::Duration::from_millis(100), feed.recv()).await
+        {
+            break device;
+        }
+    };
+    assert_eq!(first, 7);
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(std::time::Duration::from_millis(300), feed.recv()).await
+    {}
+    store
+        .store_vitals(&[sample(8, 1), sample(9, 1), sample(8, 2)])
+        .await
+        .expect("store");
+    let mut heard = Vec::new();
+    while let Ok(Ok(device)) =
+        tokio::time::timeout(std::time::Duration::from_secs(2), feed.recv()).await
+    {
+        heard.push(device);
+        if heard.len() == 2 {
+            break;
+        }
+    }
+    heard.sort_unstable();
+    assert_eq!(heard, [8, 9]);
+    // Nothing new, nothing said.
+    store
+        .store_vitals(&[sample(8, 1)])
+        .await
+        .expect("store again");
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), feed.recv())
+            .await
+            .is_err(),
+        "a batch that stored nothing new names no device"
+    );
+}
+
+/// Retention removes what was measured days before the cut-off and keeps
+/// everything measured at or after it.
+pub async fn old_vitals_expire(store: Arc<dyn Store>) {
+    const DAY_MS: i64 = 86_400_000;
+    let base = 1_790_000_000_000 / DAY_MS * DAY_MS;
+    let sample = |sequence: u64, measured_at_ms: i64| StoredSample {
+        device_serial: 3,
+        sequence,
+        measured_at_ms,
+        heart_rate_bpm: 70.0,
+        spo2_percent: 97.0,
+        respiratory_rate_per_min: 14.0,
+        skin_temperature_c: 36.5,
+        systolic_mmhg: 120.0,
+        diastolic_mmhg: 80.0,
+        anomaly: false,
+    };
+    store
+        .store_vitals(&[
+            sample(1, base + 1_000),
+            sample(2, base + DAY_MS + 5_000),
+            sample(3, base + 5 * DAY_MS),
+            sample(4, base + 6 * DAY_MS + 1),
+        ])
+        .await
+        .expect("store");
+    store
+        .expire_vitals(base + 3 * DAY_MS)
+        .await
+        .expect("expire");
+    let kept: Vec<u64> = store
+        .latest_vitals(3, 100)
+        .await
+        .expect("read")
+        .iter()
+        .map(|s| s.sequence)
+        .collect();
+    assert_eq!(kept, [4, 3]);
+    assert_eq!(store.vitals_count(Some(3)).await.expect("count"), 2);
+}
+
+/// A device's samples from a time on, oldest first by measurement time
+/// (whatever their sequence), at most `limit`.
+pub async fn vitals_since_a_time(store: Arc<dyn Store>) {
+    let at = |device: u64, sequence: u64, measured_at_ms: i64| StoredSample {
+        measured_at_ms,
+        ..sample(device, sequence)
+    };
+    const T: i64 = 1_800_000_000_000;
+    store
+        .store_vitals(&[
+            at(4, 1, T + 1000),
+            at(4, 2, T + 500),
+            at(4, 3, T + 2000),
+            at(4, 4, T + 1500),
+            at(5, 1, T + 1200),
+        ])
+        .await
+        .expect("store");
+    let sequences =
+        |samples: Vec<StoredSample>| samples.iter().map(|s| s.sequence).collect::<Vec<_>>();
+    assert_eq!(
+        sequences(store.vitals_since(4, T + 1000, 10).await.expect("since")),
+        [1, 4, 3]
+    );
+    assert_eq!(
+        sequences(store.vitals_since(4, T + 1000, 2).await.expect("since")),
+        [1, 4]
+    );
+    assert_eq!(
+        store.vitals_since(4, T + 500, 1).await.expect("since"),
+        vec![at(4, 2, T + 500)]
+    );
+    assert!(store
+        .vitals_since(4, T + 2001, 10)
+        .await
+        .expect("since")
+        .is_empty());
+    assert!(store.vitals_since(6, 0, 10).await.expect("none").is_empty());
+}

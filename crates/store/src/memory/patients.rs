@@ -1,0 +1,173 @@
+//! Patients, device bindings and care teams in memory, each with the index
+//! SQLite has.
+
+use async_trait::async_trait;
+
+use crate::api::Patients;
+use crate::StoreResult;
+
+use super::state::{fit, Binding, State};
+use super::MemoryStore;
+
+impl State {
+    fn put_patient(&mut self, pseudonym: &str, sealed: &[u8], now: u64) -> StoreResult<()> {
+        fit(now)?;
+        match self.patients.get_mut(pseudonym) {
+            // The record is replaced; the creation time is kept.
+            Some((record, _)) => *record = sealed.to_vec(),
+            None => {
+                self.patients
+                    .insert(pseudonym.to_string(), (sealed.to_vec(), now));
+            }
+        }
+        Ok(())
+    }
+
+    fn bind_device(
+        &mut self,
+        pseudonym: &str,
+        device_serial: u64,
+        now: u64,
+    ) -> StoreResult<Vec<u64>> {
+        fit(device_serial)?;
+        // The time is checked as SQLite checks it, though only SQLite keeps it.
+        fit(now)?;
+        if self
+            .bindings
+            .get(&device_serial)
+            .is_some_and(|b| b.pseudonym != pseudonym)
+        {
+            return Err(crate::device_belongs_to_another_patient(device_serial));
+        }
+        // The patient's other active device (at most one) becomes inactive.
+        let mut replaced = Vec::new();
+        if let Some(&current) = self.active_devices.get(pseudonym) {
+            if current != device_serial {
+                if let Some(binding) = self.bindings.get_mut(&current) {
+                    binding.active = false;
+                }
+                self.active_devices.remove(pseudonym);
+                replaced.push(current);
+            }
+        }
+        // The device is (re)bound to this patient and active; a patient it was
+        // bound to before loses it.
+        let previous = self.bindings.insert(
+            device_serial,
+            Binding {
+                pseudonym: pseudonym.to_string(),
+                active: true,
+            },
+        );
+        if let Some(previous) = previous {
+            if previous.active && previous.pseudonym != pseudonym {
+                self.active_devices.remove(&previous.pseudonym);
+            }
+        }
+        self.active_devices
+            .insert(pseudonym.to_string(), device_serial);
+        Ok(replaced)
+    }
+
+    fn device_binding(&self, device_serial: u64) -> StoreResult<Option<(String, bool)>> {
+        Ok(self
+            .bindings
+            .get(&fit(device_serial)?)
+            .map(|b| (b.pseudonym.clone(), b.active)))
+    }
+
+    fn set_care_team_member(
+        &mut self,
+        clinician: &str,
+        pseudonym: &str,
+        member: bool,
+        now: u64,
+    ) -> StoreResult<()> {
+        let key = (pseudonym.to_string(), clinician.to_string());
+        let by_clinician = (clinician.to_string(), pseudonym.to_string());
+        if member {
+            fit(now)?;
+            // Added once; a second add keeps the first time.
+            self.care_teams.entry(key).or_insert(now);
+            self.care_teams_by_clinician.insert(by_clinician);
+        } else {
+            self.care_teams.remove(&key);
+            self.care_teams_by_clinician.remove(&by_clinician);
+        }
+        Ok(())
+    }
+
+    fn care_team(&self, pseudonym: &str) -> Vec<String> {
+        // ORDER BY clinician: byte order, as SQLite's BINARY collation.
+        self.care_teams
+            .range((pseudonym.to_string(), String::new())..)
+            .take_while(|((p, _), _)| p == pseudonym)
+            .map(|((_, clinician), _)| clinician.clone())
+            .collect()
+    }
+
+    fn patients_of(&self, clinician: &str) -> Vec<String> {
+        // ORDER BY pseudonym.
+        self.care_teams_by_clinician
+            .range((clinician.to_string(), String::new())..)
+            .take_while(|(c, _)| c == clinician)
+            .map(|(_, pseudonym)| pseudonym.clone())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Patients for MemoryStore {
+    async fn put_patient(
+        &self,
+        pseudonym: &str,
+        sealed_record: &[u8],
+        now: u64,
+    ) -> StoreResult<()> {
+        self.with(|s| s.put_patient(pseudonym, sealed_record, now))
+    }
+
+    async fn patient(&self, pseudonym: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.with(|s| Ok(s.patients.get(pseudonym).map(|(record, _)| record.clone())))
+    }
+
+    async fn list_patients(&self) -> StoreResult<Vec<String>> {
+        // ORDER BY pseudonym.
+        self.with(|s| Ok(s.patients.keys().cloned().collect()))
+    }
+
+    async fn bind_device(
+        &self,
+        pseudonym: &str,
+        device_serial: u64,
+        now: u64,
+    ) -> StoreResult<Vec<u64>> {
+        self.with(|s| s.bind_device(pseudonym, device_serial, now))
+    }
+
+    async fn active_device(&self, pseudonym: &str) -> StoreResult<Option<u64>> {
+        self.with(|s| Ok(s.active_devices.get(pseudonym).copied()))
+    }
+
+    async fn device_binding(&self, device_serial: u64) -> StoreResult<Option<(String, bool)>> {
+        self.with(|s| s.device_binding(device_serial))
+    }
+
+    async fn set_care_team_member(
+        &self,
+        clinician: &str,
+        pseudonym: &str,
+        member: bool,
+        now: u64,
+    ) -> StoreResult<()> {
+        self.with(|s| s.set_care_team_member(clinician, pseudonym, member, now))
+    }
+
+    async fn care_team(&self, pseudonym: &str) -> StoreResult<Vec<String>> {
+        self.with(|s| Ok(s.care_team(pseudonym)))
+    }
+
+    async fn patients_of(&self, clinician: &str) -> StoreResult<Vec<String>> {
+        self.with(|s| Ok(s.patients_of(clinician)))
+    }
+}

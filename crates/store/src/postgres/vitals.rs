@@ -1,0 +1,235 @@
+//! Vitals in PostgreSQL: a batch as one sorted multi-row insert into day
+//! partitions, announced to every replica in the same statement.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+use tokio_postgres::Row;
+
+use crate::api::Vitals;
+use crate::{StoreError, StoreResult, StoredSample};
+
+use super::listen::spawn_vitals_listener;
+use super::partitions::{missing_partition, DAY_MS};
+use super::sql::{column, column_u64, query, query_one, to_sql};
+use super::PostgresStore;
+
+/// The reading a NaN would leave empty: refused (SQLite refuses the NULL a NaN
+/// becomes; PostgreSQL would store it), so that every backend agrees.
+fn check_readings(s: &StoredSample) -> StoreResult<()> {
+    let readings = [
+        ("heart_rate_bpm", s.heart_rate_bpm),
+        ("spo2_percent", s.spo2_percent),
+        ("respiratory_rate_per_min", s.respiratory_rate_per_min),
+        ("skin_temperature_c", s.skin_temperature_c),
+        ("systolic_mmhg", s.systolic_mmhg),
+        ("diastolic_mmhg", s.diastolic_mmhg),
+    ];
+    match readings.iter().find(|(_, v)| v.is_nan()) {
+        Some((column, _)) => Err(StoreError::Backend(format!(
+            "vitals.{column}: a NaN reading is refused"
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn sample_from_row(row: &Row) -> StoreResult<StoredSample> {
+    Ok(StoredSample {
+        device_serial: column_u64(row, 0)?,
+        sequence: column_u64(row, 1)?,
+        measured_at_ms: column(row, 2)?,
+        heart_rate_bpm: column(row, 3)?,
+        spo2_percent: column(row, 4)?,
+        respiratory_rate_per_min: column(row, 5)?,
+        skin_temperature_c: column(row, 6)?,
+        systolic_mmhg: column(row, 7)?,
+        diastolic_mmhg: column(row, 8)?,
+        anomaly: column(row, 9)?,
+    })
+}
+
+/// A batch of vitals as columns, for `UNNEST`.
+#[derive(Default)]
+struct VitalsColumns {
+    device_serial: Vec<i64>,
+    sequence: Vec<i64>,
+    measured_at_ms: Vec<i64>,
+    heart_rate_bpm: Vec<f32>,
+    spo2_percent: Vec<f32>,
+    respiratory_rate_per_min: Vec<f32>,
+    skin_temperature_c: Vec<f32>,
+    systolic_mmhg: Vec<f32>,
+    diastolic_mmhg: Vec<f32>,
+    anomaly: Vec<bool>,
+}
+
+#[async_trait]
+impl Vitals for PostgresStore {
+    async fn store_vitals(&self, samples: &[StoredSample]) -> StoreResult<u64> {
+        // Everything that can be refused is refused before anything is sent:
+        // the batch is stored whole or not at all.
+        let mut rows = Vec::with_capacity(samples.len());
+        for s in samples {
+            let key = (
+                to_sql(s.device_serial)?,
+                to_sql(s.sequence)?,
+                s.measured_at_ms,
+            );
+            check_readings(s)?;
+            rows.push((key, s));
+        }
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // One lock order for every writer: no deadlock between replicas.
+        rows.sort_by_key(|(key, _)| *key);
+        let mut columns = VitalsColumns::default();
+        for ((device, sequence, measured), s) in rows {
+            columns.device_serial.push(device);
+            columns.sequence.push(sequence);
+            columns.measured_at_ms.push(measured);
+            columns.heart_rate_bpm.push(s.heart_rate_bpm);
+            columns.spo2_percent.push(s.spo2_percent);
+            columns
+                .respiratory_rate_per_min
+                .push(s.respiratory_rate_per_min);
+            columns.skin_temperature_c.push(s.skin_temperature_c);
+            columns.systolic_mmhg.push(s.systolic_mmhg);
+            columns.diastolic_mmhg.push(s.diastolic_mmhg);
+            columns.anomaly.push(s.anomaly);
+        }
+        let days: BTreeSet<i64> = columns
+            .measured_at_ms
+            .iter()
+            .map(|ms| ms.div_euclid(DAY_MS))
+            .collect();
+        self.ensure_partitions(&days).await?;
+        match self.insert_vitals(&columns).await {
+            Err(e) if missing_partition(&e) => {
+                // A partition this replica remembered was dropped since.
+                self.forget_partitions();
+                self.ensure_partitions(&days).await?;
+                self.insert_vitals(&columns).await
+            }
+            result => result,
+        }
+    }
+
+    async fn vitals_count(&self, device_serial: Option<u64>) -> StoreResult<u64> {
+        let device = device_serial.map(to_sql).transpose()?;
+        let client = self.client().await?;
+        let row = match device {
+            Some(d) => {
+                query_one(
+                    &client,
+                    "SELECT COUNT(*) FROM vitals WHERE device_serial = $1",
+                    &[&d],
+                )
+                .await?
+            }
+            None => query_one(&client, "SELECT COUNT(*) FROM vitals", &[]).await?,
+        };
+        column_u64(&row, 0)
+    }
+
+    async fn latest_vitals(
+        &self,
+        device_serial: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredSample>> {
+        let device = to_sql(device_serial)?;
+        let client = self.client().await?;
+        query(
+            &client,
+            "SELECT device_serial, sequence, measured_at_ms, heart_rate_bpm, spo2_percent,
+                 respiratory_rate_per_min, skin_temperature_c, systolic_mmhg, diastolic_mmhg, anomaly
+             FROM vitals WHERE device_serial = $1
+             ORDER BY sequence DESC, measured_at_ms DESC LIMIT $2",
+            &[&device, &i64::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(sample_from_row)
+        .collect()
+    }
+
+    async fn vitals_since(
+        &self,
+        device_serial: u64,
+        since_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredSample>> {
+        let device = to_sql(device_serial)?;
+        let client = self.client().await?;
+        query(
+            &client,
+            "SELECT device_serial, sequence, measured_at_ms, heart_rate_bpm, spo2_percent,
+                 respiratory_rate_per_min, skin_temperature_c, systolic_mmhg, diastolic_mmhg, anomaly
+             FROM vitals WHERE device_serial = $1 AND measured_at_ms >= $2
+             ORDER BY measured_at_ms, sequence LIMIT $3",
+            &[&device, &since_ms, &i64::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(sample_from_row)
+        .collect()
+    }
+
+    async fn expire_vitals(&self, cutoff_ms: i64) -> StoreResult<()> {
+        self.drop_vitals_before(cutoff_ms).await.map(|_| ())
+    }
+
+    fn vitals_feed(&self) -> broadcast::Receiver<u64> {
+        let receiver = self.feed.subscribe();
+        self.listener.call_once(|| {
+            spawn_vitals_listener(
+                self.listen_config.clone(),
+                self.listen_tls.clone(),
+                Arc::downgrade(&self.feed),
+            )
+        });
+        receiver
+    }
+}
+
+impl PostgresStore {
+    async fn insert_vitals(&self, c: &VitalsColumns) -> StoreResult<u64> {
+        let client = self.client().await?;
+        // The devices with new samples are announced in the same statement,
+        // so every replica LISTENing hears of them when (and only if) they
+        // are committed.
+        let row = query_one(
+            &client,
+            "WITH inserted AS (
+                 INSERT INTO vitals (device_serial, sequence, measured_at_ms, heart_rate_bpm,
+                     spo2_percent, respiratory_rate_per_min, skin_temperature_c,
+                     systolic_mmhg, diastolic_mmhg, anomaly)
+                 SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::REAL[],
+                     $5::REAL[], $6::REAL[], $7::REAL[], $8::REAL[], $9::REAL[], $10::BOOLEAN[])
+                 ON CONFLICT DO NOTHING
+                 RETURNING device_serial
+             ), counted AS (
+                 SELECT count(*) AS n, string_agg(DISTINCT device_serial::TEXT, ',') AS devices
+                 FROM inserted
+             )
+             SELECT n, CASE WHEN n > 0 THEN pg_notify('vitalgate_vitals', devices)::TEXT END
+             FROM counted",
+            &[
+                &c.device_serial,
+                &c.sequence,
+                &c.measured_at_ms,
+                &c.heart_rate_bpm,
+                &c.spo2_percent,
+                &c.respiratory_rate_per_min,
+                &c.skin_temperature_c,
+                &c.systolic_mmhg,
+                &c.diastolic_mmhg,
+                &c.anomaly,
+            ],
+        )
+        .await?;
+        column_u64(&row, 0)
+    }
+}

@@ -1,0 +1,80 @@
+//! Rules every backend applies the same way inside its own transaction or
+//! statement, written once here so that the backends cannot drift apart (the
+//! attempt limits are in `factors.rs`).
+
+use crate::{AlertRecord, AuditQuery, AuditRecord, StoreError, WebSession};
+
+/// The refusal of a binding that would move a device between patients.
+pub fn device_belongs_to_another_patient(device_serial: u64) -> StoreError {
+    StoreError::Conflict(format!(
+        "device {device_serial} is bound to another patient; a device is never moved between \
+         patients (enroll a new device for this one)"
+    ))
+}
+
+impl AuditQuery {
+    /// The bounds `[kind + ".", kind + "/")` that hold exactly the kinds
+    /// under `kind` (`/` follows `.`), compared bytewise by every backend,
+    /// so no LIKE pattern is needed for a prefix.
+    pub(crate) fn kind_bounds(&self) -> Option<(String, String)> {
+        self.kind
+            .as_ref()
+            .map(|kind| (format!("{kind}."), format!("{kind}/")))
+    }
+
+    /// `text` as a LIKE pattern for "contains", its wildcards escaped with `\`.
+    pub(crate) fn text_pattern(&self) -> Option<String> {
+        self.text.as_ref().map(|text| {
+            let mut pattern = String::with_capacity(text.len() + 2);
+            pattern.push('%');
+            for c in text.chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    pattern.push('\\');
+                }
+                pattern.push(c);
+            }
+            pattern.push('%');
+            pattern
+        })
+    }
+
+    /// Whether a stored event matches: the rule the SQL backends apply,
+    /// written out for the in-memory one.
+    pub(crate) fn matches(&self, record: &AuditRecord) -> bool {
+        let event = &record.event;
+        let party = self
+            .party
+            .as_ref()
+            .is_none_or(|p| &event.actor == p || &event.subject == p);
+        let kind = self.kind.as_ref().is_none_or(|k| {
+            event.kind == *k
+                || event
+                    .kind
+                    .strip_prefix(k.as_str())
+                    .is_some_and(|rest| rest.starts_with('.'))
+        });
+        let text = self.text.as_ref().is_none_or(|t| {
+            event
+                .detail
+                .to_ascii_lowercase()
+                .contains(&t.to_ascii_lowercase())
+        });
+        party
+            && kind
+            && text
+            && self.from_ms.is_none_or(|from| event.at_ms >= from)
+            && self.until_ms.is_none_or(|until| event.at_ms < until)
+            && self.before_id.is_none_or(|before| record.id < before)
+    }
+}
+
+/// The one rule every backend applies: a session is live while `now` is
+/// before its absolute expiry and it was seen within `idle_secs`.
+pub(crate) fn web_session_live(session: &WebSession, now: u64, idle_secs: u64) -> bool {
+    now < session.absolute_expiry && now.saturating_sub(session.last_seen) <= idle_secs
+}
+
+/// Alerts newest first: by time raised, then id, both descending.
+pub(crate) fn newest_alerts_first(alerts: &mut [AlertRecord]) {
+    alerts.sort_by_key(|a| std::cmp::Reverse((a.alert.raised_at_ms, a.id)));
+}

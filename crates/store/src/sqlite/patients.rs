@@ -1,0 +1,191 @@
+//! Patients, device bindings and care teams in SQLite.
+
+use async_trait::async_trait;
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+use crate::api::Patients;
+use crate::StoreResult;
+
+use super::{backend, to_sql, SqliteStore};
+
+#[async_trait]
+impl Patients for SqliteStore {
+    async fn put_patient(
+        &self,
+        pseudonym: &str,
+        sealed_record: &[u8],
+        now: u64,
+    ) -> StoreResult<()> {
+        let (pseudonym, sealed) = (pseudonym.to_string(), sealed_record.to_vec());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO patients (pseudonym, sealed_record, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (pseudonym) DO UPDATE SET sealed_record = excluded.sealed_record",
+                params![pseudonym, sealed, to_sql(now)?],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn patient(&self, pseudonym: &str) -> StoreResult<Option<Vec<u8>>> {
+        let pseudonym = pseudonym.to_string();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT sealed_record FROM patients WHERE pseudonym = ?1",
+                params![pseudonym],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_patients(&self) -> StoreResult<Vec<String>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT pseudonym FROM patients ORDER BY pseudonym")
+                .map_err(backend)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn bind_device(
+        &self,
+        pseudonym: &str,
+        device_serial: u64,
+        now: u64,
+    ) -> StoreResult<Vec<u64>> {
+        let pseudonym = pseudonym.to_string();
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let serial = to_sql(device_serial)?;
+            let now = to_sql(now)?;
+            let bound_to: Option<String> = tx
+                .query_row(
+                    "SELECT pseudonym FROM device_bindings WHERE device_serial = ?1",
+                    params![serial],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if bound_to.is_some_and(|bound| bound != pseudonym) {
+                return Err(crate::device_belongs_to_another_patient(device_serial));
+            }
+            let replaced: Vec<u64> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "UPDATE device_bindings SET active = 0
+                         WHERE pseudonym = ?1 AND active = 1 AND device_serial != ?2 RETURNING device_serial",
+                    )
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map(params![pseudonym, serial], |r| r.get::<_, i64>(0).map(|s| s as u64))
+                    .map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)?
+            };
+            tx.execute(
+                "INSERT INTO device_bindings (device_serial, pseudonym, bound_at, active) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT (device_serial) DO UPDATE SET pseudonym = excluded.pseudonym,
+                     bound_at = excluded.bound_at, active = 1",
+                params![serial, pseudonym, now],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(replaced)
+        })
+        .await
+    }
+
+    async fn active_device(&self, pseudonym: &str) -> StoreResult<Option<u64>> {
+        let pseudonym = pseudonym.to_string();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT device_serial FROM device_bindings WHERE pseudonym = ?1 AND active = 1",
+                params![pseudonym],
+                |r| r.get::<_, i64>(0).map(|s| s as u64),
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn device_binding(&self, device_serial: u64) -> StoreResult<Option<(String, bool)>> {
+        self.with(move |c| {
+            c.query_row(
+                "SELECT pseudonym, active FROM device_bindings WHERE device_serial = ?1",
+                params![to_sql(device_serial)?],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn set_care_team_member(
+        &self,
+        clinician: &str,
+        pseudonym: &str,
+        member: bool,
+        now: u64,
+    ) -> StoreResult<()> {
+        let (clinician, pseudonym) = (clinician.to_string(), pseudonym.to_string());
+        self.with(move |c| {
+            if member {
+                c.execute(
+                    "INSERT INTO care_teams (clinician, pseudonym, added_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (clinician, pseudonym) DO NOTHING",
+                    params![clinician, pseudonym, to_sql(now)?],
+                )
+            } else {
+                c.execute(
+                    "DELETE FROM care_teams WHERE clinician = ?1 AND pseudonym = ?2",
+                    params![clinician, pseudonym],
+                )
+            }
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn care_team(&self, pseudonym: &str) -> StoreResult<Vec<String>> {
+        let pseudonym = pseudonym.to_string();
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT clinician FROM care_teams WHERE pseudonym = ?1 ORDER BY clinician",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![pseudonym], |r| r.get(0))
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn patients_of(&self, clinician: &str) -> StoreResult<Vec<String>> {
+        let clinician = clinician.to_string();
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT pseudonym FROM care_teams WHERE clinician = ?1 ORDER BY pseudonym",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![clinician], |r| r.get(0))
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+}
