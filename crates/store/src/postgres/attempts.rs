@@ -263,12 +263,20 @@ impl Attempts for PostgresStore {
         // while another counts a guess on the same account cannot wait on it
         // in a circle. (Not one step, then; a crash between the two leaves a
         // count that is higher, never lower.) Forgiven first, so that a pair
-        // in both lists ends cleared.
+        // in both lists ends cleared. Within each statement the rows are
+        // locked in (scope, key) order first, as counting takes them: a
+        // statement that locked them in the order its join happened to
+        // produce could hold one row a counting sign-in waits for while
+        // waiting for one that sign-in holds.
         if !forgive.is_empty() {
             execute(
                 &client,
                 "UPDATE attempts a SET failures = GREATEST(a.failures - 1, 0)
-                 FROM (SELECT DISTINCT scope, key FROM unnest($1::bytea[], $2::bytea[]) AS f(scope, key)) f
+                 FROM (SELECT l.scope, l.key FROM attempts l
+                       JOIN (SELECT DISTINCT scope, key
+                             FROM unnest($1::bytea[], $2::bytea[]) AS f(scope, key)) f
+                           ON l.scope = f.scope AND l.key = f.key
+                       ORDER BY l.scope, l.key FOR UPDATE OF l) f
                  WHERE a.scope = f.scope AND a.key = f.key",
                 &[&forgive_scopes, &forgive_keys],
             )
@@ -278,7 +286,10 @@ impl Attempts for PostgresStore {
             execute(
                 &client,
                 "DELETE FROM attempts a
-                 USING unnest($1::bytea[], $2::bytea[]) AS c(scope, key)
+                 USING (SELECT l.scope, l.key FROM attempts l
+                        JOIN unnest($1::bytea[], $2::bytea[]) AS c(scope, key)
+                            ON l.scope = c.scope AND l.key = c.key
+                        ORDER BY l.scope, l.key FOR UPDATE OF l) c
                  WHERE a.scope = c.scope AND a.key = c.key",
                 &[&clear_scopes, &clear_keys],
             )
