@@ -31,7 +31,7 @@ pub(crate) struct PoolFlags {
 /// `vitalgate ttp`.
 #[derive(Debug, Default, Args)]
 pub(crate) struct TtpFlags {
-    /// TOML configuration file (section [ttp]). [env: VITALGATE_CONFIG]
+    /// TOML configuration file (section `[ttp]`). [env: VITALGATE_CONFIG]
     #[arg(long)]
     pub(crate) config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:7001]. [env: VITALGATE_TTP_LISTEN]
@@ -58,7 +58,7 @@ pub(crate) struct TtpFlags {
 /// `vitalgate hsp`.
 #[derive(Debug, Default, Args)]
 pub(crate) struct HspFlags {
-    /// TOML configuration file (section [hsp]). [env: VITALGATE_CONFIG]
+    /// TOML configuration file (section `[hsp]`). [env: VITALGATE_CONFIG]
     #[arg(long)]
     pub(crate) config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:7002]. [env: VITALGATE_HSP_LISTEN]
@@ -159,7 +159,7 @@ pub(crate) struct HspFlags {
 /// `vitalgate device`.
 #[derive(Debug, Default, Args)]
 pub(crate) struct DeviceFlags {
-    /// TOML configuration file (section [device]). [env: VITALGATE_CONFIG]
+    /// TOML configuration file (section `[device]`). [env: VITALGATE_CONFIG]
     #[arg(long)]
     pub(crate) config: Option<PathBuf>,
     /// Identity, sequence numbers and the HSP's credential
