@@ -10,10 +10,10 @@ use tonic::transport::Channel;
 use vitalgate_device::{Device, DeviceConfig};
 use vitalgate_hsp::{Hsp, HspConfig};
 use vitalgate_proto::v1;
-use vitalgate_rpc::clock::ManualClock;
+use vitalgate_rpc::clock::{Clock, ManualClock};
 pub(crate) use vitalgate_rpc::tls::Endpoint;
 use vitalgate_rpc::tls::{ClientTls, PeerName};
-use vitalgate_store::{SqliteStore, Store};
+use vitalgate_store::{AuditLog, SqliteStore, Store};
 use vitalgate_ttp::{Ttp, TtpConfig};
 
 pub(crate) type TtpClient = v1::ttp_client::TtpClient<Channel>;
@@ -66,6 +66,8 @@ pub(crate) struct Platform {
     /// The time every service and device of the platform reads: the
     /// system's, plus what a test advanced it by to jump over an expiry.
     pub(crate) clock: Arc<ManualClock>,
+    /// The TTP's store (its audit log, for tests of what it records).
+    ttp_store: Arc<SqliteStore>,
     ttp_stop: watch::Sender<bool>,
 }
 
@@ -95,7 +97,7 @@ impl Platform {
         // The test HSPs serve TLS with certificates from the TTP, named by
         // their SPIFFE IDs (which the clients check).
         ttp_config.every_hsp_serves = true;
-        let ttp = Ttp::open(ttp_config, store).await.expect("ttp");
+        let ttp = Ttp::open(ttp_config, store.clone()).await.expect("ttp");
         let admin_token = ttp.admin_token().to_string();
         let ttp_ca_pem = ttp.ca_pem().to_string();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -115,6 +117,7 @@ impl Platform {
             configure_hsp: configure,
             database_url,
             clock,
+            ttp_store: store,
             ttp_stop,
         };
         platform.start_hsp("127.0.0.1:0").await;
@@ -161,6 +164,18 @@ impl Platform {
     /// `address`: on the shared database when the platform has one, else on
     /// its own embedded store.
     pub(crate) async fn run_hsp(&self, name: &str, address: &str) -> RunningHsp {
+        self.run_hsp_with_clock(name, address, self.clock.clone())
+            .await
+    }
+
+    /// Runs an HSP as [`Platform::run_hsp`] does, reading the time from
+    /// `clock` (a thief's server may sign any time it likes).
+    pub(crate) async fn run_hsp_with_clock(
+        &self,
+        name: &str,
+        address: &str,
+        clock: vitalgate_rpc::clock::SharedClock,
+    ) -> RunningHsp {
         let hsp_dir = self.dir.path().join(name);
         std::fs::create_dir_all(&hsp_dir).expect("hsp dir");
         let enrolled = hsp_dir.join("identity").join("credential.bin").exists();
@@ -181,7 +196,7 @@ impl Platform {
             None => Arc::new(SqliteStore::open(&hsp_dir.join("store.db")).expect("hsp store")),
         };
         let mut config = HspConfig::new(hsp_dir, self.ttp_url.clone(), self.ttp_ca_pem.clone());
-        config.clock = self.clock.clone();
+        config.clock = clock;
         (self.configure_hsp)(&mut config);
         let hsp = Hsp::open(config, store.clone(), token.as_deref())
             .await
@@ -205,7 +220,7 @@ impl Platform {
         });
         let follow = tokio::spawn({
             let hsp = hsp.clone();
-            async move { hsp.follow_revocations(rx).await }
+            async move { hsp.maintain(rx).await }
         });
         RunningHsp {
             hsp,
@@ -239,6 +254,10 @@ impl Platform {
         config.sample_interval = Duration::from_millis(10);
         config.batch_size = 5;
         config.clock = self.clock.clone();
+        config.ttp = Some(Endpoint::tls(
+            self.ttp_url.clone(),
+            ClientTls::new(&self.ttp_ca_pem, PeerName::ttp(), None).expect("TTP TLS"),
+        ));
         Device::open(config, Some(&mut self.ttp().await), Some(&token))
             .await
             .expect("device")
@@ -277,6 +296,38 @@ impl Platform {
             .into_iter()
             .map(|r| r.event.kind)
             .collect()
+    }
+
+    /// The kinds of the TTP's audit events, oldest first.
+    pub(crate) async fn ttp_audit_kinds(&self) -> Vec<String> {
+        self.ttp_store
+            .audit_events(0, 10_000)
+            .await
+            .expect("TTP audit")
+            .into_iter()
+            .map(|r| r.event.kind)
+            .collect()
+    }
+
+    /// Moves the platform's clock forward by `by` in steps of four hours,
+    /// letting the HSP renew its one-day credential as it would over that
+    /// time (a jump of days at once would skip past its renewal): before each
+    /// step its credential must outlast the step.
+    pub(crate) async fn advance_keeping_up(&self, by: Duration) {
+        let step = Duration::from_secs(4 * 3600);
+        let mut left = by;
+        while !left.is_zero() {
+            let jump = step.min(left);
+            self.clock.advance(jump);
+            left -= jump;
+            let hsp = self.hsp().hsp.clone();
+            let clock = self.clock.clone();
+            wait_until(Duration::from_secs(20), move || {
+                hsp.credential_not_after() > clock.now() + step.as_secs() + 600
+            })
+            .await
+            .expect("the HSP keeps its credential current");
+        }
     }
 
     /// Whether the TTP lists `serial` as revoked.

@@ -16,6 +16,7 @@ mod portal_client;
 mod portal_guessing;
 mod portal_tls;
 mod processes;
+mod renewal;
 mod replicas;
 mod status_contract;
 mod tls;

@@ -473,63 +473,6 @@ async fn the_revocation_feed_needs_a_service_certificate() {
     platform.stop().await;
 }
 
-/// A party renews its credential for a new key with signatures by the old key
-/// and the new one; a revoked one cannot.
-#[tokio::test]
-async fn credentials_are_renewed_with_both_keys_and_never_once_revoked() {
-    use vitalgate_core::provider::{AwsLc, Secret32};
-    use vitalgate_core::signer::{Signer, SoftwareSigner};
-
-    let platform = Platform::start().await;
-    platform.device("renewing", "pt-renew").await;
-    let old = identity(&platform.device_dir("renewing"));
-    let new_key = SoftwareSigner::<AwsLc>::from_seed(&Secret32::from_bytes([9; 32]));
-    let renewal = |old_signature: Vec<u8>| v1::RenewRequest {
-        credential: old.credential.encode(),
-        public_key: new_key.public_key().to_vec(),
-        old_key_signature: old_signature,
-        new_key_signature: {
-            let signed = [
-                b"vitalgate/1 renew".as_slice(),
-                &old.credential.encode(),
-                &new_key.public_key(),
-            ]
-            .concat();
-            new_key.sign(&signed).expect("sign").to_vec()
-        },
-    };
-    let signed = [
-        b"vitalgate/1 renew".as_slice(),
-        &old.credential.encode(),
-        &new_key.public_key(),
-    ]
-    .concat();
-    let good = old.signer().sign(&signed).expect("sign").to_vec();
-    let forged = new_key.sign(&signed).expect("sign").to_vec();
-
-    let mut ttp = platform.ttp().await;
-    let refused = ttp.renew(renewal(forged)).await;
-    assert_eq!(
-        refused.expect_err("needs the old key").code(),
-        Code::Unauthenticated
-    );
-    let renewed = ttp
-        .renew(renewal(good.clone()))
-        .await
-        .expect("renewed")
-        .into_inner();
-    let credential =
-        vitalgate_core::credential::Credential::decode(&renewed.credential).expect("credential");
-    assert_eq!(credential.subject(), b"pt-renew");
-    assert_eq!(credential.public_key(), &new_key.public_key());
-    assert_ne!(credential.serial(), old.credential.serial());
-
-    platform.revoke(old.credential.serial()).await;
-    let refused = ttp.renew(renewal(good)).await;
-    assert_eq!(refused.expect_err("revoked").code(), Code::PermissionDenied);
-    platform.stop().await;
-}
-
 /// A device that cannot reach the HSP keeps reading its sensors; when its
 /// buffer is full it drops the oldest readings and counts them.
 #[tokio::test]

@@ -467,6 +467,11 @@ impl KnownCredentials {
         Self::default()
     }
 
+    /// Whether no credential is kept.
+    pub fn is_empty(&self) -> bool {
+        self.by_reference.is_empty()
+    }
+
     /// Validates a credential against `trust` (signature included) and keeps it.
     pub fn insert_verified<P: CryptoProvider>(
         &mut self,

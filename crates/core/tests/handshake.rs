@@ -22,6 +22,7 @@ for_each_provider!(
     timestamps_at_the_window_edge => timestamps_at_the_window_edge,
     initiator_checks_responder_time => initiator_checks_responder_time,
     clockless_device_adopts_signed_time => clockless_device_adopts_signed_time,
+    clockless_device_refuses_a_time_before_its_floor => clockless_device_refuses_a_time_before_its_floor,
     replayed_first_message_is_refused => replayed_first_message_is_refused,
     recorded_handshake_replayed_never_completes => recorded_handshake_replayed_never_completes,
     durable_record_refuses_second_completion => durable_record_refuses_second_completion,
@@ -266,6 +267,33 @@ fn clockless_device_adopts_signed_time<P: CryptoProvider>() {
     let t = run_at(&world, UnixTime(0), NOW, &mut no_tamper(), 1, 2);
     assert!(t.both_established(), "{:?}", t.responder.err());
     assert_eq!(t.initiator.expect("i").peer_time(), NOW.0 as u32);
+}
+
+/// Threat 13 (a stolen HSP key): a clockless device never goes back in time.
+/// Having seen a time (its floor), it refuses a responder whose signed time
+/// is earlier by more than the skew window, so an old key cannot pretend it
+/// is still before its credential's end; within the window it accepts.
+fn clockless_device_refuses_a_time_before_its_floor<P: CryptoProvider>() {
+    let mut world = World::<P>::new();
+    world.initiator.clock = InitiatorClock::AdoptResponderTime;
+    let window = u64::from(world.initiator.skew_window_secs);
+    let later = UnixTime(NOW.0 + window + 3600);
+    let t = run_at(&world, later, NOW, &mut no_tamper(), 1, 2);
+    assert_eq!(
+        t.initiator.err(),
+        Some(Error::Handshake(HandshakeError::TimestampTooOld {
+            skew_secs: window + 3600
+        }))
+    );
+    let t = run_at(
+        &world,
+        UnixTime(NOW.0 + window),
+        NOW,
+        &mut no_tamper(),
+        3,
+        4,
+    );
+    assert!(t.both_established(), "{:?}", t.initiator.err());
 }
 
 /// Threat 2: the same first message twice to one replica is refused at once,

@@ -1,13 +1,17 @@
 //! Time as an input: every service reads the time from a [`Clock`] in its
 //! configuration, never from the system directly, so tests can run a month
-//! in a millisecond ([`ManualClock`]) instead of sleeping. Timers (how often
-//! a check runs) stay on tokio's clock; what they compare is this clock's
-//! time.
+//! in a millisecond ([`ManualClock`]) instead of sleeping. Periodic checks
+//! stay on tokio's timers; what they compare is this clock's time. A party
+//! that waits for a time on the clock (a credential's renewal at two thirds
+//! of its life) waits with [`sleep_until`], which wakes when a manual clock
+//! jumps.
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
 
 /// Where a service gets the time.
 pub trait Clock: Send + Sync + Debug {
@@ -17,6 +21,38 @@ pub trait Clock: Send + Sync + Debug {
     /// Unix seconds now (never negative).
     fn now(&self) -> u64 {
         u64::try_from(self.now_ms() / 1000).unwrap_or(0)
+    }
+
+    /// Changes each time the clock jumps ahead of tokio's timers (a manual
+    /// clock advanced by a test); `None` for a clock that only ticks.
+    fn jumps(&self) -> Option<watch::Receiver<()>> {
+        None
+    }
+}
+
+/// The longest a [`sleep_until`] sleeps before it reads the clock again,
+/// so a wall clock stepped by NTP (or a suspended host) is noticed.
+const LONGEST_SLEEP: Duration = Duration::from_secs(60);
+
+/// Sleeps until `clock` reads `at` (Unix seconds) or later.
+pub async fn sleep_until(clock: &dyn Clock, at: u64) {
+    let mut jumps = clock.jumps();
+    loop {
+        let now_ms = clock.now_ms();
+        let at_ms = i64::try_from(at.saturating_mul(1000)).unwrap_or(i64::MAX);
+        if now_ms >= at_ms {
+            return;
+        }
+        let wait = Duration::from_millis((at_ms - now_ms) as u64).min(LONGEST_SLEEP);
+        match jumps.as_mut() {
+            Some(jumped) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    changed = jumped.changed() => if changed.is_err() { jumps = None },
+                }
+            }
+            None => tokio::time::sleep(wait).await,
+        }
     }
 }
 
@@ -49,6 +85,7 @@ pub fn system_clock() -> SharedClock {
 pub struct ManualClock {
     offset_ms: AtomicI64,
     follows_system: bool,
+    jumped: watch::Sender<()>,
 }
 
 impl ManualClock {
@@ -57,6 +94,7 @@ impl ManualClock {
         Arc::new(Self {
             offset_ms: AtomicI64::new(now_ms),
             follows_system: false,
+            jumped: watch::channel(()).0,
         })
     }
 
@@ -70,6 +108,7 @@ impl ManualClock {
         Arc::new(Self {
             offset_ms: AtomicI64::new(0),
             follows_system: true,
+            jumped: watch::channel(()).0,
         })
     }
 
@@ -77,6 +116,7 @@ impl ManualClock {
     pub fn advance(&self, by: Duration) {
         self.offset_ms
             .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        self.jumped.send_replace(());
     }
 }
 
@@ -88,6 +128,10 @@ impl Clock for ManualClock {
         } else {
             offset
         }
+    }
+
+    fn jumps(&self) -> Option<watch::Receiver<()>> {
+        Some(self.jumped.subscribe())
     }
 }
 
@@ -106,5 +150,21 @@ mod tests {
         let following = ManualClock::following_system();
         following.advance(Duration::from_secs(3600));
         assert!(following.now() >= system.now() + 3599);
+    }
+
+    #[tokio::test]
+    async fn sleep_until_wakes_when_a_manual_clock_jumps() {
+        let clock = ManualClock::at(1_800_000_000_000);
+        let waiting = {
+            let clock = clock.clone();
+            tokio::spawn(async move { sleep_until(&*clock, 1_800_000_000 + 8 * 3600).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "woke before the time");
+        clock.advance(Duration::from_secs(8 * 3600));
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("woke by the jump")
+            .expect("task");
     }
 }

@@ -19,6 +19,8 @@ const CREDENTIAL_FILE: &str = "credential.bin";
 const ANCHORS_FILE: &str = "trust-anchors.bin";
 /// What a proof of possession signs: must match the TTP's label.
 const ENROLL_LABEL: &[u8] = b"vitalgate/1 enroll";
+/// What a renewal request signs: must match the TTP's label.
+const RENEW_LABEL: &[u8] = b"vitalgate/1 renew";
 
 /// Why an identity could not be loaded or enrolled.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +125,39 @@ impl Identity {
         })
     }
 
+    /// Renews the credential (as [`Identity::renew`]) when `now` has passed
+    /// its [`renewal_due`] time; whether it did. A party that runs only now
+    /// and then (a clinician's client) calls this at each start.
+    pub async fn renew_if_due(
+        &mut self,
+        dir: &Path,
+        ttp: &mut v1::ttp_client::TtpClient<Channel>,
+        now: u64,
+    ) -> Result<bool, IdentityError> {
+        if now < renewal_due(&self.credential) {
+            return Ok(false);
+        }
+        self.renew(dir, ttp).await?;
+        Ok(true)
+    }
+
+    /// Renews this identity's credential with the TTP (the same key, a new
+    /// period and serial) and keeps the successor and the TTP's current keys
+    /// in `dir`, where [`Identity::load`] finds them.
+    pub async fn renew(
+        &mut self,
+        dir: &Path,
+        ttp: &mut v1::ttp_client::TtpClient<Channel>,
+    ) -> Result<(), IdentityError> {
+        let signer = self.signer();
+        let renewed = renew_key(ttp, &self.credential, &signer, None).await?;
+        write_private(&dir.join(ANCHORS_FILE), &renewed.trust_anchors.concat())?;
+        write_private(&dir.join(CREDENTIAL_FILE), &renewed.credential.encode())?;
+        self.credential = renewed.credential;
+        self.trust_anchors = renewed.trust_anchors;
+        Ok(())
+    }
+
     /// The signer for this identity's key.
     pub fn signer(&self) -> SoftwareSigner<AwsLc> {
         SoftwareSigner::from_seed(&self.seed)
@@ -180,9 +215,80 @@ pub async fn enroll_key(
         })
         .await?
         .into_inner();
+    let (credential, anchors) = issued(&response, &public_key)?;
+    Ok((credential, response.credential, anchors))
+}
+
+/// A credential the TTP issued, with its keys at the time.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The credential.
+    pub credential: Credential,
+    /// The TTP's public keys.
+    pub trust_anchors: Vec<[u8; 32]>,
+}
+
+/// When `credential` is due for renewal (Unix seconds): two thirds into its
+/// validity, so that a party failing to renew has a third of the life left
+/// to notice and retry before it expires. Parties add their own jitter.
+pub fn renewal_due(credential: &Credential) -> u64 {
+    let body = credential.body();
+    let (from, until) = (u64::from(body.not_before), u64::from(body.not_after));
+    from + until.saturating_sub(from) * 2 / 3
+}
+
+/// Renews `credential` with the TTP: asks for a nonce, signs it with the
+/// credential's key (`old`) and, to move to a new key, with `new` too (the
+/// TTP then revokes the old serial, and a new key is a software key unless
+/// attested). Returns the successor.
+pub async fn renew_key(
+    ttp: &mut v1::ttp_client::TtpClient<Channel>,
+    credential: &Credential,
+    old: &dyn Signer,
+    new: Option<&dyn Signer>,
+) -> Result<Issued, IdentityError> {
+    let encoded = credential.encode();
+    let nonce = ttp
+        .renew_challenge(v1::RenewChallengeRequest {
+            credential: encoded.clone(),
+        })
+        .await?
+        .into_inner()
+        .nonce;
+    let new = new.unwrap_or(old);
+    let public_key = new.public_key();
+    let signed = [RENEW_LABEL, &nonce, &encoded, &public_key].concat();
+    let sign = |signer: &dyn Signer| {
+        signer
+            .sign(&signed)
+            .map(|s| s.to_vec())
+            .map_err(|e| IdentityError::Invalid(e.to_string()))
+    };
+    let response = ttp
+        .renew(v1::RenewRequest {
+            credential: encoded.clone(),
+            public_key: public_key.to_vec(),
+            old_key_signature: sign(old)?,
+            new_key_signature: sign(new)?,
+            nonce,
+        })
+        .await?
+        .into_inner();
+    let (credential, anchors) = issued(&response, &public_key)?;
+    Ok(Issued {
+        credential,
+        trust_anchors: anchors,
+    })
+}
+
+/// The credential and keys in a TTP's answer, checked to certify `key`.
+fn issued(
+    response: &v1::EnrollResponse,
+    key: &[u8; 32],
+) -> Result<(Credential, Vec<[u8; 32]>), IdentityError> {
     let credential = Credential::decode(&response.credential)
         .map_err(|e| IdentityError::Invalid(format!("credential from the TTP: {e}")))?;
-    if credential.public_key() != &public_key {
+    if credential.public_key() != key {
         return Err(IdentityError::Invalid(
             "the TTP certified another key".into(),
         ));
@@ -193,5 +299,5 @@ pub async fn enroll_key(
         .map(|a| a.as_slice().try_into())
         .collect::<Result<_, _>>()
         .map_err(|_| IdentityError::Invalid("a trust anchor is not 32 bytes".into()))?;
-    Ok((credential, response.credential, anchors))
+    Ok((credential, anchors))
 }

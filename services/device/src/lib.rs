@@ -41,6 +41,7 @@ use sequence::SequenceAllocator;
 
 const HSP_CREDENTIAL_FILE: &str = "hsp-credential.bin";
 const HSP_KNOWS_US_FILE: &str = "hsp-knows-credential";
+const TIME_FLOOR_FILE: &str = "time-floor";
 
 /// The agent's settings.
 #[derive(Debug, Clone)]
@@ -57,6 +58,14 @@ pub struct DeviceConfig {
     pub sensor_seed: u64,
     /// Where the agent reads the time (the system's; a manual one in tests).
     pub clock: SharedClock,
+    /// The TTP, for renewing the credential two thirds into its life. Without
+    /// it the credential lasts until it expires and the device must then be
+    /// enrolled again.
+    pub ttp: Option<Endpoint>,
+    /// Whether the device's clock can be trusted. A device without one (no
+    /// real-time clock, or one that resets) adopts the HSP's signed time, but
+    /// never a time before the latest it has seen (kept in `time-floor`).
+    pub trusted_clock: bool,
 }
 
 impl DeviceConfig {
@@ -69,9 +78,14 @@ impl DeviceConfig {
             buffer_capacity: 10_000,
             sensor_seed: 1,
             clock: vitalgate_rpc::clock::system_clock(),
+            ttp: None,
+            trusted_clock: true,
         }
     }
 }
+
+/// The longest wait between failed renewals.
+const MAX_RENEWAL_RETRY_SECS: u64 = 600;
 
 /// Why the agent failed.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +136,10 @@ pub struct DeviceStats {
     pub samples_dropped: AtomicU64,
     /// Readings waiting for an acknowledgement now.
     pub samples_buffered: AtomicU64,
+    /// Credentials renewed with the TTP.
+    pub credential_renewals: AtomicU64,
+    /// Renewals that failed (each is retried, with doubling waits).
+    pub credential_renewal_failures: AtomicU64,
 }
 
 /// The device agent.
@@ -135,6 +153,55 @@ pub struct Device {
     sequence: SequenceAllocator,
     buffer: VecDeque<v1::VitalSample>,
     stats: Arc<DeviceStats>,
+    renewal: RenewalSchedule,
+    floor: TimeFloor,
+}
+
+/// The latest time a clockless device has seen, and how long it has run
+/// since: it never accepts an earlier time, across restarts too.
+#[derive(Debug)]
+struct TimeFloor {
+    seen: u64,
+    since: std::time::Instant,
+}
+
+impl TimeFloor {
+    fn load(dir: &std::path::Path) -> Self {
+        let seen = std::fs::read_to_string(dir.join(TIME_FLOOR_FILE))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0);
+        Self {
+            seen,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// The floor now: the time seen plus the time running since.
+    fn now(&self) -> u64 {
+        self.seen + self.since.elapsed().as_secs()
+    }
+
+    /// Raises the floor to `signed` (a responder's verified time) if it is
+    /// later, and keeps it.
+    fn raise(&mut self, dir: &std::path::Path, signed: u64) -> std::io::Result<()> {
+        let floor = self.now().max(signed);
+        self.seen = floor;
+        self.since = std::time::Instant::now();
+        std::fs::write(dir.join(TIME_FLOOR_FILE), floor.to_string())
+    }
+}
+
+/// When the agent next tries to renew its credential.
+#[derive(Debug)]
+struct RenewalSchedule {
+    /// Spreads devices enrolled together over an hour, so that they do not
+    /// all ask the TTP at once.
+    jitter_secs: u64,
+    /// No attempt before this time (Unix seconds), after a failure.
+    not_before: u64,
+    /// The wait after the next failure.
+    retry_secs: u64,
 }
 
 impl std::fmt::Debug for Device {
@@ -171,6 +238,11 @@ impl Device {
             },
         };
         let trust = identity.trust_store();
+        let floor = TimeFloor::load(&dir);
+        let now = match config.trusted_clock {
+            true => config.clock.now(),
+            false => floor.now(),
+        };
         let mut known = KnownCredentials::new();
         if let Ok(bytes) = std::fs::read(dir.join(HSP_CREDENTIAL_FILE)) {
             if let Ok(credential) = Credential::decode(&bytes) {
@@ -178,7 +250,7 @@ impl Device {
                     &trust,
                     credential,
                     RoleSet::only(Role::Hsp),
-                    UnixTime(config.clock.now()),
+                    UnixTime(now),
                 );
             }
         }
@@ -188,6 +260,12 @@ impl Device {
             sensors: BodySensors::new(config.sensor_seed),
             buffer: VecDeque::new(),
             stats: Arc::default(),
+            renewal: RenewalSchedule {
+                jitter_secs: rand_core::RngCore::next_u64(&mut OsRng) % 3600,
+                not_before: 0,
+                retry_secs: 5,
+            },
+            floor,
             identity,
             config,
             trust,
@@ -217,8 +295,80 @@ impl Device {
             RoleSet::only(Role::Hsp),
         );
         config.send_full_credential = !self.hsp_knows_us;
-        config.want_peer_credential = !self.config.data_dir.join(HSP_CREDENTIAL_FILE).exists();
+        config.want_peer_credential = self.known.is_empty();
+        if !self.config.trusted_clock {
+            config.clock = vitalgate_core::handshake::InitiatorClock::AdoptResponderTime;
+        }
         config
+    }
+
+    /// The time the handshake checks against: the clock, or for a clockless
+    /// device its floor.
+    fn handshake_now(&self) -> u64 {
+        match self.config.trusted_clock {
+            true => self.config.clock.now(),
+            false => self.floor.now(),
+        }
+    }
+
+    /// When the next renewal is due (Unix seconds): two thirds into the
+    /// credential's validity plus this device's jitter, or later after a
+    /// failure.
+    fn renewal_due(&self) -> u64 {
+        let credential = &self.identity.credential;
+        let until = u64::from(credential.body().not_after);
+        let due = vitalgate_rpc::identity::renewal_due(credential) + self.renewal.jitter_secs;
+        due.min(until.saturating_sub(60))
+            .max(self.renewal.not_before)
+    }
+
+    /// Renews the credential with the TTP when it is due and a TTP is
+    /// configured. A failure is logged, counted and retried later (with
+    /// doubling waits up to ten minutes); the current credential stays in use
+    /// until it expires.
+    async fn renew_if_due(&mut self) {
+        let Some(ttp) = self.config.ttp.clone() else {
+            return;
+        };
+        let now = self.handshake_now();
+        if now < self.renewal_due() {
+            return;
+        }
+        match self.renew(&ttp).await {
+            Ok(()) => {
+                self.renewal.retry_secs = 5;
+                self.renewal.not_before = 0;
+                self.stats
+                    .credential_renewals
+                    .fetch_add(1, Ordering::Relaxed);
+                let body = self.identity.credential.body();
+                tracing::info!(
+                    serial = self.identity.credential.serial(),
+                    not_after = body.not_after,
+                    "credential renewed"
+                );
+            }
+            Err(e) => {
+                self.stats
+                    .credential_renewal_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, retry_in_secs = self.renewal.retry_secs, "credential renewal failed; retrying");
+                self.renewal.not_before = now + self.renewal.retry_secs;
+                self.renewal.retry_secs = (self.renewal.retry_secs * 2).min(MAX_RENEWAL_RETRY_SECS);
+            }
+        }
+    }
+
+    async fn renew(&mut self, ttp: &Endpoint) -> Result<(), DeviceError> {
+        let mut client = v1::ttp_client::TtpClient::new(ttp.channel().await?);
+        self.identity
+            .renew(&self.config.data_dir, &mut client)
+            .await?;
+        self.trust = self.identity.trust_store();
+        // The HSP has not seen the new credential: send it in full next time.
+        self.hsp_knows_us = false;
+        let _ = std::fs::remove_file(self.config.data_dir.join(HSP_KNOWS_US_FILE));
+        Ok(())
     }
 
     /// Takes one reading into the buffer, dropping the oldest if it is full.
@@ -252,12 +402,24 @@ impl Device {
         let mut backoff = Duration::from_millis(200);
         let mut ticker = tokio::time::interval(self.config.sample_interval);
         while !*stop.borrow() {
+            self.renew_if_due().await;
             match self.session(&hsp_endpoint, &mut stop, &mut ticker).await {
                 Ok(SessionEnd::Stopped) => return,
                 Ok(SessionEnd::ClosedByHsp) => backoff = Duration::from_millis(200),
                 Err(e) => {
                     self.stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "session failed; reconnecting");
+                    if matches!(
+                        e,
+                        DeviceError::Core(vitalgate_core::Error::Credential(
+                            vitalgate_core::CredentialError::UnknownReference
+                        ))
+                    ) {
+                        // The HSP presents a credential we have not seen (it
+                        // renewed, or another replica answered): ask for it
+                        // in full next time.
+                        self.known = KnownCredentials::new();
+                    }
                     if let DeviceError::Rpc(status) = &e {
                         if status.message().contains("reference") {
                             // The HSP lost our credential: send it in full again.
@@ -312,9 +474,13 @@ impl Device {
                 trust: &self.trust,
                 known: &self.known,
             };
-            state.handle_m2(&m2, UnixTime(self.config.clock.now()), &peers)?
+            state.handle_m2(&m2, UnixTime(self.handshake_now()), &peers)?
         };
         let hsp_credential = verified.peer().clone();
+        if !self.config.trusted_clock {
+            let signed = u64::from(verified.responder_time());
+            self.floor.raise(&self.config.data_dir, signed)?;
+        }
         let (m3, state) = verified.send_m3(&[])?;
         tx.send(send(device_frame::Frame::Handshake(m3)))
             .await
@@ -335,6 +501,7 @@ impl Device {
         let mut channel = session.into_channel();
         // Everything unacknowledged goes again on a new session.
         let mut sent = 0usize;
+        let (clock, can_renew) = (self.config.clock.clone(), self.config.ttp.is_some());
         loop {
             while sent < self.buffer.len() {
                 let end = (sent + self.config.batch_size).min(self.buffer.len());
@@ -359,6 +526,7 @@ impl Device {
                     return Ok(SessionEnd::Stopped);
                 }
                 _ = ticker.tick() => self.take_reading()?,
+                _ = renewal_timer(clock.clone(), can_renew, self.renewal_due()) => self.renew_if_due().await,
                 message = inbound.message() => match message? {
                     None => return Ok(SessionEnd::ClosedByHsp),
                     Some(frame) => self.handle_ack(frame, &mut channel, &mut sent)?,
@@ -435,16 +603,26 @@ impl Device {
             self.hsp_knows_us = true;
         }
         let path = dir.join(HSP_CREDENTIAL_FILE);
-        if !path.exists() {
-            std::fs::write(&path, hsp.encode())?;
+        let encoded = hsp.encode();
+        if std::fs::read(&path).ok().as_deref() != Some(encoded.as_slice()) {
+            std::fs::write(&path, encoded)?;
             let _ = self.known.insert_verified::<AwsLc>(
                 &self.trust,
                 hsp.clone(),
                 RoleSet::only(Role::Hsp),
-                UnixTime(self.config.clock.now()),
+                UnixTime(self.handshake_now()),
             );
         }
         Ok(())
+    }
+}
+
+/// Resolves when a renewal is due, if the agent can renew at all (a
+/// session keeps streaming while the credential is renewed beside it).
+async fn renewal_timer(clock: SharedClock, can_renew: bool, due: u64) {
+    match can_renew {
+        true => vitalgate_rpc::clock::sleep_until(&*clock, due).await,
+        false => std::future::pending().await,
     }
 }
 

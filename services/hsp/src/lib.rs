@@ -15,6 +15,7 @@
 pub mod alerts;
 mod clinician;
 mod config;
+mod credential;
 mod enroll;
 mod error;
 pub mod factors;
@@ -149,6 +150,7 @@ impl Hsp {
             .clone()
             .filter(|_| config.tls == HspTls::FromTtp);
         let service = state::ServiceIdentity {
+            dir: identity_dir,
             identity,
             ttp: revocation::TtpLink::new(&certified, serving_from_ttp),
             server_cert,
@@ -172,6 +174,12 @@ impl Hsp {
     /// The HSP's own credential serial.
     pub fn serial(&self) -> u64 {
         self.state.serial()
+    }
+
+    /// When the replica's current credential expires (Unix seconds); it is
+    /// renewed well before.
+    pub fn credential_not_after(&self) -> u64 {
+        self.own_credential().not_after()
     }
 
     /// The SPIFFE ID the TTP certified this HSP under.
@@ -245,6 +253,19 @@ impl Hsp {
     ) -> Result<(), vitalgate_rpc::ServeError> {
         let routes = tonic::service::Routes::new(grpc::DevicesOnly::new(self.into_service()));
         vitalgate_rpc::serve("vitalgate.v1.Hsp", routes, None, listener, shutdown).await
+    }
+
+    /// The replica's upkeep with the TTP until `stop` changes: follows the
+    /// revocation feed, renews the service certificate of the TTP link and
+    /// renews the HSP's own credential. Every process that serves an HSP runs
+    /// this beside [`Hsp::serve`]; without it the replica stops being
+    /// trusted when its credential or certificate expires.
+    pub async fn maintain(&self, stop: tokio::sync::watch::Receiver<bool>) {
+        tokio::join!(
+            self.follow_revocations(stop.clone()),
+            self.keep_certified(stop.clone()),
+            self.keep_credential_fresh(stop),
+        );
     }
 }
 

@@ -237,10 +237,10 @@ impl Hsp {
             let lifetime = crate::revocation::CERTIFICATE_LIFETIME_SECS;
             let renew_at = self.ttp().not_after().saturating_sub(lifetime / 3);
             let jitter = rand_core::RngCore::next_u64(&mut rand_core::OsRng) % (lifetime / 50 + 1);
-            let wait = Duration::from_secs(renew_at.saturating_sub(now) + jitter);
+            let clock = &*self.config().clock;
             tokio::select! {
                 _ = stop.changed() => return,
-                _ = tokio::time::sleep(wait) => {}
+                _ = vitalgate_rpc::clock::sleep_until(clock, renew_at.max(now) + jitter) => {}
             }
             match self.renew_certificate().await {
                 Ok(renewed) => match self.ttp().replace(&renewed) {
@@ -275,7 +275,8 @@ impl Hsp {
         let config = self.config();
         let channel = vitalgate_rpc::ttp_channel(&config.ttp_url, &config.ttp_ca_pem, None).await?;
         let mut ttp = v1::ttp_client::TtpClient::new(channel);
-        let responder = self.responder(crate::policy::Action::StreamVitals);
+        let responders = self.responders();
+        let responder = responders.for_action(crate::policy::Action::StreamVitals);
         mutual_tls_with_ttp(
             config,
             &mut ttp,

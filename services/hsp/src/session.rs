@@ -86,8 +86,11 @@ pub(crate) fn handshake_frame(bytes: Vec<u8>) -> Result<v1::HspFrame, Status> {
 
 /// A device streams for the patient its credential names, and only while it is
 /// that patient's active device. The first device of a patient is bound on
-/// first contact; a replacement is bound by an administrator.
-async fn check_binding(hsp: &Hsp, serial: u64, pseudonym: &str) -> Result<(), Refusal> {
+/// first contact; a device that renewed its credential with the same key
+/// keeps its binding under the new serial; a replacement is bound by an
+/// administrator.
+async fn check_binding(hsp: &Hsp, device: &Credential, pseudonym: &str) -> Result<(), Refusal> {
+    let serial = device.serial();
     let store = &hsp.store();
     let refuse = |why: &str| Refusal {
         status: Status::permission_denied(why.to_string()),
@@ -102,6 +105,20 @@ async fn check_binding(hsp: &Hsp, serial: u64, pseudonym: &str) -> Result<(), Re
         Some((_, true)) => Err(refuse("this device is bound to another patient")),
         Some((_, false)) => Err(refuse("this device was replaced for its patient")),
         None => match store.active_device(pseudonym).await.map_err(failed)? {
+            Some(active) if renewed_from(&**hsp.store(), active, device).await => {
+                store
+                    .bind_device(pseudonym, serial, hsp.now())
+                    .await
+                    .map_err(failed)?;
+                hsp.audit(
+                    "device.renewed",
+                    pseudonym,
+                    &serial.to_string(),
+                    &format!("the same key as serial {active}, which it replaces"),
+                )
+                .await;
+                Ok(())
+            }
             Some(_) => Err(refuse(
                 "the patient has another active device; an administrator binds a replacement",
             )),
@@ -121,6 +138,26 @@ async fn check_binding(hsp: &Hsp, serial: u64, pseudonym: &str) -> Result<(), Re
             }
         },
     }
+}
+
+/// Whether `device` is a renewal of the active device `active`: the same
+/// subject and the same key under a newer serial, both from the TTP. Only the
+/// TTP issues credentials, and only renewal gives an existing key a new one,
+/// so the holder of that key is the device already bound. (A renewal to a new
+/// key is rebound by an administrator, like a replacement.)
+async fn renewed_from(
+    store: &dyn vitalgate_store::Store,
+    active: u64,
+    device: &Credential,
+) -> bool {
+    let Ok(Some(record)) = store.credential(active).await else {
+        return false;
+    };
+    Credential::decode(&record.encoded).is_ok_and(|old| {
+        old.public_key() == device.public_key()
+            && old.subject() == device.subject()
+            && device.serial() > old.serial()
+    })
 }
 
 pub(crate) async fn run(
@@ -187,7 +224,8 @@ pub(crate) async fn authenticate(
     action: Action,
 ) -> Result<Option<Authenticated>, Refusal> {
     let inner = &**hsp;
-    let responder_config = inner.responder(action);
+    let responders = inner.responders();
+    let responder_config = responders.for_action(action);
     let Some(first) = next_frame(inbound, hsp).await? else {
         return Ok(None);
     };
@@ -229,7 +267,7 @@ pub(crate) async fn authenticate(
             audit_kind: "handshake.failed",
         })?;
     if action == Action::StreamVitals {
-        check_binding(hsp, peer.serial(), &subject).await?;
+        check_binding(hsp, &peer, &subject).await?;
     }
 
     // The factor rounds: each round's challenges go out sealed and

@@ -5,19 +5,16 @@
 use std::sync::Arc;
 
 use tonic::Status;
-use vitalgate_core::credential::{KnownCredential, Role, RoleSet};
-use vitalgate_core::handshake::ResponderConfig;
-use vitalgate_core::provider::AwsLc;
 use vitalgate_core::replay::InMemoryReplayCache;
 use vitalgate_rpc::admin::AdminToken;
 use vitalgate_rpc::tls::ServerCert;
 use vitalgate_store::Store;
 
 use crate::alerts::AlertRaiser;
+use crate::credential::{OwnCredential, Responders};
 use crate::factors::FactorVerifier;
 use crate::live::LiveSessions;
 use crate::login::TicketBook;
-use crate::policy::Action;
 use crate::revocation::TtpLink;
 use crate::stats::HspStats;
 use crate::trust::Peers;
@@ -29,11 +26,7 @@ use crate::HspConfig;
 pub struct State {
     config: HspConfig,
     store: Arc<dyn Store>,
-    serial: u64,
-    /// For device sessions: devices only.
-    device_responder: ResponderConfig<AwsLc>,
-    /// For logins: devices (patients' apps) and clinicians.
-    login_responder: ResponderConfig<AwsLc>,
+    own: OwnCredential,
     prefilter: InMemoryReplayCache,
     peers: Arc<Peers>,
     factors: FactorVerifier,
@@ -51,6 +44,8 @@ pub struct State {
 /// Who this replica is: its credential, its signing key, and the SPIFFE ID
 /// its TTP link is certified under.
 pub(crate) struct ServiceIdentity {
+    /// Where the identity is kept (renewals are written there).
+    pub(crate) dir: std::path::PathBuf,
     pub(crate) identity: vitalgate_rpc::identity::Identity,
     pub(crate) ttp: TtpLink,
     /// The certificate the gRPC port serves, unless it serves plaintext.
@@ -70,21 +65,12 @@ impl State {
         admin: AdminToken,
     ) -> Result<Self, crate::HspError> {
         let ServiceIdentity {
+            dir,
             identity,
             ttp,
             server_cert,
         } = service;
-        let responder = |roles: RoleSet| {
-            let mut responder = ResponderConfig::new(
-                Box::new(identity.signer()),
-                KnownCredential::new::<AwsLc>(identity.credential.clone()),
-                roles,
-            );
-            responder.skew_window_secs = config.skew_window_secs;
-            responder
-        };
-        let device_responder = responder(RoleSet::only(Role::Device));
-        let login_responder = responder(crate::trust::LOGIN_ROLES);
+        let own = OwnCredential::new(dir, identity, &config);
         let stats = Arc::new(HspStats::default());
         let alerts = AlertRaiser::new(store.clone(), config.clock.clone(), config.alerts.clone());
         let writer = VitalsWriter::start_notifying(
@@ -95,13 +81,11 @@ impl State {
         );
         let factors = FactorVerifier::for_replica(&config, store.clone(), vault.clone()).await?;
         Ok(Self {
-            serial: identity.credential.serial(),
+            own,
             ttp,
             server_cert,
             vault,
             admin,
-            device_responder,
-            login_responder,
             factors,
             tickets: TicketBook::default(),
             peers: Arc::new(peers),
@@ -115,9 +99,14 @@ impl State {
         })
     }
 
-    /// The replica's own credential serial.
+    /// The replica's own credential serial (the newest, after renewals).
     pub(crate) fn serial(&self) -> u64 {
-        self.serial
+        self.own.serial()
+    }
+
+    /// The replica's own credential, and what signs with it.
+    pub(crate) fn own_credential(&self) -> &OwnCredential {
+        &self.own
     }
 
     /// The settings the replica started with.
@@ -173,13 +162,9 @@ impl State {
         .await
     }
 
-    /// The handshake's responder settings for `action`: device sessions
-    /// accept devices only; logins accept devices and clinicians.
-    pub(crate) fn responder(&self, action: Action) -> &ResponderConfig<AwsLc> {
-        match action {
-            Action::StreamVitals => &self.device_responder,
-            Action::Login | Action::BreakGlass | Action::Portal => &self.login_responder,
-        }
+    /// The handshake's responders, of the credential current now.
+    pub(crate) fn responders(&self) -> Arc<Responders> {
+        self.own.responders()
     }
 
     /// The in-memory replay pre-filter for first messages.

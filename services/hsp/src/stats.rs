@@ -17,4 +17,8 @@ pub struct HspStats {
     pub live_sessions: AtomicU64,
     /// Writes of gathered vitals (each one transaction for many sessions).
     pub write_batches: AtomicU64,
+    /// Renewals of the HSP's own credential.
+    pub credential_renewals: AtomicU64,
+    /// Failed attempts to renew it (each retried).
+    pub credential_renewal_failures: AtomicU64,
 }

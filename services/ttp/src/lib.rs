@@ -10,6 +10,7 @@
 
 mod keys;
 mod pki;
+mod renewal;
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -45,14 +46,25 @@ const SERVICE_CERT_SETTING: &str = "service-certificate/";
 /// Clock skew tolerated on `not_before`, so a fresh credential is valid at once
 /// for a peer whose clock is a little behind.
 const NOT_BEFORE_SLACK_SECS: u64 = 300;
+/// Every role may renew its own credential.
+const ANY_ROLE: RoleSet = RoleSet::only(Role::Device)
+    .with(Role::Hsp)
+    .with(Role::Clinician)
+    .with(Role::Ttp);
 
 /// The TTP's settings.
 #[derive(Debug, Clone)]
 pub struct TtpConfig {
     /// Where keys and the admin token live.
     pub data_dir: PathBuf,
-    /// How long a credential is valid.
+    /// How long a credential is valid (devices, clinicians).
     pub credential_lifetime_secs: u64,
+    /// How long an HSP's credential is valid. Short, because devices learn of
+    /// an HSP's revocation only by its credential running out: a stolen HSP
+    /// key that is revoked (so never renewed again) is refused by every device
+    /// with a clock at most this long after the revocation. HSPs renew
+    /// themselves at two thirds of it.
+    pub hsp_credential_lifetime_secs: u64,
     /// The longest an enrollment token may stay redeemable.
     pub max_token_validity_secs: u32,
     /// The SPIFFE trust domain of service certificates.
@@ -105,11 +117,12 @@ impl std::fmt::Debug for TokenKey {
 }
 
 impl TtpConfig {
-    /// Defaults: 30-day credentials, tokens valid at most a day.
+    /// Defaults: 30-day credentials (a day for HSPs), tokens valid at most a day.
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
             data_dir,
             credential_lifetime_secs: 30 * 24 * 3600,
+            hsp_credential_lifetime_secs: 24 * 3600,
             max_token_validity_secs: 24 * 3600,
             trust_domain: "vitalgate.local".into(),
             server_names: vec!["localhost".into(), "127.0.0.1".into()],
@@ -181,6 +194,16 @@ fn role_from_wire(role: i32) -> Result<Role, Status> {
         Some(3) => Ok(Role::Clinician),
         Some(4) => Ok(Role::Ttp),
         _ => Err(invalid("role", "must be device, hsp, clinician or ttp")),
+    }
+}
+
+/// A role as `vitalgate admin create-token --role` spells it.
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Device => "device",
+        Role::Hsp => "hsp",
+        Role::Clinician => "clinician",
+        Role::Ttp => "ttp",
     }
 }
 
@@ -403,6 +426,19 @@ impl Ttp {
     ) -> Result<Credential, Status> {
         let credential =
             Credential::decode(encoded).map_err(|e| invalid("credential", &e.to_string()))?;
+        let now = self.now();
+        if u64::from(credential.body().not_after) < now {
+            return Err(Status::failed_precondition(format!(
+                "credential {} ({}) expired {} seconds ago, and an expired credential cannot \
+                 renew itself: enroll the party again with a new token (`vitalgate admin \
+                 create-token --role {} --subject {}`)",
+                credential.serial(),
+                String::from_utf8_lossy(credential.subject()),
+                now - u64::from(credential.body().not_after),
+                role_name(credential.role()),
+                String::from_utf8_lossy(credential.subject()),
+            )));
+        }
         self.trust_store()
             .validate::<AwsLc>(&credential, roles, UnixTime(self.now()))
             .map_err(|e| core_status(&vitalgate_core::Error::from(e)))?;
@@ -431,6 +467,7 @@ impl Ttp {
         trust
     }
 
+    /// Issues a credential under a fresh serial.
     async fn issue(
         &self,
         role: Role,
@@ -438,10 +475,33 @@ impl Ttp {
         key: [u8; 32],
         key_protection: KeyProtection,
     ) -> Result<Credential, Status> {
+        let serial = self
+            .inner
+            .store
+            .next_serial()
+            .await
+            .map_err(|e| store_status(&e))?;
+        self.issue_as(serial, role, subject, key, key_protection)
+            .await
+    }
+
+    /// Issues a credential under `serial`, allocated by the caller.
+    async fn issue_as(
+        &self,
+        serial: u64,
+        role: Role,
+        subject: String,
+        key: [u8; 32],
+        key_protection: KeyProtection,
+    ) -> Result<Credential, Status> {
         let store = &self.inner.store;
-        let serial = store.next_serial().await.map_err(|e| store_status(&e))?;
         let now = self.now();
-        let not_after = now + self.inner.config.credential_lifetime_secs;
+        let config = &self.inner.config;
+        let lifetime = match role {
+            Role::Hsp => config.hsp_credential_lifetime_secs,
+            _ => config.credential_lifetime_secs,
+        };
+        let not_after = now + lifetime;
         let body = CredentialBody {
             serial,
             role,
@@ -588,40 +648,120 @@ impl v1::ttp_server::Ttp for Ttp {
         }))
     }
 
+    async fn renew_challenge(
+        &self,
+        request: Request<v1::RenewChallengeRequest>,
+    ) -> Result<Response<v1::RenewChallengeResponse>, Status> {
+        let credential = self
+            .presented_credential(&request.into_inner().credential, ANY_ROLE)
+            .await?;
+        let mut nonce = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+        let expires_at = self.now() + renewal::NONCE_LIFETIME_SECS;
+        self.inner
+            .store
+            .put_login_state(
+                &nonce,
+                &renewal::nonce_state(credential.serial()),
+                expires_at,
+            )
+            .await
+            .map_err(|e| store_status(&e))?;
+        Ok(Response::new(v1::RenewChallengeResponse {
+            nonce: nonce.to_vec(),
+            expires_at: expires_at as i64,
+        }))
+    }
+
     async fn renew(
         &self,
         request: Request<v1::RenewRequest>,
     ) -> Result<Response<v1::EnrollResponse>, Status> {
         let request = request.into_inner();
-        let any_role = RoleSet::only(Role::Device)
-            .with(Role::Hsp)
-            .with(Role::Clinician)
-            .with(Role::Ttp);
         let old = self
-            .presented_credential(&request.credential, any_role)
+            .presented_credential(&request.credential, ANY_ROLE)
             .await?;
         let key = public_key(&request.public_key)?;
-        let signed = [RENEW_LABEL, &request.credential, &key].concat();
+        let nonce: [u8; 16] = request
+            .nonce
+            .as_slice()
+            .try_into()
+            .map_err(|_| invalid("nonce", "must be the 16 bytes RenewChallenge gave"))?;
+        let signed = [RENEW_LABEL, &nonce, &request.credential, &key].concat();
         let old_sig = signature(&request.old_key_signature, "old_key_signature")?;
         let new_sig = signature(&request.new_key_signature, "new_key_signature")?;
+        // Signatures before the nonce: a forged request must not burn it.
         if AwsLc::ed25519_verify(old.public_key(), &signed, &old_sig).is_err()
             || AwsLc::ed25519_verify(&key, &signed, &new_sig).is_err()
         {
             return Err(Status::unauthenticated("renewal signatures do not verify"));
         }
+        let issued_for = self
+            .inner
+            .store
+            .take_login_state(&nonce, self.now())
+            .await
+            .map_err(|e| store_status(&e))?;
+        if issued_for.as_deref() != Some(renewal::nonce_state(old.serial()).as_slice()) {
+            let subject = String::from_utf8_lossy(old.subject()).into_owned();
+            self.audit(
+                "renew.failed",
+                &subject,
+                &old.serial().to_string(),
+                "stale nonce",
+            )
+            .await;
+            return Err(Status::unauthenticated(
+                "the renewal nonce is unknown, used or expired: ask RenewChallenge for a fresh one",
+            ));
+        }
         let subject = String::from_utf8_lossy(old.subject()).into_owned();
-        // A renewed credential keeps its key's protection: the same key, or a
-        // new one the holder made the same way.
-        let credential = self
-            .issue(old.role(), subject.clone(), key, old.body().key_protection)
-            .await?;
+        let (serial, fresh) = self.claim_successor(old.serial()).await?;
+        let issued = self
+            .inner
+            .store
+            .credential(serial)
+            .await
+            .map_err(|e| store_status(&e))?;
+        let credential = match issued {
+            // Asked again (the answer was lost): the same successor, for the
+            // same key only.
+            Some(record) => {
+                let successor = Credential::decode(&record.encoded)
+                    .map_err(|e| Status::internal(format!("stored credential: {e}")))?;
+                if successor.public_key() != &key {
+                    return Err(Status::failed_precondition(format!(
+                        "credential {} was already renewed, to serial {serial} for another key",
+                        old.serial()
+                    )));
+                }
+                successor
+            }
+            None => {
+                let protection = renewal::renewed_protection(&old, &key);
+                self.issue_as(serial, old.role(), subject.clone(), key, protection)
+                    .await?
+            }
+        };
+        let new_key = &key != old.public_key();
         self.audit(
-            "renew.ok",
+            if fresh { "renew.ok" } else { "renew.repeated" },
             &subject,
             &credential.serial().to_string(),
-            &format!("replaces {}", old.serial()),
+            &format!(
+                "replaces {}{}",
+                old.serial(),
+                if new_key { " with a new key" } else { "" }
+            ),
         )
         .await;
+        if new_key {
+            let reason = format!("renewed to serial {serial} with a new key");
+            if self.revoke_serial(old.serial(), &reason).await? {
+                self.audit("revoke", &subject, &old.serial().to_string(), &reason)
+                    .await;
+            }
+        }
         Ok(Response::new(v1::EnrollResponse {
             credential: credential.encode(),
             trust_anchors: self.anchors_wire(),
@@ -637,24 +777,13 @@ impl v1::ttp_server::Ttp for Ttp {
         if request.serial == 0 {
             return Err(invalid("serial", "must be a credential serial"));
         }
-        let revoked = self
-            .inner
-            .store
-            .revoke(request.serial, &request.reason, self.now())
-            .await
-            .map_err(|e| store_status(&e))?;
-        if let Some(record) = &revoked {
-            self.inner.newest_revocation.send_replace(record.id);
-            self.audit(
-                "revoke",
-                "admin",
-                &request.serial.to_string(),
-                &request.reason,
-            )
-            .await;
+        let revoked = self.revoke_chain(request.serial, &request.reason).await?;
+        for serial in &revoked {
+            self.audit("revoke", "admin", &serial.to_string(), &request.reason)
+                .await;
         }
         Ok(Response::new(v1::RevokeResponse {
-            newly_revoked: revoked.is_some(),
+            newly_revoked: revoked.contains(&request.serial),
         }))
     }
 
@@ -671,20 +800,22 @@ impl v1::ttp_server::Ttp for Ttp {
             .into_iter()
             .map(|r| r.serial)
             .collect();
-        let parties = store
+        let credentials = store
             .list_credentials()
             .await
-            .map_err(|e| store_status(&e))?
-            .into_iter()
-            .map(|c| v1::Party {
+            .map_err(|e| store_status(&e))?;
+        let mut parties = Vec::with_capacity(credentials.len());
+        for c in credentials {
+            parties.push(v1::Party {
                 serial: c.serial,
                 role: role_to_wire(c.role),
                 subject: c.subject,
                 not_after: c.not_after as i64,
                 revoked: revoked.contains(&c.serial),
                 credential: c.encoded,
-            })
-            .collect();
+                renewed_to: self.successor(c.serial).await?.unwrap_or(0),
+            });
+        }
         Ok(Response::new(v1::ListPartiesResponse { parties }))
     }
 

@@ -202,6 +202,59 @@ enum AdminCommand {
     },
 }
 
+/// Where a credential stands, as `admin list` shows it.
+#[derive(Debug, PartialEq, Eq)]
+enum CredentialStatus {
+    Revoked,
+    /// Renewed to this serial: its successor is the one in use.
+    Renewed(u64),
+    Expired,
+    /// Under a day left and no successor: seconds left.
+    ExpiresSoon(i64),
+    Valid,
+}
+
+impl std::fmt::Display for CredentialStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Revoked => f.write_str("revoked"),
+            Self::Renewed(to) => write!(f, "renewed to {to}"),
+            Self::Expired => f.write_str("expired (enroll again)"),
+            Self::ExpiresSoon(secs) => {
+                write!(f, "EXPIRES in {}h{:02}m", secs / 3600, secs % 3600 / 60)
+            }
+            Self::Valid => f.write_str("valid"),
+        }
+    }
+}
+
+/// The day before expiry from which an unrenewed credential is a warning:
+/// renewal runs at two thirds of the life, so by then something is wrong.
+const EXPIRY_WARNING_SECS: i64 = 24 * 3600;
+
+fn credential_status(party: &v1::Party, now: i64) -> CredentialStatus {
+    if party.revoked {
+        CredentialStatus::Revoked
+    } else if party.renewed_to != 0 {
+        CredentialStatus::Renewed(party.renewed_to)
+    } else if party.not_after <= now {
+        CredentialStatus::Expired
+    } else if party.not_after - now < EXPIRY_WARNING_SECS {
+        CredentialStatus::ExpiresSoon(party.not_after - now)
+    } else {
+        CredentialStatus::Valid
+    }
+}
+
+/// A credential's end as a UTC date and time to the minute.
+fn expiry_date(not_after: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]Z");
+    time::OffsetDateTime::from_unix_timestamp(not_after)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| not_after.to_string())
+}
+
 fn parse_role(role: &str) -> Result<v1::Role, String> {
     match role {
         "device" => Ok(v1::Role::Device),
@@ -284,16 +337,33 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
                 .await?
                 .into_inner()
                 .parties;
+            let now = vitalgate_rpc::unix_now() as i64;
             println!(
-                "{:>8}  {:<10} {:<32} {:>12}  revoked",
-                "serial", "role", "subject", "not_after"
+                "{:>8}  {:<10} {:<32} {:<20}  status",
+                "serial", "role", "subject", "expires (UTC)"
             );
-            for p in parties {
+            let mut expiring = Vec::new();
+            for p in &parties {
                 let role = v1::Role::try_from(p.role)
                     .map_or("?".to_string(), |r| format!("{r:?}").to_lowercase());
+                let status = credential_status(p, now);
+                if matches!(status, CredentialStatus::ExpiresSoon(_)) {
+                    expiring.push(p.serial.to_string());
+                }
                 println!(
-                    "{:>8}  {:<10} {:<32} {:>12}  {}",
-                    p.serial, role, p.subject, p.not_after, p.revoked
+                    "{:>8}  {:<10} {:<32} {:<20}  {status}",
+                    p.serial,
+                    role,
+                    p.subject,
+                    expiry_date(p.not_after)
+                );
+            }
+            if !expiring.is_empty() {
+                eprintln!(
+                    "warning: {} credential(s) expire within a day and have not renewed (serials {}): \
+                     check that those parties are running and reach the TTP",
+                    expiring.len(),
+                    expiring.join(", ")
                 );
             }
         }
@@ -535,4 +605,47 @@ where
         println!("revoked the replaced device {old}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn party(not_after: i64) -> v1::Party {
+        v1::Party {
+            serial: 7,
+            not_after,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_list_warns_of_a_credential_with_under_a_day_left_and_no_successor() {
+        let now = 1_800_000_000;
+        assert_eq!(
+            credential_status(&party(now + 2 * 86_400), now),
+            CredentialStatus::Valid
+        );
+        let soon = credential_status(&party(now + 5 * 3600 + 60), now);
+        assert_eq!(soon, CredentialStatus::ExpiresSoon(5 * 3600 + 60));
+        assert_eq!(soon.to_string(), "EXPIRES in 5h01m");
+        assert_eq!(
+            credential_status(&party(now), now),
+            CredentialStatus::Expired
+        );
+        let renewed = v1::Party {
+            renewed_to: 9,
+            ..party(now + 60)
+        };
+        assert_eq!(
+            credential_status(&renewed, now),
+            CredentialStatus::Renewed(9)
+        );
+        let revoked = v1::Party {
+            revoked: true,
+            ..renewed
+        };
+        assert_eq!(credential_status(&revoked, now), CredentialStatus::Revoked);
+        assert_eq!(expiry_date(1_800_000_000), "2027-01-15 08:00Z");
+    }
 }

@@ -201,10 +201,23 @@ async fn set_up_demo_factors(
 
 async fn demo_login(
     hsp_url: &Endpoint,
+    ttp: &mut v1::ttp_client::TtpClient<tonic::transport::Channel>,
     clinician: &str,
     dir: &Path,
 ) -> Result<vitalgate_device::login::LoginOutcome, Box<dyn std::error::Error + Send + Sync>> {
-    let identity = Identity::load(dir)?.ok_or("the demonstration clinician is not enrolled")?;
+    let mut identity = Identity::load(dir)?.ok_or("the demonstration clinician is not enrolled")?;
+    // A clinician's client renews at its start once two thirds of the
+    // credential's life have passed.
+    if identity
+        .renew_if_due(dir, ttp, vitalgate_rpc::unix_now())
+        .await?
+    {
+        tracing::info!(
+            clinician,
+            serial = identity.credential.serial(),
+            "credential renewed"
+        );
+    }
     let password = std::fs::read_to_string(dir.join(DEV_PASSWORD_FILE))?;
     let (code, _) = current_code(dir)?;
     let mut password = vitalgate_password::PasswordFactor::new(clinician, password.trim());
@@ -356,13 +369,9 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         hsp.clone()
             .serve(hsp_listener, wait_shutdown(shutdown_rx.clone())),
     );
-    let follower = {
+    let upkeep = {
         let (hsp, rx) = (hsp.clone(), shutdown_rx.clone());
-        tokio::spawn(async move { hsp.follow_revocations(rx).await })
-    };
-    let certified = {
-        let (hsp, rx) = (hsp.clone(), shutdown_rx.clone());
-        tokio::spawn(async move { hsp.keep_certified(rx).await })
+        tokio::spawn(async move { hsp.maintain(rx).await })
     };
     say(format!("HSP  listening on {hsp_url}"));
 
@@ -390,7 +399,7 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
             demo_dir.display()
         ));
     }
-    match demo_login(&hsp_url, demo, &demo_dir).await {
+    match demo_login(&hsp_url, &mut ttp_client, demo, &demo_dir).await {
         Ok(outcome) => {
             let factors: Vec<String> = vitalgate_core::factor::FactorKind::ALL
                 .into_iter()
@@ -460,6 +469,10 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         let mut config = DeviceConfig::new(dir.clone());
         config.sample_interval = Duration::from_millis(args.sample_interval_ms.max(1));
         config.sensor_seed = i as u64 + 1;
+        config.ttp = Some(Endpoint::tls(
+            ttp_url.clone(),
+            ClientTls::new(&ca_pem, PeerName::ttp(), None)?,
+        ));
         let enrolled = Identity::load(&dir)?.is_some();
         let mut device = if enrolled {
             Device::open(config, None, None).await?
@@ -533,8 +546,7 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), ttp_task).await;
-    let _ = follower.await;
-    let _ = certified.await;
+    let _ = upkeep.await;
 
     let t = totals(&device_stats);
     let stored = hsp_stats.samples_stored.load(Ordering::Relaxed);

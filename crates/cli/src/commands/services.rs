@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use vitalgate_device::{Device, DeviceConfig};
 use vitalgate_hsp::{Hsp, HspConfig};
+use vitalgate_rpc::tls::{ClientTls, Endpoint, PeerName};
 use vitalgate_ttp::{Ttp, TtpConfig};
 
 use crate::config::flags::{DeviceFlags, HspFlags, TtpFlags};
@@ -28,6 +29,9 @@ pub(crate) async fn ttp(flags: TtpFlags, env: &Env) -> CliResult {
     config.serving_hsps = settings.serving_hsps.clone();
     if let Some(lifetime) = settings.credential_lifetime {
         config.credential_lifetime_secs = lifetime.as_secs();
+    }
+    if let Some(lifetime) = settings.hsp_credential_lifetime {
+        config.hsp_credential_lifetime_secs = lifetime.as_secs();
     }
     if let Some(token) = settings.signing_token {
         let pin = std::fs::read_to_string(&token.pin_file)
@@ -150,18 +154,13 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
         None => None,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let follower = {
-        let (hsp, stop) = (hsp.clone(), stop_rx.clone());
-        tokio::spawn(async move { hsp.follow_revocations(stop).await })
-    };
-    let certified = {
+    let upkeep = {
         let hsp = hsp.clone();
-        tokio::spawn(async move { hsp.keep_certified(stop_rx).await })
+        tokio::spawn(async move { hsp.maintain(stop_rx).await })
     };
     hsp.serve(listener, shutdown_signal()).await?;
     let _ = stop_tx.send(true);
-    let _ = follower.await;
-    let _ = certified.await;
+    let _ = upkeep.await;
     if let Some(devices) = devices {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), devices).await;
     }
@@ -181,6 +180,20 @@ pub(crate) async fn device(flags: DeviceFlags, env: &Env) -> CliResult {
     let settings = resolve::device(&flags, &file, env)?;
     let mut config = DeviceConfig::new(settings.data_dir.clone());
     config.sample_interval = settings.sample_interval;
+    // Renewal goes to the TTP that enrolled the device, through its CA.
+    match std::fs::read_to_string(&settings.ttp_ca) {
+        Ok(ca_pem) => {
+            let tls = ClientTls::new(&ca_pem, PeerName::ttp(), None).map_err(|e| {
+                format!("the TTP CA certificate {}: {e}", settings.ttp_ca.display())
+            })?;
+            config.ttp = Some(Endpoint::tls(settings.ttp_url.clone(), tls));
+        }
+        Err(e) => tracing::warn!(
+            ca = %settings.ttp_ca.display(),
+            error = %e,
+            "no TTP CA certificate: the credential will not renew itself (give --ttp-ca)"
+        ),
+    }
     let mut device = match &settings.enrollment_token {
         Some(token) => {
             let mut ttp = connect_ttp(&settings.ttp_url, &settings.ttp_ca).await?;

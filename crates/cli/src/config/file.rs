@@ -23,6 +23,9 @@ pub(crate) struct TtpSection {
     pub(crate) listen: Option<String>,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) credential_lifetime_days: Option<u64>,
+    /// HSPs' credentials: short, as devices learn an HSP's revocation by its
+    /// expiry (default 24).
+    pub(crate) hsp_credential_lifetime_hours: Option<u64>,
     /// PostgreSQL instead of the embedded store.
     pub(crate) database_url: Option<String>,
     /// Sign credentials with a key on a PKCS#11 token (`[ttp.signing_token]`).

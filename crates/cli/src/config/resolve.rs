@@ -26,6 +26,7 @@ pub(crate) struct TtpSettings {
     pub(crate) database_url: Option<String>,
     pub(crate) pool: PoolOptions,
     pub(crate) credential_lifetime: Option<Duration>,
+    pub(crate) hsp_credential_lifetime: Option<Duration>,
     pub(crate) signing_token: Option<TokenSection>,
     pub(crate) serving_hsps: Vec<vitalgate_ttp::ServingHsp>,
 }
@@ -124,6 +125,12 @@ pub(crate) fn pool(flags: &PoolFlags, env: &Env) -> Result<PoolOptions, String> 
 
 /// The TTP's settings.
 pub(crate) fn ttp(flags: &TtpFlags, file: &TtpSection, env: &Env) -> Result<TtpSettings, String> {
+    if file.credential_lifetime_days == Some(0) || file.hsp_credential_lifetime_hours == Some(0) {
+        return Err(
+            "[ttp] credential lifetimes must be at least 1 (credential_lifetime_days, hsp_credential_lifetime_hours)"
+                .into(),
+        );
+    }
     Ok(TtpSettings {
         listen: pick(
             flags.listen.clone(),
@@ -146,6 +153,9 @@ pub(crate) fn ttp(flags: &TtpFlags, file: &TtpSection, env: &Env) -> Result<TtpS
         credential_lifetime: file
             .credential_lifetime_days
             .map(|days| Duration::from_secs(days * 86_400)),
+        hsp_credential_lifetime: file
+            .hsp_credential_lifetime_hours
+            .map(|hours| Duration::from_secs(hours * 3600)),
         signing_token: file.signing_token.clone(),
         serving_hsps: serving_hsps(flags, file, env),
     })

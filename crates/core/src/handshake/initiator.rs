@@ -102,9 +102,20 @@ impl<'a, P: CryptoProvider> InitiatorAwaitingM2<'a, P> {
                 now.check_skew(time_r, config.skew_window_secs)?;
                 (now, now.to_wire()?)
             }
-            // Validity periods are checked against the responder's signed time;
-            // if the signature fails below, nothing of it is used.
-            InitiatorClock::AdoptResponderTime => (UnixTime(time_r.into()), time_r),
+            // Validity periods are checked against the responder's signed time,
+            // never earlier than the floor the device has seen; if the
+            // signature fails below, nothing of it is used.
+            InitiatorClock::AdoptResponderTime => {
+                let floor = now.0;
+                let signed = u64::from(time_r);
+                if signed + u64::from(config.skew_window_secs) < floor {
+                    return Err(HandshakeError::TimestampTooOld {
+                        skew_secs: floor - signed,
+                    }
+                    .into());
+                }
+                (UnixTime(signed), time_r)
+            }
         };
         let peer = resolve_peer::<P>(
             field,

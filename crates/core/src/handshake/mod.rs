@@ -143,7 +143,11 @@ pub enum InitiatorClock {
     /// Its own clock is trusted: the responder's timestamp is checked against it.
     Trusted,
     /// It has no trusted clock: it adopts the responder's signed time, once the
-    /// responder's signature verifies, and sends that as its own.
+    /// responder's signature verifies, and sends that as its own. The `now`
+    /// it passes is then its floor: the latest time it has seen (kept across
+    /// restarts, plus the time it has been running since). A signed time more
+    /// than the skew window below the floor is refused, so a responder with an
+    /// old key cannot take the device back to before its credential expired.
     AdoptResponderTime,
 }
 
