@@ -56,9 +56,11 @@ pub(crate) struct DevArgs {
         env = "VITALGATE_DEV_PORTAL_ADDR"
     )]
     portal_addr: String,
-    /// The portal's built page (`scripts/portal-build` makes it).
-    #[arg(long, default_value = "portal/dist", env = "VITALGATE_PORTAL_ASSETS")]
-    portal_assets: PathBuf,
+    /// The portal's built page, a folder such as portal/dist
+    /// (`scripts/portal-build` makes it) [default: the page built into this
+    /// binary].
+    #[arg(long, env = "VITALGATE_PORTAL_ASSETS")]
+    portal_assets: Option<PathBuf>,
 }
 
 /// `vitalgate dev-code`: the demonstration clinician's current TOTP code,
@@ -411,30 +413,22 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     ));
 
     // The clinicians' portal.
-    let assets = args
-        .portal_assets
-        .join("index.html")
-        .exists()
-        .then(|| args.portal_assets.clone());
-    if assets.is_none() {
-        say(format!(
-            "     the portal's page is not built in {} (scripts/portal-build); its API runs",
-            args.portal_assets.display()
-        ));
-    }
-    let portal_listener = tokio::net::TcpListener::bind(&args.portal_addr).await?;
+    let portal_listener =
+        crate::commands::services::bind(&args.portal_addr, "the portal's address").await?;
     let portal_url = format!("http://{}", portal_listener.local_addr()?);
     // The demonstration clinician administers too, and the portal holds the
     // TTP's administrator token from the file the TTP keeps, as a deployment
     // would name it with ttp_admin_token_file.
-    let portal_config = vitalgate_hsp::PortalConfig {
-        assets_dir: assets,
+    let mut portal_config = vitalgate_hsp::PortalConfig {
         administrators: vec![demo.to_string()],
         ttp_admin_token: Some(vitalgate_rpc::admin::AdminToken::read(
             &data.join("ttp").join("admin.token"),
         )?),
         ..Default::default()
     };
+    if !crate::portal_page::configure(args.portal_assets.clone(), &mut portal_config)? {
+        say(format!("     {}", crate::portal_page::MISSING));
+    }
     let portal_task = {
         let hsp = hsp.clone();
         let stop = wait_shutdown(shutdown_rx.clone());
