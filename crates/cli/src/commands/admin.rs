@@ -248,22 +248,17 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
         }
         _ => format!("the HSP at {}", args.hsp_url),
     };
-    // A plaintext client speaking to a TLS port gets an HTTP/2 protocol
-    // error, not a TLS one: name the likely fix.
+    // Plaintext HTTP/2 to a TLS port fails as a protocol error (which one
+    // varies with timing) rather than a TLS one: name the likely fix instead.
     let plaintext = args.hsp_url.starts_with("http://");
-    run_command(args)
-        .await
-        .map_err(|e| match e.downcast_ref::<tonic::Status>() {
-            Some(status) => {
-                let hint = if plaintext && std::error::Error::source(status).is_some() {
-                    "; the HSP serves TLS unless started with --insecure-plaintext: use https://"
-                } else {
-                    ""
-                };
-                format!("{server}: {}{hint}", vitalgate_rpc::status_text(status)).into()
-            }
-            None => e,
-        })
+    run_command(args).await.map_err(|e| match e.downcast_ref::<tonic::Status>() {
+        Some(status) if plaintext && std::error::Error::source(status).is_some() => format!(
+            "{server} broke off the connection: it speaks TLS unless started with --insecure-plaintext, so use https://"
+        )
+        .into(),
+        Some(status) => format!("{server}: {}", vitalgate_rpc::status_text(status)).into(),
+        None => e,
+    })
 }
 
 async fn run_command(args: AdminArgs) -> CliResult {
