@@ -236,3 +236,65 @@ fn errors_name_what_was_tried_why_and_the_fix() {
     assert!(terminate(services.hsp).success());
     assert!(terminate(services.ttp).success());
 }
+
+/// `vitalgate dev`'s printed next steps work as pasted: its `export` lines
+/// point `vitalgate admin` at this run's random ports from another
+/// directory, and its `dev-code` command runs as shown.
+#[test]
+fn dev_prints_next_steps_that_run_as_shown() {
+    use std::io::BufRead;
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let mut dev = Command::new(BIN)
+        .current_dir(scratch.path())
+        .args(["dev", "--devices", "1", "--duration", "60"])
+        .args(["--portal-addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("vitalgate dev");
+    let mut lines = std::io::BufReader::new(dev.stdout.take().expect("stdout")).lines();
+    let (mut exports, mut code_command) = (Vec::new(), None);
+    for line in lines.by_ref() {
+        let line = line.expect("dev's output");
+        let line = line.trim();
+        if let Some(assignments) = line.strip_prefix("export ") {
+            exports.extend(assignments.split(' ').map(|a| {
+                let (name, value) = a.split_once('=').expect("NAME=value");
+                (name.to_string(), value.to_string())
+            }));
+        }
+        if let Some((_, rest)) = line.split_once(", code: ") {
+            code_command = rest.strip_suffix(" (development only)").map(String::from);
+        }
+        if line == "ready:" {
+            break;
+        }
+    }
+    assert_eq!(exports.len(), 5, "{exports:?}");
+    let list = Command::new(BIN)
+        .current_dir(elsewhere.path())
+        .args(["admin", "list"])
+        .envs(exports.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+        .output()
+        .expect("admin list");
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.status.success() && listed.contains("hsp.general-hospital"),
+        "{listed} {}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let code_command = code_command.expect("a dev-code command");
+    let words: Vec<&str> = code_command.split(' ').collect();
+    let code = Command::new(words[0])
+        .current_dir(scratch.path())
+        .args(&words[1..])
+        .output()
+        .expect("dev-code as printed");
+    let code = String::from_utf8_lossy(&code.stdout);
+    assert!(
+        code.trim().len() == 6 && code.trim().bytes().all(|b| b.is_ascii_digit()),
+        "{code_command}: {code}"
+    );
+    assert!(terminate(dev).success());
+}

@@ -598,3 +598,32 @@ fn is_broken_pipe(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bo
         .downcast_ref::<std::io::Error>()
         .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_broken_pipe;
+
+    /// `admin audit export | head`: a real pipe whose reader has gone gives
+    /// the error export returns, which ends the command quietly; any other
+    /// failure still reaches the user.
+    #[test]
+    fn a_closed_pipe_ends_the_export_quietly() {
+        use std::io::Write;
+        let mut head = std::process::Command::new("true")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("a process to pipe to");
+        let mut pipe = head.stdin.take().expect("its stdin");
+        head.wait().expect("it exits");
+        let written = (0..1000).try_for_each(|_| pipe.write_all(&[b'x'; 1024]));
+        let error: Box<dyn std::error::Error + Send + Sync> =
+            written.expect_err("the reader is gone").into();
+        assert!(is_broken_pipe(&*error));
+        let other: Box<dyn std::error::Error + Send + Sync> =
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied).into();
+        assert!(!is_broken_pipe(&*other));
+        assert!(!is_broken_pipe(
+            &*Box::<dyn std::error::Error + Send + Sync>::from("text")
+        ));
+    }
+}
