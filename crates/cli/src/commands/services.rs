@@ -41,13 +41,16 @@ pub(crate) async fn ttp(flags: TtpFlags, env: &Env) -> CliResult {
     }
     let ttp = Ttp::open(config, store).await?;
     let listener = bind(&settings.listen, "the TTP's address").await?;
+    let bound = listener.local_addr()?;
     tracing::info!(
-        address = %listener.local_addr()?,
+        address = %bound,
         admin_token_file = %settings.data_dir.join("admin.token").display(),
         ca_certificate = %settings.data_dir.join("x509-ca.pem").display(),
         "TTP listening (TLS)"
     );
-    ttp.serve(listener, shutdown_signal()).await?;
+    ttp.serve(listener, shutdown_signal())
+        .await
+        .map_err(|e| format!("the TTP on {bound}: {e}"))?;
     tracing::info!("TTP stopped");
     Ok(())
 }
@@ -243,7 +246,7 @@ pub(crate) async fn bind(address: &str, what: &str) -> Result<tokio::net::TcpLis
 }
 
 /// The message for a failed bind.
-pub(crate) fn bind_error(what: &str, address: &str, error: &std::io::Error) -> String {
+fn bind_error(what: &str, address: &str, error: &std::io::Error) -> String {
     let hint = match error.kind() {
         std::io::ErrorKind::AddrInUse => {
             "; another process listens there (stop it, or choose another port)"
