@@ -6,6 +6,7 @@ mod harness;
 
 mod adversarial;
 mod backup;
+mod cli_errors;
 mod clinician_access;
 mod factors;
 mod hostile_device;

@@ -10,8 +10,14 @@ pub(crate) fn hsp_endpoint(
     server_name: Option<&str>,
 ) -> Result<vitalgate_rpc::tls::Endpoint, Box<dyn std::error::Error + Send + Sync>> {
     use vitalgate_rpc::tls::{ClientTls, Endpoint, PeerName};
-    if !url.starts_with("https://") {
+    if url.starts_with("http://") {
         return Ok(Endpoint::plain(url));
+    }
+    if !url.starts_with("https://") {
+        return Err(format!(
+            "the HSP's URL {url} must start with https:// (or http:// for an HSP started with --insecure-plaintext)"
+        )
+        .into());
     }
     let ca = std::fs::read_to_string(ca_file)
         .map_err(|e| format!("the HSP's CA certificate {}: {e}", ca_file.display()))?;
@@ -24,11 +30,34 @@ pub(crate) fn hsp_endpoint(
     Ok(Endpoint::tls(url, tls))
 }
 
-/// A gRPC channel to `endpoint`.
+/// A gRPC channel to `endpoint`, the HSP.
 pub(crate) async fn connect(
     endpoint: &vitalgate_rpc::tls::Endpoint,
 ) -> Result<tonic::transport::Channel, Box<dyn std::error::Error + Send + Sync>> {
-    Ok(endpoint.channel().await?)
+    endpoint
+        .channel()
+        .await
+        .map_err(|e| connect_error("the HSP", "vitalgate hsp", e).into())
+}
+
+/// One line for a connection that failed: the service and its URL, why, and
+/// what to check.
+fn connect_error(service: &str, command: &str, error: vitalgate_rpc::tls::ConnectError) -> String {
+    use vitalgate_rpc::tls::ConnectError;
+    match error {
+        ConnectError::Scheme(url) => {
+            format!("{service}'s URL {url} must start with https:// (vitalgate's ports speak TLS)")
+        }
+        ConnectError::Url(url, why) => format!("{service}'s URL {url}: {why}"),
+        ConnectError::Unreachable(url, why) => {
+            let hint = if why.contains("refused") {
+                format!("; is {service} running there ({command})?")
+            } else {
+                String::new()
+            };
+            format!("cannot reach {service} at {url}: {why}{hint}")
+        }
+    }
 }
 
 /// A client of the TTP at `url` over TLS, trusting the CA certificate in `ca_file`.
@@ -40,10 +69,15 @@ pub(crate) async fn connect_ttp(
     Box<dyn std::error::Error + Send + Sync>,
 > {
     let ca = std::fs::read_to_string(ca_file)
-        .map_err(|e| format!("TTP CA certificate {}: {e}", ca_file.display()))?;
+        .map_err(|e| format!("the TTP's CA certificate {}: {e}", ca_file.display()))?;
     let channel = vitalgate_rpc::ttp_channel(url, &ca, None)
         .await
-        .map_err(|e| format!("cannot reach the TTP at {url}: {e}"))?;
+        .map_err(|e| match e {
+            vitalgate_rpc::TtpConnectError::Connect(e) => {
+                connect_error("the TTP", "vitalgate ttp", e)
+            }
+            other => format!("the TTP's CA certificate {}: {other}", ca_file.display()),
+        })?;
     Ok(vitalgate_proto::v1::ttp_client::TtpClient::new(channel))
 }
 

@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod connect;
 mod load;
+mod portal_page;
 mod process;
 
 use std::process::ExitCode;
@@ -72,7 +73,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vitalgate: {e}");
+            // One line, and never tonic's Debug structures (its Display of a
+            // status carries them).
+            let message = match e.downcast_ref::<tonic::Status>() {
+                Some(status) => vitalgate_rpc::status_text(status),
+                None => e.to_string(),
+            };
+            eprintln!("vitalgate: {}", message.replace('\n', " "));
             ExitCode::FAILURE
         }
     }

@@ -29,7 +29,7 @@ pub enum IdentityError {
     #[error("identity files: {0}")]
     Io(#[from] std::io::Error),
     /// The TTP refused or could not be reached.
-    #[error("enrollment with the TTP: {0}")]
+    #[error("enrollment with the TTP: {}", crate::status_text(.0))]
     Rpc(#[from] tonic::Status),
     /// What the TTP or the disk returned does not decode.
     #[error("invalid identity data: {0}")]

@@ -79,6 +79,48 @@ pub fn store_status(error: &StoreError) -> Status {
     }
 }
 
+/// A status as one line for a person: its message, the causes under it
+/// (a transport failure's), and what its code means. tonic's own `Display`
+/// shows the causes' `Debug` structures, which no user should read.
+pub fn status_text(status: &Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    let meaning = match status.code() {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown error",
+        Code::InvalidArgument => "invalid argument",
+        Code::DeadlineExceeded => "timed out",
+        Code::NotFound => "not found",
+        Code::AlreadyExists => "already exists",
+        Code::PermissionDenied => "permission denied",
+        Code::ResourceExhausted => "over a limit",
+        Code::FailedPrecondition => "not possible now",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out of range",
+        Code::Unimplemented => "not implemented by the server",
+        Code::Internal => "internal error",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data loss",
+        Code::Unauthenticated => "not authenticated",
+    };
+    if text.is_empty() {
+        meaning.to_string()
+    } else {
+        format!("{text} ({meaning})")
+    }
+}
+
 /// A request field that does not hold what it must.
 pub fn invalid(field: &str, why: &str) -> Status {
     Status::invalid_argument(format!("{field}: {why}"))

@@ -394,7 +394,7 @@ impl ClientTls {
         endpoint
             .connect_with_connector(connector)
             .await
-            .map_err(|e| ConnectError::Unreachable(url.to_string(), error_chain(&e)))
+            .map_err(|e| ConnectError::Unreachable(url.to_string(), transport_cause(&e)))
     }
 }
 
@@ -402,7 +402,7 @@ impl ClientTls {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// The URL is not `https://`.
-    #[error("{0}: the URL must start with https:// (vitalgate's ports speak TLS)")]
+    #[error("the URL {0} must start with https:// (vitalgate's ports speak TLS)")]
     Scheme(String),
     /// The URL does not parse.
     #[error("{0}: {1}")]
@@ -426,6 +426,15 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Why a connection failed: the causes under tonic's transport error, whose
+/// own text ("transport error") says nothing.
+fn transport_cause(error: &tonic::transport::Error) -> String {
+    match std::error::Error::source(error) {
+        Some(cause) => error_chain(cause),
+        None => error.to_string(),
+    }
 }
 
 #[derive(Clone)]
@@ -642,7 +651,7 @@ impl Endpoint {
                 .connect_timeout(Duration::from_secs(5))
                 .connect()
                 .await
-                .map_err(|e| ConnectError::Unreachable(self.url.clone(), error_chain(&e))),
+                .map_err(|e| ConnectError::Unreachable(self.url.clone(), transport_cause(&e))),
         }
     }
 }

@@ -106,7 +106,7 @@ pub enum DeviceError {
     #[error("channel: {0}")]
     Channel(#[from] vitalgate_core::ChannelError),
     /// The HSP refused or the connection failed.
-    #[error("HSP: {0}")]
+    #[error("the HSP: {}", vitalgate_rpc::status_text(.0))]
     Rpc(#[from] tonic::Status),
     /// The connection could not be made.
     #[error("connect: {0}")]

@@ -14,10 +14,10 @@ pub enum HspError {
     #[error("HSP store: {0}")]
     Store(#[from] vitalgate_store::StoreError),
     /// The TTP refused.
-    #[error("TTP: {0}")]
+    #[error("the TTP: {}", vitalgate_rpc::status_text(.0))]
     Ttp(#[from] tonic::Status),
     /// The TTP could not be reached.
-    #[error("TTP connection: {0}")]
+    #[error("the TTP: {0}")]
     Connect(#[from] vitalgate_rpc::TtpConnectError),
     /// The TLS key or the service certificate could not be made.
     #[error("service certificate: {0}")]

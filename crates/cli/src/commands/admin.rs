@@ -295,6 +295,26 @@ fn read_token(path: &PathBuf) -> Result<String, String> {
 }
 
 pub(crate) async fn run(args: AdminArgs) -> CliResult {
+    let server = match args.command {
+        AdminCommand::CreateToken { .. } | AdminCommand::List | AdminCommand::Revoke { .. } => {
+            format!("the TTP at {}", args.ttp_url)
+        }
+        _ => format!("the HSP at {}", args.hsp_url),
+    };
+    // Plaintext HTTP/2 to a TLS port fails as a protocol error (which one
+    // varies with timing) rather than a TLS one: name the likely fix instead.
+    let plaintext = args.hsp_url.starts_with("http://");
+    run_command(args).await.map_err(|e| match e.downcast_ref::<tonic::Status>() {
+        Some(status) if plaintext && std::error::Error::source(status).is_some() => format!(
+            "{server} broke off the connection: it speaks TLS unless started with --insecure-plaintext, so use https://"
+        )
+        .into(),
+        Some(status) => format!("{server}: {}", vitalgate_rpc::status_text(status)).into(),
+        None => e,
+    })
+}
+
+async fn run_command(args: AdminArgs) -> CliResult {
     let ttp = || async {
         let token = read_token(&args.admin_token_file)?;
         let client = connect_ttp(&args.ttp_url, &args.ttp_ca).await?;
@@ -495,6 +515,35 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
             ref pseudonym,
             remove,
         } => {
+            if !remove {
+                // The HSP learns clinicians only when they sign in: the
+                // TTP's enrollment is where a name exists, so a typo does not
+                // give a care team a member no one can ever be.
+                let (mut ttp, token) = ttp().await?;
+                let parties = ttp
+                    .list_parties(admin_request(v1::ListPartiesRequest {}, &token)?)
+                    .await
+                    .map_err(|status| {
+                        let why = vitalgate_rpc::status_text(&status);
+                        format!("the TTP at {}: {why}", args.ttp_url)
+                    })?
+                    .into_inner()
+                    .parties;
+                let enrolled = parties.iter().any(|party| {
+                    party.role == v1::Role::Clinician as i32
+                        && party.subject == *clinician
+                        && !party.revoked
+                });
+                if !enrolled {
+                    return Err(format!(
+                        "no clinician named {clinician} is enrolled at the TTP at {} \
+                         (`vitalgate admin list` shows who is; \
+                         `vitalgate admin create-token --role clinician --subject {clinician}` enrolls one)",
+                        args.ttp_url
+                    )
+                    .into());
+                }
+            }
             let (mut hsp, token) = hsp().await?;
             let request = v1::SetCareTeamMemberRequest {
                 clinician: clinician.clone(),
@@ -533,12 +582,18 @@ pub(crate) async fn run(args: AdminArgs) -> CliResult {
                 AuditAction::Export { out } => {
                     let rows = match out {
                         Some(path) => {
-                            let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+                            let file = std::fs::File::create(path)
+                                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                            let mut file = std::io::BufWriter::new(file);
                             crate::commands::audit::export(&*store, &mut file).await?
                         }
                         None => {
-                            crate::commands::audit::export(&*store, &mut std::io::stdout().lock())
-                                .await?
+                            let mut stdout = std::io::stdout().lock();
+                            match crate::commands::audit::export(&*store, &mut stdout).await {
+                                // `… | head` closed the pipe: it has what it wanted.
+                                Err(e) if is_broken_pipe(&*e) => return Ok(()),
+                                other => other?,
+                            }
                         }
                     };
                     eprintln!("{rows} audit events exported as FHIR AuditEvent (NDJSON)");
@@ -607,6 +662,13 @@ where
     Ok(())
 }
 
+/// Whether `error` is a write to a pipe whose reader has gone.
+fn is_broken_pipe(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    error
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -647,5 +709,29 @@ mod tests {
         };
         assert_eq!(credential_status(&revoked, now), CredentialStatus::Revoked);
         assert_eq!(expiry_date(1_800_000_000), "2027-01-15 08:00Z");
+    }
+
+    /// `admin audit export | head`: a real pipe whose reader has gone gives
+    /// the error export returns, which ends the command quietly; any other
+    /// failure still reaches the user.
+    #[test]
+    fn a_closed_pipe_ends_the_export_quietly() {
+        use std::io::Write;
+        let mut head = std::process::Command::new("true")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("a process to pipe to");
+        let mut pipe = head.stdin.take().expect("its stdin");
+        head.wait().expect("it exits");
+        let written = (0..1000).try_for_each(|_| pipe.write_all(&[b'x'; 1024]));
+        let error: Box<dyn std::error::Error + Send + Sync> =
+            written.expect_err("the reader is gone").into();
+        assert!(is_broken_pipe(&*error));
+        let other: Box<dyn std::error::Error + Send + Sync> =
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied).into();
+        assert!(!is_broken_pipe(&*other));
+        assert!(!is_broken_pipe(
+            &*Box::<dyn std::error::Error + Send + Sync>::from("text")
+        ));
     }
 }

@@ -56,9 +56,11 @@ pub(crate) struct DevArgs {
         env = "VITALGATE_DEV_PORTAL_ADDR"
     )]
     portal_addr: String,
-    /// The portal's built page (`scripts/portal-build` makes it).
-    #[arg(long, default_value = "portal/dist", env = "VITALGATE_PORTAL_ASSETS")]
-    portal_assets: PathBuf,
+    /// The portal's built page, a folder such as portal/dist
+    /// (`scripts/portal-build` makes it) [default: the page built into this
+    /// binary].
+    #[arg(long, env = "VITALGATE_PORTAL_ASSETS")]
+    portal_assets: Option<PathBuf>,
 }
 
 /// `vitalgate dev-code`: the demonstration clinician's current TOTP code,
@@ -374,6 +376,19 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         tokio::spawn(async move { hsp.maintain(rx).await })
     };
     say(format!("HSP  listening on {hsp_url}"));
+    // `vitalgate admin` defaults to ports 7001 and 7002 and to files under
+    // ./vitalgate-data; these lines point it at this run from any terminal.
+    let absolute = |path: PathBuf| std::path::absolute(&path).unwrap_or(path);
+    say("     for `vitalgate admin` in another terminal, paste:".into());
+    say(format!(
+        "     export VITALGATE_TTP_URL={ttp_url} VITALGATE_HSP_URL={hsp_url}"
+    ));
+    say(format!(
+        "     export VITALGATE_TTP_CA={} VITALGATE_ADMIN_TOKEN_FILE={} VITALGATE_HSP_ADMIN_TOKEN_FILE={}",
+        shell_word(&absolute(data.join("ttp").join("x509-ca.pem"))),
+        shell_word(&absolute(data.join("ttp").join("admin.token"))),
+        shell_word(&absolute(hsp_dir.join("admin.token"))),
+    ));
 
     // Demonstration clinicians: enrolled with the TTP like any party.
     for name in CLINICIANS {
@@ -420,30 +435,22 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     ));
 
     // The clinicians' portal.
-    let assets = args
-        .portal_assets
-        .join("index.html")
-        .exists()
-        .then(|| args.portal_assets.clone());
-    if assets.is_none() {
-        say(format!(
-            "     the portal's page is not built in {} (scripts/portal-build); its API runs",
-            args.portal_assets.display()
-        ));
-    }
-    let portal_listener = tokio::net::TcpListener::bind(&args.portal_addr).await?;
+    let portal_listener =
+        crate::commands::services::bind(&args.portal_addr, "the portal's address").await?;
     let portal_url = format!("http://{}", portal_listener.local_addr()?);
     // The demonstration clinician administers too, and the portal holds the
     // TTP's administrator token from the file the TTP keeps, as a deployment
     // would name it with ttp_admin_token_file.
-    let portal_config = vitalgate_hsp::PortalConfig {
-        assets_dir: assets,
+    let mut portal_config = vitalgate_hsp::PortalConfig {
         administrators: vec![demo.to_string()],
         ttp_admin_token: Some(vitalgate_rpc::admin::AdminToken::read(
             &data.join("ttp").join("admin.token"),
         )?),
         ..Default::default()
     };
+    if !crate::portal_page::configure(args.portal_assets.clone(), &mut portal_config)? {
+        say(format!("     {}", crate::portal_page::MISSING));
+    }
     let portal_task = {
         let hsp = hsp.clone();
         let stop = wait_shutdown(shutdown_rx.clone());
@@ -451,14 +458,31 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     };
     let demo_password =
         std::fs::read_to_string(demo_dir.join(DEV_PASSWORD_FILE)).unwrap_or_default();
-    say(format!("WEB  portal on {portal_url}"));
-    say(format!(
-        "     sign in as {demo}, password {}, code: `vitalgate dev-code` (development only)",
-        demo_password.trim()
-    ));
-    say(format!(
-        "     {demo} is an administrator: audit log, enrollment, tokens and revocation under Admin"
-    ));
+    // The command as it runs from here: after `scripts/dev` the binary is
+    // not on PATH (`cargo install --path crates/cli` puts it there).
+    let mut dev_code = match std::env::current_exe() {
+        Ok(exe) => format!("{} dev-code", shell_word(&exe)),
+        Err(_) => "vitalgate dev-code".to_string(),
+    };
+    if args.data_dir != Path::new("vitalgate-data") {
+        dev_code.push_str(&format!(
+            " --data-dir {}",
+            shell_word(&absolute(data.clone()))
+        ));
+    }
+    let sign_in = [
+        format!("WEB  portal on {portal_url}"),
+        format!(
+            "     sign in as {demo}, password {}, code: {dev_code} (development only)",
+            demo_password.trim()
+        ),
+        format!(
+            "     {demo} is an administrator: audit log, enrollment, tokens and revocation under Admin"
+        ),
+    ];
+    for line in &sign_in {
+        say(line.clone());
+    }
 
     // Devices.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -496,6 +520,12 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         device_stats.push(device.stats());
         let (url, rx) = (hsp_url.clone(), stop_rx.clone());
         device_tasks.push(tokio::spawn(async move { device.run(url, rx).await }));
+    }
+
+    // The devices' lines pushed the sign-in out of view: repeat it.
+    say("ready:".into());
+    for line in &sign_in {
+        say(line.clone());
     }
 
     // Progress until Ctrl-C, SIGTERM or --duration.
@@ -586,4 +616,15 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         println!("  data            {}", data.display());
     }
     Ok(())
+}
+
+/// `path` as one shell word, quoted only when it needs to be.
+fn shell_word(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:@%,".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }

@@ -44,14 +44,17 @@ pub(crate) async fn ttp(flags: TtpFlags, env: &Env) -> CliResult {
         });
     }
     let ttp = Ttp::open(config, store).await?;
-    let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
+    let listener = bind(&settings.listen, "the TTP's address").await?;
+    let bound = listener.local_addr()?;
     tracing::info!(
-        address = %listener.local_addr()?,
+        address = %bound,
         admin_token_file = %settings.data_dir.join("admin.token").display(),
         ca_certificate = %settings.data_dir.join("x509-ca.pem").display(),
         "TTP listening (TLS)"
     );
-    ttp.serve(listener, shutdown_signal()).await?;
+    ttp.serve(listener, shutdown_signal())
+        .await
+        .map_err(|e| format!("the TTP on {bound}: {e}"))?;
     tracing::info!("TTP stopped");
     Ok(())
 }
@@ -89,8 +92,7 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
         config.alerts = rules;
     }
     let portal = &settings.portal;
-    let portal_config = vitalgate_hsp::PortalConfig {
-        assets_dir: Some(portal.assets.clone()),
+    let mut portal_config = vitalgate_hsp::PortalConfig {
         secure_cookies: portal.behind_tls,
         tls: portal
             .tls_files
@@ -112,43 +114,60 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
             .transpose()?,
         ..Default::default()
     };
+    if portal.listen.is_some()
+        && !crate::portal_page::configure(portal.assets.clone(), &mut portal_config)?
+    {
+        tracing::warn!("{}", crate::portal_page::MISSING);
+    }
     let hsp = Hsp::open(config, store, settings.enrollment_token.as_deref()).await?;
+    // A listener that fails after the start (the portal's TLS, an accept
+    // loop) stops the whole service with its address and cause, instead of
+    // dying alone in its task while the rest looks healthy.
+    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel::<String>(2);
     let portal_task = match &portal.listen {
         Some(address) => {
-            let listener = tokio::net::TcpListener::bind(address).await?;
+            let listener = bind(address, "the portal's address").await?;
             let scheme = if portal_config.tls.is_some() {
                 "https"
             } else {
                 "http"
             };
-            tracing::info!(address = %listener.local_addr()?, scheme, "portal listening");
-            let hsp = hsp.clone();
+            let bound = listener.local_addr()?;
+            tracing::info!(address = %bound, scheme, "portal listening");
+            let (hsp, failed) = (hsp.clone(), failed_tx.clone());
             Some(tokio::spawn(async move {
-                hsp.serve_portal(portal_config, listener, shutdown_signal())
-                    .await
+                let served = hsp
+                    .serve_portal(portal_config, listener, shutdown_signal())
+                    .await;
+                if let Err(e) = served {
+                    let _ = failed.send(format!("the portal on {bound}: {e}")).await;
+                }
             }))
         }
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(&settings.listen)
-        .await
-        .map_err(|e| format!("the HSP's address {}: {e}", settings.listen))?;
+    let listener = bind(&settings.listen, "the HSP's address").await?;
+    let bound = listener.local_addr()?;
     let scheme = if settings.tls == vitalgate_hsp::HspTls::InsecurePlaintext {
         "http"
     } else {
         "https"
     };
-    tracing::info!(address = %listener.local_addr()?, scheme, serial = hsp.serial(), spiffe_id = hsp.spiffe_id(), "HSP listening");
+    tracing::info!(address = %bound, scheme, serial = hsp.serial(), spiffe_id = hsp.spiffe_id(), "HSP listening");
     let devices = match &settings.device_plaintext_listen {
         Some(address) => {
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .map_err(|e| format!("the device-sessions address {address}: {e}"))?;
-            tracing::info!(address = %listener.local_addr()?, "device sessions only, without TLS");
-            let hsp = hsp.clone();
+            let listener = bind(address, "the device-sessions address").await?;
+            let devices_bound = listener.local_addr()?;
+            tracing::info!(address = %devices_bound, "device sessions only, without TLS");
+            let (hsp, failed) = (hsp.clone(), failed_tx.clone());
             Some(tokio::spawn(async move {
-                hsp.serve_devices_plaintext(listener, shutdown_signal())
-                    .await
+                let served = hsp
+                    .serve_devices_plaintext(listener, shutdown_signal())
+                    .await;
+                if let Err(e) = served {
+                    let message = format!("the device sessions on {devices_bound}: {e}");
+                    let _ = failed.send(message).await;
+                }
             }))
         }
         None => None,
@@ -158,7 +177,13 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
         let hsp = hsp.clone();
         tokio::spawn(async move { hsp.maintain(stop_rx).await })
     };
-    hsp.serve(listener, shutdown_signal()).await?;
+    drop(failed_tx);
+    tokio::select! {
+        served = hsp.serve(listener, shutdown_signal()) => {
+            served.map_err(|e| format!("the HSP on {bound}: {e}"))?;
+        }
+        Some(failure) = failed_rx.recv() => return Err(failure.into()),
+    }
     let _ = stop_tx.send(true);
     let _ = upkeep.await;
     if let Some(devices) = devices {
@@ -223,4 +248,25 @@ pub(crate) async fn device(flags: DeviceFlags, env: &Env) -> CliResult {
     );
     let _ = Arc::strong_count(&stats);
     Ok(())
+}
+
+/// A listener on `address`, or one line naming what it is for, the address
+/// and why not (with a hint for the usual causes).
+pub(crate) async fn bind(address: &str, what: &str) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| bind_error(what, address, &e))
+}
+
+/// The message for a failed bind.
+fn bind_error(what: &str, address: &str, error: &std::io::Error) -> String {
+    let hint = match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "; another process listens there (stop it, or choose another port)"
+        }
+        std::io::ErrorKind::PermissionDenied => "; ports under 1024 need privileges",
+        std::io::ErrorKind::AddrNotAvailable => "; no interface of this host has that address",
+        _ => "",
+    };
+    format!("cannot listen on {what} {address}: {error}{hint}")
 }

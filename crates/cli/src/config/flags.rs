@@ -125,7 +125,8 @@ pub(crate) struct HspFlags {
     /// [env: VITALGATE_PORTAL_LISTEN]
     #[arg(long)]
     pub(crate) portal_listen: Option<String>,
-    /// The portal's built page [default: ./portal/dist]. [env: VITALGATE_PORTAL_ASSETS]
+    /// The portal's built page (a folder such as portal/dist) [default: the
+    /// page built into this binary]. [env: VITALGATE_PORTAL_ASSETS]
     #[arg(long)]
     pub(crate) portal_assets: Option<PathBuf>,
     /// Clinicians reach the portal over TLS (a proxy terminates it): cookies

@@ -57,7 +57,8 @@ pub(crate) struct HspSettings {
 pub(crate) struct PortalSettings {
     /// No portal without an address.
     pub(crate) listen: Option<String>,
-    pub(crate) assets: PathBuf,
+    /// The built page's folder; without it, the page the binary carries.
+    pub(crate) assets: Option<PathBuf>,
     /// Reached over TLS (its own or a proxy's): Secure cookies.
     pub(crate) behind_tls: bool,
     /// Its own TLS: certificate chain and key files.
@@ -338,11 +339,10 @@ pub(crate) fn hsp(flags: &HspFlags, file: &HspSection, env: &Env) -> Result<HspS
                 env.get("VITALGATE_PORTAL_LISTEN")?,
                 file.portal_listen.clone(),
             ),
-            assets: pick(
+            assets: pick_opt(
                 flags.portal_assets.clone(),
                 env.get("VITALGATE_PORTAL_ASSETS")?,
                 file.portal_assets.clone(),
-                "portal/dist".into(),
             ),
             behind_tls,
             tls_files: portal_tls_files,

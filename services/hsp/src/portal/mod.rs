@@ -42,6 +42,9 @@ pub struct PortalConfig {
     /// The built page (`portal/dist`): `index.html` and what it loads. Without
     /// it the API still works and `/` says how to build the page.
     pub assets_dir: Option<PathBuf>,
+    /// The built page carried in the binary, by request path
+    /// (`/index.html`, …): served when `assets_dir` is `None`.
+    pub embedded_assets: &'static [(&'static str, &'static [u8])],
     /// Whether the portal is reached over TLS (directly or through a proxy
     /// that terminates it): then the cookie is `Secure` and `__Host-` prefixed.
     /// Always so when the portal serves TLS itself.
@@ -71,6 +74,7 @@ impl Default for PortalConfig {
     fn default() -> Self {
         Self {
             assets_dir: None,
+            embedded_assets: &[],
             secure_cookies: false,
             tls: None,
             idle_secs: 30 * 60,
@@ -150,8 +154,9 @@ fn load_assets(dir: &Path) -> std::io::Result<HashMap<String, Asset>> {
 
 const NOT_BUILT: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
     <title>vitalgate portal</title></head><body><h1>The portal's page is not built</h1>\
-    <p>Run <code>scripts/portal-build</code> (npm) and start the HSP with \
-    <code>--portal-assets portal/dist</code>. The API under <code>/api/</code> works without it.</p>\
+    <p>This binary was built without it: run <code>scripts/portal-build</code> (npm) and build \
+    the binary again, or start the HSP with <code>--portal-assets portal/dist</code>. \
+    The API under <code>/api/</code> works without it.</p>\
     </body></html>";
 
 async fn asset(State(portal): State<Portal>, request: Request) -> Response {
@@ -219,7 +224,17 @@ impl Hsp {
                     format!("the portal's assets in {}: {e}", dir.display()),
                 )
             })?,
-            None => HashMap::new(),
+            None => config
+                .embedded_assets
+                .iter()
+                .map(|&(path, body)| {
+                    let asset = Asset {
+                        body: axum::body::Bytes::from_static(body),
+                        content_type: content_type(Path::new(path)),
+                    };
+                    (path.to_string(), asset)
+                })
+                .collect(),
         };
         if config.assets_dir.is_some() && !assets.contains_key("/index.html") {
             return Err(std::io::Error::new(
