@@ -17,5 +17,6 @@ mod portal_guessing;
 mod portal_tls;
 mod processes;
 mod replicas;
+mod startup_errors;
 mod status_contract;
 mod tls;

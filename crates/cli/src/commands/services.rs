@@ -40,7 +40,9 @@ pub(crate) async fn ttp(flags: TtpFlags, env: &Env) -> CliResult {
         });
     }
     let ttp = Ttp::open(config, store).await?;
-    let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .map_err(|e| format!("the TTP's address {}: {e}", settings.listen))?;
     tracing::info!(
         address = %listener.local_addr()?,
         admin_token_file = %settings.data_dir.join("admin.token").display(),
@@ -111,7 +113,9 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
     let hsp = Hsp::open(config, store, settings.enrollment_token.as_deref()).await?;
     let portal_task = match &portal.listen {
         Some(address) => {
-            let listener = tokio::net::TcpListener::bind(address).await?;
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|e| format!("the portal's address {address}: {e}"))?;
             let scheme = if portal_config.tls.is_some() {
                 "https"
             } else {
