@@ -19,5 +19,6 @@ mod portal_tls;
 mod processes;
 mod renewal;
 mod replicas;
+mod startup_errors;
 mod status_contract;
 mod tls;

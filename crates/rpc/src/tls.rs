@@ -55,14 +55,31 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// A PEM error in words: pki-types prints the marker it wanted as a list of
+/// bytes, which a start-up error must not show an operator.
+fn pem_problem(e: rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "not PEM: a section without its end line ({})",
+            String::from_utf8_lossy(&end_marker)
+        ),
+        Error::IllegalSectionStart { line } => format!(
+            "not PEM: a malformed section start ({})",
+            String::from_utf8_lossy(&line)
+        ),
+        other => other.to_string(),
+    }
+}
+
 fn certified_key(chain_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
     let chain = CertificateDer::pem_slice_iter(chain_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Certificate(e.to_string()))?;
+        .map_err(|e| TlsError::Certificate(pem_problem(e)))?;
     if chain.is_empty() {
         return Err(TlsError::Certificate("no certificate in the PEM".into()));
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Key(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Key(pem_problem(e)))?;
     let key = provider()
         .key_provider
         .load_private_key(key)
@@ -77,7 +94,7 @@ fn certified_key(chain_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsEr
 fn roots(ca_pem: &[u8]) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        let cert = cert.map_err(|e| TlsError::Ca(e.to_string()))?;
+        let cert = cert.map_err(|e| TlsError::Ca(pem_problem(e)))?;
         roots.add(cert).map_err(|e| TlsError::Ca(e.to_string()))?;
     }
     if roots.is_empty() {
