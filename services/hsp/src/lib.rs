@@ -18,6 +18,8 @@ mod config;
 mod enroll;
 mod error;
 pub mod factors;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod grpc;
 mod guesses;
 mod live;
