@@ -163,3 +163,123 @@ fn the_checker_finds_functions_and_refuses_strangers() {
         ]
     );
 }
+
+type Package = (String, String);
+
+/// What Cargo.lock says the workspace ships: every package reachable from the
+/// workspace's crates through their normal and build dependencies, as
+/// (name, version). A workspace crate's dev-dependencies (named in its
+/// manifest under `[dev-dependencies]` and nowhere else) are left out, as the
+/// SBOM leaves them out; a registry package's entries in Cargo.lock are its
+/// normal and build dependencies only.
+fn shipped_packages(root: &Path) -> BTreeSet<Package> {
+    let lock: toml::Table =
+        toml::from_str(&read(&root.join("Cargo.lock"))).expect("Cargo.lock parses");
+    let packages = lock["package"].as_array().expect("packages");
+    let field = |p: &toml::Value, k: &str| p[k].as_str().expect("name and version").to_string();
+    let workspace: toml::Table =
+        toml::from_str(&read(&root.join("Cargo.toml"))).expect("Cargo.toml parses");
+    let mut dev_only: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    for member in workspace["workspace"]["members"]
+        .as_array()
+        .expect("members")
+    {
+        let manifest: toml::Table = toml::from_str(&read(
+            &root.join(member.as_str().expect("path")).join("Cargo.toml"),
+        ))
+        .expect("a member's Cargo.toml parses");
+        let names = |section: &str| -> BTreeSet<String> {
+            manifest
+                .get(section)
+                .and_then(toml::Value::as_table)
+                .map(|t| t.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        let shipped: BTreeSet<String> = names("dependencies")
+            .union(&names("build-dependencies"))
+            .cloned()
+            .collect();
+        let name = manifest["package"]["name"]
+            .as_str()
+            .expect("name")
+            .to_string();
+        dev_only.insert(
+            name,
+            names("dev-dependencies")
+                .difference(&shipped)
+                .cloned()
+                .collect(),
+        );
+    }
+    // A dependency is written `name` or, when two versions are locked, `name version`.
+    let find = |entry: &str| -> Package {
+        let mut words = entry.split(' ');
+        let name = words.next().expect("a name");
+        let version = words.next();
+        packages
+            .iter()
+            .map(|p| (field(p, "name"), field(p, "version")))
+            .find(|(n, v)| n == name && version.is_none_or(|want| v == want))
+            .unwrap_or_else(|| panic!("Cargo.lock names {entry} but does not lock it"))
+    };
+    let mut shipped = BTreeSet::new();
+    let mut queue: Vec<Package> = dev_only.keys().map(|name| find(name)).collect();
+    while let Some(package) = queue.pop() {
+        if !shipped.insert(package.clone()) {
+            continue;
+        }
+        let entry = packages
+            .iter()
+            .find(|p| field(p, "name") == package.0 && field(p, "version") == package.1)
+            .expect("locked");
+        let skip = dev_only
+            .get(&package.0)
+            .filter(|_| entry.get("source").is_none());
+        for dependency in entry
+            .get("dependencies")
+            .and_then(toml::Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let dependency = dependency.as_str().expect("a dependency");
+            let name = dependency.split(' ').next().unwrap_or_default();
+            if skip.is_some_and(|dev| dev.contains(name)) {
+                continue;
+            }
+            queue.push(find(dependency));
+        }
+    }
+    shipped
+}
+
+#[test]
+fn sbom_lists_exactly_the_locked_packages() {
+    let root = workspace();
+    let sbom: serde_json::Value =
+        serde_json::from_str(&read(&root.join("sbom.cdx.json"))).expect("sbom.cdx.json parses");
+    assert_eq!(sbom["bomFormat"], "CycloneDX");
+    let subject = &sbom["metadata"]["component"];
+    let listed: BTreeSet<Package> = sbom["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .chain([subject])
+        .map(|c| {
+            let field = |k: &str| c[k].as_str().expect("name and version").to_string();
+            (field("name"), field("version"))
+        })
+        .collect();
+    let shipped = shipped_packages(&root);
+    assert!(
+        shipped.len() > 300,
+        "Cargo.lock was not read ({} packages)",
+        shipped.len()
+    );
+    let stale: Vec<_> = listed.difference(&shipped).collect();
+    let missing: Vec<_> = shipped.difference(&listed).collect();
+    assert!(
+        stale.is_empty() && missing.is_empty(),
+        "sbom.cdx.json is out of date with Cargo.lock (run scripts/sbom):\n\
+         in the SBOM only: {stale:?}\nin Cargo.lock only: {missing:?}"
+    );
+}
