@@ -31,14 +31,23 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// Whether `text` defines a function `name` (`fn name(` or `fn name<`).
+/// Whether `text` defines a test function `name`: `fn name(` or `fn name<`,
+/// or `name => body` in the core's `for_each_provider!` list, which makes a
+/// test of that name per crypto provider.
 fn defines(text: &str, name: &str) -> bool {
-    text.match_indices("fn ").any(|(at, _)| {
-        let rest = text[at + 3..].trim_start();
-        rest.strip_prefix(name)
-            .and_then(|after| after.trim_start().chars().next())
-            .is_some_and(|c| c == '(' || c == '<')
-    })
+    let by_provider = text.contains("for_each_provider!(")
+        && text.lines().any(|line| {
+            line.trim_start()
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(" =>"))
+        });
+    by_provider
+        || text.match_indices("fn ").any(|(at, _)| {
+            let rest = text[at + 3..].trim_start();
+            rest.strip_prefix(name)
+                .and_then(|after| after.trim_start().chars().next())
+                .is_some_and(|c| c == '(' || c == '<')
+        })
 }
 
 /// Whether a module path segment names `file`: the file itself
@@ -152,6 +161,8 @@ fn the_checker_finds_functions_and_refuses_strangers() {
     let file = Path::new("services/hsp/src/writer.rs");
     assert!(defines(text, "a_test") && defines(text, "generic"));
     assert!(!defines(text, "a_tes") && !defines(text, "missing"));
+    let listed = "for_each_provider!(\n    a_listed_test => its_body,\n);\n";
+    assert!(defines(listed, "a_listed_test") && !defines(listed, "a_listed"));
     assert!(module_matches(file, text, "writer") && module_matches(file, text, "tests"));
     assert!(!module_matches(file, text, "portal"));
     let table = "| id | tests |\n|---|---|\n| 1 | `a::b`, `c` |\n| 2 | by construction: `x` |\n| 3 | nothing |\n";
