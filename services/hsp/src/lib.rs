@@ -19,6 +19,8 @@ mod credential;
 mod enroll;
 mod error;
 pub mod factors;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod grpc;
 mod guesses;
 mod live;

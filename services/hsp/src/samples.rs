@@ -68,6 +68,22 @@ impl BadSample {
     }
 }
 
+/// A device's sample as the store keeps it.
+pub(crate) fn from_wire(device_serial: u64, s: &vitalgate_proto::v1::VitalSample) -> StoredSample {
+    StoredSample {
+        device_serial,
+        sequence: s.sequence,
+        measured_at_ms: s.measured_at_ms,
+        heart_rate_bpm: s.heart_rate_bpm,
+        spo2_percent: s.spo2_percent,
+        respiratory_rate_per_min: s.respiratory_rate_per_min,
+        skin_temperature_c: s.skin_temperature_c,
+        systolic_mmhg: s.systolic_mmhg,
+        diastolic_mmhg: s.diastolic_mmhg,
+        anomaly: s.anomaly,
+    }
+}
+
 /// Checks every sample of a batch at `now_ms`; the first bad one is named.
 pub(crate) fn check_batch(
     samples: &[StoredSample],

@@ -448,18 +448,7 @@ async fn handshake_and_stream(
         let samples: Vec<StoredSample> = batch
             .samples
             .iter()
-            .map(|s| StoredSample {
-                device_serial: device.serial(),
-                sequence: s.sequence,
-                measured_at_ms: s.measured_at_ms,
-                heart_rate_bpm: s.heart_rate_bpm,
-                spo2_percent: s.spo2_percent,
-                respiratory_rate_per_min: s.respiratory_rate_per_min,
-                skin_temperature_c: s.skin_temperature_c,
-                systolic_mmhg: s.systolic_mmhg,
-                diastolic_mmhg: s.diastolic_mmhg,
-                anomaly: s.anomaly,
-            })
+            .map(|s| crate::samples::from_wire(device.serial(), s))
             .collect();
         // Checked before queueing: the writer stores many sessions' batches
         // together, and one device's bad sample must not fail the others'.

@@ -626,20 +626,20 @@ pub(crate) async fn enroll_otp(
 #[serde(deny_unknown_fields)]
 pub(crate) struct PasswordStart {
     /// KE1 of a login with the current password, base64url.
-    current: String,
+    pub(super) current: String,
     /// OPAQUE's registration request for the new password, base64url.
-    request: String,
+    pub(super) request: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PasswordFinish {
     /// The login id the first step returned.
-    login: String,
+    pub(super) login: String,
     /// KE3 of the login with the current password, base64url.
-    finish: String,
+    pub(super) finish: String,
     /// OPAQUE's registration record for the new password, base64url.
-    upload: String,
+    pub(super) upload: String,
 }
 
 /// Changing one's password, step 1: a login with the current password

@@ -54,18 +54,18 @@ const CONTEXT: &[u8] = b"";
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StartRequest {
-    username: String,
+    pub(super) username: String,
     /// KE1, base64url.
-    request: String,
+    pub(super) request: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BreakGlassStartRequest {
     /// KE1, base64url.
-    request: String,
-    patient: String,
-    reason: String,
+    pub(super) request: String,
+    pub(super) patient: String,
+    pub(super) reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -79,12 +79,12 @@ pub(crate) struct StartResponse {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FinishRequest {
-    login: String,
+    pub(super) login: String,
     /// KE3, base64url.
-    finish: String,
-    code: String,
+    pub(super) finish: String,
+    pub(super) code: String,
     /// HMAC-SHA256(session key, label | login id | code), base64url.
-    mac: String,
+    pub(super) mac: String,
 }
 
 impl Drop for FinishRequest {
@@ -182,7 +182,7 @@ pub(crate) enum Purpose {
     PasswordChange { session: String },
 }
 
-fn decode(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
+pub(super) fn decode(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
     URL_SAFE_NO_PAD
         .decode(text.trim_end_matches('='))
         .map_err(|_| ApiError::bad_request(&format!("{field}: not base64url")))

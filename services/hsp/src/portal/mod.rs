@@ -12,6 +12,8 @@ mod admin;
 mod api;
 mod client;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod login;
 mod session;
 mod tls;
