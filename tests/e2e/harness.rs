@@ -243,6 +243,11 @@ impl Platform {
         self.hsp.as_ref().expect("hsp running")
     }
 
+    /// Where the HSP named `name` keeps its identity.
+    pub(crate) fn hsp_identity_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name).join("identity")
+    }
+
     pub(crate) fn device_dir(&self, name: &str) -> PathBuf {
         self.dir.path().join("devices").join(name)
     }

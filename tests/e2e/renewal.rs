@@ -305,6 +305,40 @@ async fn the_hsp_renews_its_own_credential_and_serves_with_it_after_the_first_ex
     platform.stop().await;
 }
 
+/// An HSP whose identity directory cannot take its renewals (a read-only
+/// Kubernetes Secret keeps the first credential) finds them in the store
+/// that replicas share: restarted after its first credential has expired, it
+/// starts on the renewed one.
+#[tokio::test]
+async fn a_restarted_hsp_adopts_its_renewed_credential_from_the_store() {
+    let mut platform = Platform::start().await;
+    let credential_file = platform.hsp_identity_dir("hsp").join("credential.bin");
+    let first = std::fs::read(&credential_file).expect("credential");
+    let stats = platform.hsp().hsp.stats();
+    platform.clock.advance(Duration::from_secs(16 * 3600 + 600));
+    wait_until(Duration::from_secs(20), || {
+        stats.credential_renewals.load(Ordering::Relaxed) >= 1
+    })
+    .await
+    .expect("renewed");
+    let renewed = platform.hsp().hsp.serial();
+    // What a Secret mounted read-only would still hold.
+    std::fs::write(&credential_file, &first).expect("the first credential back");
+    platform.clock.advance(Duration::from_secs(9 * 3600));
+    platform.restart_hsp().await;
+    assert_eq!(platform.hsp().hsp.serial(), renewed);
+    platform.device("after-restart", "pt-after-restart").await;
+    let (acked, _) = session_outcome(
+        &platform,
+        "after-restart",
+        true,
+        &platform.hsp().url.clone(),
+    )
+    .await;
+    assert!(acked >= 5, "{acked} acked");
+    platform.stop().await;
+}
+
 /// A streaming device renews its own credential two thirds into its life,
 /// beside its live session, and its next session runs on the new one; the
 /// TTP records the renewal.

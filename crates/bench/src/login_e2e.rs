@@ -48,10 +48,11 @@ pub(crate) struct LoginE2e {
     pub(crate) cpu_ms: Option<(f64, f64)>,
 }
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
-fn admin<T>(message: T, token: &str) -> Result<tonic::Request<T>, Error> {
+/// `message` with the administrator's bearer token.
+pub(crate) fn admin<T>(message: T, token: &str) -> Result<tonic::Request<T>, Error> {
     let mut request = tonic::Request::new(message);
     request
         .metadata_mut()

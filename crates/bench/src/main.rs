@@ -6,6 +6,7 @@
 //! cargo run --release -p vitalgate-bench -- biometric [--json]
 //! cargo run --release -p vitalgate-bench -- ingest [--json] [--database-url URL]
 //! cargo run --release -p vitalgate-bench -- login-e2e [--json] [--logins N] [--database-url URL]
+//! cargo run --release -p vitalgate-bench -- hsp-port [--json] [--rounds N]
 //! ```
 //!
 //! Everything runs single-threaded and in memory, interleaved round by round
@@ -15,6 +16,7 @@
 mod biometric;
 mod cpu;
 mod floor;
+mod hsp_port;
 mod ingest;
 mod login;
 mod login_e2e;
@@ -36,7 +38,8 @@ const USAGE: &str = "usage: vitalgate-bench handshake [--json] [--rounds N]\n   
                      vitalgate-bench login [--json] [--logins N]\n       \
                      vitalgate-bench biometric [--json]\n       \
                      vitalgate-bench ingest [--json] [--database-url URL]\n       \
-                     vitalgate-bench login-e2e [--json] [--logins N] [--database-url URL]";
+                     vitalgate-bench login-e2e [--json] [--logins N] [--database-url URL]\n       \
+                     vitalgate-bench hsp-port [--json] [--rounds N]";
 
 struct Row {
     name: &'static str,
@@ -78,7 +81,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "handshake" | "login" | "biometric" | "ingest" | "login-e2e" if command.is_none() => {
+            "handshake" | "login" | "biometric" | "ingest" | "login-e2e" | "hsp-port"
+                if command.is_none() =>
+            {
                 command = Some(arg.clone())
             }
             "-h" | "--help" => {
@@ -97,6 +102,7 @@ fn main() -> ExitCode {
         Some("biometric") => biometric::run(json),
         Some("ingest") => ingest::report(&ingest::run(&database_url, 2000), json),
         Some("login-e2e") => login_e2e::report(&login_e2e::run(&database_url, logins), json),
+        Some("hsp-port") => hsp_port::report(&hsp_port::run(rounds.min(2000)), json),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

@@ -79,9 +79,12 @@ impl Identity {
         }
         let seed_path = dir.join(SEED_FILE);
         let mode = fs::metadata(&seed_path)?.permissions().mode();
-        if mode & 0o077 != 0 {
+        // Group read is allowed: Kubernetes mounts a Secret's files 0440 for
+        // the pod's own fsGroup. Anything more (group write, any access by
+        // others) is refused.
+        if mode & 0o037 != 0 {
             return Err(IdentityError::Invalid(format!(
-                "{} is readable by others (mode {mode:o}); chmod 600 it",
+                "{} is open to others (mode {mode:o}); chmod 600 it",
                 seed_path.display()
             )));
         }
@@ -149,12 +152,29 @@ impl Identity {
         dir: &Path,
         ttp: &mut v1::ttp_client::TtpClient<Channel>,
     ) -> Result<(), IdentityError> {
+        self.renew_unsaved(ttp).await?;
+        self.save(dir)
+    }
+
+    /// Renews this identity's credential with the TTP (the same key) in
+    /// memory only: for a party whose identity directory may be read-only
+    /// (a Kubernetes Secret), which keeps the successor elsewhere.
+    pub async fn renew_unsaved(
+        &mut self,
+        ttp: &mut v1::ttp_client::TtpClient<Channel>,
+    ) -> Result<(), IdentityError> {
         let signer = self.signer();
         let renewed = renew_key(ttp, &self.credential, &signer, None).await?;
-        write_private(&dir.join(ANCHORS_FILE), &renewed.trust_anchors.concat())?;
-        write_private(&dir.join(CREDENTIAL_FILE), &renewed.credential.encode())?;
         self.credential = renewed.credential;
         self.trust_anchors = renewed.trust_anchors;
+        Ok(())
+    }
+
+    /// Writes the credential and the TTP's keys into `dir` (the key seed is
+    /// never rewritten).
+    pub fn save(&self, dir: &Path) -> Result<(), IdentityError> {
+        write_private(&dir.join(ANCHORS_FILE), &self.trust_anchors.concat())?;
+        write_private(&dir.join(CREDENTIAL_FILE), &self.credential.encode())?;
         Ok(())
     }
 

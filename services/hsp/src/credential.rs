@@ -9,10 +9,12 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use vitalgate_core::credential::{KnownCredential, Role, RoleSet};
+use vitalgate_core::credential::{Credential, KnownCredential, KnownCredentials, Role, RoleSet};
 use vitalgate_core::handshake::ResponderConfig;
 use vitalgate_core::provider::AwsLc;
+use vitalgate_core::UnixTime;
 use vitalgate_rpc::identity::Identity;
+use vitalgate_store::Store;
 
 use crate::policy::Action;
 use crate::{Hsp, HspConfig};
@@ -104,6 +106,51 @@ impl OwnCredential {
     }
 }
 
+/// The store's setting that holds the newest credential of an HSP key.
+fn stored_credential_key(credential: &Credential) -> String {
+    format!("hsp-credential/{}", hex::encode(credential.public_key()))
+}
+
+/// Adopts the newest credential of `identity`'s key that a renewal kept in
+/// the store, if it is newer than the one loaded: the TTP's signature, the
+/// key, the subject and the role are checked as for any peer.
+pub(crate) async fn adopt_stored_renewal(store: &dyn Store, identity: &mut Identity, now: u64) {
+    let stored = match store
+        .setting(&stored_credential_key(&identity.credential))
+        .await
+    {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read a renewed credential from the store");
+            return;
+        }
+    };
+    let Ok(newer) = Credential::decode(&stored) else {
+        tracing::warn!("the store's renewed credential does not decode; ignored");
+        return;
+    };
+    let loaded = &identity.credential;
+    let same_party = newer.public_key() == loaded.public_key()
+        && newer.subject() == loaded.subject()
+        && newer.body().not_after > loaded.body().not_after;
+    let verified = KnownCredentials::new()
+        .insert_verified::<AwsLc>(
+            &identity.trust_store(),
+            newer.clone(),
+            RoleSet::only(Role::Hsp),
+            UnixTime(now),
+        )
+        .is_ok();
+    if same_party && verified {
+        tracing::info!(
+            serial = newer.serial(),
+            "using the renewed credential kept in the store"
+        );
+        identity.credential = newer;
+    }
+}
+
 impl Hsp {
     /// Keeps the HSP's credential current until `stop` changes: renews it
     /// with the TTP (the same key) at two thirds of its life plus jitter (so
@@ -141,7 +188,23 @@ impl Hsp {
         let own = self.own_credential();
         let mut identity = own.identity.lock().await;
         let old = identity.credential.serial();
-        identity.renew(&own.dir, &mut self.ttp().client()).await?;
+        identity.renew_unsaved(&mut self.ttp().client()).await?;
+        // Kept twice: in the identity directory when it is writable, and in
+        // the store that replicas share, where every replica (and this one
+        // after a restart, with its identity on a read-only Secret) finds it.
+        if let Err(e) = identity.save(&own.dir) {
+            tracing::warn!(dir = %own.dir.display(), error = %e, "the renewed credential cannot be written to the identity directory; it is kept in the store");
+        }
+        if let Err(e) = self
+            .store()
+            .put_setting(
+                &stored_credential_key(&identity.credential),
+                &identity.credential.encode(),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "the renewed credential could not be kept in the store");
+        }
         let responders = Arc::new(Responders::new(&identity, self.config()));
         *own.responders.write().unwrap_or_else(|p| p.into_inner()) = responders;
         let serial = identity.credential.serial();

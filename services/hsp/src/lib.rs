@@ -93,13 +93,14 @@ impl Hsp {
         let channel = vitalgate_rpc::ttp_channel(&config.ttp_url, &config.ttp_ca_pem, None).await?;
         let mut ttp = v1::ttp_client::TtpClient::new(channel);
         let identity_dir = config.data_dir.join("identity");
-        let identity = match Identity::load(&identity_dir)? {
+        let mut identity = match Identity::load(&identity_dir)? {
             Some(identity) => identity,
             None => match enrollment_token {
                 Some(token) => Identity::enroll(&identity_dir, &mut ttp, token).await?,
                 None => return Err(HspError::NotEnrolled),
             },
         };
+        credential::adopt_stored_renewal(&*store, &mut identity, config.clock.now()).await;
         let signer = identity.signer();
         let certified =
             revocation::mutual_tls_with_ttp(&config, &mut ttp, &signer, &identity.credential)
