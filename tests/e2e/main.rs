@@ -8,6 +8,7 @@ mod adversarial;
 mod backup;
 mod clinician_access;
 mod factors;
+mod floods;
 mod hostile_device;
 mod platform;
 mod portal;

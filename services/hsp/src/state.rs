@@ -13,6 +13,7 @@ use vitalgate_rpc::admin::AdminToken;
 use vitalgate_rpc::tls::ServerCert;
 use vitalgate_store::Store;
 
+use crate::admission::Admission;
 use crate::alerts::AlertRaiser;
 use crate::factors::FactorVerifier;
 use crate::live::LiveSessions;
@@ -35,6 +36,7 @@ pub struct State {
     /// For logins: devices (patients' apps) and clinicians.
     login_responder: ResponderConfig<AwsLc>,
     prefilter: InMemoryReplayCache,
+    admission: Arc<Admission>,
     peers: Arc<Peers>,
     factors: FactorVerifier,
     tickets: TicketBook,
@@ -94,6 +96,8 @@ impl State {
             Some(alerts.start()),
         );
         let factors = FactorVerifier::for_replica(&config, store.clone(), vault.clone()).await?;
+        let admission =
+            Arc::new(Admission::for_replica(config.admission.clone(), &*store, &vault).await?);
         Ok(Self {
             serial: identity.credential.serial(),
             ttp,
@@ -106,6 +110,7 @@ impl State {
             tickets: TicketBook::default(),
             peers: Arc::new(peers),
             prefilter: InMemoryReplayCache::new(config.prefilter_capacity),
+            admission,
             live: Arc::new(LiveSessions::new(stats.clone())),
             writer,
             alerts,
@@ -185,6 +190,11 @@ impl State {
     /// The in-memory replay pre-filter for first messages.
     pub(crate) fn prefilter(&self) -> &InMemoryReplayCache {
         &self.prefilter
+    }
+
+    /// Which handshakes the replica starts (caps, cookies).
+    pub(crate) fn admission(&self) -> &Arc<Admission> {
+        &self.admission
     }
 
     /// The TTP's keys and revocations, and the peers' credentials.
