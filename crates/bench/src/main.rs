@@ -6,6 +6,7 @@
 //! cargo run --release -p vitalgate-bench -- biometric [--json]
 //! cargo run --release -p vitalgate-bench -- ingest [--json] [--database-url URL]
 //! cargo run --release -p vitalgate-bench -- login-e2e [--json] [--logins N] [--database-url URL]
+//! cargo run --release -p vitalgate-bench -- flood [--json] [--devices N] [--seconds S]
 //! ```
 //!
 //! Everything runs single-threaded and in memory, interleaved round by round
@@ -14,6 +15,7 @@
 
 mod biometric;
 mod cpu;
+mod flood;
 mod floor;
 mod ingest;
 mod login;
@@ -36,7 +38,8 @@ const USAGE: &str = "usage: vitalgate-bench handshake [--json] [--rounds N]\n   
                      vitalgate-bench login [--json] [--logins N]\n       \
                      vitalgate-bench biometric [--json]\n       \
                      vitalgate-bench ingest [--json] [--database-url URL]\n       \
-                     vitalgate-bench login-e2e [--json] [--logins N] [--database-url URL]";
+                     vitalgate-bench login-e2e [--json] [--logins N] [--database-url URL]\n       \
+                     vitalgate-bench flood [--json] [--devices N] [--seconds S]";
 
 struct Row {
     name: &'static str,
@@ -50,6 +53,8 @@ fn main() -> ExitCode {
     let mut json = false;
     let mut rounds = 40;
     let mut logins = 2000;
+    let mut devices = 100;
+    let mut seconds = 20;
     let mut database_url = std::env::var("VITALGATE_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let mut command = None;
@@ -71,6 +76,20 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
+            "--devices" => match it.next().and_then(|n| n.parse().ok()) {
+                Some(n) if n > 0 => devices = n,
+                _ => {
+                    eprintln!("--devices needs a positive number\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "--seconds" => match it.next().and_then(|n| n.parse().ok()) {
+                Some(n) if n > 0 => seconds = n,
+                _ => {
+                    eprintln!("--seconds needs a positive number\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
             "--database-url" => match it.next() {
                 Some(url) => database_url = url.clone(),
                 None => {
@@ -78,7 +97,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "handshake" | "login" | "biometric" | "ingest" | "login-e2e" if command.is_none() => {
+            "handshake" | "login" | "biometric" | "ingest" | "login-e2e" | "flood"
+                if command.is_none() =>
+            {
                 command = Some(arg.clone())
             }
             "-h" | "--help" => {
@@ -97,6 +118,13 @@ fn main() -> ExitCode {
         Some("biometric") => biometric::run(json),
         Some("ingest") => ingest::report(&ingest::run(&database_url, 2000), json),
         Some("login-e2e") => login_e2e::report(&login_e2e::run(&database_url, logins), json),
+        Some("flood") => match flood::run(devices, std::time::Duration::from_secs(seconds)) {
+            Ok(rows) => flood::report(&rows, json),
+            Err(e) => {
+                eprintln!("flood: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
