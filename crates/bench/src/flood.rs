@@ -29,7 +29,6 @@ use vitalgate_hsp::{AdmissionLimits, Hsp, HspConfig};
 use vitalgate_proto::v1::{self, device_frame};
 use vitalgate_rpc::identity::Identity;
 use vitalgate_rpc::tls::Endpoint;
-use vitalgate_ttp::{Ttp, TtpConfig};
 
 /// An honest handshake slower than this failed (a device gives up and
 /// retries later).
@@ -39,7 +38,7 @@ const FLOOD_CONCURRENCY: usize = 16;
 /// Flood source addresses: 127.0.0.2 ..= 127.0.0.(1 + this).
 const FLOOD_SOURCES: u8 = 8;
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+use crate::login_e2e::{admin, start_ttp, Error};
 
 /// One phase's figures.
 pub(crate) struct FloodRow {
@@ -57,14 +56,6 @@ pub(crate) struct FloodRow {
     pub(crate) flood_refused: u64,
 }
 
-fn admin<T>(message: T, token: &str) -> Result<tonic::Request<T>, Error> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
-    Ok(request)
-}
-
 struct HonestDevice {
     config: InitiatorConfig<AwsLc>,
     trust: TrustStore,
@@ -79,17 +70,7 @@ pub(crate) fn run(devices: usize, phase: Duration) -> Result<Vec<FloodRow>, Erro
         .build()?;
     runtime.block_on(async move {
         let dir = tempfile::tempdir()?;
-        let ttp_dir = dir.path().join("ttp");
-        std::fs::create_dir_all(&ttp_dir)?;
-        let ttp_store = Arc::new(vitalgate_store::SqliteStore::open(
-            &ttp_dir.join("store.db"),
-        )?);
-        let ttp = Ttp::open(TtpConfig::new(ttp_dir), ttp_store).await?;
-        let ttp_admin = ttp.admin_token().to_string();
-        let ca = ttp.ca_pem().to_string();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let ttp_url = format!("https://{}", listener.local_addr()?);
-        tokio::spawn(ttp.serve(listener, std::future::pending()));
+        let (ttp_url, ca, ttp_admin) = start_ttp(dir.path()).await?;
         let mut ttp_client =
             v1::ttp_client::TtpClient::new(vitalgate_rpc::ttp_channel(&ttp_url, &ca, None).await?);
         let tokens = ttp_client.clone();

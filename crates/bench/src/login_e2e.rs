@@ -48,10 +48,10 @@ pub(crate) struct LoginE2e {
     pub(crate) cpu_ms: Option<(f64, f64)>,
 }
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
-fn admin<T>(message: T, token: &str) -> Result<tonic::Request<T>, Error> {
+pub(crate) fn admin<T>(message: T, token: &str) -> Result<tonic::Request<T>, Error> {
     let mut request = tonic::Request::new(message);
     request
         .metadata_mut()
@@ -73,9 +73,10 @@ struct Platform {
     portal_url: String,
 }
 
-async fn start_platform(database_url: &str) -> Result<Platform, Error> {
-    let dir = tempfile::tempdir()?;
-    let ttp_dir = dir.path().join("ttp");
+/// A TTP on its own embedded store in `dir/ttp`, served on loopback: its
+/// URL, its service CA (PEM) and its administrators' token.
+pub(crate) async fn start_ttp(dir: &std::path::Path) -> Result<(String, String, String), Error> {
+    let ttp_dir = dir.join("ttp");
     std::fs::create_dir_all(&ttp_dir)?;
     let ttp_store = Arc::new(vitalgate_store::SqliteStore::open(
         &ttp_dir.join("store.db"),
@@ -86,6 +87,12 @@ async fn start_platform(database_url: &str) -> Result<Platform, Error> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let ttp_url = format!("https://{}", listener.local_addr()?);
     tokio::spawn(ttp.serve(listener, std::future::pending()));
+    Ok((ttp_url, ca, ttp_admin))
+}
+
+async fn start_platform(database_url: &str) -> Result<Platform, Error> {
+    let dir = tempfile::tempdir()?;
+    let (ttp_url, ca, ttp_admin) = start_ttp(dir.path()).await?;
     let mut ttp_client =
         v1::ttp_client::TtpClient::new(vitalgate_rpc::ttp_channel(&ttp_url, &ca, None).await?);
     let token = ttp_client
