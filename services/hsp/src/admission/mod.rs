@@ -11,7 +11,7 @@
 //! 3. a stream that stays silent is closed: each handshake step has
 //!    `handshake_timeout`, an established session `session_idle_timeout`;
 //! 4. the portal's sign-in starts (KE1: an OPAQUE evaluation and a stored
-//!    login state each) are rate-limited per source address ([`rate`]), on
+//!    login state each) are rate-limited per source address (`rate.rs`), on
 //!    top of the guess counters per account.
 //!
 //! When not under load nothing changes on the wire: M1 is the core's 34 bytes
