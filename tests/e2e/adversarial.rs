@@ -45,6 +45,16 @@ impl Raw {
             .await;
     }
 
+    /// A cookie a loaded HSP handed out, before M1 goes again.
+    pub(crate) async fn send_cookie(&self, cookie: Vec<u8>) {
+        let _ = self
+            .tx
+            .send(v1::DeviceFrame {
+                frame: Some(device_frame::Frame::Cookie(cookie)),
+            })
+            .await;
+    }
+
     pub(crate) async fn send_record(&self, bytes: Vec<u8>) {
         let _ = self
             .tx
@@ -55,7 +65,7 @@ impl Raw {
     }
 
     /// The next frame, or the status that ended the stream.
-    async fn next(&mut self) -> Result<hsp_frame::Frame, Status> {
+    pub(crate) async fn next(&mut self) -> Result<hsp_frame::Frame, Status> {
         match tokio::time::timeout(Duration::from_secs(10), self.inbound.message()).await {
             Err(_) => Err(Status::deadline_exceeded("no answer")),
             Ok(Err(status)) => Err(status),
@@ -69,7 +79,9 @@ impl Raw {
     pub(crate) async fn record(&mut self) -> Result<Vec<u8>, Status> {
         match self.next().await? {
             hsp_frame::Frame::Record(bytes) => Ok(bytes),
-            hsp_frame::Frame::Handshake(_) => Err(Status::internal("not a record")),
+            hsp_frame::Frame::Handshake(_) | hsp_frame::Frame::Cookie(_) => {
+                Err(Status::internal("not a record"))
+            }
         }
     }
 
@@ -77,7 +89,9 @@ impl Raw {
     pub(crate) async fn handshake(&mut self) -> Result<Vec<u8>, Status> {
         match self.next().await? {
             hsp_frame::Frame::Handshake(bytes) => Ok(bytes),
-            hsp_frame::Frame::Record(_) => Err(Status::internal("not a handshake message")),
+            hsp_frame::Frame::Record(_) | hsp_frame::Frame::Cookie(_) => {
+                Err(Status::internal("not a handshake message"))
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ mod backup;
 mod cli_errors;
 mod clinician_access;
 mod factors;
+mod floods;
 mod hostile_device;
 mod platform;
 mod portal;

@@ -74,9 +74,10 @@ struct Platform {
     portal_url: String,
 }
 
-async fn start_platform(database_url: &str) -> Result<Platform, Error> {
-    let dir = tempfile::tempdir()?;
-    let ttp_dir = dir.path().join("ttp");
+/// A TTP on its own embedded store in `dir/ttp`, served on loopback: its
+/// URL, its service CA (PEM) and its administrators' token.
+pub(crate) async fn start_ttp(dir: &std::path::Path) -> Result<(String, String, String), Error> {
+    let ttp_dir = dir.join("ttp");
     std::fs::create_dir_all(&ttp_dir)?;
     let ttp_store = Arc::new(vitalgate_store::SqliteStore::open(
         &ttp_dir.join("store.db"),
@@ -87,6 +88,12 @@ async fn start_platform(database_url: &str) -> Result<Platform, Error> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let ttp_url = format!("https://{}", listener.local_addr()?);
     tokio::spawn(ttp.serve(listener, std::future::pending()));
+    Ok((ttp_url, ca, ttp_admin))
+}
+
+async fn start_platform(database_url: &str) -> Result<Platform, Error> {
+    let dir = tempfile::tempdir()?;
+    let (ttp_url, ca, ttp_admin) = start_ttp(dir.path()).await?;
     let mut ttp_client =
         v1::ttp_client::TtpClient::new(vitalgate_rpc::ttp_channel(&ttp_url, &ca, None).await?);
     let token = ttp_client
@@ -108,6 +115,9 @@ async fn start_platform(database_url: &str) -> Result<Platform, Error> {
     // The benchmark signs in through the portal; the gRPC port (unused here)
     // needs no certificate from the TTP.
     config.tls = vitalgate_hsp::HspTls::InsecurePlaintext;
+    // Every client here signs in from 127.0.0.1: no per-address limit.
+    config.admission.sign_in_burst_per_source = u32::MAX;
+    config.admission.sign_in_per_s_per_source = u32::MAX;
     let hsp = Hsp::open(config, store, Some(&token)).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let hsp_url = format!("http://{}", listener.local_addr()?);

@@ -7,6 +7,7 @@
 //! cargo run --release -p vitalgate-bench -- ingest [--json] [--database-url URL]
 //! cargo run --release -p vitalgate-bench -- login-e2e [--json] [--logins N] [--database-url URL]
 //! cargo run --release -p vitalgate-bench -- hsp-port [--json] [--rounds N]
+//! cargo run --release -p vitalgate-bench -- flood [--json] [--devices N] [--seconds S]
 //! ```
 //!
 //! Everything runs single-threaded and in memory, interleaved round by round
@@ -15,6 +16,7 @@
 
 mod biometric;
 mod cpu;
+mod flood;
 mod floor;
 mod hsp_port;
 mod ingest;
@@ -39,7 +41,8 @@ const USAGE: &str = "usage: vitalgate-bench handshake [--json] [--rounds N]\n   
                      vitalgate-bench biometric [--json]\n       \
                      vitalgate-bench ingest [--json] [--database-url URL]\n       \
                      vitalgate-bench login-e2e [--json] [--logins N] [--database-url URL]\n       \
-                     vitalgate-bench hsp-port [--json] [--rounds N]";
+                     vitalgate-bench hsp-port [--json] [--rounds N]\n       \
+                     vitalgate-bench flood [--json] [--devices N] [--seconds S]";
 
 struct Row {
     name: &'static str,
@@ -53,6 +56,8 @@ fn main() -> ExitCode {
     let mut json = false;
     let mut rounds = 40;
     let mut logins = 2000;
+    let mut devices = 100;
+    let mut seconds = 20;
     let mut database_url = std::env::var("VITALGATE_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let mut command = None;
@@ -74,6 +79,20 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
+            "--devices" => match it.next().and_then(|n| n.parse().ok()) {
+                Some(n) if n > 0 => devices = n,
+                _ => {
+                    eprintln!("--devices needs a positive number\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "--seconds" => match it.next().and_then(|n| n.parse().ok()) {
+                Some(n) if n > 0 => seconds = n,
+                _ => {
+                    eprintln!("--seconds needs a positive number\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
             "--database-url" => match it.next() {
                 Some(url) => database_url = url.clone(),
                 None => {
@@ -81,7 +100,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "handshake" | "login" | "biometric" | "ingest" | "login-e2e" | "hsp-port"
+            "handshake" | "login" | "biometric" | "ingest" | "login-e2e" | "hsp-port" | "flood"
                 if command.is_none() =>
             {
                 command = Some(arg.clone())
@@ -103,6 +122,13 @@ fn main() -> ExitCode {
         Some("ingest") => ingest::report(&ingest::run(&database_url, 2000), json),
         Some("login-e2e") => login_e2e::report(&login_e2e::run(&database_url, logins), json),
         Some("hsp-port") => hsp_port::report(&hsp_port::run(rounds.min(2000)), json),
+        Some("flood") => match flood::run(devices, std::time::Duration::from_secs(seconds)) {
+            Ok(rows) => flood::report(&rows, json),
+            Err(e) => {
+                eprintln!("flood: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

@@ -12,7 +12,7 @@
 //! count, since the service CA's DNS names say nothing about who holds the
 //! key), or a DNS name for a hospital's own certificate.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -394,6 +394,15 @@ impl ClientTls {
 
     /// A gRPC channel to `url` (`https://host:port`) over this TLS.
     pub async fn channel(&self, url: &str) -> Result<tonic::transport::Channel, ConnectError> {
+        self.channel_from(url, None).await
+    }
+
+    /// The same, from the local address `source` when one is given.
+    async fn channel_from(
+        &self,
+        url: &str,
+        source: Option<IpAddr>,
+    ) -> Result<tonic::transport::Channel, ConnectError> {
         let address = url
             .strip_prefix("https://")
             .ok_or_else(|| ConnectError::Scheme(url.to_string()))?
@@ -407,6 +416,7 @@ impl ClientTls {
         let connector = TlsConnector {
             tls: self.clone(),
             address: address.clone(),
+            source,
         };
         endpoint
             .connect_with_connector(connector)
@@ -458,6 +468,62 @@ fn transport_cause(error: &tonic::transport::Error) -> String {
 struct TlsConnector {
     tls: ClientTls,
     address: String,
+    source: Option<IpAddr>,
+}
+
+/// A TCP connection to `address`, from the local address `source` when one
+/// is given (a load test speaking from many loopback addresses).
+async fn tcp_connect(address: &str, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(address).await;
+    };
+    let mut last_error = None;
+    for remote in tokio::net::lookup_host(address).await? {
+        let socket = match remote {
+            SocketAddr::V4(_) if source.is_ipv4() => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) if source.is_ipv6() => tokio::net::TcpSocket::new_v6()?,
+            _ => continue,
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        match socket.connect(remote).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("{address} has no address of {source}'s family"),
+        )
+    }))
+}
+
+/// The plaintext counterpart of [`TlsConnector`], for a chosen source address.
+struct TcpConnector {
+    address: String,
+    source: Option<IpAddr>,
+}
+
+impl tower_service::Service<tonic::codegen::http::Uri> for TcpConnector {
+    type Response = hyper_util::rt::TokioIo<TcpStream>;
+    type Error = std::io::Error;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: tonic::codegen::http::Uri) -> Self::Future {
+        let (address, source) = (self.address.clone(), self.source);
+        Box::pin(async move {
+            let tcp = tcp_connect(&address, source).await?;
+            tcp.set_nodelay(true)?;
+            Ok(hyper_util::rt::TokioIo::new(tcp))
+        })
+    }
 }
 
 impl tower_service::Service<tonic::codegen::http::Uri> for TlsConnector {
@@ -473,9 +539,9 @@ impl tower_service::Service<tonic::codegen::http::Uri> for TlsConnector {
     }
 
     fn call(&mut self, _uri: tonic::codegen::http::Uri) -> Self::Future {
-        let (tls, address) = (self.tls.clone(), self.address.clone());
+        let (tls, address, source) = (self.tls.clone(), self.address.clone(), self.source);
         Box::pin(async move {
-            let tcp = TcpStream::connect(&address).await?;
+            let tcp = tcp_connect(&address, source).await?;
             tcp.set_nodelay(true)?;
             let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
             let stream = connector.connect(tls.server_name.clone(), tcp).await?;
@@ -629,6 +695,7 @@ pub fn spiffe_ids(cert: &CertificateDer<'_>) -> Vec<String> {
 pub struct Endpoint {
     url: String,
     tls: Option<ClientTls>,
+    source: Option<IpAddr>,
 }
 
 impl Endpoint {
@@ -637,6 +704,7 @@ impl Endpoint {
         Self {
             url: url.into(),
             tls: Some(tls),
+            source: None,
         }
     }
 
@@ -647,7 +715,16 @@ impl Endpoint {
         Self {
             url: url.into(),
             tls: None,
+            source: None,
         }
+    }
+
+    /// The same service, reached from the local address `source` (a load
+    /// test or a flood test speaking from many loopback addresses, each of
+    /// which the server counts as a source of its own).
+    pub fn from_source(mut self, source: IpAddr) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// The URL.
@@ -658,17 +735,34 @@ impl Endpoint {
     /// A gRPC channel to the service.
     pub async fn channel(&self) -> Result<tonic::transport::Channel, ConnectError> {
         match (&self.tls, self.url.starts_with("https://")) {
-            (Some(tls), _) => tls.channel(&self.url).await,
+            (Some(tls), _) => tls.channel_from(&self.url, self.source).await,
             (None, true) => Err(ConnectError::Unreachable(
                 self.url.clone(),
                 "an https:// URL needs the CA certificate that signed the server's".into(),
             )),
-            (None, false) => tonic::transport::Endpoint::from_shared(self.url.clone())
-                .map_err(|e| ConnectError::Url(self.url.clone(), e.to_string()))?
-                .connect_timeout(Duration::from_secs(5))
-                .connect()
-                .await
-                .map_err(|e| ConnectError::Unreachable(self.url.clone(), transport_cause(&e))),
+            (None, false) => {
+                let endpoint = tonic::transport::Endpoint::from_shared(self.url.clone())
+                    .map_err(|e| ConnectError::Url(self.url.clone(), e.to_string()))?
+                    .connect_timeout(Duration::from_secs(5));
+                let connected = match self.source {
+                    None => endpoint.connect().await,
+                    Some(source) => {
+                        let address = self
+                            .url
+                            .trim_start_matches("http://")
+                            .trim_end_matches('/')
+                            .to_string();
+                        endpoint
+                            .connect_with_connector(TcpConnector {
+                                address,
+                                source: Some(source),
+                            })
+                            .await
+                    }
+                };
+                connected
+                    .map_err(|e| ConnectError::Unreachable(self.url.clone(), transport_cause(&e)))
+            }
         }
     }
 }

@@ -454,21 +454,13 @@ impl Device {
         let channel = hsp_endpoint.channel().await?;
         let mut client = v1::hsp_client::HspClient::new(channel)
             .max_decoding_message_size(vitalgate_rpc::MAX_MESSAGE_BYTES);
-        let (tx, rx) = mpsc::channel::<v1::DeviceFrame>(16);
-        let mut inbound = client
-            .device_session(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await?
-            .into_inner();
         let send = |frame: device_frame::Frame| v1::DeviceFrame { frame: Some(frame) };
         let closed =
             || DeviceError::Protocol("the HSP ended the stream during the handshake".into());
 
         let initiator_config = self.initiator_config();
         let (m1, state) = Initiator::start(&initiator_config, &mut OsRng)?;
-        tx.send(send(device_frame::Frame::Handshake(m1)))
-            .await
-            .map_err(|_| closed())?;
-        let m2 = expect_handshake(inbound.message().await?.ok_or_else(closed)?)?;
+        let (tx, mut inbound, m2) = send_m1(&mut client, HandshakeCall::DeviceSession, m1).await?;
         let verified = {
             let peers = PeerDirectory {
                 trust: &self.trust,
@@ -624,6 +616,69 @@ async fn renewal_timer(clock: SharedClock, can_renew: bool, due: u64) {
         true => vitalgate_rpc::clock::sleep_until(&*clock, due).await,
         false => std::future::pending().await,
     }
+}
+
+/// Which of the HSP's handshake streams to open.
+#[derive(Debug, Clone, Copy)]
+pub enum HandshakeCall<'a> {
+    /// `DeviceSession`: vitals follow the handshake.
+    DeviceSession,
+    /// `Login`, with the request's metadata (break-glass fields).
+    Login(&'a tonic::metadata::MetadataMap),
+}
+
+/// Opens a handshake stream and sends M1; returns the stream and M2. A loaded
+/// HSP answers M1 with a cookie instead (and ends that stream): M1 then goes
+/// again on a new stream, after the cookie. One cookie round at most.
+pub async fn send_m1(
+    client: &mut v1::hsp_client::HspClient<tonic::transport::Channel>,
+    call: HandshakeCall<'_>,
+    m1: Vec<u8>,
+) -> Result<
+    (
+        mpsc::Sender<v1::DeviceFrame>,
+        tonic::Streaming<v1::HspFrame>,
+        Vec<u8>,
+    ),
+    DeviceError,
+> {
+    let closed = || DeviceError::Protocol("the HSP ended the stream during the handshake".into());
+    let mut cookie = None;
+    for round in 0..2 {
+        let (tx, rx) = mpsc::channel::<v1::DeviceFrame>(16);
+        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let mut inbound = match call {
+            HandshakeCall::DeviceSession => client.device_session(request).await?,
+            HandshakeCall::Login(metadata) => {
+                *request.metadata_mut() = metadata.clone();
+                client.login(request).await?
+            }
+        }
+        .into_inner();
+        let frames = cookie
+            .take()
+            .map(device_frame::Frame::Cookie)
+            .into_iter()
+            .chain([device_frame::Frame::Handshake(m1.clone())]);
+        for frame in frames {
+            // A refusal before M1 was read shows as the stream's status below.
+            if tx
+                .send(v1::DeviceFrame { frame: Some(frame) })
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        match inbound.message().await?.ok_or_else(closed)?.frame {
+            Some(hsp_frame::Frame::Handshake(m2)) => return Ok((tx, inbound, m2)),
+            Some(hsp_frame::Frame::Cookie(asked)) if round == 0 => cookie = Some(asked),
+            _ => return Err(DeviceError::Protocol("expected M2 or a cookie".into())),
+        }
+    }
+    Err(DeviceError::Protocol(
+        "the HSP asked for a cookie again after it was sent".into(),
+    ))
 }
 
 fn expect_handshake(frame: v1::HspFrame) -> Result<Vec<u8>, DeviceError> {

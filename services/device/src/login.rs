@@ -12,7 +12,6 @@
 
 use prost::Message;
 use rand_core::OsRng;
-use tokio::sync::mpsc;
 use vitalgate_core::channel::Record;
 use vitalgate_core::credential::{
     Credential, KnownCredential, KnownCredentials, Role, RoleSet, TrustStore,
@@ -89,10 +88,8 @@ pub async fn login(
     break_glass: Option<&BreakGlass>,
 ) -> Result<LoginOutcome, DeviceError> {
     let mut client = client(&endpoint.into()).await?;
-    let (tx, rx) = mpsc::channel::<v1::DeviceFrame>(8);
-    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let mut metadata = tonic::metadata::MetadataMap::new();
     if let Some(glass) = break_glass {
-        let metadata = request.metadata_mut();
         let value = |s: &str| {
             s.parse()
                 .map_err(|_| DeviceError::Protocol("break-glass fields must be ASCII".into()))
@@ -101,7 +98,6 @@ pub async fn login(
         metadata.insert("x-vitalgate-patient", value(&glass.patient)?);
         metadata.insert("x-vitalgate-reason", value(&glass.reason)?);
     }
-    let mut inbound = client.login(request).await?.into_inner();
     let closed = || DeviceError::Protocol("the HSP ended the stream during the handshake".into());
     let send = |bytes: Vec<u8>| v1::DeviceFrame {
         frame: Some(device_frame::Frame::Handshake(bytes)),
@@ -116,11 +112,8 @@ pub async fn login(
     config.want_peer_credential = true;
     let mut factors = InitiatorFactors::new(factors);
     let (m1, state) = Initiator::start(&config, &mut OsRng)?;
-    if tx.send(send(m1)).await.is_err() {
-        // The HSP refused before reading M1: its status says why.
-        return Err(why_ended(&mut inbound).await);
-    }
-    let m2 = next_handshake(&mut inbound).await?;
+    let (tx, mut inbound, m2) =
+        crate::send_m1(&mut client, crate::HandshakeCall::Login(&metadata), m1).await?;
     let known = KnownCredentials::new();
     let verified = state.handle_m2(
         &m2,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use vitalgate_rpc::clock::SharedClock;
 
-use crate::{alerts, policy, KeyEncryptionKey};
+use crate::{alerts, policy, AdmissionLimits, KeyEncryptionKey};
 
 /// The HSP's settings.
 #[derive(Debug, Clone)]
@@ -21,6 +21,11 @@ pub struct HspConfig {
     pub skew_window_secs: u32,
     /// How long a device may take between handshake messages.
     pub handshake_timeout: Duration,
+    /// How long an established device session may stay without a record
+    /// before the HSP closes it (a device sends a batch every few seconds).
+    pub session_idle_timeout: Duration,
+    /// Caps on half-open handshakes and when a cookie is asked for.
+    pub admission: AdmissionLimits,
     /// The most samples one record may carry.
     pub max_batch_samples: usize,
     /// Size of the in-memory replay pre-filter.
@@ -81,7 +86,8 @@ impl std::fmt::Debug for CodeSenderHandle {
 }
 
 impl HspConfig {
-    /// Defaults: ±30 s, 10 s per handshake step, 500 samples per batch.
+    /// Defaults: ±30 s, 10 s per handshake step, 2 minutes idle at most in a
+    /// session, 500 samples per batch.
     pub fn new(data_dir: PathBuf, ttp_url: String, ttp_ca_pem: String) -> Self {
         Self {
             data_dir,
@@ -89,6 +95,8 @@ impl HspConfig {
             ttp_ca_pem,
             skew_window_secs: 30,
             handshake_timeout: Duration::from_secs(10),
+            session_idle_timeout: Duration::from_secs(120),
+            admission: AdmissionLimits::default(),
             max_batch_samples: 500,
             prefilter_capacity: 1 << 16,
             max_write_samples: 5_000,

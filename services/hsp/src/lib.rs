@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod alerts;
 mod clinician;
 mod config;
@@ -38,6 +39,7 @@ mod trust;
 mod vault;
 pub mod writer;
 
+pub use admission::{AdmissionLimits, COOKIE_ROOT_SETTING};
 pub use config::{CodeSenderHandle, HspConfig, HspTls};
 pub use error::HspError;
 pub use factors::OPAQUE_SETUP_SETTING;

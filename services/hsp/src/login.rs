@@ -91,13 +91,15 @@ pub(crate) async fn run(
 ) {
     if let Err(refusal) = login(&hsp, metadata, &mut inbound, &tx, &peer_addr).await {
         tracing::info!(peer = %peer_addr, reason = %refusal.status.message(), "login refused");
-        hsp.audit(
-            refusal.audit_kind,
-            &peer_addr,
-            "login",
-            refusal.status.message(),
-        )
-        .await;
+        if refusal.audited() {
+            hsp.audit(
+                refusal.audit_kind,
+                &peer_addr,
+                "login",
+                refusal.status.message(),
+            )
+            .await;
+        }
         let _ = tx.send(Err(refusal.status)).await;
     }
 }

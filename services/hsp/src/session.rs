@@ -5,6 +5,7 @@
 //! UNAUTHENTICATED and an audit event (threat 19). Each batch is stored before
 //! its acknowledgement is sealed and sent (threat 20).
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering;
 
 use prost::Message;
@@ -22,6 +23,7 @@ use vitalgate_proto::v1::{self, device_frame, hsp_frame};
 use vitalgate_rpc::{core_status, inbound_status, invalid, store_status};
 use vitalgate_store::StoredSample;
 
+use crate::admission::{FirstMessage, HalfOpen};
 use crate::factors::FactorRun;
 use crate::live::{CloseReason, LiveGuard};
 use crate::policy::Action;
@@ -35,7 +37,16 @@ pub(crate) struct Refusal {
     pub(crate) audit_kind: &'static str,
 }
 
+/// The audit kind of a stream admission turned away: counted, never written
+/// to the audit log (a flood must not become a flood of audit rows).
+pub(crate) const NOT_ADMITTED: &str = "admission.refused";
+
 impl Refusal {
+    /// Whether the refusal belongs in the audit log.
+    pub(crate) fn audited(&self) -> bool {
+        self.audit_kind != NOT_ADMITTED
+    }
+
     fn handshake(error: &vitalgate_core::Error) -> Self {
         Self {
             status: core_status(error),
@@ -74,6 +85,64 @@ fn handshake_bytes(frame: device_frame::Frame) -> Result<Vec<u8>, Refusal> {
         device_frame::Frame::Record(_) => Err(Refusal {
             status: Status::unauthenticated("vitals before the handshake completed: refused"),
             audit_kind: "vitals.refused",
+        }),
+        device_frame::Frame::Cookie(_) => Err(Refusal {
+            status: invalid("frame", "a cookie comes only before M1"),
+            audit_kind: "handshake.failed",
+        }),
+    }
+}
+
+/// Starts a half-open handshake from `peer_addr` (an IP address; an unknown
+/// one counts as 0.0.0.0), unless admission's caps are reached.
+fn admit(hsp: &Hsp, peer_addr: &str) -> Result<HalfOpen, Refusal> {
+    let source = peer_addr
+        .parse()
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    hsp.admission().enter(source).map_err(|crowded| Refusal {
+        status: Status::resource_exhausted(crowded.to_string()),
+        audit_kind: NOT_ADMITTED,
+    })
+}
+
+/// M1, after the cookie round trip a loaded replica asks for. `None` when
+/// the peer went away, or was sent a cookie (this stream then ends; the
+/// device comes back on a new one with the cookie and the same M1).
+async fn first_message(
+    hsp: &Hsp,
+    inbound: &mut Streaming<v1::DeviceFrame>,
+    tx: &Outbound,
+    half_open: &HalfOpen,
+) -> Result<Option<Vec<u8>>, Refusal> {
+    let Some(first) = next_frame(inbound, hsp).await? else {
+        return Ok(None);
+    };
+    let (cookie, m1) = match first {
+        device_frame::Frame::Cookie(cookie) => {
+            let Some(second) = next_frame(inbound, hsp).await? else {
+                return Ok(None);
+            };
+            (Some(cookie), handshake_bytes(second)?)
+        }
+        other => (None, handshake_bytes(other)?),
+    };
+    let admission = hsp.admission();
+    let source = half_open.source();
+    match admission.first_message(hsp.now(), source, &m1, cookie.as_deref()) {
+        FirstMessage::Answer => Ok(Some(m1)),
+        FirstMessage::AskForCookie => {
+            let cookie = admission.cookie(hsp.now(), source, &m1);
+            let frame = v1::HspFrame {
+                frame: Some(hsp_frame::Frame::Cookie(cookie)),
+            };
+            let _ = tx.send(Ok(frame)).await;
+            Ok(None)
+        }
+        FirstMessage::BadCookie => Err(Refusal {
+            status: Status::unauthenticated(
+                "the cookie was not made for this address and first message, or it expired",
+            ),
+            audit_kind: NOT_ADMITTED,
         }),
     }
 }
@@ -176,13 +245,15 @@ pub(crate) async fn run(
                     .fetch_add(1, Ordering::Relaxed);
             }
             tracing::info!(peer = %peer_addr, reason = %refusal.status.message(), kind = refusal.audit_kind, "device session refused");
-            hsp.audit(
-                refusal.audit_kind,
-                &peer_addr,
-                "device-session",
-                refusal.status.message(),
-            )
-            .await;
+            if refusal.audited() {
+                hsp.audit(
+                    refusal.audit_kind,
+                    &peer_addr,
+                    "device-session",
+                    refusal.status.message(),
+                )
+                .await;
+            }
             let _ = tx.send(Err(refusal.status)).await;
         }
     }
@@ -226,10 +297,10 @@ pub(crate) async fn authenticate(
     let inner = &**hsp;
     let responders = inner.responders();
     let responder_config = responders.for_action(action);
-    let Some(first) = next_frame(inbound, hsp).await? else {
+    let half_open = admit(hsp, peer_addr)?;
+    let Some(m1) = first_message(hsp, inbound, tx, &half_open).await? else {
         return Ok(None);
     };
-    let m1 = handshake_bytes(first)?;
     let (m2, responder) = Responder::handle_m1(
         responder_config,
         &m1,
@@ -336,6 +407,7 @@ pub(crate) async fn authenticate(
     if tx.send(handshake_frame(m4)).await.is_err() {
         return Ok(None);
     }
+    drop(half_open);
     inner
         .counters()
         .handshakes_ok
@@ -388,12 +460,24 @@ async fn handshake_and_stream(
 
     let mut channel = session.into_channel();
     let mut acknowledged_in_session = 0u64;
+    let idle_timeout = inner.config().session_idle_timeout;
     let result = loop {
         let frame = tokio::select! {
             _ = live.closed.changed() => {
                 break Err(closed_refusal(live.must_close().unwrap_or(CloseReason::Revoked)))
             }
-            frame = inbound.next() => frame,
+            frame = tokio::time::timeout(idle_timeout, inbound.next()) => match frame {
+                Ok(frame) => frame,
+                // A session left open and silent holds a task and a live
+                // entry: closed, and the device reconnects when it has data.
+                Err(_) => break Err(Refusal {
+                    status: Status::deadline_exceeded(format!(
+                        "no record for {} s: the session is closed",
+                        idle_timeout.as_secs()
+                    )),
+                    audit_kind: "vitals.session.idle",
+                }),
+            },
         };
         let record = match frame {
             None => break Ok(()),

@@ -10,6 +10,7 @@ use vitalgate_rpc::admin::AdminToken;
 use vitalgate_rpc::tls::ServerCert;
 use vitalgate_store::Store;
 
+use crate::admission::Admission;
 use crate::alerts::AlertRaiser;
 use crate::credential::{OwnCredential, Responders};
 use crate::factors::FactorVerifier;
@@ -28,6 +29,7 @@ pub struct State {
     store: Arc<dyn Store>,
     own: OwnCredential,
     prefilter: InMemoryReplayCache,
+    admission: Arc<Admission>,
     peers: Arc<Peers>,
     factors: FactorVerifier,
     tickets: TicketBook,
@@ -80,6 +82,8 @@ impl State {
             Some(alerts.start()),
         );
         let factors = FactorVerifier::for_replica(&config, store.clone(), vault.clone()).await?;
+        let admission =
+            Arc::new(Admission::for_replica(config.admission.clone(), &*store, &vault).await?);
         Ok(Self {
             own,
             ttp,
@@ -90,6 +94,7 @@ impl State {
             tickets: TicketBook::default(),
             peers: Arc::new(peers),
             prefilter: InMemoryReplayCache::new(config.prefilter_capacity),
+            admission,
             live: Arc::new(LiveSessions::new(stats.clone())),
             writer,
             alerts,
@@ -170,6 +175,11 @@ impl State {
     /// The in-memory replay pre-filter for first messages.
     pub(crate) fn prefilter(&self) -> &InMemoryReplayCache {
         &self.prefilter
+    }
+
+    /// Which handshakes the replica starts (caps, cookies).
+    pub(crate) fn admission(&self) -> &Arc<Admission> {
+        &self.admission
     }
 
     /// The TTP's keys and revocations, and the peers' credentials.

@@ -22,14 +22,14 @@
 //! account exists: an unknown user gets OPAQUE's fake record.
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use vitalgate_core::credential::{KeyProtection, Role};
 use vitalgate_core::factor::{AssuranceLevel, FactorKind, FactorSet};
 use vitalgate_password::ServerLoginState;
@@ -242,6 +242,17 @@ impl Portal {
         }
         let ke1 = decode("request", ke1_text)?;
         let inner = &*self.hsp;
+        // Before any work: a KE1 flood from one address, over many user
+        // names (the guess counters are per account), is turned away here.
+        let address = source.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        if let Err(retry_after_secs) = inner.admission().sign_in(address, self.hsp.now_ms()) {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "Too many sign-ins from this address. Try again in {retry_after_secs} seconds."
+                ),
+            ));
+        }
         let policy = &inner.factors().policy;
         if policy.rule(Role::Clinician, Action::Portal).is_none() {
             return Err(ApiError::forbidden(
