@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod connect;
 mod load;
+mod ops;
 mod process;
 
 use std::process::ExitCode;

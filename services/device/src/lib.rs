@@ -283,6 +283,7 @@ impl Device {
     }
 
     /// One connection: handshake, then stream until stopped or failed.
+    #[tracing::instrument(name = "device.session", skip_all)]
     pub async fn session(
         &mut self,
         hsp_endpoint: &Endpoint,
@@ -294,7 +295,9 @@ impl Device {
             .max_decoding_message_size(vitalgate_rpc::MAX_MESSAGE_BYTES);
         let (tx, rx) = mpsc::channel::<v1::DeviceFrame>(16);
         let mut inbound = client
-            .device_session(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .device_session(vitalgate_rpc::trace_context::request(
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+            ))
             .await?
             .into_inner();
         let send = |frame: device_frame::Frame| v1::DeviceFrame { frame: Some(frame) };
