@@ -676,7 +676,7 @@ mod tests {
         let ops_of = |flags: &OpsFlags, file: Option<&str>, env: &Env| {
             ops(flags, file.map(str::to_string), env, DEFAULT_HSP_OPS)
         };
-        let default = ops_of(&none, None, &Env::default()).unwrap();
+        let default = ops_of(&none, None, &Env::default()).expect("valid");
         assert_eq!(default.listen, "127.0.0.1:9002");
         assert_eq!(default.log_format, vitalgate_telemetry::LogFormat::Text);
         assert_eq!(default.otlp_endpoint, None);
@@ -686,14 +686,14 @@ mod tests {
             ("VITALGATE_LOG_FORMAT", "json"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
         ]);
-        let from_env = ops_of(&none, Some("127.0.0.1:9200"), &env).unwrap();
+        let from_env = ops_of(&none, Some("127.0.0.1:9200"), &env).expect("valid");
         assert_eq!(from_env.listen, "0.0.0.0:9100");
         assert_eq!(from_env.log_format, vitalgate_telemetry::LogFormat::Json);
         assert_eq!(
             from_env.otlp_endpoint.as_deref(),
             Some("http://collector:4317")
         );
-        let from_file = ops_of(&none, Some("127.0.0.1:9200"), &Env::default()).unwrap();
+        let from_file = ops_of(&none, Some("127.0.0.1:9200"), &Env::default()).expect("valid");
         assert_eq!(from_file.listen, "127.0.0.1:9200");
 
         let flags = OpsFlags {
@@ -701,7 +701,7 @@ mod tests {
             log_format: Some("text".into()),
             otlp_endpoint: Some("http://127.0.0.1:4317".into()),
         };
-        let from_flags = ops_of(&flags, Some("127.0.0.1:9200"), &env).unwrap();
+        let from_flags = ops_of(&flags, Some("127.0.0.1:9200"), &env).expect("valid");
         assert_eq!(from_flags.listen, "127.0.0.1:9300");
         assert_eq!(from_flags.log_format, vitalgate_telemetry::LogFormat::Text);
         assert_eq!(
@@ -712,8 +712,9 @@ mod tests {
 
     #[test]
     fn bad_ops_settings_are_one_clear_line() {
-        let bad =
-            |flags: OpsFlags| ops(&flags, None, &Env::default(), DEFAULT_TTP_OPS).unwrap_err();
+        let bad = |flags: OpsFlags| {
+            ops(&flags, None, &Env::default(), DEFAULT_TTP_OPS).expect_err("refused")
+        };
         let listen = bad(OpsFlags {
             ops_listen: Some("localhost:nine".into()),
             ..Default::default()
