@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod connect;
 mod load;
+mod ops;
 mod portal_page;
 mod process;
 

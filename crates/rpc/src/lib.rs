@@ -12,6 +12,7 @@ pub mod admin;
 pub mod clock;
 pub mod identity;
 pub mod tls;
+pub mod trace_context;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -253,7 +254,11 @@ pub async fn serve(
         .build_v1()
         .expect("the descriptor sets are generated at build time and valid")
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let mut server = tonic::transport::Server::builder().layer(InboundStatusLayer);
+    // The trace layer is outermost, so that its span covers the whole call.
+    let mut server = tonic::transport::Server::builder().layer(tower_layer::Stack::new(
+        InboundStatusLayer,
+        trace_context::ServerTraceLayer,
+    ));
     let router = server.add_routes(routes.add_service(health).add_service(reflection));
     match tls {
         Some(tls) => {

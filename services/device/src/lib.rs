@@ -445,6 +445,7 @@ impl Device {
     }
 
     /// One connection: handshake, then stream until stopped or failed.
+    #[tracing::instrument(name = "device.session", skip_all)]
     pub async fn session(
         &mut self,
         hsp_endpoint: &Endpoint,
@@ -646,7 +647,9 @@ pub async fn send_m1(
     let mut cookie = None;
     for round in 0..2 {
         let (tx, rx) = mpsc::channel::<v1::DeviceFrame>(16);
-        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        // The session's trace continues at the HSP (W3C trace context).
+        let mut request =
+            vitalgate_rpc::trace_context::request(tokio_stream::wrappers::ReceiverStream::new(rx));
         let mut inbound = match call {
             HandshakeCall::DeviceSession => client.device_session(request).await?,
             HandshakeCall::Login(metadata) => {

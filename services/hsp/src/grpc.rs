@@ -1,6 +1,7 @@
 //! The generated gRPC service: wire types in, domain calls out.
 
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 use vitalgate_proto::v1;
 
 use crate::factors::FactorFailure;
@@ -43,7 +44,10 @@ impl v1::hsp_server::Hsp for Hsp {
         let inbound = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let hsp = self.clone();
-        tokio::spawn(async move { login::run(hsp, metadata, inbound, tx, peer).await });
+        // The login and the session run in the call's span (see vitalgate_rpc::trace_context).
+        tokio::spawn(
+            async move { login::run(hsp, metadata, inbound, tx, peer).await }.in_current_span(),
+        );
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
@@ -118,7 +122,7 @@ impl v1::hsp_server::Hsp for Hsp {
         let inbound = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let hsp = self.clone();
-        tokio::spawn(async move { session::run(hsp, inbound, tx, peer).await });
+        tokio::spawn(async move { session::run(hsp, inbound, tx, peer).await }.in_current_span());
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))

@@ -239,6 +239,7 @@ pub(crate) async fn run(
     match handshake_and_stream(&hsp, &mut inbound, &tx, &peer_addr).await {
         Ok(()) => {}
         Err(refusal) => {
+            crate::stats::count_refusal(refusal.audit_kind);
             if refusal.audit_kind.starts_with("handshake") {
                 hsp.counters()
                     .handshakes_failed

@@ -13,6 +13,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 use tokio::sync::{mpsc, oneshot};
 use vitalgate_store::{Store, StoreError, StoredSample};
@@ -124,7 +125,12 @@ struct Writer {
 impl Writer {
     /// Stores `batch` in one write and hands it to the alert rules.
     async fn write(&self, batch: Vec<StoredSample>) -> Result<(), StoreError> {
-        match self.store.store_vitals(&batch).await {
+        let span = tracing::debug_span!(
+            "store.transaction",
+            db.operation = "store_vitals",
+            samples = batch.len()
+        );
+        match self.store.store_vitals(&batch).instrument(span).await {
             Ok(new) => {
                 let stats = &self.stats;
                 stats.samples_stored.fetch_add(new, Ordering::Relaxed);

@@ -20,7 +20,7 @@ use vitalgate_rpc::tls::{ClientTls, Endpoint, PeerName};
 
 use vitalgate_ttp::{Ttp, TtpConfig};
 
-use crate::{admin_request, connect, connect_ttp, init_logging, shutdown_signal, CliResult};
+use crate::{admin_request, connect, connect_ttp, shutdown_signal, CliResult};
 
 #[derive(Debug, Args)]
 pub(crate) struct DevArgs {
@@ -61,6 +61,14 @@ pub(crate) struct DevArgs {
     /// binary].
     #[arg(long, env = "VITALGATE_PORTAL_ASSETS")]
     portal_assets: Option<PathBuf>,
+    /// Log lines as `text` or `json` (one object a line, with trace and
+    /// span ids).
+    #[arg(long, default_value = "text", env = "VITALGATE_LOG_FORMAT")]
+    log_format: vitalgate_telemetry::LogFormat,
+    /// Export traces and metrics by OTLP/gRPC to this collector
+    /// (`http://host:4317`).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 /// `vitalgate dev-code`: the demonstration clinician's current TOTP code,
@@ -292,7 +300,15 @@ fn totals(devices: &[Arc<DeviceStats>]) -> Totals {
 pub(crate) async fn run(args: DevArgs) -> CliResult {
     // Audit events and per-handshake logs are in the store; the terminal gets
     // the progress lines below and warnings.
-    init_logging("warn");
+    let telemetry = crate::ops::init_telemetry(
+        "vitalgate-dev",
+        &crate::config::resolve::OpsSettings {
+            listen: String::new(),
+            log_format: args.log_format,
+            otlp_endpoint: args.otlp_endpoint.clone(),
+        },
+        "warn",
+    )?;
     let say = |line: String| {
         if !args.json {
             println!("{line}");
@@ -308,6 +324,8 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     // The development HSP serves TLS with a certificate from the TTP,
     // named by its SPIFFE ID.
     ttp_config.every_hsp_serves = true;
+    let ttp_ready = crate::ops::ServiceReadiness::store_only();
+    ttp_ready.store_opened(ttp_store.clone());
     let ttp = Ttp::open(ttp_config, ttp_store).await?;
     let admin = ttp.admin_token().to_string();
     let ca_pem = ttp.ca_pem().to_string();
@@ -322,6 +340,16 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         "TTP  listening on {ttp_url}  ({} start)",
         if first_start { "first" } else { "repeat" }
     ));
+    // Every service in the process shares one set of metrics; each gets its
+    // own operations listener and readiness, as it would alone.
+    let ttp_ops = crate::ops::serve_ops(
+        "127.0.0.1:0",
+        &telemetry,
+        ttp_ready,
+        wait_shutdown(shutdown_rx.clone()),
+    )
+    .await?;
+    say(format!("OPS  ttp http://{ttp_ops}"));
     let mut ttp_client = connect_ttp(&ttp_url, &data.join("ttp").join("x509-ca.pem")).await?;
 
     // HSP.
@@ -351,6 +379,17 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         vitalgate_otp::FileSender::new(&codes_file),
     )));
     let hsp = Hsp::open(hsp_config, hsp_store.clone(), hsp_token.as_deref()).await?;
+    let hsp_ready = crate::ops::ServiceReadiness::with_trust_bundle();
+    hsp_ready.store_opened(hsp_store.clone());
+    hsp_ready.trust_bundle_loaded();
+    hsp.stats().publish();
+    let hsp_ops = crate::ops::serve_ops(
+        "127.0.0.1:0",
+        &telemetry,
+        hsp_ready,
+        wait_shutdown(shutdown_rx.clone()),
+    )
+    .await?;
     if hsp_token.is_some() {
         say(format!(
             "HSP  enrolled: hsp.general-hospital, serial {}",
@@ -376,6 +415,7 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         tokio::spawn(async move { hsp.maintain(rx).await })
     };
     say(format!("HSP  listening on {hsp_url}"));
+    say(format!("OPS  hsp http://{hsp_ops}"));
     // `vitalgate admin` defaults to ports 7001 and 7002 and to files under
     // ./vitalgate-data; these lines point it at this run from any terminal.
     let absolute = |path: PathBuf| std::path::absolute(&path).unwrap_or(path);
@@ -615,6 +655,7 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         );
         println!("  data            {}", data.display());
     }
+    crate::ops::shutdown_telemetry(telemetry).await;
     Ok(())
 }
 

@@ -12,12 +12,19 @@ use vitalgate_ttp::{Ttp, TtpConfig};
 
 use crate::config::flags::{DeviceFlags, HspFlags, TtpFlags};
 use crate::config::{resolve, Env};
-use crate::{connect_ttp, init_logging, load, open_store, shutdown_signal, CliResult};
+use crate::{connect_ttp, init_logging, load, open_store, ops, shutdown_signal, CliResult};
 
 pub(crate) async fn ttp(flags: TtpFlags, env: &Env) -> CliResult {
-    init_logging("info");
     let file = load::config_file(resolve::config_path(flags.config.as_ref(), env)?.as_ref())?.ttp;
     let settings = resolve::ttp(&flags, &file, env)?;
+    let ops_settings = resolve::ops(
+        &flags.ops,
+        file.ops_listen.clone(),
+        env,
+        resolve::DEFAULT_TTP_OPS,
+    )?;
+    let readiness = ops::ServiceReadiness::store_only();
+    let telemetry = ops::start("vitalgate-ttp", &ops_settings, readiness.clone()).await?;
     std::fs::create_dir_all(&settings.data_dir)?;
     let store = open_store(
         settings.database_url.as_deref(),
@@ -25,6 +32,7 @@ pub(crate) async fn ttp(flags: TtpFlags, env: &Env) -> CliResult {
         &settings.data_dir,
     )
     .await?;
+    readiness.store_opened(store.clone());
     let mut config = TtpConfig::new(settings.data_dir.clone());
     config.serving_hsps = settings.serving_hsps.clone();
     if let Some(lifetime) = settings.credential_lifetime {
@@ -56,13 +64,21 @@ pub(crate) async fn ttp(flags: TtpFlags, env: &Env) -> CliResult {
         .await
         .map_err(|e| format!("the TTP on {bound}: {e}"))?;
     tracing::info!("TTP stopped");
+    ops::shutdown_telemetry(telemetry).await;
     Ok(())
 }
 
 pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
-    init_logging("info");
     let file = load::config_file(resolve::config_path(flags.config.as_ref(), env)?.as_ref())?.hsp;
     let settings = resolve::hsp(&flags, &file, env)?;
+    let ops_settings = resolve::ops(
+        &flags.ops,
+        file.ops_listen.clone(),
+        env,
+        resolve::DEFAULT_HSP_OPS,
+    )?;
+    let readiness = ops::ServiceReadiness::with_trust_bundle();
+    let telemetry = ops::start("vitalgate-hsp", &ops_settings, readiness.clone()).await?;
     std::fs::create_dir_all(&settings.data_dir)?;
     let store = open_store(
         settings.database_url.as_deref(),
@@ -70,6 +86,7 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
         &settings.data_dir,
     )
     .await?;
+    readiness.store_opened(store.clone());
     let ca_pem = load::pem(&settings.ttp_ca, "TTP CA certificate")?;
     let mut config = HspConfig::new(settings.data_dir.clone(), settings.ttp_url.clone(), ca_pem);
     config.skew_window_secs = settings.skew_window_secs;
@@ -120,6 +137,9 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
         tracing::warn!("{}", crate::portal_page::MISSING);
     }
     let hsp = Hsp::open(config, store, settings.enrollment_token.as_deref()).await?;
+    // Opening loaded the TTP's keys and revocations.
+    readiness.trust_bundle_loaded();
+    hsp.stats().publish();
     // A listener that fails after the start (the portal's TLS, an accept
     // loop) stops the whole service with its address and cause, instead of
     // dying alone in its task while the rest looks healthy.
@@ -195,6 +215,7 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), portal).await;
     }
     tracing::info!("HSP stopped");
+    ops::shutdown_telemetry(telemetry).await;
     Ok(())
 }
 

@@ -33,6 +33,8 @@ pub(crate) struct TtpSection {
     /// HSPs that may serve TLS with a certificate from the service CA
     /// (`[[ttp.serving_hsp]]`), with the DNS names each is given.
     pub(crate) serving_hsp: Option<Vec<ServingHspSection>>,
+    /// The operations listener (`/livez`, `/readyz`, `/metrics`).
+    pub(crate) ops_listen: Option<String>,
 }
 
 /// An HSP the TTP lets serve, and its DNS names.
@@ -58,6 +60,8 @@ pub(crate) struct TokenSection {
 #[serde(deny_unknown_fields)]
 pub(crate) struct HspSection {
     pub(crate) listen: Option<String>,
+    /// The operations listener (`/livez`, `/readyz`, `/metrics`).
+    pub(crate) ops_listen: Option<String>,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) ttp_url: Option<String>,
     pub(crate) ttp_ca: Option<PathBuf>,

@@ -28,6 +28,25 @@ pub(crate) struct PoolFlags {
     pub(crate) database_ca_file: Option<PathBuf>,
 }
 
+/// Operations: the health and metrics listener, the log format, OTLP export.
+#[derive(Debug, Default, Clone, Args)]
+pub(crate) struct OpsFlags {
+    /// The operations listener (`/livez`, `/readyz`, `/metrics`, plain
+    /// HTTP) [default: 127.0.0.1:9001 for the TTP, 127.0.0.1:9002 for the
+    /// HSP]. [env: VITALGATE_OPS_LISTEN]
+    #[arg(long)]
+    pub(crate) ops_listen: Option<String>,
+    /// Log lines as `text` or `json` (one object a line, with trace and
+    /// span ids) [default: text]. [env: VITALGATE_LOG_FORMAT]
+    #[arg(long)]
+    pub(crate) log_format: Option<String>,
+    /// Export traces and metrics by OTLP/gRPC to this collector
+    /// (`http://host:4317`) [default: none, nothing is exported].
+    /// [env: OTEL_EXPORTER_OTLP_ENDPOINT]
+    #[arg(long)]
+    pub(crate) otlp_endpoint: Option<String>,
+}
+
 /// `vitalgate ttp`.
 #[derive(Debug, Default, Args)]
 pub(crate) struct TtpFlags {
@@ -53,6 +72,8 @@ pub(crate) struct TtpFlags {
     /// [env: VITALGATE_SERVING_HSPS]
     #[arg(long, value_delimiter = ',')]
     pub(crate) serving_hsps: Option<Vec<String>>,
+    #[command(flatten)]
+    pub(crate) ops: OpsFlags,
 }
 
 /// `vitalgate hsp`.
@@ -155,6 +176,8 @@ pub(crate) struct HspFlags {
     /// [env: VITALGATE_TTP_ADMIN_TOKEN_FILE]
     #[arg(long)]
     pub(crate) ttp_admin_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) ops: OpsFlags,
 }
 
 /// `vitalgate device`.

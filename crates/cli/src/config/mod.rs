@@ -19,11 +19,12 @@ use std::str::FromStr;
 pub(crate) struct Env(BTreeMap<String, String>);
 
 impl Env {
-    /// The process's `VITALGATE_*` variables.
+    /// The process's `VITALGATE_*` variables, and OpenTelemetry's
+    /// standard `OTEL_*` ones.
     pub(crate) fn from_process() -> Self {
         Self(
             std::env::vars()
-                .filter(|(name, _)| name.starts_with("VITALGATE_"))
+                .filter(|(name, _)| name.starts_with("VITALGATE_") || name.starts_with("OTEL_"))
                 .collect(),
         )
     }

@@ -12,7 +12,7 @@ use vitalgate_hsp::TrustedProxy;
 use vitalgate_store::{DatabaseTls, PoolOptions};
 
 use super::file::{DeviceSection, HspSection, TokenSection, TtpSection};
-use super::flags::{DeviceFlags, HspFlags, PoolFlags, TtpFlags};
+use super::flags::{DeviceFlags, HspFlags, OpsFlags, PoolFlags, TtpFlags};
 use super::{pick, pick_opt, Env};
 
 pub(crate) const DEFAULT_TTP_URL: &str = "https://127.0.0.1:7001";
@@ -431,6 +431,62 @@ pub(crate) fn device(
     })
 }
 
+/// The operations settings of one service.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct OpsSettings {
+    pub(crate) listen: String,
+    pub(crate) log_format: vitalgate_telemetry::LogFormat,
+    pub(crate) otlp_endpoint: Option<String>,
+}
+
+/// The TTP's default operations address.
+pub(crate) const DEFAULT_TTP_OPS: &str = "127.0.0.1:9001";
+/// The HSP's default operations address.
+pub(crate) const DEFAULT_HSP_OPS: &str = "127.0.0.1:9002";
+
+/// The operations listener, log format and OTLP collector: flag, then
+/// environment (`OTEL_EXPORTER_OTLP_ENDPOINT` for the collector, as every
+/// OpenTelemetry SDK reads it), then the file's `ops_listen`, then
+/// `default_listen`. A malformed endpoint is refused here, at start.
+pub(crate) fn ops(
+    flags: &OpsFlags,
+    file_ops_listen: Option<String>,
+    env: &Env,
+    default_listen: &str,
+) -> Result<OpsSettings, String> {
+    let log_format: Option<String> = pick_opt(
+        flags.log_format.clone(),
+        env.get("VITALGATE_LOG_FORMAT")?,
+        None,
+    );
+    let log_format = match log_format {
+        Some(text) => text.parse()?,
+        None => vitalgate_telemetry::LogFormat::Text,
+    };
+    let otlp_endpoint: Option<String> = pick_opt(
+        flags.otlp_endpoint.clone(),
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT")?,
+        None,
+    );
+    if let Some(endpoint) = &otlp_endpoint {
+        vitalgate_telemetry::check_otlp_endpoint(endpoint).map_err(|e| e.to_string())?;
+    }
+    let listen = pick(
+        flags.ops_listen.clone(),
+        env.get("VITALGATE_OPS_LISTEN")?,
+        file_ops_listen,
+        default_listen.to_string(),
+    );
+    listen
+        .parse::<std::net::SocketAddr>()
+        .map_err(|e| format!("the operations address {listen:?}: {e}"))?;
+    Ok(OpsSettings {
+        listen,
+        log_format,
+        otlp_endpoint,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,5 +678,73 @@ mod tests {
             options.tls,
             DatabaseTls::Required { ca_file: Some(_) }
         ));
+    }
+
+    #[test]
+    fn ops_defaults_flags_env_and_file() {
+        let none = OpsFlags::default();
+        let ops_of = |flags: &OpsFlags, file: Option<&str>, env: &Env| {
+            ops(flags, file.map(str::to_string), env, DEFAULT_HSP_OPS)
+        };
+        let default = ops_of(&none, None, &Env::default()).expect("valid");
+        assert_eq!(default.listen, "127.0.0.1:9002");
+        assert_eq!(default.log_format, vitalgate_telemetry::LogFormat::Text);
+        assert_eq!(default.otlp_endpoint, None);
+
+        let env = Env::of(&[
+            ("VITALGATE_OPS_LISTEN", "0.0.0.0:9100"),
+            ("VITALGATE_LOG_FORMAT", "json"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+        ]);
+        let from_env = ops_of(&none, Some("127.0.0.1:9200"), &env).expect("valid");
+        assert_eq!(from_env.listen, "0.0.0.0:9100");
+        assert_eq!(from_env.log_format, vitalgate_telemetry::LogFormat::Json);
+        assert_eq!(
+            from_env.otlp_endpoint.as_deref(),
+            Some("http://collector:4317")
+        );
+        let from_file = ops_of(&none, Some("127.0.0.1:9200"), &Env::default()).expect("valid");
+        assert_eq!(from_file.listen, "127.0.0.1:9200");
+
+        let flags = OpsFlags {
+            ops_listen: Some("127.0.0.1:9300".into()),
+            log_format: Some("text".into()),
+            otlp_endpoint: Some("http://127.0.0.1:4317".into()),
+        };
+        let from_flags = ops_of(&flags, Some("127.0.0.1:9200"), &env).expect("valid");
+        assert_eq!(from_flags.listen, "127.0.0.1:9300");
+        assert_eq!(from_flags.log_format, vitalgate_telemetry::LogFormat::Text);
+        assert_eq!(
+            from_flags.otlp_endpoint.as_deref(),
+            Some("http://127.0.0.1:4317")
+        );
+    }
+
+    #[test]
+    fn bad_ops_settings_are_one_clear_line() {
+        let bad = |flags: OpsFlags| {
+            ops(&flags, None, &Env::default(), DEFAULT_TTP_OPS).expect_err("refused")
+        };
+        let listen = bad(OpsFlags {
+            ops_listen: Some("localhost:nine".into()),
+            ..Default::default()
+        });
+        assert!(
+            listen.contains("operations address") && !listen.contains('\n'),
+            "{listen}"
+        );
+        let endpoint = bad(OpsFlags {
+            otlp_endpoint: Some("collector:4317".into()),
+            ..Default::default()
+        });
+        assert!(
+            endpoint.contains("OTLP endpoint") && !endpoint.contains('\n'),
+            "{endpoint}"
+        );
+        let format = bad(OpsFlags {
+            log_format: Some("yaml".into()),
+            ..Default::default()
+        });
+        assert!(format.contains("not json or text"), "{format}");
     }
 }

@@ -1,0 +1,91 @@
+//! One JSON object per log line, with the OpenTelemetry ids of the span the
+//! event happened in so that a log line leads to its trace.
+
+use std::fmt;
+
+use opentelemetry::trace::TraceContextExt as _;
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The JSON line format: `timestamp`, `level`, `target`, `span` (the
+/// innermost span's name), `trace_id` and `span_id` inside a span, the
+/// event's fields under `fields`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut line = Map::new();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        line.insert("timestamp".into(), Value::from(now.as_secs_f64()));
+        let metadata = event.metadata();
+        line.insert("level".into(), Value::from(metadata.level().as_str()));
+        line.insert("target".into(), Value::from(metadata.target()));
+        if let Some(span) = ctx.lookup_current() {
+            line.insert("span".into(), Value::from(span.name()));
+        }
+        // The OpenTelemetry layer makes an entered span's context current.
+        let context = opentelemetry::Context::current();
+        let span_context = context.span().span_context().clone();
+        if span_context.is_valid() {
+            line.insert(
+                "trace_id".into(),
+                Value::from(span_context.trace_id().to_string()),
+            );
+            line.insert(
+                "span_id".into(),
+                Value::from(span_context.span_id().to_string()),
+            );
+        }
+        let mut fields = FieldsToJson(Map::new());
+        event.record(&mut fields);
+        line.insert("fields".into(), Value::Object(fields.0));
+        let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
+        writeln!(writer, "{text}")
+    }
+}
+
+/// An event's fields as JSON values.
+struct FieldsToJson(Map<String, Value>);
+
+impl Visit for FieldsToJson {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0
+            .insert(field.name().into(), Value::from(format!("{value:?}")));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+}

@@ -1,0 +1,298 @@
+//! Operations for vitalgate's services, set up once per process by the CLI:
+//!
+//! - logs to stderr, human text or one JSON object a line carrying the
+//!   trace and span ids of the span the event happened in ([`LogFormat`]);
+//! - OpenTelemetry traces (every `tracing` span becomes one) and metrics,
+//!   exported by OTLP/gRPC when an endpoint is configured and not at all
+//!   otherwise; an unreachable collector costs a bounded queue and a count
+//!   of what was dropped, never a wait on the hot path;
+//! - the same metrics in Prometheus' text format, and the operations
+//!   listener that serves them beside `/livez` and `/readyz` ([`ops`]).
+//!
+//! The services themselves only use `tracing` spans and the `opentelemetry`
+//! API's global meter; nothing here is needed to run them.
+
+#![forbid(unsafe_code)]
+
+mod export;
+mod json;
+pub mod ops;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::Resource;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, with `trace_id` and `span_id` inside a span.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("log format {other:?}: not json or text")),
+        }
+    }
+}
+
+/// What the process asks of telemetry.
+#[derive(Debug, Clone)]
+pub struct TelemetrySettings {
+    /// `service.name` of the exported resource (`vitalgate-hsp`, …).
+    pub service_name: String,
+    /// The log line format.
+    pub log_format: LogFormat,
+    /// The OTLP/gRPC collector (`http://host:4317`); `None`: export nothing.
+    pub otlp_endpoint: Option<String>,
+    /// The log filter when `RUST_LOG` is unset (`info`, `warn`, …).
+    pub default_log_filter: String,
+}
+
+/// A configuration that cannot work: reported as one line at start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The OTLP endpoint is not an `http://` or `https://` URL.
+    #[error("OTLP endpoint {0:?}: not an http:// or https:// URL with a host")]
+    Endpoint(String),
+    /// The exporter could not be built.
+    #[error("OTLP exporter: {0}")]
+    Exporter(String),
+    /// The Prometheus registry refused the reader.
+    #[error("Prometheus exporter: {0}")]
+    Prometheus(String),
+}
+
+/// How many spans may wait for the collector: beyond it they are dropped
+/// (and counted), so a collector that is down costs memory bounded by this.
+const SPAN_QUEUE: usize = 2048;
+/// How long one export may take before it is abandoned as failed.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often metrics are pushed to the collector.
+const METRICS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The process's telemetry: keep it alive while the process runs, then
+/// [`Telemetry::shutdown`] to flush what is queued.
+#[derive(Clone)]
+pub struct Telemetry {
+    tracer_provider: Option<SdkTracerProvider>,
+    meter_provider: SdkMeterProvider,
+    registry: prometheus::Registry,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("exports_traces", &self.tracer_provider.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The endpoint, checked now so that a typo is a clear error at start
+/// rather than silence later.
+pub fn check_otlp_endpoint(endpoint: &str) -> Result<(), TelemetryError> {
+    let rest = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+        .ok_or_else(|| TelemetryError::Endpoint(endpoint.to_string()))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let valid = !authority.is_empty()
+        && endpoint.parse::<tonic::transport::Uri>().is_ok()
+        && !authority.contains(char::is_whitespace);
+    if valid {
+        Ok(())
+    } else {
+        Err(TelemetryError::Endpoint(endpoint.to_string()))
+    }
+}
+
+impl Telemetry {
+    /// Installs the process's logging, tracing and metrics. Must run inside
+    /// a Tokio runtime (the OTLP client's connection lives on it). Calling it
+    /// twice keeps the first logger (tests start several services in one
+    /// process) but returns a working handle.
+    pub fn init(settings: &TelemetrySettings) -> Result<Self, TelemetryError> {
+        let resource = Resource::builder()
+            .with_service_name(settings.service_name.clone())
+            .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+            .build();
+
+        let registry = prometheus::Registry::new();
+        let prometheus_reader = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .scope_info_enabled(false)
+            .build()
+            .map_err(|e| TelemetryError::Prometheus(e.to_string()))?;
+        let mut meters = SdkMeterProvider::builder()
+            .with_resource(resource.clone())
+            .with_reader(prometheus_reader);
+
+        if let Some(endpoint) = &settings.otlp_endpoint {
+            check_otlp_endpoint(endpoint)?;
+            let metrics = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_timeout(EXPORT_TIMEOUT)
+                .with_channel(lazy_channel(endpoint)?)
+                .build()
+                .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+            meters = meters.with_reader(
+                opentelemetry_sdk::metrics::PeriodicReader::builder(metrics)
+                    .with_interval(METRICS_INTERVAL)
+                    .build(),
+            );
+        }
+        let meter_provider = meters.build();
+        opentelemetry::global::set_meter_provider(meter_provider.clone());
+
+        let mut tracer_provider = None;
+        if let Some(endpoint) = &settings.otlp_endpoint {
+            let spans = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_timeout(EXPORT_TIMEOUT)
+                .with_channel(lazy_channel(endpoint)?)
+                .build()
+                .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+            let processor = BatchSpanProcessor::builder(export::Counted::new(spans))
+                .with_batch_config(
+                    BatchConfigBuilder::default()
+                        .with_max_queue_size(SPAN_QUEUE)
+                        .build(),
+                )
+                .build();
+            tracer_provider = Some(
+                SdkTracerProvider::builder()
+                    .with_resource(resource.clone())
+                    .with_span_processor(processor)
+                    .build(),
+            );
+        } else if settings.log_format == LogFormat::Json {
+            // JSON lines carry trace ids, so spans need ids even when
+            // nothing is exported: a provider with no processor gives them
+            // and drops the spans when they end.
+            tracer_provider = Some(
+                SdkTracerProvider::builder()
+                    .with_resource(resource.clone())
+                    .build(),
+            );
+        }
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+
+        let filter = EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new(&settings.default_log_filter));
+        let fmt_layer = match settings.log_format {
+            LogFormat::Text => tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .boxed(),
+            LogFormat::Json => tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .event_format(json::JsonLines)
+                .boxed(),
+        };
+        let otel_layer = tracer_provider.as_ref().map(|provider| {
+            opentelemetry::global::set_tracer_provider(provider.clone());
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("vitalgate"))
+                .with_location(false)
+                .with_threads(false)
+        });
+        // The filter applies to the log lines only: spans the filter hides
+        // from the logs (debug-level store transactions, say) still go to
+        // the collector.
+        let _ = tracing_subscriber::registry()
+            .with(
+                otel_layer
+                    .map(|layer| layer.with_filter(tracing_subscriber::filter::LevelFilter::DEBUG)),
+            )
+            .with(fmt_layer.with_filter(filter))
+            .try_init();
+
+        Ok(Self {
+            tracer_provider,
+            meter_provider,
+            registry,
+        })
+    }
+
+    /// The metrics now, in Prometheus' text exposition format.
+    pub fn prometheus_text(&self) -> String {
+        use prometheus::Encoder as _;
+        let mut text = Vec::new();
+        let families = self.registry.gather();
+        if prometheus::TextEncoder::new()
+            .encode(&families, &mut text)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(text).unwrap_or_default()
+    }
+
+    /// Hands the spans queued so far to the exporter and waits for it (at
+    /// most the export timeout): a collector that is down fails the export,
+    /// and the spans are counted as dropped.
+    pub fn flush_traces(&self) {
+        if let Some(provider) = &self.tracer_provider {
+            let _ = provider.force_flush();
+        }
+    }
+
+    /// Whether spans are exported to a collector.
+    pub fn exports_traces(&self) -> bool {
+        self.tracer_provider.is_some()
+    }
+
+    /// Flushes and stops the exporters (each bounded by the export timeout).
+    pub fn shutdown(&self) {
+        if let Some(provider) = &self.tracer_provider {
+            let _ = provider.shutdown();
+        }
+        let _ = self.meter_provider.shutdown();
+    }
+
+    /// The metrics source for an [`ops`] listener.
+    pub fn metrics_source(&self) -> Arc<dyn ops::MetricsSource> {
+        Arc::new(self.clone())
+    }
+}
+
+impl ops::MetricsSource for Telemetry {
+    fn render(&self) -> String {
+        self.prometheus_text()
+    }
+}
+
+/// A connection to the collector made on first use, so that a collector
+/// that is down at start delays nothing.
+fn lazy_channel(endpoint: &str) -> Result<tonic::transport::Channel, TelemetryError> {
+    let channel = tonic::transport::Channel::from_shared(endpoint.to_string())
+        .map_err(|_| TelemetryError::Endpoint(endpoint.to_string()))?
+        .connect_timeout(EXPORT_TIMEOUT)
+        .timeout(EXPORT_TIMEOUT);
+    Ok(channel.connect_lazy())
+}
+
+/// The process's meter for vitalgate's instruments (the global provider's,
+/// a no-op one until [`Telemetry::init`] ran).
+pub fn meter() -> opentelemetry::metrics::Meter {
+    opentelemetry::global::meter("vitalgate")
+}
