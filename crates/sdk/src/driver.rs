@@ -1,0 +1,71 @@
+//! A blocking driver over the integrator's [`Transport`]: for firmware with a
+//! main loop and no executor. An asynchronous agent uses the sans-I/O parts
+//! ([`DeviceHandshake`], [`SampleBuffer`]) itself.
+
+use alloc::vec;
+
+use rand_core::{CryptoRng, RngCore};
+use vitalgate_core::channel::{Record, SecureChannel};
+use vitalgate_core::handshake::{InitiatorConfig, PeerDirectory, Session, MAX_MESSAGE_LEN};
+use vitalgate_core::provider::CryptoProvider;
+use vitalgate_core::UnixTime;
+
+use crate::buffer::{Entry, SampleBuffer};
+use crate::handshake::{DeviceHandshake, FactorAnswers, Step};
+use crate::sample::{encode_batch, AckSequences};
+use crate::traits::{Clock, Transport};
+use crate::SdkError;
+
+/// Runs a whole handshake over `transport`.
+pub fn handshake<P: CryptoProvider>(
+    transport: &mut impl Transport,
+    config: &InitiatorConfig<P>,
+    peers: &PeerDirectory<'_>,
+    clock: &impl Clock,
+    rng: &mut (impl RngCore + CryptoRng + ?Sized),
+    factors: &mut dyn FactorAnswers,
+) -> Result<Session<P>, SdkError> {
+    let (m1, mut handshake) = DeviceHandshake::start(config, rng)?;
+    transport.send(&m1)?;
+    let mut buf = vec![0u8; MAX_MESSAGE_LEN];
+    loop {
+        let len = transport.receive(&mut buf)?;
+        let now = UnixTime(clock.now_unix_ms().unwrap_or(0) / 1000);
+        match handshake.handle(&buf[..len], now, peers, factors)? {
+            Step::Send(message) => transport.send(&message)?,
+            Step::Established(session) => return Ok(session),
+        }
+    }
+}
+
+/// Sends what `buffer` holds unsent, `batch` samples per record, and reads one
+/// acknowledgement per record sent; returns how many samples were acknowledged.
+pub fn send_and_collect_acks<P: CryptoProvider, B: AsRef<[Entry]> + AsMut<[Entry]>>(
+    transport: &mut impl Transport,
+    channel: &mut SecureChannel<P>,
+    buffer: &mut SampleBuffer<B>,
+    batch: usize,
+) -> Result<usize, SdkError> {
+    let mut plaintext = alloc::vec::Vec::new();
+    let mut records = 0;
+    while buffer.unsent() > 0 {
+        let count = buffer.next_unsent(batch.max(1)).count();
+        encode_batch(buffer.next_unsent(batch.max(1)), &mut plaintext);
+        transport.send(&channel.sealer.seal(&plaintext)?)?;
+        buffer.mark_sent(count);
+        records += 1;
+    }
+    let mut acknowledged = 0;
+    let mut buf = vec![0u8; vitalgate_core::channel::MAX_RECORD_LEN];
+    for _ in 0..records {
+        let len = transport.receive(&mut buf)?;
+        match channel.opener.open(&buf[..len])? {
+            Record::Data(ack) => {
+                acknowledged += buffer.acknowledge(AckSequences::parse(&ack)?.iter())
+            }
+            Record::KeyUpdate => {}
+            Record::Close => return Err(SdkError::Transport),
+        }
+    }
+    Ok(acknowledged)
+}
