@@ -10,8 +10,6 @@ use std::process::{Child, Command, Output, Stdio};
 
 use crate::processes::{free_port, terminate, wait_for_port};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vitalgate");
-
 /// A TTP and an HSP started from the command line, in `dir`.
 struct Services {
     ttp: Child,
@@ -21,7 +19,7 @@ struct Services {
 }
 
 fn vitalgate(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
+    crate::processes::vitalgate_command()
         .current_dir(dir)
         .args(args)
         .stdin(Stdio::null())
@@ -31,7 +29,7 @@ fn vitalgate(dir: &Path, args: &[&str]) -> Output {
 
 fn start(dir: &Path) -> Services {
     let (ttp_port, hsp_port) = (free_port(), free_port());
-    let ttp = Command::new(BIN)
+    let ttp = crate::processes::vitalgate_command()
         .current_dir(dir)
         .args(["ttp", "--listen", &format!("127.0.0.1:{ttp_port}")])
         .args(["--serving-hsps", "hsp.general-hospital"])
@@ -55,7 +53,7 @@ fn start(dir: &Path) -> Services {
     );
     assert!(token.status.success(), "{token:?}");
     let token = String::from_utf8(token.stdout).expect("utf8");
-    let hsp = Command::new(BIN)
+    let hsp = crate::processes::vitalgate_command()
         .current_dir(dir)
         .args(["hsp", "--listen", &format!("127.0.0.1:{hsp_port}")])
         .args(["--ttp-url", &ttp_url])
@@ -245,7 +243,7 @@ fn dev_prints_next_steps_that_run_as_shown() {
     use std::io::BufRead;
     let scratch = tempfile::tempdir().expect("tempdir");
     let elsewhere = tempfile::tempdir().expect("tempdir");
-    let mut dev = Command::new(BIN)
+    let mut dev = crate::processes::vitalgate_command()
         .current_dir(scratch.path())
         .args(["dev", "--devices", "1", "--duration", "60"])
         .args(["--portal-addr", "127.0.0.1:0"])
@@ -272,7 +270,7 @@ fn dev_prints_next_steps_that_run_as_shown() {
         }
     }
     assert_eq!(exports.len(), 5, "{exports:?}");
-    let list = Command::new(BIN)
+    let list = crate::processes::vitalgate_command()
         .current_dir(elsewhere.path())
         .args(["admin", "list"])
         .envs(exports.iter().map(|(n, v)| (n.as_str(), v.as_str())))

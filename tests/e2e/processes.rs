@@ -7,6 +7,15 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vitalgate");
 
+/// The `vitalgate` binary as the tests run it: its operations listener on a
+/// free port, so services that parallel tests start side by side never meet
+/// on the default one.
+pub(crate) fn vitalgate_command() -> Command {
+    let mut command = Command::new(BIN);
+    command.env("VITALGATE_OPS_LISTEN", "127.0.0.1:0");
+    command
+}
+
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -49,7 +58,7 @@ fn admin(args: &[&str], ttp_url: &str, token_file: &std::path::Path) -> String {
         .parent()
         .and_then(|p| p.parent())
         .expect("data dir");
-    let out = Command::new(BIN)
+    let out = vitalgate_command()
         .args(["admin", "--ttp-url", ttp_url, "--ttp-ca"])
         .arg(token_file.with_file_name("x509-ca.pem"))
         .arg("--admin-token-file")
@@ -78,7 +87,7 @@ fn separate_processes_enroll_stream_and_stop_cleanly_on_sigterm() {
     // TLS on every port: the TTP lets the HSP serve with a certificate from
     // its service CA, which the device and the administrator check.
     let hsp_url = format!("https://127.0.0.1:{hsp_port}");
-    let ttp = Command::new(BIN)
+    let ttp = vitalgate_command()
         .args([
             "ttp",
             "--listen",
@@ -100,7 +109,7 @@ fn separate_processes_enroll_stream_and_stop_cleanly_on_sigterm() {
         &ttp_url,
         &token_file,
     );
-    let hsp = Command::new(BIN)
+    let hsp = vitalgate_command()
         .args([
             "hsp",
             "--listen",
@@ -129,7 +138,7 @@ fn separate_processes_enroll_stream_and_stop_cleanly_on_sigterm() {
         &ttp_url,
         &token_file,
     );
-    let device = Command::new(BIN)
+    let device = vitalgate_command()
         .args([
             "device",
             "--ttp-url",
@@ -189,7 +198,7 @@ fn separate_processes_enroll_stream_and_stop_cleanly_on_sigterm() {
 fn the_audit_log_verifies_exports_as_fhir_and_names_a_changed_row() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let dev = Command::new(BIN)
+    let dev = vitalgate_command()
         .args(["dev", "--devices", "1", "--duration", "3", "--json"])
         .arg("--data-dir")
         .arg(&data)
@@ -202,7 +211,7 @@ fn the_audit_log_verifies_exports_as_fhir_and_names_a_changed_row() {
     );
     let hsp_dir = data.join("hsp");
     let audit = |args: &[&str]| {
-        Command::new(BIN)
+        vitalgate_command()
             .args(["admin", "audit"])
             .args(args)
             .arg("--hsp-data-dir")

@@ -92,6 +92,7 @@ fn a_bad_configuration_at_start_is_one_clear_line_and_a_failure() {
             .current_dir(path)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
+            .env("VITALGATE_OPS_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .output()
             .expect("run vitalgate");
