@@ -139,7 +139,14 @@ async fn under_load_a_cookie_round_trip_comes_before_the_signature() {
         other => panic!("expected a cookie, got {other:?}"),
     };
     assert_eq!(cookie.len(), 16);
-    assert_eq!(probe.next().await.unwrap_err().code(), Code::Cancelled);
+    assert_eq!(
+        probe
+            .next()
+            .await
+            .expect_err("the HSP ends the stream after its cookie")
+            .code(),
+        Code::Cancelled
+    );
     wait_for_half_open(&platform, 0).await;
 
     // The cookie holds for its address and its M1 only.
