@@ -109,7 +109,7 @@ mod tests {
     }
 
     fn ip(text: &str) -> IpAddr {
-        text.parse().unwrap()
+        text.parse().expect("an address")
     }
 
     #[test]

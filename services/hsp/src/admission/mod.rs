@@ -329,16 +329,25 @@ mod tests {
     #[test]
     fn caps_per_source_and_per_replica_and_freed_on_drop() {
         let admission = admission(limits());
-        let a1 = admission.enter(ip(1)).unwrap();
-        let _a2 = admission.enter(ip(1)).unwrap();
-        assert_eq!(admission.enter(ip(1)).unwrap_err(), Crowded::Source);
-        let _b1 = admission.enter(ip(2)).unwrap();
-        let _b2 = admission.enter(ip(2)).unwrap();
-        assert_eq!(admission.enter(ip(3)).unwrap_err(), Crowded::Replica);
+        let a1 = admission.enter(ip(1)).expect("under the caps");
+        let _a2 = admission.enter(ip(1)).expect("under the caps");
+        assert_eq!(
+            admission.enter(ip(1)).expect_err("over a cap"),
+            Crowded::Source
+        );
+        let _b1 = admission.enter(ip(2)).expect("under the caps");
+        let _b2 = admission.enter(ip(2)).expect("under the caps");
+        assert_eq!(
+            admission.enter(ip(3)).expect_err("over a cap"),
+            Crowded::Replica
+        );
         drop(a1);
         assert_eq!(admission.half_open(), 3);
         let _c1 = admission.enter(ip(3)).expect("a freed slot is free again");
-        assert_eq!(admission.enter(ip(1)).unwrap_err(), Crowded::Replica);
+        assert_eq!(
+            admission.enter(ip(1)).expect_err("over a cap"),
+            Crowded::Replica
+        );
     }
 
     #[test]
@@ -364,7 +373,7 @@ mod tests {
         );
         // Many half-open handshakes are load too.
         let _held: Vec<_> = (1..=3)
-            .map(|last| admission.enter(ip(last)).unwrap())
+            .map(|last| admission.enter(ip(last)).expect("under the caps"))
             .collect();
         assert_eq!(
             admission.first_message(now + 2, ip(1), &m1, None),
@@ -388,7 +397,9 @@ mod tests {
     #[test]
     fn off_never_caps_nor_asks() {
         let admission = admission(AdmissionLimits::off());
-        let _held: Vec<_> = (0..1000).map(|_| admission.enter(ip(1)).unwrap()).collect();
+        let _held: Vec<_> = (0..1000)
+            .map(|_| admission.enter(ip(1)).expect("no caps"))
+            .collect();
         for _ in 0..1000 {
             assert_eq!(
                 admission.first_message(7, ip(1), b"m1", None),

@@ -125,10 +125,10 @@ mod tests {
     fn many_sources_do_not_grow_it_without_bound_nor_reset_a_busy_one() {
         let mut rate = SourceRate::new(2, 1, 8);
         let t = 5_000_000;
-        rate.take(ip(0), t).unwrap();
-        rate.take(ip(0), t).unwrap();
+        rate.take(ip(0), t).expect("within the burst");
+        rate.take(ip(0), t).expect("within the burst");
         for last in 1..=200 {
-            rate.take(ip(last), t).unwrap();
+            rate.take(ip(last), t).expect("a new source's first");
             assert!(rate.buckets.len() <= 8);
         }
         assert!(rate.take(ip(0), t).is_err(), "the emptied bucket was kept");
