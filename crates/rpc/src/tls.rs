@@ -211,7 +211,8 @@ pub struct TlsIncoming {
 
 impl TlsIncoming {
     /// Accepts on `listener`; each handshake runs in its own task, at most
-    /// [`MAX_HANDSHAKES`] at once, each within [`HANDSHAKE_DEADLINE`]. The
+    /// 256 at once, each within 10 seconds (so slow or silent clients cannot
+    /// hold the listener). The
     /// accept loop (and the socket) ends when this is dropped.
     pub fn new(listener: TcpListener, tls: &ServerTls) -> std::io::Result<Self> {
         let local_addr = listener.local_addr()?;
