@@ -201,6 +201,9 @@ impl Telemetry {
         let fmt_layer = match settings.log_format {
             LogFormat::Text => tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                // Colour codes only for a person at a terminal, never into a
+                // file, a pipe or a log collector.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_target(false)
                 .boxed(),
             LogFormat::Json => tracing_subscriber::fmt::layer()
