@@ -75,7 +75,8 @@ def bootstrap_ttp_secrets(work: pathlib.Path) -> dict[str, bytes]:
     an empty directory, keep the service CA and administrator token it made."""
     boot = work / "bootstrap-ttp"
     process = subprocess.Popen(
-        [str(BINARY), "ttp", "--data-dir", str(boot), "--listen", f"127.0.0.1:{free_port()}"],
+        [str(BINARY), "ttp", "--data-dir", str(boot), "--listen", f"127.0.0.1:{free_port()}",
+         "--ops-listen", "127.0.0.1:0"],
         env=env_without_vitalgate(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -92,7 +93,8 @@ def enroll_hsp_identity(work: pathlib.Path, ttp_url: str, ca: pathlib.Path, toke
     boot = work / "bootstrap-hsp"
     process = subprocess.Popen(
         [str(BINARY), "hsp", "--data-dir", str(boot), "--listen", f"127.0.0.1:{free_port()}",
-         "--ttp-url", ttp_url, "--ttp-ca", str(ca), "--enrollment-token", token],
+         "--ttp-url", ttp_url, "--ttp-ca", str(ca), "--enrollment-token", token,
+         "--ops-listen", "127.0.0.1:0"],
         env=env_without_vitalgate(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     names = ("identity.seed", "credential.bin", "trust-anchors.bin")
@@ -117,12 +119,6 @@ def ttp_url_in_cluster() -> str:
     return f"https://{RELEASE}-vitalgate-ttp.{NAMESPACE}.svc:7001"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=FlagUnknownToBinary,
-    reason="this branch's binary lacks the observability half's --ops-listen and --log-format "
-    "(issue 14, merged separately): remove this mark when both halves are merged",
-)
 def test_the_rendered_ttp_and_hsp_start_become_ready_and_serve_a_device(tmp_path: pathlib.Path, database) -> None:
     database_url, sql = database
     # The chart's defaults: every secret an existing Secret by its default name.
