@@ -215,17 +215,8 @@ impl TlsIncoming {
     /// hold the listener). The
     /// accept loop (and the socket) ends when this is dropped.
     pub fn new(listener: TcpListener, tls: &ServerTls) -> std::io::Result<Self> {
-        Self::with_config(listener, tls.config.clone())
-    }
-
-    /// [`TlsIncoming::new`] for a server configuration made elsewhere (the
-    /// portal's, from the hospital's certificate).
-    pub fn with_config(
-        listener: TcpListener,
-        config: Arc<rustls::ServerConfig>,
-    ) -> std::io::Result<Self> {
         let local_addr = listener.local_addr()?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
         let (sender, ready) = mpsc::channel(READY_QUEUE);
         let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {

@@ -9,11 +9,22 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// The longest a client may take over its TLS handshake.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+/// Finished handshakes waiting for the HTTP server to take them.
+const READY_QUEUE: usize = 64;
+/// Handshakes under way at once; a connection beyond them is closed at once,
+/// so silent connections cannot use up the process's file descriptors.
+const MAX_HANDSHAKES: usize = 256;
 
 /// The portal's TLS certificate chain and key.
 #[derive(Clone)]
@@ -60,17 +71,54 @@ impl PortalTls {
     }
 }
 
-/// A listener that hands the HTTP server finished TLS connections (the
-/// services' own accept loop: handshakes in tasks of their own, bounded and
-/// with a deadline).
+/// A listener that hands the HTTP server finished TLS connections.
 pub(crate) struct TlsListener {
-    incoming: vitalgate_rpc::tls::TlsIncoming,
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local_addr: SocketAddr,
 }
 
 impl TlsListener {
     pub(crate) fn new(listener: TcpListener, tls: &PortalTls) -> std::io::Result<Self> {
-        let incoming = vitalgate_rpc::tls::TlsIncoming::with_config(listener, tls.config.clone())?;
-        Ok(Self { incoming })
+        let local_addr = listener.local_addr()?;
+        let acceptor = TlsAcceptor::from(tls.config.clone());
+        let (sender, ready) = mpsc::channel(READY_QUEUE);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+        // Ends, closing the socket, when the HTTP server drops this listener.
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = sender.closed() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors and the like: pause, go on.
+                        tracing::warn!(error = %e, "portal: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    tracing::debug!(%peer, "portal: too many TLS handshakes under way; closed");
+                    continue;
+                };
+                let (acceptor, sender) = (acceptor.clone(), sender.clone());
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    match tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = sender.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "portal: TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "portal: TLS handshake too slow"),
+                    }
+                });
+            }
+        });
+        Ok(Self { ready, local_addr })
     }
 }
 
@@ -79,7 +127,7 @@ impl axum::serve::Listener for TlsListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.incoming.next().await {
+        match self.ready.recv().await {
             Some(connection) => connection,
             // The accept loop never ends while this listener lives.
             None => std::future::pending().await,
@@ -87,7 +135,7 @@ impl axum::serve::Listener for TlsListener {
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.incoming.local_addr())
+        Ok(self.local_addr)
     }
 }
 
