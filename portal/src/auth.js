@@ -80,3 +80,18 @@ export async function changePassword({ current, password }) {
     upload: registrationRecord,
   });
 }
+
+// A first (or recovered) password with the token an administrator issued:
+// OPAQUE's registration, so the password never leaves the page.
+export async function registerPassword({ username, token, password }) {
+  await opaque.ready;
+  const { clientRegistrationState, registrationRequest } = opaque.client.startRegistration({ password });
+  const started = await api("/api/setup/password/start", { username, token, request: registrationRequest });
+  const { registrationRecord } = opaque.client.finishRegistration({
+    clientRegistrationState,
+    registrationResponse: started.response,
+    password,
+    keyStretching: KEY_STRETCHING,
+  });
+  return api("/api/setup/password/finish", { username, token, upload: registrationRecord });
+}

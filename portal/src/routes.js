@@ -8,6 +8,7 @@ import * as login from "./pages/login.js";
 import * as patient from "./pages/patient.js";
 import * as patients from "./pages/patients.js";
 import * as setup from "./pages/setup.js";
+import * as welcome from "./pages/welcome.js";
 
 export const table = {
   home: "#/patients",
@@ -15,6 +16,9 @@ export const table = {
   routes: [
     // A first sign-in needs an authenticator app: set up before any session.
     { path: "/setup", page: setup, access: "anyone" },
+    // The onboarding link: a first password and the authenticator in one visit.
+    { path: "/welcome/:username/:passwordToken/:otpToken", page: welcome, access: "anyone" },
+    { path: "/welcome", page: welcome, access: "anyone" },
     { path: "/login", page: login, access: "signed-out" },
     { path: "/patients", page: patients },
     { path: "/patient/:pseudonym", page: patient },

@@ -11,6 +11,7 @@ mod clinician_access;
 mod factors;
 mod floods;
 mod hostile_device;
+mod onboarding;
 mod platform;
 mod portal;
 mod portal_admin;

@@ -151,18 +151,17 @@ pub(crate) async fn serve_portal(platform: &Platform, config: PortalConfig) -> S
     url
 }
 
-/// Runs `portal/tests/<script>` with `config` (written beside the platform's
-/// data) in Chromium, doing each `STEP` it asks for with `on_step`; fails
+/// Runs `portal/tests/<script>` with `config` (written into `dir`) in Chromium, doing each `STEP` it asks for with `on_step`; fails
 /// the test on any failed check. Returns the checks that passed.
 pub(crate) async fn run_browser_script(
-    platform: &Platform,
+    dir: &Path,
     script: &str,
     config: &serde_json::Value,
     node_version: &str,
     chromium: &Path,
     mut on_step: impl FnMut(&str),
 ) -> Vec<String> {
-    let config_file = platform.dir.path().join(format!("{script}.json"));
+    let config_file = dir.join(format!("{script}.json"));
     std::fs::write(&config_file, config.to_string()).expect("config");
     eprintln!("browser test: node {node_version}, {}", chromium.display());
     let mut child = tokio::process::Command::new("node")
@@ -267,7 +266,7 @@ async fn a_clinician_signs_in_and_watches_vitals_in_a_real_browser() {
         "break_glass_reason": REASON,
     });
     let passed = run_browser_script(
-        &platform,
+        platform.dir.path(),
         "portal.test.mjs",
         &config,
         &node_version,

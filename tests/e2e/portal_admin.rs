@@ -485,7 +485,7 @@ async fn an_administrator_uses_the_pages_in_a_real_browser() {
         "newcomer": { "username": NEWCOMER, "password": PASSWORD },
     });
     let passed = crate::portal::run_browser_script(
-        &platform,
+        platform.dir.path(),
         "admin.test.mjs",
         &config,
         &node_version,

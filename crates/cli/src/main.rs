@@ -43,6 +43,8 @@ enum Command {
     Device(config::flags::DeviceFlags),
     /// Administration: enrollment tokens, parties, revocation, stored vitals.
     Admin(commands::admin::AdminArgs),
+    /// A clinician's own side: enrollment with the TTP.
+    Clinician(commands::clinician::ClinicianArgs),
 }
 
 /// Errors of the binary: a message for the operator.
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
             Command::Hsp(flags) => commands::services::hsp(*flags, &env).await,
             Command::Device(flags) => commands::services::device(flags, &env).await,
             Command::Admin(args) => commands::admin::run(args).await,
+            Command::Clinician(args) => commands::clinician::run(args).await,
         }
     });
     match result {

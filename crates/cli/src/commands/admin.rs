@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use vitalgate_proto::v1;
 
+use super::onboard;
 use crate::{admin_request, connect, connect_ttp, CliResult};
 
 // Declared here rather than beside the other modules in main.rs: backup and
@@ -132,6 +133,23 @@ enum AdminCommand {
         /// Seconds the token stays usable (default 24 hours, at most 7 days).
         #[arg(long, default_value_t = 0)]
         ttl_secs: u32,
+    },
+    /// Give a clinician enrolled at the TTP their first sign-in: prints a
+    /// link to the portal's welcome page carrying single-use tokens for a
+    /// password (set in the browser through OPAQUE) and an authenticator app
+    /// (HSP; audited).
+    OnboardClinician {
+        #[arg(long)]
+        clinician: String,
+        /// The portal's address as the clinician's browser reaches it.
+        #[arg(long, env = "VITALGATE_PORTAL_URL")]
+        portal_url: String,
+        /// Seconds the link stays usable (default 24 hours, at most 7 days).
+        #[arg(long, default_value_t = 0)]
+        ttl_secs: u32,
+        /// Also draw the link as a QR code on stderr (always when stderr is a terminal).
+        #[arg(long)]
+        qr: bool,
     },
     /// With a rebind-device token: make a replacement device the patient's
     /// active device (HSP) and revoke the ones it replaces (TTP).
@@ -286,6 +304,38 @@ fn parse_purpose(purpose: &str) -> Result<v1::FactorPurpose, String> {
             "unknown purpose {other:?}: password, otp, biometric or rebind-device"
         )),
     }
+}
+
+/// Refuses `clinician` unless the TTP enrolled a clinician by that name whose
+/// credential is not revoked: the TTP's enrollment is where a name exists.
+async fn require_enrolled_clinician(
+    ttp: &mut v1::ttp_client::TtpClient<tonic::transport::Channel>,
+    token: &str,
+    clinician: &str,
+    ttp_url: &str,
+) -> CliResult {
+    let parties = ttp
+        .list_parties(admin_request(v1::ListPartiesRequest {}, token)?)
+        .await
+        .map_err(|status| {
+            let why = vitalgate_rpc::status_text(&status);
+            format!("the TTP at {ttp_url}: {why}")
+        })?
+        .into_inner()
+        .parties;
+    let enrolled = parties.iter().any(|party| {
+        party.role == v1::Role::Clinician as i32 && party.subject == clinician && !party.revoked
+    });
+    if enrolled {
+        return Ok(());
+    }
+    Err(format!(
+        "no clinician named {clinician} is enrolled at the TTP at {ttp_url} \
+         (`vitalgate admin list` shows who is; \
+         `vitalgate admin create-token --role clinician --subject {clinician}` and \
+         `vitalgate clinician enroll` enroll one)"
+    )
+    .into())
 }
 
 fn read_token(path: &PathBuf) -> Result<String, String> {
@@ -520,29 +570,7 @@ async fn run_command(args: AdminArgs) -> CliResult {
                 // TTP's enrollment is where a name exists, so a typo does not
                 // give a care team a member no one can ever be.
                 let (mut ttp, token) = ttp().await?;
-                let parties = ttp
-                    .list_parties(admin_request(v1::ListPartiesRequest {}, &token)?)
-                    .await
-                    .map_err(|status| {
-                        let why = vitalgate_rpc::status_text(&status);
-                        format!("the TTP at {}: {why}", args.ttp_url)
-                    })?
-                    .into_inner()
-                    .parties;
-                let enrolled = parties.iter().any(|party| {
-                    party.role == v1::Role::Clinician as i32
-                        && party.subject == *clinician
-                        && !party.revoked
-                });
-                if !enrolled {
-                    return Err(format!(
-                        "no clinician named {clinician} is enrolled at the TTP at {} \
-                         (`vitalgate admin list` shows who is; \
-                         `vitalgate admin create-token --role clinician --subject {clinician}` enrolls one)",
-                        args.ttp_url
-                    )
-                    .into());
-                }
+                require_enrolled_clinician(&mut ttp, &token, clinician, &args.ttp_url).await?;
             }
             let (mut hsp, token) = hsp().await?;
             let request = v1::SetCareTeamMemberRequest {
@@ -556,6 +584,45 @@ async fn run_command(args: AdminArgs) -> CliResult {
                 "{clinician} {} {pseudonym}'s care team",
                 if remove { "left" } else { "joined" }
             );
+        }
+        AdminCommand::OnboardClinician {
+            ref clinician,
+            ref portal_url,
+            ttl_secs,
+            qr,
+        } => {
+            let base = onboard::portal_base(portal_url)?;
+            // Tokens for a name no one enrolled would onboard a typo.
+            let (mut ttp, token) = ttp().await?;
+            require_enrolled_clinician(&mut ttp, &token, clinician, &args.ttp_url).await?;
+            let (mut hsp, token) = hsp().await?;
+            let mut issued = Vec::new();
+            for purpose in [v1::FactorPurpose::Password, v1::FactorPurpose::Otp] {
+                let request = v1::IssueFactorTokenRequest {
+                    subject: clinician.clone(),
+                    purpose: purpose as i32,
+                    ttl_secs,
+                };
+                issued.push(
+                    hsp.issue_factor_token(admin_request(request, &token)?)
+                        .await?
+                        .into_inner(),
+                );
+            }
+            let link = onboard::welcome_link(&base, clinician, &issued[0].token, &issued[1].token);
+            println!("{link}");
+            let until = issued
+                .iter()
+                .map(|t| t.expires_at)
+                .min()
+                .unwrap_or_default();
+            eprintln!(
+                "give {clinician} this link (single use, until {}): it sets a password and an authenticator app, then signs in",
+                expiry_date(until)
+            );
+            if qr || std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprintln!("{}", onboard::terminal_qr(&link)?);
+            }
         }
         AdminCommand::Audit {
             ref action,

@@ -3,5 +3,7 @@
 pub(crate) mod admin;
 pub(crate) mod audit;
 pub(crate) mod backup;
+pub(crate) mod clinician;
 pub(crate) mod dev;
+pub(crate) mod onboard;
 pub(crate) mod services;

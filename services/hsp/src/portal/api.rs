@@ -24,7 +24,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::{Stream, StreamExt};
 use vitalgate_core::factor::FactorKind;
-use vitalgate_proto::v1;
 use vitalgate_store::{AlertRecord, StoredSample};
 
 use super::client::client_address;
@@ -587,39 +586,6 @@ pub(crate) fn from_status(status: tonic::Status) -> ApiError {
         _ => return ApiError::internal(status.message()),
     };
     ApiError::new(code, status.message())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct EnrollOtp {
-    username: String,
-    token: String,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct OtpEnrolled {
-    otpauth_uri: String,
-    qr_svg: String,
-}
-
-/// Sets up TOTP with the token an administrator issued (a first sign-in
-/// alone cannot): returns the QR code to scan, once.
-pub(crate) async fn enroll_otp(
-    State(portal): State<Portal>,
-    Json(request): Json<EnrollOtp>,
-) -> Result<Json<OtpEnrolled>, ApiError> {
-    let enrolled = portal
-        .hsp
-        .enroll_otp(v1::EnrollOtpRequest {
-            subject: request.username.trim().to_string(),
-            factor_token: request.token.trim().to_string(),
-        })
-        .await
-        .map_err(from_status)?;
-    Ok(Json(OtpEnrolled {
-        otpauth_uri: enrolled.otpauth_uri,
-        qr_svg: enrolled.qr_svg,
-    }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,9 +14,10 @@ use rand_core::OsRng;
 use serde::de::DeserializeOwned;
 
 use super::admin::{AuditParams, EnrollRequest, FactorTokenRequest, RevokeRequest};
-use super::api::{EnrollOtp, LiveQuery, PasswordFinish, PasswordStart};
+use super::api::{LiveQuery, PasswordFinish, PasswordStart};
 use super::client::{client_address, TrustedProxy};
 use super::login::{decode, BreakGlassStartRequest, FinishRequest, StartRequest};
+use super::setup::{EnrollOtp, SetupPasswordFinish, SetupPasswordStart};
 use super::ApiError;
 
 /// The portal's inputs a client chooses, one per request type.
@@ -46,11 +47,15 @@ pub enum PortalInput {
     LiveQuery,
     /// A `Forwarded` (or `X-Forwarded-For`) header from a trusted proxy.
     Forwarded,
+    /// `POST /api/setup/password/start`.
+    SetupPasswordStart,
+    /// `POST /api/setup/password/finish`.
+    SetupPasswordFinish,
 }
 
 impl PortalInput {
     /// Every input, in a fixed order (a fuzz input's first byte picks one).
-    pub const ALL: [PortalInput; 12] = [
+    pub const ALL: [PortalInput; 14] = [
         Self::LoginStart,
         Self::LoginFinish,
         Self::BreakGlassStart,
@@ -63,6 +68,8 @@ impl PortalInput {
         Self::AuditQuery,
         Self::LiveQuery,
         Self::Forwarded,
+        Self::SetupPasswordStart,
+        Self::SetupPasswordFinish,
     ];
 }
 
@@ -127,6 +134,22 @@ pub fn portal_input(kind: PortalInput, input: &[u8]) -> Result<(), String> {
             let upload = decode("upload", &request.upload).map_err(refused)?;
             vitalgate_password::registration_record(&upload).map_err(|e| e.to_string())?;
             login_finish(&request.finish)
+        }
+        PortalInput::SetupPasswordStart => {
+            let request: SetupPasswordStart = json(input)?;
+            let _ = (request.username.trim(), request.token.trim());
+            let bytes = decode("request", &request.request).map_err(refused)?;
+            vitalgate_password::registration_response(opaque(), "clinician", &bytes)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        PortalInput::SetupPasswordFinish => {
+            let request: SetupPasswordFinish = json(input)?;
+            let _ = (request.username.trim(), request.token.trim());
+            let upload = decode("upload", &request.upload).map_err(refused)?;
+            vitalgate_password::registration_record(&upload)
+                .map(drop)
+                .map_err(|e| e.to_string())
         }
         PortalInput::AdminEnroll => json::<EnrollRequest>(input).map(drop),
         PortalInput::AdminRevoke => json::<RevokeRequest>(input).map(drop),

@@ -16,6 +16,7 @@ mod error;
 pub(crate) mod fuzzing;
 mod login;
 mod session;
+mod setup;
 mod tls;
 
 pub use client::TrustedProxy;
@@ -261,7 +262,9 @@ impl Hsp {
             .route("/patients/{pseudonym}", get(api::patient))
             .route("/patients/{pseudonym}/live", get(api::live))
             .route("/alerts/{id}/acknowledge", post(api::acknowledge))
-            .route("/otp/enroll", post(api::enroll_otp))
+            .route("/otp/enroll", post(setup::enroll_otp))
+            .route("/setup/password/start", post(setup::setup_password_start))
+            .route("/setup/password/finish", post(setup::setup_password_finish))
             .route("/password/start", post(api::password_start))
             .route("/password/finish", post(api::password_finish))
             .route("/admin", get(admin::overview))
