@@ -4,4 +4,5 @@ pub(crate) mod admin;
 pub(crate) mod audit;
 pub(crate) mod backup;
 pub(crate) mod dev;
+pub(crate) mod fhir_export;
 pub(crate) mod services;
