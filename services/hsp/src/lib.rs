@@ -27,6 +27,7 @@ mod grpc;
 mod guesses;
 mod live;
 mod login;
+pub mod news2;
 pub mod policy;
 mod portal;
 mod records;
