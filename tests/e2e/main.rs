@@ -9,6 +9,8 @@ mod backup;
 mod cli_errors;
 mod clinician_access;
 mod factors;
+mod false_alarms;
+mod fhir;
 mod floods;
 mod hostile_device;
 mod onboarding;

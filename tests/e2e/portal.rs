@@ -207,6 +207,8 @@ async fn a_clinician_signs_in_and_watches_vitals_in_a_real_browser() {
     let platform = Platform::start_with(|config| {
         config.totp = FAST_TOTP;
         config.alerts.silence_secs = Some(4);
+        // The page waits 20 s for the desaturation's alert: a short hold.
+        config.alerts.hold_secs.spo2_low = 3;
         config.silence_check = Duration::from_secs(1);
     })
     .await;

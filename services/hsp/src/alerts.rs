@@ -1,6 +1,8 @@
 //! Alerts on patients' vitals: thresholds checked on every stored batch, and
 //! silence (no sample from a patient's device for a set time) checked on a
-//! timer. An alert is stored and audited once; it stays open until a
+//! timer. A threshold rule fires only when the value stays beyond it for the
+//! rule's hold time and clears with hysteresis ([`crate::episodes`], by the
+//! samples' measurement times). An alert is stored and audited once; it stays open until a
 //! clinician acknowledges it, and while it is open the same rule does not
 //! raise it again for that patient. The store enforces that across replicas,
 //! so two replicas seeing the same silence raise one alert.
@@ -14,6 +16,8 @@ use tokio::sync::mpsc;
 use vitalgate_rpc::audit;
 use vitalgate_rpc::clock::SharedClock;
 use vitalgate_store::{NewAlert, Store, StoredSample};
+
+use crate::episodes::{Episodes, Limit, Rule, Transition};
 
 /// The rules, from configuration (`[hsp.alerts]`). A rule left out is off.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -31,6 +35,52 @@ pub struct AlertRules {
     pub temperature_above: Option<f32>,
     /// No sample from a patient's active device for this many seconds.
     pub silence_secs: Option<u64>,
+    /// How long each threshold rule's value must stay beyond it before the
+    /// rule fires (`[hsp.alerts.hold_secs]`), by measurement time.
+    #[serde(default)]
+    pub hold_secs: HoldSecs,
+}
+
+/// Seconds of measurement time a value must stay beyond its threshold, per
+/// rule: long enough that one noisy or motion-disturbed reading raises
+/// nothing, short enough to reach someone in time. 0 fires at once.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HoldSecs {
+    /// SpO2 under its threshold.
+    pub spo2_low: u64,
+    /// Heart rate over its threshold.
+    pub heart_rate_high: u64,
+    /// Heart rate under its threshold.
+    pub heart_rate_low: u64,
+    /// Systolic pressure over its threshold.
+    pub blood_pressure_high: u64,
+    /// Skin temperature over its threshold (it changes slowly).
+    pub temperature_high: u64,
+}
+
+impl Default for HoldSecs {
+    fn default() -> Self {
+        Self {
+            spo2_low: 15,
+            heart_rate_high: 15,
+            heart_rate_low: 15,
+            blood_pressure_high: 30,
+            temperature_high: 60,
+        }
+    }
+}
+
+/// How far back past its threshold a value must come for the rule to
+/// clear: about the sensor's noise and then some, so a value hovering at the
+/// threshold does not fire again and again.
+fn clear_margin(rule: Rule) -> f32 {
+    match rule {
+        Rule::Spo2Low => 2.0,
+        Rule::HeartRateHigh | Rule::HeartRateLow => 10.0,
+        Rule::BloodPressureHigh => 10.0,
+        Rule::TemperatureHigh => 0.3,
+    }
 }
 
 impl Default for AlertRules {
@@ -43,48 +93,48 @@ impl Default for AlertRules {
             systolic_above: Some(220.0),
             temperature_above: Some(39.5),
             silence_secs: Some(120),
+            hold_secs: HoldSecs::default(),
         }
     }
 }
 
 impl AlertRules {
-    /// The threshold rules a sample breaks: (rule name, what was seen).
-    pub fn broken_by(&self, s: &StoredSample) -> Vec<(&'static str, String)> {
-        let mut broken = Vec::new();
-        if let Some(limit) = self.spo2_below.filter(|l| s.spo2_percent < *l) {
-            broken.push((
-                "spo2-low",
-                format!("SpO2 {:.0} % (under {limit:.0} %)", s.spo2_percent),
-            ));
-        }
-        if let Some(limit) = self.heart_rate_above.filter(|l| s.heart_rate_bpm > *l) {
-            broken.push((
-                "heart-rate-high",
-                format!("heart rate {:.0} /min (over {limit:.0})", s.heart_rate_bpm),
-            ));
-        }
-        if let Some(limit) = self.heart_rate_below.filter(|l| s.heart_rate_bpm < *l) {
-            broken.push((
-                "heart-rate-low",
-                format!("heart rate {:.0} /min (under {limit:.0})", s.heart_rate_bpm),
-            ));
-        }
-        if let Some(limit) = self.systolic_above.filter(|l| s.systolic_mmhg > *l) {
-            broken.push((
-                "blood-pressure-high",
-                format!("systolic {:.0} mmHg (over {limit:.0})", s.systolic_mmhg),
-            ));
-        }
-        if let Some(limit) = self.temperature_above.filter(|l| s.skin_temperature_c > *l) {
-            broken.push((
-                "temperature-high",
-                format!(
-                    "temperature {:.1} °C (over {limit:.1})",
-                    s.skin_temperature_c
-                ),
-            ));
-        }
-        broken
+    /// The threshold rules that are on, with their hold times and margins.
+    pub fn limits(&self) -> Vec<Limit> {
+        let hold = &self.hold_secs;
+        [
+            (Rule::Spo2Low, self.spo2_below, hold.spo2_low),
+            (
+                Rule::HeartRateHigh,
+                self.heart_rate_above,
+                hold.heart_rate_high,
+            ),
+            (
+                Rule::HeartRateLow,
+                self.heart_rate_below,
+                hold.heart_rate_low,
+            ),
+            (
+                Rule::BloodPressureHigh,
+                self.systolic_above,
+                hold.blood_pressure_high,
+            ),
+            (
+                Rule::TemperatureHigh,
+                self.temperature_above,
+                hold.temperature_high,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(rule, threshold, hold_secs)| {
+            Some(Limit {
+                rule,
+                threshold: threshold?,
+                hold_ms: hold_secs.saturating_mul(1000).min(i64::MAX as u64) as i64,
+                clear_margin: clear_margin(rule),
+            })
+        })
+        .collect()
     }
 }
 
@@ -98,6 +148,8 @@ pub(crate) struct AlertRaiser {
     /// that was read: re-read after [`BINDING_TTL`], since an administrator
     /// may bind a device to another patient.
     patients: Arc<Mutex<HashMap<u64, (String, Instant)>>>,
+    /// Where each device stands with each threshold rule.
+    episodes: Arc<Mutex<Episodes>>,
 }
 
 /// How long a device's patient is taken as read.
@@ -114,6 +166,7 @@ impl AlertRaiser {
             clock,
             rules,
             patients: Arc::new(Mutex::new(HashMap::new())),
+            episodes: Arc::new(Mutex::new(Episodes::default())),
         }
     }
 
@@ -155,22 +208,48 @@ impl AlertRaiser {
     }
 
     async fn check_thresholds(&self, batch: &[StoredSample]) {
-        // One alert per device and rule per batch: the newest breaking sample.
-        let mut seen: HashMap<(u64, &'static str), (i64, String)> = HashMap::new();
-        for sample in batch {
-            for (rule, detail) in self.rules.broken_by(sample) {
-                let entry = seen
-                    .entry((sample.device_serial, rule))
-                    .or_insert((sample.measured_at_ms, detail.clone()));
-                if sample.measured_at_ms >= entry.0 {
-                    *entry = (sample.measured_at_ms, detail);
+        let limits = self.rules.limits();
+        let mut ordered: Vec<&StoredSample> = batch.iter().collect();
+        ordered.sort_by_key(|s| (s.device_serial, s.measured_at_ms, s.sequence));
+        let transitions: Vec<Transition> = {
+            let mut episodes = self.episodes.lock().unwrap_or_else(|p| p.into_inner());
+            ordered
+                .into_iter()
+                .flat_map(|sample| episodes.observe(&limits, sample))
+                .collect()
+        };
+        for transition in transitions {
+            match transition {
+                Transition::Fire {
+                    device_serial,
+                    rule,
+                    at_ms,
+                    detail,
+                } => {
+                    if let Some(pseudonym) = self.patient_of(device_serial).await {
+                        self.raise(pseudonym, device_serial, rule.name(), detail, at_ms, at_ms)
+                            .await;
+                    }
                 }
-            }
-        }
-        for ((serial, rule), (at_ms, detail)) in seen {
-            if let Some(pseudonym) = self.patient_of(serial).await {
-                self.raise(pseudonym, serial, rule, detail, at_ms, at_ms)
-                    .await;
+                // The alert stays open until someone acknowledges it; the
+                // clearing is what lets the rule fire again.
+                Transition::Clear {
+                    device_serial,
+                    rule,
+                    ..
+                } => {
+                    if let Some(pseudonym) = self.patient_of(device_serial).await {
+                        audit(
+                            &*self.store,
+                            &*self.clock,
+                            "alert.cleared",
+                            "hsp",
+                            &pseudonym,
+                            &format!("{} back within its threshold", rule.name()),
+                        )
+                        .await;
+                    }
+                }
             }
         }
     }
@@ -296,6 +375,26 @@ mod tests {
         }
     }
 
+    /// Holds of 0: each breaching sample may fire, so what is tested here is
+    /// the store side (resent samples, acknowledged alerts).
+    fn at_once() -> AlertRules {
+        AlertRules {
+            hold_secs: HoldSecs {
+                spo2_low: 0,
+                ..HoldSecs::default()
+            },
+            ..AlertRules::default()
+        }
+    }
+
+    fn normal(device_serial: u64, sequence: u64, measured_at_ms: i64) -> StoredSample {
+        StoredSample {
+            spo2_percent: 97.0,
+            anomaly: false,
+            ..low_spo2(device_serial, sequence, measured_at_ms)
+        }
+    }
+
     #[tokio::test]
     async fn a_resent_sample_does_not_bring_an_acknowledged_alert_back() {
         let store: Arc<dyn Store> = Arc::new(vitalgate_store::MemoryStore::new());
@@ -303,7 +402,7 @@ mod tests {
         let raiser = AlertRaiser::new(
             store.clone(),
             vitalgate_rpc::clock::system_clock(),
-            AlertRules::default(),
+            at_once(),
         );
         raiser.check_thresholds(&[low_spo2(7, 1, 1_000)]).await;
         let open = store.open_alerts(None, 10).await.expect("alerts");
@@ -313,44 +412,63 @@ mod tests {
             .acknowledge_alert(open[0].id, "dr-a", 2_000)
             .await
             .expect("ack"));
-        // The device resends the same sample after a lost acknowledgement.
+        // The device resends the same sample after a lost acknowledgement,
+        // to this HSP or (knowing nothing of the episode) a restarted one.
         raiser.check_thresholds(&[low_spo2(7, 1, 1_000)]).await;
+        let restarted = AlertRaiser::new(
+            store.clone(),
+            vitalgate_rpc::clock::system_clock(),
+            at_once(),
+        );
+        restarted.check_thresholds(&[low_spo2(7, 1, 1_000)]).await;
         assert!(store
             .open_alerts(None, 10)
             .await
             .expect("alerts")
             .is_empty());
-        // A new reading still below the threshold is a new alert.
+        // The same desaturation going on is not a new alert; after it
+        // cleared, a new one is.
         raiser.check_thresholds(&[low_spo2(7, 2, 3_000)]).await;
+        assert!(store
+            .open_alerts(None, 10)
+            .await
+            .expect("alerts")
+            .is_empty());
+        raiser
+            .check_thresholds(&[normal(7, 3, 4_000), low_spo2(7, 4, 5_000)])
+            .await;
         assert_eq!(store.open_alerts(None, 10).await.expect("alerts").len(), 1);
+        let kinds: Vec<String> = store
+            .audit_events(0, 100)
+            .await
+            .expect("audit")
+            .into_iter()
+            .map(|r| r.event.kind)
+            .collect();
+        assert_eq!(kinds, ["alert.raised", "alert.cleared", "alert.raised"]);
     }
 
     #[test]
-    fn thresholds_name_the_rule_and_the_value() {
+    fn rules_that_are_off_have_no_limit_and_holds_come_from_configuration() {
         let rules = AlertRules::default();
-        let mut sample = StoredSample {
-            device_serial: 7,
-            sequence: 1,
-            measured_at_ms: 0,
-            heart_rate_bpm: 72.0,
-            spo2_percent: 97.0,
-            respiratory_rate_per_min: 14.0,
-            skin_temperature_c: 36.6,
-            systolic_mmhg: 120.0,
-            diastolic_mmhg: 80.0,
-            anomaly: false,
-        };
-        assert!(rules.broken_by(&sample).is_empty());
-        sample.spo2_percent = 86.0;
-        sample.heart_rate_bpm = 140.0;
-        let broken = rules.broken_by(&sample);
-        let names: Vec<_> = broken.iter().map(|(rule, _)| *rule).collect();
-        assert_eq!(names, ["spo2-low", "heart-rate-high"]);
-        assert!(broken[0].1.contains("86"));
+        let limits = rules.limits();
+        let names: Vec<_> = limits.iter().map(|l| l.rule.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "spo2-low",
+                "heart-rate-high",
+                "heart-rate-low",
+                "blood-pressure-high",
+                "temperature-high"
+            ]
+        );
+        assert_eq!(limits[0].hold_ms, 15_000);
+        assert_eq!(limits[0].threshold, 90.0);
         let off = AlertRules {
             spo2_below: None,
             ..AlertRules::default()
         };
-        assert_eq!(off.broken_by(&sample).len(), 1);
+        assert_eq!(off.limits().len(), 4);
     }
 }

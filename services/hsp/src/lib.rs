@@ -18,6 +18,7 @@ mod clinician;
 mod config;
 mod credential;
 mod enroll;
+pub mod episodes;
 mod error;
 pub mod factors;
 #[cfg(feature = "fuzzing")]
@@ -26,6 +27,7 @@ mod grpc;
 mod guesses;
 mod live;
 mod login;
+pub mod news2;
 pub mod policy;
 mod portal;
 mod records;
@@ -47,7 +49,8 @@ pub use portal::{code_mac as portal_code_mac, PortalConfig, PortalTls, TrustedPr
 pub use state::State;
 pub use stats::HspStats;
 pub use vault::{
-    audit_chain_key, check_backup_secrets, KeyEncryptionKey, VaultError, WRAPPED_DATA_KEY,
+    audit_chain_key, check_backup_secrets, KeyEncryptionKey, PatientRecordReader, VaultError,
+    WRAPPED_DATA_KEY,
 };
 
 use std::sync::Arc;

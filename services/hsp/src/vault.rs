@@ -129,6 +129,18 @@ pub async fn audit_chain_key(
     store: &dyn Store,
     kek: Option<&KeyEncryptionKey>,
 ) -> Result<Option<AuditKey>, VaultError> {
+    Ok(existing_vault(dir, store, kek)
+        .await?
+        .map(|vault| vault.audit_key()))
+}
+
+/// The vault of an HSP's existing data key, opened as [`audit_chain_key`]
+/// opens it: nothing is created or re-wrapped.
+async fn existing_vault(
+    dir: &Path,
+    store: &dyn Store,
+    kek: Option<&KeyEncryptionKey>,
+) -> Result<Option<SecretVault>, VaultError> {
     let key = match kek {
         Some(kek) => match store.setting(WRAPPED_DATA_KEY).await? {
             None => return Ok(None),
@@ -139,7 +151,35 @@ pub async fn audit_chain_key(
         None if dir.join(KEY_FILE).exists() => SecretVault::load_or_create(dir)?.key,
         None => return Ok(None),
     };
-    Ok(Some(SecretVault { key }.audit_key()))
+    Ok(Some(SecretVault { key }))
+}
+
+/// Opens patients' sealed records outside a running HSP, for the tools that
+/// export them (`vitalgate admin fhir-export` adds record numbers where the
+/// hospital asks for them).
+pub struct PatientRecordReader(SecretVault);
+
+impl PatientRecordReader {
+    /// The reader of the HSP's existing data key, found as
+    /// [`audit_chain_key`] finds it; `None` when there is none yet.
+    pub async fn open(
+        dir: &Path,
+        store: &dyn Store,
+        kek: Option<&KeyEncryptionKey>,
+    ) -> Result<Option<Self>, VaultError> {
+        Ok(existing_vault(dir, store, kek).await?.map(Self))
+    }
+
+    /// A patient's record as stored sealed; `None` when it does not open
+    /// under this data key or does not decode.
+    pub fn record(
+        &self,
+        pseudonym: &str,
+        sealed: &[u8],
+    ) -> Option<vitalgate_proto::v1::PatientRecord> {
+        let bytes = self.0.open(pseudonym, sealed)?;
+        prost::Message::decode(bytes.as_slice()).ok()
+    }
 }
 
 /// Why the data key could not be had.

@@ -212,6 +212,35 @@ enum AdminCommand {
         #[arg(long, env = "VITALGATE_KEK_FILE")]
         kek_file: Option<PathBuf>,
     },
+    /// Export the vitals measured within --since as FHIR R4 NDJSON, one file
+    /// per resource type (Observation, Patient, Device, Provenance), read
+    /// from the HSP's store as `backup` reads it.
+    FhirExport {
+        /// How far back, by measurement time: a number and a unit (s, m, h,
+        /// d), e.g. 24h, 7d or 1h30m.
+        #[arg(long, value_name = "DURATION")]
+        since: String,
+        /// The directory to write the files to (made if missing; an export
+        /// already there is never replaced).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The HSP's PostgreSQL database; the embedded store otherwise.
+        #[arg(long, env = "VITALGATE_HSP_DATABASE_URL")]
+        database_url: Option<String>,
+        /// The HSP's data directory (its embedded store, and its data key
+        /// when it runs without a key-encryption key).
+        #[arg(long, default_value = "vitalgate-data/hsp")]
+        hsp_data_dir: PathBuf,
+        /// The HSP's key-encryption key, to open patients' records for
+        /// --record-number-system.
+        #[arg(long, env = "VITALGATE_KEK_FILE")]
+        kek_file: Option<PathBuf>,
+        /// The hospital's identifier system for medical record numbers (a
+        /// URI): with it, each Patient carries its record number; without,
+        /// patients are exported by pseudonym only.
+        #[arg(long, value_name = "URI")]
+        record_number_system: Option<String>,
+    },
     /// Show how many vitals samples the HSP has stored.
     VitalsCount {
         /// One device's serial; all devices when absent.
@@ -686,6 +715,24 @@ async fn run_command(args: AdminArgs) -> CliResult {
             ref input,
             ref kek_file,
         } => crate::commands::backup::restore(database_url, input, kek_file.as_deref()).await?,
+        AdminCommand::FhirExport {
+            ref since,
+            ref out,
+            ref database_url,
+            ref hsp_data_dir,
+            ref kek_file,
+            ref record_number_system,
+        } => {
+            crate::commands::fhir_export::export(crate::commands::fhir_export::ExportRequest {
+                database_url: database_url.as_deref(),
+                hsp_data_dir,
+                since,
+                out,
+                kek_file: kek_file.as_deref(),
+                record_number_system: record_number_system.as_deref(),
+            })
+            .await?
+        }
         AdminCommand::VitalsCount { device } => {
             let (mut hsp, token) = hsp().await?;
             let request = v1::VitalsCountRequest {

@@ -63,7 +63,7 @@ fn recorded(at_ms: i64) -> String {
 pub(crate) fn fhir_audit_event(row: &ChainedAudit) -> Value {
     let event = &row.record.event;
     let (code, display) = event_type(&event.kind);
-    json!({
+    let mut resource = json!({
         "resourceType": "AuditEvent",
         "id": row.record.id.to_string(),
         "type": { "system": DCM, "code": code, "display": display },
@@ -71,11 +71,7 @@ pub(crate) fn fhir_audit_event(row: &ChainedAudit) -> Value {
         "action": action(&event.kind),
         "recorded": recorded(event.at_ms),
         "outcome": outcome(&event.kind),
-        "outcomeDesc": event.detail,
-        "agent": [{
-            "who": { "identifier": { "system": "urn:vitalgate:party", "value": event.actor } },
-            "requestor": true
-        }],
+        "agent": [{ "requestor": true }],
         "source": {
             "observer": { "display": "vitalgate HSP" },
             "type": [{
@@ -83,14 +79,28 @@ pub(crate) fn fhir_audit_event(row: &ChainedAudit) -> Value {
                 "code": "4",
                 "display": "Application Server"
             }]
-        },
-        "entity": [{
-            "what": { "identifier": { "system": "urn:vitalgate:subject", "value": event.subject } }
-        }],
-        "meta": {
-            "tag": [{ "system": "urn:vitalgate:audit-chain", "code": row.link.map(|l| hex::encode(l.hash)).unwrap_or_default() }]
         }
-    })
+    });
+    if let Some(link) = row.link {
+        resource["meta"] = json!({
+            "tag": [{ "system": "urn:vitalgate:audit-chain", "code": hex::encode(link.hash) }]
+        });
+    }
+    // FHIR strings are never empty (fhir.resources refuses ""): an event
+    // without a detail, actor or subject leaves the element out.
+    if !event.detail.is_empty() {
+        resource["outcomeDesc"] = json!(event.detail);
+    }
+    if !event.actor.is_empty() {
+        resource["agent"][0]["who"] =
+            json!({ "identifier": { "system": "urn:vitalgate:party", "value": event.actor } });
+    }
+    if !event.subject.is_empty() {
+        resource["entity"] = json!([{
+            "what": { "identifier": { "system": "urn:vitalgate:subject", "value": event.subject } }
+        }]);
+    }
+    resource
 }
 
 /// Rows read per page.

@@ -5,5 +5,6 @@ pub(crate) mod audit;
 pub(crate) mod backup;
 pub(crate) mod clinician;
 pub(crate) mod dev;
+pub(crate) mod fhir_export;
 pub(crate) mod onboard;
 pub(crate) mod services;

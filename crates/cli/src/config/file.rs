@@ -150,6 +150,30 @@ mod tests {
     }
 
     #[test]
+    fn alert_hold_times_parse_per_rule_and_default_the_rest() {
+        let config = parse(
+            r#"
+            [hsp.alerts]
+            spo2_below = 88.0
+            silence_secs = 60
+
+            [hsp.alerts.hold_secs]
+            spo2_low = 30
+            heart_rate_high = 0
+            "#,
+        )
+        .expect("parses");
+        let rules = config.hsp.alerts.expect("alerts");
+        assert_eq!(rules.hold_secs.spo2_low, 30);
+        assert_eq!(rules.hold_secs.heart_rate_high, 0);
+        assert_eq!(rules.hold_secs.blood_pressure_high, 30);
+        let limits = rules.limits();
+        assert_eq!((limits[0].threshold, limits[0].hold_ms), (88.0, 30_000));
+        let typo = parse("[hsp.alerts.hold_secs]\nspo2 = 30\n").expect_err("refused");
+        assert!(typo.contains("spo2"), "{typo}");
+    }
+
+    #[test]
     fn a_signing_token_parses_from_the_file() {
         let config = parse(
             r#"

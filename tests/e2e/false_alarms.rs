@@ -1,0 +1,164 @@
+//! Fewer false alarms (issue 18): with the HSP's default rules, a patient's
+//! single-sample heart-rate spike (what the device simulator's anomalies
+//! are) raises nothing, while another patient's sustained desaturation
+//! raises `spo2-low` once it has lasted the rule's 15 s of measurement time,
+//! and well within a deadline after.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use vitalgate_device::sensors::Condition;
+use vitalgate_device::{Device, DeviceConfig};
+use vitalgate_proto::v1;
+use vitalgate_store::StoredSample;
+
+use crate::harness::Platform;
+
+/// The hold of the default `spo2-low` rule.
+const HOLD: Duration = Duration::from_secs(15);
+/// How long after the hold the alert may take to be raised.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A patient's simulated device streaming ten readings a second.
+async fn streaming(platform: &Platform, pseudonym: &str) -> (Condition, watch::Sender<bool>) {
+    let token = platform.token(v1::Role::Device, pseudonym, 60).await;
+    let mut config = DeviceConfig::new(platform.device_dir(pseudonym));
+    config.sample_interval = Duration::from_millis(100);
+    config.batch_size = 2;
+    config.clock = platform.clock.clone();
+    let device = Device::open(config, Some(&mut platform.ttp().await), Some(&token))
+        .await
+        .expect("device");
+    let condition = device.condition();
+    let (stop, stop_rx) = watch::channel(false);
+    let url = platform.hsp().url.clone();
+    tokio::spawn(async move {
+        let mut device = device;
+        device.run(url, stop_rx).await;
+    });
+    (condition, stop)
+}
+
+/// Polls `check` until it holds or `limit` passes; whether it held.
+async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+async fn newest(platform: &Platform, pseudonym: &str) -> Option<StoredSample> {
+    let store = &platform.hsp().store;
+    let serial = store.active_device(pseudonym).await.ok()??;
+    store.latest_vitals(serial, 1).await.ok()?.pop()
+}
+
+async fn alerts(platform: &Platform, pseudonym: &str) -> Vec<vitalgate_store::AlertRecord> {
+    platform
+        .hsp()
+        .store
+        .alerts_of(pseudonym, 50)
+        .await
+        .expect("alerts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_spike_raises_nothing_and_a_sustained_desaturation_raises_in_time() {
+    let platform = Platform::start().await;
+    let (spiking, _stop_a) = streaming(&platform, "pt-spike").await;
+    let (desaturating, _stop_b) = streaming(&platform, "pt-desat").await;
+    for pseudonym in ["pt-spike", "pt-desat"] {
+        let streams = eventually(Duration::from_secs(30), || async {
+            newest(&platform, pseudonym).await.is_some()
+        })
+        .await;
+        assert!(streams, "{pseudonym}'s device streams");
+    }
+
+    // One reading of 160 /min: pinned until the HSP has stored it, then let
+    // go (at ten readings a second, one or two samples).
+    spiking.set_heart_rate(Some(160.0));
+    let stored = eventually(Duration::from_secs(10), || async {
+        newest(&platform, "pt-spike")
+            .await
+            .is_some_and(|s| s.heart_rate_bpm == 160.0)
+    })
+    .await;
+    assert!(stored, "the spike reached the store");
+    spiking.set_heart_rate(None);
+    let spike_at_ms = newest(&platform, "pt-spike")
+        .await
+        .expect("sample")
+        .measured_at_ms;
+
+    desaturating.set_spo2(Some(86.0));
+    let started = Instant::now();
+    let raised_in_time = eventually(HOLD + DEADLINE, || async {
+        alerts(&platform, "pt-desat")
+            .await
+            .iter()
+            .any(|a| a.alert.rule == "spo2-low")
+    })
+    .await;
+    assert!(
+        raised_in_time,
+        "no spo2-low alert within {:?}",
+        HOLD + DEADLINE
+    );
+    let waited = started.elapsed();
+    let raised = alerts(&platform, "pt-desat").await;
+    let alert = raised
+        .iter()
+        .find(|a| a.alert.rule == "spo2-low")
+        .expect("raised");
+    assert!(
+        alert.alert.detail.contains("under 90 % for 15 s"),
+        "{}",
+        alert.alert.detail
+    );
+    // Not before the hold: the first desaturated sample is at least 15 s
+    // of measurement time before the one that raised it.
+    let serial = alert.alert.device_serial;
+    let desaturated: Vec<StoredSample> = platform
+        .hsp()
+        .store
+        .vitals_since(serial, 0, 100_000)
+        .await
+        .expect("vitals")
+        .into_iter()
+        .filter(|s| s.spo2_percent == 86.0)
+        .collect();
+    let first = desaturated
+        .first()
+        .expect("desaturated samples")
+        .measured_at_ms;
+    assert!(
+        alert.alert.raised_at_ms - first >= HOLD.as_millis() as i64,
+        "raised {} ms into the desaturation",
+        alert.alert.raised_at_ms - first
+    );
+    assert!(
+        waited >= HOLD - Duration::from_secs(1),
+        "raised after {waited:?}"
+    );
+
+    // By now the spiking patient has streamed well past a hold after the
+    // spike, and has no alert.
+    assert!(
+        newest(&platform, "pt-spike")
+            .await
+            .expect("sample")
+            .measured_at_ms
+            >= spike_at_ms + HOLD.as_millis() as i64
+    );
+    let spiked = alerts(&platform, "pt-spike").await;
+    assert!(spiked.is_empty(), "{spiked:?}");
+}
