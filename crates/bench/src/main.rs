@@ -8,6 +8,7 @@
 //! cargo run --release -p vitalgate-bench -- login-e2e [--json] [--logins N] [--database-url URL]
 //! cargo run --release -p vitalgate-bench -- hsp-port [--json] [--rounds N]
 //! cargo run --release -p vitalgate-bench -- flood [--json] [--devices N] [--seconds S]
+//! cargo run --release -p vitalgate-bench -- device [--json]
 //! ```
 //!
 //! Everything runs single-threaded and in memory, interleaved round by round
@@ -16,6 +17,7 @@
 
 mod biometric;
 mod cpu;
+mod device;
 mod flood;
 mod floor;
 mod hsp_port;
@@ -42,7 +44,8 @@ const USAGE: &str = "usage: vitalgate-bench handshake [--json] [--rounds N]\n   
                      vitalgate-bench ingest [--json] [--database-url URL]\n       \
                      vitalgate-bench login-e2e [--json] [--logins N] [--database-url URL]\n       \
                      vitalgate-bench hsp-port [--json] [--rounds N]\n       \
-                     vitalgate-bench flood [--json] [--devices N] [--seconds S]";
+                     vitalgate-bench flood [--json] [--devices N] [--seconds S]\n       \
+                     vitalgate-bench device [--json]";
 
 struct Row {
     name: &'static str,
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
                 }
             },
             "handshake" | "login" | "biometric" | "ingest" | "login-e2e" | "hsp-port" | "flood"
+            | "device"
                 if command.is_none() =>
             {
                 command = Some(arg.clone())
@@ -129,6 +133,12 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
+        Some("device") => {
+            if let Err(e) = device::report(json) {
+                eprintln!("device: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

@@ -16,8 +16,26 @@ use crate::sample::{encode_batch, AckSequences};
 use crate::traits::{Clock, Transport};
 use crate::SdkError;
 
-/// Runs a whole handshake over `transport`.
+/// Runs a whole handshake over `transport`, receiving into a buffer of
+/// `MAX_MESSAGE_LEN` (4 KiB) on the heap; see [`handshake_in`] to bring your own.
 pub fn handshake<P: CryptoProvider>(
+    transport: &mut impl Transport,
+    config: &InitiatorConfig<P>,
+    peers: &PeerDirectory<'_>,
+    clock: &impl Clock,
+    rng: &mut (impl RngCore + CryptoRng + ?Sized),
+    factors: &mut dyn FactorAnswers,
+) -> Result<Session<P>, SdkError> {
+    let mut buf = vec![0u8; MAX_MESSAGE_LEN];
+    handshake_in(&mut buf, transport, config, peers, clock, rng, factors)
+}
+
+/// [`handshake`] receiving into `buf`: firmware short of RAM passes one that
+/// fits the largest message its HSP sends (M2 by reference is 109 bytes; with
+/// the HSP's credential in full, or factor rounds, more). A longer message
+/// fails the handshake with [`SdkError::BufferTooSmall`].
+pub fn handshake_in<P: CryptoProvider>(
+    buf: &mut [u8],
     transport: &mut impl Transport,
     config: &InitiatorConfig<P>,
     peers: &PeerDirectory<'_>,
@@ -27,9 +45,9 @@ pub fn handshake<P: CryptoProvider>(
 ) -> Result<Session<P>, SdkError> {
     let (m1, mut handshake) = DeviceHandshake::start(config, rng)?;
     transport.send(&m1)?;
-    let mut buf = vec![0u8; MAX_MESSAGE_LEN];
+    drop(m1);
     loop {
-        let len = transport.receive(&mut buf)?;
+        let len = transport.receive(buf)?;
         let now = UnixTime(clock.now_unix_ms().unwrap_or(0) / 1000);
         match handshake.handle(&buf[..len], now, peers, factors)? {
             Step::Send(message) => transport.send(&message)?,
