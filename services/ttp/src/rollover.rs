@@ -140,9 +140,10 @@ impl Ttp {
             let mut keys = self.inner.keys.write().unwrap_or_else(|p| p.into_inner());
             if let Some((pending, from)) = keys.pending(now) {
                 return Err(Status::failed_precondition(format!(
-                    "a rollover is under way: key {} starts signing at {from}; rotate again after \
-                     that",
-                    hex_key(&pending)
+                    "a rollover is under way: key {} starts signing in {} h (Unix time {from}); \
+                     rotate again after that",
+                    hex_key(&pending),
+                    from.saturating_sub(now).div_ceil(3600)
                 )));
             }
             let current = keys.active(now).public_key();
