@@ -303,12 +303,18 @@ impl Platform {
             .collect()
     }
 
-    /// The kinds of the TTP's audit events, oldest first.
-    pub(crate) async fn ttp_audit_kinds(&self) -> Vec<String> {
+    /// The TTP's audit events, oldest first.
+    pub(crate) async fn ttp_audit_events(&self) -> Vec<vitalgate_store::AuditRecord> {
         self.ttp_store
-            .audit_events(0, 10_000)
+            .audit_events(0, 100_000)
             .await
             .expect("TTP audit")
+    }
+
+    /// The kinds of the TTP's audit events, oldest first.
+    pub(crate) async fn ttp_audit_kinds(&self) -> Vec<String> {
+        self.ttp_audit_events()
+            .await
             .into_iter()
             .map(|r| r.event.kind)
             .collect()

@@ -386,7 +386,7 @@ async fn a_device_renews_its_own_credential_while_it_streams() {
 
 /// Runs `device` against `hsp` for a few seconds; the samples it got
 /// acknowledged and the handshakes it completed there.
-async fn session_outcome(
+pub(crate) async fn session_outcome(
     platform: &Platform,
     name: &str,
     trusted_clock: bool,

@@ -222,7 +222,7 @@ async fn two_replicas_share_replays_codes_attempts_and_streams() {
 
 /// The second replica of `platform`'s HSP: its identity, deployed to a second
 /// directory, on the same database.
-async fn second_replica(platform: &Platform) -> RunningHsp {
+pub(crate) async fn second_replica(platform: &Platform) -> RunningHsp {
     let identity = platform.dir.path().join("hsp").join("identity");
     let copy = platform.dir.path().join("hsp-b").join("identity");
     std::fs::create_dir_all(&copy).expect("replica dir");

@@ -17,6 +17,8 @@ use zeroize::Zeroizing;
 const SEED_FILE: &str = "identity.seed";
 const CREDENTIAL_FILE: &str = "credential.bin";
 const ANCHORS_FILE: &str = "trust-anchors.bin";
+/// The version of the newest anchor statement applied to `ANCHORS_FILE`.
+const ANCHORS_VERSION_FILE: &str = "trust-anchors.version";
 /// What a proof of possession signs: must match the TTP's label.
 const ENROLL_LABEL: &[u8] = b"vitalgate/1 enroll";
 /// What a renewal request signs: must match the TTP's label.
@@ -168,6 +170,52 @@ impl Identity {
         self.credential = renewed.credential;
         self.trust_anchors = renewed.trust_anchors;
         Ok(())
+    }
+
+    /// Applies the TTP's anchor statements (a key rollover; see
+    /// [`crate::anchors`]) to the keys this identity trusts, each newer one
+    /// only if signed by a key trusted at that point, and keeps the result
+    /// in `dir` beside the identity. Returns what was applied and refused.
+    pub fn apply_anchor_updates(
+        &mut self,
+        dir: &Path,
+        updates: &[v1::AnchorUpdate],
+    ) -> Result<crate::anchors::Applied, IdentityError> {
+        let version_file = dir.join(ANCHORS_VERSION_FILE);
+        let mut set = crate::anchors::AnchorSet {
+            anchors: self.trust_anchors.clone(),
+            version: fs::read_to_string(&version_file)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0),
+        };
+        let applied = set.apply(updates);
+        if applied.versions.is_empty() {
+            return Ok(applied);
+        }
+        let previous = std::mem::replace(&mut self.trust_anchors, set.anchors);
+        if let Err(e) = self.save(dir) {
+            self.trust_anchors = previous;
+            return Err(e);
+        }
+        // After the keys: a crash in between applies the same statements again.
+        write_private(&version_file, set.version.to_string().as_bytes())?;
+        Ok(applied)
+    }
+
+    /// Fetches the TTP's anchor statements and applies them (as
+    /// [`Identity::apply_anchor_updates`]): for a party that starts now and
+    /// then (a clinician's client), at each start.
+    pub async fn refresh_anchors(
+        &mut self,
+        dir: &Path,
+        ttp: &mut v1::ttp_client::TtpClient<Channel>,
+    ) -> Result<crate::anchors::Applied, IdentityError> {
+        let bundle = ttp
+            .trust_bundle(v1::TrustBundleRequest {})
+            .await?
+            .into_inner();
+        self.apply_anchor_updates(dir, &bundle.anchor_updates)
     }
 
     /// Writes the credential and the TTP's keys into `dir` (the key seed is

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod anchors;
 pub mod clock;
 pub mod identity;
 pub mod tls;

@@ -208,7 +208,11 @@ impl Transport for LoopbackHsp {
                     .map_err(|_| TransportError::Failed)?;
                 let sequences: Vec<u64> = batch.samples.iter().map(|s| s.sequence).collect();
                 self.stored.extend(&sequences);
-                let ack = v1::Ack { sequences }.encode_to_vec();
+                let ack = v1::Ack {
+                    sequences,
+                    ..Default::default()
+                }
+                .encode_to_vec();
                 self.outbox.push_back(
                     channel
                         .sealer
@@ -449,6 +453,7 @@ fn batches_and_acks_are_the_proto_crates_bytes() {
     for sequences in [vec![], vec![1], vec![1, 2, 300, u64::MAX]] {
         let bytes = v1::Ack {
             sequences: sequences.clone(),
+            ..Default::default()
         }
         .encode_to_vec();
         let parsed: Vec<u64> = AckSequences::parse(&bytes).expect("ack").iter().collect();

@@ -140,6 +140,10 @@ pub struct DeviceStats {
     pub credential_renewals: AtomicU64,
     /// Renewals that failed (each is retried, with doubling waits).
     pub credential_renewal_failures: AtomicU64,
+    /// Handshakes that failed because this device refused the HSP's
+    /// credential (expired, not yet valid, signed by a TTP key it does not
+    /// trust, a bad signature): a sign of a missed renewal or rollover.
+    pub hsp_credential_refusals: AtomicU64,
 }
 
 /// The device agent.
@@ -278,6 +282,39 @@ impl Device {
         &self.identity.credential
     }
 
+    /// The TTP keys the device trusts now.
+    pub fn trust_anchors(&self) -> &[[u8; 32]] {
+        &self.identity.trust_anchors
+    }
+
+    /// Applies anchor statements an HSP passed on inside the secure channel
+    /// (a TTP key rollover): each newer than the device's must be signed by
+    /// a key it trusts at that point, or it is refused and changes nothing.
+    /// The new keys are kept beside the identity before they are used.
+    /// Returns the versions applied.
+    pub fn accept_anchor_updates(
+        &mut self,
+        updates: &[v1::AnchorUpdate],
+    ) -> Result<Vec<u64>, DeviceError> {
+        let applied = self
+            .identity
+            .apply_anchor_updates(&self.config.data_dir, updates)?;
+        for refused in &applied.refused {
+            tracing::warn!(error = %refused, "an anchor statement was refused");
+        }
+        if let Some(version) = applied.versions.last() {
+            self.trust = self.identity.trust_store();
+            let anchors: Vec<String> = self
+                .identity
+                .trust_anchors
+                .iter()
+                .map(|a| a.iter().map(|b| format!("{b:02x}")).collect())
+                .collect();
+            tracing::info!(version, anchors = ?anchors, "the TTP's trust anchors changed");
+        }
+        Ok(applied.versions)
+    }
+
     /// The counters.
     pub fn stats(&self) -> Arc<DeviceStats> {
         self.stats.clone()
@@ -409,6 +446,13 @@ impl Device {
                 Err(e) => {
                     self.stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "session failed; reconnecting");
+                    if let DeviceError::Core(vitalgate_core::Error::Credential(refused)) = &e {
+                        if *refused != vitalgate_core::CredentialError::UnknownReference {
+                            self.stats
+                                .hsp_credential_refusals
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     if matches!(
                         e,
                         DeviceError::Core(vitalgate_core::Error::Credential(
@@ -565,6 +609,9 @@ impl Device {
         };
         let ack = v1::Ack::decode(plaintext.as_slice())
             .map_err(|e| DeviceError::Protocol(format!("acknowledgement: {e}")))?;
+        if !ack.anchor_updates.is_empty() {
+            self.accept_anchor_updates(&ack.anchor_updates)?;
+        }
         let acked: HashSet<u64> = ack.sequences.into_iter().collect();
         let before = self.buffer.len();
         let in_flight_before = *sent;

@@ -130,6 +130,7 @@ impl Hsp {
             .filter_map(|a| <[u8; 32]>::try_from(a.as_slice()).ok());
         let peers = trust::Peers::load(
             fetched.chain(identity.trust_anchors.iter().copied()),
+            &bundle.anchor_updates,
             &bundle.revoked_serials,
             &*store,
             UnixTime(config.clock.now()),

@@ -1,7 +1,8 @@
 //! Following the TTP: the mutual-TLS link with a service certificate the TTP
 //! issued (renewed before it expires), and the revocation feed, whose every
 //! event closes the party's sessions here and, for a clinician, ends their
-//! portal access.
+//! portal access; the feed also carries the TTP's anchor statements (a key
+//! rollover), applied in `trust.rs`.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -110,6 +111,10 @@ impl Hsp {
                         tokio::select! {
                             _ = stop.changed() => return,
                             event = stream.message() => match event {
+                                Ok(Some(v1::RevocationEvent { anchor_update: Some(statement), .. })) => {
+                                    // A key rollover's statement, not a revocation.
+                                    self.apply_anchor_updates(&[statement]).await;
+                                }
                                 Ok(Some(event)) => {
                                     cursor = event.id;
                                     self.apply_revocation(event.serial);

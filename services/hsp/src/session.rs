@@ -461,6 +461,29 @@ async fn handshake_and_stream(
 
     let mut channel = session.into_channel();
     let mut acknowledged_in_session = 0u64;
+    // The TTP's anchor statements ride in the HSP's records, sealed and
+    // bound to this session: first right away, then with the next
+    // acknowledgement whenever a newer one arrives while the session lives.
+    let mut anchors_sent = 0u64;
+    let news = inner.peers().statements_newer_than(&mut anchors_sent);
+    if !news.is_empty() {
+        let update = v1::Ack {
+            sequences: Vec::new(),
+            anchor_updates: news,
+        };
+        let sealed = channel
+            .sealer
+            .seal(&update.encode_to_vec())
+            .map_err(|e| Refusal {
+                status: core_status(&e.into()),
+                audit_kind: "vitals.session.failed",
+            })?;
+        let frame = v1::HspFrame {
+            frame: Some(hsp_frame::Frame::Record(sealed)),
+        };
+        // A device gone already shows as the stream ending below.
+        let _ = tx.send(Ok(frame)).await;
+    }
     let idle_timeout = inner.config().session_idle_timeout;
     let result = loop {
         let frame = tokio::select! {
@@ -563,6 +586,7 @@ async fn handshake_and_stream(
         // Stored: only now is the batch acknowledged.
         let ack = v1::Ack {
             sequences: batch.samples.iter().map(|s| s.sequence).collect(),
+            anchor_updates: inner.peers().statements_newer_than(&mut anchors_sent),
         };
         let sealed = match channel.sealer.seal(&ack.encode_to_vec()) {
             Ok(sealed) => sealed,

@@ -11,6 +11,7 @@
 mod keys;
 mod pki;
 mod renewal;
+mod rollover;
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -80,6 +81,10 @@ pub struct TtpConfig {
     pub every_hsp_serves: bool,
     /// Sign credentials with a key on a PKCS#11 token instead of key files.
     pub signing_token: Option<TokenKey>,
+    /// How long a key rollover publishes the new key before it signs (unless
+    /// the administrator gives another overlap): long enough for every
+    /// device to connect once and learn it.
+    pub key_overlap_secs: u64,
     /// Where the TTP reads the time (the system's; a manual one in tests).
     pub clock: SharedClock,
 }
@@ -129,6 +134,7 @@ impl TtpConfig {
             serving_hsps: Vec::new(),
             every_hsp_serves: false,
             signing_token: None,
+            key_overlap_secs: 7 * 24 * 3600,
             clock: vitalgate_rpc::clock::system_clock(),
         }
     }
@@ -168,6 +174,10 @@ struct Inner {
     keys: RwLock<TtpKeys>,
     admin_token: AdminToken,
     newest_revocation: watch::Sender<i64>,
+    /// The newest anchor statement's version (the feeds wait on it).
+    anchors_version: watch::Sender<u64>,
+    /// Wakes the rollover's upkeep when a rotation starts.
+    rollover_changed: tokio::sync::Notify,
     pki: ServicePki,
     config: TtpConfig,
 }
@@ -314,6 +324,8 @@ impl Ttp {
                 keys: RwLock::new(keys),
                 admin_token,
                 newest_revocation: watch::channel(newest).0,
+                anchors_version: watch::channel(0).0,
+                rollover_changed: tokio::sync::Notify::new(),
                 pki,
                 config,
             }),
@@ -459,6 +471,19 @@ impl Ttp {
         Ok(credential)
     }
 
+    /// Every serial revoked so far.
+    async fn revoked_serials(&self) -> Result<std::collections::HashSet<u64>, Status> {
+        Ok(self
+            .inner
+            .store
+            .revocations_after(0)
+            .await
+            .map_err(|e| store_status(&e))?
+            .into_iter()
+            .map(|r| r.serial)
+            .collect())
+    }
+
     fn trust_store(&self) -> TrustStore {
         let mut trust = TrustStore::new();
         for anchor in self.trust_anchors() {
@@ -514,7 +539,7 @@ impl Ttp {
         };
         let credential = {
             let keys = self.inner.keys.read().unwrap_or_else(|p| p.into_inner());
-            Credential::issue::<AwsLc>(body, keys.active()).map_err(|e| core_status(&e))?
+            Credential::issue::<AwsLc>(body, keys.active(now)).map_err(|e| core_status(&e))?
         };
         let known = KnownCredential::new::<AwsLc>(credential.clone());
         let record = CredentialRecord {
@@ -793,13 +818,7 @@ impl v1::ttp_server::Ttp for Ttp {
     ) -> Result<Response<v1::ListPartiesResponse>, Status> {
         self.check_admin(&request)?;
         let store = &self.inner.store;
-        let revoked: std::collections::HashSet<u64> = store
-            .revocations_after(0)
-            .await
-            .map_err(|e| store_status(&e))?
-            .into_iter()
-            .map(|r| r.serial)
-            .collect();
+        let revoked = self.revoked_serials().await?;
         let credentials = store
             .list_credentials()
             .await
@@ -833,7 +852,17 @@ impl v1::ttp_server::Ttp for Ttp {
             trust_anchors: self.anchors_wire(),
             revocation_cursor: revocations.last().map_or(0, |r| r.id),
             revoked_serials: revocations.into_iter().map(|r| r.serial).collect(),
+            anchor_updates: self.anchor_statements().await?,
         }))
+    }
+
+    async fn rotate_ttp_key(
+        &self,
+        request: Request<v1::RotateTtpKeyRequest>,
+    ) -> Result<Response<v1::RotateTtpKeyResponse>, Status> {
+        self.check_admin(&request)?;
+        let overlap = request.into_inner().overlap_secs;
+        Ok(Response::new(self.rotate_key(overlap).await?))
     }
 
     async fn issue_service_certificate(
@@ -911,9 +940,31 @@ impl v1::ttp_server::Ttp for Ttp {
         let mut cursor = request.into_inner().after_id;
         let store = self.inner.store.clone();
         let mut newest = self.inner.newest_revocation.subscribe();
+        let mut anchors_version = self.inner.anchors_version.subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
+            // Every anchor statement first, then each new one: the HSP
+            // applies those newer than its own.
+            let mut anchors_sent = 0u64;
             loop {
+                match rollover::statements_after(&*store, anchors_sent).await {
+                    Ok(statements) => {
+                        for statement in statements {
+                            anchors_sent = statement.version;
+                            let event = v1::RevocationEvent {
+                                anchor_update: Some(statement),
+                                ..Default::default()
+                            };
+                            if tx.send(Ok(event)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(store_status(&e))).await;
+                        return;
+                    }
+                }
                 match store.revocations_after(cursor).await {
                     Ok(records) => {
                         for r in records {
@@ -935,6 +986,7 @@ impl v1::ttp_server::Ttp for Ttp {
                                     .as_ref()
                                     .map_or(v1::Role::Unspecified as i32, |c| role_to_wire(c.role)),
                                 subject: issued.map(|c| c.subject).unwrap_or_default(),
+                                anchor_update: None,
                             };
                             if tx.send(Ok(event)).await.is_err() {
                                 return;
@@ -950,6 +1002,7 @@ impl v1::ttp_server::Ttp for Ttp {
                 // another TTP replica wrote to the shared store.
                 tokio::select! {
                     changed = newest.changed() => if changed.is_err() { return },
+                    changed = anchors_version.changed() => if changed.is_err() { return },
                     _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
                     _ = tx.closed() => return,
                 }
@@ -970,12 +1023,14 @@ impl Ttp {
     ) -> Result<(), TtpError> {
         let tls = self.server_tls()?;
         let renewal = tokio::spawn(self.clone().renew_server_certificate(tls.cert().clone()));
+        let rollover = tokio::spawn(self.clone().keep_keys());
         let routes = tonic::service::Routes::new(self.into_service());
         let served =
             vitalgate_rpc::serve("vitalgate.v1.Ttp", routes, Some(tls), listener, shutdown)
                 .await
                 .map_err(TtpError::Serve);
         renewal.abort();
+        rollover.abort();
         served
     }
 }

@@ -87,6 +87,27 @@ async fn the_ttp_signs_credentials_with_a_key_that_stays_on_its_token() {
             UnixTime(vitalgate_rpc::unix_now()),
         )
         .expect("the credential verifies under the token's key");
+
+    // A rollover cannot make the token's successor: the command says so
+    // and names the token, and nothing changes.
+    let mut request = tonic::Request::new(v1::RotateTtpKeyRequest { overlap_secs: 0 });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {admin}").parse().expect("header"),
+    );
+    let refused = client
+        .rotate_ttp_key(request)
+        .await
+        .expect_err("no rollover on a token");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(refused.message().contains("PKCS#11"), "{refused:?}");
+    let bundle = client
+        .trust_bundle(v1::TrustBundleRequest {})
+        .await
+        .expect("bundle")
+        .into_inner();
+    assert_eq!(bundle.trust_anchors.len(), 1);
+    assert!(bundle.anchor_updates.is_empty());
     let _ = stop.send(true);
     let _ = server.await;
 

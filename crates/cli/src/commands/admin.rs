@@ -88,6 +88,16 @@ enum AdminCommand {
         #[arg(long, default_value = "revoked by administrator")]
         reason: String,
     },
+    /// Start a rollover of the TTP's signing key (TTP): a new key is
+    /// published to HSPs and devices signed by the current one, signs new
+    /// credentials after the overlap, and the old key is retired once no
+    /// credential it signed is still valid.
+    RotateTtpKey {
+        /// Hours both keys are published before the new one signs (0: the
+        /// TTP's default, 7 days): long enough for every device to connect.
+        #[arg(long, default_value_t = 0)]
+        overlap_hours: u64,
+    },
     /// Keep a patient's record under a pseudonym (HSP; sealed at rest).
     PutPatient {
         #[arg(long)]
@@ -375,9 +385,10 @@ fn read_token(path: &PathBuf) -> Result<String, String> {
 
 pub(crate) async fn run(args: AdminArgs) -> CliResult {
     let server = match args.command {
-        AdminCommand::CreateToken { .. } | AdminCommand::List | AdminCommand::Revoke { .. } => {
-            format!("the TTP at {}", args.ttp_url)
-        }
+        AdminCommand::CreateToken { .. }
+        | AdminCommand::List
+        | AdminCommand::Revoke { .. }
+        | AdminCommand::RotateTtpKey { .. } => format!("the TTP at {}", args.ttp_url),
         _ => format!("the HSP at {}", args.hsp_url),
     };
     // Plaintext HTTP/2 to a TLS port fails as a protocol error (which one
@@ -484,6 +495,27 @@ async fn run_command(args: AdminArgs) -> CliResult {
                     "already revoked"
                 }
             );
+        }
+        AdminCommand::RotateTtpKey { overlap_hours } => {
+            let (mut ttp, token) = ttp().await?;
+            let request = v1::RotateTtpKeyRequest {
+                overlap_secs: overlap_hours.saturating_mul(3600),
+            };
+            let response = ttp
+                .rotate_ttp_key(admin_request(request, &token)?)
+                .await?
+                .into_inner();
+            println!("new TTP key      {}", hex::encode(&response.new_public_key));
+            println!("signs from       {}", expiry_date(response.signs_from));
+            println!(
+                "until then       {} signs",
+                hex::encode(&response.current_public_key)
+            );
+            println!(
+                "published        anchor statement v{} (HSPs on their feed, devices in their next session)",
+                response.statement_version
+            );
+            println!("the old key is retired once no credential it signed is still valid");
         }
         AdminCommand::PutPatient {
             ref pseudonym,

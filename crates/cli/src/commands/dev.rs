@@ -216,6 +216,9 @@ async fn demo_login(
     dir: &Path,
 ) -> Result<vitalgate_device::login::LoginOutcome, Box<dyn std::error::Error + Send + Sync>> {
     let mut identity = Identity::load(dir)?.ok_or("the demonstration clinician is not enrolled")?;
+    // It takes the TTP's anchor statements first (a key rollover since its
+    // last start), so that it trusts an HSP whose credential a new key signed.
+    identity.refresh_anchors(dir, ttp).await?;
     // A clinician's client renews at its start once two thirds of the
     // credential's life have passed.
     if identity
