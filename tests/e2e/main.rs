@@ -22,4 +22,5 @@ mod renewal;
 mod replicas;
 mod startup_errors;
 mod status_contract;
+mod telemetry;
 mod tls;
