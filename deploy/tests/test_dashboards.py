@@ -31,7 +31,8 @@ def known_metrics() -> dict[str, str]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        name, kind, _labels = line.split()
+        name, kind, _labels, *only = line.split()
+        assert only in ([], ["postgresql"]), line
         assert kind in {"counter", "gauge", "histogram"}, line
         metrics[name] = kind
     return metrics

@@ -27,4 +27,5 @@ mod replicas;
 mod rollover;
 mod startup_errors;
 mod status_contract;
+mod telemetry;
 mod tls;

@@ -47,6 +47,20 @@ pub(crate) async fn open_store(
             let store = vitalgate_store::PostgresStore::connect(url, pool.clone())
                 .await
                 .map_err(|e| format!("database {}: {e}", redact(url)))?;
+            let observed = store.clone();
+            vitalgate_telemetry::observe_db_pools(move || {
+                observed
+                    .pool_use()
+                    .iter()
+                    .map(|p| vitalgate_telemetry::DbPoolUse {
+                        name: p.name,
+                        max: p.max as u64,
+                        idle: p.idle as u64,
+                        used: p.used as u64,
+                        waiting: p.waiting as u64,
+                    })
+                    .collect()
+            });
             Ok(std::sync::Arc::new(store))
         }
         None => {

@@ -40,7 +40,7 @@ pub use model::{
     AlertRecord, AuditEvent, AuditQuery, AuditRecord, CredentialRecord, EnrollmentToken, NewAlert,
     RevocationRecord, StoredSample, WebSession,
 };
-pub use postgres::{DatabaseTls, PoolOptions, PostgresStore};
+pub use postgres::{DatabaseTls, PoolOptions, PoolUse, PostgresStore};
 pub use rules::device_belongs_to_another_patient;
 pub use sqlite::SqliteStore;
 

@@ -17,18 +17,30 @@ pub(crate) struct Counted<E> {
     dropped: Counter<u64>,
 }
 
-impl<E> Counted<E> {
-    pub(crate) fn new(inner: E) -> Self {
-        Self {
-            inner,
-            dropped: crate::meter()
+/// The counter of dropped spans, started at zero so that it is scraped (and
+/// alertable) before the first drop, and when nothing is exported at all.
+/// Kept for the process's life: the SDK forgets an instrument's series once
+/// its last handle is dropped.
+pub(crate) fn dropped_counter() -> Counter<u64> {
+    static DROPPED: std::sync::OnceLock<Counter<u64>> = std::sync::OnceLock::new();
+    DROPPED
+        .get_or_init(|| {
+            let dropped = crate::meter()
                 .u64_counter("vitalgate.telemetry.spans.dropped")
                 .with_description(
                     "Spans the collector did not receive (unreachable, slow or refusing).",
                 )
                 .with_unit("{span}")
-                .build(),
-        }
+                .build();
+            dropped.add(0, &[KeyValue::new("reason", "export_failed")]);
+            dropped
+        })
+        .clone()
+}
+
+impl<E> Counted<E> {
+    pub(crate) fn new(inner: E, dropped: Counter<u64>) -> Self {
+        Self { inner, dropped }
     }
 }
 

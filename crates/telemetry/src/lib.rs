@@ -162,6 +162,7 @@ impl Telemetry {
         }
         let meter_provider = meters.build();
         opentelemetry::global::set_meter_provider(meter_provider.clone());
+        let dropped = export::dropped_counter();
 
         let mut tracer_provider = None;
         if let Some(endpoint) = &settings.otlp_endpoint {
@@ -171,7 +172,7 @@ impl Telemetry {
                 .with_channel(lazy_channel(endpoint)?)
                 .build()
                 .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
-            let processor = BatchSpanProcessor::builder(export::Counted::new(spans))
+            let processor = BatchSpanProcessor::builder(export::Counted::new(spans, dropped))
                 .with_batch_config(
                     BatchConfigBuilder::default()
                         .with_max_queue_size(SPAN_QUEUE)
@@ -292,6 +293,77 @@ fn lazy_channel(endpoint: &str) -> Result<tonic::transport::Channel, TelemetryEr
         .connect_timeout(EXPORT_TIMEOUT)
         .timeout(EXPORT_TIMEOUT);
     Ok(channel.connect_lazy())
+}
+
+/// A database connection pool's use at one moment, for [`observe_db_pools`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DbPoolUse {
+    /// `db.client.connection.pool.name`.
+    pub name: &'static str,
+    /// Connections the pool may open.
+    pub max: u64,
+    /// Open and idle.
+    pub idle: u64,
+    /// Open and lent out.
+    pub used: u64,
+    /// Callers waiting for a connection.
+    pub waiting: u64,
+}
+
+/// Publishes database connection pools' use under OpenTelemetry's database
+/// client conventions (`db.client.connection.count` by state,
+/// `db.client.connection.max`, `db.client.connection.pending_requests`),
+/// read from `pools` whenever metrics are collected.
+pub fn observe_db_pools(pools: impl Fn() -> Vec<DbPoolUse> + Send + Sync + 'static) {
+    let pools = Arc::new(pools);
+    let meter = meter();
+    let read = pools.clone();
+    let _ = meter
+        .u64_observable_gauge("db.client.connection.count")
+        .with_description("Database connections open now, by state (idle or used).")
+        .with_unit("{connection}")
+        .with_callback(move |observer| {
+            for pool in read() {
+                let name = KeyValue::new("db.client.connection.pool.name", pool.name);
+                for (state, count) in [("idle", pool.idle), ("used", pool.used)] {
+                    observer.observe(
+                        count,
+                        &[
+                            name.clone(),
+                            KeyValue::new("db.client.connection.state", state),
+                        ],
+                    );
+                }
+            }
+        })
+        .build();
+    let read = pools.clone();
+    let _ = meter
+        .u64_observable_gauge("db.client.connection.max")
+        .with_description("Database connections a pool may open.")
+        .with_unit("{connection}")
+        .with_callback(move |observer| {
+            for pool in read() {
+                observer.observe(
+                    pool.max,
+                    &[KeyValue::new("db.client.connection.pool.name", pool.name)],
+                );
+            }
+        })
+        .build();
+    let _ = meter
+        .u64_observable_gauge("db.client.connection.pending_requests")
+        .with_description("Callers waiting for a database connection (the pool is saturated).")
+        .with_unit("{request}")
+        .with_callback(move |observer| {
+            for pool in pools() {
+                observer.observe(
+                    pool.waiting,
+                    &[KeyValue::new("db.client.connection.pool.name", pool.name)],
+                );
+            }
+        })
+        .build();
 }
 
 /// The process's meter for vitalgate's instruments (the global provider's,

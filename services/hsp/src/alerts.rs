@@ -290,6 +290,7 @@ impl AlertRaiser {
         };
         match self.store.raise_alert(&alert).await {
             Ok(Some(id)) => {
+                crate::metrics::alert_raised(rule);
                 audit(
                     &*self.store,
                     &*self.clock,

@@ -36,6 +36,15 @@ pub(crate) const PAIR_SCOPE: &str = "password-pair";
 pub(crate) const SOURCE_SCOPE: &str = "password-source";
 /// Failed guesses per (account, recognised client).
 pub(crate) const CLIENT_SCOPE: &str = "password-client";
+/// Every scope an attempt limit is kept in (the metrics count hits by scope).
+pub(crate) const SCOPES: [&str; 6] = [
+    ACCOUNT_SCOPE,
+    PAIR_SCOPE,
+    SOURCE_SCOPE,
+    CLIENT_SCOPE,
+    crate::factors::OTP_SCOPE,
+    crate::factors::BIOMETRIC_SCOPE,
+];
 
 /// Who makes a password guess.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

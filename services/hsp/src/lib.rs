@@ -27,6 +27,7 @@ mod grpc;
 mod guesses;
 mod live;
 mod login;
+mod metrics;
 pub mod news2;
 pub mod policy;
 mod portal;
@@ -178,6 +179,16 @@ impl Hsp {
     /// The bearer token administrative calls need (kept in `admin.token`).
     pub fn admin_token(&self) -> &str {
         self.admin().expose()
+    }
+
+    /// Publishes the replica's metrics on the process's global meter: the
+    /// counters ([`HspStats::publish`]), its credentials' seconds to expiry,
+    /// the replay pre-filter's size and the open alerts (counted every 15 s
+    /// by a task this starts). Call once, inside the runtime, after the
+    /// process installed its meter provider.
+    pub fn publish_metrics(&self) {
+        self.stats().publish();
+        metrics::publish_state(&self.state);
     }
 
     /// The HSP's own credential serial.

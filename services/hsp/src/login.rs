@@ -89,7 +89,14 @@ pub(crate) async fn run(
     tx: Outbound,
     peer_addr: String,
 ) {
-    if let Err(refusal) = login(&hsp, metadata, &mut inbound, &tx, &peer_addr).await {
+    let started = std::time::Instant::now();
+    let result = login(&hsp, metadata, &mut inbound, &tx, &peer_addr).await;
+    let ending = match &result {
+        Ok(()) => crate::metrics::Ending::Ok,
+        Err(refusal) => crate::metrics::Ending::Refused(refusal.status.code()),
+    };
+    crate::metrics::login(ending, started.elapsed());
+    if let Err(refusal) = result {
         tracing::info!(peer = %peer_addr, reason = %refusal.status.message(), "login refused");
         if refusal.audited() {
             hsp.audit(

@@ -62,7 +62,7 @@ impl TtpLink {
     }
 
     /// When the newest certificate expires (Unix seconds).
-    fn not_after(&self) -> u64 {
+    pub(crate) fn not_after(&self) -> u64 {
         self.client.read().unwrap_or_else(|p| p.into_inner()).1
     }
 
@@ -87,6 +87,7 @@ impl Hsp {
     /// Applies a revocation: refuses the serial from now on, closes its
     /// live sessions and ends its login tickets.
     pub fn apply_revocation(&self, serial: u64) {
+        crate::metrics::revocation_applied();
         self.peers().revoke(serial);
         self.live().close(serial, CloseReason::Revoked);
         self.tickets().end_for(serial);

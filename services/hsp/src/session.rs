@@ -295,6 +295,32 @@ pub(crate) async fn authenticate(
     peer_addr: &str,
     action: Action,
 ) -> Result<Option<Authenticated>, Refusal> {
+    let started = std::time::Instant::now();
+    let result = authenticate_steps(hsp, inbound, tx, peer_addr, action).await;
+    let role = match action {
+        Action::StreamVitals => "device",
+        _ => "clinician",
+    };
+    crate::metrics::handshake(role, ending(&result), started.elapsed());
+    result
+}
+
+/// How a handshake or login ended, for the metrics.
+pub(crate) fn ending<T>(result: &Result<Option<T>, Refusal>) -> crate::metrics::Ending {
+    match result {
+        Ok(Some(_)) => crate::metrics::Ending::Ok,
+        Ok(None) => crate::metrics::Ending::Abandoned,
+        Err(refusal) => crate::metrics::Ending::Refused(refusal.status.code()),
+    }
+}
+
+async fn authenticate_steps(
+    hsp: &Hsp,
+    inbound: &mut Streaming<v1::DeviceFrame>,
+    tx: &Outbound,
+    peer_addr: &str,
+    action: Action,
+) -> Result<Option<Authenticated>, Refusal> {
     let inner = &**hsp;
     let responders = inner.responders();
     let responder_config = responders.for_action(action);
@@ -385,9 +411,10 @@ pub(crate) async fn authenticate(
     // The durable replay claim, shared by every replica: the core's
     // `finish` takes its outcome as proof.
     let entry = verified.replay_entry();
-    let fresh = hsp
+    let claim = hsp
         .store()
-        .claim_replay_key(entry.key(), entry.keep_until(), hsp.now())
+        .claim_replay_key(entry.key(), entry.keep_until(), hsp.now());
+    let fresh = crate::metrics::db_operation("claim_replay_key", claim)
         .await
         .map_err(|e| Refusal {
             status: store_status(&e),
@@ -534,6 +561,7 @@ async fn handshake_and_stream(
                 })
             }
         };
+        let arrived = std::time::Instant::now();
         let batch = match v1::VitalsBatch::decode(plaintext.as_slice()) {
             Ok(batch) => batch,
             Err(e) => {
@@ -543,7 +571,15 @@ async fn handshake_and_stream(
                 })
             }
         };
+        let received = batch.samples.len() as u64;
+        let counters = inner.counters();
+        counters
+            .samples_received
+            .fetch_add(received, Ordering::Relaxed);
         if batch.samples.len() > inner.config().max_batch_samples {
+            counters
+                .samples_rejected_too_many
+                .fetch_add(received, Ordering::Relaxed);
             break Err(Refusal {
                 status: Status::resource_exhausted(format!(
                     "{} samples in one batch, at most {}",
@@ -565,6 +601,9 @@ async fn handshake_and_stream(
             crate::samples::SampleWindow::of(hsp.config()),
             hsp.now_ms(),
         ) {
+            counters
+                .samples_rejected_invalid
+                .fetch_add(received, Ordering::Relaxed);
             break Err(Refusal {
                 status: invalid(&bad.path(), &bad.why),
                 audit_kind: "vitals.refused",
@@ -573,15 +612,22 @@ async fn handshake_and_stream(
         // Checked again for every batch: what a revoked credential sends
         // after the revocation is never stored.
         if let Some(reason) = live.must_close() {
+            counters
+                .samples_rejected_closed
+                .fetch_add(received, Ordering::Relaxed);
             break Err(closed_refusal(reason));
         }
         let count = samples.len() as u64;
         if let Err(e) = inner.writer().store(samples).await {
+            counters
+                .samples_rejected_unstored
+                .fetch_add(received, Ordering::Relaxed);
             break Err(Refusal {
                 status: store_status(&e),
                 audit_kind: "vitals.session.failed",
             });
         }
+        crate::metrics::ingest_lag(arrived);
         acknowledged_in_session += count;
         // Stored: only now is the batch acknowledged.
         let ack = v1::Ack {

@@ -9,8 +9,18 @@ pub struct HspStats {
     pub handshakes_ok: AtomicU64,
     /// Handshakes refused.
     pub handshakes_failed: AtomicU64,
+    /// Samples received from devices in decoded batches.
+    pub samples_received: AtomicU64,
     /// Samples newly stored.
     pub samples_stored: AtomicU64,
+    /// Samples refused: a batch over the size limit.
+    pub samples_rejected_too_many: AtomicU64,
+    /// Samples refused: a batch with an invalid sample.
+    pub samples_rejected_invalid: AtomicU64,
+    /// Samples refused: the session was closed (revoked, replaced).
+    pub samples_rejected_closed: AtomicU64,
+    /// Samples not stored: the store failed (the device resends them).
+    pub samples_rejected_unstored: AtomicU64,
     /// Samples received again and dropped as duplicates.
     pub samples_duplicate: AtomicU64,
     /// Device sessions open now.
@@ -34,67 +44,94 @@ impl HspStats {
         let meter = opentelemetry::global::meter("vitalgate-hsp");
         let stats = self.clone();
         let _ = meter
-            .u64_observable_counter("vitalgate.hsp.handshakes")
-            .with_description("Device and clinician handshakes, by outcome.")
-            .with_unit("{handshake}")
-            .with_callback(move |observer| {
-                observer.observe(
-                    stats.handshakes_ok.load(Relaxed),
-                    &[KeyValue::new("outcome", "ok")],
-                );
-                observer.observe(
-                    stats.handshakes_failed.load(Relaxed),
-                    &[KeyValue::new("outcome", "refused")],
-                );
-            })
-            .build();
-        let stats = self.clone();
-        let _ = meter
-            .u64_observable_counter("vitalgate.hsp.vitals.samples")
-            .with_description("Vitals samples written, by result (stored, or a duplicate dropped).")
+            .u64_observable_counter("vitalgate.vitals.samples.received")
+            .with_description("Vitals samples received from devices (in decoded batches).")
             .with_unit("{sample}")
             .with_callback(move |observer| {
-                observer.observe(
-                    stats.samples_stored.load(Relaxed),
-                    &[KeyValue::new("result", "stored")],
-                );
-                observer.observe(
-                    stats.samples_duplicate.load(Relaxed),
-                    &[KeyValue::new("result", "duplicate")],
-                );
+                observer.observe(stats.samples_received.load(Relaxed), &[])
             })
             .build();
         let stats = self.clone();
         let _ = meter
-            .u64_observable_counter("vitalgate.hsp.vitals.writes")
+            .u64_observable_counter("vitalgate.vitals.samples.stored")
+            .with_description("Vitals samples newly stored.")
+            .with_unit("{sample}")
+            .with_callback(move |observer| {
+                observer.observe(stats.samples_stored.load(Relaxed), &[])
+            })
+            .build();
+        let stats = self.clone();
+        let _ = meter
+            .u64_observable_counter("vitalgate.vitals.samples.rejected")
+            .with_description(
+                "Vitals samples not stored, by reason (a duplicate is dropped and acknowledged; the others are refused).",
+            )
+            .with_unit("{sample}")
+            .with_callback(move |observer| {
+                for (count, reason) in [
+                    (&stats.samples_duplicate, "duplicate"),
+                    (&stats.samples_rejected_too_many, "batch_too_large"),
+                    (&stats.samples_rejected_invalid, "invalid"),
+                    (&stats.samples_rejected_closed, "session_closed"),
+                    (&stats.samples_rejected_unstored, "store_failed"),
+                ] {
+                    observer.observe(count.load(Relaxed), &[KeyValue::new("reason", reason)]);
+                }
+            })
+            .build();
+        let stats = self.clone();
+        let _ = meter
+            .u64_observable_counter("vitalgate.vitals.writes")
             .with_description("Store transactions that wrote gathered vitals.")
             .with_unit("{transaction}")
             .with_callback(move |observer| observer.observe(stats.write_batches.load(Relaxed), &[]))
             .build();
         let stats = self.clone();
         let _ = meter
-            .u64_observable_gauge("vitalgate.hsp.sessions.live")
+            .u64_observable_gauge("vitalgate.device.sessions.live")
             .with_description("Device sessions open now.")
             .with_unit("{session}")
             .with_callback(move |observer| observer.observe(stats.live_sessions.load(Relaxed), &[]))
             .build();
+        let stats = self.clone();
+        let _ = meter
+            .u64_observable_counter("vitalgate.credential.renewals")
+            .with_description(
+                "Renewals of the replica's own credential, by outcome (a failure is retried).",
+            )
+            .with_unit("{renewal}")
+            .with_callback(move |observer| {
+                observer.observe(
+                    stats.credential_renewals.load(Relaxed),
+                    &[KeyValue::new("outcome", "ok")],
+                );
+                observer.observe(
+                    stats.credential_renewal_failures.load(Relaxed),
+                    &[KeyValue::new("outcome", "failed")],
+                );
+            })
+            .build();
+        // Refused sessions start at zero (the reasons are a fixed list).
+        refused_sessions().add(0, &[KeyValue::new("reason", "handshake.failed")]);
     }
+}
+
+fn refused_sessions() -> &'static opentelemetry::metrics::Counter<u64> {
+    static REFUSED: std::sync::OnceLock<opentelemetry::metrics::Counter<u64>> =
+        std::sync::OnceLock::new();
+    // Built on first use, after the process installed its meter provider.
+    REFUSED.get_or_init(|| {
+        opentelemetry::global::meter("vitalgate-hsp")
+            .u64_counter("vitalgate.device.sessions.refused")
+            .with_description("Device sessions refused or closed early, by their audited kind.")
+            .with_unit("{session}")
+            .build()
+    })
 }
 
 /// Counts a refused device session by its audited kind (`handshake.failed`,
 /// `session.revoked`, …: a fixed vocabulary, never a peer's data), in
-/// `vitalgate.hsp.sessions.refused`.
+/// `vitalgate.device.sessions.refused`.
 pub(crate) fn count_refusal(kind: &'static str) {
-    static REFUSED: std::sync::OnceLock<opentelemetry::metrics::Counter<u64>> =
-        std::sync::OnceLock::new();
-    // Built on first use, after the process installed its meter provider.
-    REFUSED
-        .get_or_init(|| {
-            opentelemetry::global::meter("vitalgate-hsp")
-                .u64_counter("vitalgate.hsp.sessions.refused")
-                .with_description("Device sessions refused, by reason.")
-                .with_unit("{session}")
-                .build()
-        })
-        .add(1, &[opentelemetry::KeyValue::new("reason", kind)]);
+    refused_sessions().add(1, &[opentelemetry::KeyValue::new("reason", kind)]);
 }

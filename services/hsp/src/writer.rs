@@ -130,7 +130,8 @@ impl Writer {
             db.operation = "store_vitals",
             samples = batch.len()
         );
-        match self.store.store_vitals(&batch).instrument(span).await {
+        let write = self.store.store_vitals(&batch).instrument(span);
+        match crate::metrics::db_operation("store_vitals", write).await {
             Ok(new) => {
                 let stats = &self.stats;
                 stats.samples_stored.fetch_add(new, Ordering::Relaxed);

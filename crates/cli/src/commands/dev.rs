@@ -69,6 +69,10 @@ pub(crate) struct DevArgs {
     /// (`http://host:4317`).
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// Wrap the HSP's data key under this key-encryption key (a file of 64
+    /// hex digits), as a deployment does [default: none].
+    #[arg(long)]
+    kek_file: Option<PathBuf>,
 }
 
 /// `vitalgate dev-code`: the demonstration clinician's current TOTP code,
@@ -376,6 +380,7 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         say("HSP  on PostgreSQL".into());
     }
     let mut hsp_config = HspConfig::new(hsp_dir.clone(), ttp_url.clone(), ca_pem.clone());
+    hsp_config.key_encryption_key = args.kek_file.as_deref().map(crate::load::kek).transpose()?;
     // Out-of-band codes go to a file in development (never an SMTP relay).
     let codes_file = hsp_dir.join("dev-codes.txt");
     hsp_config.code_sender = Some(vitalgate_hsp::CodeSenderHandle(Arc::new(
@@ -385,7 +390,7 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     let hsp_ready = crate::ops::ServiceReadiness::with_trust_bundle();
     hsp_ready.store_opened(hsp_store.clone());
     hsp_ready.trust_bundle_loaded();
-    hsp.stats().publish();
+    hsp.publish_metrics();
     let hsp_ops = crate::ops::serve_ops(
         "127.0.0.1:0",
         &telemetry,

@@ -139,7 +139,7 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
     let hsp = Hsp::open(config, store, settings.enrollment_token.as_deref()).await?;
     // Opening loaded the TTP's keys and revocations.
     readiness.trust_bundle_loaded();
-    hsp.stats().publish();
+    hsp.publish_metrics();
     // A listener that fails after the start (the portal's TLS, an accept
     // loop) stops the whole service with its address and cause, instead of
     // dying alone in its task while the rest looks healthy.

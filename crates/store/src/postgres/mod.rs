@@ -91,6 +91,21 @@ pub struct PostgresStore {
     audit_key: AuditKeySlot,
 }
 
+/// A connection pool's use at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    /// The pool: `main` or `counters` (the attempt counters').
+    pub name: &'static str,
+    /// Connections it may open.
+    pub max: usize,
+    /// Open and idle.
+    pub idle: usize,
+    /// Open and lent out.
+    pub used: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+}
+
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The pool's configuration holds the password: never print it.
@@ -151,6 +166,22 @@ impl PostgresStore {
 
     async fn client(&self) -> StoreResult<deadpool_postgres::Client> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    /// How the two pools are used now: `main` and `counters` (for the
+    /// metrics; reading it takes no lock the callers wait on).
+    pub fn pool_use(&self) -> [PoolUse; 2] {
+        let of = |name, pool: &Pool| {
+            let status = pool.status();
+            PoolUse {
+                name,
+                max: status.max_size,
+                idle: status.available,
+                used: status.size.saturating_sub(status.available),
+                waiting: status.waiting,
+            }
+        };
+        [of("main", &self.pool), of("counters", &self.counters)]
     }
 
     /// A connection for the attempt counters (see [`PostgresStore::counters`]).

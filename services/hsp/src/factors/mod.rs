@@ -61,6 +61,7 @@ pub(crate) async fn begin_attempts(
             for (scope, key, limit) in attempts {
                 let state = store.attempts(scope, key).await.unwrap_or_default();
                 if limit.admit(state, now).is_err() {
+                    crate::metrics::attempt_limit_hit(scope);
                     refused.push(format!("{scope}:{key}"));
                 }
             }

@@ -1,0 +1,328 @@
+//! The HSP's OpenTelemetry instruments, named after OpenTelemetry's semantic
+//! conventions where one exists (`db.client.operation.duration`) and under
+//! `vitalgate.` otherwise. deploy/metrics.txt lists them as Prometheus
+//! scrapes them, and an end-to-end test holds the two together.
+//!
+//! Every instrument is built once, on first use, from the process's global
+//! meter (so after the CLI installed its provider; a no-op one in tests that
+//! install none). Recording is an atomic add or a histogram bucket under
+//! attribute sets of `&'static str`s: nothing is allocated per sample, and
+//! counts are made per batch, never per sample. Attribute values are a
+//! fixed vocabulary (roles, gRPC status codes, rule names), never a peer's
+//! data.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use opentelemetry::metrics::{Counter, Histogram};
+use opentelemetry::KeyValue;
+
+use crate::state::State;
+
+/// Latency buckets in seconds (OpenTelemetry's advice for durations).
+const SECONDS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// The instruments recorded from the request paths.
+pub(crate) struct Instruments {
+    handshakes: Counter<u64>,
+    handshake_duration: Histogram<f64>,
+    login_duration: Histogram<f64>,
+    ingest_lag: Histogram<f64>,
+    db_duration: Histogram<f64>,
+    attempt_limits: Counter<u64>,
+    revocations: Counter<u64>,
+    alerts_raised: Counter<u64>,
+}
+
+/// The roles a handshake is counted under.
+const ROLES: [&str; 2] = ["device", "clinician"];
+/// The alert rules the HSP raises (alerts.rs).
+const ALERT_RULES: [&str; 6] = [
+    "spo2-low",
+    "heart-rate-high",
+    "heart-rate-low",
+    "blood-pressure-high",
+    "temperature-high",
+    "silence",
+];
+
+fn instruments() -> &'static Instruments {
+    static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
+    INSTRUMENTS.get_or_init(Instruments::build)
+}
+
+impl Instruments {
+    fn build() -> Self {
+        let meter = opentelemetry::global::meter("vitalgate-hsp");
+        let seconds = |name: &'static str, description: &'static str| {
+            meter
+                .f64_histogram(name)
+                .with_description(description)
+                .with_unit("s")
+                .with_boundaries(SECONDS.to_vec())
+                .build()
+        };
+        let made = Self {
+            handshakes: meter
+                .u64_counter("vitalgate.handshakes")
+                .with_description(
+                    "Handshakes with devices and clinicians, by role, outcome and refusal reason (a gRPC status code).",
+                )
+                .with_unit("{handshake}")
+                .build(),
+            handshake_duration: seconds(
+                "vitalgate.handshake.duration",
+                "From a handshake's first message to its session (or its refusal), factor rounds included.",
+            ),
+            login_duration: seconds(
+                "vitalgate.login.duration",
+                "Clinicians' logins, from the first handshake message to the ticket (or the refusal).",
+            ),
+            ingest_lag: seconds(
+                "vitalgate.vitals.ingest.lag",
+                "From a vitals batch's arrival at the HSP to its commit in the store.",
+            ),
+            db_duration: seconds(
+                "db.client.operation.duration",
+                "The HSP's store operations on its hot paths, by operation.",
+            ),
+            attempt_limits: meter
+                .u64_counter("vitalgate.attempt_limits.hit")
+                .with_description("Guesses refused because an attempt limit was reached, by scope.")
+                .with_unit("{attempt}")
+                .build(),
+            revocations: meter
+                .u64_counter("vitalgate.revocations.applied")
+                .with_description("Revocations applied from the TTP's feed (trust, live sessions, tickets).")
+                .with_unit("{revocation}")
+                .build(),
+            alerts_raised: meter
+                .u64_counter("vitalgate.alerts.raised")
+                .with_description("Alerts raised, by rule.")
+                .with_unit("{alert}")
+                .build(),
+        };
+        // Counters start at zero for their known attribute sets, so that a
+        // dashboard's rate() has a series before the first event.
+        for role in ROLES {
+            made.handshakes.add(
+                0,
+                &[
+                    KeyValue::new("role", role),
+                    KeyValue::new("outcome", "ok"),
+                    KeyValue::new("reason", "none"),
+                ],
+            );
+        }
+        for scope in crate::guesses::SCOPES {
+            made.attempt_limits.add(0, &[KeyValue::new("scope", scope)]);
+        }
+        made.revocations.add(0, &[]);
+        for rule in ALERT_RULES {
+            made.alerts_raised.add(0, &[KeyValue::new("rule", rule)]);
+        }
+        made
+    }
+}
+
+/// The snake_case name of a gRPC status code: the refusal reason.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "ok",
+        Cancelled => "cancelled",
+        Unknown => "unknown",
+        InvalidArgument => "invalid_argument",
+        DeadlineExceeded => "deadline_exceeded",
+        NotFound => "not_found",
+        AlreadyExists => "already_exists",
+        PermissionDenied => "permission_denied",
+        ResourceExhausted => "resource_exhausted",
+        FailedPrecondition => "failed_precondition",
+        Aborted => "aborted",
+        OutOfRange => "out_of_range",
+        Unimplemented => "unimplemented",
+        Internal => "internal",
+        Unavailable => "unavailable",
+        DataLoss => "data_loss",
+        Unauthenticated => "unauthenticated",
+    }
+}
+
+/// How a handshake or login ended: `Some(code)` refused, `None` for a
+/// session, and a peer that went away midway as `abandoned`.
+pub(crate) enum Ending {
+    Ok,
+    Abandoned,
+    Refused(tonic::Code),
+}
+
+impl Ending {
+    fn outcome_and_reason(&self) -> (&'static str, &'static str) {
+        match self {
+            Ending::Ok => ("ok", "none"),
+            Ending::Abandoned => ("abandoned", "peer_gone"),
+            Ending::Refused(code) => ("refused", code_name(*code)),
+        }
+    }
+}
+
+/// Counts one handshake and records its duration.
+pub(crate) fn handshake(role: &'static str, ending: Ending, took: Duration) {
+    let (outcome, reason) = ending.outcome_and_reason();
+    let metrics = instruments();
+    metrics.handshakes.add(
+        1,
+        &[
+            KeyValue::new("role", role),
+            KeyValue::new("outcome", outcome),
+            KeyValue::new("reason", reason),
+        ],
+    );
+    metrics.handshake_duration.record(
+        took.as_secs_f64(),
+        &[
+            KeyValue::new("role", role),
+            KeyValue::new("outcome", outcome),
+        ],
+    );
+}
+
+/// Records one clinician login's duration.
+pub(crate) fn login(ending: Ending, took: Duration) {
+    let (outcome, _) = ending.outcome_and_reason();
+    instruments()
+        .login_duration
+        .record(took.as_secs_f64(), &[KeyValue::new("outcome", outcome)]);
+}
+
+/// Records a vitals batch's time from arrival to commit.
+pub(crate) fn ingest_lag(arrived: Instant) {
+    instruments()
+        .ingest_lag
+        .record(arrived.elapsed().as_secs_f64(), &[]);
+}
+
+/// Runs the store operation `name` and records how long it took.
+pub(crate) async fn db_operation<T>(name: &'static str, operation: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let result = operation.await;
+    instruments().db_duration.record(
+        started.elapsed().as_secs_f64(),
+        &[KeyValue::new("db.operation.name", name)],
+    );
+    result
+}
+
+/// Counts a guess refused by the attempt limit of `scope` (rare: the scope
+/// is copied).
+pub(crate) fn attempt_limit_hit(scope: &str) {
+    instruments()
+        .attempt_limits
+        .add(1, &[KeyValue::new("scope", scope.to_string())]);
+}
+
+/// Counts a revocation applied.
+pub(crate) fn revocation_applied() {
+    instruments().revocations.add(1, &[]);
+}
+
+/// Counts an alert raised under `rule`.
+pub(crate) fn alert_raised(rule: &str) {
+    let rule = ALERT_RULES
+        .into_iter()
+        .find(|known| *known == rule)
+        .unwrap_or("other");
+    instruments()
+        .alerts_raised
+        .add(1, &[KeyValue::new("rule", rule)]);
+}
+
+/// How often the open alerts are counted in the store.
+const OPEN_ALERTS_EVERY: Duration = Duration::from_secs(15);
+/// At most this many open alerts are counted.
+const OPEN_ALERTS_MAX: u32 = 10_000;
+
+/// Publishes what is read when metrics are collected: the replica's
+/// credentials' seconds to expiry, the replay pre-filter's size, the open
+/// alerts (counted in the store every 15 s by a task started here). Holds
+/// the replica weakly: a stopped replica stops being observed.
+pub(crate) fn publish_state(state: &Arc<State>) {
+    let meter = opentelemetry::global::meter("vitalgate-hsp");
+    instruments();
+    let weak: Weak<State> = Arc::downgrade(state);
+    let _ = meter
+        .i64_observable_gauge("vitalgate.credential.expiry")
+        .with_description(
+            "Seconds until the replica's credentials expire (negative once expired); each is renewed well before.",
+        )
+        .with_unit("s")
+        .with_callback(move |observer| {
+            if let Some(state) = weak.upgrade() {
+                let now = state.now() as i64;
+                observer.observe(
+                    state.own_credential().not_after() as i64 - now,
+                    &[KeyValue::new("credential", "hsp_credential")],
+                );
+                observer.observe(
+                    state.ttp().not_after() as i64 - now,
+                    &[KeyValue::new("credential", "ttp_client_certificate")],
+                );
+            }
+        })
+        .build();
+    let weak: Weak<State> = Arc::downgrade(state);
+    let _ = meter
+        .u64_observable_gauge("vitalgate.replay_cache.entries")
+        .with_description("First messages held by the in-memory replay pre-filter.")
+        .with_unit("{entry}")
+        .with_callback(move |observer| {
+            if let Some(state) = weak.upgrade() {
+                observer.observe(state.prefilter().len() as u64, &[]);
+            }
+        })
+        .build();
+
+    let open: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let seen = open.clone();
+    let _ = meter
+        .u64_observable_gauge("vitalgate.alerts.open")
+        .with_description("Alerts open (not acknowledged), by rule, as counted in the store.")
+        .with_unit("{alert}")
+        .with_callback(move |observer| {
+            let counts = seen.lock().unwrap_or_else(|p| p.into_inner());
+            if counts.is_empty() {
+                observer.observe(0, &[]);
+            }
+            for (rule, count) in counts.iter() {
+                observer.observe(*count, &[KeyValue::new("rule", rule.clone())]);
+            }
+        })
+        .build();
+    let weak: Weak<State> = Arc::downgrade(state);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(OPEN_ALERTS_EVERY);
+        loop {
+            every.tick().await;
+            let Some(store) = weak.upgrade().map(|s| s.store().clone()) else {
+                return;
+            };
+            match store.open_alerts(None, OPEN_ALERTS_MAX).await {
+                Ok(alerts) => {
+                    let mut counts: Vec<(String, u64)> = Vec::new();
+                    for alert in &alerts {
+                        match counts.iter_mut().find(|(r, _)| *r == alert.alert.rule) {
+                            Some((_, n)) => *n += 1,
+                            None => counts.push((alert.alert.rule.clone(), 1)),
+                        }
+                    }
+                    *open.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+                }
+                Err(e) => tracing::debug!(error = %e, "open alerts not counted"),
+            }
+        }
+    });
+}
