@@ -353,6 +353,7 @@ impl Host {
             run.records_decrypted += 1;
             let ack = v1::Ack {
                 sequences: batch.samples.iter().map(|s| s.sequence).collect(),
+                ..Default::default()
             };
             run.samples.extend(batch.samples);
             let sealed = channel
