@@ -505,3 +505,53 @@ async fn a_full_buffer_drops_the_oldest_and_counts_them() {
     assert!(stats.handshakes_failed.load(Ordering::Relaxed) >= 1);
     platform.stop().await;
 }
+
+/// A clockless device judges a paired peer by its time floor, as it judges
+/// an HSP (issue 13: paired sessions follow the same rule). A phone whose
+/// credential has expired sets its clock back into the credential's
+/// validity: a watch whose floor (the latest time an HSP signed for it) is
+/// past that expiry refuses it; the same phone at the watch's own time is
+/// accepted, so what decides is the floor.
+#[tokio::test]
+async fn a_clockless_device_refuses_a_peer_that_expired_before_its_time_floor() {
+    use vitalgate_device::peer::{connect_peer, PeerResponder};
+    use vitalgate_device::TimeFloor;
+    use vitalgate_rpc::clock::ManualClock;
+
+    let platform = Platform::start().await;
+    platform.device("watch", "pt-floor").await;
+    platform.device("phone", "pt-floor-hub").await;
+    let (watch_dir, phone_dir) = (platform.device_dir("watch"), platform.device_dir("phone"));
+    let _dir = platform.stop().await;
+    let watch = identity(&watch_dir);
+    let phone = identity(&phone_dir);
+    let phone_expiry = u64::from(phone.credential.body().not_after);
+
+    // The watch's floor written as the watch keeps it, then one paired
+    // handshake from the phone, whose clock reads `phone_time`.
+    let pair = |floor: u64, phone_time: u64| {
+        std::fs::write(watch_dir.join("time-floor"), floor.to_string()).expect("floor");
+        let responder =
+            PeerResponder::new(&watch, std::sync::Arc::new(TimeFloor::load(&watch_dir)));
+        let (phone, pairing_key) = (&phone, watch.pairing_key());
+        async move {
+            let clock = ManualClock::at(phone_time as i64 * 1000);
+            let (a, b) = tokio::io::duplex(4096);
+            let (accepted, _) = tokio::join!(
+                responder.accept(a),
+                connect_peer(b, phone, pairing_key, None, &*clock)
+            );
+            accepted.is_ok()
+        }
+    };
+
+    let set_back = phone_expiry - 120;
+    assert!(
+        pair(set_back, set_back).await,
+        "at the watch's own time the phone is valid and accepted"
+    );
+    assert!(
+        !pair(phone_expiry + 3600, set_back).await,
+        "the watch's floor is past the phone's expiry: a phone clock set back must not bring it back"
+    );
+}

@@ -161,16 +161,26 @@ pub struct Device {
     floor: TimeFloor,
 }
 
-/// The latest time a clockless device has seen, and how long it has run
-/// since: it never accepts an earlier time, across restarts too.
+/// A clockless device's time: the latest time it has seen signed by an HSP
+/// it authenticated, plus how long it has run since; never earlier, across
+/// restarts too (kept in the data directory's `time-floor` file).
+///
+/// It is the clock a clockless device uses everywhere it must judge a
+/// credential's validity, paired device-to-device sessions included
+/// ([`peer`]): a peer's credential that expired before the latest time the
+/// device saw is refused, and a peer cannot move the time back. A peer never
+/// raises the floor either: only an HSP's signed time does, as a peer device
+/// is no timekeeper anyone vouched for.
 #[derive(Debug)]
-struct TimeFloor {
+pub struct TimeFloor {
     seen: u64,
     since: std::time::Instant,
 }
 
 impl TimeFloor {
-    fn load(dir: &std::path::Path) -> Self {
+    /// The floor kept in the device's data directory `dir` (0 for a device
+    /// that has seen no time yet).
+    pub fn load(dir: &std::path::Path) -> Self {
         let seen = std::fs::read_to_string(dir.join(TIME_FLOOR_FILE))
             .ok()
             .and_then(|text| text.trim().parse().ok())
@@ -193,6 +203,13 @@ impl TimeFloor {
         self.seen = floor;
         self.since = std::time::Instant::now();
         std::fs::write(dir.join(TIME_FLOOR_FILE), floor.to_string())
+    }
+}
+
+impl vitalgate_rpc::clock::Clock for TimeFloor {
+    fn now_ms(&self) -> i64 {
+        let ms = u128::from(self.seen) * 1000 + self.since.elapsed().as_millis();
+        i64::try_from(ms).unwrap_or(i64::MAX)
     }
 }
 

@@ -6,6 +6,11 @@
 //! answers only an M1 that proves its pairing secret (given to the peer when the
 //! two were paired); to anything else it says nothing at all and hangs up, so an
 //! unpaired prober learns neither its credential nor that it runs vitalgate.
+//!
+//! Each side judges the other's credential against the clock it is given: a
+//! device without a trusted clock gives its [`crate::TimeFloor`], so a peer's
+//! credential is checked against the latest time an HSP signed for it, never
+//! an earlier one, as in its sessions with the HSP.
 
 use rand_core::OsRng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
