@@ -19,13 +19,14 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// The portal's address as the clinician's browser reaches it, checked:
 /// `http://` or `https://`, a host, and nothing after the path.
 pub(crate) fn portal_base(url: &str) -> Result<String, String> {
-    let trimmed = url.trim().trim_end_matches('/');
-    let rest = trimmed
-        .strip_prefix("https://")
-        .or_else(|| trimmed.strip_prefix("http://"))
+    let trimmed = url.trim();
+    let (scheme, rest) = ["https://", "http://"]
+        .into_iter()
+        .find_map(|scheme| Some((scheme, trimmed.strip_prefix(scheme)?)))
         .ok_or_else(|| {
             format!("the portal's URL {url:?} must start with https:// (or http:// on loopback)")
         })?;
+    let rest = rest.trim_end_matches('/');
     if rest.is_empty() || rest.starts_with('/') {
         return Err(format!("the portal's URL {url:?} names no host"));
     }
@@ -34,7 +35,7 @@ pub(crate) fn portal_base(url: &str) -> Result<String, String> {
             "the portal's URL {url:?} must be the portal's address alone (no ? or #)"
         ));
     }
-    Ok(trimmed.to_string())
+    Ok(format!("{scheme}{rest}"))
 }
 
 /// The welcome page's link for `clinician` with its two tokens.
