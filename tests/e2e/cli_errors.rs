@@ -158,7 +158,7 @@ fn errors_name_what_was_tried_why_and_the_fix() {
         dir,
         &admin(&["care-team", "--clinician", "dr-nobody", "--pseudonym", "pt-7f3a9c"]),
         1,
-        &format!("vitalgate: no clinician named dr-nobody is enrolled at the TTP at {ttp_url} (`vitalgate admin list` shows who is; `vitalgate admin create-token --role clinician --subject dr-nobody` enrolls one)"),
+        &format!("vitalgate: no clinician named dr-nobody is enrolled at the TTP at {ttp_url} (`vitalgate admin list` shows who is; `vitalgate admin create-token --role clinician --subject dr-nobody` and `vitalgate clinician enroll` enroll one)"),
     );
 
     // The services.
