@@ -514,11 +514,18 @@ impl v1::ttp_server::Ttp for Ttp {
             })
             .await
             .map_err(|e| store_status(&e))?;
+        // A hardware key is vouched for here, by the administrator, and said
+        // so: no token this TTP supports attests where its keys were made.
+        let vouched = if request.hardware_key {
+            ", hardware key vouched for by the administrator (not attested)"
+        } else {
+            ""
+        };
         self.audit(
             "enrollment_token.created",
             "admin",
             &subject,
-            &format!("{role:?}"),
+            &format!("{role:?}{vouched}"),
         )
         .await;
         Ok(Response::new(v1::CreateEnrollmentTokenResponse {

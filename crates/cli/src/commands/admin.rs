@@ -304,6 +304,19 @@ fn credential_status(party: &v1::Party, now: i64) -> CredentialStatus {
 }
 
 /// A credential's end as a UTC date and time to the minute.
+/// Where a party's key lives and how that was established, from its
+/// credential: a hardware flag is the administrator's word at enrollment
+/// (`create-token --hardware-key`), since no supported token attests where
+/// its keys were made; renewal never carries it to a key made elsewhere.
+fn key_protection(credential: &[u8]) -> &'static str {
+    use vitalgate_core::credential::{Credential, KeyProtection};
+    match Credential::decode(credential).map(|c| c.body().key_protection) {
+        Ok(KeyProtection::Hardware) => "hardware (vouched)",
+        Ok(KeyProtection::Software) => "software",
+        Err(_) => "?",
+    }
+}
+
 fn expiry_date(not_after: i64) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]Z");
     time::OffsetDateTime::from_unix_timestamp(not_after)
@@ -449,8 +462,8 @@ async fn run_command(args: AdminArgs) -> CliResult {
                 .parties;
             let now = vitalgate_rpc::unix_now() as i64;
             println!(
-                "{:>8}  {:<10} {:<32} {:<20}  status",
-                "serial", "role", "subject", "expires (UTC)"
+                "{:>8}  {:<10} {:<32} {:<20}  {:<18}  status",
+                "serial", "role", "subject", "expires (UTC)", "key"
             );
             let mut expiring = Vec::new();
             for p in &parties {
@@ -461,11 +474,12 @@ async fn run_command(args: AdminArgs) -> CliResult {
                     expiring.push(p.serial.to_string());
                 }
                 println!(
-                    "{:>8}  {:<10} {:<32} {:<20}  {status}",
+                    "{:>8}  {:<10} {:<32} {:<20}  {:<18}  {status}",
                     p.serial,
                     role,
                     p.subject,
-                    expiry_date(p.not_after)
+                    expiry_date(p.not_after),
+                    key_protection(&p.credential)
                 );
             }
             if !expiring.is_empty() {
@@ -825,6 +839,39 @@ mod tests {
             not_after,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_list_says_where_a_key_lives_and_that_hardware_is_vouched_for() {
+        use vitalgate_core::credential::{Credential, CredentialBody, KeyProtection, Role};
+        use vitalgate_core::provider::{AwsLc, Secret32};
+        use vitalgate_core::signer::SoftwareSigner;
+        let ttp = SoftwareSigner::<AwsLc>::from_seed(&Secret32::from_bytes([3; 32]));
+        let encoded = |key_protection| {
+            Credential::issue::<AwsLc>(
+                CredentialBody {
+                    serial: 1,
+                    role: Role::Clinician,
+                    subject: b"dr-card".to_vec(),
+                    public_key: [9; 32],
+                    not_before: 0,
+                    not_after: 100,
+                    key_protection,
+                },
+                &ttp,
+            )
+            .expect("issue")
+            .encode()
+        };
+        assert_eq!(
+            key_protection(&encoded(KeyProtection::Hardware)),
+            "hardware (vouched)"
+        );
+        assert_eq!(
+            key_protection(&encoded(KeyProtection::Software)),
+            "software"
+        );
+        assert_eq!(key_protection(b"not a credential"), "?");
     }
 
     #[test]
