@@ -20,6 +20,7 @@ mod portal_tls;
 mod processes;
 mod renewal;
 mod replicas;
+mod sdk_c;
 mod startup_errors;
 mod status_contract;
 mod tls;
