@@ -86,14 +86,10 @@ mod tests {
         // SAFETY: a length of 0 reads nothing.
         assert_eq!(unsafe { bytes(std::ptr::null(), 0) }, Ok(&[][..]));
         // SAFETY: NULL is checked before any read.
-        assert_eq!(
-            unsafe { bytes(std::ptr::null(), 3) },
-            Err(VgError::NullArgument)
-        );
+        let read = unsafe { bytes(std::ptr::null(), 3) };
+        assert_eq!(read, Err(VgError::NullArgument));
         // SAFETY: NULL is checked before any write.
-        assert_eq!(
-            unsafe { write_out(std::ptr::null_mut::<u64>(), 1) },
-            Err(VgError::NullArgument)
-        );
+        let written = unsafe { write_out(std::ptr::null_mut::<u64>(), 1) };
+        assert_eq!(written, Err(VgError::NullArgument));
     }
 }

@@ -112,7 +112,7 @@ fn missing_arguments_and_callbacks_are_refused() {
     let complete = callbacks(&mut board);
     let mut without_storage = complete;
     without_storage.storage_write = None;
-    // SAFETY (each call): NULL or valid pointers, as the contract allows.
+    // SAFETY: each call gets NULL or valid pointers, as the contract allows.
     unsafe {
         assert_eq!(vg_device_new(null(), 8, &mut out), VgError::NullArgument);
         assert_eq!(
@@ -138,7 +138,7 @@ fn calls_out_of_order_say_so() {
     let mut board = Board::default();
     let device = new_device(&callbacks(&mut board));
     let mut acknowledged = 0usize;
-    // SAFETY (each call): a live device and valid buffers.
+    // SAFETY: each call gets a live device and valid buffers.
     unsafe {
         assert_eq!(vg_connect(device), VgError::NotEnrolled);
         assert_eq!(vg_flush(device, 4, &mut acknowledged), VgError::OutOfOrder);
