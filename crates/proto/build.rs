@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read when the build script runs, not when it was compiled: a build
+    // script compiled in one checkout and reused by another (a copied
+    // target/) would otherwise read the first checkout's protos.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [
         "vitalgate/v1/common.proto",
         "vitalgate/v1/ttp.proto",

@@ -25,6 +25,7 @@ mod processes;
 mod renewal;
 mod replicas;
 mod rollover;
+mod sdk_c;
 mod startup_errors;
 mod status_contract;
 mod telemetry;
