@@ -26,3 +26,4 @@ mod replicas;
 mod startup_errors;
 mod status_contract;
 mod tls;
+mod ttp_outage;

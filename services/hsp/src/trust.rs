@@ -51,6 +51,20 @@ impl Peers {
         })
     }
 
+    /// Adds the TTP keys and revocations of a trust bundle (fetched again
+    /// after the link to the TTP came back).
+    pub(crate) fn adopt_bundle(&self, bundle: &vitalgate_proto::v1::TrustBundleResponse) {
+        let mut trust = self.trust.write().unwrap_or_else(|p| p.into_inner());
+        for anchor in &bundle.trust_anchors {
+            if let Ok(anchor) = <[u8; 32]>::try_from(anchor.as_slice()) {
+                trust.add_issuer::<AwsLc>(anchor);
+            }
+        }
+        for serial in &bundle.revoked_serials {
+            trust.revoke(*serial);
+        }
+    }
+
     /// Whether the TTP has revoked `serial` (as far as this HSP has heard).
     pub(crate) fn is_revoked(&self, serial: u64) -> bool {
         self.trust

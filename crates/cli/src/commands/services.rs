@@ -137,8 +137,9 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
         tracing::warn!("{}", crate::portal_page::MISSING);
     }
     let hsp = Hsp::open(config, store, settings.enrollment_token.as_deref()).await?;
-    // Opening loaded the TTP's keys and revocations.
-    readiness.trust_bundle_loaded();
+    // Opening loaded the TTP's keys and revocations (or those it kept, when
+    // the TTP is down: readiness then says so until the link is back).
+    readiness.hsp_opened(hsp.clone());
     hsp.stats().publish();
     // A listener that fails after the start (the portal's TLS, an accept
     // loop) stops the whole service with its address and cause, instead of
@@ -173,7 +174,7 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
     } else {
         "https"
     };
-    tracing::info!(address = %bound, scheme, serial = hsp.serial(), spiffe_id = hsp.spiffe_id(), "HSP listening");
+    tracing::info!(address = %bound, scheme, serial = hsp.serial(), spiffe_id = %hsp.spiffe_id(), "HSP listening");
     let devices = match &settings.device_plaintext_listen {
         Some(address) => {
             let listener = bind(address, "the device-sessions address").await?;
