@@ -8,6 +8,8 @@ mod adversarial;
 mod backup;
 mod cli_errors;
 mod clinician_access;
+mod data_lock;
+mod dev_config;
 mod factors;
 mod false_alarms;
 mod fhir;

@@ -32,8 +32,8 @@ pub enum HspError {
     #[error("the TTP at {0} cannot be reached: {1}")]
     TtpDown(String, String),
     /// A first start (no identity yet) needs the TTP, which cannot be reached.
-    #[error("the HSP is not enrolled yet and enrolling needs the TTP at {0}: {1}")]
-    EnrollNeedsTtp(String, String),
+    #[error("the HSP is not enrolled yet, and enrolling needs the TTP: {0}")]
+    EnrollNeedsTtp(String),
     /// A start while the TTP is down, without a service certificate to serve with.
     #[error("the TTP at {0} cannot be reached ({1}) and no valid service certificate from it is kept in {2}: the HSP needs the TTP to start")]
     NoKeptCertificate(String, String, String),

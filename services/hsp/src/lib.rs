@@ -111,7 +111,16 @@ impl Hsp {
                 let token = enrollment_token.ok_or(HspError::NotEnrolled)?;
                 let channel = vitalgate_rpc::ttp_channel(&config.ttp_url, &config.ttp_ca_pem, None)
                     .await
-                    .map_err(|e| HspError::EnrollNeedsTtp(config.ttp_url.clone(), e.to_string()))?;
+                    .map_err(|e| {
+                        // The cause names the URL, unless it is about the CA.
+                        let cause = e.to_string();
+                        let url = &config.ttp_url;
+                        HspError::EnrollNeedsTtp(if cause.contains(url.as_str()) {
+                            cause
+                        } else {
+                            format!("the TTP at {url}: {cause}")
+                        })
+                    })?;
                 let mut ttp = v1::ttp_client::TtpClient::new(channel);
                 Identity::enroll(&identity_dir, &mut ttp, token).await?
             }

@@ -69,6 +69,35 @@ pub(crate) struct DevArgs {
     /// (`http://host:4317`).
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// A configuration file whose HSP policy (`[[hsp.policy]]`) and alert
+    /// rules (`[hsp.alerts]`) the development HSP uses, to try them; its
+    /// other settings are for the services alone and are not used here.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// The policy and alert rules of `dev --config FILE`, checked before
+/// anything starts.
+struct TriedSettings {
+    policy: Option<vitalgate_hsp::policy::Policy>,
+    alerts: Option<vitalgate_hsp::alerts::AlertRules>,
+}
+
+fn tried_settings(path: Option<&PathBuf>) -> Result<TriedSettings, String> {
+    let hsp = crate::load::config_file(path)?.hsp;
+    let policy = hsp
+        .policy
+        .as_deref()
+        .map(vitalgate_hsp::policy::Policy::from_rules)
+        .transpose()
+        .map_err(|e| {
+            let file = path.map(|p| p.display().to_string()).unwrap_or_default();
+            format!("{file}: [[hsp.policy]]: {e}")
+        })?;
+    Ok(TriedSettings {
+        policy,
+        alerts: hsp.alerts,
+    })
 }
 
 /// `vitalgate dev-code`: the demonstration clinician's current TOTP code,
@@ -298,6 +327,7 @@ fn totals(devices: &[Arc<DeviceStats>]) -> Totals {
 }
 
 pub(crate) async fn run(args: DevArgs) -> CliResult {
+    let tried = tried_settings(args.config.as_ref())?;
     // Audit events and per-handshake logs are in the store; the terminal gets
     // the progress lines below and warnings.
     let telemetry = crate::ops::init_telemetry(
@@ -316,6 +346,12 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     };
     let data = &args.data_dir;
     std::fs::create_dir_all(data)?;
+    // The same locks `vitalgate ttp` and `vitalgate hsp` take, held until
+    // the process ends: a second `dev` (or a service) on them refuses.
+    let _data_dirs = [
+        crate::data_lock::lock(&data.join("ttp"))?,
+        crate::data_lock::lock(&data.join("hsp"))?,
+    ];
     let first_start = !data.join("ttp").join("admin.token").exists();
 
     // TTP.
@@ -378,6 +414,12 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     hsp_config.code_sender = Some(vitalgate_hsp::CodeSenderHandle(Arc::new(
         vitalgate_otp::FileSender::new(&codes_file),
     )));
+    if let Some(policy) = tried.policy {
+        hsp_config.policy = policy;
+    }
+    if let Some(alerts) = tried.alerts {
+        hsp_config.alerts = alerts;
+    }
     let hsp = Hsp::open(hsp_config, hsp_store.clone(), hsp_token.as_deref()).await?;
     let hsp_ready = crate::ops::ServiceReadiness::with_trust_bundle();
     hsp_ready.store_opened(hsp_store.clone());

@@ -23,6 +23,8 @@ pub(crate) async fn ttp(flags: TtpFlags, env: &Env) -> CliResult {
         env,
         resolve::DEFAULT_TTP_OPS,
     )?;
+    // Held until the process ends: a second TTP on this directory refuses.
+    let _data_dir = crate::data_lock::lock(&settings.data_dir)?;
     let readiness = ops::ServiceReadiness::store_only();
     let telemetry = ops::start("vitalgate-ttp", &ops_settings, readiness.clone()).await?;
     std::fs::create_dir_all(&settings.data_dir)?;
@@ -77,6 +79,9 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
         env,
         resolve::DEFAULT_HSP_OPS,
     )?;
+    // Held until the process ends: a second HSP (or `vitalgate dev`) on
+    // this directory refuses.
+    let _data_dir = crate::data_lock::lock(&settings.data_dir)?;
     let readiness = ops::ServiceReadiness::with_trust_bundle();
     let telemetry = ops::start("vitalgate-hsp", &ops_settings, readiness.clone()).await?;
     std::fs::create_dir_all(&settings.data_dir)?;
