@@ -156,7 +156,7 @@ impl Hsp {
 
     /// Follows the TTP's revocation feed (over mutual TLS) until `stop`
     /// changes, reconnecting after failures with jittered exponential
-    /// backoff (capped at [`RECONNECT_CAP`]). A revocation reaches this HSP
+    /// backoff (capped at `RECONNECT_CAP`, 10 s). A revocation reaches this HSP
     /// within the feed's latency (immediate on the TTP that revoked, at most
     /// its 2 s poll from others).
     ///
