@@ -192,7 +192,7 @@ fn errors_name_what_was_tried_why_and_the_fix() {
             &["--enrollment-token", "0123"],
         ),
         1,
-        &format!("vitalgate: the TTP: the URL http://127.0.0.1:{ttp} must start with https:// (vitalgate's ports speak TLS)"),
+        &format!("vitalgate: the HSP is not enrolled yet, and enrolling needs the TTP: the URL http://127.0.0.1:{ttp} must start with https:// (vitalgate's ports speak TLS)"),
     );
     check(
         dir,
@@ -202,13 +202,21 @@ fn errors_name_what_was_tried_why_and_the_fix() {
             &["--enrollment-token", "0123"],
         ),
         1,
-        &format!("vitalgate: the TTP: cannot reach https://127.0.0.1:{closed}: Connection refused (os error 111)"),
+        &format!("vitalgate: the HSP is not enrolled yet, and enrolling needs the TTP: cannot reach https://127.0.0.1:{closed}: Connection refused (os error 111)"),
     );
     let portal = format!("127.0.0.1:{ttp}");
+    // The running HSP holds vitalgate-data/hsp (one process per data
+    // directory): a second one with the same identity starts from a copy.
+    let copy = dir.join("hsp-copy").join("identity");
+    std::fs::create_dir_all(&copy).expect("copy");
+    for entry in std::fs::read_dir(dir.join("vitalgate-data/hsp/identity")).expect("identity") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).expect("copy");
+    }
     check(
         dir,
         &hsp_alone(
-            "vitalgate-data/hsp",
+            "hsp-copy",
             ttp_url.clone(),
             &["--portal-listen", &portal, "--portal-assets", "no-such-dir"],
         ),
@@ -217,7 +225,7 @@ fn errors_name_what_was_tried_why_and_the_fix() {
     );
     check(
         dir,
-        &hsp_alone("vitalgate-data/hsp", ttp_url.clone(), &["--portal-listen", &portal]),
+        &hsp_alone("hsp-copy", ttp_url.clone(), &["--portal-listen", &portal]),
         1,
         &format!("vitalgate: cannot listen on the portal's address {portal}: Address already in use (os error 98); another process listens there (stop it, or choose another port)"),
     );

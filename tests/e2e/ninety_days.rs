@@ -204,7 +204,7 @@ async fn ninety_days_without_human_action_renew_everything_and_roll_the_ttp_key_
         // wearable out of range now and then would (a fresh handshake, its
         // identity and trust read again from disk).
         let restarting: Vec<usize> = (0..DEVICES)
-            .filter(|i| (*i as u64 + day) % 3 == 0)
+            .filter(|i| (*i as u64 + day).is_multiple_of(3))
             .collect();
         let stopped = restarting
             .iter()

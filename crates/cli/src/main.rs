@@ -8,6 +8,7 @@
 mod commands;
 mod config;
 mod connect;
+mod data_lock;
 mod load;
 mod ops;
 mod portal_page;

@@ -20,6 +20,8 @@ pub(crate) struct ServiceReadiness {
     store: OnceLock<Arc<dyn Store>>,
     needs_trust_bundle: bool,
     trust_bundle_loaded: AtomicBool,
+    /// The HSP whose link to the TTP readiness follows.
+    hsp: OnceLock<vitalgate_hsp::Hsp>,
 }
 
 impl ServiceReadiness {
@@ -45,6 +47,13 @@ impl ServiceReadiness {
     pub(crate) fn trust_bundle_loaded(&self) {
         self.trust_bundle_loaded.store(true, Ordering::Release);
     }
+
+    /// The HSP opened (maybe while the TTP was down): readiness follows its
+    /// link to the TTP from now on.
+    pub(crate) fn hsp_opened(&self, hsp: vitalgate_hsp::Hsp) {
+        let _ = self.hsp.set(hsp);
+        self.trust_bundle_loaded();
+    }
 }
 
 impl Readiness for ServiceReadiness {
@@ -68,6 +77,9 @@ impl Readiness for ServiceReadiness {
             }
             if self.needs_trust_bundle && !self.trust_bundle_loaded.load(Ordering::Acquire) {
                 return Err("the TTP's trust bundle is not loaded yet".into());
+            }
+            if let Some(hsp) = self.hsp.get() {
+                hsp.ttp_link_status()?;
             }
             Ok(())
         })

@@ -78,7 +78,7 @@ impl<P: CryptoProvider> Direction<P> {
             .counter
             .checked_add(1)
             .ok_or(ChannelError::CounterExhausted)?;
-        if key_update || self.counter % self.records_per_key == 0 {
+        if key_update || self.counter.is_multiple_of(self.records_per_key) {
             self.next_key();
         }
         Ok(())

@@ -108,7 +108,7 @@ pub fn to_bytes(update: &v1::AnchorUpdate) -> Vec<u8> {
 
 /// A statement kept by [`to_bytes`]; `None` when damaged.
 pub fn from_bytes(bytes: &[u8]) -> Option<v1::AnchorUpdate> {
-    if bytes.len() < 8 + 32 + 64 + 32 || (bytes.len() - 104) % 32 != 0 {
+    if bytes.len() < 8 + 32 + 64 + 32 || !(bytes.len() - 104).is_multiple_of(32) {
         return None;
     }
     let (version, rest) = bytes.split_at(8);

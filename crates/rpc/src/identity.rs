@@ -251,7 +251,7 @@ impl Identity {
 }
 
 fn split_anchors(bytes: &[u8]) -> Result<Vec<[u8; 32]>, IdentityError> {
-    if bytes.is_empty() || bytes.len() % 32 != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(32) {
         return Err(IdentityError::Invalid(
             "trust anchors file is damaged".into(),
         ));

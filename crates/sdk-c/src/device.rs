@@ -138,7 +138,7 @@ impl VgDevice {
 
     fn enroll_accept(&mut self, credential: &[u8], anchors: &[u8]) -> Result<(), VgError> {
         let request = self.enrolling.as_ref().ok_or(VgError::OutOfOrder)?;
-        if anchors.is_empty() || anchors.len() % VG_TRUST_ANCHOR_LEN != 0 {
+        if anchors.is_empty() || !anchors.len().is_multiple_of(VG_TRUST_ANCHOR_LEN) {
             return Err(VgError::InvalidArgument);
         }
         let enrolled = Enrolled::accept(request, credential, anchors.chunks(VG_TRUST_ANCHOR_LEN))?;

@@ -268,7 +268,7 @@ fn sample(sequence: u64) -> Sample {
         skin_temperature_c: 33.1,
         systolic_mmhg: 121.0,
         diastolic_mmhg: 79.0,
-        anomaly: sequence % 7 == 0,
+        anomaly: sequence.is_multiple_of(7),
     }
 }
 

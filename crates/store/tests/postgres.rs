@@ -364,7 +364,7 @@ fn sample(device: u64, sequence: u64, measured_at_ms: i64) -> StoredSample {
         skin_temperature_c: 33.25,
         systolic_mmhg: 120.0,
         diastolic_mmhg: 80.0,
-        anomaly: sequence % 7 == 0,
+        anomaly: sequence.is_multiple_of(7),
     }
 }
 

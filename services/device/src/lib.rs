@@ -432,7 +432,7 @@ impl Device {
         if self.buffer.len() >= self.config.buffer_capacity {
             self.buffer.pop_front();
             let dropped = self.stats.samples_dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if dropped == 1 || dropped % 100 == 0 {
+            if dropped == 1 || dropped.is_multiple_of(100) {
                 tracing::warn!(
                     dropped,
                     capacity = self.config.buffer_capacity,

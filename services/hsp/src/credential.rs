@@ -188,7 +188,7 @@ impl Hsp {
         let own = self.own_credential();
         let mut identity = own.identity.lock().await;
         let old = identity.credential.serial();
-        identity.renew_unsaved(&mut self.ttp().client()).await?;
+        identity.renew_unsaved(&mut self.ttp().client()?).await?;
         // Kept twice: in the identity directory when it is writable, and in
         // the store that replicas share, where every replica (and this one
         // after a restart, with its identity on a read-only Secret) finds it.

@@ -28,7 +28,34 @@ pub enum HspError {
     /// A secret kept in the store does not open under this HSP's data key.
     #[error("{0}")]
     Secrets(String),
+    /// The link to the TTP is down (after a start while it was).
+    #[error("the TTP at {0} cannot be reached: {1}")]
+    TtpDown(String, String),
+    /// A first start (no identity yet) needs the TTP, which cannot be reached.
+    #[error("the HSP is not enrolled yet, and enrolling needs the TTP: {0}")]
+    EnrollNeedsTtp(String),
+    /// A start while the TTP is down, without a service certificate to serve with.
+    #[error("the TTP at {0} cannot be reached ({1}) and no valid service certificate from it is kept in {2}: the HSP needs the TTP to start")]
+    NoKeptCertificate(String, String, String),
     /// No identity yet and no enrollment token to get one.
     #[error("the HSP is not enrolled: give it an enrollment token")]
     NotEnrolled,
+}
+
+impl HspError {
+    /// Whether the TTP could not be reached (rather than refused or was
+    /// misconfigured): a start from what the HSP kept can go on.
+    pub(crate) fn is_ttp_unreachable(&self) -> bool {
+        use vitalgate_rpc::tls::ConnectError;
+        match self {
+            Self::Connect(vitalgate_rpc::TtpConnectError::Connect(ConnectError::Unreachable(
+                ..,
+            ))) => true,
+            Self::Ttp(status) => matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+            ),
+            _ => false,
+        }
+    }
 }

@@ -14,6 +14,7 @@
 
 pub mod admission;
 pub mod alerts;
+mod backoff;
 mod clinician;
 mod config;
 mod credential;
@@ -25,6 +26,7 @@ pub mod factors;
 pub mod fuzzing;
 mod grpc;
 mod guesses;
+mod kept;
 mod live;
 mod login;
 mod metrics;
@@ -57,6 +59,7 @@ pub use vault::{
 use std::sync::Arc;
 use std::time::Duration;
 
+use revocation::Certified;
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1;
 use vitalgate_rpc::admin::AdminToken;
@@ -91,40 +94,96 @@ impl Hsp {
     /// Opens the HSP: loads its identity (enrolling with the TTP with
     /// `enrollment_token` the first time), fetches the TTP's trust bundle, and
     /// loads the peers' credentials it has seen.
+    ///
+    /// When the TTP cannot be reached and the HSP was enrolled before, it
+    /// opens from what it kept: its credential, the last trust bundle and
+    /// revocations it saw, and (when it serves with the TTP's certificate)
+    /// the last service certificate, if still valid. The link is then down
+    /// ([`Hsp::ttp_link_status`]) until [`Hsp::maintain`] makes it again.
     pub async fn open(
         config: HspConfig,
         store: Arc<dyn Store>,
         enrollment_token: Option<&str>,
     ) -> Result<Self, HspError> {
-        let channel = vitalgate_rpc::ttp_channel(&config.ttp_url, &config.ttp_ca_pem, None).await?;
-        let mut ttp = v1::ttp_client::TtpClient::new(channel);
         let identity_dir = config.data_dir.join("identity");
         let mut identity = match Identity::load(&identity_dir)? {
             Some(identity) => identity,
-            None => match enrollment_token {
-                Some(token) => Identity::enroll(&identity_dir, &mut ttp, token).await?,
-                None => return Err(HspError::NotEnrolled),
-            },
+            None => {
+                let token = enrollment_token.ok_or(HspError::NotEnrolled)?;
+                let channel = vitalgate_rpc::ttp_channel(&config.ttp_url, &config.ttp_ca_pem, None)
+                    .await
+                    .map_err(|e| {
+                        // The cause names the URL, unless it is about the CA.
+                        let cause = e.to_string();
+                        let url = &config.ttp_url;
+                        HspError::EnrollNeedsTtp(if cause.contains(url.as_str()) {
+                            cause
+                        } else {
+                            format!("the TTP at {url}: {cause}")
+                        })
+                    })?;
+                let mut ttp = v1::ttp_client::TtpClient::new(channel);
+                Identity::enroll(&identity_dir, &mut ttp, token).await?
+            }
         };
         credential::adopt_stored_renewal(&*store, &mut identity, config.clock.now()).await;
         let signer = identity.signer();
-        let certified =
-            revocation::mutual_tls_with_ttp(&config, &mut ttp, &signer, &identity.credential)
-                .await?;
-        let server_cert = match &config.tls {
-            HspTls::FromTtp => Some(
-                ServerCert::from_pem(certified.cert_pem.as_bytes(), certified.key_pem.as_bytes())
+        let (certified, bundle, down) = match revocation::certify_and_fetch(
+            &config,
+            &signer,
+            &identity.credential,
+        )
+        .await
+        {
+            Ok((certified, bundle)) => {
+                kept::save_certificate(&config.data_dir, &certified);
+                kept::save_bundle(&*store, &bundle).await;
+                (Some(certified), bundle, None)
+            }
+            Err(e) if e.is_ttp_unreachable() => {
+                let cause = e.to_string();
+                tracing::warn!(ttp = %config.ttp_url, error = %cause, "the TTP cannot be reached: starting from the credential, trust bundle and certificate this HSP kept; reconnecting in the background");
+                (
+                    None,
+                    kept::load_bundle(&*store).await.unwrap_or_default(),
+                    Some(cause),
+                )
+            }
+            Err(e) => return Err(e),
+        };
+        let kept_certificate = match &certified {
+            Some(_) => None,
+            None => kept::load_certificate(&config.data_dir)
+                .filter(|kept| kept.not_after > config.clock.now() + 60),
+        };
+        let server_cert = match (&config.tls, &certified, &kept_certificate) {
+            (
+                HspTls::FromTtp,
+                Some(Certified {
+                    cert_pem, key_pem, ..
+                }),
+                _,
+            )
+            | (
+                HspTls::FromTtp,
+                None,
+                Some(kept::KeptCertificate {
+                    cert_pem, key_pem, ..
+                }),
+            ) => Some(
+                ServerCert::from_pem(cert_pem.as_bytes(), key_pem.as_bytes())
                     .map_err(|e| HspError::Certificate(e.to_string()))?,
             ),
-            HspTls::Files { cert, key } => Some(tls_files::load(cert, key)?),
-            HspTls::InsecurePlaintext => None,
+            (HspTls::FromTtp, None, None) => {
+                return Err(HspError::NoKeptCertificate(
+                    config.ttp_url.clone(),
+                    down.unwrap_or_default(),
+                    config.data_dir.join("ttp-link").display().to_string(),
+                ))
+            }
+            (HspTls::Files { cert, key }, _, _) => Some(tls_files::load(cert, key)?),
+            (HspTls::InsecurePlaintext, _, _) => None,
         };
-        let bundle = certified
-            .client
-            .clone()
-            .trust_bundle(v1::TrustBundleRequest {})
-            .await?
-            .into_inner();
         let fetched = bundle
             .trust_anchors
             .iter()
@@ -137,8 +196,13 @@ impl Hsp {
             UnixTime(config.clock.now()),
         )
         .await?;
+        let spiffe_id = match (&certified, &kept_certificate) {
+            (Some(certified), _) => certified.spiffe_id.clone(),
+            (None, Some(kept)) => kept.spiffe_id.clone(),
+            (None, None) => String::new(),
+        };
         tracing::info!(
-            spiffe_id = %certified.spiffe_id,
+            spiffe_id = %spiffe_id,
             serial = identity.credential.serial(),
             subject = %String::from_utf8_lossy(identity.credential.subject()),
             "HSP identity loaded"
@@ -162,7 +226,13 @@ impl Hsp {
         let service = state::ServiceIdentity {
             dir: identity_dir,
             identity,
-            ttp: revocation::TtpLink::new(&certified, serving_from_ttp),
+            ttp: revocation::TtpLink::new(
+                &config.ttp_url,
+                certified.as_ref(),
+                spiffe_id,
+                serving_from_ttp,
+                down,
+            ),
             server_cert,
         };
         let state = State::assemble(config, store, service, peers, vault, admin).await?;
@@ -203,8 +273,15 @@ impl Hsp {
     }
 
     /// The SPIFFE ID the TTP certified this HSP under.
-    pub fn spiffe_id(&self) -> &str {
+    pub fn spiffe_id(&self) -> String {
         self.ttp().spiffe_id()
+    }
+
+    /// Whether the link to the TTP works (its revocation feed is followed),
+    /// or one line naming the TTP and why not: what readiness reports. Device
+    /// sessions and the portal are served either way.
+    pub fn ttp_link_status(&self) -> Result<(), String> {
+        self.ttp().status()
     }
 
     /// The gRPC service, with vitalgate's message size limits.

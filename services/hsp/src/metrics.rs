@@ -267,10 +267,14 @@ pub(crate) fn publish_state(state: &Arc<State>) {
                     state.own_credential().not_after() as i64 - now,
                     &[KeyValue::new("credential", "hsp_credential")],
                 );
-                observer.observe(
-                    state.ttp().not_after() as i64 - now,
-                    &[KeyValue::new("credential", "ttp_client_certificate")],
-                );
+                // None until the link to the TTP was first made (an HSP
+                // started while the TTP is down, from what it kept).
+                if let Some(not_after) = state.ttp().not_after() {
+                    observer.observe(
+                        not_after as i64 - now,
+                        &[KeyValue::new("credential", "ttp_client_certificate")],
+                    );
+                }
             }
         })
         .build();

@@ -15,6 +15,7 @@ use vitalgate_proto::v1;
 use crate::live::CloseReason;
 use vitalgate_rpc::tls::ServerCert;
 
+use crate::backoff::Backoff;
 use crate::{Hsp, HspConfig, HspError, HspTls};
 
 /// How long after an HSP learns of a clinician's revocation a portal sign-in
@@ -37,33 +38,53 @@ pub(crate) struct Certified {
 
 /// The TTP over mutual TLS, with the newest service certificate it issued;
 /// when the HSP serves with that certificate, the certificate it serves.
+/// After a start while the TTP was down there is no client until the link is
+/// made again; `down` says why the link is down (`None`: it works).
 pub(crate) struct TtpLink {
-    client: RwLock<(v1::ttp_client::TtpClient<Channel>, u64)>,
-    spiffe_id: String,
+    url: String,
+    client: RwLock<Option<(v1::ttp_client::TtpClient<Channel>, u64)>>,
+    spiffe_id: RwLock<String>,
     serving: Option<Arc<ServerCert>>,
+    down: RwLock<Option<String>>,
 }
 
 impl TtpLink {
-    pub(crate) fn new(certified: &Certified, serving: Option<Arc<ServerCert>>) -> Self {
+    /// A link made at start (`certified`), or one to make later, down for
+    /// `down`, known so far by the SPIFFE ID of a kept certificate.
+    pub(crate) fn new(
+        url: &str,
+        certified: Option<&Certified>,
+        spiffe_id: String,
+        serving: Option<Arc<ServerCert>>,
+        down: Option<String>,
+    ) -> Self {
         Self {
-            client: RwLock::new((certified.client.clone(), certified.not_after)),
-            spiffe_id: certified.spiffe_id.clone(),
+            url: url.to_string(),
+            client: RwLock::new(certified.map(|c| (c.client.clone(), c.not_after))),
+            spiffe_id: RwLock::new(spiffe_id),
             serving,
+            down: RwLock::new(down),
         }
     }
 
-    /// A client of the TTP over mutual TLS with the newest certificate.
-    pub(crate) fn client(&self) -> v1::ttp_client::TtpClient<Channel> {
+    /// A client of the TTP over mutual TLS with the newest certificate, or
+    /// why there is none yet.
+    pub(crate) fn client(&self) -> Result<v1::ttp_client::TtpClient<Channel>, HspError> {
+        let client = self.client.read().unwrap_or_else(|p| p.into_inner());
+        match &*client {
+            Some((client, _)) => Ok(client.clone()),
+            None => Err(HspError::TtpDown(self.url.clone(), self.why_down())),
+        }
+    }
+
+    /// When the newest certificate expires (Unix seconds); `None` before
+    /// the link was first made.
+    pub(crate) fn not_after(&self) -> Option<u64> {
         self.client
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .0
-            .clone()
-    }
-
-    /// When the newest certificate expires (Unix seconds).
-    pub(crate) fn not_after(&self) -> u64 {
-        self.client.read().unwrap_or_else(|p| p.into_inner()).1
+            .as_ref()
+            .map(|(_, not_after)| *not_after)
     }
 
     fn replace(&self, certified: &Certified) -> Result<(), String> {
@@ -73,15 +94,57 @@ impl TtpLink {
                 .map_err(|e| e.to_string())?;
         }
         *self.client.write().unwrap_or_else(|p| p.into_inner()) =
-            (certified.client.clone(), certified.not_after);
+            Some((certified.client.clone(), certified.not_after));
+        *self.spiffe_id.write().unwrap_or_else(|p| p.into_inner()) = certified.spiffe_id.clone();
         Ok(())
     }
 
-    /// The SPIFFE ID the TTP certified this HSP under.
-    pub(crate) fn spiffe_id(&self) -> &str {
-        &self.spiffe_id
+    /// The SPIFFE ID the TTP certified this HSP under (empty when it never
+    /// did and the TTP is down).
+    pub(crate) fn spiffe_id(&self) -> String {
+        self.spiffe_id
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn why_down(&self) -> String {
+        self.down
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default()
+    }
+
+    /// Whether the link works, or one line naming the TTP and why not.
+    pub(crate) fn status(&self) -> Result<(), String> {
+        match &*self.down.read().unwrap_or_else(|p| p.into_inner()) {
+            None => Ok(()),
+            Some(cause) => Err(format!(
+                "ttp-link: the TTP at {} cannot be reached ({cause}); device sessions and the portal are served, new enrollments, renewals and revocations wait for it",
+                self.url
+            )),
+        }
+    }
+
+    /// Marks the link down for `cause`.
+    fn mark_down(&self, cause: &str) {
+        *self.down.write().unwrap_or_else(|p| p.into_inner()) = Some(cause.to_string());
+    }
+
+    /// Marks the link up; whether it was down.
+    fn mark_up(&self) -> bool {
+        self.down
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .is_some()
     }
 }
+
+/// The first and the longest wait between attempts to reach the TTP.
+const RECONNECT_BASE: Duration = Duration::from_millis(500);
+const RECONNECT_CAP: Duration = Duration::from_secs(10);
 
 impl Hsp {
     /// Applies a revocation: refuses the serial from now on, closes its
@@ -94,20 +157,29 @@ impl Hsp {
     }
 
     /// Follows the TTP's revocation feed (over mutual TLS) until `stop`
-    /// changes, reconnecting after failures. A revocation reaches this HSP
-    /// within the feed's latency (immediate on the TTP that revoked, at most its
-    /// 2 s poll from others).
+    /// changes, reconnecting after failures with jittered exponential
+    /// backoff (capped at `RECONNECT_CAP`, 10 s). A revocation reaches this HSP
+    /// within the feed's latency (immediate on the TTP that revoked, at most
+    /// its 2 s poll from others).
+    ///
+    /// While the feed is down the link is marked down (readiness says so);
+    /// each cause is logged once per outage, not at every retry. When the
+    /// link comes back the trust bundle is fetched again (new TTP keys, the
+    /// revocations made meanwhile) and kept for the next start.
     pub async fn follow_revocations(&self, mut stop: watch::Receiver<bool>) {
         let mut cursor = 0i64;
+        let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_CAP);
+        let mut logged = std::collections::HashSet::new();
+        let mut failures = 0u64;
         loop {
-            let stream = self
-                .ttp()
-                .client()
-                .watch_revocations(v1::WatchRevocationsRequest { after_id: cursor })
-                .await;
-            match stream {
-                Ok(stream) => {
-                    let mut stream = stream.into_inner();
+            let cause = match self.open_feed(cursor).await {
+                Ok(mut stream) => {
+                    if self.ttp().mark_up() {
+                        tracing::info!(ttp = %self.config().ttp_url, failed_attempts = failures, "the TTP link is back");
+                    }
+                    backoff.reset();
+                    logged.clear();
+                    failures = 0;
                     loop {
                         tokio::select! {
                             _ = stop.changed() => return,
@@ -119,26 +191,59 @@ impl Hsp {
                                 Ok(Some(event)) => {
                                     cursor = event.id;
                                     self.apply_revocation(event.serial);
+                                    crate::kept::remember_revocation(&**self.store(), event.serial).await;
                                     if event.role() == v1::Role::Clinician {
                                         self.end_clinician_access(&event).await;
                                     }
                                 }
-                                Ok(None) => break,
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "revocation feed failed; reconnecting");
-                                    break;
-                                }
+                                Ok(None) => break "the revocation feed ended".to_string(),
+                                Err(e) => break format!("the revocation feed failed: {}", vitalgate_rpc::status_text(&e)),
                             }
                         }
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot reach the TTP's revocation feed"),
+                Err(cause) => cause,
+            };
+            failures += 1;
+            self.ttp().mark_down(&cause);
+            if logged.insert(cause.clone()) {
+                tracing::warn!(ttp = %self.config().ttp_url, error = %cause, "the TTP link is down; reconnecting with backoff (this cause is not logged again until the link is back)");
             }
+            let delay = backoff.next_delay(rand_core::RngCore::next_u64(&mut rand_core::OsRng));
             tokio::select! {
                 _ = stop.changed() => return,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(delay) => {}
             }
         }
+    }
+
+    /// Opens the revocation feed after `cursor`: first makes the mutual-TLS
+    /// link when there is none (after a start while the TTP was down), and
+    /// applies and keeps the TTP's trust bundle.
+    async fn open_feed(
+        &self,
+        cursor: i64,
+    ) -> Result<tonic::Streaming<v1::RevocationEvent>, String> {
+        if self.ttp().not_after().is_none() {
+            let certified = self.renew_certificate().await.map_err(|e| e.to_string())?;
+            self.ttp().replace(&certified)?;
+            crate::kept::save_certificate(&self.config().data_dir, &certified);
+            tracing::info!(spiffe_id = %certified.spiffe_id, "mutual TLS with the TTP");
+        }
+        let mut client = self.ttp().client().map_err(|e| e.to_string())?;
+        let bundle = client
+            .trust_bundle(v1::TrustBundleRequest {})
+            .await
+            .map_err(|e| format!("the trust bundle: {}", vitalgate_rpc::status_text(&e)))?
+            .into_inner();
+        self.peers().adopt_revocations(&bundle.revoked_serials);
+        self.apply_anchor_updates(&bundle.anchor_updates).await;
+        crate::kept::save_bundle(&**self.store(), &bundle).await;
+        client
+            .watch_revocations(v1::WatchRevocationsRequest { after_id: cursor })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|e| format!("the revocation feed: {}", vitalgate_rpc::status_text(&e)))
     }
 
     /// A clinician's credential was revoked: their portal access ends too.
@@ -241,7 +346,15 @@ impl Hsp {
         loop {
             let now = self.now();
             let lifetime = crate::revocation::CERTIFICATE_LIFETIME_SECS;
-            let renew_at = self.ttp().not_after().saturating_sub(lifetime / 3);
+            let Some(not_after) = self.ttp().not_after() else {
+                // No link yet: the revocation feed makes it when the TTP is back.
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+                continue;
+            };
+            let renew_at = not_after.saturating_sub(lifetime / 3);
             let jitter = rand_core::RngCore::next_u64(&mut rand_core::OsRng) % (lifetime / 50 + 1);
             let clock = &*self.config().clock;
             tokio::select! {
@@ -251,11 +364,12 @@ impl Hsp {
             match self.renew_certificate().await {
                 Ok(renewed) => match self.ttp().replace(&renewed) {
                     Ok(()) => {
+                        crate::kept::save_certificate(&self.config().data_dir, &renewed);
                         retry = Duration::from_secs(5);
                         self.audit(
                             "service_certificate.renewed",
                             "hsp",
-                            self.ttp().spiffe_id(),
+                            &self.ttp().spiffe_id(),
                             "",
                         )
                         .await;
@@ -291,6 +405,25 @@ impl Hsp {
         )
         .await
     }
+}
+
+/// At start: a service certificate from the TTP and a mutual-TLS link with
+/// it, and the TTP's trust bundle.
+pub(crate) async fn certify_and_fetch(
+    config: &HspConfig,
+    signer: &dyn vitalgate_core::signer::Signer,
+    credential: &Credential,
+) -> Result<(Certified, v1::TrustBundleResponse), HspError> {
+    let channel = vitalgate_rpc::ttp_channel(&config.ttp_url, &config.ttp_ca_pem, None).await?;
+    let mut ttp = v1::ttp_client::TtpClient::new(channel);
+    let certified = mutual_tls_with_ttp(config, &mut ttp, signer, credential).await?;
+    let bundle = certified
+        .client
+        .clone()
+        .trust_bundle(v1::TrustBundleRequest {})
+        .await?
+        .into_inner();
+    Ok((certified, bundle))
 }
 
 /// Gets a service certificate from the TTP for a fresh TLS key (proving the

@@ -73,6 +73,35 @@ pub(crate) struct DevArgs {
     /// hex digits), as a deployment does [default: none].
     #[arg(long)]
     kek_file: Option<PathBuf>,
+    /// A configuration file whose HSP policy (`[[hsp.policy]]`) and alert
+    /// rules (`[hsp.alerts]`) the development HSP uses, to try them; its
+    /// other settings are for the services alone and are not used here.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// The policy and alert rules of `dev --config FILE`, checked before
+/// anything starts.
+struct TriedSettings {
+    policy: Option<vitalgate_hsp::policy::Policy>,
+    alerts: Option<vitalgate_hsp::alerts::AlertRules>,
+}
+
+fn tried_settings(path: Option<&PathBuf>) -> Result<TriedSettings, String> {
+    let hsp = crate::load::config_file(path)?.hsp;
+    let policy = hsp
+        .policy
+        .as_deref()
+        .map(vitalgate_hsp::policy::Policy::from_rules)
+        .transpose()
+        .map_err(|e| {
+            let file = path.map(|p| p.display().to_string()).unwrap_or_default();
+            format!("{file}: [[hsp.policy]]: {e}")
+        })?;
+    Ok(TriedSettings {
+        policy,
+        alerts: hsp.alerts,
+    })
 }
 
 /// `vitalgate dev-code`: the demonstration clinician's current TOTP code,
@@ -264,7 +293,7 @@ async fn add_demo_patient(
         record: Some(record),
     };
     hsp.put_patient(admin_request(request, admin)?).await?;
-    let team = if index % 2 == 0 {
+    let team = if index.is_multiple_of(2) {
         &CLINICIANS[..]
     } else {
         &CLINICIANS[..1]
@@ -305,6 +334,7 @@ fn totals(devices: &[Arc<DeviceStats>]) -> Totals {
 }
 
 pub(crate) async fn run(args: DevArgs) -> CliResult {
+    let tried = tried_settings(args.config.as_ref())?;
     // Audit events and per-handshake logs are in the store; the terminal gets
     // the progress lines below and warnings.
     let telemetry = crate::ops::init_telemetry(
@@ -323,6 +353,12 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     };
     let data = &args.data_dir;
     std::fs::create_dir_all(data)?;
+    // The same locks `vitalgate ttp` and `vitalgate hsp` take, held until
+    // the process ends: a second `dev` (or a service) on them refuses.
+    let _data_dirs = [
+        crate::data_lock::lock(&data.join("ttp"))?,
+        crate::data_lock::lock(&data.join("hsp"))?,
+    ];
     let first_start = !data.join("ttp").join("admin.token").exists();
 
     // TTP.
@@ -386,6 +422,12 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     hsp_config.code_sender = Some(vitalgate_hsp::CodeSenderHandle(Arc::new(
         vitalgate_otp::FileSender::new(&codes_file),
     )));
+    if let Some(policy) = tried.policy {
+        hsp_config.policy = policy;
+    }
+    if let Some(alerts) = tried.alerts {
+        hsp_config.alerts = alerts;
+    }
     let hsp = Hsp::open(hsp_config, hsp_store.clone(), hsp_token.as_deref()).await?;
     let hsp_ready = crate::ops::ServiceReadiness::with_trust_bundle();
     hsp_ready.store_opened(hsp_store.clone());

@@ -23,6 +23,8 @@ pub(crate) async fn ttp(flags: TtpFlags, env: &Env) -> CliResult {
         env,
         resolve::DEFAULT_TTP_OPS,
     )?;
+    // Held until the process ends: a second TTP on this directory refuses.
+    let _data_dir = crate::data_lock::lock(&settings.data_dir)?;
     let readiness = ops::ServiceReadiness::store_only();
     let telemetry = ops::start("vitalgate-ttp", &ops_settings, readiness.clone()).await?;
     std::fs::create_dir_all(&settings.data_dir)?;
@@ -77,6 +79,9 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
         env,
         resolve::DEFAULT_HSP_OPS,
     )?;
+    // Held until the process ends: a second HSP (or `vitalgate dev`) on
+    // this directory refuses.
+    let _data_dir = crate::data_lock::lock(&settings.data_dir)?;
     let readiness = ops::ServiceReadiness::with_trust_bundle();
     let telemetry = ops::start("vitalgate-hsp", &ops_settings, readiness.clone()).await?;
     std::fs::create_dir_all(&settings.data_dir)?;
@@ -137,8 +142,9 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
         tracing::warn!("{}", crate::portal_page::MISSING);
     }
     let hsp = Hsp::open(config, store, settings.enrollment_token.as_deref()).await?;
-    // Opening loaded the TTP's keys and revocations.
-    readiness.trust_bundle_loaded();
+    // Opening loaded the TTP's keys and revocations (or those it kept, when
+    // the TTP is down: readiness then says so until the link is back).
+    readiness.hsp_opened(hsp.clone());
     hsp.publish_metrics();
     // A listener that fails after the start (the portal's TLS, an accept
     // loop) stops the whole service with its address and cause, instead of
@@ -173,7 +179,7 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
     } else {
         "https"
     };
-    tracing::info!(address = %bound, scheme, serial = hsp.serial(), spiffe_id = hsp.spiffe_id(), "HSP listening");
+    tracing::info!(address = %bound, scheme, serial = hsp.serial(), spiffe_id = %hsp.spiffe_id(), "HSP listening");
     let devices = match &settings.device_plaintext_listen {
         Some(address) => {
             let listener = bind(address, "the device-sessions address").await?;

@@ -11,7 +11,7 @@ pub(super) fn token(hash: u8, expires_at: u64) -> EnrollmentToken {
         subject: format!("pseudonym-{hash}"),
         created_at: 100,
         expires_at,
-        hardware_key: hash % 2 == 0,
+        hardware_key: hash.is_multiple_of(2),
     }
 }
 

@@ -16,7 +16,7 @@ pub(super) fn sample(device: u64, sequence: u64) -> StoredSample {
         skin_temperature_c: 33.1,
         systolic_mmhg: 121.0,
         diastolic_mmhg: 79.0,
-        anomaly: sequence % 2 == 0,
+        anomaly: sequence.is_multiple_of(2),
     }
 }
 

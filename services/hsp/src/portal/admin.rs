@@ -284,7 +284,12 @@ impl Portal {
             .parse()
             .map_err(|_| ApiError::internal("the TTP's administrator token is not header text"))?;
         request.metadata_mut().insert("authorization", bearer);
-        Ok((self.hsp.ttp().client(), request))
+        let client = self
+            .hsp
+            .ttp()
+            .client()
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()))?;
+        Ok((client, request))
     }
 }
 
