@@ -236,7 +236,11 @@ impl Hsp {
             .await
             .map_err(|e| format!("the trust bundle: {}", vitalgate_rpc::status_text(&e)))?
             .into_inner();
-        self.peers().adopt_revocations(&bundle.revoked_serials);
+        // Revocations missed while the link was down; key changes arrive as
+        // signed statements only.
+        for serial in &bundle.revoked_serials {
+            self.peers().revoke(*serial);
+        }
         self.apply_anchor_updates(&bundle.anchor_updates).await;
         crate::kept::save_bundle(&**self.store(), &bundle).await;
         client

@@ -127,16 +127,6 @@ impl Peers {
         applied
     }
 
-    /// Adds the revocations of a trust bundle fetched again after the link
-    /// to the TTP came back (its key changes arrive as signed statements,
-    /// applied by `Hsp::apply_anchor_updates`).
-    pub(crate) fn adopt_revocations(&self, revoked_serials: &[u64]) {
-        let mut trust = self.trust.write().unwrap_or_else(|p| p.into_inner());
-        for serial in revoked_serials {
-            trust.revoke(*serial);
-        }
-    }
-
     /// Whether the TTP has revoked `serial` (as far as this HSP has heard).
     pub(crate) fn is_revoked(&self, serial: u64) -> bool {
         self.trust
