@@ -254,7 +254,7 @@ fn dev_prints_next_steps_that_run_as_shown() {
     let mut dev = crate::processes::vitalgate_command()
         .current_dir(scratch.path())
         .args(["dev", "--devices", "1", "--duration", "60"])
-        .args(["--portal-addr", "127.0.0.1:0"])
+        .args(["--portal-listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -44,7 +44,7 @@ fn dev(data: &Path, config: Option<&Path>) -> serde_json::Value {
     let mut command = vitalgate_command();
     command
         .args(["dev", "--devices", "1", "--duration", "3", "--json"])
-        .args(["--portal-addr", "127.0.0.1:0", "--data-dir"])
+        .args(["--portal-listen", "127.0.0.1:0", "--data-dir"])
         .arg(data);
     if let Some(config) = config {
         command.arg("--config").arg(config);

@@ -79,7 +79,7 @@ fn a_dev_stores_vitals_export_as_fhir_that_fhir_resources_validates() {
     let dev = vitalgate_command()
         .args(["dev", "--devices", "2", "--duration", "5", "--json"])
         // Free ports: other tests run `vitalgate dev` at the same time.
-        .args(["--portal-addr", "127.0.0.1:0"])
+        .args(["--portal-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(&data)
         .output()

@@ -17,6 +17,7 @@ mod floods;
 mod hostile_device;
 mod ninety_days;
 mod onboarding;
+mod pair;
 mod platform;
 mod portal;
 mod portal_admin;

@@ -24,6 +24,17 @@ pub(crate) fn pem(path: &Path, what: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{what} {}: {e}", path.display()))
 }
 
+/// A secret's value: as given, or read from its file (surrounding
+/// whitespace trimmed, so a trailing newline does not count).
+pub(crate) fn secret(secret: &crate::config::Secret, what: &str) -> Result<String, String> {
+    match secret {
+        crate::config::Secret::Value(value) => Ok(value.clone()),
+        crate::config::Secret::File(path) => std::fs::read_to_string(path)
+            .map(|text| text.trim().to_string())
+            .map_err(|e| format!("{what} file {}: {e}", path.display())),
+    }
+}
+
 /// A key-encryption key from its file (64 hex digits).
 pub(crate) fn kek(path: &Path) -> Result<Arc<vitalgate_hsp::KeyEncryptionKey>, String> {
     let text = zeroize::Zeroizing::new(

@@ -46,6 +46,13 @@ enum Command {
     Admin(commands::admin::AdminArgs),
     /// A clinician's own side: enrollment with the TTP.
     Clinician(commands::clinician::ClinicianArgs),
+    /// Print a completion script for a shell: bash, zsh, fish, elvish or
+    /// powershell (e.g. `vitalgate completions bash >
+    /// ~/.local/share/bash-completion/completions/vitalgate`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Errors of the binary: a message for the operator.
@@ -53,6 +60,11 @@ pub(crate) type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "vitalgate", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     let env = config::Env::from_process();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -73,6 +85,7 @@ fn main() -> ExitCode {
             Command::Device(flags) => commands::services::device(flags, &env).await,
             Command::Admin(args) => commands::admin::run(args).await,
             Command::Clinician(args) => commands::clinician::run(args).await,
+            Command::Completions { .. } => Ok(()),
         }
     });
     match result {
@@ -86,6 +99,50 @@ fn main() -> ExitCode {
             };
             eprintln!("vitalgate: {}", message.replace('\n', " "));
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every option and argument of every command says what it is in
+    /// `--help`; a new flag without a doc comment fails here.
+    #[test]
+    fn every_option_of_every_command_has_help_text() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "vitalgate", &mut missing);
+        assert!(missing.is_empty(), "options without help: {missing:?}");
+    }
+
+    /// The completion script knows the commands and their options.
+    #[test]
+    fn a_completion_script_names_the_commands_and_their_options() {
+        let mut script = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut super::Cli::command(),
+            "vitalgate",
+            &mut script,
+        );
+        let script = String::from_utf8(script).expect("UTF-8");
+        for expected in ["onboard-clinician", "--enrollment-token-file", "--data-dir"] {
+            assert!(script.contains(expected), "{expected} missing");
         }
     }
 }

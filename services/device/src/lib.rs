@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod link;
 pub mod login;
 pub mod peer;
 pub mod sensors;
@@ -36,6 +37,7 @@ use vitalgate_rpc::clock::SharedClock;
 use vitalgate_rpc::identity::{Identity, IdentityError};
 use vitalgate_rpc::tls::Endpoint;
 
+pub use link::{HandshakeCall, HspFrames, HspLink};
 pub use sensors::BodySensors;
 use sequence::SequenceAllocator;
 
@@ -457,7 +459,11 @@ impl Device {
         let mut ticker = tokio::time::interval(self.config.sample_interval);
         while !*stop.borrow() {
             self.renew_if_due().await;
-            match self.session(&hsp_endpoint, &mut stop, &mut ticker).await {
+            let session = match link::grpc_link(&hsp_endpoint).await {
+                Ok(mut link) => self.session(&mut link, &mut stop, &mut ticker).await,
+                Err(e) => Err(e),
+            };
+            match session {
                 Ok(SessionEnd::Stopped) => return,
                 Ok(SessionEnd::ClosedByHsp) => backoff = Duration::from_millis(200),
                 Err(e) => {
@@ -509,20 +515,17 @@ impl Device {
     #[tracing::instrument(name = "device.session", skip_all)]
     pub async fn session(
         &mut self,
-        hsp_endpoint: &Endpoint,
+        link: &mut impl HspLink,
         stop: &mut watch::Receiver<bool>,
         ticker: &mut tokio::time::Interval,
     ) -> Result<SessionEnd, DeviceError> {
-        let channel = hsp_endpoint.channel().await?;
-        let mut client = v1::hsp_client::HspClient::new(channel)
-            .max_decoding_message_size(vitalgate_rpc::MAX_MESSAGE_BYTES);
         let send = |frame: device_frame::Frame| v1::DeviceFrame { frame: Some(frame) };
         let closed =
             || DeviceError::Protocol("the HSP ended the stream during the handshake".into());
 
         let initiator_config = self.initiator_config();
         let (m1, state) = Initiator::start(&initiator_config, &mut OsRng)?;
-        let (tx, mut inbound, m2) = send_m1(&mut client, HandshakeCall::DeviceSession, m1).await?;
+        let (tx, mut inbound, m2) = send_m1(link, HandshakeCall::DeviceSession, m1).await?;
         let verified = {
             let peers = PeerDirectory {
                 trust: &self.trust,
@@ -592,7 +595,7 @@ impl Device {
     /// After a stop, waits briefly for the acknowledgements still in flight.
     async fn drain_acks(
         &mut self,
-        inbound: &mut tonic::Streaming<v1::HspFrame>,
+        inbound: &mut HspFrames,
         channel: &mut vitalgate_core::channel::SecureChannel<AwsLc>,
         sent: &mut usize,
     ) {
@@ -683,45 +686,20 @@ async fn renewal_timer(clock: SharedClock, can_renew: bool, due: u64) {
     }
 }
 
-/// Which of the HSP's handshake streams to open.
-#[derive(Debug, Clone, Copy)]
-pub enum HandshakeCall<'a> {
-    /// `DeviceSession`: vitals follow the handshake.
-    DeviceSession,
-    /// `Login`, with the request's metadata (break-glass fields).
-    Login(&'a tonic::metadata::MetadataMap),
-}
-
 /// Opens a handshake stream and sends M1; returns the stream and M2. A loaded
 /// HSP answers M1 with a cookie instead (and ends that stream): M1 then goes
 /// again on a new stream, after the cookie. One cookie round at most.
 pub async fn send_m1(
-    client: &mut v1::hsp_client::HspClient<tonic::transport::Channel>,
+    link: &mut impl HspLink,
     call: HandshakeCall<'_>,
     m1: Vec<u8>,
-) -> Result<
-    (
-        mpsc::Sender<v1::DeviceFrame>,
-        tonic::Streaming<v1::HspFrame>,
-        Vec<u8>,
-    ),
-    DeviceError,
-> {
+) -> Result<(mpsc::Sender<v1::DeviceFrame>, HspFrames, Vec<u8>), DeviceError> {
     let closed = || DeviceError::Protocol("the HSP ended the stream during the handshake".into());
     let mut cookie = None;
     for round in 0..2 {
         let (tx, rx) = mpsc::channel::<v1::DeviceFrame>(16);
-        // The session's trace continues at the HSP (W3C trace context).
-        let mut request =
-            vitalgate_rpc::trace_context::request(tokio_stream::wrappers::ReceiverStream::new(rx));
-        let mut inbound = match call {
-            HandshakeCall::DeviceSession => client.device_session(request).await?,
-            HandshakeCall::Login(metadata) => {
-                *request.metadata_mut() = metadata.clone();
-                client.login(request).await?
-            }
-        }
-        .into_inner();
+        let outbound = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let mut inbound = link.open(call, outbound).await?;
         let frames = cookie
             .take()
             .map(device_frame::Frame::Cookie)

@@ -71,14 +71,6 @@ impl std::fmt::Debug for LoginOutcome {
     }
 }
 
-async fn client(
-    endpoint: &Endpoint,
-) -> Result<v1::hsp_client::HspClient<tonic::transport::Channel>, DeviceError> {
-    let channel = endpoint.channel().await?;
-    Ok(v1::hsp_client::HspClient::new(channel)
-        .max_decoding_message_size(vitalgate_rpc::MAX_MESSAGE_BYTES))
-}
-
 /// Logs `party` in at the HSP with `factors`; for break-glass, names the
 /// patient and the reason.
 pub async fn login(
@@ -87,7 +79,7 @@ pub async fn login(
     factors: Vec<&mut dyn InitiatorFactor>,
     break_glass: Option<&BreakGlass>,
 ) -> Result<LoginOutcome, DeviceError> {
-    let mut client = client(&endpoint.into()).await?;
+    let mut link = crate::link::grpc_link(&endpoint.into()).await?;
     let mut metadata = tonic::metadata::MetadataMap::new();
     if let Some(glass) = break_glass {
         let value = |s: &str| {
@@ -113,7 +105,7 @@ pub async fn login(
     let mut factors = InitiatorFactors::new(factors);
     let (m1, state) = Initiator::start(&config, &mut OsRng)?;
     let (tx, mut inbound, m2) =
-        crate::send_m1(&mut client, crate::HandshakeCall::Login(&metadata), m1).await?;
+        crate::send_m1(&mut link, crate::HandshakeCall::Login(&metadata), m1).await?;
     let known = KnownCredentials::new();
     let verified = state.handle_m2(
         &m2,
@@ -161,16 +153,14 @@ pub async fn login(
 }
 
 /// Why the HSP ended a stream: its status, else that it simply ended.
-async fn why_ended(inbound: &mut tonic::Streaming<v1::HspFrame>) -> DeviceError {
+async fn why_ended(inbound: &mut crate::HspFrames) -> DeviceError {
     match inbound.message().await {
         Err(status) => DeviceError::Rpc(status),
         Ok(_) => DeviceError::Protocol("the HSP ended the stream during the handshake".into()),
     }
 }
 
-async fn next_handshake(
-    inbound: &mut tonic::Streaming<v1::HspFrame>,
-) -> Result<Vec<u8>, DeviceError> {
+async fn next_handshake(inbound: &mut crate::HspFrames) -> Result<Vec<u8>, DeviceError> {
     match inbound.message().await? {
         Some(v1::HspFrame {
             frame: Some(hsp_frame::Frame::Handshake(bytes)),
@@ -200,7 +190,7 @@ pub async fn register_password(
 ) -> Result<(), DeviceError> {
     use v1::finish_password_registration_request::Authorization as Finish;
     use v1::start_password_registration_request::Authorization as Start;
-    let mut client = client(&endpoint.into()).await?;
+    let mut client = crate::link::grpc_link(&endpoint.into()).await?;
     let protocol = |e: vitalgate_password::PasswordError| DeviceError::Protocol(e.to_string());
     let (registration, request) =
         vitalgate_password::ClientRegistration::start(password, &mut OsRng).map_err(protocol)?;

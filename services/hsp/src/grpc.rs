@@ -5,7 +5,7 @@ use tracing::Instrument as _;
 use vitalgate_proto::v1;
 
 use crate::factors::FactorFailure;
-use crate::{login, session, Hsp};
+use crate::{login, Hsp};
 
 /// The status for a factor that was not proven (the HSP's one mapping of
 /// factor failures to gRPC; the portal's to HTTP is in `portal/error.rs`).
@@ -41,7 +41,7 @@ impl v1::hsp_server::Hsp for Hsp {
             .remote_addr()
             .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
         let metadata = request.metadata().clone();
-        let inbound = request.into_inner();
+        let inbound = Box::pin(request.into_inner());
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let hsp = self.clone();
         // The login and the session run in the call's span (see vitalgate_rpc::trace_context).
@@ -119,12 +119,8 @@ impl v1::hsp_server::Hsp for Hsp {
         let peer = request
             .remote_addr()
             .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
-        let inbound = request.into_inner();
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let hsp = self.clone();
-        tokio::spawn(async move { session::run(hsp, inbound, tx, peer).await }.in_current_span());
         Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
+            self.device_session_frames(request.into_inner(), peer),
         )))
     }
 

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use rand_core::{OsRng, RngCore};
 use tonic::metadata::MetadataMap;
-use tonic::{Status, Streaming};
+use tonic::Status;
 use vitalgate_core::credential::Role;
 use vitalgate_core::factor::{AssuranceLevel, FactorKind, FactorSet};
 use vitalgate_proto::v1::{self, hsp_frame};
@@ -85,7 +85,7 @@ fn requested(metadata: &MetadataMap) -> Result<(Action, Option<(String, String)>
 pub(crate) async fn run(
     hsp: Hsp,
     metadata: MetadataMap,
-    mut inbound: Streaming<v1::DeviceFrame>,
+    mut inbound: crate::session::Inbound,
     tx: Outbound,
     peer_addr: String,
 ) {
@@ -114,7 +114,7 @@ pub(crate) async fn run(
 async fn login(
     hsp: &Hsp,
     metadata: MetadataMap,
-    inbound: &mut Streaming<v1::DeviceFrame>,
+    inbound: &mut crate::session::Inbound,
     tx: &Outbound,
     peer_addr: &str,
 ) -> Result<(), Refusal> {

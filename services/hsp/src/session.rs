@@ -12,7 +12,7 @@ use prost::Message;
 use rand_core::OsRng;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
-use tonic::{Status, Streaming};
+use tonic::Status;
 use vitalgate_core::channel::Record;
 use vitalgate_core::credential::Credential;
 use vitalgate_core::factor::{AssuranceLevel, FactorKind};
@@ -30,6 +30,12 @@ use crate::policy::Action;
 use crate::Hsp;
 
 pub(crate) type Outbound = mpsc::Sender<Result<v1::HspFrame, Status>>;
+
+/// What a device (or a clinician's client) sends on one handshake stream:
+/// a gRPC call's request stream in service, or frames from memory (see
+/// [`Hsp::device_session_frames`]).
+pub(crate) type Inbound =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::DeviceFrame, Status>> + Send>>;
 
 /// Why a session ended early, for the status and the audit log.
 pub(crate) struct Refusal {
@@ -56,7 +62,7 @@ impl Refusal {
 }
 
 async fn next_frame(
-    inbound: &mut Streaming<v1::DeviceFrame>,
+    inbound: &mut Inbound,
     hsp: &Hsp,
 ) -> Result<Option<device_frame::Frame>, Refusal> {
     let frame = tokio::time::timeout(hsp.config().handshake_timeout, inbound.next())
@@ -110,7 +116,7 @@ fn admit(hsp: &Hsp, peer_addr: &str) -> Result<HalfOpen, Refusal> {
 /// device comes back on a new one with the cookie and the same M1).
 async fn first_message(
     hsp: &Hsp,
-    inbound: &mut Streaming<v1::DeviceFrame>,
+    inbound: &mut Inbound,
     tx: &Outbound,
     half_open: &HalfOpen,
 ) -> Result<Option<Vec<u8>>, Refusal> {
@@ -229,12 +235,30 @@ async fn renewed_from(
     })
 }
 
-pub(crate) async fn run(
-    hsp: Hsp,
-    mut inbound: Streaming<v1::DeviceFrame>,
-    tx: Outbound,
-    peer_addr: String,
-) {
+impl Hsp {
+    /// Serves one device session over `inbound`, whatever carries it: the
+    /// handshake, then vitals records, answering on the stream returned. The
+    /// gRPC service calls this for each `DeviceSession` call; a test can pass
+    /// frames from memory and run the same session without a socket.
+    /// `peer_addr` names the source for admission limits and the audit log.
+    pub fn device_session_frames(
+        &self,
+        inbound: impl tokio_stream::Stream<Item = Result<v1::DeviceFrame, Status>> + Send + 'static,
+        peer_addr: String,
+    ) -> impl tokio_stream::Stream<Item = Result<v1::HspFrame, Status>> + Send + 'static {
+        use tracing::Instrument as _;
+        let (tx, rx) = mpsc::channel(16);
+        let hsp = self.clone();
+        // The session runs in the caller's span (the gRPC call's, with its
+        // trace context).
+        tokio::spawn(
+            async move { run(hsp, Box::pin(inbound), tx, peer_addr).await }.in_current_span(),
+        );
+        tokio_stream::wrappers::ReceiverStream::new(rx)
+    }
+}
+
+pub(crate) async fn run(hsp: Hsp, mut inbound: Inbound, tx: Outbound, peer_addr: String) {
     let _store = hsp.store().clone();
     match handshake_and_stream(&hsp, &mut inbound, &tx, &peer_addr).await {
         Ok(()) => {}
@@ -290,7 +314,7 @@ fn closed_refusal(reason: CloseReason) -> Refusal {
 /// `None` when the peer went away.
 pub(crate) async fn authenticate(
     hsp: &Hsp,
-    inbound: &mut Streaming<v1::DeviceFrame>,
+    inbound: &mut Inbound,
     tx: &Outbound,
     peer_addr: &str,
     action: Action,
@@ -316,7 +340,7 @@ pub(crate) fn ending<T>(result: &Result<Option<T>, Refusal>) -> crate::metrics::
 
 async fn authenticate_steps(
     hsp: &Hsp,
-    inbound: &mut Streaming<v1::DeviceFrame>,
+    inbound: &mut Inbound,
     tx: &Outbound,
     peer_addr: &str,
     action: Action,
@@ -463,7 +487,7 @@ async fn authenticate_steps(
 
 async fn handshake_and_stream(
     hsp: &Hsp,
-    inbound: &mut Streaming<v1::DeviceFrame>,
+    inbound: &mut Inbound,
     tx: &Outbound,
     peer_addr: &str,
 ) -> Result<(), Refusal> {

@@ -9,10 +9,12 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod issuance;
 mod keys;
 mod pki;
 mod renewal;
 mod rollover;
+mod service_tls;
 
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
@@ -20,16 +22,12 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
-use vitalgate_core::credential::{
-    Credential, CredentialBody, KeyProtection, KnownCredential, Role, RoleSet, TrustStore,
-};
+use vitalgate_core::credential::{Credential, KeyProtection, Role, RoleSet};
 use vitalgate_core::provider::{AwsLc, CryptoProvider};
-use vitalgate_core::UnixTime;
 use vitalgate_proto::v1;
 use vitalgate_rpc::admin::AdminToken;
-use vitalgate_rpc::tls::{ClientAuth, ServerCert, ServerTls};
-use vitalgate_rpc::{core_status, invalid, store_status};
-use vitalgate_store::{CredentialRecord, EnrollmentToken, Store};
+use vitalgate_rpc::{invalid, store_status};
+use vitalgate_store::{EnrollmentToken, Store};
 
 pub use config::{ServingHsp, TokenKey, TtpConfig};
 pub use keys::TtpKeys;
@@ -41,12 +39,6 @@ pub const ENROLL_LABEL: &[u8] = b"vitalgate/1 enroll";
 pub const RENEW_LABEL: &[u8] = b"vitalgate/1 renew";
 /// What a service certificate request signs over.
 pub const SERVICE_CERTIFICATE_LABEL: &[u8] = b"vitalgate/1 service certificate";
-/// The settings key prefix under which issued service certificates are kept,
-/// by the SHA-256 of their DER, with the SPIFFE ID they name.
-const SERVICE_CERT_SETTING: &str = "service-certificate/";
-/// Clock skew tolerated on `not_before`, so a fresh credential is valid at once
-/// for a peer whose clock is a little behind.
-const NOT_BEFORE_SLACK_SECS: u64 = 300;
 /// Every role may renew its own credential.
 const ANY_ROLE: RoleSet = RoleSet::only(Role::Device)
     .with(Role::Hsp)
@@ -273,202 +265,6 @@ impl Ttp {
 
     fn check_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
         self.inner.admin_token.check(request)
-    }
-
-    /// The SPIFFE ID of the service on the other end of a mutual-TLS
-    /// connection: its certificate must be one this TTP issued to an HSP.
-    async fn service_identity<T>(&self, request: &Request<T>) -> Result<String, Status> {
-        let certs = request.peer_certs().ok_or_else(|| {
-            Status::unauthenticated("mutual TLS with a service certificate is required")
-        })?;
-        let leaf = certs.first().ok_or_else(|| {
-            Status::unauthenticated("mutual TLS with a service certificate is required")
-        })?;
-        let fingerprint = hex::encode(AwsLc::sha256(&[leaf.as_ref()]));
-        let spiffe_id = self
-            .inner
-            .store
-            .setting(&format!("{SERVICE_CERT_SETTING}{fingerprint}"))
-            .await
-            .map_err(|e| store_status(&e))?
-            .and_then(|id| String::from_utf8(id).ok())
-            .ok_or_else(|| {
-                Status::permission_denied("not a service certificate this TTP issued")
-            })?;
-        if !spiffe_id.starts_with(&self.inner.pki.spiffe_id("hsp", "")) {
-            return Err(Status::permission_denied(format!(
-                "{spiffe_id} may not follow revocations"
-            )));
-        }
-        Ok(spiffe_id)
-    }
-
-    /// The TLS settings the TTP serves with: its certificate from the service
-    /// CA (replaceable, see [`Ttp::serve`]), and client certificates from
-    /// the same CA (optional at the TLS layer, so devices can enroll;
-    /// required by the calls that need them).
-    pub fn server_tls(&self) -> Result<ServerTls, TtpError> {
-        let (cert, key) = self
-            .inner
-            .pki
-            .ttp_server_identity(&self.inner.config.server_names)?;
-        let cert = ServerCert::from_pem(cert.as_bytes(), key.as_bytes())
-            .map_err(|e| TtpError::Tls(e.to_string()))?;
-        ServerTls::grpc(cert, ClientAuth::Optional(self.ca_pem().to_string()))
-            .map_err(|e| TtpError::Tls(e.to_string()))
-    }
-
-    /// Issues the TTP's own server certificate again every two thirds of
-    /// its life, so a TTP that runs for months never serves an expired one.
-    async fn renew_server_certificate(self, cert: Arc<ServerCert>) {
-        let every = pki::CERTIFICATE_LIFETIME * 2 / 3;
-        loop {
-            tokio::time::sleep(every).await;
-            let renewed = self
-                .inner
-                .pki
-                .ttp_server_identity(&self.inner.config.server_names)
-                .map_err(|e| e.to_string())
-                .and_then(|(c, k)| {
-                    cert.replace(c.as_bytes(), k.as_bytes())
-                        .map_err(|e| e.to_string())
-                });
-            match renewed {
-                Ok(()) => tracing::info!("the TTP's server certificate was renewed"),
-                Err(e) => {
-                    tracing::error!(error = %e, "the TTP's server certificate could not be renewed")
-                }
-            }
-        }
-    }
-
-    /// A credential a party presents to renew it or to be certified: valid,
-    /// issued by this TTP, of one of `roles`, and not revoked.
-    async fn presented_credential(
-        &self,
-        encoded: &[u8],
-        roles: RoleSet,
-    ) -> Result<Credential, Status> {
-        let credential =
-            Credential::decode(encoded).map_err(|e| invalid("credential", &e.to_string()))?;
-        let now = self.now();
-        if u64::from(credential.body().not_after) < now {
-            return Err(Status::failed_precondition(format!(
-                "credential {} ({}) expired {} seconds ago, and an expired credential cannot \
-                 renew itself: enroll the party again with a new token (`vitalgate admin \
-                 create-token --role {} --subject {}`)",
-                credential.serial(),
-                String::from_utf8_lossy(credential.subject()),
-                now - u64::from(credential.body().not_after),
-                role_name(credential.role()),
-                String::from_utf8_lossy(credential.subject()),
-            )));
-        }
-        self.trust_store()
-            .validate::<AwsLc>(&credential, roles, UnixTime(self.now()))
-            .map_err(|e| core_status(&vitalgate_core::Error::from(e)))?;
-        let revoked = self
-            .inner
-            .store
-            .revocations_after(0)
-            .await
-            .map_err(|e| store_status(&e))?
-            .iter()
-            .any(|r| r.serial == credential.serial());
-        if revoked {
-            return Err(Status::permission_denied(format!(
-                "serial {} is revoked",
-                credential.serial()
-            )));
-        }
-        Ok(credential)
-    }
-
-    /// Every serial revoked so far.
-    async fn revoked_serials(&self) -> Result<std::collections::HashSet<u64>, Status> {
-        Ok(self
-            .inner
-            .store
-            .revocations_after(0)
-            .await
-            .map_err(|e| store_status(&e))?
-            .into_iter()
-            .map(|r| r.serial)
-            .collect())
-    }
-
-    fn trust_store(&self) -> TrustStore {
-        let mut trust = TrustStore::new();
-        for anchor in self.trust_anchors() {
-            trust.add_issuer::<AwsLc>(anchor);
-        }
-        trust
-    }
-
-    /// Issues a credential under a fresh serial.
-    async fn issue(
-        &self,
-        role: Role,
-        subject: String,
-        key: [u8; 32],
-        key_protection: KeyProtection,
-    ) -> Result<Credential, Status> {
-        let serial = self
-            .inner
-            .store
-            .next_serial()
-            .await
-            .map_err(|e| store_status(&e))?;
-        self.issue_as(serial, role, subject, key, key_protection)
-            .await
-    }
-
-    /// Issues a credential under `serial`, allocated by the caller.
-    async fn issue_as(
-        &self,
-        serial: u64,
-        role: Role,
-        subject: String,
-        key: [u8; 32],
-        key_protection: KeyProtection,
-    ) -> Result<Credential, Status> {
-        let store = &self.inner.store;
-        let now = self.now();
-        let config = &self.inner.config;
-        let lifetime = match role {
-            Role::Hsp => config.hsp_credential_lifetime_secs,
-            _ => config.credential_lifetime_secs,
-        };
-        let not_after = now + lifetime;
-        let body = CredentialBody {
-            serial,
-            role,
-            subject: subject.into_bytes(),
-            public_key: key,
-            not_before: u32::try_from(now.saturating_sub(NOT_BEFORE_SLACK_SECS))
-                .unwrap_or(u32::MAX),
-            not_after: u32::try_from(not_after).unwrap_or(u32::MAX),
-            key_protection,
-        };
-        let credential = {
-            let keys = self.inner.keys.read().unwrap_or_else(|p| p.into_inner());
-            Credential::issue::<AwsLc>(body, keys.active(now)).map_err(|e| core_status(&e))?
-        };
-        let known = KnownCredential::new::<AwsLc>(credential.clone());
-        let record = CredentialRecord {
-            serial,
-            role: role as u8,
-            subject: String::from_utf8_lossy(credential.subject()).into_owned(),
-            reference: known.reference().0,
-            encoded: known.encoded().to_vec(),
-            issued_at: now,
-            not_after,
-        };
-        store
-            .put_credential(&record)
-            .await
-            .map_err(|e| store_status(&e))?;
-        Ok(credential)
     }
 
     fn anchors_wire(&self) -> Vec<Vec<u8>> {
@@ -789,64 +585,9 @@ impl v1::ttp_server::Ttp for Ttp {
         &self,
         request: Request<v1::IssueServiceCertificateRequest>,
     ) -> Result<Response<v1::IssueServiceCertificateResponse>, Status> {
-        let request = request.into_inner();
-        let credential = self
-            .presented_credential(&request.credential, RoleSet::only(Role::Hsp))
-            .await?;
-        let tls_key = public_key(&request.tls_public_key)?;
-        let proof = signature(&request.signature, "signature")?;
-        let signed = [SERVICE_CERTIFICATE_LABEL, &tls_key].concat();
-        if AwsLc::ed25519_verify(credential.public_key(), &signed, &proof).is_err() {
-            return Err(Status::unauthenticated(
-                "the credential's key did not sign this request",
-            ));
-        }
-        let subject = String::from_utf8_lossy(credential.subject()).into_owned();
-        let spiffe_id = self.inner.pki.spiffe_id("hsp", &subject);
-        // The names are the TTP's to give, never the caller's: a server
-        // certificate only for an HSP its configuration lets serve.
-        let config = &self.inner.config;
-        let serves: Option<Vec<String>> = if !request.serve {
-            None
-        } else if let Some(named) = config.serving_hsps.iter().find(|h| h.subject == subject) {
-            Some(named.dns_names.clone())
-        } else if config.every_hsp_serves {
-            Some(Vec::new())
-        } else {
-            return Err(Status::failed_precondition(format!(
-                "{subject} may not serve TLS with a certificate from this TTP: name it under \
-                 [[ttp.serving_hsp]] in the TTP's configuration, or give the HSP the hospital's \
-                 certificate (--tls-cert-file)"
-            )));
-        };
-        let (pem, der) = self
-            .inner
-            .pki
-            .issue(&spiffe_id, tls_key, serves.as_deref())
-            .map_err(|e| Status::failed_precondition(format!("service certificate: {e}")))?;
-        let fingerprint = hex::encode(AwsLc::sha256(&[&der]));
-        self.inner
-            .store
-            .put_setting(
-                &format!("{SERVICE_CERT_SETTING}{fingerprint}"),
-                spiffe_id.as_bytes(),
-            )
-            .await
-            .map_err(|e| store_status(&e))?;
-        self.audit(
-            "service_certificate.issued",
-            &subject,
-            &spiffe_id,
-            &fingerprint,
-        )
-        .await;
-        Ok(Response::new(v1::IssueServiceCertificateResponse {
-            certificate_pem: pem,
-            ca_pem: self.ca_pem().to_string(),
-            spiffe_id,
-            dns_names: serves.unwrap_or_default(),
-            not_after: (self.now() + pki::CERTIFICATE_LIFETIME.as_secs()) as i64,
-        }))
+        Ok(Response::new(
+            self.certify_service(request.into_inner()).await?,
+        ))
     }
 
     type WatchRevocationsStream = RevocationStream;

@@ -7,11 +7,12 @@
 //! `Login`) prove; the portal's sign-in needs only the factors the
 //! onboarding link sets up.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use vitalgate_rpc::identity::Identity;
 
+use super::admin::TtpTarget;
 use crate::{connect_ttp, CliResult};
 
 #[derive(Debug, Args)]
@@ -24,20 +25,8 @@ pub(crate) struct ClinicianArgs {
 enum ClinicianCommand {
     /// Enroll with the TTP using an enrollment token (once).
     Enroll {
-        /// The TTP's URL.
-        #[arg(
-            long,
-            env = "VITALGATE_TTP_URL",
-            default_value = "https://127.0.0.1:7001"
-        )]
-        ttp_url: String,
-        /// The TTP's service CA certificate (PEM).
-        #[arg(
-            long,
-            env = "VITALGATE_TTP_CA",
-            default_value = "vitalgate-data/ttp/x509-ca.pem"
-        )]
-        ttp_ca: PathBuf,
+        #[command(flatten)]
+        ttp: TtpTarget,
         /// The token from `vitalgate admin create-token --role clinician`.
         #[arg(long, conflicts_with = "enrollment_token_file")]
         enrollment_token: Option<String>,
@@ -53,8 +42,7 @@ enum ClinicianCommand {
 pub(crate) async fn run(args: ClinicianArgs) -> CliResult {
     match args.command {
         ClinicianCommand::Enroll {
-            ttp_url,
-            ttp_ca,
+            ttp,
             enrollment_token,
             enrollment_token_file,
             data_dir,
@@ -84,7 +72,8 @@ pub(crate) async fn run(args: ClinicianArgs) -> CliResult {
                     )
                 }
             };
-            let mut ttp = connect_ttp(&ttp_url, &ttp_ca).await?;
+            let ttp_url = &ttp.ttp_url;
+            let mut ttp = connect_ttp(ttp_url, &ttp.ca_file(Path::new("vitalgate-data"))).await?;
             let identity = Identity::enroll(&data_dir, &mut ttp, &token)
                 .await
                 .map_err(|e| format!("enrolling with the TTP at {ttp_url}: {e}"))?;

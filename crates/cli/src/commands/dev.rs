@@ -33,12 +33,22 @@ pub(crate) struct DevArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     duration: Option<u64>,
-    /// TTP address (port 0 picks a free one).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    ttp_addr: String,
-    /// HSP address (port 0 picks a free one).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    hsp_addr: String,
+    /// The TTP's gRPC address (port 0 picks a free one), as `ttp --listen`.
+    #[arg(
+        long,
+        alias = "ttp-addr",
+        default_value = "127.0.0.1:0",
+        env = "VITALGATE_DEV_TTP_LISTEN"
+    )]
+    ttp_listen: String,
+    /// The HSP's gRPC address (port 0 picks a free one), as `hsp --listen`.
+    #[arg(
+        long,
+        alias = "hsp-addr",
+        default_value = "127.0.0.1:0",
+        env = "VITALGATE_DEV_HSP_LISTEN"
+    )]
+    hsp_listen: String,
     /// Milliseconds between a device's sensor readings.
     #[arg(long, default_value_t = 250)]
     sample_interval_ms: u64,
@@ -49,13 +59,15 @@ pub(crate) struct DevArgs {
     /// store (the TTP, a separate deployment, keeps its own).
     #[arg(long, env = "VITALGATE_DEV_DATABASE_URL")]
     database_url: Option<String>,
-    /// The clinicians' portal's address (port 0 picks a free one).
+    /// The clinicians' portal's address (port 0 picks a free one), as
+    /// `hsp --portal-listen`.
     #[arg(
         long,
+        alias = "portal-addr",
         default_value = "127.0.0.1:7080",
-        env = "VITALGATE_DEV_PORTAL_ADDR"
+        env = "VITALGATE_DEV_PORTAL_LISTEN"
     )]
-    portal_addr: String,
+    portal_listen: String,
     /// The portal's built page, a folder such as portal/dist
     /// (`scripts/portal-build` makes it) [default: the page built into this
     /// binary].
@@ -71,7 +83,7 @@ pub(crate) struct DevArgs {
     otlp_endpoint: Option<String>,
     /// Wrap the HSP's data key under this key-encryption key (a file of 64
     /// hex digits), as a deployment does [default: none].
-    #[arg(long)]
+    #[arg(long, env = "VITALGATE_KEK_FILE")]
     kek_file: Option<PathBuf>,
     /// A configuration file whose HSP policy (`[[hsp.policy]]`) and alert
     /// rules (`[hsp.alerts]`) the development HSP uses, to try them; its
@@ -372,7 +384,8 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
     let ttp = Ttp::open(ttp_config, ttp_store).await?;
     let admin = ttp.admin_token().to_string();
     let ca_pem = ttp.ca_pem().to_string();
-    let ttp_listener = tokio::net::TcpListener::bind(&args.ttp_addr).await?;
+    let ttp_listener =
+        crate::commands::services::bind(&args.ttp_listen, "the TTP's address").await?;
     let ttp_url = format!("https://{}", ttp_listener.local_addr()?);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let wait_shutdown = |mut rx: watch::Receiver<bool>| async move {
@@ -450,7 +463,8 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         "HSP  mutual TLS with the TTP as {}",
         hsp.spiffe_id()
     ));
-    let hsp_listener = tokio::net::TcpListener::bind(&args.hsp_addr).await?;
+    let hsp_listener =
+        crate::commands::services::bind(&args.hsp_listen, "the HSP's address").await?;
     let hsp_url = Endpoint::tls(
         format!("https://{}", hsp_listener.local_addr()?),
         ClientTls::new(&ca_pem, PeerName::any_hsp(), None)?,
@@ -474,7 +488,7 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
         "     export VITALGATE_TTP_URL={ttp_url} VITALGATE_HSP_URL={hsp_url}"
     ));
     say(format!(
-        "     export VITALGATE_TTP_CA={} VITALGATE_ADMIN_TOKEN_FILE={} VITALGATE_HSP_ADMIN_TOKEN_FILE={}",
+        "     export VITALGATE_TTP_CA={} VITALGATE_TTP_ADMIN_TOKEN_FILE={} VITALGATE_HSP_ADMIN_TOKEN_FILE={}",
         shell_word(&absolute(data.join("ttp").join("x509-ca.pem"))),
         shell_word(&absolute(data.join("ttp").join("admin.token"))),
         shell_word(&absolute(hsp_dir.join("admin.token"))),
@@ -526,7 +540,7 @@ pub(crate) async fn run(args: DevArgs) -> CliResult {
 
     // The clinicians' portal.
     let portal_listener =
-        crate::commands::services::bind(&args.portal_addr, "the portal's address").await?;
+        crate::commands::services::bind(&args.portal_listen, "the portal's address").await?;
     let portal_url = format!("http://{}", portal_listener.local_addr()?);
     // The demonstration clinician administers too, and the portal holds the
     // TTP's administrator token from the file the TTP keeps, as a deployment

@@ -141,7 +141,12 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
     {
         tracing::warn!("{}", crate::portal_page::MISSING);
     }
-    let hsp = Hsp::open(config, store, settings.enrollment_token.as_deref()).await?;
+    let token = settings
+        .enrollment_token
+        .as_ref()
+        .map(|t| crate::load::secret(t, "the enrollment token"))
+        .transpose()?;
+    let hsp = Hsp::open(config, store, token.as_deref()).await?;
     // Opening loaded the TTP's keys and revocations (or those it kept, when
     // the TTP is down: readiness then says so until the link is back).
     readiness.hsp_opened(hsp.clone());
@@ -246,7 +251,12 @@ pub(crate) async fn device(flags: DeviceFlags, env: &Env) -> CliResult {
             "no TTP CA certificate: the credential will not renew itself (give --ttp-ca)"
         ),
     }
-    let mut device = match &settings.enrollment_token {
+    let token = settings
+        .enrollment_token
+        .as_ref()
+        .map(|t| crate::load::secret(t, "the enrollment token"))
+        .transpose()?;
+    let mut device = match &token {
         Some(token) => {
             let mut ttp = connect_ttp(&settings.ttp_url, &settings.ttp_ca).await?;
             Device::open(config, Some(&mut ttp), Some(token)).await?

@@ -66,6 +66,7 @@ pub(crate) struct HspSection {
     pub(crate) ttp_url: Option<String>,
     pub(crate) ttp_ca: Option<PathBuf>,
     pub(crate) enrollment_token: Option<String>,
+    pub(crate) enrollment_token_file: Option<PathBuf>,
     pub(crate) skew_window_secs: Option<u32>,
     /// PostgreSQL instead of the embedded store.
     pub(crate) database_url: Option<String>,
@@ -117,6 +118,7 @@ pub(crate) struct DeviceSection {
     pub(crate) hsp_ca: Option<PathBuf>,
     pub(crate) hsp_server_name: Option<String>,
     pub(crate) enrollment_token: Option<String>,
+    pub(crate) enrollment_token_file: Option<PathBuf>,
     pub(crate) sample_interval_ms: Option<u64>,
 }
 

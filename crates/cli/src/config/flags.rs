@@ -95,10 +95,13 @@ pub(crate) struct HspFlags {
     /// [default: ./vitalgate-data/ttp/x509-ca.pem]. [env: VITALGATE_TTP_CA]
     #[arg(long)]
     pub(crate) ttp_ca: Option<PathBuf>,
-    /// Enrollment token, needed on the first start only.
-    /// [env: VITALGATE_HSP_ENROLLMENT_TOKEN]
-    #[arg(long)]
+    /// Enrollment token, needed on the first start only (visible in `ps`:
+    /// prefer --enrollment-token-file). [env: VITALGATE_HSP_ENROLLMENT_TOKEN]
+    #[arg(long, conflicts_with = "enrollment_token_file")]
     pub(crate) enrollment_token: Option<String>,
+    /// A file holding the enrollment token. [env: VITALGATE_HSP_ENROLLMENT_TOKEN_FILE]
+    #[arg(long)]
+    pub(crate) enrollment_token_file: Option<PathBuf>,
     /// Accepted clock skew in seconds either way [default: 30].
     /// [env: VITALGATE_SKEW_WINDOW_SECS]
     #[arg(long)]
@@ -210,10 +213,13 @@ pub(crate) struct DeviceFlags {
     /// [env: VITALGATE_HSP_SERVER_NAME]
     #[arg(long)]
     pub(crate) hsp_server_name: Option<String>,
-    /// Enrollment token, needed on the first start only.
-    /// [env: VITALGATE_DEVICE_ENROLLMENT_TOKEN]
-    #[arg(long)]
+    /// Enrollment token, needed on the first start only (visible in `ps`:
+    /// prefer --enrollment-token-file). [env: VITALGATE_DEVICE_ENROLLMENT_TOKEN]
+    #[arg(long, conflicts_with = "enrollment_token_file")]
     pub(crate) enrollment_token: Option<String>,
+    /// A file holding the enrollment token. [env: VITALGATE_DEVICE_ENROLLMENT_TOKEN_FILE]
+    #[arg(long)]
+    pub(crate) enrollment_token_file: Option<PathBuf>,
     /// Milliseconds between sensor readings [default: 250].
     /// [env: VITALGATE_SAMPLE_INTERVAL_MS]
     #[arg(long)]

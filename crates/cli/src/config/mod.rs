@@ -83,3 +83,32 @@ pub(crate) fn pick<T>(flag: Option<T>, env: Option<T>, file: Option<T>, default:
 pub(crate) fn pick_opt<T>(flag: Option<T>, env: Option<T>, file: Option<T>) -> Option<T> {
     flag.or(env).or(file)
 }
+
+/// A secret as configured: its value, or the file that holds it (which keeps
+/// it out of `ps`, shell history and the configuration file). The file is
+/// read when the service starts (`load::secret`), not here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Secret {
+    Value(String),
+    File(std::path::PathBuf),
+}
+
+impl Secret {
+    /// The secret from a value or a file setting, each already picked by
+    /// precedence; both at once is a mistake worth naming.
+    pub(crate) fn pick(
+        what: &str,
+        value: Option<String>,
+        file: Option<std::path::PathBuf>,
+    ) -> Result<Option<Self>, String> {
+        match (value, file) {
+            (Some(_), Some(file)) => Err(format!(
+                "{what} is given twice, as a value and as the file {}: give one",
+                file.display()
+            )),
+            (Some(value), None) => Ok(Some(Self::Value(value))),
+            (None, Some(file)) => Ok(Some(Self::File(file))),
+            (None, None) => Ok(None),
+        }
+    }
+}

@@ -13,7 +13,7 @@ use vitalgate_store::{DatabaseTls, PoolOptions};
 
 use super::file::{DeviceSection, HspSection, TokenSection, TtpSection};
 use super::flags::{DeviceFlags, HspFlags, OpsFlags, PoolFlags, TtpFlags};
-use super::{pick, pick_opt, Env};
+use super::{pick, pick_opt, Env, Secret};
 
 pub(crate) const DEFAULT_TTP_URL: &str = "https://127.0.0.1:7001";
 pub(crate) const DEFAULT_TTP_CA: &str = "vitalgate-data/ttp/x509-ca.pem";
@@ -38,7 +38,7 @@ pub(crate) struct HspSettings {
     pub(crate) data_dir: PathBuf,
     pub(crate) ttp_url: String,
     pub(crate) ttp_ca: PathBuf,
-    pub(crate) enrollment_token: Option<String>,
+    pub(crate) enrollment_token: Option<Secret>,
     pub(crate) skew_window_secs: u32,
     pub(crate) vitals_retention: Option<Duration>,
     pub(crate) database_url: Option<String>,
@@ -79,7 +79,7 @@ pub(crate) struct DeviceSettings {
     pub(crate) hsp_ca: PathBuf,
     /// The DNS name of a hospital's own certificate (else any HSP's SPIFFE ID).
     pub(crate) hsp_server_name: Option<String>,
-    pub(crate) enrollment_token: Option<String>,
+    pub(crate) enrollment_token: Option<Secret>,
     pub(crate) sample_interval: Duration,
 }
 
@@ -292,11 +292,19 @@ pub(crate) fn hsp(flags: &HspFlags, file: &HspSection, env: &Env) -> Result<HspS
             file.ttp_ca.clone(),
             DEFAULT_TTP_CA.into(),
         ),
-        enrollment_token: pick_opt(
-            flags.enrollment_token.clone(),
-            env.get("VITALGATE_HSP_ENROLLMENT_TOKEN")?,
-            file.enrollment_token.clone(),
-        ),
+        enrollment_token: Secret::pick(
+            "the enrollment token",
+            pick_opt(
+                flags.enrollment_token.clone(),
+                env.get("VITALGATE_HSP_ENROLLMENT_TOKEN")?,
+                file.enrollment_token.clone(),
+            ),
+            pick_opt(
+                flags.enrollment_token_file.clone(),
+                env.get("VITALGATE_HSP_ENROLLMENT_TOKEN_FILE")?,
+                file.enrollment_token_file.clone(),
+            ),
+        )?,
         skew_window_secs: pick(
             flags.skew_window_secs,
             env.get("VITALGATE_SKEW_WINDOW_SECS")?,
@@ -414,11 +422,19 @@ pub(crate) fn device(
             env.get("VITALGATE_HSP_SERVER_NAME")?,
             file.hsp_server_name.clone(),
         ),
-        enrollment_token: pick_opt(
-            flags.enrollment_token.clone(),
-            env.get("VITALGATE_DEVICE_ENROLLMENT_TOKEN")?,
-            file.enrollment_token.clone(),
-        ),
+        enrollment_token: Secret::pick(
+            "the enrollment token",
+            pick_opt(
+                flags.enrollment_token.clone(),
+                env.get("VITALGATE_DEVICE_ENROLLMENT_TOKEN")?,
+                file.enrollment_token.clone(),
+            ),
+            pick_opt(
+                flags.enrollment_token_file.clone(),
+                env.get("VITALGATE_DEVICE_ENROLLMENT_TOKEN_FILE")?,
+                file.enrollment_token_file.clone(),
+            ),
+        )?,
         sample_interval: Duration::from_millis(
             pick(
                 flags.sample_interval_ms,
@@ -537,6 +553,48 @@ mod tests {
             let settings = hsp_of(flags, file, env).expect(case);
             assert_eq!(settings.listen, expected, "{case}");
         }
+    }
+
+    #[test]
+    fn an_enrollment_token_comes_as_a_value_or_a_file_never_both() {
+        let token = |flags: HspFlags, env: &[(&str, &str)]| {
+            hsp_of(flags, "", env).map(|settings| settings.enrollment_token)
+        };
+        assert_eq!(token(HspFlags::default(), &[]), Ok(None));
+        assert_eq!(
+            token(
+                HspFlags::default(),
+                &[("VITALGATE_HSP_ENROLLMENT_TOKEN", "t1")]
+            ),
+            Ok(Some(Secret::Value("t1".into())))
+        );
+        let from_file = HspFlags {
+            enrollment_token_file: Some("/run/secrets/token".into()),
+            ..HspFlags::default()
+        };
+        assert_eq!(
+            token(from_file, &[]),
+            Ok(Some(Secret::File("/run/secrets/token".into())))
+        );
+        assert_eq!(
+            token(
+                HspFlags::default(),
+                &[("VITALGATE_HSP_ENROLLMENT_TOKEN_FILE", "/run/secrets/t")]
+            ),
+            Ok(Some(Secret::File("/run/secrets/t".into())))
+        );
+        let both = token(
+            HspFlags::default(),
+            &[
+                ("VITALGATE_HSP_ENROLLMENT_TOKEN", "t1"),
+                ("VITALGATE_HSP_ENROLLMENT_TOKEN_FILE", "/run/secrets/t"),
+            ],
+        )
+        .expect_err("a value and a file at once");
+        assert_eq!(
+            both,
+            "the enrollment token is given twice, as a value and as the file /run/secrets/t: give one"
+        );
     }
 
     #[test]

@@ -1,0 +1,333 @@
+//! `vitalgate admin` at the HSP over gRPC: patients' records, device
+//! bindings, care teams, factor tokens and onboarding links, stored vitals.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use vitalgate_proto::v1;
+
+use super::ttp::{date, issued_credential, require_enrolled_clinician, revoke_replaced};
+use super::Servers;
+use crate::commands::onboard;
+use crate::{admin_request, CliResult};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum HspCommand {
+    /// Keep a patient's record under a pseudonym (HSP; sealed at rest).
+    PutPatient {
+        /// The patient's pseudonym (what the TTP and devices know them by).
+        #[arg(long)]
+        pseudonym: String,
+        /// The patient's name (read it from a file with --name-file).
+        #[arg(
+            long,
+            required_unless_present = "name_file",
+            conflicts_with = "name_file"
+        )]
+        name: Option<String>,
+        /// A file holding the patient's name, kept out of `ps` and shell history.
+        #[arg(long)]
+        name_file: Option<PathBuf>,
+        /// Medical record number.
+        #[arg(long)]
+        mrn: String,
+    },
+    /// Show a patient's record and care team (HSP; audited).
+    ShowPatient {
+        /// The patient's pseudonym.
+        #[arg(long)]
+        pseudonym: String,
+    },
+    /// Make a device the patient's active device (HSP) and revoke the ones it replaces (TTP).
+    BindDevice {
+        /// The patient's pseudonym.
+        #[arg(long)]
+        pseudonym: String,
+        /// The new device's credential serial.
+        #[arg(long)]
+        serial: u64,
+    },
+    /// Add a clinician to a patient's care team, or remove one (HSP).
+    CareTeam {
+        /// The clinician's name, as enrolled at the TTP.
+        #[arg(long)]
+        clinician: String,
+        /// The patient's pseudonym.
+        #[arg(long)]
+        pseudonym: String,
+        /// Remove instead of add.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Issue a single-use, expiring token that lets its subject enroll a
+    /// factor or recover a lost one (HSP; audited).
+    FactorToken {
+        /// The clinician's name or the patient's pseudonym.
+        #[arg(long)]
+        subject: String,
+        /// password, otp, biometric or rebind-device.
+        #[arg(long)]
+        purpose: String,
+        /// Seconds the token stays usable (default 24 hours, at most 7 days).
+        #[arg(long, default_value_t = 0)]
+        ttl_secs: u32,
+    },
+    /// Give a clinician enrolled at the TTP their first sign-in: prints a
+    /// link to the portal's welcome page carrying single-use tokens for a
+    /// password (set in the browser through OPAQUE) and an authenticator app
+    /// (HSP; audited).
+    OnboardClinician {
+        /// The clinician's name, as enrolled at the TTP.
+        #[arg(long)]
+        clinician: String,
+        /// The portal's address as the clinician's browser reaches it.
+        #[arg(long, env = "VITALGATE_PORTAL_URL")]
+        portal_url: String,
+        /// Seconds the link stays usable (default 24 hours, at most 7 days).
+        #[arg(long, default_value_t = 0)]
+        ttl_secs: u32,
+        /// Also draw the link as a QR code on stderr (always when stderr is a terminal).
+        #[arg(long)]
+        qr: bool,
+    },
+    /// With a rebind-device token: make a replacement device the patient's
+    /// active device (HSP) and revoke the ones it replaces (TTP).
+    RecoverDevice {
+        /// The patient's pseudonym.
+        #[arg(long)]
+        pseudonym: String,
+        /// The replacement device's credential serial.
+        #[arg(long)]
+        serial: u64,
+        /// The token from `factor-token --purpose rebind-device`.
+        #[arg(
+            long,
+            required_unless_present = "factor_token_file",
+            conflicts_with = "factor_token_file"
+        )]
+        factor_token: Option<String>,
+        /// A file holding that token, kept out of `ps` and shell history.
+        #[arg(long)]
+        factor_token_file: Option<PathBuf>,
+    },
+    /// Show how many vitals samples the HSP has stored.
+    VitalsCount {
+        /// One device's serial; all devices when absent.
+        #[arg(long)]
+        device: Option<u64>,
+    },
+}
+
+pub(super) async fn run(command: &HspCommand, servers: &Servers<'_>) -> CliResult {
+    match command {
+        HspCommand::PutPatient {
+            pseudonym,
+            name,
+            name_file,
+            mrn,
+        } => {
+            let name = flag_or_file(name, name_file, "the patient's name")?;
+            let (mut hsp, token) = servers.hsp().await?;
+            let request = v1::PutPatientRequest {
+                pseudonym: pseudonym.clone(),
+                record: Some(v1::PatientRecord {
+                    name,
+                    medical_record_number: mrn.clone(),
+                }),
+            };
+            hsp.put_patient(admin_request(request, &token)?).await?;
+            println!("kept");
+        }
+        HspCommand::ShowPatient { pseudonym } => {
+            let (mut hsp, token) = servers.hsp().await?;
+            let request = v1::GetPatientRequest {
+                pseudonym: pseudonym.clone(),
+            };
+            let patient = hsp
+                .get_patient(admin_request(request, &token)?)
+                .await?
+                .into_inner();
+            let record = patient.record.unwrap_or_default();
+            println!(
+                "pseudonym  {pseudonym}\nname       {}\nMRN        {}\ncare team  {}",
+                record.name,
+                record.medical_record_number,
+                patient.care_team.join(", ")
+            );
+        }
+        HspCommand::BindDevice { pseudonym, serial } => {
+            let (mut hsp, token) = servers.hsp().await?;
+            let request = v1::BindDeviceRequest {
+                pseudonym: pseudonym.clone(),
+                device_serial: *serial,
+            };
+            let replaced = hsp
+                .bind_device(admin_request(request, &token)?)
+                .await?
+                .into_inner()
+                .replaced_serials;
+            println!("device {serial} is {pseudonym}'s active device");
+            revoke_replaced(servers, *serial, replaced).await?;
+        }
+        HspCommand::FactorToken {
+            subject,
+            purpose,
+            ttl_secs,
+        } => {
+            let (mut hsp, token) = servers.hsp().await?;
+            let request = v1::IssueFactorTokenRequest {
+                subject: subject.clone(),
+                purpose: parse_purpose(purpose)? as i32,
+                ttl_secs: *ttl_secs,
+            };
+            let response = hsp
+                .issue_factor_token(admin_request(request, &token)?)
+                .await?
+                .into_inner();
+            println!("{}", response.token);
+            eprintln!(
+                "single use, for {subject} ({purpose}), until {}",
+                date(response.expires_at)
+            );
+        }
+        HspCommand::RecoverDevice {
+            pseudonym,
+            serial,
+            factor_token,
+            factor_token_file,
+        } => {
+            let factor_token = flag_or_file(factor_token, factor_token_file, "the factor token")?;
+            // The HSP binds only a device whose credential names the
+            // patient; it may not have seen the new device yet, so the
+            // credential comes from the TTP.
+            let device_credential = issued_credential(servers, *serial).await?;
+            let (mut hsp, _) = servers.hsp().await?;
+            let request = v1::RecoverDeviceRequest {
+                pseudonym: pseudonym.clone(),
+                factor_token,
+                device_serial: *serial,
+                device_credential,
+            };
+            let replaced = hsp
+                .recover_device(request)
+                .await?
+                .into_inner()
+                .replaced_serials;
+            println!("device {serial} is {pseudonym}'s active device");
+            revoke_replaced(servers, *serial, replaced).await?;
+        }
+        HspCommand::CareTeam {
+            clinician,
+            pseudonym,
+            remove,
+        } => {
+            if !remove {
+                require_enrolled_clinician(servers, clinician).await?;
+            }
+            let (mut hsp, token) = servers.hsp().await?;
+            let request = v1::SetCareTeamMemberRequest {
+                clinician: clinician.clone(),
+                pseudonym: pseudonym.clone(),
+                member: !remove,
+            };
+            hsp.set_care_team_member(admin_request(request, &token)?)
+                .await?;
+            println!(
+                "{clinician} {} {pseudonym}'s care team",
+                if *remove { "left" } else { "joined" }
+            );
+        }
+        HspCommand::OnboardClinician {
+            clinician,
+            portal_url,
+            ttl_secs,
+            qr,
+        } => onboard_clinician(servers, clinician, portal_url, *ttl_secs, *qr).await?,
+        HspCommand::VitalsCount { device } => {
+            let (mut hsp, token) = servers.hsp().await?;
+            let request = v1::VitalsCountRequest {
+                device_serial: device.unwrap_or(0),
+            };
+            println!(
+                "{}",
+                hsp.vitals_count(admin_request(request, &token)?)
+                    .await?
+                    .into_inner()
+                    .count
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `admin onboard-clinician`: the welcome link with a password and an
+/// authenticator token, for a clinician the TTP enrolled.
+async fn onboard_clinician(
+    servers: &Servers<'_>,
+    clinician: &str,
+    portal_url: &str,
+    ttl_secs: u32,
+    qr: bool,
+) -> CliResult {
+    let base = onboard::portal_base(portal_url)?;
+    // Tokens for a name no one enrolled would onboard a typo.
+    require_enrolled_clinician(servers, clinician).await?;
+    let (mut hsp, token) = servers.hsp().await?;
+    let mut issued = Vec::new();
+    for purpose in [v1::FactorPurpose::Password, v1::FactorPurpose::Otp] {
+        let request = v1::IssueFactorTokenRequest {
+            subject: clinician.to_string(),
+            purpose: purpose as i32,
+            ttl_secs,
+        };
+        issued.push(
+            hsp.issue_factor_token(admin_request(request, &token)?)
+                .await?
+                .into_inner(),
+        );
+    }
+    let link = onboard::welcome_link(&base, clinician, &issued[0].token, &issued[1].token);
+    println!("{link}");
+    let until = issued
+        .iter()
+        .map(|t| t.expires_at)
+        .min()
+        .unwrap_or_default();
+    eprintln!(
+        "give {clinician} this link (single use, until {}): it sets a password and an authenticator app, then signs in",
+        date(until)
+    );
+    if qr || std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("{}", onboard::terminal_qr(&link)?);
+    }
+    Ok(())
+}
+
+fn parse_purpose(purpose: &str) -> Result<v1::FactorPurpose, String> {
+    match purpose {
+        "password" => Ok(v1::FactorPurpose::Password),
+        "otp" => Ok(v1::FactorPurpose::Otp),
+        "biometric" => Ok(v1::FactorPurpose::Biometric),
+        "rebind-device" => Ok(v1::FactorPurpose::RebindDevice),
+        other => Err(format!(
+            "unknown purpose {other:?}: password, otp, biometric or rebind-device"
+        )),
+    }
+}
+
+/// A value given on the command line or, kept out of `ps`, in a file (its
+/// first line's surrounding whitespace trimmed). Clap makes sure exactly one
+/// of them is present.
+fn flag_or_file(
+    value: &Option<String>,
+    file: &Option<PathBuf>,
+    what: &str,
+) -> Result<String, String> {
+    match (value, file) {
+        (Some(value), _) => Ok(value.clone()),
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .map(|text| text.trim().to_string())
+            .map_err(|e| format!("{what}: cannot read {}: {e}", file.display())),
+        (None, None) => Err(format!("{what} is missing")),
+    }
+}
