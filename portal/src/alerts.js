@@ -1,7 +1,8 @@
 // How alerts read on the page. Pure (tests/unit/alerts.test.mjs).
 //
 // An alert from the API is {id, rule, detail, raised_at_ms, acknowledged_by,
-// acknowledged_at_ms}; `detail` is the server's words for what it saw.
+// acknowledged_at_ms, resolved_by, resolved_at_ms}; `detail` is the
+// server's words for what it saw.
 import { clockTime } from "./format.js";
 
 // A threshold alert's detail names the vital and its value ("SpO2 86 %
@@ -25,4 +26,37 @@ export function alertText(alert, nowMs, clock = {}) {
 export function openAlertsFirst(patients) {
   const alerting = (p) => (p.open_alerts.length > 0 ? 1 : 0);
   return [...patients].sort((a, b) => alerting(b) - alerting(a));
+}
+
+// Where an alert stands: "open", "acknowledged" (seen, silenced) or
+// "resolved" (dealt with).
+export function alertState(alert) {
+  if (alert.resolved_at_ms) return "resolved";
+  if (alert.acknowledged_at_ms) return "acknowledged";
+  return "open";
+}
+
+// Who did what to it and when, in words: "acknowledged by dr-a at 14:05",
+// "resolved by dr-b at 14:20", both when they were two acts. Empty while
+// open.
+export function alertStatus(alert, nowMs, clock = {}) {
+  const steps = [];
+  // Resolving an open alert acknowledges it in the same act: said once.
+  const sameAct = alert.acknowledged_at_ms === alert.resolved_at_ms && alert.acknowledged_by === alert.resolved_by;
+  if (alert.acknowledged_at_ms && !sameAct) {
+    steps.push(`acknowledged by ${alert.acknowledged_by} at ${clockTime(alert.acknowledged_at_ms, nowMs, clock)}`);
+  }
+  if (alert.resolved_at_ms) {
+    steps.push(`resolved by ${alert.resolved_by} at ${clockTime(alert.resolved_at_ms, nowMs, clock)}`);
+  }
+  return steps.join("; ");
+}
+
+const STATE_ORDER = { open: 0, acknowledged: 1, resolved: 2 };
+
+// A patient's alerts as the page lists them: open ones first, then the
+// acknowledged, then the resolved, each group in the server's order
+// (newest first).
+export function alertsByState(alerts) {
+  return [...alerts].sort((a, b) => STATE_ORDER[alertState(a)] - STATE_ORDER[alertState(b)]);
 }

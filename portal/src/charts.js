@@ -86,15 +86,17 @@ function thresholdLines(values) {
   };
 }
 
-// The thresholds a chart draws: those of each of its vitals.
-export function chartThresholds(spec) {
-  return spec.series.flatMap(([key]) => thresholdValues(key));
+// The thresholds a chart draws: those `limits` (the server's, see
+// vitals.js) give each of its vitals.
+export function chartThresholds(spec, limits) {
+  return spec.series.flatMap(([key]) => thresholdValues(key, limits));
 }
 
 // A chart for `spec` in `box` (an element without padding), as wide as the
-// box and following its width. Answers {setSamples(samples, gapMs), destroy()}.
-export function createChart(spec, box) {
-  const thresholds = chartThresholds(spec);
+// box and following its width, with the thresholds of `limits`. Answers
+// {setSamples(samples, gapMs), destroy()}.
+export function createChart(spec, box, limits) {
+  const thresholds = chartThresholds(spec, limits);
   const keys = spec.series.map(([key]) => key);
   const plot = new uPlot(
     {

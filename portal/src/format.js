@@ -1,12 +1,17 @@
 // Pure formatting and parsing of what the pages show and read; no DOM, so
 // Node's test runner checks it (tests/unit/format.test.mjs).
 
-// How long ago something happened, at the precision a glance needs.
-export function age(ms) {
+// A length of time at the precision a glance needs: "12 s", "4 min", "2 h".
+export function duration(ms) {
   const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 60) return `${s} s ago`;
-  if (s < 3600) return `${Math.round(s / 60)} min ago`;
-  return `${Math.round(s / 3600)} h ago`;
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
+  return `${Math.round(s / 3600)} h`;
+}
+
+// How long ago something happened.
+export function age(ms) {
+  return `${duration(ms)} ago`;
 }
 
 // A datetime-local field's value as unix milliseconds, as a query parameter
@@ -33,4 +38,10 @@ export function clockTime(ms, nowMs, { locale, timeZone } = {}) {
   if (day.format(ms) === day.format(nowMs)) return time;
   const date = new Intl.DateTimeFormat(locale, { timeZone, day: "numeric", month: "short" }).format(ms);
   return `${date}, ${time}`;
+}
+
+// Names as a sentence lists them: "a", "a and b", "a, b and c".
+export function listed(names) {
+  if (names.length <= 1) return names.join("");
+  return `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`;
 }

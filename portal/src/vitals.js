@@ -4,6 +4,7 @@
 // The keys are the sample's fields in the API (services/hsp/src/portal/api.rs,
 // `Sample`). `temp` is skin temperature: normal skin reads 32-35 °C, so the
 // page never calls it plain "temperature", which would read as hypothermia.
+import { age, duration } from "./format.js";
 
 export const VITALS = {
   hr: { label: "Heart rate", short: "Heart rate", unit: "/min", digits: 0 },
@@ -14,35 +15,34 @@ export const VITALS = {
   dia: { label: "Diastolic pressure", short: "Diastolic", unit: "mmHg", digits: 0 },
 };
 
-// The HSP's alert thresholds: a value beyond one raises an alert. These are
-// the defaults of `AlertRules` (services/hsp/src/alerts.rs, `[hsp.alerts]`);
-// the API does not say which ones a deployment configured, so a changed
-// setting must be changed here too until it does. Strict comparisons, as
-// the server's.
-export const THRESHOLDS = {
-  spo2: { below: 90 },
-  hr: { above: 130, below: 40 },
-  sys: { above: 220 },
-  temp: { above: 39.5 },
-};
+// The limits values are read against come from the server, as configured
+// there (`glance` in /api/patients and /api/patients/:p, from `[hsp.alerts]`):
+//   thresholds: { spo2: { below: 90 }, hr: { above: 130, below: 40 }, … }
+//   stale_after_ms: the silence rule's time.
+// A vital without an entry has no alert rule.
 
-// A sample older than this is stale: shown grey, with its age.
-export const STALE_MS = 60_000;
-
-// "high" or "low" when `value` of vital `key` is beyond its alert threshold,
-// else null.
-export function beyondThreshold(key, value) {
-  const limits = THRESHOLDS[key];
+// "high" or "low" when `value` of vital `key` is beyond its alert threshold
+// in `thresholds`, else null. Strict comparisons, as the server's.
+export function beyondThreshold(key, value, thresholds) {
+  const limits = thresholds[key];
   if (!limits || typeof value !== "number") return null;
   if (limits.above !== undefined && value > limits.above) return "high";
   if (limits.below !== undefined && value < limits.below) return "low";
   return null;
 }
 
-// The thresholds of vital `key` as values ([] when it has none).
-export function thresholdValues(key) {
-  const limits = THRESHOLDS[key] ?? {};
+// The thresholds of vital `key` as values, low first ([] when it has none).
+export function thresholdValues(key, thresholds) {
+  const limits = thresholds[key] ?? {};
   return [limits.below, limits.above].filter((v) => v !== undefined);
+}
+
+// How a newest sample `ageMs` old reads: its age while fresh ("12 s ago"),
+// and once older than `staleAfterMs` (the device has gone quiet) how long
+// there has been nothing ("no data for 12 min"), which the page greys.
+export function freshness(ageMs, staleAfterMs) {
+  const stale = ageMs > staleAfterMs;
+  return { stale, text: stale ? `no data for ${duration(ageMs)}` : age(ageMs) };
 }
 
 // `value` of vital `key` with its unit, at the vital's precision.

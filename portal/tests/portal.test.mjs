@@ -107,15 +107,51 @@ await check("a patient's live charts update as the device sends", async () => {
   await page.screenshot({ path: `${shots}/patient.png` });
 });
 
-await check("an alert appears when a patient's SpO2 crosses the threshold, and can be acknowledged", async () => {
+// The alert colour and the muted grey of app.css, as computed styles read them.
+const ALERT_RGB = "rgb(180, 35, 24)";
+const MUTED_RGB = "rgb(91, 102, 117)";
+
+await check("an alert says its value and time, and is acknowledged then resolved, each naming who and when", async () => {
   await page.goto(`${base}/#/patient/${desaturating.pseudonym}`);
   await page.locator('[data-chart="spo2"]').waitFor();
   await step("desaturate");
-  const alert = page.locator('[data-alerts] .alert[data-rule="spo2-low"]:not(.acknowledged)');
+  const alert = page.locator('[data-alerts] .alert[data-rule="spo2-low"][data-state="open"]');
   await alert.waitFor({ timeout: 20000 });
+  const said = await alert.locator(".what").textContent();
+  expect(/^Alert: SpO2 \d+ % .*· \d{1,2}:\d{2}/.test(said), `the alert says the value and the time: ${said}`);
+  expect(!said.includes("spo2-low"), `not the rule's identifier: ${said}`);
+  const first = await page.locator("[data-alerts] .alert").first().getAttribute("data-state");
+  expect(first === "open", `the open alert comes first: ${first}`);
   await page.screenshot({ path: `${shots}/alert.png` });
-  await alert.locator("button").click();
-  await page.locator('[data-alerts] .alert.acknowledged[data-rule="spo2-low"]').waitFor({ timeout: 10000 });
+  await alert.locator('button[data-action="acknowledge"]').click();
+  const seen = page.locator('[data-alerts] .alert[data-rule="spo2-low"][data-state="acknowledged"]');
+  await seen.filter({ hasText: new RegExp(`acknowledged by ${username} at \\d`) }).waitFor({ timeout: 10000 });
+  expect((await seen.locator('button[data-action="acknowledge"]').count()) === 0, "acknowledged once");
+  await seen.locator('button[data-action="resolve"]').click();
+  const done = page.locator('[data-alerts] .alert[data-rule="spo2-low"][data-state="resolved"]');
+  await done.filter({ hasText: new RegExp(`resolved by ${username} at \\d`) }).waitFor({ timeout: 10000 });
+  expect((await done.locator("button").count()) === 0, "nothing left to do on a resolved alert");
+  await page.screenshot({ path: `${shots}/alert-resolved.png` });
+  // Done twice (a second clinician, a stale page): refused, saying by whom.
+  const id = await page.evaluate(async (p) => (await (await fetch(`/api/patients/${p}`)).json()).alerts.find((a) => a.rule === "spo2-low").id, desaturating.pseudonym);
+  const again = await page.evaluate(async (id) => {
+    const { csrf } = await (await fetch("/api/session")).json();
+    const headers = { "content-type": "application/json", "x-csrf-token": csrf };
+    const r = await fetch(`/api/alerts/${id}/resolve`, { method: "POST", headers, body: "{}" });
+    return [r.status, (await r.json()).error];
+  }, id);
+  expect(again[0] === 409 && again[1].includes(username), `resolving twice: ${again}`);
+});
+
+await check("a value beyond its threshold is coloured and flagged in words", async () => {
+  await page.goto(`${base}/#/patients`);
+  const spo2 = page.locator(`tr[data-patient="${desaturating.pseudonym}"] td.vital[data-label="SpO₂"]`);
+  await spo2.locator(".flag").filter({ hasText: "low" }).waitFor({ timeout: 15000 });
+  const colour = await spo2.evaluate((td) => getComputedStyle(td).color);
+  expect(colour === ALERT_RGB, `in the alert colour: ${colour}`);
+  const fine = page.locator(`tr[data-patient="${onTeam.pseudonym}"] td.vital[data-label="Skin temp."]`);
+  const text = await fine.textContent();
+  expect(/^\d+\.\d °C$/.test(text) && (await fine.locator(".flag").count()) === 0, `skin temperature, unflagged: ${text}`);
 });
 
 await check("an alert appears when a device goes silent", async () => {
@@ -125,6 +161,22 @@ await check("an alert appears when a device goes silent", async () => {
     .locator(`tr[data-patient="${silent.pseudonym}"] .badge.alert`)
     .filter({ hasText: "silence" })
     .waitFor({ timeout: 30000 });
+});
+
+await check("a device gone quiet greys its values and says for how long", async () => {
+  const row = page.locator(`tr[data-patient="${silent.pseudonym}"]`);
+  await row.locator("td.age").filter({ hasText: /^no data for \d+ (s|min)$/ }).waitFor({ timeout: 15000 });
+  const look = await row.evaluate((tr) => ({
+    stale: tr.classList.contains("stale"),
+    value: getComputedStyle(tr.querySelector("td.vital")).color,
+  }));
+  expect(look.stale && look.value === MUTED_RGB, `the silent patient's values: ${JSON.stringify(look)}`);
+  const live = await page.locator(`tr[data-patient="${onTeam.pseudonym}"] td.age`).textContent();
+  expect(/s ago$/.test(live), `a streaming patient is not stale: ${live}`);
+  await page.goto(`${base}/#/patient/${silent.pseudonym}`);
+  await page.locator('[data-chart="hr"].stale .age').filter({ hasText: /^no data for / }).waitFor({ timeout: 10000 });
+  const badge = await page.locator('[data-alerts] .alert[data-rule="silence"] .what').textContent();
+  expect(/^Alert: Silence: no data from device \d+ for \d+ s/.test(badge), `the silence alert: ${badge}`);
 });
 
 // The patient list and a patient's page at a window `width` px wide: nothing
@@ -149,6 +201,35 @@ async function fitsAt(name, width, height) {
   expect(await page.evaluate(chartsInside), `a chart is wider than the ${width} px window`);
   await fits("a patient's page");
   await page.screenshot({ path: `${shots}/${name}-patient.png`, fullPage: true });
+  // A patient with an open alert, its buttons to tap.
+  await page.goto(`${base}/#/patient/${silent.pseudonym}`);
+  await page.locator('[data-alerts] .alert[data-state="open"] button').first().waitFor({ timeout: 10000 });
+  await fits("a patient's page with an open alert");
+  if (width <= 960) {
+    await tapTargetsAt(width);
+    await page.goto(`${base}/#/patients`);
+    await page.locator(`tr[data-patient="${silent.pseudonym}"]`).waitFor();
+    await tapTargetsAt(width);
+    await page.goto(`${base}/#/break-glass`);
+    await page.locator("#bg-form").waitFor();
+    await fits("the break-glass page");
+    await tapTargetsAt(width);
+    await page.screenshot({ path: `${shots}/${name}-break-glass.png`, fullPage: true });
+  }
+}
+
+// Every link, button and field shown is at least 44 px each way, a target a
+// finger hits (links inside running text excepted; the pages checked have none).
+async function tapTargetsAt(width) {
+  const small = await page.evaluate(() =>
+    [...document.querySelectorAll("a, button, input, select, textarea")]
+      .map((el) => [el, el.getBoundingClientRect()])
+      .filter(([, r]) => r.width > 0 && r.height > 0)
+      .filter(([, r]) => r.width < 44 || r.height < 44)
+      .map(([el, r]) => `${el.tagName.toLowerCase()} "${(el.textContent || el.name || "").trim().slice(0, 30)}" ${Math.round(r.width)}x${Math.round(r.height)}`),
+  );
+  const where = await page.evaluate(() => location.hash);
+  expect(small.length === 0, `tap targets under 44 px at ${width} px on ${where}: ${small.join("; ")}`);
 }
 
 await check("nothing overflows horizontally at a desktop's width (1280 px)", async () => {
@@ -200,17 +281,43 @@ await check("a state-changing request without the CSRF token is refused", async 
   expect(status === 403, `status ${status}`);
 });
 
-await check("break-glass opens the patient after a fresh sign-in and a reason", async () => {
+async function breakGlass(patient) {
   await page.goto(`${base}/#/break-glass`);
-  await page.fill("#bg-form input[name=patient]", outsider.pseudonym);
+  await page.fill("#bg-form input[name=patient]", patient);
   await page.fill("#bg-form textarea[name=reason]", config.break_glass_reason);
   await page.fill("#bg-form input[name=password]", password);
   await page.fill("#bg-form input[name=code]", await freshCode());
-  await page.screenshot({ path: `${shots}/break-glass.png` });
   await page.click("#bg-form button[type=submit]");
-  await page.locator("[data-break-glass]").filter({ hasText: /break-glass until/ }).waitFor({ timeout: 30000 });
+}
+
+await check("break-glass says who is told, and refuses a name that matches no patient", async () => {
+  await page.goto(`${base}/#/break-glass`);
+  const told = await page.locator("#bg-form").evaluate((form) => form.parentElement.querySelector("[data-notified]").textContent);
+  expect(/care team and the privacy officer/.test(told), `who is told: ${told}`);
+  await breakGlass("Nobody By This Name");
+  const error = await formError(page, "#bg-form");
+  expect(/no patient has that name, medical record number or identifier/i.test(error), error);
+});
+
+await check("break-glass finds the patient by medical record number after a fresh sign-in and a reason, and names who was told", async () => {
+  await page.goto(`${base}/#/break-glass`);
+  await page.fill("#bg-form input[name=patient]", outsider.mrn.toLowerCase());
+  await page.fill("#bg-form textarea[name=reason]", config.break_glass_reason);
+  await page.screenshot({ path: `${shots}/break-glass.png` });
+  await breakGlass(` ${outsider.mrn.toLowerCase()} `);
+  const note = page.locator("[data-break-glass]").filter({ hasText: /break-glass until/ });
+  await note.waitFor({ timeout: 30000 });
+  expect(page.url().endsWith(`#/patient/${outsider.pseudonym}`), `opened by pseudonym: ${page.url()}`);
+  const said = await note.textContent();
+  expect(/dr-elsewhere and the privacy officer have been told/.test(said), `who was told: ${said}`);
   await page.locator('[data-chart="hr"] canvas').waitFor();
   await page.screenshot({ path: `${shots}/break-glass-patient.png` });
+});
+
+await check("break-glass finds the patient by name, whatever its case and spacing", async () => {
+  await breakGlass(`  ${outsider.name.toUpperCase().replace(" ", "   ")}`);
+  await page.locator("[data-break-glass]").filter({ hasText: /break-glass until/ }).waitFor({ timeout: 30000 });
+  expect(page.url().endsWith(`#/patient/${outsider.pseudonym}`), `opened by pseudonym: ${page.url()}`);
 });
 
 await check("the patient opened by break-glass is marked in the list while the access lasts", async () => {

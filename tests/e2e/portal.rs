@@ -84,12 +84,14 @@ pub(crate) fn browser_or_skip() -> Option<(PathBuf, String)> {
 struct Patient {
     pseudonym: String,
     name: &'static str,
+    mrn: String,
     condition: vitalgate_device::sensors::Condition,
     stop: watch::Sender<bool>,
 }
 
 async fn patient(platform: &Platform, index: usize, name: &'static str, on_team: bool) -> Patient {
     let pseudonym = format!("pt-browser-{index}");
+    let mrn = format!("MRN-B{index}");
     let token = platform.token(v1::Role::Device, &pseudonym, 60).await;
     let mut config = DeviceConfig::new(platform.device_dir(&pseudonym));
     // Ten readings a second, sent in small records: the chart moves at once.
@@ -106,7 +108,7 @@ async fn patient(platform: &Platform, index: usize, name: &'static str, on_team:
             pseudonym: pseudonym.clone(),
             record: Some(v1::PatientRecord {
                 name: name.into(),
-                medical_record_number: format!("MRN-B{index}"),
+                medical_record_number: mrn.clone(),
             }),
         },
         &hsp_admin,
@@ -133,6 +135,7 @@ async fn patient(platform: &Platform, index: usize, name: &'static str, on_team:
     Patient {
         pseudonym,
         name,
+        mrn,
         condition,
         stop,
     }
@@ -251,7 +254,8 @@ async fn a_clinician_signs_in_and_watches_vitals_in_a_real_browser() {
     .await;
 
     let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal-screenshots");
-    let summary = |p: &Patient| serde_json::json!({ "pseudonym": p.pseudonym, "name": p.name });
+    let summary =
+        |p: &Patient| serde_json::json!({ "pseudonym": p.pseudonym, "name": p.name, "mrn": p.mrn });
     let config = serde_json::json!({
         "url": url,
         "short_idle_url": short_idle_url,
@@ -282,7 +286,7 @@ async fn a_clinician_signs_in_and_watches_vitals_in_a_real_browser() {
         },
     )
     .await;
-    assert_eq!(passed.len(), 18, "every browser check ran: {passed:#?}");
+    assert_eq!(passed.len(), 22, "every browser check ran: {passed:#?}");
 
     // What the audit log says happened.
     let events = platform
@@ -338,7 +342,23 @@ async fn a_clinician_signs_in_and_watches_vitals_in_a_real_browser() {
         &desaturating.pseudonym,
         "spo2-low"
     ));
+    assert!(has(
+        "alert.resolved",
+        CLINICIAN,
+        &desaturating.pseudonym,
+        "spo2-low"
+    ));
     assert!(has("alert.raised", "hsp", &silent.pseudonym, "silence"));
+    // A break-glass that named no patient is recorded, without what was typed.
+    assert!(has(
+        "break-glass.unmatched",
+        CLINICIAN,
+        "portal",
+        "no patient matched"
+    ));
+    assert!(!events
+        .iter()
+        .any(|e| e.event.detail.contains("Nobody By This Name")));
     assert!(has(
         "break-glass.opened",
         CLINICIAN,

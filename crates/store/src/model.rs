@@ -165,4 +165,9 @@ pub struct AlertRecord {
     pub acknowledged_by: Option<String>,
     /// Unix milliseconds; `None` while it is open.
     pub acknowledged_at_ms: Option<i64>,
+    /// The clinician who resolved it (dealt with what it reported); `None`
+    /// until then. A resolved alert is acknowledged too.
+    pub resolved_by: Option<String>,
+    /// Unix milliseconds; `None` until it is resolved.
+    pub resolved_at_ms: Option<i64>,
 }

@@ -1,15 +1,17 @@
-// Break-glass: a patient outside the care teams, opened after a fresh
-// password and code and a typed reason (the server times, audits and
-// notifies it).
+// Break-glass: a patient outside the care teams, named by name, medical
+// record number or pseudonym, opened after a fresh password and code and a
+// typed reason (the server finds the patient only then, and times, audits
+// and notifies the access; the patient's page names who was told).
 import { refreshSession, signIn } from "../auth.js";
 import { handleSubmit } from "../forms.js";
 import { navigate } from "../router.js";
 import { renderTemplate } from "../shell.js";
-import { setSession } from "../state.js";
+import { session, setSession } from "../state.js";
 
 export function mount(main) {
   renderTemplate(main, "t-break-glass");
   handleSubmit(main.querySelector("#bg-form"), async ({ patient, reason, password, code }) => {
+    if (!patient.trim()) throw new Error("Enter the patient's name, medical record number or identifier.");
     if (!reason.trim()) throw new Error("Say why you need to open this patient.");
     setSession(
       await signIn({
@@ -21,7 +23,8 @@ export function mount(main) {
       }),
     );
     await refreshSession();
-    navigate(`#/patient/${encodeURIComponent(patient.trim())}`);
+    // The patient the server found, by its pseudonym, whatever was typed.
+    navigate(`#/patient/${encodeURIComponent(session().break_glass.patient)}`);
   });
   return () => {};
 }

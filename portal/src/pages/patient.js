@@ -1,46 +1,59 @@
-// One patient: an hour of vitals as charts that update live (server-sent
-// events), the patient's alerts with acknowledgement, and the break-glass
-// note when that is how the clinician got here.
-import { alertText } from "../alerts.js";
+// One patient: the patient's alerts first (open ones with Acknowledge and
+// Resolve, then who acknowledged and resolved the others and when), an hour
+// of vitals as charts that update live (server-sent events), and the
+// break-glass note, naming who is told, when that is how the clinician got
+// here.
+import { alertState, alertStatus, alertText, alertsByState } from "../alerts.js";
 import { api } from "../api.js";
 import { refreshSession } from "../auth.js";
 import { CHARTS, createChart, gapLimitMs } from "../charts.js";
 import { thresholdFlag } from "../dom.js";
-import { age } from "../format.js";
+import { listed } from "../format.js";
 import { renderTemplate, setBanner } from "../shell.js";
-import { STALE_MS, VITALS, beyondThreshold } from "../vitals.js";
+import { VITALS, beyondThreshold, freshness } from "../vitals.js";
 
 // The charts show the last hour, as the server's history does.
 const WINDOW_MS = 3600 * 1000;
 
-// The alerts, newest open ones first as the server sends them; an open one
-// with its Acknowledge button (`onAck(id, button)`).
-function alertList(container, alerts, nowMs, onAck) {
+// A button in an alert's row that calls `act(id, action, button)`.
+function alertButton(row, label, action, alert, act) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "small";
+  button.dataset.action = action;
+  button.textContent = label;
+  button.addEventListener("click", () => act(alert.id, action, button));
+  row.append(button);
+}
+
+// The alerts: open ones first with their Acknowledge and Resolve buttons,
+// then the acknowledged (Resolve) and the resolved, each saying who did it
+// and when. `act(id, action, button)` does an action.
+function alertList(container, alerts, nowMs, act) {
   container.replaceChildren(
-    ...alerts.map((a) => {
+    ...alertsByState(alerts).map((a) => {
+      const state = alertState(a);
       const row = document.createElement("div");
-      row.className = a.acknowledged_at_ms ? "alert acknowledged" : "alert";
+      row.className = `alert ${state}`;
       row.dataset.rule = a.rule;
+      row.dataset.state = state;
       const text = document.createElement("span");
-      text.textContent = a.acknowledged_at_ms
-        ? `${alertText(a, nowMs)}; acknowledged by ${a.acknowledged_by}`
-        : `Alert: ${alertText(a, nowMs)}`;
+      text.className = "what";
+      // The state in words too ("Alert:", "acknowledged by"), not in colour alone.
+      text.textContent = state === "open" ? `Alert: ${alertText(a, nowMs)}` : `${alertText(a, nowMs)}; ${alertStatus(a, nowMs)}`;
       row.append(text);
-      if (!a.acknowledged_at_ms) {
-        const button = document.createElement("button");
-        button.type = "button";
-        button.className = "small";
-        button.textContent = "Acknowledge";
-        button.addEventListener("click", () => onAck(a.id, button));
-        row.append(button);
-      }
+      const actions = document.createElement("span");
+      actions.className = "actions";
+      if (state === "open") alertButton(actions, "Acknowledge", "acknowledge", a, act);
+      if (state !== "resolved") alertButton(actions, "Resolve", "resolve", a, act);
+      row.append(actions);
       return row;
     }),
   );
 }
 
 // A chart's box: its header (title, newest value, its age) and its plot.
-function chartBox(container, spec) {
+function chartBox(container, spec, limits) {
   const box = document.createElement("section");
   box.className = "chart";
   box.dataset.chart = spec.key;
@@ -56,18 +69,18 @@ function chartBox(container, spec) {
   plotBox.className = "plot";
   box.append(h2, plotBox);
   container.append(box);
-  return { spec, chart: createChart(spec, plotBox), value, ageEl, box };
+  return { spec, chart: createChart(spec, plotBox, limits), value, ageEl, box };
 }
 
 // The newest values of a chart's vitals ("121/79 mmHg"), marked "high" or
-// "low" beyond an alert threshold.
-function showNewest(c, newest) {
+// "low" beyond an alert threshold of `limits`.
+function showNewest(c, newest, limits) {
   if (!newest) {
     c.value.textContent = "—";
     return;
   }
   const keys = c.spec.series.map(([key]) => key);
-  const beyond = keys.map((key) => beyondThreshold(key, newest[key])).find(Boolean);
+  const beyond = keys.map((key) => beyondThreshold(key, newest[key], limits)).find(Boolean);
   c.value.textContent = `${keys.map((key) => newest[key].toFixed(VITALS[key].digits)).join("/")} ${c.spec.unit}`;
   c.value.classList.toggle("beyond", Boolean(beyond));
   if (beyond) c.value.append(" ", thresholdFlag(beyond));
@@ -80,7 +93,10 @@ function showHeader(main, view) {
   if (view.access === "break-glass") {
     const note = main.querySelector("[data-break-glass]");
     note.hidden = false;
-    note.textContent = `Opened by break-glass until ${new Date(view.break_glass_until * 1000).toLocaleTimeString()}. This access is recorded.`;
+    const told = (view.notified ?? []).map((who) => (who === "privacy-officer" ? "the privacy officer" : who));
+    note.textContent =
+      `Opened by break-glass until ${new Date(view.break_glass_until * 1000).toLocaleTimeString()}. ` +
+      `This access is recorded, and ${listed(told)} ${told.length === 1 ? "has" : "have"} been told.`;
   }
 }
 
@@ -93,11 +109,11 @@ function follow(main, pseudonym, view) {
 
   const alertsBox = main.querySelector("[data-alerts]");
   let alerts = view.alerts;
-  const showAlerts = () => alertList(alertsBox, alerts, serverNow(), ack);
-  const ack = async (id, button) => {
+  const showAlerts = () => alertList(alertsBox, alerts, serverNow(), act);
+  const act = async (id, action, button) => {
     button.disabled = true;
     try {
-      const updated = await api(`/api/alerts/${id}/acknowledge`, {});
+      const updated = await api(`/api/alerts/${id}/${action}`, {});
       alerts = alerts.map((a) => (a.id === id ? updated : a));
       showAlerts();
     } catch (e) {
@@ -109,7 +125,8 @@ function follow(main, pseudonym, view) {
 
   const samples = [...view.history];
   const chartsBox = main.querySelector("[data-charts]");
-  const charts = CHARTS.map((spec) => chartBox(chartsBox, spec));
+  const { thresholds, stale_after_ms: staleAfterMs } = view.glance;
+  const charts = CHARTS.map((spec) => chartBox(chartsBox, spec, thresholds));
   const redraw = () => {
     const now = serverNow();
     while (samples.length && samples[0].t < now - WINDOW_MS) samples.shift();
@@ -117,18 +134,19 @@ function follow(main, pseudonym, view) {
     const gapMs = gapLimitMs(samples);
     for (const c of charts) {
       c.chart.setSamples(samples, gapMs);
-      showNewest(c, newest);
+      showNewest(c, newest, thresholds);
       c.box.dataset.newest = newest ? String(newest.t) : "";
       c.box.dataset.count = String(samples.length);
     }
   };
-  // Ages tick every second; a sample older than STALE_MS greys its chart's value.
+  // Ages tick every second; once the device has gone quiet for the
+  // server's silence time, the values grey and say how long.
   const tickAges = () => {
     const newest = samples[samples.length - 1];
-    const ageMs = newest ? serverNow() - newest.t : null;
+    const fresh = newest ? freshness(serverNow() - newest.t, staleAfterMs) : null;
     for (const c of charts) {
-      c.ageEl.textContent = newest ? age(ageMs) : "no data";
-      c.box.classList.toggle("stale", ageMs !== null && ageMs > STALE_MS);
+      c.ageEl.textContent = fresh ? fresh.text : "no data";
+      c.box.classList.toggle("stale", Boolean(fresh?.stale));
     }
   };
   redraw();
@@ -148,10 +166,11 @@ function follow(main, pseudonym, view) {
     tickAges();
   });
   source.addEventListener("alerts", (event) => {
-    // The open alerts, whole; the acknowledged ones shown already stay.
+    // The open alerts, whole; the acknowledged and resolved ones shown
+    // already stay.
     const open = JSON.parse(event.data);
     const known = new Set(open.map((a) => a.id));
-    alerts = [...open, ...alerts.filter((a) => !known.has(a.id) && a.acknowledged_at_ms)];
+    alerts = [...open, ...alerts.filter((a) => !known.has(a.id) && alertState(a) !== "open")];
     showAlerts();
   });
   source.addEventListener("end", async () => {

@@ -5,10 +5,10 @@
 import { alertText, openAlertsFirst } from "../alerts.js";
 import { api } from "../api.js";
 import { thresholdFlag } from "../dom.js";
-import { age, clockTime } from "../format.js";
+import { clockTime } from "../format.js";
 import { renderTemplate } from "../shell.js";
 import { session } from "../state.js";
-import { STALE_MS, VITALS, beyondThreshold, formatPressure, formatVital } from "../vitals.js";
+import { VITALS, beyondThreshold, formatPressure, formatVital, freshness } from "../vitals.js";
 
 const REFRESH_MS = 3000;
 
@@ -40,7 +40,9 @@ function breakGlassTo(pseudonym, serverNow) {
   return grant && grant.patient === pseudonym && grant.until * 1000 > serverNow ? grant : null;
 }
 
-function patientRow(p, serverNow) {
+// A patient's row (a card on a narrow screen), its values read against the
+// server's limits (`glance`).
+function patientRow(p, serverNow, glance) {
   const tr = document.createElement("tr");
   tr.dataset.patient = p.pseudonym;
   const name = cardCell(tr, "patient");
@@ -61,16 +63,18 @@ function patientRow(p, serverNow) {
   }
 
   const l = p.latest;
+  const limits = glance.thresholds;
   for (const key of ["hr", "spo2", "rr", "temp"]) {
-    valueCell(tr, VITALS[key].short, l ? formatVital(key, l[key]) : "—", l && beyondThreshold(key, l[key]));
+    valueCell(tr, VITALS[key].short, l ? formatVital(key, l[key]) : "—", l && beyondThreshold(key, l[key], limits));
   }
-  const pressure = valueCell(tr, "Blood pressure", l ? formatPressure(l) : "—", l && beyondThreshold("sys", l.sys));
+  const pressure = valueCell(tr, "Blood pressure", l ? formatPressure(l) : "—", l && beyondThreshold("sys", l.sys, limits));
   pressure.classList.add("pressure");
 
-  const ageMs = l ? serverNow - l.t : null;
-  const stale = l !== null && ageMs > STALE_MS;
-  tr.classList.toggle("stale", stale);
-  cardCell(tr, stale ? "age stale" : "age", "Newest sample").textContent = l ? age(ageMs) : "no data yet";
+  // A device gone quiet: its values grey, and the age says how long there
+  // has been nothing.
+  const fresh = l ? freshness(serverNow - l.t, glance.stale_after_ms) : null;
+  tr.classList.toggle("stale", Boolean(fresh?.stale));
+  cardCell(tr, fresh?.stale ? "age stale" : "age", "Newest sample").textContent = fresh ? fresh.text : "no data yet";
 
   const alerts = cardCell(tr, "alerts");
   if (p.open_alerts.length === 0) {
@@ -104,7 +108,7 @@ export function mount(main) {
       if (stopped) return;
       // Ages by the server's clock, so they are right on a device whose clock is off.
       const serverNow = view.now_ms;
-      rows.replaceChildren(...openAlertsFirst(view.patients).map((p) => patientRow(p, serverNow)));
+      rows.replaceChildren(...openAlertsFirst(view.patients).map((p) => patientRow(p, serverNow, view.glance)));
       main.querySelector("[data-empty]").hidden = view.patients.length > 0;
       updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     } catch (e) {

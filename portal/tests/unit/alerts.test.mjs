@@ -1,7 +1,7 @@
 // How alerts read (src/alerts.js) and the time they carry (src/format.js).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { alertText, openAlertsFirst } from "../../src/alerts.js";
+import { alertState, alertStatus, alertText, alertsByState, openAlertsFirst } from "../../src/alerts.js";
 import { clockTime } from "../../src/format.js";
 
 const utc = { locale: "en-GB", timeZone: "UTC" };
@@ -31,4 +31,25 @@ test("patients with open alerts come first, otherwise in the server's order", ()
   const list = [p("a", 0), p("b", 1), p("c", 0), p("d", 2), p("e", 0)];
   assert.deepEqual(openAlertsFirst(list).map((x) => x.name), ["b", "d", "a", "c", "e"]);
   assert.deepEqual(list.map((x) => x.name), ["a", "b", "c", "d", "e"], "the server's list is left as it was");
+});
+
+test("who acknowledged and resolved an alert, and when", () => {
+  const raised = { rule: "spo2-low", detail: "SpO2 86 %", raised_at_ms: at };
+  assert.equal(alertState(raised), "open");
+  assert.equal(alertStatus(raised, at, utc), "");
+  const seen = { ...raised, acknowledged_by: "dr-a", acknowledged_at_ms: at + 120_000 };
+  assert.equal(alertState(seen), "acknowledged");
+  assert.equal(alertStatus(seen, at, utc), "acknowledged by dr-a at 14:05");
+  const done = { ...seen, resolved_by: "dr-b", resolved_at_ms: at + 1_020_000 };
+  assert.equal(alertState(done), "resolved");
+  assert.equal(alertStatus(done, at, utc), "acknowledged by dr-a at 14:05; resolved by dr-b at 14:20");
+  // Resolved while open: the server acknowledges it in the same act.
+  const direct = { ...raised, acknowledged_by: "dr-b", acknowledged_at_ms: at + 60_000, resolved_by: "dr-b", resolved_at_ms: at + 60_000 };
+  assert.equal(alertStatus(direct, at, utc), "resolved by dr-b at 14:04");
+});
+
+test("a patient's alerts list open ones first, then acknowledged, then resolved", () => {
+  const a = (id, acknowledged, resolved) => ({ id, acknowledged_at_ms: acknowledged, resolved_at_ms: resolved });
+  const list = [a(1, 5, 6), a(2, 5, null), a(3, null, null), a(4, 7, 7), a(5, null, null)];
+  assert.deepEqual(alertsByState(list).map((x) => x.id), [3, 5, 2, 1, 4]);
 });

@@ -2,6 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { CHARTS, chartThresholds, gapLimitMs, plotData, yRange } from "../../src/charts.js";
+import { LIMITS } from "./limits.mjs";
 
 const every = (ms, n, from = 0) => Array.from({ length: n }, (_, i) => ({ t: from + i * ms, hr: 70 + i, sys: 120, dia: 80 }));
 
@@ -41,11 +42,14 @@ test("the value axis takes in the data and the thresholds, with a margin", () =>
 });
 
 test("each chart draws its vitals' thresholds; blood pressure the systolic's", () => {
-  const of = (key) => chartThresholds(CHARTS.find((c) => c.key === key));
+  const of = (key, limits = LIMITS) => chartThresholds(CHARTS.find((c) => c.key === key), limits);
   assert.deepEqual(of("hr"), [40, 130]);
   assert.deepEqual(of("spo2"), [90]);
   assert.deepEqual(of("rr"), []);
   assert.deepEqual(of("temp"), [39.5]);
   assert.deepEqual(of("bp"), [220]);
+  // The server's rules, not a copy: a changed or switched-off rule changes the lines.
+  assert.deepEqual(of("spo2", { spo2: { below: 88 } }), [88]);
+  assert.deepEqual(of("hr", { spo2: { below: 88 } }), []);
   assert.equal(CHARTS.find((c) => c.key === "temp").title, "Skin temperature");
 });

@@ -1,7 +1,7 @@
 // Pure formatting and parsing (src/format.js).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { age, localTimeMs, wholeNumberIn } from "../../src/format.js";
+import { age, duration, listed, localTimeMs, wholeNumberIn } from "../../src/format.js";
 
 test("ages read in seconds, then minutes, then hours", () => {
   assert.equal(age(0), "0 s ago");
@@ -12,6 +12,12 @@ test("ages read in seconds, then minutes, then hours", () => {
   assert.equal(age(3_599_000), "60 min ago");
   assert.equal(age(3_600_000), "1 h ago");
   assert.equal(age(5.4 * 3_600_000), "5 h ago");
+});
+
+test("a length of time reads as an age does, without the \"ago\"", () => {
+  assert.equal(duration(59_000), "59 s");
+  assert.equal(duration(720_000), "12 min");
+  assert.equal(duration(7_200_000), "2 h");
 });
 
 test("a time ahead of ours (clock skew) is no age, not a negative one", () => {
@@ -31,4 +37,11 @@ test("a whole number in range, or null", () => {
   for (const text of ["0", "1441", "1.5", "", "sixty", "-3"]) {
     assert.equal(wholeNumberIn(text, 1, 1440), null, text);
   }
+});
+
+test("names listed as a sentence does", () => {
+  assert.equal(listed([]), "");
+  assert.equal(listed(["dr-a"]), "dr-a");
+  assert.equal(listed(["dr-a", "the privacy officer"]), "dr-a and the privacy officer");
+  assert.equal(listed(["dr-a", "dr-b", "the privacy officer"]), "dr-a, dr-b and the privacy officer");
 });

@@ -1,5 +1,6 @@
 //! Alerts: raised on patients' vitals by any replica, at most one open per
-//! patient and rule, acknowledged by a clinician.
+//! patient and rule, acknowledged by a clinician (seen, silenced) and
+//! resolved (dealt with).
 
 use async_trait::async_trait;
 
@@ -24,6 +25,10 @@ pub trait Alerts: Send + Sync {
     /// Acknowledges an open alert; false when it does not exist or was
     /// already acknowledged.
     async fn acknowledge_alert(&self, id: i64, by: &str, at_ms: i64) -> StoreResult<bool>;
+    /// Resolves an alert, open or acknowledged; an open one is acknowledged
+    /// by the same clinician at the same time. False when it does not exist
+    /// or was already resolved.
+    async fn resolve_alert(&self, id: i64, by: &str, at_ms: i64) -> StoreResult<bool>;
     /// The alert, for checking which patient it belongs to.
     async fn alert(&self, id: i64) -> StoreResult<Option<AlertRecord>>;
 }

@@ -1,5 +1,5 @@
 //! Alerts: one open per patient and rule until acknowledged, also under
-//! concurrent raises.
+//! concurrent raises; resolved once, by whom and when.
 
 use std::sync::Arc;
 
@@ -51,6 +51,8 @@ pub async fn alerts_open_once_until_acknowledged(store: Arc<dyn Store>) {
             alert: new_alert("pt-1", "spo2-low", 1000),
             acknowledged_by: None,
             acknowledged_at_ms: None,
+            resolved_by: None,
+            resolved_at_ms: None,
         })
     );
     assert_eq!(store.alert(first + 1000).await.expect("alert"), None);
@@ -112,6 +114,87 @@ pub async fn alerts_open_once_until_acknowledged(store: Arc<dyn Store>) {
     assert_eq!(
         ids(store.alerts_of("pt-1", 1).await.expect("history")),
         [again]
+    );
+}
+
+/// Resolving: an acknowledged alert keeps who acknowledged it and gains who
+/// resolved it; an open one is acknowledged by its resolver at the same time
+/// and stops being open; a second resolution, or of an unknown alert, is
+/// refused and changes nothing.
+pub async fn alerts_are_resolved_once(store: Arc<dyn Store>) {
+    let seen = store
+        .raise_alert(&new_alert("pt-r", "spo2-low", 1000))
+        .await
+        .expect("raise")
+        .expect("new");
+    let unseen = store
+        .raise_alert(&new_alert("pt-r", "silence", 1100))
+        .await
+        .expect("raise")
+        .expect("new");
+    assert!(store
+        .acknowledge_alert(seen, "dr-a", 2000)
+        .await
+        .expect("ack"));
+    assert!(store
+        .resolve_alert(seen, INJECTION_STRINGS[1], 3000)
+        .await
+        .expect("resolve"));
+    let resolved = store.alert(seen).await.expect("alert").expect("kept");
+    assert_eq!(resolved.acknowledged_by.as_deref(), Some("dr-a"));
+    assert_eq!(resolved.acknowledged_at_ms, Some(2000));
+    assert_eq!(resolved.resolved_by.as_deref(), Some(INJECTION_STRINGS[1]));
+    assert_eq!(resolved.resolved_at_ms, Some(3000));
+    assert!(
+        !store
+            .resolve_alert(seen, "dr-b", 3001)
+            .await
+            .expect("resolve twice"),
+        "resolved once"
+    );
+    assert_eq!(
+        store.alert(seen).await.expect("alert"),
+        Some(resolved),
+        "a refused resolution changes nothing"
+    );
+    assert!(!store
+        .resolve_alert(unseen + 1000, "dr-a", 3000)
+        .await
+        .expect("unknown"));
+
+    assert!(store
+        .resolve_alert(unseen, "dr-b", 4000)
+        .await
+        .expect("resolve an open one"));
+    let direct = store.alert(unseen).await.expect("alert").expect("kept");
+    assert_eq!(
+        (
+            direct.acknowledged_by.as_deref(),
+            direct.acknowledged_at_ms,
+            direct.resolved_by.as_deref(),
+            direct.resolved_at_ms
+        ),
+        (Some("dr-b"), Some(4000), Some("dr-b"), Some(4000))
+    );
+    assert!(
+        !store
+            .acknowledge_alert(unseen, "dr-c", 4100)
+            .await
+            .expect("ack after resolving"),
+        "a resolved alert is acknowledged already"
+    );
+    assert!(store
+        .open_alerts(Some(&["pt-r".to_string()]), 10)
+        .await
+        .expect("open")
+        .is_empty());
+    assert!(
+        store
+            .raise_alert(&new_alert("pt-r", "silence", 5000))
+            .await
+            .expect("raise")
+            .is_some(),
+        "a resolved alert leaves its rule free to fire again"
     );
 }
 

@@ -135,6 +135,10 @@ pub async fn fill_every_table(store: &dyn Store) {
         .await
         .expect("ack");
     store
+        .resolve_alert(open, INJECTION_STRINGS[1], 1150)
+        .await
+        .expect("resolve");
+    store
         .raise_alert(&new_alert("pt-1", "spo2-low", 1200))
         .await
         .expect("alert");

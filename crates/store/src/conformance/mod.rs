@@ -32,7 +32,9 @@ use std::sync::Arc;
 
 use crate::Store;
 
-pub use alerts::{alerts_open_once_until_acknowledged, concurrent_raises_open_one_alert};
+pub use alerts::{
+    alerts_are_resolved_once, alerts_open_once_until_acknowledged, concurrent_raises_open_one_alert,
+};
 pub use attempts::attempts_are_limited;
 pub use audit::{
     audit_events_append_in_order, audit_links_are_keyed_once_a_key_is_set, audit_log_is_searched,
@@ -167,6 +169,7 @@ macro_rules! conformance_tests {
             web_sessions_end_on_logout_and_revocation,
             web_sessions_end_when_opened_before_a_revocation,
             alerts_open_once_until_acknowledged,
+            alerts_are_resolved_once,
             concurrent_raises_open_one_alert,
         );
     };

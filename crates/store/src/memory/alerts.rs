@@ -30,6 +30,8 @@ impl State {
                 alert: alert.clone(),
                 acknowledged_by: None,
                 acknowledged_at_ms: None,
+                resolved_by: None,
+                resolved_at_ms: None,
             },
         );
         Ok(Some(id))
@@ -82,6 +84,24 @@ impl State {
             .remove(&(record.alert.pseudonym.clone(), record.alert.rule.clone()));
         true
     }
+
+    fn resolve_alert(&mut self, id: i64, by: &str, at_ms: i64) -> bool {
+        let Some(record) = self.alerts.get_mut(&id) else {
+            return false;
+        };
+        if record.resolved_at_ms.is_some() {
+            return false;
+        }
+        if record.acknowledged_at_ms.is_none() {
+            record.acknowledged_by = Some(by.to_string());
+            record.acknowledged_at_ms = Some(at_ms);
+            self.open_alerts
+                .remove(&(record.alert.pseudonym.clone(), record.alert.rule.clone()));
+        }
+        record.resolved_by = Some(by.to_string());
+        record.resolved_at_ms = Some(at_ms);
+        true
+    }
 }
 
 #[async_trait]
@@ -104,6 +124,10 @@ impl Alerts for MemoryStore {
 
     async fn acknowledge_alert(&self, id: i64, by: &str, at_ms: i64) -> StoreResult<bool> {
         self.with(|s| Ok(s.acknowledge_alert(id, by, at_ms)))
+    }
+
+    async fn resolve_alert(&self, id: i64, by: &str, at_ms: i64) -> StoreResult<bool> {
+        self.with(|s| Ok(s.resolve_alert(id, by, at_ms)))
     }
 
     async fn alert(&self, id: i64) -> StoreResult<Option<AlertRecord>> {

@@ -99,6 +99,21 @@ impl Alerts for PostgresStore {
         Ok(n == 1)
     }
 
+    async fn resolve_alert(&self, id: i64, by: &str, at_ms: i64) -> StoreResult<bool> {
+        let client = self.client().await?;
+        // One statement: an open alert is acknowledged by whoever resolves it.
+        let n = execute(
+            &client,
+            "UPDATE alerts SET resolved_by = $1, resolved_at_ms = $2,
+                 acknowledged_by = COALESCE(acknowledged_by, $1),
+                 acknowledged_at_ms = COALESCE(acknowledged_at_ms, $2)
+             WHERE id = $3 AND resolved_at_ms IS NULL",
+            &[&by.as_bytes(), &at_ms, &id],
+        )
+        .await?;
+        Ok(n == 1)
+    }
+
     async fn alert(&self, id: i64) -> StoreResult<Option<AlertRecord>> {
         let client = self.client().await?;
         query_opt(
@@ -114,10 +129,20 @@ impl Alerts for PostgresStore {
 }
 
 const ALERT_COLUMNS: &str =
-    "id, pseudonym, device_serial, rule, detail, raised_at_ms, acknowledged_by, acknowledged_at_ms";
+    "id, pseudonym, device_serial, rule, detail, raised_at_ms, acknowledged_by, acknowledged_at_ms,
+     resolved_by, resolved_at_ms";
+
+/// A nullable text column stored as bytes.
+fn optional_text(row: &Row, index: usize) -> StoreResult<Option<String>> {
+    let bytes: Option<Vec<u8>> = column(row, index)?;
+    bytes
+        .map(|b| {
+            String::from_utf8(b).map_err(|_| StoreError::Backend("stored text is not UTF-8".into()))
+        })
+        .transpose()
+}
 
 fn alert_from_row(row: &Row) -> StoreResult<AlertRecord> {
-    let by: Option<Vec<u8>> = column(row, 6)?;
     Ok(AlertRecord {
         id: column(row, 0)?,
         alert: NewAlert {
@@ -127,12 +152,9 @@ fn alert_from_row(row: &Row) -> StoreResult<AlertRecord> {
             detail: column_text(row, 4)?,
             raised_at_ms: column(row, 5)?,
         },
-        acknowledged_by: by
-            .map(|b| {
-                String::from_utf8(b)
-                    .map_err(|_| StoreError::Backend("stored text is not UTF-8".into()))
-            })
-            .transpose()?,
+        acknowledged_by: optional_text(row, 6)?,
         acknowledged_at_ms: column(row, 7)?,
+        resolved_by: optional_text(row, 8)?,
+        resolved_at_ms: column(row, 9)?,
     })
 }

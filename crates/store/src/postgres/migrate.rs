@@ -32,9 +32,9 @@ struct Migration {
     sql: &'static str,
 }
 
-/// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`. All nine
-/// are expansions of version 1 (new tables and indexes, a column with a
-/// default, two transient tables made unlogged).
+/// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`. All ten
+/// are expansions of version 1 (new tables, columns and indexes, a column
+/// with a default, two transient tables made unlogged).
 const MIGRATIONS: &[Migration] = &[
     Migration {
         min_reader_version: 1,
@@ -71,6 +71,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         min_reader_version: 1,
         sql: include_str!("../../../../migrations/postgres/0009_audit_search.sql"),
+    },
+    Migration {
+        min_reader_version: 1,
+        sql: include_str!("../../../../migrations/postgres/0010_alert_resolution.sql"),
     },
 ];
 

@@ -9,7 +9,8 @@ use crate::{AlertRecord, NewAlert, StoreResult};
 use super::{backend, to_sql, SqliteStore};
 
 const ALERT_COLUMNS: &str =
-    "id, pseudonym, device_serial, rule, detail, raised_at_ms, acknowledged_by, acknowledged_at_ms";
+    "id, pseudonym, device_serial, rule, detail, raised_at_ms, acknowledged_by, acknowledged_at_ms,
+     resolved_by, resolved_at_ms";
 
 fn alert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRecord> {
     Ok(AlertRecord {
@@ -23,6 +24,8 @@ fn alert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRecord> {
         },
         acknowledged_by: r.get(6)?,
         acknowledged_at_ms: r.get(7)?,
+        resolved_by: r.get(8)?,
+        resolved_at_ms: r.get(9)?,
     })
 }
 
@@ -132,6 +135,24 @@ impl Alerts for SqliteStore {
                 .execute(
                     "UPDATE alerts SET acknowledged_by = ?1, acknowledged_at_ms = ?2
                      WHERE id = ?3 AND acknowledged_at_ms IS NULL",
+                    params![by, at_ms, id],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn resolve_alert(&self, id: i64, by: &str, at_ms: i64) -> StoreResult<bool> {
+        let by = by.to_string();
+        self.with(move |c| {
+            // One statement: an open alert is acknowledged by whoever resolves it.
+            let n = c
+                .execute(
+                    "UPDATE alerts SET resolved_by = ?1, resolved_at_ms = ?2,
+                         acknowledged_by = COALESCE(acknowledged_by, ?1),
+                         acknowledged_at_ms = COALESCE(acknowledged_at_ms, ?2)
+                     WHERE id = ?3 AND resolved_at_ms IS NULL",
                     params![by, at_ms, id],
                 )
                 .map_err(backend)?;

@@ -1,6 +1,6 @@
 //! What a signed-in clinician asks the portal: their session, their care
 //! teams' patients with the newest vitals and open alerts, one patient's last
-//! hour and live samples, acknowledging alerts, and their own factors.
+//! hour and live samples, and their own factors (alerts: `alerts.rs`).
 //!
 //! A patient is open to a clinician on its care team, or for the time a
 //! break-glass sign-in granted. Anything else, including a made-up
@@ -24,8 +24,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::{Stream, StreamExt};
 use vitalgate_core::factor::FactorKind;
-use vitalgate_store::{AlertRecord, StoredSample};
+use vitalgate_store::StoredSample;
 
+use super::alerts::{Alert, Glance};
 use super::client::client_address;
 use super::login::SessionView;
 use super::session::Clinician;
@@ -80,29 +81,6 @@ impl From<&StoredSample> for Sample {
     }
 }
 
-#[derive(Debug, Serialize, PartialEq)]
-pub(crate) struct Alert {
-    id: i64,
-    rule: String,
-    detail: String,
-    raised_at_ms: i64,
-    acknowledged_by: Option<String>,
-    acknowledged_at_ms: Option<i64>,
-}
-
-impl From<&AlertRecord> for Alert {
-    fn from(a: &AlertRecord) -> Self {
-        Self {
-            id: a.id,
-            rule: a.alert.rule.clone(),
-            detail: a.alert.detail.clone(),
-            raised_at_ms: a.alert.raised_at_ms,
-            acknowledged_by: a.acknowledged_by.clone(),
-            acknowledged_at_ms: a.acknowledged_at_ms,
-        }
-    }
-}
-
 #[derive(Debug, Serialize)]
 pub(crate) struct PatientSummary {
     pseudonym: String,
@@ -115,24 +93,29 @@ pub(crate) struct PatientSummary {
 #[derive(Debug, Serialize)]
 pub(crate) struct PatientsView {
     now_ms: i64,
+    glance: Glance,
     patients: Vec<PatientSummary>,
 }
 
 #[derive(Debug, Serialize)]
 pub(crate) struct PatientView {
     now_ms: i64,
+    glance: Glance,
     pseudonym: String,
     name: String,
     device: Option<u64>,
     /// `care-team` or `break-glass`.
     access: &'static str,
     break_glass_until: Option<u64>,
+    /// Under break-glass, who is told of it: the patient's care team and
+    /// the privacy officer, as `record_break_glass` notifies them.
+    notified: Option<Vec<String>>,
     history: Vec<Sample>,
     alerts: Vec<Alert>,
 }
 
 /// Why a clinician may open a patient.
-enum Access {
+pub(super) enum Access {
     CareTeam,
     BreakGlass { reason: String, until: u64 },
 }
@@ -143,7 +126,11 @@ fn not_open() -> ApiError {
 
 impl Portal {
     /// Whether `clinician` may open `pseudonym` now; refusals are audited.
-    async fn access(&self, clinician: &Clinician, pseudonym: &str) -> Result<Access, ApiError> {
+    pub(super) async fn access(
+        &self,
+        clinician: &Clinician,
+        pseudonym: &str,
+    ) -> Result<Access, ApiError> {
         let store = &**self.hsp.store();
         let team = store
             .care_team(pseudonym)
@@ -351,6 +338,7 @@ pub(crate) async fn patients(
     }
     Ok(Json(PatientsView {
         now_ms: portal.hsp.now_ms(),
+        glance: Glance::of(&portal.hsp.config().alerts),
         patients,
     }))
 }
@@ -394,17 +382,26 @@ pub(crate) async fn patient(
     portal
         .audit_read(&clinician, &pseudonym, &access, "vitals.read", "last hour")
         .await?;
-    let (access_name, until) = match &access {
-        Access::CareTeam => ("care-team", None),
-        Access::BreakGlass { until, .. } => ("break-glass", Some(*until)),
+    let (access_name, until, notified) = match &access {
+        Access::CareTeam => ("care-team", None, None),
+        Access::BreakGlass { until, .. } => {
+            let mut told = store
+                .care_team(&pseudonym)
+                .await
+                .map_err(|e| ApiError::store(&e))?;
+            told.push("privacy-officer".into());
+            ("break-glass", Some(*until), Some(told))
+        }
     };
     Ok(Json(PatientView {
         now_ms,
+        glance: Glance::of(&portal.hsp.config().alerts),
         name: portal.patient_name(&pseudonym, sealed),
         pseudonym,
         device,
         access: access_name,
         break_glass_until: until,
+        notified,
         history,
         alerts,
     }))
@@ -528,49 +525,6 @@ pub(crate) async fn live(
     });
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
-}
-
-pub(crate) async fn acknowledge(
-    State(portal): State<Portal>,
-    clinician: Clinician,
-    Path(id): Path<i64>,
-) -> Result<Json<Alert>, ApiError> {
-    let store = &**portal.hsp.store();
-    let gone = || ApiError::not_found("No such alert on your care teams' patients.");
-    let alert = store
-        .alert(id)
-        .await
-        .map_err(|e| ApiError::store(&e))?
-        .ok_or_else(gone)?;
-    portal
-        .access(&clinician, &alert.alert.pseudonym)
-        .await
-        .map_err(|_| gone())?;
-    let acknowledged = store
-        .acknowledge_alert(id, &clinician.subject, portal.hsp.now_ms())
-        .await
-        .map_err(|e| ApiError::store(&e))?;
-    if !acknowledged {
-        return Err(ApiError::new(
-            axum::http::StatusCode::CONFLICT,
-            "Someone already acknowledged this alert.",
-        ));
-    }
-    portal
-        .hsp
-        .audit(
-            "alert.acknowledged",
-            &clinician.subject,
-            &alert.alert.pseudonym,
-            &format!("#{id} {}", alert.alert.rule),
-        )
-        .await;
-    let updated = store
-        .alert(id)
-        .await
-        .map_err(|e| ApiError::store(&e))?
-        .ok_or_else(gone)?;
-    Ok(Json(Alert::from(&updated)))
 }
 
 /// A gRPC refusal from the shared enrollment code, as the portal says it.

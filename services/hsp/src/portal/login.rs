@@ -582,7 +582,9 @@ pub(crate) async fn break_glass_start(
     // a signed-in session alone cannot probe identifiers.
     let patient = request.patient.trim().to_string();
     if patient.is_empty() || patient.len() > 128 {
-        return Err(ApiError::bad_request("Enter the patient's identifier."));
+        return Err(ApiError::bad_request(
+            "Enter the patient's name, medical record number or identifier.",
+        ));
     }
     // Counted against the session, which only a full sign-in opened: a
     // stranger's guesses at the account do not stand in the way of
@@ -625,15 +627,10 @@ pub(crate) async fn break_glass_finish(
         ));
     }
     let assurance = portal.assurance()?;
+    // Typed as a name, a record number or a pseudonym: from here on, the
+    // pseudonym.
+    let patient = portal.find_patient(&clinician.subject, &patient).await?;
     let store = &**portal.hsp.store();
-    if store
-        .patient(&patient)
-        .await
-        .map_err(|e| ApiError::store(&e))?
-        .is_none()
-    {
-        return Err(ApiError::not_found("No patient has that identifier."));
-    }
     let until = portal.hsp.now() + portal.hsp.factors().policy.break_glass_secs;
     let grant = BreakGlassGrant {
         patient: patient.clone(),

@@ -9,12 +9,14 @@
 //! but the sign-in form: every `/api/` call checks the session on the server.
 
 mod admin;
+mod alerts;
 mod api;
 mod client;
 mod error;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzzing;
 mod login;
+mod lookup;
 mod session;
 mod setup;
 mod tls;
@@ -261,7 +263,8 @@ impl Hsp {
             .route("/patients", get(api::patients))
             .route("/patients/{pseudonym}", get(api::patient))
             .route("/patients/{pseudonym}/live", get(api::live))
-            .route("/alerts/{id}/acknowledge", post(api::acknowledge))
+            .route("/alerts/{id}/acknowledge", post(alerts::acknowledge))
+            .route("/alerts/{id}/resolve", post(alerts::resolve))
             .route("/otp/enroll", post(setup::enroll_otp))
             .route("/setup/password/start", post(setup::setup_password_start))
             .route("/setup/password/finish", post(setup::setup_password_finish))
