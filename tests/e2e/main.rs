@@ -33,4 +33,6 @@ mod startup_errors;
 mod status_contract;
 mod telemetry;
 mod tls;
+mod traces;
 mod ttp_outage;
+mod ttp_shutdown;

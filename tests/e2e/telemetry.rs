@@ -13,17 +13,17 @@ use std::time::{Duration, Instant};
 use crate::processes::{terminate, vitalgate_command};
 
 /// A `vitalgate dev` run, read up to its `ready:` line.
-struct DevRun {
-    child: Child,
+pub(crate) struct DevRun {
+    pub(crate) child: Child,
     /// The HSP's operations address (`127.0.0.1:port`).
     hsp_ops: String,
     /// The `export NAME=value` lines that point `vitalgate admin` at it.
-    exports: Vec<(String, String)>,
+    pub(crate) exports: Vec<(String, String)>,
 }
 
 /// Starts `vitalgate dev` with `args` and its environment `envs`, its
 /// stderr (the logs) into `stderr`; the rest of its stdout is drained.
-fn start_dev(args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> DevRun {
+pub(crate) fn start_dev(args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> DevRun {
     let mut child = vitalgate_command()
         .arg("dev")
         .args(["--portal-addr", "127.0.0.1:0"])

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::processes::{free_port, terminate, vitalgate_command, wait_for_port};
 
-fn start_ttp(dir: &Path, port: u16) -> Child {
+pub(crate) fn start_ttp(dir: &Path, port: u16) -> Child {
     let child = vitalgate_command()
         .args([
             "ttp",
@@ -30,13 +30,24 @@ fn start_ttp(dir: &Path, port: u16) -> Child {
     child
 }
 
-struct Ports {
-    ttp: u16,
-    hsp: u16,
-    ops: u16,
+pub(crate) struct Ports {
+    pub(crate) ttp: u16,
+    pub(crate) hsp: u16,
+    pub(crate) ops: u16,
 }
 
-fn start_hsp(dir: &Path, ports: &Ports, token: Option<&str>, log: &str) -> Child {
+impl Ports {
+    /// Three ports free now.
+    pub(crate) fn free() -> Self {
+        Self {
+            ttp: free_port(),
+            hsp: free_port(),
+            ops: free_port(),
+        }
+    }
+}
+
+pub(crate) fn start_hsp(dir: &Path, ports: &Ports, token: Option<&str>, log: &str) -> Child {
     let mut command = vitalgate_command();
     command
         .env("VITALGATE_OPS_LISTEN", format!("127.0.0.1:{}", ports.ops))
@@ -89,7 +100,7 @@ fn start_device(dir: &Path, ports: &Ports, token: Option<&str>, log: &str) -> Ch
 
 /// `vitalgate admin` against the TTP and the HSP; its stdout, or `None`
 /// when it failed.
-fn admin(dir: &Path, ports: &Ports, args: &[&str]) -> Option<String> {
+pub(crate) fn admin(dir: &Path, ports: &Ports, args: &[&str]) -> Option<String> {
     let out = vitalgate_command()
         .args([
             "admin",
@@ -119,7 +130,7 @@ fn vitals(dir: &Path, ports: &Ports) -> u64 {
 }
 
 /// `GET /readyz`: the status code and the body.
-fn readyz(port: u16) -> (u16, String) {
+pub(crate) fn readyz(port: u16) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("ops port");
     stream
         .write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
@@ -135,7 +146,7 @@ fn readyz(port: u16) -> (u16, String) {
     (status, body)
 }
 
-fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) -> Duration {
+pub(crate) fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !done() {
         assert!(start.elapsed() < within, "{what} within {within:?}");
@@ -148,11 +159,7 @@ fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) -> D
 fn the_hsp_starts_while_the_ttp_is_down_serves_devices_and_reconnects() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let dir = scratch.path();
-    let ports = Ports {
-        ttp: free_port(),
-        hsp: free_port(),
-        ops: free_port(),
-    };
+    let ports = Ports::free();
     let ttp_url = format!("https://127.0.0.1:{}", ports.ttp);
 
     // Enrolled and run once, with the TTP up.

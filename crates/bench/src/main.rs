@@ -9,6 +9,7 @@
 //! cargo run --release -p vitalgate-bench -- hsp-port [--json] [--rounds N]
 //! cargo run --release -p vitalgate-bench -- flood [--json] [--devices N] [--seconds S]
 //! cargo run --release -p vitalgate-bench -- device [--json]
+//! cargo run --release -p vitalgate-bench -- telemetry [--json] [--rounds N] [--logins N] [--database-url URL]
 //! ```
 //!
 //! Everything runs single-threaded and in memory, interleaved round by round
@@ -26,6 +27,7 @@ mod login;
 mod login_e2e;
 mod measure;
 mod peers;
+mod telemetry;
 mod vitalgate;
 
 use std::collections::HashMap;
@@ -45,7 +47,8 @@ const USAGE: &str = "usage: vitalgate-bench handshake [--json] [--rounds N]\n   
                      vitalgate-bench login-e2e [--json] [--logins N] [--database-url URL]\n       \
                      vitalgate-bench hsp-port [--json] [--rounds N]\n       \
                      vitalgate-bench flood [--json] [--devices N] [--seconds S]\n       \
-                     vitalgate-bench device [--json]";
+                     vitalgate-bench device [--json]\n       \
+                     vitalgate-bench telemetry [--json] [--rounds N] [--logins N] [--database-url URL]";
 
 struct Row {
     name: &'static str,
@@ -104,7 +107,7 @@ fn main() -> ExitCode {
                 }
             },
             "handshake" | "login" | "biometric" | "ingest" | "login-e2e" | "hsp-port" | "flood"
-            | "device"
+            | "device" | "telemetry"
                 if command.is_none() =>
             {
                 command = Some(arg.clone())
@@ -133,6 +136,12 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
+        Some("telemetry") => {
+            if let Err(e) = telemetry::run(json, rounds, logins, &database_url) {
+                eprintln!("telemetry: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
         Some("device") => {
             if let Err(e) = device::report(json) {
                 eprintln!("device: {e}");

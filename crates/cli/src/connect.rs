@@ -81,12 +81,13 @@ pub(crate) async fn connect_ttp(
     Ok(vitalgate_proto::v1::ttp_client::TtpClient::new(channel))
 }
 
-/// A request carrying the administrator's bearer token.
+/// A request carrying the administrator's bearer token (and the command's
+/// trace context, when it is traced).
 pub(crate) fn admin_request<T>(
     message: T,
     admin_token: &str,
 ) -> Result<tonic::Request<T>, Box<dyn std::error::Error + Send + Sync>> {
-    let mut request = tonic::Request::new(message);
+    let mut request = vitalgate_rpc::trace_context::request(message);
     request
         .metadata_mut()
         .insert("authorization", format!("Bearer {admin_token}").parse()?);

@@ -143,6 +143,33 @@ pub(crate) async fn start(
     Ok(telemetry)
 }
 
+/// A one-shot command (`vitalgate admin`, `vitalgate clinician`) in a span
+/// of its own, exported when `OTEL_EXPORTER_OTLP_ENDPOINT` is set: every
+/// request it makes carries the span's W3C trace context, so the TTP's and
+/// the HSP's spans for them join its trace. Without the variable nothing is
+/// set up, as before.
+pub(crate) async fn traced_command(
+    command: &'static str,
+    env: &crate::config::Env,
+    run: impl std::future::Future<Output = crate::CliResult>,
+) -> crate::CliResult {
+    use tracing::Instrument as _;
+    let Some(endpoint) = env.get::<String>("OTEL_EXPORTER_OTLP_ENDPOINT")? else {
+        return run.await;
+    };
+    let telemetry = Telemetry::init(&TelemetrySettings {
+        service_name: "vitalgate-cli".into(),
+        log_format: vitalgate_telemetry::LogFormat::Text,
+        otlp_endpoint: Some(endpoint),
+        default_log_filter: "warn".into(),
+    })?;
+    let result = run
+        .instrument(tracing::info_span!("cli.command", otel.name = command))
+        .await;
+    shutdown_telemetry(telemetry).await;
+    result
+}
+
 /// Flushes what telemetry still queues (bounded by its export timeout).
 pub(crate) async fn shutdown_telemetry(telemetry: Telemetry) {
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;

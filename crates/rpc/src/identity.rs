@@ -212,7 +212,7 @@ impl Identity {
         ttp: &mut v1::ttp_client::TtpClient<Channel>,
     ) -> Result<crate::anchors::Applied, IdentityError> {
         let bundle = ttp
-            .trust_bundle(v1::TrustBundleRequest {})
+            .trust_bundle(crate::trace_context::request(v1::TrustBundleRequest {}))
             .await?
             .into_inner();
         self.apply_anchor_updates(dir, &bundle.anchor_updates)
@@ -276,11 +276,11 @@ pub async fn enroll_key(
         .sign(&[ENROLL_LABEL, token.as_bytes(), &public_key].concat())
         .map_err(|e| IdentityError::Invalid(e.to_string()))?;
     let response = ttp
-        .enroll(v1::EnrollRequest {
+        .enroll(crate::trace_context::request(v1::EnrollRequest {
             token: token.to_string(),
             public_key: public_key.to_vec(),
             proof_of_possession: proof.to_vec(),
-        })
+        }))
         .await?
         .into_inner();
     let (credential, anchors) = issued(&response, &public_key)?;
@@ -317,9 +317,9 @@ pub async fn renew_key(
 ) -> Result<Issued, IdentityError> {
     let encoded = credential.encode();
     let nonce = ttp
-        .renew_challenge(v1::RenewChallengeRequest {
+        .renew_challenge(crate::trace_context::request(v1::RenewChallengeRequest {
             credential: encoded.clone(),
-        })
+        }))
         .await?
         .into_inner()
         .nonce;
@@ -333,13 +333,13 @@ pub async fn renew_key(
             .map_err(|e| IdentityError::Invalid(e.to_string()))
     };
     let response = ttp
-        .renew(v1::RenewRequest {
+        .renew(crate::trace_context::request(v1::RenewRequest {
             credential: encoded.clone(),
             public_key: public_key.to_vec(),
             old_key_signature: sign(old)?,
             new_key_signature: sign(new)?,
             nonce,
-        })
+        }))
         .await?
         .into_inner();
     let (credential, anchors) = issued(&response, &public_key)?;

@@ -7,13 +7,15 @@
 //!   otherwise; an unreachable collector costs a bounded queue and a count
 //!   of what was dropped, never a wait on the hot path;
 //! - the same metrics in Prometheus' text format, and the operations
-//!   listener that serves them beside `/livez` and `/readyz` ([`ops`]).
+//!   listener that serves them beside `/livez` and `/readyz` ([`ops`]);
+//! - an OTLP receiver to run in a test or a benchmark ([`collector`]).
 //!
 //! The services themselves only use `tracing` spans and the `opentelemetry`
 //! API's global meter; nothing here is needed to run them.
 
 #![forbid(unsafe_code)]
 
+pub mod collector;
 mod export;
 mod json;
 pub mod ops;

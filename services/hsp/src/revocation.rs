@@ -219,7 +219,9 @@ impl Hsp {
 
     /// Opens the revocation feed after `cursor`: first makes the mutual-TLS
     /// link when there is none (after a start while the TTP was down), and
-    /// applies and keeps the TTP's trust bundle.
+    /// applies and keeps the TTP's trust bundle. Its span is the parent of
+    /// the TTP's spans for these calls (W3C trace context on each request).
+    #[tracing::instrument(name = "ttp.feed.open", skip_all)]
     async fn open_feed(
         &self,
         cursor: i64,
@@ -232,7 +234,9 @@ impl Hsp {
         }
         let mut client = self.ttp().client().map_err(|e| e.to_string())?;
         let bundle = client
-            .trust_bundle(v1::TrustBundleRequest {})
+            .trust_bundle(vitalgate_rpc::trace_context::request(
+                v1::TrustBundleRequest {},
+            ))
             .await
             .map_err(|e| format!("the trust bundle: {}", vitalgate_rpc::status_text(&e)))?
             .into_inner();
@@ -244,7 +248,9 @@ impl Hsp {
         self.apply_anchor_updates(&bundle.anchor_updates).await;
         crate::kept::save_bundle(&**self.store(), &bundle).await;
         client
-            .watch_revocations(v1::WatchRevocationsRequest { after_id: cursor })
+            .watch_revocations(vitalgate_rpc::trace_context::request(
+                v1::WatchRevocationsRequest { after_id: cursor },
+            ))
             .await
             .map(tonic::Response::into_inner)
             .map_err(|e| format!("the revocation feed: {}", vitalgate_rpc::status_text(&e)))
@@ -395,6 +401,7 @@ impl Hsp {
 
     /// A new service certificate from the TTP, proving the HSP's credential
     /// key again, and a mutual-TLS client with it.
+    #[tracing::instrument(name = "ttp.certificate.renew", skip_all)]
     async fn renew_certificate(&self) -> Result<Certified, HspError> {
         let config = self.config();
         let channel = vitalgate_rpc::ttp_channel(&config.ttp_url, &config.ttp_ca_pem, None).await?;
@@ -413,6 +420,7 @@ impl Hsp {
 
 /// At start: a service certificate from the TTP and a mutual-TLS link with
 /// it, and the TTP's trust bundle.
+#[tracing::instrument(name = "ttp.link.start", skip_all)]
 pub(crate) async fn certify_and_fetch(
     config: &HspConfig,
     signer: &dyn vitalgate_core::signer::Signer,
@@ -424,7 +432,9 @@ pub(crate) async fn certify_and_fetch(
     let bundle = certified
         .client
         .clone()
-        .trust_bundle(v1::TrustBundleRequest {})
+        .trust_bundle(vitalgate_rpc::trace_context::request(
+            v1::TrustBundleRequest {},
+        ))
         .await?
         .into_inner();
     Ok((certified, bundle))
@@ -448,13 +458,15 @@ pub(crate) async fn mutual_tls_with_ttp(
         .sign(&[b"vitalgate/1 service certificate".as_slice(), &tls_public].concat())
         .map_err(|e| HspError::Certificate(e.to_string()))?;
     let issued = ttp
-        .issue_service_certificate(v1::IssueServiceCertificateRequest {
-            credential: credential.encode(),
-            tls_public_key: tls_public,
-            signature: signature.to_vec(),
-            dns_names: Vec::new(),
-            serve: config.tls == HspTls::FromTtp,
-        })
+        .issue_service_certificate(vitalgate_rpc::trace_context::request(
+            v1::IssueServiceCertificateRequest {
+                credential: credential.encode(),
+                tls_public_key: tls_public,
+                signature: signature.to_vec(),
+                dns_names: Vec::new(),
+                serve: config.tls == HspTls::FromTtp,
+            },
+        ))
         .await?
         .into_inner();
     let key_pem = zeroize::Zeroizing::new(tls_key.serialize_pem());

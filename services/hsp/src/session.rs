@@ -13,6 +13,7 @@ use rand_core::OsRng;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tonic::Status;
+use tracing::Instrument as _;
 use vitalgate_core::channel::Record;
 use vitalgate_core::credential::Credential;
 use vitalgate_core::factor::{AssuranceLevel, FactorKind};
@@ -246,7 +247,6 @@ impl Hsp {
         inbound: impl tokio_stream::Stream<Item = Result<v1::DeviceFrame, Status>> + Send + 'static,
         peer_addr: String,
     ) -> impl tokio_stream::Stream<Item = Result<v1::HspFrame, Status>> + Send + 'static {
-        use tracing::Instrument as _;
         let (tx, rx) = mpsc::channel(16);
         let hsp = self.clone();
         // The session runs in the caller's span (the gRPC call's, with its
@@ -586,6 +586,14 @@ async fn handshake_and_stream(
             }
         };
         let arrived = std::time::Instant::now();
+        // One span per batch, from its arrival to its acknowledgement; the
+        // store's transaction is its child. `outcome` stays empty for a
+        // refused batch (the session's refusal says why).
+        let batch_span = tracing::info_span!(
+            "vitals.batch",
+            samples = tracing::field::Empty,
+            outcome = tracing::field::Empty
+        );
         let batch = match v1::VitalsBatch::decode(plaintext.as_slice()) {
             Ok(batch) => batch,
             Err(e) => {
@@ -596,6 +604,7 @@ async fn handshake_and_stream(
             }
         };
         let received = batch.samples.len() as u64;
+        batch_span.record("samples", received);
         let counters = inner.counters();
         counters
             .samples_received
@@ -642,7 +651,12 @@ async fn handshake_and_stream(
             break Err(closed_refusal(reason));
         }
         let count = samples.len() as u64;
-        if let Err(e) = inner.writer().store(samples).await {
+        let stored = inner
+            .writer()
+            .store(samples)
+            .instrument(batch_span.clone())
+            .await;
+        if let Err(e) = stored {
             counters
                 .samples_rejected_unstored
                 .fetch_add(received, Ordering::Relaxed);
@@ -670,9 +684,15 @@ async fn handshake_and_stream(
         let frame = v1::HspFrame {
             frame: Some(hsp_frame::Frame::Record(sealed)),
         };
-        if tx.send(Ok(frame)).await.is_err() {
+        if tx
+            .send(Ok(frame))
+            .instrument(batch_span.clone())
+            .await
+            .is_err()
+        {
             break Ok(());
         }
+        batch_span.record("outcome", "acknowledged");
     };
     drop(live);
     hsp.audit(

@@ -23,6 +23,9 @@ use crate::HspStats;
 struct Job {
     samples: Vec<StoredSample>,
     done: oneshot::Sender<Result<(), StoreError>>,
+    /// The caller's span (a device's batch, from arrival to acknowledgement):
+    /// the transaction that stores the batch belongs to its trace.
+    span: tracing::Span,
 }
 
 /// The handle sessions use.
@@ -55,7 +58,11 @@ impl VitalsWriter {
         let (done, answer) = oneshot::channel();
         let stopped = || StoreError::Backend("the vitals writer has stopped".into());
         self.jobs
-            .send(Job { samples, done })
+            .send(Job {
+                samples,
+                done,
+                span: tracing::Span::current(),
+            })
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -90,7 +97,8 @@ async fn run(
             .iter()
             .flat_map(|j| j.samples.iter().cloned())
             .collect();
-        match writer.write(batch).await {
+        let spans: Vec<tracing::Span> = jobs.iter().map(|j| j.span.clone()).collect();
+        match writer.write(batch, &spans).await {
             Ok(()) => {
                 for job in jobs {
                     let _ = job.done.send(Ok(()));
@@ -101,9 +109,14 @@ async fn run(
             // the error (if the store itself is down, all of them are).
             Err(e) if jobs.len() > 1 => {
                 tracing::warn!(error = %e, jobs = jobs.len(), "a gathered vitals write failed; writing its batches one by one");
-                for job in jobs {
-                    let result = writer.write(job.samples).await;
-                    let _ = job.done.send(result);
+                for Job {
+                    samples,
+                    done,
+                    span,
+                } in jobs
+                {
+                    let result = writer.write(samples, std::slice::from_ref(&span)).await;
+                    let _ = done.send(result);
                 }
             }
             Err(e) => {
@@ -123,13 +136,24 @@ struct Writer {
 }
 
 impl Writer {
-    /// Stores `batch` in one write and hands it to the alert rules.
-    async fn write(&self, batch: Vec<StoredSample>) -> Result<(), StoreError> {
+    /// Stores `batch` in one write and hands it to the alert rules. The
+    /// transaction's span is a child of the first batch's span (`batches`)
+    /// and follows from the others' (links in OpenTelemetry), so each
+    /// device's trace reaches the commit that stored its samples.
+    async fn write(
+        &self,
+        batch: Vec<StoredSample>,
+        batches: &[tracing::Span],
+    ) -> Result<(), StoreError> {
         let span = tracing::debug_span!(
+            parent: batches.first().and_then(tracing::Span::id),
             "store.transaction",
             db.operation = "store_vitals",
             samples = batch.len()
         );
+        for other in batches.iter().skip(1) {
+            span.follows_from(other);
+        }
         let write = self.store.store_vitals(&batch).instrument(span);
         match crate::metrics::db_operation("store_vitals", write).await {
             Ok(new) => {
@@ -218,7 +242,14 @@ mod tests {
                 (1..=5).map(|i| sample(device, i)).collect()
             };
             let (done, answer) = oneshot::channel();
-            jobs.send(Job { samples, done }).await.expect("queued");
+            let span = tracing::Span::none();
+            jobs.send(Job {
+                samples,
+                done,
+                span,
+            })
+            .await
+            .expect("queued");
             answers.push((device, answer));
         }
         drop(jobs);

@@ -15,6 +15,7 @@ mod pki;
 mod renewal;
 mod rollover;
 mod service_tls;
+mod shutdown;
 
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
@@ -85,6 +86,8 @@ struct Inner {
     rollover_changed: tokio::sync::Notify,
     pki: ServicePki,
     config: TtpConfig,
+    /// True once the TTP is asked to stop: open revocation feeds end.
+    closing: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Ttp {
@@ -233,6 +236,7 @@ impl Ttp {
                 rollover_changed: tokio::sync::Notify::new(),
                 pki,
                 config,
+                closing: watch::channel(false).0,
             }),
         })
     }
@@ -602,6 +606,7 @@ impl v1::ttp_server::Ttp for Ttp {
         let store = self.inner.store.clone();
         let mut newest = self.inner.newest_revocation.subscribe();
         let mut anchors_version = self.inner.anchors_version.subscribe();
+        let mut closing = self.inner.closing.subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
             // Every anchor statement first, then each new one: the HSP
@@ -666,6 +671,10 @@ impl v1::ttp_server::Ttp for Ttp {
                     changed = anchors_version.changed() => if changed.is_err() { return },
                     _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
                     _ = tx.closed() => return,
+                    _ = closing.wait_for(|closing| *closing) => {
+                        let _ = tx.try_send(Err(shutdown::stopping()));
+                        return;
+                    }
                 }
             }
         });
@@ -676,7 +685,9 @@ impl v1::ttp_server::Ttp for Ttp {
 }
 
 impl Ttp {
-    /// Serves the TTP over TLS with health and reflection on `listener` until `shutdown`.
+    /// Serves the TTP over TLS with health and reflection on `listener` until
+    /// `shutdown`; then open revocation feeds end and calls under way get a
+    /// short grace (see `shutdown.rs`).
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -685,11 +696,16 @@ impl Ttp {
         let tls = self.server_tls()?;
         let renewal = tokio::spawn(self.clone().renew_server_certificate(tls.cert().clone()));
         let rollover = tokio::spawn(self.clone().keep_keys());
+        let (inner, closing) = (self.inner.clone(), self.inner.closing.subscribe());
+        let stop = async move {
+            shutdown.await;
+            inner.closing.send_replace(true);
+        };
         let routes = tonic::service::Routes::new(self.into_service());
-        let served =
-            vitalgate_rpc::serve("vitalgate.v1.Ttp", routes, Some(tls), listener, shutdown)
-                .await
-                .map_err(TtpError::Serve);
+        let serving = vitalgate_rpc::serve("vitalgate.v1.Ttp", routes, Some(tls), listener, stop);
+        let served = shutdown::bounded(serving, closing)
+            .await
+            .map_err(TtpError::Serve);
         renewal.abort();
         rollover.abort();
         served

@@ -279,7 +279,8 @@ impl Portal {
                  it needs the TTP's administrator token (the ttp_admin_token_file setting).",
             )
         })?;
-        let mut request = tonic::Request::new(message);
+        // The page's call continues at the TTP (W3C trace context).
+        let mut request = vitalgate_rpc::trace_context::request(message);
         let bearer = format!("Bearer {}", token.expose())
             .parse()
             .map_err(|_| ApiError::internal("the TTP's administrator token is not header text"))?;

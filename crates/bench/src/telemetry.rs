@@ -1,0 +1,258 @@
+//! `telemetry`: what tracing spans, metrics and their OTLP export cost the hot
+//! paths, as ratios to the same work with telemetry off, in one run.
+//!
+//! Telemetry is process-wide (one tracing subscriber, one global tracer and
+//! meter provider, instruments cached on first use), so each mode runs in a
+//! process of its own: this command starts itself again as a worker per
+//! mode and workload, round after round with the modes in turn, so machine
+//! noise falls on all of them alike. The modes:
+//!
+//! - `off`: no subscriber, no meter provider (what the instrumented code
+//!   costs when nothing listens);
+//! - `no-collector`: the services' own setup (`Telemetry::init`, as
+//!   `--otlp-endpoint` makes it) exporting to a port nobody listens on:
+//!   spans queued, exports failing, drops counted;
+//! - `collector`: the same exporting to an OTLP receiver in the worker
+//!   process, over a loopback socket (its decoding is paid here too).
+//!
+//! Logs are at `warn` in every mode, so that the figures are about traces
+//! and metrics, not about formatting log lines.
+//!
+//! The workloads are the existing benchmarks' own: `hsp-port`'s reconnecting
+//! device over TLS (connection, handshake, one batch stored; median latency)
+//! and its streaming device (samples stored and acknowledged per second),
+//! and `login-e2e`'s clinician logins on PostgreSQL (per second, and CPU per
+//! login).
+
+use std::process::{Command, Stdio};
+
+use vitalgate_telemetry::collector::Collector;
+use vitalgate_telemetry::{LogFormat, Telemetry, TelemetrySettings};
+
+/// The worker's mode and workload, in its environment.
+const MODE_VAR: &str = "VITALGATE_BENCH_TELEMETRY_MODE";
+const WORKLOAD_VAR: &str = "VITALGATE_BENCH_TELEMETRY_WORKLOAD";
+
+const MODES: [&str; 3] = ["off", "no-collector", "collector"];
+const WORKLOADS: [&str; 2] = ["hsp-port", "login-e2e"];
+/// Worker runs per mode and workload.
+const ROUNDS: usize = 3;
+/// Logins per `login-e2e` worker: enough for a steady rate, few enough for
+/// eighteen worker runs.
+const MAX_LOGINS: usize = 400;
+/// The issue's goal: telemetry costs under 5 % on each hot path.
+const GOAL: f64 = 1.05;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// One worker's figures, by name (`session_us`, `ingest_per_s`, …).
+type Figures = serde_json::Map<String, serde_json::Value>;
+
+/// How much work each worker does.
+struct Plan<'a> {
+    /// Reconnecting sessions per `hsp-port` run.
+    sessions: usize,
+    /// Logins per `login-e2e` run.
+    logins: usize,
+    database_url: &'a str,
+}
+
+/// `vitalgate-bench telemetry`: the parent, or a worker when started as one.
+pub(crate) fn run(
+    json: bool,
+    sessions: usize,
+    logins: usize,
+    database_url: &str,
+) -> Result<(), Error> {
+    let mut plan = Plan {
+        sessions,
+        logins,
+        database_url,
+    };
+    if let (Ok(mode), Ok(workload)) = (std::env::var(MODE_VAR), std::env::var(WORKLOAD_VAR)) {
+        let figures = worker(&mode, &workload, &plan)?;
+        println!("{}", serde_json::Value::Object(figures));
+        return Ok(());
+    }
+    plan.logins = plan.logins.min(MAX_LOGINS);
+    let mut runs: Vec<(&str, &str, Figures)> = Vec::new();
+    for round in 1..=ROUNDS {
+        for workload in WORKLOADS {
+            for mode in MODES {
+                eprintln!("telemetry: round {round}/{ROUNDS}, {workload}, {mode}");
+                let figures = start_worker(mode, workload, &plan)?;
+                runs.push((mode, workload, figures));
+            }
+        }
+    }
+    report(&runs, json, &plan);
+    Ok(())
+}
+
+/// Runs this program again as the worker for `mode` and `workload`; its figures.
+fn start_worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error> {
+    let output = Command::new(std::env::current_exe()?)
+        .args(["telemetry", "--rounds", &plan.sessions.to_string()])
+        .args(["--logins", &plan.logins.to_string()])
+        .args(["--database-url", plan.database_url])
+        .env(MODE_VAR, mode)
+        .env(WORKLOAD_VAR, workload)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("the {workload} worker ({mode}) failed: {}", output.status).into());
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    match serde_json::from_str(line)? {
+        serde_json::Value::Object(figures) => Ok(figures),
+        other => Err(format!("the worker printed {other}").into()),
+    }
+}
+
+/// Sets telemetry up as `mode` says, runs `workload`, returns its figures.
+fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error> {
+    // The OTLP client's connection and the receiver live on a runtime of
+    // their own, kept for the worker's life; the workloads make theirs.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (telemetry, collector) = runtime.block_on(async {
+        let endpoint = match mode {
+            "off" => return Ok::<_, Error>((None, None)),
+            "no-collector" => {
+                // A port that was free a moment ago: nobody listens there.
+                let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+                (format!("http://{closed}"), None)
+            }
+            "collector" => {
+                let collector = Collector::start(false).await?;
+                (collector.endpoint(), Some(collector))
+            }
+            other => {
+                return Err(format!("mode {other:?}: not off, no-collector or collector").into())
+            }
+        };
+        let telemetry = Telemetry::init(&TelemetrySettings {
+            service_name: "vitalgate-bench".into(),
+            log_format: LogFormat::Text,
+            otlp_endpoint: Some(endpoint.0),
+            default_log_filter: "warn".into(),
+        })?;
+        Ok((Some(telemetry), endpoint.1))
+    })?;
+
+    let mut figures = Figures::new();
+    match workload {
+        "hsp-port" => {
+            let port = crate::hsp_port::run(plan.sessions);
+            figures.insert("session_us".into(), port.session_tls_us.into());
+            figures.insert("ingest_per_s".into(), port.ingest_tls_samples_per_s.into());
+        }
+        "login-e2e" => {
+            let login = crate::login_e2e::run(plan.database_url, plan.logins);
+            figures.insert("logins_per_s".into(), login.logins_per_s.into());
+            if let Some((own, postgres)) = login.cpu_ms {
+                figures.insert("login_cpu_ms".into(), (own + postgres).into());
+            }
+        }
+        other => return Err(format!("workload {other:?}: not hsp-port or login-e2e").into()),
+    }
+    if let Some(telemetry) = telemetry {
+        // Whatever is still queued goes out before the count is read.
+        telemetry.flush_traces();
+        telemetry.shutdown();
+    }
+    if let Some(collector) = collector {
+        figures.insert("spans_received".into(), collector.span_count().into());
+    }
+    drop(runtime);
+    Ok(figures)
+}
+
+/// The median of `name` over the runs of `mode` and `workload`.
+fn median(runs: &[(&str, &str, Figures)], mode: &str, workload: &str, name: &str) -> Option<f64> {
+    let mut values: Vec<f64> = runs
+        .iter()
+        .filter(|(m, w, _)| *m == mode && *w == workload)
+        .filter_map(|(_, _, figures)| figures.get(name)?.as_f64())
+        .collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
+
+/// What each figure is, where it comes from, and whether more is worse.
+const ROWS: [(&str, &str, &str, bool); 4] = [
+    ("handshake", "hsp-port", "session_us", true),
+    ("ingest", "hsp-port", "ingest_per_s", false),
+    ("login-e2e", "login-e2e", "logins_per_s", false),
+    ("login-e2e cpu", "login-e2e", "login_cpu_ms", true),
+];
+
+fn report(runs: &[(&str, &str, Figures)], json: bool, plan: &Plan<'_>) {
+    // Each ratio is the cost with telemetry over the cost without: time per
+    // operation, or the inverse of a rate.
+    let cost = |mode: &str, workload: &str, name: &str, more_is_worse: bool| {
+        median(runs, mode, workload, name).map(|v| if more_is_worse { v } else { 1.0 / v })
+    };
+    if json {
+        for (row, workload, name, more_is_worse) in ROWS {
+            for mode in MODES {
+                let mut object = serde_json::json!({
+                    "name": format!("telemetry-{row}"),
+                    "mode": mode,
+                });
+                object[name] = median(runs, mode, workload, name).into();
+                if let (Some(on), Some(off)) = (
+                    cost(mode, workload, name, more_is_worse),
+                    cost("off", workload, name, more_is_worse),
+                ) {
+                    object["cost_ratio_to_off"] = (on / off).into();
+                }
+                println!("{object}");
+            }
+        }
+        return;
+    }
+    println!(
+        "telemetry off / on without a collector / on with a local collector, same run: \
+         {ROUNDS} worker runs per mode, medians ({} reconnecting sessions, {} logins per run)\n",
+        plan.sessions, plan.logins
+    );
+    println!(
+        "{:<16} {:>14} {:>14} {:>14} {:>10} {:>10}",
+        "path", "off", "no-collector", "collector", "cost nc", "cost col"
+    );
+    let mut goals = Vec::new();
+    for (row, workload, name, more_is_worse) in ROWS {
+        let value = |mode| median(runs, mode, workload, name).unwrap_or(f64::NAN);
+        let ratio = |mode| match (
+            cost(mode, workload, name, more_is_worse),
+            cost("off", workload, name, more_is_worse),
+        ) {
+            (Some(on), Some(off)) => on / off,
+            _ => f64::NAN,
+        };
+        println!(
+            "{:<16} {:>14.1} {:>14.1} {:>14.1} {:>10.3} {:>10.3}",
+            format!("{row} ({name})"),
+            value("off"),
+            value("no-collector"),
+            value("collector"),
+            ratio("no-collector"),
+            ratio("collector"),
+        );
+        for mode in ["no-collector", "collector"] {
+            goals.push((format!("{row}, {mode}: cost <= {GOAL} x off"), ratio(mode)));
+        }
+    }
+    let spans = median(runs, "collector", "hsp-port", "spans_received").unwrap_or(0.0);
+    println!("\nspans the local collector received per hsp-port run (median): {spans:.0}");
+    println!("\ngoals (the issue: under 5 % on each path):");
+    for (goal, value) in goals {
+        let verdict = if value <= GOAL { "met" } else { "MISSED" };
+        println!("  {goal:<52} {value:>8.3}  {verdict}");
+    }
+}

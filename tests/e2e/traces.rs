@@ -1,0 +1,168 @@
+//! Connected traces, as a collector receives them: `vitalgate dev` exports
+//! by OTLP to a receiver in this test, and
+//!
+//! - a vitals batch is one trace from the device agent's session, across the
+//!   gRPC hop (W3C `traceparent`) to the HSP's call, its batch span (arrival
+//!   to acknowledgement) and the store transaction that committed it;
+//! - the HSP's calls to the TTP (its link: the trust bundle and the
+//!   revocation feed) continue the HSP's span at the TTP;
+//! - `vitalgate admin`, given the same collector, is one trace with the
+//!   TTP's and the HSP's spans for its calls.
+//!
+//! The parent links come only from the trace context each request carries:
+//! the TTP's server span has no other way to learn the HSP's span.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use vitalgate_telemetry::collector::{Collector, ReceivedSpan};
+
+use crate::processes::{terminate, vitalgate_command};
+use crate::telemetry::start_dev;
+
+/// The spans named `name`.
+fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {
+    spans.iter().filter(|s| s.span.name == name).collect()
+}
+
+/// The servers' spans for gRPC calls (named `service/method` on export).
+fn grpc_calls(spans: &[ReceivedSpan]) -> Vec<&ReceivedSpan> {
+    spans
+        .iter()
+        .filter(|s| s.attribute("rpc.system") == Some("grpc"))
+        .collect()
+}
+
+/// The span whose id is `id`.
+fn by_id<'a>(spans: &'a [ReceivedSpan], id: &[u8]) -> Option<&'a ReceivedSpan> {
+    spans.iter().find(|s| s.span.span_id == id)
+}
+
+#[test]
+fn a_vitals_batch_and_the_ttp_link_are_each_one_connected_trace() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let collector = runtime.block_on(Collector::start(true)).expect("collector");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let endpoint = collector.endpoint();
+    let dev = start_dev(
+        &[
+            "--data-dir",
+            data.to_str().expect("utf8 path"),
+            "--devices",
+            "1",
+            "--sample-interval-ms",
+            "20",
+        ],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
+        Stdio::null(),
+    );
+    // Batches stored and acknowledged for a while, two administrator
+    // commands (one to the TTP, one to the HSP), then a stop, which flushes
+    // what is queued to the collector.
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    for command in ["list", "vitals-count"] {
+        let out = vitalgate_command()
+            .args(["admin", command])
+            .envs(dev.exports.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+            .output()
+            .expect("vitalgate admin");
+        assert!(out.status.success(), "admin {command}: {out:?}");
+    }
+    assert!(terminate(dev.child).success());
+    let spans = collector.spans();
+    eprintln!("{} spans received in {:?}", spans.len(), started.elapsed());
+
+    // Device → HSP → store, for one acknowledged batch.
+    let batches: Vec<_> = named(&spans, "vitals.batch")
+        .into_iter()
+        .filter(|b| b.attribute("outcome") == Some("acknowledged"))
+        .collect();
+    assert!(!batches.is_empty(), "no acknowledged vitals.batch span");
+    // Batch → commit, in one trace.
+    let (batch, commit) = batches
+        .iter()
+        .find_map(|batch| {
+            let commit = named(&spans, "store.transaction")
+                .into_iter()
+                .find(|t| t.span.parent_span_id == batch.span.span_id)?;
+            Some((*batch, commit))
+        })
+        .expect("an acknowledged batch whose child is the commit that stored it");
+    assert_eq!(commit.attribute("db.operation"), Some("store_vitals"));
+    assert_eq!(commit.span.trace_id, batch.span.trace_id, "one trace");
+    // The batch's parent is the HSP's DeviceSession call, whose parent is
+    // the device agent's session. Those two spans last as long as the
+    // session and are exported when it ends: checked when they arrived.
+    assert!(
+        !batch.span.parent_span_id.is_empty(),
+        "the batch has a parent"
+    );
+    if let Some(call) = by_id(&spans, &batch.span.parent_span_id) {
+        assert_eq!(call.span.name, "vitalgate.v1.Hsp/DeviceSession");
+        assert_eq!(call.attribute("rpc.method"), Some("DeviceSession"));
+        assert_eq!(call.span.trace_id, batch.span.trace_id, "one trace");
+        if let Some(device) = by_id(&spans, &call.span.parent_span_id) {
+            assert_eq!(device.span.name, "device.session");
+            assert_eq!(device.span.trace_id, batch.span.trace_id, "one trace");
+        }
+    }
+    // The acknowledgement is sent after the commit, inside the batch's span.
+    assert!(commit.span.end_time_unix_nano <= batch.span.end_time_unix_nano);
+
+    // HSP → TTP: the TTP's server spans for the link's calls are children
+    // of the HSP's span that made them.
+    let ttp_calls: Vec<_> = grpc_calls(&spans)
+        .into_iter()
+        .filter(|s| s.attribute("rpc.service") == Some("vitalgate.v1.Ttp"))
+        .collect();
+    for method in ["TrustBundle", "WatchRevocations"] {
+        let linked = ttp_calls.iter().any(|call| {
+            call.attribute("rpc.method") == Some(method)
+                && by_id(&spans, &call.span.parent_span_id).is_some_and(|parent| {
+                    parent.span.name == "ttp.feed.open"
+                        && parent.span.trace_id == call.span.trace_id
+                })
+        });
+        assert!(
+            linked,
+            "no TTP {method} span whose parent is the HSP's ttp.feed.open: {:?}",
+            ttp_calls
+                .iter()
+                .map(|c| c.attribute("rpc.method"))
+                .collect::<Vec<_>>()
+        );
+    }
+    let certificate = ttp_calls.iter().any(|call| {
+        call.attribute("rpc.method") == Some("IssueServiceCertificate")
+            && by_id(&spans, &call.span.parent_span_id)
+                .is_some_and(|parent| parent.span.name == "ttp.link.start")
+    });
+    assert!(
+        certificate,
+        "the service certificate's call continues the HSP's ttp.link.start"
+    );
+
+    // CLI → TTP and CLI → HSP: each command's span is the parent of the
+    // server's span for its call, in the command's trace.
+    for (service, method) in [
+        ("vitalgate.v1.Ttp", "ListParties"),
+        ("vitalgate.v1.Hsp", "VitalsCount"),
+    ] {
+        let linked = grpc_calls(&spans).into_iter().any(|call| {
+            call.attribute("rpc.service") == Some(service)
+                && call.attribute("rpc.method") == Some(method)
+                && by_id(&spans, &call.span.parent_span_id).is_some_and(|parent| {
+                    parent.service == "vitalgate-cli"
+                        && parent.span.name == "vitalgate admin"
+                        && parent.span.trace_id == call.span.trace_id
+                })
+        });
+        assert!(
+            linked,
+            "no {service}/{method} span whose parent is vitalgate admin's"
+        );
+    }
+}
