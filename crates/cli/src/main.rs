@@ -46,6 +46,8 @@ enum Command {
     Admin(commands::admin::AdminArgs),
     /// A clinician's own side: enrollment with the TTP.
     Clinician(commands::clinician::ClinicianArgs),
+    /// Simulated devices and watching clinicians against an HSP, with figures.
+    Loadgen(Box<commands::loadgen::LoadgenArgs>),
 }
 
 /// Errors of the binary: a message for the operator.
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
             Command::Device(flags) => commands::services::device(flags, &env).await,
             Command::Admin(args) => commands::admin::run(args).await,
             Command::Clinician(args) => commands::clinician::run(args).await,
+            Command::Loadgen(args) => commands::loadgen::run(*args).await,
         }
     });
     match result {

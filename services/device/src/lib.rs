@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod fleet;
 pub mod login;
 pub mod peer;
 pub mod sensors;
