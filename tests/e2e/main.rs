@@ -15,6 +15,7 @@ mod false_alarms;
 mod fhir;
 mod floods;
 mod hostile_device;
+mod loadgen;
 mod ninety_days;
 mod onboarding;
 mod pair;

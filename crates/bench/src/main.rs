@@ -10,6 +10,8 @@
 //! cargo run --release -p vitalgate-bench -- flood [--json] [--devices N] [--seconds S]
 //! cargo run --release -p vitalgate-bench -- device [--json]
 //! cargo run --release -p vitalgate-bench -- telemetry [--json] [--rounds N] [--logins N] [--database-url URL]
+//! cargo run --release -p vitalgate-bench -- sessions [--json] [--devices N,N…] [--store sqlite|postgres|both]
+//!     [--rate SAMPLES_PER_S] [--seconds S] [--watched N] [--work-dir DIR] [--database-url URL]
 //! ```
 //!
 //! Everything runs single-threaded and in memory, interleaved round by round
@@ -27,6 +29,7 @@ mod login;
 mod login_e2e;
 mod measure;
 mod peers;
+mod sessions;
 mod telemetry;
 mod vitalgate;
 
@@ -48,7 +51,9 @@ const USAGE: &str = "usage: vitalgate-bench handshake [--json] [--rounds N]\n   
                      vitalgate-bench hsp-port [--json] [--rounds N]\n       \
                      vitalgate-bench flood [--json] [--devices N] [--seconds S]\n       \
                      vitalgate-bench device [--json]\n       \
-                     vitalgate-bench telemetry [--json] [--rounds N] [--logins N] [--database-url URL]";
+                     vitalgate-bench telemetry [--json] [--rounds N] [--logins N] [--database-url URL]\n       \
+                     vitalgate-bench sessions [--json] [--devices N,N...] [--store sqlite|postgres|both] \
+                     [--rate SAMPLES_PER_S] [--seconds S] [--watched N] [--work-dir DIR] [--database-url URL]";
 
 struct Row {
     name: &'static str,
@@ -62,8 +67,12 @@ fn main() -> ExitCode {
     let mut json = false;
     let mut rounds = 40;
     let mut logins = 2000;
-    let mut devices = 100;
+    let mut devices: Option<Vec<usize>> = None;
     let mut seconds = 20;
+    let mut stores = vec![sessions::StoreKind::Sqlite, sessions::StoreKind::Postgres];
+    let mut rate = 10_000.0;
+    let mut watched = 100;
+    let mut work_dir = std::path::PathBuf::from("target/loadgen");
     let mut database_url = std::env::var("VITALGATE_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let mut command = None;
@@ -85,10 +94,43 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "--devices" => match it.next().and_then(|n| n.parse().ok()) {
-                Some(n) if n > 0 => devices = n,
+            "--devices" => match it.next().and_then(|n| counts(n)) {
+                Some(n) => devices = Some(n),
+                None => {
+                    eprintln!("--devices needs positive numbers, comma-separated\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "--store" => {
+                use sessions::StoreKind::{Postgres, Sqlite};
+                stores = match it.next().map(String::as_str) {
+                    Some("sqlite") => vec![Sqlite],
+                    Some("postgres") => vec![Postgres],
+                    Some("both") => vec![Sqlite, Postgres],
+                    _ => {
+                        eprintln!("--store is sqlite, postgres or both\n{USAGE}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            "--rate" => match it.next().and_then(|n| n.parse::<f64>().ok()) {
+                Some(n) if n > 0.0 => rate = n,
                 _ => {
-                    eprintln!("--devices needs a positive number\n{USAGE}");
+                    eprintln!("--rate needs a positive number\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "--watched" => match it.next().and_then(|n| n.parse().ok()) {
+                Some(n) => watched = n,
+                None => {
+                    eprintln!("--watched needs a number\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "--work-dir" => match it.next() {
+                Some(dir) => work_dir = dir.into(),
+                None => {
+                    eprintln!("--work-dir needs a directory\n{USAGE}");
                     return ExitCode::from(2);
                 }
             },
@@ -107,7 +149,7 @@ fn main() -> ExitCode {
                 }
             },
             "handshake" | "login" | "biometric" | "ingest" | "login-e2e" | "hsp-port" | "flood"
-            | "device" | "telemetry"
+            | "device" | "telemetry" | "sessions"
                 if command.is_none() =>
             {
                 command = Some(arg.clone())
@@ -129,7 +171,10 @@ fn main() -> ExitCode {
         Some("ingest") => ingest::report(&ingest::run(&database_url, 2000), json),
         Some("login-e2e") => login_e2e::report(&login_e2e::run(&database_url, logins), json),
         Some("hsp-port") => hsp_port::report(&hsp_port::run(rounds.min(2000)), json),
-        Some("flood") => match flood::run(devices, std::time::Duration::from_secs(seconds)) {
+        Some("flood") => match flood::run(
+            devices.map_or(100, |d| d[0]),
+            std::time::Duration::from_secs(seconds),
+        ) {
             Ok(rows) => flood::report(&rows, json),
             Err(e) => {
                 eprintln!("flood: {e}");
@@ -148,12 +193,38 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
+        Some("sessions") => {
+            let options = sessions::Options {
+                devices: devices.unwrap_or_else(|| vec![1_000, 5_000, 10_000]),
+                stores,
+                samples_per_s: rate,
+                measure: std::time::Duration::from_secs(seconds),
+                watched,
+                work_dir,
+                database_url,
+            };
+            match sessions::run(&options, json) {
+                Ok(rows) if !json => sessions::print_goals(&rows),
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("sessions: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Comma-separated positive counts.
+fn counts(text: &str) -> Option<Vec<usize>> {
+    text.split(',')
+        .map(|n| n.trim().parse().ok().filter(|&n: &usize| n > 0))
+        .collect()
 }
 
 fn handshake(json: bool, rounds: usize) {

@@ -46,6 +46,8 @@ enum Command {
     Admin(commands::admin::AdminArgs),
     /// A clinician's own side: enrollment with the TTP.
     Clinician(commands::clinician::ClinicianArgs),
+    /// Simulated devices and watching clinicians against an HSP, with figures.
+    Loadgen(Box<commands::loadgen::LoadgenArgs>),
     /// Print a completion script for a shell: bash, zsh, fish, elvish or
     /// powershell (e.g. `vitalgate completions bash >
     /// ~/.local/share/bash-completion/completions/vitalgate`).
@@ -83,6 +85,9 @@ fn main() -> ExitCode {
             Command::Ttp(flags) => commands::services::ttp(flags, &env).await,
             Command::Hsp(flags) => commands::services::hsp(*flags, &env).await,
             Command::Device(flags) => commands::services::device(flags, &env).await,
+            Command::Admin(args) => commands::admin::run(args).await,
+            Command::Clinician(args) => commands::clinician::run(args).await,
+            Command::Loadgen(args) => commands::loadgen::run(*args).await,
             Command::Admin(args) => {
                 ops::traced_command("vitalgate admin", &env, commands::admin::run(args)).await
             }

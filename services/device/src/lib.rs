@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod fleet;
 pub mod link;
 pub mod login;
 pub mod peer;

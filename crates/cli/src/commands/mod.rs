@@ -6,5 +6,6 @@ pub(crate) mod backup;
 pub(crate) mod clinician;
 pub(crate) mod dev;
 pub(crate) mod fhir_export;
+pub(crate) mod loadgen;
 pub(crate) mod onboard;
 pub(crate) mod services;
