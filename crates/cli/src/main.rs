@@ -85,8 +85,6 @@ fn main() -> ExitCode {
             Command::Ttp(flags) => commands::services::ttp(flags, &env).await,
             Command::Hsp(flags) => commands::services::hsp(*flags, &env).await,
             Command::Device(flags) => commands::services::device(flags, &env).await,
-            Command::Admin(args) => commands::admin::run(args).await,
-            Command::Clinician(args) => commands::clinician::run(args).await,
             Command::Loadgen(args) => commands::loadgen::run(*args).await,
             Command::Admin(args) => {
                 ops::traced_command("vitalgate admin", &env, commands::admin::run(args)).await
