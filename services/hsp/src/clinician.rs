@@ -55,6 +55,10 @@ fn presented_ticket<T>(request: &Request<T>) -> Result<Vec<u8>, Status> {
 /// How often a live watch checks that its ticket and the clinician's access
 /// to the patient still hold (as the portal's live view does).
 const WATCH_RECHECK: Duration = Duration::from_secs(2);
+/// Samples a watch reads for a notice: enough for a batch or two.
+const WATCH_FIRST_READ: u32 = 16;
+/// Samples a watch reads when all of the first read were new to it.
+const WATCH_CATCH_UP_READ: u32 = 500;
 
 /// Why a clinician may open a patient.
 enum Access {
@@ -250,6 +254,14 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
             .await?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let hsp = self.clone();
+        // The patient's active device, read again at each recheck, after the
+        // feed lagged and for a device not seen before: a notice of another
+        // patient's device (all come through the same feed) then costs no
+        // store read after its first.
+        let mut active = self.device_of(&pseudonym).await?;
+        // Devices whose notices are not this patient's (a device's credential
+        // names its patient, so that never changes).
+        let mut others = std::collections::HashSet::new();
         tokio::spawn(async move {
             let mut recheck = tokio::time::interval(WATCH_RECHECK);
             recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -273,21 +285,47 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
                             let _ = tx.send(Err(status)).await;
                             break;
                         }
+                        if let Ok(now_active) = hsp.device_of(&pseudonym).await {
+                            active = now_active;
+                        }
                         continue;
                     }
                 };
                 if tx.is_closed() {
                     break;
                 }
-                let Ok(Some(active)) = hsp.device_of(&pseudonym).await else {
+                // A device not seen before may be this patient's new one:
+                // ask the store once; any other patient's stays skipped.
+                let unknown = device.is_some_and(|d| active != Some(d) && !others.contains(&d));
+                if device.is_none() || unknown {
+                    if let Ok(now_active) = hsp.device_of(&pseudonym).await {
+                        active = now_active;
+                    }
+                }
+                let Some(watched) = active else {
+                    if let Some(d) = device {
+                        others.insert(d);
+                    }
                     continue;
                 };
-                if device.is_some_and(|d| d != active) {
+                if let Some(d) = device.filter(|d| *d != watched) {
+                    others.insert(d);
                     continue;
                 }
-                let Ok(newest) = store.latest_vitals(active, 500).await else {
+                // A notice is usually a batch or two: the newest few samples
+                // hold them. Only when all of those are new (the watch fell
+                // behind) is the longer read worth it.
+                let Ok(mut newest) = store.latest_vitals(watched, WATCH_FIRST_READ).await else {
                     continue;
                 };
+                if newest.len() == WATCH_FIRST_READ as usize
+                    && newest.iter().all(|s| s.sequence > last_sequence)
+                {
+                    let Ok(more) = store.latest_vitals(watched, WATCH_CATCH_UP_READ).await else {
+                        continue;
+                    };
+                    newest = more;
+                }
                 let mut fresh: Vec<_> = newest
                     .iter()
                     .filter(|s| s.sequence > last_sequence)
