@@ -46,7 +46,10 @@ impl HspLink for v1::hsp_client::HspClient<Channel> {
         let login = match call {
             HandshakeCall::DeviceSession => false,
             HandshakeCall::Login(metadata) => {
+                // The call's own fields (break-glass), then the trace
+                // context again, which replacing the metadata dropped.
                 *request.metadata_mut() = metadata.clone();
+                vitalgate_rpc::trace_context::inject(request.metadata_mut());
                 true
             }
         };
