@@ -35,10 +35,11 @@ pub(crate) struct LoadgenArgs {
     /// A file holding the TTP's administrator token.
     #[arg(
         long,
-        env = "VITALGATE_ADMIN_TOKEN_FILE",
+        visible_alias = "admin-token-file",
+        env = "VITALGATE_TTP_ADMIN_TOKEN_FILE",
         default_value = "vitalgate-data/ttp/admin.token"
     )]
-    admin_token_file: PathBuf,
+    ttp_admin_token_file: PathBuf,
     /// The HSP's URL.
     #[arg(
         long,
@@ -127,7 +128,7 @@ pub(crate) async fn run(args: LoadgenArgs) -> CliResult {
             .map(|n| IpAddr::V4(Ipv4Addr::new(127, 0, 1, n)))
             .collect(),
         ttp: connect_ttp(&args.ttp_url, &args.ttp_ca).await?,
-        ttp_admin_token: token_in(&args.admin_token_file, "the TTP")?,
+        ttp_admin_token: token_in(&args.ttp_admin_token_file, "the TTP")?,
         hsp_admin_token: token_in(&args.hsp_admin_token_file, "the HSP")?,
         dir: args.data_dir.clone(),
         subject_prefix: args.prefix.clone(),
