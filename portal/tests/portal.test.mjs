@@ -107,6 +107,40 @@ await check("a patient's live charts update as the device sends", async () => {
   await page.screenshot({ path: `${shots}/patient.png` });
 });
 
+await check("a chart draws its alert threshold as a dashed line where the value would cross it", async () => {
+  // The SpO2 chart (its line blue, the threshold at 90 % red): the canvas's
+  // rows, the reddest one should be a dashed line across most of the plot,
+  // below the data (readings of about 97 %).
+  await page.locator('[data-chart="spo2"] canvas').waitFor();
+  await page.waitForTimeout(500);
+  const seen = await page.evaluate(() => {
+    const canvas = document.querySelector('[data-chart="spo2"] canvas');
+    const { width, height } = canvas;
+    const pixels = canvas.getContext("2d").getImageData(0, 0, width, height).data;
+    let reddest = { row: -1, count: 0 };
+    let blueRows = 0;
+    let blueRowSum = 0;
+    for (let y = 0; y < height; y++) {
+      let red = 0;
+      for (let x = 0; x < width; x++) {
+        const i = (y * width + x) * 4;
+        const [r, g, b, a] = [pixels[i], pixels[i + 1], pixels[i + 2], pixels[i + 3]];
+        if (a < 64) continue;
+        if (r > g + 60 && r > b + 60) red++;
+        if (b > r + 60) {
+          blueRows++;
+          blueRowSum += y;
+        }
+      }
+      if (red > reddest.count) reddest = { row: y, count: red };
+    }
+    return { width, reddest, blueMeanRow: blueRows ? blueRowSum / blueRows : -1 };
+  });
+  const share = seen.reddest.count / seen.width;
+  expect(share > 0.3 && share < 0.85, `a dashed red line across the plot: ${JSON.stringify(seen)}`);
+  expect(seen.blueMeanRow >= 0 && seen.blueMeanRow < seen.reddest.row, `the data above the threshold: ${JSON.stringify(seen)}`);
+});
+
 // The alert colour and the muted grey of app.css, as computed styles read them.
 const ALERT_RGB = "rgb(180, 35, 24)";
 const MUTED_RGB = "rgb(91, 102, 117)";

@@ -8,6 +8,7 @@ mod adversarial;
 mod backup;
 mod cli_errors;
 mod clinician_access;
+mod crashes;
 mod data_lock;
 mod dev_config;
 mod factors;

@@ -236,7 +236,7 @@ pub(crate) fn report(rows: &[IngestRow], json: bool) {
     println!(
         "\n{SESSIONS} sessions sending {SESSION_BATCH}-sample batches to one VitalsWriter, which \
          gathers up to `batch` samples per write\n(one transaction: a sorted multi-row insert into \
-         the day-partitioned table, ON CONFLICT DO NOTHING); 'copy-plain' is binary COPY into an \
-         unpartitioned table without keys."
+         the day-partitioned table; again with ON CONFLICT DO NOTHING only when it held a stored \
+         key);\n'copy-plain' is binary COPY into an unpartitioned table without keys."
     );
 }

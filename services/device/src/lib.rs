@@ -335,6 +335,13 @@ impl Device {
         Ok(applied.versions)
     }
 
+    /// The sequence numbers of the readings not acknowledged yet (kept for
+    /// the next session), oldest first: every other reading taken was
+    /// acknowledged by the HSP as stored.
+    pub fn unacknowledged(&self) -> impl Iterator<Item = u64> + '_ {
+        self.buffer.iter().map(|sample| sample.sequence)
+    }
+
     /// The counters.
     pub fn stats(&self) -> Arc<DeviceStats> {
         self.stats.clone()

@@ -4,7 +4,8 @@
 //! rule's hold time and clears with hysteresis ([`crate::episodes`], by the
 //! samples' measurement times). An alert is stored and audited once; it stays open until a
 //! clinician acknowledges it, and while it is open the same rule does not
-//! raise it again for that patient. The store enforces that across replicas,
+//! raise it again for that patient. A silence alert is resolved by the check
+//! that finds the device heard from again. The store enforces that across replicas,
 //! so two replicas seeing the same silence raise one alert.
 
 use std::collections::HashMap;
@@ -335,20 +336,58 @@ impl AlertRaiser {
             // Measurement times are checked at the edge (at most the skew
             // window ahead); saturating, so no stored time can overflow this.
             let quiet_ms = now_ms.saturating_sub(newest.measured_at_ms);
-            if quiet_ms > limit_ms {
-                let detail = format!(
-                    "no data from device {serial} for {} s (limit {silence_secs} s)",
-                    quiet_ms / 1000
-                );
-                // One report per silent spell: any silence alert raised since
-                // the newest sample covers it.
-                self.raise(
+            if quiet_ms <= limit_ms {
+                self.resolve_silence(&pseudonym, newest.measured_at_ms, now_ms)
+                    .await?;
+                continue;
+            }
+            let detail = format!(
+                "no data from device {serial} for {} s (limit {silence_secs} s)",
+                quiet_ms / 1000
+            );
+            // One report per silent spell: any silence alert raised since
+            // the newest sample covers it.
+            self.raise(
+                pseudonym,
+                serial,
+                "silence",
+                detail,
+                now_ms,
+                newest.measured_at_ms,
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Resolves the patient's silence alerts that data measured after them
+    /// answered: a silence is over once the device is heard again, and a
+    /// clinician opening the patient should not find it still claimed.
+    /// Resolved by [`DATA_RETURNED`], in the audit trail like a clinician's.
+    async fn resolve_silence(
+        &self,
+        pseudonym: &str,
+        newest_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), vitalgate_store::StoreError> {
+        for record in self.store.alerts_of(pseudonym, RECENT_ALERTS).await? {
+            let answered = record.alert.rule == "silence"
+                && record.resolved_at_ms.is_none()
+                && newest_ms >= record.alert.raised_at_ms;
+            // False when another replica resolved it first: one audit entry.
+            if answered
+                && self
+                    .store
+                    .resolve_alert(record.id, DATA_RETURNED, now_ms)
+                    .await?
+            {
+                audit(
+                    &*self.store,
+                    &*self.clock,
+                    "alert.resolved",
+                    "hsp",
                     pseudonym,
-                    serial,
-                    "silence",
-                    detail,
-                    now_ms,
-                    newest.measured_at_ms,
+                    &format!("#{} silence: data returned", record.id),
                 )
                 .await;
             }
@@ -357,9 +396,17 @@ impl AlertRaiser {
     }
 }
 
+/// Who resolved a silence alert that ended by itself (the portal shows it).
+pub const DATA_RETURNED: &str = "vitalgate: data returned";
+
+/// How many of a patient's newest alerts the silence check looks through for
+/// one to resolve: more than any patient has unresolved at once in practice.
+const RECENT_ALERTS: u32 = 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vitalgate_rpc::clock::Clock;
 
     fn low_spo2(device_serial: u64, sequence: u64, measured_at_ms: i64) -> StoredSample {
         StoredSample {
@@ -394,6 +441,16 @@ mod tests {
             anomaly: false,
             ..low_spo2(device_serial, sequence, measured_at_ms)
         }
+    }
+
+    async fn audit_kinds(store: &dyn Store) -> Vec<String> {
+        store
+            .audit_events(0, 100)
+            .await
+            .expect("audit")
+            .into_iter()
+            .map(|r| r.event.kind)
+            .collect()
     }
 
     #[tokio::test]
@@ -439,14 +496,68 @@ mod tests {
             .check_thresholds(&[normal(7, 3, 4_000), low_spo2(7, 4, 5_000)])
             .await;
         assert_eq!(store.open_alerts(None, 10).await.expect("alerts").len(), 1);
-        let kinds: Vec<String> = store
-            .audit_events(0, 100)
+        assert_eq!(
+            audit_kinds(&*store).await,
+            ["alert.raised", "alert.cleared", "alert.raised"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silence_is_resolved_once_data_returns_and_a_new_one_raised_later() {
+        let store: Arc<dyn Store> = Arc::new(vitalgate_store::MemoryStore::new());
+        store
+            .put_patient("pt-1", b"sealed", 0)
             .await
-            .expect("audit")
-            .into_iter()
-            .map(|r| r.event.kind)
-            .collect();
-        assert_eq!(kinds, ["alert.raised", "alert.cleared", "alert.raised"]);
+            .expect("patient");
+        store.bind_device("pt-1", 7, 0).await.expect("bind");
+        let clock = vitalgate_rpc::clock::ManualClock::at(100_000);
+        let raiser = AlertRaiser::new(store.clone(), clock.clone(), AlertRules::default());
+        store
+            .store_vitals(&[normal(7, 1, 100_000)])
+            .await
+            .expect("stored");
+        let silences = || async {
+            store
+                .alerts_of("pt-1", 10)
+                .await
+                .expect("alerts")
+                .into_iter()
+                .filter(|a| a.alert.rule == "silence")
+                .collect::<Vec<_>>()
+        };
+
+        // Quiet for longer than the limit (120 s): one alert, however often checked.
+        clock.advance(Duration::from_secs(121));
+        raiser.check_silence(120).await.expect("check");
+        raiser.check_silence(120).await.expect("check");
+        let raised = silences().await;
+        assert_eq!(raised.len(), 1);
+        assert!(raised[0].resolved_at_ms.is_none());
+
+        // The device is heard again: the next check resolves it, once.
+        clock.advance(Duration::from_secs(5));
+        store
+            .store_vitals(&[normal(7, 2, clock.now_ms())])
+            .await
+            .expect("stored");
+        raiser.check_silence(120).await.expect("check");
+        raiser.check_silence(120).await.expect("check");
+        let resolved = silences().await;
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(resolved[0].resolved_by.as_deref(), Some(DATA_RETURNED));
+        assert_eq!(resolved[0].resolved_at_ms, Some(clock.now_ms()));
+        assert!(store.open_alerts(None, 10).await.expect("open").is_empty());
+
+        // Quiet again: a new spell is a new alert.
+        clock.advance(Duration::from_secs(200));
+        raiser.check_silence(120).await.expect("check");
+        let again = silences().await;
+        assert_eq!(again.len(), 2);
+        assert!(again[0].resolved_at_ms.is_none());
+        assert_eq!(
+            audit_kinds(&*store).await,
+            ["alert.raised", "alert.resolved", "alert.raised"]
+        );
     }
 
     #[test]

@@ -7,9 +7,9 @@
 //! written again on its own, so only a faulty one fails and its device sends
 //! it again.
 //!
-//! Gathering is opportunistic: the writer takes whatever is queued when it
-//! becomes free, up to `max_samples`, so a lone device waits for nothing and
-//! many devices share each commit.
+//! Gathering is opportunistic: the writer takes whatever is queued when one
+//! of its two writes in flight is free, up to `max_samples`, so a lone
+//! device waits for nothing and many devices share each commit.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -69,6 +69,14 @@ impl VitalsWriter {
     }
 }
 
+/// Writes in flight at once. While one commits, the next gathers what
+/// queued meanwhile and starts: the database inserts on two cores (a
+/// replica's writes then use two of the pool's connections) and the wait
+/// for a commit's flush overlaps the next insert. Two writers never
+/// deadlock: each inserts its rows in key order, so one waits for the
+/// other at the first key they share and never the other way round.
+const WRITES_IN_FLIGHT: usize = 2;
+
 async fn run(
     store: Arc<dyn Store>,
     stats: Arc<HspStats>,
@@ -76,12 +84,24 @@ async fn run(
     max_samples: usize,
     committed: Option<mpsc::Sender<Arc<[StoredSample]>>>,
 ) {
-    let writer = Writer {
+    let writer = Arc::new(Writer {
         store,
         stats,
         committed,
-    };
-    while let Some(first) = queue.recv().await {
+    });
+    let mut in_flight = tokio::task::JoinSet::new();
+    loop {
+        while in_flight.len() >= WRITES_IN_FLIGHT {
+            let _ = in_flight.join_next().await;
+        }
+        // A job arrives, or a write ends (and the next one may gather more).
+        let first = tokio::select! {
+            job = queue.recv() => match job {
+                Some(job) => job,
+                None => break,
+            },
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
+        };
         let mut jobs = vec![first];
         let mut count = jobs[0].samples.len();
         while count < max_samples {
@@ -93,12 +113,27 @@ async fn run(
                 Err(_) => break,
             }
         }
+        in_flight.spawn(writer.clone().write_jobs(jobs));
+    }
+    while in_flight.join_next().await.is_some() {}
+}
+
+/// What the writer task holds.
+struct Writer {
+    store: Arc<dyn Store>,
+    stats: Arc<HspStats>,
+    committed: Option<mpsc::Sender<Arc<[StoredSample]>>>,
+}
+
+impl Writer {
+    /// Stores the gathered jobs in one write and answers each.
+    async fn write_jobs(self: Arc<Self>, mut jobs: Vec<Job>) {
         let batch: Vec<StoredSample> = jobs
             .iter()
             .flat_map(|j| j.samples.iter().cloned())
             .collect();
         let spans: Vec<tracing::Span> = jobs.iter().map(|j| j.span.clone()).collect();
-        match writer.write(batch, &spans).await {
+        match self.write(batch, &spans).await {
             Ok(()) => {
                 for job in jobs {
                     let _ = job.done.send(Ok(()));
@@ -115,7 +150,7 @@ async fn run(
                     span,
                 } in jobs
                 {
-                    let result = writer.write(samples, std::slice::from_ref(&span)).await;
+                    let result = self.write(samples, std::slice::from_ref(&span)).await;
                     let _ = done.send(result);
                 }
             }
@@ -126,16 +161,7 @@ async fn run(
             }
         }
     }
-}
 
-/// What the writer task holds.
-struct Writer {
-    store: Arc<dyn Store>,
-    stats: Arc<HspStats>,
-    committed: Option<mpsc::Sender<Arc<[StoredSample]>>>,
-}
-
-impl Writer {
     /// Stores `batch` in one write and hands it to the alert rules. The
     /// transaction's span is a child of the first batch's span (`batches`)
     /// and follows from the others' (links in OpenTelemetry), so each

@@ -5,9 +5,10 @@
 //! Before it inserts, the store makes sure every day of the batch has its
 //! partition (a server-side function creates the missing ones under an
 //! advisory lock, so replicas create a day once; each replica remembers the
-//! days it has seen). A batch is one multi-row `INSERT … SELECT FROM UNNEST(…)
-//! ON CONFLICT DO NOTHING`, sorted by key so that concurrent writers take
-//! their locks in one order, and returns how many rows were new.
+//! days it has seen). A batch is one multi-row `INSERT … SELECT FROM UNNEST(…)`
+//! (again with `ON CONFLICT DO NOTHING` when it held a stored key), sorted by
+//! key so that concurrent writers take their locks in one order, and returns
+//! how many rows were new.
 //!
 //! PostgreSQL requires a unique key of a partitioned table to hold the
 //! partition key, so `(device_serial, sequence)` alone cannot be unique. The
