@@ -21,13 +21,6 @@ export function alertText(alert, nowMs, clock = {}) {
   return `${what} · ${clockTime(alert.raised_at_ms, nowMs, clock)}`;
 }
 
-// The patients with open alerts first, each group in the server's order
-// (Array.prototype.sort is stable).
-export function openAlertsFirst(patients) {
-  const alerting = (p) => (p.open_alerts.length > 0 ? 1 : 0);
-  return [...patients].sort((a, b) => alerting(b) - alerting(a));
-}
-
 // Where an alert stands: "open", "acknowledged" (seen, silenced) or
 // "resolved" (dealt with).
 export function alertState(alert) {

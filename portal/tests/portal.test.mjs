@@ -72,7 +72,7 @@ await check("the right password and code sign in and show the care team's patien
   const rows = await page.locator("[data-rows] tr").evaluateAll((trs) => trs.map((tr) => tr.dataset.patient));
   for (const p of [onTeam, desaturating, silent]) expect(rows.includes(p.pseudonym), `${p.pseudonym} listed: ${rows}`);
   expect(!rows.includes(outsider.pseudonym), "the patient outside the care team is not listed");
-  await page.locator(`tr[data-patient="${onTeam.pseudonym}"] td:nth-child(2)`).filter({ hasText: "/min" }).waitFor({ timeout: 15000 });
+  await page.locator(`tr[data-patient="${onTeam.pseudonym}"] td.vital[data-label="Heart rate"]`).filter({ hasText: "/min" }).waitFor({ timeout: 15000 });
   await page.screenshot({ path: `${shots}/patients.png` });
 });
 
@@ -186,6 +186,24 @@ await check("a value beyond its threshold is coloured and flagged in words", asy
   const fine = page.locator(`tr[data-patient="${onTeam.pseudonym}"] td.vital[data-label="Skin temp."]`);
   const text = await fine.textContent();
   expect(/^\d+\.\d °C$/.test(text) && (await fine.locator(".flag").count()) === 0, `skin temperature, unflagged: ${text}`);
+});
+
+await check("each patient shows NEWS2 as a lower bound, in words where it calls for a response, highest first", async () => {
+  await page.goto(`${base}/#/patients`);
+  // SpO2 86 % scores 3 on scale 1: at least "urgent review".
+  const cell = page.locator(`tr[data-patient="${desaturating.pseudonym}"] td.news2`);
+  await cell.filter({ hasText: /^≥ [3-9]/ }).waitFor({ timeout: 15000 });
+  const title = await cell.getAttribute("title");
+  expect(/^NEWS2 at least \d+ \(4 of 7 parameters\): no .*consciousness/.test(title), `the score says what it lacks: ${title}`);
+  const response = await cell.locator(".flag").textContent();
+  expect(/^(urgent review|urgent response|emergency)$/.test(response), `the response in words: ${response}`);
+  const fine = await page.locator(`tr[data-patient="${onTeam.pseudonym}"] td.news2`).textContent();
+  expect(/^≥ [0-2]$/.test(fine), `a patient with normal vitals: ${fine}`);
+  const order = await page.$$eval("[data-rows] tr", (trs) =>
+    trs.map((tr) => [tr.querySelectorAll(".badge.alert").length > 0 ? 1 : 0, Number((tr.querySelector("td.news2").textContent.match(/\d+/) ?? ["-1"])[0])]),
+  );
+  const sorted = order.every((key, i) => i === 0 || order[i - 1][0] > key[0] || (order[i - 1][0] === key[0] && order[i - 1][1] >= key[1]));
+  expect(sorted, `open alerts first, then the highest NEWS2: ${JSON.stringify(order)}`);
 });
 
 await check("an alert appears when a device goes silent", async () => {

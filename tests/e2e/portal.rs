@@ -286,7 +286,7 @@ async fn a_clinician_signs_in_and_watches_vitals_in_a_real_browser() {
         },
     )
     .await;
-    assert_eq!(passed.len(), 23, "every browser check ran: {passed:#?}");
+    assert_eq!(passed.len(), 24, "every browser check ran: {passed:#?}");
 
     // What the audit log says happened.
     let events = platform

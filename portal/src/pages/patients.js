@@ -1,11 +1,13 @@
 // The care team's patients: their newest vitals, its age and open alerts,
-// refreshed every few seconds. Patients with open alerts come first. A
+// refreshed every few seconds, with NEWS2 from the newest sample. Patients
+// with open alerts come first, then the highest NEWS2. A
 // table on a wide screen; on a narrow one the stylesheet lays each row out
 // as a card, alerts at the top, each value under its label (data-label).
-import { alertText, openAlertsFirst } from "../alerts.js";
+import { alertText } from "../alerts.js";
 import { api } from "../api.js";
 import { thresholdFlag } from "../dom.js";
 import { clockTime } from "../format.js";
+import { byUrgency, news2Label } from "../news2.js";
 import { renderTemplate } from "../shell.js";
 import { session } from "../state.js";
 import { VITALS, beyondThreshold, formatPressure, formatVital, freshness } from "../vitals.js";
@@ -62,6 +64,18 @@ function patientRow(p, serverNow, glance) {
     name.append(" ", mark);
   }
 
+  // NEWS2, its response in words where it calls for one (not colour alone).
+  const score = news2Label(p.news2);
+  const news2 = cardCell(tr, `vital news2${score.response ? " urgent" : ""}`, "NEWS2");
+  news2.textContent = score.text;
+  news2.title = score.title;
+  if (score.response) {
+    const response = document.createElement("span");
+    response.className = "flag";
+    response.textContent = score.response;
+    news2.append(" ", response);
+  }
+
   const l = p.latest;
   const limits = glance.thresholds;
   for (const key of ["hr", "spo2", "rr", "temp"]) {
@@ -108,7 +122,7 @@ export function mount(main) {
       if (stopped) return;
       // Ages by the server's clock, so they are right on a device whose clock is off.
       const serverNow = view.now_ms;
-      rows.replaceChildren(...openAlertsFirst(view.patients).map((p) => patientRow(p, serverNow, view.glance)));
+      rows.replaceChildren(...byUrgency(view.patients).map((p) => patientRow(p, serverNow, view.glance)));
       main.querySelector("[data-empty]").hidden = view.patients.length > 0;
       updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     } catch (e) {

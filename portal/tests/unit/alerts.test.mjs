@@ -1,7 +1,7 @@
 // How alerts read (src/alerts.js) and the time they carry (src/format.js).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { alertState, alertStatus, alertText, alertsByState, openAlertsFirst } from "../../src/alerts.js";
+import { alertState, alertStatus, alertText, alertsByState } from "../../src/alerts.js";
 import { clockTime } from "../../src/format.js";
 
 const utc = { locale: "en-GB", timeZone: "UTC" };
@@ -24,13 +24,6 @@ test("a threshold alert says the value and the time, not the rule", () => {
 test("a silence alert says it is silence", () => {
   const alert = { rule: "silence", detail: "no data from device 7 for 125 s (limit 120 s)", raised_at_ms: at };
   assert.equal(alertText(alert, at, utc), "Silence: no data from device 7 for 125 s (limit 120 s) · 14:03");
-});
-
-test("patients with open alerts come first, otherwise in the server's order", () => {
-  const p = (name, alerts) => ({ name, open_alerts: Array(alerts).fill({}) });
-  const list = [p("a", 0), p("b", 1), p("c", 0), p("d", 2), p("e", 0)];
-  assert.deepEqual(openAlertsFirst(list).map((x) => x.name), ["b", "d", "a", "c", "e"]);
-  assert.deepEqual(list.map((x) => x.name), ["a", "b", "c", "d", "e"], "the server's list is left as it was");
 });
 
 test("who acknowledged and resolved an alert, and when", () => {

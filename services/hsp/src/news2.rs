@@ -54,6 +54,21 @@ pub enum Parameter {
     Temperature,
 }
 
+impl Parameter {
+    /// Its name in the portal's API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RespiratoryRate => "respiratory rate",
+            Self::Spo2 => "SpO2",
+            Self::Oxygen => "air or oxygen",
+            Self::Systolic => "systolic pressure",
+            Self::Pulse => "pulse",
+            Self::Consciousness => "consciousness",
+            Self::Temperature => "core temperature",
+        }
+    }
+}
+
 /// What NEWS2 is computed from; `None` where it is not known.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Inputs {
@@ -101,6 +116,18 @@ pub enum Risk {
     Medium,
     /// Aggregate 7 or more (an emergency response).
     High,
+}
+
+impl Risk {
+    /// Its name in the portal's API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::LowMedium => "low-medium",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
 }
 
 /// A NEWS2 score.

@@ -87,7 +87,34 @@ pub(crate) struct PatientSummary {
     name: String,
     device: Option<u64>,
     latest: Option<Sample>,
+    /// NEWS2 from the newest sample (a lower bound: see [`crate::news2`]).
+    news2: Option<News2View>,
     open_alerts: Vec<Alert>,
+}
+
+/// A NEWS2 score as the portal shows it: the sum of what a wearable
+/// supplies, its risk, and the parameters left out (so the page can say
+/// "at least").
+#[derive(Debug, Serialize)]
+pub(crate) struct News2View {
+    score: u8,
+    risk: &'static str,
+    missing: Vec<&'static str>,
+    text: String,
+}
+
+impl News2View {
+    /// On SpO2 scale 1: a patient's prescribed scale 2 is not kept yet.
+    fn of(sample: &StoredSample) -> Self {
+        let inputs = crate::news2::Inputs::from_sample(sample, crate::news2::Spo2Scale::One);
+        let score = crate::news2::news2(&inputs);
+        Self {
+            score: score.score,
+            risk: score.risk.name(),
+            missing: score.missing.iter().map(|p| p.name()).collect(),
+            text: score.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -279,20 +306,20 @@ pub(crate) async fn patients(
             .active_device(pseudonym)
             .await
             .map_err(|e| ApiError::store(&e))?;
-        let latest = match device {
+        let newest = match device {
             Some(serial) => store
                 .latest_vitals(serial, 1)
                 .await
                 .map_err(|e| ApiError::store(&e))?
-                .first()
-                .map(Sample::from),
+                .pop(),
             None => None,
         };
         patients.push(PatientSummary {
             name: portal.patient_name(pseudonym, sealed),
             pseudonym: pseudonym.clone(),
             device,
-            latest,
+            latest: newest.as_ref().map(Sample::from),
+            news2: newest.as_ref().map(News2View::of),
             open_alerts: alerts
                 .iter()
                 .filter(|a| &a.alert.pseudonym == pseudonym)
