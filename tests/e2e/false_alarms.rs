@@ -20,7 +20,10 @@ const HOLD: Duration = Duration::from_secs(15);
 const DEADLINE: Duration = Duration::from_secs(10);
 
 /// A patient's simulated device streaming ten readings a second.
-async fn streaming(platform: &Platform, pseudonym: &str) -> (Condition, watch::Sender<bool>) {
+pub(crate) async fn streaming(
+    platform: &Platform,
+    pseudonym: &str,
+) -> (Condition, watch::Sender<bool>) {
     let token = platform.token(v1::Role::Device, pseudonym, 60).await;
     let mut config = DeviceConfig::new(platform.device_dir(pseudonym));
     config.sample_interval = Duration::from_millis(100);

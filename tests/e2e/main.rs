@@ -38,3 +38,4 @@ mod tls;
 mod traces;
 mod ttp_outage;
 mod ttp_shutdown;
+mod webhooks;

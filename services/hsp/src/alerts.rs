@@ -19,6 +19,7 @@ use vitalgate_rpc::clock::SharedClock;
 use vitalgate_store::{NewAlert, Store, StoredSample};
 
 use crate::episodes::{Episodes, Limit, Rule, Transition};
+use crate::webhooks::Notifier;
 
 /// The rules, from configuration (`[hsp.alerts]`). A rule left out is off.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -151,6 +152,8 @@ pub(crate) struct AlertRaiser {
     patients: Arc<Mutex<HashMap<u64, (String, Instant)>>>,
     /// Where each device stands with each threshold rule.
     episodes: Arc<Mutex<Episodes>>,
+    /// Where a raised alert is posted, if anywhere.
+    notifier: Option<Notifier>,
 }
 
 /// How long a device's patient is taken as read.
@@ -168,7 +171,14 @@ impl AlertRaiser {
             rules,
             patients: Arc::new(Mutex::new(HashMap::new())),
             episodes: Arc::new(Mutex::new(Episodes::default())),
+            notifier: None,
         }
+    }
+
+    /// Posts every alert raised to the hospital's webhooks too.
+    pub(crate) fn notifying(mut self, notifier: Notifier) -> Self {
+        self.notifier = Some(notifier);
+        self
     }
 
     /// Starts the threshold task; returns where the writer sends batches.
@@ -292,6 +302,22 @@ impl AlertRaiser {
         match self.store.raise_alert(&alert).await {
             Ok(Some(id)) => {
                 crate::metrics::alert_raised(rule);
+                if let Some(notifier) = &self.notifier {
+                    notifier.send(
+                        "alert.raised",
+                        format!("alert-{id}"),
+                        &alert.pseudonym,
+                        serde_json::json!({
+                            "event": "alert.raised",
+                            "id": id,
+                            "patient": alert.pseudonym,
+                            "device_serial": alert.device_serial,
+                            "rule": alert.rule,
+                            "detail": alert.detail,
+                            "raised_at_ms": alert.raised_at_ms,
+                        }),
+                    );
+                }
                 audit(
                     &*self.store,
                     &*self.clock,

@@ -49,6 +49,10 @@ pub struct HspConfig {
     pub alerts: alerts::AlertRules,
     /// How often the replica looks for silent devices.
     pub silence_check: Duration,
+    /// Where alerts and break-glass accesses are posted (signed webhooks).
+    pub webhooks: Vec<crate::webhooks::Webhook>,
+    /// How a webhook post is retried before it is a dead letter.
+    pub webhook_retry: crate::webhooks::RetryPolicy,
     /// Where the HSP reads the time (the system's; a manual one in tests).
     pub clock: SharedClock,
     /// How the HSP's gRPC port speaks TLS.
@@ -108,6 +112,8 @@ impl HspConfig {
             previous_key_encryption_key: None,
             alerts: alerts::AlertRules::default(),
             silence_check: Duration::from_secs(10),
+            webhooks: Vec::new(),
+            webhook_retry: crate::webhooks::RetryPolicy::default(),
             clock: vitalgate_rpc::clock::system_clock(),
             tls: HspTls::FromTtp,
         }

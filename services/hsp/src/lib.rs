@@ -42,6 +42,7 @@ mod stats;
 mod tls_files;
 mod trust;
 mod vault;
+pub mod webhooks;
 pub mod writer;
 
 pub use admission::{AdmissionLimits, COOKIE_ROOT_SETTING};

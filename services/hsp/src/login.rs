@@ -213,6 +213,20 @@ impl Hsp {
         .await;
         let mut notified = self.store().care_team(patient).await.unwrap_or_default();
         notified.push("privacy-officer".into());
+        self.notifier().send(
+            "break-glass.opened",
+            format!("break-glass-{clinician}-{patient}-{}", self.now()),
+            patient,
+            serde_json::json!({
+                "event": "break-glass.opened",
+                "clinician": clinician,
+                "patient": patient,
+                "reason": reason,
+                "until": until,
+                "how": how,
+                "care_team": &notified[..notified.len() - 1],
+            }),
+        );
         for recipient in notified {
             self.audit(
                 "break-glass.notified",

@@ -20,6 +20,7 @@ use crate::revocation::TtpLink;
 use crate::stats::HspStats;
 use crate::trust::Peers;
 use crate::vault::SecretVault;
+use crate::webhooks::Notifier;
 use crate::writer::VitalsWriter;
 use crate::HspConfig;
 
@@ -37,6 +38,7 @@ pub struct State {
     stats: Arc<HspStats>,
     writer: VitalsWriter,
     alerts: AlertRaiser,
+    notifier: Notifier,
     vault: Arc<SecretVault>,
     admin: AdminToken,
     ttp: TtpLink,
@@ -74,7 +76,14 @@ impl State {
         } = service;
         let own = OwnCredential::new(dir, identity, &config);
         let stats = Arc::new(HspStats::default());
-        let alerts = AlertRaiser::new(store.clone(), config.clock.clone(), config.alerts.clone());
+        let notifier = Notifier::new(
+            config.webhooks.clone(),
+            config.webhook_retry,
+            store.clone(),
+            config.clock.clone(),
+        );
+        let alerts = AlertRaiser::new(store.clone(), config.clock.clone(), config.alerts.clone())
+            .notifying(notifier.clone());
         let writer = VitalsWriter::start_notifying(
             store.clone(),
             stats.clone(),
@@ -98,6 +107,7 @@ impl State {
             live: Arc::new(LiveSessions::new(stats.clone())),
             writer,
             alerts,
+            notifier,
             stats,
             store,
             config,
@@ -215,6 +225,11 @@ impl State {
     /// Raises alerts on what the writer stored, and on silence.
     pub(crate) fn alerts(&self) -> &AlertRaiser {
         &self.alerts
+    }
+
+    /// Posts notices to the hospital's webhooks.
+    pub(crate) fn notifier(&self) -> &Notifier {
+        &self.notifier
     }
 
     /// Seals and opens patients' records and factor secrets.

@@ -113,6 +113,11 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
     if let Some(rules) = settings.alerts.clone() {
         config.alerts = rules;
     }
+    config.webhooks = settings
+        .webhooks
+        .iter()
+        .map(vitalgate_hsp::webhooks::Webhook::load)
+        .collect::<Result<_, _>>()?;
     let portal = &settings.portal;
     let mut portal_config = vitalgate_hsp::PortalConfig {
         secure_cookies: portal.behind_tls,

@@ -106,6 +106,9 @@ pub(crate) struct HspSection {
     pub(crate) ttp_admin_token_file: Option<PathBuf>,
     /// Alert rules on arriving vitals (`[hsp.alerts]`).
     pub(crate) alerts: Option<vitalgate_hsp::alerts::AlertRules>,
+    /// Signed webhooks that alerts and break-glass accesses are posted to
+    /// (`[[hsp.webhooks]]`).
+    pub(crate) webhooks: Option<Vec<vitalgate_hsp::webhooks::WebhookConfig>>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -173,6 +176,42 @@ mod tests {
         assert_eq!((limits[0].threshold, limits[0].hold_ms), (88.0, 30_000));
         let typo = parse("[hsp.alerts.hold_secs]\nspo2 = 30\n").expect_err("refused");
         assert!(typo.contains("spo2"), "{typo}");
+    }
+
+    #[test]
+    fn webhooks_parse_as_a_list_and_refuse_unknown_keys() {
+        let config = parse(
+            r#"
+            [[hsp.webhooks]]
+            name = "pager"
+            url = "https://oncall.example/hook"
+            secret_file = "/run/secrets/pager"
+
+            [[hsp.webhooks]]
+            name = "privacy"
+            url = "https://privacy.example/hook"
+            secret_file = "/run/secrets/privacy"
+            events = ["break-glass.opened"]
+            "#,
+        )
+        .expect("parses");
+        let hooks = config.hsp.webhooks.expect("webhooks");
+        assert_eq!(hooks.len(), 2);
+        assert_eq!(hooks[0].name, "pager");
+        assert_eq!(hooks[0].events, None);
+        assert_eq!(
+            hooks[1].events.as_deref(),
+            Some(&["break-glass.opened".to_string()][..])
+        );
+        let typo = parse(
+            "[[hsp.webhooks]]
+name = \"p\"
+url = \"https://x\"
+secret = \"s\"
+",
+        )
+        .expect_err("refused");
+        assert!(typo.contains("secret"), "{typo}");
     }
 
     #[test]
