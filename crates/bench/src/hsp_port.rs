@@ -34,7 +34,7 @@ use vitalgate_ttp::{Ttp, TtpConfig};
 use crate::login_e2e::{admin, Error};
 
 /// Batches a streaming session sends, and samples in each.
-const INGEST_BATCHES: usize = 200;
+const INGEST_BATCHES: usize = 1000;
 const INGEST_BATCH_SAMPLES: u64 = 20;
 
 pub(crate) struct HspPort {

@@ -36,7 +36,7 @@ const WORKLOAD_VAR: &str = "VITALGATE_BENCH_TELEMETRY_WORKLOAD";
 const MODES: [&str; 3] = ["off", "no-collector", "collector"];
 const WORKLOADS: [&str; 2] = ["hsp-port", "login-e2e"];
 /// Worker runs per mode and workload.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 /// Logins per `login-e2e` worker: enough for a steady rate, few enough for
 /// eighteen worker runs.
 const MAX_LOGINS: usize = 400;

@@ -223,12 +223,16 @@ impl Telemetry {
         });
         // The filter applies to the log lines only: spans the filter hides
         // from the logs (debug-level store transactions, say) still go to
-        // the collector.
+        // the collector. The collector gets vitalgate's own spans and events
+        // down to debug, and the libraries' (h2, hyper, rustls, the
+        // database drivers) from info up: their debug events would each
+        // become a span event on the current span, many per request, and
+        // cost the hot paths more than the spans themselves.
+        let exported = tracing_subscriber::filter::Targets::new()
+            .with_target("vitalgate", tracing::Level::DEBUG)
+            .with_default(tracing::Level::INFO);
         let _ = tracing_subscriber::registry()
-            .with(
-                otel_layer
-                    .map(|layer| layer.with_filter(tracing_subscriber::filter::LevelFilter::DEBUG)),
-            )
+            .with(otel_layer.map(|layer| layer.with_filter(exported)))
             .with(fmt_layer.with_filter(filter))
             .try_init();
 
