@@ -35,6 +35,54 @@ pub(crate) fn secret(secret: &crate::config::Secret, what: &str) -> Result<Strin
     }
 }
 
+/// The SMTP sender `[hsp.smtp]` describes, or one line naming what is wrong.
+pub(crate) fn smtp_sender(
+    section: &crate::config::file::SmtpSection,
+) -> Result<vitalgate_otp::SmtpSender, String> {
+    use vitalgate_otp::{SmtpConfig, SmtpCredentials, SmtpTls};
+    let fail = |why: String| format!("[hsp.smtp]: {why}");
+    let (tls, default_port) = match section.tls.as_deref().unwrap_or("starttls") {
+        "starttls" => (SmtpTls::StartTls, 587),
+        "implicit" => (SmtpTls::Implicit, 465),
+        "none" => (SmtpTls::None, 25),
+        other => {
+            return Err(fail(format!(
+                "tls = {other:?}: it is \"starttls\", \"implicit\" or \"none\""
+            )))
+        }
+    };
+    let credentials = match (&section.username, &section.password_file) {
+        (Some(username), Some(path)) => Some(SmtpCredentials {
+            username: username.clone(),
+            password: zeroize::Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .map_err(|e| fail(format!("the password file {}: {e}", path.display())))?
+                    .trim()
+                    .to_string(),
+            ),
+        }),
+        (None, None) => None,
+        _ => return Err(fail("username and password_file go together".into())),
+    };
+    let extra_roots_pem = section
+        .ca_file
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path).map_err(|e| fail(format!("the CA file {}: {e}", path.display())))
+        })
+        .transpose()?;
+    vitalgate_otp::SmtpSender::new(SmtpConfig {
+        host: section.host.clone(),
+        port: section.port.unwrap_or(default_port),
+        from: section.from.clone(),
+        credentials,
+        tls,
+        extra_roots_pem,
+        timeout_secs: section.timeout_secs.unwrap_or(30),
+    })
+    .map_err(|e| fail(e.to_string()))
+}
+
 /// A key-encryption key from its file (64 hex digits).
 pub(crate) fn kek(path: &Path) -> Result<Arc<vitalgate_hsp::KeyEncryptionKey>, String> {
     let text = zeroize::Zeroizing::new(
@@ -111,5 +159,47 @@ mod tests {
             redact("postgres://postgres@127.0.0.1/x"),
             "postgres://postgres@127.0.0.1/x"
         );
+    }
+
+    #[test]
+    fn an_smtp_section_becomes_a_sender_or_one_line_naming_the_fault() {
+        use crate::config::file::{parse, SmtpSection};
+        let section = |text: &str| -> SmtpSection {
+            parse(&format!("[hsp.smtp]\n{text}"))
+                .expect("parses")
+                .hsp
+                .smtp
+                .expect("smtp")
+        };
+        let relay = section("host = \"127.0.0.1\"\ntls = \"none\"\nfrom = \"vitalgate <no-reply@hospital.example>\"");
+        assert!(smtp_sender(&relay).is_ok());
+        let refused = |s: SmtpSection| smtp_sender(&s).expect_err("refused");
+        let wrong_tls = refused(section(
+            "host = \"mail\"\ntls = \"ssl\"\nfrom = \"a@b.example\"",
+        ));
+        assert!(
+            wrong_tls.starts_with("[hsp.smtp]: tls = \"ssl\""),
+            "{wrong_tls}"
+        );
+        let half_login = refused(section(
+            "host = \"mail\"\nfrom = \"a@b.example\"\nusername = \"vg\"",
+        ));
+        assert!(half_login.contains("go together"), "{half_login}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let password = dir.path().join("password");
+        std::fs::write(&password, "s3cret\n").expect("password");
+        let plaintext_login = refused(section(&format!(
+            "host = \"mail.example\"\ntls = \"none\"\nfrom = \"a@b.example\"\nusername = \"vg\"\npassword_file = {:?}",
+            password.display().to_string()
+        )));
+        assert!(
+            plaintext_login.contains("over TLS only"),
+            "{plaintext_login}"
+        );
+        let bad_from = refused(section("host = \"mail\"\nfrom = \"not an address\""));
+        assert!(bad_from.contains("from"), "{bad_from}");
+        let typo = parse("[hsp.smtp]\nhost = \"m\"\nfrom = \"a@b.example\"\nuser = \"vg\"\n")
+            .expect_err("refused");
+        assert!(typo.contains("user"), "{typo}");
     }
 }

@@ -118,6 +118,10 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
         .iter()
         .map(vitalgate_hsp::webhooks::Webhook::load)
         .collect::<Result<_, _>>()?;
+    if let Some(smtp) = &settings.smtp {
+        let sender = crate::load::smtp_sender(smtp)?;
+        config.code_sender = Some(vitalgate_hsp::CodeSenderHandle(Arc::new(sender)));
+    }
     let portal = &settings.portal;
     let mut portal_config = vitalgate_hsp::PortalConfig {
         secure_cookies: portal.behind_tls,

@@ -109,6 +109,30 @@ pub(crate) struct HspSection {
     /// Signed webhooks that alerts and break-glass accesses are posted to
     /// (`[[hsp.webhooks]]`).
     pub(crate) webhooks: Option<Vec<vitalgate_hsp::webhooks::WebhookConfig>>,
+    /// The mail server out-of-band sign-in codes go through (`[hsp.smtp]`).
+    pub(crate) smtp: Option<SmtpSection>,
+}
+
+/// The mail server the HSP sends out-of-band codes through.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SmtpSection {
+    /// The server's host name (the name its certificate must carry).
+    pub(crate) host: String,
+    /// 587 for `starttls` (the default), 465 for `implicit`, 25 for `none`.
+    pub(crate) port: Option<u16>,
+    /// `starttls` (required, the default), `implicit` (SMTPS) or `none`
+    /// (a relay on this host or a trusted segment; no login then).
+    pub(crate) tls: Option<String>,
+    /// The `From` address: `vitalgate <no-reply@hospital.example>`.
+    pub(crate) from: String,
+    /// A login at the server, with its password in `password_file`.
+    pub(crate) username: Option<String>,
+    pub(crate) password_file: Option<PathBuf>,
+    /// A PEM file of certificate authorities trusted besides the system's.
+    pub(crate) ca_file: Option<PathBuf>,
+    /// Seconds for each SMTP command (30 when absent).
+    pub(crate) timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]

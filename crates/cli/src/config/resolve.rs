@@ -48,6 +48,7 @@ pub(crate) struct HspSettings {
     pub(crate) policy: Option<Vec<RuleConfig>>,
     pub(crate) alerts: Option<AlertRules>,
     pub(crate) webhooks: Vec<vitalgate_hsp::webhooks::WebhookConfig>,
+    pub(crate) smtp: Option<crate::config::file::SmtpSection>,
     pub(crate) tls: vitalgate_hsp::HspTls,
     pub(crate) device_plaintext_listen: Option<String>,
     pub(crate) portal: PortalSettings,
@@ -337,6 +338,7 @@ pub(crate) fn hsp(flags: &HspFlags, file: &HspSection, env: &Env) -> Result<HspS
         policy: file.policy.clone(),
         alerts: file.alerts.clone(),
         webhooks: file.webhooks.clone().unwrap_or_default(),
+        smtp: file.smtp.clone(),
         tls,
         device_plaintext_listen: pick_opt(
             flags.device_plaintext_listen.clone(),
