@@ -31,8 +31,8 @@ mod sqlite;
 
 pub use api::{
     Alerts, Attempts, AuditLog, Backup, Credentials, EnrollmentTokens, FactorTokens, Factors,
-    LoginStates, OobCodes, OtpSteps, Patients, ReplayKeys, Revocations, Settings, Vitals,
-    WebSessions,
+    LoginStates, OobCodes, OtpSteps, Patients, ReplayKeys, Revocations, Settings, StoredDevices,
+    Vitals, WebSessions,
 };
 pub use factors::{AttemptLimit, AttemptRefused, AttemptState, FactorToken, OobCode};
 pub use memory::MemoryStore;

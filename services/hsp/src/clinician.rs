@@ -254,23 +254,29 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
             .await?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let hsp = self.clone();
-        // The patient's active device, read again at each recheck, after the
-        // feed lagged and for a device not seen before: a notice of another
-        // patient's device (all come through the same feed) then costs no
-        // store read after its first.
+        // The patient's active device, read again at each recheck (so a
+        // replacement device is followed within WATCH_RECHECK) and after the
+        // feed lagged. A notice names the devices of one committed write,
+        // sorted: whether this patient's is among them is a binary search,
+        // and a write for other patients costs nothing more.
         let mut active = self.device_of(&pseudonym).await?;
-        // Devices whose notices are not this patient's (a device's credential
-        // names its patient, so that never changes).
-        let mut others = std::collections::HashSet::new();
         tokio::spawn(async move {
             let mut recheck = tokio::time::interval(WATCH_RECHECK);
             recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let device = tokio::select! {
+                let notice = tokio::select! {
                     received = feed.recv() => match received {
-                        Ok(device) => Some(device),
-                        // Fell behind: read the store again.
-                        Err(RecvError::Lagged(_)) => None,
+                        Ok(devices) => Some(devices),
+                        // Fell behind: read the device and the store again.
+                        Err(RecvError::Lagged(_)) => {
+                            if let Ok(now_active) = hsp.device_of(&pseudonym).await {
+                                if now_active != active {
+                                    active = now_active;
+                                    last_sequence = 0;
+                                }
+                            }
+                            None
+                        }
                         Err(RecvError::Closed) => break,
                     },
                     _ = recheck.tick() => {
@@ -285,31 +291,28 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
                             let _ = tx.send(Err(status)).await;
                             break;
                         }
-                        if let Ok(now_active) = hsp.device_of(&pseudonym).await {
-                            active = now_active;
+                        // A device bound since (the first, or a
+                        // replacement) is read at once: what it stored
+                        // before this check came with no notice heard.
+                        match hsp.device_of(&pseudonym).await {
+                            Ok(now_active) if now_active != active => {
+                                // Another device's sequence numbers start
+                                // again from its own first.
+                                active = now_active;
+                                last_sequence = 0;
+                                None
+                            }
+                            _ => continue,
                         }
-                        continue;
                     }
                 };
                 if tx.is_closed() {
                     break;
                 }
-                // A device not seen before may be this patient's new one:
-                // ask the store once; any other patient's stays skipped.
-                let unknown = device.is_some_and(|d| active != Some(d) && !others.contains(&d));
-                if device.is_none() || unknown {
-                    if let Ok(now_active) = hsp.device_of(&pseudonym).await {
-                        active = now_active;
-                    }
-                }
                 let Some(watched) = active else {
-                    if let Some(d) = device {
-                        others.insert(d);
-                    }
                     continue;
                 };
-                if let Some(d) = device.filter(|d| *d != watched) {
-                    others.insert(d);
+                if notice.is_some_and(|devices| devices.binary_search(&watched).is_err()) {
                     continue;
                 }
                 // A notice is usually a batch or two: the newest few samples

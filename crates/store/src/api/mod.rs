@@ -38,5 +38,5 @@ pub use replay::ReplayKeys;
 pub use revocations::Revocations;
 pub use settings::Settings;
 pub use tokens::EnrollmentTokens;
-pub use vitals::Vitals;
+pub use vitals::{StoredDevices, Vitals};
 pub use web_sessions::WebSessions;

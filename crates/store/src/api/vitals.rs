@@ -28,8 +28,15 @@ pub trait Vitals: Send + Sync {
     /// backend may keep whole days that the cut-off falls in (PostgreSQL drops
     /// day partitions); nothing measured at or after the cut-off goes.
     async fn expire_vitals(&self, cutoff_ms: i64) -> StoreResult<()>;
-    /// Devices with newly stored vitals, as they are committed — by this
-    /// process or, where the backend shares a database, by any replica (a
-    /// lagging subscriber misses some and reads the store again).
-    fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<u64>;
+    /// For each committed write that stored new vitals, the devices it
+    /// stored them for — by this process or, where the backend shares a
+    /// database, by any replica (a lagging subscriber misses some and reads
+    /// the store again). One notice per write, not per device: a subscriber
+    /// watching one patient wakes once per commit, however many devices the
+    /// writer gathered into it.
+    fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<StoredDevices>;
 }
+
+/// The devices one committed write stored new vitals for, sorted and
+/// without repeats (for [`slice::binary_search`]).
+pub type StoredDevices = std::sync::Arc<[u64]>;

@@ -33,8 +33,9 @@ pub async fn vitals_are_stored_once(store: Arc<dyn Store>) {
     assert_eq!(latest, vec![sample(1, 15), sample(1, 14), sample(1, 13)]);
 }
 
-/// The vitals feed names each device whose samples were newly stored, and
-/// nothing for a batch that stored nothing new.
+/// The vitals feed names, once per committed write, each device whose
+/// samples it newly stored (sorted), and nothing for a batch that stored
+/// nothing new.
 pub async fn vitals_feed_names_devices_with_new_samples(store: Arc<dyn Store>) {
     let mut feed = store.vitals_feed();
     let sample = |device_serial, sequence| StoredSample {
@@ -59,13 +60,13 @@ pub async fn vitals_feed_names_devices_with_new_samples(store: Arc<dyn Store>) {
             .store_vitals(&[sample(7, sequence)])
             .await
             .expect("store");
-        if let Ok(Ok(device)) =
+        if let Ok(Ok(devices)) =
             tokio::time::timeout(std::time::Duration::from_millis(100), feed.recv()).await
         {
-            break device;
+            break devices;
         }
     };
-    assert_eq!(first, 7);
+    assert_eq!(&first[..], [7]);
     while let Ok(Ok(_)) =
         tokio::time::timeout(std::time::Duration::from_millis(300), feed.recv()).await
     {}
@@ -73,17 +74,11 @@ pub async fn vitals_feed_names_devices_with_new_samples(store: Arc<dyn Store>) {
         .store_vitals(&[sample(8, 1), sample(9, 1), sample(8, 2)])
         .await
         .expect("store");
-    let mut heard = Vec::new();
-    while let Ok(Ok(device)) =
-        tokio::time::timeout(std::time::Duration::from_secs(2), feed.recv()).await
-    {
-        heard.push(device);
-        if heard.len() == 2 {
-            break;
-        }
-    }
-    heard.sort_unstable();
-    assert_eq!(heard, [8, 9]);
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(2), feed.recv())
+        .await
+        .expect("the feed speaks")
+        .expect("a notice");
+    assert_eq!(&heard[..], [8, 9], "one notice for the write, both devices");
     // Nothing new, nothing said.
     store
         .store_vitals(&[sample(8, 1)])

@@ -45,7 +45,7 @@ use state::State;
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
     /// Devices with newly stored vitals.
-    feed: tokio::sync::broadcast::Sender<u64>,
+    feed: tokio::sync::broadcast::Sender<crate::StoredDevices>,
 }
 
 impl std::fmt::Debug for MemoryStore {

@@ -105,8 +105,8 @@ impl State {
 impl Vitals for MemoryStore {
     async fn store_vitals(&self, samples: &[StoredSample]) -> StoreResult<u64> {
         let (inserted, devices) = self.with(|s| s.store_vitals(samples))?;
-        for device in devices {
-            let _ = self.feed.send(device);
+        if !devices.is_empty() {
+            let _ = self.feed.send(devices.into_iter().collect());
         }
         Ok(inserted)
     }
@@ -145,7 +145,7 @@ impl Vitals for MemoryStore {
         })
     }
 
-    fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<u64> {
+    fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<crate::StoredDevices> {
         self.feed.subscribe()
     }
 }

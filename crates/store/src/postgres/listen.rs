@@ -14,7 +14,7 @@ use super::sql::describe;
 pub(super) fn spawn_vitals_listener(
     config: tokio_postgres::Config,
     tls: Option<rustls::ClientConfig>,
-    feed: std::sync::Weak<broadcast::Sender<u64>>,
+    feed: std::sync::Weak<broadcast::Sender<crate::StoredDevices>>,
 ) {
     tokio::spawn(async move {
         while feed.upgrade().is_some() {
@@ -40,7 +40,7 @@ pub(super) fn spawn_vitals_listener(
 async fn listen<T>(
     config: &tokio_postgres::Config,
     tls: T,
-    feed: &std::sync::Weak<broadcast::Sender<u64>>,
+    feed: &std::sync::Weak<broadcast::Sender<crate::StoredDevices>>,
 ) -> Result<(), tokio_postgres::Error>
 where
     T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
@@ -68,8 +68,12 @@ where
             message = incoming.recv() => match message {
                 Some(tokio_postgres::AsyncMessage::Notification(n)) => {
                     let Some(sender) = feed.upgrade() else { break };
-                    for serial in n.payload().split(',').filter_map(|s| s.parse().ok()) {
-                        let _ = sender.send(serial);
+                    let mut devices: Vec<u64> =
+                        n.payload().split(',').filter_map(|s| s.parse().ok()).collect();
+                    devices.sort_unstable();
+                    devices.dedup();
+                    if !devices.is_empty() {
+                        let _ = sender.send(devices.into());
                     }
                 }
                 Some(_) => {}

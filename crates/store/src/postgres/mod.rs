@@ -80,7 +80,7 @@ pub struct PostgresStore {
     /// Days whose vitals partition this replica knows exists.
     partitions: Arc<Mutex<HashSet<i64>>>,
     /// Devices with newly stored vitals, from every replica (LISTEN/NOTIFY).
-    feed: Arc<broadcast::Sender<u64>>,
+    feed: Arc<broadcast::Sender<crate::StoredDevices>>,
     /// Starts the listener on the first subscription.
     listener: Arc<std::sync::Once>,
     listen_config: tokio_postgres::Config,

@@ -205,7 +205,7 @@ impl Vitals for PostgresStore {
         self.drop_vitals_before(cutoff_ms).await.map(|_| ())
     }
 
-    fn vitals_feed(&self) -> broadcast::Receiver<u64> {
+    fn vitals_feed(&self) -> broadcast::Receiver<crate::StoredDevices> {
         let receiver = self.feed.subscribe();
         self.listener.call_once(|| {
             spawn_vitals_listener(

@@ -38,7 +38,7 @@ use migrate::migrate;
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
     /// Devices with newly stored vitals (one process owns the file).
-    feed: tokio::sync::broadcast::Sender<u64>,
+    feed: tokio::sync::broadcast::Sender<crate::StoredDevices>,
     /// The key new audit rows are linked under, once set.
     audit_key: Arc<std::sync::RwLock<Option<crate::audit::AuditKey>>>,
 }

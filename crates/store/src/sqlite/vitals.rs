@@ -70,8 +70,8 @@ impl Vitals for SqliteStore {
         })
         .await
         .map(|(inserted, devices)| {
-            for device in devices {
-                let _ = self.feed.send(device);
+            if !devices.is_empty() {
+                let _ = self.feed.send(devices.into_iter().collect());
             }
             inserted
         })
@@ -149,7 +149,7 @@ impl Vitals for SqliteStore {
         .await
     }
 
-    fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<u64> {
+    fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<crate::StoredDevices> {
         self.feed.subscribe()
     }
 }

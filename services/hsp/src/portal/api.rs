@@ -506,7 +506,7 @@ pub(crate) async fn live(
             }
             tokio::select! {
                 notice = feed.recv() => match notice {
-                    Ok(serial) => wake = Some(serial) == device,
+                    Ok(devices) => wake = device.is_some_and(|d| devices.binary_search(&d).is_ok()),
                     // Fell behind: read what is new anyway.
                     Err(RecvError::Lagged(_)) => wake = true,
                     Err(RecvError::Closed) => return,
