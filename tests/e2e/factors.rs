@@ -748,8 +748,18 @@ async fn a_rebinding_token_moves_only_the_patients_own_device() {
     platform.stop().await;
 }
 
-#[tokio::test]
+/// The privacy office's hook of the break-glass test.
+static PRIVACY_HOOK: std::sync::OnceLock<vitalgate_hsp::webhooks::Webhook> =
+    std::sync::OnceLock::new();
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn break_glass_needs_a_reason_a_fresh_login_and_is_audited_and_notified() {
+    let (privacy_office, notices) = crate::webhooks::receiver(0).await;
+    let _ = PRIVACY_HOOK.set(crate::webhooks::hook(
+        "privacy-office",
+        privacy_office,
+        "break-glass.opened",
+    ));
     let platform = Platform::start_with(|config| {
         config.policy = Policy::from_rules(&[
             rule("clinician", Action::Login, &["password"]),
@@ -757,6 +767,7 @@ async fn break_glass_needs_a_reason_a_fresh_login_and_is_audited_and_notified() 
         ])
         .expect("policy");
         config.policy.break_glass_secs = 900;
+        config.webhooks = vec![PRIVACY_HOOK.get().expect("hook").clone()];
     })
     .await;
     let identity = enroll(&platform, v1::Role::Clinician, "dr-strange").await;
@@ -840,6 +851,31 @@ async fn break_glass_needs_a_reason_a_fresh_login_and_is_audited_and_notified() 
         .map(|e| e.event.actor.as_str())
         .collect();
     assert_eq!(notified, ["dr-palmer", "privacy-officer"]);
+    // And the privacy office's webhook got it, signed, naming who, whom,
+    // why and who else was told.
+    let posted = crate::harness::wait_until(Duration::from_secs(10), || {
+        !notices.requests.lock().expect("lock").is_empty()
+    })
+    .await;
+    assert!(
+        posted.is_some(),
+        "the break-glass notice reached the privacy office"
+    );
+    let (headers, body) = notices.requests.lock().expect("lock")[0].clone();
+    assert!(crate::webhooks::verified(&headers, &body));
+    assert_eq!(headers["vitalgate-event"], "break-glass.opened");
+    let notice: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(notice["clinician"], "dr-strange");
+    assert_eq!(notice["patient"], "pt-glass");
+    assert_eq!(
+        notice["reason"],
+        "patient unconscious in ED, care team unreachable"
+    );
+    assert_eq!(notice["care_team"], serde_json::json!(["dr-palmer"]));
+    assert!(
+        !String::from_utf8_lossy(&body).contains("Stephen Vincent"),
+        "no patient name in a notice"
+    );
 
     // Threat 24: the break-glass ticket opens that patient's vitals, and the
     // reading is audited with the reason; an ordinary login's ticket does not,

@@ -36,8 +36,8 @@ fn configure(config: &mut HspConfig) {
 
 /// What the receiver saw: each request's headers and body.
 #[derive(Default)]
-struct Received {
-    requests: Mutex<Vec<(HeaderMap, Vec<u8>)>>,
+pub(crate) struct Received {
+    pub(crate) requests: Mutex<Vec<(HeaderMap, Vec<u8>)>>,
     /// Requests answered 503 before the first 200.
     fail_first: AtomicUsize,
 }
@@ -58,7 +58,7 @@ async fn receive(
 
 /// The signature header checked as a receiver would: same HMAC over the
 /// timestamp and the body, and a timestamp within five minutes.
-fn verified(headers: &HeaderMap, body: &[u8]) -> bool {
+pub(crate) fn verified(headers: &HeaderMap, body: &[u8]) -> bool {
     let Some(header) = headers
         .get("vitalgate-signature")
         .and_then(|v| v.to_str().ok())
@@ -76,40 +76,48 @@ fn verified(headers: &HeaderMap, body: &[u8]) -> bool {
     now.abs_diff(t) < 300 && signature_header(SECRET.as_bytes(), t, body) == header
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_alert_is_posted_signed_retried_and_a_dead_hook_leaves_a_dead_letter() {
+/// A webhook receiver on loopback that answers 503 to the first
+/// `fail_first` requests; its URL and what it saw.
+pub(crate) async fn receiver(fail_first: usize) -> (String, Arc<Received>) {
     let received = Arc::new(Received::default());
-    received.fail_first.store(2, Ordering::Relaxed);
+    received.fail_first.store(fail_first, Ordering::Relaxed);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let receiver = listener.local_addr().expect("addr");
+    let address = listener.local_addr().expect("addr");
     let app = axum::Router::new()
         .route("/hook", post(receive))
         .with_state(received.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}/hook"), received)
+}
+
+/// A hook named `name` posting `event` to `url` under the test's secret.
+pub(crate) fn hook(name: &str, url: String, event: &str) -> Webhook {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).expect("secret");
+    Webhook::load(&WebhookConfig {
+        name: name.into(),
+        url,
+        secret_file,
+        ca_file: None,
+        events: Some(vec![event.into()]),
+    })
+    .expect("hook")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_is_posted_signed_retried_and_a_dead_hook_leaves_a_dead_letter() {
+    let (pager, received) = receiver(2).await;
     // A hook nobody listens on.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr");
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let secret_file = dir.path().join("secret");
-    std::fs::write(&secret_file, format!("{SECRET}\n")).expect("secret");
-    let hook = |name: &str, url: String| {
-        Webhook::load(&WebhookConfig {
-            name: name.into(),
-            url,
-            secret_file: secret_file.clone(),
-            ca_file: None,
-            events: Some(vec!["alert.raised".into()]),
-        })
-        .expect("hook")
-    };
     let _ = HOOKS.set(vec![
-        hook("pager", format!("http://{receiver}/hook")),
-        hook("unreachable", format!("http://{dead}/hook")),
+        hook("pager", pager, "alert.raised"),
+        hook("unreachable", format!("http://{dead}/hook"), "alert.raised"),
     ]);
     let platform = Platform::start_with(configure).await;
 

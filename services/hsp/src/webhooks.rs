@@ -138,10 +138,10 @@ impl Webhook {
         let host = self.uri.host().ok_or("no host in the URL")?;
         let tls = self.tls.is_some();
         let port = self.uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let address = format!(
-            "{}:{port}",
-            host.trim_start_matches('[').trim_end_matches(']')
-        );
+        // An IPv6 host keeps its brackets in the address and drops them in
+        // the name TLS checks.
+        let address = format!("{host}:{port}");
+        let bare_host = host.trim_start_matches('[').trim_end_matches(']');
         let tcp = TcpStream::connect(&address)
             .await
             .map_err(|e| format!("connecting to {address}: {e}"))?;
@@ -161,7 +161,7 @@ impl Webhook {
             .map_err(|e| e.to_string())?;
         let status = match &self.tls {
             Some(connector) => {
-                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                let name = rustls::pki_types::ServerName::try_from(bare_host.to_string())
                     .map_err(|e| format!("the host name {host}: {e}"))?;
                 let stream = connector
                     .connect(name, tcp)
