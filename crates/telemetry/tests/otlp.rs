@@ -51,7 +51,10 @@ async fn spans_and_metrics_reach_the_collector_connected() {
             async {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
+            // The store's target: debug spans are exported for vitalgate's
+            // crates only.
             .instrument(tracing::debug_span!(
+                target: "vitalgate_store",
                 "store.transaction",
                 db.operation = "store_vitals"
             )),
