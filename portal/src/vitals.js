@@ -16,7 +16,8 @@ export const VITALS = {
 };
 
 // The limits values are read against come from the server, as configured
-// there (`glance` in /api/patients and /api/patients/:p, from `[hsp.alerts]`):
+// there (`glance` in /api/patients and /api/patients/:p, from `[hsp.alerts]` and
+// the patient's own settings; a list row with settings of its own has its own):
 //   thresholds: { spo2: { below: 90 }, hr: { above: 130, below: 40 }, … }
 //   stale_after_ms: the silence rule's time.
 // A vital without an entry has no alert rule.

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use vitalgate_device::sensors::Condition;
 use vitalgate_device::{Device, DeviceConfig};
 use vitalgate_proto::v1;
+use vitalgate_rpc::clock::Clock;
 use vitalgate_store::StoredSample;
 
 use crate::harness::Platform;
@@ -168,4 +169,99 @@ async fn a_single_spike_raises_nothing_and_a_sustained_desaturation_raises_in_ti
     );
     let spiked = alerts(&platform, "pt-spike").await;
     assert!(spiked.is_empty(), "{spiked:?}");
+}
+
+/// An administrator's setting for one patient through the HSP's gRPC API.
+async fn set_settings(
+    platform: &Platform,
+    pseudonym: &str,
+    settings: &[(&str, Option<f64>)],
+) -> Result<(), tonic::Status> {
+    let token = platform.hsp().hsp.admin_token().to_string();
+    crate::factors::hsp_client(platform)
+        .await
+        .set_patient_settings(crate::harness::admin(
+            v1::SetPatientSettingsRequest {
+                pseudonym: pseudonym.into(),
+                settings: settings
+                    .iter()
+                    .map(|(key, value)| v1::PatientSetting {
+                        key: key.to_string(),
+                        value: *value,
+                    })
+                    .collect(),
+            },
+            &token,
+        ))
+        .await
+        .map(drop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copd_patients_own_spo2_threshold_overrides_the_hospitals() {
+    let platform = Platform::start_with(|config| config.alerts.hold_secs.spo2_low = 0).await;
+    // A COPD patient's prescribed target is 88–92 %: alert under 85, and
+    // score NEWS2 on SpO2 scale 2.
+    set_settings(
+        &platform,
+        "pt-copd",
+        &[("spo2-low", Some(85.0)), ("news2-spo2-scale", Some(2.0))],
+    )
+    .await
+    .expect("settings");
+    for (bad, why) in [
+        (vec![("spo2-lo", Some(85.0))], "unknown setting"),
+        (vec![("spo2-low", Some(850.0))], "from 50 to 100"),
+        (vec![("news2-spo2-scale", Some(3.0))], "1 or 2"),
+    ] {
+        let refused = set_settings(&platform, "pt-copd", &bad)
+            .await
+            .expect_err("refused");
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+        assert!(refused.message().contains(why), "{refused:?}");
+    }
+    let twice = set_settings(
+        &platform,
+        "pt-copd",
+        &[("spo2-low", Some(85.0)), ("spo2-low", None)],
+    )
+    .await
+    .expect_err("twice");
+    assert_eq!(twice.code(), tonic::Code::FailedPrecondition, "{twice:?}");
+
+    let (copd, _stop_a) = streaming(&platform, "pt-copd").await;
+    let (other, _stop_b) = streaming(&platform, "pt-other").await;
+    copd.set_spo2(Some(87.0));
+    other.set_spo2(Some(87.0));
+    let raised = eventually(Duration::from_secs(30), || async {
+        !alerts(&platform, "pt-other").await.is_empty()
+    })
+    .await;
+    assert!(raised, "87 % is under the hospital's 90 %");
+    // Both streams have passed well beyond where the other's alert fired.
+    let since = platform.clock.now_ms();
+    let streamed_on = eventually(Duration::from_secs(10), || async {
+        newest(&platform, "pt-copd")
+            .await
+            .is_some_and(|s| s.measured_at_ms > since + 1_000)
+    })
+    .await;
+    assert!(streamed_on);
+    assert!(
+        alerts(&platform, "pt-copd").await.is_empty(),
+        "87 % is within the COPD patient's own threshold"
+    );
+
+    // Under their own threshold, the rule fires for them too.
+    copd.set_spo2(Some(83.0));
+    let raised = eventually(Duration::from_secs(30), || async {
+        alerts(&platform, "pt-copd")
+            .await
+            .iter()
+            .any(|a| a.alert.detail.contains("under 85 %"))
+    })
+    .await;
+    assert!(raised, "83 % is under the patient's 85 %");
+    let kinds = platform.audit_kinds().await;
+    assert!(kinds.iter().any(|k| k == "patient_settings.changed"));
 }

@@ -24,7 +24,8 @@ pub mod sender;
 
 pub use oob::{CodeMessage, Destination, OobCodes, OobError, OobPolicy, MAX_TTL_SECS};
 pub use sender::{
-    CodeSender, FileSender, SendError, SmtpConfig, SmtpCredentials, SmtpSender, SmtpTls,
+    CodeSender, FileSender, Notice, SendError, Senders, SmtpConfig, SmtpCredentials, SmtpSender,
+    SmtpTls,
 };
 
 use rand_core::{OsRng, RngCore};

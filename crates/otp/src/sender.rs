@@ -1,8 +1,9 @@
-//! How out-of-band codes reach people: the [`CodeSender`] trait, email over
-//! SMTP ([`SmtpSender`]), and a file for development ([`FileSender`]).
+//! How out-of-band codes, and notices such as alerts, reach people: the
+//! [`CodeSender`] trait, email over SMTP ([`SmtpSender`]), and a file for
+//! development ([`FileSender`]).
 //!
-//! There is no SMS sender yet: an SMS gateway plugs in behind the same trait,
-//! taking [`Destination::Phone`] and [`CodeMessage::text`].
+//! An SMS gateway plugs in behind the same trait (the HSP's is an HTTP
+//! gateway whose request is configuration), taking [`Destination::Phone`].
 
 use std::fmt;
 use std::io::Write as _;
@@ -61,6 +62,92 @@ pub trait CodeSender: Send + Sync {
         destination: &Destination,
         message: &CodeMessage,
     ) -> Result<(), SendError>;
+
+    /// Delivers `notice` (an alert, a break-glass access) to `destination`.
+    /// A sender that carries codes only refuses it.
+    async fn send_notice(
+        &self,
+        destination: &Destination,
+        notice: &Notice,
+    ) -> Result<(), SendError> {
+        let _ = notice;
+        Err(SendError::Unsupported {
+            destination: destination.kind(),
+        })
+    }
+}
+
+/// A message for a person that is not a code: a subject and a short plain
+/// text, each one line or a few (an SMS gateway sends the subject and the
+/// text together). It names patients by pseudonym only: mail and SMS cross
+/// networks the hospital does not control.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The subject line (control characters become spaces when sent).
+    pub subject: String,
+    /// The body.
+    pub text: String,
+}
+
+impl Notice {
+    /// The notice as one short text: the subject, then the body.
+    pub fn short_text(&self) -> String {
+        format!("{}: {}", one_line(&self.subject), self.text.trim())
+    }
+}
+
+/// Several senders as one: each destination goes to the first sender that
+/// reaches it (the mail server for addresses, the SMS gateway for numbers).
+pub struct Senders(Vec<std::sync::Arc<dyn CodeSender>>);
+
+impl Senders {
+    /// The senders, in the order they are asked.
+    pub fn new(senders: Vec<std::sync::Arc<dyn CodeSender>>) -> Self {
+        Self(senders)
+    }
+
+    fn for_destination(&self, destination: &Destination) -> Result<&dyn CodeSender, SendError> {
+        self.0
+            .iter()
+            .find(|s| s.reaches(destination))
+            .map(|s| &**s)
+            .ok_or(SendError::Unsupported {
+                destination: destination.kind(),
+            })
+    }
+}
+
+impl fmt::Debug for Senders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Senders").field(&self.0.len()).finish()
+    }
+}
+
+#[async_trait]
+impl CodeSender for Senders {
+    fn reaches(&self, destination: &Destination) -> bool {
+        self.0.iter().any(|s| s.reaches(destination))
+    }
+
+    async fn send_code(
+        &self,
+        destination: &Destination,
+        message: &CodeMessage,
+    ) -> Result<(), SendError> {
+        self.for_destination(destination)?
+            .send_code(destination, message)
+            .await
+    }
+
+    async fn send_notice(
+        &self,
+        destination: &Destination,
+        notice: &Notice,
+    ) -> Result<(), SendError> {
+        self.for_destination(destination)?
+            .send_notice(destination, notice)
+            .await
+    }
 }
 
 /// How the connection to the mail server is protected.
@@ -215,6 +302,32 @@ impl CodeSender for SmtpSender {
         destination: &Destination,
         message: &CodeMessage,
     ) -> Result<(), SendError> {
+        self.send_mail(
+            destination,
+            message.subject_line(),
+            message.text().as_str().to_string(),
+        )
+        .await
+    }
+
+    async fn send_notice(
+        &self,
+        destination: &Destination,
+        notice: &Notice,
+    ) -> Result<(), SendError> {
+        self.send_mail(destination, one_line(&notice.subject), notice.text.clone())
+            .await
+    }
+}
+
+impl SmtpSender {
+    /// One plain-text message to an email destination.
+    async fn send_mail(
+        &self,
+        destination: &Destination,
+        subject: String,
+        body: String,
+    ) -> Result<(), SendError> {
         let Destination::Email(address) = destination else {
             return Err(SendError::Unsupported {
                 destination: destination.kind(),
@@ -226,9 +339,9 @@ impl CodeSender for SmtpSender {
         let email = Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(message.subject_line())
+            .subject(subject)
             .header(ContentType::TEXT_PLAIN)
-            .body(message.text().as_str().to_string())
+            .body(body)
             .map_err(|e| SendError::Address(e.to_string()))?;
         self.transport
             .send(email)
@@ -259,6 +372,23 @@ impl FileSender {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Appends one line, owner-only.
+    async fn append(&self, line: Zeroizing<String>) -> Result<(), SendError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true).append(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            // One write of one short line: appends from several tasks or
+            // processes do not interleave.
+            options.open(&path)?.write_all(line.as_bytes())
+        })
+        .await
+        .map_err(|e| SendError::Io(std::io::Error::other(e)))??;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -276,23 +406,33 @@ impl CodeSender for FileSender {
             message.code(),
             message.expires_at(),
         ));
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let mut options = std::fs::OpenOptions::new();
-            options.create(true).append(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            // One write of one short line: appends from several tasks or
-            // processes do not interleave.
-            options.open(&path)?.write_all(line.as_bytes())
-        })
-        .await
-        .map_err(|e| SendError::Io(std::io::Error::other(e)))??;
+        self.append(line).await?;
         tracing::info!(
             path = %self.path.display(),
             destination = destination.kind(),
             purpose = %one_line(message.purpose()),
             "out-of-band code written to the development code file"
+        );
+        Ok(())
+    }
+
+    /// A line `notice\t<email|phone>\t<destination>\t<subject>: <text>`.
+    async fn send_notice(
+        &self,
+        destination: &Destination,
+        notice: &Notice,
+    ) -> Result<(), SendError> {
+        let line = Zeroizing::new(format!(
+            "notice\t{}\t{}\t{}\n",
+            destination.kind(),
+            one_line(destination.address()),
+            one_line(&notice.short_text()),
+        ));
+        self.append(line).await?;
+        tracing::info!(
+            path = %self.path.display(),
+            destination = destination.kind(),
+            "a notice written to the development code file"
         );
         Ok(())
     }

@@ -154,6 +154,17 @@ pub struct NewAlert {
     pub raised_at_ms: i64,
 }
 
+/// One of a patient's alert settings, overriding the HSP's configured rule
+/// for them (a COPD patient's SpO2 threshold, say). The HSP names the keys
+/// and checks the values; the store keeps them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientSetting {
+    /// What it sets (`spo2-low`, `news2-spo2-scale`, …).
+    pub key: String,
+    /// The value; `None` turns the rule off for the patient.
+    pub value: Option<f64>,
+}
+
 /// A stored alert.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertRecord {
@@ -170,4 +181,8 @@ pub struct AlertRecord {
     pub resolved_by: Option<String>,
     /// Unix milliseconds; `None` until it is resolved.
     pub resolved_at_ms: Option<i64>,
+    /// How many escalation steps were taken while it stayed open: 0 until
+    /// the first person on the patient's on-call list is told, then one
+    /// more for each later person and for the fallback.
+    pub escalation_step: u32,
 }

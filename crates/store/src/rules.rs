@@ -2,7 +2,7 @@
 //! statement, written once here so that the backends cannot drift apart (the
 //! attempt limits are in `factors.rs`).
 
-use crate::{AlertRecord, AuditQuery, AuditRecord, StoreError, WebSession};
+use crate::{AlertRecord, AuditQuery, AuditRecord, PatientSetting, StoreError, WebSession};
 
 /// The refusal of a binding that would move a device between patients.
 pub fn device_belongs_to_another_patient(device_serial: u64) -> StoreError {
@@ -10,6 +10,40 @@ pub fn device_belongs_to_another_patient(device_serial: u64) -> StoreError {
         "device {device_serial} is bound to another patient; a device is never moved between \
          patients (enroll a new device for this one)"
     ))
+}
+
+/// Refuses an on-call list that names someone off the patient's care team
+/// (who could not open the patient's record when told) or names anyone
+/// twice.
+pub(crate) fn check_on_call(clinicians: &[String], care_team: &[String]) -> Result<(), StoreError> {
+    for (index, clinician) in clinicians.iter().enumerate() {
+        if !care_team.contains(clinician) {
+            return Err(StoreError::Conflict(format!(
+                "{clinician} is not on the patient's care team; add them to it before the \
+                 on-call list"
+            )));
+        }
+        if clinicians[..index].contains(clinician) {
+            return Err(StoreError::Conflict(format!(
+                "{clinician} is named twice in the on-call list"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses patient settings that name a key twice (which would be kept
+/// depends on the order of writes).
+pub(crate) fn check_patient_settings(settings: &[PatientSetting]) -> Result<(), StoreError> {
+    for (index, setting) in settings.iter().enumerate() {
+        if settings[..index].iter().any(|s| s.key == setting.key) {
+            return Err(StoreError::Conflict(format!(
+                "the patient setting {} is given twice",
+                setting.key
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl AuditQuery {

@@ -122,7 +122,10 @@ export function mount(main) {
       if (stopped) return;
       // Ages by the server's clock, so they are right on a device whose clock is off.
       const serverNow = view.now_ms;
-      rows.replaceChildren(...byUrgency(view.patients).map((p) => patientRow(p, serverNow, view.glance)));
+      // A patient with thresholds of their own brings their own glance.
+      rows.replaceChildren(
+        ...byUrgency(view.patients).map((p) => patientRow(p, serverNow, p.glance || view.glance)),
+      );
       main.querySelector("[data-empty]").hidden = view.patients.length > 0;
       updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     } catch (e) {

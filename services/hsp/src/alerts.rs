@@ -16,7 +16,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use vitalgate_rpc::audit;
 use vitalgate_rpc::clock::SharedClock;
-use vitalgate_store::{NewAlert, Store, StoredSample};
+use vitalgate_store::{NewAlert, PatientSetting, Store, StoredSample};
 
 use crate::episodes::{Episodes, Limit, Rule, Transition};
 use crate::webhooks::Notifier;
@@ -140,23 +140,111 @@ impl AlertRules {
     }
 }
 
+/// The key of a patient's NEWS2 SpO2 scale setting: 2 for a patient a
+/// clinician prescribed a target of 88–92 % (hypercapnic respiratory
+/// failure, often COPD).
+pub const SPO2_SCALE_SETTING: &str = "news2-spo2-scale";
+
+/// What a patient's settings make of the configured rules: their own
+/// thresholds (a rule may be off for them) and their NEWS2 SpO2 scale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientRules {
+    /// The rules that apply to them.
+    pub rules: AlertRules,
+    /// The scale their NEWS2 scores SpO2 on.
+    pub spo2_scale: crate::news2::Spo2Scale,
+}
+
+/// Where in the rules a threshold setting goes.
+type ThresholdField = fn(&mut AlertRules) -> &mut Option<f32>;
+
+/// The setting keys of the threshold rules, what each overrides, and the
+/// values a threshold may take (wider than any sensible one, narrow enough
+/// to catch a typo such as 900 for 90).
+fn threshold_setting(key: &str) -> Option<(ThresholdField, f64, f64)> {
+    Some(match key {
+        "spo2-low" => (|r| &mut r.spo2_below, 50.0, 100.0),
+        "heart-rate-high" => (|r| &mut r.heart_rate_above, 30.0, 250.0),
+        "heart-rate-low" => (|r| &mut r.heart_rate_below, 20.0, 200.0),
+        "blood-pressure-high" => (|r| &mut r.systolic_above, 80.0, 300.0),
+        "temperature-high" => (|r| &mut r.temperature_above, 34.0, 43.0),
+        _ => return None,
+    })
+}
+
+/// Checks a patient setting an administrator gives: a known key, a value in
+/// range (none turns a threshold rule off); one line saying what is wrong.
+pub fn check_patient_setting(setting: &PatientSetting) -> Result<(), String> {
+    if setting.key == SPO2_SCALE_SETTING {
+        return match setting.value {
+            Some(v) if v == 1.0 || v == 2.0 => Ok(()),
+            _ => Err(format!("{SPO2_SCALE_SETTING} is 1 or 2")),
+        };
+    }
+    let Some((_, low, high)) = threshold_setting(&setting.key) else {
+        return Err(format!(
+            "unknown setting {:?} (known: spo2-low, heart-rate-high, heart-rate-low, \
+             blood-pressure-high, temperature-high, {SPO2_SCALE_SETTING})",
+            setting.key
+        ));
+    };
+    match setting.value {
+        Some(v) if !(low..=high).contains(&v) => Err(format!(
+            "{} must be from {low} to {high} (or off)",
+            setting.key
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl AlertRules {
+    /// The rules for a patient: these, with the patient's settings applied
+    /// (a setting the HSP does not know, as from a newer replica, is left
+    /// out).
+    pub fn for_patient(&self, settings: &[PatientSetting]) -> PatientRules {
+        let mut rules = self.clone();
+        let mut spo2_scale = crate::news2::Spo2Scale::One;
+        for setting in settings {
+            if setting.key == SPO2_SCALE_SETTING {
+                if setting.value == Some(2.0) {
+                    spo2_scale = crate::news2::Spo2Scale::Two;
+                }
+            } else if let Some((field, _, _)) = threshold_setting(&setting.key) {
+                *field(&mut rules) = setting.value.map(|v| v as f32);
+            }
+        }
+        PatientRules { rules, spo2_scale }
+    }
+}
+
 /// Raises alerts; the vitals writer hands it every committed batch.
 #[derive(Clone)]
 pub(crate) struct AlertRaiser {
     store: Arc<dyn Store>,
     clock: SharedClock,
     rules: AlertRules,
-    /// Device serial → its patient while the binding is active, and when
-    /// that was read: re-read after [`BINDING_TTL`], since an administrator
-    /// may bind a device to another patient.
-    patients: Arc<Mutex<HashMap<u64, (String, Instant)>>>,
+    /// Device serial → its patient while the binding is active, the
+    /// threshold limits of that patient, and when they were read: re-read
+    /// after [`BINDING_TTL`], since an administrator may bind a device to
+    /// another patient or change the patient's thresholds.
+    patients: Arc<Mutex<HashMap<u64, DevicePatient>>>,
     /// Where each device stands with each threshold rule.
     episodes: Arc<Mutex<Episodes>>,
     /// Where a raised alert is posted, if anywhere.
     notifier: Option<Notifier>,
+    /// Poked after a raise, so escalation tells the first person at once.
+    escalation: Option<Arc<tokio::sync::Notify>>,
 }
 
-/// How long a device's patient is taken as read.
+/// A device's patient and the limits that apply to them.
+#[derive(Clone)]
+struct DevicePatient {
+    pseudonym: String,
+    limits: Arc<[Limit]>,
+    read_at: Instant,
+}
+
+/// How long a device's patient (and their thresholds) is taken as read.
 const BINDING_TTL: Duration = Duration::from_secs(10);
 
 /// How many committed batches may wait for evaluation; beyond that a batch is
@@ -172,7 +260,14 @@ impl AlertRaiser {
             patients: Arc::new(Mutex::new(HashMap::new())),
             episodes: Arc::new(Mutex::new(Episodes::default())),
             notifier: None,
+            escalation: None,
         }
+    }
+
+    /// Wakes escalation after every alert raised.
+    pub(crate) fn escalating(mut self, wake: Arc<tokio::sync::Notify>) -> Self {
+        self.escalation = Some(wake);
+        self
     }
 
     /// Posts every alert raised to the hospital's webhooks too.
@@ -193,40 +288,65 @@ impl AlertRaiser {
         sender
     }
 
-    async fn patient_of(&self, serial: u64) -> Option<String> {
-        if let Some((pseudonym, read_at)) = self
+    /// The device's patient and their limits, while the binding is active.
+    async fn patient_of(&self, serial: u64) -> Option<DevicePatient> {
+        if let Some(known) = self
             .patients
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&serial)
         {
-            if read_at.elapsed() < BINDING_TTL {
-                return Some(pseudonym.clone());
+            if known.read_at.elapsed() < BINDING_TTL {
+                return Some(known.clone());
             }
         }
         let binding = self.store.device_binding(serial).await.ok().flatten();
-        let mut patients = self.patients.lock().unwrap_or_else(|p| p.into_inner());
-        match binding {
+        let known = match binding {
             Some((pseudonym, true)) => {
-                patients.insert(serial, (pseudonym.clone(), Instant::now()));
-                Some(pseudonym)
+                // Unreadable settings: the configured rules still apply.
+                let settings = match self.store.patient_settings(&pseudonym).await {
+                    Ok(settings) => settings,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a patient's alert settings could not be read");
+                        Vec::new()
+                    }
+                };
+                let rules = self.rules.for_patient(&settings).rules;
+                Some(DevicePatient {
+                    pseudonym,
+                    limits: rules.limits().into(),
+                    read_at: Instant::now(),
+                })
             }
-            _ => {
-                patients.remove(&serial);
-                None
-            }
-        }
+            _ => None,
+        };
+        let mut patients = self.patients.lock().unwrap_or_else(|p| p.into_inner());
+        match &known {
+            Some(known) => patients.insert(serial, known.clone()),
+            None => patients.remove(&serial),
+        };
+        known
     }
 
     async fn check_thresholds(&self, batch: &[StoredSample]) {
-        let limits = self.rules.limits();
         let mut ordered: Vec<&StoredSample> = batch.iter().collect();
         ordered.sort_by_key(|s| (s.device_serial, s.measured_at_ms, s.sequence));
+        // Each device's patient once per batch: their limits, and none for
+        // a device bound to nobody (its samples raise nothing).
+        let mut serials: Vec<u64> = ordered.iter().map(|s| s.device_serial).collect();
+        serials.dedup();
+        let mut patients: HashMap<u64, Option<DevicePatient>> = HashMap::new();
+        for serial in serials {
+            patients.insert(serial, self.patient_of(serial).await);
+        }
         let transitions: Vec<Transition> = {
             let mut episodes = self.episodes.lock().unwrap_or_else(|p| p.into_inner());
             ordered
                 .into_iter()
-                .flat_map(|sample| episodes.observe(&limits, sample))
+                .flat_map(|sample| match &patients[&sample.device_serial] {
+                    Some(patient) => episodes.observe(&patient.limits, sample),
+                    None => Vec::new(),
+                })
                 .collect()
         };
         for transition in transitions {
@@ -237,9 +357,16 @@ impl AlertRaiser {
                     at_ms,
                     detail,
                 } => {
-                    if let Some(pseudonym) = self.patient_of(device_serial).await {
-                        self.raise(pseudonym, device_serial, rule.name(), detail, at_ms, at_ms)
-                            .await;
+                    if let Some(patient) = self.patient_of(device_serial).await {
+                        self.raise(
+                            patient.pseudonym,
+                            device_serial,
+                            rule.name(),
+                            detail,
+                            at_ms,
+                            at_ms,
+                        )
+                        .await;
                     }
                 }
                 // The alert stays open until someone acknowledges it; the
@@ -249,13 +376,13 @@ impl AlertRaiser {
                     rule,
                     ..
                 } => {
-                    if let Some(pseudonym) = self.patient_of(device_serial).await {
+                    if let Some(patient) = self.patient_of(device_serial).await {
                         audit(
                             &*self.store,
                             &*self.clock,
                             "alert.cleared",
                             "hsp",
-                            &pseudonym,
+                            &patient.pseudonym,
                             &format!("{} back within its threshold", rule.name()),
                         )
                         .await;
@@ -327,6 +454,9 @@ impl AlertRaiser {
                     &format!("#{id} {rule}: {}", alert.detail),
                 )
                 .await;
+                if let Some(wake) = &self.escalation {
+                    wake.notify_one();
+                }
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, rule, "an alert could not be stored"),
@@ -608,5 +738,74 @@ mod tests {
             ..AlertRules::default()
         };
         assert_eq!(off.limits().len(), 4);
+    }
+
+    #[test]
+    fn a_patients_settings_override_the_rules_and_are_checked() {
+        let setting = |key: &str, value: Option<f64>| PatientSetting {
+            key: key.into(),
+            value,
+        };
+        let own = AlertRules::default().for_patient(&[
+            setting("spo2-low", Some(85.0)),
+            setting("heart-rate-high", None),
+            setting(SPO2_SCALE_SETTING, Some(2.0)),
+            setting("from-a-newer-replica", Some(1.0)),
+        ]);
+        assert_eq!(own.rules.spo2_below, Some(85.0));
+        assert_eq!(own.rules.heart_rate_above, None, "off for them");
+        assert_eq!(
+            own.rules.heart_rate_below,
+            Some(40.0),
+            "the rest as configured"
+        );
+        assert_eq!(own.spo2_scale, crate::news2::Spo2Scale::Two);
+        let names: Vec<_> = own.rules.limits().iter().map(|l| l.rule.name()).collect();
+        assert!(!names.contains(&"heart-rate-high"));
+        assert_eq!(
+            AlertRules::default().for_patient(&[]).spo2_scale,
+            crate::news2::Spo2Scale::One
+        );
+
+        assert!(check_patient_setting(&setting("temperature-high", Some(38.5))).is_ok());
+        assert!(check_patient_setting(&setting("temperature-high", None)).is_ok());
+        for (bad, why) in [
+            (setting("spo2-lo", Some(85.0)), "unknown setting"),
+            (setting("spo2-low", Some(900.0)), "from 50 to 100"),
+            (setting("heart-rate-low", Some(f64::NAN)), "from 20 to 200"),
+            (setting(SPO2_SCALE_SETTING, None), "1 or 2"),
+        ] {
+            let refused = check_patient_setting(&bad).expect_err("refused");
+            assert!(refused.contains(why), "{refused}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_patients_own_threshold_decides_their_alerts() {
+        let store: Arc<dyn Store> = Arc::new(vitalgate_store::MemoryStore::new());
+        store.bind_device("pt-copd", 7, 0).await.expect("bind");
+        store.bind_device("pt-other", 8, 0).await.expect("bind");
+        store
+            .put_patient_settings(
+                "pt-copd",
+                &[PatientSetting {
+                    key: "spo2-low".into(),
+                    value: Some(80.0),
+                }],
+            )
+            .await
+            .expect("settings");
+        let raiser = AlertRaiser::new(
+            store.clone(),
+            vitalgate_rpc::clock::system_clock(),
+            at_once(),
+        );
+        // Both at 86 %: under the hospital's 90, over the patient's 80.
+        raiser
+            .check_thresholds(&[low_spo2(7, 1, 1_000), low_spo2(8, 1, 1_000)])
+            .await;
+        let open = store.open_alerts(None, 10).await.expect("alerts");
+        let patients: Vec<_> = open.iter().map(|a| a.alert.pseudonym.as_str()).collect();
+        assert_eq!(patients, ["pt-other"]);
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use vitalgate_rpc::clock::SharedClock;
 
-use crate::{alerts, policy, AdmissionLimits, KeyEncryptionKey};
+use crate::{alerts, escalation, policy, AdmissionLimits, KeyEncryptionKey};
 
 /// The HSP's settings.
 #[derive(Debug, Clone)]
@@ -38,7 +38,9 @@ pub struct HspConfig {
     pub policy: policy::Policy,
     /// How TOTP codes are made and checked.
     pub totp: vitalgate_otp::TotpPolicy,
-    /// Sends out-of-band codes (email, SMS); without one that factor is refused.
+    /// Sends out-of-band codes (email, SMS), and notices to the people
+    /// escalation names; without one that factor is refused and people are
+    /// told through the audit trail only.
     pub code_sender: Option<CodeSenderHandle>,
     /// The key-encryption key the data key is wrapped under in the store
     /// (needed when replicas share a database); without it, a key file.
@@ -51,8 +53,15 @@ pub struct HspConfig {
     pub silence_check: Duration,
     /// Where alerts and break-glass accesses are posted (signed webhooks).
     pub webhooks: Vec<crate::webhooks::Webhook>,
-    /// How a webhook post is retried before it is a dead letter.
+    /// How a webhook post, or a notice to a person, is retried before it
+    /// is a dead letter.
     pub webhook_retry: crate::webhooks::RetryPolicy,
+    /// Who is told of an alert, in what order and how fast, and of a
+    /// break-glass access; how each person is reached.
+    pub escalation: escalation::Escalation,
+    /// How often the replica looks for escalation steps that are due (and
+    /// at once when an alert is raised).
+    pub escalation_check: Duration,
     /// Where the HSP reads the time (the system's; a manual one in tests).
     pub clock: SharedClock,
     /// How the HSP's gRPC port speaks TLS.
@@ -114,6 +123,8 @@ impl HspConfig {
             silence_check: Duration::from_secs(10),
             webhooks: Vec::new(),
             webhook_retry: crate::webhooks::RetryPolicy::default(),
+            escalation: escalation::Escalation::default(),
+            escalation_check: Duration::from_secs(5),
             clock: vitalgate_rpc::clock::system_clock(),
             tls: HspTls::FromTtp,
         }

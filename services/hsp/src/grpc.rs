@@ -158,6 +158,20 @@ impl v1::hsp_server::Hsp for Hsp {
     ) -> Result<Response<v1::SetCareTeamMemberResponse>, Status> {
         Hsp::set_care_team_member(self, request).await
     }
+
+    async fn set_on_call(
+        &self,
+        request: Request<v1::SetOnCallRequest>,
+    ) -> Result<Response<v1::SetOnCallResponse>, Status> {
+        Hsp::set_on_call(self, request).await
+    }
+
+    async fn set_patient_settings(
+        &self,
+        request: Request<v1::SetPatientSettingsRequest>,
+    ) -> Result<Response<v1::SetPatientSettingsResponse>, Status> {
+        Hsp::set_patient_settings(self, request).await
+    }
 }
 
 /// The HSP's service with every method but `DeviceSession` refused: what a

@@ -21,6 +21,7 @@ mod credential;
 mod enroll;
 pub mod episodes;
 mod error;
+pub mod escalation;
 pub mod factors;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -31,12 +32,14 @@ mod live;
 mod login;
 mod metrics;
 pub mod news2;
+mod outbound;
 pub mod policy;
 mod portal;
 mod records;
 mod revocation;
 mod samples;
 mod session;
+pub mod sms;
 mod state;
 mod stats;
 mod tls_files;
@@ -315,6 +318,7 @@ impl Hsp {
             ))
         });
         let silence = tokio::spawn(self.alerts().clone().watch_silence(config.silence_check));
+        let escalation = tokio::spawn(self.escalator().clone().run(config.escalation_check));
         let reload = match (&config.tls, self.server_cert()) {
             (HspTls::Files { cert, key }, Some(serving)) => Some(tokio::spawn(
                 tls_files::reload_on_change(cert.clone(), key.clone(), serving.clone()),
@@ -328,6 +332,7 @@ impl Hsp {
                 task.abort();
             }
             silence.abort();
+            escalation.abort();
         };
         let tls = self
             .server_cert()

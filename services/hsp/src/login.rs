@@ -9,8 +9,9 @@
 //! Break-glass (a clinician opening a patient outside their care teams) is a
 //! login for the `break-glass` action, with the patient and a typed reason in
 //! the call's metadata: a fresh re-authentication by construction, time-boxed,
-//! audited, and the care team and the privacy officer are notified (audit
-//! events of kind `break-glass.notified`, which the hospital's notifier reads).
+//! audited, and the care team and the privacy officers are notified (audit
+//! events of kind `break-glass.notified`, a signed webhook, and mail or SMS
+//! to those with a contact in `[hsp.escalation.contacts]`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -195,7 +196,9 @@ async fn login(
 
 impl Hsp {
     /// Audits a break-glass access and notifies the patient's care team and
-    /// the privacy officer (audit events the hospital's notifier delivers).
+    /// the privacy officers (`[hsp.escalation] privacy_officers`): an audit
+    /// event for each, a signed webhook, and a notice to each one with a
+    /// contact.
     pub(crate) async fn record_break_glass(
         &self,
         clinician: &str,
@@ -211,8 +214,7 @@ impl Hsp {
             &format!("until {until} ({how}): {reason}"),
         )
         .await;
-        let mut notified = self.store().care_team(patient).await.unwrap_or_default();
-        notified.push("privacy-officer".into());
+        let care_team = self.store().care_team(patient).await.unwrap_or_default();
         self.notifier().send(
             "break-glass.opened",
             format!("break-glass-{clinician}-{patient}-{}", self.now()),
@@ -224,9 +226,19 @@ impl Hsp {
                 "reason": reason,
                 "until": until,
                 "how": how,
-                "care_team": &notified[..notified.len() - 1],
+                "care_team": &care_team,
             }),
         );
+        let mut notified = care_team;
+        notified.extend_from_slice(self.config().escalation.privacy_officers());
+        let notice = vitalgate_otp::Notice {
+            subject: format!("vitalgate: break-glass access to patient {patient}"),
+            text: format!(
+                "{clinician} opened the record of patient {patient} outside their care team \
+                 ({how}), until Unix time {until}. The reason given: {reason}\r\n\r\n\
+                 Every read during the access is in the audit log.\r\n"
+            ),
+        };
         for recipient in notified {
             self.audit(
                 "break-glass.notified",
@@ -235,6 +247,12 @@ impl Hsp {
                 &format!("{clinician} opened the patient's record: {reason}"),
             )
             .await;
+            self.pager().tell(
+                &recipient,
+                patient,
+                format!("break-glass by {clinician}"),
+                notice.clone(),
+            );
         }
     }
 

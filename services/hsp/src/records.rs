@@ -1,12 +1,15 @@
 //! Patients' records and who may see them: the sealed record (name, record
-//! number) by pseudonym, device bindings and care teams, as administrators
-//! keep them over gRPC.
+//! number) by pseudonym, device bindings, care teams and on-call lists, as
+//! administrators keep them over gRPC.
 
 use tonic::{Request, Response, Status};
 use vitalgate_proto::v1;
 use vitalgate_rpc::invalid;
 use vitalgate_rpc::store_status;
 
+use vitalgate_store::PatientSetting;
+
+use crate::alerts::check_patient_setting;
 use crate::live::CloseReason;
 use crate::Hsp;
 
@@ -83,12 +86,28 @@ impl Hsp {
             .care_team(&pseudonym)
             .await
             .map_err(|e| store_status(&e))?;
+        let on_call = store
+            .on_call(&pseudonym)
+            .await
+            .map_err(|e| store_status(&e))?;
+        let settings = store
+            .patient_settings(&pseudonym)
+            .await
+            .map_err(|e| store_status(&e))?
+            .into_iter()
+            .map(|s| v1::PatientSetting {
+                key: s.key,
+                value: s.value,
+            })
+            .collect();
         // A record that cannot be audited is not shown (fail closed).
         self.audit_required("patient.read", "admin", &pseudonym, "record and care team")
             .await?;
         Ok(Response::new(v1::GetPatientResponse {
             record: Some(record),
             care_team,
+            on_call,
+            settings,
         }))
     }
 
@@ -146,4 +165,83 @@ impl Hsp {
         .await;
         Ok(Response::new(v1::SetCareTeamMemberResponse {}))
     }
+
+    pub(crate) async fn set_on_call(
+        &self,
+        request: Request<v1::SetOnCallRequest>,
+    ) -> Result<Response<v1::SetOnCallResponse>, Status> {
+        self.admin().check(&request)?;
+        let request = request.into_inner();
+        let pseudonym = checked_pseudonym(&request.pseudonym)?;
+        if request.clinicians.len() > MAX_ON_CALL {
+            return Err(invalid(
+                "clinicians",
+                &format!("at most {MAX_ON_CALL} people are on call"),
+            ));
+        }
+        if request
+            .clinicians
+            .iter()
+            .any(|c| c.is_empty() || c.len() > 64)
+        {
+            return Err(invalid("clinicians", "each must be 1 to 64 bytes"));
+        }
+        // The store refuses anyone off the care team, or named twice.
+        self.store()
+            .set_on_call(pseudonym, &request.clinicians)
+            .await
+            .map_err(|e| store_status(&e))?;
+        self.audit(
+            "on_call.changed",
+            "admin",
+            pseudonym,
+            &request.clinicians.join(", "),
+        )
+        .await;
+        Ok(Response::new(v1::SetOnCallResponse {}))
+    }
+
+    pub(crate) async fn set_patient_settings(
+        &self,
+        request: Request<v1::SetPatientSettingsRequest>,
+    ) -> Result<Response<v1::SetPatientSettingsResponse>, Status> {
+        self.admin().check(&request)?;
+        let request = request.into_inner();
+        let pseudonym = checked_pseudonym(&request.pseudonym)?;
+        let settings: Vec<PatientSetting> = request
+            .settings
+            .into_iter()
+            .map(|s| PatientSetting {
+                key: s.key,
+                value: s.value,
+            })
+            .collect();
+        for setting in &settings {
+            check_patient_setting(setting).map_err(|why| invalid("settings", &why))?;
+        }
+        // The store refuses a key given twice.
+        self.store()
+            .put_patient_settings(pseudonym, &settings)
+            .await
+            .map_err(|e| store_status(&e))?;
+        let described: Vec<String> = settings
+            .iter()
+            .map(|s| match s.value {
+                Some(v) => format!("{}={v}", s.key),
+                None => format!("{}=off", s.key),
+            })
+            .collect();
+        self.audit(
+            "patient_settings.changed",
+            "admin",
+            pseudonym,
+            &described.join(", "),
+        )
+        .await;
+        Ok(Response::new(v1::SetPatientSettingsResponse {}))
+    }
 }
+
+/// The longest on-call list: with five-minute steps, over an hour before
+/// the fallback.
+const MAX_ON_CALL: usize = 16;

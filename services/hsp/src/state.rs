@@ -13,6 +13,7 @@ use vitalgate_store::Store;
 use crate::admission::Admission;
 use crate::alerts::AlertRaiser;
 use crate::credential::{OwnCredential, Responders};
+use crate::escalation::{Escalator, Pager};
 use crate::factors::FactorVerifier;
 use crate::live::LiveSessions;
 use crate::login::TicketBook;
@@ -39,6 +40,8 @@ pub struct State {
     writer: VitalsWriter,
     alerts: AlertRaiser,
     notifier: Notifier,
+    pager: Pager,
+    escalator: Escalator,
     vault: Arc<SecretVault>,
     admin: AdminToken,
     ttp: TtpLink,
@@ -82,8 +85,22 @@ impl State {
             store.clone(),
             config.clock.clone(),
         );
+        let pager = Pager::new(
+            &config.escalation,
+            config.code_sender.as_ref().map(|s| s.0.clone()),
+            config.webhook_retry,
+            store.clone(),
+            config.clock.clone(),
+        );
+        let escalator = Escalator::new(
+            store.clone(),
+            config.clock.clone(),
+            config.escalation.clone(),
+            pager.clone(),
+        );
         let alerts = AlertRaiser::new(store.clone(), config.clock.clone(), config.alerts.clone())
-            .notifying(notifier.clone());
+            .notifying(notifier.clone())
+            .escalating(escalator.waker());
         let writer = VitalsWriter::start_notifying(
             store.clone(),
             stats.clone(),
@@ -108,6 +125,8 @@ impl State {
             writer,
             alerts,
             notifier,
+            pager,
+            escalator,
             stats,
             store,
             config,
@@ -230,6 +249,16 @@ impl State {
     /// Posts notices to the hospital's webhooks.
     pub(crate) fn notifier(&self) -> &Notifier {
         &self.notifier
+    }
+
+    /// Sends notices to people (break-glass accesses, alerts).
+    pub(crate) fn pager(&self) -> &Pager {
+        &self.pager
+    }
+
+    /// Takes alerts' escalation steps.
+    pub(crate) fn escalator(&self) -> &Escalator {
+        &self.escalator
     }
 
     /// Seals and opens patients' records and factor secrets.

@@ -20,15 +20,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{header, Request, Uri};
-use http_body_util::Full;
+use axum::http::{header, HeaderName, HeaderValue};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use tokio::net::TcpStream;
 use vitalgate_rpc::clock::SharedClock;
 use vitalgate_store::Store;
 use zeroize::Zeroizing;
+
+use crate::outbound::Endpoint;
 
 /// A hook as configured (`[[hsp.webhooks]]`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -60,9 +59,8 @@ const MIN_SECRET_LEN: usize = 32;
 #[derive(Clone)]
 pub struct Webhook {
     name: String,
-    uri: Uri,
+    endpoint: Endpoint,
     secret: Zeroizing<Vec<u8>>,
-    tls: Option<tokio_rustls::TlsConnector>,
     events: Vec<String>,
 }
 
@@ -70,7 +68,7 @@ impl std::fmt::Debug for Webhook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Webhook")
             .field("name", &self.name)
-            .field("uri", &self.uri)
+            .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
     }
 }
@@ -80,21 +78,7 @@ impl Webhook {
     /// the hook and what is wrong otherwise.
     pub fn load(config: &WebhookConfig) -> Result<Self, String> {
         let fail = |why: String| format!("[[hsp.webhooks]] {}: {why}", config.name);
-        let uri: Uri = config
-            .url
-            .parse()
-            .map_err(|e| fail(format!("the URL {}: {e}", config.url)))?;
-        let host = uri.host().unwrap_or_default();
-        let tls = match uri.scheme_str() {
-            Some("https") => Some(tls_connector(config.ca_file.as_deref()).map_err(fail)?),
-            Some("http") if matches!(host, "127.0.0.1" | "[::1]" | "::1" | "localhost") => None,
-            _ => {
-                return Err(fail(format!(
-                    "the URL {} must start with https:// (http:// only to this host's loopback)",
-                    config.url
-                )))
-            }
-        };
+        let endpoint = Endpoint::new(&config.url, config.ca_file.as_deref()).map_err(fail)?;
         let secret = std::fs::read_to_string(&config.secret_file).map_err(|e| {
             fail(format!(
                 "the secret file {}: {e}",
@@ -120,9 +104,8 @@ impl Webhook {
         }
         Ok(Self {
             name: config.name.clone(),
-            uri,
+            endpoint,
             secret,
-            tls,
             events,
         })
     }
@@ -135,96 +118,23 @@ impl Webhook {
         body: &[u8],
         now_secs: u64,
     ) -> Result<(), String> {
-        let host = self.uri.host().ok_or("no host in the URL")?;
-        let tls = self.tls.is_some();
-        let port = self.uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        // An IPv6 host keeps its brackets in the address and drops them in
-        // the name TLS checks.
-        let address = format!("{host}:{port}");
-        let bare_host = host.trim_start_matches('[').trim_end_matches(']');
-        let tcp = TcpStream::connect(&address)
+        let value = |v: &str| HeaderValue::from_str(v).map_err(|e| e.to_string());
+        let headers = [
+            (header::CONTENT_TYPE, value("application/json")?),
+            (HeaderName::from_static("vitalgate-event"), value(event)?),
+            (
+                HeaderName::from_static("vitalgate-delivery"),
+                value(delivery)?,
+            ),
+            (
+                HeaderName::from_static("vitalgate-signature"),
+                value(&signature_header(&self.secret, now_secs, body))?,
+            ),
+        ];
+        self.endpoint
+            .post(&headers, Bytes::copy_from_slice(body))
             .await
-            .map_err(|e| format!("connecting to {address}: {e}"))?;
-        let request = Request::post(self.uri.clone())
-            .header(
-                header::HOST,
-                self.uri.authority().map_or(host, |a| a.as_str()),
-            )
-            .header(header::CONTENT_TYPE, "application/json")
-            .header("vitalgate-event", event)
-            .header("vitalgate-delivery", delivery)
-            .header(
-                "vitalgate-signature",
-                signature_header(&self.secret, now_secs, body),
-            )
-            .body(Full::new(Bytes::copy_from_slice(body)))
-            .map_err(|e| e.to_string())?;
-        let status = match &self.tls {
-            Some(connector) => {
-                let name = rustls::pki_types::ServerName::try_from(bare_host.to_string())
-                    .map_err(|e| format!("the host name {host}: {e}"))?;
-                let stream = connector
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| format!("TLS to {address}: {e}"))?;
-                send(TokioIo::new(stream), request).await?
-            }
-            None => send(TokioIo::new(tcp), request).await?,
-        };
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {status}"))
-        }
     }
-}
-
-/// One HTTP/1.1 exchange on `io`; the answer's status.
-async fn send<I>(io: I, request: Request<Full<Bytes>>) -> Result<axum::http::StatusCode, String>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?;
-    let connection = tokio::spawn(connection);
-    let answer = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("HTTP: {e}"));
-    connection.abort();
-    Ok(answer?.status())
-}
-
-fn tls_connector(ca_file: Option<&std::path::Path>) -> Result<tokio_rustls::TlsConnector, String> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            for certificate in CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("the CA file {}: {e}", path.display()))?
-            {
-                let certificate =
-                    certificate.map_err(|e| format!("the CA file {}: {e}", path.display()))?;
-                roots
-                    .add(certificate)
-                    .map_err(|e| format!("a certificate in {}: {e}", path.display()))?;
-            }
-        }
-        None => {
-            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        }
-    }
-    if roots.is_empty() {
-        return Err("no trusted certificate authority for https".into());
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 /// HMAC-SHA256 of `data` under `key`, in hex.

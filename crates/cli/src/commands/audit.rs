@@ -13,9 +13,8 @@ fn event_type(kind: &str) -> (&'static str, &'static str) {
         "handshake" | "login" | "factor" => ("110114", "User Authentication"),
         "patient" | "vitals" => ("110110", "Patient Record"),
         "break-glass" => ("110113", "Security Alert"),
-        "enroll" | "device" | "care_team" | "revocation" | "credential" => {
-            ("110137", "User Security Attributes Changed")
-        }
+        "enroll" | "device" | "care_team" | "on_call" | "patient_settings" | "revocation"
+        | "credential" => ("110137", "User Security Attributes Changed"),
         _ => ("110100", "Application Activity"),
     }
 }

@@ -118,9 +118,21 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
         .iter()
         .map(vitalgate_hsp::webhooks::Webhook::load)
         .collect::<Result<_, _>>()?;
+    // Mail for addresses, the SMS gateway for numbers: codes and notices alike.
+    let mut senders: Vec<Arc<dyn vitalgate_otp::CodeSender>> = Vec::new();
     if let Some(smtp) = &settings.smtp {
-        let sender = crate::load::smtp_sender(smtp)?;
-        config.code_sender = Some(vitalgate_hsp::CodeSenderHandle(Arc::new(sender)));
+        senders.push(Arc::new(crate::load::smtp_sender(smtp)?));
+    }
+    if let Some(sms) = &settings.sms {
+        senders.push(Arc::new(vitalgate_hsp::sms::SmsGateway::load(sms)?));
+    }
+    if !senders.is_empty() {
+        config.code_sender = Some(vitalgate_hsp::CodeSenderHandle(Arc::new(
+            vitalgate_otp::Senders::new(senders),
+        )));
+    }
+    if let Some(escalation) = &settings.escalation {
+        config.escalation = escalation.load()?;
     }
     let portal = &settings.portal;
     let mut portal_config = vitalgate_hsp::PortalConfig {

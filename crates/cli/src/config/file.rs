@@ -109,8 +109,14 @@ pub(crate) struct HspSection {
     /// Signed webhooks that alerts and break-glass accesses are posted to
     /// (`[[hsp.webhooks]]`).
     pub(crate) webhooks: Option<Vec<vitalgate_hsp::webhooks::WebhookConfig>>,
-    /// The mail server out-of-band sign-in codes go through (`[hsp.smtp]`).
+    /// The mail server out-of-band sign-in codes and notices to people go
+    /// through (`[hsp.smtp]`).
     pub(crate) smtp: Option<SmtpSection>,
+    /// The HTTP gateway codes and notices go to phones through (`[hsp.sms]`).
+    pub(crate) sms: Option<vitalgate_hsp::sms::SmsConfig>,
+    /// Who is told of alerts and break-glass accesses, in what order, and
+    /// how to reach them (`[hsp.escalation]`).
+    pub(crate) escalation: Option<vitalgate_hsp::escalation::EscalationConfig>,
 }
 
 /// The mail server the HSP sends out-of-band codes through.
@@ -236,6 +242,45 @@ secret = \"s\"
         )
         .expect_err("refused");
         assert!(typo.contains("secret"), "{typo}");
+    }
+
+    #[test]
+    fn escalation_and_the_sms_gateway_parse_and_load() {
+        let config = parse(
+            r#"
+            [hsp.escalation]
+            step_secs = 120
+            fallback = ["ward-3-desk"]
+            privacy_officers = ["privacy-office"]
+
+            [hsp.escalation.contacts]
+            dr-palmer = "mailto:palmer@hospital.example"
+            ward-3-desk = "tel:+441632960001"
+            privacy-office = "mailto:privacy@hospital.example"
+
+            [hsp.sms]
+            url = "https://sms.hospital.example/send"
+            body = '{"to": "{to}", "text": "{text}"}'
+            header = "Authorization"
+            header_file = "/run/secrets/sms-token"
+            "#,
+        )
+        .expect("parses");
+        let escalation = config.hsp.escalation.expect("escalation");
+        assert_eq!(escalation.step_secs, 120);
+        let loaded = escalation.load().expect("loads");
+        assert_eq!(loaded.privacy_officers(), ["privacy-office"]);
+        assert_eq!(loaded.step(), std::time::Duration::from_secs(120));
+        let sms = config.hsp.sms.expect("sms");
+        assert_eq!(sms.content_type, "application/json");
+        assert_eq!(sms.header.as_deref(), Some("Authorization"));
+        let typo = parse(
+            "[hsp.escalation]
+step = 60
+",
+        )
+        .expect_err("refused");
+        assert!(typo.contains("step"), "{typo}");
     }
 
     #[test]

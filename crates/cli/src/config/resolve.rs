@@ -49,6 +49,8 @@ pub(crate) struct HspSettings {
     pub(crate) alerts: Option<AlertRules>,
     pub(crate) webhooks: Vec<vitalgate_hsp::webhooks::WebhookConfig>,
     pub(crate) smtp: Option<crate::config::file::SmtpSection>,
+    pub(crate) sms: Option<vitalgate_hsp::sms::SmsConfig>,
+    pub(crate) escalation: Option<vitalgate_hsp::escalation::EscalationConfig>,
     pub(crate) tls: vitalgate_hsp::HspTls,
     pub(crate) device_plaintext_listen: Option<String>,
     pub(crate) portal: PortalSettings,
@@ -339,6 +341,8 @@ pub(crate) fn hsp(flags: &HspFlags, file: &HspSection, env: &Env) -> Result<HspS
         alerts: file.alerts.clone(),
         webhooks: file.webhooks.clone().unwrap_or_default(),
         smtp: file.smtp.clone(),
+        sms: file.sms.clone(),
+        escalation: file.escalation.clone(),
         tls,
         device_plaintext_listen: pick_opt(
             flags.device_plaintext_listen.clone(),

@@ -31,4 +31,9 @@ pub trait Alerts: Send + Sync {
     async fn resolve_alert(&self, id: i64, by: &str, at_ms: i64) -> StoreResult<bool>;
     /// The alert, for checking which patient it belongs to.
     async fn alert(&self, id: i64) -> StoreResult<Option<AlertRecord>>;
+    /// Moves an open alert's escalation from step `from` to step `to`;
+    /// false when it is no longer open or another replica moved it first
+    /// (its step is not `from`), so each step is taken, and each person
+    /// told, once across replicas.
+    async fn advance_escalation(&self, id: i64, from: u32, to: u32) -> StoreResult<bool>;
 }

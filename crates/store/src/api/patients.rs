@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::StoreResult;
+use crate::{PatientSetting, StoreResult};
 
 /// Patients' records, device bindings and care teams.
 #[async_trait]
@@ -32,7 +32,9 @@ pub trait Patients: Send + Sync {
     async fn active_device(&self, pseudonym: &str) -> StoreResult<Option<u64>>;
     /// The patient a device is bound to, and whether the binding is active.
     async fn device_binding(&self, device_serial: u64) -> StoreResult<Option<(String, bool)>>;
-    /// Adds a clinician to (or, with `member` false, removes from) a patient's care team.
+    /// Adds a clinician to (or, with `member` false, removes from) a
+    /// patient's care team. A clinician removed leaves the patient's
+    /// on-call list too.
     async fn set_care_team_member(
         &self,
         clinician: &str,
@@ -44,4 +46,21 @@ pub trait Patients: Send + Sync {
     async fn care_team(&self, pseudonym: &str) -> StoreResult<Vec<String>>;
     /// The patients whose care team includes `clinician`, by pseudonym.
     async fn patients_of(&self, clinician: &str) -> StoreResult<Vec<String>>;
+    /// Replaces the patient's on-call list: who is told of an alert first,
+    /// second, and so on. Each must be on the patient's care team, once
+    /// ([`StoreError::Conflict`](crate::StoreError::Conflict) otherwise,
+    /// nothing written); an empty list clears it.
+    async fn set_on_call(&self, pseudonym: &str, clinicians: &[String]) -> StoreResult<()>;
+    /// The patient's on-call list, in order.
+    async fn on_call(&self, pseudonym: &str) -> StoreResult<Vec<String>>;
+    /// Replaces the patient's alert settings; a key given twice is refused
+    /// ([`StoreError::Conflict`](crate::StoreError::Conflict), nothing
+    /// written), none clears them.
+    async fn put_patient_settings(
+        &self,
+        pseudonym: &str,
+        settings: &[PatientSetting],
+    ) -> StoreResult<()>;
+    /// The patient's alert settings, by key.
+    async fn patient_settings(&self, pseudonym: &str) -> StoreResult<Vec<PatientSetting>>;
 }

@@ -96,6 +96,8 @@ pub const TABLES: &[Table] = &[
     table("patients", &["pseudonym"]),
     table("device_bindings", &["device_serial"]),
     table("care_teams", &["clinician", "pseudonym"]),
+    table("on_call", &["pseudonym", "position"]),
+    table("patient_settings", &["pseudonym", "key"]),
     // The last accepted step per account: without it a code seen before the
     // backup would be accepted again after the restore.
     table("otp_steps", &["account"]),

@@ -53,6 +53,7 @@ pub async fn alerts_open_once_until_acknowledged(store: Arc<dyn Store>) {
             acknowledged_at_ms: None,
             resolved_by: None,
             resolved_at_ms: None,
+            escalation_step: 0,
         })
     );
     assert_eq!(store.alert(first + 1000).await.expect("alert"), None);
@@ -225,4 +226,58 @@ pub async fn concurrent_raises_open_one_alert(store: Arc<dyn Store>) {
             .len(),
         1
     );
+}
+
+/// An open alert's escalation moves one step at a time, from the step the
+/// caller saw: of two replicas moving it from the same step one wins, and
+/// an acknowledged alert escalates no further.
+pub async fn alerts_escalate_once_per_step_while_open(store: Arc<dyn Store>) {
+    let id = store
+        .raise_alert(&new_alert("pt-e", "spo2-low", 1000))
+        .await
+        .expect("raise")
+        .expect("new");
+    let step = |store: Arc<dyn Store>| async move {
+        store
+            .alert(id)
+            .await
+            .expect("alert")
+            .expect("kept")
+            .escalation_step
+    };
+    assert_eq!(step(store.clone()).await, 0);
+    let (a, b) = tokio::join!(
+        store.advance_escalation(id, 0, 1),
+        store.advance_escalation(id, 0, 1)
+    );
+    assert_eq!(
+        [a.expect("advance"), b.expect("advance")]
+            .iter()
+            .filter(|won| **won)
+            .count(),
+        1,
+        "one replica takes the step"
+    );
+    assert_eq!(step(store.clone()).await, 1);
+    assert!(
+        !store.advance_escalation(id, 0, 2).await.expect("stale"),
+        "a stale step is refused"
+    );
+    assert!(store.advance_escalation(id, 1, 3).await.expect("advance"));
+    assert!(!store
+        .advance_escalation(id + 1000, 0, 1)
+        .await
+        .expect("unknown"));
+    assert!(store
+        .acknowledge_alert(id, "dr-a", 2000)
+        .await
+        .expect("ack"));
+    assert!(
+        !store
+            .advance_escalation(id, 3, 4)
+            .await
+            .expect("acknowledged"),
+        "an acknowledged alert escalates no further"
+    );
+    assert_eq!(step(store).await, 3);
 }

@@ -82,6 +82,29 @@ pub async fn fill_every_table(store: &dyn Store) {
         .set_care_team_member(INJECTION_STRINGS[1], "pt-1", true, 31)
         .await
         .expect("care team");
+    store
+        .set_on_call(
+            "pt-1",
+            &[INJECTION_STRINGS[1].to_string(), "dr-a".to_string()],
+        )
+        .await
+        .expect("on call");
+    store
+        .put_patient_settings(
+            "pt-1",
+            &[
+                crate::PatientSetting {
+                    key: "spo2-low".into(),
+                    value: Some(85.5),
+                },
+                crate::PatientSetting {
+                    key: INJECTION_STRINGS[0].into(),
+                    value: None,
+                },
+            ],
+        )
+        .await
+        .expect("patient settings");
     store.claim_otp_step("dr-a", 56_789_012).await.expect("otp");
     store
         .put_factor("dr-a", 2, b"opaque record", 40)

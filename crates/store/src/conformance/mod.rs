@@ -33,7 +33,8 @@ use std::sync::Arc;
 use crate::Store;
 
 pub use alerts::{
-    alerts_are_resolved_once, alerts_open_once_until_acknowledged, concurrent_raises_open_one_alert,
+    alerts_are_resolved_once, alerts_escalate_once_per_step_while_open,
+    alerts_open_once_until_acknowledged, concurrent_raises_open_one_alert,
 };
 pub use attempts::attempts_are_limited;
 pub use audit::{
@@ -50,7 +51,10 @@ pub use factors::factors_round_trip;
 pub use login_states::login_states_are_taken_once;
 pub use oob_codes::oob_codes_are_single_use;
 pub use otp_steps::otp_steps_claim_once;
-pub use patients::{patients_bindings_and_care_teams, patients_of_a_clinician};
+pub use patients::{
+    on_call_lists_follow_the_care_team, patient_settings_are_replaced_whole,
+    patients_bindings_and_care_teams, patients_of_a_clinician,
+};
 pub use replay::replay_keys_claim_once;
 pub use revocations::revocations_feed_in_order;
 pub use settings::{settings_are_set_once_if_absent, settings_round_trip};
@@ -157,6 +161,8 @@ macro_rules! conformance_tests {
             audit_links_are_keyed_once_a_key_is_set,
             patients_bindings_and_care_teams,
             patients_of_a_clinician,
+            on_call_lists_follow_the_care_team,
+            patient_settings_are_replaced_whole,
             otp_steps_claim_once,
             factors_round_trip,
             attempts_are_limited,
@@ -171,6 +177,7 @@ macro_rules! conformance_tests {
             alerts_open_once_until_acknowledged,
             alerts_are_resolved_once,
             concurrent_raises_open_one_alert,
+            alerts_escalate_once_per_step_while_open,
         );
     };
 }

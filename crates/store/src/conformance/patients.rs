@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{Store, StoreError};
+use crate::{PatientSetting, Store, StoreError};
 
 use super::INJECTION_STRINGS;
 
@@ -113,4 +113,119 @@ pub async fn patients_of_a_clinician(store: Arc<dyn Store>) {
     );
     assert_eq!(store.patients_of("dr-b").await.expect("patients"), ["pt-1"]);
     assert!(store.patients_of("dr-c").await.expect("none").is_empty());
+}
+
+/// A patient's on-call list keeps its order, names only care-team members,
+/// each once (a refused list writes nothing), and loses a clinician who
+/// leaves the care team.
+pub async fn on_call_lists_follow_the_care_team(store: Arc<dyn Store>) {
+    let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for clinician in ["dr-b", "dr-a", INJECTION_STRINGS[2]] {
+        store
+            .set_care_team_member(clinician, "pt-oc", true, 10)
+            .await
+            .expect("care team");
+    }
+    assert!(store.on_call("pt-oc").await.expect("list").is_empty());
+    let order = names(&["dr-b", INJECTION_STRINGS[2], "dr-a"]);
+    store.set_on_call("pt-oc", &order).await.expect("set");
+    assert_eq!(
+        store.on_call("pt-oc").await.expect("list"),
+        order,
+        "in order"
+    );
+
+    let outsider = store
+        .set_on_call("pt-oc", &names(&["dr-a", "dr-z"]))
+        .await
+        .expect_err("off the care team");
+    assert!(
+        matches!(&outsider, StoreError::Conflict(why) if why.contains("dr-z")),
+        "{outsider:?}"
+    );
+    let twice = store
+        .set_on_call("pt-oc", &names(&["dr-a", "dr-a"]))
+        .await
+        .expect_err("twice");
+    assert!(matches!(twice, StoreError::Conflict(_)), "{twice:?}");
+    assert_eq!(
+        store.on_call("pt-oc").await.expect("list"),
+        order,
+        "a refused list writes nothing"
+    );
+
+    store
+        .set_care_team_member(INJECTION_STRINGS[2], "pt-oc", false, 20)
+        .await
+        .expect("leave");
+    assert_eq!(
+        store.on_call("pt-oc").await.expect("list"),
+        names(&["dr-b", "dr-a"]),
+        "who leaves the care team leaves the list"
+    );
+    assert!(store.on_call("pt-other").await.expect("list").is_empty());
+    store.set_on_call("pt-oc", &[]).await.expect("clear");
+    assert!(store.on_call("pt-oc").await.expect("list").is_empty());
+}
+
+/// A patient's alert settings are replaced as a whole, kept exactly
+/// (a value, or none for a rule turned off), by key; a key given twice is
+/// refused and writes nothing.
+pub async fn patient_settings_are_replaced_whole(store: Arc<dyn Store>) {
+    let setting = |key: &str, value: Option<f64>| PatientSetting {
+        key: key.to_string(),
+        value,
+    };
+    assert!(store
+        .patient_settings("pt-s")
+        .await
+        .expect("read")
+        .is_empty());
+    let first = [
+        setting("spo2-low", Some(85.5)),
+        setting(INJECTION_STRINGS[1], None),
+        setting("heart-rate-high", Some(140.0)),
+    ];
+    store
+        .put_patient_settings("pt-s", &first)
+        .await
+        .expect("put");
+    let mut by_key = first.to_vec();
+    by_key.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(store.patient_settings("pt-s").await.expect("read"), by_key);
+    let twice = store
+        .put_patient_settings(
+            "pt-s",
+            &[setting("spo2-low", Some(80.0)), setting("spo2-low", None)],
+        )
+        .await
+        .expect_err("twice");
+    assert!(matches!(twice, StoreError::Conflict(_)), "{twice:?}");
+    assert_eq!(
+        store.patient_settings("pt-s").await.expect("read"),
+        by_key,
+        "a refused write changes nothing"
+    );
+    store
+        .put_patient_settings("pt-s", &[setting("news2-spo2-scale", Some(2.0))])
+        .await
+        .expect("replace");
+    assert_eq!(
+        store.patient_settings("pt-s").await.expect("read"),
+        [setting("news2-spo2-scale", Some(2.0))]
+    );
+    assert!(store
+        .patient_settings("pt-t")
+        .await
+        .expect("other")
+        .is_empty());
+    store
+        .put_patient_settings("pt-s", &[])
+        .await
+        .expect("clear");
+    assert!(store
+        .patient_settings("pt-s")
+        .await
+        .expect("read")
+        .is_empty());
 }

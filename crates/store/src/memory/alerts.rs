@@ -32,6 +32,7 @@ impl State {
                 acknowledged_at_ms: None,
                 resolved_by: None,
                 resolved_at_ms: None,
+                escalation_step: 0,
             },
         );
         Ok(Some(id))
@@ -102,6 +103,18 @@ impl State {
         record.resolved_at_ms = Some(at_ms);
         true
     }
+
+    fn advance_escalation(&mut self, id: i64, from: u32, to: u32) -> bool {
+        match self.alerts.get_mut(&id) {
+            Some(record)
+                if record.acknowledged_at_ms.is_none() && record.escalation_step == from =>
+            {
+                record.escalation_step = to;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 #[async_trait]
@@ -132,5 +145,9 @@ impl Alerts for MemoryStore {
 
     async fn alert(&self, id: i64) -> StoreResult<Option<AlertRecord>> {
         self.with(|s| Ok(s.alerts.get(&id).cloned()))
+    }
+
+    async fn advance_escalation(&self, id: i64, from: u32, to: u32) -> StoreResult<bool> {
+        self.with(|s| Ok(s.advance_escalation(id, from, to)))
     }
 }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use crate::api::Patients;
-use crate::StoreResult;
+use crate::{PatientSetting, StoreResult};
 
 use super::state::{fit, Binding, State};
 use super::MemoryStore;
@@ -93,6 +93,23 @@ impl State {
         } else {
             self.care_teams.remove(&key);
             self.care_teams_by_clinician.remove(&by_clinician);
+            if let Some(list) = self.on_call.get_mut(pseudonym) {
+                list.retain(|c| c != clinician);
+                if list.is_empty() {
+                    self.on_call.remove(pseudonym);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_on_call(&mut self, pseudonym: &str, clinicians: &[String]) -> StoreResult<()> {
+        crate::rules::check_on_call(clinicians, &self.care_team(pseudonym))?;
+        if clinicians.is_empty() {
+            self.on_call.remove(pseudonym);
+        } else {
+            self.on_call
+                .insert(pseudonym.to_string(), clinicians.to_vec());
         }
         Ok(())
     }
@@ -169,5 +186,41 @@ impl Patients for MemoryStore {
 
     async fn patients_of(&self, clinician: &str) -> StoreResult<Vec<String>> {
         self.with(|s| Ok(s.patients_of(clinician)))
+    }
+
+    async fn set_on_call(&self, pseudonym: &str, clinicians: &[String]) -> StoreResult<()> {
+        self.with(|s| s.set_on_call(pseudonym, clinicians))
+    }
+
+    async fn on_call(&self, pseudonym: &str) -> StoreResult<Vec<String>> {
+        self.with(|s| Ok(s.on_call.get(pseudonym).cloned().unwrap_or_default()))
+    }
+
+    async fn put_patient_settings(
+        &self,
+        pseudonym: &str,
+        settings: &[PatientSetting],
+    ) -> StoreResult<()> {
+        crate::rules::check_patient_settings(settings)?;
+        let mut sorted = settings.to_vec();
+        // ORDER BY key: byte order, as SQLite's BINARY collation.
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+        self.with(|s| {
+            if sorted.is_empty() {
+                s.patient_settings.remove(pseudonym);
+            } else {
+                s.patient_settings.insert(pseudonym.to_string(), sorted);
+            }
+            Ok(())
+        })
+    }
+
+    async fn patient_settings(&self, pseudonym: &str) -> StoreResult<Vec<PatientSetting>> {
+        self.with(|s| {
+            Ok(s.patient_settings
+                .get(pseudonym)
+                .cloned()
+                .unwrap_or_default())
+        })
     }
 }

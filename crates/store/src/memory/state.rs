@@ -160,6 +160,10 @@ pub(super) struct State {
     pub(super) settings: HashMap<String, Vec<u8>>,
     /// (clinician, pseudonym) of every care team membership.
     pub(super) care_teams_by_clinician: BTreeSet<(String, String)>,
+    /// Pseudonym → its on-call list, in order (absent when empty).
+    pub(super) on_call: HashMap<String, Vec<String>>,
+    /// Pseudonym → its alert settings, by key (absent when none).
+    pub(super) patient_settings: HashMap<String, Vec<crate::PatientSetting>>,
     /// By token hash, expiring at the absolute expiry.
     pub(super) web_sessions: Expiring<[u8; 32], WebSession>,
     /// By id.

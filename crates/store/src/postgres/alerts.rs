@@ -114,6 +114,21 @@ impl Alerts for PostgresStore {
         Ok(n == 1)
     }
 
+    async fn advance_escalation(&self, id: i64, from: u32, to: u32) -> StoreResult<bool> {
+        let step = |s: u32| {
+            i32::try_from(s).map_err(|_| StoreError::Backend("escalation step out of range".into()))
+        };
+        let client = self.client().await?;
+        let n = execute(
+            &client,
+            "UPDATE alerts SET escalation_step = $1
+             WHERE id = $2 AND escalation_step = $3 AND acknowledged_at_ms IS NULL",
+            &[&step(to)?, &id, &step(from)?],
+        )
+        .await?;
+        Ok(n == 1)
+    }
+
     async fn alert(&self, id: i64) -> StoreResult<Option<AlertRecord>> {
         let client = self.client().await?;
         query_opt(
@@ -130,7 +145,7 @@ impl Alerts for PostgresStore {
 
 const ALERT_COLUMNS: &str =
     "id, pseudonym, device_serial, rule, detail, raised_at_ms, acknowledged_by, acknowledged_at_ms,
-     resolved_by, resolved_at_ms";
+     resolved_by, resolved_at_ms, escalation_step";
 
 /// A nullable text column stored as bytes.
 fn optional_text(row: &Row, index: usize) -> StoreResult<Option<String>> {
@@ -156,5 +171,7 @@ fn alert_from_row(row: &Row) -> StoreResult<AlertRecord> {
         acknowledged_at_ms: column(row, 7)?,
         resolved_by: optional_text(row, 8)?,
         resolved_at_ms: column(row, 9)?,
+        escalation_step: u32::try_from(column::<i32>(row, 10)?)
+            .map_err(|_| StoreError::Backend("a negative escalation step".into()))?,
     })
 }

@@ -1,10 +1,11 @@
-//! Patients, device bindings and care teams in PostgreSQL: bindings of one
-//! patient serialised by an advisory lock, since the rows may not exist yet.
+//! Patients, device bindings, care teams and on-call lists in PostgreSQL:
+//! bindings of one patient, and changes to who may be on call for them,
+//! serialised by an advisory lock, since the rows may not exist yet.
 
 use async_trait::async_trait;
 
 use crate::api::Patients;
-use crate::StoreResult;
+use crate::{PatientSetting, StoreResult};
 
 use super::sql::{backend, column, column_text, column_u64, execute, query, query_opt, to_sql};
 use super::PostgresStore;
@@ -12,6 +13,10 @@ use super::PostgresStore;
 /// The first key of the two-key advisory locks that serialise
 /// [`Patients::bind_device`] per patient (`VGBD`).
 const BIND_LOCK: &str = "SELECT pg_advisory_xact_lock(1447576132, $1)";
+
+/// The first key of the locks that serialise a patient's on-call list with
+/// removals from their care team (`VGOC`).
+const ON_CALL_LOCK: &str = "SELECT pg_advisory_xact_lock(1447513923, $1)";
 
 /// A stable 32-bit key for an advisory lock on `bytes` (FNV-1a): the same in
 /// every replica and every build. A collision only serialises two callers.
@@ -160,13 +165,16 @@ impl Patients for PostgresStore {
             )
             .await?;
         } else {
-            let client = self.client().await?;
-            execute(
-                &client,
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(backend)?;
+            execute(&tx, ON_CALL_LOCK, &[&lock_key(pseudonym.as_bytes())]).await?;
+            for sql in [
                 "DELETE FROM care_teams WHERE clinician = $1 AND pseudonym = $2",
-                &[&clinician.as_bytes(), &pseudonym.as_bytes()],
-            )
-            .await?;
+                "DELETE FROM on_call WHERE clinician = $1 AND pseudonym = $2",
+            ] {
+                execute(&tx, sql, &[&clinician.as_bytes(), &pseudonym.as_bytes()]).await?;
+            }
+            tx.commit().await.map_err(backend)?;
         }
         Ok(())
     }
@@ -181,6 +189,101 @@ impl Patients for PostgresStore {
         .await?
         .iter()
         .map(|row| column_text(row, 0))
+        .collect()
+    }
+
+    async fn set_on_call(&self, pseudonym: &str, clinicians: &[String]) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        // A removal from the care team waits for this list, or this list
+        // sees the removal: nobody off the team stays on call.
+        execute(&tx, ON_CALL_LOCK, &[&lock_key(pseudonym.as_bytes())]).await?;
+        let care_team = query(
+            &tx,
+            "SELECT clinician FROM care_teams WHERE pseudonym = $1",
+            &[&pseudonym.as_bytes()],
+        )
+        .await?
+        .iter()
+        .map(|row| column_text(row, 0))
+        .collect::<StoreResult<Vec<String>>>()?;
+        crate::rules::check_on_call(clinicians, &care_team)?;
+        execute(
+            &tx,
+            "DELETE FROM on_call WHERE pseudonym = $1",
+            &[&pseudonym.as_bytes()],
+        )
+        .await?;
+        for (position, clinician) in clinicians.iter().enumerate() {
+            let position = i32::try_from(position)
+                .map_err(|_| crate::StoreError::Conflict("the on-call list is too long".into()))?;
+            execute(
+                &tx,
+                "INSERT INTO on_call (pseudonym, position, clinician) VALUES ($1, $2, $3)",
+                &[&pseudonym.as_bytes(), &position, &clinician.as_bytes()],
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn on_call(&self, pseudonym: &str) -> StoreResult<Vec<String>> {
+        let client = self.client().await?;
+        query(
+            &client,
+            "SELECT clinician FROM on_call WHERE pseudonym = $1 ORDER BY position",
+            &[&pseudonym.as_bytes()],
+        )
+        .await?
+        .iter()
+        .map(|row| column_text(row, 0))
+        .collect()
+    }
+
+    async fn put_patient_settings(
+        &self,
+        pseudonym: &str,
+        settings: &[PatientSetting],
+    ) -> StoreResult<()> {
+        crate::rules::check_patient_settings(settings)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        execute(
+            &tx,
+            "DELETE FROM patient_settings WHERE pseudonym = $1",
+            &[&pseudonym.as_bytes()],
+        )
+        .await?;
+        for setting in settings {
+            execute(
+                &tx,
+                "INSERT INTO patient_settings (pseudonym, key, value) VALUES ($1, $2, $3)",
+                &[
+                    &pseudonym.as_bytes(),
+                    &setting.key.as_bytes(),
+                    &setting.value,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn patient_settings(&self, pseudonym: &str) -> StoreResult<Vec<PatientSetting>> {
+        let client = self.client().await?;
+        query(
+            &client,
+            "SELECT key, value FROM patient_settings WHERE pseudonym = $1 ORDER BY key",
+            &[&pseudonym.as_bytes()],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(PatientSetting {
+                key: column_text(row, 0)?,
+                value: column(row, 1)?,
+            })
+        })
         .collect()
     }
 

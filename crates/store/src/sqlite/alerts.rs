@@ -10,7 +10,7 @@ use super::{backend, to_sql, SqliteStore};
 
 const ALERT_COLUMNS: &str =
     "id, pseudonym, device_serial, rule, detail, raised_at_ms, acknowledged_by, acknowledged_at_ms,
-     resolved_by, resolved_at_ms";
+     resolved_by, resolved_at_ms, escalation_step";
 
 fn alert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRecord> {
     Ok(AlertRecord {
@@ -26,6 +26,7 @@ fn alert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRecord> {
         acknowledged_at_ms: r.get(7)?,
         resolved_by: r.get(8)?,
         resolved_at_ms: r.get(9)?,
+        escalation_step: r.get(10)?,
     })
 }
 
@@ -154,6 +155,20 @@ impl Alerts for SqliteStore {
                          acknowledged_at_ms = COALESCE(acknowledged_at_ms, ?2)
                      WHERE id = ?3 AND resolved_at_ms IS NULL",
                     params![by, at_ms, id],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn advance_escalation(&self, id: i64, from: u32, to: u32) -> StoreResult<bool> {
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE alerts SET escalation_step = ?1
+                     WHERE id = ?2 AND escalation_step = ?3 AND acknowledged_at_ms IS NULL",
+                    params![to, id, from],
                 )
                 .map_err(backend)?;
             Ok(n == 1)

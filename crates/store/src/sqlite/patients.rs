@@ -4,9 +4,21 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use crate::api::Patients;
-use crate::StoreResult;
+use crate::{PatientSetting, StoreResult};
 
 use super::{backend, to_sql, SqliteStore};
+
+/// A patient's care team, by name.
+const CARE_TEAM: &str = "SELECT clinician FROM care_teams WHERE pseudonym = ?1 ORDER BY clinician";
+
+/// The clinicians `sql` selects for the patient.
+fn clinicians(c: &rusqlite::Connection, sql: &str, pseudonym: &str) -> StoreResult<Vec<String>> {
+    let mut stmt = c.prepare_cached(sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(params![pseudonym], |r| r.get(0))
+        .map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
+}
 
 #[async_trait]
 impl Patients for SqliteStore {
@@ -145,11 +157,19 @@ impl Patients for SqliteStore {
                      ON CONFLICT (clinician, pseudonym) DO NOTHING",
                     params![clinician, pseudonym, to_sql(now)?],
                 )
+                .map(drop)
             } else {
-                c.execute(
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(backend)?;
+                for sql in [
                     "DELETE FROM care_teams WHERE clinician = ?1 AND pseudonym = ?2",
-                    params![clinician, pseudonym],
-                )
+                    "DELETE FROM on_call WHERE clinician = ?1 AND pseudonym = ?2",
+                ] {
+                    tx.execute(sql, params![clinician, pseudonym])
+                        .map_err(backend)?;
+                }
+                tx.commit()
             }
             .map_err(backend)?;
             Ok(())
@@ -159,14 +179,92 @@ impl Patients for SqliteStore {
 
     async fn care_team(&self, pseudonym: &str) -> StoreResult<Vec<String>> {
         let pseudonym = pseudonym.to_string();
+        self.with(move |c| clinicians(c, CARE_TEAM, &pseudonym))
+            .await
+    }
+
+    async fn set_on_call(&self, pseudonym: &str, clinicians: &[String]) -> StoreResult<()> {
+        let (pseudonym, clinicians) = (pseudonym.to_string(), clinicians.to_vec());
+        self.with(move |c| {
+            // Immediate: the care team read for the check cannot change
+            // before the list is written.
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let care_team = self::clinicians(&tx, CARE_TEAM, &pseudonym)?;
+            crate::rules::check_on_call(&clinicians, &care_team)?;
+            tx.execute(
+                "DELETE FROM on_call WHERE pseudonym = ?1",
+                params![pseudonym],
+            )
+            .map_err(backend)?;
+            for (position, clinician) in clinicians.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO on_call (pseudonym, position, clinician) VALUES (?1, ?2, ?3)",
+                    params![pseudonym, position as i64, clinician],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn on_call(&self, pseudonym: &str) -> StoreResult<Vec<String>> {
+        let pseudonym = pseudonym.to_string();
+        self.with(move |c| {
+            clinicians(
+                c,
+                "SELECT clinician FROM on_call WHERE pseudonym = ?1 ORDER BY position",
+                &pseudonym,
+            )
+        })
+        .await
+    }
+
+    async fn put_patient_settings(
+        &self,
+        pseudonym: &str,
+        settings: &[PatientSetting],
+    ) -> StoreResult<()> {
+        crate::rules::check_patient_settings(settings)?;
+        let (pseudonym, settings) = (pseudonym.to_string(), settings.to_vec());
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            tx.execute(
+                "DELETE FROM patient_settings WHERE pseudonym = ?1",
+                params![pseudonym],
+            )
+            .map_err(backend)?;
+            for setting in &settings {
+                tx.execute(
+                    "INSERT INTO patient_settings (pseudonym, key, value) VALUES (?1, ?2, ?3)",
+                    params![pseudonym, setting.key, setting.value],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn patient_settings(&self, pseudonym: &str) -> StoreResult<Vec<PatientSetting>> {
+        let pseudonym = pseudonym.to_string();
         self.with(move |c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT clinician FROM care_teams WHERE pseudonym = ?1 ORDER BY clinician",
+                    "SELECT key, value FROM patient_settings WHERE pseudonym = ?1 ORDER BY key",
                 )
                 .map_err(backend)?;
             let rows = stmt
-                .query_map(params![pseudonym], |r| r.get(0))
+                .query_map(params![pseudonym], |r| {
+                    Ok(PatientSetting {
+                        key: r.get(0)?,
+                        value: r.get(1)?,
+                    })
+                })
                 .map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
         })

@@ -87,9 +87,14 @@ pub(crate) struct PatientSummary {
     name: String,
     device: Option<u64>,
     latest: Option<Sample>,
-    /// NEWS2 from the newest sample (a lower bound: see [`crate::news2`]).
+    /// NEWS2 from the newest sample (a lower bound: see [`crate::news2`]),
+    /// on the patient's SpO2 scale.
     news2: Option<News2View>,
     open_alerts: Vec<Alert>,
+    /// The patient's own thresholds, when their settings change the
+    /// configured ones (the list's `glance` otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    glance: Option<Glance>,
 }
 
 /// A NEWS2 score as the portal shows it: the sum of what a wearable
@@ -104,9 +109,9 @@ pub(crate) struct News2View {
 }
 
 impl News2View {
-    /// On SpO2 scale 1: a patient's prescribed scale 2 is not kept yet.
-    fn of(sample: &StoredSample) -> Self {
-        let inputs = crate::news2::Inputs::from_sample(sample, crate::news2::Spo2Scale::One);
+    /// On the patient's SpO2 scale (2 where a clinician prescribed it).
+    fn of(sample: &StoredSample, scale: crate::news2::Spo2Scale) -> Self {
+        let inputs = crate::news2::Inputs::from_sample(sample, scale);
         let score = crate::news2::news2(&inputs);
         Self {
             score: score.score,
@@ -135,7 +140,7 @@ pub(crate) struct PatientView {
     access: &'static str,
     break_glass_until: Option<u64>,
     /// Under break-glass, who is told of it: the patient's care team and
-    /// the privacy officer, as `record_break_glass` notifies them.
+    /// the privacy officers, as `record_break_glass` notifies them.
     notified: Option<Vec<String>>,
     history: Vec<Sample>,
     alerts: Vec<Alert>,
@@ -314,17 +319,23 @@ pub(crate) async fn patients(
                 .pop(),
             None => None,
         };
+        let settings = store
+            .patient_settings(pseudonym)
+            .await
+            .map_err(|e| ApiError::store(&e))?;
+        let own = portal.hsp.config().alerts.for_patient(&settings);
         patients.push(PatientSummary {
             name: portal.patient_name(pseudonym, sealed),
             pseudonym: pseudonym.clone(),
             device,
             latest: newest.as_ref().map(Sample::from),
-            news2: newest.as_ref().map(News2View::of),
+            news2: newest.as_ref().map(|s| News2View::of(s, own.spo2_scale)),
             open_alerts: alerts
                 .iter()
                 .filter(|a| &a.alert.pseudonym == pseudonym)
                 .map(Alert::from)
                 .collect(),
+            glance: (!settings.is_empty()).then(|| Glance::of(&own.rules)),
         });
     }
     // Opening the list is reading each patient's newest vitals (every
@@ -406,6 +417,10 @@ pub(crate) async fn patient(
         .iter()
         .map(Alert::from)
         .collect();
+    let settings = store
+        .patient_settings(&pseudonym)
+        .await
+        .map_err(|e| ApiError::store(&e))?;
     portal
         .audit_read(&clinician, &pseudonym, &access, "vitals.read", "last hour")
         .await?;
@@ -416,13 +431,13 @@ pub(crate) async fn patient(
                 .care_team(&pseudonym)
                 .await
                 .map_err(|e| ApiError::store(&e))?;
-            told.push("privacy-officer".into());
+            told.extend_from_slice(portal.hsp.config().escalation.privacy_officers());
             ("break-glass", Some(*until), Some(told))
         }
     };
     Ok(Json(PatientView {
         now_ms,
-        glance: Glance::of(&portal.hsp.config().alerts),
+        glance: Glance::of(&portal.hsp.config().alerts.for_patient(&settings).rules),
         name: portal.patient_name(&pseudonym, sealed),
         pseudonym,
         device,

@@ -59,6 +59,30 @@ pub(super) enum HspCommand {
         #[arg(long)]
         remove: bool,
     },
+    /// Set who is told of a patient's alerts, in order: the first at once,
+    /// the next when nobody acknowledged within the escalation step, then
+    /// the fallback (HSP; care-team members only; audited).
+    OnCall {
+        /// The patient's pseudonym.
+        #[arg(long)]
+        pseudonym: String,
+        /// The clinicians in order, comma-separated; none clears the list
+        /// (the care team in name order then).
+        #[arg(long, value_delimiter = ',', num_args = 0..)]
+        clinicians: Vec<String>,
+    },
+    /// Replace a patient's own alert settings (HSP; audited): thresholds
+    /// that differ from the configured rules (`spo2-low=85` for a COPD
+    /// patient, `heart-rate-high=off`) and the NEWS2 SpO2 scale
+    /// (`news2-spo2-scale=2`). No `--set` clears them.
+    PatientSettings {
+        /// The patient's pseudonym.
+        #[arg(long)]
+        pseudonym: String,
+        /// `KEY=VALUE` or `KEY=off`, once per setting.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
     /// Issue a single-use, expiring token that lets its subject enroll a
     /// factor or recover a lost one (HSP; audited).
     FactorToken {
@@ -148,12 +172,63 @@ pub(super) async fn run(command: &HspCommand, servers: &Servers<'_>) -> CliResul
                 .await?
                 .into_inner();
             let record = patient.record.unwrap_or_default();
+            let settings = if patient.settings.is_empty() {
+                "(the configured rules)".to_string()
+            } else {
+                patient
+                    .settings
+                    .iter()
+                    .map(|s| match s.value {
+                        Some(v) => format!("{}={v}", s.key),
+                        None => format!("{}=off", s.key),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let on_call = if patient.on_call.is_empty() {
+                "(the care team in name order)".to_string()
+            } else {
+                patient.on_call.join(", ")
+            };
             println!(
-                "pseudonym  {pseudonym}\nname       {}\nMRN        {}\ncare team  {}",
+                "pseudonym  {pseudonym}\nname       {}\nMRN        {}\ncare team  {}\non call    {on_call}\nsettings   {settings}",
                 record.name,
                 record.medical_record_number,
                 patient.care_team.join(", ")
             );
+        }
+        HspCommand::OnCall {
+            pseudonym,
+            clinicians,
+        } => {
+            let (mut hsp, token) = servers.hsp().await?;
+            let request = v1::SetOnCallRequest {
+                pseudonym: pseudonym.clone(),
+                clinicians: clinicians.clone(),
+            };
+            hsp.set_on_call(admin_request(request, &token)?).await?;
+            if clinicians.is_empty() {
+                println!("{pseudonym}'s alerts go to the care team in name order");
+            } else {
+                println!("{pseudonym}'s alerts go to {}", clinicians.join(", then "));
+            }
+        }
+        HspCommand::PatientSettings {
+            pseudonym,
+            settings,
+        } => {
+            let settings = settings
+                .iter()
+                .map(|s| parse_setting(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (mut hsp, token) = servers.hsp().await?;
+            let request = v1::SetPatientSettingsRequest {
+                pseudonym: pseudonym.clone(),
+                settings,
+            };
+            hsp.set_patient_settings(admin_request(request, &token)?)
+                .await?;
+            println!("{pseudonym}'s settings are kept");
         }
         HspCommand::BindDevice { pseudonym, serial } => {
             let (mut hsp, token) = servers.hsp().await?;
@@ -330,4 +405,24 @@ fn flag_or_file(
             .map_err(|e| format!("{what}: cannot read {}: {e}", file.display())),
         (None, None) => Err(format!("{what} is missing")),
     }
+}
+
+/// `KEY=VALUE` or `KEY=off` as a patient setting; the HSP checks the key and
+/// the value's range.
+fn parse_setting(text: &str) -> Result<v1::PatientSetting, String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("--set {text}: KEY=VALUE or KEY=off"))?;
+    let value = match value.trim() {
+        "off" => None,
+        number => Some(
+            number
+                .parse::<f64>()
+                .map_err(|_| format!("--set {text}: {number:?} is neither a number nor off"))?,
+        ),
+    };
+    Ok(v1::PatientSetting {
+        key: key.trim().to_string(),
+        value,
+    })
 }
