@@ -15,7 +15,7 @@ use std::process::Output;
 use crate::processes::vitalgate_command;
 
 /// The Python with fhir.resources installed, if any.
-fn fhir_python() -> Option<PathBuf> {
+pub(crate) fn fhir_python() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python = std::env::var_os("VITALGATE_FHIR_PYTHON")
         .map(PathBuf::from)
@@ -39,7 +39,7 @@ fn fhir_python() -> Option<PathBuf> {
     None
 }
 
-fn validate(python: &Path, files: &[PathBuf]) -> Output {
+pub(crate) fn validate(python: &Path, files: &[PathBuf]) -> Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fhir/validate.py");
     std::process::Command::new(python)
         .arg(script)

@@ -15,6 +15,7 @@ mod escalation;
 mod factors;
 mod false_alarms;
 mod fhir;
+mod fhir_api;
 mod floods;
 mod hostile_device;
 mod loadgen;

@@ -17,6 +17,9 @@
 //!   authenticated by the device's credential in vitalgate's handshake, at
 //!   the assurance level the HSP's policy required.
 //!
+//! - [`search`]: the read API's Observation search, its `searchset`
+//!   Bundle, and the server's `CapabilityStatement`.
+//!
 //! Every resource's `id` is derived from what the store knows, so the same
 //! sample exports as the same resources each time (an EHR can update rather
 //! than duplicate).
@@ -29,6 +32,7 @@ mod codes;
 mod ids;
 mod parties;
 mod provenance;
+pub mod search;
 mod vitals;
 
 pub use codes::{VitalSign, LOINC, UCUM};

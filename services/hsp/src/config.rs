@@ -62,6 +62,9 @@ pub struct HspConfig {
     /// How often the replica looks for escalation steps that are due (and
     /// at once when an alert is raised).
     pub escalation_check: Duration,
+    /// The backend systems (an EHR's integration engine) that may read the
+    /// FHIR API with SMART Backend Services tokens.
+    pub fhir_clients: Vec<crate::FhirClient>,
     /// Where the HSP reads the time (the system's; a manual one in tests).
     pub clock: SharedClock,
     /// How the HSP's gRPC port speaks TLS.
@@ -125,6 +128,7 @@ impl HspConfig {
             webhook_retry: crate::webhooks::RetryPolicy::default(),
             escalation: escalation::Escalation::default(),
             escalation_check: Duration::from_secs(5),
+            fhir_clients: Vec::new(),
             clock: vitalgate_rpc::clock::system_clock(),
             tls: HspTls::FromTtp,
         }

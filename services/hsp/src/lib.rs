@@ -23,6 +23,7 @@ pub mod episodes;
 mod error;
 pub mod escalation;
 pub mod factors;
+mod fhir_api;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod grpc;
@@ -52,6 +53,7 @@ pub use admission::{AdmissionLimits, COOKIE_ROOT_SETTING};
 pub use config::{CodeSenderHandle, HspConfig, HspTls};
 pub use error::HspError;
 pub use factors::OPAQUE_SETUP_SETTING;
+pub use fhir_api::smart::{FhirClient, FhirClientConfig};
 pub use portal::{code_mac as portal_code_mac, PortalConfig, PortalTls, TrustedProxy};
 pub use state::State;
 pub use stats::HspStats;

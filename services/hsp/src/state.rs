@@ -15,6 +15,7 @@ use crate::alerts::AlertRaiser;
 use crate::credential::{OwnCredential, Responders};
 use crate::escalation::{Escalator, Pager};
 use crate::factors::FactorVerifier;
+use crate::fhir_api::FhirApi;
 use crate::live::LiveSessions;
 use crate::login::TicketBook;
 use crate::revocation::TtpLink;
@@ -42,6 +43,7 @@ pub struct State {
     notifier: Notifier,
     pager: Pager,
     escalator: Escalator,
+    fhir: FhirApi,
     vault: Arc<SecretVault>,
     admin: AdminToken,
     ttp: TtpLink,
@@ -110,6 +112,13 @@ impl State {
         let factors = FactorVerifier::for_replica(&config, store.clone(), vault.clone()).await?;
         let admission =
             Arc::new(Admission::for_replica(config.admission.clone(), &*store, &vault).await?);
+        let fhir = FhirApi::for_replica(
+            config.fhir_clients.clone(),
+            &*store,
+            &vault,
+            config.clock.now_ms(),
+        )
+        .await?;
         Ok(Self {
             own,
             ttp,
@@ -127,6 +136,7 @@ impl State {
             notifier,
             pager,
             escalator,
+            fhir,
             stats,
             store,
             config,
@@ -259,6 +269,11 @@ impl State {
     /// Takes alerts' escalation steps.
     pub(crate) fn escalator(&self) -> &Escalator {
         &self.escalator
+    }
+
+    /// The FHIR read API's clients and token key.
+    pub(crate) fn fhir(&self) -> &FhirApi {
+        &self.fhir
     }
 
     /// Seals and opens patients' records and factor secrets.

@@ -318,6 +318,37 @@ impl SecretVault {
         [&nonce[..], &sealed].concat()
     }
 
+    /// A 32-byte secret every replica shares, kept in `store` under the
+    /// setting `name`, sealed under the data key: made and stored by the
+    /// first replica to ask (of two at once, the store keeps one), opened
+    /// by the others. `what` names it in an error.
+    pub(crate) async fn shared_secret(
+        &self,
+        store: &dyn Store,
+        name: &str,
+        what: &str,
+    ) -> Result<Zeroizing<[u8; 32]>, crate::HspError> {
+        let sealed = match store.setting(name).await? {
+            Some(sealed) => sealed,
+            None => {
+                let mut secret = Zeroizing::new([0u8; 32]);
+                OsRng.fill_bytes(secret.as_mut_slice());
+                store
+                    .put_setting_if_absent(name, &self.seal(name, secret.as_slice()))
+                    .await?
+            }
+        };
+        let opened = Zeroizing::new(self.open(name, &sealed).ok_or_else(|| {
+            crate::HspError::Secrets(format!(
+                "the {what} in the store does not open under this HSP's data key"
+            ))
+        })?);
+        let secret = <[u8; 32]>::try_from(opened.as_slice()).map_err(|_| {
+            crate::HspError::Secrets(format!("the {what} in the store is not 32 bytes"))
+        })?;
+        Ok(Zeroizing::new(secret))
+    }
+
     /// Opens what [`seal`](Self::seal) made under the same label.
     pub(crate) fn open(&self, label: &str, sealed: &[u8]) -> Option<Vec<u8>> {
         if sealed.len() < NONCE_LEN + TAG_LEN {

@@ -134,6 +134,11 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
     if let Some(escalation) = &settings.escalation {
         config.escalation = escalation.load()?;
     }
+    config.fhir_clients = settings
+        .fhir_clients
+        .iter()
+        .map(vitalgate_hsp::FhirClient::load)
+        .collect::<Result<_, _>>()?;
     let portal = &settings.portal;
     let mut portal_config = vitalgate_hsp::PortalConfig {
         secure_cookies: portal.behind_tls,

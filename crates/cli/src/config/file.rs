@@ -117,6 +117,8 @@ pub(crate) struct HspSection {
     /// Who is told of alerts and break-glass accesses, in what order, and
     /// how to reach them (`[hsp.escalation]`).
     pub(crate) escalation: Option<vitalgate_hsp::escalation::EscalationConfig>,
+    /// Backend systems that may read the FHIR API (`[[hsp.fhir_clients]]`).
+    pub(crate) fhir_clients: Option<Vec<vitalgate_hsp::FhirClientConfig>>,
 }
 
 /// The mail server the HSP sends out-of-band codes through.

@@ -51,6 +51,7 @@ pub(crate) struct HspSettings {
     pub(crate) smtp: Option<crate::config::file::SmtpSection>,
     pub(crate) sms: Option<vitalgate_hsp::sms::SmsConfig>,
     pub(crate) escalation: Option<vitalgate_hsp::escalation::EscalationConfig>,
+    pub(crate) fhir_clients: Vec<vitalgate_hsp::FhirClientConfig>,
     pub(crate) tls: vitalgate_hsp::HspTls,
     pub(crate) device_plaintext_listen: Option<String>,
     pub(crate) portal: PortalSettings,
@@ -343,6 +344,7 @@ pub(crate) fn hsp(flags: &HspFlags, file: &HspSection, env: &Env) -> Result<HspS
         smtp: file.smtp.clone(),
         sms: file.sms.clone(),
         escalation: file.escalation.clone(),
+        fhir_clients: file.fhir_clients.clone().unwrap_or_default(),
         tls,
         device_plaintext_listen: pick_opt(
             flags.device_plaintext_listen.clone(),

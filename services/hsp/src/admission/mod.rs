@@ -186,27 +186,9 @@ impl Admission {
         store: &dyn Store,
         vault: &SecretVault,
     ) -> Result<Self, crate::HspError> {
-        let sealed = match store.setting(COOKIE_ROOT_SETTING).await? {
-            Some(sealed) => sealed,
-            None => {
-                let mut root = Zeroizing::new([0u8; 32]);
-                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, root.as_mut_slice());
-                store
-                    .put_setting_if_absent(
-                        COOKIE_ROOT_SETTING,
-                        &vault.seal(COOKIE_ROOT_SETTING, root.as_slice()),
-                    )
-                    .await?
-            }
-        };
-        let opened = Zeroizing::new(vault.open(COOKIE_ROOT_SETTING, &sealed).ok_or_else(|| {
-            crate::HspError::Secrets(
-                "the cookie root in the store does not open under this HSP's data key".into(),
-            )
-        })?);
-        let root = Zeroizing::new(<[u8; 32]>::try_from(opened.as_slice()).map_err(|_| {
-            crate::HspError::Secrets("the cookie root in the store is not 32 bytes".into())
-        })?);
+        let root = vault
+            .shared_secret(store, COOKIE_ROOT_SETTING, "cookie root")
+            .await?;
         Ok(Self::with_root(limits, &root))
     }
 

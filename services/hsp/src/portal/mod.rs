@@ -279,6 +279,7 @@ impl Hsp {
             .fallback(|| async { ApiError::not_found("No such API.") });
         Ok(Router::new()
             .nest("/api", api)
+            .nest("/fhir", crate::fhir_api::router())
             .fallback(get(asset))
             .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
             .layer(middleware::from_fn(security_headers))
