@@ -5,7 +5,10 @@ give the container, emulated on this machine.
   with the container's `args`, unchanged but for two rewrites Kubernetes does
   by other means: absolute paths under a volume's mount point become the same
   paths under a temporary directory (the "mounts"), and a listen address's
-  port becomes a free loopback port (the pod's own network namespace).
+  port becomes a free loopback port (the pod's own network namespace). The
+  same paths named in a configuration file from one of the chart's
+  ConfigMaps (hsp.toml's `secret_file = "/etc/vitalgate/…"`) are rewritten
+  the same way; one that is neither mounted nor in the image is a mismatch.
 - The environment is the container's `env` alone (values, and Secret keys
   resolved from the Secrets the test provides or the chart renders), not the
   test's: a variable the binary does not read changes nothing, so the test
@@ -66,20 +69,28 @@ class Pod:
         secrets: dict[str, dict[str, bytes]],
         root: pathlib.Path,
         urls: dict[str, str] | None = None,
+        config_maps: dict[str, dict[str, bytes]] | None = None,
     ) -> None:
         self.binary = binary
         self.objects = objects
         self.spec = workload["spec"]["template"]["spec"]
         (self.container,) = self.spec["containers"]
         self.secrets = secrets
+        # ConfigMaps the pod mounts that the chart does not make (a bundle of
+        # certificate authorities the hospital keeps).
+        self.config_maps = config_maps or {}
         self.root = root
         # In-cluster URLs (another Service) to the local address serving them.
         self.urls = urls or {}
         self.ports = {p["name"]: (p["containerPort"], free_port()) for p in self.container["ports"]}
         self.mounts: dict[str, pathlib.Path] = {}
+        # Files from the chart's own ConfigMaps: configuration that may name
+        # paths in the container.
+        self.config_files: list[pathlib.Path] = []
         self.process: subprocess.Popen[bytes] | None = None
         self.log = root / "stderr.log"
         self._materialize_volumes(workload)
+        self._localize_config_files()
 
     # Volumes -------------------------------------------------------------
 
@@ -100,9 +111,12 @@ class Pod:
         elif "configMap" in volume:
             source = volume["configMap"]
             made = rendered_named(self.objects, "ConfigMap", source["name"])
-            if made is None:
-                raise ChartBinaryMismatch(f"ConfigMap {source['name']!r} is not rendered")
-            data = {k: v.encode() for k, v in made["data"].items()}
+            if made is not None:
+                data = {k: v.encode() for k, v in made["data"].items()}
+            elif source["name"] in self.config_maps:
+                data = self.config_maps[source["name"]]
+            else:
+                raise ChartBinaryMismatch(f"ConfigMap {source['name']!r} is neither rendered nor provided by the test")
             mode = source.get("defaultMode", 0o644)
         else:
             return None
@@ -141,9 +155,28 @@ class Pod:
                         target.mkdir(parents=True, exist_ok=True)
                         for path, content in data.items():
                             self._write(target / path, content, mode)
+                    if self._chart_config_map(volumes[name]):
+                        paths = [mount["subPath"]] if "subPath" in mount else list(data)
+                        self.config_files += [target if "subPath" in mount else target / p for p in paths]
             else:
                 raise ChartBinaryMismatch(f"volumeMount {name!r} names no volume")
             self.mounts[mount["mountPath"]] = target
+
+    def _chart_config_map(self, volume: dict[str, Any]) -> bool:
+        source = volume.get("configMap")
+        return source is not None and rendered_named(self.objects, "ConfigMap", source["name"]) is not None
+
+    def _localize_config_files(self) -> None:
+        """Quoted absolute paths in the chart's configuration files become
+        their places under the mounts, as the container would see them."""
+        for path in self.config_files:
+            text = path.read_text()
+            local = re.sub(r'"(/[^"\s]*)"', lambda m: f'"{self.local_path(m.group(1))}"', text)
+            if local != text:
+                mode = path.stat().st_mode & 0o777
+                path.chmod(mode | 0o200)
+                path.write_text(local)
+                path.chmod(mode)
 
     @staticmethod
     def _write(path: pathlib.Path, content: bytes, mode: int) -> None:

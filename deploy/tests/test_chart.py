@@ -168,6 +168,26 @@ def with_change(base: str, path: str, value: object) -> dict:
         (("securityContext.readOnlyRootFilesystem", False), "/securityContext/readOnlyRootFilesystem"),
         (("hsp.replicas", 3), "hsp"),  # a misspelt key
         (("logFormat", "xml"), "/logFormat"),
+        # hsp.toml's settings: the HSP would refuse them at start, or page nobody.
+        (("hsp.alerts.spo2_below", 900), "/hsp/alerts/spo2_below"),
+        (("hsp.alerts.spo2", 88), "/hsp/alerts"),  # not one of the binary's keys
+        (("hsp.alerts.hold_secs", {"spo2": 30}), "/hsp/alerts/hold_secs"),
+        (("hsp.webhooks", [{"name": "pager", "url": "http://pager.example/x", "secret": "s"}]), "/hsp/webhooks/0/url"),
+        (("hsp.webhooks", [{"name": "pager", "url": "https://pager.example/x"}]), "/hsp/webhooks/0"),
+        (("hsp.webhooks", [{"name": "pager", "url": "https://p.example/", "secret": "s", "events": ["alert.opened"]}]),
+         "/hsp/webhooks/0/events/0"),
+        (("hsp.smtp.tls", "ssl"), "/hsp/smtp/tls"),
+        (("hsp.smtp", {"host": "mail.example"}), "/hsp/smtp/from"),
+        (("hsp.smtp", {"host": "mail.example", "from": "a@b.example", "username": "vg"}), "/hsp/smtp/passwordSecret"),
+        (("hsp.smtp", {"host": "m.example", "from": "a@b.example", "tls": "none", "username": "vg", "passwordSecret": "p"}),
+         "/hsp/smtp/username"),
+        (("hsp.sms.contentType", "text/plain"), "/hsp/sms/contentType"),
+        (("hsp.sms.body", '{"to": "{to}"}'), "/hsp/sms/body"),
+        (("hsp.sms.header", "Authorization"), "/hsp/sms/headerSecret"),
+        (("hsp.escalation.contacts", {"dr-ash": "ash@hospital.example"}), "/hsp/escalation/contacts/dr-ash"),
+        (("hsp.escalation.contacts", {"dr-ash": "tel:07700900123"}), "/hsp/escalation/contacts/dr-ash"),
+        (("hsp.escalation.step_secs", 60), "/hsp/escalation"),  # the file's key, not the value's
+        (("networkPolicy.notifyEgress", [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]), "/networkPolicy/notifyEgress/0"),
     ],
 )
 def test_wrong_values_are_refused_naming_the_value(change: tuple, named: str) -> None:

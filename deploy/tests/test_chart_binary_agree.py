@@ -2,7 +2,10 @@
 renders run here with exactly their arguments, environment, mounted files and
 probe paths (pod.py says how a pod is stood in for), against the local
 PostgreSQL; both become ready on the chart's probe paths, and a device
-enrolls and streams vitals through them.
+enrolls and streams vitals through them. Twice: with the chart's defaults,
+and with hospital-ha's alert delivery (hsp.toml's alert rules, webhooks,
+mail server, SMS gateway and escalation, their secrets mounted from
+Secrets), which the HSP loads at start and refuses there when it is wrong.
 
 Needs the `vitalgate` binary (VITALGATE_BIN, else target/debug/vitalgate),
 `psql` and `openssl`, and VITALGATE_TEST_DATABASE_URL (a server where it may
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import secrets
 import shutil
 import subprocess
@@ -21,7 +25,7 @@ import urllib.parse
 
 import pytest
 
-from chart import NAMESPACE, RELEASE, container, one, render
+from chart import NAMESPACE, RELEASE, container, one, render, value_set
 from pod import REPO, FlagUnknownToBinary, Pod, env_without_vitalgate, free_port, stop, wait_for
 
 BINARY = pathlib.Path(os.environ.get("VITALGATE_BIN") or REPO / "target" / "debug" / "vitalgate")
@@ -119,10 +123,37 @@ def ttp_url_in_cluster() -> str:
     return f"https://{RELEASE}-vitalgate-ttp.{NAMESPACE}.svc:7001"
 
 
-def test_the_rendered_ttp_and_hsp_start_become_ready_and_serve_a_device(tmp_path: pathlib.Path, database) -> None:
+# hospital-ha's settings of what only hsp.toml can say.
+ALERT_DELIVERY = ("alerts", "webhooks", "smtp", "sms", "escalation", "trustBundle")
+
+
+def alert_delivery_values() -> dict:
+    hsp = value_set("hospital-ha")["hsp"]
+    return {key: hsp[key] for key in ALERT_DELIVERY}
+
+
+def alert_delivery_secrets(tmp_path: pathlib.Path) -> tuple[dict[str, dict[str, bytes]], dict[str, dict[str, bytes]]]:
+    """The Secrets and the ConfigMap hospital-ha's alert delivery names, as
+    the hospital makes them: shared secrets of 64 hex digits, a CA."""
+    ca = self_signed(tmp_path, "hospital-ca.example")["tls.crt"]
+    secrets_ = {
+        "vg-general-pager-hook": {"secret": secrets.token_hex(32).encode()},
+        "vg-general-privacy-hook": {"hmac": secrets.token_hex(32).encode()},
+        "vg-general-internal-ca": {"ca.crt": ca},
+        "vg-general-smtp": {"password": secrets.token_urlsafe(24).encode()},
+        "vg-general-sms-token": {"authorization": b"Basic " + secrets.token_urlsafe(24).encode()},
+    }
+    return secrets_, {"public-roots": {"ca-certificates.crt": ca}}
+
+
+@pytest.mark.parametrize("delivery", [False, True], ids=["defaults", "hospital-ha-alert-delivery"])
+def test_the_rendered_ttp_and_hsp_start_become_ready_and_serve_a_device(
+    tmp_path: pathlib.Path, database, delivery: bool
+) -> None:
     database_url, sql = database
     # The chart's defaults: every secret an existing Secret by its default name.
-    objects = render({"hsp": {"subject": HSP_SUBJECT}})
+    hsp_values = {"subject": HSP_SUBJECT, **(alert_delivery_values() if delivery else {})}
+    objects = render({"hsp": hsp_values})
     ttp_secrets = bootstrap_ttp_secrets(tmp_path)
     secrets_ = {
         "vitalgate-ttp-ca": {k: ttp_secrets[k] for k in ("x509-ca.pem", "x509-ca.key")},
@@ -132,6 +163,10 @@ def test_the_rendered_ttp_and_hsp_start_become_ready_and_serve_a_device(tmp_path
         "vitalgate-hsp-admin-token": {"admin.token": secrets.token_hex(32).encode()},
         "vitalgate-portal-tls": self_signed(tmp_path, "portal.hospital.example"),
     }
+    config_maps = {}
+    if delivery:
+        more_secrets, config_maps = alert_delivery_secrets(tmp_path)
+        secrets_.update(more_secrets)
 
     ttp = Pod(BINARY, objects, one(objects, "StatefulSet", "ttp"), secrets_, tmp_path / "ttp-pod")
     ttp.start()
@@ -150,7 +185,15 @@ def test_the_rendered_ttp_and_hsp_start_become_ready_and_serve_a_device(tmp_path
         secrets_["vitalgate-hsp-identity"] = enroll_hsp_identity(tmp_path, ttp_url, ca, token)
 
         hsp = Pod(BINARY, objects, one(objects, "Deployment", "hsp"), secrets_, tmp_path / "hsp-pod",
-                  urls={ttp_url_in_cluster(): ttp_url})
+                  urls={ttp_url_in_cluster(): ttp_url}, config_maps=config_maps)
+        if delivery:
+            # What the HSP will load: the hooks and the senders, each secret
+            # a file at the path the configuration names.
+            config = hsp.local_path("/etc/vitalgate/hsp-config/hsp.toml").read_text()
+            for section in ("[[hsp.webhooks]]", "[hsp.smtp]", "[hsp.sms]", "[hsp.escalation.contacts]"):
+                assert section in config
+            for path in re.findall(r'_file = "([^"]+)"', config):
+                assert pathlib.Path(path).is_file(), path
         assert ttp_url_in_cluster() in " ".join(container(one(objects, "Deployment", "hsp"))["args"])
         hsp.start()
         hsp.wait_ready()

@@ -155,3 +155,81 @@ readinessProbe:
   {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+The port the HSP reaches a delivery URL on (the SMS gateway, a webhook
+receiver), for its egress: the URL's own, else 443 for https and 80 for
+http; nothing for http:// to the pod's own loopback. Pass the URL.
+*/}}
+{{- define "vitalgate.urlPort" -}}
+{{- $url := urlParse . -}}
+{{- $host := regexReplaceAll ":[0-9]+$" $url.host "" -}}
+{{- if not (has $host (list "127.0.0.1" "localhost" "[::1]")) -}}
+{{- $port := trimPrefix ":" (regexFind ":[0-9]+$" $url.host) -}}
+{{- if $port }}{{ $port }}{{ else if eq $url.scheme "https" }}443{{ else }}80{{ end -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+The ports the HSP delivers alerts on, space-separated, each once: the mail
+server's, the SMS gateway's and each webhook receiver's.
+*/}}
+{{- define "vitalgate.hspNotifyPorts" -}}
+{{- $smtp := .Values.hsp.smtp | default dict -}}
+{{- $sms := .Values.hsp.sms | default dict -}}
+{{- $ports := list -}}
+{{- if $smtp.host -}}
+{{- $byTls := dict "starttls" 587 "implicit" 465 "none" 25 -}}
+{{- $ports = append $ports (int (default (get $byTls (default "starttls" $smtp.tls)) $smtp.port)) -}}
+{{- end -}}
+{{- $urls := list -}}
+{{- if $sms.url }}{{ $urls = append $urls $sms.url }}{{ end -}}
+{{- range .Values.hsp.webhooks }}{{ $urls = append $urls .url }}{{ end -}}
+{{- range $urls -}}
+{{- $port := include "vitalgate.urlPort" . -}}
+{{- if $port }}{{ $ports = append $ports (int $port) }}{{ end -}}
+{{- end -}}
+{{- $ports | uniq | join " " -}}
+{{- end }}
+
+{{/*
+What hsp.toml names that the binary would refuse only at start, or never
+refuse while paging nobody: refused here, naming the value.
+*/}}
+{{- define "vitalgate.hspConfigChecks" -}}
+{{- $smtp := .Values.hsp.smtp | default dict -}}
+{{- $sms := .Values.hsp.sms | default dict -}}
+{{- $bundle := (.Values.hsp.trustBundle | default dict).configMap -}}
+{{- $names := list -}}
+{{- range .Values.hsp.webhooks -}}
+{{- if has .name $names -}}
+{{- fail (printf "hsp.webhooks: the name %q is given twice (names tell webhooks apart in the audit trail and name their volumes)" .name) -}}
+{{- end -}}
+{{- $names = append $names .name -}}
+{{- if and (hasPrefix "https://" .url) (not .caSecret) (not $bundle) -}}
+{{- fail (printf "hsp.webhooks %s: https needs certificate authorities to check the receiver against: its caSecret, or hsp.trustBundle (the image holds none)" .name) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $sms.url (hasPrefix "https://" $sms.url) (not $sms.caSecret) (not $bundle) -}}
+{{- fail "hsp.sms: https needs certificate authorities to check the gateway against: hsp.sms.caSecret, or hsp.trustBundle (the image holds none)" -}}
+{{- end -}}
+{{- if and $smtp.host (ne (default "starttls" $smtp.tls) "none") (not $smtp.caSecret) (not $bundle) -}}
+{{- fail (printf "hsp.smtp: tls %s needs certificate authorities to check the mail server against: hsp.smtp.caSecret, or hsp.trustBundle (the image holds none)" (default "starttls" $smtp.tls)) -}}
+{{- end -}}
+{{- with .Values.hsp.escalation -}}
+{{- $contacts := .contacts | default dict -}}
+{{- range .fallback -}}
+{{- if not (hasKey $contacts .) -}}
+{{- fail (printf "hsp.escalation.fallback: %s has no contact in hsp.escalation.contacts (the HSP refuses a fallback nobody can reach)" .) -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $address := $contacts -}}
+{{- if and (hasPrefix "mailto:" $address) (not $smtp.host) -}}
+{{- fail (printf "hsp.escalation.contacts.%s: a mailto: contact needs the mail server, hsp.smtp.host" $name) -}}
+{{- end -}}
+{{- if and (hasPrefix "tel:" $address) (not $sms.url) -}}
+{{- fail (printf "hsp.escalation.contacts.%s: a tel: contact needs the SMS gateway, hsp.sms.url" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
