@@ -136,7 +136,8 @@ await check("a clinician who is not an administrator sees none of it and is refu
     pass: config.clinician.password,
     code: await clinicianCode(),
   });
-  await pg.locator("#patients-title").waitFor();
+  // Sign-in runs OPAQUE's Argon2 in the page: slow on a loaded 2-core machine.
+  await pg.locator("#patients-title").waitFor({ timeout: 60_000 });
   const shown = await pg.locator("nav [data-admin]:visible").count();
   expect(shown === 0, `${shown} administrator links shown`);
   const status = await pg.evaluate(async () => (await fetch("/api/admin/audit")).status);

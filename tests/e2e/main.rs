@@ -11,6 +11,7 @@ mod clinician_access;
 mod crashes;
 mod data_lock;
 mod dev_config;
+mod discharge;
 mod escalation;
 mod factors;
 mod false_alarms;

@@ -32,6 +32,13 @@ pub(crate) fn check_on_call(clinicians: &[String], care_team: &[String]) -> Resu
     Ok(())
 }
 
+/// The refusal of a discharge or readmission of a patient without a record.
+pub(crate) fn no_such_patient(pseudonym: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "no patient {pseudonym:?} is kept; put their record first"
+    ))
+}
+
 /// Refuses patient settings that name a key twice (which would be kept
 /// depends on the order of writes).
 pub(crate) fn check_patient_settings(settings: &[PatientSetting]) -> Result<(), StoreError> {

@@ -172,6 +172,13 @@ impl v1::hsp_server::Hsp for Hsp {
     ) -> Result<Response<v1::SetPatientSettingsResponse>, Status> {
         Hsp::set_patient_settings(self, request).await
     }
+
+    async fn discharge_patient(
+        &self,
+        request: Request<v1::DischargePatientRequest>,
+    ) -> Result<Response<v1::DischargePatientResponse>, Status> {
+        Hsp::discharge_patient(self, request).await
+    }
 }
 
 /// The HSP's service with every method but `DeviceSession` refused: what a

@@ -20,6 +20,8 @@ pub(crate) enum CloseReason {
     ShuttingDown,
     /// The device was replaced by another for its patient.
     Replaced,
+    /// The device's patient was discharged.
+    Discharged,
 }
 
 /// A live session's id and the sender that closes it.

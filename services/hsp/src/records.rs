@@ -90,6 +90,11 @@ impl Hsp {
             .on_call(&pseudonym)
             .await
             .map_err(|e| store_status(&e))?;
+        let discharged_at = store
+            .discharged_at(&pseudonym)
+            .await
+            .map_err(|e| store_status(&e))?
+            .unwrap_or(0);
         let settings = store
             .patient_settings(&pseudonym)
             .await
@@ -108,6 +113,7 @@ impl Hsp {
             care_team,
             on_call,
             settings,
+            discharged_at,
         }))
     }
 
@@ -120,6 +126,16 @@ impl Hsp {
         let pseudonym = checked_pseudonym(&request.pseudonym)?;
         if request.device_serial == 0 {
             return Err(invalid("device_serial", "must be a credential serial"));
+        }
+        let discharged = self
+            .store()
+            .discharged_at(pseudonym)
+            .await
+            .map_err(|e| store_status(&e))?;
+        if discharged.is_some() {
+            return Err(Status::failed_precondition(
+                "the patient is discharged: readmit them before binding a device",
+            ));
         }
         let replaced = self
             .store()
@@ -239,6 +255,36 @@ impl Hsp {
         )
         .await;
         Ok(Response::new(v1::SetPatientSettingsResponse {}))
+    }
+
+    pub(crate) async fn discharge_patient(
+        &self,
+        request: Request<v1::DischargePatientRequest>,
+    ) -> Result<Response<v1::DischargePatientResponse>, Status> {
+        self.admin().check(&request)?;
+        let request = request.into_inner();
+        let pseudonym = checked_pseudonym(&request.pseudonym)?;
+        let at = (!request.readmit).then(|| self.now());
+        let unbound = self
+            .store()
+            .set_discharged(pseudonym, at)
+            .await
+            .map_err(|e| store_status(&e))?;
+        for serial in &unbound {
+            self.live().close(*serial, CloseReason::Discharged);
+        }
+        let (kind, detail) = if request.readmit {
+            ("patient.readmitted", String::new())
+        } else {
+            (
+                "patient.discharged",
+                format!("devices {unbound:?} stop streaming"),
+            )
+        };
+        self.audit(kind, "admin", pseudonym, &detail).await;
+        Ok(Response::new(v1::DischargePatientResponse {
+            unbound_serials: unbound,
+        }))
     }
 }
 

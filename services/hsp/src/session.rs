@@ -176,6 +176,15 @@ async fn check_binding(hsp: &Hsp, device: &Credential, pseudonym: &str) -> Resul
         status: store_status(&e),
         audit_kind: "handshake.failed",
     };
+    // A discharged patient's devices stream no more, a new one included.
+    if store
+        .discharged_at(pseudonym)
+        .await
+        .map_err(failed)?
+        .is_some()
+    {
+        return Err(refuse(DISCHARGED));
+    }
     match store.device_binding(serial).await.map_err(failed)? {
         Some((bound, true)) if bound == pseudonym => Ok(()),
         Some((_, true)) => Err(refuse("this device is bound to another patient")),
@@ -294,6 +303,9 @@ pub(crate) struct Authenticated {
     pub(crate) live: LiveGuard,
 }
 
+/// Why a discharged patient's device is refused.
+const DISCHARGED: &str = "this device's patient was discharged; an administrator readmits them";
+
 /// The refusal that ends a session the HSP must close.
 fn closed_refusal(reason: CloseReason) -> Refusal {
     let status = match reason {
@@ -302,6 +314,7 @@ fn closed_refusal(reason: CloseReason) -> Refusal {
             Status::permission_denied("this device was replaced for its patient")
         }
         CloseReason::Revoked => Status::unauthenticated("credential revoked"),
+        CloseReason::Discharged => Status::permission_denied(DISCHARGED),
     };
     Refusal {
         status,

@@ -63,4 +63,13 @@ pub trait Patients: Send + Sync {
     ) -> StoreResult<()>;
     /// The patient's alert settings, by key.
     async fn patient_settings(&self, pseudonym: &str) -> StoreResult<Vec<PatientSetting>>;
+    /// Discharges the patient at `at` (Unix seconds), or with `None` admits
+    /// them again. Discharging makes their active device inactive (its
+    /// serial is returned) so it streams no more; their record, vitals and
+    /// alerts stay. Readmission binds nothing: an administrator binds the
+    /// device again. A patient without a record is refused
+    /// ([`StoreError::Conflict`](crate::StoreError::Conflict)).
+    async fn set_discharged(&self, pseudonym: &str, at: Option<u64>) -> StoreResult<Vec<u64>>;
+    /// When the patient was discharged, while they are.
+    async fn discharged_at(&self, pseudonym: &str) -> StoreResult<Option<u64>>;
 }

@@ -72,6 +72,10 @@ pub async fn fill_every_table(store: &dyn Store) {
         .put_patient(INJECTION_STRINGS[4], &[255, 0, 1], 11)
         .await
         .expect("patient");
+    store
+        .set_discharged(INJECTION_STRINGS[4], Some(12))
+        .await
+        .expect("discharge");
     store.bind_device("pt-1", 7, 20).await.expect("bind");
     store.bind_device("pt-1", 8, 21).await.expect("bind");
     store

@@ -229,3 +229,51 @@ pub async fn patient_settings_are_replaced_whole(store: Arc<dyn Store>) {
         .expect("read")
         .is_empty());
 }
+
+/// A discharge makes the patient's active device inactive and keeps the
+/// rest; readmission binds nothing by itself; a patient without a record
+/// is refused.
+pub async fn discharge_unbinds_and_keeps_the_record(store: Arc<dyn Store>) {
+    store.put_patient("pt-d", b"sealed", 10).await.expect("put");
+    store.bind_device("pt-d", 7, 20).await.expect("bind");
+    assert_eq!(store.discharged_at("pt-d").await.expect("read"), None);
+    assert_eq!(
+        store
+            .set_discharged("pt-d", Some(30))
+            .await
+            .expect("discharge"),
+        [7]
+    );
+    assert_eq!(store.discharged_at("pt-d").await.expect("read"), Some(30));
+    assert_eq!(store.active_device("pt-d").await.expect("active"), None);
+    assert_eq!(
+        store.device_binding(7).await.expect("binding"),
+        Some(("pt-d".to_string(), false)),
+        "the binding is kept, inactive"
+    );
+    assert_eq!(
+        store.patient("pt-d").await.expect("record"),
+        Some(b"sealed".to_vec())
+    );
+    assert_eq!(
+        store.set_discharged("pt-d", Some(31)).await.expect("again"),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        store.set_discharged("pt-d", None).await.expect("readmit"),
+        Vec::<u64>::new()
+    );
+    assert_eq!(store.discharged_at("pt-d").await.expect("read"), None);
+    assert_eq!(store.active_device("pt-d").await.expect("active"), None);
+    assert_eq!(
+        store.bind_device("pt-d", 7, 40).await.expect("rebind"),
+        Vec::<u64>::new()
+    );
+    assert_eq!(store.active_device("pt-d").await.expect("active"), Some(7));
+    let nobody = store
+        .set_discharged(INJECTION_STRINGS[0], Some(50))
+        .await
+        .expect_err("no record");
+    assert!(matches!(nobody, StoreError::Conflict(_)), "{nobody:?}");
+    assert_eq!(store.discharged_at("pt-none").await.expect("read"), None);
+}

@@ -103,6 +103,26 @@ impl State {
         Ok(())
     }
 
+    fn set_discharged(&mut self, pseudonym: &str, at: Option<u64>) -> StoreResult<Vec<u64>> {
+        if !self.patients.contains_key(pseudonym) {
+            return Err(crate::rules::no_such_patient(pseudonym));
+        }
+        let Some(at) = at else {
+            self.discharged.remove(pseudonym);
+            return Ok(Vec::new());
+        };
+        fit(at)?;
+        self.discharged.insert(pseudonym.to_string(), at);
+        let mut unbound = Vec::new();
+        if let Some(serial) = self.active_devices.remove(pseudonym) {
+            if let Some(binding) = self.bindings.get_mut(&serial) {
+                binding.active = false;
+            }
+            unbound.push(serial);
+        }
+        Ok(unbound)
+    }
+
     fn set_on_call(&mut self, pseudonym: &str, clinicians: &[String]) -> StoreResult<()> {
         crate::rules::check_on_call(clinicians, &self.care_team(pseudonym))?;
         if clinicians.is_empty() {
@@ -190,6 +210,14 @@ impl Patients for MemoryStore {
 
     async fn set_on_call(&self, pseudonym: &str, clinicians: &[String]) -> StoreResult<()> {
         self.with(|s| s.set_on_call(pseudonym, clinicians))
+    }
+
+    async fn set_discharged(&self, pseudonym: &str, at: Option<u64>) -> StoreResult<Vec<u64>> {
+        self.with(|s| s.set_discharged(pseudonym, at))
+    }
+
+    async fn discharged_at(&self, pseudonym: &str) -> StoreResult<Option<u64>> {
+        self.with(|s| Ok(s.discharged.get(pseudonym).copied()))
     }
 
     async fn on_call(&self, pseudonym: &str) -> StoreResult<Vec<String>> {

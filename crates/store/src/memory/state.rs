@@ -162,6 +162,8 @@ pub(super) struct State {
     pub(super) care_teams_by_clinician: BTreeSet<(String, String)>,
     /// Pseudonym → its on-call list, in order (absent when empty).
     pub(super) on_call: HashMap<String, Vec<String>>,
+    /// Pseudonym → when they were discharged, while they are.
+    pub(super) discharged: HashMap<String, u64>,
     /// Pseudonym → its alert settings, by key (absent when none).
     pub(super) patient_settings: HashMap<String, Vec<crate::PatientSetting>>,
     /// By token hash, expiring at the absolute expiry.

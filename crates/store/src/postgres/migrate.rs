@@ -32,7 +32,7 @@ struct Migration {
     sql: &'static str,
 }
 
-/// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`. All eleven
+/// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`. All twelve
 /// are expansions of version 1 (new tables, columns and indexes, a column
 /// with a default, two transient tables made unlogged).
 const MIGRATIONS: &[Migration] = &[
@@ -79,6 +79,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         min_reader_version: 1,
         sql: include_str!("../../../../migrations/postgres/0011_alert_people.sql"),
+    },
+    Migration {
+        min_reader_version: 1,
+        sql: include_str!("../../../../migrations/postgres/0012_discharge.sql"),
     },
 ];
 

@@ -240,6 +240,54 @@ impl Patients for PostgresStore {
         .collect()
     }
 
+    async fn set_discharged(&self, pseudonym: &str, at: Option<u64>) -> StoreResult<Vec<u64>> {
+        let at = at.map(to_sql).transpose()?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        // Serialised with bindings of the patient: none slips in after the
+        // discharge made the active one inactive.
+        execute(&tx, BIND_LOCK, &[&lock_key(pseudonym.as_bytes())]).await?;
+        let changed = execute(
+            &tx,
+            "UPDATE patients SET discharged_at = $1 WHERE pseudonym = $2",
+            &[&at, &pseudonym.as_bytes()],
+        )
+        .await?;
+        if changed == 0 {
+            return Err(crate::rules::no_such_patient(pseudonym));
+        }
+        let mut unbound = Vec::new();
+        if at.is_some() {
+            unbound = query(
+                &tx,
+                "UPDATE device_bindings SET active = FALSE WHERE pseudonym = $1 AND active
+                 RETURNING device_serial",
+                &[&pseudonym.as_bytes()],
+            )
+            .await?
+            .iter()
+            .map(|row| column_u64(row, 0))
+            .collect::<StoreResult<Vec<u64>>>()?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(unbound)
+    }
+
+    async fn discharged_at(&self, pseudonym: &str) -> StoreResult<Option<u64>> {
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            "SELECT discharged_at FROM patients WHERE pseudonym = $1",
+            &[&pseudonym.as_bytes()],
+        )
+        .await?;
+        let at: Option<i64> = match row {
+            Some(row) => column(&row, 0)?,
+            None => None,
+        };
+        Ok(at.map(|at| at as u64))
+    }
+
     async fn put_patient_settings(
         &self,
         pseudonym: &str,

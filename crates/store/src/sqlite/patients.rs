@@ -222,6 +222,59 @@ impl Patients for SqliteStore {
         .await
     }
 
+    async fn set_discharged(&self, pseudonym: &str, at: Option<u64>) -> StoreResult<Vec<u64>> {
+        let pseudonym = pseudonym.to_string();
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let at = at.map(to_sql).transpose()?;
+            let changed = tx
+                .execute(
+                    "UPDATE patients SET discharged_at = ?1 WHERE pseudonym = ?2",
+                    params![at, pseudonym],
+                )
+                .map_err(backend)?;
+            if changed == 0 {
+                return Err(crate::rules::no_such_patient(&pseudonym));
+            }
+            let mut unbound = Vec::new();
+            if at.is_some() {
+                let mut stmt = tx
+                    .prepare(
+                        "UPDATE device_bindings SET active = 0 WHERE pseudonym = ?1 AND active = 1
+                         RETURNING device_serial",
+                    )
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map(params![pseudonym], |r| r.get::<_, i64>(0))
+                    .map_err(backend)?;
+                for serial in rows {
+                    unbound.push(serial.map_err(backend)? as u64);
+                }
+            }
+            tx.commit().map_err(backend)?;
+            Ok(unbound)
+        })
+        .await
+    }
+
+    async fn discharged_at(&self, pseudonym: &str) -> StoreResult<Option<u64>> {
+        let pseudonym = pseudonym.to_string();
+        self.with(move |c| {
+            let at: Option<Option<i64>> = c
+                .query_row(
+                    "SELECT discharged_at FROM patients WHERE pseudonym = ?1",
+                    params![pseudonym],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            Ok(at.flatten().map(|at| at as u64))
+        })
+        .await
+    }
+
     async fn put_patient_settings(
         &self,
         pseudonym: &str,

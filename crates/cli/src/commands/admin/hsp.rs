@@ -83,6 +83,17 @@ pub(super) enum HspCommand {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         settings: Vec<String>,
     },
+    /// Discharge a patient: their active device streams no more and no new
+    /// one binds; their record, vitals and alerts are kept (HSP; audited).
+    /// `--readmit` admits them again (then bind-device).
+    Discharge {
+        /// The patient's pseudonym.
+        #[arg(long)]
+        pseudonym: String,
+        /// Admit the patient again instead.
+        #[arg(long)]
+        readmit: bool,
+    },
     /// Issue a single-use, expiring token that lets its subject enroll a
     /// factor or recover a lost one (HSP; audited).
     FactorToken {
@@ -185,13 +196,20 @@ pub(super) async fn run(command: &HspCommand, servers: &Servers<'_>) -> CliResul
                     .collect::<Vec<_>>()
                     .join(", ")
             };
+            let admitted = match patient.discharged_at {
+                0 => "admitted".to_string(),
+                at => format!(
+                    "discharged at {}",
+                    date(i64::try_from(at).unwrap_or(i64::MAX))
+                ),
+            };
             let on_call = if patient.on_call.is_empty() {
                 "(the care team in name order)".to_string()
             } else {
                 patient.on_call.join(", ")
             };
             println!(
-                "pseudonym  {pseudonym}\nname       {}\nMRN        {}\ncare team  {}\non call    {on_call}\nsettings   {settings}",
+                "pseudonym  {pseudonym}\nname       {}\nMRN        {}\ncare team  {}\non call    {on_call}\nsettings   {settings}\nstatus     {admitted}",
                 record.name,
                 record.medical_record_number,
                 patient.care_team.join(", ")
@@ -229,6 +247,23 @@ pub(super) async fn run(command: &HspCommand, servers: &Servers<'_>) -> CliResul
             hsp.set_patient_settings(admin_request(request, &token)?)
                 .await?;
             println!("{pseudonym}'s settings are kept");
+        }
+        HspCommand::Discharge { pseudonym, readmit } => {
+            let (mut hsp, token) = servers.hsp().await?;
+            let request = v1::DischargePatientRequest {
+                pseudonym: pseudonym.clone(),
+                readmit: *readmit,
+            };
+            let unbound = hsp
+                .discharge_patient(admin_request(request, &token)?)
+                .await?
+                .into_inner()
+                .unbound_serials;
+            if *readmit {
+                println!("{pseudonym} is admitted again; bind their device with bind-device");
+            } else {
+                println!("{pseudonym} is discharged; devices {unbound:?} stream no more");
+            }
         }
         HspCommand::BindDevice { pseudonym, serial } => {
             let (mut hsp, token) = servers.hsp().await?;
