@@ -40,6 +40,9 @@ pub enum SendError {
     /// The mail server refused the message or could not be reached.
     #[error("SMTP: {0}")]
     Smtp(String),
+    /// An HTTP gateway (SMS) refused the message or could not be reached.
+    #[error("gateway: {0}")]
+    Gateway(String),
     /// Writing the development code file failed.
     #[error("code file: {0}")]
     Io(#[from] std::io::Error),

@@ -150,7 +150,8 @@ pub fn steps(on_call: Vec<String>, fallback: &[String]) -> Vec<Vec<String>> {
 /// `steps`: the first at once, one more every `step_ms`.
 pub fn due(elapsed_ms: i64, step_ms: i64, steps: usize) -> u32 {
     let taken = 1 + elapsed_ms.max(0) / step_ms.max(1);
-    u32::try_from(taken.min(steps as i64)).unwrap_or(u32::MAX)
+    let steps = i64::try_from(steps).unwrap_or(i64::MAX);
+    u32::try_from(taken.min(steps)).unwrap_or(u32::MAX)
 }
 
 /// Delivers notices to people by their contacts, in the background, with
@@ -407,6 +408,11 @@ mod tests {
         assert_eq!(due(3_600_000, 300_000, 3), 3, "never past the last");
         assert_eq!(due(-5_000, 300_000, 3), 1, "a clock behind the raise");
         assert_eq!(due(0, 300_000, 0), 0, "nobody to tell");
+        assert_eq!(
+            due(600_000, 300_000, usize::MAX),
+            3,
+            "uncapped: the steps due by time"
+        );
         assert!(super::steps(Vec::new(), &[]).is_empty());
     }
 

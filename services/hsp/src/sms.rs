@@ -173,7 +173,7 @@ impl SmsGateway {
         self.endpoint
             .post(&headers, Bytes::copy_from_slice(body.as_bytes()))
             .await
-            .map_err(SendError::Smtp)
+            .map_err(SendError::Gateway)
     }
 }
 
