@@ -34,6 +34,7 @@ mod login;
 mod metrics;
 pub mod news2;
 mod outbound;
+pub mod patient_rules;
 pub mod policy;
 mod portal;
 mod records;

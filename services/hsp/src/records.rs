@@ -9,8 +9,8 @@ use vitalgate_rpc::store_status;
 
 use vitalgate_store::PatientSetting;
 
-use crate::alerts::check_patient_setting;
 use crate::live::CloseReason;
+use crate::patient_rules::check_patient_setting;
 use crate::Hsp;
 
 pub(crate) fn checked_pseudonym(pseudonym: &str) -> Result<&str, Status> {
