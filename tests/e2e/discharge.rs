@@ -2,17 +2,75 @@
 //! closed and it is refused from then on, as is a new device for them on
 //! first contact; their record and vitals stay; a device cannot be bound
 //! to them while they are discharged; readmitted and bound again, the
-//! device streams.
+//! device streams. A device unbound is refused the same way until bound
+//! again.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tonic::Code;
+use vitalgate_device::DeviceStats;
 use vitalgate_proto::v1;
 
 use crate::factors::hsp_client;
 use crate::harness::{admin, wait_until, Platform};
+
+/// A device of `pseudonym`'s streaming until `stop` is sent, once it has
+/// had `acked` samples acknowledged.
+struct Streaming {
+    serial: u64,
+    stats: Arc<DeviceStats>,
+    stop: watch::Sender<bool>,
+    agent: tokio::task::JoinHandle<()>,
+}
+
+impl Streaming {
+    async fn start(platform: &Platform, name: &str, pseudonym: &str, acked: u64) -> Self {
+        let mut device = platform.device(name, pseudonym).await;
+        let serial = device.credential().serial();
+        let stats = device.stats();
+        let (stop, stopped) = watch::channel(false);
+        let url = platform.hsp().url.clone();
+        let agent = tokio::spawn(async move {
+            let _ = device.run(url, stopped).await;
+        });
+        wait_until(Duration::from_secs(10), || {
+            stats.samples_acked.load(Ordering::Relaxed) >= acked
+        })
+        .await
+        .expect("the device streams");
+        Self {
+            serial,
+            stats,
+            stop,
+            agent,
+        }
+    }
+
+    /// Waits until a handshake of the device has been refused after now,
+    /// then that no sample is acknowledged for a while; returns how many
+    /// were.
+    async fn refused(&self, why: &str) -> u64 {
+        let stats = &self.stats;
+        let failed_before = stats.handshakes_failed.load(Ordering::Relaxed);
+        wait_until(Duration::from_secs(15), || {
+            stats.handshakes_failed.load(Ordering::Relaxed) > failed_before
+        })
+        .await
+        .unwrap_or_else(|| panic!("the device is refused {why}"));
+        let acked = stats.samples_acked.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(stats.samples_acked.load(Ordering::Relaxed), acked);
+        acked
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.agent.await;
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_discharged_patients_devices_are_refused_and_their_data_kept() {
@@ -21,17 +79,8 @@ async fn a_discharged_patients_devices_are_refused_and_their_data_kept() {
     let token = platform.hsp().hsp.admin_token().to_string();
     let mut hsp = hsp_client(&platform).await;
 
-    let mut device = platform.device("watch", "pt-home").await;
-    let serial = device.credential().serial();
-    let stats = device.stats();
-    let (stop, stopped) = watch::channel(false);
-    let url = platform.hsp().url.clone();
-    let agent = tokio::spawn(async move { device.run(url, stopped).await });
-    wait_until(Duration::from_secs(10), || {
-        stats.samples_acked.load(Ordering::Relaxed) >= 5
-    })
-    .await
-    .expect("the device streams");
+    let device = Streaming::start(&platform, "watch", "pt-home", 5).await;
+    let (serial, stats) = (device.serial, device.stats.clone());
 
     let unbound = hsp
         .discharge_patient(admin(
@@ -47,15 +96,7 @@ async fn a_discharged_patients_devices_are_refused_and_their_data_kept() {
         .unbound_serials;
     assert_eq!(unbound, [serial]);
     // Its session is closed and every reconnection refused.
-    let failed_before = stats.handshakes_failed.load(Ordering::Relaxed);
-    wait_until(Duration::from_secs(15), || {
-        stats.handshakes_failed.load(Ordering::Relaxed) > failed_before
-    })
-    .await
-    .expect("the device is refused after the discharge");
-    let acked = stats.samples_acked.load(Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(stats.samples_acked.load(Ordering::Relaxed), acked);
+    let acked = device.refused("after the discharge").await;
 
     // A new device for them binds on no first contact.
     let mut newcomer = platform.device("spare", "pt-home").await;
@@ -123,11 +164,67 @@ async fn a_discharged_patients_devices_are_refused_and_their_data_kept() {
     })
     .await
     .expect("the readmitted patient's device streams again");
-    let _ = stop.send(true);
-    let _ = agent.await;
+    device.stop().await;
     let kinds = platform.audit_kinds().await;
     for kind in ["patient.discharged", "patient.readmitted"] {
         assert!(kinds.iter().any(|k| k == kind), "{kind}: {kinds:?}");
     }
+    platform.stop().await;
+}
+
+/// A device an administrator unbinds (lost, broken, handed back) is closed
+/// and refused, stays its patient's in the records, and streams again once
+/// bound again; unbinding a device the patient does not hold is NOT_FOUND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unbound_device_is_refused_until_bound_again() {
+    let platform = Platform::start().await;
+    platform.put_patient("pt-lost", "Edith Cavell").await;
+    let token = platform.hsp().hsp.admin_token().to_string();
+    let mut hsp = hsp_client(&platform).await;
+
+    let device = Streaming::start(&platform, "band", "pt-lost", 3).await;
+    let (serial, stats) = (device.serial, device.stats.clone());
+
+    let unbind = |serial: u64| {
+        admin(
+            v1::UnbindDeviceRequest {
+                pseudonym: "pt-lost".into(),
+                device_serial: serial,
+            },
+            &token,
+        )
+    };
+    hsp.unbind_device(unbind(serial)).await.expect("unbind");
+    let acked = device.refused("once unbound").await;
+    let store = platform.hsp().store.clone();
+    assert_eq!(
+        store.device_binding(serial).await.expect("binding"),
+        Some(("pt-lost".to_string(), false))
+    );
+    let again = hsp.unbind_device(unbind(serial)).await.expect_err("twice");
+    assert_eq!(again.code(), Code::NotFound, "{again:?}");
+    let zero = hsp.unbind_device(unbind(0)).await.expect_err("no serial");
+    assert_eq!(zero.code(), Code::NotFound, "{zero:?}");
+
+    hsp.bind_device(admin(
+        v1::BindDeviceRequest {
+            pseudonym: "pt-lost".into(),
+            device_serial: serial,
+        },
+        &token,
+    ))
+    .await
+    .expect("bind again");
+    wait_until(Duration::from_secs(20), || {
+        stats.samples_acked.load(Ordering::Relaxed) > acked + 3
+    })
+    .await
+    .expect("bound again, the device streams");
+    device.stop().await;
+    assert!(platform
+        .audit_kinds()
+        .await
+        .iter()
+        .any(|k| k == "device.unbound"));
     platform.stop().await;
 }

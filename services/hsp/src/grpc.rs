@@ -152,6 +152,13 @@ impl v1::hsp_server::Hsp for Hsp {
         Hsp::bind_device(self, request).await
     }
 
+    async fn unbind_device(
+        &self,
+        request: Request<v1::UnbindDeviceRequest>,
+    ) -> Result<Response<v1::UnbindDeviceResponse>, Status> {
+        Hsp::unbind_device(self, request).await
+    }
+
     async fn set_care_team_member(
         &self,
         request: Request<v1::SetCareTeamMemberRequest>,

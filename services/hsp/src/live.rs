@@ -18,7 +18,7 @@ pub(crate) enum CloseReason {
     Revoked,
     /// The HSP is stopping.
     ShuttingDown,
-    /// The device was replaced by another for its patient.
+    /// The device was replaced by another for its patient, or unbound.
     Replaced,
     /// The device's patient was discharged.
     Discharged,

@@ -1,6 +1,9 @@
 //! Patients' records and who may see them: the sealed record (name, record
-//! number) by pseudonym, device bindings, care teams and on-call lists, as
-//! administrators keep them over gRPC.
+//! number) by pseudonym, device bindings, care teams, on-call lists, alert
+//! settings and discharge. Each change is one method here, checked and
+//! audited under the administrator who made it; the gRPC handlers (with the
+//! administrator token) and the portal's administrator pages both call them,
+//! so both keep the same rules.
 
 use tonic::{Request, Response, Status};
 use vitalgate_proto::v1;
@@ -46,57 +49,81 @@ impl Hsp {
         Ok(Response::new(v1::VitalsCountResponse { count }))
     }
 
-    pub(crate) async fn put_patient(
+    /// Keeps a patient's record, sealed under the data key (replacing an
+    /// earlier one).
+    pub(crate) async fn write_patient(
         &self,
-        request: Request<v1::PutPatientRequest>,
-    ) -> Result<Response<v1::PutPatientResponse>, Status> {
-        self.admin().check(&request)?;
-        let request = request.into_inner();
-        let pseudonym = checked_pseudonym(&request.pseudonym)?;
-        let record = request.record.ok_or_else(|| invalid("record", "missing"))?;
+        actor: &str,
+        pseudonym: &str,
+        record: &v1::PatientRecord,
+    ) -> Result<(), Status> {
+        let pseudonym = checked_pseudonym(pseudonym)?;
+        if record.name.chars().count() > MAX_RECORD_FIELD
+            || record.medical_record_number.chars().count() > MAX_RECORD_FIELD
+        {
+            return Err(invalid(
+                "record",
+                &format!("a name or record number has at most {MAX_RECORD_FIELD} characters"),
+            ));
+        }
         let sealed = self
             .vault()
-            .seal(pseudonym, &prost::Message::encode_to_vec(&record));
+            .seal(pseudonym, &prost::Message::encode_to_vec(record));
         self.store()
             .put_patient(pseudonym, &sealed, self.now())
             .await
             .map_err(|e| store_status(&e))?;
-        self.audit("patient.written", "admin", pseudonym, "").await;
-        Ok(Response::new(v1::PutPatientResponse {}))
+        self.audit("patient.written", actor, pseudonym, "").await;
+        Ok(())
     }
 
-    pub(crate) async fn get_patient(
+    /// A patient's record, care team, on-call list, settings and discharge:
+    /// an audited read (refused when it cannot be audited).
+    pub(crate) async fn read_patient(
         &self,
-        request: Request<v1::GetPatientRequest>,
-    ) -> Result<Response<v1::GetPatientResponse>, Status> {
-        self.admin().check(&request)?;
-        let pseudonym = request.into_inner().pseudonym;
+        actor: &str,
+        pseudonym: &str,
+    ) -> Result<v1::GetPatientResponse, Status> {
+        let details = self.patient_details(pseudonym).await?;
+        if details.record.is_none() {
+            return Err(Status::data_loss(
+                "the patient's record does not open under this HSP's key",
+            ));
+        }
+        // A record that cannot be audited is not shown (fail closed).
+        self.audit_required("patient.read", actor, pseudonym, "record and care team")
+            .await?;
+        Ok(details)
+    }
+
+    /// What [`Self::read_patient`] shows, not audited (the caller audits):
+    /// the record is `None` when it does not open under the data key.
+    pub(crate) async fn patient_details(
+        &self,
+        pseudonym: &str,
+    ) -> Result<v1::GetPatientResponse, Status> {
         let store = self.store();
         let sealed = store
-            .patient(&pseudonym)
+            .patient(pseudonym)
             .await
             .map_err(|e| store_status(&e))?
             .ok_or_else(|| Status::not_found("no such patient"))?;
-        let record = self
-            .open_patient_record(&pseudonym, &sealed)
-            .ok_or_else(|| {
-                Status::data_loss("the patient's record does not open under this HSP's key")
-            })?;
+        let record = self.open_patient_record(pseudonym, &sealed);
         let care_team = store
-            .care_team(&pseudonym)
+            .care_team(pseudonym)
             .await
             .map_err(|e| store_status(&e))?;
         let on_call = store
-            .on_call(&pseudonym)
+            .on_call(pseudonym)
             .await
             .map_err(|e| store_status(&e))?;
         let discharged_at = store
-            .discharged_at(&pseudonym)
+            .discharged_at(pseudonym)
             .await
             .map_err(|e| store_status(&e))?
             .unwrap_or(0);
         let settings = store
-            .patient_settings(&pseudonym)
+            .patient_settings(pseudonym)
             .await
             .map_err(|e| store_status(&e))?
             .into_iter()
@@ -105,26 +132,25 @@ impl Hsp {
                 value: s.value,
             })
             .collect();
-        // A record that cannot be audited is not shown (fail closed).
-        self.audit_required("patient.read", "admin", &pseudonym, "record and care team")
-            .await?;
-        Ok(Response::new(v1::GetPatientResponse {
-            record: Some(record),
+        Ok(v1::GetPatientResponse {
+            record,
             care_team,
             on_call,
             settings,
             discharged_at,
-        }))
+        })
     }
 
-    pub(crate) async fn bind_device(
+    /// Makes the device the patient's active device; returns the serials it
+    /// replaced, whose live sessions are closed.
+    pub(crate) async fn bind_patient_device(
         &self,
-        request: Request<v1::BindDeviceRequest>,
-    ) -> Result<Response<v1::BindDeviceResponse>, Status> {
-        self.admin().check(&request)?;
-        let request = request.into_inner();
-        let pseudonym = checked_pseudonym(&request.pseudonym)?;
-        if request.device_serial == 0 {
+        actor: &str,
+        pseudonym: &str,
+        device_serial: u64,
+    ) -> Result<Vec<u64>, Status> {
+        let pseudonym = checked_pseudonym(pseudonym)?;
+        if device_serial == 0 {
             return Err(invalid("device_serial", "must be a credential serial"));
         }
         let discharged = self
@@ -139,7 +165,7 @@ impl Hsp {
         }
         let replaced = self
             .store()
-            .bind_device(pseudonym, request.device_serial, self.now())
+            .bind_device(pseudonym, device_serial, self.now())
             .await
             .map_err(|e| store_status(&e))?;
         for old in &replaced {
@@ -147,97 +173,113 @@ impl Hsp {
         }
         self.audit(
             "device.bound",
-            "admin",
+            actor,
             pseudonym,
-            &format!("device {} replaces {:?}", request.device_serial, replaced),
+            &format!("device {device_serial} replaces {replaced:?}"),
         )
         .await;
-        Ok(Response::new(v1::BindDeviceResponse {
-            replaced_serials: replaced,
-        }))
+        Ok(replaced)
     }
 
-    pub(crate) async fn set_care_team_member(
+    /// Takes the patient's active device from them; its live session is
+    /// closed and it is refused from then on.
+    pub(crate) async fn unbind_patient_device(
         &self,
-        request: Request<v1::SetCareTeamMemberRequest>,
-    ) -> Result<Response<v1::SetCareTeamMemberResponse>, Status> {
-        self.admin().check(&request)?;
-        let request = request.into_inner();
-        let pseudonym = checked_pseudonym(&request.pseudonym)?;
-        if request.clinician.is_empty() || request.clinician.len() > 64 {
+        actor: &str,
+        pseudonym: &str,
+        device_serial: u64,
+    ) -> Result<(), Status> {
+        let pseudonym = checked_pseudonym(pseudonym)?;
+        let unbound = self
+            .store()
+            .unbind_device(pseudonym, device_serial)
+            .await
+            .map_err(|e| store_status(&e))?;
+        if !unbound {
+            return Err(Status::not_found(
+                "that device is not the patient's active device",
+            ));
+        }
+        self.live().close(device_serial, CloseReason::Replaced);
+        self.audit(
+            "device.unbound",
+            actor,
+            pseudonym,
+            &format!("device {device_serial}"),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Adds a clinician to the patient's care team, or removes one (who
+    /// then leaves the on-call list too).
+    pub(crate) async fn change_care_team(
+        &self,
+        actor: &str,
+        pseudonym: &str,
+        clinician: &str,
+        member: bool,
+    ) -> Result<(), Status> {
+        let pseudonym = checked_pseudonym(pseudonym)?;
+        if clinician.is_empty() || clinician.len() > 64 {
             return Err(invalid("clinician", "must be 1 to 64 bytes"));
         }
         self.store()
-            .set_care_team_member(&request.clinician, pseudonym, request.member, self.now())
+            .set_care_team_member(clinician, pseudonym, member, self.now())
             .await
             .map_err(|e| store_status(&e))?;
-        let change = if request.member { "added" } else { "removed" };
+        let change = if member { "added" } else { "removed" };
         self.audit(
             "care_team.changed",
-            "admin",
+            actor,
             pseudonym,
-            &format!("{} {change}", request.clinician),
+            &format!("{clinician} {change}"),
         )
         .await;
-        Ok(Response::new(v1::SetCareTeamMemberResponse {}))
+        Ok(())
     }
 
-    pub(crate) async fn set_on_call(
+    /// Replaces the patient's on-call list (care-team members, each once).
+    pub(crate) async fn replace_on_call(
         &self,
-        request: Request<v1::SetOnCallRequest>,
-    ) -> Result<Response<v1::SetOnCallResponse>, Status> {
-        self.admin().check(&request)?;
-        let request = request.into_inner();
-        let pseudonym = checked_pseudonym(&request.pseudonym)?;
-        if request.clinicians.len() > MAX_ON_CALL {
+        actor: &str,
+        pseudonym: &str,
+        clinicians: &[String],
+    ) -> Result<(), Status> {
+        let pseudonym = checked_pseudonym(pseudonym)?;
+        if clinicians.len() > MAX_ON_CALL {
             return Err(invalid(
                 "clinicians",
                 &format!("at most {MAX_ON_CALL} people are on call"),
             ));
         }
-        if request
-            .clinicians
-            .iter()
-            .any(|c| c.is_empty() || c.len() > 64)
-        {
+        if clinicians.iter().any(|c| c.is_empty() || c.len() > 64) {
             return Err(invalid("clinicians", "each must be 1 to 64 bytes"));
         }
         // The store refuses anyone off the care team, or named twice.
         self.store()
-            .set_on_call(pseudonym, &request.clinicians)
+            .set_on_call(pseudonym, clinicians)
             .await
             .map_err(|e| store_status(&e))?;
-        self.audit(
-            "on_call.changed",
-            "admin",
-            pseudonym,
-            &request.clinicians.join(", "),
-        )
-        .await;
-        Ok(Response::new(v1::SetOnCallResponse {}))
+        self.audit("on_call.changed", actor, pseudonym, &clinicians.join(", "))
+            .await;
+        Ok(())
     }
 
-    pub(crate) async fn set_patient_settings(
+    /// Replaces the patient's alert settings, each checked first.
+    pub(crate) async fn replace_patient_settings(
         &self,
-        request: Request<v1::SetPatientSettingsRequest>,
-    ) -> Result<Response<v1::SetPatientSettingsResponse>, Status> {
-        self.admin().check(&request)?;
-        let request = request.into_inner();
-        let pseudonym = checked_pseudonym(&request.pseudonym)?;
-        let settings: Vec<PatientSetting> = request
-            .settings
-            .into_iter()
-            .map(|s| PatientSetting {
-                key: s.key,
-                value: s.value,
-            })
-            .collect();
-        for setting in &settings {
+        actor: &str,
+        pseudonym: &str,
+        settings: &[PatientSetting],
+    ) -> Result<(), Status> {
+        let pseudonym = checked_pseudonym(pseudonym)?;
+        for setting in settings {
             check_patient_setting(setting).map_err(|why| invalid("settings", &why))?;
         }
         // The store refuses a key given twice.
         self.store()
-            .put_patient_settings(pseudonym, &settings)
+            .put_patient_settings(pseudonym, settings)
             .await
             .map_err(|e| store_status(&e))?;
         let described: Vec<String> = settings
@@ -249,11 +291,135 @@ impl Hsp {
             .collect();
         self.audit(
             "patient_settings.changed",
-            "admin",
+            actor,
             pseudonym,
             &described.join(", "),
         )
         .await;
+        Ok(())
+    }
+
+    /// Discharges the patient (closing their device's live session) or
+    /// readmits them; returns the devices a discharge unbound.
+    pub(crate) async fn discharge(
+        &self,
+        actor: &str,
+        pseudonym: &str,
+        readmit: bool,
+    ) -> Result<Vec<u64>, Status> {
+        let pseudonym = checked_pseudonym(pseudonym)?;
+        let at = (!readmit).then(|| self.now());
+        let unbound = self
+            .store()
+            .set_discharged(pseudonym, at)
+            .await
+            .map_err(|e| store_status(&e))?;
+        for serial in &unbound {
+            self.live().close(*serial, CloseReason::Discharged);
+        }
+        let (kind, detail) = if readmit {
+            ("patient.readmitted", String::new())
+        } else {
+            (
+                "patient.discharged",
+                format!("devices {unbound:?} stream no more"),
+            )
+        };
+        self.audit(kind, actor, pseudonym, &detail).await;
+        Ok(unbound)
+    }
+
+    // ---- over gRPC, with the administrator token ----------------------------
+
+    pub(crate) async fn put_patient(
+        &self,
+        request: Request<v1::PutPatientRequest>,
+    ) -> Result<Response<v1::PutPatientResponse>, Status> {
+        self.admin().check(&request)?;
+        let request = request.into_inner();
+        let record = request.record.ok_or_else(|| invalid("record", "missing"))?;
+        self.write_patient(TOKEN_HOLDER, &request.pseudonym, &record)
+            .await?;
+        Ok(Response::new(v1::PutPatientResponse {}))
+    }
+
+    pub(crate) async fn get_patient(
+        &self,
+        request: Request<v1::GetPatientRequest>,
+    ) -> Result<Response<v1::GetPatientResponse>, Status> {
+        self.admin().check(&request)?;
+        let pseudonym = request.into_inner().pseudonym;
+        Ok(Response::new(
+            self.read_patient(TOKEN_HOLDER, &pseudonym).await?,
+        ))
+    }
+
+    pub(crate) async fn bind_device(
+        &self,
+        request: Request<v1::BindDeviceRequest>,
+    ) -> Result<Response<v1::BindDeviceResponse>, Status> {
+        self.admin().check(&request)?;
+        let request = request.into_inner();
+        let replaced_serials = self
+            .bind_patient_device(TOKEN_HOLDER, &request.pseudonym, request.device_serial)
+            .await?;
+        Ok(Response::new(v1::BindDeviceResponse { replaced_serials }))
+    }
+
+    pub(crate) async fn unbind_device(
+        &self,
+        request: Request<v1::UnbindDeviceRequest>,
+    ) -> Result<Response<v1::UnbindDeviceResponse>, Status> {
+        self.admin().check(&request)?;
+        let request = request.into_inner();
+        self.unbind_patient_device(TOKEN_HOLDER, &request.pseudonym, request.device_serial)
+            .await?;
+        Ok(Response::new(v1::UnbindDeviceResponse {}))
+    }
+
+    pub(crate) async fn set_care_team_member(
+        &self,
+        request: Request<v1::SetCareTeamMemberRequest>,
+    ) -> Result<Response<v1::SetCareTeamMemberResponse>, Status> {
+        self.admin().check(&request)?;
+        let request = request.into_inner();
+        self.change_care_team(
+            TOKEN_HOLDER,
+            &request.pseudonym,
+            &request.clinician,
+            request.member,
+        )
+        .await?;
+        Ok(Response::new(v1::SetCareTeamMemberResponse {}))
+    }
+
+    pub(crate) async fn set_on_call(
+        &self,
+        request: Request<v1::SetOnCallRequest>,
+    ) -> Result<Response<v1::SetOnCallResponse>, Status> {
+        self.admin().check(&request)?;
+        let request = request.into_inner();
+        self.replace_on_call(TOKEN_HOLDER, &request.pseudonym, &request.clinicians)
+            .await?;
+        Ok(Response::new(v1::SetOnCallResponse {}))
+    }
+
+    pub(crate) async fn set_patient_settings(
+        &self,
+        request: Request<v1::SetPatientSettingsRequest>,
+    ) -> Result<Response<v1::SetPatientSettingsResponse>, Status> {
+        self.admin().check(&request)?;
+        let request = request.into_inner();
+        let settings: Vec<PatientSetting> = request
+            .settings
+            .into_iter()
+            .map(|s| PatientSetting {
+                key: s.key,
+                value: s.value,
+            })
+            .collect();
+        self.replace_patient_settings(TOKEN_HOLDER, &request.pseudonym, &settings)
+            .await?;
         Ok(Response::new(v1::SetPatientSettingsResponse {}))
     }
 
@@ -263,30 +429,21 @@ impl Hsp {
     ) -> Result<Response<v1::DischargePatientResponse>, Status> {
         self.admin().check(&request)?;
         let request = request.into_inner();
-        let pseudonym = checked_pseudonym(&request.pseudonym)?;
-        let at = (!request.readmit).then(|| self.now());
-        let unbound = self
-            .store()
-            .set_discharged(pseudonym, at)
-            .await
-            .map_err(|e| store_status(&e))?;
-        for serial in &unbound {
-            self.live().close(*serial, CloseReason::Discharged);
-        }
-        let (kind, detail) = if request.readmit {
-            ("patient.readmitted", String::new())
-        } else {
-            (
-                "patient.discharged",
-                format!("devices {unbound:?} stop streaming"),
-            )
-        };
-        self.audit(kind, "admin", pseudonym, &detail).await;
+        let unbound_serials = self
+            .discharge(TOKEN_HOLDER, &request.pseudonym, request.readmit)
+            .await?;
         Ok(Response::new(v1::DischargePatientResponse {
-            unbound_serials: unbound,
+            unbound_serials,
         }))
     }
 }
+
+/// Who the audit log names for a change made over gRPC with the
+/// administrator token (the portal names the signed-in administrator).
+const TOKEN_HOLDER: &str = "admin";
+
+/// The longest name or record number a patient's record keeps.
+const MAX_RECORD_FIELD: usize = 200;
 
 /// The longest on-call list: with five-minute steps, over an hour before
 /// the fallback.

@@ -188,7 +188,7 @@ async fn check_binding(hsp: &Hsp, device: &Credential, pseudonym: &str) -> Resul
     match store.device_binding(serial).await.map_err(failed)? {
         Some((bound, true)) if bound == pseudonym => Ok(()),
         Some((_, true)) => Err(refuse("this device is bound to another patient")),
-        Some((_, false)) => Err(refuse("this device was replaced for its patient")),
+        Some((_, false)) => Err(refuse(NO_LONGER_BOUND)),
         None => match store.active_device(pseudonym).await.map_err(failed)? {
             Some(active) if renewed_from(&**hsp.store(), active, device).await => {
                 store
@@ -303,6 +303,9 @@ pub(crate) struct Authenticated {
     pub(crate) live: LiveGuard,
 }
 
+/// Why a device whose binding an administrator ended is refused.
+const NO_LONGER_BOUND: &str = "this device was replaced or unbound for its patient";
+
 /// Why a discharged patient's device is refused.
 const DISCHARGED: &str = "this device's patient was discharged; an administrator readmits them";
 
@@ -310,9 +313,7 @@ const DISCHARGED: &str = "this device's patient was discharged; an administrator
 fn closed_refusal(reason: CloseReason) -> Refusal {
     let status = match reason {
         CloseReason::ShuttingDown => Status::unavailable("the HSP is shutting down; reconnect"),
-        CloseReason::Replaced => {
-            Status::permission_denied("this device was replaced for its patient")
-        }
+        CloseReason::Replaced => Status::permission_denied(NO_LONGER_BOUND),
         CloseReason::Revoked => Status::unauthenticated("credential revoked"),
         CloseReason::Discharged => Status::permission_denied(DISCHARGED),
     };

@@ -28,6 +28,10 @@ pub trait Patients: Send + Sync {
         device_serial: u64,
         now: u64,
     ) -> StoreResult<Vec<u64>>;
+    /// Makes the device inactive if it is the patient's active device (a
+    /// device lost or handed back); returns whether it was. The binding is
+    /// kept, as a replaced one is: its vitals stay the patient's.
+    async fn unbind_device(&self, pseudonym: &str, device_serial: u64) -> StoreResult<bool>;
     /// The patient's active device, if any.
     async fn active_device(&self, pseudonym: &str) -> StoreResult<Option<u64>>;
     /// The patient a device is bound to, and whether the binding is active.

@@ -52,8 +52,9 @@ pub use login_states::login_states_are_taken_once;
 pub use oob_codes::oob_codes_are_single_use;
 pub use otp_steps::otp_steps_claim_once;
 pub use patients::{
-    discharge_unbinds_and_keeps_the_record, on_call_lists_follow_the_care_team,
-    patient_settings_are_replaced_whole, patients_bindings_and_care_teams, patients_of_a_clinician,
+    devices_are_unbound_from_their_patient, discharge_unbinds_and_keeps_the_record,
+    on_call_lists_follow_the_care_team, patient_settings_are_replaced_whole,
+    patients_bindings_and_care_teams, patients_of_a_clinician,
 };
 pub use replay::replay_keys_claim_once;
 pub use revocations::revocations_feed_in_order;
@@ -164,6 +165,7 @@ macro_rules! conformance_tests {
             on_call_lists_follow_the_care_team,
             patient_settings_are_replaced_whole,
             discharge_unbinds_and_keeps_the_record,
+            devices_are_unbound_from_their_patient,
             otp_steps_claim_once,
             factors_round_trip,
             attempts_are_limited,

@@ -230,6 +230,42 @@ pub async fn patient_settings_are_replaced_whole(store: Arc<dyn Store>) {
         .is_empty());
 }
 
+/// Unbinding makes only the patient's own active device inactive, keeps
+/// the binding (the device cannot move to another patient), and a device
+/// unbound may be bound again.
+pub async fn devices_are_unbound_from_their_patient(store: Arc<dyn Store>) {
+    store.put_patient("pt-u", b"sealed", 10).await.expect("put");
+    store.put_patient("pt-v", b"sealed", 10).await.expect("put");
+    store.bind_device("pt-u", 11, 20).await.expect("bind");
+    store.bind_device("pt-v", 12, 20).await.expect("bind");
+    assert!(
+        !store.unbind_device("pt-u", 12).await.expect("unbind"),
+        "another patient's device is not unbound"
+    );
+    assert_eq!(store.active_device("pt-v").await.expect("active"), Some(12));
+    assert!(store.unbind_device("pt-u", 11).await.expect("unbind"));
+    assert_eq!(store.active_device("pt-u").await.expect("active"), None);
+    assert_eq!(
+        store.device_binding(11).await.expect("binding"),
+        Some(("pt-u".to_string(), false)),
+        "the binding is kept, inactive"
+    );
+    assert!(
+        !store.unbind_device("pt-u", 11).await.expect("again"),
+        "an inactive device is not unbound twice"
+    );
+    assert!(store.bind_device("pt-v", 11, 30).await.is_err());
+    assert_eq!(
+        store.bind_device("pt-u", 11, 30).await.expect("rebind"),
+        Vec::<u64>::new()
+    );
+    assert_eq!(store.active_device("pt-u").await.expect("active"), Some(11));
+    assert!(!store
+        .unbind_device(INJECTION_STRINGS[0], 11)
+        .await
+        .expect("nobody"));
+}
+
 /// A discharge makes the patient's active device inactive and keeps the
 /// rest; readmission binds nothing by itself; a patient without a record
 /// is refused.

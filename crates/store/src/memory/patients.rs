@@ -103,6 +103,18 @@ impl State {
         Ok(())
     }
 
+    fn unbind_device(&mut self, pseudonym: &str, device_serial: u64) -> StoreResult<bool> {
+        fit(device_serial)?;
+        if self.active_devices.get(pseudonym) != Some(&device_serial) {
+            return Ok(false);
+        }
+        self.active_devices.remove(pseudonym);
+        if let Some(binding) = self.bindings.get_mut(&device_serial) {
+            binding.active = false;
+        }
+        Ok(true)
+    }
+
     fn set_discharged(&mut self, pseudonym: &str, at: Option<u64>) -> StoreResult<Vec<u64>> {
         if !self.patients.contains_key(pseudonym) {
             return Err(crate::rules::no_such_patient(pseudonym));
@@ -210,6 +222,10 @@ impl Patients for MemoryStore {
 
     async fn set_on_call(&self, pseudonym: &str, clinicians: &[String]) -> StoreResult<()> {
         self.with(|s| s.set_on_call(pseudonym, clinicians))
+    }
+
+    async fn unbind_device(&self, pseudonym: &str, device_serial: u64) -> StoreResult<bool> {
+        self.with(|s| s.unbind_device(pseudonym, device_serial))
     }
 
     async fn set_discharged(&self, pseudonym: &str, at: Option<u64>) -> StoreResult<Vec<u64>> {

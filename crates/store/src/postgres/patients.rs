@@ -240,6 +240,19 @@ impl Patients for PostgresStore {
         .collect()
     }
 
+    async fn unbind_device(&self, pseudonym: &str, device_serial: u64) -> StoreResult<bool> {
+        let serial = to_sql(device_serial)?;
+        let client = self.client().await?;
+        let changed = execute(
+            &client,
+            "UPDATE device_bindings SET active = FALSE
+             WHERE pseudonym = $1 AND device_serial = $2 AND active",
+            &[&pseudonym.as_bytes(), &serial],
+        )
+        .await?;
+        Ok(changed == 1)
+    }
+
     async fn set_discharged(&self, pseudonym: &str, at: Option<u64>) -> StoreResult<Vec<u64>> {
         let at = at.map(to_sql).transpose()?;
         let mut client = self.client().await?;

@@ -222,6 +222,22 @@ impl Patients for SqliteStore {
         .await
     }
 
+    async fn unbind_device(&self, pseudonym: &str, device_serial: u64) -> StoreResult<bool> {
+        let pseudonym = pseudonym.to_string();
+        let serial = to_sql(device_serial)?;
+        self.with(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE device_bindings SET active = 0
+                     WHERE pseudonym = ?1 AND device_serial = ?2 AND active = 1",
+                    params![pseudonym, serial],
+                )
+                .map_err(backend)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
     async fn set_discharged(&self, pseudonym: &str, at: Option<u64>) -> StoreResult<Vec<u64>> {
         let pseudonym = pseudonym.to_string();
         self.with(move |c| {

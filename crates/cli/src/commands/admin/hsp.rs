@@ -47,6 +47,15 @@ pub(super) enum HspCommand {
         #[arg(long)]
         serial: u64,
     },
+    /// Take a lost, broken or returned device from its patient (HSP); revoke it at the TTP too if it was lost.
+    UnbindDevice {
+        /// The patient's pseudonym.
+        #[arg(long)]
+        pseudonym: String,
+        /// The device's credential serial.
+        #[arg(long)]
+        serial: u64,
+    },
     /// Add a clinician to a patient's care team, or remove one (HSP).
     CareTeam {
         /// The clinician's name, as enrolled at the TTP.
@@ -278,6 +287,15 @@ pub(super) async fn run(command: &HspCommand, servers: &Servers<'_>) -> CliResul
                 .replaced_serials;
             println!("device {serial} is {pseudonym}'s active device");
             revoke_replaced(servers, *serial, replaced).await?;
+        }
+        HspCommand::UnbindDevice { pseudonym, serial } => {
+            let (mut hsp, token) = servers.hsp().await?;
+            let request = v1::UnbindDeviceRequest {
+                pseudonym: pseudonym.clone(),
+                device_serial: *serial,
+            };
+            hsp.unbind_device(admin_request(request, &token)?).await?;
+            println!("device {serial} is no longer {pseudonym}'s; it is refused from now on");
         }
         HspCommand::FactorToken {
             subject,
