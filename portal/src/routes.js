@@ -2,6 +2,7 @@
 import * as account from "./pages/account.js";
 import * as audit from "./pages/admin/audit.js";
 import * as enroll from "./pages/admin/enroll.js";
+import * as managePatients from "./pages/admin/patients.js";
 import * as tokens from "./pages/admin/tokens.js";
 import * as breakGlass from "./pages/break-glass.js";
 import * as login from "./pages/login.js";
@@ -25,6 +26,7 @@ export const table = {
     { path: "/break-glass", page: breakGlass },
     { path: "/account", page: account },
     // Administrators only; the server checks each of their requests.
+    { path: "/admin/patients", page: managePatients },
     { path: "/admin/audit", page: audit },
     { path: "/admin/enroll", page: enroll },
     { path: "/admin/tokens", page: tokens },

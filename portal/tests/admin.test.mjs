@@ -6,6 +6,7 @@
 //   node portal/tests/admin.test.mjs <config.json>
 import {
   authenticator,
+  BUSY_MACHINE_TIMEOUT_MS,
   check,
   expect,
   finish,
@@ -99,6 +100,7 @@ await check("a newcomer sets up an authenticator with an administrator's token, 
 
   // The newcomer, in a browser of their own, uses it on the setup page.
   const own = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  own.setDefaultTimeout(BUSY_MACHINE_TIMEOUT_MS);
   const pg = await own.newPage();
   const setUp = async () => {
     await pg.goto(`${base}/#/setup`);
@@ -128,8 +130,83 @@ await check("a newcomer sets up an authenticator with an administrator's token, 
   await own.close();
 });
 
+// The patient the management checks add, and the serial they bind.
+const patient = { pseudonym: "pt-ward-9", name: "Ada Example", record: "MRN-0009", serial: "880011" };
+const managed = `[data-rows] tr[data-pseudonym='${patient.pseudonym}']`;
+const okSays = (text) => page.locator("[data-manage] [data-ok]").filter({ hasText: text }).waitFor();
+const refusal = async (form) => formError(page, form);
+
+await check("an administrator adds a patient, their care team, on-call list and device", async () => {
+  await page.click("nav a[href='#/admin/patients']");
+  await page.locator("#manage-title").waitFor();
+  await page.fill("#add-patient-form input[name=pseudonym]", patient.pseudonym);
+  await page.fill("#add-patient-form input[name=name]", patient.name);
+  await page.fill("#add-patient-form input[name=record_number]", patient.record);
+  await page.click("#add-patient-form button[type=submit]");
+  await page.locator(managed).waitFor();
+  await okSays("is added");
+  // The same pseudonym again is refused: a typo must not overwrite a record.
+  await page.fill("#add-patient-form input[name=pseudonym]", patient.pseudonym);
+  await page.fill("#add-patient-form input[name=name]", "Someone Else");
+  await page.click("#add-patient-form button[type=submit]");
+  expect(/exists already/.test(await refusal("#add-patient-form")), "a second patient of that pseudonym refused");
+
+  for (const clinician of [config.clinician.username, config.admin.username]) {
+    await page.fill("#care-team-form input[name=clinician]", clinician);
+    await page.click("#care-team-form button[type=submit]");
+    await page.locator(`[data-care-team] li[data-clinician='${clinician}']`).waitFor();
+  }
+  // The store's rule: only the care team is on call.
+  await page.fill("#on-call-form input[name=clinicians]", `${config.clinician.username}, dr-stranger`);
+  await page.click("#on-call-form button[type=submit]");
+  const offTeam = await refusal("#on-call-form");
+  expect(/care team/.test(offTeam), offTeam);
+  await page.fill("#on-call-form input[name=clinicians]", `${config.clinician.username}, ${config.admin.username}`);
+  await page.click("#on-call-form button[type=submit]");
+  await okSays("On call:");
+  const onCall = await page.locator(`${managed} td`).nth(4).textContent();
+  expect(onCall === `${config.clinician.username} → ${config.admin.username}`, `on call: ${onCall}`);
+
+  await page.fill("#device-form input[name=serial]", patient.serial);
+  await page.click("#device-form button[type=submit]");
+  await page.locator("[data-device]").filter({ hasText: `Active device: ${patient.serial}` }).waitFor();
+  expect((await page.locator(`${managed} td`).nth(2).textContent()) === patient.serial, "the row shows the device");
+});
+
+await check("thresholds are checked and saved, a device unbound, the patient discharged and readmitted", async () => {
+  await page.fill("#thresholds-form input[name=spo2-low]", "900");
+  await page.click("#thresholds-form button[type=submit]");
+  const range = await refusal("#thresholds-form");
+  expect(/spo2-low must be from 50 to 100/.test(range), range);
+  await page.fill("#thresholds-form input[name=spo2-low]", "85");
+  await page.fill("#thresholds-form input[name=heart-rate-high]", "off");
+  await page.selectOption("#thresholds-form select[name=news2-spo2-scale]", "2");
+  await page.click("#thresholds-form button[type=submit]");
+  await okSays("thresholds are saved");
+  await page.screenshot({ path: `${shots}/admin-patients.png`, fullPage: true });
+
+  // What the server holds, after drawing the page afresh.
+  await page.reload();
+  await page.locator(`${managed} button`).click();
+  expect((await page.inputValue("#thresholds-form input[name=spo2-low]")) === "85", "SpO2 threshold kept");
+  expect((await page.inputValue("#thresholds-form input[name=heart-rate-high]")) === "off", "heart-rate rule off");
+  expect((await page.inputValue("#thresholds-form select[name=news2-spo2-scale]")) === "2", "scale 2 kept");
+
+  await page.click(`[data-device] button`);
+  await page.locator("[data-device]").filter({ hasText: "No active device" }).waitFor();
+
+  await page.click("#discharge-form button[type=submit]");
+  await page.locator(`${managed} td.discharged`).waitFor();
+  await okSays("Discharged");
+  expect(await page.locator("#device-form button[type=submit]").isDisabled(), "no binding while discharged");
+  await page.click("#discharge-form button[type=submit]");
+  await okSays("Readmitted");
+  expect((await page.locator(`${managed} td`).nth(5).textContent()) === "admitted", "admitted again");
+});
+
 await check("a clinician who is not an administrator sees none of it and is refused", async () => {
   const other = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  other.setDefaultTimeout(BUSY_MACHINE_TIMEOUT_MS);
   const pg = await other.newPage();
   await signIn(pg, base, {
     user: config.clinician.username,
@@ -142,6 +219,8 @@ await check("a clinician who is not an administrator sees none of it and is refu
   expect(shown === 0, `${shown} administrator links shown`);
   const status = await pg.evaluate(async () => (await fetch("/api/admin/audit")).status);
   expect(status === 403, `the audit log answered ${status}`);
+  const listed = await pg.evaluate(async () => (await fetch("/api/admin/patients")).status);
+  expect(listed === 403, `the patient list answered ${listed}`);
   await pg.goto(`${base}/#/admin/audit`);
   const error = await pg.locator("#audit-form [data-error]").filter({ hasText: /\S/ }).textContent();
   expect(/Only administrators/.test(error), error);

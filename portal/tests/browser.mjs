@@ -53,6 +53,9 @@ export function expect(condition, message) {
   if (!condition) throw new Error(message);
 }
 
+// How long a browser action may wait on a loaded machine.
+export const BUSY_MACHINE_TIMEOUT_MS = 60_000;
+
 // Chromium headless with one page; `cspViolations` fills as the console reports them.
 export async function launch(executablePath) {
   const browser = await chromium.launch({
@@ -60,6 +63,10 @@ export async function launch(executablePath) {
     args: ["--no-sandbox", "--disable-dev-shm-usage"],
   });
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  // The tests run beside the rest of the e2e suite on two cores, where a
+  // sign-in's Argon2 in the page or a server's answer can take longer than
+  // Playwright's default 30 s.
+  context.setDefaultTimeout(BUSY_MACHINE_TIMEOUT_MS);
   const page = await context.newPage();
   const cspViolations = [];
   page.on("console", (m) => {
@@ -79,7 +86,7 @@ export async function signIn(pg, base, { user, pass, code }) {
 // The form's error message, once it shows one.
 export async function formError(pg, form) {
   const locator = pg.locator(`${form} [data-error]`);
-  await locator.filter({ hasText: /\S/ }).waitFor({ timeout: 30000 });
+  await locator.filter({ hasText: /\S/ }).waitFor({ timeout: BUSY_MACHINE_TIMEOUT_MS });
   return locator.textContent();
 }
 

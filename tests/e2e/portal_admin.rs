@@ -123,7 +123,12 @@ async fn the_administrator_api_is_for_administrators_with_a_recent_sign_in() {
     assert_eq!(hidden.body["administrator"], false);
 
     let token_request = serde_json::json!({ "subject": "dr-new", "purpose": "otp" });
-    for path in ["/api/admin", "/api/admin/audit", "/api/admin/parties"] {
+    for path in [
+        "/api/admin",
+        "/api/admin/audit",
+        "/api/admin/parties",
+        "/api/admin/patients",
+    ] {
         assert_eq!(
             portal.get(path, None).await.status,
             401,
@@ -194,6 +199,120 @@ async fn the_administrator_api_is_for_administrators_with_a_recent_sign_in() {
         let message = refused.body["error"].as_str().expect("message");
         assert!(message.contains(needs), "{message}");
     }
+
+    // Patients, by the store's rules as over gRPC; each answer is the
+    // patient as now kept.
+    let added = portal
+        .post(
+            "/api/admin/patients",
+            serde_json::json!({ "pseudonym": "pt-api", "name": "Ann Api" }),
+            &admin,
+        )
+        .await;
+    assert_eq!(added.status, 200, "{:?}", added.body);
+    assert_eq!(added.body["name"], "Ann Api");
+    assert_eq!(added.body["device"], serde_json::Value::Null);
+    let bound = portal
+        .post(
+            "/api/admin/patients/pt-api/device",
+            serde_json::json!({ "serial": "77" }),
+            &admin,
+        )
+        .await;
+    assert_eq!(bound.body["device"], 77, "{:?}", bound.body);
+    let other = portal
+        .post(
+            "/api/admin/patients",
+            serde_json::json!({ "pseudonym": "pt-api-2", "name": "Bo Api" }),
+            &admin,
+        )
+        .await;
+    assert_eq!(other.status, 200, "{:?}", other.body);
+    let by_clinician = portal
+        .post(
+            "/api/admin/patients/pt-api/discharge",
+            serde_json::json!({}),
+            &clinician,
+        )
+        .await;
+    assert_eq!(by_clinician.status, 403);
+    for (path, body, status, says) in [
+        (
+            "/api/admin/patients",
+            serde_json::json!({ "pseudonym": "pt-api", "name": "Again" }),
+            409,
+            "exists already",
+        ),
+        (
+            "/api/admin/patients",
+            serde_json::json!({ "pseudonym": "pt-api-3", "name": " " }),
+            400,
+            "name",
+        ),
+        (
+            "/api/admin/patients",
+            serde_json::json!({ "pseudonym": "", "name": "Nobody" }),
+            400,
+            "pseudonym",
+        ),
+        (
+            "/api/admin/patients/pt-api-2/device",
+            serde_json::json!({ "serial": "77" }),
+            409,
+            "another patient",
+        ),
+        (
+            "/api/admin/patients/pt-api/device",
+            serde_json::json!({ "serial": "x7" }),
+            400,
+            "serial",
+        ),
+        (
+            "/api/admin/patients/pt-api/device",
+            serde_json::json!({ "serial": "78", "unbind": true }),
+            404,
+            "not the patient's active device",
+        ),
+        (
+            "/api/admin/patients/pt-api/on-call",
+            serde_json::json!({ "clinicians": ["dr-stranger"] }),
+            409,
+            "care team",
+        ),
+        (
+            "/api/admin/patients/pt-api/settings",
+            serde_json::json!({ "settings": [{ "key": "spo2-low", "value": 900 }] }),
+            400,
+            "from 50 to 100",
+        ),
+        (
+            "/api/admin/patients/pt-api/settings",
+            serde_json::json!({ "settings": [{ "key": "colour", "value": 1 }] }),
+            400,
+            "unknown setting",
+        ),
+        (
+            "/api/admin/patients/pt-nobody/discharge",
+            serde_json::json!({}),
+            409,
+            "put their record first",
+        ),
+    ] {
+        let refused = portal.post(path, body.clone(), &admin).await;
+        assert_eq!(refused.status, status, "{path} {body}: {:?}", refused.body);
+        let message = refused.body["error"].as_str().expect("message");
+        assert!(message.contains(says), "{path} {body}: {message}");
+    }
+    assert_eq!(
+        platform
+            .hsp()
+            .store
+            .active_device("pt-api")
+            .await
+            .expect("device"),
+        Some(77),
+        "nothing refused changed anything"
+    );
 
     // Enrollment: a real TTP token a device then redeems.
     let created = portal
@@ -453,8 +572,10 @@ async fn a_revocation_in_the_portal_reaches_the_ttp_and_ends_the_clinicians_sess
 }
 
 /// The pages in Chromium: an administrator searches the audit log, enrolls a
-/// device (QR code shown), revokes another, issues a recovery token; a
-/// clinician who is not one sees no administrator pages and is refused.
+/// device (QR code shown), revokes another, issues a recovery token, and
+/// manages a patient (care team, on-call list, device, thresholds,
+/// discharge); a clinician who is not one sees no administrator pages and
+/// is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_administrator_uses_the_pages_in_a_real_browser() {
     let Some((chromium, node_version)) = crate::portal::browser_or_skip() else {
@@ -493,15 +614,51 @@ async fn an_administrator_uses_the_pages_in_a_real_browser() {
         |step| panic!("unknown step {step}"),
     )
     .await;
-    assert_eq!(passed.len(), 8, "every browser check ran: {passed:#?}");
+    assert_eq!(passed.len(), 10, "every browser check ran: {passed:#?}");
 
     assert!(platform.revoked_at_ttp(device.serial()).await);
+    // What the patient pages changed is what the store holds.
+    let store = &platform.hsp().store;
+    let mut team = store.care_team("pt-ward-9").await.expect("care team");
+    team.sort();
+    assert_eq!(team, [CLINICIAN, ADMIN]);
+    assert_eq!(
+        store.on_call("pt-ward-9").await.expect("on call"),
+        [CLINICIAN, ADMIN]
+    );
+    let settings = store.patient_settings("pt-ward-9").await.expect("settings");
+    let setting = |key: &str| settings.iter().find(|s| s.key == key).map(|s| s.value);
+    assert_eq!(setting("spo2-low"), Some(Some(85.0)));
+    assert_eq!(setting("heart-rate-high"), Some(None), "the rule is off");
+    assert_eq!(setting("news2-spo2-scale"), Some(Some(2.0)));
+    assert_eq!(setting("temperature-high"), None, "the default");
+    assert_eq!(
+        store.active_device("pt-ward-9").await.expect("device"),
+        None
+    );
+    assert_eq!(
+        store.device_binding(880_011).await.expect("binding"),
+        Some(("pt-ward-9".to_string(), false)),
+        "the unbound device stays the patient's, inactive"
+    );
+    assert_eq!(
+        store.discharged_at("pt-ward-9").await.expect("admitted"),
+        None
+    );
     let events = platform.audit_events().await;
     for kind in [
         "audit.searched",
         "enrollment.token.created",
         "credential.revoked",
         "factor.token.issued",
+        "patient.written",
+        "care_team.changed",
+        "on_call.changed",
+        "device.bound",
+        "device.unbound",
+        "patient_settings.changed",
+        "patient.discharged",
+        "patient.readmitted",
     ] {
         assert!(
             events

@@ -9,6 +9,7 @@
 //! but the sign-in form: every `/api/` call checks the session on the server.
 
 mod admin;
+mod admin_patients;
 mod alerts;
 mod api;
 mod client;
@@ -276,6 +277,30 @@ impl Hsp {
             .route("/admin/enrollment-tokens", post(admin::enroll))
             .route("/admin/revoke", post(admin::revoke))
             .route("/admin/factor-tokens", post(admin::factor_token))
+            .route(
+                "/admin/patients",
+                get(admin_patients::list).post(admin_patients::add),
+            )
+            .route(
+                "/admin/patients/{pseudonym}/care-team",
+                post(admin_patients::care_team),
+            )
+            .route(
+                "/admin/patients/{pseudonym}/on-call",
+                post(admin_patients::on_call),
+            )
+            .route(
+                "/admin/patients/{pseudonym}/device",
+                post(admin_patients::device),
+            )
+            .route(
+                "/admin/patients/{pseudonym}/settings",
+                post(admin_patients::settings),
+            )
+            .route(
+                "/admin/patients/{pseudonym}/discharge",
+                post(admin_patients::discharge),
+            )
             .fallback(|| async { ApiError::not_found("No such API.") });
         Ok(Router::new()
             .nest("/api", api)
