@@ -5,7 +5,10 @@
 //! a scope the client does not have, and no token at all are refused;
 //! every read is audited under the client's name; and what the API returned
 //! is validated by fhir.resources' R4B models and the vital-signs profile
-//! (`tests/fhir/validate.py`), an implementation independent of ours.
+//! (`tests/fhir/validate.py`), an implementation independent of ours. A
+//! second client, a data warehouse, exports every patient in bulk
+//! (`$export`: kick-off, status, NDJSON files) and searches the audit log
+//! as AuditEvents, break-glass access with its `BTG` purpose of use.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -26,6 +29,8 @@ use crate::harness::Platform;
 use crate::portal::serve_portal;
 
 const CLIENT: &str = "ehr-integration";
+/// A client with every scope: the hospital's data warehouse.
+const WAREHOUSE: &str = "data-warehouse";
 const KID: &str = "ehr-2026-12";
 
 /// The clients the HSP of this test registers (its configure function is a
@@ -55,9 +60,14 @@ fn key_pair() -> (EncodingKey, Value) {
 
 /// A client assertion for `aud`, signed by `key`.
 fn assertion(key: &EncodingKey, aud: &str, exp: u64, jti: &str) -> String {
+    client_assertion(CLIENT, key, aud, exp, jti)
+}
+
+/// `client`'s assertion for `aud`, signed by `key`.
+fn client_assertion(client: &str, key: &EncodingKey, aud: &str, exp: u64, jti: &str) -> String {
     let mut header = Header::new(Algorithm::ES384);
     header.kid = Some(KID.into());
-    let claims = json!({ "iss": CLIENT, "sub": CLIENT, "aud": aud, "exp": exp, "jti": jti });
+    let claims = json!({ "iss": client, "sub": client, "aud": aud, "exp": exp, "jti": jti });
     jsonwebtoken::encode(&header, &claims, key).expect("sign")
 }
 
@@ -68,6 +78,20 @@ async fn call(
     headers: &[(&str, &str)],
     body: Option<String>,
 ) -> (u16, Value) {
+    let (status, _, bytes) = exchange(method, url, headers, body).await;
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// An HTTP exchange: the status, the headers and the body as sent.
+async fn exchange(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> (u16, hyper::HeaderMap, Bytes) {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut request = hyper::Request::builder().method(method).uri(url);
     for (name, value) in headers {
@@ -78,16 +102,14 @@ async fn call(
         .expect("request");
     let response = client.request(request).await.expect("the HSP answers");
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let bytes = response
         .into_body()
         .collect()
         .await
         .expect("body")
         .to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    (status, headers, bytes)
 }
 
 async fn token_request(token_url: &str, assertion: &str, scope: &str) -> (u16, Value) {
@@ -138,15 +160,22 @@ async fn a_backend_service_reads_vitals_with_a_smart_token_and_fhir_resources_va
     let dir = tempfile::tempdir().expect("tempdir");
     let (key, jwk) = key_pair();
     let (stranger, _) = key_pair();
-    let jwks_file = dir.path().join("ehr.jwks.json");
-    std::fs::write(&jwks_file, json!({ "keys": [jwk] }).to_string()).expect("jwks");
-    let client = FhirClient::load(&FhirClientConfig {
-        client_id: CLIENT.into(),
-        jwks_file,
-        scopes: vec!["system/Observation.rs".into(), "system/Patient.rs".into()],
-    })
-    .expect("client");
-    let _ = CLIENTS.set(vec![client]);
+    let (warehouse_key, warehouse_jwk) = key_pair();
+    let register = |client_id: &str, jwk: Value, scopes: &[&str]| {
+        let jwks_file = dir.path().join(format!("{client_id}.jwks.json"));
+        std::fs::write(&jwks_file, json!({ "keys": [jwk] }).to_string()).expect("jwks");
+        FhirClient::load(&FhirClientConfig {
+            client_id: client_id.into(),
+            jwks_file,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        })
+        .expect("client")
+    };
+    let clients = vec![
+        register(CLIENT, jwk, &["system/Observation.rs", "system/Patient.rs"]),
+        register(WAREHOUSE, warehouse_jwk, &["system/*.rs"]),
+    ];
+    let _ = CLIENTS.set(clients);
     let platform = Platform::start_with(configure).await;
     let portal = serve_portal(&platform, PortalConfig::default()).await;
     let fhir = format!("{portal}/fhir");
@@ -256,10 +285,16 @@ async fn a_backend_service_reads_vitals_with_a_smart_token_and_fhir_resources_va
         ids(&second_page).iter().all(|id| !first_ids.contains(id)),
         "pages are disjoint"
     );
-    let times: Vec<String> = first_page
+    // As instants: "…:01Z" sorts after "…:01.5Z" as text.
+    let times: Vec<i64> = first_page
         .iter()
         .chain(&second_page)
-        .map(|o| o["effectiveDateTime"].as_str().expect("time").to_string())
+        .map(|o| {
+            let text = o["effectiveDateTime"].as_str().expect("time");
+            vitalgate_fhir::search::instant_range(text)
+                .expect("an instant")
+                .0
+        })
         .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first");
 
@@ -308,6 +343,16 @@ async fn a_backend_service_reads_vitals_with_a_smart_token_and_fhir_resources_va
         "{reads:?}"
     );
 
+    // The warehouse: a bulk export and the audit log.
+    let warehouse = {
+        let signed = client_assertion(WAREHOUSE, &warehouse_key, &token_url, now + 60, "w-1");
+        let (status, granted) = token_request(&token_url, &signed, "system/*.rs").await;
+        assert_eq!(status, 200, "{granted}");
+        granted["access_token"].as_str().expect("token").to_string()
+    };
+    let exported = bulk_export(&fhir, &warehouse, &token, dir.path()).await;
+    let audit_events = audit_log(&platform, &fhir, &warehouse).await;
+
     // And fhir.resources agrees with all of it.
     let Some(python) = python else {
         return;
@@ -324,9 +369,232 @@ async fn a_backend_service_reads_vitals_with_a_smart_token_and_fhir_resources_va
         write("CapabilityStatement", vec![capability]),
         write("Observation", observations),
         write("Patient", vec![patient]),
+        write("AuditEvent", audit_events),
     ];
     let checked = crate::fhir::validate(&python, &files);
     let report = String::from_utf8_lossy(&checked.stdout);
     assert!(checked.status.success(), "{report}");
     assert!(report.contains("0 problems"), "{report}");
+    // The bulk export's files, checked together: every reference resolves.
+    let checked = crate::fhir::validate(&python, &exported);
+    let report = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{report}");
+    assert!(report.contains("0 problems"), "{report}");
+}
+
+/// A bulk export as the Bulk Data Access IG runs it: a kick-off answered
+/// 202 with where to poll, a manifest, and NDJSON files read with the
+/// token; refused without `Prefer: respond-async`, for a type not exported,
+/// beyond the token's scopes, for another group, and for another client.
+/// Returns the files, written to `dir/export/`.
+async fn bulk_export(
+    fhir: &str,
+    warehouse: &str,
+    ehr: &str,
+    dir: &std::path::Path,
+) -> Vec<std::path::PathBuf> {
+    let bearer = format!("Bearer {warehouse}");
+    let asynchronous = [
+        ("authorization", bearer.as_str()),
+        ("prefer", "respond-async"),
+        ("accept", "application/fhir+json"),
+    ];
+    let kick_off = |url: String, headers: Vec<(&'static str, String)>| async move {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        exchange("GET", &url, &headers, None).await
+    };
+    let owned = |pairs: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+        pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+    };
+
+    let (status, _, _) = kick_off(
+        format!("{fhir}/Patient/$export"),
+        owned(&[("authorization", bearer.as_str())]),
+    )
+    .await;
+    assert_eq!(status, 400, "no Prefer: respond-async");
+    for (url, status_wanted) in [
+        (format!("{fhir}/Patient/$export?_type=Encounter"), 400),
+        (format!("{fhir}/Patient/$export?_typeFilter=x"), 400),
+        (format!("{fhir}/Group/ward-3/$export"), 404),
+    ] {
+        let (status, _, body) = kick_off(url.clone(), owned(&asynchronous)).await;
+        assert_eq!(status, status_wanted, "{url}: {body:?}");
+    }
+    // The EHR's token covers Observation and Patient, not Device.
+    let ehr_bearer = format!("Bearer {ehr}");
+    let ehr_async = [
+        ("authorization", ehr_bearer.as_str()),
+        ("prefer", "respond-async"),
+    ];
+    let (status, _, _) = kick_off(
+        format!("{fhir}/Patient/$export?_type=Device"),
+        owned(&ehr_async),
+    )
+    .await;
+    assert_eq!(status, 403, "a type beyond the token's scopes");
+
+    let (status, headers, _) = kick_off(
+        format!("{fhir}/Group/all/$export?_outputFormat=application%2Ffhir%2Bndjson"),
+        owned(&asynchronous),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let poll = headers
+        .get("content-location")
+        .and_then(|v| v.to_str().ok())
+        .expect("Content-Location")
+        .to_string();
+    assert!(
+        poll.starts_with(&format!("{fhir}/$export-status/")),
+        "{poll}"
+    );
+    // Only the client that started it may poll it.
+    assert_eq!(get(&poll, Some(ehr)).await.0, 404, "another client's job");
+    let mut tampered = poll.clone();
+    tampered.insert(poll.len() - 3, 'A');
+    assert_eq!(get(&tampered, Some(warehouse)).await.0, 404, "a forged job");
+
+    let (status, manifest) = get(&poll, Some(warehouse)).await;
+    assert_eq!(status, 200, "{manifest}");
+    assert_eq!(manifest["requiresAccessToken"], true);
+    assert!(manifest["transactionTime"].as_str().is_some());
+    let outputs = manifest["output"].as_array().expect("output");
+    let types: Vec<&str> = outputs
+        .iter()
+        .map(|o| o["type"].as_str().expect("type"))
+        .collect();
+    assert_eq!(types, ["Patient", "Device", "Observation", "Provenance"]);
+
+    let out = dir.join("export");
+    std::fs::create_dir_all(&out).expect("export dir");
+    let mut files = Vec::new();
+    let mut counts = std::collections::BTreeMap::new();
+    for output in outputs {
+        let kind = output["type"].as_str().expect("type");
+        let url = output["url"].as_str().expect("url");
+        assert_eq!(get(url, None).await.0, 401, "a file needs the token");
+        let (status, headers, body) =
+            exchange("GET", url, &[("authorization", bearer.as_str())], None).await;
+        assert_eq!(status, 200, "{kind}");
+        assert_eq!(
+            headers.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/fhir+ndjson")
+        );
+        let text = String::from_utf8(body.to_vec()).expect("UTF-8");
+        for line in text.lines() {
+            let resource: Value = serde_json::from_str(line).expect("one resource a line");
+            assert_eq!(resource["resourceType"], kind);
+        }
+        counts.insert(kind.to_string(), text.lines().count());
+        let path = out.join(format!("{kind}.ndjson"));
+        std::fs::write(&path, text).expect("write");
+        files.push(path);
+    }
+    assert!(
+        counts["Patient"] >= 1 && counts["Device"] >= 1,
+        "{counts:?}"
+    );
+    assert!(counts["Provenance"] >= 30, "{counts:?}");
+    // Each sample is several Observations and one Provenance.
+    assert!(counts["Observation"] > counts["Provenance"], "{counts:?}");
+    assert_eq!(
+        get(&poll, Some(warehouse)).await.1["transactionTime"],
+        manifest["transactionTime"],
+        "the job is its id: polled again, the same"
+    );
+    files
+}
+
+/// The audit log as AuditEvents: by patient, paged, by kind, break-glass
+/// access with the `BTG` purpose of use. Returns what it read.
+async fn audit_log(platform: &Platform, fhir: &str, warehouse: &str) -> Vec<Value> {
+    let store = &platform.hsp().store;
+    let at_ms = platform.clock.now_ms();
+    for (kind, detail) in [
+        ("break-glass.opened", "portal: cardiac arrest"),
+        (
+            "vitals.read",
+            "portal: live vitals; break-glass: cardiac arrest",
+        ),
+    ] {
+        store
+            .append_audit(&vitalgate_store::AuditEvent {
+                at_ms,
+                kind: kind.into(),
+                actor: "dr-glass".into(),
+                subject: "pt-fhir".into(),
+                detail: detail.into(),
+            })
+            .await
+            .expect("audit");
+    }
+    let (status, first) = get(
+        &format!("{fhir}/AuditEvent?patient=Patient/pt-fhir&_count=3"),
+        Some(warehouse),
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    let first_page = entries(&first);
+    assert_eq!(first_page.len(), 3);
+    assert_eq!(
+        first_page[0]["subtype"][0]["code"], "vitals.read",
+        "newest first"
+    );
+    assert_eq!(
+        first_page[0]["purposeOfEvent"][0]["coding"][0]["code"],
+        "BTG"
+    );
+    let next = next_link(&first).expect("a next page");
+    let (status, second) = get(&next, Some(warehouse)).await;
+    assert_eq!(status, 200);
+    let second_page = entries(&second);
+    let newest_of_second: i64 = second_page[0]["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("id");
+    let oldest_of_first: i64 = first_page[2]["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("id");
+    assert!(newest_of_second < oldest_of_first, "pages do not overlap");
+
+    let (status, glass) = get(
+        &format!("{fhir}/AuditEvent?subtype=break-glass"),
+        Some(warehouse),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let glass = entries(&glass);
+    assert_eq!(glass.len(), 1, "{glass:?}");
+    assert_eq!(glass[0]["purposeOfEvent"][0]["coding"][0]["code"], "BTG");
+    let (status, _) = get(
+        &format!("{fhir}/AuditEvent?patient=pt-fhir&_sort=date"),
+        Some(warehouse),
+    )
+    .await;
+    assert_eq!(status, 400, "an unsupported parameter is refused");
+    // The reads, and the export, are audited under the warehouse's name.
+    let mine: Vec<String> = platform
+        .audit_events()
+        .await
+        .into_iter()
+        .filter(|e| e.event.actor == WAREHOUSE)
+        .map(|e| format!("{} {}", e.event.kind, e.event.detail))
+        .collect();
+    for wanted in [
+        "fhir.export bulk export of Patient,Device,Observation,Provenance",
+        "fhir.read bulk export file Observation.ndjson",
+        "fhir.read AuditEvent search: 3 events",
+    ] {
+        assert!(
+            mine.iter().any(|m| m.starts_with(wanted)),
+            "{wanted}: {mine:?}"
+        );
+    }
+    first_page
+        .into_iter()
+        .chain(second_page)
+        .chain(glass)
+        .collect()
 }

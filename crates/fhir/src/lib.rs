@@ -19,6 +19,8 @@
 //!
 //! - [`search`]: the read API's Observation search, its `searchset`
 //!   Bundle, and the server's `CapabilityStatement`.
+//! - [`audit`]: the audit log as `AuditEvent`s (break-glass access with
+//!   the `BTG` purpose of use) and the API's AuditEvent search.
 //!
 //! Every resource's `id` is derived from what the store knows, so the same
 //! sample exports as the same resources each time (an EHR can update rather
@@ -28,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 mod codes;
 mod ids;
 mod parties;

@@ -88,22 +88,7 @@ impl ObservationQuery {
     }
 
     fn date(&mut self, value: &str) -> Result<(), String> {
-        let (prefix, text) = match value.get(..2) {
-            Some(p @ ("ge" | "gt" | "le" | "lt" | "eq")) => (p, &value[2..]),
-            _ => ("eq", value),
-        };
-        let (start, end) = instant_range(text).ok_or_else(|| format!("date {text:?}"))?;
-        match prefix {
-            "ge" => self.from_ms = Some(start),
-            "gt" => self.from_ms = Some(end),
-            "le" => self.until_ms = Some(end),
-            "lt" => self.until_ms = Some(start),
-            _ => {
-                self.from_ms = Some(start);
-                self.until_ms = Some(end);
-            }
-        }
-        Ok(())
+        narrow_by_date(value, &mut self.from_ms, &mut self.until_ms)
     }
 
     /// Whether `observation` (as [`crate::observations`] makes it) matches
@@ -126,31 +111,60 @@ impl ObservationQuery {
 
     /// This query's parameters for a link, starting after `after`.
     pub fn link_query(&self, after: Option<(i64, u64)>) -> String {
-        let mut pairs = vec![("patient".to_string(), self.patient.clone())];
+        let mut pairs = vec![("patient", self.patient.clone())];
         if !self.codes.is_empty() {
-            pairs.push(("code".into(), self.codes.join(",")));
+            pairs.push(("code", self.codes.join(",")));
         }
         if let Some(from) = self.from_ms.and_then(crate::instant) {
-            pairs.push(("date".into(), format!("ge{from}")));
+            pairs.push(("date", format!("ge{from}")));
         }
         if let Some(until) = self.until_ms.and_then(crate::instant) {
-            pairs.push(("date".into(), format!("lt{until}")));
+            pairs.push(("date", format!("lt{until}")));
         }
-        pairs.push(("_count".into(), self.count.to_string()));
+        pairs.push(("_count", self.count.to_string()));
         if let Some((at, sequence)) = after {
-            pairs.push(("_cursor".into(), format!("{at}.{sequence}")));
+            pairs.push(("_cursor", format!("{at}.{sequence}")));
         }
-        pairs
-            .iter()
-            .map(|(k, v)| format!("{k}={}", encode(v)))
-            .collect::<Vec<_>>()
-            .join("&")
+        link(&pairs)
     }
 }
 
-/// A query value form-encoded for a link.
-fn encode(value: &str) -> String {
-    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+/// A link's query of `pairs`, each value form-encoded.
+pub(crate) fn link<K: AsRef<str>>(pairs: &[(K, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let value: String = form_urlencoded::byte_serialize(v.as_bytes()).collect();
+            format!("{}={value}", k.as_ref())
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Narrows the Unix-ms range `[from_ms, until_ms)` by one `date` search
+/// parameter: a comparison prefix (`ge`, `gt`, `le`, `lt`, `eq` or none)
+/// and a day or an instant.
+pub(crate) fn narrow_by_date(
+    value: &str,
+    from_ms: &mut Option<i64>,
+    until_ms: &mut Option<i64>,
+) -> Result<(), String> {
+    let (prefix, text) = match value.get(..2) {
+        Some(p @ ("ge" | "gt" | "le" | "lt" | "eq")) => (p, &value[2..]),
+        _ => ("eq", value),
+    };
+    let (start, end) = instant_range(text).ok_or_else(|| format!("date {text:?}"))?;
+    match prefix {
+        "ge" => *from_ms = Some(start),
+        "gt" => *from_ms = Some(end),
+        "le" => *until_ms = Some(end),
+        "lt" => *until_ms = Some(start),
+        _ => {
+            *from_ms = Some(start);
+            *until_ms = Some(end);
+        }
+    }
+    Ok(())
 }
 
 /// The Unix-ms range `[start, end)` a FHIR date or dateTime stands for: a
@@ -168,22 +182,24 @@ pub fn instant_range(text: &str) -> Option<(i64, i64)> {
     Some((start, start + 86_400_000))
 }
 
-/// A `searchset` Bundle of `resources` at `base` (the API's URL, no slash
-/// at the end), with its `self` link and a `next` link when there is more.
+/// A `searchset` Bundle of `resources` found by a search of
+/// `resource_type` at `base` (the API's URL, no slash at the end), with its
+/// `self` link and a `next` link when there is more.
 pub fn searchset(
     base: &str,
+    resource_type: &str,
     self_query: &str,
     next_query: Option<&str>,
     resources: Vec<Value>,
 ) -> Value {
     let mut links = vec![json!({
         "relation": "self",
-        "url": format!("{base}/Observation?{self_query}"),
+        "url": format!("{base}/{resource_type}?{self_query}"),
     })];
     if let Some(next) = next_query {
         links.push(json!({
             "relation": "next",
-            "url": format!("{base}/Observation?{next}"),
+            "url": format!("{base}/{resource_type}?{next}"),
         }));
     }
     let entries: Vec<Value> = resources
@@ -227,6 +243,7 @@ pub fn capability_statement(base: &str, token_url: &str, date: &str) -> Value {
         "software": { "name": "vitalgate" },
         "implementation": { "description": "vitalgate HSP: patients' vital signs from authenticated wearables", "url": base },
         "fhirVersion": "4.0.1",
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "format": ["json"],
         "rest": [{
             "mode": "server",
@@ -244,8 +261,33 @@ pub fn capability_statement(base: &str, token_url: &str, date: &str) -> Value {
                 "description": "SMART Backend Services: OAuth 2.0 client credentials with a signed JWT assertion (ES384 or RS384), system scopes.",
             },
             "resource": [
-                read("Patient"),
+                {
+                    "type": "Patient",
+                    "interaction": [{ "code": "read" }],
+                    "operation": [{
+                        "name": "export",
+                        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+                    }],
+                },
+                {
+                    "type": "Group",
+                    "operation": [{
+                        "name": "export",
+                        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
+                    }],
+                },
                 read("Device"),
+                {
+                    "type": "AuditEvent",
+                    "interaction": [{ "code": "search-type" }],
+                    "searchParam": [
+                        { "name": "patient", "type": "reference" },
+                        { "name": "agent", "type": "reference" },
+                        { "name": "subtype", "type": "token" },
+                        { "name": "date", "type": "date" },
+                        { "name": "_count", "type": "number" },
+                    ],
+                },
                 {
                     "type": "Observation",
                     "supportedProfile": ["http://hl7.org/fhir/StructureDefinition/vitalsigns"],
@@ -263,10 +305,11 @@ pub fn capability_statement(base: &str, token_url: &str, date: &str) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    /// A search's parameters as the server receives them.
+    pub(crate) fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -15,6 +15,7 @@
 pub mod admission;
 pub mod alerts;
 mod backoff;
+pub mod bulk;
 mod clinician;
 mod config;
 mod credential;

@@ -1,15 +1,17 @@
 //! `vitalgate admin fhir-export`: the HSP's vitals of a recent period as FHIR
 //! R4 NDJSON, one file per resource type (FHIR's bulk-data layout), read
-//! from its store the way `admin backup` reads it. The mapping itself is
-//! `vitalgate_fhir`'s; this module only reads the store and writes files.
+//! from its store the way `admin backup` reads it. The export is the HSP's
+//! own (`vitalgate_hsp::bulk`, which the read API's `$export` streams); this
+//! module opens the store and writes the files.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use vitalgate_fhir::{AssuranceLevel, Authentication, DeviceBinding, RecordNumber};
-use vitalgate_store::{AuditQuery, Store, StoredSample};
+use vitalgate_fhir::RecordNumber;
+use vitalgate_hsp::bulk::{self, ExportScope, ExportSink};
+use vitalgate_store::Store;
 
 use crate::CliResult;
 
@@ -68,79 +70,6 @@ pub(crate) fn parse_duration(text: &str) -> Result<i64, String> {
         return Err(bad("it must be longer than nothing"));
     }
     Ok(total)
-}
-
-/// Samples read per page.
-const PAGE: u32 = 1000;
-
-/// A device's samples measured at or after `since_ms`, every one once, in
-/// measurement order, handed to `each` page by page.
-async fn each_sample(
-    store: &dyn Store,
-    serial: u64,
-    since_ms: i64,
-    mut each: impl FnMut(&StoredSample) -> Result<(), Error>,
-) -> Result<(), Error> {
-    // The store pages by measurement time; samples sharing the cursor's
-    // millisecond come again, and are skipped by their sequence number.
-    let mut cursor = since_ms;
-    let mut seen_at_cursor: Option<u64> = None;
-    let mut limit = PAGE;
-    loop {
-        let page = store.vitals_since(serial, cursor, limit).await?;
-        let full = page.len() as u32 == limit;
-        let mut progressed = false;
-        for sample in &page {
-            let seen = sample.measured_at_ms == cursor
-                && seen_at_cursor.is_some_and(|last| sample.sequence <= last);
-            if seen {
-                continue;
-            }
-            each(sample)?;
-            progressed = true;
-            if sample.measured_at_ms != cursor {
-                cursor = sample.measured_at_ms;
-                seen_at_cursor = None;
-            }
-            seen_at_cursor =
-                Some(seen_at_cursor.map_or(sample.sequence, |s| s.max(sample.sequence)));
-        }
-        if !full {
-            return Ok(());
-        }
-        // A whole page within one millisecond: read a larger one.
-        limit = if progressed {
-            PAGE
-        } else {
-            limit.saturating_mul(2)
-        };
-    }
-}
-
-/// The lowest assurance level the device's vitals sessions reached, from
-/// the HSP's audit log (`handshake.ok` rows read `StreamVitals session …
-/// factors [...] Aal1`): every session that could have carried one of its
-/// samples reached at least that.
-async fn device_assurance(store: &dyn Store, serial: u64) -> Result<Option<AssuranceLevel>, Error> {
-    let query = AuditQuery {
-        party: Some(serial.to_string()),
-        kind: Some("handshake.ok".into()),
-        limit: 10_000,
-        ..Default::default()
-    };
-    let rows = store.search_audit(&query).await?;
-    Ok(rows
-        .iter()
-        .filter(|row| row.event.subject == serial.to_string())
-        .filter(|row| row.event.detail.starts_with("StreamVitals "))
-        .filter_map(|row| {
-            row.event
-                .detail
-                .split_whitespace()
-                .last()
-                .and_then(AssuranceLevel::parse)
-        })
-        .min())
 }
 
 /// One NDJSON file being written: beside its name until it is complete.
@@ -217,31 +146,11 @@ fn unix_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Every device the HSP has bound to a patient, by serial.
-async fn bound_devices(store: &dyn Store) -> Result<Vec<DeviceBinding>, Error> {
-    let mut devices = Vec::new();
-    for credential in store.list_credentials().await? {
-        if credential.role != vitalgate_core::credential::Role::Device as u8 {
-            continue;
-        }
-        if let Some((pseudonym, active)) = store.device_binding(credential.serial).await? {
-            devices.push(DeviceBinding {
-                serial: credential.serial,
-                pseudonym,
-                active,
-            });
-        }
-    }
-    devices.sort_by_key(|d| d.serial);
-    devices.dedup_by_key(|d| d.serial);
-    Ok(devices)
-}
-
 /// Patients' record numbers, where the hospital configured its MRN system.
 async fn record_numbers(
     request: &ExportRequest<'_>,
     store: &dyn Store,
-    patients: &BTreeSet<String>,
+    patients: &[String],
 ) -> Result<BTreeMap<String, RecordNumber>, Error> {
     let Some(system) = request.record_number_system else {
         return Ok(BTreeMap::new());
@@ -298,53 +207,26 @@ pub(crate) async fn export(request: ExportRequest<'_>) -> CliResult {
     .await?;
     let store = &*store;
     let recorded_ms = unix_ms();
-
-    let devices = bound_devices(store).await?;
-    let mut patients: BTreeSet<String> = store.list_patients().await?.into_iter().collect();
-    patients.extend(devices.iter().map(|d| d.pseudonym.clone()));
-    let numbers = record_numbers(&request, store, &patients).await?;
-
-    let out = request.out;
-    let mut patient_file = Ndjson::create(out, "Patient")?;
-    let mut device_file = Ndjson::create(out, "Device")?;
-    let mut observation_file = Ndjson::create(out, "Observation")?;
-    let mut provenance_file = Ndjson::create(out, "Provenance")?;
-    for pseudonym in &patients {
-        patient_file.write(&vitalgate_fhir::patient(pseudonym, numbers.get(pseudonym)))?;
+    let devices = bulk::bound_devices(store).await?;
+    let patients = bulk::exported_patients(store, &devices).await?;
+    let scope = ExportScope {
+        types: vitalgate_fhir::RESOURCE_TYPES.map(String::from).to_vec(),
+        since_ms,
+        until_ms: i64::MAX,
+        recorded_ms,
+        record_numbers: record_numbers(&request, store, &patients).await?,
+    };
+    let mut files = Files(
+        vitalgate_fhir::RESOURCE_TYPES
+            .iter()
+            .map(|t| Ok((t.to_string(), Ndjson::create(request.out, t)?)))
+            .collect::<Result<_, Error>>()?,
+    );
+    let samples = bulk::export(store, &scope, &mut files).await?;
+    let mut counts = Vec::new();
+    for (resource_type, file) in files.0 {
+        counts.push(format!("{} {resource_type}", file.finish()?));
     }
-    let mut samples = 0u64;
-    for binding in &devices {
-        device_file.write(&vitalgate_fhir::device(binding))?;
-        let auth = Authentication {
-            credential_serial: binding.serial,
-            assurance: device_assurance(store, binding.serial).await?,
-        };
-        each_sample(store, binding.serial, since_ms, |sample| {
-            let damaged = || {
-                format!(
-                    "device {} sample {}: a measurement time no FHIR instant can say",
-                    sample.device_serial, sample.sequence
-                )
-            };
-            for resource in
-                vitalgate_fhir::observations(sample, &binding.pseudonym).ok_or_else(damaged)?
-            {
-                observation_file.write(&resource)?;
-            }
-            provenance_file.write(
-                &vitalgate_fhir::provenance(sample, &auth, recorded_ms).ok_or_else(damaged)?,
-            )?;
-            samples += 1;
-            Ok(())
-        })
-        .await?;
-    }
-    let counts = [
-        format!("{} Patient", patient_file.finish()?),
-        format!("{} Device", device_file.finish()?),
-        format!("{} Observation", observation_file.finish()?),
-        format!("{} Provenance", provenance_file.finish()?),
-    ];
     println!(
         "exported {samples} samples measured since {} to {} as FHIR R4 NDJSON: {}",
         vitalgate_fhir::instant(since_ms).unwrap_or_default(),
@@ -354,10 +236,29 @@ pub(crate) async fn export(request: ExportRequest<'_>) -> CliResult {
     Ok(())
 }
 
+/// The export's files, by resource type, in the order of
+/// [`vitalgate_fhir::RESOURCE_TYPES`].
+struct Files(Vec<(String, Ndjson)>);
+
+#[async_trait::async_trait]
+impl ExportSink for Files {
+    async fn put(
+        &mut self,
+        resource_type: &str,
+        resource: &serde_json::Value,
+    ) -> Result<(), Error> {
+        let (_, file) = self
+            .0
+            .iter_mut()
+            .find(|(t, _)| t == resource_type)
+            .ok_or_else(|| format!("no file for {resource_type}"))?;
+        file.write(resource)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vitalgate_store::prelude::*;
 
     #[test]
     fn durations_are_numbers_with_units() {
@@ -385,41 +286,5 @@ mod tests {
                 "{error}"
             );
         }
-    }
-
-    fn sample(sequence: u64, measured_at_ms: i64) -> StoredSample {
-        StoredSample {
-            device_serial: 3,
-            sequence,
-            measured_at_ms,
-            heart_rate_bpm: 70.0,
-            spo2_percent: 97.0,
-            respiratory_rate_per_min: 14.0,
-            skin_temperature_c: 36.5,
-            systolic_mmhg: 120.0,
-            diastolic_mmhg: 80.0,
-            anomaly: false,
-        }
-    }
-
-    /// Pages that end inside a millisecond (and a millisecond larger than a
-    /// page) give every sample once.
-    #[tokio::test]
-    async fn paging_gives_every_sample_once() {
-        let store = vitalgate_store::MemoryStore::new();
-        let mut stored: Vec<StoredSample> = (0..2500)
-            .map(|i| sample(i, 1_000 + (i as i64) / 3))
-            .collect();
-        stored.extend((2500..3700).map(|i| sample(i, 5_000)));
-        store.store_vitals(&stored).await.expect("store");
-        let mut read = Vec::new();
-        each_sample(&store, 3, 1_100, |s| {
-            read.push(s.sequence);
-            Ok(())
-        })
-        .await
-        .expect("read");
-        let expected: Vec<u64> = (300..3700).collect();
-        assert_eq!(read, expected);
     }
 }

@@ -9,6 +9,10 @@
 //!   paged by `next` links, of the vital-signs Observations
 //!   [`vitalgate_fhir::observations`] makes of the patient's active device's
 //!   samples, oldest first.
+//! - `GET /fhir/AuditEvent?patient=…&subtype=…&date=…`: the audit log,
+//!   newest first; access under break-glass carries the `BTG` purpose.
+//! - `GET /fhir/Patient/$export`, `GET /fhir/Group/all/$export`: bulk
+//!   export ([`export`]).
 //!
 //! Every read needs a bearer token whose scopes cover the resource type,
 //! and is audited (`fhir.read`, the client as actor, the patient as
@@ -17,6 +21,7 @@
 //! systems (`system/` scopes); clinicians read through the portal, where
 //! care teams and break-glass apply.
 
+mod export;
 pub(crate) mod smart;
 
 use std::sync::Arc;
@@ -28,6 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
+use vitalgate_fhir::audit::{audit_event, AuditEventQuery};
 use vitalgate_fhir::search::{capability_statement, searchset, ObservationQuery};
 use vitalgate_store::Store;
 
@@ -75,6 +81,14 @@ pub(crate) fn router() -> Router<Portal> {
         .route("/Patient/{id}", get(read_patient))
         .route("/Device/{id}", get(read_device))
         .route("/Observation", get(search_observations))
+        .route("/AuditEvent", get(search_audit_events))
+        .route("/Patient/$export", get(export::kick_off))
+        .route("/Group/{id}/$export", get(export::kick_off_group))
+        .route(
+            "/$export-status/{job}",
+            get(export::status).delete(export::cancel),
+        )
+        .route("/$export-file/{job}/{file}", get(export::file))
         .fallback(|| async {
             outcome(
                 StatusCode::NOT_FOUND,
@@ -175,7 +189,10 @@ async fn smart_configuration(State(portal): State<Portal>, headers: HeaderMap) -
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": ["private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": ["ES384", "RS384"],
-            "scopes_supported": ["system/Patient.rs", "system/Observation.rs", "system/Device.rs", "system/*.rs"],
+            "scopes_supported": [
+                "system/Patient.rs", "system/Observation.rs", "system/Device.rs",
+                "system/Provenance.rs", "system/AuditEvent.rs", "system/*.rs",
+            ],
             "capabilities": ["client-confidential-asymmetric"],
         })
         .to_string(),
@@ -287,8 +304,12 @@ async fn token(State(portal): State<Portal>, headers: HeaderMap, body: Bytes) ->
 }
 
 /// The grant of the request's bearer token, if it lets the client read
-/// `resource`.
-fn authorized(portal: &Portal, headers: &HeaderMap, resource: &str) -> Result<Grant, Refusal> {
+/// `resource` (with `None`, any valid token: the caller checks the rest).
+fn authorized(
+    portal: &Portal,
+    headers: &HeaderMap,
+    resource: Option<&str>,
+) -> Result<Grant, Refusal> {
     let unauthorized = |text: &str| Refusal::new(StatusCode::UNAUTHORIZED, "login", text);
     let token = headers
         .get(header::AUTHORIZATION)
@@ -302,7 +323,7 @@ fn authorized(portal: &Portal, headers: &HeaderMap, resource: &str) -> Result<Gr
         .key
         .check(token.trim(), now)
         .ok_or_else(|| unauthorized("the token is not valid or has expired"))?;
-    if !grant.allows(resource) {
+    if let Some(resource) = resource.filter(|r| !grant.allows(r)) {
         return Err(Refusal::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -355,7 +376,7 @@ async fn read_patient(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Refusal> {
-    let grant = authorized(&portal, &headers, "Patient")?;
+    let grant = authorized(&portal, &headers, Some("Patient"))?;
     let pseudonym = patient_of(&**portal.hsp.store(), &id)
         .await?
         .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not-found", "no such Patient"))?;
@@ -371,7 +392,7 @@ async fn read_device(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Refusal> {
-    let grant = authorized(&portal, &headers, "Device")?;
+    let grant = authorized(&portal, &headers, Some("Device"))?;
     let not_found = || Refusal::new(StatusCode::NOT_FOUND, "not-found", "no such Device");
     let serial = id
         .strip_prefix("device-")
@@ -406,7 +427,7 @@ async fn search_observations(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Refusal> {
-    let grant = authorized(&portal, &headers, "Observation")?;
+    let grant = authorized(&portal, &headers, Some("Observation"))?;
     let params: Vec<(String, String)> =
         form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .into_owned()
@@ -480,6 +501,58 @@ async fn search_observations(
     let next_query = next.map(|after| query.link_query(Some(after)));
     Ok(fhir_json(
         StatusCode::OK,
-        searchset(&base, &self_query, next_query.as_deref(), page),
+        searchset(
+            &base,
+            "Observation",
+            &self_query,
+            next_query.as_deref(),
+            page,
+        ),
+    ))
+}
+
+async fn search_audit_events(
+    State(portal): State<Portal>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Refusal> {
+    let grant = authorized(&portal, &headers, Some("AuditEvent"))?;
+    let params: Vec<(String, String)> =
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let mut query = AuditEventQuery::parse(&params)
+        .map_err(|why| Refusal::new(StatusCode::BAD_REQUEST, "not-supported", why))?;
+    let store = &**portal.hsp.store();
+    // A patient's hashed FHIR id names them by pseudonym, as the log does;
+    // anyone else (a clinician, a client) is named as typed.
+    if let Some(party) = &query.party {
+        if let Some(pseudonym) = patient_of(store, party).await? {
+            query.party = Some(pseudonym);
+        }
+    }
+    let records = store
+        .search_audit(&query.store_query())
+        .await
+        .map_err(|_| Refusal::unavailable())?;
+    let subject = query.party.as_deref().unwrap_or("*");
+    let what = format!("AuditEvent search: {} events", records.len());
+    audited(&portal, &grant, subject, &what).await?;
+    let next = (records.len() == query.count)
+        .then(|| records.last().map(|r| r.id))
+        .flatten();
+    let resources = records.iter().map(|r| audit_event(r, None)).collect();
+    let base = base(&portal, &headers);
+    let self_query = query.link_query(query.before_id);
+    let next_query = next.map(|before| query.link_query(Some(before)));
+    Ok(fhir_json(
+        StatusCode::OK,
+        searchset(
+            &base,
+            "AuditEvent",
+            &self_query,
+            next_query.as_deref(),
+            resources,
+        ),
     ))
 }

@@ -63,7 +63,10 @@ impl Scope {
     /// alone, taken as read-and-search since this API only reads.
     fn parse(text: &str) -> Option<Self> {
         let (resource, access) = text.strip_prefix("system/")?.split_once('.')?;
-        let known = matches!(resource, "*" | "Patient" | "Observation" | "Device");
+        let known = matches!(
+            resource,
+            "*" | "Patient" | "Observation" | "Device" | "Provenance" | "AuditEvent"
+        );
         (known && matches!(access, "rs" | "read" | "r" | "s" | "cruds" | "*")).then(|| Self {
             resource: resource.to_string(),
         })
@@ -285,29 +288,57 @@ impl Grant {
     }
 }
 
-/// Makes and checks access tokens: `<payload>.<MAC>`, both base64url, the
-/// payload the grant as JSON.
+/// Makes and checks what the API hands out MACed: access tokens and bulk
+/// export jobs, each `<payload>.<MAC>`, both base64url, the payload JSON.
+/// The MAC covers a purpose label too, so one kind is never taken for the
+/// other.
 pub(crate) struct TokenKey(hmac::Key);
+
+/// The purpose label of access tokens.
+const ACCESS_TOKEN: &str = "access-token";
 
 impl TokenKey {
     pub(crate) fn new(secret: &Zeroizing<[u8; 32]>) -> Self {
         Self(hmac::Key::new(hmac::HMAC_SHA256, secret.as_slice()))
     }
 
-    pub(crate) fn mint(&self, grant: &Grant) -> String {
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(grant).unwrap_or_default());
-        let tag = hmac::sign(&self.0, payload.as_bytes());
+    fn tag(&self, purpose: &str, payload: &str) -> hmac::Tag {
+        let mut context = hmac::Context::with_key(&self.0);
+        context.update(purpose.as_bytes());
+        context.update(b"\n");
+        context.update(payload.as_bytes());
+        context.sign()
+    }
+
+    /// `value` MACed for `purpose`, as URL-safe text.
+    pub(crate) fn seal<T: Serialize>(&self, purpose: &str, value: &T) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap_or_default());
+        let tag = self.tag(purpose, &payload);
         format!("{payload}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    }
+
+    /// What [`TokenKey::seal`] sealed for `purpose`; `None` for anything else.
+    pub(crate) fn open<T: serde::de::DeserializeOwned>(
+        &self,
+        purpose: &str,
+        sealed: &str,
+    ) -> Option<T> {
+        let (payload, tag) = sealed.split_once('.')?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        let expected = self.tag(purpose, payload);
+        // Constant time.
+        aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_ref(), &tag).ok()?;
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+    }
+
+    pub(crate) fn mint(&self, grant: &Grant) -> String {
+        self.seal(ACCESS_TOKEN, grant)
     }
 
     /// The grant of a token made by [`TokenKey::mint`] that has not expired
     /// at `now` (Unix seconds); `None` for anything else.
     pub(crate) fn check(&self, token: &str, now: i64) -> Option<Grant> {
-        let (payload, tag) = token.split_once('.')?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        // Constant time.
-        hmac::verify(&self.0, payload.as_bytes(), &tag).ok()?;
-        let grant: Grant = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+        let grant: Grant = self.open(ACCESS_TOKEN, token)?;
         (grant.expires_at > now).then_some(grant)
     }
 }
@@ -373,7 +404,7 @@ mod tests {
         let widened = URL_SAFE_NO_PAD.encode(
             serde_json::to_vec(&Grant {
                 scopes: vec!["system/*.rs".into()],
-                ..grant
+                ..grant.clone()
             })
             .expect("json"),
         );
@@ -383,5 +414,10 @@ mod tests {
             None,
             "a changed grant"
         );
+        // Sealed for another purpose (a bulk export job), even with the
+        // same fields, it is no access token.
+        let job = key.seal("bulk-export-job", &grant);
+        assert_eq!(key.check(&job, 0), None, "another purpose");
+        assert_eq!(key.open::<Grant>("bulk-export-job", &job), Some(grant));
     }
 }
