@@ -67,17 +67,21 @@ let reroute = null;
 // Shows the page `hash` names; the same page again when it already shows it
 // (after signing in on #/patients, the list must appear all the same).
 export function navigate(hash) {
-  if (location.hash === hash && reroute) reroute();
+  if (location.hash === hash && reroute) reroute({ again: true });
   else location.hash = hash;
 }
 
 // Mounts the page the location's hash names into `main`, now and on every
 // change of the hash, unmounting the one before. `restoreSession()` is
 // awaited first when a page needs a session and there is none (a reload).
+// A change of the hash that names the page already shown (the sign-in page
+// for "" and for "#/login") leaves it as it is, with what was typed in it;
+// `navigate` to the same hash mounts it again.
 export function startRouter({ main, table, signedIn, restoreSession }) {
   let unmount = () => {};
+  let shown = null; // the route and parameters mounted
   let navigation = 0;
-  reroute = async () => {
+  reroute = async ({ again = false } = {}) => {
     const mine = ++navigation;
     const hash = location.hash;
     if (needsSession(table, hash) && !signedIn()) await restoreSession();
@@ -88,9 +92,12 @@ export function startRouter({ main, table, signedIn, restoreSession }) {
       location.hash = choice.redirect;
       return;
     }
+    const key = JSON.stringify(choice.params);
+    if (!again && shown && shown.route === choice.route && shown.key === key) return;
     unmount();
+    shown = { route: choice.route, key };
     unmount = choice.route.page.mount(main, choice.params) ?? (() => {});
   };
-  window.addEventListener("hashchange", reroute);
+  window.addEventListener("hashchange", () => reroute());
   reroute();
 }

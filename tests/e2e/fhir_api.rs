@@ -598,3 +598,174 @@ async fn audit_log(platform: &Platform, fhir: &str, warehouse: &str) -> Vec<Valu
         .chain(glass)
         .collect()
 }
+
+/// A clinician's token, taken from their portal session: it reads their
+/// care team's patient and no other, the one a break-glass opened (audited
+/// with its reason, an AuditEvent with `BTG`), never the audit log or a bulk
+/// export, and ends with the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clinicians_token_reads_what_their_session_may_while_it_lasts() {
+    use crate::factors::{enroll_totp, set_password, FAST_TOTP};
+    use crate::portal_client::PortalClient;
+    const CLINICIAN: &str = "dr-rounds";
+    const PASSWORD: &str = "night shift on ward nine";
+
+    let platform = Platform::start_with(|config| config.totp = FAST_TOTP).await;
+    set_password(&platform, CLINICIAN, PASSWORD).await;
+    let totp = enroll_totp(&platform, CLINICIAN).await;
+    let portal = serve_portal(&platform, PortalConfig::default()).await;
+    let fhir = format!("{portal}/fhir");
+    for (pseudonym, name) in [("pt-mine", "Mo Mine"), ("pt-theirs", "Tess Theirs")] {
+        platform.put_patient(pseudonym, name).await;
+    }
+    let admin_token = platform.hsp().hsp.admin_token().to_string();
+    crate::factors::hsp_client(&platform)
+        .await
+        .set_care_team_member(crate::harness::admin(
+            vitalgate_proto::v1::SetCareTeamMemberRequest {
+                clinician: CLINICIAN.into(),
+                pseudonym: "pt-mine".into(),
+                member: true,
+            },
+            &admin_token,
+        ))
+        .await
+        .expect("care team");
+
+    let client = PortalClient::new();
+    let mut last = None;
+    let signed_in = client
+        .sign_in(
+            &portal,
+            CLINICIAN,
+            PASSWORD,
+            (&platform.clock, &totp),
+            &mut last,
+        )
+        .await;
+    assert_eq!(signed_in.status, 200, "{:?}", signed_in.body);
+    let cookie = signed_in.cookie().expect("cookie");
+    let csrf = signed_in.body["csrf"].as_str().expect("csrf").to_string();
+    let take_token = || async {
+        client
+            .call(
+                &format!("{portal}/api/fhir-token"),
+                Some(json!({})),
+                Some(&cookie),
+                Some(&csrf),
+            )
+            .await
+    };
+    let no_csrf = client
+        .call(
+            &format!("{portal}/api/fhir-token"),
+            Some(json!({})),
+            Some(&cookie),
+            None,
+        )
+        .await;
+    assert_eq!(no_csrf.status, 403, "a token only from the portal's page");
+    let issued = take_token().await;
+    assert_eq!(issued.status, 200, "{:?}", issued.body);
+    assert_eq!(
+        issued.body["scope"],
+        "user/Patient.rs user/Observation.rs user/Device.rs"
+    );
+    let token = issued.body["access_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+
+    // Their patient, yes; another, no; nothing only backend systems may read.
+    let (status, mine) = get(&format!("{fhir}/Patient/pt-mine"), Some(&token)).await;
+    assert_eq!(status, 200, "{mine}");
+    let (status, theirs) = get(
+        &format!("{fhir}/Observation?patient=pt-theirs"),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 404, "{theirs}");
+    let (status, _) = get(&format!("{fhir}/Patient/pt-theirs"), Some(&token)).await;
+    assert_eq!(status, 404, "not on the care team");
+    let (status, _) = get(&format!("{fhir}/AuditEvent"), Some(&token)).await;
+    assert_eq!(status, 403, "the audit log is for backend systems");
+    let bearer = format!("Bearer {token}");
+    let (status, _, _) = exchange(
+        "GET",
+        &format!("{fhir}/Patient/$export"),
+        &[
+            ("authorization", bearer.as_str()),
+            ("prefer", "respond-async"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "bulk export is for backend systems");
+
+    // A break-glass in the session opens the other patient to a new token,
+    // each read audited with the reason.
+    let opened = client
+        .break_glass(
+            &portal,
+            (&cookie, &csrf),
+            PASSWORD,
+            "pt-theirs",
+            "arrest on the ward, care team in theatre",
+            || crate::factors::fresh_code(&platform.clock, &totp, &mut last),
+        )
+        .await;
+    assert_eq!(opened.status, 200, "{:?}", opened.body);
+    let glass_cookie = opened.cookie().expect("the break-glass session");
+    let glass_csrf = opened.body["csrf"].as_str().expect("csrf").to_string();
+    let glass = client
+        .call(
+            &format!("{portal}/api/fhir-token"),
+            Some(json!({})),
+            Some(&glass_cookie),
+            Some(&glass_csrf),
+        )
+        .await;
+    let glass_token = glass.body["access_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let (status, theirs) = get(&format!("{fhir}/Patient/pt-theirs"), Some(&glass_token)).await;
+    assert_eq!(status, 200, "{theirs}");
+    let reads: Vec<String> = platform
+        .audit_events()
+        .await
+        .into_iter()
+        .filter(|e| e.event.kind == "fhir.read" && e.event.actor == CLINICIAN)
+        .map(|e| format!("{} {}", e.event.subject, e.event.detail))
+        .collect();
+    assert!(
+        reads.iter().any(|r| r == "pt-mine fhir: Patient read"),
+        "{reads:?}"
+    );
+    assert!(
+        reads.iter().any(|r| {
+            r
+            == "pt-theirs fhir: Patient read; break-glass: arrest on the ward, care team in theatre"
+        }),
+        "{reads:?}"
+    );
+    assert!(platform
+        .audit_events()
+        .await
+        .iter()
+        .any(|e| e.event.kind == "vitals.refused" && e.event.actor == CLINICIAN));
+
+    // Signed out, the session's tokens read nothing.
+    let out = client
+        .call(
+            &format!("{portal}/api/logout"),
+            Some(json!({})),
+            Some(&glass_cookie),
+            Some(&glass_csrf),
+        )
+        .await;
+    assert!(out.status < 300, "{:?}", out.body);
+    let (status, ended) = get(&format!("{fhir}/Patient/pt-theirs"), Some(&glass_token)).await;
+    assert_eq!(status, 401, "{ended}");
+    platform.stop().await;
+}

@@ -160,19 +160,44 @@ impl PortalClient {
         password: &str,
         code: &str,
     ) -> Answer {
-        assert_eq!(started.status, 200, "{:?}", started.body);
-        let login = started.field("login");
-        let (ke3, key) = state
-            .finish(password, &started.field("response"), b"")
-            .expect("the password opens KE2");
-        let mac = vitalgate_hsp::portal_code_mac(key.as_bytes(), &login, code);
-        let body = serde_json::json!({
-            "login": URL_SAFE_NO_PAD.encode(&login),
-            "finish": URL_SAFE_NO_PAD.encode(ke3),
-            "code": code,
-            "mac": URL_SAFE_NO_PAD.encode(mac),
-        });
+        let body = finish_body(state, started, password, code);
         self.call(finish_url, Some(body), None, None).await
+    }
+
+    /// A break-glass access to `patient` from the signed-in session
+    /// (`cookie`, `csrf`): the password again and a fresh `code`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn break_glass(
+        &self,
+        portal: &str,
+        (cookie, csrf): (&str, &str),
+        password: &str,
+        patient: &str,
+        reason: &str,
+        code: impl FnOnce() -> String,
+    ) -> Answer {
+        let (state, ke1) = ClientLogin::start(password, &mut OsRng).expect("KE1");
+        let body = serde_json::json!({
+            "request": URL_SAFE_NO_PAD.encode(ke1),
+            "patient": patient,
+            "reason": reason,
+        });
+        let started = self
+            .call(
+                &format!("{portal}/api/break-glass/start"),
+                Some(body),
+                Some(cookie),
+                Some(csrf),
+            )
+            .await;
+        let body = finish_body(state, &started, password, &code());
+        self.call(
+            &format!("{portal}/api/break-glass/finish"),
+            Some(body),
+            Some(cookie),
+            Some(csrf),
+        )
+        .await
     }
 
     /// Both steps of a sign-in at the portal `portal` with a fresh code
@@ -198,4 +223,26 @@ impl PortalClient {
         )
         .await
     }
+}
+
+/// A sign-in's (or break-glass's) second step: KE3 and `code` under the
+/// session key's MAC.
+pub(crate) fn finish_body(
+    state: ClientLogin,
+    started: &Answer,
+    password: &str,
+    code: &str,
+) -> serde_json::Value {
+    assert_eq!(started.status, 200, "{:?}", started.body);
+    let login = started.field("login");
+    let (ke3, key) = state
+        .finish(password, &started.field("response"), b"")
+        .expect("the password opens KE2");
+    let mac = vitalgate_hsp::portal_code_mac(key.as_bytes(), &login, code);
+    serde_json::json!({
+        "login": URL_SAFE_NO_PAD.encode(&login),
+        "finish": URL_SAFE_NO_PAD.encode(ke3),
+        "code": code,
+        "mac": URL_SAFE_NO_PAD.encode(mac),
+    })
 }

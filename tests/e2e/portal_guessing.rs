@@ -38,18 +38,7 @@ async fn start(
 
 /// The second step: KE3 and a code under the session key's MAC.
 fn finish_body(state: ClientLogin, started: &Answer, code: &str) -> serde_json::Value {
-    assert_eq!(started.status, 200, "{:?}", started.body);
-    let login = started.field("login");
-    let (ke3, key) = state
-        .finish(PASSWORD, &started.field("response"), b"")
-        .expect("the password opens KE2");
-    let mac = vitalgate_hsp::portal_code_mac(key.as_bytes(), &login, code);
-    serde_json::json!({
-        "login": URL_SAFE_NO_PAD.encode(&login),
-        "finish": URL_SAFE_NO_PAD.encode(ke3),
-        "code": code,
-        "mac": URL_SAFE_NO_PAD.encode(mac),
-    })
+    crate::portal_client::finish_body(state, started, PASSWORD, code)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

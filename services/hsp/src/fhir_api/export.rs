@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use vitalgate_fhir::RESOURCE_TYPES;
 
 use super::smart::Grant;
-use super::{authorized, base, fhir_json, Refusal};
+use super::{authorized, base, fhir_json, system_only, Refusal};
 use crate::bulk::{self, ExportError, ExportScope, ExportSink};
 use crate::portal::Portal;
 
@@ -157,6 +157,7 @@ pub(super) async fn kick_off(
     RawQuery(query): RawQuery,
 ) -> Result<Response, Refusal> {
     let grant = authorized(&portal, &headers, None)?;
+    system_only(&grant)?;
     let prefers_async = headers
         .get_all("prefer")
         .iter()
@@ -237,6 +238,7 @@ pub(super) async fn status(
     Path(id): Path<String>,
 ) -> Result<Response, Refusal> {
     let grant = authorized(&portal, &headers, None)?;
+    system_only(&grant)?;
     let job = job_of(&portal, &id, &grant)?;
     let base = base(&portal, &headers);
     let output: Vec<Value> = job
@@ -275,6 +277,7 @@ pub(super) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, Refusal> {
     let grant = authorized(&portal, &headers, None)?;
+    system_only(&grant)?;
     job_of(&portal, &id, &grant)?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
@@ -321,6 +324,7 @@ pub(super) async fn file(
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Response, Refusal> {
     let grant = authorized(&portal, &headers, None)?;
+    system_only(&grant)?;
     let job = job_of(&portal, &id, &grant)?;
     let resource_type = name
         .strip_suffix(".ndjson")

@@ -17,9 +17,12 @@
 //! Every read needs a bearer token whose scopes cover the resource type,
 //! and is audited (`fhir.read`, the client as actor, the patient as
 //! subject) before anything is returned: a read that cannot be recorded is
-//! refused. Patients appear by pseudonym only. Tokens are for backend
-//! systems (`system/` scopes); clinicians read through the portal, where
-//! care teams and break-glass apply.
+//! refused. Patients appear by pseudonym only. A backend system's token
+//! (`system/` scopes, [`smart`]) reads any patient; a clinician's token,
+//! taken in the portal (`POST /api/fhir-token`, `user/` scopes), reads what
+//! their portal session may (their care teams' patients, or the one a
+//! break-glass opened) while that session lasts, never the whole audit log
+//! or a bulk export.
 
 mod export;
 pub(crate) mod smart;
@@ -39,7 +42,10 @@ use vitalgate_store::Store;
 
 use crate::portal::Portal;
 use crate::vault::SecretVault;
-use smart::{FhirClient, Grant, TokenError, TokenKey, TOKEN_KEY_SETTING, TOKEN_SECS};
+use smart::{FhirClient, Grant, TokenError, TokenKey, UserGrant, TOKEN_KEY_SETTING, TOKEN_SECS};
+use vitalgate_fhir::audit::BREAK_GLASS_MARKER;
+
+use crate::portal::Clinician;
 
 /// The samples read from the store at a time while a page is filled.
 const SAMPLES_PER_READ: u32 = 200;
@@ -271,6 +277,7 @@ async fn token(State(portal): State<Portal>, headers: HeaderMap, body: Bytes) ->
                 client: client.clone(),
                 scopes: scopes.clone(),
                 expires_at: now + TOKEN_SECS,
+                user: None,
             };
             hsp.audit("fhir.token", &client, "fhir", &scopes.join(" "))
                 .await;
@@ -351,16 +358,45 @@ async fn patient_of(store: &dyn Store, id: &str) -> Result<Option<String>, Refus
         .find(|p| vitalgate_fhir::patient_id(p) == id))
 }
 
-/// Audits a read, or refuses it when it cannot be recorded.
+/// Whether the grant may read `pseudonym`'s data, and the read audited
+/// before anything is returned (refused when it cannot be recorded). A
+/// backend client reads any patient its scopes cover, audited under its id;
+/// a clinician's token reads what their portal session may (their care
+/// teams' patients, or the one a break-glass opened, read with its reason,
+/// which the AuditEvent shows as `BTG`), audited under their name.
 async fn audited(
     portal: &Portal,
     grant: &Grant,
     pseudonym: &str,
     what: &str,
 ) -> Result<(), Refusal> {
+    let (actor, detail) = match &grant.user {
+        None => (grant.client.as_str(), what.to_string()),
+        Some(user) => {
+            let session = <[u8; 32]>::try_from(hex::decode(&user.session).unwrap_or_default())
+                .map_err(|_| Refusal::new(StatusCode::UNAUTHORIZED, "login", "a damaged token"))?;
+            let break_glass = portal
+                .token_access(session, &user.clinician, pseudonym)
+                .await
+                .map_err(|e| {
+                    let code = match e.status {
+                        StatusCode::UNAUTHORIZED => "login",
+                        StatusCode::NOT_FOUND => "not-found",
+                        StatusCode::FORBIDDEN => "forbidden",
+                        _ => "transient",
+                    };
+                    Refusal::new(e.status, code, e.message())
+                })?;
+            let detail = match break_glass {
+                Some(reason) => format!("fhir: {what}; {BREAK_GLASS_MARKER}{reason}"),
+                None => format!("fhir: {what}"),
+            };
+            (user.clinician.as_str(), detail)
+        }
+    };
     portal
         .hsp
-        .audit_required("fhir.read", &grant.client, pseudonym, what)
+        .audit_required("fhir.read", actor, pseudonym, &detail)
         .await
         .map_err(|_| {
             Refusal::new(
@@ -369,6 +405,69 @@ async fn audited(
                 "the read could not be recorded in the audit log; try again",
             )
         })
+}
+
+/// Refuses a clinician's token where only backend systems may go (the
+/// whole audit log, bulk export of every patient).
+fn system_only(grant: &Grant) -> Result<(), Refusal> {
+    match grant.user {
+        None => Ok(()),
+        Some(_) => Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a clinician's token reads their patients only; this needs a backend client's",
+        )),
+    }
+}
+
+/// How long a clinician's token lasts at most (and never past its
+/// session's end).
+const CLINICIAN_TOKEN_SECS: i64 = 300;
+
+/// The scopes of a clinician's token: what the portal shows them.
+const CLINICIAN_SCOPES: [&str; 3] = ["user/Patient.rs", "user/Observation.rs", "user/Device.rs"];
+
+/// `POST /api/fhir-token` in the portal: a bearer token for the FHIR API
+/// that reads, for a few minutes, what this session may (a SMART app
+/// beside the portal, a clinician's own tools). Audited.
+pub(crate) async fn clinician_token(
+    State(portal): State<Portal>,
+    clinician: Clinician,
+) -> Result<Response, crate::portal::ApiError> {
+    let now = i64::try_from(portal.hsp.now()).unwrap_or(i64::MAX);
+    let session_end = i64::try_from(clinician.absolute_expiry).unwrap_or(i64::MAX);
+    let grant = Grant {
+        client: "portal".into(),
+        scopes: CLINICIAN_SCOPES.map(String::from).to_vec(),
+        expires_at: (now + CLINICIAN_TOKEN_SECS).min(session_end),
+        user: Some(UserGrant {
+            clinician: clinician.subject.clone(),
+            session: hex::encode(clinician.token_hash),
+        }),
+    };
+    portal
+        .hsp
+        .audit(
+            "fhir.token",
+            &clinician.subject,
+            "fhir",
+            &format!("portal session: {}", CLINICIAN_SCOPES.join(" ")),
+        )
+        .await;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        json!({
+            "access_token": portal.hsp.fhir().key.mint(&grant),
+            "token_type": "bearer",
+            "expires_in": grant.expires_at - now,
+            "scope": CLINICIAN_SCOPES.join(" "),
+        })
+        .to_string(),
+    )
+        .into_response())
 }
 
 async fn read_patient(
@@ -517,6 +616,7 @@ async fn search_audit_events(
     RawQuery(query): RawQuery,
 ) -> Result<Response, Refusal> {
     let grant = authorized(&portal, &headers, Some("AuditEvent"))?;
+    system_only(&grant)?;
     let params: Vec<(String, String)> =
         form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .into_owned()
@@ -537,7 +637,11 @@ async fn search_audit_events(
         .map_err(|_| Refusal::unavailable())?;
     let subject = query.party.as_deref().unwrap_or("*");
     let what = format!("AuditEvent search: {} events", records.len());
-    audited(&portal, &grant, subject, &what).await?;
+    portal
+        .hsp
+        .audit_required("fhir.read", &grant.client, subject, &what)
+        .await
+        .map_err(|_| Refusal::unavailable())?;
     let next = (records.len() == query.count)
         .then(|| records.last().map(|r| r.id))
         .flatten();

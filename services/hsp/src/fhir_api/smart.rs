@@ -62,7 +62,12 @@ impl Scope {
     /// `system/<Type>.rs`, `.read` (SMART v1, read and search) or `.r`/`.s`
     /// alone, taken as read-and-search since this API only reads.
     fn parse(text: &str) -> Option<Self> {
-        let (resource, access) = text.strip_prefix("system/")?.split_once('.')?;
+        Self::parse_resource(text.strip_prefix("system/")?)
+    }
+
+    /// `<Type>.rs` and its spellings, whoever's scope it is.
+    fn parse_resource(text: &str) -> Option<Self> {
+        let (resource, access) = text.split_once('.')?;
         let known = matches!(
             resource,
             "*" | "Patient" | "Observation" | "Device" | "Provenance" | "AuditEvent"
@@ -267,12 +272,28 @@ pub(crate) struct Grant {
     /// The client.
     #[serde(rename = "c")]
     pub(crate) client: String,
-    /// The scopes, as `system/<Type>.rs`.
+    /// The scopes, as `system/<Type>.rs`, or `user/<Type>.rs` for a
+    /// clinician's token.
     #[serde(rename = "s")]
     pub(crate) scopes: Vec<String>,
     /// Unix seconds.
     #[serde(rename = "e")]
     pub(crate) expires_at: i64,
+    /// The clinician a user token acts for.
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) user: Option<UserGrant>,
+}
+
+/// A clinician's token: taken in the portal, it reads what the clinician's
+/// portal session may, while that session lasts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct UserGrant {
+    #[serde(rename = "n")]
+    pub(crate) clinician: String,
+    /// The hash of the session's cookie token, hex (the store's key for it;
+    /// it opens no session).
+    #[serde(rename = "h")]
+    pub(crate) session: String,
 }
 
 impl Grant {
@@ -281,9 +302,14 @@ impl Grant {
         let wanted = Scope {
             resource: resource.to_string(),
         };
+        let prefix = if self.user.is_some() {
+            "user/"
+        } else {
+            "system/"
+        };
         self.scopes
             .iter()
-            .filter_map(|s| Scope::parse(s))
+            .filter_map(|s| Scope::parse_resource(s.strip_prefix(prefix)?))
             .any(|s| s.covers(&wanted))
     }
 }
@@ -383,8 +409,27 @@ mod tests {
             client: "ehr".into(),
             scopes: vec!["system/*.rs".into()],
             expires_at: 10,
+            user: None,
         };
         assert!(all.allows("Device") && all.allows("Observation"));
+        // A clinician's token reads by its user scopes, and a system scope
+        // in it means nothing.
+        let clinician = Grant {
+            client: "portal".into(),
+            scopes: vec!["user/Observation.rs".into(), "system/*.rs".into()],
+            expires_at: 10,
+            user: Some(UserGrant {
+                clinician: "dr-okafor".into(),
+                session: "00".into(),
+            }),
+        };
+        assert!(clinician.allows("Observation") && !clinician.allows("AuditEvent"));
+        let system_with_user_scope = Grant {
+            scopes: vec!["user/*.rs".into()],
+            user: None,
+            ..clinician
+        };
+        assert!(!system_with_user_scope.allows("Observation"));
     }
 
     #[test]
@@ -394,6 +439,7 @@ mod tests {
             client: "ehr".into(),
             scopes: vec!["system/Observation.rs".into()],
             expires_at: 1_000,
+            user: None,
         };
         let token = key.mint(&grant);
         assert_eq!(key.check(&token, 999), Some(grant.clone()));

@@ -10,6 +10,7 @@
 
 use std::convert::Infallible;
 use std::time::Duration;
+use vitalgate_fhir::audit::BREAK_GLASS_MARKER;
 
 use std::net::SocketAddr;
 
@@ -188,6 +189,29 @@ impl Portal {
         Err(not_open())
     }
 
+    /// For a FHIR token a clinician took in the portal: whether its session
+    /// is still open (ended by logout, idleness or revocation, the token ends
+    /// too) and may open `pseudonym` now, by the same rules as the portal's
+    /// pages. `Ok(Some(reason))` for a break-glass access.
+    pub(crate) async fn token_access(
+        &self,
+        session_hash: [u8; 32],
+        subject: &str,
+        pseudonym: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let clinician = self
+            .session_by_hash(session_hash, false)
+            .await?
+            .filter(|c| c.subject == subject)
+            .ok_or_else(|| {
+                ApiError::unauthorized("the portal session this token came from has ended")
+            })?;
+        Ok(match self.access(&clinician, pseudonym).await? {
+            Access::CareTeam => None,
+            Access::BreakGlass { reason, .. } => Some(reason),
+        })
+    }
+
     /// Audits a reading of a patient's vitals; a reading that cannot be
     /// audited is refused (fail closed).
     async fn audit_read(
@@ -200,7 +224,9 @@ impl Portal {
     ) -> Result<(), ApiError> {
         let detail = match access {
             Access::CareTeam => format!("portal: {what}"),
-            Access::BreakGlass { reason, .. } => format!("portal: {what}; break-glass: {reason}"),
+            Access::BreakGlass { reason, .. } => {
+                format!("portal: {what}; {BREAK_GLASS_MARKER}{reason}")
+            }
         };
         self.hsp
             .audit_required(kind, &clinician.subject, pseudonym, &detail)

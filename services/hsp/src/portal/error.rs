@@ -29,6 +29,10 @@ impl ApiError {
             message: message.to_string(),
         }
     }
+    /// The sentence, for another API's answer (the FHIR API's OperationOutcome).
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
     pub(crate) fn bad_request(message: &str) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }

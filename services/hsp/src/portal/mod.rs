@@ -25,6 +25,7 @@ mod tls;
 pub use client::TrustedProxy;
 pub(crate) use error::ApiError;
 pub use login::code_mac;
+pub(crate) use session::Clinician;
 pub use tls::PortalTls;
 
 use std::collections::HashMap;
@@ -266,6 +267,7 @@ impl Hsp {
             .route("/patients/{pseudonym}/live", get(api::live))
             .route("/alerts/{id}/acknowledge", post(alerts::acknowledge))
             .route("/alerts/{id}/resolve", post(alerts::resolve))
+            .route("/fhir-token", post(crate::fhir_api::clinician_token))
             .route("/otp/enroll", post(setup::enroll_otp))
             .route("/setup/password/start", post(setup::setup_password_start))
             .route("/setup/password/finish", post(setup::setup_password_finish))

@@ -147,13 +147,23 @@ impl Portal {
         let Some(token) = cookie(headers, self.cookie_name()) else {
             return Ok(None);
         };
-        let hash = token_hash(&token);
+        self.session_by_hash(token_hash(&token), !is_poll(headers))
+            .await
+    }
+
+    /// The live session whose cookie hashes to `hash`; `touch` starts its
+    /// idle time again (the clinician's own doing).
+    pub(crate) async fn session_by_hash(
+        &self,
+        hash: [u8; 32],
+        touch: bool,
+    ) -> Result<Option<Clinician>, ApiError> {
         let store = &self.hsp.store();
         let (now, idle) = (self.hsp.now(), self.config.idle_secs);
-        let found = if is_poll(headers) {
-            store.web_session(&hash, now, idle).await
-        } else {
+        let found = if touch {
             store.touch_web_session(&hash, now, idle).await
+        } else {
+            store.web_session(&hash, now, idle).await
         }
         .map_err(|e| ApiError::store(&e))?;
         let Some(found) = found else {
