@@ -458,6 +458,10 @@ async fn bulk_export(
     let (status, manifest) = get(&poll, Some(warehouse)).await;
     assert_eq!(status, 200, "{manifest}");
     assert_eq!(manifest["requiresAccessToken"], true);
+    assert_eq!(
+        manifest["request"],
+        format!("{fhir}/Group/all/$export?_type=Patient,Device,Observation,Provenance")
+    );
     assert!(manifest["transactionTime"].as_str().is_some());
     let outputs = manifest["output"].as_array().expect("output");
     let types: Vec<&str> = outputs

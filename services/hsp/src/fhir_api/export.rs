@@ -57,6 +57,10 @@ struct Job {
     /// Unix seconds.
     #[serde(rename = "e")]
     expires_at: i64,
+    /// The kick-off's path under the API (`Patient/$export`,
+    /// `Group/all/$export`), for the manifest's `request`.
+    #[serde(rename = "k")]
+    kicked_off: String,
 }
 
 fn bad_request(text: impl Into<String>) -> Refusal {
@@ -147,16 +151,26 @@ pub(super) async fn kick_off_group(
             "no such Group (this server's one group is Group/all, every patient)",
         ));
     }
-    kick_off(State(portal), headers, query).await
+    start(&portal, &headers, query, "Group/all/$export").await
 }
 
 /// `GET /fhir/Patient/$export`.
 pub(super) async fn kick_off(
     State(portal): State<Portal>,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    query: RawQuery,
 ) -> Result<Response, Refusal> {
-    let grant = authorized(&portal, &headers, None)?;
+    start(&portal, &headers, query, "Patient/$export").await
+}
+
+/// Starts an export kicked off at `path`.
+async fn start(
+    portal: &Portal,
+    headers: &HeaderMap,
+    RawQuery(query): RawQuery,
+    path: &str,
+) -> Result<Response, Refusal> {
+    let grant = authorized(portal, headers, None)?;
     system_only(&grant)?;
     let prefers_async = headers
         .get_all("prefer")
@@ -181,6 +195,7 @@ pub(super) async fn kick_off(
         since_ms,
         at_ms: hsp.now_ms(),
         expires_at: now.saturating_add(JOB_SECS),
+        kicked_off: path.to_string(),
     };
     hsp.audit_required(
         "fhir.export",
@@ -195,7 +210,7 @@ pub(super) async fn kick_off(
     .await
     .map_err(|_| Refusal::unavailable())?;
     let id = hsp.fhir().key.seal(JOB, &job);
-    let status = format!("{}/$export-status/{id}", base(&portal, &headers));
+    let status = format!("{}/$export-status/{id}", base(portal, headers));
     let mut accepted = fhir_json(
         StatusCode::ACCEPTED,
         json!({
@@ -246,7 +261,7 @@ pub(super) async fn status(
         .iter()
         .map(|kind| json!({ "type": kind, "url": format!("{base}/$export-file/{id}/{kind}.ndjson") }))
         .collect();
-    let mut request = format!("{base}/Patient/$export?_type={}", job.types.join(","));
+    let mut request = format!("{base}/{}?_type={}", job.kicked_off, job.types.join(","));
     if job.since_ms > 0 {
         let since = vitalgate_fhir::instant(job.since_ms).unwrap_or_default();
         request.push_str(&format!(
