@@ -28,6 +28,18 @@ struct Streaming {
 
 impl Streaming {
     async fn start(platform: &Platform, name: &str, pseudonym: &str, acked: u64) -> Self {
+        let streaming = Self::spawn(platform, name, pseudonym).await;
+        let stats = &streaming.stats;
+        wait_until(Duration::from_secs(10), || {
+            stats.samples_acked.load(Ordering::Relaxed) >= acked
+        })
+        .await
+        .expect("the device streams");
+        streaming
+    }
+
+    /// The device running, whether or not the HSP lets it stream.
+    async fn spawn(platform: &Platform, name: &str, pseudonym: &str) -> Self {
         let mut device = platform.device(name, pseudonym).await;
         let serial = device.credential().serial();
         let stats = device.stats();
@@ -36,11 +48,6 @@ impl Streaming {
         let agent = tokio::spawn(async move {
             let _ = device.run(url, stopped).await;
         });
-        wait_until(Duration::from_secs(10), || {
-            stats.samples_acked.load(Ordering::Relaxed) >= acked
-        })
-        .await
-        .expect("the device streams");
         Self {
             serial,
             stats,
@@ -183,7 +190,7 @@ async fn an_unbound_device_is_refused_until_bound_again() {
     let mut hsp = hsp_client(&platform).await;
 
     let device = Streaming::start(&platform, "band", "pt-lost", 3).await;
-    let (serial, stats) = (device.serial, device.stats.clone());
+    let serial = device.serial;
 
     let unbind = |serial: u64| {
         admin(
@@ -195,7 +202,7 @@ async fn an_unbound_device_is_refused_until_bound_again() {
         )
     };
     hsp.unbind_device(unbind(serial)).await.expect("unbind");
-    let acked = device.refused("once unbound").await;
+    device.refused("once unbound").await;
     let store = platform.hsp().store.clone();
     assert_eq!(
         store.device_binding(serial).await.expect("binding"),
@@ -206,6 +213,33 @@ async fn an_unbound_device_is_refused_until_bound_again() {
     let zero = hsp.unbind_device(unbind(0)).await.expect_err("no serial");
     assert_eq!(zero.code(), Code::NotFound, "{zero:?}");
 
+    // Renewed at the TTP (the same key, a new serial: the TTP renews any
+    // valid credential), the lost device does not bind itself again as a
+    // first contact.
+    device.stop().await;
+    let dir = platform.device_dir("band");
+    let mut renewed = crate::harness::identity(&dir);
+    renewed
+        .renew(&dir, &mut platform.ttp().await)
+        .await
+        .expect("renewal");
+    let renewed_serial = renewed.credential.serial();
+    assert_ne!(renewed_serial, serial);
+    let device = Streaming::spawn(&platform, "band", "pt-lost").await;
+    assert_eq!(device.serial, renewed_serial, "the agent uses the renewal");
+    let stats = device.stats.clone();
+    wait_until(Duration::from_secs(15), || {
+        stats.handshakes_failed.load(Ordering::Relaxed) >= 1
+    })
+    .await
+    .expect("the renewed lost device is refused");
+    assert_eq!(stats.samples_acked.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        store.device_binding(renewed_serial).await.expect("binding"),
+        None
+    );
+
+    // An administrator binds the device again; its renewal follows it.
     hsp.bind_device(admin(
         v1::BindDeviceRequest {
             pseudonym: "pt-lost".into(),
@@ -216,10 +250,10 @@ async fn an_unbound_device_is_refused_until_bound_again() {
     .await
     .expect("bind again");
     wait_until(Duration::from_secs(20), || {
-        stats.samples_acked.load(Ordering::Relaxed) > acked + 3
+        stats.samples_acked.load(Ordering::Relaxed) > 3
     })
     .await
-    .expect("bound again, the device streams");
+    .expect("bound again, the device's renewal streams");
     device.stop().await;
     assert!(platform
         .audit_kinds()

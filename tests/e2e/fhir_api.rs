@@ -173,7 +173,11 @@ async fn a_backend_service_reads_vitals_with_a_smart_token_and_fhir_resources_va
     };
     let clients = vec![
         register(CLIENT, jwk, &["system/Observation.rs", "system/Patient.rs"]),
-        register(WAREHOUSE, warehouse_jwk, &["system/*.rs"]),
+        register(
+            WAREHOUSE,
+            warehouse_jwk,
+            &["system/*.rs", "system/AuditEvent.rs"],
+        ),
     ];
     let _ = CLIENTS.set(clients);
     let platform = Platform::start_with(configure).await;
@@ -346,7 +350,8 @@ async fn a_backend_service_reads_vitals_with_a_smart_token_and_fhir_resources_va
     // The warehouse: a bulk export and the audit log.
     let warehouse = {
         let signed = client_assertion(WAREHOUSE, &warehouse_key, &token_url, now + 60, "w-1");
-        let (status, granted) = token_request(&token_url, &signed, "system/*.rs").await;
+        let (status, granted) =
+            token_request(&token_url, &signed, "system/*.rs system/AuditEvent.rs").await;
         assert_eq!(status, 200, "{granted}");
         granted["access_token"].as_str().expect("token").to_string()
     };
@@ -689,8 +694,21 @@ async fn a_clinicians_token_reads_what_their_session_may_while_it_lasts() {
     )
     .await;
     assert_eq!(status, 404, "{theirs}");
-    let (status, _) = get(&format!("{fhir}/Patient/pt-theirs"), Some(&token)).await;
+    let (status, off_team) = get(&format!("{fhir}/Patient/pt-theirs"), Some(&token)).await;
     assert_eq!(status, 404, "not on the care team");
+    // Nobody is answered as someone off the care team is: the token cannot
+    // tell who exists.
+    for url in [
+        format!("{fhir}/Patient/pt-nobody"),
+        format!("{fhir}/Observation?patient=pt-nobody"),
+    ] {
+        let (status, nobody) = get(&url, Some(&token)).await;
+        assert_eq!(status, 404, "{url}");
+        assert_eq!(
+            nobody["issue"][0]["diagnostics"],
+            off_team["issue"][0]["diagnostics"]
+        );
+    }
     let (status, _) = get(&format!("{fhir}/AuditEvent"), Some(&token)).await;
     assert_eq!(status, 403, "the audit log is for backend systems");
     let bearer = format!("Bearer {token}");

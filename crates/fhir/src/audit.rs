@@ -18,9 +18,9 @@ const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
 /// HL7's purpose-of-use codes (ActReason).
 const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
 
-/// What an audit event's detail holds when the access it records was made
-/// under a break-glass grant; the reason follows it.
-pub const BREAK_GLASS_MARKER: &str = "break-glass: ";
+/// What an audit event's detail holds after what was read when the access
+/// was made under a break-glass grant; the reason follows it.
+pub const BREAK_GLASS_MARKER: &str = "; break-glass: ";
 
 fn event_type(kind: &str) -> (&'static str, &'static str) {
     let family = kind.split('.').next().unwrap_or(kind);

@@ -208,6 +208,12 @@ async fn check_binding(hsp: &Hsp, device: &Credential, pseudonym: &str) -> Resul
                 "the patient has another active device; an administrator binds a replacement",
             )),
             None => {
+                if renews_an_unbound_device(&**hsp.store(), pseudonym, device)
+                    .await
+                    .map_err(failed)?
+                {
+                    return Err(refuse(NO_LONGER_BOUND));
+                }
                 store
                     .bind_device(pseudonym, serial, hsp.now())
                     .await
@@ -223,6 +229,33 @@ async fn check_binding(hsp: &Hsp, device: &Credential, pseudonym: &str) -> Resul
             }
         },
     }
+}
+
+/// Whether `device` holds the key of a device once bound to `pseudonym` and
+/// since unbound, replaced or discharged: the TTP renews any valid
+/// credential (the same key, a new serial), and such a renewal must not
+/// bind itself again as a first contact; an administrator binds it. Looked
+/// for only on a first contact while the patient has no active device.
+async fn renews_an_unbound_device(
+    store: &dyn vitalgate_store::Store,
+    pseudonym: &str,
+    device: &Credential,
+) -> vitalgate_store::StoreResult<bool> {
+    for record in store.list_credentials().await? {
+        let same_key = record.subject == pseudonym
+            && record.serial != device.serial()
+            && Credential::decode(&record.encoded)
+                .is_ok_and(|old| old.public_key() == device.public_key());
+        if same_key
+            && store
+                .device_binding(record.serial)
+                .await?
+                .is_some_and(|(bound, active)| bound == pseudonym && !active)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether `device` is a renewal of the active device `active`: the same

@@ -388,7 +388,7 @@ async fn audited(
                     Refusal::new(e.status, code, e.message())
                 })?;
             let detail = match break_glass {
-                Some(reason) => format!("fhir: {what}; {BREAK_GLASS_MARKER}{reason}"),
+                Some(reason) => format!("fhir: {what}{BREAK_GLASS_MARKER}{reason}"),
                 None => format!("fhir: {what}"),
             };
             (user.clinician.as_str(), detail)
@@ -405,6 +405,18 @@ async fn audited(
                 "the read could not be recorded in the audit log; try again",
             )
         })
+}
+
+/// A patient id that names nobody. To a clinician's token it is answered as
+/// a patient off their care teams is, so the token cannot tell who exists;
+/// a backend client (which may read every patient) is told plainly.
+fn unknown_patient(grant: &Grant) -> Refusal {
+    let text = if grant.user.is_some() {
+        crate::portal::NOT_OPEN
+    } else {
+        "no such Patient"
+    };
+    Refusal::new(StatusCode::NOT_FOUND, "not-found", text)
 }
 
 /// Refuses a clinician's token where only backend systems may go (the
@@ -478,7 +490,7 @@ async fn read_patient(
     let grant = authorized(&portal, &headers, Some("Patient"))?;
     let pseudonym = patient_of(&**portal.hsp.store(), &id)
         .await?
-        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not-found", "no such Patient"))?;
+        .ok_or_else(|| unknown_patient(&grant))?;
     audited(&portal, &grant, &pseudonym, "Patient read").await?;
     Ok(fhir_json(
         StatusCode::OK,
@@ -536,6 +548,9 @@ async fn search_observations(
     let store = &**portal.hsp.store();
     // An unknown patient has no Observations: an empty searchset.
     let pseudonym = patient_of(store, &query.patient).await?;
+    if pseudonym.is_none() && grant.user.is_some() {
+        return Err(unknown_patient(&grant));
+    }
     let device = match &pseudonym {
         Some(pseudonym) => store
             .active_device(pseudonym)

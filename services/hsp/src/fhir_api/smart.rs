@@ -77,8 +77,11 @@ impl Scope {
         })
     }
 
+    /// `*` is every clinical resource, not the audit log: a client reads
+    /// AuditEvents (clinicians' names, break-glass reasons, every
+    /// patient) only when registered for them by name.
     fn covers(&self, other: &Scope) -> bool {
-        self.resource == "*" || self.resource == other.resource
+        self.resource == other.resource || (self.resource == "*" && other.resource != "AuditEvent")
     }
 
     fn text(&self) -> String {
@@ -412,6 +415,7 @@ mod tests {
             user: None,
         };
         assert!(all.allows("Device") && all.allows("Observation"));
+        assert!(!all.allows("AuditEvent"), "the audit log only by name");
         // A clinician's token reads by its user scopes, and a system scope
         // in it means nothing.
         let clinician = Grant {

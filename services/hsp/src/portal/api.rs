@@ -153,8 +153,12 @@ pub(super) enum Access {
     BreakGlass { reason: String, until: u64 },
 }
 
+/// A patient a clinician may not open, said the same whether or not the
+/// patient exists (and by the FHIR API to a clinician's token).
+pub(crate) const NOT_OPEN: &str = "No patient with that identifier is on your care teams.";
+
 fn not_open() -> ApiError {
-    ApiError::not_found("No patient with that identifier is on your care teams.")
+    ApiError::not_found(NOT_OPEN)
 }
 
 impl Portal {
@@ -225,7 +229,7 @@ impl Portal {
         let detail = match access {
             Access::CareTeam => format!("portal: {what}"),
             Access::BreakGlass { reason, .. } => {
-                format!("portal: {what}; {BREAK_GLASS_MARKER}{reason}")
+                format!("portal: {what}{BREAK_GLASS_MARKER}{reason}")
             }
         };
         self.hsp

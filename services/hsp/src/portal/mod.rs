@@ -22,6 +22,7 @@ mod session;
 mod setup;
 mod tls;
 
+pub(crate) use api::NOT_OPEN;
 pub use client::TrustedProxy;
 pub(crate) use error::ApiError;
 pub use login::code_mac;
