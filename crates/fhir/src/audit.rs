@@ -10,7 +10,7 @@
 use serde_json::{json, Value};
 use vitalgate_store::{AuditQuery, AuditRecord};
 
-use crate::search::{narrow_by_date, DEFAULT_COUNT, MAX_COUNT};
+use crate::search::{narrow_by_date, page_size, DEFAULT_COUNT};
 
 /// DICOM's audit event types (the value set FHIR AuditEvent.type uses).
 const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
@@ -170,12 +170,7 @@ impl AuditEventQuery {
                     query.subtype = Some(kind.to_string());
                 }
                 "date" => narrow_by_date(value, &mut query.from_ms, &mut query.until_ms)?,
-                "_count" => {
-                    let count: usize = value
-                        .parse()
-                        .map_err(|_| format!("_count {value:?} is not a number"))?;
-                    query.count = count.clamp(1, MAX_COUNT);
-                }
+                "_count" => query.count = page_size(value)?,
                 "_cursor" => {
                     query.before_id = Some(value.parse().map_err(|_| "a damaged _cursor")?);
                 }

@@ -64,12 +64,7 @@ impl ObservationQuery {
                     }
                 }
                 "date" => query.date(value)?,
-                "_count" => {
-                    let count: usize = value
-                        .parse()
-                        .map_err(|_| format!("_count {value:?} is not a number"))?;
-                    query.count = count.clamp(1, MAX_COUNT);
-                }
+                "_count" => query.count = page_size(value)?,
                 "_cursor" => {
                     let (at, sequence) = value
                         .split_once('.')
@@ -139,6 +134,14 @@ pub(crate) fn link<K: AsRef<str>>(pairs: &[(K, String)]) -> String {
         })
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// A page's size from `_count`, held to 1 to [`MAX_COUNT`].
+pub(crate) fn page_size(value: &str) -> Result<usize, String> {
+    let count: usize = value
+        .parse()
+        .map_err(|_| format!("_count {value:?} is not a number"))?;
+    Ok(count.clamp(1, MAX_COUNT))
 }
 
 /// Narrows the Unix-ms range `[from_ms, until_ms)` by one `date` search

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use vitalgate_fhir::RESOURCE_TYPES;
 
 use super::smart::Grant;
-use super::{authorized, base, fhir_json, system_only, Refusal};
+use super::{authorized, base, fhir_json, query_params, system_only, Refusal};
 use crate::bulk::{self, ExportError, ExportScope, ExportSink};
 use crate::portal::Portal;
 
@@ -182,10 +182,7 @@ async fn start(
             "a bulk export is asynchronous: send Prefer: respond-async",
         ));
     }
-    let params: Vec<(String, String)> =
-        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+    let params = query_params(query);
     let (types, since_ms) = parse_kick_off(&params, &grant)?;
     let hsp = &portal.hsp;
     let now = i64::try_from(hsp.now()).unwrap_or(i64::MAX);
@@ -227,7 +224,16 @@ async fn start(
     Ok(accepted)
 }
 
-/// The job an id names, for the client whose token came with the request.
+/// The job an id names, for the backend client whose token came with the
+/// request.
+fn clients_job(portal: &Portal, headers: &HeaderMap, id: &str) -> Result<(Grant, Job), Refusal> {
+    let grant = authorized(portal, headers, None)?;
+    system_only(&grant)?;
+    let job = job_of(portal, id, &grant)?;
+    Ok((grant, job))
+}
+
+/// The job an id names, for the client `grant` is for.
 fn job_of(portal: &Portal, id: &str, grant: &Grant) -> Result<Job, Refusal> {
     let gone = || {
         Refusal::new(
@@ -252,9 +258,7 @@ pub(super) async fn status(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Refusal> {
-    let grant = authorized(&portal, &headers, None)?;
-    system_only(&grant)?;
-    let job = job_of(&portal, &id, &grant)?;
+    let (_, job) = clients_job(&portal, &headers, &id)?;
     let base = base(&portal, &headers);
     let output: Vec<Value> = job
         .types
@@ -291,9 +295,7 @@ pub(super) async fn cancel(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Refusal> {
-    let grant = authorized(&portal, &headers, None)?;
-    system_only(&grant)?;
-    job_of(&portal, &id, &grant)?;
+    clients_job(&portal, &headers, &id)?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
@@ -338,9 +340,7 @@ pub(super) async fn file(
     headers: HeaderMap,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Response, Refusal> {
-    let grant = authorized(&portal, &headers, None)?;
-    system_only(&grant)?;
-    let job = job_of(&portal, &id, &grant)?;
+    let (grant, job) = clients_job(&portal, &headers, &id)?;
     let resource_type = name
         .strip_suffix(".ndjson")
         .filter(|t| job.types.iter().any(|j| j == t))

@@ -340,6 +340,13 @@ fn authorized(
     Ok(grant)
 }
 
+/// A request's query as name and value pairs, percent-decoded.
+fn query_params(query: Option<String>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
 /// The pseudonym of the patient whose FHIR id is `id`, if there is one.
 async fn patient_of(store: &dyn Store, id: &str) -> Result<Option<String>, Refusal> {
     let failed = |_| Refusal::unavailable();
@@ -539,10 +546,7 @@ async fn search_observations(
     RawQuery(query): RawQuery,
 ) -> Result<Response, Refusal> {
     let grant = authorized(&portal, &headers, Some("Observation"))?;
-    let params: Vec<(String, String)> =
-        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+    let params = query_params(query);
     let query = ObservationQuery::parse(&params)
         .map_err(|why| Refusal::new(StatusCode::BAD_REQUEST, "not-supported", why))?;
     let store = &**portal.hsp.store();
@@ -632,10 +636,7 @@ async fn search_audit_events(
 ) -> Result<Response, Refusal> {
     let grant = authorized(&portal, &headers, Some("AuditEvent"))?;
     system_only(&grant)?;
-    let params: Vec<(String, String)> =
-        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+    let params = query_params(query);
     let mut query = AuditEventQuery::parse(&params)
         .map_err(|why| Refusal::new(StatusCode::BAD_REQUEST, "not-supported", why))?;
     let store = &**portal.hsp.store();
