@@ -32,6 +32,7 @@ mod portal_tls;
 mod processes;
 mod renewal;
 mod replicas;
+mod resumption;
 mod rollover;
 mod sdk_c;
 mod startup_errors;

@@ -237,6 +237,7 @@ fn handshake(json: bool, rounds: usize) {
     let sizes: HashMap<&str, (usize, usize)> = HashMap::from([
         ("vitalgate-ref", vg_ref.handshake()),
         ("vitalgate-full", vg_full.handshake()),
+        ("vitalgate-resume", vg_ref.resume()),
         ("vitalgate-ref-dalek", vg_dalek.handshake()),
         ("rustls-mtls-ed25519", rustls.handshake()),
         ("noise-xx", noise.handshake()),
@@ -253,6 +254,12 @@ fn handshake(json: bool, rounds: usize) {
             name: "vitalgate-full",
             run: Box::new(|| {
                 vg_full.handshake();
+            }),
+        },
+        Bench {
+            name: "vitalgate-resume",
+            run: Box::new(|| {
+                vg_ref.resume();
             }),
         },
         Bench {
@@ -284,6 +291,7 @@ fn handshake(json: bool, rounds: usize) {
     let mut rows: Vec<Row> = [
         "vitalgate-ref",
         "vitalgate-full",
+        "vitalgate-resume",
         "vitalgate-ref-dalek",
         "rustls-mtls-ed25519",
         "noise-xx",
@@ -432,6 +440,16 @@ fn handshake(json: bool, rounds: usize) {
             1.2,
         ),
         (
+            "vitalgate-resume <= 0.3 x vitalgate-ref",
+            row_median("vitalgate-resume") / row_median("vitalgate-ref"),
+            0.3,
+        ),
+        (
+            "vitalgate-resume bytes <= 100",
+            total("vitalgate-resume") as f64,
+            100.0,
+        ),
+        (
             "vitalgate-ref bytes <= 256",
             total("vitalgate-ref") as f64,
             256.0,
@@ -478,6 +496,7 @@ mod tests {
             254
         );
         assert!(total(vitalgate::Setup::<AwsLc>::new(true).handshake()) <= 600);
+        assert_eq!(total(vitalgate::Setup::<AwsLc>::new(false).resume()), 100);
         assert!(total(peers::RustlsMtls::new().handshake()) > 1000);
         // Noise XX: 32 + (32 + 48 + 16) + (48 + 16) bytes.
         assert_eq!(total(peers::NoiseXx::new().handshake()), 192);

@@ -5,12 +5,13 @@ use vitalgate_core::credential::{
     Credential, CredentialBody, KeyProtection, KnownCredential, KnownCredentials, Role, RoleSet,
     TrustStore,
 };
-use vitalgate_core::factor::FactorSet;
+use vitalgate_core::factor::{AssuranceLevel, FactorSet};
 use vitalgate_core::handshake::{
     Initiator, InitiatorConfig, InitiatorProgress, PeerDirectory, Responder, ResponderConfig,
 };
 use vitalgate_core::provider::{CryptoProvider, Secret32};
-use vitalgate_core::replay::InMemoryReplayCache;
+use vitalgate_core::replay::{InMemoryReplayCache, ReplayCache as _};
+use vitalgate_core::resumption::{issue_ticket, ResumeRequest, Resumer, TicketGrant, TicketKey};
 use vitalgate_core::signer::{Signer, SoftwareSigner};
 use vitalgate_core::UnixTime;
 
@@ -25,6 +26,7 @@ pub(crate) struct Setup<P: CryptoProvider> {
     responder: ResponderConfig<P>,
     prefilter: InMemoryReplayCache,
     durable: InMemoryReplayCache,
+    ticket_key: TicketKey,
 }
 
 fn issue<P: CryptoProvider>(
@@ -90,7 +92,32 @@ impl<P: CryptoProvider> Setup<P> {
             responder,
             prefilter: InMemoryReplayCache::new(1 << 16),
             durable: InMemoryReplayCache::new(1 << 16),
+            ticket_key: TicketKey::new(1, Secret32::from_bytes([4; 32])),
         }
+    }
+
+    /// One resumption, as a device moving to another replica runs it: RM1,
+    /// the binder and the ticket opened, the ticket's single use claimed,
+    /// RM2, the confirmation checked, and the next ticket issued (the
+    /// replica's part of every session). Returns the bytes sent each way.
+    pub(crate) fn resume(&self) -> (usize, usize) {
+        let grant = TicketGrant {
+            serial: 2,
+            assurance: AssuranceLevel::Aal1,
+        };
+        let held = issue_ticket::<P>(&self.ticket_key, grant, &mut OsRng);
+        let (rm1, resumer) =
+            Resumer::<P>::start(&held.ticket, &held.psk, grant.assurance, &mut OsRng);
+        let request =
+            ResumeRequest::<P>::open(&rm1, std::slice::from_ref(&self.ticket_key)).expect("rm1");
+        let first_use = self
+            .durable
+            .check_and_insert(&request.ticket_id(), NOW.0 + 3600, NOW.0)
+            .is_ok();
+        let (rm2, _server) = request.accept(first_use, &mut OsRng).expect("rm2");
+        let _next = issue_ticket::<P>(&self.ticket_key, grant, &mut OsRng);
+        resumer.handle_rm2(&rm2).expect("rm2 verifies");
+        (rm1.len(), rm2.len())
     }
 
     /// One complete handshake; returns the bytes sent each way.

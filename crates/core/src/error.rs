@@ -156,6 +156,9 @@ pub enum HandshakeError {
     /// M1 lacks a valid pairing proof for a responder that requires one; the
     /// responder stays silent.
     PairingRequired,
+    /// A resumption ticket was refused: made under a ticket key this party no
+    /// longer (or never) held, altered, or presented without its secret.
+    TicketRefused,
 }
 
 /// Why a factor exchange failed.
@@ -332,6 +335,7 @@ impl fmt::Display for HandshakeError {
             Self::UnexpectedMessage => f.write_str("message out of order"),
             Self::InvalidAssurance => f.write_str("undefined assurance level"),
             Self::PairingRequired => f.write_str("no valid pairing proof"),
+            Self::TicketRefused => f.write_str("resumption ticket refused"),
         }
     }
 }

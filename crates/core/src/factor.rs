@@ -134,7 +134,8 @@ impl AssuranceLevel {
         }
     }
 
-    pub(crate) fn from_wire(value: u8) -> Option<Self> {
+    /// The level its one-byte encoding names (1 to 3).
+    pub fn from_wire(value: u8) -> Option<Self> {
         match value {
             1 => Some(AssuranceLevel::Aal1),
             2 => Some(AssuranceLevel::Aal2),

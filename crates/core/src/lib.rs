@@ -48,6 +48,7 @@ pub mod factor;
 pub mod handshake;
 pub mod provider;
 pub mod replay;
+pub mod resumption;
 pub mod signer;
 mod time;
 

@@ -30,8 +30,10 @@ use vitalgate_core::channel::Record;
 use vitalgate_core::credential::{
     Credential, KnownCredential, KnownCredentials, Role, RoleSet, TrustStore,
 };
+use vitalgate_core::factor::AssuranceLevel;
 use vitalgate_core::handshake::{Initiator, InitiatorConfig, InitiatorProgress, PeerDirectory};
-use vitalgate_core::provider::AwsLc;
+use vitalgate_core::provider::{AwsLc, Secret32};
+use vitalgate_core::resumption::{Resumer, TICKET_LEN};
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1::{self, device_frame, hsp_frame};
 use vitalgate_rpc::clock::SharedClock;
@@ -143,6 +145,10 @@ pub struct DeviceStats {
     pub credential_renewals: AtomicU64,
     /// Renewals that failed (each is retried, with doubling waits).
     pub credential_renewal_failures: AtomicU64,
+    /// Of the handshakes completed, sessions resumed with a ticket.
+    pub resumptions_ok: AtomicU64,
+    /// Resumptions the HSP refused (the device then ran a full handshake).
+    pub resumptions_refused: AtomicU64,
     /// Handshakes that failed because this device refused the HSP's
     /// credential (expired, not yet valid, signed by a TTP key it does not
     /// trust, a bad signature): a sign of a missed renewal or rollover.
@@ -162,7 +168,25 @@ pub struct Device {
     stats: Arc<DeviceStats>,
     renewal: RenewalSchedule,
     floor: TimeFloor,
+    /// The HSP's ticket for resuming the next session, kept in memory only
+    /// (a restarted device starts with a full handshake).
+    ticket: Option<HeldTicket>,
 }
+
+/// A resumption ticket and what goes with it.
+struct HeldTicket {
+    ticket: [u8; TICKET_LEN],
+    psk: Secret32,
+    assurance: AssuranceLevel,
+    expires: std::time::Instant,
+}
+
+/// A session's outbound frames, inbound frames and channel.
+type Opened = (
+    mpsc::Sender<v1::DeviceFrame>,
+    HspFrames,
+    vitalgate_core::channel::SecureChannel<AwsLc>,
+);
 
 /// A clockless device's time: the latest time it has seen signed by an HSP
 /// it authenticated, plus how long it has run since; never earlier, across
@@ -290,6 +314,7 @@ impl Device {
                 retry_secs: 5,
             },
             floor,
+            ticket: None,
             identity,
             config,
             trust,
@@ -531,39 +556,27 @@ impl Device {
         let closed =
             || DeviceError::Protocol("the HSP ended the stream during the handshake".into());
 
-        let initiator_config = self.initiator_config();
-        let (m1, state) = Initiator::start(&initiator_config, &mut OsRng)?;
-        let (tx, mut inbound, m2) = send_m1(link, HandshakeCall::DeviceSession, m1).await?;
-        let verified = {
-            let peers = PeerDirectory {
-                trust: &self.trust,
-                known: &self.known,
-            };
-            state.handle_m2(&m2, UnixTime(self.handshake_now()), &peers)?
-        };
-        let hsp_credential = verified.peer().clone();
-        if !self.config.trusted_clock {
-            let signed = u64::from(verified.responder_time());
-            self.floor.raise(&self.config.data_dir, signed)?;
-        }
-        let (m3, state) = verified.send_m3(&[])?;
-        tx.send(send(device_frame::Frame::Handshake(m3)))
-            .await
-            .map_err(|_| closed())?;
-        let m4 = expect_handshake(inbound.message().await?.ok_or_else(closed)?)?;
-        let session = match state.handle(&m4)? {
-            InitiatorProgress::Established(session) => session,
-            InitiatorProgress::FactorRound(_) => {
-                return Err(DeviceError::Protocol(
-                    "the HSP asked for a factor this device does not have".into(),
-                ))
+        let resumed = match self.ticket.take() {
+            Some(held) if held.expires > std::time::Instant::now() => {
+                match self.resume(link, held).await {
+                    Ok(opened) => Some(opened),
+                    Err(e) => {
+                        // A ticket is for one attempt, refused or not; the
+                        // full handshake is always there.
+                        self.stats
+                            .resumptions_refused
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(error = %e, "resumption refused; full handshake");
+                        None
+                    }
+                }
             }
+            _ => None,
         };
-        self.stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
-        self.remember_hsp(&hsp_credential)?;
-        tracing::debug!(session = ?session.session_id(), "authenticated to the HSP");
-
-        let mut channel = session.into_channel();
+        let (tx, mut inbound, mut channel) = match resumed {
+            Some(opened) => opened,
+            None => self.full_handshake(link).await?,
+        };
         // Everything unacknowledged goes again on a new session.
         let mut sent = 0usize;
         let (clock, can_renew) = (self.config.clock.clone(), self.config.ttp.is_some());
@@ -598,6 +611,80 @@ impl Device {
                 },
             }
         }
+    }
+
+    /// A full handshake on a new stream: the stream and the channel.
+    async fn full_handshake(&mut self, link: &mut impl HspLink) -> Result<Opened, DeviceError> {
+        let send = |frame: device_frame::Frame| v1::DeviceFrame { frame: Some(frame) };
+        let closed =
+            || DeviceError::Protocol("the HSP ended the stream during the handshake".into());
+        let initiator_config = self.initiator_config();
+        let (m1, state) = Initiator::start(&initiator_config, &mut OsRng)?;
+        let (tx, mut inbound, m2) = send_m1(link, HandshakeCall::DeviceSession, m1).await?;
+        let verified = {
+            let peers = PeerDirectory {
+                trust: &self.trust,
+                known: &self.known,
+            };
+            state.handle_m2(&m2, UnixTime(self.handshake_now()), &peers)?
+        };
+        let hsp_credential = verified.peer().clone();
+        if !self.config.trusted_clock {
+            let signed = u64::from(verified.responder_time());
+            self.floor.raise(&self.config.data_dir, signed)?;
+        }
+        let (m3, state) = verified.send_m3(&[])?;
+        tx.send(send(device_frame::Frame::Handshake(m3)))
+            .await
+            .map_err(|_| closed())?;
+        let m4 = expect_handshake(inbound.message().await?.ok_or_else(closed)?)?;
+        let session = match state.handle(&m4)? {
+            InitiatorProgress::Established(session) => session,
+            InitiatorProgress::FactorRound(_) => {
+                return Err(DeviceError::Protocol(
+                    "the HSP asked for a factor this device does not have".into(),
+                ))
+            }
+        };
+        self.stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
+        self.remember_hsp(&hsp_credential)?;
+        tracing::debug!(session = ?session.session_id(), "authenticated to the HSP");
+
+        Ok((tx, inbound, session.into_channel()))
+    }
+
+    /// Resumes with a ticket from an earlier session: one round trip, no
+    /// signatures, on whichever replica answers.
+    async fn resume(
+        &mut self,
+        link: &mut impl HspLink,
+        held: HeldTicket,
+    ) -> Result<Opened, DeviceError> {
+        let (rm1, resumer) =
+            Resumer::<AwsLc>::start(&held.ticket, &held.psk, held.assurance, &mut OsRng);
+        let (tx, inbound, rm2) = send_m1(link, HandshakeCall::DeviceSession, rm1.to_vec()).await?;
+        let resumed = resumer.handle_rm2(&rm2)?;
+        self.stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
+        self.stats.resumptions_ok.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(session = ?resumed.session_id(), "resumed with the HSP");
+        Ok((tx, inbound, resumed.into_channel()))
+    }
+
+    /// Keeps the ticket an acknowledgement carried, replacing the last one.
+    fn keep_ticket(&mut self, ticket: v1::ResumptionTicket) -> Result<(), DeviceError> {
+        let bad = || DeviceError::Protocol("a malformed resumption ticket".into());
+        let psk: [u8; 32] = ticket.psk.as_slice().try_into().map_err(|_| bad())?;
+        let assurance = u8::try_from(ticket.assurance)
+            .ok()
+            .and_then(AssuranceLevel::from_wire)
+            .ok_or_else(bad)?;
+        self.ticket = Some(HeldTicket {
+            ticket: ticket.ticket.as_slice().try_into().map_err(|_| bad())?,
+            psk: Secret32::from_bytes(psk),
+            assurance,
+            expires: std::time::Instant::now() + Duration::from_secs(u64::from(ticket.valid_secs)),
+        });
+        Ok(())
     }
 
     /// After a stop, waits briefly for the acknowledgements still in flight.
@@ -639,6 +726,9 @@ impl Device {
             .map_err(|e| DeviceError::Protocol(format!("acknowledgement: {e}")))?;
         if !ack.anchor_updates.is_empty() {
             self.accept_anchor_updates(&ack.anchor_updates)?;
+        }
+        if let Some(ticket) = ack.ticket {
+            self.keep_ticket(ticket)?;
         }
         let acked: HashSet<u64> = ack.sequences.into_iter().collect();
         let before = self.buffer.len();

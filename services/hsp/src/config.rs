@@ -26,6 +26,10 @@ pub struct HspConfig {
     pub session_idle_timeout: Duration,
     /// Caps on half-open handshakes and when a cookie is asked for.
     pub admission: AdmissionLimits,
+    /// How often the resumption ticket key changes: a device's ticket is
+    /// good for one to two of these, on any replica. `None`: devices are
+    /// given no tickets and every session starts with a full handshake.
+    pub resumption_epoch: Option<Duration>,
     /// The most samples one record may carry.
     pub max_batch_samples: usize,
     /// Size of the in-memory replay pre-filter.
@@ -103,7 +107,8 @@ impl std::fmt::Debug for CodeSenderHandle {
 
 impl HspConfig {
     /// Defaults: ±30 s, 10 s per handshake step, 2 minutes idle at most in a
-    /// session, 500 samples per batch.
+    /// session, 500 samples per batch, resumption tickets good for 30 to 60
+    /// minutes.
     pub fn new(data_dir: PathBuf, ttp_url: String, ttp_ca_pem: String) -> Self {
         Self {
             data_dir,
@@ -113,6 +118,7 @@ impl HspConfig {
             handshake_timeout: Duration::from_secs(10),
             session_idle_timeout: Duration::from_secs(120),
             admission: AdmissionLimits::default(),
+            resumption_epoch: Some(Duration::from_secs(30 * 60)),
             max_batch_samples: 500,
             prefilter_capacity: 1 << 16,
             max_write_samples: 5_000,

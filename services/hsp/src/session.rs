@@ -14,11 +14,12 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tonic::Status;
 use tracing::Instrument as _;
-use vitalgate_core::channel::Record;
-use vitalgate_core::credential::Credential;
+use vitalgate_core::channel::{Record, SecureChannel};
+use vitalgate_core::credential::{Credential, Role, RoleSet};
 use vitalgate_core::factor::{AssuranceLevel, FactorKind};
 use vitalgate_core::handshake::{Responder, Session};
 use vitalgate_core::provider::AwsLc;
+use vitalgate_core::resumption::{is_resumption, issue_ticket, ResumeRequest, TicketGrant};
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1::{self, device_frame, hsp_frame};
 use vitalgate_rpc::{core_status, inbound_status, invalid, store_status};
@@ -367,13 +368,35 @@ pub(crate) async fn authenticate(
     action: Action,
 ) -> Result<Option<Authenticated>, Refusal> {
     let started = std::time::Instant::now();
-    let result = authenticate_steps(hsp, inbound, tx, peer_addr, action).await;
+    let result = match admitted_first_message(hsp, inbound, tx, peer_addr).await {
+        Ok(Some((half_open, m1))) => {
+            authenticate_steps(hsp, inbound, tx, peer_addr, action, half_open, m1).await
+        }
+        Ok(None) => Ok(None),
+        Err(refusal) => Err(refusal),
+    };
     let role = match action {
         Action::StreamVitals => "device",
         _ => "clinician",
     };
     crate::metrics::handshake(role, ending(&result), started.elapsed());
     result
+}
+
+/// A half-open handshake admitted, and its first message (M1 or RM1),
+/// after the cookie round trip a loaded replica asks for. `None` when the
+/// peer went away or was sent a cookie.
+async fn admitted_first_message(
+    hsp: &Hsp,
+    inbound: &mut Inbound,
+    tx: &Outbound,
+    peer_addr: &str,
+) -> Result<Option<(HalfOpen, Vec<u8>)>, Refusal> {
+    let half_open = admit(hsp, peer_addr)?;
+    let Some(m1) = first_message(hsp, inbound, tx, &half_open).await? else {
+        return Ok(None);
+    };
+    Ok(Some((half_open, m1)))
 }
 
 /// How a handshake or login ended, for the metrics.
@@ -391,14 +414,12 @@ async fn authenticate_steps(
     tx: &Outbound,
     peer_addr: &str,
     action: Action,
+    half_open: HalfOpen,
+    m1: Vec<u8>,
 ) -> Result<Option<Authenticated>, Refusal> {
     let inner = &**hsp;
     let responders = inner.responders();
     let responder_config = responders.for_action(action);
-    let half_open = admit(hsp, peer_addr)?;
-    let Some(m1) = first_message(hsp, inbound, tx, &half_open).await? else {
-        return Ok(None);
-    };
     let (m2, responder) = Responder::handle_m1(
         responder_config,
         &m1,
@@ -532,6 +553,177 @@ async fn authenticate_steps(
     }))
 }
 
+/// An established device session, from a full handshake or a resumption.
+struct DeviceSession {
+    channel: SecureChannel<AwsLc>,
+    device: Credential,
+    session_id: String,
+    live: LiveGuard,
+    assurance: AssuranceLevel,
+}
+
+/// The device's handshake: a full one, or a resumption when the first
+/// message is RM1. `None` when the device went away.
+async fn open_device_session(
+    hsp: &Hsp,
+    inbound: &mut Inbound,
+    tx: &Outbound,
+    peer_addr: &str,
+) -> Result<Option<DeviceSession>, Refusal> {
+    let started = std::time::Instant::now();
+    let (role, result) = match admitted_first_message(hsp, inbound, tx, peer_addr).await {
+        Ok(Some((half_open, rm1))) if is_resumption(&rm1) => (
+            "device-resumed",
+            resume(hsp, tx, peer_addr, half_open, &rm1).await,
+        ),
+        Ok(Some((half_open, m1))) => {
+            let action = Action::StreamVitals;
+            let full = authenticate_steps(hsp, inbound, tx, peer_addr, action, half_open, m1).await;
+            let opened = full.map(|done| {
+                done.map(|done| DeviceSession {
+                    assurance: done.session.assurance(),
+                    channel: done.session.into_channel(),
+                    device: done.peer,
+                    session_id: done.session_id,
+                    live: done.live,
+                })
+            });
+            ("device", opened)
+        }
+        Ok(None) => ("device", Ok(None)),
+        Err(refusal) => ("device", Err(refusal)),
+    };
+    crate::metrics::handshake(role, ending(&result), started.elapsed());
+    result
+}
+
+/// Resumes a device's session from RM1 (`vitalgate_core::resumption`): the
+/// binder first (hashes only), then what a full handshake would check of the
+/// device (its credential still valid and unrevoked, the policy, its
+/// binding), then the ticket's single use, claimed in the store every
+/// replica shares, and only then RM2.
+async fn resume(
+    hsp: &Hsp,
+    tx: &Outbound,
+    peer_addr: &str,
+    half_open: HalfOpen,
+    rm1: &[u8],
+) -> Result<Option<DeviceSession>, Refusal> {
+    let refused = |status: Status| Refusal {
+        status,
+        audit_kind: "handshake.failed",
+    };
+    let keys = hsp.resumption().ok_or_else(|| {
+        refused(Status::failed_precondition(
+            "this HSP gives no resumption tickets: start with a full handshake",
+        ))
+    })?;
+    let now = hsp.now();
+    let request = ResumeRequest::<AwsLc>::open(rm1, &keys.accepted(now))
+        .map_err(|e| Refusal::handshake(&e))?;
+    let grant = request.grant();
+    let record = hsp
+        .store()
+        .credential(grant.serial)
+        .await
+        .map_err(|e| refused(store_status(&e)))?
+        .ok_or_else(|| {
+            refused(Status::unauthenticated(
+                "the ticket's credential is not known here: start with a full handshake",
+            ))
+        })?;
+    let device = Credential::decode(&record.encoded)
+        .map_err(|e| Refusal::handshake(&vitalgate_core::Error::Decode(e)))?;
+    hsp.peers()
+        .validate(&device, RoleSet::only(Role::Device), UnixTime(now))
+        .map_err(|e| Refusal::handshake(&vitalgate_core::Error::Credential(e)))?;
+    // Registered before the last checks, as in the full handshake: a
+    // revocation from here on closes the session.
+    let live = hsp.live().register(device.serial(), hsp.peers().clone());
+    let rule = hsp
+        .factors()
+        .policy
+        .rule(Role::Device, Action::StreamVitals)
+        .ok_or_else(|| {
+            refused(Status::permission_denied(
+                "the policy does not let a device stream vitals",
+            ))
+        })?;
+    if grant.assurance < rule.min_assurance {
+        return Err(refused(Status::permission_denied(format!(
+            "the policy needs {:?} now; the ticket carries {:?}: start with a full handshake",
+            rule.min_assurance, grant.assurance
+        ))));
+    }
+    let subject = String::from_utf8_lossy(device.subject()).into_owned();
+    check_binding(hsp, &device, &subject).await?;
+    let keep_until = keys.expires(now) + u64::from(hsp.config().skew_window_secs);
+    let ticket_id = request.ticket_id();
+    let claim = hsp.store().claim_replay_key(&ticket_id, keep_until, now);
+    let first_use = crate::metrics::db_operation("claim_replay_key", claim)
+        .await
+        .map_err(|e| refused(store_status(&e)))?;
+    let (rm2, resumed) = request
+        .accept(first_use, &mut OsRng)
+        .map_err(|e| Refusal::handshake(&e))?;
+    if let Some(reason) = live.must_close() {
+        return Err(Refusal {
+            audit_kind: "handshake.failed",
+            ..closed_refusal(reason)
+        });
+    }
+    if tx.send(handshake_frame(rm2.to_vec())).await.is_err() {
+        return Ok(None);
+    }
+    drop(half_open);
+    let counters = hsp.counters();
+    counters.handshakes_ok.fetch_add(1, Ordering::Relaxed);
+    counters.resumptions_ok.fetch_add(1, Ordering::Relaxed);
+    let session_id = hex::encode(resumed.session_id());
+    tracing::info!(serial = device.serial(), session = %session_id, peer = %peer_addr, "resumed");
+    hsp.audit(
+        "handshake.resumed",
+        &subject,
+        &device.serial().to_string(),
+        &format!(
+            "StreamVitals session {session_id} resumed at {:?}",
+            resumed.assurance()
+        ),
+    )
+    .await;
+    Ok(Some(DeviceSession {
+        assurance: resumed.assurance(),
+        channel: resumed.into_channel(),
+        device,
+        session_id,
+        live,
+    }))
+}
+
+/// A fresh ticket for `device`'s next session, good until the ticket key
+/// retires or the credential expires, whichever is first; `None` when
+/// resumption is off.
+fn resumption_ticket(
+    hsp: &Hsp,
+    device: &Credential,
+    assurance: AssuranceLevel,
+) -> Option<v1::ResumptionTicket> {
+    let keys = hsp.resumption()?;
+    let now = hsp.now();
+    let grant = TicketGrant {
+        serial: device.serial(),
+        assurance,
+    };
+    let issued = issue_ticket::<AwsLc>(&keys.issuing(now), grant, &mut OsRng);
+    let until = keys.expires(now).min(u64::from(device.body().not_after));
+    Some(v1::ResumptionTicket {
+        ticket: issued.ticket.to_vec(),
+        psk: issued.psk.expose().to_vec(),
+        assurance: assurance as u32,
+        valid_secs: u32::try_from(until.saturating_sub(now)).unwrap_or(u32::MAX),
+    })
+}
+
 async fn handshake_and_stream(
     hsp: &Hsp,
     inbound: &mut Inbound,
@@ -539,12 +731,13 @@ async fn handshake_and_stream(
     peer_addr: &str,
 ) -> Result<(), Refusal> {
     let inner = &**hsp;
-    let Some(Authenticated {
-        session,
-        peer: device,
+    let Some(DeviceSession {
+        mut channel,
+        device,
         session_id,
         mut live,
-    }) = authenticate(hsp, inbound, tx, peer_addr, Action::StreamVitals).await?
+        assurance,
+    }) = open_device_session(hsp, inbound, tx, peer_addr).await?
     else {
         return Ok(());
     };
@@ -557,7 +750,9 @@ async fn handshake_and_stream(
     )
     .await;
 
-    let mut channel = session.into_channel();
+    // The device's ticket for its next session rides on the first
+    // acknowledgement: a device that sends nothing needs none.
+    let mut ticket = resumption_ticket(hsp, &device, assurance);
     let mut acknowledged_in_session = 0u64;
     // The TTP's anchor statements ride in the HSP's records, sealed and
     // bound to this session: first right away, then with the next
@@ -568,6 +763,7 @@ async fn handshake_and_stream(
         let update = v1::Ack {
             sequences: Vec::new(),
             anchor_updates: news,
+            ticket: None,
         };
         let sealed = channel
             .sealer
@@ -718,6 +914,7 @@ async fn handshake_and_stream(
         let ack = v1::Ack {
             sequences: batch.samples.iter().map(|s| s.sequence).collect(),
             anchor_updates: inner.peers().statements_newer_than(&mut anchors_sent),
+            ticket: ticket.take(),
         };
         let sealed = match channel.sealer.seal(&ack.encode_to_vec()) {
             Ok(sealed) => sealed,

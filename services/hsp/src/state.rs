@@ -18,6 +18,7 @@ use crate::factors::FactorVerifier;
 use crate::fhir_api::FhirApi;
 use crate::live::LiveSessions;
 use crate::login::TicketBook;
+use crate::resumption::TicketKeys;
 use crate::revocation::TtpLink;
 use crate::stats::HspStats;
 use crate::trust::Peers;
@@ -33,6 +34,7 @@ pub struct State {
     own: OwnCredential,
     prefilter: InMemoryReplayCache,
     admission: Arc<Admission>,
+    resumption: Option<TicketKeys>,
     peers: Arc<Peers>,
     factors: FactorVerifier,
     tickets: TicketBook,
@@ -112,6 +114,10 @@ impl State {
         let factors = FactorVerifier::for_replica(&config, store.clone(), vault.clone()).await?;
         let admission =
             Arc::new(Admission::for_replica(config.admission.clone(), &*store, &vault).await?);
+        let resumption = match config.resumption_epoch {
+            Some(epoch) => Some(TicketKeys::for_replica(epoch.as_secs(), &*store, &vault).await?),
+            None => None,
+        };
         let fhir = FhirApi::for_replica(
             config.fhir_clients.clone(),
             &*store,
@@ -130,6 +136,7 @@ impl State {
             peers: Arc::new(peers),
             prefilter: InMemoryReplayCache::new(config.prefilter_capacity),
             admission,
+            resumption,
             live: Arc::new(LiveSessions::new(stats.clone())),
             writer,
             alerts,
@@ -219,6 +226,11 @@ impl State {
     /// Which handshakes the replica starts (caps, cookies).
     pub(crate) fn admission(&self) -> &Arc<Admission> {
         &self.admission
+    }
+
+    /// The resumption ticket keys, unless resumption is off.
+    pub(crate) fn resumption(&self) -> Option<&TicketKeys> {
+        self.resumption.as_ref()
     }
 
     /// The TTP's keys and revocations, and the peers' credentials.

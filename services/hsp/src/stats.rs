@@ -7,6 +7,8 @@ use std::sync::atomic::AtomicU64;
 pub struct HspStats {
     /// Handshakes completed.
     pub handshakes_ok: AtomicU64,
+    /// Of those, sessions resumed with a ticket (one round trip, no signatures).
+    pub resumptions_ok: AtomicU64,
     /// Handshakes refused.
     pub handshakes_failed: AtomicU64,
     /// Samples received from devices in decoded batches.

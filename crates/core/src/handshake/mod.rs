@@ -394,6 +394,24 @@ impl<P: CryptoProvider> Schedule<P> {
         .concat()
     }
 
+    /// The channel's keys for `side` (sending, receiving) and the session's
+    /// public identifier, from the handshake's (or a resumption's) output key.
+    pub(crate) fn application_keys(
+        prk_out: &Secret32,
+        side: Side,
+    ) -> (Secret32, Secret32, [u8; 16]) {
+        let mut i2r = Secret32([0u8; 32]);
+        let mut r2i = Secret32([0u8; 32]);
+        let mut session_id = [0u8; 16];
+        P::hkdf_expand(prk_out, &[label::APP_I2R], &mut i2r.0);
+        P::hkdf_expand(prk_out, &[label::APP_R2I], &mut r2i.0);
+        P::hkdf_expand(prk_out, &[label::SESSION_ID], &mut session_id);
+        match side {
+            Side::Initiator => (i2r, r2i, session_id),
+            Side::Responder => (r2i, i2r, session_id),
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn session(
         prk: &Secret32,
@@ -405,16 +423,7 @@ impl<P: CryptoProvider> Schedule<P> {
         peer_time: u32,
     ) -> Session<P> {
         let prk_out = Self::key(prk, label::PRK_OUT, th_final);
-        let mut i2r = Secret32([0u8; 32]);
-        let mut r2i = Secret32([0u8; 32]);
-        let mut session_id = [0u8; 16];
-        P::hkdf_expand(&prk_out, &[label::APP_I2R], &mut i2r.0);
-        P::hkdf_expand(&prk_out, &[label::APP_R2I], &mut r2i.0);
-        P::hkdf_expand(&prk_out, &[label::SESSION_ID], &mut session_id);
-        let (send_key, receive_key) = match side {
-            Side::Initiator => (i2r, r2i),
-            Side::Responder => (r2i, i2r),
-        };
+        let (send_key, receive_key, session_id) = Self::application_keys(&prk_out, side);
         Session {
             side,
             peer,

@@ -9,15 +9,18 @@
 //! round trip from an address it can receive at, per M1, while each refused M1
 //! cost the replica one HMAC.
 //!
-//! Epoch keys are derived from a root secret the replicas share through the
-//! store, so any replica checks any replica's cookie; a key lives for one
-//! epoch and is accepted for one more, so a cookie handed out just before
-//! the rotation still works. No I/O and no clock here: `now` is a parameter.
+//! Epoch keys (`EpochKeys`) come from a root secret the replicas share
+//! through the store, so any replica checks any replica's cookie; a key
+//! lives for one epoch and is accepted for one more, so a cookie handed out
+//! just before the rotation still works. No I/O and no clock here: `now` is
+//! a parameter.
 
 use std::net::IpAddr;
 
 use aws_lc_rs::hmac;
 use zeroize::Zeroizing;
+
+use crate::epoch_keys::EpochKeys;
 
 /// How many bytes of the MAC a cookie carries (128 bits: guessing one is
 /// hopeless, and it stays small on the wire).
@@ -30,15 +33,14 @@ const COOKIE_LABEL: &[u8] = b"vitalgate admission cookie v1";
 /// Makes and checks cookies for one replica (every replica holding the same
 /// root makes the same cookies).
 pub struct CookieJar {
-    root: hmac::Key,
-    epoch_secs: u64,
+    keys: EpochKeys,
 }
 
 impl std::fmt::Debug for CookieJar {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CookieJar")
-            .field("epoch_secs", &self.epoch_secs)
-            .finish_non_exhaustive()
+            .field("keys", &self.keys)
+            .finish()
     }
 }
 
@@ -46,22 +48,20 @@ impl CookieJar {
     /// A jar whose keys change every `epoch_secs` seconds (at least one).
     pub fn new(root: &Zeroizing<[u8; 32]>, epoch_secs: u64) -> Self {
         Self {
-            root: hmac::Key::new(hmac::HMAC_SHA256, root.as_slice()),
-            epoch_secs: epoch_secs.max(1),
+            keys: EpochKeys::new(root, epoch_secs, EPOCH_KEY_LABEL),
         }
     }
 
     /// The cookie for `m1` from `source` at `now` (Unix seconds).
     pub fn cookie(&self, now: u64, source: IpAddr, m1: &[u8]) -> [u8; COOKIE_BYTES] {
-        self.cookie_in(now / self.epoch_secs, source, m1)
+        self.cookie_in(self.keys.epoch(now), source, m1)
     }
 
     /// Whether `cookie` was made for `m1` from `source` in this epoch or
     /// the previous one; compared in constant time.
     pub fn check(&self, now: u64, source: IpAddr, m1: &[u8], cookie: &[u8]) -> bool {
-        let epoch = now / self.epoch_secs;
         let mut valid = false;
-        for epoch in [Some(epoch), epoch.checked_sub(1)].into_iter().flatten() {
+        for epoch in self.keys.accepted(now) {
             let expected = self.cookie_in(epoch, source, m1);
             // Both epochs are always computed, so the time taken does not
             // tell which one matched.
@@ -71,12 +71,7 @@ impl CookieJar {
     }
 
     fn cookie_in(&self, epoch: u64, source: IpAddr, m1: &[u8]) -> [u8; COOKIE_BYTES] {
-        let epoch_key = {
-            let mut input = EPOCH_KEY_LABEL.to_vec();
-            input.extend_from_slice(&epoch.to_be_bytes());
-            let tag = hmac::sign(&self.root, &input);
-            hmac::Key::new(hmac::HMAC_SHA256, tag.as_ref())
-        };
+        let epoch_key = hmac::Key::new(hmac::HMAC_SHA256, self.keys.key(epoch).as_slice());
         let mut context = hmac::Context::with_key(&epoch_key);
         context.update(COOKIE_LABEL);
         match source {
