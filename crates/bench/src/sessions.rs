@@ -151,7 +151,9 @@ async fn fresh_database(url: &str, name: &str) -> Result<String, Error> {
 
 /// Runs every (store, device count) of `options`; prints a row after each.
 pub(crate) fn run(options: &Options, json: bool) -> Result<Vec<(StoreKind, Row)>, Error> {
-    let limit = fleet::figures::raise_open_files_limit()?;
+    let limit = vitalgate_rpc::limits::raise_open_files_limit(u64::MAX)
+        .map_err(|e| format!("raising the open-files limit: {e}"))?
+        .soft;
     let largest = options.devices.iter().max().copied().unwrap_or(0);
     if (limit as usize) < largest + 1000 {
         eprintln!("sessions: the open-files limit is {limit}; {largest} devices need more");

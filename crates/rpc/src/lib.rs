@@ -12,6 +12,7 @@ pub mod admin;
 pub mod anchors;
 pub mod clock;
 pub mod identity;
+pub mod limits;
 pub mod tls;
 pub mod trace_context;
 

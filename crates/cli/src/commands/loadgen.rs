@@ -110,7 +110,9 @@ fn token_in(path: &std::path::Path, whose: &str) -> Result<String, String> {
 }
 
 pub(crate) async fn run(args: LoadgenArgs) -> CliResult {
-    let limit = fleet::figures::raise_open_files_limit()?;
+    let limit = vitalgate_rpc::limits::raise_open_files_limit(u64::MAX)
+        .map_err(|e| format!("raising the open-files limit: {e}"))?
+        .soft;
     if (limit as usize) < args.devices + 100 {
         eprintln!(
             "loadgen: the open-files limit is {limit}, under one connection per device ({}): raise it (ulimit -n)",

@@ -84,6 +84,7 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
     let _data_dir = crate::data_lock::lock(&settings.data_dir)?;
     let readiness = ops::ServiceReadiness::with_trust_bundle();
     let telemetry = ops::start("vitalgate-hsp", &ops_settings, readiness.clone()).await?;
+    crate::process::raise_open_files_limit();
     std::fs::create_dir_all(&settings.data_dir)?;
     let store = open_store(
         settings.database_url.as_deref(),

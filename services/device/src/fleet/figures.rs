@@ -39,55 +39,6 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
-/// Raises this process's soft limit of open files to its hard limit (a
-/// fleet holds a connection per device; processes it starts afterwards,
-/// such as an HSP, inherit the limit). Returns the soft limit in force.
-///
-/// The workspace forbids `unsafe`, and `setrlimit` has no safe wrapper in
-/// the standard library: util-linux's `prlimit` sets it on this process.
-pub fn raise_open_files_limit() -> Result<u64, String> {
-    let (soft, hard) = open_files_limit()?;
-    if soft >= hard {
-        return Ok(soft);
-    }
-    let status = std::process::Command::new("prlimit")
-        .arg("--pid")
-        .arg(std::process::id().to_string())
-        .arg(format!("--nofile={hard}:{hard}"))
-        .status()
-        .map_err(|e| format!("prlimit (util-linux): {e}"))?;
-    if !status.success() {
-        return Err(format!(
-            "prlimit could not raise the open-files limit to {hard}"
-        ));
-    }
-    Ok(open_files_limit()?.0)
-}
-
-/// The soft and hard limits of open files, from `/proc/self/limits`.
-fn open_files_limit() -> Result<(u64, u64), String> {
-    let limits = std::fs::read_to_string("/proc/self/limits")
-        .map_err(|e| format!("/proc/self/limits: {e}"))?;
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .ok_or("/proc/self/limits has no open-files line")?;
-    let mut numbers = line["Max open files".len()..]
-        .split_whitespace()
-        .map(|n| match n {
-            "unlimited" => Ok(u64::MAX),
-            n => n
-                .parse::<u64>()
-                .map_err(|e| format!("open-files limit {n:?}: {e}")),
-        });
-    let mut next = || {
-        numbers
-            .next()
-            .unwrap_or(Err("open-files limit missing".into()))
-    };
-    Ok((next()?, next()?))
-}
-
 /// The value below which a share `q` (0 to 1) of `sorted` lies (nearest
 /// rank); NaN for none.
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -113,11 +64,9 @@ mod tests {
     }
 
     #[test]
-    fn this_process_has_memory_cpu_and_a_files_limit() {
+    fn this_process_has_memory_and_cpu_time() {
         let pid = std::process::id();
         assert!(rss_mib(pid).is_some_and(|m| m > 0.0));
         assert!(cpu_secs(pid).is_some_and(|s| s >= 0.0));
-        let (soft, hard) = open_files_limit().expect("limits");
-        assert!(soft <= hard && soft > 0);
     }
 }
