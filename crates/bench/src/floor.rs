@@ -86,3 +86,10 @@ pub(crate) fn floor(medians: &dyn Fn(&str) -> f64, prefix: &str, full: bool) -> 
         + m("hkdf-schedule"))
         + m("aead-handshake-messages")
 }
+
+/// The floor of a resumption (both sides): one X25519 key generation and
+/// Diffie-Hellman per side, the fresh exchange that gives forward secrecy.
+/// No signatures: what is left above it is hashing and the ticket.
+pub(crate) fn resumption_floor(medians: &dyn Fn(&str) -> f64, prefix: &str) -> f64 {
+    2.0 * medians(&format!("{prefix}/x25519-keygen-and-dh"))
+}

@@ -1,8 +1,9 @@
 //! `ingest`: vitals samples stored per second through the HSP's own storage
 //! path — many sessions handing batches to the replica's one `VitalsWriter`,
 //! which gathers them into multi-row inserts on PostgreSQL — for several
-//! gathering sizes, beside plain binary COPY into an unpartitioned table (the
-//! database's own ceiling on this machine).
+//! gathering sizes, beside binary COPY into the store's own `vitals` (the
+//! schema's ceiling: its partitions, key and index) and into an unpartitioned
+//! table without keys (the database's own ceiling on this machine).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -94,6 +95,39 @@ async fn plain_copy(url: &str, rows: u64) -> f64 {
         )
         .await
         .expect("table");
+    let rate = copy_rows(&client, "copy_baseline", rows, 0).await;
+    drop(client);
+    let _ = task.await;
+    rate
+}
+
+/// Binary COPY of the same rows, in one transaction, into the store's own
+/// `vitals` (day partitions, its key and its time index, as the migrations
+/// made them): the ceiling of the schema itself, whatever writes into it.
+/// `offset` keeps its devices apart from those the writer stored.
+async fn copy_into_vitals(url: &str, rows: u64, offset: u64) -> f64 {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let task = tokio::spawn(connection);
+    // The day partitions the rows fall in, made as the store makes them
+    // (before the clock starts: the writer's runs pay for theirs once too).
+    const DAY_MS: i64 = 86_400_000;
+    let days: Vec<i64> =
+        (sample(1, 0).measured_at_ms / DAY_MS..=sample(1, rows).measured_at_ms / DAY_MS).collect();
+    client
+        .execute("SELECT vitals_ensure_partitions($1)", &[&days])
+        .await
+        .expect("partitions");
+    let rate = copy_rows(&client, "vitals", rows, offset).await;
+    drop(client);
+    let _ = task.await;
+    rate
+}
+
+/// COPYs `rows` samples (from 1,000 devices, numbered from `offset`) into
+/// `table`; samples per second.
+async fn copy_rows(client: &tokio_postgres::Client, table: &str, rows: u64, offset: u64) -> f64 {
     let types = [
         Type::INT8,
         Type::INT8,
@@ -108,13 +142,13 @@ async fn plain_copy(url: &str, rows: u64) -> f64 {
     ];
     let start = Instant::now();
     let sink = client
-        .copy_in("COPY copy_baseline FROM STDIN (FORMAT binary)")
+        .copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary)"))
         .await
         .expect("copy");
     let writer = BinaryCopyInWriter::new(sink, &types);
     tokio::pin!(writer);
     for i in 0..rows {
-        let s = sample(i % 1000 + 1, i);
+        let s = sample(offset + i % 1000 + 1, i);
         let (device, sequence) = (s.device_serial as i64, s.sequence as i64);
         writer
             .as_mut()
@@ -134,10 +168,7 @@ async fn plain_copy(url: &str, rows: u64) -> f64 {
             .expect("row");
     }
     writer.finish().await.expect("finish");
-    let rate = rows as f64 / start.elapsed().as_secs_f64();
-    drop(client);
-    let _ = task.await;
-    rate
+    rows as f64 / start.elapsed().as_secs_f64()
 }
 
 pub(crate) fn run(server: &str, per_session: u64) -> Vec<IngestRow> {
@@ -157,6 +188,12 @@ pub(crate) fn run(server: &str, per_session: u64) -> Vec<IngestRow> {
                 samples_per_s: rate,
             });
         }
+        let rate = copy_into_vitals(&url, SESSIONS * per_session, 1_000_000).await;
+        rows.push(IngestRow {
+            name: "postgres-copy-vitals",
+            batch: (SESSIONS * per_session) as usize,
+            samples_per_s: rate,
+        });
         let rate = plain_copy(&url, SESSIONS * per_session).await;
         rows.push(IngestRow {
             name: "postgres-copy-plain",
@@ -216,27 +253,35 @@ pub(crate) fn report(rows: &[IngestRow], json: bool) {
         }
         return;
     }
-    let copy = rows
-        .iter()
-        .find(|r| r.name == "postgres-copy-plain")
-        .map_or(f64::NAN, |r| r.samples_per_s);
+    let rate_of = |name: &str| {
+        rows.iter()
+            .find(|r| r.name == name)
+            .map_or(f64::NAN, |r| r.samples_per_s)
+    };
+    let (copy, schema) = (
+        rate_of("postgres-copy-plain"),
+        rate_of("postgres-copy-vitals"),
+    );
     println!(
-        "{:<22} {:>8} {:>14} {:>10}",
-        "name", "batch", "samples/s", "/copy"
+        "{:<22} {:>8} {:>14} {:>10} {:>13}",
+        "name", "batch", "samples/s", "/copy", "/copy-vitals"
     );
     for row in rows {
         println!(
-            "{:<22} {:>8} {:>14.0} {:>10.2}",
+            "{:<22} {:>8} {:>14.0} {:>10.2} {:>13.2}",
             row.name,
             row.batch,
             row.samples_per_s,
-            row.samples_per_s / copy
+            row.samples_per_s / copy,
+            row.samples_per_s / schema
         );
     }
     println!(
         "\n{SESSIONS} sessions sending {SESSION_BATCH}-sample batches to one VitalsWriter, which \
          gathers up to `batch` samples per write\n(one transaction: a sorted multi-row insert into \
          the day-partitioned table; again with ON CONFLICT DO NOTHING only when it held a stored \
-         key);\n'copy-plain' is binary COPY into an unpartitioned table without keys."
+         key);\n'copy-vitals' is binary COPY of as many rows into the store's own day-partitioned \
+         `vitals` (its key and its time index), in one transaction;\n'copy-plain' is binary COPY \
+         into an unpartitioned table without keys."
     );
 }

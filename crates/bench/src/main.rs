@@ -317,6 +317,12 @@ fn handshake(json: bool, rounds: usize) {
             bytes: None,
         });
     }
+    rows.push(Row {
+        name: "floor-resume",
+        median_us: floor::resumption_floor(&median, "server"),
+        p10_us: floor::resumption_floor(&p10, "server"),
+        bytes: None,
+    });
     let primitive_rows: Vec<Row> = samples
         .iter()
         .filter(|s| s.name.contains('/'))
@@ -388,6 +394,7 @@ fn handshake(json: bool, rounds: usize) {
             "vitalgate-ref" => row_median("floor-server"),
             "vitalgate-full" => row_median("floor-server-full"),
             "vitalgate-ref-dalek" => row_median("floor-dalek"),
+            "vitalgate-resume" => row_median("floor-resume"),
             _ => f64::NAN,
         };
         let (i2r, r2i) = row.bytes.map_or((String::new(), String::new()), |(a, b)| {
@@ -464,6 +471,11 @@ fn handshake(json: bool, rounds: usize) {
         let verdict = if value <= limit { "met" } else { "MISSED" };
         println!("  {goal:<48} {value:>8.3}  {verdict}");
     }
+    println!(
+        "\nA resumption's fresh X25519 exchange on both sides (floor-resume) alone is {:.3} \
+         of vitalgate-ref:\nno resumption with forward secrecy both ways goes below it.",
+        row_median("floor-resume") / row_median("vitalgate-ref")
+    );
 }
 
 fn ratio(a: f64, b: f64) -> String {
