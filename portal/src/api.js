@@ -1,7 +1,8 @@
 // The HSP's JSON API: one fetch wrapper that sends the session's CSRF token
-// with every state-changing call, turns refusals into `ApiError`s with the
+// with every state-changing call and the page's trace context with every call, turns refusals into `ApiError`s with the
 // server's message, and ends the session when the server says it has ended.
 import { endSession, session } from "./state.js";
+import { traceparent } from "./tracing.js";
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -20,7 +21,8 @@ function isSignInStep(path) {
 // refresh timer), which must not keep an unattended session alive; the
 // server leaves its idle time running.
 export async function api(path, body, { poll = false } = {}) {
-  const init = { headers: {}, credentials: "same-origin" };
+  // Each request continues the page's trace at the HSP.
+  const init = { headers: { traceparent: traceparent() }, credentials: "same-origin" };
   if (poll) init.headers["x-vitalgate-poll"] = "1";
   if (body !== undefined) {
     init.method = "POST";

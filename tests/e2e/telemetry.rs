@@ -17,6 +17,8 @@ pub(crate) struct DevRun {
     pub(crate) child: Child,
     /// The HSP's operations address (`127.0.0.1:port`).
     hsp_ops: String,
+    /// The portal's address (`127.0.0.1:port`).
+    pub(crate) portal: String,
     /// The `export NAME=value` lines that point `vitalgate admin` at it.
     pub(crate) exports: Vec<(String, String)>,
 }
@@ -34,12 +36,15 @@ pub(crate) fn start_dev(args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> 
         .spawn()
         .expect("vitalgate dev");
     let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut hsp_ops, mut exports) = (None, Vec::new());
+    let (mut hsp_ops, mut portal, mut exports) = (None, None, Vec::new());
     for line in lines.by_ref() {
         let line = line.expect("dev's output");
         let line = line.trim();
         if let Some(address) = line.strip_prefix("OPS  hsp http://") {
             hsp_ops = Some(address.to_string());
+        }
+        if let Some(address) = line.strip_prefix("WEB  portal on http://") {
+            portal = Some(address.to_string());
         }
         if let Some(assignments) = line.strip_prefix("export ") {
             exports.extend(assignments.split(' ').map(|a| {
@@ -56,6 +61,7 @@ pub(crate) fn start_dev(args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> 
     DevRun {
         child,
         hsp_ops: hsp_ops.expect("an OPS line for the HSP"),
+        portal: portal.expect("a WEB line for the portal"),
         exports,
     }
 }
@@ -76,6 +82,24 @@ fn http_get(address: &str, path: &str) -> String {
     let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
     assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
     body.to_string()
+}
+
+/// `GET path` on the portal at `address`, with a W3C `traceparent` header
+/// when given; the response's status line.
+pub(crate) fn portal_get(address: &str, path: &str, traceparent: Option<&str>) -> String {
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the portal");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let trace = traceparent.map_or(String::new(), |t| format!("traceparent: {t}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{trace}Connection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response.lines().next().unwrap_or_default().to_string()
 }
 
 /// One scraped sample: its labels as `name="value"` text and its value.
@@ -197,6 +221,9 @@ fn check_metrics(database_url: Option<&str>) {
     let dev = start_dev(&args, &[], Stdio::null());
     assert_eq!(http_get(&dev.hsp_ops, "/livez").trim(), "live");
     assert_eq!(http_get(&dev.hsp_ops, "/readyz").trim(), "ready");
+    // A portal request (refused: nobody is signed in) for its histogram.
+    let status = portal_get(&dev.portal, "/api/session", None);
+    assert!(status.starts_with("HTTP/1.1 401"), "{status}");
 
     // Wait until the sessions have stored vitals and every histogram that
     // a session feeds has an observation.
@@ -271,7 +298,7 @@ fn check_metrics(database_url: Option<&str>) {
     // The other direction: nothing exported under these prefixes is missing
     // from the list the dashboards and alerts are checked against.
     for (name, kind) in &types {
-        if ["vitalgate_", "db_client_", "rpc_"]
+        if ["vitalgate_", "db_client_", "rpc_", "http_"]
             .iter()
             .any(|p| name.starts_with(p))
         {
@@ -328,6 +355,14 @@ fn check_metrics(database_url: Option<&str>) {
             86400.0,
         ),
         ("rpc_server_duration_milliseconds_count", &[], 1.0),
+        (
+            "http_server_request_duration_seconds_count",
+            &[
+                r#"http_route="/api/session""#,
+                r#"http_response_status_code="401""#,
+            ],
+            1.0,
+        ),
     ];
     if on_postgresql {
         let main_pool: &[&str] = &[r#"db_client_connection_pool_name="main""#];
@@ -638,6 +673,21 @@ fn no_secret_in_trace_logs(format: &str) {
         "no trace-level line in {}",
         dev_log.display()
     );
+    if format == "json" {
+        // A line logged inside a span carries that span's trace and span
+        // ids, so a log line is found from a trace and the other way round.
+        let in_a_span = dev_text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|line| line["span"] == "rpc.server")
+            .expect("a JSON line inside a gRPC call's span");
+        let is_hex = |v: &serde_json::Value, len: usize| {
+            v.as_str()
+                .is_some_and(|t| t.len() == len && t.chars().all(|c| c.is_ascii_hexdigit()))
+        };
+        assert!(is_hex(&in_a_span["trace_id"], 32), "{in_a_span}");
+        assert!(is_hex(&in_a_span["span_id"], 16), "{in_a_span}");
+    }
     assert!(lines > 500, "only {lines} log lines at trace level");
     // The logs do follow the searched-for patient (by pseudonym, which is
     // no identifier), so the search covers the paths their record took.

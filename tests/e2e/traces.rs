@@ -7,7 +7,9 @@
 //! - the HSP's calls to the TTP (its link: the trust bundle and the
 //!   revocation feed) continue the HSP's span at the TTP;
 //! - `vitalgate admin`, given the same collector, is one trace with the
-//!   TTP's and the HSP's spans for its calls.
+//!   TTP's and the HSP's spans for its calls;
+//! - a portal request continues the trace its page's `traceparent` names,
+//!   with its span named by the route's template, not the requested path.
 //!
 //! The parent links come only from the trace context each request carries:
 //! the TTP's server span has no other way to learn the HSP's span.
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 use vitalgate_telemetry::collector::{Collector, ReceivedSpan};
 
 use crate::processes::{terminate, vitalgate_command};
-use crate::telemetry::start_dev;
+use crate::telemetry::{portal_get, start_dev};
 
 /// The spans named `name`.
 fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {
@@ -71,6 +73,15 @@ fn a_vitals_batch_and_the_ttp_link_are_each_one_connected_trace() {
             .expect("vitalgate admin");
         assert!(out.status.success(), "admin {command}: {out:?}");
     }
+    // The portal's page sends its trace context with each request.
+    let page_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let page_span = "00f067aa0ba902b7";
+    let status = portal_get(
+        &dev.portal,
+        "/api/patients/pt-never-in-a-span",
+        Some(&format!("00-{page_trace}-{page_span}-01")),
+    );
+    assert!(status.starts_with("HTTP/1.1 401"), "{status}");
     assert!(terminate(dev.child).success());
     let spans = collector.spans();
     eprintln!("{} spans received in {:?}", spans.len(), started.elapsed());
@@ -111,6 +122,23 @@ fn a_vitals_batch_and_the_ttp_link_are_each_one_connected_trace() {
     }
     // The acknowledgement is sent after the commit, inside the batch's span.
     assert!(commit.span.end_time_unix_nano <= batch.span.end_time_unix_nano);
+
+    // Page → HSP: the portal request's span continues the page's trace,
+    // named by the route's template: the pseudonym in the path is nowhere.
+    let request = named(&spans, "GET /api/patients/{pseudonym}")
+        .into_iter()
+        .find(|s| hex::encode(&s.span.trace_id) == page_trace)
+        .expect("the portal request's span, in the page's trace");
+    assert_eq!(hex::encode(&request.span.parent_span_id), page_span);
+    assert_eq!(
+        request.attribute("http.route"),
+        Some("/api/patients/{pseudonym}")
+    );
+    assert_eq!(request.attribute("http.request.method"), Some("GET"));
+    assert!(
+        !format!("{:?}", request.span).contains("pt-never-in-a-span"),
+        "no pseudonym in the span"
+    );
 
     // HSP → TTP: the TTP's server spans for the link's calls are children
     // of the HSP's span that made them.

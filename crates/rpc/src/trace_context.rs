@@ -56,6 +56,16 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
+/// Makes `span` the child of the span a request's W3C `traceparent`
+/// header names (a gRPC caller's, or the portal's page); with none, `span`
+/// starts a trace of its own.
+pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(headers))
+    });
+    let _ = span.set_parent(parent);
+}
+
 /// The tower layer giving every call its server span (see the module).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServerTraceLayer;
@@ -119,10 +129,7 @@ where
             rpc.method = %method,
             rpc.grpc.status_code = tracing::field::Empty,
         );
-        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-            propagator.extract(&HeaderExtractor(request.headers()))
-        });
-        let _ = span.set_parent(parent);
+        continue_trace(&span, request.headers());
         let attributes = [
             KeyValue::new("rpc.system", "grpc"),
             KeyValue::new("rpc.service", service.to_string()),

@@ -39,8 +39,10 @@ where
         if let Some(span) = ctx.lookup_current() {
             line.insert("span".into(), Value::from(span.name()));
         }
-        // The OpenTelemetry layer makes an entered span's context current.
-        let context = opentelemetry::Context::current();
+        // The current span's OpenTelemetry context (its trace and span ids),
+        // from the span itself.
+        let context =
+            tracing_opentelemetry::OpenTelemetrySpanExt::context(&tracing::Span::current());
         let span_context = context.span().span_context().clone();
         if span_context.is_valid() {
             line.insert(

@@ -21,6 +21,7 @@ mod lookup;
 mod session;
 mod setup;
 mod tls;
+mod traced;
 
 pub(crate) use api::NOT_OPEN;
 pub use client::TrustedProxy;
@@ -311,6 +312,7 @@ impl Hsp {
             .fallback(get(asset))
             .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
             .layer(middleware::from_fn(security_headers))
+            .layer(middleware::from_fn(traced::traced))
             .with_state(portal))
     }
 
