@@ -43,6 +43,11 @@ pub(crate) struct HspPort {
     pub(crate) session_plaintext_us: f64,
     pub(crate) ingest_tls_samples_per_s: f64,
     pub(crate) ingest_plaintext_samples_per_s: f64,
+    /// This process's CPU (TTP, HSP, device, and whatever else runs in it)
+    /// per reconnecting TLS session, in microseconds.
+    pub(crate) session_tls_cpu_us: f64,
+    /// The same per sample of the TLS streaming sessions, in nanoseconds.
+    pub(crate) ingest_tls_cpu_ns_per_sample: f64,
 }
 
 struct Platform {
@@ -282,7 +287,9 @@ pub(crate) fn run(rounds: usize) -> HspPort {
             session_once(&platform, hsp).await.expect("warm-up");
         }
         let (mut tls, mut plain) = (Vec::new(), Vec::new());
+        let mut session_cpu_ns = 0;
         for _ in 0..rounds {
+            let cpu = crate::cpu::process_cpu_ns();
             tls.push(
                 session_once(&platform, &platform.tls)
                     .await
@@ -290,6 +297,7 @@ pub(crate) fn run(rounds: usize) -> HspPort {
                     .as_secs_f64()
                     * 1e6,
             );
+            session_cpu_ns += crate::cpu::process_cpu_ns() - cpu;
             plain.push(
                 session_once(&platform, &platform.plaintext)
                     .await
@@ -300,12 +308,15 @@ pub(crate) fn run(rounds: usize) -> HspPort {
         }
         let ingest_rounds = (rounds / 20).clamp(3, 10);
         let (mut tls_rate, mut plain_rate) = (Vec::new(), Vec::new());
+        let mut ingest_cpu_ns = 0;
         for _ in 0..ingest_rounds {
+            let cpu = crate::cpu::process_cpu_ns();
             tls_rate.push(
                 ingest_once(&platform, &platform.tls)
                     .await
                     .expect("TLS ingest"),
             );
+            ingest_cpu_ns += crate::cpu::process_cpu_ns() - cpu;
             plain_rate.push(
                 ingest_once(&platform, &platform.plaintext)
                     .await
@@ -318,6 +329,9 @@ pub(crate) fn run(rounds: usize) -> HspPort {
             session_plaintext_us: median(&mut plain),
             ingest_tls_samples_per_s: median(&mut tls_rate),
             ingest_plaintext_samples_per_s: median(&mut plain_rate),
+            session_tls_cpu_us: session_cpu_ns as f64 / 1e3 / rounds as f64,
+            ingest_tls_cpu_ns_per_sample: ingest_cpu_ns as f64
+                / (ingest_rounds as u64 * INGEST_BATCHES as u64 * INGEST_BATCH_SAMPLES) as f64,
         }
     })
 }

@@ -46,6 +46,9 @@ pub(crate) struct LoginE2e {
     /// CPU milliseconds per login: this process's (HSP, TTP, clients) and
     /// PostgreSQL's; `None` without Linux's `/proc`.
     pub(crate) cpu_ms: Option<(f64, f64)>,
+    /// This process's CPU per login to the microsecond (its clock, not
+    /// `/proc`'s ticks).
+    pub(crate) own_cpu_us: f64,
 }
 
 pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -325,6 +328,7 @@ pub(crate) fn run(server: &str, logins: usize) -> LoginE2e {
         let accounts = Arc::new(accounts);
         let queue = Arc::new(std::sync::Mutex::new(std::mem::take(&mut pending)));
         let cpu_before = crate::cpu::CpuSnapshot::take();
+        let own_before = crate::cpu::process_cpu_ns();
         let started = Instant::now();
         let workers: Vec<_> = (0..CONCURRENCY)
             .map(|_| {
@@ -350,6 +354,9 @@ pub(crate) fn run(server: &str, logins: usize) -> LoginE2e {
             latencies.extend(worker.await.expect("worker"));
         }
         let elapsed = started.elapsed().as_secs_f64();
+        let own_cpu_us = (crate::cpu::process_cpu_ns() - own_before) as f64
+            / 1e3
+            / latencies.len().max(1) as f64;
         let cpu_ms = cpu_before
             .zip(crate::cpu::CpuSnapshot::take())
             .map(|(a, b)| {
@@ -369,6 +376,7 @@ pub(crate) fn run(server: &str, logins: usize) -> LoginE2e {
             median_ms: at(0.5),
             p99_ms: at(0.99),
             cpu_ms,
+            own_cpu_us,
         };
         drop(platform);
         database.drop().await;
