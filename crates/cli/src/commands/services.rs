@@ -96,6 +96,7 @@ pub(crate) async fn hsp(flags: HspFlags, env: &Env) -> CliResult {
     let ca_pem = load::pem(&settings.ttp_ca, "TTP CA certificate")?;
     let mut config = HspConfig::new(settings.data_dir.clone(), settings.ttp_url.clone(), ca_pem);
     config.skew_window_secs = settings.skew_window_secs;
+    config.resumption_epoch = settings.resumption_epoch;
     config.tls = settings.tls.clone();
     if config.tls == vitalgate_hsp::HspTls::InsecurePlaintext {
         tracing::warn!("the gRPC port serves WITHOUT TLS (--insecure-plaintext)");

@@ -68,6 +68,8 @@ pub(crate) struct HspSection {
     pub(crate) enrollment_token: Option<String>,
     pub(crate) enrollment_token_file: Option<PathBuf>,
     pub(crate) skew_window_secs: Option<u32>,
+    /// How long the resumption ticket key lasts (0: no resumption).
+    pub(crate) resumption_ticket_minutes: Option<u64>,
     /// PostgreSQL instead of the embedded store.
     pub(crate) database_url: Option<String>,
     /// The hospital's certificate for the gRPC port, and its key.

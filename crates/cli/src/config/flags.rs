@@ -106,6 +106,11 @@ pub(crate) struct HspFlags {
     /// [env: VITALGATE_SKEW_WINDOW_SECS]
     #[arg(long)]
     pub(crate) skew_window_secs: Option<u32>,
+    /// Minutes each resumption ticket key lasts: a device resumes on any
+    /// replica, in one round trip, within one to two of them; 0 turns
+    /// resumption off [default: 30]. [env: VITALGATE_RESUMPTION_TICKET_MINUTES]
+    #[arg(long)]
+    pub(crate) resumption_ticket_minutes: Option<u64>,
     /// Days vitals are kept (removed hourly after that) [default: kept].
     /// [env: VITALGATE_VITALS_RETENTION_DAYS]
     #[arg(long)]

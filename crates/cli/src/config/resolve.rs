@@ -40,6 +40,8 @@ pub(crate) struct HspSettings {
     pub(crate) ttp_ca: PathBuf,
     pub(crate) enrollment_token: Option<Secret>,
     pub(crate) skew_window_secs: u32,
+    /// `None`: resumption off.
+    pub(crate) resumption_epoch: Option<Duration>,
     pub(crate) vitals_retention: Option<Duration>,
     pub(crate) database_url: Option<String>,
     pub(crate) pool: PoolOptions,
@@ -316,6 +318,15 @@ pub(crate) fn hsp(flags: &HspFlags, file: &HspSection, env: &Env) -> Result<HspS
             file.skew_window_secs,
             30,
         ),
+        resumption_epoch: match pick(
+            flags.resumption_ticket_minutes,
+            env.get("VITALGATE_RESUMPTION_TICKET_MINUTES")?,
+            file.resumption_ticket_minutes,
+            30,
+        ) {
+            0 => None,
+            minutes => Some(Duration::from_secs(minutes.saturating_mul(60))),
+        },
         vitals_retention: pick_opt(
             flags.vitals_retention_days,
             env.get("VITALGATE_VITALS_RETENTION_DAYS")?,

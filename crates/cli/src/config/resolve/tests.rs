@@ -51,6 +51,21 @@ fn a_flag_beats_the_environment_which_beats_the_file_which_beats_the_default() {
 }
 
 #[test]
+fn resumption_is_on_for_30_minutes_unless_set_and_0_turns_it_off() {
+    let epoch = |file: &str| {
+        hsp_of(HspFlags::default(), file, &[])
+            .expect("settings")
+            .resumption_epoch
+    };
+    assert_eq!(epoch(""), Some(Duration::from_secs(1800)));
+    assert_eq!(
+        epoch("[hsp]\nresumption_ticket_minutes = 5"),
+        Some(Duration::from_secs(300))
+    );
+    assert_eq!(epoch("[hsp]\nresumption_ticket_minutes = 0"), None);
+}
+
+#[test]
 fn an_enrollment_token_comes_as_a_value_or_a_file_never_both() {
     let token = |flags: HspFlags, env: &[(&str, &str)]| {
         hsp_of(flags, "", env).map(|settings| settings.enrollment_token)
@@ -102,6 +117,7 @@ fn every_setting_of_the_hsp_reads_its_environment_variable() {
             ("VITALGATE_TTP_URL", "https://ttp:7001"),
             ("VITALGATE_TTP_CA", "/etc/vg/ca.pem"),
             ("VITALGATE_SKEW_WINDOW_SECS", "20"),
+            ("VITALGATE_RESUMPTION_TICKET_MINUTES", "10"),
             ("VITALGATE_VITALS_RETENTION_DAYS", "30"),
             ("VITALGATE_HSP_DATABASE_URL", "postgres://db/vg"),
             ("VITALGATE_DATABASE_POOL_SIZE", "8"),
@@ -117,6 +133,7 @@ fn every_setting_of_the_hsp_reads_its_environment_variable() {
     assert_eq!(settings.ttp_url, "https://ttp:7001");
     assert_eq!(settings.ttp_ca, PathBuf::from("/etc/vg/ca.pem"));
     assert_eq!(settings.skew_window_secs, 20);
+    assert_eq!(settings.resumption_epoch, Some(Duration::from_secs(600)));
     assert_eq!(
         settings.vitals_retention,
         Some(Duration::from_secs(30 * 86_400))
