@@ -1,6 +1,8 @@
 //! Connected traces, as a collector receives them: `vitalgate dev` exports
 //! by OTLP to a receiver in this test, and
 //!
+//! - a device's handshake is a span per step (M1, M3, the finish) inside
+//!   the HSP's call;
 //! - a vitals batch is one trace from the device agent's session, across the
 //!   gRPC hop (W3C `traceparent`) to the HSP's call, its batch span (arrival
 //!   to acknowledgement) and the store transaction that committed it;
@@ -120,6 +122,33 @@ fn a_vitals_batch_and_the_ttp_link_are_each_one_connected_trace() {
             assert_eq!(device.span.trace_id, batch.span.trace_id, "one trace");
         }
     }
+    // A handshake, step by step, inside the call that carried it (a
+    // device's DeviceSession, or the demonstration clinician's Login): each
+    // step a span of its own with its outcome. A device's call lasts as
+    // long as its session, so its span may not have arrived yet; a Login's
+    // has.
+    for name in ["handshake.m1", "handshake.m3", "handshake.finish"] {
+        let steps = named(&spans, name);
+        assert!(
+            steps
+                .iter()
+                .any(|step| step.attribute("outcome") == Some("ok")),
+            "no {name} span with outcome ok"
+        );
+        for step in &steps {
+            assert!(!step.span.parent_span_id.is_empty(), "{name} has a parent");
+            if let Some(call) = by_id(&spans, &step.span.parent_span_id) {
+                assert!(
+                    ["vitalgate.v1.Hsp/DeviceSession", "vitalgate.v1.Hsp/Login"]
+                        .contains(&call.span.name.as_str()),
+                    "{name} inside {}",
+                    call.span.name
+                );
+                assert_eq!(call.span.trace_id, step.span.trace_id, "one trace");
+            }
+        }
+    }
+
     // The acknowledgement is sent after the commit, inside the batch's span.
     assert!(commit.span.end_time_unix_nano <= batch.span.end_time_unix_nano);
 

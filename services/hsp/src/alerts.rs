@@ -319,6 +319,11 @@ impl AlertRaiser {
     /// acknowledged, was raised at or after `covered_from_ms`: a sample sent
     /// again after a lost acknowledgement, or a silence already reported,
     /// does not bring an acknowledged alert back.
+    #[tracing::instrument(
+        name = "alert.raise",
+        skip_all,
+        fields(alert.rule = rule, outcome = tracing::field::Empty)
+    )]
     async fn raise(
         &self,
         pseudonym: String,
@@ -328,16 +333,21 @@ impl AlertRaiser {
         at_ms: i64,
         covered_from_ms: i64,
     ) {
+        let outcome = |what: &str| {
+            tracing::Span::current().record("outcome", what);
+        };
         match self.store.alerts_of(&pseudonym, 50).await {
             Ok(recent)
                 if recent
                     .iter()
                     .any(|a| a.alert.rule == rule && a.alert.raised_at_ms >= covered_from_ms) =>
             {
+                outcome("already_open");
                 return;
             }
             Ok(_) => {}
             Err(e) => {
+                outcome("failed");
                 tracing::warn!(error = %e, rule, "the patient's alerts could not be read");
                 return;
             }
@@ -351,6 +361,7 @@ impl AlertRaiser {
         };
         match self.store.raise_alert(&alert).await {
             Ok(Some(id)) => {
+                outcome("raised");
                 crate::metrics::alert_raised(rule);
                 if let Some(notifier) = &self.notifier {
                     notifier.send(
@@ -381,8 +392,13 @@ impl AlertRaiser {
                     wake.notify_one();
                 }
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, rule, "an alert could not be stored"),
+            Ok(None) => {
+                outcome("already_open");
+            }
+            Err(e) => {
+                outcome("failed");
+                tracing::warn!(error = %e, rule, "an alert could not be stored");
+            }
         }
     }
 

@@ -420,14 +420,17 @@ async fn authenticate_steps(
     let inner = &**hsp;
     let responders = inner.responders();
     let responder_config = responders.for_action(action);
-    let (m2, responder) = Responder::handle_m1(
-        responder_config,
-        &m1,
-        UnixTime(hsp.now()),
-        &mut OsRng,
-        inner.prefilter(),
-    )
-    .map_err(|e| Refusal::handshake(&e))?;
+    let (m2, responder) = step("handshake.m1", async {
+        Responder::handle_m1(
+            responder_config,
+            &m1,
+            UnixTime(hsp.now()),
+            &mut OsRng,
+            inner.prefilter(),
+        )
+        .map_err(|e| Refusal::handshake(&e))
+    })
+    .await?;
     if tx.send(handshake_frame(m2)).await.is_err() {
         return Ok(None);
     }
@@ -435,10 +438,13 @@ async fn authenticate_steps(
         return Ok(None);
     };
     let m3 = handshake_bytes(third)?;
-    let mut verified = inner
-        .peers()
-        .resolve(|peers| responder.handle_m3(&m3, UnixTime(inner.now()), peers))
-        .map_err(|e| Refusal::handshake(&e))?;
+    let mut verified = step("handshake.m3", async {
+        inner
+            .peers()
+            .resolve(|peers| responder.handle_m3(&m3, UnixTime(inner.now()), peers))
+            .map_err(|e| Refusal::handshake(&e))
+    })
+    .await?;
     let peer = verified.peer().clone();
     // Registered now, right after the credential was checked: a revocation
     // applied from here on closes the session; one applied before is in
@@ -465,13 +471,16 @@ async fn authenticate_steps(
     let mut factors = FactorRun::new(inner.factors(), &subject, peer.serial(), rule);
     loop {
         let binding = *verified.binding();
-        let challenges = factors
-            .round(&binding, verified.factor_messages())
-            .await
-            .map_err(|failure| Refusal {
-                status: crate::grpc::factor_status(&failure),
-                audit_kind: "handshake.failed",
-            })?;
+        let challenges = step("handshake.factor_round", async {
+            factors
+                .round(&binding, verified.factor_messages())
+                .await
+                .map_err(|failure| Refusal {
+                    status: crate::grpc::factor_status(&failure),
+                    audit_kind: "handshake.failed",
+                })
+        })
+        .await?;
         if challenges.is_empty() {
             break;
         }
@@ -502,19 +511,22 @@ async fn authenticate_steps(
 
     // The durable replay claim, shared by every replica: the core's
     // `finish` takes its outcome as proof.
-    let entry = verified.replay_entry();
-    let claim = hsp
-        .store()
-        .claim_replay_key(entry.key(), entry.keep_until(), hsp.now());
-    let fresh = crate::metrics::db_operation("claim_replay_key", claim)
-        .await
-        .map_err(|e| Refusal {
-            status: store_status(&e),
-            audit_kind: "handshake.failed",
-        })?;
-    let (m4, session) = verified
-        .finish(proven, rule.required, entry.claimed(fresh))
-        .map_err(|e| Refusal::handshake(&e))?;
+    let (m4, session) = step("handshake.finish", async {
+        let entry = verified.replay_entry();
+        let claim = hsp
+            .store()
+            .claim_replay_key(entry.key(), entry.keep_until(), hsp.now());
+        let fresh = crate::metrics::db_operation("claim_replay_key", claim)
+            .await
+            .map_err(|e| Refusal {
+                status: store_status(&e),
+                audit_kind: "handshake.failed",
+            })?;
+        verified
+            .finish(proven, rule.required, entry.claimed(fresh))
+            .map_err(|e| Refusal::handshake(&e))
+    })
+    .await?;
     if let Some(reason) = live.must_close() {
         return Err(Refusal {
             audit_kind: "handshake.failed",
@@ -551,6 +563,31 @@ async fn authenticate_steps(
         session_id,
         live,
     }))
+}
+
+/// Runs one handshake step in a span of its own (`handshake.m1`,
+/// `handshake.m3`, `handshake.factor_round`, `handshake.finish`,
+/// `handshake.resume`): `outcome` says whether it went on or was refused,
+/// and `reason` the refusal's gRPC code. Nothing from the messages goes in.
+async fn step<T>(
+    name: &'static str,
+    work: impl std::future::Future<Output = Result<T, Refusal>>,
+) -> Result<T, Refusal> {
+    let span = tracing::debug_span!(
+        "handshake.step",
+        otel.name = name,
+        outcome = tracing::field::Empty,
+        reason = tracing::field::Empty,
+    );
+    let result = work.instrument(span.clone()).await;
+    match &result {
+        Ok(_) => span.record("outcome", "ok"),
+        Err(refusal) => {
+            span.record("reason", format!("{:?}", refusal.status.code()).as_str());
+            span.record("outcome", "refused")
+        }
+    };
+    result
 }
 
 /// An established device session, from a full handshake or a resumption.
@@ -619,8 +656,10 @@ async fn resume(
         ))
     })?;
     let now = hsp.now();
-    let request = ResumeRequest::<AwsLc>::open(rm1, &keys.accepted(now))
-        .map_err(|e| Refusal::handshake(&e))?;
+    let request = step("handshake.resume", async {
+        ResumeRequest::<AwsLc>::open(rm1, &keys.accepted(now)).map_err(|e| Refusal::handshake(&e))
+    })
+    .await?;
     let grant = request.grant();
     let record = hsp
         .store()
