@@ -15,11 +15,11 @@ use tokio_stream::StreamExt;
 use tonic::Status;
 use tracing::Instrument as _;
 use vitalgate_core::channel::{Record, SecureChannel};
-use vitalgate_core::credential::{Credential, Role, RoleSet};
+use vitalgate_core::credential::Credential;
 use vitalgate_core::factor::{AssuranceLevel, FactorKind};
 use vitalgate_core::handshake::{Responder, Session};
 use vitalgate_core::provider::AwsLc;
-use vitalgate_core::resumption::{is_resumption, issue_ticket, ResumeRequest, TicketGrant};
+use vitalgate_core::resumption::is_resumption;
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1::{self, device_frame, hsp_frame};
 use vitalgate_rpc::{core_status, inbound_status, invalid, store_status};
@@ -30,6 +30,8 @@ use crate::factors::FactorRun;
 use crate::live::{CloseReason, LiveGuard};
 use crate::policy::Action;
 use crate::Hsp;
+
+mod resume;
 
 pub(crate) type Outbound = mpsc::Sender<Result<v1::HspFrame, Status>>;
 
@@ -55,7 +57,7 @@ impl Refusal {
         self.audit_kind != NOT_ADMITTED
     }
 
-    fn handshake(error: &vitalgate_core::Error) -> Self {
+    pub(super) fn handshake(error: &vitalgate_core::Error) -> Self {
         Self {
             status: core_status(error),
             audit_kind: "handshake.failed",
@@ -166,7 +168,11 @@ pub(crate) fn handshake_frame(bytes: Vec<u8>) -> Result<v1::HspFrame, Status> {
 /// first contact; a device that renewed its credential with the same key
 /// keeps its binding under the new serial; a replacement is bound by an
 /// administrator.
-async fn check_binding(hsp: &Hsp, device: &Credential, pseudonym: &str) -> Result<(), Refusal> {
+pub(super) async fn check_binding(
+    hsp: &Hsp,
+    device: &Credential,
+    pseudonym: &str,
+) -> Result<(), Refusal> {
     let serial = device.serial();
     let store = &hsp.store();
     let refuse = |why: &str| Refusal {
@@ -344,7 +350,7 @@ const NO_LONGER_BOUND: &str = "this device was replaced or unbound for its patie
 const DISCHARGED: &str = "this device's patient was discharged; an administrator readmits them";
 
 /// The refusal that ends a session the HSP must close.
-fn closed_refusal(reason: CloseReason) -> Refusal {
+pub(super) fn closed_refusal(reason: CloseReason) -> Refusal {
     let status = match reason {
         CloseReason::ShuttingDown => Status::unavailable("the HSP is shutting down; reconnect"),
         CloseReason::Replaced => Status::permission_denied(NO_LONGER_BOUND),
@@ -569,7 +575,7 @@ async fn authenticate_steps(
 /// `handshake.m3`, `handshake.factor_round`, `handshake.finish`,
 /// `handshake.resume`): `outcome` says whether it went on or was refused,
 /// and `reason` the refusal's gRPC code. Nothing from the messages goes in.
-async fn step<T>(
+pub(super) async fn step<T>(
     name: &'static str,
     work: impl std::future::Future<Output = Result<T, Refusal>>,
 ) -> Result<T, Refusal> {
@@ -591,12 +597,12 @@ async fn step<T>(
 }
 
 /// An established device session, from a full handshake or a resumption.
-struct DeviceSession {
-    channel: SecureChannel<AwsLc>,
-    device: Credential,
-    session_id: String,
-    live: LiveGuard,
-    assurance: AssuranceLevel,
+pub(super) struct DeviceSession {
+    pub(super) channel: SecureChannel<AwsLc>,
+    pub(super) device: Credential,
+    pub(super) session_id: String,
+    pub(super) live: LiveGuard,
+    pub(super) assurance: AssuranceLevel,
 }
 
 /// The device's handshake: a full one, or a resumption when the first
@@ -611,7 +617,7 @@ async fn open_device_session(
     let (role, result) = match admitted_first_message(hsp, inbound, tx, peer_addr).await {
         Ok(Some((half_open, rm1))) if is_resumption(&rm1) => (
             "device-resumed",
-            resume(hsp, tx, peer_addr, half_open, &rm1).await,
+            resume::resume(hsp, tx, peer_addr, half_open, &rm1).await,
         ),
         Ok(Some((half_open, m1))) => {
             let action = Action::StreamVitals;
@@ -632,135 +638,6 @@ async fn open_device_session(
     };
     crate::metrics::handshake(role, ending(&result), started.elapsed());
     result
-}
-
-/// Resumes a device's session from RM1 (`vitalgate_core::resumption`): the
-/// binder first (hashes only), then what a full handshake would check of the
-/// device (its credential still valid and unrevoked, the policy, its
-/// binding), then the ticket's single use, claimed in the store every
-/// replica shares, and only then RM2.
-async fn resume(
-    hsp: &Hsp,
-    tx: &Outbound,
-    peer_addr: &str,
-    half_open: HalfOpen,
-    rm1: &[u8],
-) -> Result<Option<DeviceSession>, Refusal> {
-    let refused = |status: Status| Refusal {
-        status,
-        audit_kind: "handshake.failed",
-    };
-    let keys = hsp.resumption().ok_or_else(|| {
-        refused(Status::failed_precondition(
-            "this HSP gives no resumption tickets: start with a full handshake",
-        ))
-    })?;
-    let now = hsp.now();
-    let request = step("handshake.resume", async {
-        ResumeRequest::<AwsLc>::open(rm1, &keys.accepted(now)).map_err(|e| Refusal::handshake(&e))
-    })
-    .await?;
-    let grant = request.grant();
-    let record = hsp
-        .store()
-        .credential(grant.serial)
-        .await
-        .map_err(|e| refused(store_status(&e)))?
-        .ok_or_else(|| {
-            refused(Status::unauthenticated(
-                "the ticket's credential is not known here: start with a full handshake",
-            ))
-        })?;
-    let device = Credential::decode(&record.encoded)
-        .map_err(|e| Refusal::handshake(&vitalgate_core::Error::Decode(e)))?;
-    hsp.peers()
-        .validate(&device, RoleSet::only(Role::Device), UnixTime(now))
-        .map_err(|e| Refusal::handshake(&vitalgate_core::Error::Credential(e)))?;
-    // Registered before the last checks, as in the full handshake: a
-    // revocation from here on closes the session.
-    let live = hsp.live().register(device.serial(), hsp.peers().clone());
-    let rule = hsp
-        .factors()
-        .policy
-        .rule(Role::Device, Action::StreamVitals)
-        .ok_or_else(|| {
-            refused(Status::permission_denied(
-                "the policy does not let a device stream vitals",
-            ))
-        })?;
-    if grant.assurance < rule.min_assurance {
-        return Err(refused(Status::permission_denied(format!(
-            "the policy needs {:?} now; the ticket carries {:?}: start with a full handshake",
-            rule.min_assurance, grant.assurance
-        ))));
-    }
-    let subject = String::from_utf8_lossy(device.subject()).into_owned();
-    check_binding(hsp, &device, &subject).await?;
-    let keep_until = keys.expires(now) + u64::from(hsp.config().skew_window_secs);
-    let ticket_id = request.ticket_id();
-    let claim = hsp.store().claim_replay_key(&ticket_id, keep_until, now);
-    let first_use = crate::metrics::db_operation("claim_replay_key", claim)
-        .await
-        .map_err(|e| refused(store_status(&e)))?;
-    let (rm2, resumed) = request
-        .accept(first_use, &mut OsRng)
-        .map_err(|e| Refusal::handshake(&e))?;
-    if let Some(reason) = live.must_close() {
-        return Err(Refusal {
-            audit_kind: "handshake.failed",
-            ..closed_refusal(reason)
-        });
-    }
-    if tx.send(handshake_frame(rm2.to_vec())).await.is_err() {
-        return Ok(None);
-    }
-    drop(half_open);
-    let counters = hsp.counters();
-    counters.handshakes_ok.fetch_add(1, Ordering::Relaxed);
-    counters.resumptions_ok.fetch_add(1, Ordering::Relaxed);
-    let session_id = hex::encode(resumed.session_id());
-    tracing::info!(serial = device.serial(), session = %session_id, peer = %peer_addr, "resumed");
-    hsp.audit(
-        "handshake.resumed",
-        &subject,
-        &device.serial().to_string(),
-        &format!(
-            "StreamVitals session {session_id} resumed at {:?}",
-            resumed.assurance()
-        ),
-    )
-    .await;
-    Ok(Some(DeviceSession {
-        assurance: resumed.assurance(),
-        channel: resumed.into_channel(),
-        device,
-        session_id,
-        live,
-    }))
-}
-
-/// A fresh ticket for `device`'s next session, good until the ticket key
-/// retires or the credential expires, whichever is first; `None` when
-/// resumption is off.
-fn resumption_ticket(
-    hsp: &Hsp,
-    device: &Credential,
-    assurance: AssuranceLevel,
-) -> Option<v1::ResumptionTicket> {
-    let keys = hsp.resumption()?;
-    let now = hsp.now();
-    let grant = TicketGrant {
-        serial: device.serial(),
-        assurance,
-    };
-    let issued = issue_ticket::<AwsLc>(&keys.issuing(now), grant, &mut OsRng);
-    let until = keys.expires(now).min(u64::from(device.body().not_after));
-    Some(v1::ResumptionTicket {
-        ticket: issued.ticket.to_vec(),
-        psk: issued.psk.expose().to_vec(),
-        assurance: assurance as u32,
-        valid_secs: u32::try_from(until.saturating_sub(now)).unwrap_or(u32::MAX),
-    })
 }
 
 async fn handshake_and_stream(
@@ -791,7 +668,7 @@ async fn handshake_and_stream(
 
     // The device's ticket for its next session rides on the first
     // acknowledgement: a device that sends nothing needs none.
-    let mut ticket = resumption_ticket(hsp, &device, assurance);
+    let mut ticket_owed = true;
     let mut acknowledged_in_session = 0u64;
     // The TTP's anchor statements ride in the HSP's records, sealed and
     // bound to this session: first right away, then with the next
@@ -953,7 +830,11 @@ async fn handshake_and_stream(
         let ack = v1::Ack {
             sequences: batch.samples.iter().map(|s| s.sequence).collect(),
             anchor_updates: inner.peers().statements_newer_than(&mut anchors_sent),
-            ticket: ticket.take(),
+            ticket: if std::mem::take(&mut ticket_owed) {
+                resume::ticket_for(hsp, &device, assurance)
+            } else {
+                None
+            },
         };
         let sealed = match channel.sealer.seal(&ack.encode_to_vec()) {
             Ok(sealed) => sealed,
