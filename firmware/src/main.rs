@@ -16,6 +16,7 @@ extern crate alloc;
 
 mod cycles;
 mod heap;
+mod interrupts;
 mod provision;
 mod stack;
 mod storage;
@@ -37,14 +38,16 @@ use vitalgate_sdk::sequence::SequenceAllocator;
 use vitalgate_sdk::traits::{NoClock, Slot, Storage, Transport, TransportError};
 use vitalgate_sdk::vitalgate_core::channel::SecureChannel;
 use vitalgate_sdk::vitalgate_core::credential::{KnownCredentials, Role, RoleSet, TrustStore};
-use vitalgate_sdk::vitalgate_core::handshake::{InitiatorConfig, PeerDirectory, Session};
+use vitalgate_sdk::vitalgate_core::handshake::{
+    InitiatorConfig, PeerDirectory, Session, M2_MAX_LEN,
+};
 use vitalgate_sdk::vitalgate_core::provider::{Dalek, Secret32};
 use vitalgate_sdk::vitalgate_core::signer::SoftwareSigner;
 use vitalgate_sdk::vitalgate_core::UnixTime;
 use vitalgate_sdk::{driver, SdkError};
 
 use heap::CountingHeap;
-use storage::RamStorage;
+use storage::FlashStorage;
 use uart::Uart;
 
 #[global_allocator]
@@ -54,8 +57,12 @@ static HEAP: CountingHeap = CountingHeap::empty();
 const SAMPLES: u64 = 6;
 const BATCH: usize = 2;
 /// The largest handshake message this device accepts: M2 with the HSP's
-/// credential in full is under 400 bytes (by reference, as here, 109).
-const RECEIVE_BUFFER: usize = 512;
+/// credential in full (289 bytes; by reference, as here, 109). The device
+/// answers no factor round, so no longer message can be for it.
+const RECEIVE_BUFFER: usize = M2_MAX_LEN;
+/// The largest acknowledgement record this device accepts: the sequence
+/// numbers of one record's samples and perhaps a resumption ticket, sealed.
+const ACK_RECEIVE_BUFFER: usize = 256;
 
 #[entry]
 fn main() -> ! {
@@ -111,10 +118,10 @@ fn run() -> Result<(), SdkError> {
         uart: Uart::take(),
         io_ticks: 0,
     };
-    let mut storage = RamStorage::new();
-    let provisioned = provision(&mut link, &mut storage)?;
+    let storage = FlashStorage::take().ok_or(SdkError::Storage)?;
+    let provisioned = provision(&mut link, storage)?;
     let mut rng = ChaCha20Rng::from_seed(provisioned.rng_seed);
-    let mut device = load(&mut storage, provisioned.floor_unix_secs)?;
+    let mut device = load(storage, provisioned.floor_unix_secs)?;
 
     // The handshake: what it costs is everything but the link's time. The
     // stack is painted again, so its peak is the handshake's own (this frame
@@ -130,12 +137,12 @@ fn run() -> Result<(), SdkError> {
     let stack_handshake = stack::peak();
     let heap_handshake = HEAP.peak();
 
-    device.memory.remember(session.peer(), &mut storage)?;
+    device.memory.remember(session.peer(), storage)?;
     let mut channel = session.into_channel();
     let acknowledged = stream(
         &mut link,
         &mut channel,
-        &mut storage,
+        storage,
         provisioned.floor_unix_secs,
     )?;
 
@@ -174,7 +181,7 @@ struct Device {
 
 /// Loads the identity from enrollment and what earlier sessions left.
 #[inline(never)]
-fn load(storage: &mut RamStorage, floor_unix_secs: u64) -> Result<Device, SdkError> {
+fn load(storage: &mut FlashStorage, floor_unix_secs: u64) -> Result<Device, SdkError> {
     let enrolled = Enrolled::load(storage)?.ok_or(SdkError::DamagedStorage)?;
     let trust = enrolled.trust_store::<Dalek>();
     let memory = HspMemory::load(storage)?;
@@ -235,7 +242,7 @@ fn handshake(
 fn stream(
     link: &mut Metered,
     channel: &mut SecureChannel<Dalek>,
-    storage: &mut RamStorage,
+    storage: &mut FlashStorage,
     floor_unix_secs: u64,
 ) -> Result<usize, SdkError> {
     let mut sequences = SequenceAllocator::open(storage)?;
@@ -244,7 +251,9 @@ fn stream(
         let sequence = sequences.next(storage)?;
         buffer.push(sample(sequence, floor_unix_secs))?;
     }
-    let acknowledged = driver::send_and_collect_acks(link, channel, &mut buffer, BATCH)?;
+    let mut receive = [0u8; ACK_RECEIVE_BUFFER];
+    let acknowledged =
+        driver::send_and_collect_acks_in(&mut receive, link, channel, &mut buffer, BATCH)?;
     if acknowledged as u64 != SAMPLES || !buffer.is_empty() {
         return Err(SdkError::UnexpectedMessage);
     }
@@ -270,7 +279,7 @@ fn send_report(link: &mut Metered, figures: &[(&str, u64)]) -> Result<(), SdkErr
 #[inline(never)]
 fn provision(
     link: &mut Metered,
-    storage: &mut RamStorage,
+    storage: &mut FlashStorage,
 ) -> Result<provision::Provisioned, SdkError> {
     let mut frame = [0u8; 1024];
     let len = link.receive(&mut frame)?;

@@ -1,6 +1,13 @@
-//! The device's persistent slots, kept in RAM for the emulator (a real
-//! wearable keeps them in flash pages), filled from the host's provisioning
-//! frame: what a factory line writes into a device after enrollment.
+//! The device's persistent slots, in the memory that stands in for a
+//! wearable's flash pages (`STORAGE` in memory.x: not RAM on a real part, so
+//! not in the RAM measured), filled from the host's provisioning frame: what
+//! a factory line writes into a device after enrollment. On the emulator that
+//! memory is writable, so a write is a copy; a real part's driver would erase
+//! and program a page through its flash controller, as atomically as
+//! [`Storage::write`] asks.
+
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use vitalgate_sdk::enrollment::MAX_TRUST_ANCHORS;
 use vitalgate_sdk::traits::{Slot, Storage, StorageError};
@@ -27,7 +34,7 @@ const TOTAL: usize = {
 };
 
 /// The slots in one array, each at a fixed offset; no allocation.
-pub(crate) struct RamStorage {
+pub(crate) struct FlashStorage {
     bytes: [u8; TOTAL],
     lens: [Option<u16>; CAPACITY.len()],
 }
@@ -51,17 +58,30 @@ fn range(i: usize) -> core::ops::Range<usize> {
     start..start + CAPACITY[i]
 }
 
-impl RamStorage {
-    /// All slots empty.
-    pub(crate) const fn new() -> Self {
-        Self {
+/// The slots' memory, placed by the linker in `STORAGE` (memory.x). NOLOAD,
+/// so it is uninitialised until [`FlashStorage::take`] erases it.
+#[link_section = ".storage"]
+static mut SLOTS: MaybeUninit<FlashStorage> = MaybeUninit::uninit();
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+impl FlashStorage {
+    /// The slots, all erased; `None` after the first call (one owner).
+    pub(crate) fn take() -> Option<&'static mut FlashStorage> {
+        if TAKEN.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        // SAFETY: TAKEN makes this the only reference to SLOTS ever made,
+        // and nothing else names SLOTS; writing a whole value into the
+        // uninitialised memory before handing it out makes it initialised.
+        let slots = unsafe { &mut *core::ptr::addr_of_mut!(SLOTS) };
+        Some(slots.write(FlashStorage {
             bytes: [0; TOTAL],
             lens: [None; CAPACITY.len()],
-        }
+        }))
     }
 }
 
-impl Storage for RamStorage {
+impl Storage for FlashStorage {
     fn read(&mut self, slot: Slot, buf: &mut [u8]) -> Result<Option<usize>, StorageError> {
         let i = index(slot)?;
         let Some(len) = self.lens[i].map(usize::from) else {

@@ -62,4 +62,13 @@ fn the_firmware_completes_a_handshake_under_qemu_and_its_records_are_decrypted_o
         number("peak_ram_bytes"),
         number("static_ram_bytes") + number("heap_peak_bytes") + number("stack_peak_bytes")
     );
+    // The budget a wearable maker is promised (crates/sdk/README.md): 64 KiB
+    // of flash and 16 KiB of RAM for the handshake, at both size levels. Sizes
+    // are the same on every machine, so a change that outgrows them fails here.
+    for key in ["flash_bytes", "flash_bytes_z"] {
+        assert!(number(key) <= 64 * 1024, "{key} over 64 KiB: {row}");
+    }
+    for key in ["peak_ram_bytes", "peak_ram_bytes_z"] {
+        assert!(number(key) <= 16 * 1024, "{key} over 16 KiB: {row}");
+    }
 }

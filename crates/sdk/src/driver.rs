@@ -58,7 +58,25 @@ pub fn handshake_in<P: CryptoProvider>(
 
 /// Sends what `buffer` holds unsent, `batch` samples per record, and reads one
 /// acknowledgement per record sent; returns how many samples were acknowledged.
+/// Acknowledgements are received into a buffer of `MAX_RECORD_LEN` (16 KiB) on
+/// the heap; see [`send_and_collect_acks_in`] to bring your own.
 pub fn send_and_collect_acks<P: CryptoProvider, B: AsRef<[Entry]> + AsMut<[Entry]>>(
+    transport: &mut impl Transport,
+    channel: &mut SecureChannel<P>,
+    buffer: &mut SampleBuffer<B>,
+    batch: usize,
+) -> Result<usize, SdkError> {
+    let mut receive = vec![0u8; vitalgate_core::channel::MAX_RECORD_LEN];
+    send_and_collect_acks_in(&mut receive, transport, channel, buffer, batch)
+}
+
+/// [`send_and_collect_acks`] receiving into `receive`: an acknowledgement is
+/// the sequence numbers of one record's samples (at most 11 bytes each) and
+/// now and then a resumption ticket (under 100 bytes), sealed (17 bytes more),
+/// so firmware short of RAM passes a few hundred bytes. A longer record fails
+/// with [`SdkError::BufferTooSmall`].
+pub fn send_and_collect_acks_in<P: CryptoProvider, B: AsRef<[Entry]> + AsMut<[Entry]>>(
+    receive: &mut [u8],
     transport: &mut impl Transport,
     channel: &mut SecureChannel<P>,
     buffer: &mut SampleBuffer<B>,
@@ -74,10 +92,9 @@ pub fn send_and_collect_acks<P: CryptoProvider, B: AsRef<[Entry]> + AsMut<[Entry
         records += 1;
     }
     let mut acknowledged = 0;
-    let mut buf = vec![0u8; vitalgate_core::channel::MAX_RECORD_LEN];
     for _ in 0..records {
-        let len = transport.receive(&mut buf)?;
-        match channel.opener.open(&buf[..len])? {
+        let len = transport.receive(receive)?;
+        match channel.opener.open(&receive[..len])? {
             Record::Data(ack) => {
                 acknowledged += buffer.acknowledge(AckSequences::parse(&ack)?.iter())
             }

@@ -70,8 +70,10 @@ const CRED_IN_FULL: u8 = 1;
 const TIME_LEN: usize = 4;
 const SIG_LEN: usize = 64;
 pub(crate) const M2_MIN_LEN: usize = 32 + TIME_LEN + SIG_LEN + 1 + REFERENCE_LEN;
-pub(crate) const M2_MAX_LEN: usize =
-    32 + TIME_LEN + SIG_LEN + 1 + crate::credential::MAX_ENCODED_LEN;
+/// The longest M2: the responder's credential in full. With M4 (17 bytes),
+/// all an initiator receives when the responder's policy asks for no factor
+/// round, so the receive buffer a key-only device needs.
+pub const M2_MAX_LEN: usize = 32 + TIME_LEN + SIG_LEN + 1 + crate::credential::MAX_ENCODED_LEN;
 pub(crate) const M3_MIN_LEN: usize = TIME_LEN + 1 + SIG_LEN + 1 + REFERENCE_LEN + TAG_LEN;
 
 /// Domain labels: one per use, so no value computed for one purpose is accepted
