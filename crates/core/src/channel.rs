@@ -115,15 +115,7 @@ impl<P: CryptoProvider> Sealer<P> {
     }
 
     fn seal_content(&mut self, data: &[u8], content: u8) -> Result<Vec<u8>, ChannelError> {
-        if self.closed {
-            return Err(ChannelError::Closed);
-        }
-        if data.len() > MAX_PLAINTEXT_LEN {
-            return Err(ChannelError::TooLarge {
-                len: data.len(),
-                max: MAX_PLAINTEXT_LEN,
-            });
-        }
+        check_sealable(self.closed, data)?;
         let mut record = Vec::with_capacity(data.len() + 1 + TAG_LEN);
         record.extend_from_slice(data);
         record.push(content);
@@ -136,6 +128,20 @@ impl<P: CryptoProvider> Sealer<P> {
         self.direction.advance(content == CONTENT_KEY_UPDATE)?;
         Ok(record)
     }
+}
+
+/// Whether `data` may be sealed: the direction is open and `data` fits a record.
+pub(crate) fn check_sealable(closed: bool, data: &[u8]) -> Result<(), ChannelError> {
+    if closed {
+        return Err(ChannelError::Closed);
+    }
+    if data.len() > MAX_PLAINTEXT_LEN {
+        return Err(ChannelError::TooLarge {
+            len: data.len(),
+            max: MAX_PLAINTEXT_LEN,
+        });
+    }
+    Ok(())
 }
 
 /// Opens the peer's records, strictly in order.

@@ -214,6 +214,8 @@ pub enum ChannelError {
     Closed,
     /// The record counter would wrap: the session must end.
     CounterExhausted,
+    /// A datagram record already accepted, or older than the replay window.
+    Replayed,
 }
 
 /// Why a signer could not sign.
@@ -363,6 +365,9 @@ impl fmt::Display for ChannelError {
             Self::UnknownContentType { value } => write!(f, "unknown content type {value}"),
             Self::Closed => f.write_str("channel closed"),
             Self::CounterExhausted => f.write_str("record counter exhausted"),
+            Self::Replayed => {
+                f.write_str("record already accepted or older than the replay window")
+            }
         }
     }
 }

@@ -43,6 +43,7 @@ extern crate std;
 pub mod channel;
 mod codec;
 pub mod credential;
+pub mod datagram;
 mod error;
 pub mod factor;
 pub mod handshake;

@@ -29,6 +29,15 @@ pub enum SdkError {
     DamagedStorage,
     /// A caller-provided buffer is too small for what must go in it.
     BufferTooSmall,
+    /// A handshake message needs a datagram larger than the link's MTU.
+    DatagramTooLarge {
+        /// The datagram's length.
+        len: usize,
+        /// The link's MTU.
+        mtu: usize,
+    },
+    /// No answer came after every resend: the HSP is unreachable for now.
+    TimedOut,
 }
 
 impl fmt::Display for SdkError {
@@ -55,6 +64,13 @@ impl fmt::Display for SdkError {
             SdkError::Transport => f.write_str("the transport failed"),
             SdkError::DamagedStorage => f.write_str("stored data is damaged"),
             SdkError::BufferTooSmall => f.write_str("a buffer is too small"),
+            SdkError::DatagramTooLarge { len, mtu } => {
+                write!(
+                    f,
+                    "a datagram of {len} bytes exceeds the link's MTU of {mtu}"
+                )
+            }
+            SdkError::TimedOut => f.write_str("no answer after every resend"),
         }
     }
 }

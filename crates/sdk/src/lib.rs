@@ -16,6 +16,10 @@
 //!                    └──── acknowledge ◄── sample::AckSequences ◄── Opener ◄─────────┘
 //! ```
 //!
+//! Over a link that loses, duplicates and reorders (a radio without a
+//! reliable transport), [`datagram`] carries the same handshake and samples
+//! with message numbers, retransmission timers and a replay window.
+//!
 //! Like the core, nothing here touches a socket, a file or a clock: the
 //! [`traits`] are called only by the blocking [`driver`], and an asynchronous
 //! agent (the tokio simulator in `services/device`) uses the sans-I/O parts
@@ -35,6 +39,7 @@
 extern crate alloc;
 
 pub mod buffer;
+pub mod datagram;
 pub mod driver;
 pub mod enrollment;
 mod error;

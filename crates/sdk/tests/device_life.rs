@@ -3,94 +3,34 @@
 //! server provider (aws-lc), so both providers meet on the same bytes.
 #![allow(missing_docs)]
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+mod common;
+
+use std::collections::{BTreeSet, VecDeque};
+
+use common::*;
 
 use prost::Message;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use vitalgate_core::channel::{Record, SecureChannel};
-use vitalgate_core::credential::{
-    Credential, CredentialBody, KeyProtection, KnownCredentials, Role, RoleSet, TrustStore,
-};
-use vitalgate_core::factor::FactorSet;
-use vitalgate_core::handshake::{PeerDirectory, Responder, ResponderAwaitingM3, ResponderConfig};
-use vitalgate_core::provider::{AwsLc, Dalek, Secret32};
-use vitalgate_core::replay::InMemoryReplayCache;
+use vitalgate_core::credential::{Credential, KnownCredentials, Role, RoleSet, TrustStore};
+use vitalgate_core::handshake::{PeerDirectory, ResponderAwaitingM3};
+use vitalgate_core::provider::{AwsLc, Dalek};
 use vitalgate_core::signer::{Signer, SoftwareSigner};
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1;
 use vitalgate_sdk::buffer::{Entry, FixedSampleBuffer, SampleBuffer};
-use vitalgate_sdk::enrollment::{Enrolled, EnrollmentRequest, ENROLL_LABEL};
+use vitalgate_sdk::enrollment::{Enrolled, EnrollmentRequest};
 use vitalgate_sdk::handshake::{device_initiator_config, HspMemory, KeyOnly};
 use vitalgate_sdk::sample::{encode_batch, AckSequences, Sample};
 use vitalgate_sdk::sequence::SequenceAllocator;
-use vitalgate_sdk::traits::{Clock, Slot, Storage, StorageError, Transport, TransportError};
+use vitalgate_sdk::traits::{Clock, Slot, Storage, Transport, TransportError};
 use vitalgate_sdk::{driver, SdkError};
-
-const NOW: u64 = 1_800_000_000;
-
-fn seed(byte: u8) -> Secret32 {
-    Secret32::from_bytes([byte; 32])
-}
 
 struct FixedClock;
 impl Clock for FixedClock {
     fn now_unix_ms(&self) -> Option<u64> {
         Some(NOW * 1000)
-    }
-}
-
-/// Flash as a map; counts writes so a test can see blocks being reserved.
-#[derive(Default)]
-struct MemoryStorage {
-    slots: HashMap<Slot, Vec<u8>>,
-    writes: usize,
-}
-
-impl Storage for MemoryStorage {
-    fn read(&mut self, slot: Slot, buf: &mut [u8]) -> Result<Option<usize>, StorageError> {
-        match self.slots.get(&slot) {
-            None => Ok(None),
-            Some(data) if data.len() > buf.len() => Err(StorageError::TooLarge),
-            Some(data) => {
-                buf[..data.len()].copy_from_slice(data);
-                Ok(Some(data.len()))
-            }
-        }
-    }
-    fn write(&mut self, slot: Slot, data: &[u8]) -> Result<(), StorageError> {
-        self.writes += 1;
-        self.slots.insert(slot, data.to_vec());
-        Ok(())
-    }
-    fn remove(&mut self, slot: Slot) -> Result<(), StorageError> {
-        self.slots.remove(&slot);
-        Ok(())
-    }
-}
-
-struct Pki {
-    ttp: SoftwareSigner<AwsLc>,
-}
-
-impl Pki {
-    fn new() -> Self {
-        Self {
-            ttp: SoftwareSigner::<AwsLc>::from_seed(&seed(0xA0)),
-        }
-    }
-
-    fn issue(&self, serial: u64, role: Role, subject: &str, key: [u8; 32]) -> Credential {
-        let body = CredentialBody {
-            serial,
-            role,
-            subject: subject.as_bytes().to_vec(),
-            public_key: key,
-            not_before: (NOW - 1000) as u32,
-            not_after: (NOW + 1000) as u32,
-            key_protection: KeyProtection::Software,
-        };
-        Credential::issue::<AwsLc>(body, &self.ttp).expect("issue")
     }
 }
 
@@ -103,11 +43,7 @@ enum HspState {
 /// The HSP's side, answering each frame the device sends at once; it stores
 /// samples (by sequence, so duplicates are visible) before acknowledging them.
 struct LoopbackHsp {
-    config: &'static ResponderConfig<AwsLc>,
-    trust: TrustStore,
-    known: KnownCredentials,
-    prefilter: InMemoryReplayCache,
-    durable: InMemoryReplayCache,
+    handshakes: HspHandshakes,
     state: HspState,
     outbox: VecDeque<Vec<u8>>,
     stored: Vec<u64>,
@@ -118,22 +54,10 @@ struct LoopbackHsp {
 
 impl LoopbackHsp {
     fn new(pki: &Pki) -> (Self, Credential) {
-        let signer = SoftwareSigner::<AwsLc>::from_seed(&seed(0xB0));
-        let credential = pki.issue(1, Role::Hsp, "hsp.general-hospital", signer.public_key());
-        let config = Box::leak(Box::new(ResponderConfig::new(
-            Box::new(signer),
-            vitalgate_core::credential::KnownCredential::new::<AwsLc>(credential.clone()),
-            RoleSet::only(Role::Device),
-        )));
-        let mut trust = TrustStore::new();
-        trust.add_issuer::<AwsLc>(pki.ttp.public_key());
+        let (handshakes, credential) = HspHandshakes::new(pki);
         (
             Self {
-                config,
-                trust,
-                known: KnownCredentials::new(),
-                prefilter: InMemoryReplayCache::new(64),
-                durable: InMemoryReplayCache::new(64),
+                handshakes,
                 state: HspState::Idle,
                 outbox: VecDeque::new(),
                 stored: Vec::new(),
@@ -154,39 +78,20 @@ impl LoopbackHsp {
 impl Transport for LoopbackHsp {
     fn send(&mut self, frame: &[u8]) -> Result<(), TransportError> {
         self.wire_bytes += frame.len();
-        let now = UnixTime(NOW);
         match std::mem::replace(&mut self.state, HspState::Idle) {
             HspState::Idle => {
-                let (m2, state) = Responder::handle_m1(
-                    self.config,
-                    frame,
-                    now,
-                    &mut ChaCha20Rng::from_seed([9; 32]),
-                    &self.prefilter,
-                )
-                .map_err(|_| TransportError::Failed)?;
+                let (m2, state) = self
+                    .handshakes
+                    .answer_m1(frame)
+                    .map_err(|_| TransportError::Failed)?;
                 self.outbox.push_back(m2);
                 self.state = HspState::AwaitingM3(state);
             }
             HspState::AwaitingM3(state) => {
-                let peers = PeerDirectory {
-                    trust: &self.trust,
-                    known: &self.known,
-                };
-                let verified = state
-                    .handle_m3(frame, now, &peers)
+                let (m4, session) = self
+                    .handshakes
+                    .answer_m3(state, frame)
                     .map_err(|_| TransportError::Failed)?;
-                let device = verified.peer().clone();
-                let claim = verified.replay_entry().claim_in(&self.durable, NOW);
-                let (m4, session) = verified
-                    .finish(FactorSet::EMPTY, FactorSet::EMPTY, claim)
-                    .map_err(|_| TransportError::Failed)?;
-                let _ = self.known.insert_verified::<AwsLc>(
-                    &self.trust,
-                    device,
-                    RoleSet::only(Role::Device),
-                    now,
-                );
                 self.outbox.push_back(m4);
                 self.state = HspState::Streaming(session.into_channel());
             }
@@ -233,42 +138,6 @@ impl Transport for LoopbackHsp {
         self.wire_bytes += frame.len();
         buf[..frame.len()].copy_from_slice(&frame);
         Ok(frame.len())
-    }
-}
-
-/// A device enrolled with the PKI: its storage holds key seed, credential and anchors.
-fn enrolled_device(pki: &Pki) -> (MemoryStorage, SoftwareSigner<Dalek>) {
-    let signer = SoftwareSigner::<Dalek>::from_seed(&seed(0xC0));
-    let request = EnrollmentRequest::new(&signer, b"token-1").expect("request");
-    // What the TTP checks: the proof over label, token and key.
-    let signed = [ENROLL_LABEL, b"token-1", &request.public_key].concat();
-    AwsLc_verify(&request.public_key, &signed, &request.proof_of_possession);
-    let credential = pki.issue(7, Role::Device, "pseudonym-7f3a9c", request.public_key);
-    let anchor = pki.ttp.public_key();
-    let enrolled =
-        Enrolled::accept(&request, &credential.encode(), [anchor.as_slice()]).expect("accept");
-    let mut storage = MemoryStorage::default();
-    enrolled.store(&mut storage).expect("store");
-    (storage, signer)
-}
-
-#[allow(non_snake_case)]
-fn AwsLc_verify(key: &[u8; 32], message: &[u8], signature: &[u8; 64]) {
-    use vitalgate_core::provider::CryptoProvider;
-    AwsLc::ed25519_verify(key, message, signature).expect("proof of possession verifies");
-}
-
-fn sample(sequence: u64) -> Sample {
-    Sample {
-        sequence,
-        measured_at_ms: (NOW * 1000 + sequence * 250) as i64,
-        heart_rate_bpm: 72.5,
-        spo2_percent: 97.0,
-        respiratory_rate_per_min: 14.0,
-        skin_temperature_c: 33.1,
-        systolic_mmhg: 121.0,
-        diastolic_mmhg: 79.0,
-        anomaly: sequence.is_multiple_of(7),
     }
 }
 

@@ -296,6 +296,12 @@ impl<P: CryptoProvider> Session<P> {
     pub fn into_channel(self) -> SecureChannel<P> {
         SecureChannel::new(self.send_key.clone(), self.receive_key.clone())
     }
+    /// The secure channel for a link that loses, duplicates and reorders
+    /// ([`crate::datagram`]): explicit sequence numbers and a replay window,
+    /// under keys of its own.
+    pub fn into_datagram_channel(self) -> crate::datagram::DatagramChannel<P> {
+        crate::datagram::DatagramChannel::new(&self.send_key, &self.receive_key)
+    }
 }
 
 impl<P: CryptoProvider> fmt::Debug for Session<P> {
