@@ -31,7 +31,7 @@ use vitalgate_core::credential::{
     Credential, KnownCredential, KnownCredentials, Role, RoleSet, TrustStore,
 };
 use vitalgate_core::factor::AssuranceLevel;
-use vitalgate_core::handshake::{Initiator, InitiatorConfig, InitiatorProgress, PeerDirectory};
+use vitalgate_core::handshake::{InitiatorConfig, PeerDirectory};
 use vitalgate_core::provider::{AwsLc, Secret32};
 use vitalgate_core::resumption::{Resumer, TICKET_LEN};
 use vitalgate_core::UnixTime;
@@ -39,6 +39,8 @@ use vitalgate_proto::v1::{self, device_frame, hsp_frame};
 use vitalgate_rpc::clock::SharedClock;
 use vitalgate_rpc::identity::{Identity, IdentityError};
 use vitalgate_rpc::tls::Endpoint;
+use vitalgate_sdk::handshake::{DeviceHandshake, KeyOnly, Step};
+use vitalgate_sdk::SdkError;
 
 pub use link::{HandshakeCall, HspFrames, HspLink};
 pub use sensors::BodySensors;
@@ -122,6 +124,16 @@ pub enum DeviceError {
     /// The HSP sent something the protocol does not allow.
     #[error("protocol: {0}")]
     Protocol(String),
+}
+
+impl From<SdkError> for DeviceError {
+    fn from(e: SdkError) -> Self {
+        match e {
+            SdkError::Core(e) => DeviceError::Core(e),
+            SdkError::Channel(e) => DeviceError::Channel(e),
+            other => DeviceError::Protocol(other.to_string()),
+        }
+    }
 }
 
 /// Counters, visible to operators and `vitalgate dev`.
@@ -619,33 +631,33 @@ impl Device {
         let closed =
             || DeviceError::Protocol("the HSP ended the stream during the handshake".into());
         let initiator_config = self.initiator_config();
-        let (m1, state) = Initiator::start(&initiator_config, &mut OsRng)?;
-        let (tx, mut inbound, m2) = send_m1(link, HandshakeCall::DeviceSession, m1).await?;
-        let verified = {
+        // The SDK's device handshake, the one firmware and the C library run:
+        // each HSP message in, the next one out, factor rounds refused.
+        let (m1, mut handshake) = DeviceHandshake::start(&initiator_config, &mut OsRng)?;
+        let (tx, mut inbound, mut message) =
+            send_m1(link, HandshakeCall::DeviceSession, m1).await?;
+        let session = loop {
             let peers = PeerDirectory {
                 trust: &self.trust,
                 known: &self.known,
             };
-            state.handle_m2(&m2, UnixTime(self.handshake_now()), &peers)?
-        };
-        let hsp_credential = verified.peer().clone();
-        if !self.config.trusted_clock {
-            let signed = u64::from(verified.responder_time());
-            self.floor.raise(&self.config.data_dir, signed)?;
-        }
-        let (m3, state) = verified.send_m3(&[])?;
-        tx.send(send(device_frame::Frame::Handshake(m3)))
-            .await
-            .map_err(|_| closed())?;
-        let m4 = expect_handshake(inbound.message().await?.ok_or_else(closed)?)?;
-        let session = match state.handle(&m4)? {
-            InitiatorProgress::Established(session) => session,
-            InitiatorProgress::FactorRound(_) => {
-                return Err(DeviceError::Protocol(
-                    "the HSP asked for a factor this device does not have".into(),
-                ))
+            let now = UnixTime(self.handshake_now());
+            match handshake.handle(&message, now, &peers, &mut KeyOnly)? {
+                Step::Send(reply) => {
+                    tx.send(send(device_frame::Frame::Handshake(reply)))
+                        .await
+                        .map_err(|_| closed())?;
+                    message = expect_handshake(inbound.message().await?.ok_or_else(closed)?)?;
+                }
+                Step::Established(session) => break session,
             }
         };
+        let hsp_credential = session.peer().clone();
+        if !self.config.trusted_clock {
+            // The HSP's time, signed in M2 and confirmed by M4.
+            let signed = u64::from(session.peer_time());
+            self.floor.raise(&self.config.data_dir, signed)?;
+        }
         self.stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
         self.remember_hsp(&hsp_credential)?;
         tracing::debug!(session = ?session.session_id(), "authenticated to the HSP");
