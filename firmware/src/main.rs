@@ -253,7 +253,7 @@ fn stream(
     }
     let mut receive = [0u8; ACK_RECEIVE_BUFFER];
     let acknowledged =
-        driver::send_and_collect_acks_in(&mut receive, link, channel, &mut buffer, BATCH)?;
+        driver::send_and_collect_acks_in(&mut receive, link, channel, &mut buffer, BATCH)?.samples;
     if acknowledged as u64 != SAMPLES || !buffer.is_empty() {
         return Err(SdkError::UnexpectedMessage);
     }

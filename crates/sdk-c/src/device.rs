@@ -245,7 +245,8 @@ impl VgDevice {
         let channel = self.channel.as_mut().ok_or(VgError::OutOfOrder)?;
         let mut transport = self.callbacks;
         match driver::send_and_collect_acks(&mut transport, channel, &mut self.buffer, batch) {
-            Ok(acknowledged) => Ok(acknowledged),
+            // The C interface does not resume yet: the ticket is dropped.
+            Ok(acknowledged) => Ok(acknowledged.samples),
             Err(e) => {
                 // The session is over; what was not acknowledged stays.
                 self.channel = None;

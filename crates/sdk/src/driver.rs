@@ -8,10 +8,12 @@ use rand_core::{CryptoRng, RngCore};
 use vitalgate_core::channel::{Record, SecureChannel};
 use vitalgate_core::handshake::{InitiatorConfig, PeerDirectory, Session, MAX_MESSAGE_LEN};
 use vitalgate_core::provider::CryptoProvider;
+use vitalgate_core::resumption::Resumed;
 use vitalgate_core::UnixTime;
 
 use crate::buffer::{Entry, SampleBuffer};
 use crate::handshake::{DeviceHandshake, FactorAnswers, Step};
+use crate::resume::Ticket;
 use crate::sample::{encode_batch, AckSequences};
 use crate::traits::{Clock, Transport};
 use crate::SdkError;
@@ -56,8 +58,20 @@ pub fn handshake_in<P: CryptoProvider>(
     }
 }
 
+/// What [`send_and_collect_acks`] received.
+#[derive(Debug, Default)]
+pub struct Acknowledged {
+    /// Samples the HSP acknowledged (and removed from the buffer).
+    pub samples: usize,
+    /// A resumption ticket for the next connection, if an acknowledgement
+    /// carried one (the first of a session does): keep it for
+    /// [`resume_in`].
+    #[cfg(feature = "resumption")]
+    pub ticket: Option<Ticket>,
+}
+
 /// Sends what `buffer` holds unsent, `batch` samples per record, and reads one
-/// acknowledgement per record sent; returns how many samples were acknowledged.
+/// acknowledgement per record sent.
 /// Acknowledgements are received into a buffer of `MAX_RECORD_LEN` (16 KiB) on
 /// the heap; see [`send_and_collect_acks_in`] to bring your own.
 pub fn send_and_collect_acks<P: CryptoProvider, B: AsRef<[Entry]> + AsMut<[Entry]>>(
@@ -65,7 +79,7 @@ pub fn send_and_collect_acks<P: CryptoProvider, B: AsRef<[Entry]> + AsMut<[Entry
     channel: &mut SecureChannel<P>,
     buffer: &mut SampleBuffer<B>,
     batch: usize,
-) -> Result<usize, SdkError> {
+) -> Result<Acknowledged, SdkError> {
     let mut receive = vec![0u8; vitalgate_core::channel::MAX_RECORD_LEN];
     send_and_collect_acks_in(&mut receive, transport, channel, buffer, batch)
 }
@@ -81,7 +95,7 @@ pub fn send_and_collect_acks_in<P: CryptoProvider, B: AsRef<[Entry]> + AsMut<[En
     channel: &mut SecureChannel<P>,
     buffer: &mut SampleBuffer<B>,
     batch: usize,
-) -> Result<usize, SdkError> {
+) -> Result<Acknowledged, SdkError> {
     let mut plaintext = alloc::vec::Vec::new();
     let mut records = 0;
     while buffer.unsent() > 0 {
@@ -91,16 +105,37 @@ pub fn send_and_collect_acks_in<P: CryptoProvider, B: AsRef<[Entry]> + AsMut<[En
         buffer.mark_sent(count);
         records += 1;
     }
-    let mut acknowledged = 0;
+    let mut acknowledged = Acknowledged::default();
     for _ in 0..records {
         let len = transport.receive(receive)?;
         match channel.opener.open(&receive[..len])? {
             Record::Data(ack) => {
-                acknowledged += buffer.acknowledge(AckSequences::parse(&ack)?.iter())
+                acknowledged.samples += buffer.acknowledge(AckSequences::parse(&ack)?.iter());
+                #[cfg(feature = "resumption")]
+                if let Some(ticket) = crate::sample::ack_ticket(&ack)? {
+                    acknowledged.ticket = Some(ticket);
+                }
             }
             Record::KeyUpdate => {}
             Record::Close => return Err(SdkError::Transport),
         }
     }
     Ok(acknowledged)
+}
+
+/// Resumes with `ticket` over `transport`: RM1 out, RM2 into `buf` (40
+/// bytes are enough), and the resumed session, whose channel sends as a
+/// full handshake's does. Any failure (the HSP refused the ticket and
+/// closed, or RM2 did not verify) leaves the ticket used up: make a full
+/// handshake on a new connection.
+pub fn resume_in<P: CryptoProvider>(
+    buf: &mut [u8],
+    transport: &mut impl Transport,
+    ticket: Ticket,
+    rng: &mut (impl RngCore + CryptoRng + ?Sized),
+) -> Result<Resumed<P>, SdkError> {
+    let (rm1, resumption) = ticket.resume::<P>(rng);
+    transport.send(&rm1)?;
+    let len = transport.receive(buf)?;
+    resumption.handle(&buf[..len])
 }

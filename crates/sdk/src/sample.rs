@@ -9,6 +9,11 @@
 
 use alloc::vec::Vec;
 
+use vitalgate_core::factor::AssuranceLevel;
+use vitalgate_core::provider::Secret32;
+use vitalgate_core::resumption::TICKET_LEN;
+
+use crate::resume::Ticket;
 use crate::SdkError;
 
 /// One reading of the body-area network's sensors.
@@ -210,5 +215,68 @@ impl<'a> AckSequences<'a> {
                 }
             }
         })
+    }
+}
+
+/// The resumption ticket an acknowledgement carries (`Ack.ticket`, field 3:
+/// `ResumptionTicket`), if any; other fields are skipped. A ticket of the
+/// wrong length or with an unknown assurance level is malformed.
+pub fn ack_ticket(ack: &[u8]) -> Result<Option<Ticket>, SdkError> {
+    let mut outer = Reader { bytes: ack };
+    let mut found = None;
+    while !outer.bytes.is_empty() {
+        let key = outer.varint()?;
+        match (key >> 3, (key & 7) as u8) {
+            (3, WIRE_LEN) => {
+                let len = usize::try_from(outer.varint()?).map_err(|_| SdkError::MalformedFrame)?;
+                found = Some(parse_ticket(outer.take(len)?)?);
+            }
+            (0, _) => return Err(SdkError::MalformedFrame),
+            (_, wire) => outer.skip(u64::from(wire))?,
+        }
+    }
+    Ok(found)
+}
+
+fn parse_ticket(bytes: &[u8]) -> Result<Ticket, SdkError> {
+    let mut fields = Reader { bytes };
+    let (mut ticket, mut psk, mut assurance, mut valid_secs) = (None, None, None, 0u32);
+    while !fields.bytes.is_empty() {
+        let key = fields.varint()?;
+        match (key >> 3, (key & 7) as u8) {
+            (1 | 2, WIRE_LEN) => {
+                let len =
+                    usize::try_from(fields.varint()?).map_err(|_| SdkError::MalformedFrame)?;
+                let value = fields.take(len)?;
+                if key >> 3 == 1 {
+                    ticket = Some(
+                        <[u8; TICKET_LEN]>::try_from(value)
+                            .map_err(|_| SdkError::MalformedFrame)?,
+                    );
+                } else {
+                    psk = Some(<[u8; 32]>::try_from(value).map_err(|_| SdkError::MalformedFrame)?);
+                }
+            }
+            (3, WIRE_VARINT) => {
+                assurance = u8::try_from(fields.varint()?)
+                    .ok()
+                    .and_then(AssuranceLevel::from_wire);
+            }
+            (4, WIRE_VARINT) => {
+                valid_secs =
+                    u32::try_from(fields.varint()?).map_err(|_| SdkError::MalformedFrame)?;
+            }
+            (0, _) => return Err(SdkError::MalformedFrame),
+            (_, wire) => fields.skip(u64::from(wire))?,
+        }
+    }
+    match (ticket, psk, assurance) {
+        (Some(ticket), Some(psk), Some(assurance)) => Ok(Ticket {
+            ticket,
+            psk: Secret32::from_bytes(psk),
+            assurance,
+            valid_secs,
+        }),
+        _ => Err(SdkError::MalformedFrame),
     }
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 
 use common::*;
 
@@ -14,15 +14,19 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use vitalgate_core::channel::{Record, SecureChannel};
 use vitalgate_core::credential::{Credential, KnownCredentials, Role, RoleSet, TrustStore};
+use vitalgate_core::factor::AssuranceLevel;
 use vitalgate_core::handshake::{PeerDirectory, ResponderAwaitingM3};
-use vitalgate_core::provider::{AwsLc, Dalek};
+use vitalgate_core::provider::{AwsLc, Dalek, Secret32};
+use vitalgate_core::resumption::{
+    is_resumption, issue_ticket, ResumeRequest, TicketGrant, TicketKey, RM1_LEN, RM2_LEN,
+};
 use vitalgate_core::signer::{Signer, SoftwareSigner};
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1;
 use vitalgate_sdk::buffer::{Entry, FixedSampleBuffer, SampleBuffer};
 use vitalgate_sdk::enrollment::{Enrolled, EnrollmentRequest};
 use vitalgate_sdk::handshake::{device_initiator_config, HspMemory, KeyOnly};
-use vitalgate_sdk::sample::{encode_batch, AckSequences, Sample};
+use vitalgate_sdk::sample::{ack_ticket, encode_batch, AckSequences, Sample};
 use vitalgate_sdk::sequence::SequenceAllocator;
 use vitalgate_sdk::traits::{Clock, Slot, Storage, Transport, TransportError};
 use vitalgate_sdk::{driver, SdkError};
@@ -50,6 +54,12 @@ struct LoopbackHsp {
     wire_bytes: usize,
     /// Drops the link after this many records (a radio that goes away).
     fail_after_records: Option<usize>,
+    /// The ticket key: each session's first acknowledgement carries a ticket.
+    ticket_key: TicketKey,
+    /// Whether this session's acknowledgements have carried its ticket.
+    ticket_sent: bool,
+    /// Tickets presented, each accepted once (the store's claim, on an HSP).
+    tickets_used: HashSet<[u8; 32]>,
 }
 
 impl LoopbackHsp {
@@ -63,6 +73,9 @@ impl LoopbackHsp {
                 stored: Vec::new(),
                 wire_bytes: 0,
                 fail_after_records: None,
+                ticket_key: TicketKey::new(1, Secret32::from_bytes([0x7c; 32])),
+                ticket_sent: false,
+                tickets_used: HashSet::new(),
             },
             credential,
         )
@@ -72,6 +85,19 @@ impl LoopbackHsp {
         self.state = HspState::Idle;
         self.outbox.clear();
         self.wire_bytes = 0;
+        self.ticket_sent = false;
+    }
+
+    /// RM1 in, RM2 out: the ticket's binder, then its single use.
+    fn resume(&mut self, rm1: &[u8]) -> Result<SecureChannel<AwsLc>, TransportError> {
+        let request = ResumeRequest::<AwsLc>::open(rm1, std::slice::from_ref(&self.ticket_key))
+            .map_err(|_| TransportError::Failed)?;
+        let first_use = self.tickets_used.insert(request.ticket_id());
+        let (rm2, resumed) = request
+            .accept(first_use, &mut ChaCha20Rng::from_seed([5; 32]))
+            .map_err(|_| TransportError::Closed)?;
+        self.outbox.push_back(rm2.to_vec());
+        Ok(resumed.into_channel())
     }
 }
 
@@ -79,6 +105,9 @@ impl Transport for LoopbackHsp {
     fn send(&mut self, frame: &[u8]) -> Result<(), TransportError> {
         self.wire_bytes += frame.len();
         match std::mem::replace(&mut self.state, HspState::Idle) {
+            HspState::Idle if is_resumption(frame) => {
+                self.state = HspState::Streaming(self.resume(frame)?);
+            }
             HspState::Idle => {
                 let (m2, state) = self
                     .handshakes
@@ -113,8 +142,27 @@ impl Transport for LoopbackHsp {
                     .map_err(|_| TransportError::Failed)?;
                 let sequences: Vec<u64> = batch.samples.iter().map(|s| s.sequence).collect();
                 self.stored.extend(&sequences);
+                let ticket = (!self.ticket_sent).then(|| {
+                    let grant = TicketGrant {
+                        serial: 7,
+                        assurance: AssuranceLevel::Aal1,
+                    };
+                    let issued = issue_ticket::<AwsLc>(
+                        &self.ticket_key,
+                        grant,
+                        &mut ChaCha20Rng::from_seed([6; 32]),
+                    );
+                    v1::ResumptionTicket {
+                        ticket: issued.ticket.to_vec(),
+                        psk: issued.psk.expose().to_vec(),
+                        assurance: 1,
+                        valid_secs: 1800,
+                    }
+                });
+                self.ticket_sent = true;
                 let ack = v1::Ack {
                     sequences,
+                    ticket,
                     ..Default::default()
                 }
                 .encode_to_vec();
@@ -235,12 +283,93 @@ fn a_device_enrolls_authenticates_streams_and_resends_after_losing_the_link() {
     buffer.resend_all();
     let acknowledged =
         driver::send_and_collect_acks(&mut hsp, &mut channel, &mut buffer, 4).expect("stream");
-    assert_eq!(acknowledged, 10);
+    assert_eq!(acknowledged.samples, 10);
     assert!(buffer.is_empty());
     // Every sample arrived; the first eight twice (the HSP de-duplicates by sequence).
     let distinct: BTreeSet<u64> = hsp.stored.iter().copied().collect();
     assert_eq!(distinct, (1..=10).collect());
     assert_eq!(hsp.stored.len(), 18);
+}
+
+#[test]
+fn a_device_resumes_with_its_last_sessions_ticket_in_one_round_trip_of_100_bytes() {
+    let (mut storage, mut hsp, _, trust) = enrolled_device_and_hsp();
+    let mut rng = ChaCha20Rng::from_seed([2; 32]);
+    let mut channel = connect(
+        &mut hsp,
+        &mut storage,
+        0xC0,
+        &mut rng,
+        &trust,
+        &KnownCredentials::new(),
+    )
+    .expect("handshake");
+    let mut sequences = SequenceAllocator::open(&mut storage).expect("sequences");
+    let mut buffer = FixedSampleBuffer::<16>::new_fixed();
+    let mut push = |buffer: &mut FixedSampleBuffer<16>, count: usize| {
+        for _ in 0..count {
+            let n = sequences.next(&mut storage).expect("next");
+            buffer.push(sample(n)).expect("push");
+        }
+    };
+    push(&mut buffer, 4);
+    let first =
+        driver::send_and_collect_acks(&mut hsp, &mut channel, &mut buffer, 2).expect("stream");
+    assert_eq!(first.samples, 4);
+    let ticket = first
+        .ticket
+        .expect("the session's first acknowledgement carries a ticket");
+    assert_eq!(ticket.valid_secs(), 1800);
+    assert_eq!(ticket.assurance(), AssuranceLevel::Aal1);
+
+    // The link drops; the device comes back with the ticket: RM1 and RM2, no signature.
+    hsp.reconnect();
+    let mut rm2 = [0u8; RM2_LEN];
+    let resumed =
+        driver::resume_in::<Dalek>(&mut rm2, &mut hsp, ticket, &mut rng).expect("resumed");
+    assert_eq!(hsp.wire_bytes, RM1_LEN + RM2_LEN);
+    assert_eq!(hsp.wire_bytes, 100);
+    assert_eq!(resumed.assurance(), AssuranceLevel::Aal1);
+    let mut channel = resumed.into_channel();
+    push(&mut buffer, 3);
+    let second =
+        driver::send_and_collect_acks(&mut hsp, &mut channel, &mut buffer, 2).expect("stream");
+    assert_eq!(second.samples, 3);
+    assert!(buffer.is_empty());
+    assert_eq!(hsp.stored, (1..=7).collect::<Vec<_>>());
+    // The resumed session's first acknowledgement carries the next ticket.
+    assert!(second.ticket.is_some());
+}
+
+#[test]
+fn acknowledgement_tickets_are_read_from_the_proto_crates_bytes_and_checked() {
+    let ticket = |ticket: Vec<u8>, psk: Vec<u8>, assurance: u32| v1::Ack {
+        sequences: vec![1, 2],
+        ticket: Some(v1::ResumptionTicket {
+            ticket,
+            psk,
+            assurance,
+            valid_secs: 600,
+        }),
+        ..Default::default()
+    };
+    let good = ticket(vec![1; 18], vec![2; 32], 2).encode_to_vec();
+    let read = ack_ticket(&good).expect("parses").expect("a ticket");
+    assert_eq!(read.valid_secs(), 600);
+    assert_eq!(read.assurance(), AssuranceLevel::Aal2);
+    assert!(ack_ticket(&v1::Ack::default().encode_to_vec())
+        .expect("parses")
+        .is_none());
+    for bad in [
+        ticket(vec![1; 17], vec![2; 32], 2),
+        ticket(vec![1; 18], vec![2; 31], 2),
+        ticket(vec![1; 18], vec![2; 32], 9),
+    ] {
+        assert!(matches!(
+            ack_ticket(&bad.encode_to_vec()),
+            Err(SdkError::MalformedFrame)
+        ));
+    }
 }
 
 #[test]
