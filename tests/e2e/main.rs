@@ -10,6 +10,7 @@ mod cli_errors;
 mod clinician_access;
 mod crashes;
 mod data_lock;
+mod datagrams;
 mod dev_config;
 mod discharge;
 mod escalation;

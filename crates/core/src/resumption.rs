@@ -435,6 +435,10 @@ impl<P: CryptoProvider> Resumed<P> {
     pub fn into_channel(self) -> SecureChannel<P> {
         SecureChannel::new(self.send_key.clone(), self.receive_key.clone())
     }
+    /// The secure channel for a lossy link ([`crate::datagram`]).
+    pub fn into_datagram_channel(self) -> crate::datagram::DatagramChannel<P> {
+        crate::datagram::DatagramChannel::new(&self.send_key, &self.receive_key)
+    }
 }
 
 impl<P: CryptoProvider> fmt::Debug for Resumed<P> {

@@ -27,10 +27,13 @@ pub(crate) fn factor_status(failure: &FactorFailure) -> Status {
 
 type FrameStream =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::HspFrame, Status>> + Send>>;
+type DatagramStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::Datagram, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl v1::hsp_server::Hsp for Hsp {
     type DeviceSessionStream = FrameStream;
+    type DeviceDatagramsStream = DatagramStream;
     type LoginStream = FrameStream;
 
     async fn login(
@@ -124,6 +127,18 @@ impl v1::hsp_server::Hsp for Hsp {
         )))
     }
 
+    async fn device_datagrams(
+        &self,
+        request: Request<tonic::Streaming<v1::Datagram>>,
+    ) -> Result<Response<Self::DeviceDatagramsStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+        Ok(Response::new(Box::pin(
+            self.device_datagrams(request.into_inner(), peer),
+        )))
+    }
+
     async fn vitals_count(
         &self,
         request: Request<v1::VitalsCountRequest>,
@@ -188,7 +203,7 @@ impl v1::hsp_server::Hsp for Hsp {
     }
 }
 
-/// The HSP's service with every method but `DeviceSession` refused: what a
+/// The HSP's service with every method but the device sessions refused: what a
 /// port without TLS may carry (a device's session is end-to-end already;
 /// administrators' tokens and clinicians' tickets are not).
 #[derive(Clone)]
@@ -200,8 +215,11 @@ impl<S> DevicesOnly<S> {
     }
 }
 
-/// The one method a plaintext port serves.
-const DEVICE_SESSION_PATH: &str = "/vitalgate.v1.Hsp/DeviceSession";
+/// The methods a plaintext port serves.
+const DEVICE_PATHS: [&str; 2] = [
+    "/vitalgate.v1.Hsp/DeviceSession",
+    "/vitalgate.v1.Hsp/DeviceDatagrams",
+];
 
 impl<S, B> tower_service::Service<tonic::codegen::http::Request<B>> for DevicesOnly<S>
 where
@@ -224,7 +242,7 @@ where
     }
 
     fn call(&mut self, request: tonic::codegen::http::Request<B>) -> Self::Future {
-        if request.uri().path() == DEVICE_SESSION_PATH {
+        if DEVICE_PATHS.contains(&request.uri().path()) {
             Box::pin(self.0.call(request))
         } else {
             let refused = Status::permission_denied(

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tonic::Status;
 use tracing::Instrument as _;
-use vitalgate_core::channel::{Record, SecureChannel};
+use vitalgate_core::channel::Record;
 use vitalgate_core::credential::Credential;
 use vitalgate_core::factor::{AssuranceLevel, FactorKind};
 use vitalgate_core::handshake::{Responder, Session};
@@ -31,7 +31,10 @@ use crate::live::{CloseReason, LiveGuard};
 use crate::policy::Action;
 use crate::Hsp;
 
+mod datagrams;
 mod resume;
+
+pub(crate) use datagrams::{Carrier, RecordChannel};
 
 pub(crate) type Outbound = mpsc::Sender<Result<v1::HspFrame, Status>>;
 
@@ -301,15 +304,22 @@ impl Hsp {
         // The session runs in the caller's span (the gRPC call's, with its
         // trace context).
         tokio::spawn(
-            async move { run(hsp, Box::pin(inbound), tx, peer_addr).await }.in_current_span(),
+            async move { run(hsp, Box::pin(inbound), tx, peer_addr, Carrier::Stream).await }
+                .in_current_span(),
         );
         tokio_stream::wrappers::ReceiverStream::new(rx)
     }
 }
 
-pub(crate) async fn run(hsp: Hsp, mut inbound: Inbound, tx: Outbound, peer_addr: String) {
+pub(crate) async fn run(
+    hsp: Hsp,
+    mut inbound: Inbound,
+    tx: Outbound,
+    peer_addr: String,
+    carrier: Carrier,
+) {
     let _store = hsp.store().clone();
-    match handshake_and_stream(&hsp, &mut inbound, &tx, &peer_addr).await {
+    match handshake_and_stream(&hsp, &mut inbound, &tx, &peer_addr, carrier).await {
         Ok(()) => {}
         Err(refusal) => {
             crate::stats::count_refusal(refusal.audit_kind);
@@ -598,7 +608,7 @@ pub(super) async fn step<T>(
 
 /// An established device session, from a full handshake or a resumption.
 pub(super) struct DeviceSession {
-    pub(super) channel: SecureChannel<AwsLc>,
+    pub(super) channel: RecordChannel,
     pub(super) device: Credential,
     pub(super) session_id: String,
     pub(super) live: LiveGuard,
@@ -612,12 +622,13 @@ async fn open_device_session(
     inbound: &mut Inbound,
     tx: &Outbound,
     peer_addr: &str,
+    carrier: Carrier,
 ) -> Result<Option<DeviceSession>, Refusal> {
     let started = std::time::Instant::now();
     let (role, result) = match admitted_first_message(hsp, inbound, tx, peer_addr).await {
         Ok(Some((half_open, rm1))) if is_resumption(&rm1) => (
             "device-resumed",
-            resume::resume(hsp, tx, peer_addr, half_open, &rm1).await,
+            resume::resume(hsp, tx, peer_addr, half_open, &rm1, carrier).await,
         ),
         Ok(Some((half_open, m1))) => {
             let action = Action::StreamVitals;
@@ -625,7 +636,12 @@ async fn open_device_session(
             let opened = full.map(|done| {
                 done.map(|done| DeviceSession {
                     assurance: done.session.assurance(),
-                    channel: done.session.into_channel(),
+                    channel: match carrier {
+                        Carrier::Stream => RecordChannel::Stream(done.session.into_channel()),
+                        Carrier::Datagrams => {
+                            RecordChannel::Datagrams(done.session.into_datagram_channel())
+                        }
+                    },
                     device: done.peer,
                     session_id: done.session_id,
                     live: done.live,
@@ -645,6 +661,7 @@ async fn handshake_and_stream(
     inbound: &mut Inbound,
     tx: &Outbound,
     peer_addr: &str,
+    carrier: Carrier,
 ) -> Result<(), Refusal> {
     let inner = &**hsp;
     let Some(DeviceSession {
@@ -653,7 +670,7 @@ async fn handshake_and_stream(
         session_id,
         mut live,
         assurance,
-    }) = open_device_session(hsp, inbound, tx, peer_addr).await?
+    }) = open_device_session(hsp, inbound, tx, peer_addr, carrier).await?
     else {
         return Ok(());
     };
@@ -681,13 +698,10 @@ async fn handshake_and_stream(
             anchor_updates: news,
             ticket: None,
         };
-        let sealed = channel
-            .sealer
-            .seal(&update.encode_to_vec())
-            .map_err(|e| Refusal {
-                status: core_status(&e.into()),
-                audit_kind: "vitals.session.failed",
-            })?;
+        let sealed = channel.seal(&update.encode_to_vec()).map_err(|e| Refusal {
+            status: core_status(&e.into()),
+            audit_kind: "vitals.session.failed",
+        })?;
         let frame = v1::HspFrame {
             frame: Some(hsp_frame::Frame::Record(sealed)),
         };
@@ -733,10 +747,11 @@ async fn handshake_and_stream(
                 })
             }
         };
-        let plaintext = match channel.opener.open(&record) {
-            Ok(Record::Data(plaintext)) => plaintext,
-            Ok(Record::KeyUpdate) => continue,
-            Ok(Record::Close) => break Ok(()),
+        let plaintext = match channel.open(&record) {
+            Ok(Some(Record::Data(plaintext))) => plaintext,
+            // A datagram dropped (a duplicate, say), or a key update.
+            Ok(None | Some(Record::KeyUpdate)) => continue,
+            Ok(Some(Record::Close)) => break Ok(()),
             Err(e) => {
                 break Err(Refusal {
                     status: core_status(&e.into()),
@@ -836,7 +851,7 @@ async fn handshake_and_stream(
                 None
             },
         };
-        let sealed = match channel.sealer.seal(&ack.encode_to_vec()) {
+        let sealed = match channel.seal(&ack.encode_to_vec()) {
             Ok(sealed) => sealed,
             Err(e) => {
                 break Err(Refusal {
@@ -859,11 +874,17 @@ async fn handshake_and_stream(
         batch_span.record("outcome", "acknowledged");
     };
     drop(live);
+    let dropped = match channel.dropped() {
+        (0, 0) => String::new(),
+        (replays, forgeries) => {
+            format!("; datagrams dropped: {replays} repeated, {forgeries} not authentic")
+        }
+    };
     hsp.audit(
         "vitals.session.end",
         &pseudonym,
         &device.serial().to_string(),
-        &format!("{acknowledged_in_session} samples acknowledged (stored once)"),
+        &format!("{acknowledged_in_session} samples acknowledged (stored once){dropped}"),
     )
     .await;
     result

@@ -15,7 +15,8 @@ use vitalgate_proto::v1;
 use vitalgate_rpc::store_status;
 
 use super::{
-    check_binding, closed_refusal, handshake_frame, step, DeviceSession, Outbound, Refusal,
+    check_binding, closed_refusal, handshake_frame, step, Carrier, DeviceSession, Outbound,
+    RecordChannel, Refusal,
 };
 use crate::admission::HalfOpen;
 use crate::policy::Action;
@@ -32,6 +33,7 @@ pub(super) async fn resume(
     peer_addr: &str,
     half_open: HalfOpen,
     rm1: &[u8],
+    carrier: Carrier,
 ) -> Result<Option<DeviceSession>, Refusal> {
     let refused = |status: Status| Refusal {
         status,
@@ -119,7 +121,10 @@ pub(super) async fn resume(
     .await;
     Ok(Some(DeviceSession {
         assurance: resumed.assurance(),
-        channel: resumed.into_channel(),
+        channel: match carrier {
+            Carrier::Stream => RecordChannel::Stream(resumed.into_channel()),
+            Carrier::Datagrams => RecordChannel::Datagrams(resumed.into_datagram_channel()),
+        },
         device,
         session_id,
         live,
