@@ -210,7 +210,15 @@ static int enroll(vg_device *device, struct link *link, int port, const char *to
 
 static int session(vg_device *device, struct link *link, int port, int samples, int *taken) {
   if (open_link(link, port, "session") != 0) return fprintf(stderr, "device: cannot reach the relay\n"), 0;
-  int ok = check(vg_connect(device), "vg_connect");
+  vg_error connected = vg_connect(device);
+  if (connected == VG_ERROR_RESUMPTION_REFUSED) {
+    /* The last session's ticket was refused and is used up: a new link, a full handshake. */
+    printf("resumption refused\n");
+    close_link(link);
+    if (open_link(link, port, "session") != 0) return fprintf(stderr, "device: cannot reach the relay\n"), 0;
+    connected = vg_connect(device);
+  }
+  int ok = check(connected, "vg_connect");
   for (int i = 0; ok && i < samples; i++) {
     uint64_t now = 0, sequence = 0;
     cb_now(NULL, &now);
@@ -267,7 +275,8 @@ int main(int argc, char **argv) {
     if (ok) printf("enrolled\n");
   }
   int taken = 0;
-  /* Two sessions: the first sends full credentials, the second only references. */
+  /* Two sessions: the first a full handshake (full credentials on a first run,
+     references after), the second resumes with the ticket the first received. */
   for (int round = 0; ok && round < 2; round++) ok = session(device, &link, port, samples, &taken);
 
   size_t pending = 1;

@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use vitalgate_core::credential::Credential;
+use vitalgate_core::resumption::is_resumption;
 use vitalgate_device::{send_m1, HandshakeCall};
 use vitalgate_proto::v1::{self, device_frame, hsp_frame};
 
@@ -92,8 +93,8 @@ async fn enroll(
 }
 
 /// A session: M1 and M3 go as handshake frames (a device proven by its key
-/// alone sends no other), everything after as records; whatever the HSP sends
-/// goes back as it is.
+/// alone sends no other), or RM1 alone when the device resumes, everything
+/// after as records; whatever the HSP sends goes back as it is.
 async fn session(
     mut from_device: tokio::net::tcp::OwnedReadHalf,
     mut to_device: OwnedWriteHalf,
@@ -111,6 +112,13 @@ async fn session(
     write_frame(&mut to_device, &m2)
         .await
         .map_err(|e| e.to_string())?;
+    if is_resumption(&m1) {
+        seen.lock()
+            .expect("seen")
+            .handshake_bytes
+            .push(m1.len() + m2.len());
+        return carry_records(from_device, to_device, tx, inbound).await;
+    }
     let m3 = read_frame(&mut from_device)
         .await
         .map_err(|e| e.to_string())?;
@@ -133,8 +141,17 @@ async fn session(
         .expect("seen")
         .handshake_bytes
         .push(m1.len() + m2.len() + m3_len + m4.len());
+    carry_records(from_device, to_device, tx, inbound).await
+}
 
-    // Records from the device, until it closes the link (which ends the stream).
+/// Records from the device, until it closes the link (which ends the
+/// stream), and whatever the HSP sends back.
+async fn carry_records(
+    mut from_device: tokio::net::tcp::OwnedReadHalf,
+    mut to_device: OwnedWriteHalf,
+    tx: tokio::sync::mpsc::Sender<v1::DeviceFrame>,
+    mut inbound: vitalgate_device::HspFrames,
+) -> Result<(), String> {
     let upstream = tokio::spawn(async move {
         while let Ok(record) = read_frame(&mut from_device).await {
             let frame = Some(device_frame::Frame::Record(record));
@@ -242,16 +259,21 @@ async fn a_c_device_enrolls_authenticates_and_streams_through_a_relay() {
         assert_eq!(sample.spo2_percent, 97.0);
         assert!(sample.measured_at_ms > 0);
     }
-    // The second session refers to both credentials: the 254-byte handshake.
+    // The second session resumes with the ticket the first one's
+    // acknowledgement carried: 100 bytes, no signature.
     assert_eq!(handshakes.len(), 2, "{handshakes:?}");
     assert!(handshakes[0] > 254, "{handshakes:?}");
-    assert_eq!(handshakes[1], 254, "{handshakes:?}");
+    assert_eq!(handshakes[1], 100, "{handshakes:?}");
 
     // The same device again, from its stored state: no enrollment (the token
     // is spent), straight to the handshake, and its sample numbers go on
     // after the block the first run reserved.
     let output = run_device(&exe, port, &token, &state, 1).await;
     assert!(!output.contains("enrolled"), "{output}");
+    // A new process holds no ticket (they live in memory only): its first
+    // session refers to both credentials (the 254-byte handshake), its
+    // second resumes.
+    assert_eq!(seen.lock().expect("seen").handshake_bytes[2..], [254, 100]);
     relay_task.abort();
     let sequences: Vec<u64> = stored_samples(&platform, serial)
         .await
@@ -261,7 +283,11 @@ async fn a_c_device_enrolls_authenticates_and_streams_through_a_relay() {
     assert_eq!(sequences.len(), 12, "{sequences:?}");
     assert_eq!(sequences[10..], [1001, 1002]);
     let kinds = platform.audit_kinds().await;
-    assert_eq!(kinds.iter().filter(|k| *k == "handshake.ok").count(), 4);
+    assert_eq!(kinds.iter().filter(|k| *k == "handshake.ok").count(), 2);
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "handshake.resumed").count(),
+        2
+    );
     platform.stop().await;
 }
 

@@ -65,6 +65,11 @@ typedef enum {
   // The library panicked (a bug): the call was stopped at the boundary.
   // The handle it was given refuses every later call; free it.
   VG_ERROR_PANIC = 18,
+  // `vg_connect` tried to resume with the last session's ticket and the
+  // HSP refused it (used, expired, the credential revoked) or the link
+  // failed: the ticket is gone. Open a new link and call `vg_connect`
+  // again for a full handshake.
+  VG_ERROR_RESUMPTION_REFUSED = 19,
 } vg_error;
 
 // The storage slots a device keeps across restarts. Each `storage_write`
@@ -230,6 +235,13 @@ vg_error vg_enroll_accept(vg_device *device, const uint8_t *credential, size_t c
 // credentials the first time, 32-byte references once both sides know each
 // other) and keeps the secure channel. Samples not yet acknowledged are sent
 // again by the next `vg_flush`.
+//
+// When an earlier session of this handle received a resumption ticket (its
+// first acknowledgement carries one), this resumes instead: one round trip
+// of 100 bytes and no signature. If the HSP refuses the ticket, this returns
+// `VG_ERROR_RESUMPTION_REFUSED` with the ticket used up: open a new link and
+// call `vg_connect` again for a full handshake. Tickets live in the handle's
+// memory only, never in storage.
 //
 // # Safety
 //

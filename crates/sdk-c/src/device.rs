@@ -12,6 +12,7 @@ use vitalgate_sdk::buffer::{Entry, SampleBuffer};
 use vitalgate_sdk::driver;
 use vitalgate_sdk::enrollment::{Enrolled, EnrollmentRequest};
 use vitalgate_sdk::handshake::{device_initiator_config, HspMemory, KeyOnly};
+use vitalgate_sdk::resume::Ticket;
 use vitalgate_sdk::sample::Sample;
 use vitalgate_sdk::sequence::SequenceAllocator;
 use vitalgate_sdk::traits::{Clock, Slot, Storage};
@@ -19,6 +20,7 @@ use vitalgate_sdk::vitalgate_core::channel::SecureChannel;
 use vitalgate_sdk::vitalgate_core::credential::{KnownCredentials, Role, RoleSet};
 use vitalgate_sdk::vitalgate_core::handshake::PeerDirectory;
 use vitalgate_sdk::vitalgate_core::provider::{Dalek, Secret32};
+use vitalgate_sdk::vitalgate_core::resumption::RM2_LEN;
 use vitalgate_sdk::vitalgate_core::signer::{Signer, SoftwareSigner};
 use vitalgate_sdk::vitalgate_core::UnixTime;
 use vitalgate_sdk::SdkError;
@@ -68,6 +70,10 @@ pub struct VgDevice {
     /// Between `vg_enroll_request` and `vg_enroll_accept`.
     enrolling: Option<EnrollmentRequest>,
     channel: Option<SecureChannel<Dalek>>,
+    /// The ticket the last session's first acknowledgement carried, in RAM
+    /// only (its secret is a session key's parent), with when it expires if
+    /// the device has a clock: the next `vg_connect` resumes with it.
+    ticket: Option<(Ticket, Option<u64>)>,
     /// Set while an entry point runs; left set if it panicked.
     busy: bool,
 }
@@ -152,6 +158,13 @@ impl VgDevice {
 
     fn connect(&mut self) -> Result<(), VgError> {
         self.channel = None;
+        if let Some((ticket, expires_ms)) = self.ticket.take() {
+            let now_ms = self.callbacks.now_unix_ms();
+            let expired = matches!((now_ms, expires_ms), (Some(now), Some(end)) if now >= end);
+            if !expired {
+                return self.resume(ticket);
+            }
+        }
         let enrolled = Enrolled::load(&mut self.callbacks)?.ok_or(VgError::NotEnrolled)?;
         let signer = self.key()?.ok_or(VgError::DamagedStorage)?;
         if signer.public_key() != *enrolled.credential.public_key() {
@@ -219,6 +232,20 @@ impl VgDevice {
         Ok(())
     }
 
+    /// One round trip with the last session's ticket (60 bytes out, 40 in),
+    /// no signature. A refusal uses the ticket up: the next `vg_connect`,
+    /// on a new link, makes a full handshake.
+    fn resume(&mut self, ticket: Ticket) -> Result<(), VgError> {
+        let mut rng = self.callbacks.rng()?;
+        let mut transport = self.callbacks;
+        let mut rm2 = [0u8; RM2_LEN];
+        let resumed = driver::resume_in::<Dalek>(&mut rm2, &mut transport, ticket, &mut rng)
+            .map_err(|_| VgError::ResumptionRefused)?;
+        self.channel = Some(resumed.into_channel());
+        self.buffer.resend_all();
+        Ok(())
+    }
+
     fn push(&mut self, sample: &VgSample) -> Result<u64, VgError> {
         let sequences = match &mut self.sequences {
             Some(sequences) => sequences,
@@ -245,8 +272,16 @@ impl VgDevice {
         let channel = self.channel.as_mut().ok_or(VgError::OutOfOrder)?;
         let mut transport = self.callbacks;
         match driver::send_and_collect_acks(&mut transport, channel, &mut self.buffer, batch) {
-            // The C interface does not resume yet: the ticket is dropped.
-            Ok(acknowledged) => Ok(acknowledged.samples),
+            Ok(acknowledged) => {
+                if let Some(ticket) = acknowledged.ticket {
+                    let expires_ms = self
+                        .callbacks
+                        .now_unix_ms()
+                        .map(|now| now + u64::from(ticket.valid_secs()) * 1000);
+                    self.ticket = Some((ticket, expires_ms));
+                }
+                Ok(acknowledged.samples)
+            }
             Err(e) => {
                 // The session is over; what was not acknowledged stays.
                 self.channel = None;
@@ -301,6 +336,7 @@ pub unsafe extern "C" fn vg_device_new(
             sequences: None,
             enrolling: None,
             channel: None,
+            ticket: None,
             busy: false,
         });
         // SAFETY: `out` is non-null and the caller guarantees it is writable.
@@ -411,6 +447,13 @@ pub unsafe extern "C" fn vg_enroll_accept(
 /// credentials the first time, 32-byte references once both sides know each
 /// other) and keeps the secure channel. Samples not yet acknowledged are sent
 /// again by the next `vg_flush`.
+///
+/// When an earlier session of this handle received a resumption ticket (its
+/// first acknowledgement carries one), this resumes instead: one round trip
+/// of 100 bytes and no signature. If the HSP refuses the ticket, this returns
+/// `VG_ERROR_RESUMPTION_REFUSED` with the ticket used up: open a new link and
+/// call `vg_connect` again for a full handshake. Tickets live in the handle's
+/// memory only, never in storage.
 ///
 /// # Safety
 ///

@@ -53,6 +53,11 @@ pub enum VgError {
     /// The library panicked (a bug): the call was stopped at the boundary.
     /// The handle it was given refuses every later call; free it.
     Panic = 18,
+    /// `vg_connect` tried to resume with the last session's ticket and the
+    /// HSP refused it (used, expired, the credential revoked) or the link
+    /// failed: the ticket is gone. Open a new link and call `vg_connect`
+    /// again for a full handshake.
+    ResumptionRefused = 19,
 }
 
 impl From<SdkError> for VgError {
@@ -103,7 +108,7 @@ pub extern "C" fn vg_error_name(code: i32) -> *const c_char {
 }
 
 fn name(code: i32) -> &'static core::ffi::CStr {
-    const NAMES: [&core::ffi::CStr; 19] = [
+    const NAMES: [&core::ffi::CStr; 20] = [
         c"VG_ERROR_OK",
         c"VG_ERROR_NULL_ARGUMENT",
         c"VG_ERROR_INVALID_ARGUMENT",
@@ -123,6 +128,7 @@ fn name(code: i32) -> &'static core::ffi::CStr {
         c"VG_ERROR_UNEXPECTED_MESSAGE",
         c"VG_ERROR_SIGNER",
         c"VG_ERROR_PANIC",
+        c"VG_ERROR_RESUMPTION_REFUSED",
     ];
     usize::try_from(code)
         .ok()
@@ -140,13 +146,14 @@ mod tests {
             (VgError::Ok, "VG_ERROR_OK"),
             (VgError::Transport, "VG_ERROR_TRANSPORT"),
             (VgError::Panic, "VG_ERROR_PANIC"),
+            (VgError::ResumptionRefused, "VG_ERROR_RESUMPTION_REFUSED"),
         ];
         for (code, expected) in codes {
             assert_eq!(name(code as i32).to_str(), Ok(expected));
         }
         assert_eq!(name(-1).to_str(), Ok("VG_ERROR_UNKNOWN"));
         assert_eq!(
-            name(VgError::Panic as i32 + 1).to_str(),
+            name(VgError::ResumptionRefused as i32 + 1).to_str(),
             Ok("VG_ERROR_UNKNOWN")
         );
     }
