@@ -38,7 +38,7 @@ pub use factors::{AttemptLimit, AttemptRefused, AttemptState, FactorToken, OobCo
 pub use memory::MemoryStore;
 pub use model::{
     AlertRecord, AuditEvent, AuditQuery, AuditRecord, CredentialRecord, EnrollmentToken, NewAlert,
-    PatientSetting, RevocationRecord, StoredSample, WebSession,
+    PatientSetting, RelayDesignation, RevocationRecord, StoredSample, WebSession,
 };
 pub use postgres::{DatabaseTls, PoolOptions, PoolUse, PostgresStore};
 pub use rules::device_belongs_to_another_patient;

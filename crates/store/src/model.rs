@@ -165,6 +165,20 @@ pub struct PatientSetting {
     pub value: Option<f64>,
 }
 
+/// A sensor's designated reader: the one hub that may relay the sensor's
+/// sessions to the HSP, and the patient both serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayDesignation {
+    /// The sensor's credential serial.
+    pub sensor_serial: u64,
+    /// The hub's credential serial.
+    pub hub_serial: u64,
+    /// The patient the hub is bound to, which the sensor's credential must name.
+    pub pseudonym: String,
+    /// When an administrator designated it (Unix seconds).
+    pub designated_at: u64,
+}
+
 /// A stored alert.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertRecord {

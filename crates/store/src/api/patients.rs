@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::{PatientSetting, StoreResult};
+use crate::{PatientSetting, RelayDesignation, StoreResult};
 
 /// Patients' records, device bindings and care teams.
 #[async_trait]
@@ -76,4 +76,9 @@ pub trait Patients: Send + Sync {
     async fn set_discharged(&self, pseudonym: &str, at: Option<u64>) -> StoreResult<Vec<u64>>;
     /// When the patient was discharged, while they are.
     async fn discharged_at(&self, pseudonym: &str) -> StoreResult<Option<u64>>;
+    /// Designates the hub that may relay a sensor's sessions (the seed's
+    /// designated reader), replacing the sensor's earlier designation.
+    async fn designate_relay(&self, designation: &RelayDesignation) -> StoreResult<()>;
+    /// The hub designated for a sensor, if any.
+    async fn relay_designation(&self, sensor_serial: u64) -> StoreResult<Option<RelayDesignation>>;
 }

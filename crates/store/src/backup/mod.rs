@@ -95,6 +95,7 @@ pub const TABLES: &[Table] = &[
     table("settings", &["key"]),
     table("patients", &["pseudonym"]),
     table("device_bindings", &["device_serial"]),
+    table("relay_designations", &["sensor_serial"]),
     table("care_teams", &["clinician", "pseudonym"]),
     table("on_call", &["pseudonym", "position"]),
     table("patient_settings", &["pseudonym", "key"]),

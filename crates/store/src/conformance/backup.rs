@@ -79,6 +79,15 @@ pub async fn fill_every_table(store: &dyn Store) {
     store.bind_device("pt-1", 7, 20).await.expect("bind");
     store.bind_device("pt-1", 8, 21).await.expect("bind");
     store
+        .designate_relay(&crate::RelayDesignation {
+            sensor_serial: 9,
+            hub_serial: 8,
+            pseudonym: "pt-1".into(),
+            designated_at: 22,
+        })
+        .await
+        .expect("designate");
+    store
         .set_care_team_member("dr-a", "pt-1", true, 30)
         .await
         .expect("care team");

@@ -54,7 +54,7 @@ pub use otp_steps::otp_steps_claim_once;
 pub use patients::{
     devices_are_unbound_from_their_patient, discharge_unbinds_and_keeps_the_record,
     on_call_lists_follow_the_care_team, patient_settings_are_replaced_whole,
-    patients_bindings_and_care_teams, patients_of_a_clinician,
+    patients_bindings_and_care_teams, patients_of_a_clinician, relays_are_designated_per_sensor,
 };
 pub use replay::replay_keys_claim_once;
 pub use revocations::revocations_feed_in_order;
@@ -166,6 +166,7 @@ macro_rules! conformance_tests {
             patient_settings_are_replaced_whole,
             discharge_unbinds_and_keeps_the_record,
             devices_are_unbound_from_their_patient,
+            relays_are_designated_per_sensor,
             otp_steps_claim_once,
             factors_round_trip,
             attempts_are_limited,

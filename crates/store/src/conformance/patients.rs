@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{PatientSetting, Store, StoreError};
+use crate::{PatientSetting, RelayDesignation, Store, StoreError};
 
 use super::INJECTION_STRINGS;
 
@@ -312,4 +312,47 @@ pub async fn discharge_unbinds_and_keeps_the_record(store: Arc<dyn Store>) {
         .expect_err("no record");
     assert!(matches!(nobody, StoreError::Conflict(_)), "{nobody:?}");
     assert_eq!(store.discharged_at("pt-none").await.expect("read"), None);
+}
+
+/// A sensor's designated hub is kept, replaced by a later designation, and
+/// read back whole; a sensor never designated has none.
+pub async fn relays_are_designated_per_sensor(store: Arc<dyn Store>) {
+    assert_eq!(store.relay_designation(21).await.expect("none"), None);
+    let designation = RelayDesignation {
+        sensor_serial: 21,
+        hub_serial: 20,
+        pseudonym: INJECTION_STRINGS[0].to_string(),
+        designated_at: 100,
+    };
+    store
+        .designate_relay(&designation)
+        .await
+        .expect("designate");
+    assert_eq!(
+        store.relay_designation(21).await.expect("read"),
+        Some(designation.clone())
+    );
+    let moved = RelayDesignation {
+        hub_serial: 30,
+        pseudonym: "pt-w".into(),
+        designated_at: 200,
+        ..designation
+    };
+    store.designate_relay(&moved).await.expect("again");
+    assert_eq!(
+        store.relay_designation(21).await.expect("read"),
+        Some(moved)
+    );
+    assert_eq!(
+        store
+            .relay_designation(20)
+            .await
+            .expect("a hub is no sensor"),
+        None
+    );
+    assert_eq!(
+        store.relay_designation(u64::MAX).await.ok().flatten(),
+        None,
+        "a serial beyond the store's range is nobody's"
+    );
 }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use crate::api::Patients;
-use crate::{PatientSetting, StoreResult};
+use crate::{PatientSetting, RelayDesignation, StoreResult};
 
 use super::state::{fit, Binding, State};
 use super::MemoryStore;
@@ -234,6 +234,18 @@ impl Patients for MemoryStore {
 
     async fn discharged_at(&self, pseudonym: &str) -> StoreResult<Option<u64>> {
         self.with(|s| Ok(s.discharged.get(pseudonym).copied()))
+    }
+
+    async fn designate_relay(&self, designation: &RelayDesignation) -> StoreResult<()> {
+        self.with(|s| {
+            s.relay_designations
+                .insert(designation.sensor_serial, designation.clone());
+            Ok(())
+        })
+    }
+
+    async fn relay_designation(&self, sensor_serial: u64) -> StoreResult<Option<RelayDesignation>> {
+        self.with(|s| Ok(s.relay_designations.get(&sensor_serial).cloned()))
     }
 
     async fn on_call(&self, pseudonym: &str) -> StoreResult<Vec<String>> {

@@ -164,6 +164,8 @@ pub(super) struct State {
     pub(super) on_call: HashMap<String, Vec<String>>,
     /// Pseudonym → when they were discharged, while they are.
     pub(super) discharged: HashMap<String, u64>,
+    /// Sensor serial → its designated hub.
+    pub(super) relay_designations: HashMap<u64, crate::RelayDesignation>,
     /// Pseudonym → its alert settings, by key (absent when none).
     pub(super) patient_settings: HashMap<String, Vec<crate::PatientSetting>>,
     /// By token hash, expiring at the absolute expiry.

@@ -84,6 +84,10 @@ const MIGRATIONS: &[Migration] = &[
         min_reader_version: 1,
         sql: include_str!("../../../../migrations/postgres/0012_discharge.sql"),
     },
+    Migration {
+        min_reader_version: 1,
+        sql: include_str!("../../../../migrations/postgres/0013_relays.sql"),
+    },
 ];
 
 /// The advisory lock held while migrating (`VGMIGRAT` as a big-endian i64).

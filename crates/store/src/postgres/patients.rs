@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use crate::api::Patients;
-use crate::{PatientSetting, StoreResult};
+use crate::{PatientSetting, RelayDesignation, StoreResult};
 
 use super::sql::{backend, column, column_text, column_u64, execute, query, query_opt, to_sql};
 use super::PostgresStore;
@@ -251,6 +251,46 @@ impl Patients for PostgresStore {
         )
         .await?;
         Ok(changed == 1)
+    }
+
+    async fn designate_relay(&self, designation: &RelayDesignation) -> StoreResult<()> {
+        let (sensor, hub, at) = (
+            to_sql(designation.sensor_serial)?,
+            to_sql(designation.hub_serial)?,
+            to_sql(designation.designated_at)?,
+        );
+        let client = self.client().await?;
+        execute(
+            &client,
+            "INSERT INTO relay_designations (sensor_serial, hub_serial, pseudonym, designated_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (sensor_serial) DO UPDATE SET hub_serial = EXCLUDED.hub_serial,
+                 pseudonym = EXCLUDED.pseudonym, designated_at = EXCLUDED.designated_at",
+            &[&sensor, &hub, &designation.pseudonym.as_bytes(), &at],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn relay_designation(&self, sensor_serial: u64) -> StoreResult<Option<RelayDesignation>> {
+        let sensor = to_sql(sensor_serial)?;
+        let client = self.client().await?;
+        query_opt(
+            &client,
+            "SELECT hub_serial, pseudonym, designated_at FROM relay_designations
+             WHERE sensor_serial = $1",
+            &[&sensor],
+        )
+        .await?
+        .map(|row| {
+            Ok(RelayDesignation {
+                sensor_serial,
+                hub_serial: column_u64(&row, 0)?,
+                pseudonym: column_text(&row, 1)?,
+                designated_at: column_u64(&row, 2)?,
+            })
+        })
+        .transpose()
     }
 
     async fn set_discharged(&self, pseudonym: &str, at: Option<u64>) -> StoreResult<Vec<u64>> {

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/sqlite/0010_alert_resolution.sql"),
     include_str!("../../../../migrations/sqlite/0011_alert_people.sql"),
     include_str!("../../../../migrations/sqlite/0012_discharge.sql"),
+    include_str!("../../../../migrations/sqlite/0013_relays.sql"),
 ];
 
 pub(super) fn migrate(connection: &mut Connection) -> StoreResult<()> {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use crate::api::Patients;
-use crate::{PatientSetting, StoreResult};
+use crate::{PatientSetting, RelayDesignation, StoreResult};
 
 use super::{backend, to_sql, SqliteStore};
 
@@ -234,6 +234,59 @@ impl Patients for SqliteStore {
                 )
                 .map_err(backend)?;
             Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn designate_relay(&self, designation: &RelayDesignation) -> StoreResult<()> {
+        let (sensor, hub) = (
+            to_sql(designation.sensor_serial)?,
+            to_sql(designation.hub_serial)?,
+        );
+        let (pseudonym, at) = (
+            designation.pseudonym.clone(),
+            to_sql(designation.designated_at)?,
+        );
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO relay_designations (sensor_serial, hub_serial, pseudonym, designated_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (sensor_serial) DO UPDATE SET hub_serial = excluded.hub_serial,
+                     pseudonym = excluded.pseudonym, designated_at = excluded.designated_at",
+                params![sensor, hub, pseudonym, at],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn relay_designation(&self, sensor_serial: u64) -> StoreResult<Option<RelayDesignation>> {
+        let sensor = to_sql(sensor_serial)?;
+        self.with(move |c| {
+            c.query_row(
+                "SELECT hub_serial, pseudonym, designated_at FROM relay_designations
+                 WHERE sensor_serial = ?1",
+                params![sensor],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(backend)
+            // Both were written through `to_sql`: never negative.
+            .map(|found| {
+                found.map(|(hub, pseudonym, at)| RelayDesignation {
+                    sensor_serial,
+                    hub_serial: hub as u64,
+                    pseudonym,
+                    designated_at: at as u64,
+                })
+            })
         })
         .await
     }
