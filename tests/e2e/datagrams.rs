@@ -19,7 +19,6 @@ use vitalgate_core::UnixTime;
 use vitalgate_proto::v1;
 use vitalgate_sdk::buffer::FixedSampleBuffer;
 use vitalgate_sdk::datagram::{DatagramHandshake, DatagramStep, LinkConfig, Uplink};
-use vitalgate_sdk::enrollment::{Enrolled, EnrollmentRequest};
 use vitalgate_sdk::handshake::{device_initiator_config, HspMemory, KeyOnly};
 use vitalgate_sdk::sample::Sample;
 
@@ -97,30 +96,9 @@ fn sample(sequence: u64) -> Sample {
 #[tokio::test]
 async fn a_device_on_a_lossy_link_streams_through_a_gateway_and_every_sample_is_stored_once() {
     let platform = Platform::start().await;
-    let token = platform.token(v1::Role::Device, "pt-lossy-link", 60).await;
-
     // Enrollment goes as a request through the gateway, which is reliable.
-    let mut seed = [0u8; 32];
-    rand_core::OsRng.fill_bytes(&mut seed);
+    let (seed, enrolled) = enroll_sdk_wearable(&platform, "pt-lossy-link").await;
     let signer = SoftwareSigner::<Dalek>::from_seed(&Secret32::from_bytes(seed));
-    let request = EnrollmentRequest::new(&signer, token.as_bytes()).expect("request");
-    let answer = platform
-        .ttp()
-        .await
-        .enroll(v1::EnrollRequest {
-            token,
-            public_key: request.public_key.to_vec(),
-            proof_of_possession: request.proof_of_possession.to_vec(),
-        })
-        .await
-        .expect("enrolled")
-        .into_inner();
-    let enrolled = Enrolled::accept(
-        &request,
-        &answer.credential,
-        answer.trust_anchors.iter().map(Vec::as_slice),
-    )
-    .expect("the TTP certified this key");
     let serial = enrolled.credential.serial();
     let trust = enrolled.trust_store::<Dalek>();
     let known = KnownCredentials::new();

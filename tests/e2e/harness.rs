@@ -467,3 +467,38 @@ async fn admin_sql(server: &str, sql: &str) {
     drop(client);
     let _ = task.await;
 }
+
+/// A wearable on the SDK (the no-std provider), enrolled with the platform's
+/// TTP for `pseudonym` as its firmware would be: a fresh key's seed, and the
+/// credential and trust anchors the TTP answered, checked.
+pub(crate) async fn enroll_sdk_wearable(
+    platform: &Platform,
+    pseudonym: &str,
+) -> ([u8; 32], vitalgate_sdk::enrollment::Enrolled) {
+    use vitalgate_core::provider::{Dalek, Secret32};
+    use vitalgate_core::signer::SoftwareSigner;
+    let token = platform.token(v1::Role::Device, pseudonym, 60).await;
+    let mut seed = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+    let signer = SoftwareSigner::<Dalek>::from_seed(&Secret32::from_bytes(seed));
+    let request = vitalgate_sdk::enrollment::EnrollmentRequest::new(&signer, token.as_bytes())
+        .expect("request");
+    let answer = platform
+        .ttp()
+        .await
+        .enroll(v1::EnrollRequest {
+            token,
+            public_key: request.public_key.to_vec(),
+            proof_of_possession: request.proof_of_possession.to_vec(),
+        })
+        .await
+        .expect("enrolled")
+        .into_inner();
+    let enrolled = vitalgate_sdk::enrollment::Enrolled::accept(
+        &request,
+        &answer.credential,
+        answer.trust_anchors.iter().map(Vec::as_slice),
+    )
+    .expect("the TTP certified this key");
+    (seed, enrolled)
+}

@@ -20,6 +20,7 @@ mod fhir;
 mod fhir_api;
 mod floods;
 mod hostile_device;
+mod hubs;
 mod loadgen;
 mod ninety_days;
 mod onboarding;

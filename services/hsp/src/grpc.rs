@@ -34,6 +34,7 @@ type DatagramStream =
 impl v1::hsp_server::Hsp for Hsp {
     type DeviceSessionStream = FrameStream;
     type DeviceDatagramsStream = DatagramStream;
+    type HubSessionStream = FrameStream;
     type LoginStream = FrameStream;
 
     async fn login(
@@ -139,6 +140,18 @@ impl v1::hsp_server::Hsp for Hsp {
         )))
     }
 
+    async fn hub_session(
+        &self,
+        request: Request<tonic::Streaming<v1::DeviceFrame>>,
+    ) -> Result<Response<Self::HubSessionStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+        Ok(Response::new(Box::pin(
+            self.hub_session_frames(request.into_inner(), peer),
+        )))
+    }
+
     async fn vitals_count(
         &self,
         request: Request<v1::VitalsCountRequest>,
@@ -172,6 +185,13 @@ impl v1::hsp_server::Hsp for Hsp {
         request: Request<v1::UnbindDeviceRequest>,
     ) -> Result<Response<v1::UnbindDeviceResponse>, Status> {
         Hsp::unbind_device(self, request).await
+    }
+
+    async fn designate_relay(
+        &self,
+        request: Request<v1::DesignateRelayRequest>,
+    ) -> Result<Response<v1::DesignateRelayResponse>, Status> {
+        Hsp::designate_relay(self, request).await
     }
 
     async fn set_care_team_member(
@@ -216,9 +236,10 @@ impl<S> DevicesOnly<S> {
 }
 
 /// The methods a plaintext port serves.
-const DEVICE_PATHS: [&str; 2] = [
+const DEVICE_PATHS: [&str; 3] = [
     "/vitalgate.v1.Hsp/DeviceSession",
     "/vitalgate.v1.Hsp/DeviceDatagrams",
+    "/vitalgate.v1.Hsp/HubSession",
 ];
 
 impl<S, B> tower_service::Service<tonic::codegen::http::Request<B>> for DevicesOnly<S>

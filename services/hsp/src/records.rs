@@ -211,6 +211,68 @@ impl Hsp {
         Ok(())
     }
 
+    /// Designates the hub that may relay a sensor's sessions: the hub must be
+    /// a patient's active device, the patient admitted, and the sensor never
+    /// bound to another patient. Returns the patient. The sensor's credential
+    /// must name the same patient when it connects (checked then: the HSP may
+    /// not have seen it yet).
+    pub(crate) async fn designate_sensor_relay(
+        &self,
+        actor: &str,
+        hub_serial: u64,
+        sensor_serial: u64,
+    ) -> Result<String, Status> {
+        if hub_serial == sensor_serial {
+            return Err(invalid("sensor_serial", "a hub does not relay itself"));
+        }
+        let store = self.store();
+        let failed = |e: vitalgate_store::StoreError| store_status(&e);
+        let pseudonym = match store.device_binding(hub_serial).await.map_err(failed)? {
+            Some((pseudonym, true)) => pseudonym,
+            _ => {
+                return Err(Status::failed_precondition(
+                    "the hub is not a patient's active device: bind it first",
+                ))
+            }
+        };
+        if store
+            .discharged_at(&pseudonym)
+            .await
+            .map_err(failed)?
+            .is_some()
+        {
+            return Err(Status::failed_precondition(
+                "the hub's patient is discharged",
+            ));
+        }
+        if let Some((other, _)) = store.device_binding(sensor_serial).await.map_err(failed)? {
+            if other != pseudonym {
+                return Err(Status::failed_precondition(
+                    "the sensor is bound to another patient: its vitals are theirs",
+                ));
+            }
+        }
+        store
+            .designate_relay(&vitalgate_store::RelayDesignation {
+                sensor_serial,
+                hub_serial,
+                pseudonym: pseudonym.clone(),
+                designated_at: self.now(),
+            })
+            .await
+            .map_err(failed)?;
+        // A session the sensor holds through another hub ends now.
+        self.live().close(sensor_serial, CloseReason::Replaced);
+        self.audit(
+            "relay.designated",
+            actor,
+            &pseudonym,
+            &format!("sensor {sensor_serial} through hub {hub_serial}"),
+        )
+        .await;
+        Ok(pseudonym)
+    }
+
     /// Adds a clinician to the patient's care team, or removes one (who
     /// then leaves the on-call list too).
     pub(crate) async fn change_care_team(
@@ -375,6 +437,18 @@ impl Hsp {
         self.unbind_patient_device(TOKEN_HOLDER, &request.pseudonym, request.device_serial)
             .await?;
         Ok(Response::new(v1::UnbindDeviceResponse {}))
+    }
+
+    pub(crate) async fn designate_relay(
+        &self,
+        request: Request<v1::DesignateRelayRequest>,
+    ) -> Result<Response<v1::DesignateRelayResponse>, Status> {
+        self.admin().check(&request)?;
+        let request = request.into_inner();
+        let pseudonym = self
+            .designate_sensor_relay(TOKEN_HOLDER, request.hub_serial, request.sensor_serial)
+            .await?;
+        Ok(Response::new(v1::DesignateRelayResponse { pseudonym }))
     }
 
     pub(crate) async fn set_care_team_member(

@@ -197,6 +197,7 @@ impl Hsp {
                 session_tx,
                 peer_addr,
                 Carrier::Datagrams,
+                None,
             )
             .await
         };

@@ -32,9 +32,11 @@ use crate::policy::Action;
 use crate::Hsp;
 
 mod datagrams;
+mod hub;
 mod resume;
 
 pub(crate) use datagrams::{Carrier, RecordChannel};
+use hub::RelayHub;
 
 pub(crate) type Outbound = mpsc::Sender<Result<v1::HspFrame, Status>>;
 
@@ -304,7 +306,7 @@ impl Hsp {
         // The session runs in the caller's span (the gRPC call's, with its
         // trace context).
         tokio::spawn(
-            async move { run(hsp, Box::pin(inbound), tx, peer_addr, Carrier::Stream).await }
+            async move { run(hsp, Box::pin(inbound), tx, peer_addr, Carrier::Stream, None).await }
                 .in_current_span(),
         );
         tokio_stream::wrappers::ReceiverStream::new(rx)
@@ -317,9 +319,17 @@ pub(crate) async fn run(
     tx: Outbound,
     peer_addr: String,
     carrier: Carrier,
+    relay: Option<RelayHub>,
 ) {
     let _store = hsp.store().clone();
-    match handshake_and_stream(&hsp, &mut inbound, &tx, &peer_addr, carrier).await {
+    let result =
+        handshake_and_stream(&hsp, &mut inbound, &tx, &peer_addr, carrier, relay.as_ref()).await;
+    report_refusal(&hsp, &tx, &peer_addr, result).await;
+}
+
+/// Counts, logs and audits how a session was refused, and tells the peer.
+async fn report_refusal(hsp: &Hsp, tx: &Outbound, peer_addr: &str, result: Result<(), Refusal>) {
+    match result {
         Ok(()) => {}
         Err(refusal) => {
             crate::stats::count_refusal(refusal.audit_kind);
@@ -332,7 +342,7 @@ pub(crate) async fn run(
             if refusal.audited() {
                 hsp.audit(
                     refusal.audit_kind,
-                    &peer_addr,
+                    peer_addr,
                     "device-session",
                     refusal.status.message(),
                 )
@@ -386,7 +396,7 @@ pub(crate) async fn authenticate(
     let started = std::time::Instant::now();
     let result = match admitted_first_message(hsp, inbound, tx, peer_addr).await {
         Ok(Some((half_open, m1))) => {
-            authenticate_steps(hsp, inbound, tx, peer_addr, action, half_open, m1).await
+            authenticate_steps(hsp, inbound, tx, peer_addr, action, half_open, m1, None).await
         }
         Ok(None) => Ok(None),
         Err(refusal) => Err(refusal),
@@ -424,6 +434,7 @@ pub(crate) fn ending<T>(result: &Result<Option<T>, Refusal>) -> crate::metrics::
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn authenticate_steps(
     hsp: &Hsp,
     inbound: &mut Inbound,
@@ -432,6 +443,7 @@ async fn authenticate_steps(
     action: Action,
     half_open: HalfOpen,
     m1: Vec<u8>,
+    relay: Option<&RelayHub>,
 ) -> Result<Option<Authenticated>, Refusal> {
     let inner = &**hsp;
     let responders = inner.responders();
@@ -479,7 +491,10 @@ async fn authenticate_steps(
             audit_kind: "handshake.failed",
         })?;
     if action == Action::StreamVitals {
-        check_binding(hsp, &peer, &subject).await?;
+        match relay {
+            Some(hub) => hub::check_relay(hsp, &peer, &subject, hub).await?,
+            None => check_binding(hsp, &peer, &subject).await?,
+        }
     }
 
     // The factor rounds: each round's challenges go out sealed and
@@ -623,16 +638,18 @@ async fn open_device_session(
     tx: &Outbound,
     peer_addr: &str,
     carrier: Carrier,
+    relay: Option<&RelayHub>,
 ) -> Result<Option<DeviceSession>, Refusal> {
     let started = std::time::Instant::now();
     let (role, result) = match admitted_first_message(hsp, inbound, tx, peer_addr).await {
         Ok(Some((half_open, rm1))) if is_resumption(&rm1) => (
             "device-resumed",
-            resume::resume(hsp, tx, peer_addr, half_open, &rm1, carrier).await,
+            resume::resume(hsp, tx, peer_addr, half_open, &rm1, carrier, relay).await,
         ),
         Ok(Some((half_open, m1))) => {
             let action = Action::StreamVitals;
-            let full = authenticate_steps(hsp, inbound, tx, peer_addr, action, half_open, m1).await;
+            let full =
+                authenticate_steps(hsp, inbound, tx, peer_addr, action, half_open, m1, relay).await;
             let opened = full.map(|done| {
                 done.map(|done| DeviceSession {
                     assurance: done.session.assurance(),
@@ -656,12 +673,73 @@ async fn open_device_session(
     result
 }
 
+/// The audit kinds an established session's refusals are filed under.
+pub(super) struct SessionKinds {
+    /// It fell silent.
+    pub(super) idle: &'static str,
+    /// Its stream failed.
+    pub(super) failed: &'static str,
+    /// It sent what the protocol does not allow.
+    pub(super) refused: &'static str,
+}
+
+const DEVICE_KINDS: SessionKinds = SessionKinds {
+    idle: "vitals.session.idle",
+    failed: "vitals.session.failed",
+    refused: "vitals.refused",
+};
+
+/// The next record of an established session: `None` when the peer ended
+/// the stream, a refusal when the live registry closed the session (a
+/// revocation, a replacement), when it sent no record for `idle_timeout` (a
+/// session left open and silent holds a task and a live entry: closed, and
+/// the device reconnects when it has data), or when it sent anything else.
+pub(super) async fn next_record(
+    inbound: &mut Inbound,
+    live: &mut LiveGuard,
+    idle_timeout: std::time::Duration,
+    kinds: &SessionKinds,
+) -> Result<Option<Vec<u8>>, Refusal> {
+    let frame = tokio::select! {
+        _ = live.closed.changed() => {
+            return Err(closed_refusal(live.must_close().unwrap_or(CloseReason::Revoked)))
+        }
+        frame = tokio::time::timeout(idle_timeout, inbound.next()) => match frame {
+            Ok(frame) => frame,
+            Err(_) => return Err(Refusal {
+                status: Status::deadline_exceeded(format!(
+                    "no record for {} s: the session is closed",
+                    idle_timeout.as_secs()
+                )),
+                audit_kind: kinds.idle,
+            }),
+        },
+    };
+    match frame {
+        None => Ok(None),
+        Some(Err(status)) => Err(Refusal {
+            status: inbound_status(status),
+            audit_kind: kinds.failed,
+        }),
+        Some(Ok(v1::DeviceFrame {
+            frame: Some(device_frame::Frame::Record(record)),
+        })) => Ok(Some(record)),
+        Some(Ok(_)) => Err(Refusal {
+            status: Status::failed_precondition(
+                "a handshake message inside an established session",
+            ),
+            audit_kind: kinds.refused,
+        }),
+    }
+}
+
 async fn handshake_and_stream(
     hsp: &Hsp,
     inbound: &mut Inbound,
     tx: &Outbound,
     peer_addr: &str,
     carrier: Carrier,
+    relay: Option<&RelayHub>,
 ) -> Result<(), Refusal> {
     let inner = &**hsp;
     let Some(DeviceSession {
@@ -670,16 +748,20 @@ async fn handshake_and_stream(
         session_id,
         mut live,
         assurance,
-    }) = open_device_session(hsp, inbound, tx, peer_addr, carrier).await?
+    }) = open_device_session(hsp, inbound, tx, peer_addr, carrier, relay).await?
     else {
         return Ok(());
     };
     let pseudonym = String::from_utf8_lossy(device.subject()).into_owned();
+    let detail = match relay {
+        Some(hub) => format!("{session_id} through hub {}", hub.serial),
+        None => session_id.clone(),
+    };
     hsp.audit(
         "vitals.session.start",
         &pseudonym,
         &device.serial().to_string(),
-        &session_id,
+        &detail,
     )
     .await;
 
@@ -710,42 +792,10 @@ async fn handshake_and_stream(
     }
     let idle_timeout = inner.config().session_idle_timeout;
     let result = loop {
-        let frame = tokio::select! {
-            _ = live.closed.changed() => {
-                break Err(closed_refusal(live.must_close().unwrap_or(CloseReason::Revoked)))
-            }
-            frame = tokio::time::timeout(idle_timeout, inbound.next()) => match frame {
-                Ok(frame) => frame,
-                // A session left open and silent holds a task and a live
-                // entry: closed, and the device reconnects when it has data.
-                Err(_) => break Err(Refusal {
-                    status: Status::deadline_exceeded(format!(
-                        "no record for {} s: the session is closed",
-                        idle_timeout.as_secs()
-                    )),
-                    audit_kind: "vitals.session.idle",
-                }),
-            },
-        };
-        let record = match frame {
-            None => break Ok(()),
-            Some(Err(status)) => {
-                break Err(Refusal {
-                    status: inbound_status(status),
-                    audit_kind: "vitals.session.failed",
-                })
-            }
-            Some(Ok(v1::DeviceFrame {
-                frame: Some(device_frame::Frame::Record(record)),
-            })) => record,
-            Some(Ok(_)) => {
-                break Err(Refusal {
-                    status: Status::failed_precondition(
-                        "a handshake message inside an established session",
-                    ),
-                    audit_kind: "vitals.refused",
-                })
-            }
+        let record = match next_record(inbound, &mut live, idle_timeout, &DEVICE_KINDS).await {
+            Ok(Some(record)) => record,
+            Ok(None) => break Ok(()),
+            Err(refusal) => break Err(refusal),
         };
         let plaintext = match channel.open(&record) {
             Ok(Some(Record::Data(plaintext))) => plaintext,

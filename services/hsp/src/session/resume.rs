@@ -16,7 +16,7 @@ use vitalgate_rpc::store_status;
 
 use super::{
     check_binding, closed_refusal, handshake_frame, step, Carrier, DeviceSession, Outbound,
-    RecordChannel, Refusal,
+    RecordChannel, Refusal, RelayHub,
 };
 use crate::admission::HalfOpen;
 use crate::policy::Action;
@@ -34,6 +34,7 @@ pub(super) async fn resume(
     half_open: HalfOpen,
     rm1: &[u8],
     carrier: Carrier,
+    relay: Option<&RelayHub>,
 ) -> Result<Option<DeviceSession>, Refusal> {
     let refused = |status: Status| Refusal {
         status,
@@ -84,7 +85,10 @@ pub(super) async fn resume(
         ))));
     }
     let subject = String::from_utf8_lossy(device.subject()).into_owned();
-    check_binding(hsp, &device, &subject).await?;
+    match relay {
+        Some(hub) => super::hub::check_relay(hsp, &device, &subject, hub).await?,
+        None => check_binding(hsp, &device, &subject).await?,
+    }
     let keep_until = keys.expires(now) + u64::from(hsp.config().skew_window_secs);
     let ticket_id = request.ticket_id();
     let claim = hsp.store().claim_replay_key(&ticket_id, keep_until, now);

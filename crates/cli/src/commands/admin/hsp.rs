@@ -56,6 +56,15 @@ pub(super) enum HspCommand {
         #[arg(long)]
         serial: u64,
     },
+    /// Designate the hub (the patient's active device: a phone, a watch, a bedside gateway) that may relay a sensor's sessions (HSP).
+    DesignateRelay {
+        /// The hub's credential serial.
+        #[arg(long)]
+        hub: u64,
+        /// The sensor's credential serial (its credential names the hub's patient).
+        #[arg(long)]
+        sensor: u64,
+    },
     /// Add a clinician to a patient's care team, or remove one (HSP).
     CareTeam {
         /// The clinician's name, as enrolled at the TTP.
@@ -296,6 +305,19 @@ pub(super) async fn run(command: &HspCommand, servers: &Servers<'_>) -> CliResul
             };
             hsp.unbind_device(admin_request(request, &token)?).await?;
             println!("device {serial} is no longer {pseudonym}'s; it is refused from now on");
+        }
+        HspCommand::DesignateRelay { hub, sensor } => {
+            let (mut hsp, token) = servers.hsp().await?;
+            let request = v1::DesignateRelayRequest {
+                hub_serial: *hub,
+                sensor_serial: *sensor,
+            };
+            let pseudonym = hsp
+                .designate_relay(admin_request(request, &token)?)
+                .await?
+                .into_inner()
+                .pseudonym;
+            println!("sensor {sensor} streams for {pseudonym} through hub {hub} only");
         }
         HspCommand::FactorToken {
             subject,
