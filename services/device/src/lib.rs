@@ -16,7 +16,6 @@ pub mod peer;
 pub mod sensors;
 mod sequence;
 
-use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,16 +29,17 @@ use vitalgate_core::channel::Record;
 use vitalgate_core::credential::{
     Credential, KnownCredential, KnownCredentials, Role, RoleSet, TrustStore,
 };
-use vitalgate_core::factor::AssuranceLevel;
 use vitalgate_core::handshake::{InitiatorConfig, PeerDirectory};
-use vitalgate_core::provider::{AwsLc, Secret32};
-use vitalgate_core::resumption::{Resumer, TICKET_LEN};
+use vitalgate_core::provider::AwsLc;
 use vitalgate_core::UnixTime;
 use vitalgate_proto::v1::{self, device_frame, hsp_frame};
 use vitalgate_rpc::clock::SharedClock;
 use vitalgate_rpc::identity::{Identity, IdentityError};
 use vitalgate_rpc::tls::Endpoint;
+use vitalgate_sdk::buffer::{Entry, SampleBuffer};
 use vitalgate_sdk::handshake::{DeviceHandshake, KeyOnly, Step};
+use vitalgate_sdk::resume::Ticket;
+use vitalgate_sdk::sample::{ack_ticket, encode_batch, AckSequences, Sample};
 use vitalgate_sdk::SdkError;
 
 pub use link::{HandshakeCall, HspFrames, HspLink};
@@ -59,7 +59,8 @@ pub struct DeviceConfig {
     pub sample_interval: Duration,
     /// Readings per record at most.
     pub batch_size: usize,
-    /// Unacknowledged readings kept at most; beyond, the oldest is dropped and counted.
+    /// Unacknowledged readings kept at most; beyond, the oldest is dropped
+    /// and counted. Allocated whole when the agent opens (56 bytes each).
     pub buffer_capacity: usize,
     /// Seed of the simulated patient.
     pub sensor_seed: u64,
@@ -176,7 +177,8 @@ pub struct Device {
     hsp_knows_us: bool,
     sensors: BodySensors,
     sequence: SequenceAllocator,
-    buffer: VecDeque<v1::VitalSample>,
+    /// The SDK's resend buffer: readings until the HSP acknowledges them.
+    buffer: SampleBuffer<Box<[Entry]>>,
     stats: Arc<DeviceStats>,
     renewal: RenewalSchedule,
     floor: TimeFloor,
@@ -185,11 +187,10 @@ pub struct Device {
     ticket: Option<HeldTicket>,
 }
 
-/// A resumption ticket and what goes with it.
+/// A resumption ticket (read by the SDK from an acknowledgement) and when
+/// the HSP stops accepting it.
 struct HeldTicket {
-    ticket: [u8; TICKET_LEN],
-    psk: Secret32,
-    assurance: AssuranceLevel,
+    ticket: Ticket,
     expires: std::time::Instant,
 }
 
@@ -318,7 +319,9 @@ impl Device {
             hsp_knows_us: dir.join(HSP_KNOWS_US_FILE).exists(),
             sequence: SequenceAllocator::open(&dir)?,
             sensors: BodySensors::new(config.sensor_seed),
-            buffer: VecDeque::new(),
+            buffer: SampleBuffer::new(
+                vec![Entry::EMPTY; config.buffer_capacity.max(1)].into_boxed_slice(),
+            ),
             stats: Arc::default(),
             renewal: RenewalSchedule {
                 jitter_secs: rand_core::RngCore::next_u64(&mut OsRng) % 3600,
@@ -475,9 +478,24 @@ impl Device {
     /// Takes one reading into the buffer, dropping the oldest if it is full.
     pub fn take_reading(&mut self) -> Result<(), DeviceError> {
         let sequence = self.sequence.next()?;
-        let sample = self.sensors.read(sequence, self.config.clock.now_ms());
-        if self.buffer.len() >= self.config.buffer_capacity {
-            self.buffer.pop_front();
+        let reading = self.sensors.read(sequence, self.config.clock.now_ms());
+        let sample = Sample {
+            sequence: reading.sequence,
+            measured_at_ms: reading.measured_at_ms,
+            heart_rate_bpm: reading.heart_rate_bpm,
+            spo2_percent: reading.spo2_percent,
+            respiratory_rate_per_min: reading.respiratory_rate_per_min,
+            skin_temperature_c: reading.skin_temperature_c,
+            systolic_mmhg: reading.systolic_mmhg,
+            diastolic_mmhg: reading.diastolic_mmhg,
+            anomaly: reading.anomaly,
+        };
+        // A full buffer gives up its oldest reading for the new one.
+        let dropped_oldest = self
+            .buffer
+            .push(sample)
+            .map_err(|e| DeviceError::Protocol(e.to_string()))?;
+        if dropped_oldest.is_some() {
             let dropped = self.stats.samples_dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped == 1 || dropped.is_multiple_of(100) {
                 tracing::warn!(
@@ -487,7 +505,6 @@ impl Device {
                 );
             }
         }
-        self.buffer.push_back(sample);
         self.stats.samples_taken.fetch_add(1, Ordering::Relaxed);
         self.stats
             .samples_buffered
@@ -590,26 +607,27 @@ impl Device {
             None => self.full_handshake(link).await?,
         };
         // Everything unacknowledged goes again on a new session.
-        let mut sent = 0usize;
+        self.buffer.resend_all();
         let (clock, can_renew) = (self.config.clock.clone(), self.config.ttp.is_some());
+        let batch = self.config.batch_size.max(1);
+        let mut plaintext = Vec::new();
         loop {
-            while sent < self.buffer.len() {
-                let end = (sent + self.config.batch_size).min(self.buffer.len());
-                let batch = v1::VitalsBatch {
-                    samples: self.buffer.range(sent..end).cloned().collect(),
-                };
-                let record = channel.sealer.seal(&batch.encode_to_vec())?;
+            // Records as the SDK frames them (a VitalsBatch's bytes).
+            while self.buffer.unsent() > 0 {
+                let count = self.buffer.next_unsent(batch).count();
+                encode_batch(self.buffer.next_unsent(batch), &mut plaintext);
+                let record = channel.sealer.seal(&plaintext)?;
                 tx.send(send(device_frame::Frame::Record(record)))
                     .await
                     .map_err(|_| closed())?;
+                self.buffer.mark_sent(count);
                 self.stats
                     .samples_sent
-                    .fetch_add((end - sent) as u64, Ordering::Relaxed);
-                sent = end;
+                    .fetch_add(count as u64, Ordering::Relaxed);
             }
             tokio::select! {
                 _ = stop.changed() => {
-                    self.drain_acks(&mut inbound, &mut channel, &mut sent).await;
+                    self.drain_acks(&mut inbound, &mut channel).await;
                     if let Ok(close) = channel.sealer.seal_close() {
                         let _ = tx.send(send(device_frame::Frame::Record(close))).await;
                     }
@@ -619,7 +637,7 @@ impl Device {
                 _ = renewal_timer(clock.clone(), can_renew, self.renewal_due()) => self.renew_if_due().await,
                 message = inbound.message() => match message? {
                     None => return Ok(SessionEnd::ClosedByHsp),
-                    Some(frame) => self.handle_ack(frame, &mut channel, &mut sent)?,
+                    Some(frame) => self.handle_ack(frame, &mut channel)?,
                 },
             }
         }
@@ -672,31 +690,13 @@ impl Device {
         link: &mut impl HspLink,
         held: HeldTicket,
     ) -> Result<Opened, DeviceError> {
-        let (rm1, resumer) =
-            Resumer::<AwsLc>::start(&held.ticket, &held.psk, held.assurance, &mut OsRng);
+        let (rm1, resumption) = held.ticket.resume::<AwsLc>(&mut OsRng);
         let (tx, inbound, rm2) = send_m1(link, HandshakeCall::DeviceSession, rm1.to_vec()).await?;
-        let resumed = resumer.handle_rm2(&rm2)?;
+        let resumed = resumption.handle(&rm2)?;
         self.stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
         self.stats.resumptions_ok.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(session = ?resumed.session_id(), "resumed with the HSP");
         Ok((tx, inbound, resumed.into_channel()))
-    }
-
-    /// Keeps the ticket an acknowledgement carried, replacing the last one.
-    fn keep_ticket(&mut self, ticket: v1::ResumptionTicket) -> Result<(), DeviceError> {
-        let bad = || DeviceError::Protocol("a malformed resumption ticket".into());
-        let psk: [u8; 32] = ticket.psk.as_slice().try_into().map_err(|_| bad())?;
-        let assurance = u8::try_from(ticket.assurance)
-            .ok()
-            .and_then(AssuranceLevel::from_wire)
-            .ok_or_else(bad)?;
-        self.ticket = Some(HeldTicket {
-            ticket: ticket.ticket.as_slice().try_into().map_err(|_| bad())?,
-            psk: Secret32::from_bytes(psk),
-            assurance,
-            expires: std::time::Instant::now() + Duration::from_secs(u64::from(ticket.valid_secs)),
-        });
-        Ok(())
     }
 
     /// After a stop, waits briefly for the acknowledgements still in flight.
@@ -704,13 +704,12 @@ impl Device {
         &mut self,
         inbound: &mut HspFrames,
         channel: &mut vitalgate_core::channel::SecureChannel<AwsLc>,
-        sent: &mut usize,
     ) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        while *sent > 0 {
+        while self.buffer.len() > self.buffer.unsent() {
             match tokio::time::timeout_at(deadline, inbound.message()).await {
                 Ok(Ok(Some(frame))) => {
-                    if self.handle_ack(frame, channel, sent).is_err() {
+                    if self.handle_ack(frame, channel).is_err() {
                         return;
                     }
                 }
@@ -723,7 +722,6 @@ impl Device {
         &mut self,
         frame: v1::HspFrame,
         channel: &mut vitalgate_core::channel::SecureChannel<AwsLc>,
-        sent: &mut usize,
     ) -> Result<(), DeviceError> {
         let Some(hsp_frame::Frame::Record(record)) = frame.frame else {
             return Err(DeviceError::Protocol(
@@ -734,29 +732,22 @@ impl Device {
             Record::Data(plaintext) => plaintext,
             Record::KeyUpdate | Record::Close => return Ok(()),
         };
-        let ack = v1::Ack::decode(plaintext.as_slice())
-            .map_err(|e| DeviceError::Protocol(format!("acknowledgement: {e}")))?;
-        if !ack.anchor_updates.is_empty() {
-            self.accept_anchor_updates(&ack.anchor_updates)?;
+        // The sequences and the ticket as the SDK reads them (checked whole
+        // first); the trust-anchor statements, which the SDK does not read
+        // yet, with the proto crate.
+        let sequences = AckSequences::parse(&plaintext)?;
+        if let Some(ticket) = ack_ticket(&plaintext)? {
+            let expires =
+                std::time::Instant::now() + Duration::from_secs(u64::from(ticket.valid_secs()));
+            self.ticket = Some(HeldTicket { ticket, expires });
         }
-        if let Some(ticket) = ack.ticket {
-            self.keep_ticket(ticket)?;
+        let anchor_updates = v1::Ack::decode(plaintext.as_slice())
+            .map_err(|e| DeviceError::Protocol(format!("acknowledgement: {e}")))?
+            .anchor_updates;
+        if !anchor_updates.is_empty() {
+            self.accept_anchor_updates(&anchor_updates)?;
         }
-        let acked: HashSet<u64> = ack.sequences.into_iter().collect();
-        let before = self.buffer.len();
-        let in_flight_before = *sent;
-        let mut index = 0;
-        let mut removed_in_flight = 0;
-        self.buffer.retain(|s| {
-            let keep = !acked.contains(&s.sequence);
-            if !keep && index < in_flight_before {
-                removed_in_flight += 1;
-            }
-            index += 1;
-            keep
-        });
-        *sent -= removed_in_flight;
-        let removed = before - self.buffer.len();
+        let removed = self.buffer.acknowledge(sequences.iter());
         self.stats
             .samples_acked
             .fetch_add(removed as u64, Ordering::Relaxed);

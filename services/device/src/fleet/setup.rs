@@ -139,8 +139,10 @@ pub(crate) async fn open_device(
     let mut device_config = crate::DeviceConfig::new(dir);
     device_config.sample_interval = sample_interval;
     // A reading is sent as soon as it is taken (the agent sends whatever is
-    // buffered at each tick); the buffer only matters while disconnected.
-    device_config.buffer_capacity = 1_000;
+    // buffered at each tick); the buffer only matters while disconnected. It
+    // is allocated whole at start (56 bytes a reading, as on a wearable):
+    // 256 readings, 14 KiB a device.
+    device_config.buffer_capacity = 256;
     device_config.sensor_seed = n as u64;
     Ok(crate::Device::open(device_config, None, None).await?)
 }
