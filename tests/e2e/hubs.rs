@@ -23,13 +23,13 @@ use vitalgate_sdk::sample::{encode_batch, AckSequences, Sample};
 use crate::harness::*;
 
 /// An enrolled wearable: its key and what the TTP answered.
-struct Wearable {
-    signer_seed: [u8; 32],
-    enrolled: Enrolled,
+pub(crate) struct Wearable {
+    pub(crate) signer_seed: [u8; 32],
+    pub(crate) enrolled: Enrolled,
 }
 
 impl Wearable {
-    async fn enroll(platform: &Platform, pseudonym: &str) -> Self {
+    pub(crate) async fn enroll(platform: &Platform, pseudonym: &str) -> Self {
         let (signer_seed, enrolled) = enroll_sdk_wearable(platform, pseudonym).await;
         Self {
             signer_seed,
@@ -43,7 +43,10 @@ impl Wearable {
 
     /// Runs this device's handshake: `link` carries each message to the
     /// HSP and returns its answer (`Err` when the HSP ended the session).
-    async fn handshake(&self, link: &mut dyn Exchange) -> Result<SecureChannel<Dalek>, Ended> {
+    pub(crate) async fn handshake(
+        &self,
+        link: &mut dyn Exchange,
+    ) -> Result<SecureChannel<Dalek>, Ended> {
         let signer = SoftwareSigner::<Dalek>::from_seed(&Secret32::from_bytes(self.signer_seed));
         let config = device_initiator_config::<Dalek>(
             Box::new(signer),
@@ -73,23 +76,24 @@ impl Wearable {
 }
 
 /// How the HSP ended a session: a gRPC status code and its message.
-type Ended = (i32, String);
+pub(crate) type Ended = (i32, String);
 
 /// Carries a handshake message to the HSP and brings back its answer.
-trait Exchange {
+pub(crate) trait Exchange {
     fn exchange(
         &mut self,
         message: Vec<u8>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, Ended>> + '_>>;
 }
 
-/// The hub's own handshake, on its `HubSession` stream.
-struct HubStream<'a> {
-    tx: &'a tokio::sync::mpsc::Sender<v1::DeviceFrame>,
-    inbound: &'a mut tonic::Streaming<v1::HspFrame>,
+/// A device's own handshake on a stream of frames (`HubSession` for a hub,
+/// `DeviceSession` for a device).
+pub(crate) struct HandshakeStream<'a> {
+    pub(crate) tx: &'a tokio::sync::mpsc::Sender<v1::DeviceFrame>,
+    pub(crate) inbound: &'a mut tonic::Streaming<v1::HspFrame>,
 }
 
-impl Exchange for HubStream<'_> {
+impl Exchange for HandshakeStream<'_> {
     fn exchange(
         &mut self,
         message: Vec<u8>,
@@ -167,7 +171,7 @@ impl Hub {
             .expect("HubSession")
             .into_inner();
         let channel = wearable
-            .handshake(&mut HubStream {
+            .handshake(&mut HandshakeStream {
                 tx: &tx,
                 inbound: &mut inbound,
             })

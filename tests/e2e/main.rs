@@ -37,6 +37,7 @@ mod replicas;
 mod resumption;
 mod rollover;
 mod sdk_c;
+mod sdk_lifecycle;
 mod startup_errors;
 mod status_contract;
 mod telemetry;

@@ -87,6 +87,8 @@ typedef enum {
   VG_SLOT_HSP_KNOWS_DEVICE = 4,
   // The end of the reserved block of sample sequence numbers (8 bytes).
   VG_SLOT_SEQUENCE_RESERVATION = 5,
+  // The version of the last trust-anchor statement applied (8 bytes).
+  VG_SLOT_ANCHORS_VERSION = 6,
 } vg_slot;
 
 // What a callback returns. Any other number counts as `VG_IO_FAILED`.

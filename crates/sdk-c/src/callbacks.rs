@@ -54,6 +54,8 @@ pub enum VgSlot {
     HspKnowsDevice = 4,
     /// The end of the reserved block of sample sequence numbers (8 bytes).
     SequenceReservation = 5,
+    /// The version of the last trust-anchor statement applied (8 bytes).
+    AnchorsVersion = 6,
 }
 
 impl VgSlot {
@@ -65,6 +67,7 @@ impl VgSlot {
             Slot::HspCredential => VgSlot::HspCredential,
             Slot::HspKnowsDevice => VgSlot::HspKnowsDevice,
             Slot::SequenceReservation => VgSlot::SequenceReservation,
+            Slot::AnchorsVersion => VgSlot::AnchorsVersion,
             // `Slot` is non-exhaustive: a slot added to the SDK needs a
             // number here before the C interface can store it.
             _ => unreachable!("a storage slot without a C number"),

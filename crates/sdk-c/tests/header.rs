@@ -60,7 +60,7 @@ fn every_error_code_is_named_as_the_header_names_it() {
     }
     assert_eq!(
         code,
-        vitalgate_sdk_c::VgError::Panic as i32 + 1,
+        vitalgate_sdk_c::VgError::ResumptionRefused as i32 + 1,
         "every code up to the last has a name"
     );
 }

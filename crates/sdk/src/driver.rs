@@ -68,6 +68,11 @@ pub struct Acknowledged {
     /// [`resume_in`].
     #[cfg(feature = "resumption")]
     pub ticket: Option<Ticket>,
+    /// The TTP's trust-anchor statements the acknowledgements carried (a
+    /// key rollover), oldest first: apply them with
+    /// [`Enrolled::apply_anchor_statements`](crate::enrollment::Enrolled::apply_anchor_statements).
+    #[cfg(feature = "anchor-updates")]
+    pub anchor_statements: alloc::vec::Vec<crate::lifecycle::AnchorStatement>,
 }
 
 /// Sends what `buffer` holds unsent, `batch` samples per record, and reads one
@@ -115,6 +120,10 @@ pub fn send_and_collect_acks_in<P: CryptoProvider, B: AsRef<[Entry]> + AsMut<[En
                 if let Some(ticket) = crate::sample::ack_ticket(&ack)? {
                     acknowledged.ticket = Some(ticket);
                 }
+                #[cfg(feature = "anchor-updates")]
+                acknowledged
+                    .anchor_statements
+                    .extend(crate::sample::ack_anchor_statements(&ack)?);
             }
             Record::KeyUpdate => {}
             Record::Close => return Err(SdkError::Transport),

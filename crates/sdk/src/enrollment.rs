@@ -47,6 +47,20 @@ impl EnrollmentRequest {
     }
 }
 
+/// The TTP's keys in an answer: 1 to [`MAX_TRUST_ANCHORS`] of 32 bytes each.
+pub(crate) fn checked_anchors<'a>(
+    trust_anchors: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<[u8; 32]>, SdkError> {
+    let trust_anchors = trust_anchors
+        .into_iter()
+        .map(|anchor| <[u8; 32]>::try_from(anchor).map_err(|_| SdkError::EnrollmentMismatch))
+        .collect::<Result<Vec<_>, _>>()?;
+    if trust_anchors.is_empty() || trust_anchors.len() > MAX_TRUST_ANCHORS {
+        return Err(SdkError::EnrollmentMismatch);
+    }
+    Ok(trust_anchors)
+}
+
 /// The TTP's answer, checked: a credential for this device's key and the
 /// TTP's keys to trust.
 #[derive(Debug, Clone)]
@@ -69,16 +83,9 @@ impl Enrolled {
         if credential.public_key() != &request.public_key {
             return Err(SdkError::EnrollmentMismatch);
         }
-        let trust_anchors = trust_anchors
-            .into_iter()
-            .map(|anchor| <[u8; 32]>::try_from(anchor).map_err(|_| SdkError::EnrollmentMismatch))
-            .collect::<Result<Vec<_>, _>>()?;
-        if trust_anchors.is_empty() || trust_anchors.len() > MAX_TRUST_ANCHORS {
-            return Err(SdkError::EnrollmentMismatch);
-        }
         Ok(Self {
             credential,
-            trust_anchors,
+            trust_anchors: checked_anchors(trust_anchors)?,
         })
     }
 

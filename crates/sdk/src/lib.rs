@@ -16,6 +16,9 @@
 //!                    └──── acknowledge ◄── sample::AckSequences ◄── Opener ◄─────────┘
 //! ```
 //!
+//! After enrollment, [`lifecycle`] renews the credential with the TTP and
+//! follows the TTP's key rollovers that the HSP's acknowledgements carry.
+//!
 //! A later connection can [`resume`] with the ticket the HSP's first
 //! acknowledgement carried: one round trip of 100 bytes, no signature.
 //!
@@ -47,6 +50,7 @@ pub mod driver;
 pub mod enrollment;
 mod error;
 pub mod handshake;
+pub mod lifecycle;
 pub mod resume;
 pub mod sample;
 pub mod sequence;

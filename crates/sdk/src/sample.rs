@@ -13,6 +13,7 @@ use vitalgate_core::factor::AssuranceLevel;
 use vitalgate_core::provider::Secret32;
 use vitalgate_core::resumption::TICKET_LEN;
 
+use crate::lifecycle::AnchorStatement;
 use crate::resume::Ticket;
 use crate::SdkError;
 
@@ -276,6 +277,60 @@ fn parse_ticket(bytes: &[u8]) -> Result<Ticket, SdkError> {
             psk: Secret32::from_bytes(psk),
             assurance,
             valid_secs,
+        }),
+        _ => Err(SdkError::MalformedFrame),
+    }
+}
+
+/// The trust-anchor statements an acknowledgement carries
+/// (`Ack.anchor_updates`, field 2: `AnchorUpdate`), oldest first; other
+/// fields are skipped. A statement with a key, signer or signature of the
+/// wrong length is malformed.
+pub fn ack_anchor_statements(ack: &[u8]) -> Result<Vec<AnchorStatement>, SdkError> {
+    let mut outer = Reader { bytes: ack };
+    let mut statements = Vec::new();
+    while !outer.bytes.is_empty() {
+        let key = outer.varint()?;
+        match (key >> 3, (key & 7) as u8) {
+            (2, WIRE_LEN) => {
+                let len = usize::try_from(outer.varint()?).map_err(|_| SdkError::MalformedFrame)?;
+                statements.push(parse_statement(outer.take(len)?)?);
+            }
+            (0, _) => return Err(SdkError::MalformedFrame),
+            (_, wire) => outer.skip(u64::from(wire))?,
+        }
+    }
+    Ok(statements)
+}
+
+fn parse_statement(bytes: &[u8]) -> Result<AnchorStatement, SdkError> {
+    let mut fields = Reader { bytes };
+    let malformed = |_| SdkError::MalformedFrame;
+    let (mut version, mut anchors, mut signer, mut signature) = (0u64, Vec::new(), None, None);
+    while !fields.bytes.is_empty() {
+        let key = fields.varint()?;
+        match (key >> 3, (key & 7) as u8) {
+            (1, WIRE_VARINT) => version = fields.varint()?,
+            (field @ 2..=4, WIRE_LEN) => {
+                let len =
+                    usize::try_from(fields.varint()?).map_err(|_| SdkError::MalformedFrame)?;
+                let value = fields.take(len)?;
+                match field {
+                    2 => anchors.push(<[u8; 32]>::try_from(value).map_err(malformed)?),
+                    3 => signer = Some(<[u8; 32]>::try_from(value).map_err(malformed)?),
+                    _ => signature = Some(<[u8; 64]>::try_from(value).map_err(malformed)?),
+                }
+            }
+            (0, _) => return Err(SdkError::MalformedFrame),
+            (_, wire) => fields.skip(u64::from(wire))?,
+        }
+    }
+    match (signer, signature) {
+        (Some(signer), Some(signature)) if !anchors.is_empty() => Ok(AnchorStatement {
+            version,
+            anchors,
+            signer,
+            signature,
         }),
         _ => Err(SdkError::MalformedFrame),
     }

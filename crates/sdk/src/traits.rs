@@ -61,6 +61,9 @@ pub enum Slot {
     HspKnowsDevice,
     /// The end of the reserved block of sample sequence numbers, 8 bytes big-endian.
     SequenceReservation,
+    /// The version of the last trust-anchor statement applied, 8 bytes
+    /// big-endian (empty: none since enrollment).
+    AnchorsVersion,
 }
 
 /// Persistent storage (flash pages, a file per slot, EEPROM).
