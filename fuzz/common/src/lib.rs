@@ -218,6 +218,32 @@ pub fn honest_records() -> (Vec<Vec<u8>>, Vec<Record>, SecureChannel<AwsLc>) {
     (records, plain, opener)
 }
 
+/// The responder's honest datagram records and the initiator's datagram
+/// channel that opens them: data, data, data, close.
+pub fn honest_datagrams() -> (
+    Vec<Vec<u8>>,
+    Vec<Record>,
+    vitalgate_core::datagram::DatagramChannel<AwsLc>,
+) {
+    let (initiator, responder) = honest().sessions;
+    let opener = initiator.into_datagram_channel();
+    let mut sealer = responder.into_datagram_channel();
+    let s = &mut sealer.sealer;
+    let records = vec![
+        s.seal(b"ack 1").expect("seal"),
+        s.seal(b"ack 2").expect("seal"),
+        s.seal(b"ack 3").expect("seal"),
+        s.seal_close().expect("close"),
+    ];
+    let plain = vec![
+        Record::Data(b"ack 1".to_vec()),
+        Record::Data(b"ack 2".to_vec()),
+        Record::Data(b"ack 3".to_vec()),
+        Record::Close,
+    ];
+    (records, plain, opener)
+}
+
 /// Splits a fuzz input into records: each a two-byte big-endian length and
 /// that many bytes (a short tail is one last record).
 pub fn split_records(mut data: &[u8]) -> Vec<&[u8]> {

@@ -19,7 +19,7 @@ use prost::Message;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde_json::json;
-use vitalgate_fuzz_common::{honest, honest_records, join_records, world};
+use vitalgate_fuzz_common::{honest, honest_datagrams, honest_records, join_records, world};
 use vitalgate_password::{ClientLogin, ClientRegistration, ServerSetup};
 use vitalgate_proto::v1;
 
@@ -94,6 +94,19 @@ fn handshake(root: &Path) -> std::io::Result<()> {
             (
                 "replayed-record",
                 join_records(&[records[0].clone(), records[0].clone()]),
+            ),
+        ],
+    )?;
+    let (datagrams, _, _) = honest_datagrams();
+    let [a, b, c, close] = [0, 1, 2, 3].map(|i| datagrams[i].clone());
+    write(
+        root,
+        "datagram",
+        vec![
+            ("in-order", join_records(&datagrams)),
+            (
+                "reordered-and-repeated",
+                join_records(&[c, a.clone(), a, b, close]),
             ),
         ],
     )

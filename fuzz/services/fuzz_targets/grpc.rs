@@ -119,6 +119,10 @@ fuzz_target!(|data: &[u8]| {
         // The TTP's later RPCs, after the others so the seeds' picks stay.
         25 => ttp_call!(renew_challenge, v1::RenewChallengeRequest, bytes, admin),
         26 => ttp_call!(rotate_ttp_key, v1::RotateTtpKeyRequest, bytes, admin),
+        // The HSP's lossy-link and hub sessions' messages.
+        27 => drop(decoded::<v1::Datagram>(bytes)),
+        28 => drop(decoded::<v1::RelayFrame>(bytes)),
+        29 => drop(decoded::<v1::DesignateRelayRequest>(bytes)),
         _ => {}
     }
 });
