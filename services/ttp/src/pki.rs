@@ -70,6 +70,24 @@ fn ca_params(trust_domain: &str) -> CertificateParams {
     params
 }
 
+/// Writes `bytes` to `path` atomically: a temporary file beside it, synced,
+/// then renamed over it, and the directory synced.
+fn write_whole(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temporary = dir.join(format!(".{name}.tmp"));
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&temporary, path)?;
+    fs::File::open(dir)?.sync_all()
+}
+
 impl ServicePki {
     /// Loads the CA in `dir` (`x509-ca.key`, owner-only, and `x509-ca.pem`),
     /// creating it on first start.
@@ -83,15 +101,11 @@ impl ServicePki {
         } else {
             let key = KeyPair::generate_for(&PKCS_ED25519)?;
             let cert = params.self_signed(&key)?;
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&key_path)?;
-            file.write_all(key.serialize_pem().as_bytes())?;
-            file.sync_all()?;
-            fs::write(&cert_path, cert.pem())?;
+            // Each file whole or not at all: a process killed here leaves
+            // at worst a key without a certificate, which the next start
+            // replaces, never a certificate cut short that it cannot read.
+            write_whole(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
+            write_whole(&cert_path, cert.pem().as_bytes(), 0o644)?;
             (key, cert.pem())
         };
         Ok(Self {
