@@ -144,8 +144,12 @@ async fn relay_for_hub(
     else {
         return Ok(());
     };
+    // Opened on `Carrier::Stream` just above, so always a stream channel.
     let RecordChannel::Stream(channel) = channel else {
-        unreachable!("a hub's session is opened on a stream");
+        return Err(Refusal {
+            status: Status::internal("a hub's session must be a stream"),
+            audit_kind: "relay.session.failed",
+        });
     };
     let (mut opener, mut sealer) = (channel.opener, channel.sealer);
     let relay = RelayHub {
