@@ -44,6 +44,7 @@ fn action(kind: &str) -> &'static str {
     } else if kind.ends_with(".replaced")
         || kind.ends_with(".bound")
         || kind.ends_with(".unbound")
+        || kind.ends_with(".designated")
         || kind.ends_with(".changed")
     {
         "U"
@@ -253,6 +254,7 @@ mod tests {
         assert_eq!(fhir["purposeOfEvent"][0]["coding"][0]["code"], "BTG");
         assert_eq!(action("patient.read"), "R");
         assert_eq!(action("device.unbound"), "U");
+        assert_eq!(action("relay.designated"), "U");
         assert_eq!(outcome("handshake.failed"), "4");
     }
 
