@@ -1,13 +1,17 @@
-//! The wearable SDK's credential renewal against the real TTP: the request
-//! the SDK signs is the one the TTP checks, the answer is checked, and the
-//! renewed credential authenticates to the HSP, which recognises it as the
-//! same device renewed.
+//! The wearable SDK's credential lifecycle against the real TTP: the
+//! renewal request the SDK signs is the one the TTP checks, the answer is
+//! checked, and the renewed credential authenticates to the HSP, which
+//! recognises it as the same device renewed; and the TTP's own statements of
+//! a key rollover, carried as an acknowledgement carries them, are applied
+//! by the SDK.
 
+use prost::Message;
 use vitalgate_core::credential::Credential;
 use vitalgate_core::provider::{Dalek, Secret32};
 use vitalgate_core::signer::SoftwareSigner;
 use vitalgate_proto::v1;
 use vitalgate_sdk::lifecycle::RenewalRequest;
+use vitalgate_sdk::sample::ack_anchor_statements;
 
 use crate::harness::*;
 use crate::hubs::{HandshakeStream, Wearable};
@@ -99,4 +103,84 @@ async fn an_sdk_device_renews_with_the_ttp_and_authenticates_with_its_new_creden
     let kinds = platform.audit_kinds().await;
     assert!(kinds.iter().any(|k| k == "device.renewed"), "{kinds:?}");
     platform.stop().await;
+}
+
+#[tokio::test]
+async fn an_sdk_device_follows_the_ttps_key_rollover_statements() {
+    let platform = Platform::start().await;
+    let wearable = Wearable::enroll(&platform, "pt-rollover").await;
+    let mut enrolled = wearable.enrolled;
+    let old_anchors = enrolled.trust_anchors.clone();
+    let rotated = crate::rollover::rotate(&platform, 0).await;
+    let bundle = platform
+        .ttp()
+        .await
+        .trust_bundle(v1::TrustBundleRequest {})
+        .await
+        .expect("bundle")
+        .into_inner();
+    assert!(!bundle.anchor_updates.is_empty(), "{rotated:?}");
+    // As the HSP passes them on: inside an acknowledgement.
+    let ack = v1::Ack {
+        sequences: vec![1],
+        anchor_updates: bundle.anchor_updates.clone(),
+        ticket: None,
+    }
+    .encode_to_vec();
+    let statements = ack_anchor_statements(&ack).expect("the SDK reads the TTP's statements");
+    let mut storage = MemorySlots::default();
+    let applied = enrolled
+        .apply_anchor_statements::<Dalek>(&statements, &mut storage)
+        .expect("apply");
+    assert_eq!(applied.refused, 0, "{applied:?}");
+    assert!(!applied.versions.is_empty(), "{applied:?}");
+    let published: Vec<[u8; 32]> = bundle
+        .trust_anchors
+        .iter()
+        .map(|a| a.as_slice().try_into().expect("32 bytes"))
+        .collect();
+    assert_eq!(enrolled.trust_anchors, published);
+    assert!(
+        published.len() > old_anchors.len(),
+        "the new key is published beside the old one during the overlap"
+    );
+    platform.stop().await;
+}
+
+/// Storage for the SDK in memory: one slot each.
+#[derive(Default)]
+struct MemorySlots(std::collections::HashMap<vitalgate_sdk::traits::Slot, Vec<u8>>);
+
+impl vitalgate_sdk::traits::Storage for MemorySlots {
+    fn read(
+        &mut self,
+        slot: vitalgate_sdk::traits::Slot,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, vitalgate_sdk::traits::StorageError> {
+        let Some(data) = self.0.get(&slot) else {
+            return Ok(None);
+        };
+        let out = buf
+            .get_mut(..data.len())
+            .ok_or(vitalgate_sdk::traits::StorageError::TooLarge)?;
+        out.copy_from_slice(data);
+        Ok(Some(data.len()))
+    }
+
+    fn write(
+        &mut self,
+        slot: vitalgate_sdk::traits::Slot,
+        data: &[u8],
+    ) -> Result<(), vitalgate_sdk::traits::StorageError> {
+        self.0.insert(slot, data.to_vec());
+        Ok(())
+    }
+
+    fn remove(
+        &mut self,
+        slot: vitalgate_sdk::traits::Slot,
+    ) -> Result<(), vitalgate_sdk::traits::StorageError> {
+        self.0.remove(&slot);
+        Ok(())
+    }
 }
