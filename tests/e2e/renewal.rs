@@ -40,7 +40,8 @@ fn renewal(
     }
 }
 
-async fn nonce(ttp: &mut crate::harness::TtpClient, credential: &Credential) -> Vec<u8> {
+/// A nonce from the TTP for renewing `credential`.
+pub(crate) async fn nonce(ttp: &mut crate::harness::TtpClient, credential: &Credential) -> Vec<u8> {
     ttp.renew_challenge(v1::RenewChallengeRequest {
         credential: credential.encode(),
     })

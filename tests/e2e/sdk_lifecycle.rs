@@ -6,7 +6,6 @@
 //! by the SDK.
 
 use prost::Message;
-use vitalgate_core::credential::Credential;
 use vitalgate_core::provider::{Dalek, Secret32};
 use vitalgate_core::signer::SoftwareSigner;
 use vitalgate_proto::v1;
@@ -15,6 +14,7 @@ use vitalgate_sdk::sample::ack_anchor_statements;
 
 use crate::harness::*;
 use crate::hubs::{HandshakeStream, Wearable};
+use crate::renewal;
 
 /// The wearable's handshake on a `DeviceSession` stream; whether the HSP
 /// confirmed it.
@@ -35,17 +35,6 @@ async fn authenticates(platform: &Platform, wearable: &Wearable) -> bool {
         .is_ok()
 }
 
-/// A nonce from the TTP for renewing `credential`.
-async fn challenge(ttp: &mut TtpClient, credential: &Credential) -> Vec<u8> {
-    ttp.renew_challenge(v1::RenewChallengeRequest {
-        credential: credential.encode(),
-    })
-    .await
-    .expect("challenge")
-    .into_inner()
-    .nonce
-}
-
 #[tokio::test]
 async fn an_sdk_device_renews_with_the_ttp_and_authenticates_with_its_new_credential() {
     let platform = Platform::start().await;
@@ -54,7 +43,7 @@ async fn an_sdk_device_renews_with_the_ttp_and_authenticates_with_its_new_creden
     let signer = SoftwareSigner::<Dalek>::from_seed(&Secret32::from_bytes(wearable.signer_seed));
     let old = wearable.enrolled.credential.clone();
     let mut ttp = platform.ttp().await;
-    let nonce = challenge(&mut ttp, &old).await;
+    let nonce = renewal::nonce(&mut ttp, &old).await;
 
     // Signed by another key, the same request is refused.
     let stranger = SoftwareSigner::<Dalek>::from_seed(&Secret32::from_bytes([0x5A; 32]));
@@ -78,7 +67,7 @@ async fn an_sdk_device_renews_with_the_ttp_and_authenticates_with_its_new_creden
         .expect_err("a signature by another key");
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
 
-    let nonce = challenge(&mut ttp, &old).await;
+    let nonce = renewal::nonce(&mut ttp, &old).await;
     let request = RenewalRequest::new(&signer, &old, &nonce).expect("request");
     let answer = ttp
         .renew(renew(&request, nonce))

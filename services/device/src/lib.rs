@@ -39,7 +39,7 @@ use vitalgate_rpc::tls::Endpoint;
 use vitalgate_sdk::buffer::{Entry, SampleBuffer};
 use vitalgate_sdk::handshake::{DeviceHandshake, KeyOnly, Step};
 use vitalgate_sdk::resume::Ticket;
-use vitalgate_sdk::sample::{ack_ticket, encode_batch, AckSequences, Sample};
+use vitalgate_sdk::sample::{ack_ticket, encode_batch, AckSequences};
 use vitalgate_sdk::SdkError;
 
 pub use link::{HandshakeCall, HspFrames, HspLink};
@@ -478,18 +478,7 @@ impl Device {
     /// Takes one reading into the buffer, dropping the oldest if it is full.
     pub fn take_reading(&mut self) -> Result<(), DeviceError> {
         let sequence = self.sequence.next()?;
-        let reading = self.sensors.read(sequence, self.config.clock.now_ms());
-        let sample = Sample {
-            sequence: reading.sequence,
-            measured_at_ms: reading.measured_at_ms,
-            heart_rate_bpm: reading.heart_rate_bpm,
-            spo2_percent: reading.spo2_percent,
-            respiratory_rate_per_min: reading.respiratory_rate_per_min,
-            skin_temperature_c: reading.skin_temperature_c,
-            systolic_mmhg: reading.systolic_mmhg,
-            diastolic_mmhg: reading.diastolic_mmhg,
-            anomaly: reading.anomaly,
-        };
+        let sample = self.sensors.read(sequence, self.config.clock.now_ms());
         // A full buffer gives up its oldest reading for the new one.
         let dropped_oldest = self
             .buffer

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vitalgate_proto::v1::VitalSample;
+use vitalgate_sdk::sample::Sample;
 
 /// A condition imposed on the simulated patient from outside (a scenario in
 /// `vitalgate dev` or a test): while set, the reading is pinned to it.
@@ -81,7 +81,7 @@ impl BodySensors {
     }
 
     /// The next reading, numbered `sequence`, taken at `measured_at_ms`.
-    pub fn read(&mut self, sequence: u64, measured_at_ms: i64) -> VitalSample {
+    pub fn read(&mut self, sequence: u64, measured_at_ms: i64) -> Sample {
         let rng = &mut self.rng;
         // Slow drift, pulled back towards physiological resting values.
         self.heart_rate += gaussian(rng) * 0.8 + (72.0 - self.heart_rate) * 0.02;
@@ -91,7 +91,7 @@ impl BodySensors {
         self.systolic += gaussian(rng) * 1.0 + (120.0 - self.systolic) * 0.03;
         self.diastolic += gaussian(rng) * 0.7 + (80.0 - self.diastolic) * 0.03;
 
-        let mut sample = VitalSample {
+        let mut sample = Sample {
             sequence,
             measured_at_ms,
             heart_rate_bpm: (self.heart_rate + gaussian(rng) * 1.5).clamp(30.0, 220.0) as f32,
@@ -126,7 +126,7 @@ impl BodySensors {
 }
 
 /// The device's own flag: a reading outside adult resting ranges.
-pub fn is_anomalous(s: &VitalSample) -> bool {
+pub fn is_anomalous(s: &Sample) -> bool {
     !(40.0..=130.0).contains(&s.heart_rate_bpm)
         || s.spo2_percent < 90.0
         || s.systolic_mmhg >= 170.0
@@ -152,7 +152,7 @@ mod tests {
     fn readings_are_realistic_with_rare_anomalies() {
         let mut sensors = BodySensors::new(7);
         let samples: Vec<_> = (1..=10_000).map(|i| sensors.read(i, i as i64)).collect();
-        let mean = |f: fn(&VitalSample) -> f32| {
+        let mean = |f: fn(&Sample) -> f32| {
             samples.iter().map(|s| f64::from(f(s))).sum::<f64>() / samples.len() as f64
         };
         assert!((60.0..85.0).contains(&mean(|s| s.heart_rate_bpm)));

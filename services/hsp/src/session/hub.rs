@@ -28,11 +28,11 @@ use tracing::Instrument as _;
 use vitalgate_core::channel::Record;
 use vitalgate_core::credential::Credential;
 use vitalgate_proto::v1::{self, hsp_frame};
-use vitalgate_rpc::{core_status, invalid, store_status};
+use vitalgate_rpc::{core_status, invalid};
 
 use super::{
-    next_record, open_device_session, report_refusal, run, Carrier, DeviceSession, Inbound,
-    Outbound, RecordChannel, Refusal, SessionKinds, DISCHARGED,
+    check_admitted, failed, next_record, open_device_session, refuse, report_refusal, run, Carrier,
+    DeviceSession, Inbound, Outbound, RecordChannel, Refusal, SessionKinds,
 };
 use crate::Hsp;
 
@@ -63,28 +63,12 @@ pub(super) async fn check_relay(
     pseudonym: &str,
     hub: &RelayHub,
 ) -> Result<(), Refusal> {
-    let refuse = |why: &str| Refusal {
-        status: Status::permission_denied(why.to_string()),
-        audit_kind: "handshake.failed",
-    };
-    let failed = |e: vitalgate_store::StoreError| Refusal {
-        status: store_status(&e),
-        audit_kind: "handshake.failed",
-    };
     if pseudonym != hub.pseudonym {
         return Err(refuse(
             "the sensor serves another patient than the hub relaying it",
         ));
     }
-    if hsp
-        .store()
-        .discharged_at(pseudonym)
-        .await
-        .map_err(failed)?
-        .is_some()
-    {
-        return Err(refuse(DISCHARGED));
-    }
+    check_admitted(hsp, pseudonym).await?;
     match hsp
         .store()
         .relay_designation(sensor.serial())

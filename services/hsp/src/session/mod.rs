@@ -168,6 +168,37 @@ pub(crate) fn handshake_frame(bytes: Vec<u8>) -> Result<v1::HspFrame, Status> {
     })
 }
 
+/// A handshake refused for `why` (PERMISSION_DENIED, audited as a failed handshake).
+pub(super) fn refuse(why: &str) -> Refusal {
+    Refusal {
+        status: Status::permission_denied(why.to_string()),
+        audit_kind: "handshake.failed",
+    }
+}
+
+/// A handshake that could not check what it needed in the store.
+pub(super) fn failed(e: vitalgate_store::StoreError) -> Refusal {
+    Refusal {
+        status: store_status(&e),
+        audit_kind: "handshake.failed",
+    }
+}
+
+/// A discharged patient's devices stream no more (a new one, a relayed
+/// sensor included).
+pub(super) async fn check_admitted(hsp: &Hsp, pseudonym: &str) -> Result<(), Refusal> {
+    if hsp
+        .store()
+        .discharged_at(pseudonym)
+        .await
+        .map_err(failed)?
+        .is_some()
+    {
+        return Err(refuse(DISCHARGED));
+    }
+    Ok(())
+}
+
 /// A device streams for the patient its credential names, and only while it is
 /// that patient's active device. The first device of a patient is bound on
 /// first contact; a device that renewed its credential with the same key
@@ -180,23 +211,7 @@ pub(super) async fn check_binding(
 ) -> Result<(), Refusal> {
     let serial = device.serial();
     let store = &hsp.store();
-    let refuse = |why: &str| Refusal {
-        status: Status::permission_denied(why.to_string()),
-        audit_kind: "handshake.failed",
-    };
-    let failed = |e: vitalgate_store::StoreError| Refusal {
-        status: store_status(&e),
-        audit_kind: "handshake.failed",
-    };
-    // A discharged patient's devices stream no more, a new one included.
-    if store
-        .discharged_at(pseudonym)
-        .await
-        .map_err(failed)?
-        .is_some()
-    {
-        return Err(refuse(DISCHARGED));
-    }
+    check_admitted(hsp, pseudonym).await?;
     match store.device_binding(serial).await.map_err(failed)? {
         Some((bound, true)) if bound == pseudonym => Ok(()),
         Some((_, true)) => Err(refuse("this device is bound to another patient")),
