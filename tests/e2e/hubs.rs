@@ -381,3 +381,58 @@ async fn a_sensor_streams_through_its_designated_hub_which_can_neither_read_nor_
     assert_eq!(kinds.iter().filter(|k| *k == "relay.designated").count(), 3);
     platform.stop().await;
 }
+
+/// The first handshake message of a fresh sensor session.
+fn sensor_m1(sensor: &Wearable) -> Vec<u8> {
+    let signer = SoftwareSigner::<Dalek>::from_seed(&Secret32::from_bytes(sensor.signer_seed));
+    let config = device_initiator_config::<Dalek>(
+        Box::new(signer),
+        sensor.enrolled.credential.clone(),
+        &HspMemory::default(),
+        false,
+    );
+    DeviceHandshake::start(&config, &mut rand_core::OsRng)
+        .expect("M1")
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_relays_at_most_sixteen_sensor_sessions_at_once() {
+    let platform = Platform::start().await;
+    let hub_wearable = Wearable::enroll(&platform, "pt-hub-busy").await;
+    let sensor = Wearable::enroll(&platform, "pt-hub-busy").await;
+    let mut hub = Hub::connect(&platform, &hub_wearable).await;
+
+    // A session that ends by itself (a malformed M1) gives its place back.
+    hub.up(1, device_frame::Frame::Handshake(b"not an M1".to_vec()))
+        .await;
+    let first = hub.down().await;
+    assert_eq!(first.link, 1);
+    assert!(
+        first.ended.as_ref().is_some_and(|e| e.code != 0),
+        "{first:?}"
+    );
+
+    // Sixteen sessions waiting for their M3: each gets its M2.
+    for link in 2..=17 {
+        hub.up(link, device_frame::Frame::Handshake(sensor_m1(&sensor)))
+            .await;
+    }
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < 16 {
+        let down = hub.down().await;
+        assert!(down.ended.is_none(), "{down:?}");
+        answered.insert(down.link);
+    }
+    assert_eq!(answered, (2..=17).collect());
+
+    // The seventeenth is refused, and the hub's own session goes on.
+    hub.up(18, device_frame::Frame::Handshake(sensor_m1(&sensor)))
+        .await;
+    let refused = hub.down().await;
+    assert_eq!(refused.link, 18);
+    let ended = refused.ended.expect("refused");
+    assert_eq!(ended.code, Code::ResourceExhausted as i32, "{ended:?}");
+    assert!(ended.message.contains("at most 16"), "{ended:?}");
+    platform.stop().await;
+}

@@ -204,6 +204,9 @@ async fn relay_for_hub(
             continue;
         };
         if !links.contains_key(&link) {
+            // Sessions that ended by themselves (refused, idle) free their
+            // place before the cap is checked.
+            links.retain(|_, session| !session.is_closed());
             if links.len() >= MAX_LINKS {
                 let _ = down.send(ended(link, &too_many_links())).await;
                 continue;
