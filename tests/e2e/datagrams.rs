@@ -16,6 +16,7 @@ use vitalgate_core::handshake::PeerDirectory;
 use vitalgate_core::provider::{Dalek, Secret32};
 use vitalgate_core::signer::SoftwareSigner;
 use vitalgate_core::UnixTime;
+use vitalgate_hsp::{AdmissionLimits, HspConfig};
 use vitalgate_proto::v1;
 use vitalgate_sdk::buffer::FixedSampleBuffer;
 use vitalgate_sdk::datagram::{DatagramHandshake, DatagramStep, LinkConfig, Uplink};
@@ -236,4 +237,51 @@ async fn a_device_on_a_lossy_link_streams_through_a_gateway_and_every_sample_is_
          acknowledgements refused by the device",
         channel.opener.replays_refused()
     );
+}
+
+/// Every first message needs a cookie: an HSP under load.
+fn under_load(config: &mut HspConfig) {
+    config.admission = AdmissionLimits {
+        cookie_above_half_open: 0,
+        ..AdmissionLimits::off()
+    };
+}
+
+#[tokio::test]
+async fn under_load_a_datagram_session_is_refused_instead_of_sent_a_cookie() {
+    let platform = Platform::start_with(under_load).await;
+    let (seed, enrolled) = enroll_sdk_wearable(&platform, "pt-busy-link").await;
+    let config = device_initiator_config::<Dalek>(
+        Box::new(SoftwareSigner::<Dalek>::from_seed(&Secret32::from_bytes(
+            seed,
+        ))),
+        enrolled.credential,
+        &HspMemory::default(),
+        false,
+    );
+    let (m1, _handshake) = DatagramHandshake::start(
+        &config,
+        LinkConfig::default(),
+        0,
+        &mut ChaCha20Rng::seed_from_u64(3),
+    )
+    .expect("M1");
+    let mut client = v1::hsp_client::HspClient::new(connect(&platform.hsp().url).await);
+    let (up, upstream) = mpsc::channel(4);
+    up.send(v1::Datagram { data: m1 }).await.expect("send");
+    let mut down = client
+        .device_datagrams(tokio_stream::wrappers::ReceiverStream::new(upstream))
+        .await
+        .expect("DeviceDatagrams")
+        .into_inner();
+    // A device that retransmits M1 on a timer cannot take a cookie round
+    // trip: the gateway is told to let it retry after its backoff.
+    let refused = down.message().await.expect_err("refused");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(refused.message().contains("under load"), "{refused:?}");
+    platform.stop().await;
 }
