@@ -94,18 +94,36 @@ fn a_vitals_batch_and_the_ttp_link_are_each_one_connected_trace() {
         .filter(|b| b.attribute("outcome") == Some("acknowledged"))
         .collect();
     assert!(!batches.is_empty(), "no acknowledged vitals.batch span");
-    // Batch → commit, in one trace.
-    let (batch, commit) = batches
+    // Batch → write → commit, in one trace: the writer's span for the
+    // write, and in it the store's span for the transaction.
+    let (batch, write, commit) = batches
         .iter()
         .find_map(|batch| {
+            let write = named(&spans, "vitals.write")
+                .into_iter()
+                .find(|w| w.span.parent_span_id == batch.span.span_id)?;
             let commit = named(&spans, "store.transaction")
                 .into_iter()
-                .find(|t| t.span.parent_span_id == batch.span.span_id)?;
-            Some((*batch, commit))
+                .find(|t| t.span.parent_span_id == write.span.span_id)?;
+            Some((*batch, write, commit))
         })
-        .expect("an acknowledged batch whose child is the commit that stored it");
-    assert_eq!(commit.attribute("db.operation"), Some("store_vitals"));
+        .expect("an acknowledged batch whose write's child is the commit that stored it");
+    assert_eq!(commit.attribute("db.operation.name"), Some("store_vitals"));
+    assert_eq!(commit.attribute("db.system.name"), Some("sqlite"));
     assert_eq!(commit.span.trace_id, batch.span.trace_id, "one trace");
+    assert_eq!(write.span.trace_id, batch.span.trace_id, "one trace");
+    // Every store transaction has its span: the handshake's replay claim
+    // inside its finishing step, for one.
+    let claim = named(&spans, "store.transaction")
+        .into_iter()
+        .find(|t| t.attribute("db.operation.name") == Some("claim_replay_key"))
+        .expect("a span for the handshake's replay claim");
+    let finish = by_id(&spans, &claim.span.parent_span_id).expect("the claim's parent");
+    assert!(
+        ["handshake.finish", "handshake.resume"].contains(&finish.span.name.as_str()),
+        "the replay claim inside {}",
+        finish.span.name
+    );
     // The batch's parent is the HSP's DeviceSession call, whose parent is
     // the device agent's session. Those two spans last as long as the
     // session and are exported when it ends: checked when they arrived.

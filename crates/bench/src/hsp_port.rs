@@ -29,6 +29,7 @@ use vitalgate_hsp::{Hsp, HspConfig, HspTls};
 use vitalgate_proto::v1::{self, device_frame, hsp_frame};
 use vitalgate_rpc::identity::Identity;
 use vitalgate_rpc::tls::{ClientTls, Endpoint, PeerName};
+use vitalgate_rpc::traced_store::TracedStore;
 use vitalgate_ttp::{Ttp, TtpConfig};
 
 use crate::login_e2e::{admin, Error};
@@ -90,9 +91,12 @@ async fn start_hsp(
     let token = token(&mut ttp_client, admin_token, v1::Role::Hsp, name).await?;
     let hsp_dir = dir.join(name);
     std::fs::create_dir_all(&hsp_dir)?;
-    let store = std::sync::Arc::new(vitalgate_store::SqliteStore::open(
-        &hsp_dir.join("store.db"),
-    )?);
+    // Wrapped as the services wrap their stores, so that the telemetry
+    // bench measures the store spans and durations the services pay.
+    let store = std::sync::Arc::new(TracedStore::new(
+        vitalgate_store::SqliteStore::open(&hsp_dir.join("store.db"))?,
+        "sqlite",
+    ));
     let mut config = HspConfig::new(hsp_dir, ttp_url.into(), ca.into());
     config.tls = tls;
     let hsp = Hsp::open(config, store, Some(&token)).await?;
@@ -106,9 +110,10 @@ async fn start_platform() -> Result<Platform, Error> {
     let dir = tempfile::tempdir()?;
     let ttp_dir = dir.path().join("ttp");
     std::fs::create_dir_all(&ttp_dir)?;
-    let ttp_store = std::sync::Arc::new(vitalgate_store::SqliteStore::open(
-        &ttp_dir.join("store.db"),
-    )?);
+    let ttp_store = std::sync::Arc::new(TracedStore::new(
+        vitalgate_store::SqliteStore::open(&ttp_dir.join("store.db"))?,
+        "sqlite",
+    ));
     let mut ttp_config = TtpConfig::new(ttp_dir);
     ttp_config.every_hsp_serves = true;
     let ttp = Ttp::open(ttp_config, ttp_store).await?;

@@ -29,6 +29,7 @@ use rand_core::OsRng;
 use vitalgate_hsp::{Hsp, HspConfig, PortalConfig};
 use vitalgate_password::{ClientLogin, ClientRegistration, DefaultSuite};
 use vitalgate_proto::v1;
+use vitalgate_rpc::traced_store::TracedStore;
 use vitalgate_ttp::{Ttp, TtpConfig};
 
 use crate::login::cheap_ksf;
@@ -82,9 +83,11 @@ struct Platform {
 pub(crate) async fn start_ttp(dir: &std::path::Path) -> Result<(String, String, String), Error> {
     let ttp_dir = dir.join("ttp");
     std::fs::create_dir_all(&ttp_dir)?;
-    let ttp_store = Arc::new(vitalgate_store::SqliteStore::open(
-        &ttp_dir.join("store.db"),
-    )?);
+    // Wrapped as the services wrap their stores (see `hsp_port`).
+    let ttp_store = Arc::new(TracedStore::new(
+        vitalgate_store::SqliteStore::open(&ttp_dir.join("store.db"))?,
+        "sqlite",
+    ));
     let ttp = Ttp::open(TtpConfig::new(ttp_dir), ttp_store).await?;
     let ttp_admin = ttp.admin_token().to_string();
     let ca = ttp.ca_pem().to_string();
@@ -112,8 +115,10 @@ async fn start_platform(database_url: &str) -> Result<Platform, Error> {
         .await?
         .into_inner()
         .token;
-    let store =
-        Arc::new(vitalgate_store::PostgresStore::connect(database_url, Default::default()).await?);
+    let store = Arc::new(TracedStore::new(
+        vitalgate_store::PostgresStore::connect(database_url, Default::default()).await?,
+        "postgresql",
+    ));
     let mut config = HspConfig::new(dir.path().join("hsp"), ttp_url, ca);
     // The benchmark signs in through the portal; the gRPC port (unused here)
     // needs no certificate from the TTP.

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use vitalgate_rpc::traced_store::TracedStore;
+
 use crate::config::file::{parse, FileConfig};
 
 /// Reads and parses the configuration file, or an empty configuration when
@@ -95,7 +97,8 @@ pub(crate) fn kek(path: &Path) -> Result<Arc<vitalgate_hsp::KeyEncryptionKey>, S
 }
 
 /// The store: PostgreSQL when `database_url` is given (`postgres://…`; several
-/// replicas share it), else the embedded SQLite file `store.db` in `dir`.
+/// replicas share it), else the embedded SQLite file `store.db` in `dir`;
+/// each of its transactions traced and timed.
 pub(crate) async fn open_store(
     database_url: Option<&str>,
     pool: &vitalgate_store::PoolOptions,
@@ -120,13 +123,12 @@ pub(crate) async fn open_store(
                     })
                     .collect()
             });
-            Ok(std::sync::Arc::new(store))
+            Ok(std::sync::Arc::new(TracedStore::new(store, "postgresql")))
         }
         None => {
             std::fs::create_dir_all(dir)?;
-            Ok(std::sync::Arc::new(vitalgate_store::SqliteStore::open(
-                &dir.join("store.db"),
-            )?))
+            let store = vitalgate_store::SqliteStore::open(&dir.join("store.db"))?;
+            Ok(std::sync::Arc::new(TracedStore::new(store, "sqlite")))
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod limits;
 pub mod tls;
 pub mod trace_context;
+pub mod traced_store;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -531,6 +531,15 @@ mod tests {
         }
     }
 
+    /// A raiser with [`at_once`]'s rules on the system clock.
+    fn raising_at_once(store: &Arc<dyn Store>) -> AlertRaiser {
+        AlertRaiser::new(
+            store.clone(),
+            vitalgate_rpc::clock::system_clock(),
+            at_once(),
+        )
+    }
+
     fn normal(device_serial: u64, sequence: u64, measured_at_ms: i64) -> StoredSample {
         StoredSample {
             spo2_percent: 97.0,
@@ -553,11 +562,7 @@ mod tests {
     async fn a_resent_sample_does_not_bring_an_acknowledged_alert_back() {
         let store: Arc<dyn Store> = Arc::new(vitalgate_store::MemoryStore::new());
         store.bind_device("pt-1", 7, 0).await.expect("bind");
-        let raiser = AlertRaiser::new(
-            store.clone(),
-            vitalgate_rpc::clock::system_clock(),
-            at_once(),
-        );
+        let raiser = raising_at_once(&store);
         raiser.check_thresholds(&[low_spo2(7, 1, 1_000)]).await;
         let open = store.open_alerts(None, 10).await.expect("alerts");
         assert_eq!(open.len(), 1);
@@ -569,11 +574,7 @@ mod tests {
         // The device resends the same sample after a lost acknowledgement,
         // to this HSP or (knowing nothing of the episode) a restarted one.
         raiser.check_thresholds(&[low_spo2(7, 1, 1_000)]).await;
-        let restarted = AlertRaiser::new(
-            store.clone(),
-            vitalgate_rpc::clock::system_clock(),
-            at_once(),
-        );
+        let restarted = raising_at_once(&store);
         restarted.check_thresholds(&[low_spo2(7, 1, 1_000)]).await;
         assert!(store
             .open_alerts(None, 10)
@@ -695,11 +696,7 @@ mod tests {
             )
             .await
             .expect("settings");
-        let raiser = AlertRaiser::new(
-            store.clone(),
-            vitalgate_rpc::clock::system_clock(),
-            at_once(),
-        );
+        let raiser = raising_at_once(&store);
         // Both at 86 %: under the hospital's 90, over the patient's 80.
         raiser
             .check_thresholds(&[low_spo2(7, 1, 1_000), low_spo2(8, 1, 1_000)])
@@ -707,5 +704,51 @@ mod tests {
         let open = store.open_alerts(None, 10).await.expect("alerts");
         let patients: Vec<_> = open.iter().map(|a| a.alert.pseudonym.as_str()).collect();
         assert_eq!(patients, ["pt-other"]);
+    }
+
+    #[tokio::test]
+    async fn each_alert_raised_has_a_span_with_its_rule_and_outcome_and_no_patient() {
+        let (spans, _guard) = crate::test_spans::SpanRecorder::install();
+        let store: Arc<dyn Store> = Arc::new(vitalgate_rpc::traced_store::TracedStore::new(
+            vitalgate_store::MemoryStore::new(),
+            "memory",
+        ));
+        store.bind_device("pt-span", 7, 0).await.expect("bind");
+        let raiser = raising_at_once(&store);
+        raiser.check_thresholds(&[low_spo2(7, 1, 1_000)]).await;
+        // The same sample again, after a lost acknowledgement, at a
+        // restarted HSP that knows nothing of the episode: no second alert.
+        let restarted = raising_at_once(&store);
+        restarted.check_thresholds(&[low_spo2(7, 1, 1_000)]).await;
+
+        let raised = spans.named("alert.raise");
+        let outcomes: Vec<_> = raised
+            .iter()
+            .map(|s| {
+                (
+                    s.fields["alert.rule"].as_str(),
+                    s.fields["outcome"].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            outcomes,
+            [("spo2-low", "raised"), ("spo2-low", "already_open")]
+        );
+        // The store's transactions run inside it, each a span of its own.
+        let inside: Vec<_> = spans
+            .named("store.transaction")
+            .into_iter()
+            .filter(|t| t.parent.as_deref() == Some("alert.raise"))
+            .map(|t| t.fields["db.operation.name"].clone())
+            .collect();
+        assert!(inside.contains(&"raise_alert".to_string()), "{inside:?}");
+        assert!(inside.contains(&"append_audit".to_string()), "{inside:?}");
+        // Nothing names the patient or the device.
+        for span in spans.all() {
+            for value in span.fields.values() {
+                assert!(!value.contains("pt-span"), "{span:?}");
+            }
+        }
     }
 }

@@ -47,6 +47,8 @@ mod session;
 pub mod sms;
 mod state;
 mod stats;
+#[cfg(test)]
+mod test_spans;
 mod tls_files;
 mod trust;
 mod vault;

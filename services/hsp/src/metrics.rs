@@ -11,7 +11,6 @@
 //! fixed vocabulary (roles, gRPC status codes, rule names), never a peer's
 //! data.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -31,7 +30,6 @@ pub(crate) struct Instruments {
     handshake_duration: Histogram<f64>,
     login_duration: Histogram<f64>,
     ingest_lag: Histogram<f64>,
-    db_duration: Histogram<f64>,
     attempt_limits: Counter<u64>,
     revocations: Counter<u64>,
     alerts_raised: Counter<u64>,
@@ -84,10 +82,6 @@ impl Instruments {
             ingest_lag: seconds(
                 "vitalgate.vitals.ingest.lag",
                 "From a vitals batch's arrival at the HSP to its commit in the store.",
-            ),
-            db_duration: seconds(
-                "db.client.operation.duration",
-                "The HSP's store operations on its hot paths, by operation.",
             ),
             attempt_limits: meter
                 .u64_counter("vitalgate.attempt_limits.hit")
@@ -204,17 +198,6 @@ pub(crate) fn ingest_lag(arrived: Instant) {
     instruments()
         .ingest_lag
         .record(arrived.elapsed().as_secs_f64(), &[]);
-}
-
-/// Runs the store operation `name` and records how long it took.
-pub(crate) async fn db_operation<T>(name: &'static str, operation: impl Future<Output = T>) -> T {
-    let started = Instant::now();
-    let result = operation.await;
-    instruments().db_duration.record(
-        started.elapsed().as_secs_f64(),
-        &[KeyValue::new("db.operation.name", name)],
-    );
-    result
 }
 
 /// Counts a guess refused by the attempt limit of `scope` (rare: the scope

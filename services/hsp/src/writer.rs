@@ -163,9 +163,10 @@ impl Writer {
     }
 
     /// Stores `batch` in one write and hands it to the alert rules. The
-    /// transaction's span is a child of the first batch's span (`batches`)
-    /// and follows from the others' (links in OpenTelemetry), so each
-    /// device's trace reaches the commit that stored its samples.
+    /// write's span (and in it the store's transaction span) is a child of
+    /// the first batch's span (`batches`) and follows from the others'
+    /// (links in OpenTelemetry), so each device's trace reaches the commit
+    /// that stored its samples.
     async fn write(
         &self,
         batch: Vec<StoredSample>,
@@ -173,15 +174,13 @@ impl Writer {
     ) -> Result<(), StoreError> {
         let span = tracing::debug_span!(
             parent: batches.first().and_then(tracing::Span::id),
-            "store.transaction",
-            db.operation = "store_vitals",
+            "vitals.write",
             samples = batch.len()
         );
         for other in batches.iter().skip(1) {
             span.follows_from(other);
         }
-        let write = self.store.store_vitals(&batch).instrument(span);
-        match crate::metrics::db_operation("store_vitals", write).await {
+        match self.store.store_vitals(&batch).instrument(span).await {
             Ok(new) => {
                 let stats = &self.stats;
                 stats.samples_stored.fetch_add(new, Ordering::Relaxed);

@@ -559,10 +559,9 @@ async fn authenticate_steps(
     // `finish` takes its outcome as proof.
     let (m4, session) = step("handshake.finish", async {
         let entry = verified.replay_entry();
-        let claim = hsp
+        let fresh = hsp
             .store()
-            .claim_replay_key(entry.key(), entry.keep_until(), hsp.now());
-        let fresh = crate::metrics::db_operation("claim_replay_key", claim)
+            .claim_replay_key(entry.key(), entry.keep_until(), hsp.now())
             .await
             .map_err(|e| Refusal {
                 status: store_status(&e),

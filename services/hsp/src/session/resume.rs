@@ -91,8 +91,9 @@ pub(super) async fn resume(
     }
     let keep_until = keys.expires(now) + u64::from(hsp.config().skew_window_secs);
     let ticket_id = request.ticket_id();
-    let claim = hsp.store().claim_replay_key(&ticket_id, keep_until, now);
-    let first_use = crate::metrics::db_operation("claim_replay_key", claim)
+    let first_use = hsp
+        .store()
+        .claim_replay_key(&ticket_id, keep_until, now)
         .await
         .map_err(|e| refused(store_status(&e)))?;
     let (rm2, resumed) = request

@@ -1,0 +1,309 @@
+//! A store that gives every one of its operations a span and a duration.
+//!
+//! Each method of the storage interface is one transaction (the store's
+//! invariant), so wrapping the backend once, where a service opens it, puts
+//! a `store.transaction` span around every transaction any caller makes and
+//! records its time in `db.client.operation.duration`, without each caller
+//! remembering to. The span is a child of whatever span the caller is in:
+//! a handshake step, a vitals write, a portal request. It names the
+//! operation and the database system, and on failure the kind of error;
+//! never an argument (a pseudonym, a serial or a code is not an attribute).
+//!
+//! With no tracing subscriber and no meter provider the wrapper costs a
+//! disabled span and a no-op histogram per call: nothing worth a switch.
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use opentelemetry::metrics::Histogram;
+use opentelemetry::KeyValue;
+use tracing::Instrument as _;
+use vitalgate_store::api::{
+    Alerts, Attempts, AuditLog, Backup, Credentials, EnrollmentTokens, FactorTokens, Factors,
+    LoginStates, OobCodes, OtpSteps, Patients, ReplayKeys, Revocations, Settings, StoredDevices,
+    Vitals, WebSessions,
+};
+use vitalgate_store::audit::{AuditKey, ChainedAudit};
+use vitalgate_store::backup::{Batch, Page, Restored, Source, Value};
+use vitalgate_store::{
+    AlertRecord, AttemptLimit, AttemptState, AuditEvent, AuditQuery, AuditRecord, CredentialRecord,
+    EnrollmentToken, FactorToken, NewAlert, OobCode, PatientSetting, RelayDesignation,
+    RevocationRecord, Store, StoreError, StoreResult, StoredSample, WebSession,
+};
+
+/// `inner`, every operation traced and timed; `system` is OpenTelemetry's
+/// `db.system.name` (`postgresql`, `sqlite`, …).
+#[derive(Debug)]
+pub struct TracedStore<S> {
+    inner: S,
+    system: &'static str,
+}
+
+impl<S: Store> TracedStore<S> {
+    /// Wraps `inner`, a `system` database.
+    pub fn new(inner: S, system: &'static str) -> Self {
+        Self { inner, system }
+    }
+
+    /// Runs `operation` (the trait method's name) in its span and records
+    /// how long it took.
+    async fn traced<T>(
+        &self,
+        operation: &'static str,
+        work: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        let span = tracing::debug_span!(
+            "store.transaction",
+            db.system.name = self.system,
+            db.operation.name = operation,
+            error.type = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let result = work.instrument(span.clone()).await;
+        let error = result.as_ref().err().map(error_type);
+        if let Some(kind) = error {
+            span.record("error.type", kind);
+        }
+        let mut attributes = vec![
+            KeyValue::new("db.system.name", self.system),
+            KeyValue::new("db.operation.name", operation),
+        ];
+        if let Some(kind) = error {
+            attributes.push(KeyValue::new("error.type", kind));
+        }
+        operation_duration().record(started.elapsed().as_secs_f64(), &attributes);
+        result
+    }
+}
+
+/// What kind of failure `error` is, for `error.type`: a refusal the caller
+/// expects (a used token, a throttled guess) is not a database failure.
+fn error_type(error: &StoreError) -> &'static str {
+    match error {
+        StoreError::Backend(_) => "backend",
+        StoreError::Conflict(_) => "conflict",
+        StoreError::SchemaTooNew { .. } | StoreError::SchemaNeedsNewerBuild { .. } => "schema",
+        StoreError::Backup(_) => "backup",
+        _ => "refused",
+    }
+}
+
+/// `db.client.operation.duration`, created once: the SDK forgets an
+/// instrument's series when its last handle goes.
+fn operation_duration() -> &'static Histogram<f64> {
+    static DURATION: OnceLock<Histogram<f64>> = OnceLock::new();
+    DURATION.get_or_init(|| {
+        opentelemetry::global::meter("vitalgate")
+            .f64_histogram("db.client.operation.duration")
+            .with_description("Store operations (each one transaction), by operation.")
+            .with_unit("s")
+            .with_boundaries(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ])
+            .build()
+    })
+}
+
+/// Implements aggregate traits for [`TracedStore`]: each listed method
+/// forwards to the inner store inside [`TracedStore::traced`]. The lists
+/// are the traits' own signatures (the compiler holds them to the traits),
+/// each argument's type in brackets: `async_trait` must see a type's
+/// tokens to give its elided lifetimes names, and a `ty` fragment hides
+/// them.
+macro_rules! traced {
+    ($(
+        $aggregate:ident {
+            $(fn $name:ident(&self $(, $arg:ident: [$($ty:tt)+])*) -> $ret:ty;)*
+        }
+    )*) => {
+        $(
+            #[async_trait]
+            impl<S: Store> $aggregate for TracedStore<S> {
+                $(
+                    async fn $name(&self $(, $arg: $($ty)+)*) -> $ret {
+                        self.traced(stringify!($name), self.inner.$name($($arg),*)).await
+                    }
+                )*
+            }
+        )*
+    };
+}
+
+traced! {
+    Alerts {
+        fn raise_alert(&self, alert: [&NewAlert]) -> StoreResult<Option<i64>>;
+        fn open_alerts(&self, pseudonyms: [Option<&[String]>], limit: [u32]) -> StoreResult<Vec<AlertRecord>>;
+        fn alerts_of(&self, pseudonym: [&str], limit: [u32]) -> StoreResult<Vec<AlertRecord>>;
+        fn acknowledge_alert(&self, id: [i64], by: [&str], at_ms: [i64]) -> StoreResult<bool>;
+        fn resolve_alert(&self, id: [i64], by: [&str], at_ms: [i64]) -> StoreResult<bool>;
+        fn alert(&self, id: [i64]) -> StoreResult<Option<AlertRecord>>;
+        fn advance_escalation(&self, id: [i64], from: [u32], to: [u32]) -> StoreResult<bool>;
+    }
+    Attempts {
+        fn begin_attempt(&self, scope: [&str], key: [&str], limit: [&AttemptLimit], now: [u64]) -> StoreResult<u32>;
+        fn begin_attempts(&self, attempts: [&[(&str, &str, &AttemptLimit)]], now: [u64]) -> StoreResult<Vec<u32>>;
+        fn clear_attempts(&self, scope: [&str], key: [&str]) -> StoreResult<()>;
+        fn forgive_attempt(&self, scope: [&str], key: [&str]) -> StoreResult<()>;
+        fn settle_attempts(&self, clear: [&[(&str, &str)]], forgive: [&[(&str, &str)]]) -> StoreResult<()>;
+        fn attempts(&self, scope: [&str], key: [&str]) -> StoreResult<AttemptState>;
+    }
+    Backup {
+        fn backup_source(&self) -> StoreResult<Source>;
+        fn backup_page(&self, table: [&str], after_key: [Option<&[Value]>], limit: [u32]) -> StoreResult<Page>;
+        fn tables_with_rows(&self) -> StoreResult<Vec<&'static str>>;
+        fn restore(&self, batches: [tokio::sync::mpsc::Receiver<Batch>]) -> StoreResult<Restored>;
+    }
+    Credentials {
+        fn next_serial(&self) -> StoreResult<u64>;
+        fn put_credential(&self, credential: [&CredentialRecord]) -> StoreResult<()>;
+        fn credential(&self, serial: [u64]) -> StoreResult<Option<CredentialRecord>>;
+        fn credentials_by_reference(&self, reference: [&[u8; 8]]) -> StoreResult<Vec<CredentialRecord>>;
+        fn list_credentials(&self) -> StoreResult<Vec<CredentialRecord>>;
+    }
+    FactorTokens {
+        fn create_factor_token(&self, token: [&FactorToken]) -> StoreResult<()>;
+        fn factor_token(&self, token_hash: [&[u8; 32]], now: [u64]) -> StoreResult<FactorToken>;
+        fn redeem_factor_token(&self, token_hash: [&[u8; 32]], now: [u64]) -> StoreResult<FactorToken>;
+    }
+    Factors {
+        fn put_factor(&self, subject: [&str], kind: [u8], data: [&[u8]], now: [u64]) -> StoreResult<()>;
+        fn factor(&self, subject: [&str], kind: [u8]) -> StoreResult<Option<Vec<u8>>>;
+        fn delete_factors_before(&self, subject: [&str], before: [u64]) -> StoreResult<u64>;
+        fn delete_factor(&self, subject: [&str], kind: [u8]) -> StoreResult<bool>;
+    }
+    LoginStates {
+        fn put_login_state(&self, id: [&[u8; 16]], state: [&[u8]], expires_at: [u64]) -> StoreResult<()>;
+        fn take_login_state(&self, id: [&[u8; 16]], now: [u64]) -> StoreResult<Option<Vec<u8>>>;
+    }
+    OobCodes {
+        fn put_oob_code(&self, subject: [&str], code: [&OobCode]) -> StoreResult<()>;
+        fn oob_code(&self, subject: [&str]) -> StoreResult<Option<OobCode>>;
+        fn consume_oob_code(&self, subject: [&str], code_hash: [&[u8; 32]]) -> StoreResult<bool>;
+    }
+    OtpSteps {
+        fn claim_otp_step(&self, account: [&str], step: [u64]) -> StoreResult<bool>;
+    }
+    Patients {
+        fn put_patient(&self, pseudonym: [&str], sealed_record: [&[u8]], now: [u64]) -> StoreResult<()>;
+        fn patient(&self, pseudonym: [&str]) -> StoreResult<Option<Vec<u8>>>;
+        fn list_patients(&self) -> StoreResult<Vec<String>>;
+        fn bind_device(&self, pseudonym: [&str], device_serial: [u64], now: [u64]) -> StoreResult<Vec<u64>>;
+        fn unbind_device(&self, pseudonym: [&str], device_serial: [u64]) -> StoreResult<bool>;
+        fn active_device(&self, pseudonym: [&str]) -> StoreResult<Option<u64>>;
+        fn device_binding(&self, device_serial: [u64]) -> StoreResult<Option<(String, bool)>>;
+        fn set_care_team_member(&self, clinician: [&str], pseudonym: [&str], member: [bool], now: [u64]) -> StoreResult<()>;
+        fn care_team(&self, pseudonym: [&str]) -> StoreResult<Vec<String>>;
+        fn patients_of(&self, clinician: [&str]) -> StoreResult<Vec<String>>;
+        fn set_on_call(&self, pseudonym: [&str], clinicians: [&[String]]) -> StoreResult<()>;
+        fn on_call(&self, pseudonym: [&str]) -> StoreResult<Vec<String>>;
+        fn put_patient_settings(&self, pseudonym: [&str], settings: [&[PatientSetting]]) -> StoreResult<()>;
+        fn patient_settings(&self, pseudonym: [&str]) -> StoreResult<Vec<PatientSetting>>;
+        fn set_discharged(&self, pseudonym: [&str], at: [Option<u64>]) -> StoreResult<Vec<u64>>;
+        fn discharged_at(&self, pseudonym: [&str]) -> StoreResult<Option<u64>>;
+        fn designate_relay(&self, designation: [&RelayDesignation]) -> StoreResult<()>;
+        fn relay_designation(&self, sensor_serial: [u64]) -> StoreResult<Option<RelayDesignation>>;
+    }
+    ReplayKeys {
+        fn claim_replay_key(&self, key: [&[u8; 32]], expires_at: [u64], now: [u64]) -> StoreResult<bool>;
+    }
+    Revocations {
+        fn revoke(&self, serial: [u64], reason: [&str], at: [u64]) -> StoreResult<Option<RevocationRecord>>;
+        fn revocations_after(&self, after_id: [i64]) -> StoreResult<Vec<RevocationRecord>>;
+    }
+    Settings {
+        fn setting(&self, key: [&str]) -> StoreResult<Option<Vec<u8>>>;
+        fn put_setting(&self, key: [&str], value: [&[u8]]) -> StoreResult<()>;
+        fn put_setting_if_absent(&self, key: [&str], value: [&[u8]]) -> StoreResult<Vec<u8>>;
+    }
+    EnrollmentTokens {
+        fn create_enrollment_token(&self, token: [EnrollmentToken]) -> StoreResult<()>;
+        fn redeem_enrollment_token(&self, token_hash: [&[u8; 32]], now: [u64]) -> StoreResult<EnrollmentToken>;
+    }
+    WebSessions {
+        fn put_web_session(&self, session: [&WebSession]) -> StoreResult<()>;
+        fn touch_web_session(&self, token_hash: [&[u8; 32]], now: [u64], idle_secs: [u64]) -> StoreResult<Option<WebSession>>;
+        fn web_session(&self, token_hash: [&[u8; 32]], now: [u64], idle_secs: [u64]) -> StoreResult<Option<WebSession>>;
+        fn delete_web_session(&self, token_hash: [&[u8; 32]]) -> StoreResult<bool>;
+        fn delete_web_sessions_of(&self, subject: [&str]) -> StoreResult<u64>;
+        fn delete_web_sessions_opened_before(&self, subject: [&str], opened_before: [u64]) -> StoreResult<u64>;
+    }
+}
+
+// The two traits with a method that is not a transaction (keying the audit
+// chain, subscribing to the vitals feed) are written out.
+
+#[async_trait]
+impl<S: Store> AuditLog for TracedStore<S> {
+    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+        self.traced("append_audit", self.inner.append_audit(event))
+            .await
+    }
+
+    async fn audit_events(&self, after_id: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        self.traced("audit_events", self.inner.audit_events(after_id, limit))
+            .await
+    }
+
+    async fn search_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        self.traced("search_audit", self.inner.search_audit(query))
+            .await
+    }
+
+    fn key_audit_chain(&self, key: AuditKey) {
+        self.inner.key_audit_chain(key);
+    }
+
+    async fn audit_chain(&self, after_id: i64, limit: u32) -> StoreResult<Vec<ChainedAudit>> {
+        self.traced("audit_chain", self.inner.audit_chain(after_id, limit))
+            .await
+    }
+}
+
+#[async_trait]
+impl<S: Store> Vitals for TracedStore<S> {
+    async fn store_vitals(&self, samples: &[StoredSample]) -> StoreResult<u64> {
+        self.traced("store_vitals", self.inner.store_vitals(samples))
+            .await
+    }
+
+    async fn vitals_count(&self, device_serial: Option<u64>) -> StoreResult<u64> {
+        self.traced("vitals_count", self.inner.vitals_count(device_serial))
+            .await
+    }
+
+    async fn latest_vitals(
+        &self,
+        device_serial: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredSample>> {
+        self.traced(
+            "latest_vitals",
+            self.inner.latest_vitals(device_serial, limit),
+        )
+        .await
+    }
+
+    async fn vitals_since(
+        &self,
+        device_serial: u64,
+        since_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredSample>> {
+        self.traced(
+            "vitals_since",
+            self.inner.vitals_since(device_serial, since_ms, limit),
+        )
+        .await
+    }
+
+    async fn expire_vitals(&self, cutoff_ms: i64) -> StoreResult<()> {
+        self.traced("expire_vitals", self.inner.expire_vitals(cutoff_ms))
+            .await
+    }
+
+    fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<StoredDevices> {
+        self.inner.vitals_feed()
+    }
+}
