@@ -49,11 +49,16 @@ pub(crate) struct HspPort {
     pub(crate) session_tls_cpu_us: f64,
     /// The same per sample of the TLS streaming sessions, in nanoseconds.
     pub(crate) ingest_tls_cpu_ns_per_sample: f64,
+    /// Samples the TLS HSP's writer stored per transaction while streaming:
+    /// it gathers what waits, so fewer per write means more commits.
+    pub(crate) ingest_tls_samples_per_write: f64,
 }
 
 struct Platform {
     _dir: tempfile::TempDir,
     tls: Endpoint,
+    /// The TLS HSP's counters (its vitals writes).
+    tls_stats: std::sync::Arc<vitalgate_hsp::HspStats>,
     plaintext: Endpoint,
     device: Identity,
     /// The next sample sequence (per device, never reused).
@@ -84,7 +89,7 @@ async fn start_hsp(
     name: &str,
     tls: HspTls,
     ttp: (&str, &str, &str),
-) -> Result<String, Error> {
+) -> Result<(String, std::sync::Arc<vitalgate_hsp::HspStats>), Error> {
     let (ttp_url, ca, admin_token) = ttp;
     let mut ttp_client =
         v1::ttp_client::TtpClient::new(vitalgate_rpc::ttp_channel(ttp_url, ca, None).await?);
@@ -100,10 +105,11 @@ async fn start_hsp(
     let mut config = HspConfig::new(hsp_dir, ttp_url.into(), ca.into());
     config.tls = tls;
     let hsp = Hsp::open(config, store, Some(&token)).await?;
+    let stats = hsp.stats();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     tokio::spawn(hsp.serve(listener, std::future::pending()));
-    Ok(address.to_string())
+    Ok((address.to_string(), stats))
 }
 
 async fn start_platform() -> Result<Platform, Error> {
@@ -124,8 +130,9 @@ async fn start_platform() -> Result<Platform, Error> {
     tokio::spawn(ttp.serve(listener, std::future::pending()));
 
     let ttp_parts = (ttp_url.as_str(), ca.as_str(), admin_token.as_str());
-    let tls_address = start_hsp(dir.path(), "hsp-tls", HspTls::FromTtp, ttp_parts).await?;
-    let plain_address = start_hsp(
+    let (tls_address, tls_stats) =
+        start_hsp(dir.path(), "hsp-tls", HspTls::FromTtp, ttp_parts).await?;
+    let (plain_address, _) = start_hsp(
         dir.path(),
         "hsp-plaintext",
         HspTls::InsecurePlaintext,
@@ -146,6 +153,7 @@ async fn start_platform() -> Result<Platform, Error> {
     Ok(Platform {
         _dir: dir,
         tls,
+        tls_stats,
         plaintext,
         device,
         sequence: AtomicU64::new(1),
@@ -314,14 +322,18 @@ pub(crate) fn run(rounds: usize) -> HspPort {
         let ingest_rounds = (rounds / 20).clamp(3, 10);
         let (mut tls_rate, mut plain_rate) = (Vec::new(), Vec::new());
         let mut ingest_cpu_ns = 0;
+        let writes = || platform.tls_stats.write_batches.load(Ordering::Relaxed);
+        let mut ingest_writes = 0;
         for _ in 0..ingest_rounds {
             let cpu = crate::cpu::process_cpu_ns();
+            let writes_before = writes();
             tls_rate.push(
                 ingest_once(&platform, &platform.tls)
                     .await
                     .expect("TLS ingest"),
             );
             ingest_cpu_ns += crate::cpu::process_cpu_ns() - cpu;
+            ingest_writes += writes() - writes_before;
             plain_rate.push(
                 ingest_once(&platform, &platform.plaintext)
                     .await
@@ -337,6 +349,10 @@ pub(crate) fn run(rounds: usize) -> HspPort {
             session_tls_cpu_us: session_cpu_ns as f64 / 1e3 / rounds as f64,
             ingest_tls_cpu_ns_per_sample: ingest_cpu_ns as f64
                 / (ingest_rounds as u64 * INGEST_BATCHES as u64 * INGEST_BATCH_SAMPLES) as f64,
+            ingest_tls_samples_per_write: (ingest_rounds as u64
+                * INGEST_BATCHES as u64
+                * INGEST_BATCH_SAMPLES) as f64
+                / ingest_writes.max(1) as f64,
         }
     })
 }

@@ -66,14 +66,14 @@ impl<S: Store> TracedStore<S> {
         if let Some(kind) = error {
             span.record("error.type", kind);
         }
-        let mut attributes = vec![
-            KeyValue::new("db.system.name", self.system),
-            KeyValue::new("db.operation.name", operation),
-        ];
-        if let Some(kind) = error {
-            attributes.push(KeyValue::new("error.type", kind));
+        let elapsed = started.elapsed().as_secs_f64();
+        let system = KeyValue::new("db.system.name", self.system);
+        let name = KeyValue::new("db.operation.name", operation);
+        match error {
+            None => operation_duration().record(elapsed, &[system, name]),
+            Some(kind) => operation_duration()
+                .record(elapsed, &[system, name, KeyValue::new("error.type", kind)]),
         }
-        operation_duration().record(started.elapsed().as_secs_f64(), &attributes);
         result
     }
 }
