@@ -106,6 +106,9 @@ def test_hospital_ha_scales_spreads_and_uses_the_existing_secrets() -> None:
     assert monitor["spec"]["endpoints"][0] == {"port": "ops", "path": "/metrics", "interval": "30s"}
     env = {e["name"]: e for e in container(hsp)["env"]}
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"].startswith("http://otel-collector")
+    # A quarter of the traces, each kept or dropped whole where it starts.
+    assert env["OTEL_TRACES_SAMPLER"]["value"] == "parentbased_traceidratio"
+    assert env["OTEL_TRACES_SAMPLER_ARG"]["value"] == "0.25"
     assert env["VITALGATE_HSP_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
         "name": "vg-general-database",
         "key": "DATABASE_URL",
@@ -168,6 +171,7 @@ def with_change(base: str, path: str, value: object) -> dict:
         (("securityContext.readOnlyRootFilesystem", False), "/securityContext/readOnlyRootFilesystem"),
         (("hsp.replicas", 3), "hsp"),  # a misspelt key
         (("logFormat", "xml"), "/logFormat"),
+        (("otlp.sampleRatio", 1.5), "/otlp/sampleRatio"),
         # hsp.toml's settings: the HSP would refuse them at start, or page nobody.
         (("hsp.alerts.spo2_below", 900), "/hsp/alerts/spo2_below"),
         (("hsp.alerts.spo2", 88), "/hsp/alerts"),  # not one of the binary's keys

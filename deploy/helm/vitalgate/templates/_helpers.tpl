@@ -110,6 +110,12 @@ https://{{ include "vitalgate.ttp" . }}.{{ .Release.Namespace }}.svc:{{ .Values.
 {{- if .Values.otlp.endpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ .Values.otlp.endpoint | quote }}
+{{- if not (kindIs "invalid" .Values.otlp.sampleRatio) }}
+- name: OTEL_TRACES_SAMPLER
+  value: parentbased_traceidratio
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .Values.otlp.sampleRatio | toString | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 
