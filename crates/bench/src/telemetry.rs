@@ -196,8 +196,9 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
             // next; without one they queue, fail to export in the
             // background and are dropped, as in a service whose collector
             // is down (flushing there would only wait on reconnections).
+            let exporting = telemetry.as_ref().filter(|_| collector.is_some());
             let flush = || {
-                if let (Some(telemetry), true) = (&telemetry, collector.is_some()) {
+                if let Some(telemetry) = exporting {
                     telemetry.flush_traces();
                 }
             };
@@ -259,6 +260,8 @@ async fn span_pairs(pairs: u64) {
 /// The local collector: this program again, started as a receiver.
 struct LocalCollector {
     child: std::process::Child,
+    /// The receiver's output: its endpoint, then at its end its span count.
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
     endpoint: String,
 }
 
@@ -272,37 +275,31 @@ impl LocalCollector {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
-        let endpoint = match child.stdout.as_mut().map(read_line) {
+        let Some(stdout) = child.stdout.take() else {
+            return Err("the collector's output is not a pipe".into());
+        };
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let endpoint = match lines.next() {
             Some(Ok(line)) if line.starts_with("http://") => line,
             other => {
                 let _ = child.kill();
                 return Err(format!("the collector did not start: {other:?}").into());
             }
         };
-        Ok(Self { child, endpoint })
+        Ok(Self {
+            child,
+            lines,
+            endpoint,
+        })
     }
 
     /// Stops the receiver (closing its input); how many spans it received.
     fn stop(mut self) -> Result<u64, Error> {
         drop(self.child.stdin.take());
-        let line = match self.child.stdout.as_mut() {
-            Some(stdout) => read_line(stdout)?,
-            None => String::new(),
-        };
+        let line = self.lines.next().transpose()?.unwrap_or_default();
         self.child.wait()?;
         Ok(line.parse()?)
     }
-}
-
-/// One line from `from`, without its end, read a byte at a time so that
-/// nothing after it is taken from the pipe.
-fn read_line(from: &mut impl std::io::Read) -> std::io::Result<String> {
-    let mut line = Vec::new();
-    let mut byte = [0u8];
-    while from.read(&mut byte)? == 1 && byte[0] != b'\n' {
-        line.push(byte[0]);
-    }
-    Ok(String::from_utf8_lossy(&line).into_owned())
 }
 
 /// The collector process: prints its endpoint, receives until its input
