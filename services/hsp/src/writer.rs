@@ -54,14 +54,26 @@ impl VitalsWriter {
     }
 
     /// Stores `samples` with whatever else is queued; returns once committed.
+    /// The write is traced in the caller's current span.
     pub async fn store(&self, samples: Vec<StoredSample>) -> Result<(), StoreError> {
+        self.store_in(samples, tracing::Span::current()).await
+    }
+
+    /// Stores `samples` as [`VitalsWriter::store`] does, the write traced in
+    /// `span` (a vitals batch's), which the caller need not enter: entering
+    /// a span on every poll of a waiting future costs more than the span.
+    pub async fn store_in(
+        &self,
+        samples: Vec<StoredSample>,
+        span: tracing::Span,
+    ) -> Result<(), StoreError> {
         let (done, answer) = oneshot::channel();
         let stopped = || StoreError::Backend("the vitals writer has stopped".into());
         self.jobs
             .send(Job {
                 samples,
                 done,
-                span: tracing::Span::current(),
+                span,
             })
             .await
             .map_err(|_| stopped())?;
@@ -163,23 +175,31 @@ impl Writer {
     }
 
     /// Stores `batch` in one write and hands it to the alert rules. The
-    /// write's span (and in it the store's transaction span) is a child of
-    /// the first batch's span (`batches`) and follows from the others'
-    /// (links in OpenTelemetry), so each device's trace reaches the commit
-    /// that stored its samples.
+    /// store's transaction span is a child of the batch's span when the
+    /// write carries one batch (the usual case: a span fewer per batch).
+    /// A write gathering several has a `vitals.write` span of its own, a
+    /// child of the first batch's span that follows from the others' (links
+    /// in OpenTelemetry), so each device's trace reaches the commit that
+    /// stored its samples.
     async fn write(
         &self,
         batch: Vec<StoredSample>,
         batches: &[tracing::Span],
     ) -> Result<(), StoreError> {
-        let span = tracing::debug_span!(
-            parent: batches.first().and_then(tracing::Span::id),
-            "vitals.write",
-            samples = batch.len()
-        );
-        for other in batches.iter().skip(1) {
-            span.follows_from(other);
-        }
+        let span = match batches {
+            [only] => only.clone(),
+            _ => {
+                let span = tracing::debug_span!(
+                    parent: batches.first().and_then(tracing::Span::id),
+                    "vitals.write",
+                    samples = batch.len()
+                );
+                for other in batches.iter().skip(1) {
+                    span.follows_from(other);
+                }
+                span
+            }
+        };
         match self.store.store_vitals(&batch).instrument(span).await {
             Ok(new) => {
                 let stats = &self.stats;
@@ -285,5 +305,43 @@ mod tests {
         }
         assert_eq!(store.vitals_count(None).await.expect("count"), 8 * 5);
         assert_eq!(store.vitals_count(Some(5)).await.expect("count"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_lone_batch_is_committed_in_its_own_span_and_a_gathered_write_in_a_write_span() {
+        let (spans, _guard) = crate::test_spans::SpanRecorder::install();
+        let store: Arc<dyn Store> = Arc::new(vitalgate_rpc::traced_store::TracedStore::new(
+            vitalgate_store::MemoryStore::new(),
+            "memory",
+        ));
+        let writer = VitalsWriter::start(store, Arc::new(HspStats::default()), 1000);
+        writer
+            .store_in(vec![sample(1, 1)], tracing::info_span!("batch.alone"))
+            .await
+            .expect("stored");
+        // Both queued before the writer runs (one thread): one write.
+        let (first, second) = tokio::join!(
+            writer.store_in(vec![sample(2, 1)], tracing::info_span!("batch.first")),
+            writer.store_in(vec![sample(3, 1)], tracing::info_span!("batch.second")),
+        );
+        first.expect("stored");
+        second.expect("stored");
+
+        let parents: Vec<_> = spans
+            .named("store.transaction")
+            .into_iter()
+            .map(|s| s.parent)
+            .collect();
+        assert_eq!(
+            parents,
+            [
+                Some("batch.alone".to_string()),
+                Some("vitals.write".to_string())
+            ]
+        );
+        let writes = spans.named("vitals.write");
+        assert_eq!(writes.len(), 1, "{writes:?}");
+        assert_eq!(writes[0].parent.as_deref(), Some("batch.first"));
+        assert_eq!(writes[0].fields["samples"], "2");
     }
 }

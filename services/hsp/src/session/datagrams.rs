@@ -188,22 +188,18 @@ impl Hsp {
                 }
             }
         };
-        let hsp = self.clone();
-        let session = async move {
-            let frames = tokio_stream::wrappers::ReceiverStream::new(frames_rx);
-            super::run(
-                hsp,
-                Box::pin(frames),
-                session_tx,
-                peer_addr,
-                Carrier::Datagrams,
-                None,
-            )
-            .await
-        };
+        let session = super::run(
+            self.clone(),
+            Box::pin(tokio_stream::wrappers::ReceiverStream::new(frames_rx)),
+            session_tx,
+            peer_addr,
+            Carrier::Datagrams,
+            None,
+            tracing::Span::current(),
+        );
         tokio::spawn(inbound_half.in_current_span());
         tokio::spawn(outbound_half.in_current_span());
-        tokio::spawn(session.in_current_span());
+        tokio::spawn(session);
         tokio_stream::wrappers::ReceiverStream::new(from_session)
     }
 }

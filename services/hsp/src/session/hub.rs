@@ -251,8 +251,9 @@ fn open_link(
         peer_addr.to_string(),
         Carrier::Stream,
         Some(relay.clone()),
+        tracing::Span::current(),
     );
-    tokio::spawn(session.in_current_span());
+    tokio::spawn(session);
     tokio::spawn(
         async move {
             while let Some(answer) = answers.recv().await {

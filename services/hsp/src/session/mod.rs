@@ -317,17 +317,28 @@ impl Hsp {
         peer_addr: String,
     ) -> impl tokio_stream::Stream<Item = Result<v1::HspFrame, Status>> + Send + 'static {
         let (tx, rx) = mpsc::channel(16);
-        let hsp = self.clone();
-        // The session runs in the caller's span (the gRPC call's, with its
-        // trace context).
-        tokio::spawn(
-            async move { run(hsp, Box::pin(inbound), tx, peer_addr, Carrier::Stream, None).await }
-                .in_current_span(),
-        );
+        // The session's spans are children of the caller's (the gRPC call's,
+        // with its trace context).
+        tokio::spawn(run(
+            self.clone(),
+            Box::pin(inbound),
+            tx,
+            peer_addr,
+            Carrier::Stream,
+            None,
+            tracing::Span::current(),
+        ));
         tokio_stream::wrappers::ReceiverStream::new(rx)
     }
 }
 
+/// Runs one device session; its spans and log lines are in `span`.
+///
+/// The session's task is not instrumented with `span` as a whole: a streaming
+/// session's task is polled several times for each batch, and entering and
+/// leaving a span on each poll cost more than the batch's own spans. The
+/// handshake and the session's ends run in `span`; each batch's span is its
+/// child.
 pub(crate) async fn run(
     hsp: Hsp,
     mut inbound: Inbound,
@@ -335,11 +346,21 @@ pub(crate) async fn run(
     peer_addr: String,
     carrier: Carrier,
     relay: Option<RelayHub>,
+    span: tracing::Span,
 ) {
-    let _store = hsp.store().clone();
-    let result =
-        handshake_and_stream(&hsp, &mut inbound, &tx, &peer_addr, carrier, relay.as_ref()).await;
-    report_refusal(&hsp, &tx, &peer_addr, result).await;
+    let result = handshake_and_stream(
+        &hsp,
+        &mut inbound,
+        &tx,
+        &peer_addr,
+        carrier,
+        relay.as_ref(),
+        &span,
+    )
+    .await;
+    report_refusal(&hsp, &tx, &peer_addr, result)
+        .instrument(span)
+        .await;
 }
 
 /// Counts, logs and audits how a session was refused, and tells the peer.
@@ -754,6 +775,7 @@ async fn handshake_and_stream(
     peer_addr: &str,
     carrier: Carrier,
     relay: Option<&RelayHub>,
+    session_span: &tracing::Span,
 ) -> Result<(), Refusal> {
     let inner = &**hsp;
     let Some(DeviceSession {
@@ -762,7 +784,9 @@ async fn handshake_and_stream(
         session_id,
         mut live,
         assurance,
-    }) = open_device_session(hsp, inbound, tx, peer_addr, carrier, relay).await?
+    }) = open_device_session(hsp, inbound, tx, peer_addr, carrier, relay)
+        .instrument(session_span.clone())
+        .await?
     else {
         return Ok(());
     };
@@ -777,6 +801,7 @@ async fn handshake_and_stream(
         &device.serial().to_string(),
         &detail,
     )
+    .instrument(session_span.clone())
     .await;
 
     // The device's ticket for its next session rides on the first
@@ -824,14 +849,6 @@ async fn handshake_and_stream(
             }
         };
         let arrived = std::time::Instant::now();
-        // One span per batch, from its arrival to its acknowledgement; the
-        // store's transaction is its child. `outcome` stays empty for a
-        // refused batch (the session's refusal says why).
-        let batch_span = tracing::info_span!(
-            "vitals.batch",
-            samples = tracing::field::Empty,
-            outcome = tracing::field::Empty
-        );
         let batch = match v1::VitalsBatch::decode(plaintext.as_slice()) {
             Ok(batch) => batch,
             Err(e) => {
@@ -842,7 +859,15 @@ async fn handshake_and_stream(
             }
         };
         let received = batch.samples.len() as u64;
-        batch_span.record("samples", received);
+        // One span per batch, from its arrival to its acknowledgement; the
+        // store's transaction is its child. `outcome` stays empty for a
+        // refused batch (the session's refusal says why).
+        let batch_span = tracing::info_span!(
+            parent: session_span,
+            "vitals.batch",
+            samples = received,
+            outcome = tracing::field::Empty
+        );
         let counters = inner.counters();
         counters
             .samples_received
@@ -889,11 +914,7 @@ async fn handshake_and_stream(
             break Err(closed_refusal(reason));
         }
         let count = samples.len() as u64;
-        let stored = inner
-            .writer()
-            .store(samples)
-            .instrument(batch_span.clone())
-            .await;
+        let stored = inner.writer().store_in(samples, batch_span.clone()).await;
         if let Err(e) = stored {
             counters
                 .samples_rejected_unstored
@@ -927,15 +948,12 @@ async fn handshake_and_stream(
         let frame = v1::HspFrame {
             frame: Some(hsp_frame::Frame::Record(sealed)),
         };
-        if tx
-            .send(Ok(frame))
-            .instrument(batch_span.clone())
-            .await
-            .is_err()
-        {
+        if tx.send(Ok(frame)).await.is_err() {
             break Ok(());
         }
-        batch_span.record("outcome", "acknowledged");
+        // Entered once, here, and never while waiting: a span ends when it
+        // was last left, so the batch's ends at its acknowledgement.
+        batch_span.in_scope(|| batch_span.record("outcome", "acknowledged"));
     };
     drop(live);
     let dropped = match channel.dropped() {
@@ -950,6 +968,7 @@ async fn handshake_and_stream(
         &device.serial().to_string(),
         &format!("{acknowledged_in_session} samples acknowledged (stored once){dropped}"),
     )
+    .instrument(session_span.clone())
     .await;
     result
 }
