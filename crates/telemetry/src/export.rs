@@ -25,7 +25,7 @@ pub(crate) struct Counted<E> {
     inner: E,
     dropped: Counter<u64>,
     pause: Duration,
-    /// When the last export failed, while it is the last word.
+    /// When the last export failed; `None` once one succeeds.
     failed_at: Mutex<Option<Instant>>,
 }
 

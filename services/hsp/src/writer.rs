@@ -60,8 +60,8 @@ impl VitalsWriter {
     }
 
     /// Stores `samples` as [`VitalsWriter::store`] does, the write traced in
-    /// `span` (a vitals batch's), which the caller need not enter: entering
-    /// a span on every poll of a waiting future costs more than the span.
+    /// `span` (a vitals batch's), which the caller need not enter while it
+    /// waits (an instrumented future enters its span on every poll).
     pub async fn store_in(
         &self,
         samples: Vec<StoredSample>,

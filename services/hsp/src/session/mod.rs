@@ -335,10 +335,10 @@ impl Hsp {
 /// Runs one device session; its spans and log lines are in `span`.
 ///
 /// The session's task is not instrumented with `span` as a whole: a streaming
-/// session's task is polled several times for each batch, and entering and
-/// leaving a span on each poll cost more than the batch's own spans. The
-/// handshake and the session's ends run in `span`; each batch's span is its
-/// child.
+/// session's task is polled several times for each batch, and each poll
+/// would enter and leave the span (a registry lookup and the layers' hooks
+/// each time). The handshake and the session's ends run in `span`; each
+/// batch's span is its child by explicit parent.
 pub(crate) async fn run(
     hsp: Hsp,
     mut inbound: Inbound,
