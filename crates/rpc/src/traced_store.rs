@@ -19,7 +19,6 @@ use std::time::Instant;
 use async_trait::async_trait;
 use opentelemetry::metrics::Histogram;
 use opentelemetry::KeyValue;
-use tracing::Instrument as _;
 use vitalgate_store::api::{
     Alerts, Attempts, AuditLog, Backup, Credentials, EnrollmentTokens, FactorTokens, Factors,
     LoginStates, OobCodes, OtpSteps, Patients, ReplayKeys, Revocations, Settings, StoredDevices,
@@ -54,6 +53,11 @@ impl<S: Store> TracedStore<S> {
         operation: &'static str,
         work: impl Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
+        // Made when the operation starts (its parent is the span current
+        // then) and closed when it ends, never entered: entering it at each
+        // poll of the operation's queries would cost a registry lookup and
+        // the layers' hooks each time, and nothing inside the store opens a
+        // span or logs a line that would belong in it.
         let span = tracing::debug_span!(
             "store.transaction",
             db.system.name = self.system,
@@ -61,7 +65,7 @@ impl<S: Store> TracedStore<S> {
             error.type = tracing::field::Empty,
         );
         let started = Instant::now();
-        let result = work.instrument(span.clone()).await;
+        let result = work.await;
         let error = result.as_ref().err().map(error_type);
         if let Some(kind) = error {
             span.record("error.type", kind);

@@ -13,7 +13,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tracing::Instrument as _;
 
 use tokio::sync::{mpsc, oneshot};
 use vitalgate_store::{Store, StoreError, StoredSample};
@@ -200,7 +199,29 @@ impl Writer {
                 span
             }
         };
-        match self.store.store_vitals(&batch).instrument(span).await {
+        // The span is current only for the write's first poll, where the
+        // store opens its transaction's span (a child of the current one)
+        // and nothing else is traced: entering it at every poll would cost
+        // a registry lookup and the layers' hooks each time.
+        let stored = {
+            let mut write = self.store.store_vitals(&batch);
+            let mut first_poll = true;
+            std::future::poll_fn(|cx| {
+                if std::mem::take(&mut first_poll) {
+                    span.in_scope(|| write.as_mut().poll(cx))
+                } else {
+                    write.as_mut().poll(cx)
+                }
+            })
+            .await
+        };
+        if batches.len() > 1 {
+            // A span ends when it was last left: the write's own span is
+            // left once more now, so that it ends at the commit. (A lone
+            // batch's span is left again at its acknowledgement.)
+            span.in_scope(|| {});
+        }
+        match stored {
             Ok(new) => {
                 let stats = &self.stats;
                 stats.samples_stored.fetch_add(new, Ordering::Relaxed);
