@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tonic::Status;
-use tracing::Instrument as _;
 use vitalgate_core::channel::{Record, SecureChannel};
 use vitalgate_core::datagram::{
     handshake_datagram, Datagram, DatagramChannel, HandshakeReplies, Incoming,
@@ -197,8 +196,10 @@ impl Hsp {
             None,
             tracing::Span::current(),
         );
-        tokio::spawn(inbound_half.in_current_span());
-        tokio::spawn(outbound_half.in_current_span());
+        // The halves only carry frames (they trace and log nothing), so
+        // they run in no span: entering one at each datagram would cost.
+        tokio::spawn(inbound_half);
+        tokio::spawn(outbound_half);
         tokio::spawn(session);
         tokio_stream::wrappers::ReceiverStream::new(from_session)
     }

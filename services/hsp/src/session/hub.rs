@@ -99,24 +99,28 @@ impl Hsp {
     ) -> impl tokio_stream::Stream<Item = Result<v1::HspFrame, Status>> + Send + 'static {
         let (tx, rx) = mpsc::channel(16);
         let hsp = self.clone();
-        tokio::spawn(
-            async move {
-                let result = relay_for_hub(&hsp, Box::pin(inbound), &tx, &peer_addr).await;
-                report_refusal(&hsp, &tx, &peer_addr, result).await;
-            }
-            .in_current_span(),
-        );
+        // As a device's session (see `super::run`), the hub's task is not
+        // instrumented as a whole: it is polled for every record relayed.
+        let span = tracing::Span::current();
+        tokio::spawn(async move {
+            let result = relay_for_hub(&hsp, Box::pin(inbound), &tx, &peer_addr, &span).await;
+            report_refusal(&hsp, &tx, &peer_addr, result)
+                .instrument(span)
+                .await;
+        });
         tokio_stream::wrappers::ReceiverStream::new(rx)
     }
 }
 
 /// The hub's handshake, then its records until it goes away: each a
-/// RelayFrame for one sensor's link.
+/// RelayFrame for one sensor's link. The handshake, the audits and the
+/// sensors' sessions are in `span`.
 async fn relay_for_hub(
     hsp: &Hsp,
     mut inbound: Inbound,
     tx: &Outbound,
     peer_addr: &str,
+    span: &tracing::Span,
 ) -> Result<(), Refusal> {
     let Some(DeviceSession {
         channel,
@@ -124,7 +128,9 @@ async fn relay_for_hub(
         session_id,
         mut live,
         ..
-    }) = open_device_session(hsp, &mut inbound, tx, peer_addr, Carrier::Stream, None).await?
+    }) = open_device_session(hsp, &mut inbound, tx, peer_addr, Carrier::Stream, None)
+        .instrument(span.clone())
+        .await?
     else {
         return Ok(());
     };
@@ -146,6 +152,7 @@ async fn relay_for_hub(
         &relay.serial.to_string(),
         &session_id,
     )
+    .instrument(span.clone())
     .await;
 
     // One writer seals what goes down: the sensors' answers, from their tasks.
@@ -211,7 +218,10 @@ async fn relay_for_hub(
                 let _ = down.send(ended(link, &too_many_links())).await;
                 continue;
             }
-            links.insert(link, open_link(hsp, link, &relay, peer_addr, down.clone()));
+            links.insert(
+                link,
+                open_link(hsp, link, &relay, peer_addr, down.clone(), span),
+            );
         }
         let sender = links.get(&link).expect("inserted above");
         if sender.send(Ok(up)).await.is_err() {
@@ -229,18 +239,21 @@ async fn relay_for_hub(
         &relay.serial.to_string(),
         &session_id,
     )
+    .instrument(span.clone())
     .await;
     result
 }
 
 /// Starts the session of the sensor on `link`: the device session, fed by
-/// the frames the hub relays, answering down the hub's session.
+/// the frames the hub relays, answering down the hub's session; its spans
+/// are children of the hub's `span`.
 fn open_link(
     hsp: &Hsp,
     link: u32,
     relay: &RelayHub,
     peer_addr: &str,
     down: mpsc::Sender<v1::RelayFrame>,
+    span: &tracing::Span,
 ) -> mpsc::Sender<Result<v1::DeviceFrame, Status>> {
     let (up, frames) = mpsc::channel(16);
     let (session_tx, mut answers) = mpsc::channel::<Result<v1::HspFrame, Status>>(16);
@@ -251,31 +264,28 @@ fn open_link(
         peer_addr.to_string(),
         Carrier::Stream,
         Some(relay.clone()),
-        tracing::Span::current(),
+        span.clone(),
     );
     tokio::spawn(session);
-    tokio::spawn(
-        async move {
-            while let Some(answer) = answers.recv().await {
-                let (frame, last) = match answer {
-                    Ok(frame) => {
-                        let frame = v1::RelayFrame {
-                            link,
-                            down: Some(frame),
-                            ..Default::default()
-                        };
-                        (frame, false)
-                    }
-                    Err(status) => (ended(link, &status), true),
-                };
-                if down.send(frame).await.is_err() || last {
-                    return;
+    tokio::spawn(async move {
+        while let Some(answer) = answers.recv().await {
+            let (frame, last) = match answer {
+                Ok(frame) => {
+                    let frame = v1::RelayFrame {
+                        link,
+                        down: Some(frame),
+                        ..Default::default()
+                    };
+                    (frame, false)
                 }
+                Err(status) => (ended(link, &status), true),
+            };
+            if down.send(frame).await.is_err() || last {
+                return;
             }
-            let _ = down.send(ended(link, &Status::ok(""))).await;
         }
-        .in_current_span(),
-    );
+        let _ = down.send(ended(link, &Status::ok(""))).await;
+    });
     up
 }
 
