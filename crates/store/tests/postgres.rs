@@ -578,9 +578,10 @@ async fn refused_samples_refuse_the_whole_batch() {
         sample(1, 3, -1),
     ];
     assert_eq!(store.store_vitals(&ends).await.expect("ends"), 3);
+    // Newest first by measurement time.
     assert_eq!(
         store.latest_vitals(1, 3).await.expect("latest"),
-        vec![ends[2].clone(), ends[1].clone(), ends[0].clone()]
+        vec![ends[1].clone(), ends[2].clone(), ends[0].clone()]
     );
 }
 

@@ -60,6 +60,15 @@ const WATCH_FIRST_READ: u32 = 16;
 /// Samples a watch reads when all of the first read were new to it.
 const WATCH_CATCH_UP_READ: u32 = 500;
 
+/// A sample's place among its device's: measurement time, then sequence (the
+/// order in which the store reads them newest first).
+fn position(sample: &StoredSample) -> (i64, u64) {
+    (sample.measured_at_ms, sample.sequence)
+}
+
+/// A watch's position before it has sent anything: every sample is after it.
+const NOTHING_SENT: (i64, u64) = (i64::MIN, 0);
+
 /// Why a clinician may open a patient.
 enum Access {
     CareTeam,
@@ -241,14 +250,16 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
         // stored in between is missed.
         let mut feed = self.store().vitals_feed();
         let store = self.store().clone();
-        let mut last_sequence = match self.device_of(&pseudonym).await? {
+        // Where the watch stands: the newest sample sent, in the store's
+        // order of a device's samples (measurement time, then sequence).
+        let mut last = match self.device_of(&pseudonym).await? {
             Some(device) => store
                 .latest_vitals(device, 1)
                 .await
                 .map_err(|e| store_status(&e))?
                 .first()
-                .map_or(0, |s| s.sequence),
-            None => 0,
+                .map_or(NOTHING_SENT, position),
+            None => NOTHING_SENT,
         };
         self.audit_read(&ticket, &pseudonym, &access, "vitals.watch", "live")
             .await?;
@@ -272,7 +283,7 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
                             if let Ok(now_active) = hsp.device_of(&pseudonym).await {
                                 if now_active != active {
                                     active = now_active;
-                                    last_sequence = 0;
+                                    last = NOTHING_SENT;
                                 }
                             }
                             None
@@ -296,10 +307,9 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
                         // before this check came with no notice heard.
                         match hsp.device_of(&pseudonym).await {
                             Ok(now_active) if now_active != active => {
-                                // Another device's sequence numbers start
-                                // again from its own first.
+                                // Another device's samples are all new.
                                 active = now_active;
-                                last_sequence = 0;
+                                last = NOTHING_SENT;
                                 None
                             }
                             _ => continue,
@@ -322,20 +332,17 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
                     continue;
                 };
                 if newest.len() == WATCH_FIRST_READ as usize
-                    && newest.iter().all(|s| s.sequence > last_sequence)
+                    && newest.iter().all(|s| position(s) > last)
                 {
                     let Ok(more) = store.latest_vitals(watched, WATCH_CATCH_UP_READ).await else {
                         continue;
                     };
                     newest = more;
                 }
-                let mut fresh: Vec<_> = newest
-                    .iter()
-                    .filter(|s| s.sequence > last_sequence)
-                    .collect();
-                fresh.sort_by_key(|s| s.sequence);
+                let mut fresh: Vec<_> = newest.iter().filter(|s| position(s) > last).collect();
+                fresh.sort_by_key(|s| position(s));
                 for sample in fresh {
-                    last_sequence = sample.sequence;
+                    last = position(sample);
                     if tx.send(Ok(wire(sample))).await.is_err() {
                         return;
                     }

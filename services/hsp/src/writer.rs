@@ -1,6 +1,6 @@
 //! One vitals writer per HSP replica: every device session hands its batch to
 //! it, and it stores what has gathered in one call (one transaction, one
-//! multi-row insert), then answers each session. A session acknowledges its
+//! binary COPY), then answers each session. A session acknowledges its
 //! batch to the device only after that answer, so nothing is acknowledged
 //! before it is committed (threat 20). Sessions check their samples before
 //! queueing them; should a gathered write fail all the same, each batch is

@@ -13,7 +13,9 @@ pub trait Vitals: Send + Sync {
     async fn store_vitals(&self, samples: &[StoredSample]) -> StoreResult<u64>;
     /// How many samples are stored, for one device or all.
     async fn vitals_count(&self, device_serial: Option<u64>) -> StoreResult<u64>;
-    /// The newest samples of a device, newest first.
+    /// The newest samples of a device, newest first: by measurement time,
+    /// then sequence (the order of the PostgreSQL key and of SQLite's time
+    /// index, so that the read walks an index and stops at `limit`).
     async fn latest_vitals(&self, device_serial: u64, limit: u32)
         -> StoreResult<Vec<StoredSample>>;
     /// A device's samples measured at or after `since_ms`, oldest first (by

@@ -110,7 +110,7 @@ pub const TABLES: &[Table] = &[
     table("web_sessions", &["token_hash"]),
     table("alerts", &["id"]),
     table("audit_events", &["id"]),
-    table("vitals", &["device_serial", "sequence", "measured_at_ms"]),
+    table("vitals", &["device_serial", "measured_at_ms", "sequence"]),
 ];
 
 /// The table of [`TABLES`] named `name`.

@@ -31,6 +31,12 @@ pub async fn vitals_are_stored_once(store: Arc<dyn Store>) {
     assert_eq!(store.vitals_count(None).await.expect("count"), 16);
     let latest = store.latest_vitals(1, 3).await.expect("latest");
     assert_eq!(latest, vec![sample(1, 15), sample(1, 14), sample(1, 13)]);
+    // As large as a gathered write (PostgreSQL COPYs it), resent in part.
+    let gathered: Vec<_> = (1..=300).map(|s| sample(11, s)).collect();
+    assert_eq!(store.store_vitals(&gathered).await.expect("store"), 300);
+    let resent: Vec<_> = (201..=500).map(|s| sample(11, s)).collect();
+    assert_eq!(store.store_vitals(&resent).await.expect("store"), 200);
+    assert_eq!(store.vitals_count(Some(11)).await.expect("count"), 500);
 }
 
 /// The vitals feed names, once per committed write, each device whose
@@ -90,6 +96,17 @@ pub async fn vitals_feed_names_devices_with_new_samples(store: Arc<dyn Store>) {
             .is_err(),
         "a batch that stored nothing new names no device"
     );
+    // A gathered write (PostgreSQL COPYs it) names its devices once each,
+    // in order of serial, not of text.
+    let gathered: Vec<_> = (1..=150)
+        .flat_map(|s| [sample(10, s), sample(9, s + 1)])
+        .collect();
+    store.store_vitals(&gathered).await.expect("store");
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(2), feed.recv())
+        .await
+        .expect("the feed speaks")
+        .expect("a notice");
+    assert_eq!(&heard[..], [9, 10], "one notice for the gathered write");
 }
 
 /// Retention removes what was measured days before the cut-off and keeps
@@ -134,7 +151,8 @@ pub async fn old_vitals_expire(store: Arc<dyn Store>) {
 }
 
 /// A device's samples from a time on, oldest first by measurement time
-/// (whatever their sequence), at most `limit`.
+/// (whatever their sequence), at most `limit`; its newest, newest first by
+/// the same order.
 pub async fn vitals_since_a_time(store: Arc<dyn Store>) {
     let at = |device: u64, sequence: u64, measured_at_ms: i64| StoredSample {
         measured_at_ms,
@@ -171,4 +189,9 @@ pub async fn vitals_since_a_time(store: Arc<dyn Store>) {
         .expect("since")
         .is_empty());
     assert!(store.vitals_since(6, 0, 10).await.expect("none").is_empty());
+    // The newest are the latest measured, whatever their sequence.
+    assert_eq!(
+        sequences(store.latest_vitals(4, 3).await.expect("latest")),
+        [3, 4, 1]
+    );
 }

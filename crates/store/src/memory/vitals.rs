@@ -62,19 +62,16 @@ impl State {
     }
 
     fn latest_vitals(&self, device_serial: u64, limit: u32) -> StoreResult<Vec<StoredSample>> {
-        // ORDER BY sequence DESC LIMIT limit.
-        Ok(self
+        // ORDER BY measured_at_ms DESC, sequence DESC LIMIT limit. The map
+        // is by sequence: a test store's few samples are sorted on each read.
+        let mut found: Vec<StoredSample> = self
             .vitals
             .get(&fit(device_serial)?)
-            .map(|samples| {
-                samples
-                    .values()
-                    .rev()
-                    .take(limit as usize)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default())
+            .map(|samples| samples.values().cloned().collect())
+            .unwrap_or_default();
+        found.sort_unstable_by_key(|s| std::cmp::Reverse((s.measured_at_ms, s.sequence)));
+        found.truncate(limit as usize);
+        Ok(found)
     }
 
     fn vitals_since(

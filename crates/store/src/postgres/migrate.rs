@@ -32,9 +32,10 @@ struct Migration {
     sql: &'static str,
 }
 
-/// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`. All twelve
-/// are expansions of version 1 (new tables, columns and indexes, a column
-/// with a default, two transient tables made unlogged).
+/// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`. All those
+/// after the first are expansions of version 1 (new tables, columns and
+/// indexes, a column with a default, two transient tables made unlogged,
+/// vitals' key reordered over the same columns).
 const MIGRATIONS: &[Migration] = &[
     Migration {
         min_reader_version: 1,
@@ -87,6 +88,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         min_reader_version: 1,
         sql: include_str!("../../../../migrations/postgres/0013_relays.sql"),
+    },
+    Migration {
+        min_reader_version: 1,
+        sql: include_str!("../../../../migrations/postgres/0014_vitals_key_by_time.sql"),
     },
 ];
 

@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/sqlite/0011_alert_people.sql"),
     include_str!("../../../../migrations/sqlite/0012_discharge.sql"),
     include_str!("../../../../migrations/sqlite/0013_relays.sql"),
+    include_str!("../../../../migrations/sqlite/0014_vitals_key_by_time.sql"),
 ];
 
 pub(super) fn migrate(connection: &mut Connection) -> StoreResult<()> {

@@ -103,7 +103,8 @@ impl Vitals for SqliteStore {
                 .prepare_cached(
                     "SELECT device_serial, sequence, measured_at_ms, heart_rate_bpm, spo2_percent,
                          respiratory_rate_per_min, skin_temperature_c, systolic_mmhg, diastolic_mmhg, anomaly
-                     FROM vitals WHERE device_serial = ?1 ORDER BY sequence DESC LIMIT ?2",
+                     FROM vitals WHERE device_serial = ?1
+                     ORDER BY measured_at_ms DESC, sequence DESC LIMIT ?2",
                 )
                 .map_err(backend)?;
             let rows = stmt
