@@ -1,8 +1,8 @@
 //! `ingest`: vitals samples stored per second through the HSP's own storage
 //! path — many sessions handing batches to the replica's one `VitalsWriter`,
-//! which gathers them into multi-row inserts on PostgreSQL — for several
-//! gathering sizes, beside binary COPY into the store's own `vitals` (the
-//! schema's ceiling: its partitions, key and index) and into an unpartitioned
+//! which gathers them into one binary COPY per write on PostgreSQL — for
+//! several gathering sizes, beside binary COPY into the store's own `vitals`
+//! (the schema's ceiling: its partitions and key) and into an unpartitioned
 //! table without keys (the database's own ceiling on this machine).
 
 use std::sync::Arc;
@@ -14,8 +14,12 @@ use vitalgate_hsp::writer::VitalsWriter;
 use vitalgate_hsp::HspStats;
 use vitalgate_store::{PostgresStore, Store, StoredSample};
 
-/// Simulated device sessions, each sending batches of this many samples.
-const SESSIONS: u64 = 64;
+/// Simulated device sessions, each sending batches of `SESSION_BATCH`
+/// samples and waiting for each to be acknowledged before the next. At most
+/// `SESSIONS × SESSION_BATCH` samples are queued at once (5,120), so the
+/// writer can gather its default 5,000 into one write; with 64 sessions it
+/// never gathered more than 1,280, whatever it was allowed.
+const SESSIONS: u64 = 256;
 const SESSION_BATCH: u64 = 20;
 
 pub(crate) struct IngestRow {
@@ -102,7 +106,7 @@ async fn plain_copy(url: &str, rows: u64) -> f64 {
 }
 
 /// Binary COPY of the same rows, in one transaction, into the store's own
-/// `vitals` (day partitions, its key and its time index, as the migrations
+/// `vitals` (day partitions and its key, as the migrations
 /// made them): the ceiling of the schema itself, whatever writes into it.
 /// `offset` keeps its devices apart from those the writer stored.
 async fn copy_into_vitals(url: &str, rows: u64, offset: u64) -> f64 {
@@ -171,7 +175,10 @@ async fn copy_rows(client: &tokio_postgres::Client, table: &str, rows: u64, offs
     rows as f64 / start.elapsed().as_secs_f64()
 }
 
-pub(crate) fn run(server: &str, per_session: u64) -> Vec<IngestRow> {
+/// Stores `samples` samples through the writer at each gathering size, and
+/// as many by each COPY.
+pub(crate) fn run(server: &str, samples: u64) -> Vec<IngestRow> {
+    let per_session = samples / SESSIONS;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -278,10 +285,11 @@ pub(crate) fn report(rows: &[IngestRow], json: bool) {
     }
     println!(
         "\n{SESSIONS} sessions sending {SESSION_BATCH}-sample batches to one VitalsWriter, which \
-         gathers up to `batch` samples per write\n(one transaction: a sorted multi-row insert into \
-         the day-partitioned table; again with ON CONFLICT DO NOTHING only when it held a stored \
-         key);\n'copy-vitals' is binary COPY of as many rows into the store's own day-partitioned \
-         `vitals` (its key and its time index), in one transaction;\n'copy-plain' is binary COPY \
+         gathers up to `batch` samples per write\n(one transaction: a sorted binary COPY into \
+         the day-partitioned table and a notification; again as an insert with ON CONFLICT DO \
+         NOTHING only when it held a stored key);\n'copy-vitals' is binary COPY of as many rows \
+         into the store's own day-partitioned `vitals` (its key, its only index), in one \
+         transaction;\n'copy-plain' is binary COPY \
          into an unpartitioned table without keys."
     );
 }

@@ -168,7 +168,7 @@ fn main() -> ExitCode {
         Some("handshake") => handshake(json, rounds),
         Some("login") => login::report(&login::run(logins), json),
         Some("biometric") => biometric::run(json),
-        Some("ingest") => ingest::report(&ingest::run(&database_url, 2000), json),
+        Some("ingest") => ingest::report(&ingest::run(&database_url, 128_000), json),
         Some("login-e2e") => login_e2e::report(&login_e2e::run(&database_url, logins), json),
         Some("hsp-port") => hsp_port::report(&hsp_port::run(rounds.min(2000)), json),
         Some("flood") => match flood::run(
