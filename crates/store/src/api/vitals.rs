@@ -35,7 +35,8 @@ pub trait Vitals: Send + Sync {
     /// database, by any replica (a lagging subscriber misses some and reads
     /// the store again). One notice per write, not per device: a subscriber
     /// watching one patient wakes once per commit, however many devices the
-    /// writer gathered into it.
+    /// writer gathered into it. (PostgreSQL names at most 300 devices in a
+    /// notice, so a write from more comes as several, each device in one.)
     fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<StoredDevices>;
 }
 

@@ -107,6 +107,42 @@ pub async fn vitals_feed_names_devices_with_new_samples(store: Arc<dyn Store>) {
         .expect("the feed speaks")
         .expect("a notice");
     assert_eq!(&heard[..], [9, 10], "one notice for the gathered write");
+    // A write gathered from a thousand devices (longer than one PostgreSQL
+    // notice can hold), and one that resends it beside a thousand more.
+    let many = |from: u64| -> Vec<StoredSample> {
+        (from..from + 1_000)
+            .map(|device| sample(1_000_000_000_000_000 + device, 1))
+            .collect()
+    };
+    let first = many(0);
+    assert_eq!(store.store_vitals(&first).await.expect("store"), 1_000);
+    assert_eq!(heard_devices(&mut feed, 1_000).await, devices_of(&first));
+    let second = many(1_000);
+    let resent: Vec<_> = first.iter().chain(&second).cloned().collect();
+    assert_eq!(store.store_vitals(&resent).await.expect("store"), 1_000);
+    assert_eq!(heard_devices(&mut feed, 1_000).await, devices_of(&second));
+}
+
+fn devices_of(samples: &[StoredSample]) -> Vec<u64> {
+    samples.iter().map(|s| s.device_serial).collect()
+}
+
+/// The devices the feed names until it has named `count`, in order of
+/// serial (a backend may split one write's devices over several notices).
+async fn heard_devices(
+    feed: &mut tokio::sync::broadcast::Receiver<crate::StoredDevices>,
+    count: usize,
+) -> Vec<u64> {
+    let mut heard = Vec::new();
+    while heard.len() < count {
+        let notice = tokio::time::timeout(std::time::Duration::from_secs(2), feed.recv())
+            .await
+            .expect("the feed names every device of the write")
+            .expect("a notice");
+        heard.extend_from_slice(&notice);
+    }
+    heard.sort_unstable();
+    heard
 }
 
 /// Retention removes what was measured days before the cut-off and keeps

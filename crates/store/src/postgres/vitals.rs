@@ -53,9 +53,17 @@ fn sample_from_row(row: &Row) -> StoreResult<StoredSample> {
     })
 }
 
+/// Devices named in one notice at most. A NOTIFY payload must be under
+/// 8,000 bytes; 300 serials of up to 19 digits, with their commas, take at
+/// most 6,000. A write gathered from thousands of devices (a backlog after a
+/// stall, at 10,000 devices) is announced in several notices.
+const DEVICES_PER_NOTICE: usize = 300;
+
 /// A batch that may hold stored keys, from its columns: the new rows
 /// inserted (each paying a speculative insertion), and the devices they
-/// came from announced on `vitalgate_vitals` when there are any.
+/// came from announced on `vitalgate_vitals`, [`DEVICES_PER_NOTICE`] to a
+/// notice (none when nothing was new). `notified` is referenced by the
+/// final SELECT, so that PostgreSQL runs it.
 const INSERT_SKIPPING_STORED: &str = "WITH inserted AS (
          INSERT INTO vitals (device_serial, sequence, measured_at_ms, heart_rate_bpm,
              spo2_percent, respiratory_rate_per_min, skin_temperature_c,
@@ -64,12 +72,31 @@ const INSERT_SKIPPING_STORED: &str = "WITH inserted AS (
              $5::REAL[], $6::REAL[], $7::REAL[], $8::REAL[], $9::REAL[], $10::BOOLEAN[])
          ON CONFLICT DO NOTHING RETURNING device_serial
      ),
-     counted AS (
-         SELECT count(*) AS n, string_agg(DISTINCT device_serial::TEXT, ',') AS devices
-         FROM inserted
+     devices AS (
+         SELECT device_serial,
+             (row_number() OVER (ORDER BY device_serial) - 1) / $11 AS notice
+         FROM (SELECT DISTINCT device_serial FROM inserted) d
+     ),
+     notified AS (
+         SELECT pg_notify('vitalgate_vitals', string_agg(device_serial::TEXT, ','))
+         FROM devices GROUP BY notice
      )
-     SELECT n, CASE WHEN n > 0 THEN pg_notify('vitalgate_vitals', devices)::TEXT END
-     FROM counted";
+     SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM notified)";
+
+/// The notices announcing `devices` (sorted, distinct): their serials,
+/// comma-separated, [`DEVICES_PER_NOTICE`] to a notice.
+fn notices(devices: &[i64]) -> Vec<String> {
+    devices
+        .chunks(DEVICES_PER_NOTICE)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
 
 /// A new batch, in binary: no statement to parse, no arrays to unpack.
 const COPY_VITALS: &str = "COPY vitals (device_serial, sequence, measured_at_ms, heart_rate_bpm,
@@ -296,12 +323,12 @@ impl PostgresStore {
         // The columns are sorted by device: its distinct serials, ascending.
         let mut devices = c.device_serial.clone();
         devices.dedup();
-        let devices = devices
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        execute(&tx, "SELECT pg_notify('vitalgate_vitals', $1)", &[&devices]).await?;
+        execute(
+            &tx,
+            "SELECT pg_notify('vitalgate_vitals', notice) FROM UNNEST($1::TEXT[]) AS notice",
+            &[&notices(&devices)],
+        )
+        .await?;
         tx.commit().await.map_err(backend)?;
         Ok(stored)
     }
@@ -310,6 +337,7 @@ impl PostgresStore {
     /// statement the devices whose samples were new.
     async fn insert_skipping_stored(&self, c: &VitalsColumns) -> StoreResult<u64> {
         let client = self.client().await?;
+        let per_notice = DEVICES_PER_NOTICE as i64;
         let row = query_one(
             &client,
             INSERT_SKIPPING_STORED,
@@ -324,9 +352,28 @@ impl PostgresStore {
                 &c.systolic_mmhg,
                 &c.diastolic_mmhg,
                 &c.anomaly,
+                &per_notice,
             ],
         )
         .await?;
         column_u64(&row, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_notice_fits_a_notify_payload() {
+        let devices: Vec<i64> = (0..1_000).map(|i| i64::MAX - 1_000 + i).collect();
+        let notices = notices(&devices);
+        assert_eq!(notices.len(), 4);
+        assert!(notices.iter().all(|n| n.len() < 8_000));
+        let named: Vec<i64> = notices
+            .iter()
+            .flat_map(|n| n.split(',').map(|s| s.parse::<i64>().expect("a serial")))
+            .collect();
+        assert_eq!(named, devices);
     }
 }
