@@ -5,19 +5,20 @@
 //! Before it inserts, the store makes sure every day of the batch has its
 //! partition (a server-side function creates the missing ones under an
 //! advisory lock, so replicas create a day once; each replica remembers the
-//! days it has seen). A batch is one binary `COPY` (again as a multi-row
-//! `INSERT … ON CONFLICT DO NOTHING` when it held a stored key), sorted by
-//! key so that concurrent writers take their locks in one order, and returns
-//! how many rows were new.
+//! days it has seen). A batch of 100 samples or more is one binary `COPY`
+//! (again as a multi-row `INSERT … ON CONFLICT DO NOTHING` when it held a
+//! stored key); a smaller one is that insert at once. Either is sorted by key
+//! so that concurrent writers take their locks in one order, and returns how
+//! many rows were new.
 //!
 //! PostgreSQL requires a unique key of a partitioned table to hold the
 //! partition key, so `(device_serial, sequence)` alone cannot be unique. The
 //! key is `(device_serial, measured_at_ms, sequence)`, in the order every read
 //! wants (a device's samples by time), so that it is the table's only index
 //! (migration 14; before, the same columns led by sequence, and a second
-//! index by time). A device resends a
-//! sample unchanged, with the time it was measured, so a resend meets the same
-//! key in the same partition and is stored once. **Limit:** a sample resent
+//! index by time). A device resends a sample unchanged, with the time it was
+//! measured, so a resend meets the same key in the same partition and is
+//! stored once. **Limit:** a sample resent
 //! with a *different* measurement time under the same sequence number would be
 //! stored twice; the device agent never does that (its buffer keeps the
 //! sample as measured). [`PostgresStore::drop_vitals_before`] applies a

@@ -1,5 +1,6 @@
-//! Vitals in PostgreSQL: a batch as one sorted binary COPY into day
-//! partitions, announced to every replica in the same transaction.
+//! Vitals in PostgreSQL: a gathered batch as one sorted binary COPY into day
+//! partitions (a small one as one insert), announced to every replica in the
+//! same transaction.
 
 use std::collections::BTreeSet;
 use std::pin::pin;
