@@ -1,7 +1,7 @@
 //! `ingest`: vitals samples stored per second through the HSP's own storage
 //! path — many sessions handing batches to the replica's one `VitalsWriter`,
-//! which gathers them into one binary COPY per write on PostgreSQL — for
-//! several gathering sizes, beside binary COPY into the store's own `vitals`
+//! which gathers them into one binary COPY per write on PostgreSQL (one
+//! insert for a write under 100 samples) — for several gathering sizes, beside binary COPY into the store's own `vitals`
 //! (the schema's ceiling: its partitions and key) and into an unpartitioned
 //! table without keys (the database's own ceiling on this machine).
 
@@ -286,8 +286,8 @@ pub(crate) fn report(rows: &[IngestRow], json: bool) {
     println!(
         "\n{SESSIONS} sessions sending {SESSION_BATCH}-sample batches to one VitalsWriter, which \
          gathers up to `batch` samples per write\n(one transaction: a sorted binary COPY into \
-         the day-partitioned table and a notification; again as an insert with ON CONFLICT DO \
-         NOTHING only when it held a stored key);\n'copy-vitals' is binary COPY of as many rows \
+         the day-partitioned table and a notification; an insert with ON CONFLICT DO NOTHING \
+         instead for a write under 100 samples, or again when the COPY met a stored key);\n'copy-vitals' is binary COPY of as many rows \
          into the store's own day-partitioned `vitals` (its key, its only index), in one \
          transaction;\n'copy-plain' is binary COPY \
          into an unpartitioned table without keys."

@@ -118,7 +118,8 @@ const COPY_TYPES: [Type; 10] = [
     Type::BOOL,
 ];
 
-/// A batch of vitals as columns (for `UNNEST`), sorted by key.
+/// A batch of vitals as columns (rows for COPY, arrays for `UNNEST`),
+/// sorted by key.
 #[derive(Default)]
 struct VitalsColumns {
     device_serial: Vec<i64>,
