@@ -1,9 +1,10 @@
 //! `ingest`: vitals samples stored per second through the HSP's own storage
 //! path — many sessions handing batches to the replica's one `VitalsWriter`,
 //! which gathers them into one binary COPY per write on PostgreSQL (one
-//! insert for a write under 100 samples) — for several gathering sizes, beside binary COPY into the store's own `vitals`
-//! (the schema's ceiling: its partitions and key) and into an unpartitioned
-//! table without keys (the database's own ceiling on this machine).
+//! insert for a write under 100 samples) — for several gathering sizes,
+//! beside binary COPY into the store's own `vitals` (the schema's ceiling:
+//! its partitions and key) and into an unpartitioned table without keys (the
+//! database's own ceiling on this machine).
 
 use std::sync::Arc;
 use std::time::Instant;
