@@ -22,6 +22,7 @@ use vitalgate_rpc::store_status;
 use vitalgate_store::StoredSample;
 
 use crate::login::Ticket;
+use crate::watchers::{self, Watching};
 use crate::Hsp;
 
 /// The most samples one History call returns.
@@ -247,12 +248,22 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
         let pseudonym = request.into_inner().pseudonym;
         let access = self.access(&ticket, &pseudonym).await?;
         // Subscribe before reading where the patient stands, so nothing
-        // stored in between is missed.
+        // stored in between is missed: to the store's feed (every replica's
+        // writes) and to this replica's writes of the patient's device (each
+        // handed over as it commits, which spares the feed's trip and a read).
         let mut feed = self.store().vitals_feed();
+        // The patient's active device, read again at each recheck (so a
+        // replacement device is followed within WATCH_RECHECK) and after the
+        // feed lagged. A notice names the devices of one committed write,
+        // sorted: whether this patient's is among them is a binary search,
+        // and a write for other patients costs nothing more.
+        let mut active = self.device_of(&pseudonym).await?;
+        let mut watching = active.map(|device| self.watchers().watch(device));
+        let watches_here = self.watchers().clone();
         let store = self.store().clone();
         // Where the watch stands: the newest sample sent, in the store's
         // order of a device's samples (measurement time, then sequence).
-        let mut last = match self.device_of(&pseudonym).await? {
+        let mut last = match active {
             Some(device) => store
                 .latest_vitals(device, 1)
                 .await
@@ -265,12 +276,6 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
             .await?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let hsp = self.clone();
-        // The patient's active device, read again at each recheck (so a
-        // replacement device is followed within WATCH_RECHECK) and after the
-        // feed lagged. A notice names the devices of one committed write,
-        // sorted: whether this patient's is among them is a binary search,
-        // and a write for other patients costs nothing more.
-        let mut active = self.device_of(&pseudonym).await?;
         tokio::spawn(async move {
             let mut recheck = tokio::time::interval(WATCH_RECHECK);
             recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -283,12 +288,31 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
                             if let Ok(now_active) = hsp.device_of(&pseudonym).await {
                                 if now_active != active {
                                     active = now_active;
+                                    watching = active.map(|device| watches_here.watch(device));
                                     last = NOTHING_SENT;
                                 }
                             }
                             None
                         }
                         Err(RecvError::Closed) => break,
+                    },
+                    write = watchers::next_write(&mut watching) => match write {
+                        // Committed here: sent as it is, unless an earlier
+                        // write found the queue full (then the store says
+                        // what was missed).
+                        Some(samples) if !watching.as_ref().is_some_and(Watching::missed) => {
+                            let mut fresh: Vec<_> =
+                                samples.iter().filter(|s| position(s) > last).collect();
+                            fresh.sort_by_key(|s| position(s));
+                            for sample in fresh {
+                                last = position(sample);
+                                if tx.send(Ok(wire(sample))).await.is_err() {
+                                    return;
+                                }
+                            }
+                            continue;
+                        }
+                        _ => None,
                     },
                     _ = recheck.tick() => {
                         // The ticket (expired, or its credential revoked)
@@ -309,6 +333,7 @@ impl v1::clinician_vitals_server::ClinicianVitals for Hsp {
                             Ok(now_active) if now_active != active => {
                                 // Another device's samples are all new.
                                 active = now_active;
+                                watching = active.map(|device| watches_here.watch(device));
                                 last = NOTHING_SENT;
                                 None
                             }

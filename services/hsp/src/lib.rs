@@ -52,6 +52,7 @@ mod test_spans;
 mod tls_files;
 mod trust;
 mod vault;
+mod watchers;
 pub mod webhooks;
 pub mod writer;
 

@@ -23,8 +23,9 @@ use crate::revocation::TtpLink;
 use crate::stats::HspStats;
 use crate::trust::Peers;
 use crate::vault::SecretVault;
+use crate::watchers::Watchers;
 use crate::webhooks::Notifier;
-use crate::writer::VitalsWriter;
+use crate::writer::{Committed, VitalsWriter};
 use crate::HspConfig;
 
 /// One replica's state; `Hsp` is a cheap handle to it.
@@ -41,6 +42,7 @@ pub struct State {
     live: Arc<LiveSessions>,
     stats: Arc<HspStats>,
     writer: VitalsWriter,
+    watchers: Arc<Watchers>,
     alerts: AlertRaiser,
     notifier: Notifier,
     pager: Pager,
@@ -105,11 +107,15 @@ impl State {
         let alerts = AlertRaiser::new(store.clone(), config.clock.clone(), config.alerts.clone())
             .notifying(notifier.clone())
             .escalating(escalator.waker());
+        let watchers = Arc::new(Watchers::default());
         let writer = VitalsWriter::start_notifying(
             store.clone(),
             stats.clone(),
             config.max_write_samples,
-            Some(alerts.start()),
+            Committed {
+                alerts: Some(alerts.start()),
+                watchers: Some(watchers.clone()),
+            },
         );
         let factors = FactorVerifier::for_replica(&config, store.clone(), vault.clone()).await?;
         let admission =
@@ -139,6 +145,7 @@ impl State {
             resumption,
             live: Arc::new(LiveSessions::new(stats.clone())),
             writer,
+            watchers,
             alerts,
             notifier,
             pager,
@@ -261,6 +268,11 @@ impl State {
     /// The one writer of vitals for this replica.
     pub(crate) fn writer(&self) -> &VitalsWriter {
         &self.writer
+    }
+
+    /// The clinicians watching devices' vitals live on this replica.
+    pub(crate) fn watchers(&self) -> &Arc<Watchers> {
+        &self.watchers
     }
 
     /// Raises alerts on what the writer stored, and on silence.

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use vitalgate_store::{Store, StoreError, StoredSample};
 
+use crate::watchers::Watchers;
 use crate::HspStats;
 
 struct Job {
@@ -36,16 +37,16 @@ pub struct VitalsWriter {
 impl VitalsWriter {
     /// Starts the writer task on `store`.
     pub fn start(store: Arc<dyn Store>, stats: Arc<HspStats>, max_samples: usize) -> Self {
-        Self::start_notifying(store, stats, max_samples, None)
+        Self::start_notifying(store, stats, max_samples, Committed::default())
     }
 
-    /// Starts the writer task on `store`; each committed batch is also offered
-    /// to `committed` (the alert rules), never waited for.
+    /// Starts the writer task on `store`; each committed write is also
+    /// handed to `committed`, never waited for.
     pub(crate) fn start_notifying(
         store: Arc<dyn Store>,
         stats: Arc<HspStats>,
         max_samples: usize,
-        committed: Option<mpsc::Sender<Arc<[StoredSample]>>>,
+        committed: Committed,
     ) -> Self {
         let (jobs, queue) = mpsc::channel(1024);
         tokio::spawn(run(store, stats, queue, max_samples.max(1), committed));
@@ -80,6 +81,17 @@ impl VitalsWriter {
     }
 }
 
+/// Who learns of each committed write, besides the sessions waiting on it.
+#[derive(Default)]
+pub(crate) struct Committed {
+    /// The alert rules' queue: a write is offered, and dropped with a
+    /// warning when they are behind.
+    pub(crate) alerts: Option<mpsc::Sender<Arc<[StoredSample]>>>,
+    /// The replica's live watches, handed each write before its sessions
+    /// are answered.
+    pub(crate) watchers: Option<Arc<Watchers>>,
+}
+
 /// Writes in flight at once. While one commits, the next gathers what
 /// queued meanwhile and starts: the database inserts on two cores (a
 /// replica's writes then use two of the pool's connections) and the wait
@@ -93,7 +105,7 @@ async fn run(
     stats: Arc<HspStats>,
     mut queue: mpsc::Receiver<Job>,
     max_samples: usize,
-    committed: Option<mpsc::Sender<Arc<[StoredSample]>>>,
+    committed: Committed,
 ) {
     let writer = Arc::new(Writer {
         store,
@@ -133,7 +145,7 @@ async fn run(
 struct Writer {
     store: Arc<dyn Store>,
     stats: Arc<HspStats>,
-    committed: Option<mpsc::Sender<Arc<[StoredSample]>>>,
+    committed: Committed,
 }
 
 impl Writer {
@@ -229,8 +241,11 @@ impl Writer {
                     .samples_duplicate
                     .fetch_add(batch.len() as u64 - new, Ordering::Relaxed);
                 stats.write_batches.fetch_add(1, Ordering::Relaxed);
-                if let Some(committed) = &self.committed {
-                    if committed.try_send(batch.into()).is_err() {
+                if let Some(watchers) = &self.committed.watchers {
+                    watchers.committed(&batch);
+                }
+                if let Some(alerts) = &self.committed.alerts {
+                    if alerts.try_send(batch.into()).is_err() {
                         tracing::warn!("alert rules are behind; a committed batch was not checked");
                     }
                 }
@@ -319,7 +334,14 @@ mod tests {
             answers.push((device, answer));
         }
         drop(jobs);
-        run(store.clone(), stats.clone(), queue, 100_000, None).await;
+        run(
+            store.clone(),
+            stats.clone(),
+            queue,
+            100_000,
+            Committed::default(),
+        )
+        .await;
         for (device, answer) in answers {
             let result = answer.await.expect("answered");
             assert_eq!(result.is_err(), device == 5, "device {device}: {result:?}");

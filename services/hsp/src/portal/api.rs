@@ -33,6 +33,7 @@ use super::login::SessionView;
 use super::session::Clinician;
 use super::{ApiError, Portal};
 use crate::guesses::ACCOUNT_SCOPE;
+use crate::watchers::{self, Watching};
 
 /// How often one session's unchanged patient list is audited again while
 /// the page keeps it open (and refreshes it).
@@ -509,8 +510,11 @@ pub(crate) async fn live(
         Access::CareTeam => clinician.absolute_expiry,
     };
     let idle_secs = portal.config.idle_secs;
-    // Subscribe before the catch-up read, so nothing lands in between unseen.
+    // Subscribe before the catch-up read, so nothing lands in between unseen:
+    // to the store's feed (every replica's writes) and to this replica's
+    // writes of the device (each handed over as it commits, unread).
     let mut feed = store.vitals_feed();
+    let mut watching = device.map(|serial| portal.hsp.watchers().watch(serial));
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
     tokio::spawn(async move {
         // Never more than the page's hour back, whatever it asks.
@@ -526,20 +530,7 @@ pub(crate) async fn live(
                     // committed later with the same time is still sent, once.
                     match store.vitals_since(serial, newest.0, MAX_HISTORY).await {
                         Ok(samples) => {
-                            let fresh: Vec<&StoredSample> = samples
-                                .iter()
-                                .filter(|s| (s.measured_at_ms, s.sequence) > newest)
-                                .collect();
-                            if let Some(last) =
-                                fresh.iter().map(|s| (s.measured_at_ms, s.sequence)).max()
-                            {
-                                newest = last;
-                                let wire: Vec<Sample> =
-                                    fresh.into_iter().map(Sample::from).collect();
-                                let event = Event::default()
-                                    .event("vitals")
-                                    .json_data(&wire)
-                                    .unwrap_or_default();
+                            if let Some(event) = vitals_event(&samples, &mut newest) {
                                 if tx.send(event).await.is_err() {
                                     return;
                                 }
@@ -555,6 +546,19 @@ pub(crate) async fn live(
                     // Fell behind: read what is new anyway.
                     Err(RecvError::Lagged(_)) => wake = true,
                     Err(RecvError::Closed) => return,
+                },
+                write = watchers::next_write(&mut watching) => match write {
+                    // Committed here: sent as it is, unless an earlier write
+                    // found the queue full (then the store says what was
+                    // missed).
+                    Some(samples) if !watching.as_ref().is_some_and(Watching::missed) => {
+                        if let Some(event) = vitals_event(&samples, &mut newest) {
+                            if tx.send(event).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    _ => wake = true,
                 },
                 _ = checks.tick() => {
                     let now = portal.hsp.now();
@@ -597,6 +601,26 @@ pub(crate) async fn live(
     });
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// A `vitals` event of the samples after `newest` (measurement time, then
+/// sequence), oldest first, and `newest` moved to the last of them; none
+/// when nothing is new.
+fn vitals_event(samples: &[StoredSample], newest: &mut (i64, u64)) -> Option<Event> {
+    let mut fresh: Vec<&StoredSample> = samples
+        .iter()
+        .filter(|s| (s.measured_at_ms, s.sequence) > *newest)
+        .collect();
+    fresh.sort_by_key(|s| (s.measured_at_ms, s.sequence));
+    let last = fresh.last()?;
+    *newest = (last.measured_at_ms, last.sequence);
+    let wire: Vec<Sample> = fresh.into_iter().map(Sample::from).collect();
+    Some(
+        Event::default()
+            .event("vitals")
+            .json_data(&wire)
+            .unwrap_or_default(),
+    )
 }
 
 /// A gRPC refusal from the shared enrollment code, as the portal says it.
