@@ -8,7 +8,7 @@
 //! that finds the device heard from again. The store enforces that across replicas,
 //! so two replicas seeing the same silence raise one alert.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -157,6 +157,28 @@ pub(crate) struct AlertRaiser {
     notifier: Option<Notifier>,
     /// Poked after a raise, so escalation tells the first person at once.
     escalation: Option<Arc<tokio::sync::Notify>>,
+    /// What the silence check knows without asking the store.
+    heard: Arc<Mutex<Heard>>,
+}
+
+/// What spares the silence check its reads. Without it each check reads
+/// every patient's device, newest sample and alerts: three queries a
+/// patient every ten seconds, three thousand a second for ten thousand
+/// patients, far more than their vitals cost to store.
+#[derive(Default)]
+struct Heard {
+    /// Device serial → the newest measurement time this replica committed
+    /// for it (a lower bound on the store's, which may hold newer samples
+    /// from another replica: enough to know a device is not silent).
+    newest_ms: HashMap<u64, i64>,
+    /// Whether a check read every patient in full since this replica
+    /// started: until then any patient may have a silence alert to resolve.
+    read_all: bool,
+    /// Patients found silent, read in full at every check until their
+    /// silence is resolved. A patient another replica finds silent is found
+    /// silent here too (this replica's newest is never newer than the
+    /// store's), so this replica resolves it when the device is heard here.
+    silent: HashSet<String>,
 }
 
 /// A device's patient and the limits that apply to them.
@@ -184,6 +206,7 @@ impl AlertRaiser {
             episodes: Arc::new(Mutex::new(Episodes::default())),
             notifier: None,
             escalation: None,
+            heard: Arc::default(),
         }
     }
 
@@ -252,6 +275,13 @@ impl AlertRaiser {
     }
 
     async fn check_thresholds(&self, batch: &[StoredSample]) {
+        {
+            let mut heard = self.lock_heard();
+            for sample in batch {
+                let newest = heard.newest_ms.entry(sample.device_serial).or_default();
+                *newest = (*newest).max(sample.measured_at_ms);
+            }
+        }
         let mut ordered: Vec<&StoredSample> = batch.iter().collect();
         ordered.sort_by_key(|s| (s.device_serial, s.measured_at_ms, s.sequence));
         // Each device's patient once per batch: their limits, and none for
@@ -420,7 +450,11 @@ impl AlertRaiser {
     async fn check_silence(&self, silence_secs: u64) -> Result<(), vitalgate_store::StoreError> {
         let now_ms = self.clock.now_ms();
         let limit_ms = silence_secs.saturating_mul(1000) as i64;
+        let heard_here = self.heard_here(now_ms.saturating_sub(limit_ms));
         for pseudonym in self.store.list_patients().await? {
+            if heard_here.contains(&pseudonym) {
+                continue;
+            }
             let Some(serial) = self.store.active_device(&pseudonym).await? else {
                 continue;
             };
@@ -434,8 +468,10 @@ impl AlertRaiser {
             if quiet_ms <= limit_ms {
                 self.resolve_silence(&pseudonym, newest.measured_at_ms, now_ms)
                     .await?;
+                self.lock_heard().silent.remove(&pseudonym);
                 continue;
             }
+            self.lock_heard().silent.insert(pseudonym.clone());
             let detail = format!(
                 "no data from device {serial} for {} s (limit {silence_secs} s)",
                 quiet_ms / 1000
@@ -452,7 +488,34 @@ impl AlertRaiser {
             )
             .await;
         }
+        self.lock_heard().read_all = true;
         Ok(())
+    }
+
+    /// Patients the silence check need not read: their device's binding
+    /// read within [`BINDING_TTL`], its newest sample committed here at or
+    /// after `since_ms`, and not found silent since. (A device replaced in
+    /// the meantime is checked once its old binding is older than that.)
+    /// None before a check has read every patient.
+    fn heard_here(&self, since_ms: i64) -> HashSet<String> {
+        let mut heard = self.lock_heard();
+        heard.newest_ms.retain(|_, newest| *newest >= since_ms);
+        if !heard.read_all {
+            return HashSet::new();
+        }
+        let patients = self.patients.lock().unwrap_or_else(|p| p.into_inner());
+        heard
+            .newest_ms
+            .keys()
+            .filter_map(|serial| patients.get(serial))
+            .filter(|known| known.read_at.elapsed() < BINDING_TTL)
+            .map(|known| known.pseudonym.clone())
+            .filter(|pseudonym| !heard.silent.contains(pseudonym))
+            .collect()
+    }
+
+    fn lock_heard(&self) -> std::sync::MutexGuard<'_, Heard> {
+        self.heard.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Resolves the patient's silence alerts that data measured after them
@@ -704,6 +767,69 @@ mod tests {
         let open = store.open_alerts(None, 10).await.expect("alerts");
         let patients: Vec<_> = open.iter().map(|a| a.alert.pseudonym.as_str()).collect();
         assert_eq!(patients, ["pt-other"]);
+    }
+
+    #[tokio::test]
+    async fn the_silence_check_reads_nothing_of_a_patient_heard_here_until_they_fall_silent() {
+        let (spans, _guard) = crate::test_spans::SpanRecorder::install();
+        let store: Arc<dyn Store> = Arc::new(vitalgate_rpc::traced_store::TracedStore::new(
+            vitalgate_store::MemoryStore::new(),
+            "memory",
+        ));
+        // pt-here's device streams to this replica; pt-away's to another.
+        for (pseudonym, serial) in [("pt-here", 7), ("pt-away", 8)] {
+            store
+                .put_patient(pseudonym, b"sealed", 0)
+                .await
+                .expect("patient");
+            store.bind_device(pseudonym, serial, 0).await.expect("bind");
+        }
+        let clock = vitalgate_rpc::clock::ManualClock::at(100_000);
+        let raiser = AlertRaiser::new(store.clone(), clock.clone(), AlertRules::default());
+        let heard = |sequence: u64| {
+            let (raiser, store, clock) = (raiser.clone(), store.clone(), clock.clone());
+            async move {
+                let here = [normal(7, sequence, clock.now_ms())];
+                store.store_vitals(&here).await.expect("stored");
+                raiser.check_thresholds(&here).await;
+                let away = [normal(8, sequence, clock.now_ms())];
+                store.store_vitals(&away).await.expect("stored");
+            }
+        };
+        // Which patients' devices a check read (one `active_device` each).
+        let reads_of_a_check = || async {
+            let before = spans.named("store.transaction").len();
+            raiser.check_silence(120).await.expect("check");
+            spans.named("store.transaction")[before..]
+                .iter()
+                .filter(|s| s.fields["db.operation.name"] == "active_device")
+                .count()
+        };
+
+        heard(1).await;
+        assert_eq!(
+            reads_of_a_check().await,
+            2,
+            "the first check reads everyone"
+        );
+        assert_eq!(
+            reads_of_a_check().await,
+            1,
+            "then only the patient not heard here"
+        );
+
+        // Quiet for longer than the limit: both read, both found silent.
+        clock.advance(Duration::from_secs(121));
+        assert_eq!(reads_of_a_check().await, 2);
+        let open = store.open_alerts(None, 10).await.expect("alerts");
+        assert_eq!(open.len(), 2, "{open:?}");
+
+        // Heard again: a patient found silent is read (and their silence
+        // resolved) before the check skips them again.
+        heard(2).await;
+        assert_eq!(reads_of_a_check().await, 2);
+        assert!(store.open_alerts(None, 10).await.expect("open").is_empty());
+        assert_eq!(reads_of_a_check().await, 1);
     }
 
     #[tokio::test]
