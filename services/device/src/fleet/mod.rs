@@ -59,7 +59,7 @@ pub struct FleetConfig {
     pub devices: usize,
     /// Readings per second, all devices together.
     pub samples_per_s: f64,
-    /// Patients watched live (the first devices' patients).
+    /// Patients watched live (their devices spread evenly over the fleet).
     pub watched_patients: usize,
     /// Clinicians sharing the watches.
     pub clinicians: usize,
@@ -144,6 +144,9 @@ pub struct Row {
     pub fleet_cpu_percent: Option<f64>,
     /// The machine's one-minute load average at the end.
     pub load_average: Option<f64>,
+    /// Streaming between the ramp's end and the measurement: the warm-up,
+    /// and as long as the readings queued while ramping still drained.
+    pub settle_secs: f64,
     /// How long the measurement ran.
     pub measure_secs: f64,
 }
@@ -171,6 +174,7 @@ impl Row {
             ("hsp_cpu_percent", some(self.hsp_cpu_percent)),
             ("fleet_cpu_percent", some(self.fleet_cpu_percent)),
             ("load_average", some(self.load_average)),
+            ("settle_secs", self.settle_secs),
             ("measure_secs", self.measure_secs),
         ]
     }
@@ -198,6 +202,10 @@ pub enum FleetError {
     #[error("{0}")]
     Setup(String),
 }
+
+/// The longest a run streams before its measurement, however much the ramp
+/// left queued.
+const MAX_SETTLE: Duration = Duration::from_secs(60);
 
 /// Latencies of readings that reached a watcher while the measurement ran.
 #[derive(Default)]
@@ -281,7 +289,13 @@ pub async fn run(
     let (stop, stopped) = watch::channel(false);
     let (stats, ramp) = ramp_up(&config, stopped, progress).await?;
 
-    tokio::time::sleep(config.warmup).await;
+    let acked = || -> u64 {
+        stats
+            .iter()
+            .map(|s| s.samples_acked.load(Ordering::Relaxed))
+            .sum()
+    };
+    let settle_secs = settle(&config, &acked).await;
     let mut hsp = v1::hsp_client::HspClient::new(config.hsp.channel().await?);
     let stored = |hsp: &mut v1::hsp_client::HspClient<Channel>| {
         let request = admin(
@@ -290,12 +304,6 @@ pub async fn run(
         );
         let mut hsp = hsp.clone();
         async move { Ok::<_, FleetError>(hsp.vitals_count(request?).await?.into_inner().count) }
-    };
-    let acked = || -> u64 {
-        stats
-            .iter()
-            .map(|s| s.samples_acked.load(Ordering::Relaxed))
-            .sum()
     };
     let cpu = |pid: Option<u32>| pid.and_then(figures::cpu_secs);
     let (stored_before, acked_before) = (stored(&mut hsp).await?, acked());
@@ -370,6 +378,7 @@ pub async fn run(
         acked_per_s,
         watched_patients: watched,
         watched_samples: latencies.len(),
+        settle_secs,
         p50_ms: figures::quantile(&latencies, 0.5),
         p99_ms: figures::quantile(&latencies, 0.99),
         p999_ms: figures::quantile(&latencies, 0.999),
@@ -390,6 +399,24 @@ struct Ramp {
     tasks: tokio::task::JoinSet<()>,
     handshakes_per_s: f64,
     handshake_p99_ms: f64,
+}
+
+/// Streams for the warm-up, then on while the readings the devices queued
+/// during the ramp still drain (acknowledged faster than asked for, by more
+/// than a tenth), at most [`MAX_SETTLE`]: what the measurement times is the
+/// steady state, not a backlog's age. Returns how long it streamed.
+async fn settle(config: &FleetConfig, acked: &impl Fn() -> u64) -> f64 {
+    let started = Instant::now();
+    tokio::time::sleep(config.warmup).await;
+    while started.elapsed() < MAX_SETTLE {
+        let (since, before) = (Instant::now(), acked());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rate = (acked() - before) as f64 / since.elapsed().as_secs_f64();
+        if rate <= config.samples_per_s * 1.1 {
+            break;
+        }
+    }
+    started.elapsed().as_secs_f64()
 }
 
 /// Starts every device, `ramp_concurrency` first handshakes in flight at

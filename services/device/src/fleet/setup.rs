@@ -153,9 +153,20 @@ pub(crate) struct Clinician {
     pub(crate) patients: Vec<String>,
 }
 
+/// The device of the `k`th of `watched` patients watched in a fleet of
+/// `devices`: spread evenly over the fleet. Devices start one after another
+/// and read on their own second's beat from then on, so neighbours read at
+/// nearly the same moment each second: watching the first hundred would
+/// time one instant of each second a hundred times over, and a single
+/// stall would land on all of them at once. Spread out, the watched
+/// readings sample every moment of the second, as patients' devices do.
+fn spread(k: usize, watched: usize, devices: usize) -> usize {
+    k * devices / watched.max(1)
+}
+
 /// Enrolls (or reuses) `config.clinicians` clinicians with the TTP, gives
-/// each a password and TOTP at the HSP, puts the first
-/// `config.watched_patients` patients on their care teams (round robin) and
+/// each a password and TOTP at the HSP, puts `config.watched_patients`
+/// patients spread over the fleet on their care teams (round robin) and
 /// signs each in with card, password and TOTP (the default policy's AAL2).
 pub(crate) async fn clinicians(config: &FleetConfig) -> Result<Vec<Clinician>, FleetError> {
     let count = config.clinicians.max(1);
@@ -211,9 +222,10 @@ pub(crate) async fn clinicians(config: &FleetConfig) -> Result<Vec<Clinician>, F
             .await?
             .into_inner()
             .otpauth_uri;
-        let patients: Vec<String> = (c..config.watched_patients.min(config.devices))
+        let watched = config.watched_patients.min(config.devices);
+        let patients: Vec<String> = (c..watched)
             .step_by(count)
-            .map(|n| patient(&config.subject_prefix, n))
+            .map(|k| patient(&config.subject_prefix, spread(k, watched, config.devices)))
             .collect();
         for pseudonym in &patients {
             put_on_care_team(&mut hsp, config, &name, pseudonym).await?;
