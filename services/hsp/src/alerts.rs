@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt as _;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use vitalgate_rpc::audit;
@@ -148,7 +149,7 @@ pub(crate) struct AlertRaiser {
     rules: AlertRules,
     /// Device serial → its patient while the binding is active, the
     /// threshold limits of that patient, and when they were read: re-read
-    /// after [`BINDING_TTL`], since an administrator may bind a device to
+    /// after [`binding_ttl`], since an administrator may bind a device to
     /// another patient or change the patient's thresholds.
     patients: Arc<Mutex<HashMap<u64, DevicePatient>>>,
     /// Where each device stands with each threshold rule.
@@ -159,6 +160,8 @@ pub(crate) struct AlertRaiser {
     escalation: Option<Arc<tokio::sync::Notify>>,
     /// What the silence check knows without asking the store.
     heard: Arc<Mutex<Heard>>,
+    /// Turns for re-reading bindings: a few of the pool's connections.
+    rereads: Arc<tokio::sync::Semaphore>,
 }
 
 /// What spares the silence check its reads. Without it each check reads
@@ -187,10 +190,30 @@ struct DevicePatient {
     pseudonym: String,
     limits: Arc<[Limit]>,
     read_at: Instant,
+    /// Whether a task is reading the binding again.
+    rereading: bool,
 }
 
 /// How long a device's patient (and their thresholds) is taken as read.
 const BINDING_TTL: Duration = Duration::from_secs(10);
+
+/// How long `serial`'s binding is taken as read: [`BINDING_TTL`] and up to
+/// half as long again, by serial. Bindings read together (a thousand
+/// devices' first writes, or every one after a stall) would otherwise all
+/// be due again together, and the checks of the writes that find them due
+/// would wait for thousands of reads at once, ten seconds later and every
+/// ten seconds after, while committed writes queue past the queue's room.
+fn binding_ttl(serial: u64) -> Duration {
+    let spread_ms = BINDING_TTL.as_millis() as u64 / 2;
+    // A multiplicative hash: neighbouring serials land far apart.
+    let offset_ms = (serial.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % spread_ms.max(1);
+    BINDING_TTL + Duration::from_millis(offset_ms)
+}
+
+/// Device bindings read at once, while a write is checked and again in the
+/// background: a few of the pool's connections, the rest left to the
+/// writer and the sessions.
+const BINDING_READS_AT_ONCE: usize = 4;
 
 /// How many committed batches may wait for evaluation; beyond that a batch is
 /// skipped (and logged) rather than slowing the writer down.
@@ -207,6 +230,7 @@ impl AlertRaiser {
             notifier: None,
             escalation: None,
             heard: Arc::default(),
+            rereads: Arc::new(tokio::sync::Semaphore::new(BINDING_READS_AT_ONCE)),
         }
     }
 
@@ -235,17 +259,32 @@ impl AlertRaiser {
     }
 
     /// The device's patient and their limits, while the binding is active.
+    /// A binding due for a re-read is still used while a task of its own
+    /// reads it again: the check of a write waits only for devices it has
+    /// never seen, never for the re-reads of thousands of known ones.
     async fn patient_of(&self, serial: u64) -> Option<DevicePatient> {
         if let Some(known) = self
             .patients
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&serial)
+            .get_mut(&serial)
         {
-            if known.read_at.elapsed() < BINDING_TTL {
-                return Some(known.clone());
+            if known.read_at.elapsed() >= binding_ttl(serial) && !known.rereading {
+                known.rereading = true;
+                let raiser = self.clone();
+                tokio::spawn(async move {
+                    let _turn = raiser.rereads.acquire().await;
+                    raiser.read_binding(serial).await;
+                });
             }
+            return Some(known.clone());
         }
+        self.read_binding(serial).await
+    }
+
+    /// Reads the device's binding and its patient's settings, and keeps
+    /// them (or forgets the device, once its binding is not active).
+    async fn read_binding(&self, serial: u64) -> Option<DevicePatient> {
         let binding = self.store.device_binding(serial).await.ok().flatten();
         let known = match binding {
             Some((pseudonym, true)) => {
@@ -262,6 +301,7 @@ impl AlertRaiser {
                     pseudonym,
                     limits: rules.limits().into(),
                     read_at: Instant::now(),
+                    rereading: false,
                 })
             }
             _ => None,
@@ -288,10 +328,16 @@ impl AlertRaiser {
         // a device bound to nobody (its samples raise nothing).
         let mut serials: Vec<u64> = ordered.iter().map(|s| s.device_serial).collect();
         serials.dedup();
-        let mut patients: HashMap<u64, Option<DevicePatient>> = HashMap::new();
-        for serial in serials {
-            patients.insert(serial, self.patient_of(serial).await);
-        }
+        // Read a few at once: one by one, a write from a thousand devices
+        // whose bindings are due for a re-read waits for two thousand round
+        // trips, and the queue of committed writes overflows meanwhile.
+        let lookups = serials
+            .into_iter()
+            .map(|serial| async move { (serial, self.patient_of(serial).await) });
+        let patients: HashMap<u64, Option<DevicePatient>> = futures_util::stream::iter(lookups)
+            .buffer_unordered(BINDING_READS_AT_ONCE)
+            .collect()
+            .await;
         let transitions: Vec<Transition> = {
             let mut episodes = self.episodes.lock().unwrap_or_else(|p| p.into_inner());
             ordered
@@ -493,7 +539,7 @@ impl AlertRaiser {
     }
 
     /// Patients the silence check need not read: their device's binding
-    /// read within [`BINDING_TTL`], its newest sample committed here at or
+    /// read within [`binding_ttl`], its newest sample committed here at or
     /// after `since_ms`, and not found silent since. (A device replaced in
     /// the meantime is checked once its old binding is older than that.)
     /// None before a check has read every patient.
@@ -507,9 +553,9 @@ impl AlertRaiser {
         heard
             .newest_ms
             .keys()
-            .filter_map(|serial| patients.get(serial))
-            .filter(|known| known.read_at.elapsed() < BINDING_TTL)
-            .map(|known| known.pseudonym.clone())
+            .filter_map(|serial| Some((serial, patients.get(serial)?)))
+            .filter(|(serial, known)| known.read_at.elapsed() < binding_ttl(**serial))
+            .map(|(_, known)| known.pseudonym.clone())
             .filter(|pseudonym| !heard.silent.contains(pseudonym))
             .collect()
     }
