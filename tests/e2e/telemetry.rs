@@ -464,12 +464,16 @@ fn without_timestamps(text: &str, format: &str) -> String {
 }
 
 /// Whether `code` (digits) stands alone in `text`: not inside a longer run
-/// of digits.
+/// of digits or letters.
 fn contains_code(text: &str, code: &str) -> bool {
     text.match_indices(code).any(|(at, _)| {
         let before = text[..at].chars().next_back();
         let after = text[at + code.len()..].chars().next();
-        !before.is_some_and(|c| c.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit())
+        // Standing alone: six digits inside a longer hex or base64 string
+        // (a TLS key share at trace level, say) are part of that string,
+        // and one run in several found a code of the run in one by chance.
+        !before.is_some_and(|c| c.is_ascii_alphanumeric())
+            && !after.is_some_and(|c| c.is_ascii_alphanumeric())
     })
 }
 
