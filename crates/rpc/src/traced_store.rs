@@ -27,9 +27,9 @@ use vitalgate_store::api::{
 use vitalgate_store::audit::{AuditKey, ChainedAudit};
 use vitalgate_store::backup::{Batch, Page, Restored, Source, Value};
 use vitalgate_store::{
-    AlertRecord, AttemptLimit, AttemptState, AuditEvent, AuditQuery, AuditRecord, CredentialRecord,
-    EnrollmentToken, FactorToken, NewAlert, OobCode, PatientSetting, RelayDesignation,
-    RevocationRecord, Store, StoreError, StoreResult, StoredSample, WebSession,
+    ActiveBinding, AlertRecord, AttemptLimit, AttemptState, AuditEvent, AuditQuery, AuditRecord,
+    CredentialRecord, EnrollmentToken, FactorToken, NewAlert, OobCode, PatientSetting,
+    RelayDesignation, RevocationRecord, Store, StoreError, StoreResult, StoredSample, WebSession,
 };
 
 /// `inner`, every operation traced and timed; `system` is OpenTelemetry's
@@ -197,6 +197,7 @@ traced! {
         fn unbind_device(&self, pseudonym: [&str], device_serial: [u64]) -> StoreResult<bool>;
         fn active_device(&self, pseudonym: [&str]) -> StoreResult<Option<u64>>;
         fn device_binding(&self, device_serial: [u64]) -> StoreResult<Option<(String, bool)>>;
+        fn active_bindings(&self, device_serials: [&[u64]]) -> StoreResult<Vec<ActiveBinding>>;
         fn set_care_team_member(&self, clinician: [&str], pseudonym: [&str], member: [bool], now: [u64]) -> StoreResult<()>;
         fn care_team(&self, pseudonym: [&str]) -> StoreResult<Vec<String>>;
         fn patients_of(&self, clinician: [&str]) -> StoreResult<Vec<String>>;

@@ -37,8 +37,9 @@ pub use api::{
 pub use factors::{AttemptLimit, AttemptRefused, AttemptState, FactorToken, OobCode};
 pub use memory::MemoryStore;
 pub use model::{
-    AlertRecord, AuditEvent, AuditQuery, AuditRecord, CredentialRecord, EnrollmentToken, NewAlert,
-    PatientSetting, RelayDesignation, RevocationRecord, StoredSample, WebSession,
+    ActiveBinding, AlertRecord, AuditEvent, AuditQuery, AuditRecord, CredentialRecord,
+    EnrollmentToken, NewAlert, PatientSetting, RelayDesignation, RevocationRecord, StoredSample,
+    WebSession,
 };
 pub use postgres::{DatabaseTls, PoolOptions, PoolUse, PostgresStore};
 pub use rules::device_belongs_to_another_patient;

@@ -165,6 +165,19 @@ pub struct PatientSetting {
     pub value: Option<f64>,
 }
 
+/// A device's active binding with its patient's alert settings: what the
+/// alert rules need to check the device's samples, read for many devices in
+/// one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveBinding {
+    /// The device.
+    pub device_serial: u64,
+    /// The patient it is bound to.
+    pub pseudonym: String,
+    /// The patient's alert settings, by key.
+    pub settings: Vec<PatientSetting>,
+}
+
 /// A sensor's designated reader: the one hub that may relay the sensor's
 /// sessions to the HSP, and the patient both serve.
 #[derive(Debug, Clone, PartialEq, Eq)]

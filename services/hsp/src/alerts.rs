@@ -12,7 +12,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt as _;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use vitalgate_rpc::audit;
@@ -210,9 +209,9 @@ fn binding_ttl(serial: u64) -> Duration {
     BINDING_TTL + Duration::from_millis(offset_ms)
 }
 
-/// Device bindings read at once, while a write is checked and again in the
-/// background: a few of the pool's connections, the rest left to the
-/// writer and the sessions.
+/// Background re-reads of bindings at once (each one call for a write's
+/// devices that were due): a few of the pool's connections, the rest left
+/// to the writer and the sessions.
 const BINDING_READS_AT_ONCE: usize = 4;
 
 /// How many committed batches may wait for evaluation; beyond that a batch is
@@ -258,60 +257,81 @@ impl AlertRaiser {
         sender
     }
 
-    /// The device's patient and their limits, while the binding is active.
-    /// A binding due for a re-read is still used while a task of its own
-    /// reads it again: the check of a write waits only for devices it has
-    /// never seen, never for the re-reads of thousands of known ones.
-    async fn patient_of(&self, serial: u64) -> Option<DevicePatient> {
-        if let Some(known) = self
-            .patients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&serial)
+    /// The patients of a write's devices and their limits, for those whose
+    /// binding is active. A binding due for a re-read is still used while a
+    /// task of its own reads it again (with the other devices of the write
+    /// that are due): the check waits only for devices it has never seen,
+    /// all read in one call, never for the re-reads of thousands of known
+    /// ones.
+    async fn patients_of(&self, serials: &[u64]) -> HashMap<u64, DevicePatient> {
+        let mut found = HashMap::with_capacity(serials.len());
+        let (mut unknown, mut due) = (Vec::new(), Vec::new());
         {
-            if known.read_at.elapsed() >= binding_ttl(serial) && !known.rereading {
-                known.rereading = true;
-                let raiser = self.clone();
-                tokio::spawn(async move {
-                    let _turn = raiser.rereads.acquire().await;
-                    raiser.read_binding(serial).await;
-                });
+            let mut patients = self.patients.lock().unwrap_or_else(|p| p.into_inner());
+            for &serial in serials {
+                match patients.get_mut(&serial) {
+                    Some(known) => {
+                        if known.read_at.elapsed() >= binding_ttl(serial) && !known.rereading {
+                            known.rereading = true;
+                            due.push(serial);
+                        }
+                        found.insert(serial, known.clone());
+                    }
+                    None => unknown.push(serial),
+                }
             }
-            return Some(known.clone());
         }
-        self.read_binding(serial).await
+        if !due.is_empty() {
+            let raiser = self.clone();
+            tokio::spawn(async move {
+                let _turn = raiser.rereads.acquire().await;
+                raiser.read_bindings(&due).await;
+            });
+        }
+        if !unknown.is_empty() {
+            found.extend(self.read_bindings(&unknown).await);
+        }
+        found
     }
 
-    /// Reads the device's binding and its patient's settings, and keeps
-    /// them (or forgets the device, once its binding is not active).
-    async fn read_binding(&self, serial: u64) -> Option<DevicePatient> {
-        let binding = self.store.device_binding(serial).await.ok().flatten();
-        let known = match binding {
-            Some((pseudonym, true)) => {
-                // Unreadable settings: the configured rules still apply.
-                let settings = match self.store.patient_settings(&pseudonym).await {
-                    Ok(settings) => settings,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a patient's alert settings could not be read");
-                        Vec::new()
-                    }
-                };
-                let rules = self.rules.for_patient(&settings).rules;
-                Some(DevicePatient {
-                    pseudonym,
-                    limits: rules.limits().into(),
-                    read_at: Instant::now(),
-                    rereading: false,
-                })
-            }
-            _ => None,
-        };
+    /// Reads the devices' bindings and their patients' settings in one
+    /// call, and keeps them (forgetting a device whose binding is not
+    /// active). When the store fails, known bindings stay as they were, to
+    /// be read again at the next write, and the devices never seen are not
+    /// checked this time.
+    async fn read_bindings(&self, serials: &[u64]) -> HashMap<u64, DevicePatient> {
+        let read = self.store.active_bindings(serials).await;
         let mut patients = self.patients.lock().unwrap_or_else(|p| p.into_inner());
-        match &known {
-            Some(known) => patients.insert(serial, known.clone()),
-            None => patients.remove(&serial),
+        let bindings = match read {
+            Ok(bindings) => bindings,
+            Err(e) => {
+                tracing::warn!(error = %e, devices = serials.len(), "devices' bindings could not be read; their samples are checked against the bindings last read");
+                for serial in serials {
+                    if let Some(known) = patients.get_mut(serial) {
+                        known.rereading = false;
+                    }
+                }
+                return HashMap::new();
+            }
         };
-        known
+        let mut found = HashMap::with_capacity(bindings.len());
+        for binding in bindings {
+            let rules = self.rules.for_patient(&binding.settings).rules;
+            let known = DevicePatient {
+                pseudonym: binding.pseudonym,
+                limits: rules.limits().into(),
+                read_at: Instant::now(),
+                rereading: false,
+            };
+            patients.insert(binding.device_serial, known.clone());
+            found.insert(binding.device_serial, known);
+        }
+        for serial in serials {
+            if !found.contains_key(serial) {
+                patients.remove(serial);
+            }
+        }
+        found
     }
 
     async fn check_thresholds(&self, batch: &[StoredSample]) {
@@ -328,21 +348,12 @@ impl AlertRaiser {
         // a device bound to nobody (its samples raise nothing).
         let mut serials: Vec<u64> = ordered.iter().map(|s| s.device_serial).collect();
         serials.dedup();
-        // Read a few at once: one by one, a write from a thousand devices
-        // whose bindings are due for a re-read waits for two thousand round
-        // trips, and the queue of committed writes overflows meanwhile.
-        let lookups = serials
-            .into_iter()
-            .map(|serial| async move { (serial, self.patient_of(serial).await) });
-        let patients: HashMap<u64, Option<DevicePatient>> = futures_util::stream::iter(lookups)
-            .buffer_unordered(BINDING_READS_AT_ONCE)
-            .collect()
-            .await;
+        let patients = self.patients_of(&serials).await;
         let transitions: Vec<Transition> = {
             let mut episodes = self.episodes.lock().unwrap_or_else(|p| p.into_inner());
             ordered
                 .into_iter()
-                .flat_map(|sample| match &patients[&sample.device_serial] {
+                .flat_map(|sample| match patients.get(&sample.device_serial) {
                     Some(patient) => episodes.observe(&patient.limits, sample),
                     None => Vec::new(),
                 })
@@ -356,7 +367,7 @@ impl AlertRaiser {
                     at_ms,
                     detail,
                 } => {
-                    if let Some(Some(patient)) = patients.get(&device_serial) {
+                    if let Some(patient) = patients.get(&device_serial) {
                         self.raise(
                             patient.pseudonym.clone(),
                             device_serial,
@@ -375,7 +386,7 @@ impl AlertRaiser {
                     rule,
                     ..
                 } => {
-                    if let Some(Some(patient)) = patients.get(&device_serial) {
+                    if let Some(patient) = patients.get(&device_serial) {
                         audit(
                             &*self.store,
                             &*self.clock,
@@ -813,6 +824,60 @@ mod tests {
         let open = store.open_alerts(None, 10).await.expect("alerts");
         let patients: Vec<_> = open.iter().map(|a| a.alert.pseudonym.as_str()).collect();
         assert_eq!(patients, ["pt-other"]);
+    }
+
+    #[tokio::test]
+    async fn a_writes_bindings_are_read_in_one_call_and_then_kept() {
+        let (spans, _guard) = crate::test_spans::SpanRecorder::install();
+        let store: Arc<dyn Store> = Arc::new(vitalgate_rpc::traced_store::TracedStore::new(
+            vitalgate_store::MemoryStore::new(),
+            "memory",
+        ));
+        for serial in 1..=6 {
+            store
+                .bind_device(&format!("pt-{serial}"), serial, 0)
+                .await
+                .expect("bind");
+        }
+        let raiser = raising_at_once(&store);
+        // The reads of bindings one check of a write makes, by operation.
+        let reads_of = |batch: Vec<StoredSample>| {
+            let (raiser, spans) = (raiser.clone(), &spans);
+            async move {
+                let before = spans.named("store.transaction").len();
+                raiser.check_thresholds(&batch).await;
+                spans.named("store.transaction")[before..]
+                    .iter()
+                    .map(|s| s.fields["db.operation.name"].clone())
+                    .filter(|name| {
+                        ["active_bindings", "device_binding", "patient_settings"]
+                            .contains(&name.as_str())
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        let write = |serials: std::ops::RangeInclusive<u64>, sequence: u64| {
+            serials
+                .map(|serial| normal(serial, sequence, 1_000 * sequence as i64))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            reads_of(write(1..=6, 1)).await,
+            ["active_bindings"],
+            "six devices never seen: one read"
+        );
+        assert!(
+            reads_of(write(1..=6, 2)).await.is_empty(),
+            "known bindings are used as read"
+        );
+        // The bindings read in bulk carry each patient's limits: device 3's
+        // low SpO2 raises an alert for its own patient.
+        let mut third = write(1..=6, 3);
+        third[2] = low_spo2(3, 3, 3_000);
+        assert!(reads_of(third).await.is_empty());
+        let open = store.open_alerts(None, 10).await.expect("alerts");
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_eq!(open[0].alert.pseudonym, "pt-3");
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::{PatientSetting, RelayDesignation, StoreResult};
+use crate::{ActiveBinding, PatientSetting, RelayDesignation, StoreResult};
 
 /// Patients' records, device bindings and care teams.
 #[async_trait]
@@ -36,6 +36,12 @@ pub trait Patients: Send + Sync {
     async fn active_device(&self, pseudonym: &str) -> StoreResult<Option<u64>>;
     /// The patient a device is bound to, and whether the binding is active.
     async fn device_binding(&self, device_serial: u64) -> StoreResult<Option<(String, bool)>>;
+    /// Of `device_serials`, those with an active binding, each with its
+    /// patient's alert settings by key, in order of serial; a device unbound
+    /// or inactive is left out. One call for a write's devices, where
+    /// [`Self::device_binding`] and [`Self::patient_settings`] would take
+    /// two round trips a device.
+    async fn active_bindings(&self, device_serials: &[u64]) -> StoreResult<Vec<ActiveBinding>>;
     /// Adds a clinician to (or, with `member` false, removes from) a
     /// patient's care team. A clinician removed leaves the patient's
     /// on-call list too.

@@ -52,9 +52,10 @@ pub use login_states::login_states_are_taken_once;
 pub use oob_codes::oob_codes_are_single_use;
 pub use otp_steps::otp_steps_claim_once;
 pub use patients::{
-    devices_are_unbound_from_their_patient, discharge_unbinds_and_keeps_the_record,
-    on_call_lists_follow_the_care_team, patient_settings_are_replaced_whole,
-    patients_bindings_and_care_teams, patients_of_a_clinician, relays_are_designated_per_sensor,
+    active_bindings_carry_their_patients_settings, devices_are_unbound_from_their_patient,
+    discharge_unbinds_and_keeps_the_record, on_call_lists_follow_the_care_team,
+    patient_settings_are_replaced_whole, patients_bindings_and_care_teams, patients_of_a_clinician,
+    relays_are_designated_per_sensor,
 };
 pub use replay::replay_keys_claim_once;
 pub use revocations::revocations_feed_in_order;
@@ -164,6 +165,7 @@ macro_rules! conformance_tests {
             patients_of_a_clinician,
             on_call_lists_follow_the_care_team,
             patient_settings_are_replaced_whole,
+            active_bindings_carry_their_patients_settings,
             discharge_unbinds_and_keeps_the_record,
             devices_are_unbound_from_their_patient,
             relays_are_designated_per_sensor,

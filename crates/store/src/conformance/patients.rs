@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{PatientSetting, RelayDesignation, Store, StoreError};
+use crate::{ActiveBinding, PatientSetting, RelayDesignation, Store, StoreError};
 
 use super::INJECTION_STRINGS;
 
@@ -166,6 +166,62 @@ pub async fn on_call_lists_follow_the_care_team(store: Arc<dyn Store>) {
     assert!(store.on_call("pt-other").await.expect("list").is_empty());
     store.set_on_call("pt-oc", &[]).await.expect("clear");
     assert!(store.on_call("pt-oc").await.expect("list").is_empty());
+}
+
+/// Bindings read for many devices at once: only active ones, each with its
+/// patient's settings by key, in order of serial, whatever the order and
+/// repetition asked; the same as reading them one by one.
+pub async fn active_bindings_carry_their_patients_settings(store: Arc<dyn Store>) {
+    let setting = |key: &str, value: Option<f64>| PatientSetting {
+        key: key.to_string(),
+        value,
+    };
+    assert_eq!(store.active_bindings(&[]).await.expect("none"), Vec::new());
+    store.bind_device("pt-a", 31, 10).await.expect("bind");
+    store.bind_device("pt-a", 32, 11).await.expect("replace");
+    store
+        .bind_device(INJECTION_STRINGS[0], 33, 12)
+        .await
+        .expect("bind");
+    store.bind_device("pt-c", 34, 13).await.expect("bind");
+    assert!(store.unbind_device("pt-c", 34).await.expect("unbind"));
+    let settings = [
+        setting("spo2-low", Some(85.0)),
+        setting("heart-rate-high", None),
+    ];
+    store
+        .put_patient_settings("pt-a", &settings)
+        .await
+        .expect("settings");
+    // 31 was replaced, 34 unbound, 35 never bound.
+    let read = store
+        .active_bindings(&[35, 33, 31, 32, 34, 33])
+        .await
+        .expect("read");
+    assert_eq!(
+        read,
+        vec![
+            ActiveBinding {
+                device_serial: 32,
+                pseudonym: "pt-a".into(),
+                settings: vec![
+                    setting("heart-rate-high", None),
+                    setting("spo2-low", Some(85.0)),
+                ],
+            },
+            ActiveBinding {
+                device_serial: 33,
+                pseudonym: INJECTION_STRINGS[0].into(),
+                settings: Vec::new(),
+            },
+        ]
+    );
+    assert_eq!(
+        read[0].settings,
+        store.patient_settings("pt-a").await.expect("one by one")
+    );
+    // A serial past the store's range is refused, as everywhere.
+    assert!(store.active_bindings(&[u64::MAX]).await.is_err());
 }
 
 /// A patient's alert settings are replaced as a whole, kept exactly

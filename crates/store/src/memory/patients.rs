@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use crate::api::Patients;
-use crate::{PatientSetting, RelayDesignation, StoreResult};
+use crate::{ActiveBinding, PatientSetting, RelayDesignation, StoreResult};
 
 use super::state::{fit, Binding, State};
 use super::MemoryStore;
@@ -200,6 +200,30 @@ impl Patients for MemoryStore {
 
     async fn device_binding(&self, device_serial: u64) -> StoreResult<Option<(String, bool)>> {
         self.with(|s| s.device_binding(device_serial))
+    }
+
+    async fn active_bindings(&self, device_serials: &[u64]) -> StoreResult<Vec<ActiveBinding>> {
+        let mut serials = device_serials.to_vec();
+        serials.sort_unstable();
+        serials.dedup();
+        self.with(|s| {
+            let mut bindings = Vec::new();
+            for device_serial in serials {
+                match s.bindings.get(&fit(device_serial)?) {
+                    Some(binding) if binding.active => bindings.push(ActiveBinding {
+                        device_serial,
+                        pseudonym: binding.pseudonym.clone(),
+                        settings: s
+                            .patient_settings
+                            .get(&binding.pseudonym)
+                            .cloned()
+                            .unwrap_or_default(),
+                    }),
+                    _ => {}
+                }
+            }
+            Ok(bindings)
+        })
     }
 
     async fn set_care_team_member(

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use crate::api::Patients;
-use crate::{PatientSetting, RelayDesignation, StoreResult};
+use crate::{ActiveBinding, PatientSetting, RelayDesignation, StoreResult};
 
 use super::sql::{backend, column, column_text, column_u64, execute, query, query_opt, to_sql};
 use super::PostgresStore;
@@ -145,6 +145,45 @@ impl Patients for PostgresStore {
         .await?
         .map(|row| Ok((column_text(&row, 0)?, column(&row, 1)?)))
         .transpose()
+    }
+
+    async fn active_bindings(&self, device_serials: &[u64]) -> StoreResult<Vec<ActiveBinding>> {
+        let serials = device_serials
+            .iter()
+            .map(|&serial| to_sql(serial))
+            .collect::<StoreResult<Vec<i64>>>()?;
+        let client = self.client().await?;
+        // One row a setting, or one with no setting for a patient without.
+        let rows = query(
+            &client,
+            "SELECT b.device_serial, b.pseudonym, s.key, s.value \
+             FROM device_bindings b LEFT JOIN patient_settings s ON s.pseudonym = b.pseudonym \
+             WHERE b.device_serial = ANY($1) AND b.active \
+             ORDER BY b.device_serial, s.key",
+            &[&serials],
+        )
+        .await?;
+        let mut bindings: Vec<ActiveBinding> = Vec::new();
+        for row in &rows {
+            let device_serial = column_u64(row, 0)?;
+            if bindings.last().map(|b| b.device_serial) != Some(device_serial) {
+                bindings.push(ActiveBinding {
+                    device_serial,
+                    pseudonym: column_text(row, 1)?,
+                    settings: Vec::new(),
+                });
+            }
+            let key: Option<Vec<u8>> = column(row, 2)?;
+            if let (Some(key), Some(binding)) = (key, bindings.last_mut()) {
+                binding.settings.push(PatientSetting {
+                    key: String::from_utf8(key).map_err(|_| {
+                        crate::StoreError::Backend("stored text is not UTF-8".into())
+                    })?,
+                    value: column(row, 3)?,
+                });
+            }
+        }
+        Ok(bindings)
     }
 
     async fn set_care_team_member(

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use crate::api::Patients;
-use crate::{PatientSetting, RelayDesignation, StoreResult};
+use crate::{ActiveBinding, PatientSetting, RelayDesignation, StoreResult};
 
 use super::{backend, to_sql, SqliteStore};
 
@@ -138,6 +138,46 @@ impl Patients for SqliteStore {
             )
             .optional()
             .map_err(backend)
+        })
+        .await
+    }
+
+    async fn active_bindings(&self, device_serials: &[u64]) -> StoreResult<Vec<ActiveBinding>> {
+        let mut serials = device_serials.to_vec();
+        serials.sort_unstable();
+        serials.dedup();
+        // One indexed lookup a device, all in one turn on the connection:
+        // in process, a query costs no round trip.
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT b.pseudonym, s.key, s.value \
+                     FROM device_bindings b LEFT JOIN patient_settings s ON s.pseudonym = b.pseudonym \
+                     WHERE b.device_serial = ?1 AND b.active = 1 ORDER BY s.key",
+                )
+                .map_err(backend)?;
+            let mut bindings = Vec::new();
+            for device_serial in serials {
+                let mut rows = stmt
+                    .query(params![to_sql(device_serial)?])
+                    .map_err(backend)?;
+                let mut binding: Option<ActiveBinding> = None;
+                while let Some(row) = rows.next().map_err(backend)? {
+                    let binding = binding.get_or_insert(ActiveBinding {
+                        device_serial,
+                        pseudonym: row.get(0).map_err(backend)?,
+                        settings: Vec::new(),
+                    });
+                    if let Some(key) = row.get::<_, Option<String>>(1).map_err(backend)? {
+                        binding.settings.push(PatientSetting {
+                            key,
+                            value: row.get(2).map_err(backend)?,
+                        });
+                    }
+                }
+                bindings.extend(binding);
+            }
+            Ok(bindings)
         })
         .await
     }

@@ -312,6 +312,8 @@ pub(crate) async fn differential(
             22 => {
                 let device = rng.value(7);
                 same!(compare, step, left, right, device_binding(device));
+                let devices = [device, rng.value(7), rng.value(7)];
+                same!(compare, step, left, right, active_bindings(&devices));
             }
             23 => {
                 let (clinician, pseudonym) = (rng.pick(NAMES), rng.pick(&NAMES[..3]));
