@@ -29,6 +29,9 @@ pub struct HspStats {
     pub live_sessions: AtomicU64,
     /// Writes of gathered vitals (each one transaction for many sessions).
     pub write_batches: AtomicU64,
+    /// Of those, writes the alert rules had no room to check (they were
+    /// behind): their samples are stored and watched, but raised nothing.
+    pub writes_unchecked: AtomicU64,
     /// Renewals of the HSP's own credential.
     pub credential_renewals: AtomicU64,
     /// Failed attempts to renew it (each retried).
@@ -87,6 +90,17 @@ impl HspStats {
             .with_description("Store transactions that wrote gathered vitals.")
             .with_unit("{transaction}")
             .with_callback(move |observer| observer.observe(stats.write_batches.load(Relaxed), &[]))
+            .build();
+        let stats = self.clone();
+        let _ = meter
+            .u64_observable_counter("vitalgate.vitals.writes.unchecked")
+            .with_description(
+                "Vitals writes committed while the alert rules were behind: stored, but checked against no threshold.",
+            )
+            .with_unit("{transaction}")
+            .with_callback(move |observer| {
+                observer.observe(stats.writes_unchecked.load(Relaxed), &[])
+            })
             .build();
         let stats = self.clone();
         let _ = meter
