@@ -218,6 +218,9 @@ const BINDING_READS_AT_ONCE: usize = 4;
 /// skipped (and logged) rather than slowing the writer down.
 const QUEUE: usize = 256;
 
+/// The most committed writes checked together.
+const WRITES_PER_CHECK: usize = 64;
+
 impl AlertRaiser {
     pub(crate) fn new(store: Arc<dyn Store>, clock: SharedClock, rules: AlertRules) -> Self {
         Self {
@@ -250,8 +253,16 @@ impl AlertRaiser {
         let (sender, mut batches) = mpsc::channel::<Arc<[StoredSample]>>(QUEUE);
         let raiser = self.clone();
         tokio::spawn(async move {
-            while let Some(batch) = batches.recv().await {
-                raiser.check_thresholds(&batch).await;
+            // What has queued meanwhile is checked together: its devices'
+            // bindings are read once for all of it, so a backlog (a ramp of
+            // thousands of new devices, a stall of the store) drains in a
+            // few checks instead of one check a write.
+            let mut writes = Vec::with_capacity(WRITES_PER_CHECK);
+            while batches.recv_many(&mut writes, WRITES_PER_CHECK).await > 0 {
+                raiser
+                    .check_samples(writes.iter().flat_map(|write| write.iter()))
+                    .await;
+                writes.clear();
             }
         });
         sender
@@ -334,15 +345,23 @@ impl AlertRaiser {
         found
     }
 
+    /// Checks one committed write.
+    #[cfg(test)]
     async fn check_thresholds(&self, batch: &[StoredSample]) {
+        self.check_samples(batch.iter()).await;
+    }
+
+    /// Checks committed samples, of one write or several, against their
+    /// patients' thresholds.
+    async fn check_samples(&self, samples: impl Iterator<Item = &StoredSample>) {
+        let mut ordered: Vec<&StoredSample> = samples.collect();
         {
             let mut heard = self.lock_heard();
-            for sample in batch {
+            for sample in &ordered {
                 let newest = heard.newest_ms.entry(sample.device_serial).or_default();
                 *newest = (*newest).max(sample.measured_at_ms);
             }
         }
-        let mut ordered: Vec<&StoredSample> = batch.iter().collect();
         ordered.sort_by_key(|s| (s.device_serial, s.measured_at_ms, s.sequence));
         // Each device's patient once per batch: their limits, and none for
         // a device bound to nobody (its samples raise nothing).
