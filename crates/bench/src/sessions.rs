@@ -21,6 +21,12 @@ use vitalgate_device::fleet::{self, FleetConfig, Progress, Row};
 use vitalgate_proto::v1;
 use vitalgate_rpc::tls::{ClientTls, Endpoint, PeerName};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
 use crate::login_e2e::{admin, Error};
 
 /// Loopback addresses the devices connect from.
@@ -202,16 +208,18 @@ pub(crate) fn run(options: &Options, json: bool) -> Result<Vec<(StoreKind, Row)>
                     ca_file: &ca_file,
                     database_url: &options.database_url,
                 };
-                let (hsp, hsp_url, hsp_admin_token) =
-                    run.start(&mut ttp.clone(), &ttp_admin_token).await?;
+                let hsp = run.start(&mut ttp.clone(), &ttp_admin_token).await?;
                 let config = FleetConfig {
-                    hsp: Endpoint::tls(hsp_url, ClientTls::new(&ca, PeerName::any_hsp(), None)?),
+                    hsp: Endpoint::tls(
+                        hsp.url.clone(),
+                        ClientTls::new(&ca, PeerName::any_hsp(), None)?,
+                    ),
                     sources: (1..=SOURCES)
                         .map(|n| IpAddr::V4(Ipv4Addr::new(127, 0, 1, n)))
                         .collect(),
                     ttp: ttp.clone(),
                     ttp_admin_token: ttp_admin_token.clone(),
-                    hsp_admin_token,
+                    hsp_admin_token: hsp.admin_token.clone(),
                     dir: work.join("fleet"),
                     subject_prefix: "lg".into(),
                     devices,
@@ -221,13 +229,14 @@ pub(crate) fn run(options: &Options, json: bool) -> Result<Vec<(StoreKind, Row)>
                     ramp_concurrency: 64,
                     warmup: Duration::from_secs(3),
                     measure: options.measure,
-                    hsp_pid: Some(hsp.0.id()),
+                    hsp_pid: Some(hsp.process.0.id()),
                     totp_code: totp_code(),
                 };
                 let label = format!("{}/{devices}", store.name());
                 let row = fleet::run(config, &|p| eprint_progress(&label, p)).await?;
+                let unchecked = unchecked_writes(&hsp.ops).await?;
                 drop(hsp);
-                print_row(store, &row, json);
+                print_row(store, &row, unchecked, json);
                 rows.push((store, row));
             }
         }
@@ -249,6 +258,17 @@ fn path_str(path: &Path) -> Result<&str, Error> {
         .ok_or_else(|| format!("{}: not UTF-8", path.display()).into())
 }
 
+/// An HSP process started for one run.
+struct StartedHsp {
+    process: Process,
+    /// Where devices connect.
+    url: String,
+    /// Its administrators' token.
+    admin_token: String,
+    /// Its operations listener (`/metrics`).
+    ops: String,
+}
+
 /// One HSP process for one run.
 struct HspRun<'a> {
     bin: &'a Path,
@@ -260,13 +280,12 @@ struct HspRun<'a> {
 }
 
 impl HspRun<'_> {
-    /// Starts the HSP on a fresh data directory and store: the process, its
-    /// URL and its administrators' token.
+    /// Starts the HSP on a fresh data directory and store.
     async fn start(
         &self,
         ttp: &mut v1::ttp_client::TtpClient<tonic::transport::Channel>,
         ttp_admin_token: &str,
-    ) -> Result<(Process, String, String), Error> {
+    ) -> Result<StartedHsp, Error> {
         let token = ttp
             .create_enrollment_token(admin(
                 v1::CreateEnrollmentTokenRequest {
@@ -285,11 +304,14 @@ impl HspRun<'_> {
         std::fs::create_dir_all(&dir)?;
         let port = free_port()?;
         let listen = format!("127.0.0.1:{port}");
+        let ops = format!("127.0.0.1:{}", free_port()?);
         let database;
         let mut args = vec![
             "hsp",
             "--listen",
             &listen,
+            "--ops-listen",
+            &ops,
             "--ttp-url",
             self.ttp_url,
             "--ttp-ca",
@@ -312,7 +334,12 @@ impl HspRun<'_> {
         let admin_token = std::fs::read_to_string(dir.join("admin.token"))?
             .trim()
             .to_string();
-        Ok((Process(child), format!("https://{listen}"), admin_token))
+        Ok(StartedHsp {
+            process: Process(child),
+            url: format!("https://{listen}"),
+            admin_token,
+            ops,
+        })
     }
 }
 
@@ -347,19 +374,51 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-fn print_row(store: StoreKind, row: &Row, json: bool) {
+/// Committed vitals writes the HSP's alert rules had no room to check, in
+/// the whole run (ramp included), from its operations listener's metrics.
+async fn unchecked_writes(ops: &str) -> Result<f64, Error> {
+    const METRIC: &str = "vitalgate_vitals_writes_unchecked_total";
+    let client: Client<HttpConnector, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let url = format!("http://{ops}/metrics");
+    let response = client.get(url.parse()?).await?;
+    if !response.status().is_success() {
+        return Err(format!("{url}: {}", response.status()).into());
+    }
+    let body = response.into_body().collect().await?.to_bytes();
+    let text = std::str::from_utf8(&body)?;
+    // One sample a label set (the exporter adds its scope's); their sum.
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(METRIC)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .collect();
+    if values.is_empty() {
+        return Err(format!("{url}: no {METRIC}").into());
+    }
+    Ok(values.iter().sum())
+}
+
+fn print_row(store: StoreKind, row: &Row, unchecked_writes: f64, json: bool) {
+    let fields = row
+        .fields()
+        .into_iter()
+        .chain([("unchecked_writes", unchecked_writes)]);
     if json {
         let mut object = serde_json::Map::new();
         object.insert("name".into(), "sessions".into());
         object.insert("store".into(), store.name().into());
-        for (name, value) in row.fields() {
+        for (name, value) in fields {
             object.insert(name.into(), round2(value).into());
         }
         println!("{}", serde_json::Value::Object(object));
         return;
     }
     println!("sessions on {}:", store.name());
-    for (name, value) in row.fields() {
+    for (name, value) in fields {
         println!("  {name:<22} {value:>12.2}");
     }
 }
