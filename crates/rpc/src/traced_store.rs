@@ -28,7 +28,7 @@ use vitalgate_store::audit::{AuditKey, ChainedAudit};
 use vitalgate_store::backup::{Batch, Page, Restored, Source, Value};
 use vitalgate_store::{
     ActiveBinding, AlertRecord, AttemptLimit, AttemptState, AuditEvent, AuditQuery, AuditRecord,
-    CredentialRecord, EnrollmentToken, FactorToken, NewAlert, OobCode, PatientSetting,
+    CredentialRecord, EnrollmentToken, FactorToken, LastHeard, NewAlert, OobCode, PatientSetting,
     RelayDesignation, RevocationRecord, Store, StoreError, StoreResult, StoredSample, WebSession,
 };
 
@@ -288,6 +288,10 @@ impl<S: Store> Vitals for TracedStore<S> {
             self.inner.latest_vitals(device_serial, limit),
         )
         .await
+    }
+
+    async fn last_heard(&self) -> StoreResult<Vec<LastHeard>> {
+        self.traced("last_heard", self.inner.last_heard()).await
     }
 
     async fn vitals_since(

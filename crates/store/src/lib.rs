@@ -38,8 +38,8 @@ pub use factors::{AttemptLimit, AttemptRefused, AttemptState, FactorToken, OobCo
 pub use memory::MemoryStore;
 pub use model::{
     ActiveBinding, AlertRecord, AuditEvent, AuditQuery, AuditRecord, CredentialRecord,
-    EnrollmentToken, NewAlert, PatientSetting, RelayDesignation, RevocationRecord, StoredSample,
-    WebSession,
+    EnrollmentToken, LastHeard, NewAlert, PatientSetting, RelayDesignation, RevocationRecord,
+    StoredSample, WebSession,
 };
 pub use postgres::{DatabaseTls, PoolOptions, PoolUse, PostgresStore};
 pub use rules::device_belongs_to_another_patient;

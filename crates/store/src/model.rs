@@ -178,6 +178,20 @@ pub struct ActiveBinding {
     pub settings: Vec<PatientSetting>,
 }
 
+/// A patient's active device and when its newest stored sample was
+/// measured: what the silence check needs of every patient, read in one
+/// call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastHeard {
+    /// The patient.
+    pub pseudonym: String,
+    /// Their active device.
+    pub device_serial: u64,
+    /// Its newest sample's measurement time (Unix ms); none when it has
+    /// sent nothing.
+    pub measured_at_ms: Option<i64>,
+}
+
 /// A sensor's designated reader: the one hub that may relay the sensor's
 /// sessions to the HSP, and the patient both serve.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use vitalgate_rpc::audit;
 use vitalgate_rpc::clock::SharedClock;
-use vitalgate_store::{NewAlert, Store, StoredSample};
+use vitalgate_store::{LastHeard, NewAlert, Store, StoredSample};
 
 use crate::episodes::{Episodes, Limit, Rule, Transition};
 use crate::webhooks::Notifier;
@@ -163,10 +163,11 @@ pub(crate) struct AlertRaiser {
     rereads: Arc<tokio::sync::Semaphore>,
 }
 
-/// What spares the silence check its reads. Without it each check reads
-/// every patient's device, newest sample and alerts: three queries a
-/// patient every ten seconds, three thousand a second for ten thousand
-/// patients, far more than their vitals cost to store.
+/// What spares the silence check its reads of each patient. Each check
+/// reads every patient's active device and newest sample in one call;
+/// without this it would also read every patient's alerts, to resolve a
+/// silence: a query a patient every ten seconds, a thousand a second for
+/// ten thousand patients, far more than their vitals cost to store.
 #[derive(Default)]
 struct Heard {
     /// Device serial → the newest measurement time this replica committed
@@ -527,23 +528,25 @@ impl AlertRaiser {
         let now_ms = self.clock.now_ms();
         let limit_ms = silence_secs.saturating_mul(1000) as i64;
         let heard_here = self.heard_here(now_ms.saturating_sub(limit_ms));
-        for pseudonym in self.store.list_patients().await? {
+        // Every patient's active device and its newest sample, in one read.
+        for LastHeard {
+            pseudonym,
+            device_serial: serial,
+            measured_at_ms,
+        } in self.store.last_heard().await?
+        {
             if heard_here.contains(&pseudonym) {
                 continue;
             }
-            let Some(serial) = self.store.active_device(&pseudonym).await? else {
-                continue;
-            };
             // A device that never sent anything is not silent, just not yet worn.
-            let Some(newest) = self.store.latest_vitals(serial, 1).await?.pop() else {
+            let Some(newest_ms) = measured_at_ms else {
                 continue;
             };
             // Measurement times are checked at the edge (at most the skew
             // window ahead); saturating, so no stored time can overflow this.
-            let quiet_ms = now_ms.saturating_sub(newest.measured_at_ms);
+            let quiet_ms = now_ms.saturating_sub(newest_ms);
             if quiet_ms <= limit_ms {
-                self.resolve_silence(&pseudonym, newest.measured_at_ms, now_ms)
-                    .await?;
+                self.resolve_silence(&pseudonym, newest_ms, now_ms).await?;
                 self.lock_heard().silent.remove(&pseudonym);
                 continue;
             }
@@ -554,15 +557,8 @@ impl AlertRaiser {
             );
             // One report per silent spell: any silence alert raised since
             // the newest sample covers it.
-            self.raise(
-                pseudonym,
-                serial,
-                "silence",
-                detail,
-                now_ms,
-                newest.measured_at_ms,
-            )
-            .await;
+            self.raise(pseudonym, serial, "silence", detail, now_ms, newest_ms)
+                .await;
         }
         self.lock_heard().read_all = true;
         Ok(())
@@ -926,14 +922,20 @@ mod tests {
                 store.store_vitals(&away).await.expect("stored");
             }
         };
-        // Which patients' devices a check read (one `active_device` each).
+        // Whose alerts a check read (one `alerts_of` each, to resolve a
+        // silence or before raising one), after one read of everyone's
+        // device and newest sample and nothing else a patient.
         let reads_of_a_check = || async {
             let before = spans.named("store.transaction").len();
             raiser.check_silence(120).await.expect("check");
-            spans.named("store.transaction")[before..]
+            let operations: Vec<String> = spans.named("store.transaction")[before..]
                 .iter()
-                .filter(|s| s.fields["db.operation.name"] == "active_device")
-                .count()
+                .map(|s| s.fields["db.operation.name"].clone())
+                .collect();
+            let count = |name: &str| operations.iter().filter(|o| *o == name).count();
+            assert_eq!(count("last_heard"), 1, "{operations:?}");
+            assert_eq!(count("active_device") + count("latest_vitals"), 0);
+            count("alerts_of")
         };
 
         heard(1).await;

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use crate::{StoreResult, StoredSample};
+use crate::{LastHeard, StoreResult, StoredSample};
 
 /// Stored vitals samples.
 #[async_trait]
@@ -18,6 +18,11 @@ pub trait Vitals: Send + Sync {
     /// index, so that the read walks an index and stops at `limit`).
     async fn latest_vitals(&self, device_serial: u64, limit: u32)
         -> StoreResult<Vec<StoredSample>>;
+    /// Every patient with a record and an active device: that device and
+    /// its newest sample's measurement time, by pseudonym. One call where
+    /// a patient's active device and newest sample would be two queries a
+    /// patient.
+    async fn last_heard(&self) -> StoreResult<Vec<LastHeard>>;
     /// A device's samples measured at or after `since_ms`, oldest first (by
     /// measurement time, then sequence), at most `limit`.
     async fn vitals_since(

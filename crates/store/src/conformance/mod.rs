@@ -62,8 +62,8 @@ pub use revocations::revocations_feed_in_order;
 pub use settings::{settings_are_set_once_if_absent, settings_round_trip};
 pub use tokens::enrollment_tokens_are_single_use;
 pub use vitals::{
-    old_vitals_expire, vitals_are_stored_once, vitals_feed_names_devices_with_new_samples,
-    vitals_since_a_time,
+    last_heard_names_active_devices_and_their_newest, old_vitals_expire, vitals_are_stored_once,
+    vitals_feed_names_devices_with_new_samples, vitals_since_a_time,
 };
 pub use web_sessions::{
     web_sessions_end_on_logout_and_revocation, web_sessions_end_when_opened_before_a_revocation,
@@ -157,6 +157,7 @@ macro_rules! conformance_tests {
             vitals_feed_names_devices_with_new_samples,
             old_vitals_expire,
             vitals_since_a_time,
+            last_heard_names_active_devices_and_their_newest,
             audit_events_append_in_order,
             audit_log_is_searched,
             audit_rows_form_one_chain,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::{Store, StoredSample};
+use crate::{LastHeard, Store, StoredSample};
 
 pub(super) fn sample(device: u64, sequence: u64) -> StoredSample {
     StoredSample {
@@ -229,5 +229,49 @@ pub async fn vitals_since_a_time(store: Arc<dyn Store>) {
     assert_eq!(
         sequences(store.latest_vitals(4, 3).await.expect("latest")),
         [3, 4, 1]
+    );
+}
+
+/// Every patient with a record and an active device, by pseudonym: that
+/// device and its newest sample's measurement time (by time, not by
+/// sequence), none for a device that sent nothing; a patient without an
+/// active device, and a binding without a record, are left out.
+pub async fn last_heard_names_active_devices_and_their_newest(store: Arc<dyn Store>) {
+    for pseudonym in ["pt-a", "pt-b", "pt-c", "pt-d"] {
+        store
+            .put_patient(pseudonym, b"sealed", 1)
+            .await
+            .expect("patient");
+    }
+    store.bind_device("pt-a", 41, 2).await.expect("bind");
+    store.bind_device("pt-b", 42, 2).await.expect("bind");
+    store.bind_device("pt-c", 43, 2).await.expect("bind");
+    store.bind_device("pt-c", 44, 3).await.expect("replace");
+    store.bind_device("pt-d", 45, 2).await.expect("bind");
+    assert!(store.unbind_device("pt-d", 45).await.expect("unbind"));
+    store.bind_device("pt-none", 46, 2).await.expect("bind");
+    // Device 41's later sequence was measured earlier (sent late).
+    let mut late = sample(41, 2);
+    late.measured_at_ms = sample(41, 1).measured_at_ms - 5_000;
+    let stored = [
+        sample(41, 1),
+        late,
+        sample(43, 7),
+        sample(45, 1),
+        sample(46, 1),
+    ];
+    store.store_vitals(&stored).await.expect("store");
+    let heard = |pseudonym: &str, device_serial: u64, measured_at_ms: Option<i64>| LastHeard {
+        pseudonym: pseudonym.into(),
+        device_serial,
+        measured_at_ms,
+    };
+    assert_eq!(
+        store.last_heard().await.expect("last heard"),
+        vec![
+            heard("pt-a", 41, Some(sample(41, 1).measured_at_ms)),
+            heard("pt-b", 42, None),
+            heard("pt-c", 44, None),
+        ]
     );
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 
 use crate::api::Vitals;
-use crate::{StoreResult, StoredSample};
+use crate::{LastHeard, StoreResult, StoredSample};
 
 use super::state::{backend, fit, State};
 use super::MemoryStore;
@@ -118,6 +118,26 @@ impl Vitals for MemoryStore {
         limit: u32,
     ) -> StoreResult<Vec<StoredSample>> {
         self.with(|s| s.latest_vitals(device_serial, limit))
+    }
+
+    async fn last_heard(&self) -> StoreResult<Vec<LastHeard>> {
+        self.with(|s| {
+            // The patients' map is sorted by pseudonym.
+            Ok(s.patients
+                .keys()
+                .filter_map(|pseudonym| {
+                    let device_serial = *s.active_devices.get(pseudonym)?;
+                    Some(LastHeard {
+                        pseudonym: pseudonym.clone(),
+                        device_serial,
+                        measured_at_ms: s
+                            .vitals
+                            .get(&device_serial)
+                            .and_then(|samples| samples.values().map(|v| v.measured_at_ms).max()),
+                    })
+                })
+                .collect())
+        })
     }
 
     async fn vitals_since(

@@ -13,11 +13,11 @@ use tokio_postgres::types::Type;
 use tokio_postgres::Row;
 
 use crate::api::Vitals;
-use crate::{StoreError, StoreResult, StoredSample};
+use crate::{LastHeard, StoreError, StoreResult, StoredSample};
 
 use super::listen::spawn_vitals_listener;
 use super::partitions::{missing_partition, DAY_MS};
-use super::sql::{backend, column, column_u64, execute, query, query_one, to_sql};
+use super::sql::{backend, column, column_text, column_u64, execute, query, query_one, to_sql};
 use super::PostgresStore;
 
 /// The reading a NaN would leave empty: refused (SQLite refuses the NULL a NaN
@@ -222,6 +222,30 @@ impl Vitals for PostgresStore {
         .await?
         .iter()
         .map(sample_from_row)
+        .collect()
+    }
+
+    async fn last_heard(&self) -> StoreResult<Vec<LastHeard>> {
+        let client = self.client().await?;
+        // Each device's newest as latest_vitals reads it: down its key.
+        query(
+            &client,
+            "SELECT p.pseudonym, b.device_serial,
+                 (SELECT v.measured_at_ms FROM vitals v WHERE v.device_serial = b.device_serial
+                  ORDER BY v.measured_at_ms DESC, v.sequence DESC LIMIT 1)
+             FROM patients p JOIN device_bindings b ON b.pseudonym = p.pseudonym AND b.active
+             ORDER BY p.pseudonym",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(LastHeard {
+                pseudonym: column_text(row, 0)?,
+                device_serial: column_u64(row, 1)?,
+                measured_at_ms: column(row, 2)?,
+            })
+        })
         .collect()
     }
 

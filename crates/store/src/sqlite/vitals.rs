@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use rusqlite::{params, TransactionBehavior};
 
 use crate::api::Vitals;
-use crate::{StoreResult, StoredSample};
+use crate::{LastHeard, StoreResult, StoredSample};
 
 use super::{backend, to_sql, SqliteStore};
 
@@ -109,6 +109,33 @@ impl Vitals for SqliteStore {
                 .map_err(backend)?;
             let rows = stmt
                 .query_map(params![to_sql(device_serial)?, limit], sample_from_row)
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn last_heard(&self) -> StoreResult<Vec<LastHeard>> {
+        self.with(|c| {
+            // Each device's newest as latest_vitals reads it: down the
+            // time index.
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT p.pseudonym, b.device_serial,
+                         (SELECT v.measured_at_ms FROM vitals v WHERE v.device_serial = b.device_serial
+                          ORDER BY v.measured_at_ms DESC, v.sequence DESC LIMIT 1)
+                     FROM patients p JOIN device_bindings b ON b.pseudonym = p.pseudonym AND b.active = 1
+                     ORDER BY p.pseudonym",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(LastHeard {
+                        pseudonym: r.get(0)?,
+                        device_serial: r.get::<_, i64>(1)? as u64,
+                        measured_at_ms: r.get(2)?,
+                    })
+                })
                 .map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
         })

@@ -308,6 +308,7 @@ pub(crate) async fn differential(
             21 => {
                 let pseudonym = rng.pick(&NAMES[..5]);
                 same!(compare, step, left, right, active_device(pseudonym));
+                same!(compare, step, left, right, last_heard());
             }
             22 => {
                 let device = rng.value(7);
