@@ -157,30 +157,28 @@ pub(crate) struct AlertRaiser {
     notifier: Option<Notifier>,
     /// Poked after a raise, so escalation tells the first person at once.
     escalation: Option<Arc<tokio::sync::Notify>>,
-    /// What the silence check knows without asking the store.
-    heard: Arc<Mutex<Heard>>,
+    /// What the silence check remembers between checks.
+    silences: Arc<Mutex<Silences>>,
     /// Turns for re-reading bindings: a few of the pool's connections.
     rereads: Arc<tokio::sync::Semaphore>,
 }
 
-/// What spares the silence check its reads of each patient. Each check
-/// reads every patient's active device and newest sample in one call;
-/// without this it would also read every patient's alerts, to resolve a
-/// silence: a query a patient every ten seconds, a thousand a second for
-/// ten thousand patients, far more than their vitals cost to store.
+/// What spares the silence check reading the alerts of every patient heard
+/// from, to resolve a silence they may have: a query a patient every ten
+/// seconds, a thousand a second for ten thousand patients, far more than
+/// their vitals cost to store. It reads them only where a silence may be
+/// open: at its first check, and then for patients found silent here or
+/// with an open silence alert.
 #[derive(Default)]
-struct Heard {
-    /// Device serial → the newest measurement time this replica committed
-    /// for it (a lower bound on the store's, which may hold newer samples
-    /// from another replica: enough to know a device is not silent).
-    newest_ms: HashMap<u64, i64>,
-    /// Whether a check read every patient in full since this replica
-    /// started: until then any patient may have a silence alert to resolve.
+struct Silences {
+    /// Whether a check has looked at every patient's alerts since this
+    /// replica started: until then any patient may have a silence to
+    /// resolve (raised before a restart).
     read_all: bool,
-    /// Patients found silent, read in full at every check until their
-    /// silence is resolved. A patient another replica finds silent is found
-    /// silent here too (this replica's newest is never newer than the
-    /// store's), so this replica resolves it when the device is heard here.
+    /// Patients this replica found silent, until their silence is
+    /// resolved. Every replica reads the same newest samples, so a patient
+    /// one finds silent the others find silent too, unless the device was
+    /// heard again in between; the open alerts cover that case.
     silent: HashSet<String>,
 }
 
@@ -232,7 +230,7 @@ impl AlertRaiser {
             episodes: Arc::new(Mutex::new(Episodes::default())),
             notifier: None,
             escalation: None,
-            heard: Arc::default(),
+            silences: Arc::default(),
             rereads: Arc::new(tokio::sync::Semaphore::new(BINDING_READS_AT_ONCE)),
         }
     }
@@ -356,13 +354,6 @@ impl AlertRaiser {
     /// patients' thresholds.
     async fn check_samples(&self, samples: impl Iterator<Item = &StoredSample>) {
         let mut ordered: Vec<&StoredSample> = samples.collect();
-        {
-            let mut heard = self.lock_heard();
-            for sample in &ordered {
-                let newest = heard.newest_ms.entry(sample.device_serial).or_default();
-                *newest = (*newest).max(sample.measured_at_ms);
-            }
-        }
         ordered.sort_by_key(|s| (s.device_serial, s.measured_at_ms, s.sequence));
         // Each device's patient once per batch: their limits, and none for
         // a device bound to nobody (its samples raise nothing).
@@ -527,7 +518,22 @@ impl AlertRaiser {
     async fn check_silence(&self, silence_secs: u64) -> Result<(), vitalgate_store::StoreError> {
         let now_ms = self.clock.now_ms();
         let limit_ms = silence_secs.saturating_mul(1000) as i64;
-        let heard_here = self.heard_here(now_ms.saturating_sub(limit_ms));
+        let (read_all, mut maybe_open) = {
+            let silences = self.lock_silences();
+            (silences.read_all, silences.silent.clone())
+        };
+        if read_all {
+            // Silences another replica raised and no one has seen yet: it
+            // may be gone (stopped, scaled down) before the device returns.
+            maybe_open.extend(
+                self.store
+                    .open_alerts(None, OPEN_ALERTS_READ)
+                    .await?
+                    .into_iter()
+                    .filter(|record| record.alert.rule == "silence")
+                    .map(|record| record.alert.pseudonym),
+            );
+        }
         // Every patient's active device and its newest sample, in one read.
         for LastHeard {
             pseudonym,
@@ -535,9 +541,6 @@ impl AlertRaiser {
             measured_at_ms,
         } in self.store.last_heard().await?
         {
-            if heard_here.contains(&pseudonym) {
-                continue;
-            }
             // A device that never sent anything is not silent, just not yet worn.
             let Some(newest_ms) = measured_at_ms else {
                 continue;
@@ -546,11 +549,13 @@ impl AlertRaiser {
             // window ahead); saturating, so no stored time can overflow this.
             let quiet_ms = now_ms.saturating_sub(newest_ms);
             if quiet_ms <= limit_ms {
-                self.resolve_silence(&pseudonym, newest_ms, now_ms).await?;
-                self.lock_heard().silent.remove(&pseudonym);
+                if !read_all || maybe_open.contains(&pseudonym) {
+                    self.resolve_silence(&pseudonym, newest_ms, now_ms).await?;
+                    self.lock_silences().silent.remove(&pseudonym);
+                }
                 continue;
             }
-            self.lock_heard().silent.insert(pseudonym.clone());
+            self.lock_silences().silent.insert(pseudonym.clone());
             let detail = format!(
                 "no data from device {serial} for {} s (limit {silence_secs} s)",
                 quiet_ms / 1000
@@ -560,34 +565,12 @@ impl AlertRaiser {
             self.raise(pseudonym, serial, "silence", detail, now_ms, newest_ms)
                 .await;
         }
-        self.lock_heard().read_all = true;
+        self.lock_silences().read_all = true;
         Ok(())
     }
 
-    /// Patients the silence check need not read: their device's binding
-    /// read within [`binding_ttl`], its newest sample committed here at or
-    /// after `since_ms`, and not found silent since. (A device replaced in
-    /// the meantime is checked once its old binding is older than that.)
-    /// None before a check has read every patient.
-    fn heard_here(&self, since_ms: i64) -> HashSet<String> {
-        let mut heard = self.lock_heard();
-        heard.newest_ms.retain(|_, newest| *newest >= since_ms);
-        if !heard.read_all {
-            return HashSet::new();
-        }
-        let patients = self.patients.lock().unwrap_or_else(|p| p.into_inner());
-        heard
-            .newest_ms
-            .keys()
-            .filter_map(|serial| Some((serial, patients.get(serial)?)))
-            .filter(|(serial, known)| known.read_at.elapsed() < binding_ttl(**serial))
-            .map(|(_, known)| known.pseudonym.clone())
-            .filter(|pseudonym| !heard.silent.contains(pseudonym))
-            .collect()
-    }
-
-    fn lock_heard(&self) -> std::sync::MutexGuard<'_, Heard> {
-        self.heard.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock_silences(&self) -> std::sync::MutexGuard<'_, Silences> {
+        self.silences.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Resolves the patient's silence alerts that data measured after them
@@ -632,6 +615,11 @@ pub const DATA_RETURNED: &str = "vitalgate: data returned";
 /// How many of a patient's newest alerts the silence check looks through for
 /// one to resolve: more than any patient has unresolved at once in practice.
 const RECENT_ALERTS: u32 = 20;
+
+/// How many open alerts, newest first, each silence check looks through for
+/// silences another replica raised. Beyond that, a silence is still
+/// resolved by the replica that raised it, or by any at its first check.
+const OPEN_ALERTS_READ: u32 = 1_000;
 
 #[cfg(test)]
 mod tests {
@@ -896,14 +884,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_silence_check_reads_nothing_of_a_patient_heard_here_until_they_fall_silent() {
+    async fn the_silence_check_reads_a_patients_alerts_only_where_a_silence_may_be_open() {
         let (spans, _guard) = crate::test_spans::SpanRecorder::install();
         let store: Arc<dyn Store> = Arc::new(vitalgate_rpc::traced_store::TracedStore::new(
             vitalgate_store::MemoryStore::new(),
             "memory",
         ));
-        // pt-here's device streams to this replica; pt-away's to another.
-        for (pseudonym, serial) in [("pt-here", 7), ("pt-away", 8)] {
+        for (pseudonym, serial) in [("pt-1", 7), ("pt-2", 8)] {
             store
                 .put_patient(pseudonym, b"sealed", 0)
                 .await
@@ -911,57 +898,78 @@ mod tests {
             store.bind_device(pseudonym, serial, 0).await.expect("bind");
         }
         let clock = vitalgate_rpc::clock::ManualClock::at(100_000);
-        let raiser = AlertRaiser::new(store.clone(), clock.clone(), AlertRules::default());
+        // Two replicas on one store.
+        let one = AlertRaiser::new(store.clone(), clock.clone(), AlertRules::default());
+        let other = AlertRaiser::new(store.clone(), clock.clone(), AlertRules::default());
         let heard = |sequence: u64| {
-            let (raiser, store, clock) = (raiser.clone(), store.clone(), clock.clone());
+            let (store, clock) = (store.clone(), clock.clone());
             async move {
-                let here = [normal(7, sequence, clock.now_ms())];
-                store.store_vitals(&here).await.expect("stored");
-                raiser.check_thresholds(&here).await;
-                let away = [normal(8, sequence, clock.now_ms())];
-                store.store_vitals(&away).await.expect("stored");
+                let samples = [
+                    normal(7, sequence, clock.now_ms()),
+                    normal(8, sequence, clock.now_ms()),
+                ];
+                store.store_vitals(&samples).await.expect("stored");
             }
         };
         // Whose alerts a check read (one `alerts_of` each, to resolve a
         // silence or before raising one), after one read of everyone's
         // device and newest sample and nothing else a patient.
-        let reads_of_a_check = || async {
-            let before = spans.named("store.transaction").len();
-            raiser.check_silence(120).await.expect("check");
-            let operations: Vec<String> = spans.named("store.transaction")[before..]
-                .iter()
-                .map(|s| s.fields["db.operation.name"].clone())
-                .collect();
-            let count = |name: &str| operations.iter().filter(|o| *o == name).count();
-            assert_eq!(count("last_heard"), 1, "{operations:?}");
-            assert_eq!(count("active_device") + count("latest_vitals"), 0);
-            count("alerts_of")
+        let reads_of_a_check = |raiser: &AlertRaiser| {
+            let (raiser, spans) = (raiser.clone(), &spans);
+            async move {
+                let before = spans.named("store.transaction").len();
+                raiser.check_silence(120).await.expect("check");
+                let operations: Vec<String> = spans.named("store.transaction")[before..]
+                    .iter()
+                    .map(|s| s.fields["db.operation.name"].clone())
+                    .collect();
+                let count = |name: &str| operations.iter().filter(|o| *o == name).count();
+                assert_eq!(count("last_heard"), 1, "{operations:?}");
+                assert!(count("open_alerts") <= 1, "{operations:?}");
+                assert_eq!(count("active_device") + count("latest_vitals"), 0);
+                count("alerts_of")
+            }
         };
 
         heard(1).await;
         assert_eq!(
-            reads_of_a_check().await,
+            reads_of_a_check(&one).await,
             2,
-            "the first check reads everyone"
+            "the first check reads everyone's"
         );
         assert_eq!(
-            reads_of_a_check().await,
-            1,
-            "then only the patient not heard here"
+            reads_of_a_check(&one).await,
+            0,
+            "then no one's who was heard from"
         );
+        assert_eq!(reads_of_a_check(&other).await, 2, "its own first check");
 
-        // Quiet for longer than the limit: both read, both found silent.
+        // Quiet for longer than the limit: both found silent and raised.
         clock.advance(Duration::from_secs(121));
-        assert_eq!(reads_of_a_check().await, 2);
+        assert_eq!(reads_of_a_check(&one).await, 2);
         let open = store.open_alerts(None, 10).await.expect("alerts");
         assert_eq!(open.len(), 2, "{open:?}");
 
-        // Heard again: a patient found silent is read (and their silence
-        // resolved) before the check skips them again.
+        // Heard again: the other replica, which never found them silent,
+        // resolves the silences it finds open (the first may be gone).
         heard(2).await;
-        assert_eq!(reads_of_a_check().await, 2);
+        assert_eq!(reads_of_a_check(&other).await, 2);
         assert!(store.open_alerts(None, 10).await.expect("open").is_empty());
-        assert_eq!(reads_of_a_check().await, 1);
+        assert_eq!(
+            audit_kinds(&*store).await,
+            [
+                "alert.raised",
+                "alert.raised",
+                "alert.resolved",
+                "alert.resolved"
+            ]
+        );
+        // The first reads the patients it found silent once more, finds
+        // nothing left to resolve, and then reads no one's.
+        assert_eq!(reads_of_a_check(&one).await, 2);
+        assert_eq!(audit_kinds(&*store).await.len(), 4);
+        assert_eq!(reads_of_a_check(&one).await, 0);
+        assert_eq!(reads_of_a_check(&other).await, 0);
     }
 
     #[tokio::test]
