@@ -177,10 +177,9 @@ struct DueBindings {
 
 /// What spares the silence check reading the alerts of every patient heard
 /// from, to resolve a silence they may have: a query a patient every ten
-/// seconds, a thousand a second for ten thousand patients, far more than
-/// their vitals cost to store. It reads them only where a silence may be
-/// open: at its first check, and then for patients found silent here or
-/// with an open silence alert.
+/// seconds, a thousand a second for ten thousand patients. It reads them
+/// only where a silence may be open: at its first check, and then for
+/// patients found silent here or with an open silence alert.
 #[derive(Default)]
 struct Silences {
     /// Whether a check has looked at every patient's alerts since this

@@ -311,6 +311,33 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn writes_the_alert_rules_have_no_room_for_are_stored_and_counted() {
+        let store: Arc<dyn Store> = Arc::new(vitalgate_store::MemoryStore::new());
+        let stats = Arc::new(HspStats::default());
+        // Alert rules with room for one write, and busy.
+        let (alerts, mut checked) = mpsc::channel(1);
+        let writer = VitalsWriter::start_notifying(
+            store.clone(),
+            stats.clone(),
+            1000,
+            Committed {
+                alerts: Some(alerts),
+                watchers: None,
+            },
+        );
+        for sequence in 1..=3 {
+            writer
+                .store(vec![sample(7, sequence)])
+                .await
+                .expect("stored");
+        }
+        assert_eq!(store.vitals_count(None).await.expect("count"), 3);
+        assert_eq!(stats.writes_unchecked.load(Ordering::Relaxed), 2);
+        let first = checked.recv().await.expect("the first write");
+        assert_eq!(first[0].sequence, 1);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_sessions_are_stored_once_and_answered_after_the_write() {
         let store: Arc<dyn Store> = Arc::new(vitalgate_store::MemoryStore::new());
