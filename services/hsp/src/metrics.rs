@@ -37,7 +37,7 @@ pub(crate) struct Instruments {
 
 /// The roles a handshake is counted under.
 const ROLES: [&str; 2] = ["device", "clinician"];
-/// The alert rules the HSP raises (alerts.rs).
+/// The alert rules the HSP raises (`alerts/`).
 const ALERT_RULES: [&str; 6] = [
     "spo2-low",
     "heart-rate-high",
