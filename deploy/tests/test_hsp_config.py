@@ -5,7 +5,7 @@ escalation), checked against what the binary parses without running it.
 The binary refuses an unknown key in every section (serde's
 deny_unknown_fields), so a wrong key fails the HSP's start. The key names,
 types and required keys are read here from the Rust structs themselves
-(crates/cli/src/config/file.rs and the HSP's alerts.rs, webhooks.rs, sms.rs,
+(crates/cli/src/config/file.rs and the HSP's alerts/mod.rs, webhooks.rs, sms.rs,
 escalation.rs): a field renamed there fails these tests until the chart
 follows. test_chart_binary_agree.py runs the rendered default file through
 the real binary.
@@ -33,8 +33,8 @@ STRUCTS = {
     "FileConfig": "crates/cli/src/config/file.rs",
     "HspSection": "crates/cli/src/config/file.rs",
     "SmtpSection": "crates/cli/src/config/file.rs",
-    "AlertRules": "services/hsp/src/alerts.rs",
-    "HoldSecs": "services/hsp/src/alerts.rs",
+    "AlertRules": "services/hsp/src/alerts/mod.rs",
+    "HoldSecs": "services/hsp/src/alerts/mod.rs",
     "WebhookConfig": "services/hsp/src/webhooks.rs",
     "SmsConfig": "services/hsp/src/sms.rs",
     "EscalationConfig": "services/hsp/src/escalation.rs",
