@@ -4,8 +4,9 @@
 //! Telemetry is process-wide (one tracing subscriber, one global tracer and
 //! meter provider, instruments cached on first use), so each mode runs in a
 //! process of its own: this command starts itself again as a worker per
-//! mode and workload, round after round with the modes in turn, so machine
-//! noise falls on all of them alike. The modes:
+//! mode and workload, round after round with the modes in turn (each round
+//! starting with the next), so machine noise falls on all of them alike.
+//! The modes:
 //!
 //! - `off`: no subscriber, no meter provider (what the instrumented code
 //!   costs when nothing listens);
@@ -97,7 +98,16 @@ pub(crate) fn run(
     let mut runs: Vec<(&str, &str, Figures)> = Vec::new();
     for round in 1..=ROUNDS {
         for workload in WORKLOADS {
-            for mode in MODES {
+            // Each round starts with another mode: a run slows the next
+            // (PostgreSQL checkpoints after a dropped database, the page
+            // cache, the machine's own drift), and always running `off`
+            // first would charge that to telemetry.
+            for mode in MODES
+                .iter()
+                .cycle()
+                .skip(round % MODES.len())
+                .take(MODES.len())
+            {
                 eprintln!("telemetry: round {round}/{ROUNDS}, {workload}, {mode}");
                 let figures = start_worker(mode, workload, &plan)?;
                 runs.push((mode, workload, figures));
