@@ -270,7 +270,7 @@ pub(crate) fn run(server: &str, logins: usize) -> LoginE2e {
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(async {
+    let (figures, database) = runtime.block_on(async {
         let database = crate::ingest::Database::create(server).await;
         let platform = start_platform(&database.url).await.expect("platform");
         eprintln!(
@@ -384,9 +384,18 @@ pub(crate) fn run(server: &str, logins: usize) -> LoginE2e {
             own_cpu_us,
         };
         drop(platform);
-        database.drop().await;
-        figures
-    })
+        (figures, database)
+    });
+    // The servers and the HSP's background jobs, with their pooled
+    // connections, end with their runtime, before their database is
+    // dropped: dropping it under live connections logged each as an error.
+    drop(runtime);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(database.drop());
+    figures
 }
 
 pub(crate) fn report(figures: &LoginE2e, json: bool) {
