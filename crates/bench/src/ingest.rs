@@ -3,7 +3,8 @@
 //! which gathers them into one binary COPY per write on PostgreSQL (one
 //! insert for a write under 100 samples) — for several gathering sizes,
 //! beside binary COPY into the store's own `vitals` (the schema's ceiling:
-//! its partitions and key) and into an unpartitioned table without keys (the
+//! its partitions and key), into an unpartitioned table with the same key
+//! (the key's share of that ceiling) and into one without keys (the
 //! database's own ceiling on this machine).
 
 use std::sync::Arc;
@@ -86,24 +87,43 @@ async fn through_the_writer(url: &str, gather: usize, per_session: u64, offset: 
     (SESSIONS * per_session) as f64 / elapsed
 }
 
-/// Binary COPY of the same rows into a plain table: PostgreSQL's own ceiling.
-async fn plain_copy(url: &str, rows: u64) -> f64 {
+/// The columns of `vitals`, for the baseline tables.
+const VITALS_COLUMNS: &str = "device_serial BIGINT, sequence BIGINT, measured_at_ms BIGINT,
+     heart_rate_bpm REAL, spo2_percent REAL, respiratory_rate_per_min REAL,
+     skin_temperature_c REAL, systolic_mmhg REAL, diastolic_mmhg REAL, anomaly BOOLEAN";
+
+/// Binary COPY of the same rows into a new unpartitioned table `table`
+/// with `key` (SQL after the columns, or nothing).
+async fn copy_into_new_table(url: &str, table: &str, key: &str, rows: u64) -> f64 {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect");
     let task = tokio::spawn(connection);
     client
-        .batch_execute(
-            "CREATE TABLE copy_baseline (device_serial BIGINT, sequence BIGINT, measured_at_ms BIGINT,
-             heart_rate_bpm REAL, spo2_percent REAL, respiratory_rate_per_min REAL,
-             skin_temperature_c REAL, systolic_mmhg REAL, diastolic_mmhg REAL, anomaly BOOLEAN)",
-        )
+        .batch_execute(&format!("CREATE TABLE {table} ({VITALS_COLUMNS}{key})"))
         .await
         .expect("table");
-    let rate = copy_rows(&client, "copy_baseline", rows, 0).await;
+    let rate = copy_rows(&client, table, rows, 0).await;
     drop(client);
     let _ = task.await;
     rate
+}
+
+/// Binary COPY of the same rows into a plain table: PostgreSQL's own ceiling.
+async fn plain_copy(url: &str, rows: u64) -> f64 {
+    copy_into_new_table(url, "copy_baseline", "", rows).await
+}
+
+/// Binary COPY of the same rows into an unpartitioned table with `vitals`'
+/// key: what the key costs on its own, without the day partitions.
+async fn keyed_copy(url: &str, rows: u64) -> f64 {
+    copy_into_new_table(
+        url,
+        "copy_keyed",
+        ", PRIMARY KEY (device_serial, measured_at_ms, sequence)",
+        rows,
+    )
+    .await
 }
 
 /// Binary COPY of the same rows, in one transaction, into the store's own
@@ -202,6 +222,12 @@ pub(crate) fn run(server: &str, samples: u64) -> Vec<IngestRow> {
             batch: (SESSIONS * per_session) as usize,
             samples_per_s: rate,
         });
+        let rate = keyed_copy(&url, SESSIONS * per_session).await;
+        rows.push(IngestRow {
+            name: "postgres-copy-keyed",
+            batch: (SESSIONS * per_session) as usize,
+            samples_per_s: rate,
+        });
         let rate = plain_copy(&url, SESSIONS * per_session).await;
         rows.push(IngestRow {
             name: "postgres-copy-plain",
@@ -290,7 +316,8 @@ pub(crate) fn report(rows: &[IngestRow], json: bool) {
          the day-partitioned table and a notification; an insert with ON CONFLICT DO NOTHING \
          instead for a write under 100 samples, or again when the COPY met a stored key);\n'copy-vitals' is binary COPY of as many rows \
          into the store's own day-partitioned `vitals` (its key, its only index), in one \
-         transaction;\n'copy-plain' is binary COPY \
-         into an unpartitioned table without keys."
+         transaction;\n'copy-keyed' is binary COPY into an unpartitioned table with \
+         `vitals`' key (what the key costs without the partitions);\n'copy-plain' is binary \
+         COPY into an unpartitioned table without keys."
     );
 }

@@ -4,7 +4,7 @@
 //! cargo run --release -p vitalgate-bench -- handshake [--json] [--rounds N]
 //! cargo run --release -p vitalgate-bench -- login [--json] [--logins N]
 //! cargo run --release -p vitalgate-bench -- biometric [--json]
-//! cargo run --release -p vitalgate-bench -- ingest [--json] [--database-url URL]
+//! cargo run --release -p vitalgate-bench -- ingest [--json] [--samples N] [--database-url URL]
 //! cargo run --release -p vitalgate-bench -- login-e2e [--json] [--logins N] [--database-url URL]
 //! cargo run --release -p vitalgate-bench -- hsp-port [--json] [--rounds N]
 //! cargo run --release -p vitalgate-bench -- flood [--json] [--devices N] [--seconds S]
@@ -46,7 +46,7 @@ use measure::{interleaved, Bench};
 const USAGE: &str = "usage: vitalgate-bench handshake [--json] [--rounds N]\n       \
                      vitalgate-bench login [--json] [--logins N]\n       \
                      vitalgate-bench biometric [--json]\n       \
-                     vitalgate-bench ingest [--json] [--database-url URL]\n       \
+                     vitalgate-bench ingest [--json] [--samples N] [--database-url URL]\n       \
                      vitalgate-bench login-e2e [--json] [--logins N] [--database-url URL]\n       \
                      vitalgate-bench hsp-port [--json] [--rounds N]\n       \
                      vitalgate-bench flood [--json] [--devices N] [--seconds S]\n       \
@@ -67,6 +67,10 @@ fn main() -> ExitCode {
     let mut json = false;
     let mut rounds = 40;
     let mut logins = 2000;
+    // Samples per `ingest` row: a million makes each COPY last a second or
+    // more (at 128,000, plain COPY took a tenth of a second, and its rate
+    // swung with whatever else the machine did in it); about 40 s in all.
+    let mut samples = 1_024_000;
     let mut devices: Option<Vec<usize>> = None;
     let mut seconds = 20;
     let mut stores = vec![sessions::StoreKind::Sqlite, sessions::StoreKind::Postgres];
@@ -84,6 +88,13 @@ fn main() -> ExitCode {
                 Some(n) if n > 0 => rounds = n,
                 _ => {
                     eprintln!("--rounds needs a positive number\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "--samples" => match it.next().and_then(|n| n.parse().ok()) {
+                Some(n) if n >= 256 => samples = n,
+                _ => {
+                    eprintln!("--samples needs a number of at least 256\n{USAGE}");
                     return ExitCode::from(2);
                 }
             },
@@ -168,7 +179,7 @@ fn main() -> ExitCode {
         Some("handshake") => handshake(json, rounds),
         Some("login") => login::report(&login::run(logins), json),
         Some("biometric") => biometric::run(json),
-        Some("ingest") => ingest::report(&ingest::run(&database_url, 128_000), json),
+        Some("ingest") => ingest::report(&ingest::run(&database_url, samples), json),
         Some("login-e2e") => login_e2e::report(&login_e2e::run(&database_url, logins), json),
         Some("hsp-port") => hsp_port::report(&hsp_port::run(rounds.min(2000)), json),
         Some("flood") => match flood::run(
