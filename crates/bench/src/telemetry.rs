@@ -99,9 +99,9 @@ pub(crate) fn run(
     for round in 1..=ROUNDS {
         for workload in WORKLOADS {
             // Each round starts with another mode: a run slows the next
-            // (PostgreSQL checkpoints after a dropped database, the page
-            // cache, the machine's own drift), and always running `off`
-            // first would charge that to telemetry.
+            // (PostgreSQL cleaning up after the database a login run
+            // dropped, the page cache, the machine's own drift), and always
+            // running `off` first would charge that to telemetry.
             for mode in MODES
                 .iter()
                 .cycle()
