@@ -569,6 +569,19 @@ mod tests {
         ))
     }
 
+    /// A traced memory store with devices 1 to 6 bound to patients
+    /// `pt-1` to `pt-6`.
+    async fn six_bound_devices() -> Arc<dyn Store> {
+        let store = traced_memory_store();
+        for serial in 1..=6 {
+            store
+                .bind_device(&format!("pt-{serial}"), serial, 0)
+                .await
+                .expect("bind");
+        }
+        store
+    }
+
     pub(super) async fn audit_kinds(store: &dyn Store) -> Vec<String> {
         store
             .audit_events(0, 100)
@@ -672,13 +685,7 @@ mod tests {
     #[tokio::test]
     async fn a_writes_bindings_are_read_in_one_call_and_then_kept() {
         let (spans, _guard) = crate::test_spans::SpanRecorder::install();
-        let store = traced_memory_store();
-        for serial in 1..=6 {
-            store
-                .bind_device(&format!("pt-{serial}"), serial, 0)
-                .await
-                .expect("bind");
-        }
+        let store = six_bound_devices().await;
         let raiser = raising_at_once(&store);
         // The reads of bindings one check of a write makes, by operation.
         let reads_of = |batch: Vec<StoredSample>| {
@@ -723,13 +730,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn bindings_falling_due_over_several_writes_are_read_again_in_one_call() {
         let (spans, _guard) = crate::test_spans::SpanRecorder::install();
-        let store = traced_memory_store();
-        for serial in 1..=6 {
-            store
-                .bind_device(&format!("pt-{serial}"), serial, 0)
-                .await
-                .expect("bind");
-        }
+        let store = six_bound_devices().await;
         let raiser = raising_at_once(&store);
         let writes = raiser.start();
         let reads = || {
