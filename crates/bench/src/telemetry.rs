@@ -10,6 +10,12 @@
 //!
 //! - `off`: no subscriber, no meter provider (what the instrumented code
 //!   costs when nothing listens);
+//! - `floor`: the least any span recorder built on `tracing` costs: its
+//!   registry (each span's parent and its place while open) with a layer
+//!   that takes a timestamp at each end of a span and keeps its fields,
+//!   filtered as the exported spans are, and nothing else: no ids, no
+//!   metrics, no export. What telemetry costs above it is what
+//!   `tracing-opentelemetry`, the SDK and the exporter add;
 //! - `no-collector`: the services' own setup (`Telemetry::init`, as
 //!   `--otlp-endpoint` makes it) exporting to a port nobody listens on:
 //!   spans queued, exports failing, drops counted;
@@ -44,7 +50,13 @@ const COLLECTOR_VAR: &str = "VITALGATE_BENCH_TELEMETRY_COLLECTOR";
 /// Where the workers' temporary files go when it exists (memory).
 const MEMORY_TMPDIR: &str = "/dev/shm";
 
-const MODES: [&str; 3] = ["off", "no-collector", "collector"];
+const MODES: [&str; 4] = ["off", "floor", "no-collector", "collector"];
+/// The modes the goal is judged on: telemetry as the services run it.
+const JUDGED_MODES: [&str; 2] = ["no-collector", "collector"];
+/// The name of the worker's own runtime's threads, where the OTLP client's
+/// connections live; with the SDK's `OpenTelemetry.*` threads they are what
+/// exporting costs the process, apart from recording on the hot paths.
+const EXPORT_RUNTIME_THREAD: &str = "otlp-client";
 const WORKLOADS: [&str; 3] = ["hsp-port", "login-e2e", "spans"];
 /// `spans` worker runs: chunks of span pairs (a vitals batch's span and one
 /// child); with a collector each chunk is flushed to it before the next, so
@@ -150,11 +162,16 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
     // their own, kept for the worker's life; the workloads make theirs.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_name(EXPORT_RUNTIME_THREAD)
         .enable_all()
         .build()?;
     let (telemetry, collector) = runtime.block_on(async {
         let endpoint = match mode {
             "off" => return Ok::<_, Error>((None, None)),
+            "floor" => {
+                install_floor_recorder()?;
+                return Ok((None, None));
+            }
             "no-collector" => {
                 // A port that was free a moment ago: nobody listens there.
                 let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
@@ -165,7 +182,9 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
                 (collector.endpoint.clone(), Some(collector))
             }
             other => {
-                return Err(format!("mode {other:?}: not off, no-collector or collector").into())
+                return Err(
+                    format!("mode {other:?}: not off, floor, no-collector or collector").into(),
+                )
             }
         };
         let telemetry = Telemetry::init(&TelemetrySettings {
@@ -223,11 +242,140 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
         telemetry.flush_traces();
         telemetry.shutdown();
     }
+    // Read after the flush, so that the last export counts; the threads
+    // are still there (the runtime and the providers' threads end below).
+    if let Some((export, process)) = export_threads_cpu_ns() {
+        figures.insert(
+            "export_cpu_share".into(),
+            (export as f64 / process.max(1) as f64).into(),
+        );
+    }
     if let Some(collector) = collector {
         figures.insert("spans_received".into(), collector.stop()?.into());
     }
     drop(runtime);
     Ok(figures)
+}
+
+/// Installs the `floor` mode's recorder as the process's subscriber.
+fn install_floor_recorder() -> Result<(), Error> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+    tracing_subscriber::registry()
+        .with(FloorRecorder.with_filter(vitalgate_telemetry::exported_spans()))
+        .try_init()?;
+    Ok(())
+}
+
+/// The `floor` mode's layer: what any recorder must do for each span.
+struct FloorRecorder;
+
+/// What [`FloorRecorder`] keeps of an open span.
+struct FloorRecord {
+    started: std::time::SystemTime,
+    fields: Vec<(&'static str, FieldValue)>,
+}
+
+/// A field's value as a recorder keeps it: numbers as they are, text owned.
+enum FieldValue {
+    Number(u64),
+    Text(String),
+}
+
+impl tracing::field::Visit for FloorRecord {
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.fields.push((field.name(), FieldValue::Number(value)));
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.fields
+            .push((field.name(), FieldValue::Number(value.cast_unsigned())));
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.fields
+            .push((field.name(), FieldValue::Number(u64::from(value))));
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.fields
+            .push((field.name(), FieldValue::Text(value.to_owned())));
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.fields
+            .push((field.name(), FieldValue::Text(format!("{value:?}"))));
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for FloorRecorder
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attributes: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        context: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut record = FloorRecord {
+            started: std::time::SystemTime::now(),
+            fields: Vec::with_capacity(4),
+        };
+        attributes.record(&mut record);
+        if let Some(span) = context.span(id) {
+            span.extensions_mut().insert(record);
+        }
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        context: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if let Some(span) = context.span(id) {
+            if let Some(record) = span.extensions_mut().get_mut::<FloorRecord>() {
+                values.record(record);
+            }
+        }
+    }
+
+    fn on_close(&self, id: tracing::span::Id, context: tracing_subscriber::layer::Context<'_, S>) {
+        if let Some(span) = context.span(&id) {
+            if let Some(record) = span.extensions_mut().remove::<FloorRecord>() {
+                // What an exporter would read: both ends and every field.
+                let ended = std::time::SystemTime::now();
+                let size: u64 = record
+                    .fields
+                    .iter()
+                    .map(|(name, value)| match value {
+                        FieldValue::Number(number) => *number,
+                        FieldValue::Text(text) => text.len() as u64,
+                    } + name.len() as u64)
+                    .sum();
+                std::hint::black_box((record.started, ended, size));
+            }
+        }
+    }
+}
+
+/// CPU time of the threads that export (the SDK's and the OTLP client's
+/// runtime's) and of the whole process so far, in nanoseconds, from Linux's
+/// per-thread scheduler statistics; `None` where there are none.
+fn export_threads_cpu_ns() -> Option<(u64, u64)> {
+    let mut export = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let name = name.trim_end();
+        if name.starts_with("OpenTelemetry") || name.starts_with(EXPORT_RUNTIME_THREAD) {
+            // The first of schedstat's fields: nanoseconds on a CPU.
+            let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            export += schedstat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some((export, crate::cpu::process_cpu_ns()))
 }
 
 /// CPU per span, in nanoseconds: a vitals batch's span with a store
@@ -411,13 +559,14 @@ fn report(runs: &[(&str, &str, Figures)], json: bool, plan: &Plan<'_>) {
         return;
     }
     println!(
-        "telemetry off / on without a collector / on with a local collector, same run: \
-         {ROUNDS} worker runs per mode, medians ({} reconnecting sessions, {} logins per run)\n",
+        "telemetry off / a tracing recorder's floor / on without a collector / on with a \
+         local collector, same run: {ROUNDS} worker runs per mode, medians ({} reconnecting \
+         sessions, {} logins per run)\n",
         plan.sessions, plan.logins
     );
     println!(
-        "{:<16} {:>14} {:>14} {:>14} {:>10} {:>10}",
-        "path", "off", "no-collector", "collector", "cost nc", "cost col"
+        "{:<34} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}",
+        "path", "off", "floor", "no-coll.", "collector", "floor", "nc", "col"
     );
     let mut goals = Vec::new();
     for (row, workload, name, more_is_worse, judged) in ROWS {
@@ -430,25 +579,39 @@ fn report(runs: &[(&str, &str, Figures)], json: bool, plan: &Plan<'_>) {
             _ => f64::NAN,
         };
         println!(
-            "{:<16} {:>14.1} {:>14.1} {:>14.1} {:>10.3} {:>10.3}",
+            "{:<34} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>8.3} {:>8.3} {:>8.3}",
             format!("{row} ({name})"),
             value("off"),
+            value("floor"),
             value("no-collector"),
             value("collector"),
+            ratio("floor"),
             ratio("no-collector"),
             ratio("collector"),
         );
-        for mode in ["no-collector", "collector"].into_iter().filter(|_| judged) {
+        for mode in JUDGED_MODES.into_iter().filter(|_| judged) {
             goals.push((format!("{row}, {mode}: cost <= {GOAL} x off"), ratio(mode)));
         }
     }
+    println!("(the last three columns: cost over off)");
     let spans = median(runs, "collector", "hsp-port", "spans_received").unwrap_or(0.0);
     println!("\nspans the local collector received per hsp-port run (median): {spans:.0}");
+    for workload in ["hsp-port", "login-e2e"] {
+        let share =
+            |mode| 100.0 * median(runs, mode, workload, "export_cpu_share").unwrap_or(f64::NAN);
+        println!(
+            "{workload}: the exporting threads' share of the worker's CPU (median): \
+             no-collector {:.1} %, collector {:.1} %",
+            share("no-collector"),
+            share("collector")
+        );
+    }
     let span_cpu = |mode| median(runs, mode, "spans", "span_cpu_ns").unwrap_or(f64::NAN);
     println!(
         "CPU per span (a batch's and a store transaction's, on one thread): \
-         off {:.0} ns, no-collector {:.0} ns, collector {:.0} ns",
+         off {:.0} ns, floor {:.0} ns, no-collector {:.0} ns, collector {:.0} ns",
         span_cpu("off"),
+        span_cpu("floor"),
         span_cpu("no-collector"),
         span_cpu("collector")
     );

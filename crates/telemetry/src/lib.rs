@@ -234,16 +234,9 @@ impl Telemetry {
         });
         // The filter applies to the log lines only: spans the filter hides
         // from the logs (debug-level store transactions, say) still go to
-        // the collector. The collector gets vitalgate's own spans and events
-        // down to debug, and the libraries' (h2, hyper, rustls, the
-        // database drivers) from info up: their debug events would each
-        // become a span event on the current span, many per request, and
-        // cost the hot paths more than the spans themselves.
-        let exported = tracing_subscriber::filter::Targets::new()
-            .with_target("vitalgate", tracing::Level::DEBUG)
-            .with_default(tracing::Level::INFO);
+        // the collector, as `exported_spans` says.
         let _ = tracing_subscriber::registry()
-            .with(otel_layer.map(|layer| layer.with_filter(exported)))
+            .with(otel_layer.map(|layer| layer.with_filter(exported_spans())))
             .with(fmt_layer.with_filter(filter))
             .try_init();
 
@@ -310,6 +303,17 @@ fn lazy_channel(endpoint: &str) -> Result<tonic::transport::Channel, TelemetryEr
         .connect_timeout(EXPORT_TIMEOUT)
         .timeout(EXPORT_TIMEOUT);
     Ok(channel.connect_lazy())
+}
+
+/// The spans and events exported to the collector: vitalgate's own down to
+/// debug, and the libraries' (h2, hyper, rustls, the database drivers) from
+/// info up. Their debug events would each become a span event on the
+/// current span, many per request, and cost the hot paths more than the
+/// spans themselves.
+pub fn exported_spans() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new()
+        .with_target("vitalgate", tracing::Level::DEBUG)
+        .with_default(tracing::Level::INFO)
 }
 
 /// A database connection pool's use at one moment, for [`observe_db_pools`].
