@@ -25,6 +25,7 @@ mod flood;
 mod floor;
 mod hsp_port;
 mod ingest;
+mod lean_recorder;
 mod login;
 mod login_e2e;
 mod measure;

@@ -23,9 +23,14 @@
 //!   loopback socket: a process of its own, as an OpenTelemetry Collector
 //!   agent beside a service would be, so that the worker's CPU clock counts
 //!   what sending costs the service and not what decoding costs the
-//!   receiver.
+//!   receiver;
+//! - `lean`: the cheapest span path to that collector we could build on
+//!   `tracing` (see `lean_recorder`): OTLP's protobuf spans made straight
+//!   from the registry, no `tracing-opentelemetry`, no SDK, no metrics.
+//!   Not what the services run: the figure that tells whether replacing
+//!   their path would bring the cost under the goal.
 //!
-//! Logs are at `warn` in every mode, so that the figures are about traces
+//! Logs are at `warn` in the services' modes, so that the figures are about traces
 //! and metrics, not about formatting log lines. The workers keep their
 //! embedded stores' files in memory (`TMPDIR` on `/dev/shm` where there is
 //! one): on this machine a flush to disk varies by tens of per cent from run
@@ -50,7 +55,7 @@ const COLLECTOR_VAR: &str = "VITALGATE_BENCH_TELEMETRY_COLLECTOR";
 /// Where the workers' temporary files go when it exists (memory).
 const MEMORY_TMPDIR: &str = "/dev/shm";
 
-const MODES: [&str; 4] = ["off", "floor", "no-collector", "collector"];
+const MODES: [&str; 5] = ["off", "floor", "no-collector", "collector", "lean"];
 /// The modes the goal is judged on: telemetry as the services run it.
 const JUDGED_MODES: [&str; 2] = ["no-collector", "collector"];
 /// The name of the worker's own runtime's threads, where the OTLP client's
@@ -165,12 +170,21 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
         .thread_name(EXPORT_RUNTIME_THREAD)
         .enable_all()
         .build()?;
+    let mut lean = None;
     let (telemetry, collector) = runtime.block_on(async {
         let endpoint = match mode {
             "off" => return Ok::<_, Error>((None, None)),
             "floor" => {
                 install_floor_recorder()?;
                 return Ok((None, None));
+            }
+            "lean" => {
+                let collector = LocalCollector::start()?;
+                lean = Some(crate::lean_recorder::install(
+                    &collector.endpoint,
+                    "vitalgate-bench",
+                )?);
+                return Ok((None, Some(collector)));
             }
             "no-collector" => {
                 // A port that was free a moment ago: nobody listens there.
@@ -230,6 +244,9 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
                 if let Some(telemetry) = exporting {
                     telemetry.flush_traces();
                 }
+                if let Some(lean) = &lean {
+                    runtime.block_on(lean.flush());
+                }
             };
             figures.insert("span_cpu_ns".into(), span_cpu_ns(flush)?.into());
         }
@@ -241,6 +258,9 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
         // Whatever is still queued goes out before the count is read.
         telemetry.flush_traces();
         telemetry.shutdown();
+    }
+    if let Some(lean) = &lean {
+        runtime.block_on(lean.flush());
     }
     // Read after the flush, so that the last export counts; the threads
     // are still there (the runtime and the providers' threads end below).
@@ -559,18 +579,17 @@ fn report(runs: &[(&str, &str, Figures)], json: bool, plan: &Plan<'_>) {
         return;
     }
     println!(
-        "telemetry off / a tracing recorder's floor / on without a collector / on with a \
-         local collector, same run: {ROUNDS} worker runs per mode, medians ({} reconnecting \
-         sessions, {} logins per run)\n",
+        "telemetry's cost, same run: {ROUNDS} worker runs per mode, medians \
+         ({} reconnecting sessions, {} logins per run); the modes are in the module's docs\n",
         plan.sessions, plan.logins
     );
-    println!(
-        "{:<34} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}",
-        "path", "off", "floor", "no-coll.", "collector", "floor", "nc", "col"
-    );
+    let mut header = format!("{:<40}", "path (figure), cost over off");
+    for mode in &MODES[1..] {
+        header.push_str(&format!(" {mode:>12}"));
+    }
+    println!("{header}  {:>12}", "off (figure)");
     let mut goals = Vec::new();
     for (row, workload, name, more_is_worse, judged) in ROWS {
-        let value = |mode| median(runs, mode, workload, name).unwrap_or(f64::NAN);
         let ratio = |mode| match (
             cost(mode, workload, name, more_is_worse),
             cost("off", workload, name, more_is_worse),
@@ -578,43 +597,33 @@ fn report(runs: &[(&str, &str, Figures)], json: bool, plan: &Plan<'_>) {
             (Some(on), Some(off)) => on / off,
             _ => f64::NAN,
         };
-        println!(
-            "{:<34} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>8.3} {:>8.3} {:>8.3}",
-            format!("{row} ({name})"),
-            value("off"),
-            value("floor"),
-            value("no-collector"),
-            value("collector"),
-            ratio("floor"),
-            ratio("no-collector"),
-            ratio("collector"),
-        );
+        let mut line = format!("{:<40}", format!("{row} ({name})"));
+        for mode in &MODES[1..] {
+            line.push_str(&format!(" {:>12.3}", ratio(mode)));
+        }
+        let off = median(runs, "off", workload, name).unwrap_or(f64::NAN);
+        println!("{line}  {off:>12.1}");
         for mode in JUDGED_MODES.into_iter().filter(|_| judged) {
             goals.push((format!("{row}, {mode}: cost <= {GOAL} x off"), ratio(mode)));
         }
     }
-    println!("(the last three columns: cost over off)");
     let spans = median(runs, "collector", "hsp-port", "spans_received").unwrap_or(0.0);
     println!("\nspans the local collector received per hsp-port run (median): {spans:.0}");
     for workload in ["hsp-port", "login-e2e"] {
-        let share =
-            |mode| 100.0 * median(runs, mode, workload, "export_cpu_share").unwrap_or(f64::NAN);
-        println!(
-            "{workload}: the exporting threads' share of the worker's CPU (median): \
-             no-collector {:.1} %, collector {:.1} %",
-            share("no-collector"),
-            share("collector")
-        );
+        let mut line =
+            format!("{workload}: the exporting threads' share of the worker's CPU (median):");
+        for mode in ["no-collector", "collector", "lean"] {
+            let share = median(runs, mode, workload, "export_cpu_share").unwrap_or(f64::NAN);
+            line.push_str(&format!(" {mode} {:.1} %", 100.0 * share));
+        }
+        println!("{line}");
     }
-    let span_cpu = |mode| median(runs, mode, "spans", "span_cpu_ns").unwrap_or(f64::NAN);
-    println!(
-        "CPU per span (a batch's and a store transaction's, on one thread): \
-         off {:.0} ns, floor {:.0} ns, no-collector {:.0} ns, collector {:.0} ns",
-        span_cpu("off"),
-        span_cpu("floor"),
-        span_cpu("no-collector"),
-        span_cpu("collector")
-    );
+    let mut line = "CPU per span (a batch's and a store transaction's, on one thread):".to_string();
+    for mode in MODES {
+        let span_cpu = median(runs, mode, "spans", "span_cpu_ns").unwrap_or(f64::NAN);
+        line.push_str(&format!(" {mode} {span_cpu:.0} ns"));
+    }
+    println!("{line}");
     println!("\ngoals (the issue: under 5 % on each path; judged on CPU time per operation):");
     for (goal, value) in goals {
         let verdict = if value <= GOAL { "met" } else { "MISSED" };
