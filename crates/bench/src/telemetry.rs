@@ -30,11 +30,12 @@
 //!   Not what the services run: the figure that tells whether replacing
 //!   their path would bring the cost under the goal.
 //!
-//! Logs are at `warn` in the services' modes, so that the figures are about traces
-//! and metrics, not about formatting log lines. The workers keep their
-//! embedded stores' files in memory (`TMPDIR` on `/dev/shm` where there is
-//! one): on this machine a flush to disk varies by tens of per cent from run
-//! to run, which would drown the few per cent measured here.
+//! Logs are at `warn` in the services' modes, so that the figures are
+//! about traces and metrics, not about formatting log lines. The workers
+//! keep their embedded stores' files in memory (`TMPDIR` on `/dev/shm`
+//! where there is one): on this machine a flush to disk varies by tens of
+//! per cent from run to run, which would drown the few per cent measured
+//! here.
 //!
 //! The workloads are the existing benchmarks' own: `hsp-port`'s reconnecting
 //! device over TLS (connection, handshake, one batch stored; median latency)
@@ -196,9 +197,10 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
                 (collector.endpoint.clone(), Some(collector))
             }
             other => {
-                return Err(
-                    format!("mode {other:?}: not off, floor, no-collector or collector").into(),
+                return Err(format!(
+                    "mode {other:?}: not off, floor, no-collector, collector or lean"
                 )
+                .into())
             }
         };
         let telemetry = Telemetry::init(&TelemetrySettings {
