@@ -38,19 +38,18 @@ enum Message {
     Flush(tokio::sync::oneshot::Sender<()>),
 }
 
-/// The recorder's handle: flushes what is queued.
-pub(crate) struct Lean {
-    pending: Arc<Mutex<Vec<Span>>>,
-    sender: tokio::sync::mpsc::Sender<Message>,
-}
+/// The recorder's handle (the layer's own queue and channel): flushes
+/// what is queued.
+pub(crate) struct Lean(Recorder);
 
 impl Lean {
     /// Sends what is queued and waits until the export task has sent it.
     pub(crate) async fn flush(&self) {
-        let rest = std::mem::take(&mut *lock(&self.pending));
+        let Recorder { pending, sender } = &self.0;
+        let rest = std::mem::take(&mut *lock(pending));
         let (done, wait) = tokio::sync::oneshot::channel();
-        let _ = self.sender.send(Message::Batch(rest)).await;
-        let _ = self.sender.send(Message::Flush(done)).await;
+        let _ = sender.send(Message::Batch(rest)).await;
+        let _ = sender.send(Message::Flush(done)).await;
         let _ = wait.await;
     }
 }
@@ -95,19 +94,23 @@ pub(crate) fn install(endpoint: &str, service_name: &str) -> Result<Lean, Error>
             }
         }
     });
-    let pending = Arc::new(Mutex::new(Vec::with_capacity(BATCH)));
     let recorder = Recorder {
-        pending: pending.clone(),
-        sender: sender.clone(),
+        pending: Arc::new(Mutex::new(Vec::with_capacity(BATCH))),
+        sender,
     };
     tracing_subscriber::registry()
-        .with(recorder.with_filter(vitalgate_telemetry::exported_spans()))
+        .with(
+            recorder
+                .clone()
+                .with_filter(vitalgate_telemetry::exported_spans()),
+        )
         .try_init()?;
-    Ok(Lean { pending, sender })
+    Ok(Lean(recorder))
 }
 
 /// The layer: each span's OTLP form lives in the registry's extensions
 /// while the span is open, then waits in `pending` for a full batch.
+#[derive(Clone)]
 struct Recorder {
     pending: Arc<Mutex<Vec<Span>>>,
     sender: tokio::sync::mpsc::Sender<Message>,
