@@ -25,7 +25,6 @@ mod flood;
 mod floor;
 mod hsp_port;
 mod ingest;
-mod lean_recorder;
 mod login;
 mod login_e2e;
 mod measure;

@@ -14,8 +14,11 @@
 //!   registry (each span's parent and its place while open) with a layer
 //!   that takes a timestamp at each end of a span and keeps its fields,
 //!   filtered as the exported spans are, and nothing else: no ids, no
-//!   metrics, no export. What telemetry costs above it is what
-//!   `tracing-opentelemetry`, the SDK and the exporter add;
+//!   metrics, no export. What telemetry costs above it is what the
+//!   services' span recorder (ids, OTLP spans), the metrics and the
+//!   export add;
+//! - `metrics`: the services' setup with no OTLP endpoint: metrics kept
+//!   for `/metrics`, no span recorded;
 //! - `no-collector`: the services' own setup (`Telemetry::init`, as
 //!   `--otlp-endpoint` makes it) exporting to a port nobody listens on:
 //!   spans queued, exports failing, drops counted;
@@ -23,12 +26,7 @@
 //!   loopback socket: a process of its own, as an OpenTelemetry Collector
 //!   agent beside a service would be, so that the worker's CPU clock counts
 //!   what sending costs the service and not what decoding costs the
-//!   receiver;
-//! - `lean`: the cheapest span path to that collector we could build on
-//!   `tracing` (see `lean_recorder`): OTLP's protobuf spans made straight
-//!   from the registry, no `tracing-opentelemetry`, no SDK, no metrics.
-//!   Not what the services run: the figure that tells whether replacing
-//!   their path would bring the cost under the goal.
+//!   receiver.
 //!
 //! Logs are at `warn` in the services' modes, so that the figures are
 //! about traces and metrics, not about formatting log lines. The workers
@@ -56,7 +54,7 @@ const COLLECTOR_VAR: &str = "VITALGATE_BENCH_TELEMETRY_COLLECTOR";
 /// Where the workers' temporary files go when it exists (memory).
 const MEMORY_TMPDIR: &str = "/dev/shm";
 
-const MODES: [&str; 5] = ["off", "floor", "no-collector", "collector", "lean"];
+const MODES: [&str; 5] = ["off", "floor", "metrics", "no-collector", "collector"];
 /// The modes the goal is judged on: telemetry as the services run it.
 const JUDGED_MODES: [&str; 2] = ["no-collector", "collector"];
 /// The name of the worker's own runtime's threads, where the OTLP client's
@@ -171,7 +169,6 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
         .thread_name(EXPORT_RUNTIME_THREAD)
         .enable_all()
         .build()?;
-    let mut lean = None;
     let (telemetry, collector) = runtime.block_on(async {
         let endpoint = match mode {
             "off" => return Ok::<_, Error>((None, None)),
@@ -179,14 +176,8 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
                 install_floor_recorder()?;
                 return Ok((None, None));
             }
-            "lean" => {
-                let collector = LocalCollector::start()?;
-                lean = Some(crate::lean_recorder::install(
-                    &collector.endpoint,
-                    "vitalgate-bench",
-                )?);
-                return Ok((None, Some(collector)));
-            }
+            // No endpoint: metrics (served on /metrics), no spans.
+            "metrics" => (String::new(), None),
             "no-collector" => {
                 // A port that was free a moment ago: nobody listens there.
                 let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
@@ -198,7 +189,7 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
             }
             other => {
                 return Err(format!(
-                    "mode {other:?}: not off, floor, no-collector, collector or lean"
+                    "mode {other:?}: not off, floor, metrics, no-collector or collector"
                 )
                 .into())
             }
@@ -206,7 +197,7 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
         let telemetry = Telemetry::init(&TelemetrySettings {
             service_name: "vitalgate-bench".into(),
             log_format: LogFormat::Text,
-            otlp_endpoint: Some(endpoint.0),
+            otlp_endpoint: Some(endpoint.0).filter(|e| !e.is_empty()),
             default_log_filter: "warn".into(),
         })?;
         Ok((Some(telemetry), endpoint.1))
@@ -246,9 +237,6 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
                 if let Some(telemetry) = exporting {
                     telemetry.flush_traces();
                 }
-                if let Some(lean) = &lean {
-                    runtime.block_on(lean.flush());
-                }
             };
             figures.insert("span_cpu_ns".into(), span_cpu_ns(flush)?.into());
         }
@@ -256,21 +244,20 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
             return Err(format!("workload {other:?}: not hsp-port, login-e2e or spans").into())
         }
     }
-    if let Some(telemetry) = telemetry {
-        // Whatever is still queued goes out before the count is read.
+    // Whatever is still queued goes out before the count is read.
+    if let Some(telemetry) = &telemetry {
         telemetry.flush_traces();
-        telemetry.shutdown();
     }
-    if let Some(lean) = &lean {
-        runtime.block_on(lean.flush());
-    }
-    // Read after the flush, so that the last export counts; the threads
-    // are still there (the runtime and the providers' threads end below).
+    // Read after the flush, so that the last export counts, and before the
+    // shutdown, which ends the span export thread.
     if let Some((export, process)) = export_threads_cpu_ns() {
         figures.insert(
             "export_cpu_share".into(),
             (export as f64 / process.max(1) as f64).into(),
         );
+    }
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
     }
     if let Some(collector) = collector {
         figures.insert("spans_received".into(), collector.stop()?.into());
@@ -391,7 +378,10 @@ fn export_threads_cpu_ns() -> Option<(u64, u64)> {
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         let name = name.trim_end();
-        if name.starts_with("OpenTelemetry") || name.starts_with(EXPORT_RUNTIME_THREAD) {
+        if name.starts_with("OpenTelemetry")
+            || name.starts_with(EXPORT_RUNTIME_THREAD)
+            || name == vitalgate_telemetry::SPAN_EXPORT_THREAD
+        {
             // The first of schedstat's fields: nanoseconds on a CPU.
             let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
             export += schedstat.split_whitespace().next()?.parse::<u64>().ok()?;
@@ -614,7 +604,7 @@ fn report(runs: &[(&str, &str, Figures)], json: bool, plan: &Plan<'_>) {
     for workload in ["hsp-port", "login-e2e"] {
         let mut line =
             format!("{workload}: the exporting threads' share of the worker's CPU (median):");
-        for mode in ["no-collector", "collector", "lean"] {
+        for mode in ["no-collector", "collector"] {
             let share = median(runs, mode, workload, "export_cpu_share").unwrap_or(f64::NAN);
             line.push_str(&format!(" {mode} {:.1} %", 100.0 * share));
         }

@@ -14,7 +14,6 @@ use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::KeyValue;
 use tonic::codegen::http;
 use tracing::Instrument as _;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// A request carrying the current span's trace context, for a client call.
 pub fn request<T>(message: T) -> tonic::Request<T> {
@@ -25,7 +24,7 @@ pub fn request<T>(message: T) -> tonic::Request<T> {
 
 /// Puts the current span's trace context into outgoing metadata.
 pub fn inject(metadata: &mut tonic::metadata::MetadataMap) {
-    let context = tracing::Span::current().context();
+    let context = vitalgate_telemetry::context_of(&tracing::Span::current());
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.inject_context(&context, &mut MetadataInjector(metadata));
     });
@@ -63,7 +62,7 @@ pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
     let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract(&HeaderExtractor(headers))
     });
-    let _ = span.set_parent(parent);
+    vitalgate_telemetry::set_parent(span, &parent);
 }
 
 /// The tower layer giving every call its server span (see the module).

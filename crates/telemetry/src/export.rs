@@ -1,32 +1,348 @@
-//! The span exporter, counting what it could not deliver, and pausing
-//! after a failure.
+//! Spans' way to the collector: a bounded queue the hot paths hand closed
+//! spans to without ever waiting, and one thread of its own that sends them
+//! in batches by OTLP/gRPC, counts what it could not deliver and pauses
+//! after a failure. Its settings are OpenTelemetry's batch processor's
+//! (`OTEL_BSP_*`), with the same defaults.
 
-use std::sync::Mutex;
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opentelemetry::metrics::Counter;
 use opentelemetry::KeyValue;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource as ResourceProto;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_sdk::Resource;
 
+use crate::spans::Finished;
+use crate::TelemetryError;
+
 /// How long after a failed export the batches that come are dropped
-/// (and counted) without being tried. Trying costs the service the
-/// encoding of every span and a connection attempt, for a collector that
+/// (and counted) without being tried. Trying costs the service a
+/// connection attempt and the encoding of every span, for a collector that
 /// was just found down; one try per pause finds it again when it is back.
 const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(5);
+/// How long one export may take before it is abandoned as failed.
+pub(crate) const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a flush or a shutdown waits for the export thread.
+const FLUSH_WAIT: Duration = Duration::from_secs(2 * EXPORT_TIMEOUT.as_secs());
 
-/// Wraps an exporter: spans in a batch the collector did not take (it was
-/// down, slow or refused them) are counted in
-/// `vitalgate.telemetry.spans.dropped`, since they are gone for good. After
-/// a failure, batches are dropped untried for a pause.
-#[derive(Debug)]
-pub(crate) struct Counted<E> {
-    inner: E,
+/// The batch processor's settings, from the standard variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchSettings {
+    /// Spans per export request (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, 512).
+    pub(crate) batch: usize,
+    /// Spans that may wait for the collector; beyond them spans are dropped
+    /// and counted, so a collector that is down costs bounded memory
+    /// (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048).
+    pub(crate) queue: usize,
+    /// How long a span may wait for its batch to fill
+    /// (`OTEL_BSP_SCHEDULE_DELAY`, milliseconds, 5000).
+    pub(crate) delay: Duration,
+}
+
+impl BatchSettings {
+    /// The settings `variable` names (`std::env::var`, or a test's map).
+    pub(crate) fn from_variables(variable: impl Fn(&str) -> Option<String>) -> Self {
+        let number = |name: &str, default: u64| {
+            variable(name)
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(default)
+        };
+        let batch = usize::try_from(number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)).unwrap_or(512);
+        let queue = usize::try_from(number("OTEL_BSP_MAX_QUEUE_SIZE", 2048)).unwrap_or(2048);
+        Self {
+            // A batch larger than the queue could never be sent whole.
+            batch: batch.min(queue),
+            queue,
+            delay: Duration::from_millis(number("OTEL_BSP_SCHEDULE_DELAY", 5000)),
+        }
+    }
+}
+
+/// What the hot paths and the handle tell the export thread.
+enum Message {
+    Batch(Vec<Finished>),
+    /// Answered once everything handed over before it has been sent.
+    Flush(mpsc::Sender<()>),
+    /// A flush, after which the thread ends.
+    Shutdown(mpsc::Sender<()>),
+}
+
+/// The hot paths' side: closed spans wait in `pending` until a batch is
+/// full, which is then handed to the export thread, or dropped and counted
+/// when the thread has a queue's worth waiting already.
+pub(crate) struct Queue {
+    pending: Mutex<Vec<Finished>>,
+    batch: usize,
+    to_thread: SyncSender<Message>,
+    dropped: Counter<u64>,
+}
+
+impl Queue {
+    /// Queues a closed span; never waits.
+    pub(crate) fn push(&self, span: Finished) {
+        let full = {
+            let mut pending = lock(&self.pending);
+            pending.push(span);
+            (pending.len() >= self.batch)
+                .then(|| std::mem::replace(&mut *pending, Vec::with_capacity(self.batch)))
+        };
+        if let Some(batch) = full {
+            if let Err(TrySendError::Full(Message::Batch(lost))) =
+                self.to_thread.try_send(Message::Batch(batch))
+            {
+                self.dropped
+                    .add(lost.len() as u64, &[KeyValue::new("reason", "queue_full")]);
+            }
+        }
+    }
+
+    fn take_pending(&self) -> Vec<Finished> {
+        std::mem::take(&mut *lock(&self.pending))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The export thread: flushes on request, and is shut down (what is
+/// queued sent first) by [`ExportThread::shutdown`] or when dropped.
+pub(crate) struct ExportThread {
+    queue: Arc<Queue>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl ExportThread {
+    /// Starts the thread sending to `endpoint` as `resource`; the queue is
+    /// what the span recorder hands closed spans to.
+    pub(crate) fn start(
+        endpoint: &str,
+        resource: &Resource,
+        settings: BatchSettings,
+        dropped: Counter<u64>,
+    ) -> Result<(Self, Arc<Queue>), TelemetryError> {
+        let otlp = Otlp::new(endpoint, resource)?;
+        let queued_batches = (settings.queue / settings.batch).max(1);
+        let (to_thread, from_queue) = mpsc::sync_channel(queued_batches);
+        let queue = Arc::new(Queue {
+            pending: Mutex::new(Vec::with_capacity(settings.batch)),
+            batch: settings.batch,
+            to_thread,
+            dropped: dropped.clone(),
+        });
+        let exporter = Exporter::new(otlp, dropped, PAUSE_AFTER_FAILURE);
+        let thread = {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(crate::SPAN_EXPORT_THREAD.into())
+                .spawn(move || run(&queue, &from_queue, exporter, settings.delay))
+                .map_err(|e| TelemetryError::Exporter(e.to_string()))?
+        };
+        let handle = Self {
+            queue: queue.clone(),
+            thread: Mutex::new(Some(thread)),
+        };
+        Ok((handle, queue))
+    }
+
+    /// Sends what is queued now and waits for it (at most a bounded time).
+    pub(crate) fn flush(&self) {
+        self.ask(Message::Flush);
+    }
+
+    /// Sends what is queued and ends the thread; later calls do nothing.
+    pub(crate) fn shutdown(&self) {
+        let Some(thread) = lock(&self.thread).take() else {
+            return;
+        };
+        if self.ask(Message::Shutdown) {
+            let _ = thread.join();
+        }
+    }
+
+    /// Sends `message` (blocking while the thread's queue is full) and
+    /// waits for its answer; whether it came.
+    fn ask(&self, message: fn(mpsc::Sender<()>) -> Message) -> bool {
+        let (done, answered) = mpsc::channel();
+        self.queue.to_thread.send(message(done)).is_ok()
+            && answered.recv_timeout(FLUSH_WAIT).is_ok()
+    }
+}
+
+impl Drop for ExportThread {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The export thread's loop: a batch as soon as one is full, what is
+/// pending whenever `delay` passes without one, and on request.
+fn run<D: Destination>(
+    queue: &Queue,
+    from_queue: &mpsc::Receiver<Message>,
+    mut exporter: Exporter<D>,
+    delay: Duration,
+) {
+    let mut due = Instant::now() + delay;
+    loop {
+        match from_queue.recv_timeout(due.saturating_duration_since(Instant::now())) {
+            Ok(Message::Batch(spans)) => exporter.export(spans),
+            Ok(Message::Flush(done)) => {
+                exporter.export(queue.take_pending());
+                let _ = done.send(());
+            }
+            Ok(Message::Shutdown(done)) => {
+                exporter.export(queue.take_pending());
+                let _ = done.send(());
+                return;
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                exporter.export(queue.take_pending());
+                due = Instant::now() + delay;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Where batches go: the collector, or a test's stand-in.
+pub(crate) trait Destination {
+    /// Sends `spans`; how many the receiver rejected, or why none arrived.
+    fn send(&mut self, spans: Vec<Finished>) -> Result<u64, String>;
+}
+
+/// Sends batches to a [`Destination`], counting in
+/// `vitalgate.telemetry.spans.dropped` the spans it did not take (it was
+/// down, slow or refused them), since they are gone for good. After a
+/// failure, batches are dropped untried for a pause.
+pub(crate) struct Exporter<D> {
+    destination: D,
     dropped: Counter<u64>,
     pause: Duration,
     /// When the last export failed; `None` once one succeeds.
-    failed_at: Mutex<Option<Instant>>,
+    failed_at: Option<Instant>,
+}
+
+impl<D: Destination> Exporter<D> {
+    pub(crate) fn new(destination: D, dropped: Counter<u64>, pause: Duration) -> Self {
+        Self {
+            destination,
+            dropped,
+            pause,
+            failed_at: None,
+        }
+    }
+
+    pub(crate) fn export(&mut self, spans: Vec<Finished>) {
+        let count = spans.len() as u64;
+        if count == 0 {
+            return;
+        }
+        let drop_all = |reason: &'static str, count: u64| {
+            self.dropped.add(count, &[KeyValue::new("reason", reason)]);
+        };
+        if self
+            .failed_at
+            .is_some_and(|failed| failed.elapsed() < self.pause)
+        {
+            drop_all("export_failed", count);
+            return;
+        }
+        match self.destination.send(spans) {
+            Ok(rejected) => {
+                if rejected > 0 {
+                    drop_all("rejected", rejected);
+                }
+                self.failed_at = None;
+            }
+            Err(error) => {
+                drop_all("export_failed", count);
+                // Once per outage, not once per batch of it.
+                if self.failed_at.is_none() {
+                    tracing::warn!(
+                        %error,
+                        "spans not exported; dropping and counting them for {} s before trying again",
+                        self.pause.as_secs()
+                    );
+                }
+                self.failed_at = Some(Instant::now());
+            }
+        }
+    }
+}
+
+/// The collector, by OTLP/gRPC, on a runtime of the export thread's own.
+struct Otlp {
+    runtime: tokio::runtime::Runtime,
+    client: TraceServiceClient<tonic::transport::Channel>,
+    resource: ResourceProto,
+    scope: InstrumentationScope,
+}
+
+impl Otlp {
+    fn new(endpoint: &str, resource: &Resource) -> Result<Self, TelemetryError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+        let channel = {
+            let _inside = runtime.enter();
+            crate::lazy_channel(endpoint)?
+        };
+        let attributes = ResourceAttributesWithSchema::from(resource);
+        Ok(Self {
+            runtime,
+            client: TraceServiceClient::new(channel),
+            resource: ResourceProto {
+                attributes: attributes.attributes.0,
+                ..ResourceProto::default()
+            },
+            scope: InstrumentationScope {
+                name: "vitalgate".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                ..InstrumentationScope::default()
+            },
+        })
+    }
+}
+
+impl Destination for Otlp {
+    fn send(&mut self, spans: Vec<Finished>) -> Result<u64, String> {
+        // Built here rather than on the hot paths: the protobuf's many small
+        // allocations are made and freed on this one thread.
+        let spans = spans.into_iter().map(Finished::into_otlp).collect();
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(self.resource.clone()),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(self.scope.clone()),
+                    spans,
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        };
+        let client = &mut self.client;
+        let response = self
+            .runtime
+            .block_on(async { tokio::time::timeout(EXPORT_TIMEOUT, client.export(request)).await });
+        match response {
+            Ok(Ok(response)) => Ok(response.into_inner().partial_success.map_or(0, |partial| {
+                u64::try_from(partial.rejected_spans).unwrap_or(0)
+            })),
+            Ok(Err(status)) => Err(format!("{}: {}", status.code(), status.message())),
+            Err(_) => Err(format!("no answer in {} s", EXPORT_TIMEOUT.as_secs())),
+        }
+    }
 }
 
 /// The counter of dropped spans, started at zero so that it is scraped (and
@@ -40,7 +356,7 @@ pub(crate) fn dropped_counter() -> Counter<u64> {
             let dropped = crate::meter()
                 .u64_counter("vitalgate.telemetry.spans.dropped")
                 .with_description(
-                    "Spans the collector did not receive (unreachable, slow or refusing).",
+                    "Spans the collector did not receive (unreachable, slow, refusing, or the queue full).",
                 )
                 .with_unit("{span}")
                 .build();
@@ -50,106 +366,41 @@ pub(crate) fn dropped_counter() -> Counter<u64> {
         .clone()
 }
 
-impl<E> Counted<E> {
-    pub(crate) fn new(inner: E, dropped: Counter<u64>) -> Self {
-        Self::pausing(inner, dropped, PAUSE_AFTER_FAILURE)
-    }
-
-    fn pausing(inner: E, dropped: Counter<u64>, pause: Duration) -> Self {
-        Self {
-            inner,
-            dropped,
-            pause,
-            failed_at: Mutex::new(None),
-        }
-    }
-
-    /// Whether an export failed less than a pause ago.
-    fn paused(&self, now: Instant) -> bool {
-        self.failed_at()
-            .is_some_and(|failed| now.duration_since(failed) < self.pause)
-    }
-
-    fn failed_at(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        self.failed_at
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl<E: SpanExporter> SpanExporter for Counted<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let spans = batch.len() as u64;
-        let drop_all = || {
-            self.dropped
-                .add(spans, &[KeyValue::new("reason", "export_failed")]);
-        };
-        if self.paused(Instant::now()) {
-            // Counted as the failure it follows; not an error again, which
-            // the SDK would log for every batch of the pause.
-            drop_all();
-            return Ok(());
-        }
-        let result = self.inner.export(batch).await;
-        *self.failed_at() = match result {
-            Ok(()) => None,
-            Err(_) => {
-                drop_all();
-                Some(Instant::now())
-            }
-        };
-        result
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    use opentelemetry_sdk::error::OTelSdkError;
 
     use super::*;
 
-    /// An exporter that counts its calls and fails while told to.
+    /// A destination that counts its calls and fails while told to.
     #[derive(Debug, Clone, Default)]
     struct Collector {
         calls: Arc<AtomicUsize>,
         down: Arc<AtomicBool>,
     }
 
-    impl SpanExporter for Collector {
-        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+    impl Destination for Collector {
+        fn send(&mut self, _spans: Vec<Finished>) -> Result<u64, String> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if self.down.load(Ordering::SeqCst) {
-                Err(OTelSdkError::InternalFailure("connection refused".into()))
+                Err("connection refused".into())
             } else {
-                Ok(())
+                Ok(0)
             }
         }
     }
 
-    #[tokio::test]
-    async fn after_a_failed_export_batches_are_dropped_untried_until_the_pause_ends() {
+    #[test]
+    fn after_a_failed_export_batches_are_dropped_untried_until_the_pause_ends() {
         let collector = Collector::default();
         let pause = Duration::from_millis(300);
-        let exporter = Counted::pausing(collector.clone(), dropped_counter(), pause);
+        let mut exporter = Exporter::new(collector.clone(), dropped_counter(), pause);
         let calls = || collector.calls.load(Ordering::SeqCst);
+        let batch = || vec![Finished::default()];
 
-        exporter.export(Vec::new()).await.expect("collector up");
-        exporter.export(Vec::new()).await.expect("collector up");
+        exporter.export(batch());
+        exporter.export(batch());
         assert_eq!(
             calls(),
             2,
@@ -157,19 +408,51 @@ mod tests {
         );
 
         collector.down.store(true, Ordering::SeqCst);
-        assert!(exporter.export(Vec::new()).await.is_err());
-        for _ in 0..5 {
-            exporter
-                .export(Vec::new())
-                .await
-                .expect("dropped, not an error");
+        for _ in 0..6 {
+            exporter.export(batch());
         }
         assert_eq!(calls(), 3, "no batch tried during the pause");
 
         collector.down.store(false, Ordering::SeqCst);
-        tokio::time::sleep(pause).await;
-        exporter.export(Vec::new()).await.expect("collector back");
-        exporter.export(Vec::new()).await.expect("collector back");
+        std::thread::sleep(pause);
+        exporter.export(batch());
+        exporter.export(batch());
         assert_eq!(calls(), 5, "tried again after the pause, and sent");
+        exporter.export(Vec::new());
+        assert_eq!(calls(), 5, "an empty batch is not sent");
+    }
+
+    #[test]
+    fn batch_settings_come_from_the_standard_variables() {
+        let settings = |pairs: &[(&str, &str)]| {
+            let map: HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect();
+            BatchSettings::from_variables(|name| map.get(name).cloned())
+        };
+        assert_eq!(
+            settings(&[]),
+            BatchSettings {
+                batch: 512,
+                queue: 2048,
+                delay: Duration::from_secs(5)
+            }
+        );
+        let set = settings(&[
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "100"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "400"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "250"),
+        ]);
+        assert_eq!((set.batch, set.queue), (100, 400));
+        assert_eq!(set.delay, Duration::from_millis(250));
+        // Nonsense falls back to the defaults; a batch never exceeds the queue.
+        let odd = settings(&[
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "-3"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "0"),
+        ]);
+        assert_eq!((odd.batch, odd.queue), (2048, 2048));
+        assert_eq!(odd.delay, Duration::from_secs(5));
     }
 }

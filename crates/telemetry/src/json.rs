@@ -41,8 +41,7 @@ where
         }
         // The current span's OpenTelemetry context (its trace and span ids),
         // from the span itself.
-        let context =
-            tracing_opentelemetry::OpenTelemetrySpanExt::context(&tracing::Span::current());
+        let context = crate::context_of(&tracing::Span::current());
         let span_context = context.span().span_context().clone();
         if span_context.is_valid() {
             line.insert(

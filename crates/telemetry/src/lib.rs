@@ -2,16 +2,18 @@
 //!
 //! - logs to stderr, human text or one JSON object a line carrying the
 //!   trace and span ids of the span the event happened in ([`LogFormat`]);
-//! - OpenTelemetry traces (every `tracing` span becomes one) and metrics,
-//!   exported by OTLP/gRPC when an endpoint is configured and not at all
-//!   otherwise; an unreachable collector costs a bounded queue and a count
-//!   of what was dropped, never a wait on the hot path;
+//! - OpenTelemetry traces (every `tracing` span becomes one, recorded by
+//!   this crate's own layer, [`spans`]) and metrics (the SDK's), exported by
+//!   OTLP/gRPC when an endpoint is configured and not at all otherwise; an
+//!   unreachable collector costs a bounded queue and a count of what was
+//!   dropped, never a wait on the hot path;
 //! - the same metrics in Prometheus' text format, and the operations
 //!   listener that serves them beside `/livez` and `/readyz` ([`ops`]);
 //! - an OTLP receiver to run in a test or a benchmark ([`collector`]).
 //!
-//! The services themselves only use `tracing` spans and the `opentelemetry`
-//! API's global meter; nothing here is needed to run them.
+//! The services themselves only use `tracing` spans, the `opentelemetry`
+//! API's global meter and, to carry a trace across a call, [`context_of`]
+//! and [`set_parent`]; nothing else here is needed to run them.
 
 #![forbid(unsafe_code)]
 
@@ -19,18 +21,21 @@ pub mod collector;
 mod export;
 mod json;
 pub mod ops;
+pub mod spans;
+
+pub use spans::{context_of, set_parent};
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
+
+use export::EXPORT_TIMEOUT;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -84,11 +89,8 @@ pub enum TelemetryError {
     Prometheus(String),
 }
 
-/// How many spans may wait for the collector: beyond it they are dropped
-/// (and counted), so a collector that is down costs memory bounded by this.
-const SPAN_QUEUE: usize = 2048;
-/// How long one export may take before it is abandoned as failed.
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The name of the thread that sends spans to the collector.
+pub const SPAN_EXPORT_THREAD: &str = "otlp-spans";
 /// How often metrics are pushed to the collector.
 const METRICS_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -96,7 +98,8 @@ const METRICS_INTERVAL: Duration = Duration::from_secs(10);
 /// [`Telemetry::shutdown`] to flush what is queued.
 #[derive(Clone)]
 pub struct Telemetry {
-    tracer_provider: Option<SdkTracerProvider>,
+    /// The span export thread, when spans are exported.
+    span_export: Option<Arc<export::ExportThread>>,
     meter_provider: SdkMeterProvider,
     registry: prometheus::Registry,
 }
@@ -104,7 +107,7 @@ pub struct Telemetry {
 impl std::fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Telemetry")
-            .field("exports_traces", &self.tracer_provider.is_some())
+            .field("exports_traces", &self.span_export.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -166,37 +169,21 @@ impl Telemetry {
         opentelemetry::global::set_meter_provider(meter_provider.clone());
         let dropped = export::dropped_counter();
 
-        let mut tracer_provider = None;
-        if let Some(endpoint) = &settings.otlp_endpoint {
-            let spans = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_timeout(EXPORT_TIMEOUT)
-                .with_channel(lazy_channel(endpoint)?)
-                .build()
-                .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
-            let processor = BatchSpanProcessor::builder(export::Counted::new(spans, dropped))
-                .with_batch_config(
-                    BatchConfigBuilder::default()
-                        .with_max_queue_size(SPAN_QUEUE)
-                        .build(),
-                )
-                .build();
-            tracer_provider = Some(
-                SdkTracerProvider::builder()
-                    .with_resource(resource.clone())
-                    .with_span_processor(processor)
-                    .build(),
-            );
-        } else if settings.log_format == LogFormat::Json {
-            // JSON lines carry trace ids, so spans need ids even when
-            // nothing is exported: a provider with no processor gives them
-            // and drops the spans when they end.
-            tracer_provider = Some(
-                SdkTracerProvider::builder()
-                    .with_resource(resource.clone())
-                    .build(),
-            );
-        }
+        // Spans are recorded when they are exported, and for their ids
+        // alone when JSON log lines carry them; otherwise not at all.
+        let mut span_export = None;
+        let recorder = match &settings.otlp_endpoint {
+            Some(endpoint) => {
+                let settings =
+                    export::BatchSettings::from_variables(|name| std::env::var(name).ok());
+                let (thread, queue) =
+                    export::ExportThread::start(endpoint, &resource, settings, dropped)?;
+                span_export = Some(Arc::new(thread));
+                Some(spans::Recorder::new(Some(queue)))
+            }
+            None if settings.log_format == LogFormat::Json => Some(spans::Recorder::new(None)),
+            None => None,
+        };
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 
         let filter = EnvFilter::try_from_default_env()
@@ -214,34 +201,16 @@ impl Telemetry {
                 .event_format(json::JsonLines)
                 .boxed(),
         };
-        let otel_layer = tracer_provider.as_ref().map(|provider| {
-            opentelemetry::global::set_tracer_provider(provider.clone());
-            // Each span carries its name and its own fields, nothing per
-            // poll: the busy/idle timings (two clock reads at every enter
-            // and exit of an instrumented future, and two attributes), the
-            // target (the module path, which the span's name already says)
-            // and making the span's context current on every enter (nothing
-            // here reads `Context::current()`: propagation and the JSON
-            // lines take the span's context from the span) all cost the hot
-            // paths and the export more than they tell.
-            tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("vitalgate"))
-                .with_location(false)
-                .with_threads(false)
-                .with_target(false)
-                .with_tracked_inactivity(false)
-                .with_context_activation(false)
-        });
         // The filter applies to the log lines only: spans the filter hides
         // from the logs (debug-level store transactions, say) still go to
         // the collector, as `exported_spans` says.
         let _ = tracing_subscriber::registry()
-            .with(otel_layer.map(|layer| layer.with_filter(exported_spans())))
+            .with(recorder.map(|layer| layer.with_filter(exported_spans())))
             .with(fmt_layer.with_filter(filter))
             .try_init();
 
         Ok(Self {
-            tracer_provider,
+            span_export,
             meter_provider,
             registry,
         })
@@ -265,20 +234,20 @@ impl Telemetry {
     /// most the export timeout): a collector that is down fails the export,
     /// and the spans are counted as dropped.
     pub fn flush_traces(&self) {
-        if let Some(provider) = &self.tracer_provider {
-            let _ = provider.force_flush();
+        if let Some(spans) = &self.span_export {
+            spans.flush();
         }
     }
 
     /// Whether spans are exported to a collector.
     pub fn exports_traces(&self) -> bool {
-        self.tracer_provider.is_some()
+        self.span_export.is_some()
     }
 
     /// Flushes and stops the exporters (each bounded by the export timeout).
     pub fn shutdown(&self) {
-        if let Some(provider) = &self.tracer_provider {
-            let _ = provider.shutdown();
+        if let Some(spans) = &self.span_export {
+            spans.shutdown();
         }
         let _ = self.meter_provider.shutdown();
     }
@@ -297,7 +266,7 @@ impl ops::MetricsSource for Telemetry {
 
 /// A connection to the collector made on first use, so that a collector
 /// that is down at start delays nothing.
-fn lazy_channel(endpoint: &str) -> Result<tonic::transport::Channel, TelemetryError> {
+pub(crate) fn lazy_channel(endpoint: &str) -> Result<tonic::transport::Channel, TelemetryError> {
     let channel = tonic::transport::Channel::from_shared(endpoint.to_string())
         .map_err(|_| TelemetryError::Endpoint(endpoint.to_string()))?
         .connect_timeout(EXPORT_TIMEOUT)

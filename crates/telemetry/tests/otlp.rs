@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use tracing::Instrument as _;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use vitalgate_telemetry::collector::Collector;
 use vitalgate_telemetry::{LogFormat, Telemetry, TelemetrySettings};
 
@@ -31,7 +30,7 @@ async fn spans_and_metrics_reach_the_collector_connected() {
     let mut carrier = HashMap::new();
     let device = tracing::info_span!("device.session");
     async {
-        let context = tracing::Span::current().context();
+        let context = vitalgate_telemetry::context_of(&tracing::Span::current());
         opentelemetry::global::get_text_map_propagator(|propagator| {
             propagator.inject_context(&context, &mut carrier)
         });
@@ -45,7 +44,7 @@ async fn spans_and_metrics_reach_the_collector_connected() {
 
     let server = tracing::info_span!("rpc.server", rpc.method = "Session");
     let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
-    let _ = server.set_parent(parent);
+    vitalgate_telemetry::set_parent(&server, &parent);
     let store = async {
         tokio::spawn(
             async {
