@@ -57,9 +57,10 @@ const MEMORY_TMPDIR: &str = "/dev/shm";
 const MODES: [&str; 5] = ["off", "floor", "metrics", "no-collector", "collector"];
 /// The modes the goal is judged on: telemetry as the services run it.
 const JUDGED_MODES: [&str; 2] = ["no-collector", "collector"];
-/// The name of the worker's own runtime's threads, where the OTLP client's
-/// connections live; with the SDK's `OpenTelemetry.*` threads they are what
-/// exporting costs the process, apart from recording on the hot paths.
+/// The name of the worker's own runtime's threads, where the metrics' OTLP
+/// client lives; with the span export thread and the SDK's `OpenTelemetry.*`
+/// (metrics) threads they are what exporting costs the process, apart from
+/// recording on the hot paths.
 const EXPORT_RUNTIME_THREAD: &str = "otlp-client";
 const WORKLOADS: [&str; 3] = ["hsp-port", "login-e2e", "spans"];
 /// `spans` worker runs: chunks of span pairs (a vitals batch's span and one
@@ -370,8 +371,9 @@ where
     }
 }
 
-/// CPU time of the threads that export (the SDK's and the OTLP client's
-/// runtime's) and of the whole process so far, in nanoseconds, from Linux's
+/// CPU time of the threads that export (the span export thread, the
+/// metrics SDK's and the OTLP client's runtime's) and of the whole process
+/// so far, in nanoseconds, from Linux's
 /// per-thread scheduler statistics; `None` where there are none.
 fn export_threads_cpu_ns() -> Option<(u64, u64)> {
     let mut export = 0;
