@@ -57,6 +57,8 @@ struct Received {
     keep_spans: bool,
     span_count: AtomicU64,
     spans: Mutex<Vec<ReceivedSpan>>,
+    /// The text metadata of the latest span export request.
+    span_headers: Mutex<HashMap<String, String>>,
     /// Metric name and the sum of its data points' values (histograms:
     /// their counts), from the latest export that carried it.
     metrics: Mutex<HashMap<String, f64>>,
@@ -111,6 +113,11 @@ impl Collector {
         lock(&self.received.spans).clone()
     }
 
+    /// The text metadata (gRPC headers) the latest span export carried.
+    pub fn span_headers(&self) -> HashMap<String, String> {
+        lock(&self.received.span_headers).clone()
+    }
+
     /// How many spans were received.
     pub fn span_count(&self) -> u64 {
         self.received.span_count.load(Ordering::Relaxed)
@@ -143,6 +150,16 @@ impl TraceService for Received {
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        *lock(&self.span_headers) = request
+            .metadata()
+            .iter()
+            .filter_map(|entry| match entry {
+                tonic::metadata::KeyAndValueRef::Ascii(key, value) => {
+                    Some((key.to_string(), value.to_str().ok()?.to_string()))
+                }
+                tonic::metadata::KeyAndValueRef::Binary(..) => None,
+            })
+            .collect();
         let mut kept = Vec::new();
         for resource in request.into_inner().resource_spans {
             let service = resource

@@ -280,10 +280,54 @@ impl<D: Destination> Exporter<D> {
     }
 }
 
+/// The headers each export request carries (an API key for a hosted
+/// collector, say), from `OTEL_EXPORTER_OTLP_TRACES_HEADERS` or else
+/// `OTEL_EXPORTER_OTLP_HEADERS`: `key=value` pairs separated by commas,
+/// values percent-encoded, as OTLP's exporter specification says. A pair
+/// that is not valid gRPC metadata is left out.
+pub(crate) fn headers_from(text: &str) -> tonic::metadata::MetadataMap {
+    let mut headers = tonic::metadata::MetadataMap::new();
+    for pair in text.split(',') {
+        let Some((key, value)) = pair.split_once('=') else {
+            continue;
+        };
+        let value = percent_encoding::percent_decode_str(value.trim()).decode_utf8_lossy();
+        if let (Ok(key), Ok(value)) = (
+            tonic::metadata::AsciiMetadataKey::from_bytes(
+                key.trim().to_ascii_lowercase().as_bytes(),
+            ),
+            tonic::metadata::AsciiMetadataValue::try_from(value.as_ref()),
+        ) {
+            headers.append(key, value);
+        }
+    }
+    headers
+}
+
+/// Puts the configured headers on every export request.
+#[derive(Clone)]
+struct WithHeaders(tonic::metadata::MetadataMap);
+
+impl tonic::service::Interceptor for WithHeaders {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        for entry in self.0.iter() {
+            if let tonic::metadata::KeyAndValueRef::Ascii(key, value) = entry {
+                request.metadata_mut().append(key.clone(), value.clone());
+            }
+        }
+        Ok(request)
+    }
+}
+
 /// The collector, by OTLP/gRPC, on a runtime of the export thread's own.
 struct Otlp {
     runtime: tokio::runtime::Runtime,
-    client: TraceServiceClient<tonic::transport::Channel>,
+    client: TraceServiceClient<
+        tonic::service::interceptor::InterceptedService<tonic::transport::Channel, WithHeaders>,
+    >,
     resource: ResourceProto,
     scope: InstrumentationScope,
 }
@@ -299,9 +343,13 @@ impl Otlp {
             crate::lazy_channel(endpoint)?
         };
         let attributes = ResourceAttributesWithSchema::from(resource);
+        let headers = std::env::var("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+            .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_HEADERS"))
+            .map(|text| headers_from(&text))
+            .unwrap_or_default();
         Ok(Self {
             runtime,
-            client: TraceServiceClient::new(channel),
+            client: TraceServiceClient::with_interceptor(channel, WithHeaders(headers)),
             resource: ResourceProto {
                 attributes: attributes.attributes.0,
                 ..ResourceProto::default()
@@ -420,6 +468,22 @@ mod tests {
         assert_eq!(calls(), 5, "tried again after the pause, and sent");
         exporter.export(Vec::new());
         assert_eq!(calls(), 5, "an empty batch is not sent");
+    }
+
+    #[test]
+    fn headers_are_comma_separated_pairs_with_percent_encoded_values() {
+        let headers =
+            headers_from("Api-Key=s3cr%2Ft%20v, x-tenant = ward 7 ,no-value,bad key=1,=empty");
+        assert_eq!(
+            headers.get("api-key").and_then(|v| v.to_str().ok()),
+            Some("s3cr/t v")
+        );
+        assert_eq!(
+            headers.get("x-tenant").and_then(|v| v.to_str().ok()),
+            Some("ward 7")
+        );
+        assert_eq!(headers.len(), 2, "{headers:?}");
+        assert!(headers_from("").is_empty());
     }
 
     #[test]

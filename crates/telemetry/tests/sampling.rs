@@ -8,7 +8,8 @@
 //! - a span continuing a caller's sampled trace is exported, with its
 //!   children, under the caller's trace id and span;
 //! - `follows_from` is a link, `otel.kind` the kind, an `ERROR` event the
-//!   span's error status; a span's events are bounded.
+//!   span's error status; a span's events are bounded;
+//! - the export carries the headers `OTEL_EXPORTER_OTLP_HEADERS` names.
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -21,8 +22,9 @@ use vitalgate_telemetry::{LogFormat, Telemetry, TelemetrySettings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_trace_is_not_sampled_and_a_sampled_callers_trace_is_exported() {
-    // Set before anything reads it; this test is its binary's only one.
+    // Set before anything reads them; this test is its binary's only one.
     std::env::set_var("OTEL_TRACES_SAMPLER", "parentbased_always_off");
+    std::env::set_var("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=s3cr%2Ft");
     let collector = Collector::start(true).await.unwrap();
     let telemetry = Telemetry::init(&TelemetrySettings {
         service_name: "vitalgate-test".into(),
@@ -96,6 +98,13 @@ async fn a_local_trace_is_not_sampled_and_a_sampled_callers_trace_is_exported() 
     assert_eq!(child.events.len(), 128, "the SDK's default event limit");
     assert_eq!(child.dropped_events_count, 72);
     assert!(child.attributes.iter().any(|a| a.key == "samples"));
+    assert_eq!(
+        collector
+            .span_headers()
+            .get("x-api-key")
+            .map(String::as_str),
+        Some("s3cr/t")
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {
