@@ -178,15 +178,15 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
                 return Ok((None, None));
             }
             // No endpoint: metrics (served on /metrics), no spans.
-            "metrics" => (String::new(), None),
+            "metrics" => (None, None),
             "no-collector" => {
                 // A port that was free a moment ago: nobody listens there.
                 let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-                (format!("http://{closed}"), None)
+                (Some(format!("http://{closed}")), None)
             }
             "collector" => {
                 let collector = LocalCollector::start()?;
-                (collector.endpoint.clone(), Some(collector))
+                (Some(collector.endpoint.clone()), Some(collector))
             }
             other => {
                 return Err(format!(
@@ -198,7 +198,7 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
         let telemetry = Telemetry::init(&TelemetrySettings {
             service_name: "vitalgate-bench".into(),
             log_format: LogFormat::Text,
-            otlp_endpoint: Some(endpoint.0).filter(|e| !e.is_empty()),
+            otlp_endpoint: endpoint.0,
             default_log_filter: "warn".into(),
         })?;
         Ok((Some(telemetry), endpoint.1))

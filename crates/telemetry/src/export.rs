@@ -471,6 +471,30 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_drops_batches_rather_than_wait() {
+        // A thread that takes nothing: two batches may wait for it.
+        let (to_thread, from_queue) = mpsc::sync_channel(2);
+        let queue = Queue {
+            pending: Mutex::new(Vec::new()),
+            batch: 3,
+            to_thread,
+            dropped: dropped_counter(),
+        };
+        for _ in 0..5 * 3 + 1 {
+            queue.push(Finished::default());
+        }
+        let waiting: Vec<usize> = from_queue
+            .try_iter()
+            .map(|message| match message {
+                Message::Batch(spans) => spans.len(),
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(waiting, [3, 3], "two full batches wait, three were dropped");
+        assert_eq!(queue.take_pending().len(), 1, "the next batch fills");
+    }
+
+    #[test]
     fn headers_are_comma_separated_pairs_with_percent_encoded_values() {
         let headers =
             headers_from("Api-Key=s3cr%2Ft%20v, x-tenant = ward 7 ,no-value,bad key=1,=empty");

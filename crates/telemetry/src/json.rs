@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use opentelemetry::trace::TraceContextExt as _;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -39,19 +38,10 @@ where
         if let Some(span) = ctx.lookup_current() {
             line.insert("span".into(), Value::from(span.name()));
         }
-        // The current span's OpenTelemetry context (its trace and span ids),
-        // from the span itself.
-        let context = crate::context_of(&tracing::Span::current());
-        let span_context = context.span().span_context().clone();
-        if span_context.is_valid() {
-            line.insert(
-                "trace_id".into(),
-                Value::from(span_context.trace_id().to_string()),
-            );
-            line.insert(
-                "span_id".into(),
-                Value::from(span_context.span_id().to_string()),
-            );
+        // The current span's trace and span ids, from the span recorder.
+        if let Some(ids) = crate::spans::span_context_of(&tracing::Span::current()) {
+            line.insert("trace_id".into(), Value::from(ids.trace_id().to_string()));
+            line.insert("span_id".into(), Value::from(ids.span_id().to_string()));
         }
         let mut fields = FieldsToJson(Map::new());
         event.record(&mut fields);

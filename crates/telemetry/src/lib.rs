@@ -3,7 +3,7 @@
 //! - logs to stderr, human text or one JSON object a line carrying the
 //!   trace and span ids of the span the event happened in ([`LogFormat`]);
 //! - OpenTelemetry traces (every `tracing` span becomes one, recorded by
-//!   this crate's own layer, [`spans`]) and metrics (the SDK's), exported by
+//!   this crate's own `tracing` layer) and metrics (the SDK's), exported by
 //!   OTLP/gRPC when an endpoint is configured and not at all otherwise; an
 //!   unreachable collector costs a bounded queue and a count of what was
 //!   dropped, never a wait on the hot path;
@@ -21,7 +21,7 @@ pub mod collector;
 mod export;
 mod json;
 pub mod ops;
-pub mod spans;
+mod spans;
 
 pub use spans::{context_of, set_parent};
 

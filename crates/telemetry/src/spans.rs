@@ -146,6 +146,7 @@ pub(crate) struct Finished {
     open: Box<Open>,
 }
 
+#[cfg(test)]
 impl Default for Finished {
     fn default() -> Self {
         Self {
@@ -483,17 +484,23 @@ where
     }
 }
 
-/// The trace context of `span` (its ids, whether it is sampled): what a
-/// propagator injects into an outgoing request. Empty when nothing records
-/// spans.
-pub fn context_of(span: &tracing::Span) -> opentelemetry::Context {
-    let context = span.with_subscriber(|(id, dispatch)| {
+/// The ids, sampling decision and trace state the recorder gave `span`;
+/// `None` when nothing records spans.
+pub(crate) fn span_context_of(span: &tracing::Span) -> Option<SpanContext> {
+    span.with_subscriber(|(id, dispatch)| {
         let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
         let data = registry.span(id)?;
         let extensions = data.extensions();
         extensions.get::<Recorded>().map(|r| r.context.clone())
-    });
-    match context.flatten() {
+    })
+    .flatten()
+}
+
+/// The trace context of `span` (its ids, whether it is sampled): what a
+/// propagator injects into an outgoing request. Empty when nothing records
+/// spans.
+pub fn context_of(span: &tracing::Span) -> opentelemetry::Context {
+    match span_context_of(span) {
         Some(context) => opentelemetry::Context::new().with_remote_span_context(context),
         None => opentelemetry::Context::new(),
     }
