@@ -34,6 +34,7 @@ use opentelemetry::trace::{
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{span, status, Span, Status};
 use opentelemetry_sdk::trace::{IdGenerator, SamplingDecision, ShouldSample, SpanLimits};
+use smallvec::SmallVec;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
@@ -44,6 +45,9 @@ use crate::export::Queue;
 /// parent's remoteness is known, and whether it was remote.
 const FLAGS_PARENT_REMOTENESS_KNOWN: u32 = 0x100;
 const FLAGS_PARENT_IS_REMOTE: u32 = 0x200;
+/// Attributes a span holds without an allocation of its own: a vitals
+/// batch's and a store transaction's fit.
+const INLINE_ATTRIBUTES: usize = 4;
 
 /// What the recorder keeps with an open span.
 struct Recorded {
@@ -52,7 +56,11 @@ struct Recorded {
     context: SpanContext,
     /// What will be exported: kept only while it may be (spans are
     /// exported, and it is sampled or may yet be by a remote parent).
-    open: Option<Box<Open>>,
+    /// Held inline, as are a few attributes: the registry boxes this
+    /// record once, and every further allocation would be made on the
+    /// span's thread and freed on the export thread's, the costliest kind
+    /// for the allocator.
+    open: Option<Open>,
 }
 
 /// A span being recorded for export.
@@ -63,7 +71,7 @@ struct Open {
     kind: span::SpanKind,
     start: u64,
     end: u64,
-    attributes: Vec<(&'static str, Value)>,
+    attributes: SmallVec<[(&'static str, Value); INLINE_ATTRIBUTES]>,
     attribute_limit: usize,
     dropped_attributes: u32,
     /// Events are few on the hot paths: built in their export form.
@@ -105,7 +113,7 @@ impl Open {
             kind: span::SpanKind::Internal,
             start,
             end: 0,
-            attributes: Vec::new(),
+            attributes: SmallVec::new(),
             attribute_limit,
             dropped_attributes: 0,
             events: Vec::new(),
@@ -143,7 +151,7 @@ impl Open {
 /// A closed sampled span, on its way to the collector.
 pub(crate) struct Finished {
     context: SpanContext,
-    open: Box<Open>,
+    open: Open,
 }
 
 #[cfg(test)]
@@ -151,7 +159,7 @@ impl Default for Finished {
     fn default() -> Self {
         Self {
             context: SpanContext::empty_context(),
-            open: Box::new(Open::new(None, "", 0, 0)),
+            open: Open::new(None, "", 0, 0),
         }
     }
 }
@@ -160,7 +168,6 @@ impl Finished {
     /// The span in OTLP's protobuf form.
     pub(crate) fn into_otlp(self) -> Span {
         let Self { context, open } = self;
-        let open = *open;
         let remoteness = FLAGS_PARENT_REMOTENESS_KNOWN
             | if open.parent_is_remote {
                 FLAGS_PARENT_IS_REMOTE
@@ -255,7 +262,7 @@ impl Recorder {
         if !sampled {
             recorded.open = None;
         }
-        if let Some(open) = recorded.open.as_deref_mut() {
+        if let Some(open) = recorded.open.as_mut() {
             open.parent = Some(remote.span_id());
             open.parent_is_remote = true;
         }
@@ -331,7 +338,7 @@ fn limit(configured: u32) -> usize {
 
 /// The span being recorded for export, if it is.
 fn open_span(recorded: Option<&mut Recorded>) -> Option<&mut Open> {
-    recorded.and_then(|r| r.open.as_deref_mut())
+    recorded.and_then(|r| r.open.as_mut())
 }
 
 impl<S> tracing_subscriber::Layer<S> for Recorder
@@ -371,12 +378,12 @@ where
         // still make it so (`set_parent`), and roots are few.
         let record = self.queue.is_some() && (context.is_sampled() || parent.is_none());
         let open = record.then(|| {
-            let mut open = Box::new(Open::new(
+            let mut open = Open::new(
                 parent.as_ref().map(SpanContext::span_id),
                 name,
                 unix_nanos(),
                 limit(self.limits.max_attributes_per_span),
-            ));
+            );
             open.attributes.reserve(attributes.fields().len());
             attributes.record(&mut Fields(|key, value| open.set(key, value)));
             open

@@ -187,7 +187,7 @@ impl Writer {
             .iter()
             .flat_map(|j| j.samples.iter().cloned())
             .collect();
-        let spans: Vec<tracing::Span> = jobs.iter().map(|j| j.span.clone()).collect();
+        let spans: Vec<&tracing::Span> = jobs.iter().map(|j| &j.span).collect();
         match self.write(batch, &spans).await {
             Ok(()) => {
                 for job in jobs {
@@ -205,7 +205,7 @@ impl Writer {
                     span,
                 } in jobs
                 {
-                    let result = self.write(samples, std::slice::from_ref(&span)).await;
+                    let result = self.write(samples, &[&span]).await;
                     let _ = done.send(result);
                 }
             }
@@ -227,20 +227,24 @@ impl Writer {
     async fn write(
         &self,
         batch: Vec<StoredSample>,
-        batches: &[tracing::Span],
+        batches: &[&tracing::Span],
     ) -> Result<(), StoreError> {
+        // Borrowed, not cloned, when the write carries one batch: a clone
+        // and its drop each touch the span's count in the registry, which
+        // the batch's own thread touches too.
+        let gathered;
         let span = match batches {
-            [only] => only.clone(),
+            [only] => *only,
             _ => {
-                let span = tracing::debug_span!(
-                    parent: batches.first().and_then(tracing::Span::id),
+                gathered = tracing::debug_span!(
+                    parent: batches.first().and_then(|first| first.id()),
                     "vitals.write",
                     samples = batch.len()
                 );
                 for other in batches.iter().skip(1) {
-                    span.follows_from(other);
+                    gathered.follows_from(*other);
                 }
-                span
+                &gathered
             }
         };
         // The span is current only for the write's first poll, where the
