@@ -545,7 +545,7 @@ fn paired_ratios(
     ratios
 }
 
-/// The `q` quantile of `sorted` (the nearest rank below).
+/// The `q` quantile of `sorted`: the value at the nearest rank.
 fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     let last = sorted.len().checked_sub(1)?;
     sorted.get((last as f64 * q).round() as usize).copied()
