@@ -10,6 +10,10 @@
 //!
 //! - `off`: no subscriber, no meter provider (what the instrumented code
 //!   costs when nothing listens);
+//! - `control`: `off` again, in the same round: a negative control. Its
+//!   ratio to `off` should be 1, and how far its rounds stray from 1 is
+//!   how small a cost this run can tell from noise (on this machine, as
+//!   much as the 5 % the goal allows);
 //! - `floor`: the least any span recorder built on `tracing` costs: its
 //!   registry (each span's parent and its place while open) with a layer
 //!   that takes a timestamp at each end of a span and keeps its fields,
@@ -54,7 +58,14 @@ const COLLECTOR_VAR: &str = "VITALGATE_BENCH_TELEMETRY_COLLECTOR";
 /// Where the workers' temporary files go when it exists (memory).
 const MEMORY_TMPDIR: &str = "/dev/shm";
 
-const MODES: [&str; 5] = ["off", "floor", "metrics", "no-collector", "collector"];
+const MODES: [&str; 6] = [
+    "off",
+    "control",
+    "floor",
+    "metrics",
+    "no-collector",
+    "collector",
+];
 /// The modes the goal is judged on: telemetry as the services run it.
 const JUDGED_MODES: [&str; 2] = ["no-collector", "collector"];
 /// The name of the worker's own runtime's threads, where the metrics' OTLP
@@ -73,7 +84,7 @@ const SPAN_PAIRS_PER_CHUNK: u64 = 500;
 /// the code), so a 5 % goal needs the median of many.
 const ROUNDS: usize = 11;
 /// Logins per `login-e2e` worker: enough for a steady rate, few enough for
-/// twenty-seven worker runs.
+/// a worker run per mode in every round.
 const MAX_LOGINS: usize = 400;
 /// The issue's goal: telemetry costs under 5 % on each hot path.
 const GOAL: f64 = 1.05;
@@ -186,7 +197,7 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
         .build()?;
     let (telemetry, collector) = runtime.block_on(async {
         let endpoint = match mode {
-            "off" => return Ok::<_, Error>((None, None)),
+            "off" | "control" => return Ok::<_, Error>((None, None)),
             "floor" => {
                 install_floor_recorder()?;
                 return Ok((None, None));
@@ -640,7 +651,7 @@ fn report(runs: &[Run], json: bool, plan: &Plan<'_>) {
         header.push_str(&format!(" {mode:>12}"));
     }
     println!("{header}  {:>12}", "off (figure)");
-    let mut goals = Vec::new();
+    let (mut goals, mut controls) = (Vec::new(), Vec::new());
     for (row, workload, name, more_is_worse, judged) in ROWS {
         let mut line = format!("{:<40}", format!("{row} ({name})"));
         for mode in &MODES[1..] {
@@ -651,10 +662,21 @@ fn report(runs: &[Run], json: bool, plan: &Plan<'_>) {
         }
         let off = median(runs, "off", workload, name).unwrap_or(f64::NAN);
         println!("{line}  {off:>12.1}");
+        // The control is judged beside the modes: what it shows is the
+        // noise the modes' ratios carry.
         for mode in JUDGED_MODES.into_iter().filter(|_| judged) {
             let ratios = paired_ratios(runs, mode, workload, name, more_is_worse);
             goals.push((
                 format!("{row}, {mode}: cost <= {GOAL} x off"),
+                quantile(&ratios, 0.5).unwrap_or(f64::NAN),
+                quantile(&ratios, 0.25).unwrap_or(f64::NAN),
+                quantile(&ratios, 0.75).unwrap_or(f64::NAN),
+            ));
+        }
+        if judged {
+            let ratios = paired_ratios(runs, "control", workload, name, more_is_worse);
+            controls.push((
+                row,
                 quantile(&ratios, 0.5).unwrap_or(f64::NAN),
                 quantile(&ratios, 0.25).unwrap_or(f64::NAN),
                 quantile(&ratios, 0.75).unwrap_or(f64::NAN),
@@ -685,5 +707,12 @@ fn report(runs: &[Run], json: bool, plan: &Plan<'_>) {
     for (goal, value, low, high) in goals {
         let verdict = if value <= GOAL { "met" } else { "MISSED" };
         println!("  {goal:<52} {value:>8.3}  ({low:.3}-{high:.3})  {verdict}");
+    }
+    println!(
+        "\nthe run's noise: `off` run twice in each round, the second's cost over the first's \
+         (1 if runs were repeatable; a cost nearer 1 than these stray is not resolved):"
+    );
+    for (row, value, low, high) in controls {
+        println!("  {row:<52} {value:>8.3}  ({low:.3}-{high:.3})");
     }
 }
