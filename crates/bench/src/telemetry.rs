@@ -562,6 +562,12 @@ fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     sorted.get((last as f64 * q).round() as usize).copied()
 }
 
+/// The median of `sorted` ratios and their lower and upper quartiles.
+fn spread(sorted: &[f64]) -> (f64, f64, f64) {
+    let at = |q| quantile(sorted, q).unwrap_or(f64::NAN);
+    (at(0.5), at(0.25), at(0.75))
+}
+
 /// What each figure is, where it comes from, whether more is worse, and
 /// whether the goal is judged on it. The goal is judged on CPU time per
 /// operation (the worker's clock: TTP, HSP and device; for logins also
@@ -662,24 +668,23 @@ fn report(runs: &[Run], json: bool, plan: &Plan<'_>) {
         }
         let off = median(runs, "off", workload, name).unwrap_or(f64::NAN);
         println!("{line}  {off:>12.1}");
-        // The control is judged beside the modes: what it shows is the
-        // noise the modes' ratios carry.
         for mode in JUDGED_MODES.into_iter().filter(|_| judged) {
-            let ratios = paired_ratios(runs, mode, workload, name, more_is_worse);
             goals.push((
                 format!("{row}, {mode}: cost <= {GOAL} x off"),
-                quantile(&ratios, 0.5).unwrap_or(f64::NAN),
-                quantile(&ratios, 0.25).unwrap_or(f64::NAN),
-                quantile(&ratios, 0.75).unwrap_or(f64::NAN),
+                spread(&paired_ratios(runs, mode, workload, name, more_is_worse)),
             ));
         }
+        // Beside each judged figure, the noise its ratios carry.
         if judged {
-            let ratios = paired_ratios(runs, "control", workload, name, more_is_worse);
             controls.push((
                 row,
-                quantile(&ratios, 0.5).unwrap_or(f64::NAN),
-                quantile(&ratios, 0.25).unwrap_or(f64::NAN),
-                quantile(&ratios, 0.75).unwrap_or(f64::NAN),
+                spread(&paired_ratios(
+                    runs,
+                    "control",
+                    workload,
+                    name,
+                    more_is_worse,
+                )),
             ));
         }
     }
@@ -704,15 +709,15 @@ fn report(runs: &[Run], json: bool, plan: &Plan<'_>) {
         "\ngoals (the issue: under 5 % on each path; judged on CPU time per operation, \
          the median of the rounds' ratios; quartiles beside):"
     );
-    for (goal, value, low, high) in goals {
+    for (goal, (value, low, high)) in goals {
         let verdict = if value <= GOAL { "met" } else { "MISSED" };
         println!("  {goal:<52} {value:>8.3}  ({low:.3}-{high:.3})  {verdict}");
     }
     println!(
-        "\nthe run's noise: `off` run twice in each round, the second's cost over the first's \
+        "\nthe run's noise: `control` (`off` run again in each round) over `off` \
          (1 if runs were repeatable; a cost nearer 1 than these stray is not resolved):"
     );
-    for (row, value, low, high) in controls {
+    for (row, (value, low, high)) in controls {
         println!("  {row:<52} {value:>8.3}  ({low:.3}-{high:.3})");
     }
 }
