@@ -609,13 +609,6 @@ fn report(runs: &[Run], json: bool, plan: &Plan<'_>) {
     // Each ratio is the cost with telemetry over the cost without in the
     // same round; the figure is their median, and the quartiles say how
     // far one round's ratio strays.
-    let ratio = |mode, workload, name, more_is_worse| {
-        quantile(
-            &paired_ratios(runs, mode, workload, name, more_is_worse),
-            0.5,
-        )
-        .unwrap_or(f64::NAN)
-    };
     if json {
         for (row, workload, name, more_is_worse, _) in ROWS {
             for mode in MODES {
@@ -624,12 +617,9 @@ fn report(runs: &[Run], json: bool, plan: &Plan<'_>) {
                     "mode": mode,
                 });
                 object[name] = median(runs, mode, workload, name).into();
-                let ratios = paired_ratios(runs, mode, workload, name, more_is_worse);
-                if let (Some(low), Some(middle), Some(high)) = (
-                    quantile(&ratios, 0.25),
-                    quantile(&ratios, 0.5),
-                    quantile(&ratios, 0.75),
-                ) {
+                let (middle, low, high) =
+                    spread(&paired_ratios(runs, mode, workload, name, more_is_worse));
+                if !middle.is_nan() {
                     object["cost_ratio_to_off"] = middle.into();
                     object["cost_ratio_quartiles"] = serde_json::json!([low, high]);
                 }
@@ -660,33 +650,19 @@ fn report(runs: &[Run], json: bool, plan: &Plan<'_>) {
     let (mut goals, mut controls) = (Vec::new(), Vec::new());
     for (row, workload, name, more_is_worse, judged) in ROWS {
         let mut line = format!("{:<40}", format!("{row} ({name})"));
-        for mode in &MODES[1..] {
-            line.push_str(&format!(
-                " {:>12.3}",
-                ratio(mode, workload, name, more_is_worse)
-            ));
+        for &mode in &MODES[1..] {
+            let figure = spread(&paired_ratios(runs, mode, workload, name, more_is_worse));
+            line.push_str(&format!(" {:>12.3}", figure.0));
+            if judged && JUDGED_MODES.contains(&mode) {
+                goals.push((format!("{row}, {mode}: cost <= {GOAL} x off"), figure));
+            }
+            // Beside each judged figure, the noise its ratios carry.
+            if judged && mode == "control" {
+                controls.push((row, figure));
+            }
         }
         let off = median(runs, "off", workload, name).unwrap_or(f64::NAN);
         println!("{line}  {off:>12.1}");
-        for mode in JUDGED_MODES.into_iter().filter(|_| judged) {
-            goals.push((
-                format!("{row}, {mode}: cost <= {GOAL} x off"),
-                spread(&paired_ratios(runs, mode, workload, name, more_is_worse)),
-            ));
-        }
-        // Beside each judged figure, the noise its ratios carry.
-        if judged {
-            controls.push((
-                row,
-                spread(&paired_ratios(
-                    runs,
-                    "control",
-                    workload,
-                    name,
-                    more_is_worse,
-                )),
-            ));
-        }
     }
     let spans = median(runs, "collector", "hsp-port", "spans_received").unwrap_or(0.0);
     println!("\nspans the local collector received per hsp-port run (median): {spans:.0}");
