@@ -74,9 +74,44 @@ pub(crate) fn process_cpu_ns() -> u64 {
     u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
 }
 
+/// Times this process's threads have left a CPU so far, by waiting
+/// (voluntary: a lock, a channel, a socket, a parked runtime worker) or
+/// by being preempted, summed over its threads from Linux's
+/// `/proc/self/task/*/status`; `None` where there is none. A thread that
+/// ended in between is missing from the later sum: count over a stretch
+/// whose threads live through it.
+pub(crate) fn context_switches() -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        // A thread may end between the listing and the read.
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        for line in status.lines() {
+            if let Some(count) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += count.trim().parse::<u64>().ok()?;
+            }
+        }
+    }
+    Some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_that_sleeps_is_switched_out() {
+        let Some(before) = context_switches() else {
+            return; // not Linux
+        };
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let after = context_switches().expect("read once, read again");
+        assert!(after > before, "{before} then {after}");
+    }
 
     #[test]
     fn this_process_is_found_and_its_cpu_time_grows() {

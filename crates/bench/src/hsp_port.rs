@@ -52,6 +52,10 @@ pub(crate) struct HspPort {
     /// Samples the TLS HSP's writer stored per transaction while streaming:
     /// it gathers what waits, so fewer per write means more commits.
     pub(crate) ingest_tls_samples_per_write: f64,
+    /// This process's threads' context switches per batch of the TLS
+    /// streaming sessions: how often a batch's way through device, HSP,
+    /// writer and store makes a thread wait or wake (`None` off Linux).
+    pub(crate) ingest_tls_switches_per_batch: Option<f64>,
 }
 
 struct Platform {
@@ -324,8 +328,10 @@ pub(crate) fn run(rounds: usize) -> HspPort {
         let mut ingest_cpu_ns = 0;
         let writes = || platform.tls_stats.write_batches.load(Ordering::Relaxed);
         let mut ingest_writes = 0;
+        let mut ingest_switches = Some(0);
         for _ in 0..ingest_rounds {
             let cpu = crate::cpu::process_cpu_ns();
+            let switches = crate::cpu::context_switches();
             let writes_before = writes();
             tls_rate.push(
                 ingest_once(&platform, &platform.tls)
@@ -333,6 +339,10 @@ pub(crate) fn run(rounds: usize) -> HspPort {
                     .expect("TLS ingest"),
             );
             ingest_cpu_ns += crate::cpu::process_cpu_ns() - cpu;
+            ingest_switches = ingest_switches
+                .zip(switches)
+                .zip(crate::cpu::context_switches())
+                .map(|((sum, before), after)| sum + after.saturating_sub(before));
             ingest_writes += writes() - writes_before;
             plain_rate.push(
                 ingest_once(&platform, &platform.plaintext)
@@ -353,6 +363,8 @@ pub(crate) fn run(rounds: usize) -> HspPort {
                 * INGEST_BATCHES as u64
                 * INGEST_BATCH_SAMPLES) as f64
                 / ingest_writes.max(1) as f64,
+            ingest_tls_switches_per_batch: ingest_switches
+                .map(|n| n as f64 / (ingest_rounds * INGEST_BATCHES) as f64),
         }
     })
 }
