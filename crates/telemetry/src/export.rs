@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::metrics::Counter;
 use opentelemetry::KeyValue;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource as ResourceProto;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_sdk::Resource;
 
@@ -322,14 +323,22 @@ impl tonic::service::Interceptor for WithHeaders {
     }
 }
 
+/// OTLP/gRPC's export method, as `opentelemetry-proto`'s client names it.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
 /// The collector, by OTLP/gRPC, on a runtime of the export thread's own.
 struct Otlp {
     runtime: tokio::runtime::Runtime,
-    client: TraceServiceClient<
+    grpc: tonic::client::Grpc<
         tonic::service::interceptor::InterceptedService<tonic::transport::Channel, WithHeaders>,
     >,
-    resource: ResourceProto,
-    scope: InstrumentationScope,
+    /// The request sent last, kept whole: each batch is written over its
+    /// spans (see [`Finished::write_into`]) and encoded here, so that
+    /// the spans' buffers outlive the send rather than being built for it
+    /// and freed after it.
+    request: ExportTraceServiceRequest,
+    /// Spans a bigger batch used, kept for the next.
+    spare: Vec<Span>,
 }
 
 impl Otlp {
@@ -347,42 +356,69 @@ impl Otlp {
             .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_HEADERS"))
             .map(|text| headers_from(&text))
             .unwrap_or_default();
-        Ok(Self {
-            runtime,
-            client: TraceServiceClient::with_interceptor(channel, WithHeaders(headers)),
-            resource: ResourceProto {
-                attributes: attributes.attributes.0,
-                ..ResourceProto::default()
-            },
-            scope: InstrumentationScope {
-                name: "vitalgate".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                ..InstrumentationScope::default()
-            },
-        })
-    }
-}
-
-impl Destination for Otlp {
-    fn send(&mut self, spans: Vec<Finished>) -> Result<u64, String> {
-        // Built here rather than on the hot paths: the protobuf's many small
-        // allocations are made and freed on this one thread.
-        let spans = spans.into_iter().map(Finished::into_otlp).collect();
         let request = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
-                resource: Some(self.resource.clone()),
+                resource: Some(ResourceProto {
+                    attributes: attributes.attributes.0,
+                    ..ResourceProto::default()
+                }),
                 scope_spans: vec![ScopeSpans {
-                    scope: Some(self.scope.clone()),
-                    spans,
+                    scope: Some(InstrumentationScope {
+                        name: "vitalgate".into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        ..InstrumentationScope::default()
+                    }),
+                    spans: Vec::new(),
                     schema_url: String::new(),
                 }],
                 schema_url: String::new(),
             }],
         };
-        let client = &mut self.client;
-        let response = self
-            .runtime
-            .block_on(async { tokio::time::timeout(EXPORT_TIMEOUT, client.export(request)).await });
+        Ok(Self {
+            runtime,
+            grpc: tonic::client::Grpc::new(tonic::service::interceptor::InterceptedService::new(
+                channel,
+                WithHeaders(headers),
+            )),
+            request,
+            spare: Vec::new(),
+        })
+    }
+
+    /// The request's spans, this batch's written over the last's.
+    fn write_batch(&mut self, batch: Vec<Finished>) {
+        let spans = &mut self.request.resource_spans[0].scope_spans[0].spans;
+        if spans.len() > batch.len() {
+            self.spare.extend(spans.drain(batch.len()..));
+        }
+        for (at, finished) in batch.into_iter().enumerate() {
+            if at == spans.len() {
+                spans.push(self.spare.pop().unwrap_or_default());
+            }
+            finished.write_into(&mut spans[at]);
+        }
+    }
+}
+
+impl Destination for Otlp {
+    fn send(&mut self, spans: Vec<Finished>) -> Result<u64, String> {
+        self.write_batch(spans);
+        let encoded = bytes::Bytes::from(prost::Message::encode_to_vec(&self.request));
+        let grpc = &mut self.grpc;
+        let response = self.runtime.block_on(async {
+            tokio::time::timeout(EXPORT_TIMEOUT, async {
+                grpc.ready().await.map_err(|e| {
+                    tonic::Status::unavailable(format!(
+                        "not ready: {}",
+                        tonic::codegen::StdError::from(e)
+                    ))
+                })?;
+                let path = tonic::codegen::http::uri::PathAndQuery::from_static(EXPORT_PATH);
+                grpc.unary(tonic::Request::new(encoded), path, Encoded)
+                    .await
+            })
+            .await
+        });
         match response {
             Ok(Ok(response)) => Ok(response.into_inner().partial_success.map_or(0, |partial| {
                 u64::try_from(partial.rejected_spans).unwrap_or(0)
@@ -390,6 +426,40 @@ impl Destination for Otlp {
             Ok(Err(status)) => Err(format!("{}: {}", status.code(), status.message())),
             Err(_) => Err(format!("no answer in {} s", EXPORT_TIMEOUT.as_secs())),
         }
+    }
+}
+
+/// The export call's codec: the request goes as the bytes `prost` encoded
+/// it to (the export thread keeps the request itself, see [`Otlp`]), the
+/// answer is decoded by `tonic-prost` as the generated client does.
+struct Encoded;
+
+impl tonic::codec::Codec for Encoded {
+    type Encode = bytes::Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = Encoded;
+    type Decoder = tonic_prost::ProstDecoder<ExportTraceServiceResponse>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        Encoded
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::new(tonic::codec::BufferSettings::default())
+    }
+}
+
+impl tonic::codec::Encoder for Encoded {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: bytes::Bytes,
+        destination: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put(destination, item);
+        Ok(())
     }
 }
 
