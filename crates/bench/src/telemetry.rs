@@ -636,8 +636,8 @@ const ROWS: [(&str, &str, &str, bool, bool); 9] = [
         false,
         false,
     ),
-    // Threads waiting and waking on a batch's way: on two cores, what the
-    // work between them costs beyond itself.
+    // How often a batch's way makes the process's threads wait or wake:
+    // whether telemetry's CPU time beyond its work is more switching.
     (
         "ingest switches",
         "hsp-port",

@@ -168,7 +168,8 @@ impl Finished {
     /// Writes the span in OTLP's protobuf form over `span`, a span an
     /// earlier export sent: its strings and byte vectors keep their
     /// buffers, so that the export thread neither allocates nor frees them
-    /// again for each span (what it did cost half the thread's work).
+    /// again for each span (building and freeing them was about half of
+    /// that thread's instructions).
     pub(crate) fn write_into(self, span: &mut Span) {
         let Self { context, open } = self;
         let remoteness = FLAGS_PARENT_REMOTENESS_KNOWN
