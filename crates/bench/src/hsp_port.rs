@@ -330,8 +330,10 @@ pub(crate) fn run(rounds: usize) -> HspPort {
         let mut ingest_writes = 0;
         let mut ingest_switches = Some(0);
         for _ in 0..ingest_rounds {
-            let cpu = crate::cpu::process_cpu_ns();
+            // Read before the CPU clock starts: reading `/proc` costs CPU,
+            // more for a process with more threads (telemetry's).
             let switches = crate::cpu::context_switches();
+            let cpu = crate::cpu::process_cpu_ns();
             let writes_before = writes();
             tls_rate.push(
                 ingest_once(&platform, &platform.tls)
