@@ -10,15 +10,13 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::metrics::Counter;
 use opentelemetry::KeyValue;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource as ResourceProto;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_sdk::Resource;
 
+use crate::request::Request;
 use crate::spans::Finished;
 use crate::TelemetryError;
 
@@ -332,13 +330,8 @@ struct Otlp {
     grpc: tonic::client::Grpc<
         tonic::service::interceptor::InterceptedService<tonic::transport::Channel, WithHeaders>,
     >,
-    /// The request sent last, kept whole: each batch is written over its
-    /// spans (see [`Finished::write_into`]) and encoded here, so that
-    /// the spans' buffers outlive the send rather than being built for it
-    /// and freed after it.
-    request: ExportTraceServiceRequest,
-    /// Spans a bigger batch used, kept for the next.
-    spare: Vec<Span>,
+    /// The spans sent last and the parts of the request that never change.
+    request: Request,
 }
 
 impl Otlp {
@@ -356,24 +349,17 @@ impl Otlp {
             .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_HEADERS"))
             .map(|text| headers_from(&text))
             .unwrap_or_default();
-        let request = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(ResourceProto {
-                    attributes: attributes.attributes.0,
-                    ..ResourceProto::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    scope: Some(InstrumentationScope {
-                        name: "vitalgate".into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        ..InstrumentationScope::default()
-                    }),
-                    spans: Vec::new(),
-                    schema_url: String::new(),
-                }],
-                schema_url: String::new(),
-            }],
-        };
+        let request = Request::new(
+            &ResourceProto {
+                attributes: attributes.attributes.0,
+                ..ResourceProto::default()
+            },
+            &InstrumentationScope {
+                name: "vitalgate".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                ..InstrumentationScope::default()
+            },
+        );
         Ok(Self {
             runtime,
             grpc: tonic::client::Grpc::new(tonic::service::interceptor::InterceptedService::new(
@@ -381,29 +367,14 @@ impl Otlp {
                 WithHeaders(headers),
             )),
             request,
-            spare: Vec::new(),
         })
-    }
-
-    /// The request's spans, this batch's written over the last's.
-    fn write_batch(&mut self, batch: Vec<Finished>) {
-        let spans = &mut self.request.resource_spans[0].scope_spans[0].spans;
-        if spans.len() > batch.len() {
-            self.spare.extend(spans.drain(batch.len()..));
-        }
-        for (at, finished) in batch.into_iter().enumerate() {
-            if at == spans.len() {
-                spans.push(self.spare.pop().unwrap_or_default());
-            }
-            finished.write_into(&mut spans[at]);
-        }
     }
 }
 
 impl Destination for Otlp {
     fn send(&mut self, spans: Vec<Finished>) -> Result<u64, String> {
-        self.write_batch(spans);
-        let encoded = bytes::Bytes::from(prost::Message::encode_to_vec(&self.request));
+        self.request.write_batch(spans);
+        let encoded = bytes::Bytes::from(self.request.encode());
         let grpc = &mut self.grpc;
         let response = self.runtime.block_on(async {
             tokio::time::timeout(EXPORT_TIMEOUT, async {

@@ -21,6 +21,7 @@ pub mod collector;
 mod export;
 mod json;
 pub mod ops;
+mod request;
 mod spans;
 
 pub use spans::{context_of, set_parent};
