@@ -292,7 +292,15 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-pub(crate) fn run(rounds: usize) -> HspPort {
+/// Streaming runs for `rounds` reconnecting sessions: one per twenty, at
+/// least three and at most ten.
+pub(crate) fn ingest_rounds_for(rounds: usize) -> usize {
+    (rounds / 20).clamp(3, 10)
+}
+
+/// `rounds` reconnecting sessions, then `ingest_rounds` streaming runs of
+/// [`INGEST_BATCHES`] batches, over TLS and in plaintext.
+pub(crate) fn run(rounds: usize, ingest_rounds: usize) -> HspPort {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -323,7 +331,6 @@ pub(crate) fn run(rounds: usize) -> HspPort {
                     * 1e6,
             );
         }
-        let ingest_rounds = (rounds / 20).clamp(3, 10);
         let (mut tls_rate, mut plain_rate) = (Vec::new(), Vec::new());
         let mut ingest_cpu_ns = 0;
         let writes = || platform.tls_stats.write_batches.load(Ordering::Relaxed);

@@ -181,7 +181,13 @@ fn main() -> ExitCode {
         Some("biometric") => biometric::run(json),
         Some("ingest") => ingest::report(&ingest::run(&database_url, samples), json),
         Some("login-e2e") => login_e2e::report(&login_e2e::run(&database_url, logins), json),
-        Some("hsp-port") => hsp_port::report(&hsp_port::run(rounds.min(2000)), json),
+        Some("hsp-port") => {
+            let rounds = rounds.min(2000);
+            hsp_port::report(
+                &hsp_port::run(rounds, hsp_port::ingest_rounds_for(rounds)),
+                json,
+            )
+        }
         Some("flood") => match flood::run(
             devices.map_or(100, |d| d[0]),
             std::time::Duration::from_secs(seconds),

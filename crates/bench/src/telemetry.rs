@@ -83,6 +83,12 @@ const SPAN_PAIRS_PER_CHUNK: u64 = 500;
 /// 5 to 10 % from the next on this machine (the two cores' scheduling, not
 /// the code), so a 5 % goal needs the median of many.
 const ROUNDS: usize = 11;
+/// Streaming runs (1,000 batches each) per `hsp-port` worker. A worker's
+/// CPU per sample strays from the next's much less over ten runs than over
+/// the three `hsp-port` makes for 40 sessions: `off` against `off` again,
+/// pinned to one core, six pairs each, the ratios' spread was 0.09 with
+/// three and 0.03 with ten.
+const INGEST_ROUNDS: usize = 10;
 /// Logins per `login-e2e` worker: enough for a steady rate, few enough for
 /// a worker run per mode in every round.
 const MAX_LOGINS: usize = 400;
@@ -236,7 +242,7 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
     let mut figures = Figures::new();
     match workload {
         "hsp-port" => {
-            let port = crate::hsp_port::run(plan.sessions);
+            let port = crate::hsp_port::run(plan.sessions, INGEST_ROUNDS);
             figures.insert("session_us".into(), port.session_tls_us.into());
             figures.insert("ingest_per_s".into(), port.ingest_tls_samples_per_s.into());
             figures.insert("session_cpu_us".into(), port.session_tls_cpu_us.into());
@@ -692,8 +698,8 @@ fn report(runs: &[Run], json: bool, plan: &Plan<'_>) {
     }
     println!(
         "telemetry's cost, same run: {ROUNDS} rounds of worker runs, each mode's cost over \
-         off's in the same round, median ({} reconnecting sessions, {} logins per run); \
-         the modes are in the module's docs\n",
+         off's in the same round, median ({} reconnecting sessions, {INGEST_ROUNDS} streaming \
+         runs of 1,000 batches, {} logins per run); the modes are in the module's docs\n",
         plan.sessions, plan.logins
     );
     let mut header = format!("{:<40}", "path (figure), cost over off");
