@@ -86,8 +86,8 @@ const ROUNDS: usize = 11;
 /// Streaming runs (1,000 batches each) per `hsp-port` worker. A worker's
 /// CPU per sample strays from the next's much less over ten runs than over
 /// the three `hsp-port` makes for 40 sessions: `off` against `off` again,
-/// pinned to one core, six pairs each, the ratios' spread was 0.09 with
-/// three and 0.03 with ten.
+/// pinned to one core, the ratios' standard deviation was 0.09 over eight
+/// pairs with three and 0.03 over six pairs with ten.
 const INGEST_ROUNDS: usize = 10;
 /// Logins per `login-e2e` worker: enough for a steady rate, few enough for
 /// a worker run per mode in every round.
