@@ -84,8 +84,8 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    /// Queues a closed span; never waits. Inlined into the recorder, so
-    /// that the span is copied once, into the pending batch.
+    /// Queues a closed span; never waits. Inlined into the recorder: a
+    /// call would copy the span once more, as its argument.
     #[inline]
     pub(crate) fn push(&self, span: Finished) {
         let full = {
