@@ -9,6 +9,11 @@
 //! operation and the database system, and on failure the kind of error;
 //! never an argument (a pseudonym, a serial or a code is not an attribute).
 //!
+//! On the vitals path the span is a [`DirectSpan`], recorded outside
+//! `tracing` as the vitals batch's own span is: the writer makes the
+//! batch's span current for the store's call ([`SpanParent::in_scope`]),
+//! and a transaction made under it is its direct child.
+//!
 //! With no tracing subscriber and no meter provider the wrapper costs a
 //! disabled span and a no-op histogram per call: nothing worth a switch.
 
@@ -31,6 +36,7 @@ use vitalgate_store::{
     CredentialRecord, EnrollmentToken, FactorToken, LastHeard, NewAlert, OobCode, PatientSetting,
     RelayDesignation, RevocationRecord, Store, StoreError, StoreResult, StoredSample, WebSession,
 };
+use vitalgate_telemetry::{DirectSpan, SpanParent};
 
 /// `inner`, every operation traced and timed; `system` is OpenTelemetry's
 /// `db.system.name` (`postgresql`, `sqlite`, …).
@@ -58,17 +64,12 @@ impl<S: Store> TracedStore<S> {
         // poll of the operation's queries would cost a registry lookup and
         // the layers' hooks each time, and nothing inside the store opens a
         // span or logs a line that would belong in it.
-        let span = tracing::debug_span!(
-            "store.transaction",
-            db.system.name = self.system,
-            db.operation.name = operation,
-            error.type = tracing::field::Empty,
-        );
+        let mut span = TransactionSpan::start(self.system, operation);
         let started = Instant::now();
         let result = work.await;
         let error = result.as_ref().err().map(error_type);
         if let Some(kind) = error {
-            span.record("error.type", kind);
+            span.failed(kind);
         }
         let elapsed = started.elapsed().as_secs_f64();
         let system = KeyValue::new("db.system.name", self.system);
@@ -79,6 +80,42 @@ impl<S: Store> TracedStore<S> {
                 .record(elapsed, &[system, name, KeyValue::new("error.type", kind)]),
         }
         result
+    }
+}
+
+/// A transaction's span: a direct child of a direct span made current
+/// around the call, otherwise a `tracing` span in the current one.
+enum TransactionSpan {
+    Direct(DirectSpan),
+    Tracing(tracing::Span),
+}
+
+impl TransactionSpan {
+    fn start(system: &'static str, operation: &'static str) -> Self {
+        match SpanParent::scoped() {
+            Some(parent) => {
+                let mut span = DirectSpan::child_of(&parent, "store.transaction");
+                span.set_str("db.system.name", system);
+                span.set_str("db.operation.name", operation);
+                Self::Direct(span)
+            }
+            None => Self::Tracing(tracing::debug_span!(
+                "store.transaction",
+                db.system.name = system,
+                db.operation.name = operation,
+                error.type = tracing::field::Empty,
+            )),
+        }
+    }
+
+    /// Marks the transaction failed, with OpenTelemetry's `error.type`.
+    fn failed(&mut self, kind: &'static str) {
+        match self {
+            Self::Direct(span) => span.set_str("error.type", kind),
+            Self::Tracing(span) => {
+                span.record("error.type", kind);
+            }
+        }
     }
 }
 

@@ -22,6 +22,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 pub use opentelemetry_proto::tonic::trace::v1::Span;
 use tonic::{Request, Response, Status};
@@ -38,16 +39,27 @@ pub struct ReceivedSpan {
 impl ReceivedSpan {
     /// The string value of attribute `key`, when it has one.
     pub fn attribute(&self, key: &str) -> Option<&str> {
-        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        match self.value_of(key)? {
+            Value::StringValue(text) => Some(text.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The integer value of attribute `key`, when it has one.
+    pub fn int_attribute(&self, key: &str) -> Option<i64> {
+        match self.value_of(key)? {
+            Value::IntValue(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    fn value_of(&self, key: &str) -> Option<&Value> {
         self.span
             .attributes
             .iter()
             .find(|a| a.key == key)
             .and_then(|a| a.value.as_ref())
-            .and_then(|v| match &v.value {
-                Some(Value::StringValue(text)) => Some(text.as_str()),
-                _ => None,
-            })
+            .and_then(|v| v.value.as_ref())
     }
 }
 

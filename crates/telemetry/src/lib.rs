@@ -11,19 +11,23 @@
 //!   listener that serves them beside `/livez` and `/readyz` ([`ops`]);
 //! - an OTLP receiver to run in a test or a benchmark ([`collector`]).
 //!
-//! The services themselves only use `tracing` spans, the `opentelemetry`
-//! API's global meter and, to carry a trace across a call, [`context_of`]
-//! and [`set_parent`]; nothing else here is needed to run them.
+//! The services themselves use `tracing` spans, the `opentelemetry` API's
+//! global meter and, to carry a trace across a call, [`context_of`] and
+//! [`set_parent`]; on the vitals path, where every batch makes two spans,
+//! they record those as [`DirectSpan`]s, outside `tracing`. Nothing else
+//! here is needed to run them.
 
 #![forbid(unsafe_code)]
 
 pub mod collector;
+mod direct;
 mod export;
 mod json;
 pub mod ops;
 mod request;
 mod spans;
 
+pub use direct::{DirectSpan, SpanParent};
 pub use spans::{context_of, set_parent};
 
 use std::str::FromStr;

@@ -63,14 +63,15 @@ struct Recorded {
     open: Option<Open>,
 }
 
-/// A span being recorded for export.
-struct Open {
+/// A span being recorded for export: a `tracing` span's, or a
+/// [`crate::DirectSpan`]'s.
+pub(crate) struct Open {
     parent: Option<SpanId>,
     parent_is_remote: bool,
     name: Cow<'static, str>,
     kind: span::SpanKind,
     start: u64,
-    end: u64,
+    pub(crate) end: u64,
     attributes: SmallVec<[(&'static str, Value); INLINE_ATTRIBUTES]>,
     attribute_limit: usize,
     dropped_attributes: u32,
@@ -78,16 +79,19 @@ struct Open {
     events: Vec<span::Event>,
     dropped_events: u32,
     links: Vec<SpanContext>,
+    link_limit: usize,
     dropped_links: u32,
     status: Option<Status>,
 }
 
 /// A field's value.
-enum Value {
+pub(crate) enum Value {
     Int(i64),
     Float(f64),
     Bool(bool),
     Text(String),
+    /// A direct span's fixed text: nothing to allocate on the hot path.
+    Static(&'static str),
 }
 
 impl From<Value> for any_value::Value {
@@ -97,15 +101,21 @@ impl From<Value> for any_value::Value {
             Value::Float(x) => Self::DoubleValue(x),
             Value::Bool(b) => Self::BoolValue(b),
             Value::Text(text) => Self::StringValue(text),
+            Value::Static(text) => Self::StringValue(text.to_owned()),
         }
     }
 }
 
 impl Open {
     /// A span named `name` started at `start` (Unix nanoseconds), as yet
-    /// with no attributes (at most `attribute_limit` of them), events or
-    /// links.
-    fn new(parent: Option<SpanId>, name: &'static str, start: u64, attribute_limit: usize) -> Self {
+    /// with no attributes, events or links (at most as many as `limits`
+    /// allow).
+    pub(crate) fn new(
+        parent: Option<SpanId>,
+        name: &'static str,
+        start: u64,
+        limits: &SpanLimits,
+    ) -> Self {
         Self {
             parent,
             parent_is_remote: false,
@@ -114,18 +124,28 @@ impl Open {
             start,
             end: 0,
             attributes: SmallVec::new(),
-            attribute_limit,
+            attribute_limit: limit(limits.max_attributes_per_span),
             dropped_attributes: 0,
             events: Vec::new(),
             dropped_events: 0,
             links: Vec::new(),
+            link_limit: limit(limits.max_links_per_span),
             dropped_links: 0,
             status: None,
         }
     }
 
+    /// Links the span to `linked`, if the limit allows one more.
+    pub(crate) fn link(&mut self, linked: SpanContext) {
+        if self.links.len() < self.link_limit {
+            self.links.push(linked);
+        } else {
+            self.dropped_links += 1;
+        }
+    }
+
     /// Records one of the span's fields.
-    fn set(&mut self, key: &'static str, value: Value) {
+    pub(crate) fn set(&mut self, key: &'static str, value: Value) {
         match (key, value) {
             ("otel.name", Value::Text(name)) => self.name = Cow::Owned(name),
             ("otel.kind", Value::Text(kind)) => self.kind = span_kind(&kind),
@@ -157,14 +177,19 @@ pub(crate) struct Finished {
 #[cfg(test)]
 impl Default for Finished {
     fn default() -> Self {
-        Self {
-            context: SpanContext::empty_context(),
-            open: Open::new(None, "", 0, 0),
-        }
+        Self::new(
+            SpanContext::empty_context(),
+            Open::new(None, "", 0, &SpanLimits::default()),
+        )
     }
 }
 
 impl Finished {
+    /// The span `context` names, recorded in `open`, which has ended.
+    pub(crate) fn new(context: SpanContext, open: Open) -> Self {
+        Self { context, open }
+    }
+
     /// Writes the span in OTLP's protobuf form over `span`, a span an
     /// earlier export sent: its strings and byte vectors keep their
     /// buffers, so that the export thread neither allocates nor frees them
@@ -195,9 +220,20 @@ impl Finished {
             match span.attributes.get_mut(at) {
                 Some(kept) => {
                     overwrite_text(&mut kept.key, key);
-                    kept.value = Some(AnyValue {
-                        value: Some(value.into()),
-                    });
+                    match (&mut kept.value, value) {
+                        // A fixed text over a text: into its buffer.
+                        (
+                            Some(AnyValue {
+                                value: Some(any_value::Value::StringValue(buffer)),
+                            }),
+                            Value::Static(text),
+                        ) => overwrite_text(buffer, text),
+                        (kept, value) => {
+                            *kept = Some(AnyValue {
+                                value: Some(value.into()),
+                            });
+                        }
+                    }
                 }
                 None => span.attributes.push(attribute(key, value.into())),
             }
@@ -234,11 +270,11 @@ fn overwrite_text(buffer: &mut String, text: &str) {
 /// The `tracing` layer recording spans (see the module).
 pub(crate) struct Recorder {
     sampler: Box<dyn ShouldSample>,
-    ids: Box<dyn IdGenerator>,
-    limits: SpanLimits,
+    pub(crate) ids: Box<dyn IdGenerator>,
+    pub(crate) limits: SpanLimits,
     /// Where closed sampled spans go; `None`: ids only (JSON logs with
     /// nothing exported).
-    queue: Option<Arc<Queue>>,
+    pub(crate) queue: Option<Arc<Queue>>,
 }
 
 impl Recorder {
@@ -256,7 +292,7 @@ impl Recorder {
 
     /// Whether a trace starting at `name` (under `parent`, a remote span,
     /// if any) is sampled.
-    fn samples(
+    pub(crate) fn samples(
         &self,
         parent: Option<&opentelemetry::Context>,
         trace_id: TraceId,
@@ -289,7 +325,7 @@ impl Recorder {
     }
 }
 
-fn flags(sampled: bool) -> TraceFlags {
+pub(crate) fn flags(sampled: bool) -> TraceFlags {
     if sampled {
         TraceFlags::SAMPLED
     } else {
@@ -297,7 +333,7 @@ fn flags(sampled: bool) -> TraceFlags {
     }
 }
 
-fn unix_nanos() -> u64 {
+pub(crate) fn unix_nanos() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
@@ -402,7 +438,7 @@ where
                 parent.as_ref().map(SpanContext::span_id),
                 name,
                 unix_nanos(),
-                limit(self.limits.max_attributes_per_span),
+                &self.limits,
             );
             open.attributes.reserve(attributes.fields().len());
             attributes.record(&mut Fields(|key, value| open.set(key, value)));
@@ -441,13 +477,8 @@ where
             return;
         };
         let mut extensions = this.extensions_mut();
-        let Some(open) = open_span(extensions.get_mut::<Recorded>()) else {
-            return;
-        };
-        if open.links.len() < limit(self.limits.max_links_per_span) {
-            open.links.push(linked);
-        } else {
-            open.dropped_links += 1;
+        if let Some(open) = open_span(extensions.get_mut::<Recorded>()) {
+            open.link(linked);
         }
     }
 
@@ -583,7 +614,7 @@ mod tests {
             false,
             TraceState::NONE,
         );
-        let mut open = Open::new(parent, name, 1_000, 128);
+        let mut open = Open::new(parent, name, 1_000, &SpanLimits::default());
         for (key, value) in fields {
             open.set(key, value);
         }
@@ -615,7 +646,11 @@ mod tests {
             finished(
                 None,
                 "store.transaction",
-                vec![("db.operation.name", Value::Text("store_vitals".into()))],
+                vec![
+                    ("db.system.name", Value::Static("sqlite")),
+                    // Over the batch's text: written into its buffer.
+                    ("db.operation.name", Value::Static("store_vitals")),
+                ],
             )
         };
         let mut reused = written(batch());
@@ -626,6 +661,7 @@ mod tests {
             written(write()),
             "fewer attributes, no parent, no status"
         );
+        assert_eq!(reused.attributes[1].key, "db.operation.name");
         batch().write_into(&mut reused);
         assert_eq!(reused, written(batch()), "and back again");
         assert_eq!(reused.parent_span_id, vec![9; 8]);

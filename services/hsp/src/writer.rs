@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use vitalgate_store::{Store, StoreError, StoredSample};
+use vitalgate_telemetry::{DirectSpan, SpanParent};
 
 use crate::watchers::Watchers;
 use crate::HspStats;
@@ -26,7 +27,7 @@ struct Job {
     done: oneshot::Sender<Result<(), StoreError>>,
     /// The caller's span (a device's batch, from arrival to acknowledgement):
     /// the transaction that stores the batch belongs to its trace.
-    span: tracing::Span,
+    parent: SpanParent,
 }
 
 /// The handle sessions use.
@@ -57,16 +58,16 @@ impl VitalsWriter {
     /// Stores `samples` with whatever else is queued; returns once committed.
     /// The write is traced in the caller's current span.
     pub async fn store(&self, samples: Vec<StoredSample>) -> Result<(), StoreError> {
-        self.store_in(samples, tracing::Span::current()).await
+        self.store_in(samples, SpanParent::of(&tracing::Span::current()))
+            .await
     }
 
-    /// Stores `samples` as [`VitalsWriter::store`] does, the write traced in
-    /// `span` (a vitals batch's), which the caller need not enter while it
-    /// waits (an instrumented future enters its span on every poll).
+    /// Stores `samples` as [`VitalsWriter::store`] does, the write traced
+    /// under `parent` (a vitals batch's span).
     pub async fn store_in(
         &self,
         samples: Vec<StoredSample>,
-        span: tracing::Span,
+        parent: SpanParent,
     ) -> Result<(), StoreError> {
         let (done, answer) = oneshot::channel();
         let stopped = || StoreError::Backend("the vitals writer has stopped".into());
@@ -74,7 +75,7 @@ impl VitalsWriter {
             .send(Job {
                 samples,
                 done,
-                span,
+                parent,
             })
             .await
             .map_err(|_| stopped())?;
@@ -187,8 +188,8 @@ impl Writer {
             .iter()
             .flat_map(|j| j.samples.iter().cloned())
             .collect();
-        let spans: Vec<&tracing::Span> = jobs.iter().map(|j| &j.span).collect();
-        match self.write(batch, &spans).await {
+        let parents: Vec<&SpanParent> = jobs.iter().map(|j| &j.parent).collect();
+        match self.write(batch, &parents).await {
             Ok(()) => {
                 for job in jobs {
                     let _ = job.done.send(Ok(()));
@@ -202,10 +203,10 @@ impl Writer {
                 for Job {
                     samples,
                     done,
-                    span,
+                    parent,
                 } in jobs
                 {
-                    let result = self.write(samples, &[&span]).await;
+                    let result = self.write(samples, &[&parent]).await;
                     let _ = done.send(result);
                 }
             }
@@ -221,54 +222,44 @@ impl Writer {
     /// store's transaction span is a child of the batch's span when the
     /// write carries one batch (the usual case: a span fewer per batch).
     /// A write gathering several has a `vitals.write` span of its own, a
-    /// child of the first batch's span that follows from the others' (links
-    /// in OpenTelemetry), so each device's trace reaches the commit that
-    /// stored its samples.
+    /// child of the first batch's span linked to the others' (it follows
+    /// from them), so each device's trace reaches the commit that stored
+    /// its samples. Both are direct spans, as the batch's is.
     async fn write(
         &self,
         batch: Vec<StoredSample>,
-        batches: &[&tracing::Span],
+        batches: &[&SpanParent],
     ) -> Result<(), StoreError> {
-        // Borrowed, not cloned, when the write carries one batch: a clone
-        // and its drop each touch the span's count in the registry, which
-        // the batch's own thread touches too.
-        let gathered;
-        let span = match batches {
-            [only] => *only,
+        let (parent, gathered) = match batches {
+            [only] => ((*only).clone(), None),
             _ => {
-                gathered = tracing::debug_span!(
-                    parent: batches.first().and_then(|first| first.id()),
-                    "vitals.write",
-                    samples = batch.len()
-                );
+                let first = batches
+                    .first()
+                    .map_or_else(SpanParent::none, |p| (*p).clone());
+                let mut span = DirectSpan::child_of(&first, "vitals.write");
+                span.set_i64("samples", i64::try_from(batch.len()).unwrap_or(i64::MAX));
                 for other in batches.iter().skip(1) {
-                    gathered.follows_from(*other);
+                    span.add_link(other);
                 }
-                &gathered
+                (span.as_parent(), Some(span))
             }
         };
-        // The span is current only for the write's first poll, where the
-        // store opens its transaction's span (a child of the current one)
-        // and nothing else is traced: entering it at every poll would cost
-        // a registry lookup and the layers' hooks each time.
+        // The parent is current only for the write's first poll, where the
+        // store opens its transaction's span: nothing else there is traced.
         let stored = {
             let mut write = self.store.store_vitals(&batch);
             let mut first_poll = true;
             std::future::poll_fn(|cx| {
                 if std::mem::take(&mut first_poll) {
-                    span.in_scope(|| write.as_mut().poll(cx))
+                    parent.in_scope(|| write.as_mut().poll(cx))
                 } else {
                     write.as_mut().poll(cx)
                 }
             })
             .await
         };
-        if batches.len() > 1 {
-            // A span ends when it was last left: the write's own span is
-            // left once more now, so that it ends at the commit. (A lone
-            // batch's span is left again at its acknowledgement.)
-            span.in_scope(|| {});
-        }
+        // The write's own span ends at the commit.
+        drop(gathered);
         match stored {
             Ok(new) => {
                 let stats = &self.stats;
@@ -387,11 +378,10 @@ mod tests {
                 (1..=5).map(|i| sample(device, i)).collect()
             };
             let (done, answer) = oneshot::channel();
-            let span = tracing::Span::none();
             jobs.send(Job {
                 samples,
                 done,
-                span,
+                parent: SpanParent::none(),
             })
             .await
             .expect("queued");
@@ -412,43 +402,5 @@ mod tests {
         }
         assert_eq!(store.vitals_count(None).await.expect("count"), 8 * 5);
         assert_eq!(store.vitals_count(Some(5)).await.expect("count"), 0);
-    }
-
-    #[tokio::test]
-    async fn a_lone_batch_is_committed_in_its_own_span_and_a_gathered_write_in_a_write_span() {
-        let (spans, _guard) = crate::test_spans::SpanRecorder::install();
-        let store: Arc<dyn Store> = Arc::new(vitalgate_rpc::traced_store::TracedStore::new(
-            vitalgate_store::MemoryStore::new(),
-            "memory",
-        ));
-        let writer = VitalsWriter::start(store, Arc::new(HspStats::default()), 1000);
-        writer
-            .store_in(vec![sample(1, 1)], tracing::info_span!("batch.alone"))
-            .await
-            .expect("stored");
-        // Both queued before the writer runs (one thread): one write.
-        let (first, second) = tokio::join!(
-            writer.store_in(vec![sample(2, 1)], tracing::info_span!("batch.first")),
-            writer.store_in(vec![sample(3, 1)], tracing::info_span!("batch.second")),
-        );
-        first.expect("stored");
-        second.expect("stored");
-
-        let parents: Vec<_> = spans
-            .named("store.transaction")
-            .into_iter()
-            .map(|s| s.parent)
-            .collect();
-        assert_eq!(
-            parents,
-            [
-                Some("batch.alone".to_string()),
-                Some("vitals.write".to_string())
-            ]
-        );
-        let writes = spans.named("vitals.write");
-        assert_eq!(writes.len(), 1, "{writes:?}");
-        assert_eq!(writes[0].parent.as_deref(), Some("batch.first"));
-        assert_eq!(writes[0].fields["samples"], "2");
     }
 }

@@ -24,6 +24,7 @@ use vitalgate_core::UnixTime;
 use vitalgate_proto::v1::{self, device_frame, hsp_frame};
 use vitalgate_rpc::{core_status, inbound_status, invalid, store_status};
 use vitalgate_store::StoredSample;
+use vitalgate_telemetry::{DirectSpan, SpanParent};
 
 use crate::admission::{FirstMessage, HalfOpen};
 use crate::factors::FactorRun;
@@ -830,6 +831,8 @@ async fn handshake_and_stream(
         let _ = tx.send(Ok(frame)).await;
     }
     let idle_timeout = inner.config().session_idle_timeout;
+    // The session's span, looked up once: each batch's span is its child.
+    let batch_parent = SpanParent::of(session_span);
     let result = loop {
         let record = match next_record(inbound, &mut live, idle_timeout, &DEVICE_KINDS).await {
             Ok(Some(record)) => record,
@@ -860,14 +863,11 @@ async fn handshake_and_stream(
         };
         let received = batch.samples.len() as u64;
         // One span per batch, from its arrival to its acknowledgement; the
-        // store's transaction is its child. `outcome` stays empty for a
-        // refused batch (the session's refusal says why).
-        let batch_span = tracing::info_span!(
-            parent: session_span,
-            "vitals.batch",
-            samples = received,
-            outcome = tracing::field::Empty
-        );
+        // store's transaction is its child. `outcome` stays unset for a
+        // refused batch (the session's refusal says why). A direct span:
+        // see `vitalgate_telemetry::DirectSpan` for what `tracing` cost here.
+        let mut batch_span = DirectSpan::child_of(&batch_parent, "vitals.batch");
+        batch_span.set_i64("samples", i64::try_from(received).unwrap_or(i64::MAX));
         let counters = inner.counters();
         counters
             .samples_received
@@ -914,7 +914,10 @@ async fn handshake_and_stream(
             break Err(closed_refusal(reason));
         }
         let count = samples.len() as u64;
-        let stored = inner.writer().store_in(samples, batch_span.clone()).await;
+        let stored = inner
+            .writer()
+            .store_in(samples, batch_span.as_parent())
+            .await;
         if let Err(e) = stored {
             counters
                 .samples_rejected_unstored
@@ -951,9 +954,9 @@ async fn handshake_and_stream(
         if tx.send(Ok(frame)).await.is_err() {
             break Ok(());
         }
-        // Entered once, here, and never while waiting: a span ends when it
-        // was last left, so the batch's ends at its acknowledgement.
-        batch_span.in_scope(|| batch_span.record("outcome", "acknowledged"));
+        batch_span.set_str("outcome", "acknowledged");
+        // Ends here, at the acknowledgement.
+        drop(batch_span);
     };
     drop(live);
     let dropped = match channel.dropped() {
