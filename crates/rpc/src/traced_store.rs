@@ -85,6 +85,9 @@ impl<S: Store> TracedStore<S> {
 
 /// A transaction's span: a direct child of a direct span made current
 /// around the call, otherwise a `tracing` span in the current one.
+// The direct span's record is inline on purpose: boxed, it would be an
+// allocation per transaction on the vitals path, which it exists to spare.
+#[allow(clippy::large_enum_variant)]
 enum TransactionSpan {
     Direct(DirectSpan),
     Tracing(tracing::Span),

@@ -114,7 +114,7 @@ fn a_lone_batch_is_committed_in_its_own_span_and_a_gathered_write_in_a_write_spa
     assert_eq!(write.parent_span_id, first.span_id);
     assert_eq!(write.trace_id, first.trace_id);
     let linked: Vec<_> = write.links.iter().map(|l| l.span_id.clone()).collect();
-    assert_eq!(linked, [second.span_id.clone()]);
+    assert_eq!(linked, std::slice::from_ref(&second.span_id));
     // Each batch started a trace of its own; the write ended at its commit,
     // before the batch it belongs to.
     assert!(alone.parent_span_id.is_empty());
