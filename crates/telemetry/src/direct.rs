@@ -82,7 +82,7 @@ impl SpanParent {
 /// for export when dropped. Costs nothing beyond its size when nothing
 /// exports spans or its trace is not sampled.
 pub struct DirectSpan {
-    /// Its ids, for its children; for a span that is not sampled, its
+    /// Its ids, for its children; for a child that is not sampled, its
     /// parent's (its children follow the same decision and need no ids of
     /// their own).
     context: Option<SpanContext>,
@@ -118,16 +118,26 @@ impl DirectSpan {
                     (trace_id, TraceState::NONE, sampled)
                 }
             };
-            if !sampled {
+            // A child not sampled passes its parent's context on.
+            if !sampled && parent.0.is_some() {
                 return None;
             }
             let context = SpanContext::new(
                 trace_id,
                 recorder.ids.new_span_id(),
-                flags(true),
+                flags(sampled),
                 false,
                 trace_state,
             );
+            if !sampled {
+                // A root not sampled names its trace, unsampled, so that
+                // its children follow its decision instead of sampling
+                // afresh.
+                return Some(Self {
+                    context: Some(context),
+                    recording: None,
+                });
+            }
             let open = Open::new(
                 parent.0.as_ref().map(SpanContext::span_id),
                 name,
