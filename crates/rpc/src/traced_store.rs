@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use opentelemetry::metrics::Histogram;
+use opentelemetry::metrics::{BoundHistogram, Histogram};
 use opentelemetry::KeyValue;
 use vitalgate_store::api::{
     Alerts, Attempts, AuditLog, Backup, Credentials, EnrollmentTokens, FactorTokens, Factors,
@@ -52,11 +52,10 @@ impl<S: Store> TracedStore<S> {
         Self { inner, system }
     }
 
-    /// Runs `operation` (the trait method's name) in its span and records
-    /// how long it took.
+    /// Runs `operation` in its span and records how long it took.
     async fn traced<T>(
         &self,
-        operation: &'static str,
+        operation: &'static Operation,
         work: impl Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
         // Made when the operation starts (its parent is the span current
@@ -64,23 +63,76 @@ impl<S: Store> TracedStore<S> {
         // poll of the operation's queries would cost a registry lookup and
         // the layers' hooks each time, and nothing inside the store opens a
         // span or logs a line that would belong in it.
-        let mut span = TransactionSpan::start(self.system, operation);
+        let mut span = TransactionSpan::start(self.system, operation.name);
         let started = Instant::now();
         let result = work.await;
         let error = result.as_ref().err().map(error_type);
         if let Some(kind) = error {
             span.failed(kind);
         }
-        let elapsed = started.elapsed().as_secs_f64();
-        let system = KeyValue::new("db.system.name", self.system);
-        let name = KeyValue::new("db.operation.name", operation);
-        match error {
-            None => operation_duration().record(elapsed, &[system, name]),
-            Some(kind) => operation_duration()
-                .record(elapsed, &[system, name, KeyValue::new("error.type", kind)]),
-        }
+        operation.record(self.system, started.elapsed().as_secs_f64(), error);
         result
     }
+}
+
+/// A store operation (the trait method's name) and its successes' series
+/// of `db.client.operation.duration`, bound once: recording through the
+/// bound handle is a bucket's update, where recording with attributes
+/// hashes them (SipHash) and compares them to find the series on every
+/// transaction, the most a vitals batch spends on metrics. One static per
+/// operation, made by [`operation!`].
+struct Operation {
+    name: &'static str,
+    /// Bound for the first database system that records it: a process has
+    /// one store, and a second system (tests open several) records with
+    /// its attributes, as every failure does.
+    succeeded: OnceLock<(&'static str, BoundHistogram<f64>)>,
+}
+
+impl Operation {
+    const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            succeeded: OnceLock::new(),
+        }
+    }
+
+    /// Records one transaction of this operation on `system`, `error` its
+    /// failure's kind.
+    fn record(&self, system: &'static str, seconds: f64, error: Option<&'static str>) {
+        let attributes = |system| {
+            [
+                KeyValue::new("db.system.name", system),
+                KeyValue::new("db.operation.name", self.name),
+            ]
+        };
+        match error {
+            None => {
+                let (bound_system, bound) = self
+                    .succeeded
+                    .get_or_init(|| (system, operation_duration().bind(&attributes(system))));
+                if *bound_system == system {
+                    bound.record(seconds);
+                } else {
+                    operation_duration().record(seconds, &attributes(system));
+                }
+            }
+            Some(kind) => {
+                let [system, name] = attributes(system);
+                operation_duration()
+                    .record(seconds, &[system, name, KeyValue::new("error.type", kind)]);
+            }
+        }
+    }
+}
+
+/// The [`Operation`] named `name`, a static of the method it is written in
+/// (one per method, however many stores' types the method is made for).
+macro_rules! operation {
+    ($name:expr) => {{
+        static OPERATION: Operation = Operation::new($name);
+        &OPERATION
+    }};
 }
 
 /// A transaction's span: a direct child of a direct span made current
@@ -167,7 +219,7 @@ macro_rules! traced {
             impl<S: Store> $aggregate for TracedStore<S> {
                 $(
                     async fn $name(&self $(, $arg: $($ty)+)*) -> $ret {
-                        self.traced(stringify!($name), self.inner.$name($($arg),*)).await
+                        self.traced(operation!(stringify!($name)), self.inner.$name($($arg),*)).await
                     }
                 )*
             }
@@ -282,17 +334,20 @@ traced! {
 #[async_trait]
 impl<S: Store> AuditLog for TracedStore<S> {
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
-        self.traced("append_audit", self.inner.append_audit(event))
+        self.traced(operation!("append_audit"), self.inner.append_audit(event))
             .await
     }
 
     async fn audit_events(&self, after_id: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
-        self.traced("audit_events", self.inner.audit_events(after_id, limit))
-            .await
+        self.traced(
+            operation!("audit_events"),
+            self.inner.audit_events(after_id, limit),
+        )
+        .await
     }
 
     async fn search_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
-        self.traced("search_audit", self.inner.search_audit(query))
+        self.traced(operation!("search_audit"), self.inner.search_audit(query))
             .await
     }
 
@@ -301,21 +356,27 @@ impl<S: Store> AuditLog for TracedStore<S> {
     }
 
     async fn audit_chain(&self, after_id: i64, limit: u32) -> StoreResult<Vec<ChainedAudit>> {
-        self.traced("audit_chain", self.inner.audit_chain(after_id, limit))
-            .await
+        self.traced(
+            operation!("audit_chain"),
+            self.inner.audit_chain(after_id, limit),
+        )
+        .await
     }
 }
 
 #[async_trait]
 impl<S: Store> Vitals for TracedStore<S> {
     async fn store_vitals(&self, samples: &[StoredSample]) -> StoreResult<u64> {
-        self.traced("store_vitals", self.inner.store_vitals(samples))
+        self.traced(operation!("store_vitals"), self.inner.store_vitals(samples))
             .await
     }
 
     async fn vitals_count(&self, device_serial: Option<u64>) -> StoreResult<u64> {
-        self.traced("vitals_count", self.inner.vitals_count(device_serial))
-            .await
+        self.traced(
+            operation!("vitals_count"),
+            self.inner.vitals_count(device_serial),
+        )
+        .await
     }
 
     async fn latest_vitals(
@@ -324,14 +385,15 @@ impl<S: Store> Vitals for TracedStore<S> {
         limit: u32,
     ) -> StoreResult<Vec<StoredSample>> {
         self.traced(
-            "latest_vitals",
+            operation!("latest_vitals"),
             self.inner.latest_vitals(device_serial, limit),
         )
         .await
     }
 
     async fn last_heard(&self) -> StoreResult<Vec<LastHeard>> {
-        self.traced("last_heard", self.inner.last_heard()).await
+        self.traced(operation!("last_heard"), self.inner.last_heard())
+            .await
     }
 
     async fn vitals_since(
@@ -341,15 +403,18 @@ impl<S: Store> Vitals for TracedStore<S> {
         limit: u32,
     ) -> StoreResult<Vec<StoredSample>> {
         self.traced(
-            "vitals_since",
+            operation!("vitals_since"),
             self.inner.vitals_since(device_serial, since_ms, limit),
         )
         .await
     }
 
     async fn expire_vitals(&self, cutoff_ms: i64) -> StoreResult<()> {
-        self.traced("expire_vitals", self.inner.expire_vitals(cutoff_ms))
-            .await
+        self.traced(
+            operation!("expire_vitals"),
+            self.inner.expire_vitals(cutoff_ms),
+        )
+        .await
     }
 
     fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<StoredDevices> {
