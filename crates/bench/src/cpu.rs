@@ -9,16 +9,23 @@ use std::collections::HashMap;
 /// architectures; it is part of the kernel's ABI, not its configuration).
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// CPU seconds used so far: by this process, and by each PostgreSQL process.
+/// CPU seconds used so far: by this process, and by each PostgreSQL process
+/// (with whether it serves the database the snapshot was taken for).
 pub(crate) struct CpuSnapshot {
     own: f64,
-    postgres: HashMap<u32, f64>,
+    postgres: HashMap<u32, (f64, bool)>,
 }
 
 /// CPU seconds spent between two snapshots.
 pub(crate) struct CpuSpent {
     pub(crate) own: f64,
+    /// Every PostgreSQL process's: its backends', and its shared work
+    /// (writing the WAL, checkpoints) for whatever else uses the server.
     pub(crate) postgres: f64,
+    /// Only the backends connected to the snapshot's database: what this
+    /// process's queries cost the server, apart from another client's
+    /// beside it.
+    pub(crate) database: f64,
 }
 
 /// User plus system CPU seconds of a process, and its command name.
@@ -33,9 +40,21 @@ fn cpu_of(stat_path: &str) -> Option<(String, f64)> {
     Some((comm, ticks as f64 / TICKS_PER_SECOND))
 }
 
+/// Whether PostgreSQL process `pid` is a backend connected to `database`:
+/// its title (PostgreSQL's `update_process_title`, on by default) reads
+/// `postgres: [cluster: ]user database host(port) state`.
+fn serves(pid: u32, database: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|title| {
+        String::from_utf8_lossy(&title)
+            .split([' ', '\0'])
+            .any(|word| word == database)
+    })
+}
+
 impl CpuSnapshot {
-    /// `None` where `/proc` is not there to read.
-    pub(crate) fn take() -> Option<Self> {
+    /// `None` where `/proc` is not there to read; `database` names the
+    /// database whose backends [`CpuSpent::database`] counts.
+    pub(crate) fn take(database: &str) -> Option<Self> {
         let own = cpu_of("/proc/self/stat")?.1;
         let mut postgres = HashMap::new();
         for entry in std::fs::read_dir("/proc").ok()?.flatten() {
@@ -44,7 +63,7 @@ impl CpuSnapshot {
             };
             if let Some((comm, secs)) = cpu_of(&format!("/proc/{pid}/stat")) {
                 if comm == "postgres" {
-                    postgres.insert(pid, secs);
+                    postgres.insert(pid, (secs, serves(pid, database)));
                 }
             }
         }
@@ -54,13 +73,22 @@ impl CpuSnapshot {
     /// What was spent from `self` to `later`; a PostgreSQL process that
     /// started in between counts from zero.
     pub(crate) fn until(&self, later: &Self) -> CpuSpent {
+        let spent = |pid: &u32, secs: f64| {
+            let before = self.postgres.get(pid).map_or(0.0, |(secs, _)| *secs);
+            (secs - before).max(0.0)
+        };
         CpuSpent {
             own: later.own - self.own,
             postgres: later
                 .postgres
                 .iter()
-                .map(|(pid, secs)| secs - self.postgres.get(pid).copied().unwrap_or(0.0))
-                .filter(|spent| *spent > 0.0)
+                .map(|(pid, (secs, _))| spent(pid, *secs))
+                .sum(),
+            database: later
+                .postgres
+                .iter()
+                .filter(|(_, (_, serving))| *serving)
+                .map(|(pid, (secs, _))| spent(pid, *secs))
                 .sum(),
         }
     }
@@ -115,7 +143,7 @@ mod tests {
 
     #[test]
     fn this_process_is_found_and_its_cpu_time_grows() {
-        let Some(before) = CpuSnapshot::take() else {
+        let Some(before) = CpuSnapshot::take("no_such_database") else {
             return; // not Linux
         };
         let mut x = 0u64;
@@ -123,7 +151,9 @@ mod tests {
         while t.elapsed().as_millis() < 60 {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
-        let after = CpuSnapshot::take().expect("still Linux");
-        assert!(before.until(&after).own > 0.0);
+        let after = CpuSnapshot::take("no_such_database").expect("still Linux");
+        let spent = before.until(&after);
+        assert!(spent.own > 0.0);
+        assert_eq!(spent.database, 0.0, "no backend serves that database");
     }
 }

@@ -242,7 +242,7 @@ pub(crate) fn run(server: &str, samples: u64) -> Vec<IngestRow> {
 /// A database of the benchmark's own on the server, dropped at the end.
 pub(crate) struct Database {
     server: String,
-    name: String,
+    pub(crate) name: String,
     pub(crate) url: String,
 }
 

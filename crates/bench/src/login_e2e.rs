@@ -47,6 +47,10 @@ pub(crate) struct LoginE2e {
     /// CPU milliseconds per login: this process's (HSP, TTP, clients) and
     /// PostgreSQL's; `None` without Linux's `/proc`.
     pub(crate) cpu_ms: Option<(f64, f64)>,
+    /// PostgreSQL's CPU milliseconds per login in the backends serving this
+    /// run's database only: without the server's shared work, and without
+    /// another client's beside it.
+    pub(crate) database_cpu_ms: Option<f64>,
     /// This process's CPU per login to the microsecond (its clock, not
     /// `/proc`'s ticks).
     pub(crate) own_cpu_us: f64,
@@ -332,7 +336,7 @@ pub(crate) fn run(server: &str, logins: usize) -> LoginE2e {
             .build_http();
         let accounts = Arc::new(accounts);
         let queue = Arc::new(std::sync::Mutex::new(std::mem::take(&mut pending)));
-        let cpu_before = crate::cpu::CpuSnapshot::take();
+        let cpu_before = crate::cpu::CpuSnapshot::take(&database.name);
         let own_before = crate::cpu::process_cpu_ns();
         let started = Instant::now();
         let workers: Vec<_> = (0..CONCURRENCY)
@@ -362,13 +366,14 @@ pub(crate) fn run(server: &str, logins: usize) -> LoginE2e {
         let own_cpu_us = (crate::cpu::process_cpu_ns() - own_before) as f64
             / 1e3
             / latencies.len().max(1) as f64;
-        let cpu_ms = cpu_before
-            .zip(crate::cpu::CpuSnapshot::take())
-            .map(|(a, b)| {
-                let spent = a.until(&b);
-                let per_login = |secs: f64| secs * 1e3 / latencies.len().max(1) as f64;
-                (per_login(spent.own), per_login(spent.postgres))
-            });
+        let spent = cpu_before
+            .zip(crate::cpu::CpuSnapshot::take(&database.name))
+            .map(|(a, b)| a.until(&b));
+        let per_login = |secs: f64| secs * 1e3 / latencies.len().max(1) as f64;
+        let cpu_ms = spent
+            .as_ref()
+            .map(|spent| (per_login(spent.own), per_login(spent.postgres)));
+        let database_cpu_ms = spent.as_ref().map(|spent| per_login(spent.database));
         latencies.sort();
         let at = |q: f64| {
             latencies
@@ -381,6 +386,7 @@ pub(crate) fn run(server: &str, logins: usize) -> LoginE2e {
             median_ms: at(0.5),
             p99_ms: at(0.99),
             cpu_ms,
+            database_cpu_ms,
             own_cpu_us,
         };
         drop(platform);

@@ -5,15 +5,22 @@
 //! meter provider, instruments cached on first use), so each mode runs in a
 //! process of its own: this command starts itself again as a worker per
 //! mode and workload, round after round with the modes in turn (each round
-//! starting with the next), so machine noise falls on all of them alike.
-//! The modes:
+//! starting with the next). Each mode's worker runs at the same time as an
+//! `off` worker of its own, and its cost is read against that one: on a
+//! shared virtual machine the CPU time an operation costs drifts by tens
+//! of per cent within minutes (other tenants' work in the same caches and
+//! memory), and two runs side by side meet the same drift where two runs
+//! one after the other do not. On this machine `off` against `off` run one
+//! after the other strayed from 0.79 to 1.35 over ten rounds, side by side
+//! from 0.94 to 1.05. Each pair shares the two cores, so each worker's
+//! figures are those of a machine with the other's load on it, alike for
+//! both. The modes:
 //!
 //! - `off`: no subscriber, no meter provider (what the instrumented code
 //!   costs when nothing listens);
-//! - `control`: `off` again, in the same round: a negative control. Its
-//!   ratio to `off` should be 1, and how far its rounds stray from 1 is
-//!   how small a cost this run can tell from noise (on this machine, as
-//!   much as the 5 % the goal allows);
+//! - `control`: `off` again, beside `off`: a negative control. Its ratio
+//!   to `off` should be 1, and how far its rounds stray from 1 is how
+//!   small a cost this run can tell from noise;
 //! - `floor`: the least any span recorder built on `tracing` costs: its
 //!   registry (each span's parent and its place while open) with a layer
 //!   that takes a timestamp at each end of a span and keeps its fields,
@@ -46,7 +53,8 @@
 //! device over TLS (connection, handshake, one batch stored; median latency)
 //! and its streaming device (samples stored and acknowledged per second),
 //! and `login-e2e`'s clinician logins on PostgreSQL (per second, and CPU per
-//! login).
+//! login: the worker's own and that of the PostgreSQL backends serving its
+//! database, so that the other worker's queries are not counted).
 
 use std::process::{Command, Stdio};
 
@@ -107,12 +115,13 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 /// One worker's figures, by name (`session_us`, `ingest_per_s`, …).
 type Figures = serde_json::Map<String, serde_json::Value>;
 
-/// One worker run's figures, and which round, mode and workload it was.
+/// One worker run's figures, which mode and workload it was, and the
+/// figures of the `off` worker that ran beside it.
 struct Run {
-    round: usize,
     mode: &'static str,
     workload: &'static str,
     figures: Figures,
+    off: Figures,
 }
 
 /// How much work each worker does.
@@ -150,21 +159,39 @@ pub(crate) fn run(
         for workload in WORKLOADS {
             // Each round starts with another mode: a run slows the next
             // (PostgreSQL cleaning up after the database a login run
-            // dropped, the page cache, the machine's own drift), and always
-            // running `off` first would charge that to telemetry.
-            for mode in MODES
+            // dropped, the page cache), and always running one mode first
+            // would charge that to it.
+            let paired = &MODES[1..];
+            for (at, mode) in paired
                 .iter()
                 .cycle()
-                .skip(round % MODES.len())
-                .take(MODES.len())
+                .skip(round % paired.len())
+                .take(paired.len())
+                .enumerate()
             {
-                eprintln!("telemetry: round {round}/{ROUNDS}, {workload}, {mode}");
-                let figures = start_worker(mode, workload, &plan)?;
+                eprintln!("telemetry: round {round}/{ROUNDS}, {workload}, {mode} beside off");
+                // Started one after the other, which first in turn: the
+                // first has the cores to itself for its start.
+                let (figures, off) = if (round + at) % 2 == 0 {
+                    let off = spawn_worker("off", workload, &plan)?;
+                    let other = spawn_worker(mode, workload, &plan)?;
+                    (
+                        finish_worker(other, mode, workload)?,
+                        finish_worker(off, "off", workload)?,
+                    )
+                } else {
+                    let other = spawn_worker(mode, workload, &plan)?;
+                    let off = spawn_worker("off", workload, &plan)?;
+                    (
+                        finish_worker(other, mode, workload)?,
+                        finish_worker(off, "off", workload)?,
+                    )
+                };
                 runs.push(Run {
-                    round,
                     mode,
                     workload,
                     figures,
+                    off,
                 });
             }
         }
@@ -173,21 +200,31 @@ pub(crate) fn run(
     Ok(())
 }
 
-/// Runs this program again as the worker for `mode` and `workload`; its figures.
-fn start_worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error> {
+/// Starts this program again as the worker for `mode` and `workload`.
+fn spawn_worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<std::process::Child, Error> {
     let mut command = Command::new(std::env::current_exe()?);
     if std::path::Path::new(MEMORY_TMPDIR).is_dir() {
         command.env("TMPDIR", MEMORY_TMPDIR);
     }
-    let output = command
+    Ok(command
         .args(["telemetry", "--rounds", &plan.sessions.to_string()])
         .args(["--logins", &plan.logins.to_string()])
         .args(["--database-url", plan.database_url])
         .env(MODE_VAR, mode)
         .env(WORKLOAD_VAR, workload)
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output()?;
+        .spawn()?)
+}
+
+/// Waits for `worker`'s end; the figures it printed.
+fn finish_worker(
+    worker: std::process::Child,
+    mode: &str,
+    workload: &str,
+) -> Result<Figures, Error> {
+    let output = worker.wait_with_output()?;
     if !output.status.success() {
         return Err(format!("the {workload} worker ({mode}) failed: {}", output.status).into());
     }
@@ -264,8 +301,10 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
         "login-e2e" => {
             let login = crate::login_e2e::run(plan.database_url, plan.logins);
             figures.insert("logins_per_s".into(), login.logins_per_s.into());
-            if let Some((own, postgres)) = login.cpu_ms {
-                figures.insert("login_cpu_ms".into(), (own + postgres).into());
+            // The backends of its own database only: the `off` worker
+            // beside it logs in to the same server.
+            if let Some(((own, _), database)) = login.cpu_ms.zip(login.database_cpu_ms) {
+                figures.insert("login_cpu_ms".into(), (own + database).into());
             }
             figures.insert("login_own_cpu_us".into(), login.own_cpu_us.into());
         }
@@ -535,30 +574,30 @@ fn collector_process() -> Result<(), Error> {
     Ok(())
 }
 
-/// The value of `name` in each run of `mode` and `workload`, by round.
-fn values<'a>(
-    runs: &'a [Run],
-    mode: &'a str,
-    workload: &'a str,
-    name: &'a str,
-) -> impl Iterator<Item = (usize, f64)> + 'a {
-    runs.iter()
-        .filter(move |run| run.mode == mode && run.workload == workload)
-        .filter_map(move |run| Some((run.round, run.figures.get(name)?.as_f64()?)))
+/// `name` in one worker's figures.
+fn figure(figures: &Figures, name: &str) -> Option<f64> {
+    figures.get(name)?.as_f64()
 }
 
-/// The median of `name` over the runs of `mode` and `workload`.
+/// The median of `name` over the runs of `mode` and `workload` (`off`: over
+/// the `off` workers beside every other mode's).
 fn median(runs: &[Run], mode: &str, workload: &str, name: &str) -> Option<f64> {
-    let mut all: Vec<f64> = values(runs, mode, workload, name).map(|(_, v)| v).collect();
+    let mut all: Vec<f64> = runs
+        .iter()
+        .filter(|run| run.workload == workload)
+        .filter_map(|run| match mode {
+            "off" => figure(&run.off, name),
+            mode if run.mode == mode => figure(&run.figures, name),
+            _ => None,
+        })
+        .collect();
     all.sort_by(f64::total_cmp);
     quantile(&all, 0.5)
 }
 
-/// `name`'s cost with `mode` over its cost with `off`, round by round
-/// (time per operation, or the inverse of a rate), sorted. Each ratio
-/// pairs two runs of one round, minutes apart, so that the machine's drift
-/// over the whole run (other work, PostgreSQL's housekeeping) falls on
-/// both sides of it rather than on whichever mode it met.
+/// `name`'s cost with `mode` over its cost with `off` in the worker beside
+/// it (time per operation, or the inverse of a rate), one ratio a round,
+/// sorted.
 fn paired_ratios(
     runs: &[Run],
     mode: &str,
@@ -567,9 +606,10 @@ fn paired_ratios(
     more_is_worse: bool,
 ) -> Vec<f64> {
     let cost = |v: f64| if more_is_worse { v } else { 1.0 / v };
-    let off: std::collections::HashMap<usize, f64> = values(runs, "off", workload, name).collect();
-    let mut ratios: Vec<f64> = values(runs, mode, workload, name)
-        .filter_map(|(round, v)| Some(cost(v) / cost(*off.get(&round)?)))
+    let mut ratios: Vec<f64> = runs
+        .iter()
+        .filter(|run| run.mode == mode && run.workload == workload)
+        .filter_map(|run| Some(cost(figure(&run.figures, name)?) / cost(figure(&run.off, name)?)))
         .collect();
     ratios.sort_by(f64::total_cmp);
     ratios
@@ -625,9 +665,10 @@ fn verdict(interval: Option<(f64, f64)>) -> &'static str {
 /// What each figure is, where it comes from, whether more is worse, and
 /// whether the goal is judged on it. The goal is judged on CPU time per
 /// operation (the worker's clock: TTP, HSP and device; for logins also
-/// PostgreSQL's): the wall-clock rows move by several per cent from run to
-/// run on a shared two-core machine, and the reconnecting session's wall
-/// time is mostly waiting. They are printed beside for what they tell.
+/// its PostgreSQL backends'): the wall-clock rows move by several per cent
+/// from run to run on a shared two-core machine, and the reconnecting
+/// session's wall time is mostly waiting. They are printed beside for what
+/// they tell.
 const ROWS: [(&str, &str, &str, bool, bool); 9] = [
     ("handshake", "hsp-port", "session_us", true, false),
     ("handshake cpu", "hsp-port", "session_cpu_us", true, true),
@@ -670,8 +711,8 @@ const ROWS: [(&str, &str, &str, bool, bool); 9] = [
 
 fn report(runs: &[Run], json: bool, plan: &Plan<'_>) {
     // Each ratio is the cost with telemetry over the cost without in the
-    // same round; the figure is their median, and the quartiles say how
-    // far one round's ratio strays.
+    // worker beside it; the figure is their median, and the quartiles say
+    // how far one round's ratio strays.
     if json {
         for (row, workload, name, more_is_worse, _) in ROWS {
             for mode in MODES {
@@ -704,7 +745,7 @@ fn report(runs: &[Run], json: bool, plan: &Plan<'_>) {
     }
     println!(
         "telemetry's cost, same run: {ROUNDS} rounds of worker runs, each mode's cost over \
-         off's in the same round, median ({} reconnecting sessions, {INGEST_ROUNDS} streaming \
+         that of the off worker run beside it, median ({} reconnecting sessions, {INGEST_ROUNDS} streaming \
          runs of 1,000 batches, {} logins per run); the modes are in the module's docs\n",
         plan.sessions, plan.logins
     );
@@ -764,7 +805,7 @@ fn report(runs: &[Run], json: bool, plan: &Plan<'_>) {
         println!("  {goal:<52} {value:>8.3}  ({low:.3}-{high:.3})  {verdict}");
     }
     println!(
-        "\nthe run's noise: `control` (`off` run again in each round) over `off` \
+        "\nthe run's noise: `control` (`off` run beside `off`) over `off` \
          (1 if runs were repeatable; a cost nearer 1 than these stray is not resolved):"
     );
     for (row, (value, low, high)) in controls {
