@@ -272,10 +272,7 @@ pub async fn serve(
         }
         None => {
             router
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
-                    shutdown,
-                )
+                .serve_with_incoming_shutdown(tls::plaintext_incoming(listener), shutdown)
                 .await?
         }
     }
