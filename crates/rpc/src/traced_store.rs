@@ -9,10 +9,10 @@
 //! operation and the database system, and on failure the kind of error;
 //! never an argument (a pseudonym, a serial or a code is not an attribute).
 //!
-//! On the vitals path the span is a [`DirectSpan`], recorded outside
-//! `tracing` as the vitals batch's own span is: the writer makes the
-//! batch's span current for the store's call ([`SpanParent::in_scope`]),
-//! and a transaction made under it is its direct child.
+//! When spans are recorded the span is a [`DirectSpan`], recorded outside
+//! `tracing`: a child of the current `tracing` span, or on the vitals path
+//! of the batch's own direct span, which the writer makes current for the
+//! store's call ([`SpanParent::in_scope`]).
 //!
 //! With no tracing subscriber and no meter provider the wrapper costs a
 //! disabled span and a no-op histogram per call: nothing worth a switch.
@@ -136,7 +136,11 @@ macro_rules! operation {
 }
 
 /// A transaction's span: a direct child of a direct span made current
-/// around the call, otherwise a `tracing` span in the current one.
+/// around the call, or of the current `tracing` span when the services'
+/// recorder records it; otherwise (nothing records spans, or a test's own
+/// `tracing` layer does) a `tracing` span in the current one. Transactions
+/// are the most frequent spans on every path, and a direct span stays out
+/// of `tracing`'s registry, its extensions and its layers' hooks.
 // The direct span's record is inline on purpose: boxed, it would be an
 // allocation per transaction on the vitals path, which it exists to spare.
 #[allow(clippy::large_enum_variant)]
@@ -147,7 +151,9 @@ enum TransactionSpan {
 
 impl TransactionSpan {
     fn start(system: &'static str, operation: &'static str) -> Self {
-        match SpanParent::scoped() {
+        let parent =
+            SpanParent::scoped().or_else(|| SpanParent::recorded(&tracing::Span::current()));
+        match parent {
             Some(parent) => {
                 let mut span = DirectSpan::child_of(&parent, "store.transaction");
                 span.set_str("db.system.name", system);

@@ -53,6 +53,13 @@ impl SpanParent {
         Self(crate::spans::span_context_of(span))
     }
 
+    /// `span`'s ids when the services' recorder records it, `None` when
+    /// nothing does (no telemetry set up, or a test's own layer): whether a
+    /// direct child of it would be recorded as `tracing`'s would.
+    pub fn recorded(span: &tracing::Span) -> Option<Self> {
+        crate::spans::span_context_of(span).map(|context| Self(Some(context)))
+    }
+
     /// Runs `work` with this parent made current on this thread, for the
     /// direct spans made inside it that look for it ([`SpanParent::scoped`]).
     /// Only for synchronous work, such as one poll of a future: the thread
