@@ -172,20 +172,20 @@ pub(crate) fn run(
                 eprintln!("telemetry: round {round}/{ROUNDS}, {workload}, {mode} beside off");
                 // Started one after the other, which first in turn: the
                 // first has the cores to itself for its start.
-                let (figures, off) = if (round + at) % 2 == 0 {
-                    let off = spawn_worker("off", workload, &plan)?;
-                    let other = spawn_worker(mode, workload, &plan)?;
-                    (
-                        finish_worker(other, mode, workload)?,
-                        finish_worker(off, "off", workload)?,
-                    )
+                let off_first = (round + at) % 2 == 0;
+                let order = if off_first {
+                    ["off", mode]
                 } else {
-                    let other = spawn_worker(mode, workload, &plan)?;
-                    let off = spawn_worker("off", workload, &plan)?;
-                    (
-                        finish_worker(other, mode, workload)?,
-                        finish_worker(off, "off", workload)?,
-                    )
+                    [mode, "off"]
+                };
+                let first = spawn_worker(order[0], workload, &plan)?;
+                let second = spawn_worker(order[1], workload, &plan)?;
+                let first = finish_worker(first, order[0], workload)?;
+                let second = finish_worker(second, order[1], workload)?;
+                let (figures, off) = if off_first {
+                    (second, first)
+                } else {
+                    (first, second)
                 };
                 runs.push(Run {
                     mode,
