@@ -43,7 +43,11 @@
 //!   receiver.
 //!
 //! Logs are at `warn` in the services' modes, so that the figures are
-//! about traces and metrics, not about formatting log lines. The workers
+//! about traces and metrics, not about formatting log lines. The log filter
+//! also says which events become span events (`vitalgate_telemetry`'s
+//! `RecorderFilter`), so none do here; a service logging at `info` formats
+//! each device session's two `info` events for its log lines and records
+//! them in its spans too. The workers
 //! keep their embedded stores' files in memory (`TMPDIR` on `/dev/shm`
 //! where there is one): on this machine a flush to disk varies by tens of
 //! per cent from run to run, which would drown the few per cent measured
@@ -66,6 +70,8 @@ const MODE_VAR: &str = "VITALGATE_BENCH_TELEMETRY_MODE";
 const WORKLOAD_VAR: &str = "VITALGATE_BENCH_TELEMETRY_WORKLOAD";
 /// Set for the process that runs the local collector.
 const COLLECTOR_VAR: &str = "VITALGATE_BENCH_TELEMETRY_COLLECTOR";
+/// The services' modes' log filter (see the module: logs at `warn`).
+const LOG_FILTER: &str = "warn";
 /// Where the workers' temporary files go when it exists (memory).
 const MEMORY_TMPDIR: &str = "/dev/shm";
 
@@ -274,7 +280,7 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
             service_name: "vitalgate-bench".into(),
             log_format: LogFormat::Text,
             otlp_endpoint: endpoint.0,
-            default_log_filter: "warn".into(),
+            default_log_filter: LOG_FILTER.into(),
         })?;
         Ok((Some(telemetry), endpoint.1))
     })?;
@@ -353,7 +359,11 @@ fn install_floor_recorder() -> Result<(), Error> {
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::Layer as _;
     tracing_subscriber::registry()
-        .with(FloorRecorder.with_filter(vitalgate_telemetry::exported_spans()))
+        .with(
+            FloorRecorder.with_filter(vitalgate_telemetry::RecorderFilter::new(
+                vitalgate_telemetry::log_filter(LOG_FILTER),
+            )),
+        )
         .try_init()?;
     Ok(())
 }

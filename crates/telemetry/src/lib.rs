@@ -22,12 +22,14 @@
 pub mod collector;
 mod direct;
 mod export;
+mod filter;
 mod json;
 pub mod ops;
 mod request;
 mod spans;
 
 pub use direct::{DirectSpan, SpanParent};
+pub use filter::{exported_spans, log_filter, RecorderFilter};
 pub use spans::{context_of, set_parent};
 
 use std::str::FromStr;
@@ -43,7 +45,7 @@ use opentelemetry_sdk::Resource;
 use export::EXPORT_TIMEOUT;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::Layer;
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -191,8 +193,7 @@ impl Telemetry {
         };
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 
-        let filter = EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new(&settings.default_log_filter));
+        let filter = log_filter(&settings.default_log_filter);
         let fmt_layer = match settings.log_format {
             LogFormat::Text => tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
@@ -206,11 +207,13 @@ impl Telemetry {
                 .event_format(json::JsonLines)
                 .boxed(),
         };
-        // The filter applies to the log lines only: spans the filter hides
-        // from the logs (debug-level store transactions, say) still go to
-        // the collector, as `exported_spans` says.
+        // The log filter decides which events leave the process, as log
+        // lines and as span events; spans the logs leave out (debug-level
+        // store transactions, say) still go to the collector, as
+        // `exported_spans` says (see `filter`).
+        let recorder_filter = RecorderFilter::new(log_filter(&settings.default_log_filter));
         let _ = tracing_subscriber::registry()
-            .with(recorder.map(|layer| layer.with_filter(exported_spans())))
+            .with(recorder.map(|layer| layer.with_filter(recorder_filter)))
             .with(fmt_layer.with_filter(filter))
             .try_init();
 
@@ -277,17 +280,6 @@ pub(crate) fn lazy_channel(endpoint: &str) -> Result<tonic::transport::Channel, 
         .connect_timeout(EXPORT_TIMEOUT)
         .timeout(EXPORT_TIMEOUT);
     Ok(channel.connect_lazy())
-}
-
-/// The spans and events exported to the collector: vitalgate's own down to
-/// debug, and the libraries' (h2, hyper, rustls, the database drivers) from
-/// info up. Their debug events would each become a span event on the
-/// current span, many per request, and cost the hot paths more than the
-/// spans themselves.
-pub fn exported_spans() -> tracing_subscriber::filter::Targets {
-    tracing_subscriber::filter::Targets::new()
-        .with_target("vitalgate", tracing::Level::DEBUG)
-        .with_default(tracing::Level::INFO)
 }
 
 /// A database connection pool's use at one moment, for [`observe_db_pools`].

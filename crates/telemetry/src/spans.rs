@@ -21,8 +21,8 @@
 //! Fields become attributes, except `otel.name` (the exported name),
 //! `otel.kind` (`server`, `client`, `producer`, `consumer`),
 //! `otel.status_code` (`ok`, `error`) and `otel.status_message`. Events in a
-//! sampled span become span events; an `ERROR` event marks the span's
-//! status as an error. `follows_from` becomes a link.
+//! sampled span that the log filter lets out become span events (see
+//! `filter`); an `ERROR` event marks the span's status as an error. `follows_from` becomes a link.
 
 use std::borrow::Cow;
 use std::sync::Arc;

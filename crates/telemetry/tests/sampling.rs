@@ -8,7 +8,8 @@
 //! - a span continuing a caller's sampled trace is exported, with its
 //!   children, under the caller's trace id and span;
 //! - `follows_from` is a link, `otel.kind` the kind, an `ERROR` event the
-//!   span's error status; a span's events are bounded;
+//!   span's error status; a span's events are bounded; errors are span
+//!   events even with logs off, an `info` event the logs leave out is not;
 //! - the export carries the headers `OTEL_EXPORTER_OTLP_HEADERS` names.
 
 #![allow(missing_docs, clippy::unwrap_used)]
@@ -63,6 +64,8 @@ async fn a_local_trace_is_not_sampled_and_a_sampled_callers_trace_is_exported() 
     let child = tracing::info_span!(parent: &server, "child", samples = 20_u64);
     child.follows_from(&earlier);
     child.in_scope(|| {
+        // Below the log filter (`off`): no span event either.
+        tracing::info!("routine");
         for n in 0..200 {
             tracing::error!(n, "refused");
         }
@@ -96,6 +99,10 @@ async fn a_local_trace_is_not_sampled_and_a_sampled_callers_trace_is_exported() 
     assert_eq!(status.code, status::StatusCode::Error as i32);
     assert_eq!(status.message, "refused");
     assert_eq!(child.events.len(), 128, "the SDK's default event limit");
+    assert!(
+        child.events.iter().all(|event| event.name == "refused"),
+        "an info event the logs leave out is no span event"
+    );
     assert_eq!(child.dropped_events_count, 72);
     assert!(child.attributes.iter().any(|a| a.key == "samples"));
     assert_eq!(
