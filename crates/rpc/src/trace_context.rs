@@ -121,11 +121,11 @@ where
             .map_or(("", ""), |(s, m)| (s, m));
         let span = tracing::info_span!(
             "rpc.server",
-            otel.name = %path.trim_start_matches('/'),
+            otel.name = path.trim_start_matches('/'),
             otel.kind = "server",
             rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
+            rpc.service = service,
+            rpc.method = method,
             rpc.grpc.status_code = tracing::field::Empty,
         );
         continue_trace(&span, request.headers());

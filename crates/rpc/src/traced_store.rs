@@ -151,9 +151,7 @@ enum TransactionSpan {
 
 impl TransactionSpan {
     fn start(system: &'static str, operation: &'static str) -> Self {
-        let parent =
-            SpanParent::scoped().or_else(|| SpanParent::recorded(&tracing::Span::current()));
-        match parent {
+        match SpanParent::current() {
             Some(parent) => {
                 let mut span = DirectSpan::child_of(&parent, "store.transaction");
                 span.set_str("db.system.name", system);

@@ -1,4 +1,5 @@
-//! Spans recorded without `tracing`, for the vitals path.
+//! Spans recorded without `tracing`, for the hottest paths: the vitals
+//! path, every store transaction, every handshake step.
 //!
 //! Every vitals batch makes two spans: the batch's, from its arrival to its
 //! acknowledgement, and its store transaction's. Made as `tracing` spans,
@@ -13,15 +14,18 @@
 //! A [`DirectSpan`] is a value its code holds, as linkerd2-proxy holds its
 //! request spans: ids from the same recorder (its sampler, id generator and
 //! limits), an export record held inline, queued for export when it is
-//! dropped. Nothing else sees it: it has no place in `tracing`'s registry,
-//! holds no events, and log lines are never inside it. It suits spans in
-//! which nothing is logged, as nothing is inside a batch or a transaction.
+//! dropped. Nothing else sees it: it has no place in `tracing`'s registry
+//! and holds no events; a log line made while it is open belongs to the
+//! `tracing` span around it (a handshake step's to its gRPC call's). It
+//! suits short spans in which little is logged: a batch, a transaction, a
+//! handshake step.
 //!
 //! A direct span's parent is a [`SpanParent`]: a `tracing` span's context,
 //! another direct span's, or none (then it starts a trace, sampled as the
 //! sampler says). A child made deeper in the call, where the parent cannot
-//! be passed (the store's transaction inside the writer's call), finds it
-//! through [`SpanParent::in_scope`] and [`SpanParent::scoped`].
+//! be passed (the store's transaction inside the writer's call, or inside
+//! a handshake step), finds it through [`SpanParent::in_scope`] (or
+//! [`SpanParent::scope`], for a future) and [`SpanParent::current`].
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -82,6 +86,22 @@ impl SpanParent {
     /// if any; without one, a caller's parent is the current `tracing` span.
     pub fn scoped() -> Option<Self> {
         SCOPED.with(|scoped| scoped.borrow().clone())
+    }
+
+    /// The parent of a span made here: the one made current on this thread
+    /// ([`SpanParent::scoped`]), else the current `tracing` span when the
+    /// services' recorder records it ([`SpanParent::recorded`]); `None`
+    /// when neither.
+    pub fn current() -> Option<Self> {
+        Self::scoped().or_else(|| Self::recorded(&tracing::Span::current()))
+    }
+
+    /// Runs the future `work` with this parent made current during each of
+    /// its polls, for the direct spans made inside it: what
+    /// [`SpanParent::in_scope`] is for synchronous work.
+    pub async fn scope<F: std::future::Future>(&self, work: F) -> F::Output {
+        let mut work = std::pin::pin!(work);
+        std::future::poll_fn(|cx| self.in_scope(|| work.as_mut().poll(cx))).await
     }
 }
 

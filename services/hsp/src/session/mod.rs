@@ -635,25 +635,31 @@ async fn authenticate_steps(
 /// Runs one handshake step in a span of its own (`handshake.m1`,
 /// `handshake.m3`, `handshake.factor_round`, `handshake.finish`,
 /// `handshake.resume`): `outcome` says whether it went on or was refused,
-/// and `reason` the refusal's gRPC code. Nothing from the messages goes in.
+/// and `reason` the refusal's gRPC code (snake_case, as the handshake
+/// metrics name it). Nothing from the messages goes in.
+///
+/// A direct span (`vitalgate_telemetry::DirectSpan`), the child of the
+/// call's: every device session makes four, and as `tracing` spans each
+/// was a slot in the registry, an entry and exit at every poll and its
+/// fields' text copied. The store transactions inside a step are its
+/// children ([`SpanParent::scope`]); its log lines are the call's. Where
+/// nothing records the call's span, a step runs in no span.
 pub(super) async fn step<T>(
     name: &'static str,
     work: impl std::future::Future<Output = Result<T, Refusal>>,
 ) -> Result<T, Refusal> {
-    let span = tracing::debug_span!(
-        "handshake.step",
-        otel.name = name,
-        outcome = tracing::field::Empty,
-        reason = tracing::field::Empty,
-    );
-    let result = work.instrument(span.clone()).await;
-    match &result {
-        Ok(_) => span.record("outcome", "ok"),
-        Err(refusal) => {
-            span.record("reason", format!("{:?}", refusal.status.code()).as_str());
-            span.record("outcome", "refused")
-        }
+    let Some(parent) = SpanParent::current() else {
+        return work.await;
     };
+    let mut span = DirectSpan::child_of(&parent, name);
+    let result = span.as_parent().scope(work).await;
+    match &result {
+        Ok(_) => span.set_str("outcome", "ok"),
+        Err(refusal) => {
+            span.set_str("outcome", "refused");
+            span.set_str("reason", crate::metrics::code_name(refusal.status.code()));
+        }
+    }
     result
 }
 
