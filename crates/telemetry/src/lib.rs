@@ -13,9 +13,9 @@
 //!
 //! The services themselves use `tracing` spans, the `opentelemetry` API's
 //! global meter and, to carry a trace across a call, [`context_of`] and
-//! [`set_parent`]; on the vitals path, where every batch makes two spans,
-//! they record those as [`DirectSpan`]s, outside `tracing`. Nothing else
-//! here is needed to run them.
+//! [`set_parent`]; their most frequent spans (a vitals batch's, a store
+//! transaction's, a handshake step's) they record as [`DirectSpan`]s,
+//! outside `tracing`. Nothing else here is needed to run them.
 
 #![forbid(unsafe_code)]
 
