@@ -43,12 +43,15 @@ fn request_duration() -> &'static opentelemetry::metrics::Histogram<f64> {
 pub(super) async fn traced(request: Request, next: Next) -> Response {
     let method = request.method().as_str().to_string();
     let route = route(&request);
+    // Fields as text, not through `Display`: each would be formatted into a
+    // new string again when the span is recorded.
+    let name = format!("{method} {route}");
     let span = tracing::info_span!(
         "http.server",
-        otel.name = %format!("{method} {route}"),
+        otel.name = name.as_str(),
         otel.kind = "server",
-        http.request.method = %method,
-        http.route = %route,
+        http.request.method = method.as_str(),
+        http.route = route.as_str(),
         http.response.status_code = tracing::field::Empty,
     );
     vitalgate_rpc::trace_context::continue_trace(&span, request.headers());
