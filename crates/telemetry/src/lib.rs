@@ -43,8 +43,9 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::Resource;
 
 use export::EXPORT_TIMEOUT;
+use tracing::level_filters::LevelFilter;
+use tracing_log::AsLog as _;
 use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::Layer;
 
 /// How log lines are written to stderr.
@@ -212,10 +213,15 @@ impl Telemetry {
         // store transactions, say) still go to the collector, as
         // `exported_spans` says (see `filter`).
         let recorder_filter = RecorderFilter::new(log_filter(&settings.default_log_filter));
-        let _ = tracing_subscriber::registry()
+        let log_records = log_records_level(&filter, recorder.is_some());
+        let subscriber = tracing_subscriber::registry()
             .with(recorder.map(|layer| layer.with_filter(recorder_filter)))
-            .with(fmt_layer.with_filter(filter))
-            .try_init();
+            .with(fmt_layer.with_filter(filter));
+        if tracing::subscriber::set_global_default(subscriber).is_ok() {
+            let _ = tracing_log::LogTracer::builder()
+                .with_max_level(log_records.as_log())
+                .init();
+        }
 
         Ok(Self {
             span_export,
@@ -269,6 +275,27 @@ impl Telemetry {
 impl ops::MetricsSource for Telemetry {
     fn render(&self) -> String {
         self.prometheus_text()
+    }
+}
+
+/// The most verbose `log` record worth passing on as an event: what the log
+/// filter logs, and warnings and errors when spans are recorded (they are
+/// span events whatever the logs say, `filter`). `log` records are events
+/// only, so the spans' own level (vitalgate's debug spans) is not theirs.
+/// Records above it stop at the `log` crate's level check; before, a
+/// database driver's debug records (several a query) each went on to be
+/// matched against the log filter's directives and refused there, about
+/// 10,000 instructions a clinician's login.
+fn log_records_level(
+    log_filter: &tracing_subscriber::EnvFilter,
+    records_spans: bool,
+) -> LevelFilter {
+    let logged = Layer::<tracing_subscriber::Registry>::max_level_hint(log_filter)
+        .unwrap_or(LevelFilter::TRACE);
+    if records_spans {
+        logged.max(LevelFilter::WARN)
+    } else {
+        logged
     }
 }
 

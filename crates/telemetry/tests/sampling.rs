@@ -9,7 +9,8 @@
 //!   children, under the caller's trace id and span;
 //! - `follows_from` is a link, `otel.kind` the kind, an `ERROR` event the
 //!   span's error status; a span's events are bounded; errors are span
-//!   events even with logs off, an `info` event the logs leave out is not;
+//!   events even with logs off, an `info` event the logs leave out is not,
+//!   nor does a `log` record below a warning get past the `log` crate;
 //! - the export carries the headers `OTEL_EXPORTER_OTLP_HEADERS` names.
 
 #![allow(missing_docs, clippy::unwrap_used)]
@@ -34,6 +35,13 @@ async fn a_local_trace_is_not_sampled_and_a_sampled_callers_trace_is_exported() 
         default_log_filter: "off".into(),
     })
     .unwrap();
+    // `log` records are events only: with logs off and spans recorded, none
+    // below a warning gets past the `log` crate's own level check (the
+    // spans' debug level is not theirs).
+    assert_eq!(
+        tracing_log::log::max_level(),
+        tracing_log::log::LevelFilter::Warn
+    );
 
     // Started here: not sampled, but with ids, propagated as not sampled.
     let local = tracing::info_span!("local.root");
