@@ -48,6 +48,7 @@ struct Succeeded {
     count: BoundCounter<u64>,
     duration: BoundHistogram<f64>,
 }
+
 /// The alert rules the HSP raises (`alerts/`).
 const ALERT_RULES: [&str; 6] = [
     "spo2-low",
