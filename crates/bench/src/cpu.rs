@@ -102,6 +102,57 @@ pub(crate) fn process_cpu_ns() -> u64 {
     u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
 }
 
+/// CPU time the calling thread has used so far, in nanoseconds
+/// (`CLOCK_THREAD_CPUTIME_ID`): what a device driven from this thread
+/// spent, to take from the process's time and leave the services'.
+pub(crate) fn thread_cpu_ns() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
+}
+
+/// CPU time spent over a stretch of work: by the whole process, and by
+/// the thread that drove it (the device or clients the benchmark plays),
+/// so that the services' share is the difference.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SplitCpu {
+    pub(crate) process_ns: u64,
+    pub(crate) driver_ns: u64,
+}
+
+impl SplitCpu {
+    /// Both clocks now; [`SplitCpu::since`] takes a later reading from it.
+    pub(crate) fn now() -> Self {
+        // The thread's clock first and last: reading the process's clock is
+        // then inside the driver's stretch, and taken out with it.
+        let driver_ns = thread_cpu_ns();
+        Self {
+            process_ns: process_cpu_ns(),
+            driver_ns,
+        }
+    }
+
+    /// What was spent from `self` (a [`SplitCpu::now`]) until now.
+    pub(crate) fn since(self) -> Self {
+        let process_ns = process_cpu_ns();
+        Self {
+            process_ns: process_ns.saturating_sub(self.process_ns),
+            driver_ns: thread_cpu_ns().saturating_sub(self.driver_ns),
+        }
+    }
+
+    /// The process's time apart from the driving thread's: the services'.
+    pub(crate) fn services_ns(self) -> u64 {
+        self.process_ns.saturating_sub(self.driver_ns)
+    }
+}
+
+impl std::ops::AddAssign for SplitCpu {
+    fn add_assign(&mut self, other: Self) {
+        self.process_ns += other.process_ns;
+        self.driver_ns += other.driver_ns;
+    }
+}
+
 /// Times this process's threads have left a CPU so far, by waiting
 /// (voluntary: a lock, a channel, a socket, a parked runtime worker) or
 /// by being preempted, summed over its threads from Linux's
@@ -139,6 +190,31 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         let after = context_switches().expect("read once, read again");
         assert!(after > before, "{before} then {after}");
+    }
+
+    #[test]
+    fn the_driving_threads_time_is_taken_from_the_process() {
+        let start = SplitCpu::now();
+        // Work on another thread, then on this one.
+        std::thread::spawn(|| spin(std::time::Duration::from_millis(40)))
+            .join()
+            .expect("spinner");
+        spin(std::time::Duration::from_millis(20));
+        let spent = start.since();
+        assert!(spent.driver_ns >= 20_000_000, "{spent:?}");
+        assert!(spent.services_ns() >= 40_000_000, "{spent:?}");
+        // The other thread's time is not the driver's.
+        assert!(spent.driver_ns < 35_000_000, "{spent:?}");
+    }
+
+    /// Works until this thread's own clock has run `how_long`: the same
+    /// CPU time however busy the machine is.
+    fn spin(how_long: std::time::Duration) {
+        let until = thread_cpu_ns() + how_long.as_nanos() as u64;
+        let mut x = 0u64;
+        while thread_cpu_ns() < until {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
     }
 
     #[test]

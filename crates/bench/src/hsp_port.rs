@@ -13,6 +13,10 @@
 //!   for every acknowledgement: a streaming wearable's throughput.
 //!
 //! The rows give medians over the rounds and the TLS/plaintext ratios.
+//!
+//! The device runs on the calling thread alone, the TTP and the HSPs on a
+//! runtime of their own, so that `telemetry` can count the services' CPU
+//! time apart from the device's.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -38,17 +42,33 @@ use crate::login_e2e::{admin, Error};
 const INGEST_BATCHES: usize = 1000;
 const INGEST_BATCH_SAMPLES: u64 = 20;
 
+/// Which HSPs a run's device takes turns against.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Against {
+    /// The TLS HSP, then the plaintext one, round after round: TLS's cost.
+    TlsAndPlaintext,
+    /// The TLS HSP alone, session after session: what another cost (the
+    /// telemetry's) adds to it, with no other HSP's work in between (its
+    /// spans, exported in the background, would land in the TLS HSP's
+    /// stretches).
+    TlsOnly,
+}
+
 pub(crate) struct HspPort {
     pub(crate) rounds: usize,
     pub(crate) session_tls_us: f64,
-    pub(crate) session_plaintext_us: f64,
     pub(crate) ingest_tls_samples_per_s: f64,
-    pub(crate) ingest_plaintext_samples_per_s: f64,
-    /// This process's CPU (TTP, HSP, device, and whatever else runs in it)
-    /// per reconnecting TLS session, in microseconds.
+    /// The plaintext HSP's median session and streaming rate, when the run
+    /// was [`Against::TlsAndPlaintext`].
+    pub(crate) plaintext: Option<Plaintext>,
+    /// CPU per reconnecting TLS session, in microseconds: this process's
+    /// (TTP, HSP and device) and the services' (all of it but the thread
+    /// the device runs on).
     pub(crate) session_tls_cpu_us: f64,
+    pub(crate) session_tls_services_cpu_us: f64,
     /// The same per sample of the TLS streaming sessions, in nanoseconds.
     pub(crate) ingest_tls_cpu_ns_per_sample: f64,
+    pub(crate) ingest_tls_services_cpu_ns_per_sample: f64,
     /// Samples the TLS HSP's writer stored per transaction while streaming:
     /// it gathers what waits, so fewer per write means more commits.
     pub(crate) ingest_tls_samples_per_write: f64,
@@ -56,6 +76,12 @@ pub(crate) struct HspPort {
     /// streaming sessions: how often a batch's way through device, HSP,
     /// writer and store makes a thread wait or wake (`None` off Linux).
     pub(crate) ingest_tls_switches_per_batch: Option<f64>,
+}
+
+/// The plaintext HSP's figures.
+pub(crate) struct Plaintext {
+    pub(crate) session_us: f64,
+    pub(crate) ingest_samples_per_s: f64,
 }
 
 struct Platform {
@@ -108,6 +134,10 @@ async fn start_hsp(
     ));
     let mut config = HspConfig::new(hsp_dir, ttp_url.into(), ca.into());
     config.tls = tls;
+    // One device reconnecting back to back passes 500 first messages a
+    // second on a fast machine, where the HSP would start asking for
+    // cookies (a flood's defence, which this device does not answer).
+    config.admission.cookie_above_m1_per_s = u32::MAX;
     let hsp = Hsp::open(config, store, Some(&token)).await?;
     let stats = hsp.stats();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -299,88 +329,125 @@ pub(crate) fn ingest_rounds_for(rounds: usize) -> usize {
 }
 
 /// `rounds` reconnecting sessions, then `ingest_rounds` streaming runs of
-/// [`INGEST_BATCHES`] batches, over TLS and in plaintext.
-pub(crate) fn run(rounds: usize, ingest_rounds: usize) -> HspPort {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// [`INGEST_BATCHES`] batches, against the HSPs `against` names.
+///
+/// The TTP and the HSPs run on a runtime of their own; the device runs on
+/// this thread alone (a current-thread runtime), so that its CPU time, which
+/// is a wearable's and not the hospital's, can be told from theirs.
+pub(crate) fn run(rounds: usize, ingest_rounds: usize, against: Against) -> HspPort {
+    let services = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("services")
         .enable_all()
         .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let platform = start_platform().await.expect("platform");
-        // Warm both servers (first connections, caches) before timing.
-        for hsp in [&platform.tls, &platform.plaintext] {
-            session_once(&platform, hsp).await.expect("warm-up");
-        }
-        let (mut tls, mut plain) = (Vec::new(), Vec::new());
-        let mut session_cpu_ns = 0;
-        for _ in 0..rounds {
-            let cpu = crate::cpu::process_cpu_ns();
-            tls.push(
-                session_once(&platform, &platform.tls)
-                    .await
-                    .expect("TLS session")
-                    .as_secs_f64()
-                    * 1e6,
-            );
-            session_cpu_ns += crate::cpu::process_cpu_ns() - cpu;
+        .expect("services' runtime");
+    let platform = services.block_on(start_platform()).expect("platform");
+    let device = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("device's runtime");
+    let figures = device.block_on(drive(&platform, rounds, ingest_rounds, against));
+    drop(device);
+    drop(platform);
+    drop(services);
+    figures
+}
+
+/// The device's side of [`run`], on the thread whose CPU time is the
+/// device's.
+async fn drive(
+    platform: &Platform,
+    rounds: usize,
+    ingest_rounds: usize,
+    against: Against,
+) -> HspPort {
+    let plaintext = against == Against::TlsAndPlaintext;
+    // Warm the servers (first connections, caches) before timing.
+    session_once(platform, &platform.tls)
+        .await
+        .expect("warm-up");
+    if plaintext {
+        session_once(platform, &platform.plaintext)
+            .await
+            .expect("warm-up");
+    }
+    let (mut tls, mut plain) = (Vec::new(), Vec::new());
+    let mut session_cpu = crate::cpu::SplitCpu::default();
+    for _ in 0..rounds {
+        let cpu = crate::cpu::SplitCpu::now();
+        tls.push(
+            session_once(platform, &platform.tls)
+                .await
+                .expect("TLS session")
+                .as_secs_f64()
+                * 1e6,
+        );
+        session_cpu += cpu.since();
+        if plaintext {
             plain.push(
-                session_once(&platform, &platform.plaintext)
+                session_once(platform, &platform.plaintext)
                     .await
                     .expect("plaintext session")
                     .as_secs_f64()
                     * 1e6,
             );
         }
-        let (mut tls_rate, mut plain_rate) = (Vec::new(), Vec::new());
-        let mut ingest_cpu_ns = 0;
-        let writes = || platform.tls_stats.write_batches.load(Ordering::Relaxed);
-        let mut ingest_writes = 0;
-        let mut ingest_switches = Some(0);
-        for _ in 0..ingest_rounds {
-            // Read before the CPU clock starts: reading `/proc` costs CPU,
-            // more for a process with more threads (telemetry's).
-            let switches = crate::cpu::context_switches();
-            let cpu = crate::cpu::process_cpu_ns();
-            let writes_before = writes();
-            tls_rate.push(
-                ingest_once(&platform, &platform.tls)
-                    .await
-                    .expect("TLS ingest"),
-            );
-            ingest_cpu_ns += crate::cpu::process_cpu_ns() - cpu;
-            ingest_switches = ingest_switches
-                .zip(switches)
-                .zip(crate::cpu::context_switches())
-                .map(|((sum, before), after)| sum + after.saturating_sub(before));
-            ingest_writes += writes() - writes_before;
+    }
+    let (mut tls_rate, mut plain_rate) = (Vec::new(), Vec::new());
+    let mut ingest_cpu = crate::cpu::SplitCpu::default();
+    let writes = || platform.tls_stats.write_batches.load(Ordering::Relaxed);
+    let mut ingest_writes = 0;
+    let mut ingest_switches = Some(0);
+    for _ in 0..ingest_rounds {
+        // Read before the CPU clock starts: reading `/proc` costs CPU,
+        // more for a process with more threads (telemetry's).
+        let switches = crate::cpu::context_switches();
+        let cpu = crate::cpu::SplitCpu::now();
+        let writes_before = writes();
+        tls_rate.push(
+            ingest_once(platform, &platform.tls)
+                .await
+                .expect("TLS ingest"),
+        );
+        ingest_cpu += cpu.since();
+        ingest_switches = ingest_switches
+            .zip(switches)
+            .zip(crate::cpu::context_switches())
+            .map(|((sum, before), after)| sum + after.saturating_sub(before));
+        ingest_writes += writes() - writes_before;
+        if plaintext {
             plain_rate.push(
-                ingest_once(&platform, &platform.plaintext)
+                ingest_once(platform, &platform.plaintext)
                     .await
                     .expect("plaintext ingest"),
             );
         }
-        HspPort {
-            rounds,
-            session_tls_us: median(&mut tls),
-            session_plaintext_us: median(&mut plain),
-            ingest_tls_samples_per_s: median(&mut tls_rate),
-            ingest_plaintext_samples_per_s: median(&mut plain_rate),
-            session_tls_cpu_us: session_cpu_ns as f64 / 1e3 / rounds as f64,
-            ingest_tls_cpu_ns_per_sample: ingest_cpu_ns as f64
-                / (ingest_rounds as u64 * INGEST_BATCHES as u64 * INGEST_BATCH_SAMPLES) as f64,
-            ingest_tls_samples_per_write: (ingest_rounds as u64
-                * INGEST_BATCHES as u64
-                * INGEST_BATCH_SAMPLES) as f64
-                / ingest_writes.max(1) as f64,
-            ingest_tls_switches_per_batch: ingest_switches
-                .map(|n| n as f64 / (ingest_rounds * INGEST_BATCHES) as f64),
-        }
-    })
+    }
+    let samples = (ingest_rounds * INGEST_BATCHES) as f64 * INGEST_BATCH_SAMPLES as f64;
+    HspPort {
+        rounds,
+        session_tls_us: median(&mut tls),
+        ingest_tls_samples_per_s: median(&mut tls_rate),
+        plaintext: plaintext.then(|| Plaintext {
+            session_us: median(&mut plain),
+            ingest_samples_per_s: median(&mut plain_rate),
+        }),
+        session_tls_cpu_us: session_cpu.process_ns as f64 / 1e3 / rounds as f64,
+        session_tls_services_cpu_us: session_cpu.services_ns() as f64 / 1e3 / rounds as f64,
+        ingest_tls_cpu_ns_per_sample: ingest_cpu.process_ns as f64 / samples,
+        ingest_tls_services_cpu_ns_per_sample: ingest_cpu.services_ns() as f64 / samples,
+        ingest_tls_samples_per_write: samples / ingest_writes.max(1) as f64,
+        ingest_tls_switches_per_batch: ingest_switches
+            .map(|n| n as f64 / (ingest_rounds * INGEST_BATCHES) as f64),
+    }
 }
 
 pub(crate) fn report(figures: &HspPort, json: bool) {
-    let session_ratio = figures.session_tls_us / figures.session_plaintext_us;
-    let ingest_ratio = figures.ingest_tls_samples_per_s / figures.ingest_plaintext_samples_per_s;
+    let Some(plaintext) = &figures.plaintext else {
+        eprintln!("hsp-port: the run had no plaintext HSP to compare with");
+        return;
+    };
+    let session_ratio = figures.session_tls_us / plaintext.session_us;
+    let ingest_ratio = figures.ingest_tls_samples_per_s / plaintext.ingest_samples_per_s;
     if json {
         let rows = [
             serde_json::json!({
@@ -391,7 +458,7 @@ pub(crate) fn report(figures: &HspPort, json: bool) {
             }),
             serde_json::json!({
                 "name": "hsp-session-plaintext",
-                "median_us": figures.session_plaintext_us,
+                "median_us": plaintext.session_us,
                 "rounds": figures.rounds,
             }),
             serde_json::json!({
@@ -401,7 +468,7 @@ pub(crate) fn report(figures: &HspPort, json: bool) {
             }),
             serde_json::json!({
                 "name": "hsp-ingest-plaintext",
-                "samples_per_s": figures.ingest_plaintext_samples_per_s,
+                "samples_per_s": plaintext.ingest_samples_per_s,
             }),
         ];
         for row in rows {
@@ -415,7 +482,7 @@ pub(crate) fn report(figures: &HspPort, json: bool) {
     );
     println!("  reconnecting device (TCP, TLS 1.3 where served, handshake, one batch stored):");
     println!("    TLS        {:>10.0} us", figures.session_tls_us);
-    println!("    plaintext  {:>10.0} us", figures.session_plaintext_us);
+    println!("    plaintext  {:>10.0} us", plaintext.session_us);
     println!("    ratio      {session_ratio:>10.2}");
     println!(
         "  streaming device ({INGEST_BATCHES} batches of {INGEST_BATCH_SAMPLES} samples, all acknowledged):"
@@ -426,7 +493,7 @@ pub(crate) fn report(figures: &HspPort, json: bool) {
     );
     println!(
         "    plaintext  {:>10.0} samples/s",
-        figures.ingest_plaintext_samples_per_s
+        plaintext.ingest_samples_per_s
     );
     println!("    ratio      {ingest_ratio:>10.2}");
 }

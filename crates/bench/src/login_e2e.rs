@@ -6,7 +6,9 @@
 //! session in the database and appends to the hash-chained audit log.
 //!
 //! The TTP, the HSP and the clients share this process and the machine's two
-//! cores with PostgreSQL, so the figure is the whole machine's. Client
+//! cores with PostgreSQL, so the figure is the whole machine's. The clients
+//! run on a thread of their own, whose CPU time the services' figure leaves
+//! out. Client
 //! messages are made ahead where the protocol allows it (every KE1); KE3
 //! depends on the server's KE2 and is made during the run, with a cheap
 //! key-stretching function: Argon2id is the client's alone in OPAQUE and the
@@ -54,6 +56,8 @@ pub(crate) struct LoginE2e {
     /// This process's CPU per login to the microsecond (its clock, not
     /// `/proc`'s ticks).
     pub(crate) own_cpu_us: f64,
+    /// The same without the clients' thread: the TTP's and the HSP's.
+    pub(crate) services_cpu_us: f64,
 }
 
 pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -269,139 +273,156 @@ async fn login(
     Ok(())
 }
 
+/// `logins` complete logins against a platform on database server
+/// `server`.
+///
+/// The TTP and the HSP run on a runtime of their own; the clinicians'
+/// clients run on this thread alone (a current-thread runtime), so that the
+/// CPU time of their browsers' work can be told from the services'.
 pub(crate) fn run(server: &str, logins: usize) -> LoginE2e {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let services = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("services")
         .enable_all()
         .build()
-        .expect("runtime");
-    let (figures, database) = runtime.block_on(async {
+        .expect("services' runtime");
+    let (database, platform) = services.block_on(async {
         let database = crate::ingest::Database::create(server).await;
         let platform = start_platform(&database.url).await.expect("platform");
-        eprintln!(
-            "login-e2e: enrolling {logins} clinicians (password and TOTP, with factor tokens)…"
-        );
-        let accounts: Vec<Account> = (0..logins)
-            .map(|i| Account {
-                name: format!("clinician-{i}"),
-                password: format!("a password for clinician {i}"),
-                totp_secret: Vec::new(),
-            })
-            .collect();
-        let channel = tonic::transport::Channel::from_shared(platform.hsp_url.clone())
-            .expect("url")
-            .connect()
-            .await
-            .expect("HSP");
-        let hsp = v1::hsp_client::HspClient::new(channel);
-        // Enrolled 32 at a time over one HTTP/2 connection (not timed).
-        let admin_token = platform.hsp.admin_token().to_string();
-        let mut accounts_iter = accounts.into_iter();
-        let mut accounts = Vec::with_capacity(logins);
-        loop {
-            let chunk: Vec<Account> = accounts_iter.by_ref().take(CONCURRENCY).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            let tasks: Vec<_> = chunk
-                .into_iter()
-                .map(|mut account| {
-                    let (mut hsp, token) = (hsp.clone(), admin_token.clone());
-                    tokio::spawn(async move {
-                        enroll(&mut hsp, &token, &mut account)
-                            .await
-                            .map(|()| account)
-                    })
-                })
-                .collect();
-            for task in tasks {
-                accounts.push(task.await.expect("task").expect("enroll"));
-            }
-        }
-        // Every KE1 ahead of the run.
-        let mut pending: Vec<(usize, ClientLogin<DefaultSuite>, Vec<u8>)> = accounts
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                let (state, ke1) = ClientLogin::<DefaultSuite>::start_with_ksf(
-                    &a.password,
-                    cheap_ksf(),
-                    &mut OsRng,
-                )
-                .expect("KE1");
-                (i, state, ke1)
-            })
-            .collect();
-        let client: HttpClient = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(CONCURRENCY)
-            .build_http();
-        let accounts = Arc::new(accounts);
-        let queue = Arc::new(std::sync::Mutex::new(std::mem::take(&mut pending)));
-        let cpu_before = crate::cpu::CpuSnapshot::take(&database.name);
-        let own_before = crate::cpu::process_cpu_ns();
-        let started = Instant::now();
-        let workers: Vec<_> = (0..CONCURRENCY)
-            .map(|_| {
-                let (client, accounts, queue) = (client.clone(), accounts.clone(), queue.clone());
-                let portal = platform.portal_url.clone();
-                tokio::spawn(async move {
-                    let mut latencies = Vec::new();
-                    loop {
-                        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                        let Some((i, state, ke1)) = next else { break };
-                        let t = Instant::now();
-                        login(&client, &portal, &accounts[i], state, &ke1)
-                            .await
-                            .expect("login");
-                        latencies.push(t.elapsed());
-                    }
-                    latencies
-                })
-            })
-            .collect();
-        let mut latencies: Vec<Duration> = Vec::with_capacity(logins);
-        for worker in workers {
-            latencies.extend(worker.await.expect("worker"));
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        let own_cpu_us = (crate::cpu::process_cpu_ns() - own_before) as f64
-            / 1e3
-            / latencies.len().max(1) as f64;
-        let spent = cpu_before
-            .zip(crate::cpu::CpuSnapshot::take(&database.name))
-            .map(|(a, b)| a.until(&b));
-        let per_login = |secs: f64| secs * 1e3 / latencies.len().max(1) as f64;
-        let cpu_ms = spent
-            .as_ref()
-            .map(|spent| (per_login(spent.own), per_login(spent.postgres)));
-        let database_cpu_ms = spent.as_ref().map(|spent| per_login(spent.database));
-        latencies.sort();
-        let at = |q: f64| {
-            latencies
-                .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
-                .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
-        };
-        let figures = LoginE2e {
-            logins: latencies.len(),
-            logins_per_s: latencies.len() as f64 / elapsed,
-            median_ms: at(0.5),
-            p99_ms: at(0.99),
-            cpu_ms,
-            database_cpu_ms,
-            own_cpu_us,
-        };
-        drop(platform);
-        (figures, database)
+        (database, platform)
     });
+    let clients = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("clients' runtime");
+    let figures = clients.block_on(drive(&platform, &database.name, logins));
+    drop(clients);
     // The servers and the HSP's background jobs, with their pooled
     // connections, end with their runtime, before their database is
     // dropped: dropping it under live connections logged each as an error.
-    drop(runtime);
+    services.block_on(async move { drop(platform) });
+    drop(services);
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime")
         .block_on(database.drop());
     figures
+}
+
+/// The clients' side of [`run`], on the thread whose CPU time is theirs:
+/// enrolment (not timed), then the timed logins.
+async fn drive(platform: &Platform, database: &str, logins: usize) -> LoginE2e {
+    eprintln!("login-e2e: enrolling {logins} clinicians (password and TOTP, with factor tokens)…");
+    let accounts: Vec<Account> = (0..logins)
+        .map(|i| Account {
+            name: format!("clinician-{i}"),
+            password: format!("a password for clinician {i}"),
+            totp_secret: Vec::new(),
+        })
+        .collect();
+    let channel = tonic::transport::Channel::from_shared(platform.hsp_url.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("HSP");
+    let hsp = v1::hsp_client::HspClient::new(channel);
+    // Enrolled 32 at a time over one HTTP/2 connection (not timed).
+    let admin_token = platform.hsp.admin_token().to_string();
+    let mut accounts_iter = accounts.into_iter();
+    let mut accounts = Vec::with_capacity(logins);
+    loop {
+        let chunk: Vec<Account> = accounts_iter.by_ref().take(CONCURRENCY).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let tasks: Vec<_> = chunk
+            .into_iter()
+            .map(|mut account| {
+                let (mut hsp, token) = (hsp.clone(), admin_token.clone());
+                tokio::spawn(async move {
+                    enroll(&mut hsp, &token, &mut account)
+                        .await
+                        .map(|()| account)
+                })
+            })
+            .collect();
+        for task in tasks {
+            accounts.push(task.await.expect("task").expect("enroll"));
+        }
+    }
+    // Every KE1 ahead of the run.
+    let pending: Vec<(usize, ClientLogin<DefaultSuite>, Vec<u8>)> = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let (state, ke1) =
+                ClientLogin::<DefaultSuite>::start_with_ksf(&a.password, cheap_ksf(), &mut OsRng)
+                    .expect("KE1");
+            (i, state, ke1)
+        })
+        .collect();
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build_http();
+    let accounts = Arc::new(accounts);
+    let queue = Arc::new(std::sync::Mutex::new(pending));
+    let cpu_before = crate::cpu::CpuSnapshot::take(database);
+    let own_before = crate::cpu::SplitCpu::now();
+    let started = Instant::now();
+    let workers: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (client, accounts, queue) = (client.clone(), accounts.clone(), queue.clone());
+            let portal = platform.portal_url.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                    let Some((i, state, ke1)) = next else { break };
+                    let t = Instant::now();
+                    login(&client, &portal, &accounts[i], state, &ke1)
+                        .await
+                        .expect("login");
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies: Vec<Duration> = Vec::with_capacity(logins);
+    for worker in workers {
+        latencies.extend(worker.await.expect("worker"));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let own = own_before.since();
+    let per_login_us = |ns: u64| ns as f64 / 1e3 / latencies.len().max(1) as f64;
+    let (own_cpu_us, services_cpu_us) = (
+        per_login_us(own.process_ns),
+        per_login_us(own.services_ns()),
+    );
+    let spent = cpu_before
+        .zip(crate::cpu::CpuSnapshot::take(database))
+        .map(|(a, b)| a.until(&b));
+    let per_login = |secs: f64| secs * 1e3 / latencies.len().max(1) as f64;
+    let cpu_ms = spent
+        .as_ref()
+        .map(|spent| (per_login(spent.own), per_login(spent.postgres)));
+    let database_cpu_ms = spent.as_ref().map(|spent| per_login(spent.database));
+    latencies.sort();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+    };
+    LoginE2e {
+        logins: latencies.len(),
+        logins_per_s: latencies.len() as f64 / elapsed,
+        median_ms: at(0.5),
+        p99_ms: at(0.99),
+        cpu_ms,
+        database_cpu_ms,
+        own_cpu_us,
+        services_cpu_us,
+    }
 }
 
 pub(crate) fn report(figures: &LoginE2e, json: bool) {
