@@ -1,9 +1,12 @@
 //! Spans' way to the collector: a bounded queue the hot paths hand closed
-//! spans to without ever waiting, and one thread of its own that sends them
+//! spans to without ever waiting (each thread keeps its own few dozen
+//! before it takes the queue's lock), and one thread of its own that sends them
 //! in batches by OTLP/gRPC, counts what it could not deliver and pauses
 //! after a failure. Its settings are OpenTelemetry's batch processor's
 //! (`OTEL_BSP_*`), with the same defaults.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -66,46 +69,133 @@ impl BatchSettings {
 
 /// What the hot paths and the handle tell the export thread.
 enum Message {
-    Batch(Vec<Finished>),
+    /// A batch's worth of spans, as the threads handed them over: joined
+    /// on the export thread, not on the hot paths.
+    Batch(Vec<Vec<Finished>>),
     /// Answered once everything handed over before it has been sent.
     Flush(mpsc::Sender<()>),
     /// A flush, after which the thread ends.
     Shutdown(mpsc::Sender<()>),
 }
 
-/// The hot paths' side: closed spans wait in `pending` until a batch is
-/// full, which is then handed to the export thread, or dropped and counted
-/// when the thread has a queue's worth waiting already.
+/// Closed spans a thread keeps to itself before it hands them to the
+/// shared queue together: one lock of that queue per this many spans, not
+/// one a span. Taken by every worker thread for every span, that lock was
+/// the largest single cost telemetry added to a login's store transactions
+/// (sampled CPU time: its cache line and its waits passing between cores).
+const SPANS_PER_HANDOVER: usize = 32;
+
+/// A thread's own closed spans, waiting to be handed over; the export
+/// thread takes them too when it sends what is pending.
+type Shard = Mutex<Vec<Finished>>;
+
+/// Each [`Queue`]'s identity, for the threads' own shards.
+static NEXT_QUEUE: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's shard, and the queue it belongs to.
+    static OWN_SHARD: RefCell<Option<(u64, Arc<Shard>)>> = const { RefCell::new(None) };
+}
+
+/// The hot paths' side: each thread keeps its closed spans in a shard of
+/// its own, hands them to `pending` a few dozen at a time, and whoever
+/// fills a batch there hands it to the export thread, or drops and counts
+/// it when the thread has a queue's worth waiting already. What waits in
+/// the shards is bounded by the number of threads.
 pub(crate) struct Queue {
-    pending: Mutex<Vec<Finished>>,
+    id: u64,
+    /// Every thread's shard; a thread that ended leaves its shard here
+    /// until the export thread has taken what is in it.
+    shards: Mutex<Vec<Arc<Shard>>>,
+    pending: Mutex<Pending>,
     batch: usize,
+    /// Spans a shard holds before they are handed over.
+    handover: usize,
     to_thread: SyncSender<Message>,
     dropped: Counter<u64>,
 }
 
+/// What the threads have handed over and the export thread not yet taken.
+#[derive(Default)]
+struct Pending {
+    /// As handed over, a shard's spans each.
+    handed: Vec<Vec<Finished>>,
+    spans: usize,
+}
+
 impl Queue {
-    /// Queues a closed span; never waits. Inlined into the recorder: a
-    /// call would copy the span once more, as its argument.
+    fn new(batch: usize, to_thread: SyncSender<Message>, dropped: Counter<u64>) -> Self {
+        Self {
+            id: NEXT_QUEUE.fetch_add(1, Ordering::Relaxed),
+            shards: Mutex::new(Vec::new()),
+            pending: Mutex::new(Pending::default()),
+            batch,
+            handover: SPANS_PER_HANDOVER.min(batch),
+            to_thread,
+            dropped,
+        }
+    }
+
+    /// Queues a closed span; never waits on another thread's work (the
+    /// shard's lock is this thread's but while the export thread empties
+    /// it). Inlined into the recorder: a call would copy the span once
+    /// more, as its argument.
     #[inline]
     pub(crate) fn push(&self, span: Finished) {
+        let mut span = Some(span);
+        let full = OWN_SHARD.try_with(|own| {
+            let mut own = own.borrow_mut();
+            if own.as_ref().is_some_and(|(queue, _)| *queue != self.id) {
+                *own = None;
+            }
+            let (_, shard) = own.get_or_insert_with(|| {
+                let shard = Arc::new(Mutex::new(Vec::with_capacity(self.handover)));
+                lock(&self.shards).push(shard.clone());
+                (self.id, shard)
+            });
+            let mut spans = lock(shard);
+            spans.extend(span.take());
+            (spans.len() >= self.handover)
+                .then(|| std::mem::replace(&mut *spans, Vec::with_capacity(self.handover)))
+        });
+        match full {
+            Ok(Some(spans)) => self.hand_over(spans),
+            Ok(None) => {}
+            // A span ended while this thread's locals are being torn down.
+            Err(_) => self.hand_over(span.into_iter().collect()),
+        }
+    }
+
+    /// Adds `spans` to what is pending and, once a batch's worth is, sends
+    /// it all: the spans are moved as the shard's vector, never copied here.
+    fn hand_over(&self, spans: Vec<Finished>) {
         let full = {
             let mut pending = lock(&self.pending);
-            pending.push(span);
-            (pending.len() >= self.batch)
-                .then(|| std::mem::replace(&mut *pending, Vec::with_capacity(self.batch)))
+            pending.spans += spans.len();
+            pending.handed.push(spans);
+            (pending.spans >= self.batch).then(|| std::mem::take(&mut *pending).handed)
         };
         if let Some(batch) = full {
             if let Err(TrySendError::Full(Message::Batch(lost))) =
                 self.to_thread.try_send(Message::Batch(batch))
             {
+                let lost: usize = lost.iter().map(Vec::len).sum();
                 self.dropped
-                    .add(lost.len() as u64, &[KeyValue::new("reason", "queue_full")]);
+                    .add(lost as u64, &[KeyValue::new("reason", "queue_full")]);
             }
         }
     }
 
-    fn take_pending(&self) -> Vec<Finished> {
-        std::mem::take(&mut *lock(&self.pending))
+    /// Everything not yet handed to the export thread: what is pending and
+    /// what the threads' shards hold.
+    fn take_pending(&self) -> Vec<Vec<Finished>> {
+        let mut spans = std::mem::take(&mut *lock(&self.pending)).handed;
+        lock(&self.shards).retain(|shard| {
+            spans.push(std::mem::take(&mut *lock(shard)));
+            // Held here alone, its thread has ended: it will get no more.
+            Arc::strong_count(shard) > 1
+        });
+        spans
     }
 }
 
@@ -134,12 +224,7 @@ impl ExportThread {
         let otlp = Otlp::new(endpoint, resource)?;
         let queued_batches = (settings.queue / settings.batch).max(1);
         let (to_thread, from_queue) = mpsc::sync_channel(queued_batches);
-        let queue = Arc::new(Queue {
-            pending: Mutex::new(Vec::with_capacity(settings.batch)),
-            batch: settings.batch,
-            to_thread,
-            dropped: dropped.clone(),
-        });
+        let queue = Arc::new(Queue::new(settings.batch, to_thread, dropped.clone()));
         let exporter = Exporter::new(otlp, dropped, PAUSE_AFTER_FAILURE);
         let thread = {
             let queue = queue.clone();
@@ -196,23 +281,52 @@ fn run<D: Destination>(
     let mut due = Instant::now() + delay;
     loop {
         match from_queue.recv_timeout(due.saturating_duration_since(Instant::now())) {
-            Ok(Message::Batch(spans)) => exporter.export(spans),
+            Ok(Message::Batch(handed)) => export_batches(handed, queue.batch, &mut exporter),
             Ok(Message::Flush(done)) => {
-                exporter.export(queue.take_pending());
+                export_pending(queue, &mut exporter);
                 let _ = done.send(());
             }
             Ok(Message::Shutdown(done)) => {
-                exporter.export(queue.take_pending());
+                export_pending(queue, &mut exporter);
                 let _ = done.send(());
                 return;
             }
             Err(RecvTimeoutError::Timeout) => {
-                exporter.export(queue.take_pending());
+                export_pending(queue, &mut exporter);
                 due = Instant::now() + delay;
             }
             Err(RecvTimeoutError::Disconnected) => return,
         }
     }
+}
+
+/// Sends everything `queue` has not yet handed over.
+fn export_pending<D: Destination>(queue: &Queue, exporter: &mut Exporter<D>) {
+    export_batches(queue.take_pending(), queue.batch, exporter);
+}
+
+/// Sends the spans `handed` over, in requests of at most `batch` spans.
+fn export_batches<D: Destination>(
+    handed: Vec<Vec<Finished>>,
+    batch: usize,
+    exporter: &mut Exporter<D>,
+) {
+    for spans in batches(handed, batch) {
+        exporter.export(spans);
+    }
+}
+
+/// The spans `handed` over, joined and cut into batches of at most
+/// `batch` (the last may be empty).
+fn batches(handed: Vec<Vec<Finished>>, batch: usize) -> Vec<Vec<Finished>> {
+    let mut spans: Vec<Finished> = handed.into_iter().flatten().collect();
+    let mut batches = Vec::new();
+    while spans.len() > batch {
+        let rest = spans.split_off(batch);
+        batches.push(std::mem::replace(&mut spans, rest));
+    }
+    batches.push(spans);
+    batches
 }
 
 /// Where batches go: the collector, or a test's stand-in.
@@ -517,24 +631,75 @@ mod tests {
     fn a_full_queue_drops_batches_rather_than_wait() {
         // A thread that takes nothing: two batches may wait for it.
         let (to_thread, from_queue) = mpsc::sync_channel(2);
-        let queue = Queue {
-            pending: Mutex::new(Vec::new()),
-            batch: 3,
-            to_thread,
-            dropped: dropped_counter(),
-        };
+        let queue = Queue::new(3, to_thread, dropped_counter());
         for _ in 0..5 * 3 + 1 {
             queue.push(Finished::default());
         }
         let waiting: Vec<usize> = from_queue
             .try_iter()
             .map(|message| match message {
-                Message::Batch(spans) => spans.len(),
+                Message::Batch(handed) => handed.iter().map(Vec::len).sum(),
                 _ => 0,
             })
             .collect();
         assert_eq!(waiting, [3, 3], "two full batches wait, three were dropped");
-        assert_eq!(queue.take_pending().len(), 1, "the next batch fills");
+        assert_eq!(count(queue.take_pending()), 1, "the next batch fills");
+    }
+
+    fn count(handed: Vec<Vec<Finished>>) -> usize {
+        handed.iter().map(Vec::len).sum()
+    }
+
+    #[test]
+    fn what_threads_keep_to_themselves_is_taken_with_what_is_pending() {
+        let (to_thread, from_queue) = mpsc::sync_channel(8);
+        let queue = Arc::new(Queue::new(100, to_thread, dropped_counter()));
+        // Four threads, each one span short of handing its spans over,
+        // which then end.
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let queue = queue.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..SPANS_PER_HANDOVER - 1 {
+                        queue.push(Finished::default());
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("pusher");
+        }
+        assert_eq!(lock(&queue.pending).spans, 0, "nothing handed over yet");
+        assert_eq!(lock(&queue.shards).len(), 4, "a shard a thread");
+        assert_eq!(count(queue.take_pending()), 4 * (SPANS_PER_HANDOVER - 1));
+        assert!(
+            lock(&queue.shards).is_empty(),
+            "the ended threads' shards go"
+        );
+        assert!(from_queue.try_recv().is_err(), "no batch was full");
+
+        // This thread hands its spans over a shard at a time; what has
+        // filled a batch goes to the export thread, which cuts it into
+        // requests of at most the batch size.
+        for _ in 0..SPANS_PER_HANDOVER * 4 {
+            queue.push(Finished::default());
+        }
+        let sent: Vec<Vec<Vec<Finished>>> = from_queue
+            .try_iter()
+            .filter_map(|message| match message {
+                Message::Batch(handed) => Some(handed),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent.len(), 1, "one batch's worth");
+        let requests: Vec<usize> = sent
+            .into_iter()
+            .flat_map(|handed| batches(handed, 100))
+            .map(|spans| spans.len())
+            .collect();
+        assert_eq!(requests, [100, 28]);
+        assert_eq!(count(queue.take_pending()), 0);
+        assert_eq!(lock(&queue.shards).len(), 1, "this thread's, still alive");
     }
 
     #[test]
