@@ -317,15 +317,17 @@ fn export_batches<D: Destination>(
 }
 
 /// The spans `handed` over, joined and cut into batches of at most
-/// `batch` (the last may be empty).
+/// `batch` (one empty batch when none were handed), each span moved once.
 fn batches(handed: Vec<Vec<Finished>>, batch: usize) -> Vec<Vec<Finished>> {
-    let mut spans: Vec<Finished> = handed.into_iter().flatten().collect();
     let mut batches = Vec::new();
-    while spans.len() > batch {
-        let rest = spans.split_off(batch);
-        batches.push(std::mem::replace(&mut spans, rest));
+    let mut current = Vec::with_capacity(batch);
+    for span in handed.into_iter().flatten() {
+        if current.len() == batch {
+            batches.push(std::mem::replace(&mut current, Vec::with_capacity(batch)));
+        }
+        current.push(span);
     }
-    batches.push(spans);
+    batches.push(current);
     batches
 }
 
