@@ -94,10 +94,24 @@ impl CpuSnapshot {
     }
 }
 
+/// Set in the environment of a process run under Valgrind (`telemetry
+/// --instructions` sets it for its workers): Valgrind gives a process no
+/// vDSO, and rustix's clock looks for one and faults. Such a process counts
+/// instructions, not time, so its clocks read zero.
+pub(crate) const UNDER_VALGRIND_VAR: &str = "VITALGATE_BENCH_UNDER_VALGRIND";
+
+fn under_valgrind() -> bool {
+    static UNDER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *UNDER.get_or_init(|| std::env::var_os(UNDER_VALGRIND_VAR).is_some())
+}
+
 /// CPU time this process has used so far, all its threads, in nanoseconds
 /// (`CLOCK_PROCESS_CPUTIME_ID`): exact where `/proc`'s ticks are 10 ms, for
 /// what one operation costs over a few dozen of them.
 pub(crate) fn process_cpu_ns() -> u64 {
+    if under_valgrind() {
+        return 0;
+    }
     let now = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
     u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
 }
@@ -106,6 +120,9 @@ pub(crate) fn process_cpu_ns() -> u64 {
 /// (`CLOCK_THREAD_CPUTIME_ID`): what a device driven from this thread
 /// spent, to take from the process's time and leave the services'.
 pub(crate) fn thread_cpu_ns() -> u64 {
+    if under_valgrind() {
+        return 0;
+    }
     let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
 }

@@ -39,8 +39,8 @@ use vitalgate_ttp::{Ttp, TtpConfig};
 use crate::login_e2e::{admin, Error};
 
 /// Batches a streaming session sends, and samples in each.
-const INGEST_BATCHES: usize = 1000;
-const INGEST_BATCH_SAMPLES: u64 = 20;
+pub(crate) const INGEST_BATCHES: usize = 1000;
+pub(crate) const INGEST_BATCH_SAMPLES: u64 = 20;
 
 /// Which HSPs a run's device takes turns against.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -274,12 +274,14 @@ async fn login(
 }
 
 /// `logins` complete logins against a platform on database server
-/// `server`.
+/// `server`, by the first `logins` of `accounts` enrolled clinicians (more
+/// accounts than logins lets two runs that log in a different number of
+/// times enrol alike, so that the difference between them is logins only).
 ///
 /// The TTP and the HSP run on a runtime of their own; the clinicians'
 /// clients run on this thread alone (a current-thread runtime), so that the
 /// CPU time of their browsers' work can be told from the services'.
-pub(crate) fn run(server: &str, logins: usize) -> LoginE2e {
+pub(crate) fn run(server: &str, accounts: usize, logins: usize) -> LoginE2e {
     let services = tokio::runtime::Builder::new_multi_thread()
         .thread_name("services")
         .enable_all()
@@ -294,7 +296,12 @@ pub(crate) fn run(server: &str, logins: usize) -> LoginE2e {
         .enable_all()
         .build()
         .expect("clients' runtime");
-    let figures = clients.block_on(drive(&platform, &database.name, logins));
+    let figures = clients.block_on(drive(
+        &platform,
+        &database.name,
+        accounts.max(logins),
+        logins,
+    ));
     drop(clients);
     // The servers and the HSP's background jobs, with their pooled
     // connections, end with their runtime, before their database is
@@ -311,9 +318,11 @@ pub(crate) fn run(server: &str, logins: usize) -> LoginE2e {
 
 /// The clients' side of [`run`], on the thread whose CPU time is theirs:
 /// enrolment (not timed), then the timed logins.
-async fn drive(platform: &Platform, database: &str, logins: usize) -> LoginE2e {
-    eprintln!("login-e2e: enrolling {logins} clinicians (password and TOTP, with factor tokens)…");
-    let accounts: Vec<Account> = (0..logins)
+async fn drive(platform: &Platform, database: &str, enrolled: usize, logins: usize) -> LoginE2e {
+    eprintln!(
+        "login-e2e: enrolling {enrolled} clinicians (password and TOTP, with factor tokens)…"
+    );
+    let accounts: Vec<Account> = (0..enrolled)
         .map(|i| Account {
             name: format!("clinician-{i}"),
             password: format!("a password for clinician {i}"),
@@ -329,7 +338,7 @@ async fn drive(platform: &Platform, database: &str, logins: usize) -> LoginE2e {
     // Enrolled 32 at a time over one HTTP/2 connection (not timed).
     let admin_token = platform.hsp.admin_token().to_string();
     let mut accounts_iter = accounts.into_iter();
-    let mut accounts = Vec::with_capacity(logins);
+    let mut accounts = Vec::with_capacity(enrolled);
     loop {
         let chunk: Vec<Account> = accounts_iter.by_ref().take(CONCURRENCY).collect();
         if chunk.is_empty() {
@@ -353,6 +362,7 @@ async fn drive(platform: &Platform, database: &str, logins: usize) -> LoginE2e {
     // Every KE1 ahead of the run.
     let pending: Vec<(usize, ClientLogin<DefaultSuite>, Vec<u8>)> = accounts
         .iter()
+        .take(logins)
         .enumerate()
         .map(|(i, a)| {
             let (state, ke1) =

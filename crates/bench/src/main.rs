@@ -9,7 +9,7 @@
 //! cargo run --release -p vitalgate-bench -- hsp-port [--json] [--rounds N]
 //! cargo run --release -p vitalgate-bench -- flood [--json] [--devices N] [--seconds S]
 //! cargo run --release -p vitalgate-bench -- device [--json]
-//! cargo run --release -p vitalgate-bench -- telemetry [--json] [--rounds N] [--logins N] [--database-url URL]
+//! cargo run --release -p vitalgate-bench -- telemetry [--json] [--instructions] [--rounds N] [--logins N] [--database-url URL]
 //! cargo run --release -p vitalgate-bench -- sessions [--json] [--devices N,N…] [--store sqlite|postgres|both]
 //!     [--rate SAMPLES_PER_S] [--seconds S] [--watched N] [--work-dir DIR] [--database-url URL]
 //! ```
@@ -51,7 +51,8 @@ const USAGE: &str = "usage: vitalgate-bench handshake [--json] [--rounds N]\n   
                      vitalgate-bench hsp-port [--json] [--rounds N]\n       \
                      vitalgate-bench flood [--json] [--devices N] [--seconds S]\n       \
                      vitalgate-bench device [--json]\n       \
-                     vitalgate-bench telemetry [--json] [--rounds N] [--logins N] [--database-url URL]\n       \
+                     vitalgate-bench telemetry [--json] [--instructions] [--rounds N] [--logins N] \
+                     [--database-url URL]\n       \
                      vitalgate-bench sessions [--json] [--devices N,N...] [--store sqlite|postgres|both] \
                      [--rate SAMPLES_PER_S] [--seconds S] [--watched N] [--work-dir DIR] [--database-url URL]";
 
@@ -65,6 +66,9 @@ struct Row {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut json = false;
+    // `telemetry --instructions`: count the services' instructions under
+    // Valgrind instead of timing them.
+    let mut instructions = false;
     // `--rounds`: 40 unless given; for `telemetry`, reconnecting sessions
     // per worker, 200 unless given: a session's CPU is about a millisecond,
     // so more of them average more of the scheduler's noise, for a small
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--json" => json = true,
+            "--instructions" => instructions = true,
             "--rounds" => match it.next().and_then(|n| n.parse().ok()) {
                 Some(n) if n > 0 => rounds = Some(n),
                 _ => {
@@ -186,7 +191,9 @@ fn main() -> ExitCode {
         Some("login") => login::report(&login::run(logins), json),
         Some("biometric") => biometric::run(json),
         Some("ingest") => ingest::report(&ingest::run(&database_url, samples), json),
-        Some("login-e2e") => login_e2e::report(&login_e2e::run(&database_url, logins), json),
+        Some("login-e2e") => {
+            login_e2e::report(&login_e2e::run(&database_url, logins, logins), json)
+        }
         Some("hsp-port") => {
             let rounds = rounds.min(2000);
             hsp_port::report(
@@ -209,7 +216,13 @@ fn main() -> ExitCode {
             }
         },
         Some("telemetry") => {
-            if let Err(e) = telemetry::run(json, telemetry_sessions, logins, &database_url) {
+            if let Err(e) = telemetry::run(
+                json,
+                instructions,
+                telemetry_sessions,
+                logins,
+                &database_url,
+            ) {
                 eprintln!("telemetry: {e}");
                 return ExitCode::FAILURE;
             }

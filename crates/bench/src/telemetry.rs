@@ -68,17 +68,28 @@
 //! deployed device has none at all); counted in, they would only dilute
 //! what telemetry adds to the TTP's, the HSP's and their database's work.
 //! The whole worker's figures are printed beside.
+//!
+//! With `--instructions` the parent counts instead of timing: each mode's
+//! workers run under Valgrind's callgrind, and the goal is judged on the
+//! instructions the services' threads execute per operation, which do not
+//! stray from run to run as CPU time does (see `instructions`).
 
 use std::process::{Command, Stdio};
 
 use vitalgate_telemetry::collector::Collector;
 use vitalgate_telemetry::{LogFormat, Telemetry, TelemetrySettings};
 
+mod instructions;
 mod report;
 
 /// The worker's mode and workload, in its environment.
 const MODE_VAR: &str = "VITALGATE_BENCH_TELEMETRY_MODE";
 const WORKLOAD_VAR: &str = "VITALGATE_BENCH_TELEMETRY_WORKLOAD";
+/// How many streaming runs an `hsp-port` worker makes, and how many
+/// clinicians a `login-e2e` worker enrols, when not as many as it logs in:
+/// the instruction counts' runs set them (see `instructions`).
+const INGEST_ROUNDS_VAR: &str = "VITALGATE_BENCH_TELEMETRY_INGEST_ROUNDS";
+const ACCOUNTS_VAR: &str = "VITALGATE_BENCH_TELEMETRY_ACCOUNTS";
 /// Set for the process that runs the local collector.
 const COLLECTOR_VAR: &str = "VITALGATE_BENCH_TELEMETRY_COLLECTOR";
 /// The services' modes' log filter (see the module: logs at `warn`).
@@ -141,35 +152,52 @@ struct Run {
 }
 
 /// How much work each worker does.
+#[derive(Clone)]
 struct Plan<'a> {
     /// Reconnecting sessions per `hsp-port` run.
     sessions: usize,
+    /// Streaming runs per `hsp-port` run.
+    ingest_rounds: usize,
     /// Logins per `login-e2e` run.
     logins: usize,
+    /// Clinicians enrolled per `login-e2e` run (at least `logins`).
+    accounts: usize,
     database_url: &'a str,
 }
 
-/// `vitalgate-bench telemetry`: the parent, or a worker when started as one.
+/// `vitalgate-bench telemetry`: the parent, or a worker when started as one;
+/// with `instructions`, the parent counts instructions instead of timing
+/// (see `instructions`).
 pub(crate) fn run(
     json: bool,
+    instructions: bool,
     sessions: usize,
     logins: usize,
     database_url: &str,
 ) -> Result<(), Error> {
     let mut plan = Plan {
         sessions,
+        ingest_rounds: INGEST_ROUNDS,
         logins,
+        accounts: logins,
         database_url,
     };
     if std::env::var_os(COLLECTOR_VAR).is_some() {
         return collector_process();
     }
     if let (Ok(mode), Ok(workload)) = (std::env::var(MODE_VAR), std::env::var(WORKLOAD_VAR)) {
+        let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+        plan.ingest_rounds = number(INGEST_ROUNDS_VAR).unwrap_or(plan.ingest_rounds);
+        plan.accounts = number(ACCOUNTS_VAR).unwrap_or(plan.accounts);
         let figures = worker(&mode, &workload, &plan)?;
         println!("{}", serde_json::Value::Object(figures));
         return Ok(());
     }
+    if instructions {
+        return instructions::run(json, database_url);
+    }
     plan.logins = plan.logins.min(MAX_LOGINS);
+    plan.accounts = plan.logins;
     let mut runs: Vec<Run> = Vec::new();
     for round in 1..=ROUNDS {
         for workload in WORKLOADS {
@@ -218,20 +246,42 @@ pub(crate) fn run(
 
 /// Starts this program again as the worker for `mode` and `workload`.
 fn spawn_worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<std::process::Child, Error> {
-    let mut command = Command::new(std::env::current_exe()?);
+    Ok(worker_command(mode, workload, plan, &[])?.spawn()?)
+}
+
+/// The command that runs this program as the worker for `mode` and
+/// `workload`, under `wrapper` (a program and its arguments, such as
+/// Valgrind's) when it is not empty.
+fn worker_command(
+    mode: &str,
+    workload: &str,
+    plan: &Plan<'_>,
+    wrapper: &[String],
+) -> Result<Command, Error> {
+    let program = std::env::current_exe()?;
+    let mut command = match wrapper {
+        [] => Command::new(program),
+        [wrapper, arguments @ ..] => {
+            let mut command = Command::new(wrapper);
+            command.args(arguments).arg(program);
+            command
+        }
+    };
     if std::path::Path::new(MEMORY_TMPDIR).is_dir() {
         command.env("TMPDIR", MEMORY_TMPDIR);
     }
-    Ok(command
+    command
         .args(["telemetry", "--rounds", &plan.sessions.to_string()])
         .args(["--logins", &plan.logins.to_string()])
         .args(["--database-url", plan.database_url])
         .env(MODE_VAR, mode)
         .env(WORKLOAD_VAR, workload)
+        .env(INGEST_ROUNDS_VAR, plan.ingest_rounds.to_string())
+        .env(ACCOUNTS_VAR, plan.accounts.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?)
+        .stderr(Stdio::inherit());
+    Ok(command)
 }
 
 /// Waits for `worker`'s end; the figures it printed.
@@ -300,7 +350,7 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
         "hsp-port" => {
             let port = crate::hsp_port::run(
                 plan.sessions,
-                INGEST_ROUNDS,
+                plan.ingest_rounds,
                 crate::hsp_port::Against::TlsOnly,
             );
             figures.insert("session_us".into(), port.session_tls_us.into());
@@ -327,7 +377,7 @@ fn worker(mode: &str, workload: &str, plan: &Plan<'_>) -> Result<Figures, Error>
             }
         }
         "login-e2e" => {
-            let login = crate::login_e2e::run(plan.database_url, plan.logins);
+            let login = crate::login_e2e::run(plan.database_url, plan.accounts, plan.logins);
             figures.insert("logins_per_s".into(), login.logins_per_s.into());
             // The backends of its own database only: the `off` worker
             // beside it logs in to the same server.
