@@ -93,7 +93,7 @@ impl SpanParent {
     /// services' recorder records it ([`SpanParent::recorded`]); `None`
     /// when neither.
     pub fn current() -> Option<Self> {
-        Self::scoped().or_else(|| Self::recorded(&tracing::Span::current()))
+        Self::scoped().or_else(|| crate::spans::current_span_context().map(|c| Self(Some(c))))
     }
 
     /// Runs the future `work` with this parent made current during each of

@@ -69,8 +69,8 @@ impl BatchSettings {
 
 /// What the hot paths and the handle tell the export thread.
 enum Message {
-    /// A batch's worth of spans, as the threads handed them over: joined
-    /// on the export thread, not on the hot paths.
+    /// A batch's worth of spans, as the threads handed them over: cut into
+    /// requests on the export thread, not on the hot paths.
     Batch(Vec<Vec<Finished>>),
     /// Answered once everything handed over before it has been sent.
     Flush(mpsc::Sender<()>),
@@ -316,16 +316,40 @@ fn export_batches<D: Destination>(
     }
 }
 
-/// The spans `handed` over, joined and cut into batches of at most
-/// `batch` (one empty batch when none were handed), each span moved once.
-fn batches(handed: Vec<Vec<Finished>>, batch: usize) -> Vec<Vec<Finished>> {
+/// One export request's spans: vectors as threads handed them over, not
+/// joined into one, which would move every span once more on its way to
+/// the request (a span holds its attributes inline: a move is a copy of
+/// all of it).
+pub(crate) type Batch = Vec<Vec<Finished>>;
+
+/// How many spans `batch` holds.
+fn span_count(batch: &Batch) -> usize {
+    batch.iter().map(Vec::len).sum()
+}
+
+/// The spans `handed` over, cut into batches of at most `batch` spans (one
+/// empty batch when none were handed). A vector is split only where it
+/// straddles two batches: a thread hands over full shards, which fill a
+/// batch of the default size exactly.
+fn batches(handed: Vec<Vec<Finished>>, batch: usize) -> Vec<Batch> {
     let mut batches = Vec::new();
-    let mut current = Vec::with_capacity(batch);
-    for span in handed.into_iter().flatten() {
-        if current.len() == batch {
-            batches.push(std::mem::replace(&mut current, Vec::with_capacity(batch)));
+    let mut current = Batch::new();
+    let mut room = batch;
+    for mut spans in handed {
+        while !spans.is_empty() {
+            if room == 0 {
+                batches.push(std::mem::take(&mut current));
+                room = batch;
+            }
+            let part = if spans.len() > room {
+                let rest = spans.split_off(room);
+                std::mem::replace(&mut spans, rest)
+            } else {
+                std::mem::take(&mut spans)
+            };
+            room -= part.len();
+            current.push(part);
         }
-        current.push(span);
     }
     batches.push(current);
     batches
@@ -334,7 +358,7 @@ fn batches(handed: Vec<Vec<Finished>>, batch: usize) -> Vec<Vec<Finished>> {
 /// Where batches go: the collector, or a test's stand-in.
 pub(crate) trait Destination {
     /// Sends `spans`; how many the receiver rejected, or why none arrived.
-    fn send(&mut self, spans: Vec<Finished>) -> Result<u64, String>;
+    fn send(&mut self, spans: Batch) -> Result<u64, String>;
 }
 
 /// Sends batches to a [`Destination`], counting in
@@ -359,8 +383,8 @@ impl<D: Destination> Exporter<D> {
         }
     }
 
-    pub(crate) fn export(&mut self, spans: Vec<Finished>) {
-        let count = spans.len() as u64;
+    pub(crate) fn export(&mut self, spans: Batch) {
+        let count = span_count(&spans) as u64;
         if count == 0 {
             return;
         }
@@ -490,8 +514,8 @@ impl Otlp {
 }
 
 impl Destination for Otlp {
-    fn send(&mut self, spans: Vec<Finished>) -> Result<u64, String> {
-        self.request.write_batch(spans);
+    fn send(&mut self, spans: Batch) -> Result<u64, String> {
+        self.request.write_batch(spans.into_iter().flatten());
         let encoded = bytes::Bytes::from(self.request.encode());
         let grpc = &mut self.grpc;
         let response = self.runtime.block_on(async {
@@ -588,7 +612,7 @@ mod tests {
     }
 
     impl Destination for Collector {
-        fn send(&mut self, _spans: Vec<Finished>) -> Result<u64, String> {
+        fn send(&mut self, _spans: Batch) -> Result<u64, String> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if self.down.load(Ordering::SeqCst) {
                 Err("connection refused".into())
@@ -604,7 +628,7 @@ mod tests {
         let pause = Duration::from_millis(300);
         let mut exporter = Exporter::new(collector.clone(), dropped_counter(), pause);
         let calls = || collector.calls.load(Ordering::SeqCst);
-        let batch = || vec![Finished::default()];
+        let batch = || vec![vec![Finished::default()]];
 
         exporter.export(batch());
         exporter.export(batch());
@@ -697,7 +721,7 @@ mod tests {
         let requests: Vec<usize> = sent
             .into_iter()
             .flat_map(|handed| batches(handed, 100))
-            .map(|spans| spans.len())
+            .map(|batch| span_count(&batch))
             .collect();
         assert_eq!(requests, [100, 28]);
         assert_eq!(count(queue.take_pending()), 0);

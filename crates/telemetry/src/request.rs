@@ -61,16 +61,18 @@ impl Request {
     }
 
     /// Makes `batch` the request's spans, written over the last batch's.
-    pub(crate) fn write_batch(&mut self, batch: Vec<Finished>) {
+    pub(crate) fn write_batch(&mut self, batch: impl IntoIterator<Item = Finished>) {
         let spans = &mut self.spans;
-        if spans.len() > batch.len() {
-            self.spare.extend(spans.drain(batch.len()..));
-        }
-        for (at, finished) in batch.into_iter().enumerate() {
-            if at == spans.len() {
+        let mut written = 0;
+        for finished in batch {
+            if written == spans.len() {
                 spans.push(self.spare.pop().unwrap_or_default());
             }
-            finished.write_into(&mut spans[at]);
+            finished.write_into(&mut spans[written]);
+            written += 1;
+        }
+        if spans.len() > written {
+            self.spare.extend(spans.drain(written..));
         }
     }
 
@@ -175,7 +177,7 @@ mod tests {
         // Spans whose lengths take one, two and three bytes, in a request
         // whose length takes four.
         for count in [1, 2, 300] {
-            request.write_batch((0..count).map(|_| Finished::default()).collect());
+            request.write_batch((0..count).map(|_| Finished::default()));
             for (at, span) in request.spans.iter_mut().enumerate() {
                 span.name = "s".repeat(at * 60);
                 span.span_id = vec![7; 8];

@@ -36,6 +36,7 @@ use opentelemetry_proto::tonic::trace::v1::{span, status, Span, Status};
 use opentelemetry_sdk::trace::{IdGenerator, SamplingDecision, ShouldSample, SpanLimits};
 use smallvec::SmallVec;
 use tracing::field::{Field, Visit};
+use tracing::Subscriber as _;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
@@ -560,6 +561,21 @@ pub(crate) fn span_context_of(span: &tracing::Span) -> Option<SpanContext> {
         extensions.get::<Recorded>().map(|r| r.context.clone())
     })
     .flatten()
+}
+
+/// What [`span_context_of`] gives for the current `tracing` span, found
+/// without making a [`tracing::Span`] of it: a `Span` clones its id (the
+/// registry finds the span and counts a reference) and drops it again (finds
+/// it again, counts it off), work a store transaction would do for nothing
+/// each time it looks for its parent.
+pub(crate) fn current_span_context() -> Option<SpanContext> {
+    tracing::dispatcher::get_default(|dispatch| {
+        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+        let current = registry.current_span();
+        let data = registry.span(current.id()?)?;
+        let extensions = data.extensions();
+        extensions.get::<Recorded>().map(|r| r.context.clone())
+    })
 }
 
 /// The trace context of `span` (its ids, whether it is sampled): what a
