@@ -99,8 +99,19 @@ pub enum TelemetryError {
 
 /// The name of the thread that sends spans to the collector.
 pub const SPAN_EXPORT_THREAD: &str = "otlp-spans";
-/// How often metrics are pushed to the collector.
+/// How often metrics are pushed to the collector, unless
+/// `OTEL_METRIC_EXPORT_INTERVAL` says otherwise ([`metrics_interval`]).
 const METRICS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How often metrics are pushed to the collector: OpenTelemetry's
+/// `OTEL_METRIC_EXPORT_INTERVAL` (milliseconds) as `variable` gives it
+/// (`std::env::var`, or a test's map), else [`METRICS_INTERVAL`].
+fn metrics_interval(variable: impl Fn(&str) -> Option<String>) -> Duration {
+    variable("OTEL_METRIC_EXPORT_INTERVAL")
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .filter(|millis| *millis > 0)
+        .map_or(METRICS_INTERVAL, Duration::from_millis)
+}
 
 /// The process's telemetry: keep it alive while the process runs, then
 /// [`Telemetry::shutdown`] to flush what is queued.
@@ -169,7 +180,7 @@ impl Telemetry {
                 .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
             meters = meters.with_reader(
                 opentelemetry_sdk::metrics::PeriodicReader::builder(metrics)
-                    .with_interval(METRICS_INTERVAL)
+                    .with_interval(metrics_interval(|name| std::env::var(name).ok()))
                     .build(),
             );
         }
@@ -385,4 +396,24 @@ pub fn observe_db_pools(pools: impl Fn() -> Vec<DbPoolUse> + Send + Sync + 'stat
 /// a no-op one until [`Telemetry::init`] ran).
 pub fn meter() -> opentelemetry::metrics::Meter {
     opentelemetry::global::meter("vitalgate")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metrics_interval_is_the_standard_variables_or_ten_seconds() {
+        let set = |value: &'static str| {
+            move |name: &str| (name == "OTEL_METRIC_EXPORT_INTERVAL").then(|| value.to_string())
+        };
+        assert_eq!(metrics_interval(set("60000")), Duration::from_secs(60));
+        assert_eq!(metrics_interval(|_| None), METRICS_INTERVAL);
+        assert_eq!(metrics_interval(set("0")), METRICS_INTERVAL, "no interval");
+        assert_eq!(
+            metrics_interval(set("soon")),
+            METRICS_INTERVAL,
+            "not a number"
+        );
+    }
 }
