@@ -31,6 +31,9 @@ pub(crate) struct Instruments {
     /// By role, as [`ROLES`] lists them.
     handshakes_ok: [Succeeded; 2],
     login_duration: Histogram<f64>,
+    /// Successful logins' series of `login_duration`, bound once as
+    /// [`Succeeded`]'s are.
+    logins_ok: BoundHistogram<f64>,
     ingest_lag: Histogram<f64>,
     attempt_limits: Counter<u64>,
     revocations: Counter<u64>,
@@ -93,14 +96,17 @@ impl Instruments {
                 duration: handshake_duration.bind(&duration_attributes(role, outcome)),
             }
         });
+        let login_duration = seconds(
+            "vitalgate.login.duration",
+            "Clinicians' logins, from the first handshake message to the ticket (or the refusal).",
+        );
+        let logins_ok = login_duration.bind(&login_attributes(Ending::Ok));
         let made = Self {
             handshakes,
             handshake_duration,
             handshakes_ok,
-            login_duration: seconds(
-                "vitalgate.login.duration",
-                "Clinicians' logins, from the first handshake message to the ticket (or the refusal).",
-            ),
+            login_duration,
+            logins_ok,
             ingest_lag: seconds(
                 "vitalgate.vitals.ingest.lag",
                 "From a vitals batch's arrival at the HSP to its commit in the store.",
@@ -112,7 +118,9 @@ impl Instruments {
                 .build(),
             revocations: meter
                 .u64_counter("vitalgate.revocations.applied")
-                .with_description("Revocations applied from the TTP's feed (trust, live sessions, tickets).")
+                .with_description(
+                    "Revocations applied from the TTP's feed (trust, live sessions, tickets).",
+                )
                 .with_unit("{revocation}")
                 .build(),
             alerts_raised: meter
@@ -222,10 +230,19 @@ pub(crate) fn handshake(role: &'static str, ending: Ending, took: Duration) {
 
 /// Records one clinician login's duration.
 pub(crate) fn login(ending: Ending, took: Duration) {
-    let (outcome, _) = ending.outcome_and_reason();
-    instruments()
-        .login_duration
-        .record(took.as_secs_f64(), &[KeyValue::new("outcome", outcome)]);
+    let metrics = instruments();
+    if matches!(ending, Ending::Ok) {
+        metrics.logins_ok.record(took.as_secs_f64());
+    } else {
+        metrics
+            .login_duration
+            .record(took.as_secs_f64(), &login_attributes(ending));
+    }
+}
+
+/// A login duration's attributes: its outcome.
+fn login_attributes(ending: Ending) -> [KeyValue; 1] {
+    [KeyValue::new("outcome", ending.outcome_and_reason().0)]
 }
 
 /// Records a vitals batch's time from arrival to commit.
