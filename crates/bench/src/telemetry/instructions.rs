@@ -22,10 +22,13 @@
 //!   (a login's queries, the same in every mode: left out, they make a
 //!   login's ratio larger, not smaller);
 //! - under Valgrind a run takes some fifty times as long, so work done on
-//!   a clock (metrics exported each minute, queued spans each five seconds,
-//!   reconnections to a collector that is not there) happens some fifty
-//!   times as often per operation as in a service: the counts overstate
-//!   telemetry's cost, never understate it.
+//!   a clock would happen some fifty times as often per operation as in a
+//!   service, and more often still when the machine is busy. The workers'
+//!   metrics interval and span batches' delay (the standard
+//!   `OTEL_METRIC_EXPORT_INTERVAL` and `OTEL_BSP_SCHEDULE_DELAY`) are
+//!   stretched by [`CLOCK_STRETCH`] to keep that work per operation near a
+//!   service's; the pause between tries to reach a collector that is not
+//!   there is not, so `no-collector`'s counts overstate its cost.
 //!
 //! How each path is counted: two runs of the same worker that differ only
 //! in how many of the path's operations they make (more reconnecting
@@ -52,6 +55,14 @@ const MODES: [&str; 4] = ["off", "control", "no-collector", "collector"];
 /// enough for what a multi-threaded run varies (which thread a task runs
 /// on, how often an idle one parks).
 const CONTROL_TOLERANCE: f64 = 0.01;
+/// How much slower a worker runs under callgrind, about: a reconnecting
+/// session took 100 ms of wall-clock time there against 2 ms without. The
+/// clock-driven intervals are stretched by as much (see the module).
+const CLOCK_STRETCH: u64 = 50;
+/// The services' metrics interval and span batches' delay, milliseconds
+/// (`vitalgate-telemetry`'s defaults).
+const METRICS_INTERVAL_MS: u64 = 10_000;
+const SPAN_DELAY_MS: u64 = 5_000;
 /// The valgrind program and the tool's options: a file of counts per
 /// thread, read at the end (no dump before), of instructions only.
 const VALGRIND: &str = "valgrind";
@@ -200,6 +211,14 @@ pub(super) fn run(json: bool, database_url: &str) -> Result<(), Error> {
             wrapper.push(format!("--callgrind-out-file={}", out.display()));
             let child = worker_command(mode, shape.workload, &plan, &wrapper)?
                 .env(crate::cpu::UNDER_VALGRIND_VAR, "1")
+                .env(
+                    "OTEL_METRIC_EXPORT_INTERVAL",
+                    (METRICS_INTERVAL_MS * CLOCK_STRETCH).to_string(),
+                )
+                .env(
+                    "OTEL_BSP_SCHEDULE_DELAY",
+                    (SPAN_DELAY_MS * CLOCK_STRETCH).to_string(),
+                )
                 .spawn()?;
             running.push((mode, shape, out, child));
         }
