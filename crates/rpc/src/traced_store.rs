@@ -83,17 +83,19 @@ impl<S: Store> TracedStore<S> {
 /// operation, made by [`operation!`].
 struct Operation {
     name: &'static str,
-    /// Bound for the first database system that records it: a process has
-    /// one store, and a second system (tests open several) records with
-    /// its attributes, as every failure does.
-    succeeded: OnceLock<(&'static str, BoundHistogram<f64>)>,
+    /// Bound for the first two database systems that record it: a
+    /// service has one store, and `vitalgate dev` and the benchmarks run a
+    /// TTP and an HSP in one process, each on its own. A third system
+    /// (tests open several) records with its attributes, as every failure
+    /// does.
+    succeeded: [OnceLock<(&'static str, BoundHistogram<f64>)>; 2],
 }
 
 impl Operation {
     const fn new(name: &'static str) -> Self {
         Self {
             name,
-            succeeded: OnceLock::new(),
+            succeeded: [OnceLock::new(), OnceLock::new()],
         }
     }
 
@@ -108,14 +110,15 @@ impl Operation {
         };
         match error {
             None => {
-                let (bound_system, bound) = self
-                    .succeeded
-                    .get_or_init(|| (system, operation_duration().bind(&attributes(system))));
-                if *bound_system == system {
-                    bound.record(seconds);
-                } else {
-                    operation_duration().record(seconds, &attributes(system));
+                for slot in &self.succeeded {
+                    let (bound_system, bound) = slot
+                        .get_or_init(|| (system, operation_duration().bind(&attributes(system))));
+                    if *bound_system == system {
+                        bound.record(seconds);
+                        return;
+                    }
                 }
+                operation_duration().record(seconds, &attributes(system));
             }
             Some(kind) => {
                 let [system, name] = attributes(system);
@@ -423,5 +426,29 @@ impl<S: Store> Vitals for TracedStore<S> {
 
     fn vitals_feed(&self) -> tokio::sync::broadcast::Receiver<StoredDevices> {
         self.inner.vitals_feed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operation_binds_a_series_for_each_of_two_systems_and_no_more() {
+        let operation = Operation::new("test_operation");
+        let bound = |operation: &Operation| {
+            operation
+                .succeeded
+                .iter()
+                .map(|slot| slot.get().map(|(system, _)| *system))
+                .collect::<Vec<_>>()
+        };
+        operation.record("sqlite", 0.001, Some("timeout"));
+        assert_eq!(bound(&operation), [None, None], "a failure binds nothing");
+        operation.record("sqlite", 0.001, None);
+        operation.record("sqlite", 0.001, None);
+        operation.record("postgresql", 0.001, None);
+        operation.record("mysql", 0.001, None);
+        assert_eq!(bound(&operation), [Some("sqlite"), Some("postgresql")]);
     }
 }
