@@ -152,7 +152,6 @@ struct Run {
 }
 
 /// How much work each worker does.
-#[derive(Clone)]
 struct Plan<'a> {
     /// Reconnecting sessions per `hsp-port` run.
     sessions: usize,

@@ -168,9 +168,10 @@ struct Count {
     services: u64,
 }
 
-/// Runs every shape in every mode under callgrind, two at a time (counts
-/// do not depend on what runs beside them), and prints each path's
-/// instructions per operation and each mode's over `off`.
+/// Runs every shape in every mode under callgrind, two at a time (what
+/// runs beside a worker slows it, and with its clocks stretched that
+/// changes its count little), and prints each path's instructions per
+/// operation and each mode's over `off`.
 pub(super) fn run(json: bool, database_url: &str) -> Result<(), Error> {
     match Command::new(VALGRIND).arg("--version").output() {
         Ok(output) if output.status.success() => {}
@@ -182,8 +183,10 @@ pub(super) fn run(json: bool, database_url: &str) -> Result<(), Error> {
             )
         }
     }
-    let dir = std::env::temp_dir().join(format!("vitalgate-callgrind-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    // Removed when dropped, whether the run ends well or not.
+    let dir = tempfile::Builder::new()
+        .prefix("vitalgate-callgrind-")
+        .tempdir()?;
     let jobs: Vec<(&str, Shape)> = SHAPES
         .iter()
         .flat_map(|shape| MODES.iter().map(move |mode| (*mode, *shape)))
@@ -198,7 +201,7 @@ pub(super) fn run(json: bool, database_url: &str) -> Result<(), Error> {
                 counts.len() + at + 1,
                 jobs.len()
             );
-            let out = dir.join(format!("{}-{mode}", counts.len() + at));
+            let out = dir.path().join(format!("{}-{mode}", counts.len() + at));
             let plan = Plan {
                 sessions: shape.sessions,
                 ingest_rounds: shape.ingest_rounds,
@@ -227,7 +230,6 @@ pub(super) fn run(json: bool, database_url: &str) -> Result<(), Error> {
             counts.push(((mode, shape), read_counts(&out)?));
         }
     }
-    std::fs::remove_dir_all(&dir)?;
     let count = |mode: &str, shape: Shape| {
         counts
             .iter()

@@ -64,14 +64,14 @@ const MAX_BOUND: usize = 256;
 /// SDK's own limit on series.
 fn record_duration(series: Series, seconds: f64) {
     let bound = bound_series();
-    if let Some(histogram) = bound
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&series)
-    {
-        histogram.record(seconds);
-        return;
-    }
+    let full = {
+        let read = bound.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(histogram) = read.get(&series) {
+            histogram.record(seconds);
+            return;
+        }
+        read.len() >= MAX_BOUND
+    };
     let (method, route, status) = &series;
     let attributes = [
         KeyValue::new("http.request.method", method.as_str().to_string()),
@@ -88,15 +88,18 @@ fn record_duration(series: Series, seconds: f64) {
         Method::OPTIONS,
     ]
     .contains(method);
-    let mut bound = bound.write().unwrap_or_else(PoisonError::into_inner);
-    if standard && bound.len() < MAX_BOUND {
-        let histogram = request_duration().bind(&attributes);
-        histogram.record(seconds);
-        bound.insert(series, histogram);
-    } else {
-        drop(bound);
-        request_duration().record(seconds, &attributes);
+    if standard && !full {
+        let mut write = bound.write().unwrap_or_else(PoisonError::into_inner);
+        // Another request may have bound it, or filled the map, meanwhile.
+        if write.contains_key(&series) || write.len() < MAX_BOUND {
+            write
+                .entry(series)
+                .or_insert_with(|| request_duration().bind(&attributes))
+                .record(seconds);
+            return;
+        }
     }
+    request_duration().record(seconds, &attributes);
 }
 
 /// The middleware: the request's span, then its duration by method, route
