@@ -4,6 +4,11 @@
 //! theirs in with [`request`]. The duration of each call is recorded in the
 //! `rpc.server.duration` histogram (milliseconds).
 //!
+//! The call's span stays a `tracing` span: a device's session runs in it,
+//! on a task of its own, for as long as the session lasts. The portal's
+//! requests, which end with their response, make direct spans under the
+//! page's context ([`caller`]).
+//!
 //! With no OpenTelemetry set up in the process (no global propagator, no
 //! tracing subscriber) all of this is a no-op.
 
@@ -22,9 +27,11 @@ pub fn request<T>(message: T) -> tonic::Request<T> {
     request
 }
 
-/// Puts the current span's trace context into outgoing metadata.
+/// Puts the current span's trace context into outgoing metadata: the
+/// current `tracing` span's, else the direct span's whose scope this is (a
+/// portal request's).
 pub fn inject(metadata: &mut tonic::metadata::MetadataMap) {
-    let context = vitalgate_telemetry::context_of(&tracing::Span::current());
+    let context = vitalgate_telemetry::current_context();
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.inject_context(&context, &mut MetadataInjector(metadata));
     });
@@ -55,14 +62,25 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
+/// The caller's context a request's W3C `traceparent` header carries.
+fn extract(headers: &http::HeaderMap) -> opentelemetry::Context {
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(headers))
+    })
+}
+
 /// Makes `span` the child of the span a request's W3C `traceparent`
 /// header names (a gRPC caller's, or the portal's page); with none, `span`
 /// starts a trace of its own.
 pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
-    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract(&HeaderExtractor(headers))
-    });
-    vitalgate_telemetry::set_parent(span, &parent);
+    vitalgate_telemetry::set_parent(span, &extract(headers));
+}
+
+/// The parent of a direct span for a request: the caller's span its W3C
+/// `traceparent` header names (a gRPC caller's, or the portal's page); with
+/// none, no parent, and the request's span starts a trace of its own.
+pub fn caller(headers: &http::HeaderMap) -> vitalgate_telemetry::SpanParent {
+    vitalgate_telemetry::SpanParent::remote(&extract(headers)).unwrap_or_default()
 }
 
 /// The tower layer giving every call its server span (see the module).

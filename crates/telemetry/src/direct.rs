@@ -14,11 +14,18 @@
 //! A [`DirectSpan`] is a value its code holds, as linkerd2-proxy holds its
 //! request spans: ids from the same recorder (its sampler, id generator and
 //! limits), an export record held inline, queued for export when it is
-//! dropped. Nothing else sees it: it has no place in `tracing`'s registry
-//! and holds no events; a log line made while it is open belongs to the
-//! `tracing` span around it (a handshake step's to its gRPC call's). It
-//! suits short spans in which little is logged: a batch, a transaction, a
-//! handshake step.
+//! dropped. It has no place in `tracing`'s registry; a log line made while
+//! it is open belongs to the `tracing` span around it (a handshake step's
+//! to its gRPC call's). It suits short spans: a batch, a transaction, a
+//! handshake step, a portal request.
+//!
+//! A span with no `tracing` span around it, a portal request's, is lent to
+//! the thread at each poll of its work ([`DirectSpan::scope`]): a move of
+//! its record in and out of a thread-local, where entering a `tracing` span
+//! finds it in the registry and calls every layer. While lent it is what a
+//! `tracing` span would be: its log lines name it, events become its span
+//! events (an error marks it failed), `tracing` spans made there are its
+//! children and calls carry its context ([`current_context`]).
 //!
 //! A direct span's parent is a [`SpanParent`]: a `tracing` span's context,
 //! another direct span's, or none (then it starts a trace, sampled as the
@@ -30,7 +37,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use opentelemetry::trace::{SpanContext, TraceState};
+use opentelemetry::trace::{SpanContext, SpanKind, TraceContextExt as _, TraceState};
 
 use crate::export::Queue;
 use crate::spans::{flags, unix_nanos, Finished, Open, Recorder, Value};
@@ -40,9 +47,39 @@ use crate::spans::{flags, unix_nanos, Finished, Open, Recorder, Value};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SpanParent(Option<SpanContext>);
 
+/// What is current on a thread while it polls scoped work.
+#[derive(Default)]
+struct Scope {
+    /// The parent of direct spans made here ([`SpanParent::in_scope`],
+    /// [`DirectSpan::scope`]).
+    parent: Option<SpanParent>,
+    /// The direct span lent to the thread by [`DirectSpan::scope`]: where
+    /// log lines and events made outside any `tracing` span belong. A
+    /// parent made current inside it ([`SpanParent::in_scope`], a handshake
+    /// step's) leaves it lent, as a `tracing` span around a direct one
+    /// stays the current span for its log lines.
+    lent: Option<Lent>,
+}
+
+/// A direct span's part that log lines and events need, lent for one poll.
+pub(crate) struct Lent {
+    /// Its `tracing`-style name (`http.server`), for the log lines.
+    pub(crate) name: &'static str,
+    /// Its ids, for the log lines; `None` when nothing records spans.
+    pub(crate) context: Option<SpanContext>,
+    /// Its record, for span events, when it is being recorded.
+    pub(crate) open: Option<Open>,
+}
+
 thread_local! {
-    /// The parent [`SpanParent::in_scope`] made current on this thread.
-    static SCOPED: RefCell<Option<SpanParent>> = const { RefCell::new(None) };
+    static SCOPE: RefCell<Scope> = const {
+        RefCell::new(Scope { parent: None, lent: None })
+    };
+}
+
+/// Runs `work` on the direct span lent to this thread, if one is.
+pub(crate) fn with_lent<T>(work: impl FnOnce(&mut Lent) -> T) -> Option<T> {
+    SCOPE.with(|scope| scope.borrow_mut().lent.as_mut().map(work))
 }
 
 impl SpanParent {
@@ -64,6 +101,27 @@ impl SpanParent {
         crate::spans::span_context_of(span).map(|context| Self(Some(context)))
     }
 
+    /// The caller's span that `context` carries (extracted from a W3C
+    /// `traceparent`); `None` when it carries no valid span. A direct span
+    /// under it joins the caller's trace, sampled as the sampler says of a
+    /// remote parent.
+    pub fn remote(context: &opentelemetry::Context) -> Option<Self> {
+        let span = context.span();
+        let remote = span.span_context();
+        remote.is_valid().then(|| Self(Some(remote.clone())))
+    }
+
+    /// The trace context a propagator injects into an outgoing call made
+    /// under this parent.
+    pub fn to_context(&self) -> opentelemetry::Context {
+        match &self.0 {
+            Some(context) => {
+                opentelemetry::Context::new().with_remote_span_context(context.clone())
+            }
+            None => opentelemetry::Context::new(),
+        }
+    }
+
     /// Runs `work` with this parent made current on this thread, for the
     /// direct spans made inside it that look for it ([`SpanParent::scoped`]).
     /// Only for synchronous work, such as one poll of a future: the thread
@@ -74,18 +132,19 @@ impl SpanParent {
         impl Drop for Restore {
             fn drop(&mut self) {
                 let previous = self.0.take();
-                SCOPED.with(|scoped| *scoped.borrow_mut() = previous);
+                SCOPE.with(|scope| scope.borrow_mut().parent = previous);
             }
         }
-        let previous = SCOPED.with(|scoped| scoped.replace(Some(self.clone())));
+        let previous = SCOPE.with(|scope| scope.borrow_mut().parent.replace(self.clone()));
         let _restore = Restore(previous);
         work()
     }
 
-    /// The parent made current by [`SpanParent::in_scope`] on this thread,
-    /// if any; without one, a caller's parent is the current `tracing` span.
+    /// The parent made current by [`SpanParent::in_scope`] or
+    /// [`DirectSpan::scope`] on this thread, if any; without one, a
+    /// caller's parent is the current `tracing` span.
     pub fn scoped() -> Option<Self> {
-        SCOPED.with(|scoped| scoped.borrow().clone())
+        SCOPE.with(|scope| scope.borrow().parent.clone())
     }
 
     /// The parent of a span made here: the one made current on this thread
@@ -103,41 +162,70 @@ impl SpanParent {
         let mut work = std::pin::pin!(work);
         std::future::poll_fn(|cx| self.in_scope(|| work.as_mut().poll(cx))).await
     }
+
+    /// Its ids, if it has any.
+    pub(crate) fn context(&self) -> Option<&SpanContext> {
+        self.0.as_ref()
+    }
+
+    /// Whether this parent is a caller's, in another process.
+    fn is_remote(&self) -> bool {
+        self.0.as_ref().is_some_and(SpanContext::is_remote)
+    }
+}
+
+/// The trace context for an outgoing call made here: the current `tracing`
+/// span's when the recorder records it, else the direct span or parent
+/// made current on this thread; empty when neither.
+pub fn current_context() -> opentelemetry::Context {
+    match crate::spans::current_span_context() {
+        Some(context) => opentelemetry::Context::new().with_remote_span_context(context),
+        None => SpanParent::scoped().unwrap_or_default().to_context(),
+    }
 }
 
 /// A span recorded outside `tracing` (see the module): ended and queued
 /// for export when dropped. Costs nothing beyond its size when nothing
 /// exports spans or its trace is not sampled.
 pub struct DirectSpan {
+    /// Its `tracing`-style name, which its log lines give.
+    name: &'static str,
     /// Its ids, for its children; for a child that is not sampled, its
     /// parent's (its children follow the same decision and need no ids of
     /// their own).
     context: Option<SpanContext>,
-    /// What will be exported, and where, when it is sampled. Held inline,
-    /// as the recorder holds a `tracing` span's: a span is made and ended
-    /// on the hot path's thread, and exported from another.
-    recording: Option<(Open, Arc<Queue>)>,
+    /// What will be exported when it is sampled. Held inline, as the
+    /// recorder holds a `tracing` span's: a span is made and ended on the
+    /// hot path's thread, and exported from another.
+    open: Option<Open>,
+    /// Where it goes when it ends; with `open`.
+    queue: Option<Arc<Queue>>,
 }
 
 impl DirectSpan {
     /// A span named `name`, a child of `parent`, starting now.
     pub fn child_of(parent: &SpanParent, name: &'static str) -> Self {
         let unrecorded = || Self {
+            name,
             context: parent.0.clone(),
-            recording: None,
+            open: None,
+            queue: None,
         };
         // The process's recorder: the global subscriber's (or a scoped
-        // one's, as `tracing` spans would find it). Spans are recorded
-        // only when they are exported: nothing logs inside a direct span,
-        // so JSON logs need no ids from it.
+        // one's, as `tracing` spans would find it).
         let made = tracing::dispatcher::get_default(|dispatch| {
             let recorder = dispatch.downcast_ref::<Recorder>()?;
-            let queue = recorder.queue.as_ref()?;
+            let remote = parent.is_remote();
             let (trace_id, trace_state, sampled) = match &parent.0 {
-                Some(parent) => (
-                    parent.trace_id(),
-                    parent.trace_state().clone(),
-                    parent.is_sampled(),
+                Some(caller) if remote => {
+                    let sampled =
+                        recorder.samples(Some(&parent.to_context()), caller.trace_id(), name);
+                    (caller.trace_id(), caller.trace_state().clone(), sampled)
+                }
+                Some(local) => (
+                    local.trace_id(),
+                    local.trace_state().clone(),
+                    local.is_sampled(),
                 ),
                 None => {
                     let trace_id = recorder.ids.new_trace_id();
@@ -145,8 +233,12 @@ impl DirectSpan {
                     (trace_id, TraceState::NONE, sampled)
                 }
             };
-            // A child not sampled passes its parent's context on.
-            if !sampled && parent.0.is_some() {
+            // A local child not sampled, or not exported, passes its
+            // parent's context on: nothing needs ids of its own. A span
+            // starting a trace here (a root, or a caller's child) gets them
+            // whatever is exported, for its log lines and its calls.
+            let queue = recorder.queue.as_ref().filter(|_| sampled);
+            if queue.is_none() && parent.0.is_some() && !remote {
                 return None;
             }
             let context = SpanContext::new(
@@ -156,24 +248,21 @@ impl DirectSpan {
                 false,
                 trace_state,
             );
-            if !sampled {
-                // A root not sampled names its trace, unsampled, so that
-                // its children follow its decision instead of sampling
-                // afresh.
-                return Some(Self {
-                    context: Some(context),
-                    recording: None,
-                });
-            }
-            let open = Open::new(
-                parent.0.as_ref().map(SpanContext::span_id),
-                name,
-                unix_nanos(),
-                &recorder.limits,
-            );
+            let open = queue.map(|_| {
+                let mut open = Open::new(
+                    parent.0.as_ref().map(SpanContext::span_id),
+                    name,
+                    unix_nanos(),
+                    &recorder.limits,
+                );
+                open.parent_is_remote = remote;
+                open
+            });
             Some(Self {
+                name,
                 context: Some(context),
-                recording: Some((open, queue.clone())),
+                open,
+                queue: queue.cloned(),
             })
         });
         made.unwrap_or_else(unrecorded)
@@ -195,8 +284,31 @@ impl DirectSpan {
         self.set(key, Value::Static(value));
     }
 
+    /// Sets the attribute `key` to a text made at run time (a route's
+    /// template): never a secret or an identifier, as for every span.
+    pub fn set_string(&mut self, key: &'static str, value: impl Into<String>) {
+        if self.open.is_some() {
+            self.set(key, Value::Text(value.into()));
+        }
+    }
+
+    /// Sets the name exported in place of the one it was made with
+    /// (`GET /api/patients/{pseudonym}` for an `http.server` span).
+    pub fn set_exported_name(&mut self, name: impl Into<String>) {
+        if let Some(open) = &mut self.open {
+            open.rename(name.into());
+        }
+    }
+
+    /// Sets the span's kind (a server's span for a call it takes).
+    pub fn set_kind(&mut self, kind: SpanKind) {
+        if let Some(open) = &mut self.open {
+            open.set_kind(kind);
+        }
+    }
+
     fn set(&mut self, key: &'static str, value: Value) {
-        if let Some((open, _)) = &mut self.recording {
+        if let Some(open) = &mut self.open {
             open.set(key, value);
         }
     }
@@ -204,16 +316,61 @@ impl DirectSpan {
     /// Links this span to `other` (a span it follows from, as a write
     /// gathering several batches follows from each).
     pub fn add_link(&mut self, other: &SpanParent) {
-        let (Some((open, _)), Some(linked)) = (&mut self.recording, &other.0) else {
+        let (Some(open), Some(linked)) = (&mut self.open, &other.0) else {
             return;
         };
         open.link(linked.clone());
+    }
+
+    /// Runs the future `work` inside this span: during each of its polls
+    /// the span is the parent of the direct spans made there, and the span
+    /// that log lines, span events (an error marks it failed) and outgoing
+    /// calls' trace context belong to when no `tracing` span is current.
+    /// What a `tracing` span's `instrument` gives, without entering
+    /// `tracing`'s registry and every layer at each poll.
+    pub async fn scope<F: std::future::Future>(&mut self, work: F) -> F::Output {
+        let mut work = std::pin::pin!(work);
+        std::future::poll_fn(|cx| self.in_scope(|| work.as_mut().poll(cx))).await
+    }
+
+    /// Runs `work` inside this span, as [`DirectSpan::scope`] runs each
+    /// poll of a future; its record comes back even if `work` unwinds.
+    pub fn in_scope<T>(&mut self, work: impl FnOnce() -> T) -> T {
+        /// Takes the span's record back and puts the previous scope back.
+        struct Return<'a> {
+            span: &'a mut DirectSpan,
+            previous: Option<Scope>,
+        }
+        impl Drop for Return<'_> {
+            fn drop(&mut self) {
+                let previous = self.previous.take().unwrap_or_default();
+                let ours = SCOPE.with(|scope| scope.replace(previous));
+                if let Some(lent) = ours.lent {
+                    self.span.open = lent.open;
+                }
+            }
+        }
+        let ours = Scope {
+            parent: Some(self.as_parent()),
+            lent: Some(Lent {
+                name: self.name,
+                context: self.context.clone(),
+                open: self.open.take(),
+            }),
+        };
+        let previous = SCOPE.with(|scope| scope.replace(ours));
+        let _return = Return {
+            span: self,
+            previous: Some(previous),
+        };
+        work()
     }
 }
 
 impl Drop for DirectSpan {
     fn drop(&mut self) {
-        let (Some((mut open, queue)), Some(context)) = (self.recording.take(), self.context.take())
+        let (Some(mut open), Some(queue), Some(context)) =
+            (self.open.take(), self.queue.take(), self.context.take())
         else {
             return;
         };
@@ -226,7 +383,8 @@ impl std::fmt::Debug for DirectSpan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DirectSpan")
             .field("context", &self.context)
-            .field("recorded", &self.recording.is_some())
+            .field("name", &self.name)
+            .field("recorded", &self.open.is_some())
             .finish()
     }
 }
@@ -240,7 +398,7 @@ mod tests {
         let parent = SpanParent::none();
         let mut span = DirectSpan::child_of(&parent, "vitals.batch");
         span.set_i64("samples", 20);
-        assert!(span.recording.is_none());
+        assert!(span.open.is_none());
         assert_eq!(span.as_parent(), parent);
     }
 

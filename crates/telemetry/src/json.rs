@@ -35,11 +35,23 @@ where
         let metadata = event.metadata();
         line.insert("level".into(), Value::from(metadata.level().as_str()));
         line.insert("target".into(), Value::from(metadata.target()));
-        if let Some(span) = ctx.lookup_current() {
-            line.insert("span".into(), Value::from(span.name()));
+        // The current span's name and its trace and span ids, from the
+        // span recorder; outside any `tracing` span, the direct span lent
+        // to the thread (a portal request's).
+        let current = ctx.lookup_current();
+        let recorded = crate::spans::span_context_of(&tracing::Span::current());
+        let (name, ids) = match (current, recorded) {
+            (Some(span), Some(ids)) => (Some(span.name()), Some(ids)),
+            (current, None) => {
+                crate::direct::with_lent(|lent| (Some(lent.name), lent.context.clone()))
+                    .unwrap_or((current.map(|span| span.name()), None))
+            }
+            (None, ids) => (None, ids),
+        };
+        if let Some(name) = name {
+            line.insert("span".into(), Value::from(name));
         }
-        // The current span's trace and span ids, from the span recorder.
-        if let Some(ids) = crate::spans::span_context_of(&tracing::Span::current()) {
+        if let Some(ids) = ids {
             line.insert("trace_id".into(), Value::from(ids.trace_id().to_string()));
             line.insert("span_id".into(), Value::from(ids.span_id().to_string()));
         }

@@ -28,7 +28,7 @@ pub mod ops;
 mod request;
 mod spans;
 
-pub use direct::{DirectSpan, SpanParent};
+pub use direct::{current_context, DirectSpan, SpanParent};
 pub use filter::{exported_spans, log_filter, RecorderFilter};
 pub use spans::{context_of, set_parent};
 

@@ -68,7 +68,7 @@ struct Recorded {
 /// [`crate::DirectSpan`]'s.
 pub(crate) struct Open {
     parent: Option<SpanId>,
-    parent_is_remote: bool,
+    pub(crate) parent_is_remote: bool,
     name: Cow<'static, str>,
     kind: span::SpanKind,
     start: u64,
@@ -143,6 +143,22 @@ impl Open {
         } else {
             self.dropped_links += 1;
         }
+    }
+
+    /// Sets the exported name.
+    pub(crate) fn rename(&mut self, name: String) {
+        self.name = Cow::Owned(name);
+    }
+
+    /// Sets the span's kind.
+    pub(crate) fn set_kind(&mut self, kind: SpanKind) {
+        self.kind = match kind {
+            SpanKind::Server => span::SpanKind::Server,
+            SpanKind::Client => span::SpanKind::Client,
+            SpanKind::Producer => span::SpanKind::Producer,
+            SpanKind::Consumer => span::SpanKind::Consumer,
+            SpanKind::Internal => span::SpanKind::Internal,
+        };
     }
 
     /// Records one of the span's fields.
@@ -326,6 +342,49 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// Records `event` in `open` as a span event, if the limit allows one
+    /// more; an `ERROR` marks the span failed.
+    fn record_event(&self, open: &mut Open, event: &tracing::Event<'_>) {
+        if open.events.len() >= limit(self.limits.max_events_per_span) {
+            open.dropped_events += 1;
+            return;
+        }
+        let metadata = event.metadata();
+        let most = limit(self.limits.max_attributes_per_event);
+        let (mut attributes, mut message, mut dropped) = (Vec::new(), None, 0);
+        event.record(&mut Fields(|key, value| match (key, value) {
+            ("message", Value::Text(text)) => message = Some(text),
+            (key, value) if attributes.len() < most => {
+                attributes.push(attribute(key, value.into()));
+            }
+            _ => dropped += 1,
+        }));
+        let level = *metadata.level();
+        attributes.push(attribute(
+            "level",
+            any_value::Value::StringValue(level.as_str().to_owned()),
+        ));
+        attributes.push(attribute(
+            "target",
+            any_value::Value::StringValue(metadata.target().to_owned()),
+        ));
+        let name = message.unwrap_or_else(|| metadata.name().to_owned());
+        if level == tracing::Level::ERROR && open.status.is_none() {
+            open.status = Some(Status {
+                code: status::StatusCode::Error as i32,
+                message: name.clone(),
+            });
+        }
+        open.events.push(span::Event {
+            time_unix_nano: unix_nanos(),
+            name,
+            attributes,
+            dropped_attributes_count: dropped,
+        });
+    }
+}
+
 pub(crate) fn flags(sampled: bool) -> TraceFlags {
     if sampled {
         TraceFlags::SAMPLED
@@ -409,12 +468,18 @@ where
         context: Context<'_, S>,
     ) {
         let Some(this) = context.span(id) else { return };
-        let parent = this.parent().and_then(|parent| {
-            parent
+        let parent = match this.parent() {
+            Some(parent) => parent
                 .extensions()
                 .get::<Recorded>()
-                .map(|p| p.context.clone())
-        });
+                .map(|p| p.context.clone()),
+            // Made in a direct span's scope, outside any `tracing` span:
+            // that direct span's child (a call a portal request makes).
+            None if attributes.is_contextual() => {
+                crate::direct::SpanParent::scoped().and_then(|p| p.context().cloned())
+            }
+            None => None,
+        };
         let name = attributes.metadata().name();
         let span_id = self.ids.new_span_id();
         let context = match &parent {
@@ -484,49 +549,20 @@ where
     }
 
     fn on_event(&self, event: &tracing::Event<'_>, context: Context<'_, S>) {
-        let Some(this) = context.event_span(event) else {
-            return;
-        };
-        let mut extensions = this.extensions_mut();
-        let Some(open) = open_span(extensions.get_mut::<Recorded>()) else {
-            return;
-        };
-        if open.events.len() >= limit(self.limits.max_events_per_span) {
-            open.dropped_events += 1;
-            return;
-        }
-        let metadata = event.metadata();
-        let most = limit(self.limits.max_attributes_per_event);
-        let (mut attributes, mut message, mut dropped) = (Vec::new(), None, 0);
-        event.record(&mut Fields(|key, value| match (key, value) {
-            ("message", Value::Text(text)) => message = Some(text),
-            (key, value) if attributes.len() < most => {
-                attributes.push(attribute(key, value.into()));
+        if let Some(this) = context.event_span(event) {
+            let mut extensions = this.extensions_mut();
+            if let Some(open) = open_span(extensions.get_mut::<Recorded>()) {
+                self.record_event(open, event);
             }
-            _ => dropped += 1,
-        }));
-        let level = *metadata.level();
-        attributes.push(attribute(
-            "level",
-            any_value::Value::StringValue(level.as_str().to_owned()),
-        ));
-        attributes.push(attribute(
-            "target",
-            any_value::Value::StringValue(metadata.target().to_owned()),
-        ));
-        let name = message.unwrap_or_else(|| metadata.name().to_owned());
-        if level == tracing::Level::ERROR && open.status.is_none() {
-            open.status = Some(Status {
-                code: status::StatusCode::Error as i32,
-                message: name.clone(),
+        } else if event.is_contextual() {
+            // Outside any `tracing` span: the direct span lent to the
+            // thread, if one is (a portal request's).
+            crate::direct::with_lent(|lent| {
+                if let Some(open) = lent.open.as_mut() {
+                    self.record_event(open, event);
+                }
             });
         }
-        open.events.push(span::Event {
-            time_unix_nano: unix_nanos(),
-            name,
-            attributes,
-            dropped_attributes_count: dropped,
-        });
     }
 
     fn on_close(&self, id: tracing::span::Id, context: Context<'_, S>) {

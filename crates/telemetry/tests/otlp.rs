@@ -8,9 +8,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use opentelemetry::trace::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::{span, status};
 use tracing::Instrument as _;
 use vitalgate_telemetry::collector::Collector;
-use vitalgate_telemetry::{LogFormat, Telemetry, TelemetrySettings};
+use vitalgate_telemetry::{DirectSpan, LogFormat, SpanParent, Telemetry, TelemetrySettings};
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_and_metrics_reach_the_collector_connected() {
@@ -63,6 +69,50 @@ async fn spans_and_metrics_reach_the_collector_connected() {
     };
     store.instrument(server).await;
 
+    // A portal request's direct span, under the page's `traceparent`, lent
+    // to the thread at each poll of the request.
+    let page = HashMap::from([(
+        "traceparent".to_string(),
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_string(),
+    )]);
+    let page = opentelemetry::global::get_text_map_propagator(|p| p.extract(&page));
+    let caller = SpanParent::remote(&page).expect("a valid traceparent");
+    let mut request = DirectSpan::child_of(&caller, "http.server");
+    request.set_exported_name("GET /api/session");
+    request.set_kind(SpanKind::Server);
+    let request_id = request.as_parent();
+    let (outgoing, made_inside) = request
+        .scope(async {
+            tokio::task::yield_now().await;
+            // An error logged in the request marks its span failed.
+            tracing::error!(target: "vitalgate_hsp", "the store refused");
+            tokio::task::yield_now().await;
+            // A store transaction's direct span finds the request's.
+            let store = DirectSpan::child_of(
+                &SpanParent::current().expect("the request's, scoped"),
+                "portal.store",
+            );
+            drop(store);
+            // A call to another service carries the request's context; a
+            // `tracing` span made inside is the request's child.
+            let outgoing = vitalgate_telemetry::current_context();
+            let call = tracing::info_span!(target: "vitalgate_hsp", "portal.call");
+            (outgoing, vitalgate_telemetry::context_of(&call))
+        })
+        .await;
+    assert_eq!(
+        SpanParent::scoped(),
+        None,
+        "the scope ended with the request"
+    );
+    assert_eq!(
+        SpanParent::remote(&outgoing),
+        Some(request_id.clone()),
+        "a call inside carries the request's ids"
+    );
+    drop(made_inside);
+    drop(request);
+
     let meter = vitalgate_telemetry::meter();
     meter
         .u64_counter("vitalgate.test.samples")
@@ -93,6 +143,25 @@ async fn spans_and_metrics_reach_the_collector_connected() {
     assert_eq!(server.parent_span_id, device.span_id);
     assert_eq!(store.parent_span_id, server.span_id);
     assert_eq!(method.as_deref(), Some("Session"));
+
+    // The portal request's span: the page's child, a server's span, failed
+    // by the error logged in it, which is its event; the spans made in it
+    // are its children.
+    let request = by_name("GET /api/session").span;
+    assert_eq!(hex(&request.trace_id), "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(hex(&request.parent_span_id), "b7ad6b7169203331");
+    assert_eq!(request.kind, span::SpanKind::Server as i32);
+    assert_eq!(
+        request.status.as_ref().map(|s| s.code),
+        Some(status::StatusCode::Error as i32)
+    );
+    assert_eq!(request.events.len(), 1, "{:?}", request.events);
+    assert_eq!(request.events[0].name, "the store refused");
+    for child in ["portal.store", "portal.call"] {
+        let child = by_name(child).span;
+        assert_eq!(child.parent_span_id, request.span_id, "the request's child");
+        assert_eq!(child.trace_id, request.trace_id);
+    }
 
     let metrics = collector.metrics();
     assert_eq!(

@@ -56,9 +56,10 @@ impl VitalsWriter {
     }
 
     /// Stores `samples` with whatever else is queued; returns once committed.
-    /// The write is traced in the caller's current span.
+    /// The write is traced in the caller's current span (a direct one made
+    /// current around the call, a portal request's, or a `tracing` one).
     pub async fn store(&self, samples: Vec<StoredSample>) -> Result<(), StoreError> {
-        self.store_in(samples, SpanParent::of(&tracing::Span::current()))
+        self.store_in(samples, SpanParent::current().unwrap_or_default())
             .await
     }
 

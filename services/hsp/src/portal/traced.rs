@@ -2,6 +2,13 @@
 //! conventions) under the trace the page's W3C `traceparent` names, and
 //! the `http.server.request.duration` histogram.
 //!
+//! The span is a direct span (`vitalgate_telemetry::DirectSpan`), lent to
+//! the thread at each poll of the request: a portal request waits on the
+//! database several times, and a `tracing` span entered and left at every
+//! poll, through the registry and each layer, was the largest part of what
+//! telemetry cost a clinician's login. Log lines, span events and the
+//! calls the request makes find it all the same.
+//!
 //! Spans and metrics name the route's template (`/api/patients/{pseudonym}`),
 //! never the path as requested: a path may hold a patient's pseudonym, and
 //! no identifier goes into telemetry.
@@ -12,8 +19,9 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
+use opentelemetry::trace::SpanKind;
 use opentelemetry::KeyValue;
-use tracing::Instrument as _;
+use vitalgate_telemetry::DirectSpan;
 
 /// The route a request matched, as its template; the page's own files
 /// (the fallback) as one route.
@@ -43,22 +51,16 @@ fn request_duration() -> &'static opentelemetry::metrics::Histogram<f64> {
 pub(super) async fn traced(request: Request, next: Next) -> Response {
     let method = request.method().as_str().to_string();
     let route = route(&request);
-    // Fields as text, not through `Display`: each would be formatted into a
-    // new string again when the span is recorded.
-    let name = format!("{method} {route}");
-    let span = tracing::info_span!(
-        "http.server",
-        otel.name = name.as_str(),
-        otel.kind = "server",
-        http.request.method = method.as_str(),
-        http.route = route.as_str(),
-        http.response.status_code = tracing::field::Empty,
-    );
-    vitalgate_rpc::trace_context::continue_trace(&span, request.headers());
+    let caller = vitalgate_rpc::trace_context::caller(request.headers());
+    let mut span = DirectSpan::child_of(&caller, "http.server");
+    span.set_exported_name(format!("{method} {route}"));
+    span.set_kind(SpanKind::Server);
+    span.set_string("http.request.method", method.as_str());
+    span.set_string("http.route", route.as_str());
     let started = Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
+    let response = span.scope(next.run(request)).await;
     let status = response.status().as_u16();
-    span.record("http.response.status_code", status);
+    span.set_i64("http.response.status_code", i64::from(status));
     request_duration().record(
         started.elapsed().as_secs_f64(),
         &[
