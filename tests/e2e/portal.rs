@@ -32,8 +32,9 @@ const REASON: &str = "Rapid response call on ward 7; the patient's own team is i
 /// The idle limit of the portal the browser lets idle. Long enough that the
 /// page's first request after signing in comes within it on a loaded
 /// machine: at 3 s, the whole suite on two cores twice failed to show the
-/// patient list after signing in there (the session had idled out before
-/// the list was asked for), while the test alone passed.
+/// patient list after signing in there, while the test alone passed; a
+/// session idling out before the list was asked for is the likeliest
+/// cause, not a proven one.
 const SHORT_IDLE_SECS: u64 = 10;
 
 /// The repository's root (this test belongs to `crates/cli`).
