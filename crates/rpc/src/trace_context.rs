@@ -64,6 +64,13 @@ impl Extractor for HeaderExtractor<'_> {
 
 /// The caller's context a request's W3C `traceparent` header carries.
 fn extract(headers: &http::HeaderMap) -> opentelemetry::Context {
+    // The services' propagator is W3C trace context's alone
+    // (`vitalgate_telemetry::Telemetry::init`): without a `traceparent`
+    // there is nothing to extract, and every request without one (most of
+    // a portal's) spares the global propagator's lock and its lookups.
+    if !headers.contains_key("traceparent") {
+        return opentelemetry::Context::new();
+    }
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract(&HeaderExtractor(headers))
     })

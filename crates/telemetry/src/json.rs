@@ -92,3 +92,73 @@ impl Visit for FieldsToJson {
         self.0.insert(field.name().into(), Value::from(value));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+    use crate::{DirectSpan, SpanParent};
+
+    /// Log lines written to memory.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(lines: &Lines) -> Vec<serde_json::Value> {
+        let bytes = lines.0.lock().expect("not poisoned").clone();
+        String::from_utf8(bytes)
+            .expect("UTF-8")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect()
+    }
+
+    #[test]
+    fn a_line_in_a_lent_direct_span_names_it_and_carries_its_ids() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        // As `Telemetry::init` sets JSON logs up with nothing exported: the
+        // recorder gives ids only.
+        let subscriber = tracing_subscriber::registry()
+            .with(crate::spans::Recorder::new(None))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(JsonLines)
+                    .with_writer(move || writer.clone()),
+            );
+        let ids = tracing::subscriber::with_default(subscriber, || {
+            let mut request = DirectSpan::child_of(&SpanParent::none(), "http.server");
+            let ids = request.as_parent();
+            request.in_scope(|| tracing::info!("inside"));
+            tracing::info!("outside");
+            ids
+        });
+        let lines = logged(&lines);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let (inside, outside) = (&lines[0], &lines[1]);
+        let context = ids
+            .context()
+            .expect("a root gets ids with nothing exported");
+        assert_eq!(inside["span"], "http.server");
+        assert_eq!(inside["trace_id"], context.trace_id().to_string());
+        assert_eq!(inside["span_id"], context.span_id().to_string());
+        assert_eq!(outside.get("span"), None, "{outside}");
+        assert_eq!(outside.get("trace_id"), None, "{outside}");
+    }
+}
