@@ -3,13 +3,15 @@
 //! (scope, key) order.
 
 use async_trait::async_trait;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use crate::api::Attempts;
 use crate::{AttemptLimit, AttemptState, StoreError, StoreResult};
 
 use super::sql::{
-    backend, column, column_u64, execute, prepared, query, query_one, query_opt, to_sql,
+    backend, column, column_u64, execute, is_deadlock, prepared, query, query_one, query_opt,
+    to_sql,
 };
 use super::PostgresStore;
 
@@ -88,137 +90,7 @@ impl Attempts for PostgresStore {
         attempts: &[(&str, &str, &AttemptLimit)],
         now: u64,
     ) -> StoreResult<Vec<u32>> {
-        if let [(scope, key, limit)] = attempts {
-            // One counter: `begin_attempt`'s single upsert does it.
-            return Ok(vec![self.begin_attempt(scope, key, limit, now).await?]);
-        }
-        let scopes: Vec<&[u8]> = attempts.iter().map(|(s, _, _)| s.as_bytes()).collect();
-        let keys: Vec<&[u8]> = attempts.iter().map(|(_, k, _)| k.as_bytes()).collect();
-        let position = |scope: &[u8], key: &[u8]| {
-            scopes
-                .iter()
-                .zip(&keys)
-                .position(|(s, k)| *s == scope && *k == key)
-        };
-        let mut client = self.counters_client().await?;
-        // The common case, as in `begin_attempt`: every counter below its
-        // free failures, all counted by one statement. A counter already at
-        // its free failures (as the statement's snapshot sees it) stops the
-        // whole insert. One that reaches them meanwhile (another replica's
-        // attempt) is left alone by the upsert's own check, which sees the
-        // row's newest value; the statement then fails on purpose (a
-        // division by zero, SQLSTATE 22012), so what it counted beside it
-        // rolls back with it. Either way the general path decides. Rows are
-        // taken in (scope, key) order here and there, so two sign-ins never
-        // wait on each other in a circle.
-        let free: Vec<i64> = attempts
-            .iter()
-            .map(|(_, _, limit)| {
-                i64::from(
-                    limit
-                        .free_failures
-                        .min(limit.disable_after.unwrap_or(u32::MAX)),
-                )
-            })
-            .collect();
-        let distinct = (0..attempts.len()).all(|i| position(scopes[i], keys[i]) == Some(i));
-        if let (true, Ok(now_sql)) = (distinct, to_sql(now)) {
-            let statement = prepared(
-                &client,
-                "WITH input AS (
-                     SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[]) AS i(scope, key, free)),
-                 counted AS (
-                     INSERT INTO attempts (scope, key, failures, last_failure)
-                     SELECT scope, key, 1, $4 FROM input
-                     WHERE NOT EXISTS (
-                         SELECT 1 FROM attempts a JOIN input i ON a.scope = i.scope AND a.key = i.key
-                         WHERE a.failures >= i.free)
-                     ORDER BY scope, key
-                     ON CONFLICT (scope, key) DO UPDATE
-                         SET failures = attempts.failures + 1, last_failure = $4
-                         WHERE attempts.failures < (
-                             SELECT free FROM input i
-                             WHERE i.scope = attempts.scope AND i.key = attempts.key)
-                     RETURNING scope, key, failures)
-                 SELECT scope, key, failures,
-                        1 / CASE WHEN (SELECT count(*) FROM counted) = cardinality($1::bytea[])
-                                 THEN 1 ELSE 0 END
-                 FROM counted",
-            )
-            .await?;
-            match client
-                .query(&statement, &[&scopes, &keys, &free, &now_sql])
-                .await
-            {
-                Ok(rows) if rows.len() == attempts.len() => {
-                    let mut counted = vec![0; attempts.len()];
-                    for row in &rows {
-                        let (scope, key): (&[u8], &[u8]) = (column(row, 0)?, column(row, 1)?);
-                        if let Some(i) = position(scope, key) {
-                            counted[i] = u32::try_from(column_u64(row, 2)?).unwrap_or(u32::MAX);
-                        }
-                    }
-                    return Ok(counted);
-                }
-                // Nothing counted: the general path decides.
-                Ok(_) => {}
-                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DIVISION_BY_ZERO) => {}
-                Err(e) => return Err(backend(e)),
-            }
-        }
-        // The general path: every row locked (made first if need be), each
-        // attempt admitted in order, all written, one commit; a refusal
-        // drops the transaction and with it everything.
-        let tx = client.transaction().await.map_err(backend)?;
-        execute(
-            &tx,
-            "INSERT INTO attempts (scope, key, failures, last_failure)
-             SELECT scope, key, 0, 0 FROM unnest($1::bytea[], $2::bytea[]) AS i(scope, key)
-             ORDER BY scope, key
-             ON CONFLICT (scope, key) DO NOTHING",
-            &[&scopes, &keys],
-        )
-        .await?;
-        let rows = query(
-            &tx,
-            "SELECT a.scope, a.key, a.failures, a.last_failure FROM attempts a
-             JOIN unnest($1::bytea[], $2::bytea[]) AS i(scope, key)
-                 ON a.scope = i.scope AND a.key = i.key
-             ORDER BY a.scope, a.key FOR UPDATE OF a",
-            &[&scopes, &keys],
-        )
-        .await?;
-        let mut states = vec![AttemptState::default(); attempts.len()];
-        for row in &rows {
-            let (scope, key): (&[u8], &[u8]) = (column(row, 0)?, column(row, 1)?);
-            if let Some(i) = position(scope, key) {
-                states[i] = AttemptState {
-                    failures: u32::try_from(column_u64(row, 2)?).unwrap_or(u32::MAX),
-                    last_failure: column_u64(row, 3)?,
-                };
-            }
-        }
-        let mut counted = Vec::with_capacity(attempts.len());
-        for (i, (scope, key, limit)) in attempts.iter().enumerate() {
-            // A pair named twice counts twice, the second on the first.
-            let slot = position(scope.as_bytes(), key.as_bytes()).unwrap_or(i);
-            let next = limit.admit(states[slot], now)?;
-            states[slot] = next;
-            execute(
-                &tx,
-                "UPDATE attempts SET failures = $3, last_failure = $4 WHERE scope = $1 AND key = $2",
-                &[
-                    &scope.as_bytes(),
-                    &key.as_bytes(),
-                    &i64::from(next.failures),
-                    &to_sql(next.last_failure)?,
-                ],
-            )
-            .await?;
-            counted.push(next.failures);
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(counted)
+        retrying_deadlocks(|| count_attempts(self, attempts, now)).await
     }
 
     async fn clear_attempts(&self, scope: &str, key: &str) -> StoreResult<()> {
@@ -269,30 +141,36 @@ impl Attempts for PostgresStore {
         // produce could hold one row a counting sign-in waits for while
         // waiting for one that sign-in holds.
         if !forgive.is_empty() {
-            execute(
-                &client,
-                "UPDATE attempts a SET failures = GREATEST(a.failures - 1, 0)
-                 FROM (SELECT l.scope, l.key FROM attempts l
-                       JOIN (SELECT DISTINCT scope, key
-                             FROM unnest($1::bytea[], $2::bytea[]) AS f(scope, key)) f
-                           ON l.scope = f.scope AND l.key = f.key
-                       ORDER BY l.scope, l.key FOR UPDATE OF l) f
-                 WHERE a.scope = f.scope AND a.key = f.key",
-                &[&forgive_scopes, &forgive_keys],
-            )
+            let params: [&(dyn ToSql + Sync); 2] = [&forgive_scopes, &forgive_keys];
+            retrying_deadlocks(|| {
+                execute(
+                    &client,
+                    "UPDATE attempts a SET failures = GREATEST(a.failures - 1, 0)
+                     FROM (SELECT l.scope, l.key FROM attempts l
+                           JOIN (SELECT DISTINCT scope, key
+                                 FROM unnest($1::bytea[], $2::bytea[]) AS f(scope, key)) f
+                               ON l.scope = f.scope AND l.key = f.key
+                           ORDER BY l.scope, l.key FOR UPDATE OF l) f
+                     WHERE a.scope = f.scope AND a.key = f.key",
+                    &params,
+                )
+            })
             .await?;
         }
         if !clear.is_empty() {
-            execute(
-                &client,
-                "DELETE FROM attempts a
-                 USING (SELECT l.scope, l.key FROM attempts l
-                        JOIN unnest($1::bytea[], $2::bytea[]) AS c(scope, key)
-                            ON l.scope = c.scope AND l.key = c.key
-                        ORDER BY l.scope, l.key FOR UPDATE OF l) c
-                 WHERE a.scope = c.scope AND a.key = c.key",
-                &[&clear_scopes, &clear_keys],
-            )
+            let params: [&(dyn ToSql + Sync); 2] = [&clear_scopes, &clear_keys];
+            retrying_deadlocks(|| {
+                execute(
+                    &client,
+                    "DELETE FROM attempts a
+                     USING (SELECT l.scope, l.key FROM attempts l
+                            JOIN unnest($1::bytea[], $2::bytea[]) AS c(scope, key)
+                                ON l.scope = c.scope AND l.key = c.key
+                            ORDER BY l.scope, l.key FOR UPDATE OF l) c
+                     WHERE a.scope = c.scope AND a.key = c.key",
+                    &params,
+                )
+            })
             .await?;
         }
         Ok(())
@@ -312,6 +190,177 @@ impl Attempts for PostgresStore {
     }
 }
 
+/// [`Attempts::begin_attempts`] on `store`, tried once: the common case's
+/// one statement, else one transaction.
+async fn count_attempts(
+    store: &PostgresStore,
+    attempts: &[(&str, &str, &AttemptLimit)],
+    now: u64,
+) -> StoreResult<Vec<u32>> {
+    if let [(scope, key, limit)] = attempts {
+        // One counter: `begin_attempt`'s single upsert does it.
+        return Ok(vec![store.begin_attempt(scope, key, limit, now).await?]);
+    }
+    let scopes: Vec<&[u8]> = attempts.iter().map(|(s, _, _)| s.as_bytes()).collect();
+    let keys: Vec<&[u8]> = attempts.iter().map(|(_, k, _)| k.as_bytes()).collect();
+    let position = |scope: &[u8], key: &[u8]| {
+        scopes
+            .iter()
+            .zip(&keys)
+            .position(|(s, k)| *s == scope && *k == key)
+    };
+    let mut client = store.counters_client().await?;
+    // The common case, as in `begin_attempt`: every counter below its
+    // free failures, all counted by one statement. A counter already at
+    // its free failures (as the statement's snapshot sees it) stops the
+    // whole insert. One that reaches them meanwhile (another replica's
+    // attempt) is left alone by the upsert's own check, which sees the
+    // row's newest value; the statement then fails on purpose (a
+    // division by zero, SQLSTATE 22012), so what it counted beside it
+    // rolls back with it. Either way the general path decides. Rows are
+    // taken in (scope, key) order here and there, so two sign-ins never
+    // wait on each other in a circle.
+    let free: Vec<i64> = attempts
+        .iter()
+        .map(|(_, _, limit)| {
+            i64::from(
+                limit
+                    .free_failures
+                    .min(limit.disable_after.unwrap_or(u32::MAX)),
+            )
+        })
+        .collect();
+    let distinct = (0..attempts.len()).all(|i| position(scopes[i], keys[i]) == Some(i));
+    if let (true, Ok(now_sql)) = (distinct, to_sql(now)) {
+        let statement = prepared(
+            &client,
+            "WITH input AS (
+                 SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[]) AS i(scope, key, free)),
+             counted AS (
+                 INSERT INTO attempts (scope, key, failures, last_failure)
+                 SELECT scope, key, 1, $4 FROM input
+                 WHERE NOT EXISTS (
+                     SELECT 1 FROM attempts a JOIN input i ON a.scope = i.scope AND a.key = i.key
+                     WHERE a.failures >= i.free)
+                 ORDER BY scope, key
+                 ON CONFLICT (scope, key) DO UPDATE
+                     SET failures = attempts.failures + 1, last_failure = $4
+                     WHERE attempts.failures < (
+                         SELECT free FROM input i
+                         WHERE i.scope = attempts.scope AND i.key = attempts.key)
+                 RETURNING scope, key, failures)
+             SELECT scope, key, failures,
+                    1 / CASE WHEN (SELECT count(*) FROM counted) = cardinality($1::bytea[])
+                             THEN 1 ELSE 0 END
+             FROM counted",
+        )
+        .await?;
+        match client
+            .query(&statement, &[&scopes, &keys, &free, &now_sql])
+            .await
+        {
+            Ok(rows) if rows.len() == attempts.len() => {
+                let mut counted = vec![0; attempts.len()];
+                for row in &rows {
+                    let (scope, key): (&[u8], &[u8]) = (column(row, 0)?, column(row, 1)?);
+                    if let Some(i) = position(scope, key) {
+                        counted[i] = u32::try_from(column_u64(row, 2)?).unwrap_or(u32::MAX);
+                    }
+                }
+                return Ok(counted);
+            }
+            // Nothing counted: the general path decides.
+            Ok(_) => {}
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DIVISION_BY_ZERO) => {}
+            Err(e) => return Err(backend(e)),
+        }
+    }
+    // The general path: every row locked (made first if need be), each
+    // attempt admitted in order, all written, one commit; a refusal
+    // drops the transaction and with it everything.
+    let tx = client.transaction().await.map_err(backend)?;
+    execute(
+        &tx,
+        "INSERT INTO attempts (scope, key, failures, last_failure)
+         SELECT scope, key, 0, 0 FROM unnest($1::bytea[], $2::bytea[]) AS i(scope, key)
+         ORDER BY scope, key
+         ON CONFLICT (scope, key) DO NOTHING",
+        &[&scopes, &keys],
+    )
+    .await?;
+    let rows = query(
+        &tx,
+        "SELECT a.scope, a.key, a.failures, a.last_failure FROM attempts a
+         JOIN unnest($1::bytea[], $2::bytea[]) AS i(scope, key)
+             ON a.scope = i.scope AND a.key = i.key
+         ORDER BY a.scope, a.key FOR UPDATE OF a",
+        &[&scopes, &keys],
+    )
+    .await?;
+    let mut states = vec![AttemptState::default(); attempts.len()];
+    for row in &rows {
+        let (scope, key): (&[u8], &[u8]) = (column(row, 0)?, column(row, 1)?);
+        if let Some(i) = position(scope, key) {
+            states[i] = AttemptState {
+                failures: u32::try_from(column_u64(row, 2)?).unwrap_or(u32::MAX),
+                last_failure: column_u64(row, 3)?,
+            };
+        }
+    }
+    let mut counted = Vec::with_capacity(attempts.len());
+    for (i, (scope, key, limit)) in attempts.iter().enumerate() {
+        // A pair named twice counts twice, the second on the first.
+        let slot = position(scope.as_bytes(), key.as_bytes()).unwrap_or(i);
+        let next = limit.admit(states[slot], now)?;
+        states[slot] = next;
+        execute(
+            &tx,
+            "UPDATE attempts SET failures = $3, last_failure = $4 WHERE scope = $1 AND key = $2",
+            &[
+                &scope.as_bytes(),
+                &key.as_bytes(),
+                &i64::from(next.failures),
+                &to_sql(next.last_failure)?,
+            ],
+        )
+        .await?;
+        counted.push(next.failures);
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(counted)
+}
+
+/// How many times in all a counter's statement or transaction is tried
+/// when PostgreSQL aborts it to break a deadlock.
+const DEADLOCK_TRIES: usize = 3;
+
+/// Runs `work` (one statement, or one transaction begun and committed
+/// inside it) again when PostgreSQL aborted it to break a deadlock
+/// (SQLSTATE 40P01), as PostgreSQL's manual asks of applications: the
+/// aborted work was rolled back whole, so trying it again counts nothing
+/// twice. The counters take their rows in (scope, key) order everywhere,
+/// yet the conformance test's sixteen concurrent sign-ins on one account
+/// and one address met a deadlock once in CI; its cycle was not found.
+async fn retrying_deadlocks<T, F, W>(mut work: W) -> StoreResult<T>
+where
+    W: FnMut() -> F,
+    F: std::future::Future<Output = StoreResult<T>>,
+{
+    let mut tried = 1;
+    loop {
+        match work().await {
+            Err(error) if tried < DEADLOCK_TRIES && is_deadlock(&error) => {
+                tracing::debug!(
+                    tried,
+                    "attempt counters: PostgreSQL broke a deadlock; trying again"
+                );
+                tried += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
 fn attempt_state(row: &Row) -> StoreResult<AttemptState> {
     let failures = column_u64(row, 0)?;
     Ok(AttemptState {
@@ -320,4 +369,64 @@ fn attempt_state(row: &Row) -> StoreResult<AttemptState> {
         })?,
         last_failure: column_u64(row, 1)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    fn deadlock() -> StoreError {
+        StoreError::Backend("PostgreSQL 40P01: deadlock detected".into())
+    }
+
+    #[tokio::test]
+    async fn a_deadlock_is_tried_again_and_nothing_else_is() {
+        // Aborted twice, then through: the third try's answer.
+        let tries = Cell::new(0);
+        let answer = retrying_deadlocks(|| {
+            tries.set(tries.get() + 1);
+            let now = tries.get();
+            async move {
+                if now < 3 {
+                    Err(deadlock())
+                } else {
+                    Ok(now)
+                }
+            }
+        })
+        .await;
+        assert_eq!(answer.expect("through on the third try"), 3);
+
+        // Aborted every time: the deadlock, after the last try.
+        tries.set(0);
+        let answer: StoreResult<()> = retrying_deadlocks(|| {
+            tries.set(tries.get() + 1);
+            async { Err(deadlock()) }
+        })
+        .await;
+        assert!(is_deadlock(&answer.expect_err("still deadlocked")));
+        assert_eq!(tries.get(), DEADLOCK_TRIES);
+
+        // Any other failure is answered at once.
+        let others = || {
+            [
+                StoreError::Backend("PostgreSQL 40001: could not serialize access".into()),
+                StoreError::Backend("PostgreSQL: connection closed (40P01)".into()),
+                StoreError::Conflict("PostgreSQL 40P01: not the database's".into()),
+            ]
+        };
+        for (which, other) in others().iter().enumerate() {
+            tries.set(0);
+            let answer: StoreResult<()> = retrying_deadlocks(|| {
+                tries.set(tries.get() + 1);
+                let error = others().into_iter().nth(which).expect("listed");
+                async move { Err(error) }
+            })
+            .await;
+            assert!(answer.is_err());
+            assert_eq!(tries.get(), 1, "{other}");
+        }
+    }
 }

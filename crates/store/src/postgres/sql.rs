@@ -16,6 +16,16 @@ pub(super) fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// Whether `error` is PostgreSQL's abort of a statement or transaction to
+/// break a deadlock (SQLSTATE 40P01), as [`describe`] words it.
+pub(super) fn is_deadlock(error: &StoreError) -> bool {
+    let code = tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED.code();
+    matches!(error, StoreError::Backend(text)
+        if text.strip_prefix("PostgreSQL ")
+            .and_then(|rest| rest.strip_prefix(code))
+            .is_some_and(|rest| rest.starts_with(':')))
+}
+
 pub(super) fn backend(e: tokio_postgres::Error) -> StoreError {
     StoreError::Backend(describe(&e))
 }
