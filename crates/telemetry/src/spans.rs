@@ -340,9 +340,7 @@ impl Recorder {
             open.parent_is_remote = true;
         }
     }
-}
 
-impl Recorder {
     /// Records `event` in `open` as a span event, if the limit allows one
     /// more; an `ERROR` marks the span failed.
     fn record_event(&self, open: &mut Open, event: &tracing::Event<'_>) {
