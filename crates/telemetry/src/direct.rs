@@ -178,10 +178,11 @@ impl SpanParent {
 /// span's when the recorder records it, else the direct span or parent
 /// made current on this thread; empty when neither.
 pub fn current_context() -> opentelemetry::Context {
-    match crate::spans::current_span_context() {
-        Some(context) => opentelemetry::Context::new().with_remote_span_context(context),
-        None => SpanParent::scoped().unwrap_or_default().to_context(),
-    }
+    crate::spans::current_span_context()
+        .map(|context| SpanParent(Some(context)))
+        .or_else(SpanParent::scoped)
+        .unwrap_or_default()
+        .to_context()
 }
 
 /// A span recorded outside `tracing` (see the module): ended and queued

@@ -38,15 +38,11 @@ where
         // The current span's name and its trace and span ids, from the
         // span recorder; outside any `tracing` span, the direct span lent
         // to the thread (a portal request's).
-        let current = ctx.lookup_current();
-        let recorded = crate::spans::span_context_of(&tracing::Span::current());
-        let (name, ids) = match (current, recorded) {
-            (Some(span), Some(ids)) => (Some(span.name()), Some(ids)),
-            (current, None) => {
-                crate::direct::with_lent(|lent| (Some(lent.name), lent.context.clone()))
-                    .unwrap_or((current.map(|span| span.name()), None))
-            }
-            (None, ids) => (None, ids),
+        let current = ctx.lookup_current().map(|span| span.name());
+        let (name, ids) = match crate::spans::current_span_context() {
+            Some(ids) => (current, Some(ids)),
+            None => crate::direct::with_lent(|lent| (Some(lent.name), lent.context.clone()))
+                .unwrap_or((current, None)),
         };
         if let Some(name) = name {
             line.insert("span".into(), Value::from(name));

@@ -616,10 +616,7 @@ pub(crate) fn current_span_context() -> Option<SpanContext> {
 /// propagator injects into an outgoing request. Empty when nothing records
 /// spans.
 pub fn context_of(span: &tracing::Span) -> opentelemetry::Context {
-    match span_context_of(span) {
-        Some(context) => opentelemetry::Context::new().with_remote_span_context(context),
-        None => opentelemetry::Context::new(),
-    }
+    crate::direct::SpanParent::of(span).to_context()
 }
 
 /// Makes `span` the child of the remote span `parent` carries (a caller's,

@@ -410,23 +410,21 @@ mod tests {
         assert_eq!(tries.get(), DEADLOCK_TRIES);
 
         // Any other failure is answered at once.
-        let others = || {
-            [
-                StoreError::Backend("PostgreSQL 40001: could not serialize access".into()),
-                StoreError::Backend("PostgreSQL: connection closed (40P01)".into()),
-                StoreError::Conflict("PostgreSQL 40P01: not the database's".into()),
-            ]
-        };
-        for (which, other) in others().iter().enumerate() {
+        let others: [fn() -> StoreError; 3] = [
+            || StoreError::Backend("PostgreSQL 40001: could not serialize access".into()),
+            || StoreError::Backend("PostgreSQL: connection closed (40P01)".into()),
+            || StoreError::Conflict("PostgreSQL 40P01: not the database's".into()),
+        ];
+        for other in others {
             tries.set(0);
             let answer: StoreResult<()> = retrying_deadlocks(|| {
                 tries.set(tries.get() + 1);
-                let error = others().into_iter().nth(which).expect("listed");
+                let error = other();
                 async move { Err(error) }
             })
             .await;
             assert!(answer.is_err());
-            assert_eq!(tries.get(), 1, "{other}");
+            assert_eq!(tries.get(), 1, "{}", other());
         }
     }
 }
